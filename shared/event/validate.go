@@ -1,0 +1,203 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/volcanion/tracking/shared/apierr"
+)
+
+// Limits bound what one event may carry.
+type Limits struct {
+	MaxMetadataBytes int           // size of the metadata object as sent
+	MaxEventTypeLen  int           // characters
+	MaxIDLen         int           // characters of a client event id
+	MaxUserIDLen     int           // characters of userId and anonymousId
+	MaxPast          time.Duration // oldest accepted client timestamp, relative to now
+	MaxFuture        time.Duration // newest accepted client timestamp, relative to now
+}
+
+// DefaultLimits are the limits used when the operator sets none.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxMetadataBytes: 32 << 10,
+		MaxEventTypeLen:  128,
+		MaxIDLen:         128,
+		MaxUserIDLen:     255,
+		MaxPast:          30 * 24 * time.Hour,
+		MaxFuture:        10 * time.Minute,
+	}
+}
+
+// Decode parses one event body. It never panics; every failure is an
+// *apierr.Error naming the field when it can.
+func Decode(data []byte, lim Limits, now time.Time) (Input, error) {
+	var in Input
+	if err := unmarshalStrict(data, &in); err != nil {
+		return in, err
+	}
+	return in, Validate(&in, lim, now)
+}
+
+// unmarshalStrict decodes data into v and turns decoder errors into API errors.
+func unmarshalStrict(data []byte, v any) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return apierr.New(apierr.InvalidJSON, "the request body is empty; send a JSON object")
+	}
+	if data[0] != '{' {
+		return apierr.New(apierr.InvalidJSON, "the request body must be a JSON object")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		want := te.Type.String()
+		switch want {
+		case "string":
+		case "*time.Time", "time.Time":
+			want = "an RFC 3339 timestamp string"
+		case "json.RawMessage":
+			want = "a JSON value"
+		}
+		return apierr.Invalid(apierr.FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", article(want), te.Value)})
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return apierr.Invalid(apierr.FieldError{Field: "timestamp", Message: "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z"})
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return apierr.New(apierr.InvalidJSON, "malformed JSON at byte %d: %s", se.Offset, se.Error())
+	}
+	return apierr.New(apierr.InvalidJSON, "malformed JSON: %s", err.Error())
+}
+
+func article(t string) string {
+	if strings.HasPrefix(t, "a ") || strings.HasPrefix(t, "an ") {
+		return t
+	}
+	return "a " + t
+}
+
+// Validate checks a decoded input against the limits and normalises it.
+func Validate(in *Input, lim Limits, now time.Time) error {
+	var fields []apierr.FieldError
+	bad := func(f, m string, a ...any) { fields = append(fields, apierr.FieldError{Field: f, Message: fmt.Sprintf(m, a...)}) }
+
+	in.EventType = strings.TrimSpace(in.EventType)
+	switch {
+	case in.EventType == "":
+		bad("eventType", "is required")
+	case utf8.RuneCountInString(in.EventType) > lim.MaxEventTypeLen:
+		bad("eventType", "is longer than %d characters", lim.MaxEventTypeLen)
+	case !printable(in.EventType):
+		bad("eventType", "must be printable text without control characters")
+	}
+	in.SubSystemCode = strings.TrimSpace(in.SubSystemCode)
+	if in.SubSystemCode == "" {
+		bad("subSystemCode", "is required")
+	} else if len(in.SubSystemCode) > 64 || !printable(in.SubSystemCode) {
+		bad("subSystemCode", "must be a sub-system code of at most 64 characters")
+	}
+	if in.ID != "" && (len(in.ID) > lim.MaxIDLen || !idChars(in.ID)) {
+		bad("id", "must be at most %d characters of letters, digits and -_.:", lim.MaxIDLen)
+	}
+	for _, f := range []struct{ name, v string }{{"userId", in.UserID}, {"anonymousId", in.AnonymousID}} {
+		if utf8.RuneCountInString(f.v) > lim.MaxUserIDLen || !printable(f.v) {
+			bad(f.name, "must be printable text of at most %d characters", lim.MaxUserIDLen)
+		}
+	}
+	if m := bytes.TrimSpace(in.Metadata); len(m) > 0 && !bytes.Equal(m, []byte("null")) {
+		if len(m) > lim.MaxMetadataBytes {
+			return apierr.New(apierr.MetadataTooLarge, "metadata is %d bytes; the limit is %d bytes", len(m), lim.MaxMetadataBytes)
+		}
+		if m[0] != '{' {
+			bad("metadata", "must be a JSON object")
+		} else {
+			in.Metadata = m
+		}
+	} else {
+		in.Metadata = nil
+	}
+	if in.Timestamp != nil {
+		ts := in.Timestamp.UTC()
+		if ts.Before(now.Add(-lim.MaxPast)) {
+			bad("timestamp", "is more than %s in the past", lim.MaxPast)
+		} else if ts.After(now.Add(lim.MaxFuture)) {
+			bad("timestamp", "is more than %s in the future", lim.MaxFuture)
+		}
+		in.Timestamp = &ts
+	}
+	if len(fields) > 0 {
+		return apierr.Invalid(fields...)
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func idChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeBatch parses a bulk body: {"events":[...]} or a bare array. It
+// returns the raw items so each can be validated and answered on its own.
+func DecodeBatch(data []byte, maxItems int) ([]json.RawMessage, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil, apierr.New(apierr.InvalidJSON, "the request body is empty; send {\"events\":[...]}")
+	}
+	var items []json.RawMessage
+	switch data[0] {
+	case '[':
+		if err := json.Unmarshal(data, &items); err != nil {
+			return nil, jsonError(err)
+		}
+	case '{':
+		var b Batch
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, jsonError(err)
+		}
+		items = b.Events
+	default:
+		return nil, apierr.New(apierr.InvalidJSON, "the request body must be {\"events\":[...]} or a JSON array")
+	}
+	if len(items) == 0 {
+		return nil, apierr.Invalid(apierr.FieldError{Field: "events", Message: "must hold at least one event"})
+	}
+	if len(items) > maxItems {
+		return nil, apierr.New(apierr.BatchTooLarge, "the batch holds %d events; the limit is %d per request", len(items), maxItems)
+	}
+	return items, nil
+}

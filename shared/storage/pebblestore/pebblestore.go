@@ -1,0 +1,485 @@
+// Package pebblestore is the embedded storage backend: a Pebble LSM in the
+// data dir. Its key layout mirrors the Cassandra tables, partition key first,
+// then clustering columns:
+//
+//	p/<partnerId>                                      partners
+//	pc/<code>                                          partners_by_code
+//	s/<subSystemId>                                    sub_systems
+//	sp/<partnerId>/<subSystemId>                       sub_systems_by_partner
+//	sc/<partnerId>/<code>                              sub_systems_by_code
+//	k/<keyId>                                          api_keys
+//	kp/<partnerId>/<keyId>                             api_keys_by_partner
+//	ep/<partnerId>/<day>/<bucket>/<ts>/<eventId>       events_by_partner
+//	es/<subSystemId>/<day>/<bucket>/<ts>/<eventId>     events_by_sub_system
+//	ei/<partnerId>/<eventId>                           event_ids (dedup)
+//	rs/<subSystemId>/<hour>/<eventType>                rollup_sub_system_hour
+//	rp/<partnerId>/<hour>/<subSystemId>                rollup_partner_hour
+//
+// Writes that must be atomic (unique codes, event + dedup + rollups) take a
+// mutex and commit one synced batch, so a crash leaves all or nothing.
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// Store is the Pebble backend.
+type Store struct {
+	db *pebble.DB
+	mu sync.Mutex // serialises read-check-write sequences
+}
+
+var _ storage.Store = (*Store)(nil)
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)          {}
+func (quietLogger) Errorf(f string, a ...any)     {}
+func (quietLogger) Fatalf(f string, a ...any)     { panic(fmt.Sprintf(f, a...)) }
+
+// Open opens (or creates) the store in dir.
+func Open(dir string) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database answers reads.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.get([]byte("ping"))
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func key(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, '/')
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// prefixEnd is the smallest key greater than every key with the prefix.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func (s *Store) get(k []byte) ([]byte, error) {
+	v, c, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: get: %w", err)
+	}
+	defer c.Close()
+	return bytes.Clone(v), nil
+}
+
+func (s *Store) has(k []byte) (bool, error) {
+	_, err := s.get(k)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (s *Store) getJSON(k []byte, v any) error {
+	b, err := s.get(k)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// scan calls fn for each key/value with the prefix, in key order, until fn returns false.
+func (s *Store) scan(lower, upper []byte, fn func(k, v []byte) (bool, error)) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("pebblestore: iter: %w", err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		more, err := fn(it.Key(), it.Value())
+		if err != nil || !more {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func (s *Store) scanPrefix(prefix []byte, fn func(k, v []byte) (bool, error)) error {
+	return s.scan(prefix, prefixEnd(prefix), fn)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain structs are stored
+	}
+	return b
+}
+
+func (s *Store) commit(b *pebble.Batch) error {
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: commit: %w", err)
+	}
+	return nil
+}
+
+// ---- partners ----
+
+func (s *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok, err := s.has(key("p", p.ID)); err != nil {
+		return err
+	} else if ok {
+		return storage.ErrExists
+	}
+	if ok, err := s.has(key("pc", p.Code)); err != nil {
+		return err
+	} else if ok {
+		return storage.ErrCodeTaken
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Set(key("p", p.ID), mustJSON(p), nil)
+	if p.Status != tenant.Deleted {
+		b.Set(key("pc", p.Code), []byte(p.ID), nil)
+	}
+	return s.commit(b)
+}
+
+func (s *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old tenant.Partner
+	if err := s.getJSON(key("p", p.ID), &old); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.moveCode(b, key("pc", old.Code), key("pc", p.Code), p.ID, old.Status != tenant.Deleted, p.Status != tenant.Deleted); err != nil {
+		return err
+	}
+	b.Set(key("p", p.ID), mustJSON(p), nil)
+	return s.commit(b)
+}
+
+// moveCode keeps a code index entry in step with a record's code and liveness.
+func (s *Store) moveCode(b *pebble.Batch, oldK, newK []byte, id string, wasLive, isLive bool) error {
+	if isLive && (!wasLive || !bytes.Equal(oldK, newK)) {
+		if cur, err := s.get(newK); err == nil && string(cur) != id {
+			return storage.ErrCodeTaken
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	if wasLive {
+		b.Delete(oldK, nil)
+	}
+	if isLive {
+		b.Set(newK, []byte(id), nil)
+	}
+	return nil
+}
+
+func (s *Store) GetPartner(ctx context.Context, id string) (tenant.Partner, error) {
+	var p tenant.Partner
+	return p, s.getJSON(key("p", id), &p)
+}
+
+func (s *Store) GetPartnerByCode(ctx context.Context, code string) (tenant.Partner, error) {
+	id, err := s.get(key("pc", code))
+	if err != nil {
+		return tenant.Partner{}, err
+	}
+	return s.GetPartner(ctx, string(id))
+}
+
+func (s *Store) ListPartners(ctx context.Context, page storage.Page) ([]tenant.Partner, int, error) {
+	items := []tenant.Partner{}
+	total := 0
+	err := s.scanPrefix([]byte("p/"), func(k, v []byte) (bool, error) {
+		var p tenant.Partner
+		if err := json.Unmarshal(v, &p); err != nil {
+			return false, err
+		}
+		if p.Status == tenant.Deleted && !page.IncludeDeleted {
+			return true, nil
+		}
+		if total >= page.Offset && len(items) < page.Limit {
+			items = append(items, p)
+		}
+		total++
+		return true, ctx.Err()
+	})
+	return items, total, err
+}
+
+// ---- sub-systems ----
+
+func (s *Store) CreateSubSystem(ctx context.Context, ss tenant.SubSystem) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok, err := s.has(key("s", ss.ID)); err != nil {
+		return err
+	} else if ok {
+		return storage.ErrExists
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.moveCode(b, nil, key("sc", ss.PartnerID, ss.Code), ss.ID, false, ss.Status != tenant.Deleted); err != nil {
+		return err
+	}
+	b.Set(key("s", ss.ID), mustJSON(ss), nil)
+	b.Set(key("sp", ss.PartnerID, ss.ID), nil, nil)
+	return s.commit(b)
+}
+
+func (s *Store) UpdateSubSystem(ctx context.Context, ss tenant.SubSystem) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old tenant.SubSystem
+	if err := s.getJSON(key("s", ss.ID), &old); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.moveCode(b, key("sc", old.PartnerID, old.Code), key("sc", ss.PartnerID, ss.Code), ss.ID,
+		old.Status != tenant.Deleted, ss.Status != tenant.Deleted); err != nil {
+		return err
+	}
+	b.Set(key("s", ss.ID), mustJSON(ss), nil)
+	return s.commit(b)
+}
+
+func (s *Store) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error) {
+	var ss tenant.SubSystem
+	return ss, s.getJSON(key("s", id), &ss)
+}
+
+func (s *Store) GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error) {
+	id, err := s.get(key("sc", partnerID, code))
+	if err != nil {
+		return tenant.SubSystem{}, err
+	}
+	return s.GetSubSystem(ctx, string(id))
+}
+
+func (s *Store) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {
+	out := []tenant.SubSystem{}
+	prefix := key("sp", partnerID, "")
+	err := s.scanPrefix(prefix, func(k, _ []byte) (bool, error) {
+		ss, err := s.GetSubSystem(ctx, string(k[len(prefix):]))
+		if err != nil {
+			return false, err
+		}
+		if ss.Status != tenant.Deleted || includeDeleted {
+			out = append(out, ss)
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+// ---- API keys ----
+
+func (s *Store) CreateAPIKey(ctx context.Context, k tenant.APIKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok, err := s.has(key("k", k.ID)); err != nil {
+		return err
+	} else if ok {
+		return storage.ErrExists
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Set(key("k", k.ID), mustJSON(k), nil)
+	b.Set(key("kp", k.PartnerID, k.ID), nil, nil)
+	return s.commit(b)
+}
+
+func (s *Store) UpdateAPIKey(ctx context.Context, k tenant.APIKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok, err := s.has(key("k", k.ID)); err != nil {
+		return err
+	} else if !ok {
+		return storage.ErrNotFound
+	}
+	return s.db.Set(key("k", k.ID), mustJSON(k), pebble.Sync)
+}
+
+func (s *Store) GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error) {
+	var k tenant.APIKey
+	return k, s.getJSON(key("k", id), &k)
+}
+
+func (s *Store) ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.APIKey, error) {
+	out := []tenant.APIKey{}
+	prefix := key("kp", partnerID, "")
+	var ids []string
+	if err := s.scanPrefix(prefix, func(k, _ []byte) (bool, error) {
+		ids = append(ids, string(k[len(prefix):]))
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		k, err := s.GetAPIKey(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	// Key ids are random, so restore creation order.
+	sortKeys(out)
+	return out, nil
+}
+
+// ---- events ----
+
+const hourLayout = "2006010215"
+
+func hourKey(t time.Time) string { return t.UTC().Format(hourLayout) }
+
+func tsKey(t time.Time) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	return fmt.Sprintf("%x", b)
+}
+
+func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	seen := make(map[string]bool, len(events))
+	deltas := map[string]int64{}
+	written := 0
+	for i := range events {
+		e := &events[i]
+		idk := key("ei", e.PartnerID, e.ID)
+		if seen[string(idk)] {
+			continue
+		}
+		seen[string(idk)] = true
+		if ok, err := s.has(idk); err != nil {
+			return 0, err
+		} else if ok {
+			continue
+		}
+		ts := e.Timestamp.UTC()
+		day := ts.Format("20060102")
+		bucket := fmt.Sprintf("%02d", storage.Bucket(e.ID))
+		body := mustJSON(e)
+		pk := key("ep", e.PartnerID, day, bucket, tsKey(ts), e.ID)
+		b.Set(pk, body, nil)
+		b.Set(key("es", e.SubSystemID, day, bucket, tsKey(ts), e.ID), body, nil)
+		b.Set(idk, pk, nil)
+		h := hourKey(ts)
+		deltas[string(key("rs", e.SubSystemID, h, e.EventType))]++
+		deltas[string(key("rp", e.PartnerID, h, e.SubSystemID))]++
+		written++
+	}
+	for k, d := range deltas {
+		var cur int64
+		if v, err := s.get([]byte(k)); err == nil && len(v) == 8 {
+			cur = int64(binary.BigEndian.Uint64(v))
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return 0, err
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(cur+d))
+		b.Set([]byte(k), v[:], nil)
+	}
+	if written == 0 {
+		return 0, nil
+	}
+	if err := s.commit(b); err != nil {
+		return 0, err
+	}
+	return written, nil
+}
+
+func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event, error) {
+	var e event.Event
+	pk, err := s.get(key("ei", partnerID, id))
+	if err != nil {
+		return e, err
+	}
+	return e, s.getJSON(pk, &e)
+}
+
+// hourRange scans rollup rows prefix/<hour>/<rest> for hours in [from, to).
+func (s *Store) hourRange(ctx context.Context, prefix string, id string, from, to time.Time, fn func(hour time.Time, rest string, n int64)) error {
+	p := key(prefix, id, "")
+	lower := append(bytes.Clone(p), hourKey(from.Truncate(time.Hour))...)
+	upper := append(bytes.Clone(p), hourKey(to.Add(time.Hour-1).Truncate(time.Hour))...)
+	return s.scan(lower, upper, func(k, v []byte) (bool, error) {
+		rest := k[len(p):]
+		if len(rest) < len(hourLayout)+1 || len(v) != 8 {
+			return false, fmt.Errorf("pebblestore: bad rollup row %q", k)
+		}
+		hour, err := time.Parse(hourLayout, string(rest[:len(hourLayout)]))
+		if err != nil {
+			return false, fmt.Errorf("pebblestore: bad rollup hour %q: %w", k, err)
+		}
+		fn(hour, string(rest[len(hourLayout)+1:]), int64(binary.BigEndian.Uint64(v)))
+		return true, ctx.Err()
+	})
+}
+
+func (s *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
+	out := []storage.TypeCount{}
+	err := s.hourRange(ctx, "rs", subSystemID, from, to, func(h time.Time, t string, n int64) {
+		out = append(out, storage.TypeCount{Hour: h, EventType: t, Count: n})
+	})
+	return out, err
+}
+
+func (s *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
+	out := []storage.SubSystemCount{}
+	err := s.hourRange(ctx, "rp", partnerID, from, to, func(h time.Time, sub string, n int64) {
+		out = append(out, storage.SubSystemCount{Hour: h, SubSystemID: sub, Count: n})
+	})
+	return out, err
+}

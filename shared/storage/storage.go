@@ -1,0 +1,103 @@
+// Package storage is the contract between the services and a storage
+// backend. Two backends implement it (embedded Pebble, Cassandra) and both
+// must pass storagetest.Run.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+var (
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrCodeTaken: another live record already uses the code.
+	ErrCodeTaken = errors.New("storage: code taken")
+	// ErrExists: a record with that id already exists.
+	ErrExists = errors.New("storage: already exists")
+)
+
+// Page selects a slice of a listing.
+type Page struct {
+	Offset         int
+	Limit          int
+	IncludeDeleted bool
+}
+
+// Tenants stores partners, sub-systems and keys. Codes are unique among
+// records that are not Deleted: deleting a record releases its code.
+// Listings are in creation order.
+type Tenants interface {
+	CreatePartner(ctx context.Context, p tenant.Partner) error
+	// UpdatePartner replaces a partner; the code may change (ErrCodeTaken).
+	UpdatePartner(ctx context.Context, p tenant.Partner) error
+	GetPartner(ctx context.Context, id string) (tenant.Partner, error)
+	// GetPartnerByCode finds the live (not Deleted) partner with the code.
+	GetPartnerByCode(ctx context.Context, code string) (tenant.Partner, error)
+	ListPartners(ctx context.Context, page Page) (items []tenant.Partner, total int, err error)
+
+	CreateSubSystem(ctx context.Context, s tenant.SubSystem) error
+	UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error
+	// GetSubSystem finds a sub-system by id alone; callers check ownership.
+	GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error)
+	GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error)
+	ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error)
+
+	CreateAPIKey(ctx context.Context, k tenant.APIKey) error
+	UpdateAPIKey(ctx context.Context, k tenant.APIKey) error
+	GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error)
+	ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.APIKey, error)
+}
+
+// TypeCount is the number of events of one type in one hour.
+type TypeCount struct {
+	Hour      time.Time
+	EventType string
+	Count     int64
+}
+
+// SubSystemCount is the number of events of one sub-system in one hour.
+type SubSystemCount struct {
+	Hour        time.Time
+	SubSystemID string
+	Count       int64
+}
+
+// Events stores events and the hourly rollups reports read.
+type Events interface {
+	// WriteEvents stores events idempotently: an event whose (partnerId, id)
+	// is already stored is skipped, and counted nowhere a second time. It
+	// returns how many were new. The whole call succeeds or fails together.
+	WriteEvents(ctx context.Context, events []event.Event) (written int, err error)
+	GetEvent(ctx context.Context, partnerID, id string) (event.Event, error)
+	// SubSystemCounts returns the hourly counts by type for hours in [from, to).
+	SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]TypeCount, error)
+	// PartnerCounts returns the hourly counts by sub-system for hours in [from, to).
+	PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]SubSystemCount, error)
+}
+
+// Store is a whole backend.
+type Store interface {
+	Tenants
+	Events
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Buckets is how many partition buckets one partner-day or sub-system-day
+// of events is spread over, so a big partner makes no hot partition.
+const Buckets = 16
+
+// Bucket picks the partition bucket of an event id.
+func Bucket(id string) int {
+	var h uint32 = 2166136261 // FNV-1a: stable across processes and languages
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % Buckets)
+}

@@ -1,0 +1,393 @@
+// Package storagetest is the conformance suite every storage backend must pass.
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// Run runs the suite. open returns a fresh, empty store for each subtest.
+func Run(t *testing.T, open func(t *testing.T) storage.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s storage.Store)
+	}{
+		{"PartnerCRUD", testPartnerCRUD},
+		{"PartnerCodeUnique", testPartnerCodeUnique},
+		{"PartnerListPaging", testPartnerListPaging},
+		{"SubSystems", testSubSystems},
+		{"APIKeys", testAPIKeys},
+		{"EventsIdempotent", testEventsIdempotent},
+		{"EventsConcurrentDuplicates", testEventsConcurrent},
+		{"RollupRanges", testRollupRanges},
+		{"Ping", func(t *testing.T, s storage.Store) {
+			if err := s.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func partner(code string) tenant.Partner {
+	return tenant.Partner{ID: tenant.NewID(), Code: code, Name: "P " + code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testPartnerCRUD(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := partner("acme")
+	must(t, s.CreatePartner(ctx, p))
+	if err := s.CreatePartner(ctx, p); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("second create with the same id: got %v, want ErrExists", err)
+	}
+	got, err := s.GetPartner(ctx, p.ID)
+	must(t, err)
+	if got.Code != "acme" || got.Name != p.Name || got.Status != tenant.Active || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("got %+v", got)
+	}
+	byCode, err := s.GetPartnerByCode(ctx, "acme")
+	must(t, err)
+	if byCode.ID != p.ID {
+		t.Fatalf("by code: got %s", byCode.ID)
+	}
+	if _, err := s.GetPartner(ctx, tenant.NewID()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing partner: %v", err)
+	}
+	if _, err := s.GetPartnerByCode(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing code: %v", err)
+	}
+	p.Name, p.Status = "Renamed", tenant.Inactive
+	must(t, s.UpdatePartner(ctx, p))
+	got, _ = s.GetPartner(ctx, p.ID)
+	if got.Name != "Renamed" || got.Status != tenant.Inactive {
+		t.Fatalf("after update: %+v", got)
+	}
+	if err := s.UpdatePartner(ctx, partner("ghost")); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("update missing: %v", err)
+	}
+}
+
+func testPartnerCodeUnique(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	a, b := partner("a"), partner("b")
+	must(t, s.CreatePartner(ctx, a))
+	must(t, s.CreatePartner(ctx, b))
+	if err := s.CreatePartner(ctx, partner("a")); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("duplicate code: %v", err)
+	}
+	b.Code = "a"
+	if err := s.UpdatePartner(ctx, b); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("rename onto a taken code: %v", err)
+	}
+	// Deleting releases the code; the deleted record stays readable by id.
+	a.Status = tenant.Deleted
+	must(t, s.UpdatePartner(ctx, a))
+	if _, err := s.GetPartnerByCode(ctx, "a"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("deleted partner found by code: %v", err)
+	}
+	must(t, s.CreatePartner(ctx, partner("a")))
+	if got, _ := s.GetPartner(ctx, a.ID); got.Status != tenant.Deleted {
+		t.Fatalf("deleted partner: %+v", got)
+	}
+	// Concurrent creates of one code: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.CreatePartner(ctx, partner("race")); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, storage.ErrCodeTaken) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d concurrent creates of one code succeeded, want 1", wins)
+	}
+}
+
+func testPartnerListPaging(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	var ids []string
+	for i := 0; i < 7; i++ {
+		p := partner(fmt.Sprintf("p%d", i))
+		p.CreatedAt = t0.Add(time.Duration(i) * time.Second)
+		if i == 3 {
+			p.Status = tenant.Deleted
+		}
+		must(t, s.CreatePartner(ctx, p))
+		ids = append(ids, p.ID)
+	}
+	items, total, err := s.ListPartners(ctx, storage.Page{Offset: 0, Limit: 4})
+	must(t, err)
+	if total != 6 || len(items) != 4 || items[0].ID != ids[0] || items[3].ID != ids[4] {
+		t.Fatalf("page 1: total %d, %d items", total, len(items))
+	}
+	items, _, _ = s.ListPartners(ctx, storage.Page{Offset: 4, Limit: 4})
+	if len(items) != 2 || items[1].ID != ids[6] {
+		t.Fatalf("page 2: %d items", len(items))
+	}
+	_, total, _ = s.ListPartners(ctx, storage.Page{Limit: 100, IncludeDeleted: true})
+	if total != 7 {
+		t.Fatalf("with deleted: total %d", total)
+	}
+}
+
+func testSubSystems(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p1, p2 := partner("one"), partner("two")
+	must(t, s.CreatePartner(ctx, p1))
+	must(t, s.CreatePartner(ctx, p2))
+	mk := func(p tenant.Partner, code string, at time.Time) tenant.SubSystem {
+		return tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: code, Name: code, Status: tenant.Active, CreatedAt: at, UpdatedAt: at}
+	}
+	web := mk(p1, "web", t0)
+	must(t, s.CreateSubSystem(ctx, web))
+	must(t, s.CreateSubSystem(ctx, mk(p2, "web", t0))) // codes are per partner
+	if err := s.CreateSubSystem(ctx, mk(p1, "web", t0)); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("duplicate code in partner: %v", err)
+	}
+	ios := mk(p1, "ios", t0.Add(time.Second))
+	must(t, s.CreateSubSystem(ctx, ios))
+	got, err := s.GetSubSystemByCode(ctx, p1.ID, "web")
+	must(t, err)
+	if got.ID != web.ID || got.PartnerID != p1.ID {
+		t.Fatalf("by code: %+v", got)
+	}
+	// Rename: the old code is free, the new one is taken.
+	web.Code, web.Name = "www", "Website"
+	must(t, s.UpdateSubSystem(ctx, web))
+	if _, err := s.GetSubSystemByCode(ctx, p1.ID, "web"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("old code still resolves: %v", err)
+	}
+	ios.Code = "www"
+	if err := s.UpdateSubSystem(ctx, ios); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("rename onto taken code: %v", err)
+	}
+	ios.Code = "ios"
+	ios.Status = tenant.Deleted
+	must(t, s.UpdateSubSystem(ctx, ios))
+	list, err := s.ListSubSystems(ctx, p1.ID, false)
+	must(t, err)
+	if len(list) != 1 || list[0].ID != web.ID || list[0].Name != "Website" {
+		t.Fatalf("list: %+v", list)
+	}
+	all, _ := s.ListSubSystems(ctx, p1.ID, true)
+	if len(all) != 2 || all[0].ID != web.ID || all[1].ID != ios.ID {
+		t.Fatalf("list with deleted: %+v", all)
+	}
+	byID, err := s.GetSubSystem(ctx, ios.ID)
+	must(t, err)
+	if byID.Status != tenant.Deleted {
+		t.Fatalf("get deleted by id: %+v", byID)
+	}
+}
+
+func testAPIKeys(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := partner("keys")
+	must(t, s.CreatePartner(ctx, p))
+	var ids []string
+	for i := 0; i < 3; i++ {
+		id, _, hash := tenant.GenerateKey()
+		k := tenant.APIKey{ID: id, PartnerID: p.ID, Name: fmt.Sprint("k", i), Hash: hash, Status: tenant.KeyActive, CreatedAt: t0.Add(time.Duration(i) * time.Minute)}
+		must(t, s.CreateAPIKey(ctx, k))
+		ids = append(ids, id)
+	}
+	k, err := s.GetAPIKey(ctx, ids[1])
+	must(t, err)
+	if k.Name != "k1" || len(k.Hash) != 32 || k.PartnerID != p.ID {
+		t.Fatalf("get: %+v", k)
+	}
+	now := t0.Add(time.Hour)
+	k.Status, k.RevokedAt = tenant.KeyRevoked, &now
+	must(t, s.UpdateAPIKey(ctx, k))
+	list, err := s.ListAPIKeys(ctx, p.ID)
+	must(t, err)
+	if len(list) != 3 || list[0].ID != ids[0] || list[2].ID != ids[2] || list[1].Status != tenant.KeyRevoked {
+		t.Fatalf("list: %+v", list)
+	}
+	if _, err := s.GetAPIKey(ctx, "aaaaaaaaaaaaa"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing key: %v", err)
+	}
+	if got, _ := s.ListAPIKeys(ctx, tenant.NewID()); len(got) != 0 {
+		t.Fatalf("other partner's keys: %+v", got)
+	}
+}
+
+func ev(partnerID, subID, id, typ string, ts time.Time) event.Event {
+	return event.Event{ID: id, PartnerID: partnerID, SubSystemID: subID, EventType: typ, Timestamp: ts, ReceivedAt: ts,
+		Metadata: []byte(`{"k":"v"}`), IP: "127.0.0.1", UserAgent: "test"}
+}
+
+func testEventsIdempotent(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	batch := []event.Event{
+		ev(p, sub, "e1", "click", t0),
+		ev(p, sub, "e2", "view", t0.Add(time.Minute)),
+		ev(p, sub, "e1", "click", t0), // duplicate inside one batch
+	}
+	n, err := s.WriteEvents(ctx, batch)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("written %d, want 2", n)
+	}
+	// A redelivered batch writes nothing and counts nothing again.
+	n, err = s.WriteEvents(ctx, batch[:2])
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("redelivery wrote %d", n)
+	}
+	// The same id under another partner is another event.
+	n, _ = s.WriteEvents(ctx, []event.Event{ev(tenant.NewID(), sub, "e1", "click", t0)})
+	if n != 1 {
+		t.Fatalf("other partner's e1: written %d", n)
+	}
+	got, err := s.GetEvent(ctx, p, "e2")
+	must(t, err)
+	if got.EventType != "view" || !got.Timestamp.Equal(t0.Add(time.Minute)) || string(got.Metadata) != `{"k":"v"}` {
+		t.Fatalf("get: %+v", got)
+	}
+	if _, err := s.GetEvent(ctx, p, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing event: %v", err)
+	}
+	counts, err := s.SubSystemCounts(ctx, sub, t0, t0.Add(time.Hour))
+	must(t, err)
+	total := int64(0)
+	for _, c := range counts {
+		total += c.Count
+	}
+	if total != 3 { // e1, e2, and the other partner's e1 share the sub-system id here
+		t.Fatalf("sub-system total %d, want 3 (%+v)", total, counts)
+	}
+	pc, _ := s.PartnerCounts(ctx, p, t0, t0.Add(time.Hour))
+	if len(pc) != 1 || pc[0].Count != 2 || pc[0].SubSystemID != sub {
+		t.Fatalf("partner counts: %+v", pc)
+	}
+}
+
+func testEventsConcurrent(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	written := 0
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch []event.Event
+			for i := 0; i < 50; i++ {
+				batch = append(batch, ev(p, sub, fmt.Sprint("id", i), "t", t0))
+			}
+			n, err := s.WriteEvents(ctx, batch)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			written += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if written != 50 {
+		t.Fatalf("four writers of the same 50 events wrote %d", written)
+	}
+	pc, _ := s.PartnerCounts(ctx, p, t0, t0.Add(time.Hour))
+	if len(pc) != 1 || pc[0].Count != 50 {
+		t.Fatalf("partner counts: %+v", pc)
+	}
+}
+
+func testRollupRanges(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, a, b := tenant.NewID(), tenant.NewID(), tenant.NewID()
+	var batch []event.Event
+	// 3 days, every hour: a gets 2 "view" + 1 "click", b gets 1 "view".
+	for h := 0; h < 72; h++ {
+		ts := t0.Add(time.Duration(h)*time.Hour + 30*time.Minute)
+		batch = append(batch,
+			ev(p, a, fmt.Sprint("a-v1-", h), "view", ts),
+			ev(p, a, fmt.Sprint("a-v2-", h), "view", ts.Add(time.Minute)),
+			ev(p, a, fmt.Sprint("a-c-", h), "click", ts),
+			ev(p, b, fmt.Sprint("b-v-", h), "view", ts))
+	}
+	n, err := s.WriteEvents(ctx, batch)
+	must(t, err)
+	if n != 288 {
+		t.Fatalf("written %d", n)
+	}
+	sum := func(cs []storage.TypeCount, typ string) (n int64, hours map[time.Time]bool) {
+		hours = map[time.Time]bool{}
+		for _, c := range cs {
+			if typ == "" || c.EventType == typ {
+				n += c.Count
+				hours[c.Hour] = true
+			}
+		}
+		return n, hours
+	}
+	// A range inside the data: [t0+5h, t0+29h) is 24 hours.
+	cs, err := s.SubSystemCounts(ctx, a, t0.Add(5*time.Hour), t0.Add(29*time.Hour))
+	must(t, err)
+	if n, hrs := sum(cs, ""); n != 72 || len(hrs) != 24 {
+		t.Fatalf("a over 24h: %d events in %d hours", n, len(hrs))
+	}
+	if n, _ := sum(cs, "click"); n != 24 {
+		t.Fatalf("a clicks over 24h: %d", n)
+	}
+	for _, c := range cs {
+		if c.Hour.Before(t0.Add(5*time.Hour)) || !c.Hour.Before(t0.Add(29*time.Hour)) || c.Hour.Location() != time.UTC {
+			t.Fatalf("hour %v outside range or not UTC", c.Hour)
+		}
+	}
+	// The whole range, and far beyond it: exact totals.
+	cs, _ = s.SubSystemCounts(ctx, a, t0.AddDate(-1, 0, 0), t0.AddDate(1, 0, 0))
+	if n, _ := sum(cs, ""); n != 216 {
+		t.Fatalf("a over two years: %d", n)
+	}
+	pc, err := s.PartnerCounts(ctx, p, t0, t0.Add(72*time.Hour))
+	must(t, err)
+	var pa, pb int64
+	for _, c := range pc {
+		switch c.SubSystemID {
+		case a:
+			pa += c.Count
+		case b:
+			pb += c.Count
+		}
+	}
+	if pa != 216 || pb != 72 {
+		t.Fatalf("partner counts a=%d b=%d", pa, pb)
+	}
+	// An empty range.
+	if cs, _ := s.SubSystemCounts(ctx, a, t0.Add(-48*time.Hour), t0); len(cs) != 0 {
+		t.Fatalf("before the data: %+v", cs)
+	}
+}

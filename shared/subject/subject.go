@@ -1,0 +1,55 @@
+// Package subject names every NATS subject and stream the services share.
+package subject
+
+const (
+	// EventsStream holds accepted events until workers have stored them.
+	EventsStream = "EVENTS"
+	// EventsPrefix is followed by "<partnerId>.<subSystemId>".
+	EventsPrefix = "trk.events."
+	EventsAll    = "trk.events.>"
+
+	// DeadLetterStream keeps events that can never be stored, with the reason.
+	DeadLetterStream = "EVENTS_DLQ"
+	DeadLetterPrefix = "trk.dlq.events."
+	DeadLetterAll    = "trk.dlq.events.>"
+
+	// WorkersConsumer is the durable pull consumer every worker process shares.
+	WorkersConsumer = "workers"
+
+	// RegistryChangesStream carries registry changes; its stream sequence is
+	// the change sequence edges use to notice a missed change.
+	RegistryChangesStream = "REGISTRY_CHANGES"
+	RegistryChanges       = "trk.registry.changes"
+
+	RegistryService = "registry"
+	RegistryPrefix  = "trk.registry"
+	ReporterService = "reporter"
+	ReporterPrefix  = "trk.report"
+
+	// HeaderReason on a dead letter says why it could not be stored.
+	HeaderReason = "Trk-Dead-Reason"
+	// HeaderMsgID is JetStream's de-duplication header.
+	HeaderMsgID = "Nats-Msg-Id"
+)
+
+// Events is the subject of one partner's sub-system's events.
+func Events(partnerID, subSystemID string) string {
+	return EventsPrefix + partnerID + "." + subSystemID
+}
+
+// DeadLetter is the subject a dead event is kept under.
+func DeadLetter(partnerID, subSystemID string) string {
+	if partnerID == "" {
+		partnerID = "_"
+	}
+	if subSystemID == "" {
+		subSystemID = "_"
+	}
+	return DeadLetterPrefix + partnerID + "." + subSystemID
+}
+
+// Registry is the subject of a registry endpoint.
+func Registry(op string) string { return RegistryPrefix + "." + op }
+
+// Report is the subject of a reporter endpoint.
+func Report(op string) string { return ReporterPrefix + "." + op }

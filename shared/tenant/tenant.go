@@ -1,0 +1,111 @@
+// Package tenant holds the records the registry owns: partners, their
+// sub-systems and their API keys, and the rules that apply to them.
+package tenant
+
+import (
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status of a partner or sub-system.
+type Status string
+
+const (
+	Active   Status = "Active"
+	Inactive Status = "Inactive"
+	Deleted  Status = "Deleted"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool { return s == Active || s == Inactive || s == Deleted }
+
+// KeyStatus of an API key.
+type KeyStatus string
+
+const (
+	KeyActive  KeyStatus = "Active"
+	KeyRevoked KeyStatus = "Revoked"
+)
+
+// Partner is a tenant.
+type Partner struct {
+	ID        string    `json:"id"`
+	Code      string    `json:"code"`
+	Name      string    `json:"name"`
+	Status    Status    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// SubSystem is one app or service of a partner.
+type SubSystem struct {
+	ID        string    `json:"id"`
+	PartnerID string    `json:"partnerId"`
+	Code      string    `json:"code"`
+	Name      string    `json:"name"`
+	Status    Status    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// APIKey is a stored key. Hash is SHA-256 of the secret part; the plain key
+// exists only in the create/regenerate answer.
+type APIKey struct {
+	ID        string     `json:"id"`
+	PartnerID string     `json:"partnerId"`
+	Name      string     `json:"name"`
+	Hash      []byte     `json:"hash"`
+	Status    KeyStatus  `json:"status"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// Usable reports whether the key may authenticate at time now.
+func (k APIKey) Usable(now time.Time) bool {
+	return k.Status == KeyActive && (k.ExpiresAt == nil || now.Before(*k.ExpiresAt))
+}
+
+// KeyView is what the API shows of a key: never the hash.
+type KeyView struct {
+	ID        string     `json:"id"`
+	PartnerID string     `json:"partnerId"`
+	Name      string     `json:"name"`
+	Prefix    string     `json:"prefix"`
+	Status    KeyStatus  `json:"status"`
+	ExpiredAt *time.Time `json:"expiredAt"`
+	CreatedAt time.Time  `json:"createdAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// View returns the public view of k.
+func (k APIKey) View() KeyView {
+	return KeyView{ID: k.ID, PartnerID: k.PartnerID, Name: k.Name, Prefix: KeyPrefix + k.ID,
+		Status: k.Status, ExpiredAt: k.ExpiresAt, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+}
+
+// NewID returns a time-ordered UUID (v7), so key order is creation order.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// ValidID reports whether s is a canonical UUID string.
+func ValidID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+var codeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Limits on names and codes.
+const (
+	MaxCodeLen = 64
+	MaxNameLen = 200
+)
+
+// ValidCode reports whether s is a usable partner or sub-system code:
+// 1-64 characters of letters, digits, '_', '.', '-', starting with a letter or digit.
+func ValidCode(s string) bool { return codeRE.MatchString(s) }
