@@ -97,7 +97,9 @@ func article(t string) string {
 // Validate checks a decoded input against the limits and normalises it.
 func Validate(in *Input, lim Limits, now time.Time) error {
 	var fields []apierr.FieldError
-	bad := func(f, m string, a ...any) { fields = append(fields, apierr.FieldError{Field: f, Message: fmt.Sprintf(m, a...)}) }
+	bad := func(f, m string, a ...any) {
+		fields = append(fields, apierr.FieldError{Field: f, Message: fmt.Sprintf(m, a...)})
+	}
 
 	in.EventType = strings.TrimSpace(in.EventType)
 	switch {

@@ -43,7 +43,7 @@ func checksum(s string) string {
 
 // GenerateKey returns a new key id, the plain key to show once, and the hash to store.
 func GenerateKey() (id, plain string, hash []byte) {
-	id = randB32(8)      // 13 chars
+	id = randB32(8)       // 13 chars
 	secret := randB32(32) // 52 chars
 	body := KeyPrefix + id + "_" + secret
 	plain = body + checksum(body)

@@ -45,9 +45,9 @@ var _ storage.Store = (*Store)(nil)
 
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...any)          {}
-func (quietLogger) Errorf(f string, a ...any)     {}
-func (quietLogger) Fatalf(f string, a ...any)     { panic(fmt.Sprintf(f, a...)) }
+func (quietLogger) Infof(string, ...any)      {}
+func (quietLogger) Errorf(f string, a ...any) {}
+func (quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
 
 // Open opens (or creates) the store in dir.
 func Open(dir string) (*Store, error) {

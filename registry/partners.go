@@ -1,0 +1,218 @@
+package registry
+
+import (
+	"context"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// Page size bounds of listings.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 200
+)
+
+func checkID(id, field string) error {
+	if !tenant.ValidID(id) {
+		return apierr.Invalid(apierr.FieldError{Field: field, Message: "must be a UUID"})
+	}
+	return nil
+}
+
+func checkCode(code *string, required bool, fields *[]apierr.FieldError) {
+	if code == nil {
+		if required {
+			*fields = append(*fields, apierr.FieldError{Field: "code", Message: "is required"})
+		}
+		return
+	}
+	*code = strings.TrimSpace(*code)
+	if !tenant.ValidCode(*code) {
+		*fields = append(*fields, apierr.FieldError{Field: "code", Message: "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"})
+	}
+}
+
+func checkName(name *string, required bool, fields *[]apierr.FieldError) {
+	if name == nil {
+		if required {
+			*fields = append(*fields, apierr.FieldError{Field: "name", Message: "is required"})
+		}
+		return
+	}
+	*name = strings.TrimSpace(*name)
+	if *name == "" || utf8.RuneCountInString(*name) > tenant.MaxNameLen {
+		*fields = append(*fields, apierr.FieldError{Field: "name", Message: "must be 1-200 characters"})
+	}
+}
+
+// checkStatus accepts the statuses an update may set: deleting has its own route.
+func checkStatus(status *string, fields *[]apierr.FieldError) {
+	if status == nil {
+		return
+	}
+	if s := tenant.Status(*status); s != tenant.Active && s != tenant.Inactive {
+		*fields = append(*fields, apierr.FieldError{Field: "status", Message: "must be Active or Inactive (use DELETE to delete)"})
+	}
+}
+
+func (s *Service) partner(ctx context.Context, id string) (tenant.Partner, error) {
+	if err := checkID(id, "partnerId"); err != nil {
+		return tenant.Partner{}, err
+	}
+	p, err := s.store.GetPartner(ctx, id)
+	return p, storeErr(err, apierr.PartnerNotFound, "partner")
+}
+
+// livePartner is a partner that may still be changed: not deleted.
+func (s *Service) livePartner(ctx context.Context, id string) (tenant.Partner, error) {
+	p, err := s.partner(ctx, id)
+	if err == nil && p.Status == tenant.Deleted {
+		err = apierr.New(apierr.PartnerDeleted, "partner %s is deleted", id)
+	}
+	return p, err
+}
+
+func (s *Service) listPartners(ctx context.Context, r api.Request) (any, error) {
+	if r.Page == 0 {
+		r.Page = 1
+	}
+	if r.PageSize == 0 {
+		r.PageSize = DefaultPageSize
+	}
+	if r.Page < 1 {
+		return nil, apierr.New(apierr.InvalidParameter, "page must be 1 or more")
+	}
+	if r.PageSize < 1 || r.PageSize > MaxPageSize {
+		return nil, apierr.New(apierr.InvalidParameter, "pageSize must be between 1 and %d", MaxPageSize)
+	}
+	items, total, err := s.store.ListPartners(ctx, storage.Page{Offset: (r.Page - 1) * r.PageSize, Limit: r.PageSize, IncludeDeleted: r.IncludeDeleted})
+	if err != nil {
+		return nil, err
+	}
+	return api.PartnerPage{Data: items, Page: r.Page, PageSize: r.PageSize, TotalCount: total,
+		TotalPages: (total + r.PageSize - 1) / r.PageSize}, nil
+}
+
+func (s *Service) getPartner(ctx context.Context, r api.Request) (any, error) {
+	return s.partner(ctx, r.PartnerID)
+}
+
+func (s *Service) partnerByCode(ctx context.Context, r api.Request) (any, error) {
+	if r.Code == nil || *r.Code == "" {
+		return nil, apierr.Invalid(apierr.FieldError{Field: "code", Message: "is required"})
+	}
+	p, err := s.store.GetPartnerByCode(ctx, *r.Code)
+	return p, storeErr(err, apierr.PartnerNotFound, "partner")
+}
+
+func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error) {
+	var fields []apierr.FieldError
+	checkCode(r.Code, true, &fields)
+	checkName(r.Name, true, &fields)
+	if len(fields) > 0 {
+		return nil, apierr.Invalid(fields...)
+	}
+	now := s.now().UTC()
+	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreatePartner(ctx, p); err != nil {
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
+	}
+	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "created", PartnerID: p.ID})
+	return p, nil
+}
+
+func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error) {
+	var fields []apierr.FieldError
+	checkCode(r.Code, false, &fields)
+	checkName(r.Name, false, &fields)
+	checkStatus(r.Status, &fields)
+	if len(fields) > 0 {
+		return nil, apierr.Invalid(fields...)
+	}
+	p, err := s.livePartner(ctx, r.PartnerID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Code != nil {
+		p.Code = *r.Code
+	}
+	if r.Name != nil {
+		p.Name = *r.Name
+	}
+	if r.Status != nil {
+		p.Status = tenant.Status(*r.Status)
+	}
+	p.UpdatedAt = s.now().UTC()
+	if err := s.store.UpdatePartner(ctx, p); err != nil {
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
+	}
+	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "updated", PartnerID: p.ID})
+	return p, nil
+}
+
+// deletePartner soft-deletes a partner and disables everything it owns: its
+// keys are revoked and its sub-systems made inactive, so nothing of a deleted
+// partner can ingest even if a cached entry survived.
+func (s *Service) deletePartner(ctx context.Context, r api.Request) (any, error) {
+	p, err := s.partner(ctx, r.PartnerID)
+	if err != nil {
+		return nil, err
+	}
+	if p.Status == tenant.Deleted {
+		return p, nil // idempotent
+	}
+	now := s.now().UTC()
+	keys, err := s.store.ListAPIKeys(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Status == tenant.KeyActive {
+			k.Status, k.RevokedAt = tenant.KeyRevoked, &now
+			if err := s.store.UpdateAPIKey(ctx, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	subs, err := s.store.ListSubSystems(ctx, p.ID, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, ss := range subs {
+		if ss.Status == tenant.Active {
+			ss.Status, ss.UpdatedAt = tenant.Inactive, now
+			if err := s.store.UpdateSubSystem(ctx, ss); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p.Status, p.UpdatedAt = tenant.Deleted, now
+	if err := s.store.UpdatePartner(ctx, p); err != nil {
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
+	}
+	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "deleted", PartnerID: p.ID})
+	return p, nil
+}
+
+func (s *Service) togglePartner(ctx context.Context, r api.Request) (any, error) {
+	p, err := s.livePartner(ctx, r.PartnerID)
+	if err != nil {
+		return nil, err
+	}
+	if p.Status == tenant.Active {
+		p.Status = tenant.Inactive
+	} else {
+		p.Status = tenant.Active
+	}
+	p.UpdatedAt = s.now().UTC()
+	if err := s.store.UpdatePartner(ctx, p); err != nil {
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
+	}
+	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "toggled", PartnerID: p.ID})
+	return p, nil
+}

@@ -1,0 +1,66 @@
+// Package natsx holds what every service does with NATS: start an embedded
+// server, connect, set up streams, and serve or call micro endpoints with the
+// project's error and trace conventions.
+package natsx
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// EmbeddedConfig configures an in-process nats-server with JetStream.
+type EmbeddedConfig struct {
+	// DataDir holds the JetStream file store (under DataDir/jetstream).
+	DataDir string
+	// Listen is host:port for outside clients; "" accepts in-process connections only.
+	Host string
+	Port int
+	// Name of the server, shown in monitoring.
+	Name string
+}
+
+// StartEmbedded starts nats-server with JetStream and waits until it accepts connections.
+func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if cfg.Host == "" {
+		opts.DontListen = true
+	} else {
+		opts.Host, opts.Port = cfg.Host, cfg.Port
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsx: new embedded server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("natsx: embedded server not ready after 30s")
+	}
+	return ns, nil
+}
+
+// ConnectInProcess connects to an embedded server without a socket.
+func ConnectInProcess(ns *server.Server, name string) (*nats.Conn, error) {
+	return nats.Connect("", nats.InProcessServer(ns), nats.Name(name), nats.MaxReconnects(-1))
+}
+
+// Connect connects to NATS servers (comma-separated URLs), reconnecting forever.
+func Connect(urls, name string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsx: connect %s: %w", urls, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,130 @@
+package natsx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/volcanion/tracking/shared/apierr"
+)
+
+// HeaderCarrier adapts NATS headers for OpenTelemetry propagation.
+type HeaderCarrier nats.Header
+
+func (c HeaderCarrier) Get(k string) string { return nats.Header(c).Get(k) }
+func (c HeaderCarrier) Set(k, v string)     { nats.Header(c).Set(k, v) }
+func (c HeaderCarrier) Keys() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	return out
+}
+
+var propagator = propagation.TraceContext{}
+
+// Inject writes the trace context of ctx into h.
+func Inject(ctx context.Context, h nats.Header) { propagator.Inject(ctx, HeaderCarrier(h)) }
+
+// Extract reads a trace context from h.
+func Extract(ctx context.Context, h nats.Header) context.Context {
+	return propagator.Extract(ctx, HeaderCarrier(h))
+}
+
+// HandlerFunc serves one micro endpoint: data in, a JSON-able answer or an error out.
+type HandlerFunc func(ctx context.Context, data []byte) (any, error)
+
+// Handler adapts fn to micro: errors travel as the stable code in the
+// Nats-Service-Error-Code header and the *apierr.Error as the body; internal
+// errors are logged here and sent without their cause.
+func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, fn HandlerFunc) micro.Handler {
+	tracer := otel.Tracer(tracerName)
+	return micro.HandlerFunc(func(req micro.Request) {
+		ctx := Extract(context.Background(), nats.Header(req.Headers()))
+		ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		start := time.Now()
+		resp, err := fn(ctx, req.Data())
+		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Dur("latency", time.Since(start)).Logger()
+		if err != nil {
+			ae := apierr.From(err)
+			if ae.Code == apierr.Internal {
+				l.Error().Err(err).Msg("request failed")
+			} else {
+				l.Debug().Str("code", string(ae.Code)).Msg("request refused")
+			}
+			body, _ := json.Marshal(ae)
+			_ = req.Error(string(ae.Code), ae.Message, body)
+			return
+		}
+		if err := req.RespondJSON(resp); err != nil {
+			l.Error().Err(err).Msg("respond")
+		}
+	})
+}
+
+// Call sends req to a micro endpoint and decodes the answer into resp. A
+// service error comes back as its *apierr.Error; no responder or a timeout
+// become Unavailable / Timeout errors.
+func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(subj)
+	msg.Data = data
+	Inject(ctx, msg.Header)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return apierr.New(apierr.Unavailable, "the %s service is not running", serviceOf(subj))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return apierr.New(apierr.Timeout, "the %s service did not answer in time", serviceOf(subj))
+	case err != nil:
+		return apierr.New(apierr.Unavailable, "cannot reach the %s service: %v", serviceOf(subj), err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		var ae apierr.Error
+		if json.Unmarshal(reply.Data, &ae) != nil || ae.Code == "" {
+			ae = apierr.Error{Code: apierr.Code(code), Message: reply.Header.Get(micro.ErrorHeader)}
+		}
+		return &ae
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(reply.Data, resp); err != nil {
+		return errors.Join(apierr.New(apierr.Internal, "bad answer from %s", subj), err)
+	}
+	return nil
+}
+
+func serviceOf(subj string) string {
+	for i := 0; i < len(subj); i++ {
+		if subj[i] == '.' {
+			rest := subj[i+1:]
+			for j := 0; j < len(rest); j++ {
+				if rest[j] == '.' {
+					return rest[:j]
+				}
+			}
+			return rest
+		}
+	}
+	return subj
+}

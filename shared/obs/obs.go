@@ -1,0 +1,41 @@
+// Package obs sets up logging and tracing the same way in every service.
+package obs
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// NewLogger returns a JSON logger at the given level ("debug", "info", ...).
+// pretty switches to human-readable console output.
+func NewLogger(w io.Writer, level string, pretty bool) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), err
+	}
+	if w == nil {
+		w = os.Stderr
+	}
+	if pretty {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// InitTracing installs a tracer provider so every request gets a real trace
+// id, propagated across NATS. Spans are not exported unless an exporter is
+// added; the id still ties log lines of one request together across services.
+func InitTracing() (shutdown func(context.Context) error) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	return tp.Shutdown
+}

@@ -1,0 +1,100 @@
+// Package registryapi is the NATS protocol of the registry service: the
+// operations it serves, their request, and the change broadcast edges follow.
+package registryapi
+
+import (
+	"time"
+
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// Operations; each is the endpoint trk.registry.<op>.
+const (
+	PartnersList   = "partners.list"
+	PartnersGet    = "partners.get"
+	PartnersByCode = "partners.byCode"
+	PartnersCreate = "partners.create"
+	PartnersUpdate = "partners.update"
+	PartnersDelete = "partners.delete"
+	PartnersToggle = "partners.toggle"
+
+	SubSystemsCreate = "subsystems.create"
+	SubSystemsList   = "subsystems.list"
+	SubSystemsGet    = "subsystems.get"
+	SubSystemsByCode = "subsystems.byCode"
+	SubSystemsUpdate = "subsystems.update"
+	SubSystemsDelete = "subsystems.delete"
+	SubSystemsToggle = "subsystems.toggle"
+	SubSystemsAll    = "subsystems.all"
+
+	KeysCreate     = "keys.create"
+	KeysList       = "keys.list"
+	KeysRevoke     = "keys.revoke"
+	KeysRegenerate = "keys.regenerate"
+
+	// AuthKey returns a key record, hash included, for an edge to check a presented key.
+	AuthKey = "auth.key"
+	// AuthPartner returns a partner with its sub-systems, for an edge's cache.
+	AuthPartner = "auth.partner"
+
+	Health = "health"
+)
+
+// Request is the one request shape of every operation; each uses the fields
+// it needs. Pointers distinguish "not sent" from "empty" in updates.
+type Request struct {
+	PartnerID      string     `json:"partnerId,omitempty"`
+	SubSystemID    string     `json:"subSystemId,omitempty"`
+	KeyID          string     `json:"keyId,omitempty"`
+	Code           *string    `json:"code,omitempty"`
+	Name           *string    `json:"name,omitempty"`
+	Status         *string    `json:"status,omitempty"`
+	ExpiredAt      *time.Time `json:"expiredAt,omitempty"`
+	Page           int        `json:"page,omitempty"`
+	PageSize       int        `json:"pageSize,omitempty"`
+	IncludeDeleted bool       `json:"includeDeleted,omitempty"`
+}
+
+// PartnerPage is the answer of PartnersList.
+type PartnerPage struct {
+	Data       []tenant.Partner `json:"data"`
+	Page       int              `json:"page"`
+	PageSize   int              `json:"pageSize"`
+	TotalCount int              `json:"totalCount"`
+	TotalPages int              `json:"totalPages"`
+}
+
+// CreatedKey answers KeysCreate and KeysRegenerate: the plain key, shown once.
+type CreatedKey struct {
+	tenant.KeyView
+	APIKey string `json:"apiKey"`
+}
+
+// PartnerSnapshot is what an edge caches to admit events for a partner.
+type PartnerSnapshot struct {
+	Partner    tenant.Partner     `json:"partner"`
+	SubSystems []tenant.SubSystem `json:"subSystems"`
+}
+
+// Change kinds.
+const (
+	KindPartner   = "partner"
+	KindSubSystem = "subSystem"
+	KindKey       = "apiKey"
+)
+
+// Change is broadcast on every registry write. Its JetStream stream sequence
+// is the change sequence: an edge that sees a gap drops its whole cache.
+type Change struct {
+	Kind        string    `json:"kind"`
+	Op          string    `json:"op"`
+	PartnerID   string    `json:"partnerId"`
+	SubSystemID string    `json:"subSystemId,omitempty"`
+	KeyID       string    `json:"keyId,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// HealthStatus answers Health.
+type HealthStatus struct {
+	Storage string `json:"storage"`
+}
