@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,7 +77,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 			}
 			return fn(ctx, req)
 		})
-		if err := g.AddEndpoint(op, h, micro.WithEndpointSubject(op)); err != nil {
+		if err := g.AddEndpoint(strings.ReplaceAll(op, ".", "_"), h, micro.WithEndpointSubject(op)); err != nil {
 			svc.Stop()
 			return nil, fmt.Errorf("registry: add endpoint %s: %w", op, err)
 		}

@@ -38,14 +38,15 @@ func DefaultLimits() Limits {
 // *apierr.Error naming the field when it can.
 func Decode(data []byte, lim Limits, now time.Time) (Input, error) {
 	var in Input
-	if err := unmarshalStrict(data, &in); err != nil {
+	if err := DecodeObject(data, &in); err != nil {
 		return in, err
 	}
 	return in, Validate(&in, lim, now)
 }
 
-// unmarshalStrict decodes data into v and turns decoder errors into API errors.
-func unmarshalStrict(data []byte, v any) error {
+// DecodeObject decodes a JSON object into v, turning decoder errors into API
+// errors that name the field.
+func DecodeObject(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return apierr.New(apierr.InvalidJSON, "the request body is empty; send a JSON object")

@@ -55,7 +55,7 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		defer cancel()
 		start := time.Now()
 		resp, err := fn(ctx, req.Data())
-		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Dur("latency", time.Since(start)).Logger()
+		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()
 		if err != nil {
 			ae := apierr.From(err)
 			if ae.Code == apierr.Internal {

@@ -1,0 +1,75 @@
+// Command volcanion runs the whole tracking system in one process on the
+// embedded default. Every flag can also be set as VT_<FLAG> (e.g. VT_DATA_DIR).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/volcanion/tracking/deploy/allinone"
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/obs"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "volcanion:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := allinone.DefaultConfig()
+	fs := flag.NewFlagSet("volcanion", flag.ContinueOnError)
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the NATS stream store, the event store and the admin token")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", cfg.HTTPListen, "address of the HTTP API")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, `address where outside NATS clients reach the embedded server ("" for in-process only)`)
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin credential (default: generated once and kept in <data-dir>/admin-token)")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pretty := fs.Bool("log-pretty", false, "human-readable logs instead of JSON")
+	if err := config.Parse(fs, os.Args[1:]); err != nil {
+		return err
+	}
+	log, err := obs.NewLogger(os.Stderr, *logLevel, *pretty)
+	if err != nil {
+		return config.Errorf("log-level", "%v", err)
+	}
+	shutdownTracing := obs.InitTracing()
+	defer shutdownTracing(context.Background())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := allinone.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	tokenNote := "(from " + config.EnvName("admin-token") + " or -admin-token)"
+	if cfg.AdminToken == "" {
+		tokenNote = "(kept in " + cfg.DataDir + "/admin-token)"
+	}
+	fmt.Printf(`
+Volcanion Tracking is running.
+  HTTP API     http://%s/api/v1   (health: /api/v1/health, metrics: /metrics)
+  NATS         %s
+  Data         %s
+  Admin token  %s %s
+
+Try:  curl -s -H "Authorization: Bearer %s" http://%s/api/v1/partners
+Stop with Ctrl-C.
+`, app.Addr(), orNone(app.NATSURL()), cfg.DataDir, app.AdminToken, tokenNote, app.AdminToken, app.Addr())
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	return app.Close()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "in-process only"
+	}
+	return s
+}

@@ -1,0 +1,183 @@
+// Package edge is the HTTP front door. It authenticates partner keys,
+// validates events and publishes them to JetStream, answering 202 only after
+// the stream acknowledged them. Admin and report routes are forwarded to the
+// registry and reporter over NATS request-reply.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/natsx"
+)
+
+// Config is the edge's configuration.
+type Config struct {
+	// AdminTokens are the credentials of admin and report routes.
+	AdminTokens []string
+	// TrustedProxies may set X-Forwarded-For; from anyone else it is ignored.
+	TrustedProxies []netip.Prefix
+	Limits         event.Limits
+	MaxBodyBytes   int64 // one event
+	MaxBulkBytes   int64 // one bulk request
+	MaxBulkEvents  int
+	PublishTimeout time.Duration
+	// CacheTTL bounds how long a cached key or partner is trusted; changes
+	// broadcast by the registry drop entries at once, this is the backstop.
+	CacheTTL time.Duration
+	Streams  natsx.StreamConfig
+}
+
+// DefaultConfig is a sensible configuration; AdminTokens must still be set.
+func DefaultConfig() Config {
+	return Config{
+		Limits:         event.DefaultLimits(),
+		MaxBodyBytes:   64 << 10,
+		MaxBulkBytes:   4 << 20,
+		MaxBulkEvents:  500,
+		PublishTimeout: 5 * time.Second,
+		CacheTTL:       time.Minute,
+		Streams:        natsx.DefaultStreamConfig(),
+	}
+}
+
+// Validate checks the configuration, naming the bad setting.
+func (c Config) Validate() error {
+	switch {
+	case len(c.AdminTokens) == 0:
+		return errors.New("edge: at least one admin token is required")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("edge: max body bytes must be at least 1024")
+	case c.MaxBulkBytes < c.MaxBodyBytes:
+		return errors.New("edge: max bulk bytes must be at least max body bytes")
+	case c.MaxBulkEvents < 1 || c.MaxBulkEvents > 10000:
+		return errors.New("edge: max bulk events must be 1-10000")
+	case int64(c.Limits.MaxMetadataBytes) >= c.MaxBodyBytes:
+		return errors.New("edge: max metadata bytes must be below max body bytes")
+	case c.PublishTimeout <= 0 || c.CacheTTL <= 0:
+		return errors.New("edge: publish timeout and cache TTL must be positive")
+	}
+	for _, t := range c.AdminTokens {
+		if len(t) < 16 {
+			return errors.New("edge: admin tokens must be at least 16 characters")
+		}
+	}
+	return nil
+}
+
+// ParseProxies parses a comma-separated list of IPs and CIDRs.
+func ParseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Server is one edge node.
+type Server struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    zerolog.Logger
+	cache  *authcache.Cache
+	router *httprouter.Router
+	tracer trace.Tracer
+	now    func() time.Time
+}
+
+// New makes an edge. Call Start before serving.
+func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log = log.With().Str("svc", "edge").Logger()
+	s := &Server{cfg: cfg, nc: nc, js: js, log: log, cache: authcache.New(nc, cfg.CacheTTL, log),
+		tracer: otel.Tracer("edge"), now: time.Now}
+	s.routes()
+	return s, nil
+}
+
+// Start makes sure the event streams exist and starts following registry changes.
+func (s *Server) Start(ctx context.Context) error {
+	if err := natsx.EnsureEventStreams(ctx, s.js, s.cfg.Streams); err != nil {
+		return err
+	}
+	if err := natsx.EnsureRegistryStream(ctx, s.js, s.cfg.Streams.Replicas); err != nil {
+		return err
+	}
+	return s.cache.Follow(ctx, s.js)
+}
+
+// Reconnected must be called when the NATS connection is re-established.
+func (s *Server) Reconnected() { s.cache.Reconnected() }
+
+// Serve serves HTTP on ln until ctx ends, then stops accepting and waits for
+// requests in flight (and so their publishes) to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("edge: shutdown: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP routes a request. httprouter cannot hold a static segment beside
+// a parameter, so the two by-code routes are rewritten to internal paths first.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	const partners = "/api/v1/partners/"
+	if p, ok := strings.CutPrefix(r.URL.Path, partners); ok {
+		if code, ok := strings.CutPrefix(p, "by-code/"); ok {
+			r.URL.Path = "/api/v1/_by-code/partners/" + code
+		} else if id, rest, ok := strings.Cut(p, "/sub-systems/by-code/"); ok && !strings.Contains(id, "/") {
+			r.URL.Path = "/api/v1/_by-code/sub-systems/" + id + "/" + rest
+		}
+	}
+	s.router.ServeHTTP(w, r)
+}

@@ -1,0 +1,302 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+var (
+	mAccepted = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_events_accepted_total",
+		Help: "Events acknowledged by JetStream and answered 202."})
+	mRejected = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_edge_events_rejected_total",
+		Help: "Events refused, by reason (the error code)."}, []string{"reason"})
+	mPublishSeconds = promauto.NewHistogram(prometheus.HistogramOpts{Name: "trk_edge_publish_duration_seconds",
+		Help: "Time from publish to JetStream acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)})
+)
+
+const maxUserAgent = 512
+
+// principal is an authenticated partner key.
+type principal struct {
+	key     tenant.APIKey
+	partner authcache.Partner
+}
+
+// authenticate checks X-Api-Key: O(1) by key id, constant-time secret
+// compare, then the key's and the partner's state, on every request.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (principal, error) {
+	raw := strings.TrimSpace(r.Header.Get("X-Api-Key"))
+	if raw == "" {
+		return principal{}, apierr.New(apierr.APIKeyRequired, "an API key is required: send it in the X-Api-Key header")
+	}
+	id, secret, ok := tenant.ParseKey(raw)
+	if !ok {
+		return principal{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+	}
+	k, err := s.cache.Key(ctx, id)
+	if err != nil {
+		return principal{}, err
+	}
+	if !tenant.SecretMatches(secret, k.Hash) {
+		return principal{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+	}
+	switch {
+	case k.Status != tenant.KeyActive:
+		return principal{}, apierr.New(apierr.APIKeyRevoked, "this API key was revoked")
+	case k.ExpiresAt != nil && !s.now().Before(*k.ExpiresAt):
+		return principal{}, apierr.New(apierr.APIKeyExpired, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	p, err := s.cache.Partner(ctx, k.PartnerID)
+	if apierr.Is(err, apierr.PartnerNotFound) {
+		return principal{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+	} else if err != nil {
+		return principal{}, err
+	}
+	if p.Status != tenant.Active {
+		return principal{}, apierr.New(apierr.PartnerInactive, "the partner of this key is %s", strings.ToLower(string(p.Status)))
+	}
+	return principal{key: k, partner: p}, nil
+}
+
+// itemResult is one event's answer.
+type itemResult struct {
+	Index     int           `json:"index"`
+	ID        string        `json:"id,omitempty"`
+	EventTime *time.Time    `json:"eventTime,omitempty"`
+	Status    string        `json:"status"` // Queued or Rejected
+	Duplicate bool          `json:"duplicate,omitempty"`
+	Error     *apierr.Error `json:"error,omitempty"`
+}
+
+// build validates one input and makes the event to publish.
+func (s *Server) build(pr principal, in event.Input, ip, ua string, now time.Time) (event.Event, error) {
+	ss, ok := pr.partner.SubSystem(in.SubSystemCode)
+	if !ok {
+		return event.Event{}, apierr.Invalid(apierr.FieldError{Field: "subSystemCode", Message: "no sub-system with code " + quote(in.SubSystemCode) + " exists for this partner"})
+	}
+	if ss.Status != tenant.Active {
+		return event.Event{}, apierr.New(apierr.SubSystemInactive, "sub-system %s is inactive", quote(ss.Code))
+	}
+	e := event.Event{ID: in.ID, PartnerID: pr.partner.ID, SubSystemID: ss.ID, SubSystemCode: ss.Code, EventType: in.EventType,
+		Timestamp: now, ReceivedAt: now, UserID: in.UserID, AnonymousID: in.AnonymousID, Metadata: in.Metadata,
+		IP: ip, UserAgent: ua, KeyID: pr.key.ID}
+	if e.ID == "" {
+		e.ID = tenant.NewID()
+	}
+	if in.Timestamp != nil {
+		e.Timestamp = *in.Timestamp
+	}
+	return e, nil
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func (s *Server) newMsg(ctx context.Context, e *event.Event) *nats.Msg {
+	m := nats.NewMsg(subject.Events(e.PartnerID, e.SubSystemID))
+	m.Data, _ = json.Marshal(e)
+	natsx.Inject(ctx, m.Header)
+	return m
+}
+
+// publishErr turns a JetStream publish failure into an API error.
+func publishErr(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && (strings.Contains(apiErr.Description, "maximum") || strings.Contains(apiErr.Description, "resources")):
+		return apierr.New(apierr.Backpressure, "the event stream is full; retry later")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+		return apierr.New(apierr.Timeout, "the event stream did not acknowledge in time; retry with the same event id")
+	}
+	return apierr.New(apierr.Unavailable, "the event stream is unavailable; retry later")
+}
+
+func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
+	ctx := r.Context()
+	pr, err := s.authenticate(ctx, r)
+	if err != nil {
+		return reject(err, 1)
+	}
+	rs.partnerID, rs.events = pr.partner.ID, 1
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return reject(err, 1)
+	}
+	now := s.now().UTC()
+	in, err := event.Decode(body, s.cfg.Limits, now)
+	if err != nil {
+		return reject(err, 1)
+	}
+	e, err := s.build(pr, in, s.clientIP(r), truncate(r.UserAgent(), maxUserAgent), now)
+	if err != nil {
+		return reject(err, 1)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	ack, err := s.js.PublishMsg(pctx, s.newMsg(pctx, &e), jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(subject.EventsStream))
+	mPublishSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Warn().Err(err).Msg("publish failed")
+		return reject(publishErr(err), 1)
+	}
+	mAccepted.Inc()
+	ts := e.Timestamp
+	return accepted(itemResult{ID: e.ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}, "Event queued for processing"), nil
+}
+
+func reject(err error, n int) (reply, error) {
+	mRejected.WithLabelValues(string(apierr.From(err).Code)).Add(float64(n))
+	return reply{}, err
+}
+
+// bulkResult answers a bulk request: one result per input item, in order.
+type bulkResult struct {
+	Accepted int          `json:"accepted"`
+	Rejected int          `json:"rejected"`
+	Results  []itemResult `json:"results"`
+}
+
+func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
+	ctx := r.Context()
+	pr, err := s.authenticate(ctx, r)
+	if err != nil {
+		return reject(err, 1)
+	}
+	rs.partnerID = pr.partner.ID
+	body, err := readBody(w, r, s.cfg.MaxBulkBytes)
+	if err != nil {
+		return reject(err, 1)
+	}
+	items, err := event.DecodeBatch(body, s.cfg.MaxBulkEvents)
+	if err != nil {
+		return reject(err, 1)
+	}
+	rs.events = len(items)
+	now := s.now().UTC()
+	ip, ua := s.clientIP(r), truncate(r.UserAgent(), maxUserAgent)
+	res := bulkResult{Results: make([]itemResult, len(items))}
+	futures := make([]jetstream.PubAckFuture, len(items))
+	events := make([]event.Event, len(items))
+
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	fail := func(i int, err error) {
+		ae := apierr.From(err)
+		mRejected.WithLabelValues(string(ae.Code)).Inc()
+		res.Results[i] = itemResult{Index: i, Status: "Rejected", Error: ae}
+		res.Rejected++
+	}
+	for i, raw := range items {
+		in, err := event.Decode(raw, s.cfg.Limits, now)
+		if err == nil {
+			events[i], err = s.build(pr, in, ip, ua, now)
+		}
+		if err != nil {
+			fail(i, err)
+			continue
+		}
+		futures[i], err = s.js.PublishMsgAsync(s.newMsg(pctx, &events[i]), jetstream.WithMsgID(events[i].MsgID()), jetstream.WithExpectStream(subject.EventsStream))
+		if err != nil {
+			fail(i, publishErr(err))
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			ts := events[i].Timestamp
+			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
+			res.Accepted++
+		case err := <-f.Err():
+			fail(i, publishErr(err))
+		case <-pctx.Done():
+			fail(i, publishErr(pctx.Err()))
+		}
+	}
+	mPublishSeconds.Observe(time.Since(start).Seconds())
+	mAccepted.Add(float64(res.Accepted))
+	if res.Accepted == 0 {
+		// Nothing was queued: answer with the first item's error status, the
+		// per-item results still in data.
+		first := res.Results[0].Error
+		return reply{status: first.Code.Status(), data: res}, &apierr.Error{Code: first.Code,
+			Message: "no event was accepted; see data.results for each event's error", Fields: nil}
+	}
+	return accepted(res, "events queued for processing"), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary.
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// clientIP is the peer address, or the first untrusted address of
+// X-Forwarded-For (read right to left) when the peer is a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return truncate(host, 64)
+	}
+	peer = peer.Unmap()
+	if !s.trusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if a = a.Unmap(); !s.trusted(a) {
+			return a.String()
+		}
+	}
+	return peer.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

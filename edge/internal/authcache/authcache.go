@@ -1,0 +1,219 @@
+// Package authcache is the edge's view of the registry: API keys by key id
+// and partners with their sub-systems. Entries are filled on demand from the
+// registry, dropped the moment a change is broadcast, and all dropped when a
+// change may have been missed (a sequence gap, a reconnect). Unknown keys are
+// cached too, so a flood of bad keys costs what a flood of good ones does.
+package authcache
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/natsx"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+var (
+	mLookups = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_edge_auth_cache_lookups_total",
+		Help: "Auth cache lookups by kind (key, partner) and result (hit, miss)."}, []string{"kind", "result"})
+	mFlushes = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_cache_flushes_total",
+		Help: "Whole-cache flushes after a missed registry change or a reconnect."})
+)
+
+type keyEntry struct {
+	key     tenant.APIKey
+	missing bool // the registry does not know this key id
+	at      time.Time
+}
+
+type partnerEntry struct {
+	snap api.PartnerSnapshot
+	subs map[string]tenant.SubSystem // by code
+	at   time.Time
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	nc  *nats.Conn
+	log zerolog.Logger
+	ttl time.Duration
+
+	mu       sync.RWMutex
+	gen      uint64 // bumped by every invalidation; a fetch that raced one is not stored
+	keys     map[string]keyEntry
+	partners map[string]partnerEntry
+	lastSeq  uint64
+	sf       singleflight.Group
+}
+
+// New makes a cache that asks the registry over nc. ttl bounds how long an
+// entry is trusted without any change heard, as a backstop.
+func New(nc *nats.Conn, ttl time.Duration, log zerolog.Logger) *Cache {
+	return &Cache{nc: nc, ttl: ttl, log: log, keys: map[string]keyEntry{}, partners: map[string]partnerEntry{}}
+}
+
+// Key returns the key record for a key id, or an APIKeyInvalid error.
+func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
+	c.mu.RLock()
+	e, ok := c.keys[id]
+	c.mu.RUnlock()
+	if ok && time.Since(e.at) < c.ttl {
+		mLookups.WithLabelValues("key", "hit").Inc()
+		if e.missing {
+			return tenant.APIKey{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+		}
+		return e.key, nil
+	}
+	mLookups.WithLabelValues("key", "miss").Inc()
+	v, err, _ := c.sf.Do("k"+id, func() (any, error) {
+		gen := c.generation()
+		var k tenant.APIKey
+		err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
+		missing := apierr.Is(err, apierr.APIKeyNotFound)
+		if err != nil && !missing {
+			return nil, err
+		}
+		c.store(gen, func() { c.keys[id] = keyEntry{key: k, missing: missing, at: time.Now()} })
+		return keyEntry{key: k, missing: missing}, nil
+	})
+	if err != nil {
+		return tenant.APIKey{}, err
+	}
+	if e := v.(keyEntry); !e.missing {
+		return e.key, nil
+	}
+	return tenant.APIKey{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+}
+
+// Partner is a cached partner with its live sub-systems.
+type Partner struct {
+	tenant.Partner
+	subs map[string]tenant.SubSystem
+}
+
+// SubSystem finds a sub-system of the partner by code.
+func (p Partner) SubSystem(code string) (tenant.SubSystem, bool) {
+	s, ok := p.subs[code]
+	return s, ok
+}
+
+// Partner returns a partner and its sub-systems.
+func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
+	c.mu.RLock()
+	e, ok := c.partners[id]
+	c.mu.RUnlock()
+	if ok && time.Since(e.at) < c.ttl {
+		mLookups.WithLabelValues("partner", "hit").Inc()
+		return Partner{e.snap.Partner, e.subs}, nil
+	}
+	mLookups.WithLabelValues("partner", "miss").Inc()
+	v, err, _ := c.sf.Do("p"+id, func() (any, error) {
+		gen := c.generation()
+		var snap api.PartnerSnapshot
+		if err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: id}, &snap); err != nil {
+			return nil, err
+		}
+		subs := make(map[string]tenant.SubSystem, len(snap.SubSystems))
+		for _, s := range snap.SubSystems {
+			subs[s.Code] = s
+		}
+		c.store(gen, func() { c.partners[id] = partnerEntry{snap: snap, subs: subs, at: time.Now()} })
+		return Partner{snap.Partner, subs}, nil
+	})
+	if err != nil {
+		return Partner{}, err
+	}
+	return v.(Partner), nil
+}
+
+func (c *Cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// store runs set under the lock unless an invalidation happened since gen.
+func (c *Cache) store(gen uint64, set func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		set()
+	}
+}
+
+// Apply drops what a change makes stale.
+func (c *Cache) Apply(ch api.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if ch.KeyID != "" {
+		delete(c.keys, ch.KeyID)
+	}
+	if ch.PartnerID != "" {
+		delete(c.partners, ch.PartnerID)
+	}
+}
+
+// Flush drops everything.
+func (c *Cache) Flush(reason string) {
+	c.mu.Lock()
+	c.gen++
+	c.keys = map[string]keyEntry{}
+	c.partners = map[string]partnerEntry{}
+	c.mu.Unlock()
+	mFlushes.Inc()
+	c.log.Info().Str("reason", reason).Msg("auth cache flushed")
+}
+
+// Follow applies registry changes until ctx ends. It returns once the
+// subscription is in place, so no change after its return is missed.
+func (c *Cache) Follow(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.OrderedConsumer(ctx, subject.RegistryChangesStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			c.Flush("change without metadata")
+			return
+		}
+		c.mu.Lock()
+		last := c.lastSeq
+		c.lastSeq = md.Sequence.Stream
+		c.mu.Unlock()
+		if last != 0 && md.Sequence.Stream != last+1 {
+			c.Flush("registry change sequence gap")
+			return
+		}
+		var ch api.Change
+		if err := json.Unmarshal(m.Data(), &ch); err != nil {
+			c.Flush("undecodable change")
+			return
+		}
+		c.Apply(ch)
+	})
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, cc.Stop)
+	return nil
+}
+
+// Reconnected is called when the NATS connection comes back: changes may
+// have been missed while it was down.
+func (c *Cache) Reconnected() { c.Flush("nats reconnected") }
