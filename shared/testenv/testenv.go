@@ -1,0 +1,52 @@
+// Package testenv starts real dependencies for tests: an embedded
+// nats-server with JetStream and a Pebble store, each in a temp dir and
+// stopped when the test ends.
+package testenv
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+)
+
+// NATS starts an embedded JetStream server listening on a random loopback port.
+func NATS(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// Conn connects to ns and returns the connection and a JetStream context.
+func Conn(t testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Pebble opens a Pebble store in a temp dir.
+func Pebble(t testing.TB) *pebblestore.Store {
+	t.Helper()
+	s, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
