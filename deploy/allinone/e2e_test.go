@@ -194,7 +194,10 @@ func TestDuplicate(t *testing.T) {
 // still stores a repeated id once.
 func TestDuplicateAfterWindow(t *testing.T) {
 	cfgDir := t.TempDir()
-	s := startWith(t, cfgDir, func(c *config) { c.Edge.Streams.Duplicates = 200 * time.Millisecond; c.Worker.Streams.Duplicates = 200 * time.Millisecond })
+	s := startWith(t, cfgDir, func(c *config) {
+		c.Edge.Streams.Duplicates = 200 * time.Millisecond
+		c.Worker.Streams.Duplicates = 200 * time.Millisecond
+	})
 	_, subs, key := s.tenant("dup2", "web")
 	s.must(202, "POST", "/tracking", key, ev("web", "order", "id", "late-1"), nil)
 	time.Sleep(400 * time.Millisecond)

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewLogger returns a JSON logger at the given level ("debug", "info", ...).
@@ -39,3 +40,6 @@ func InitTracing() (shutdown func(context.Context) error) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	return tp.Shutdown
 }
+
+// Tracer returns a named tracer of the installed provider.
+func Tracer(name string) trace.Tracer { return otel.Tracer(name) }

@@ -62,6 +62,9 @@ func ParseKey(key string) (id, secret string, ok bool) {
 	}
 	id = body[len(KeyPrefix) : len(KeyPrefix)+keyIDLen]
 	secret = body[len(KeyPrefix)+keyIDLen+1:]
+	if !ValidKeyID(id) {
+		return "", "", false
+	}
 	return id, secret, true
 }
 

@@ -1,0 +1,42 @@
+# Volcanion Tracking. `make run` starts the whole system on the embedded
+# default; `make test` runs every test. Both need only Go.
+GO        ?= go
+BIN       := bin
+DATA_DIR  ?= ./data
+HTTP      ?= 127.0.0.1:8080
+MODULES   := shared edge workers registry reporter deploy/allinone
+FUZZTIME  ?= 5s
+# package:FuzzTarget pairs run briefly by `make test`
+FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/tenant:FuzzParseKey
+
+.PHONY: run build test unit fuzz lint modules bench clean
+
+run: build
+	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP) -log-pretty
+
+build:
+	$(GO) build -o $(BIN)/volcanion ./deploy/allinone/cmd/volcanion
+
+test: lint modules unit fuzz
+
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet work
+
+# Each module must also build on its own (GOWORK=off, through its replace directives).
+modules:
+	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./...) || exit 1; done
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m work
+
+fuzz:
+	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,115 @@
+package authcache_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/shared/natsx"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+// A stand-in registry on a real NATS server, counting lookups.
+func TestInvalidation(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	ctx := context.Background()
+	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	var status atomic.Value
+	status.Store(tenant.KeyActive)
+	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
+		lookups.Add(1)
+		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: status.Load().(tenant.KeyStatus)}, nil
+	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := authcache.New(nc, time.Minute, zerolog.Nop())
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := c.Follow(fctx, js); err != nil {
+		t.Fatal(err)
+	}
+	get := func() tenant.APIKey {
+		k, err := c.Key(ctx, "aaaaaaaaaaaaa")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	waitLookups := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			get()
+			if int(lookups.Load()) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d lookups, want %d", lookups.Load(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	get()
+	get()
+	if lookups.Load() != 1 {
+		t.Fatalf("cached key looked up %d times", lookups.Load())
+	}
+	// A change about this key drops it.
+	status.Store(tenant.KeyRevoked)
+	change := func(ch api.Change) {
+		data, _ := json.Marshal(ch)
+		if _, err := js.Publish(ctx, subject.RegistryChanges, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	change(api.Change{Kind: api.KindKey, KeyID: "aaaaaaaaaaaaa", PartnerID: "p"})
+	waitLookups(2)
+	if get().Status != tenant.KeyRevoked {
+		t.Fatal("stale key after change")
+	}
+	// A change about something else keeps it.
+	change(api.Change{Kind: api.KindKey, KeyID: "bbbbbbbbbbbbb", PartnerID: "q"})
+	time.Sleep(100 * time.Millisecond)
+	get()
+	if lookups.Load() != 2 {
+		t.Fatalf("unrelated change dropped the entry (%d lookups)", lookups.Load())
+	}
+	// A gap in the change sequence drops everything: simulate a change the
+	// edge never saw by deleting it from the stream before delivery is possible.
+	stream, _ := js.Stream(ctx, subject.RegistryChangesStream)
+	cancel() // stop following
+	change(api.Change{Kind: api.KindKey, KeyID: "ccccccccccccc", PartnerID: "r"})
+	info, _ := stream.Info(ctx)
+	if err := stream.DeleteMsg(ctx, info.State.LastSeq); err != nil {
+		t.Fatal(err)
+	}
+	// Follow again, as after a restart of the follower: the cache remembers
+	// the last sequence it applied.
+	f2, cancel2 := context.WithCancel(ctx)
+	defer cancel2()
+	if err := c.Follow(f2, js); err != nil {
+		t.Fatal(err)
+	}
+	change(api.Change{Kind: api.KindKey, KeyID: "ddddddddddddd", PartnerID: "s"}) // seq last+2: a gap
+	waitLookups(3)
+}

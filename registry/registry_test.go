@@ -1,0 +1,90 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/natsx"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+func ptr(s string) *string { return &s }
+
+// Every write broadcasts one change, in sequence; reads broadcast nothing.
+func TestChangesBroadcast(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).Start(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	call := func(op string, req api.Request, out any) {
+		t.Helper()
+		if err := natsx.Call(ctx, nc, subject.Registry(op), req, out); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+	}
+	var p tenant.Partner
+	call(api.PartnersCreate, api.Request{Code: ptr("acme"), Name: ptr("Acme")}, &p)
+	var ss tenant.SubSystem
+	call(api.SubSystemsCreate, api.Request{PartnerID: p.ID, Code: ptr("web"), Name: ptr("Web")}, &ss)
+	var k api.CreatedKey
+	call(api.KeysCreate, api.Request{PartnerID: p.ID, Name: ptr("k")}, &k)
+	call(api.PartnersGet, api.Request{PartnerID: p.ID}, &p)
+	call(api.KeysList, api.Request{PartnerID: p.ID}, nil)
+	call(api.KeysRevoke, api.Request{PartnerID: p.ID, KeyID: k.ID}, nil)
+	call(api.SubSystemsToggle, api.Request{PartnerID: p.ID, SubSystemID: ss.ID}, nil)
+	call(api.PartnersDelete, api.Request{PartnerID: p.ID}, nil)
+
+	// auth.key returns the hash (edges need it); the public views never do.
+	var full tenant.APIKey
+	call(api.AuthKey, api.Request{KeyID: k.ID}, &full)
+	if len(full.Hash) != 32 || full.Status != tenant.KeyRevoked {
+		t.Fatalf("auth.key: %+v", full)
+	}
+	if err := natsx.Call(ctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: "../etc"}, nil); !apierr.Is(err, apierr.APIKeyNotFound) {
+		t.Fatalf("malformed key id: %v", err)
+	}
+
+	stream, err := js.Stream(ctx, subject.RegistryChangesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(20, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{api.KindPartner + "/created", api.KindSubSystem + "/created", api.KindKey + "/created",
+		api.KindKey + "/revoked", api.KindSubSystem + "/toggled", api.KindPartner + "/deleted"}
+	i := 0
+	for m := range batch.Messages() {
+		var ch api.Change
+		if err := json.Unmarshal(m.Data(), &ch); err != nil {
+			t.Fatal(err)
+		}
+		md, _ := m.Metadata()
+		if i >= len(want) || ch.Kind+"/"+ch.Op != want[i] || ch.PartnerID != p.ID || md.Sequence.Stream != uint64(i+1) {
+			t.Fatalf("change %d: %+v (seq %d), want %s", i, ch, md.Sequence.Stream, want[min(i, len(want)-1)])
+		}
+		i++
+	}
+	if i != len(want) {
+		t.Fatalf("%d changes, want %d", i, len(want))
+	}
+}

@@ -1,0 +1,148 @@
+package event
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volcanion/tracking/shared/apierr"
+)
+
+var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func TestDecode(t *testing.T) {
+	lim := DefaultLimits()
+	tests := []struct {
+		name, body string
+		code       apierr.Code
+		field      string
+		check      func(t *testing.T, in Input)
+	}{
+		{name: "minimal", body: `{"subSystemCode":"web","eventType":"click"}`, check: func(t *testing.T, in Input) {
+			if in.Metadata != nil || in.Timestamp != nil || in.ID != "" {
+				t.Fatalf("%+v", in)
+			}
+		}},
+		{name: "full", body: `{"id":"ord-1","subSystemCode":" web ","eventType":" click ","metadata":{"a":[1,2]},"timestamp":"2026-05-01T13:00:00+01:00","userId":"u","anonymousId":"a"}`,
+			check: func(t *testing.T, in Input) {
+				if in.SubSystemCode != "web" || in.EventType != "click" || string(in.Metadata) != `{"a":[1,2]}` ||
+					!in.Timestamp.Equal(now) || in.Timestamp.Location() != time.UTC {
+					t.Fatalf("%+v", in)
+				}
+			}},
+		{name: "null metadata", body: `{"subSystemCode":"w","eventType":"e","metadata":null}`, check: func(t *testing.T, in Input) {
+			if in.Metadata != nil {
+				t.Fatal("null metadata kept")
+			}
+		}},
+		{name: "unicode type", body: `{"subSystemCode":"w","eventType":"xem_trang 👀"}`},
+		{name: "empty", body: ``, code: apierr.InvalidJSON},
+		{name: "array", body: `[]`, code: apierr.InvalidJSON},
+		{name: "syntax", body: `{"a":}`, code: apierr.InvalidJSON},
+		{name: "trailing garbage", body: `{"subSystemCode":"w","eventType":"e"} x`, code: apierr.InvalidJSON},
+		{name: "type number", body: `{"subSystemCode":"w","eventType":5}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "code object", body: `{"subSystemCode":{},"eventType":"e"}`, code: apierr.ValidationFailed, field: "subSystemCode"},
+		{name: "missing type", body: `{"subSystemCode":"w"}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "blank type", body: `{"subSystemCode":"w","eventType":"   "}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "missing code", body: `{"eventType":"e"}`, code: apierr.ValidationFailed, field: "subSystemCode"},
+		{name: "long type", body: `{"subSystemCode":"w","eventType":"` + strings.Repeat("x", 129) + `"}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "newline in type", body: `{"subSystemCode":"w","eventType":"a\nb"}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "metadata array", body: `{"subSystemCode":"w","eventType":"e","metadata":[1]}`, code: apierr.ValidationFailed, field: "metadata"},
+		{name: "metadata too big", body: `{"subSystemCode":"w","eventType":"e","metadata":{"a":"` + strings.Repeat("x", 33<<10) + `"}}`, code: apierr.MetadataTooLarge},
+		{name: "future", body: `{"subSystemCode":"w","eventType":"e","timestamp":"2026-05-01T12:11:00Z"}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "past", body: `{"subSystemCode":"w","eventType":"e","timestamp":"2026-03-01T00:00:00Z"}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "bad time", body: `{"subSystemCode":"w","eventType":"e","timestamp":"01/05/2026"}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "id chars", body: `{"subSystemCode":"w","eventType":"e","id":"a/b"}`, code: apierr.ValidationFailed, field: "id"},
+		{name: "long user", body: `{"subSystemCode":"w","eventType":"e","userId":"` + strings.Repeat("u", 256) + `"}`, code: apierr.ValidationFailed, field: "userId"},
+		{name: "two problems", body: `{"subSystemCode":"","eventType":""}`, code: apierr.ValidationFailed, field: "subSystemCode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := Decode([]byte(tc.body), lim, now)
+			if tc.code == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.check != nil {
+					tc.check(t, in)
+				}
+				return
+			}
+			ae := apierr.From(err)
+			if ae.Code != tc.code {
+				t.Fatalf("got %v, want %s", err, tc.code)
+			}
+			if tc.field != "" {
+				found := false
+				for _, f := range ae.Fields {
+					found = found || f.Field == tc.field
+				}
+				if !found {
+					t.Fatalf("field %s not named: %+v", tc.field, ae)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeBatch(t *testing.T) {
+	items, err := DecodeBatch([]byte(`{"events":[{"a":1},{"b":2}]}`), 10)
+	if err != nil || len(items) != 2 {
+		t.Fatal(items, err)
+	}
+	items, err = DecodeBatch([]byte(` [{"a":1}]`), 10)
+	if err != nil || len(items) != 1 {
+		t.Fatal(items, err)
+	}
+	for body, code := range map[string]apierr.Code{
+		``: apierr.InvalidJSON, `"x"`: apierr.InvalidJSON, `{"events":[]}`: apierr.ValidationFailed, `{}`: apierr.ValidationFailed,
+		`[1,2,3]`: apierr.BatchTooLarge, `{"events":5}`: apierr.ValidationFailed, `[`: apierr.InvalidJSON,
+	} {
+		if _, err := DecodeBatch([]byte(body), 2); apierr.From(err).Code != code {
+			t.Errorf("%q: got %v, want %s", body, err, code)
+		}
+	}
+}
+
+// FuzzDecode: any body gets an answer or a 4xx error, never a panic, and an
+// accepted input always passes its own limits.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"subSystemCode":"w","eventType":"e"}`, `{"eventType":1}`, `{"metadata":{"a":"b"},"timestamp":"2026-05-01T12:00:00Z"}`, `[]`, `{`, "\x00", `{"id":"x\u2028"}`} {
+		f.Add([]byte(s))
+	}
+	lim := DefaultLimits()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := Decode(data, lim, now)
+		if err != nil {
+			if s := apierr.From(err).Code.Status(); s < 400 || s >= 500 {
+				t.Fatalf("status %d for %q", s, data)
+			}
+			return
+		}
+		if in.EventType == "" || in.SubSystemCode == "" || len(in.Metadata) > lim.MaxMetadataBytes {
+			t.Fatalf("accepted an invalid input: %+v", in)
+		}
+		if in.Metadata != nil && !json.Valid(in.Metadata) {
+			t.Fatalf("invalid metadata kept: %q", in.Metadata)
+		}
+	})
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	for _, s := range []string{`{"events":[{}]}`, `[{},{}]`, `{"events":null}`, `[[]]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		items, err := DecodeBatch(data, 100)
+		if err != nil {
+			if s := apierr.From(err).Code.Status(); s < 400 || s >= 500 {
+				t.Fatalf("status %d", s)
+			}
+			return
+		}
+		if len(items) == 0 || len(items) > 100 {
+			t.Fatalf("%d items accepted", len(items))
+		}
+	})
+}
