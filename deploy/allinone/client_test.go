@@ -17,14 +17,14 @@ import (
 
 // sys is a running all-in-one under test.
 type sys struct {
-	t     *testing.T
+	t     testing.TB
 	app   *allinone.App
 	dir   string
 	base  string
 	admin string
 }
 
-func start(t *testing.T, dir string) *sys {
+func start(t testing.TB, dir string) *sys {
 	t.Helper()
 	return startWith(t, dir, func(*config) {})
 }
@@ -175,7 +175,7 @@ func ev(sub, typ string, extra ...any) map[string]any {
 
 type config = allinone.Config
 
-func startWith(t *testing.T, dir string, mod func(*config)) *sys {
+func startWith(t testing.TB, dir string, mod func(*config)) *sys {
 	t.Helper()
 	cfg := allinone.DefaultConfig()
 	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", ""

@@ -1,0 +1,69 @@
+package allinone_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Ingest benchmarks drive the real all-in-one over loopback HTTP: key
+// check, validation, JetStream publish with PubAck, workers writing to
+// Pebble in the background. Run with `make bench`.
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+func benchSys(b *testing.B) (*sys, string) {
+	s := start(b, b.TempDir())
+	_, _, key := s.tenant("bench", "web")
+	return s, key
+}
+
+func post(b *testing.B, url, key string, body []byte) {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("X-Api-Key", key)
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		b.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+func BenchmarkIngestSingle(b *testing.B) {
+	s, key := benchSys(b)
+	body, _ := json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
+	b.SetParallelism(16)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post(b, s.base+"/tracking", key, body)
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+func BenchmarkIngestBulk100(b *testing.B) {
+	s, key := benchSys(b)
+	var batch []map[string]any
+	for i := 0; i < 100; i++ {
+		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
+	}
+	body, _ := json.Marshal(map[string]any{"events": batch})
+	b.SetParallelism(4)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post(b, s.base+"/tracking/bulk", key, body)
+		}
+	})
+	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
+}
