@@ -71,7 +71,11 @@ type SubSystemCount struct {
 type Events interface {
 	// WriteEvents stores events idempotently: an event whose (partnerId, id)
 	// is already stored is skipped, and counted nowhere a second time. It
-	// returns how many were new. The whole call succeeds or fails together.
+	// returns how many were new; that figure is advisory (metrics): when
+	// several writers store the same new event at once, a backend without a
+	// global lock may report it as new to more than one of them, but it is
+	// still stored and counted once. On error nothing is reported stored, and
+	// a retry of the same batch completes it.
 	WriteEvents(ctx context.Context, events []event.Event) (written int, err error)
 	GetEvent(ctx context.Context, partnerID, id string) (event.Event, error)
 	// SubSystemCounts returns the hourly counts by type for hours in [from, to).

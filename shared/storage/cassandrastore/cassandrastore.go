@@ -1,0 +1,140 @@
+// Package cassandrastore is the production storage backend. It passes the
+// same conformance suite as the embedded Pebble backend (storagetest).
+//
+// Queries with arguments are prepared once per statement and cached by the
+// driver; routing is token-aware, so a query goes to a replica of its
+// partition; unlogged batches only ever hold rows of one partition; event
+// writes are idempotent and marked so, so the driver may retry them; write
+// fan-out is bounded by WriteConcurrency.
+package cassandrastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// Config of the Cassandra backend.
+type Config struct {
+	Hosts            []string
+	Keyspace         string
+	LocalDC          string // "" routes to any DC
+	Consistency      gocql.Consistency
+	Timeout          time.Duration
+	WriteConcurrency int
+	// Retention is the TTL of events and their rollups.
+	Retention time.Duration
+}
+
+// DefaultConfig is a single local node.
+func DefaultConfig() Config {
+	return Config{Hosts: []string{"127.0.0.1:9042"}, Keyspace: "volcanion", Consistency: gocql.LocalQuorum,
+		Timeout: 10 * time.Second, WriteConcurrency: 32, Retention: 400 * 24 * time.Hour}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Hosts) == 0:
+		return errors.New("cassandrastore: at least one host is required")
+	case !keyspaceRE.MatchString(c.Keyspace):
+		return fmt.Errorf("cassandrastore: keyspace %q: use lower-case letters, digits and _", c.Keyspace)
+	case c.WriteConcurrency < 1:
+		return errors.New("cassandrastore: write concurrency must be at least 1")
+	case c.Retention < time.Hour:
+		return errors.New("cassandrastore: retention must be at least an hour")
+	}
+	return nil
+}
+
+// Store is the Cassandra backend.
+type Store struct {
+	s   *gocql.Session
+	cfg Config
+	ttl int // seconds
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open connects to the cluster. The schema must exist (see Migrate).
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cluster := gocql.NewCluster(cfg.Hosts...)
+	cluster.Keyspace = cfg.Keyspace
+	cluster.Consistency = cfg.Consistency
+	cluster.SerialConsistency = gocql.LocalSerial
+	cluster.Timeout = cfg.Timeout
+	cluster.ConnectTimeout = cfg.Timeout
+	fallback := gocql.RoundRobinHostPolicy()
+	if cfg.LocalDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	}
+	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
+	s, err := cluster.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)
+	}
+	return &Store{s: s, cfg: cfg, ttl: int(cfg.Retention.Seconds())}, nil
+}
+
+// Close closes the session.
+func (st *Store) Close() error { st.s.Close(); return nil }
+
+// Ping runs a trivial query.
+func (st *Store) Ping(ctx context.Context) error {
+	var v string
+	if err := st.s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v); err != nil {
+		return fmt.Errorf("cassandrastore: ping: %w", err)
+	}
+	return nil
+}
+
+// write is an idempotent write (safe for the driver to retry).
+func (st *Store) write(stmt string, args ...any) *gocql.Query {
+	return st.s.Query(stmt, args...).Idempotent(true)
+}
+
+func notFound(err error) error {
+	if errors.Is(err, gocql.ErrNotFound) {
+		return storage.ErrNotFound
+	}
+	return err
+}
+
+// fanOut runs fns with at most n at once and returns the first error.
+func fanOut(ctx context.Context, n int, fns []func(context.Context) error) error {
+	if len(fns) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, n)
+	errc := make(chan error, len(fns))
+	for _, fn := range fns {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errc <- ctx.Err()
+			continue
+		}
+		go func() {
+			defer func() { <-sem }()
+			errc <- fn(ctx)
+		}()
+	}
+	var first error
+	for range fns {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
