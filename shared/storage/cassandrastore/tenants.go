@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -383,4 +382,3 @@ func (st *Store) ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.AP
 	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
 }
-
