@@ -17,7 +17,10 @@ run: build
 build:
 	$(GO) build -o $(BIN)/volcanion ./deploy/allinone/cmd/volcanion
 
-test: lint modules unit fuzz
+# Starts Cassandra and Redis when nothing answers on their ports, and stops
+# what it started (deploy/with-deps.sh).
+test: lint modules
+	deploy/with-deps.sh $(MAKE) --no-print-directory unit fuzz
 
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
