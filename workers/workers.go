@@ -74,12 +74,14 @@ type Worker struct {
 	cfg   Config
 	js    jetstream.JetStream
 	store storage.Events
+	dir   Directory
 	log   zerolog.Logger
 }
 
-// New makes a worker.
-func New(cfg Config, js jetstream.JetStream, store storage.Events, log zerolog.Logger) *Worker {
-	return &Worker{cfg: cfg, js: js, store: store, log: log.With().Str("svc", "workers").Logger()}
+// New makes a worker. dir checks that an event's partner and sub-system
+// exist; nil skips the check.
+func New(cfg Config, js jetstream.JetStream, store storage.Events, dir Directory, log zerolog.Logger) *Worker {
+	return &Worker{cfg: cfg, js: js, store: store, dir: dir, log: log.With().Str("svc", "workers").Logger()}
 }
 
 // Consumer creates (or updates) the shared durable consumer.
@@ -140,6 +142,15 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 	good := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
 		e, reason := decode(m)
+		if reason == "" && w.dir != nil {
+			var err error
+			if reason, err = w.dir.Check(ctx, e.PartnerID, e.SubSystemID); err != nil {
+				// Unknown for now (registry unreachable): try again later.
+				w.log.Warn().Err(err).Msg("cannot check the event's partner; retrying later")
+				_ = m.NakWithDelay(2 * time.Second)
+				continue
+			}
+		}
 		if reason != "" {
 			w.deadLetter(ctx, m, e, reason)
 			continue

@@ -42,7 +42,7 @@ func setup(t *testing.T, store storage.Events) (jetstream.JetStream, context.Can
 	_, js := testenv.Conn(t, ns)
 	cfg := workers.DefaultConfig()
 	cfg.MaxWait = 50 * time.Millisecond
-	w := workers.New(cfg, js, store, zerolog.Nop())
+	w := workers.New(cfg, js, store, nil, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := w.Consumer(ctx); err != nil {
 		t.Fatal(err)

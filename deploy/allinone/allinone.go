@@ -163,10 +163,10 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	}
 	a.services = append(a.services, svc)
 
-	if _, js, err = conn("workers"); err != nil {
+	if nc, js, err = conn("workers"); err != nil {
 		return nil, err
 	}
-	w := workers.New(cfg.Worker, js, a.store, log)
+	w := workers.New(cfg.Worker, js, a.store, workers.NewRegistryDirectory(nc, time.Minute), log)
 	if _, err := w.Consumer(ctx); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,89 @@
+// Command edge is the HTTP front door. Every flag can also be set as
+// VT_<FLAG>, e.g. VT_ADMIN_TOKENS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/edge"
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/svc"
+)
+
+func main() {
+	var common svc.Common
+	natsCfg := natsx.ClientConfig{Name: "edge"}
+	cfg := edge.DefaultConfig()
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	common.RegisterFlags(fs, "")
+	natsCfg.RegisterFlags(fs)
+	listen := fs.String("http-listen", "127.0.0.1:8080", "address of the HTTP API (it also serves /metrics)")
+	tokens := fs.String("admin-tokens", "", "comma-separated admin credentials (16+ characters each)")
+	proxies := fs.String("trusted-proxies", "", "comma-separated IPs/CIDRs allowed to set X-Forwarded-For")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest single-event body")
+	fs.Int64Var(&cfg.MaxBulkBytes, "max-bulk-bytes", cfg.MaxBulkBytes, "largest bulk body")
+	fs.IntVar(&cfg.MaxBulkEvents, "max-bulk-events", cfg.MaxBulkEvents, "most events in one bulk request")
+	fs.IntVar(&cfg.Limits.MaxMetadataBytes, "max-metadata-bytes", cfg.Limits.MaxMetadataBytes, "largest metadata object")
+	fs.DurationVar(&cfg.Limits.MaxPast, "max-event-age", cfg.Limits.MaxPast, "oldest client timestamp accepted")
+	fs.DurationVar(&cfg.Limits.MaxFuture, "max-event-future", cfg.Limits.MaxFuture, "furthest-ahead client timestamp accepted")
+	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", cfg.PublishTimeout, "longest wait for a JetStream acknowledgement")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "longest time a cached key or partner is trusted")
+	fs.IntVar(&cfg.Streams.Replicas, "stream-replicas", cfg.Streams.Replicas, "replicas of the streams this service creates (3 in a cluster)")
+	validate := func() error {
+		for _, t := range strings.Split(*tokens, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				cfg.AdminTokens = append(cfg.AdminTokens, t)
+			}
+		}
+		if len(cfg.AdminTokens) == 0 {
+			return config.Errorf("admin-tokens", "at least one admin token is required")
+		}
+		var err error
+		if cfg.TrustedProxies, err = edge.ParseProxies(*proxies); err != nil {
+			return config.Errorf("trusted-proxies", "%v", err)
+		}
+		if _, _, err := net.SplitHostPort(*listen); err != nil {
+			return config.Errorf("http-listen", "%v", err)
+		}
+		return errors.Join(natsCfg.Validate(), cfg.Validate())
+	}
+	svc.Main("edge", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
+		var current atomic.Pointer[edge.Server]
+		nc, err := natsCfg.Connect(func() {
+			if s := current.Load(); s != nil {
+				s.Reconnected() // changes may have been missed while disconnected
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer nc.Drain() // after HTTP has stopped: flushes what is still pending
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		srv, err := edge.New(cfg, nc, js, log)
+		if err != nil {
+			return err
+		}
+		current.Store(srv)
+		if err := srv.Start(ctx); err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return config.Errorf("http-listen", "%v", err)
+		}
+		log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+		return srv.Serve(ctx, ln)
+	})
+}

@@ -1,0 +1,45 @@
+// Command reporter answers report queries over NATS. Every flag can also be
+// set as VT_<FLAG>.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/storage/backend"
+	"github.com/volcanion/tracking/shared/svc"
+)
+
+func main() {
+	var common svc.Common
+	natsCfg := natsx.ClientConfig{Name: "reporter"}
+	var store backend.Config
+	fs := flag.NewFlagSet("reporter", flag.ContinueOnError)
+	common.RegisterFlags(fs, "127.0.0.1:9103")
+	natsCfg.RegisterFlags(fs)
+	store.RegisterFlags(fs)
+	svc.Main("reporter", fs, &common, func() error { return errors.Join(natsCfg.Validate(), store.Validate()) },
+		func(ctx context.Context, log zerolog.Logger) error {
+			st, err := store.Open()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			nc, err := natsCfg.Connect(nil)
+			if err != nil {
+				return err
+			}
+			defer nc.Drain()
+			s, err := reporter.New(st, log).Start(nc)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return s.Stop()
+		})
+}

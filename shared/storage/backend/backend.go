@@ -1,0 +1,101 @@
+// Package backend opens the storage backend a service is configured for.
+package backend
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+)
+
+// Config selects and configures a backend.
+type Config struct {
+	Backend     string // cassandra | pebble
+	PebbleDir   string
+	Hosts       string
+	Keyspace    string
+	LocalDC     string
+	Consistency string
+	Replication string
+	Retention   time.Duration
+	WriteConc   int
+}
+
+// RegisterFlags adds the storage flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := cassandrastore.DefaultConfig()
+	fs.StringVar(&c.Backend, "storage", "cassandra", "storage backend: cassandra, or pebble (one process only)")
+	fs.StringVar(&c.PebbleDir, "pebble-dir", "./data/store", "Pebble directory (with -storage pebble)")
+	fs.StringVar(&c.Hosts, "cassandra-hosts", strings.Join(d.Hosts, ","), "comma-separated Cassandra host:port list")
+	fs.StringVar(&c.Keyspace, "cassandra-keyspace", d.Keyspace, "Cassandra keyspace")
+	fs.StringVar(&c.LocalDC, "cassandra-local-dc", "", "Cassandra data centre to prefer (empty: any)")
+	fs.StringVar(&c.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "consistency of reads and writes")
+	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}", "keyspace replication, used by -migrate")
+	fs.DurationVar(&c.Retention, "retention", d.Retention, "how long events and rollups are kept (Cassandra TTL)")
+	fs.IntVar(&c.WriteConc, "cassandra-write-concurrency", d.WriteConcurrency, "concurrent writes per batch")
+}
+
+func (c Config) cassandra() (cassandrastore.Config, error) {
+	cc := cassandrastore.DefaultConfig()
+	cc.Hosts = nil
+	for _, h := range strings.Split(c.Hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cc.Hosts = append(cc.Hosts, h)
+		}
+	}
+	cc.Keyspace, cc.LocalDC, cc.Retention, cc.WriteConcurrency = c.Keyspace, c.LocalDC, c.Retention, c.WriteConc
+	if err := cc.Consistency.UnmarshalText([]byte(c.Consistency)); err != nil {
+		return cc, fmt.Errorf("invalid setting -cassandra-consistency (VT_CASSANDRA_CONSISTENCY): %w", err)
+	}
+	if err := cc.Validate(); err != nil {
+		return cc, fmt.Errorf("invalid storage setting: %w", err)
+	}
+	return cc, nil
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	switch c.Backend {
+	case "pebble":
+		if c.PebbleDir == "" {
+			return errors.New("invalid setting -pebble-dir (VT_PEBBLE_DIR): empty")
+		}
+		return nil
+	case "cassandra":
+		_, err := c.cassandra()
+		return err
+	}
+	return fmt.Errorf("invalid setting -storage (VT_STORAGE): %q; use cassandra or pebble", c.Backend)
+}
+
+// Open opens the backend.
+func (c Config) Open() (storage.Store, error) {
+	if c.Backend == "pebble" {
+		return pebblestore.Open(c.PebbleDir)
+	}
+	cc, err := c.cassandra()
+	if err != nil {
+		return nil, err
+	}
+	return cassandrastore.Open(cc)
+}
+
+// Migrate applies the schema (Cassandra; Pebble needs none).
+func (c Config) Migrate(ctx context.Context) error {
+	if c.Backend != "cassandra" {
+		return nil
+	}
+	cc, err := c.cassandra()
+	if err != nil {
+		return err
+	}
+	return cassandrastore.Migrate(ctx, cc.Hosts, cc.Keyspace, c.Replication)
+}
+

@@ -1,0 +1,81 @@
+// Package svc is the lifecycle every service binary shares: logging,
+// tracing, signals, and a small HTTP listener for /metrics and /healthz.
+package svc
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/obs"
+)
+
+// Common are the flags every service has.
+type Common struct {
+	LogLevel      string
+	LogPretty     bool
+	MetricsListen string
+}
+
+// RegisterFlags adds -log-level, -log-pretty and -metrics-listen.
+func (c *Common) RegisterFlags(fs *flag.FlagSet, metricsDefault string) {
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.LogPretty, "log-pretty", false, "human-readable logs instead of JSON")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsDefault, `address of /metrics and /healthz ("" to disable)`)
+}
+
+// Main parses flags, validates with validate, then runs run under a context
+// cancelled by SIGINT or SIGTERM. It exits the process with a clear message
+// on a bad setting or a failure.
+func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run func(ctx context.Context, log zerolog.Logger) error) {
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	if err := config.Parse(fs, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fail(err)
+	}
+	if err := validate(); err != nil {
+		fail(err)
+	}
+	log, err := obs.NewLogger(os.Stderr, c.LogLevel, c.LogPretty)
+	if err != nil {
+		fail(config.Errorf("log-level", "%v", err))
+	}
+	defer obs.InitTracing()(context.Background())
+	log = log.With().Str("svc", name).Logger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c.MetricsListen != "" {
+		ln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			fail(config.Errorf("metrics-listen", "%v", err))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.Handler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+	}
+	log.Info().Msg("starting")
+	if err := run(ctx, log); err != nil {
+		log.Error().Err(err).Msg("stopped with an error")
+		fail(err)
+	}
+	log.Info().Msg("stopped")
+}

@@ -1,0 +1,69 @@
+// Command workers persists events from JetStream to storage. Run as many
+// processes as needed: they share one durable consumer. Every flag can also
+// be set as VT_<FLAG>.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/storage/backend"
+	"github.com/volcanion/tracking/shared/svc"
+	"github.com/volcanion/tracking/workers"
+)
+
+func main() {
+	var common svc.Common
+	natsCfg := natsx.ClientConfig{Name: "workers"}
+	var store backend.Config
+	cfg := workers.DefaultConfig()
+	fs := flag.NewFlagSet("workers", flag.ContinueOnError)
+	common.RegisterFlags(fs, "127.0.0.1:9104")
+	natsCfg.RegisterFlags(fs)
+	store.RegisterFlags(fs)
+	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "events per fetch and per storage write")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait for a batch to fill")
+	fs.DurationVar(&cfg.AckWait, "ack-wait", cfg.AckWait, "redelivery timeout of an unacknowledged event")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
+	fs.IntVar(&cfg.Streams.Replicas, "stream-replicas", cfg.Streams.Replicas, "replicas of the event streams (3 in a cluster)")
+	loops := fs.Int("loops", 2, "consuming loops in this process")
+	validate := func() error {
+		if *loops < 1 || *loops > 64 {
+			return config.Errorf("loops", "must be 1-64")
+		}
+		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate())
+	}
+	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
+		st, err := store.Open()
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		nc, err := natsCfg.Connect(nil)
+		if err != nil {
+			return err
+		}
+		defer nc.Drain()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		w := workers.New(cfg, js, st, workers.NewRegistryDirectory(nc, time.Minute), log)
+		var wg sync.WaitGroup
+		errs := make([]error, *loops)
+		for i := range errs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+		}
+		wg.Wait() // each loop finishes, writes and acks its batch after ctx ends
+		return errors.Join(errs...)
+	})
+}
