@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
@@ -98,4 +97,3 @@ func (c Config) Migrate(ctx context.Context) error {
 	}
 	return cassandrastore.Migrate(ctx, cc.Hosts, cc.Keyspace, c.Replication)
 }
-
