@@ -9,7 +9,7 @@ FUZZTIME  ?= 5s
 # package:FuzzTarget pairs run briefly by `make test`
 FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/tenant:FuzzParseKey
 
-.PHONY: run build test unit fuzz lint modules bench clean
+.PHONY: run build test unit fuzz lint modules bench clean stack stack-down
 
 run: build
 	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP) -log-pretty
@@ -40,6 +40,14 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
+
+# The production topology as local processes (3 NATS nodes, Cassandra, Redis,
+# 2 edges, 2 workers, registry, reporter).
+stack:
+	deploy/stack.sh up
+
+stack-down:
+	deploy/stack.sh down
 
 clean:
 	rm -rf $(BIN)
