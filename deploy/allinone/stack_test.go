@@ -1,0 +1,183 @@
+package allinone_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// stack drives deploy/stack.sh: the production topology as OS processes.
+type stack struct {
+	t   *testing.T
+	env []string
+	dir string
+}
+
+func (s *stack) sh(args ...string) {
+	s.t.Helper()
+	cmd := exec.Command("../stack.sh", args...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		logs, _ := exec.Command("sh", "-c", "tail -n 20 "+s.dir+"/logs/*.log").CombinedOutput()
+		s.t.Fatalf("stack.sh %v: %v\n%s\n%s", args, err, out, logs)
+	}
+}
+
+// TestProductionTopology: 3 NATS nodes, Cassandra, Redis, 2 edges, 2
+// workers, registry and reporter as separate processes. Load goes through
+// both edges while a worker and a NATS node are killed with SIGKILL and
+// restarted; afterwards every event that got a 202 is stored exactly once and
+// counted once in the reports.
+func TestProductionTopology(t *testing.T) {
+	if os.Getenv("VT_CASSANDRA_HOSTS") == "" {
+		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and Redis and sets it")
+	}
+	keyspace := fmt.Sprintf("vt_stack_%d", os.Getpid())
+	s := &stack{t: t, dir: t.TempDir()}
+	s.env = append(os.Environ(), "STACK_DIR="+s.dir, "STACK_PORT_BASE=300", "STACK_KEYSPACE="+keyspace,
+		"VT_ACK_WAIT=3s", "VT_LOG_LEVEL=warn") // redeliveries after a kill come quickly
+	defer func() {
+		s.sh("down")
+		cl := gocql.NewCluster(strings.Split(os.Getenv("VT_CASSANDRA_HOSTS"), ",")...)
+		if sess, err := cl.CreateSession(); err == nil {
+			sess.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec()
+			sess.Close()
+		}
+	}()
+	s.sh("up")
+	token, _ := os.ReadFile(s.dir + "/admin-token")
+	edges := []string{"http://127.0.0.1:8381/api/v1", "http://127.0.0.1:8382/api/v1"}
+
+	call := func(method, url, auth string, body any, out any) int {
+		data, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, url, bytes.NewReader(data))
+		if strings.HasPrefix(auth, "vtk_") {
+			req.Header.Set("X-Api-Key", auth)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if out != nil {
+			var env struct{ Data json.RawMessage }
+			json.Unmarshal(raw, &env)
+			json.Unmarshal(env.Data, out)
+		}
+		return resp.StatusCode
+	}
+	admin := strings.TrimSpace(string(token))
+	var p, sub struct{ ID string }
+	var key struct{ APIKey string }
+	if st := call("POST", edges[0]+"/partners", admin, map[string]string{"code": "load", "name": "Load"}, &p); st != 201 {
+		t.Fatalf("create partner: %d", st)
+	}
+	call("POST", edges[0]+"/partners/"+p.ID+"/sub-systems", admin, map[string]string{"code": "web", "name": "Web"}, &sub)
+	call("POST", edges[0]+"/partners/"+p.ID+"/api-keys", admin, map[string]string{"name": "k"}, &key)
+
+	// Load: 4 clients, bulks of 20 events with client ids, alternating edges, for 10 s.
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var batch []map[string]any
+				for j := 0; j < 20; j++ {
+					batch = append(batch, map[string]any{"subSystemCode": "web", "eventType": "load", "id": fmt.Sprintf("c%d-%d-%d", c, n, j)})
+				}
+				var res struct {
+					Results []struct{ ID, Status string }
+				}
+				call("POST", edges[n%2]+"/tracking/bulk", key.APIKey, batch, &res)
+				mu.Lock()
+				for _, r := range res.Results {
+					if r.Status == "Queued" {
+						accepted[r.ID] = true
+					}
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	s.sh("stop", "workers1", "KILL")
+	s.sh("stop", "nats2", "KILL")
+	time.Sleep(3 * time.Second)
+	s.sh("start", "nats2")
+	s.sh("start", "workers1")
+	time.Sleep(4 * time.Second)
+	close(stop)
+	wg.Wait()
+	if len(accepted) < 500 {
+		t.Fatalf("only %d events were accepted: the load did not run", len(accepted))
+	}
+
+	// Every accepted event counted once in the report...
+	var rep struct{ TotalEvents int }
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		call("GET", edges[1]+"/reports/sub-systems/"+sub.ID, admin, nil, &rep)
+		if rep.TotalEvents == len(accepted) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if rep.TotalEvents != len(accepted) {
+		t.Fatalf("report counts %d events, %d were accepted", rep.TotalEvents, len(accepted))
+	}
+	// ...and stored exactly once, counted by id.
+	cl := gocql.NewCluster(strings.Split(os.Getenv("VT_CASSANDRA_HOSTS"), ",")...)
+	cl.Keyspace = keyspace
+	sess, err := cl.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	stored := map[string]int{}
+	now := time.Now().UTC()
+	for _, d := range []time.Time{now.AddDate(0, 0, -1), now} {
+		day := d.Year()*10000 + int(d.Month())*100 + d.Day()
+		for b := 0; b < storage.Buckets; b++ {
+			iter := sess.Query("SELECT id FROM events_by_partner WHERE partner_id = ? AND day = ? AND bucket = ?", p.ID, day, int8(b)).Iter()
+			var id string
+			for iter.Scan(&id) {
+				stored[id]++
+			}
+			if err := iter.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for id := range accepted {
+		if stored[id] != 1 {
+			t.Fatalf("accepted event %s is stored %d times", id, stored[id])
+		}
+	}
+	t.Logf("%d events accepted through 2 edges with a worker and a NATS node killed; each stored once and counted once", len(accepted))
+}
