@@ -20,6 +20,7 @@ dir=$(cd "$dir" && pwd)
 base=${STACK_PORT_BASE:-0}
 keyspace=${STACK_KEYSPACE:-volcanion}
 bin=$root/bin
+redis=${STACK_REDIS_URL:-redis://127.0.0.1:6379/0}
 mkdir -p "$dir"/{pids,logs}
 
 log() { echo "stack: $*" >&2; }
@@ -58,15 +59,15 @@ start() {
         run "$name" "$bin/nats-server" -c "$dir/nats/nats.conf"
       wait_port "$(nats_client "$i")" "$name" ;;
     registry)
-      run registry "$bin/registry" $(common registry) $(storage) -stream-replicas 3 -metrics-listen 127.0.0.1:$((9102 + base)) ;;
+      run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -stream-replicas 3 -metrics-listen 127.0.0.1:$((9102 + base)) ;;
     reporter)
-      run reporter "$bin/reporter" $(common reporter) $(storage) -metrics-listen 127.0.0.1:$((9103 + base)) ;;
+      run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
     workers[12])
       i=${name#workers}
       run "$name" "$bin/workers" $(common workers) $(storage) -stream-replicas 3 -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
+      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
       wait_port "$(edge_port "$i")" "$name" 300 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac

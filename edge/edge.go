@@ -24,6 +24,7 @@ import (
 	"github.com/volcanion/tracking/edge/internal/authcache"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 )
 
 // Config is the edge's configuration.
@@ -41,6 +42,8 @@ type Config struct {
 	// broadcast by the registry drop entries at once, this is the backstop.
 	CacheTTL time.Duration
 	Streams  natsx.StreamConfig
+	// Shared is the Redis cache the registry fills; nil: none.
+	Shared *rcache.Cache
 }
 
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
@@ -122,7 +125,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		return nil, err
 	}
 	log = log.With().Str("svc", "edge").Logger()
-	s := &Server{cfg: cfg, nc: nc, js: js, log: log, cache: authcache.New(nc, cfg.CacheTTL, log),
+	s := &Server{cfg: cfg, nc: nc, js: js, log: log, cache: authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared),
 		tracer: otel.Tracer("edge"), now: time.Now}
 	s.routes()
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -141,17 +142,28 @@ func (s *Service) authKey(ctx context.Context, r api.Request) (any, error) {
 		return nil, apierr.New(apierr.APIKeyNotFound, "API key not found")
 	}
 	k, err := s.store.GetAPIKey(ctx, r.KeyID)
+	if err == nil && s.cache != nil {
+		_ = s.cache.SetNX(ctx, rcache.KeyOfAPIKey(k.ID), k, sharedTTL)
+	}
 	return k, storeErr(err, apierr.APIKeyNotFound, "API key")
 }
 
-func (s *Service) authPartner(ctx context.Context, r api.Request) (any, error) {
-	p, err := s.partner(ctx, r.PartnerID)
+func (s *Service) snapshot(ctx context.Context, partnerID string) (api.PartnerSnapshot, error) {
+	p, err := s.partner(ctx, partnerID)
 	if err != nil {
-		return nil, err
+		return api.PartnerSnapshot{}, err
 	}
 	subs, err := s.store.ListSubSystems(ctx, p.ID, false)
 	if err != nil {
-		return nil, err
+		return api.PartnerSnapshot{}, err
 	}
 	return api.PartnerSnapshot{Partner: p, SubSystems: subs}, nil
+}
+
+func (s *Service) authPartner(ctx context.Context, r api.Request) (any, error) {
+	snap, err := s.snapshot(ctx, r.PartnerID)
+	if err == nil && s.cache != nil {
+		_ = s.cache.SetNX(ctx, rcache.KeyOfPartner(r.PartnerID), snap, sharedTTL)
+	}
+	return snap, err
 }

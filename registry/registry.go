@@ -18,9 +18,11 @@ import (
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // Version is reported by the micro service.
@@ -34,7 +36,17 @@ type Service struct {
 	log      zerolog.Logger
 	now      func() time.Time
 	replicas int
+	cache    *rcache.Cache // shared auth entries for edges; nil: none
 }
+
+// sharedTTL bounds a shared cache entry; changes refresh entries before it.
+const sharedTTL = 10 * time.Minute
+
+// WithCache makes the registry the writer of the shared (Redis) auth cache
+// edges read: it refreshes an entry before broadcasting the change, and
+// fills missing ones with SET NX, so an answer read before a change never
+// overwrites the newer value.
+func (s *Service) WithCache(c *rcache.Cache) *Service { s.cache = c; return s }
 
 // New makes a registry over a store. replicas sizes the change stream.
 func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger, replicas int) *Service {
@@ -89,6 +101,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 // so a failure is retried a few times and then logged; edges also bound the
 // age of cached entries.
 func (s *Service) broadcast(ctx context.Context, c api.Change) {
+	s.refreshShared(ctx, c)
 	c.At = s.now().UTC()
 	data, _ := json.Marshal(c)
 	var err error
@@ -99,6 +112,31 @@ func (s *Service) broadcast(ctx context.Context, c api.Change) {
 		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
 	}
 	s.log.Error().Err(err).Str("kind", c.Kind).Str("partner_id", c.PartnerID).Msg("change broadcast failed")
+}
+
+// refreshShared writes the fresh record a change touches into the shared cache.
+func (s *Service) refreshShared(ctx context.Context, c api.Change) {
+	if s.cache == nil {
+		return
+	}
+	var err error
+	if c.KeyID != "" {
+		var k tenant.APIKey
+		if k, err = s.store.GetAPIKey(ctx, c.KeyID); err == nil {
+			err = s.cache.Set(ctx, rcache.KeyOfAPIKey(k.ID), k, sharedTTL)
+		}
+	}
+	if err == nil && c.PartnerID != "" {
+		var snap api.PartnerSnapshot
+		if snap, err = s.snapshot(ctx, c.PartnerID); err == nil {
+			err = s.cache.Set(ctx, rcache.KeyOfPartner(c.PartnerID), snap, sharedTTL)
+		}
+	}
+	if err != nil {
+		// Drop what may be stale; edges then ask the registry.
+		s.log.Warn().Err(err).Msg("shared cache refresh failed")
+		_ = s.cache.Delete(ctx, rcache.KeyOfAPIKey(c.KeyID), rcache.KeyOfPartner(c.PartnerID))
+	}
 }
 
 func (s *Service) health(ctx context.Context, _ api.Request) (any, error) {

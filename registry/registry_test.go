@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -86,5 +88,65 @@ func TestChangesBroadcast(t *testing.T) {
 	}
 	if i != len(want) {
 		t.Fatalf("%d changes, want %d", i, len(want))
+	}
+}
+
+// With the shared cache, the registry writes the fresh record before the
+// change goes out, so an edge reading Redis after the change never sees the
+// old one.
+func TestSharedCache(t *testing.T) {
+	url := os.Getenv("VT_REDIS_URL")
+	if url == "" {
+		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
+	}
+	ctx := context.Background()
+	cache, err := rcache.Open(ctx, url, "test:"+tenant.NewID()+":")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).WithCache(cache).Start(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	call := func(op string, req api.Request, out any) {
+		t.Helper()
+		if err := natsx.Call(ctx, nc, subject.Registry(op), req, out); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+	}
+	var p tenant.Partner
+	call(api.PartnersCreate, api.Request{Code: ptr("shared"), Name: ptr("S")}, &p)
+	var k api.CreatedKey
+	call(api.KeysCreate, api.Request{PartnerID: p.ID, Name: ptr("k")}, &k)
+	var got tenant.APIKey
+	if ok, _ := cache.Get(ctx, rcache.KeyOfAPIKey(k.ID), &got); !ok || got.Status != tenant.KeyActive || len(got.Hash) != 32 {
+		t.Fatalf("shared entry after create: %v %+v", ok, got)
+	}
+	// Watch the change stream: when the revoke change arrives, Redis already holds the revoked key.
+	cons, _ := js.OrderedConsumer(ctx, subject.RegistryChangesStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	seen := make(chan string, 1)
+	cc, _ := cons.Consume(func(m jetstream.Msg) {
+		var snap tenant.APIKey
+		cache.Get(ctx, rcache.KeyOfAPIKey(k.ID), &snap)
+		seen <- string(snap.Status)
+	})
+	defer cc.Stop()
+	call(api.KeysRevoke, api.Request{PartnerID: p.ID, KeyID: k.ID}, nil)
+	select {
+	case st := <-seen:
+		if st != string(tenant.KeyRevoked) {
+			t.Fatalf("when the change arrived, Redis held a %s key", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change broadcast")
+	}
+	var snap api.PartnerSnapshot
+	call(api.PartnersToggle, api.Request{PartnerID: p.ID}, nil)
+	if ok, _ := cache.Get(ctx, rcache.KeyOfPartner(p.ID), &snap); !ok || snap.Partner.Status != tenant.Inactive {
+		t.Fatalf("partner snapshot after toggle: %v %+v", ok, snap.Partner)
 	}
 }

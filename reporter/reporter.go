@@ -17,6 +17,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/reportapi"
 	"github.com/volcanion/tracking/shared/storage"
@@ -29,8 +30,42 @@ const Version = "0.1.0"
 
 // Service is the reporter.
 type Service struct {
-	store storage.Store
-	log   zerolog.Logger
+	store    storage.Store
+	log      zerolog.Logger
+	cache    *rcache.Cache
+	cacheTTL time.Duration
+}
+
+// WithCache caches answers in Redis: for ttl when the range reaches into the
+// last hour (it still changes), for 5 minutes when it is older (only late
+// events change it). Failed answers are never cached.
+func (s *Service) WithCache(c *rcache.Cache, ttl time.Duration) *Service {
+	s.cache, s.cacheTTL = c, ttl
+	return s
+}
+
+func (s *Service) ttl(to time.Time) time.Duration {
+	if to.After(time.Now().Add(-time.Hour)) {
+		return s.cacheTTL
+	}
+	return 5 * time.Minute
+}
+
+// cached answers from the cache, or computes and stores the answer.
+func cached[T any](ctx context.Context, s *Service, key string, to time.Time, compute func() (*T, error)) (*T, error) {
+	if s.cache != nil {
+		var v T
+		if ok, err := s.cache.Get(ctx, key, &v); ok {
+			return &v, nil
+		} else if err != nil {
+			s.log.Debug().Err(err).Msg("report cache unavailable")
+		}
+	}
+	v, err := compute()
+	if err == nil && s.cache != nil {
+		_ = s.cache.Set(ctx, key, v, s.ttl(to))
+	}
+	return v, err
 }
 
 // New makes a reporter over a store.
@@ -112,6 +147,11 @@ func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) 
 	if err := checkRange(from, to, reportapi.MaxSubSystemRangeHours*time.Hour); err != nil {
 		return nil, err
 	}
+	key := fmt.Sprintf("report:sub:%s:%d:%d:%s", q.SubSystemID, from.Unix(), to.Unix(), q.EventType)
+	return cached(ctx, s, key, to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, from, to) })
+}
+
+func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, from, to time.Time) (*report.SubSystemReport, error) {
 	ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.SubSystemNotFound, "sub-system not found")
@@ -154,6 +194,11 @@ func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*re
 	if err := checkRange(from, to, reportapi.MaxPartnerRangeDays*24*time.Hour); err != nil {
 		return nil, err
 	}
+	key := fmt.Sprintf("report:partner:%s:%d:%d", q.PartnerID, from.Unix(), to.Unix())
+	return cached(ctx, s, key, to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, from, to) })
+}
+
+func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, from, to time.Time) (*report.PartnerReport, error) {
 	p, err := s.store.GetPartner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/obs"
+	"github.com/volcanion/tracking/shared/rcache"
 )
 
 // Common are the flags every service has.
@@ -78,4 +79,34 @@ func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run f
 		fail(err)
 	}
 	log.Info().Msg("stopped")
+}
+
+// Redis opens the shared cache for -redis-url; "" means none (nil). Redis
+// being down at start is logged, not fatal: the client reconnects, and every
+// cache use falls back to the source of truth meanwhile.
+func Redis(ctx context.Context, url string, log zerolog.Logger) (*rcache.Cache, error) {
+	if url == "" {
+		return nil, nil
+	}
+	c, err := rcache.New(url, "trk:")
+	if err != nil {
+		return nil, config.Errorf("redis-url", "%v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx); err != nil {
+		log.Warn().Err(err).Msg("Redis is not answering yet; running on without the shared cache until it does")
+	}
+	return c, nil
+}
+
+// CheckRedisURL validates a -redis-url value ("" is valid: no cache).
+func CheckRedisURL(url string) error {
+	if url == "" {
+		return nil
+	}
+	if _, err := rcache.New(url, ""); err != nil {
+		return config.Errorf("redis-url", "%v", err)
+	}
+	return nil
 }

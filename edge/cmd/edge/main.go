@@ -28,6 +28,7 @@ func main() {
 	natsCfg.RegisterFlags(fs)
 	listen := fs.String("http-listen", "127.0.0.1:8080", "address of the HTTP API (it also serves /metrics)")
 	tokens := fs.String("admin-tokens", "", "comma-separated admin credentials (16+ characters each)")
+	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache the registry fills (empty: none)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated IPs/CIDRs allowed to set X-Forwarded-For")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest single-event body")
 	fs.Int64Var(&cfg.MaxBulkBytes, "max-bulk-bytes", cfg.MaxBulkBytes, "largest bulk body")
@@ -54,7 +55,7 @@ func main() {
 		if _, _, err := net.SplitHostPort(*listen); err != nil {
 			return config.Errorf("http-listen", "%v", err)
 		}
-		return errors.Join(natsCfg.Validate(), cfg.Validate())
+		return errors.Join(natsCfg.Validate(), cfg.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("edge", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		var current atomic.Pointer[edge.Server]
@@ -71,6 +72,10 @@ func main() {
 		if err != nil {
 			return err
 		}
+		if cfg.Shared, err = svc.Redis(ctx, *redisURL, log); err != nil {
+			return err
+		}
+		defer cfg.Shared.Close()
 		srv, err := edge.New(cfg, nc, js, log)
 		if err != nil {
 			return err

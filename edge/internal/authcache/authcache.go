@@ -20,6 +20,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -56,6 +57,19 @@ type Cache struct {
 	partners map[string]partnerEntry
 	lastSeq  uint64
 	sf       singleflight.Group
+	shared   *rcache.Cache // written by the registry, read here; nil: none
+}
+
+// WithShared adds the shared (Redis) cache between this cache and the registry.
+func (c *Cache) WithShared(s *rcache.Cache) *Cache { c.shared = s; return c }
+
+// fromShared reads a shared entry; any Redis problem is a miss.
+func (c *Cache) fromShared(ctx context.Context, key string, v any) bool {
+	ok, err := c.shared.Get(ctx, key, v)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("shared cache unavailable; asking the registry")
+	}
+	return ok && err == nil
 }
 
 // New makes a cache that asks the registry over nc. ttl bounds how long an
@@ -80,7 +94,10 @@ func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
 	v, err, _ := c.sf.Do("k"+id, func() (any, error) {
 		gen := c.generation()
 		var k tenant.APIKey
-		err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
+		var err error
+		if !c.fromShared(ctx, rcache.KeyOfAPIKey(id), &k) {
+			err = natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
+		}
 		missing := apierr.Is(err, apierr.APIKeyNotFound)
 		if err != nil && !missing {
 			return nil, err
@@ -122,8 +139,10 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 	v, err, _ := c.sf.Do("p"+id, func() (any, error) {
 		gen := c.generation()
 		var snap api.PartnerSnapshot
-		if err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: id}, &snap); err != nil {
-			return nil, err
+		if !c.fromShared(ctx, rcache.KeyOfPartner(id), &snap) {
+			if err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: id}, &snap); err != nil {
+				return nil, err
+			}
 		}
 		subs := make(map[string]tenant.SubSystem, len(snap.SubSystems))
 		for _, s := range snap.SubSystems {

@@ -27,6 +27,7 @@ func main() {
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
 	replicas := fs.Int("stream-replicas", 1, "replicas of the streams this service creates (3 in a cluster)")
+	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache this service fills for edges (empty: none)")
 	migrate := fs.Bool("migrate", false, "apply the storage schema (idempotent) and exit")
 	validate := func() error {
 		if *replicas < 1 || *replicas > 5 {
@@ -35,7 +36,7 @@ func main() {
 		if *migrate {
 			return store.Validate()
 		}
-		return errors.Join(natsCfg.Validate(), store.Validate())
+		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("registry", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		if *migrate {
@@ -55,7 +56,12 @@ func main() {
 		if err != nil {
 			return err
 		}
-		s, err := registry.New(st, js, log, *replicas).Start(ctx, nc)
+		cache, err := svc.Redis(ctx, *redisURL, log)
+		if err != nil {
+			return err
+		}
+		defer cache.Close()
+		s, err := registry.New(st, js, log, *replicas).WithCache(cache).Start(ctx, nc)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -23,7 +24,11 @@ func main() {
 	common.RegisterFlags(fs, "127.0.0.1:9103")
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
-	svc.Main("reporter", fs, &common, func() error { return errors.Join(natsCfg.Validate(), store.Validate()) },
+	redisURL := fs.String("redis-url", "", "Redis URL of the report cache (empty: none)")
+	cacheTTL := fs.Duration("report-cache-ttl", 15*time.Second, "how long an answer whose range reaches into the last hour is cached")
+	svc.Main("reporter", fs, &common, func() error {
+		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
+	},
 		func(ctx context.Context, log zerolog.Logger) error {
 			st, err := store.Open()
 			if err != nil {
@@ -35,7 +40,12 @@ func main() {
 				return err
 			}
 			defer nc.Drain()
-			s, err := reporter.New(st, log).Start(nc)
+			cache, err := svc.Redis(ctx, *redisURL, log)
+			if err != nil {
+				return err
+			}
+			defer cache.Close()
+			s, err := reporter.New(st, log).WithCache(cache, *cacheTTL).Start(nc)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,145 @@
+// Package rcache is the Redis cache shared by the processes of one
+// deployment (key lookups, partner snapshots, report answers). A nil *Cache
+// is a disabled cache: every Get misses and every write is skipped, so the
+// embedded default runs without Redis. Redis errors are returned for the
+// caller to log and bypass: a cache outage never fails a request.
+package rcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
+)
+
+var mOps = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_redis_cache_operations_total",
+	Help: "Redis cache operations by kind (get, set) and result (hit, miss, ok, error)."}, []string{"op", "result"})
+
+// Cache is a JSON cache over Redis.
+type Cache struct {
+	c      *redis.Client
+	prefix string
+}
+
+// New makes a cache for a redis:// URL without connecting yet; the client
+// reconnects on its own, so a service may start while Redis is down.
+func New(url, prefix string) (*Cache, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("rcache: %w", err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 500*time.Millisecond, 500*time.Millisecond
+	return &Cache{c: redis.NewClient(opts), prefix: prefix}, nil
+}
+
+// Open is New, then a check that Redis answers.
+func Open(ctx context.Context, url, prefix string) (*Cache, error) {
+	c, err := New(url, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Ping checks Redis answers.
+func (c *Cache) Ping(ctx context.Context) error {
+	if err := c.c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("rcache: ping %s: %w", c.c.Options().Addr, err)
+	}
+	return nil
+}
+
+// Client is the underlying client (nil for a disabled cache).
+func (c *Cache) Client() *redis.Client {
+	if c == nil {
+		return nil
+	}
+	return c.c
+}
+
+// Close closes the connection.
+func (c *Cache) Close() error {
+	if c == nil {
+		return nil
+	}
+	return c.c.Close()
+}
+
+// Get decodes the value at key into v; ok is false on a miss.
+func (c *Cache) Get(ctx context.Context, key string, v any) (ok bool, err error) {
+	if c == nil {
+		return false, nil
+	}
+	b, err := c.c.Get(ctx, c.prefix+key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		mOps.WithLabelValues("get", "miss").Inc()
+		return false, nil
+	case err != nil:
+		mOps.WithLabelValues("get", "error").Inc()
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		mOps.WithLabelValues("get", "error").Inc()
+		return false, err
+	}
+	mOps.WithLabelValues("get", "hit").Inc()
+	return true, nil
+}
+
+// Set stores v at key for ttl.
+func (c *Cache) Set(ctx context.Context, key string, v any, ttl time.Duration) error {
+	return c.set(ctx, key, v, ttl, false)
+}
+
+// SetNX stores v at key only if the key is absent: a filler that read its
+// value earlier never overwrites a newer one.
+func (c *Cache) SetNX(ctx context.Context, key string, v any, ttl time.Duration) error {
+	return c.set(ctx, key, v, ttl, true)
+}
+
+func (c *Cache) set(ctx context.Context, key string, v any, ttl time.Duration, nx bool) error {
+	if c == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if nx {
+		err = c.c.SetNX(ctx, c.prefix+key, b, ttl).Err()
+	} else {
+		err = c.c.Set(ctx, c.prefix+key, b, ttl).Err()
+	}
+	if err != nil {
+		mOps.WithLabelValues("set", "error").Inc()
+		return err
+	}
+	mOps.WithLabelValues("set", "ok").Inc()
+	return nil
+}
+
+// Delete removes keys.
+func (c *Cache) Delete(ctx context.Context, keys ...string) error {
+	if c == nil || len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = c.prefix + k
+	}
+	return c.c.Del(ctx, full...).Err()
+}
+
+// Keys of the shared auth entries.
+func KeyOfAPIKey(id string) string  { return "key:" + id }
+func KeyOfPartner(id string) string { return "partner:" + id }
