@@ -1,0 +1,111 @@
+package allinone_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// flagsOf runs a binary with -h and returns the flags it defines.
+func flagsOf(t *testing.T, bin string, args ...string) map[string]bool {
+	out, _ := exec.Command(bin, append(args, "-h")...).CombinedOutput()
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+		flags[m[1]] = true
+	}
+	if len(flags) == 0 {
+		t.Fatalf("%s -h listed no flags:\n%s", bin, out)
+	}
+	return flags
+}
+
+// TestComposeMatchesBinaries: no Docker engine runs here, so this checks
+// what a compose run would depend on: every VT_* variable and command-line
+// flag in docker-compose.yml is a real flag of the binary the service's image
+// builds, and every variable nats.conf needs is set on each NATS node.
+func TestComposeMatchesBinaries(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	bins := t.TempDir()
+	pkgs := map[string]string{"edge": "./edge/cmd/edge", "workers": "./workers/cmd/workers", "registry": "./registry/cmd/registry",
+		"reporter": "./reporter/cmd/reporter", "natsauth": "./deploy/allinone/cmd/natsauth"}
+	args := []string{"build", "-o", bins + "/"}
+	for _, p := range pkgs {
+		args = append(args, p)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// The Dockerfile builds ./<SERVICE>/cmd/<SERVICE>; natsauth is the exception it names.
+	docker, _ := os.ReadFile(filepath.Join(root, "deploy/docker/service.Dockerfile"))
+	if !strings.Contains(string(docker), "pkg=./$SERVICE/cmd/$SERVICE") || !strings.Contains(string(docker), "pkg="+pkgs["natsauth"]) {
+		t.Fatal("service.Dockerfile no longer builds the packages this test checks")
+	}
+
+	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build struct {
+				Dockerfile string            `yaml:"dockerfile"`
+				Args       map[string]string `yaml:"args"`
+			} `yaml:"build"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	conf, _ := os.ReadFile(filepath.Join(root, "nats.conf"))
+	natsVars := regexp.MustCompile(`\$(NATS_[A-Z0-9_]+)`).FindAllStringSubmatch(string(conf), -1)
+	checked := 0
+	for name, svc := range compose.Services {
+		if strings.HasSuffix(svc.Build.Dockerfile, "nats.Dockerfile") {
+			for _, v := range natsVars {
+				if svc.Environment[v[1]] == "" {
+					t.Errorf("%s: nats.conf needs %s, which the service does not set", name, v[1])
+				}
+			}
+			checked++
+			continue
+		}
+		binName := svc.Build.Args["SERVICE"]
+		if binName == "" {
+			continue // a stock image (Cassandra, Redis)
+		}
+		bin := filepath.Join(bins, binName)
+		var sub []string
+		cmdArgs := svc.Command
+		if binName == "natsauth" && len(cmdArgs) > 0 {
+			sub, cmdArgs = []string{cmdArgs[0]}, cmdArgs[1:]
+		}
+		flags := flagsOf(t, bin, sub...)
+		for k := range svc.Environment {
+			if !strings.HasPrefix(k, "VT_") {
+				t.Errorf("%s: variable %s is not a VT_ setting", name, k)
+				continue
+			}
+			if f := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "VT_")), "_", "-"); !flags[f] {
+				t.Errorf("%s: %s names no flag of %s (no -%s)", name, k, binName, f)
+			}
+		}
+		for _, a := range cmdArgs {
+			if strings.HasPrefix(a, "-") && !flags[strings.TrimLeft(a, "-")] {
+				t.Errorf("%s: command flag %s is not a flag of %s", name, a, binName)
+			}
+		}
+		checked++
+	}
+	if checked < 9 {
+		t.Fatalf("only %d services checked", checked)
+	}
+}
