@@ -24,6 +24,8 @@ type adminBody struct {
 	Status    *string    `json:"status"`
 	ExpiredAt *time.Time `json:"expiredAt"`
 	ExpiresAt *time.Time `json:"expiresAt"` // the reference's dashboard sent this spelling
+	// RetentionDays sets how long a partner's events are kept.
+	RetentionDays *int `json:"retentionDays"`
 }
 
 const maxAdminBody = 16 << 10
@@ -47,7 +49,7 @@ func ids(p httprouter.Params, r *http.Request, b adminBody) (api.Request, error)
 
 func withBody(p httprouter.Params, r *http.Request, b adminBody) (api.Request, error) {
 	req, _ := ids(p, r, b)
-	req.Code, req.Name, req.Status, req.ExpiredAt = b.Code, b.Name, b.Status, b.ExpiredAt
+	req.Code, req.Name, req.Status, req.ExpiredAt, req.RetentionDays = b.Code, b.Name, b.Status, b.ExpiredAt, b.RetentionDays
 	if req.ExpiredAt == nil {
 		req.ExpiredAt = b.ExpiresAt
 	}

@@ -60,6 +60,12 @@ func checkStatus(status *string, fields *[]apierr.FieldError) {
 	}
 }
 
+func checkRetention(days *int, fields *[]apierr.FieldError) {
+	if days != nil && (*days < 1 || *days > tenant.MaxRetentionDays) {
+		*fields = append(*fields, apierr.FieldError{Field: "retentionDays", Message: "must be 1-3650 days"})
+	}
+}
+
 func (s *Service) partner(ctx context.Context, id string) (tenant.Partner, error) {
 	if err := checkID(id, "partnerId"); err != nil {
 		return tenant.Partner{}, err
@@ -114,11 +120,15 @@ func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error)
 	var fields []apierr.FieldError
 	checkCode(r.Code, true, &fields)
 	checkName(r.Name, true, &fields)
+	checkRetention(r.RetentionDays, &fields)
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
 	now := s.now().UTC()
 	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
+	if r.RetentionDays != nil {
+		p.RetentionDays = *r.RetentionDays
+	}
 	if err := s.store.CreatePartner(ctx, p); err != nil {
 		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
 	}
@@ -131,6 +141,7 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	checkCode(r.Code, false, &fields)
 	checkName(r.Name, false, &fields)
 	checkStatus(r.Status, &fields)
+	checkRetention(r.RetentionDays, &fields)
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
@@ -146,6 +157,9 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	}
 	if r.Status != nil {
 		p.Status = tenant.Status(*r.Status)
+	}
+	if r.RetentionDays != nil {
+		p.RetentionDays = *r.RetentionDays
 	}
 	p.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdatePartner(ctx, p); err != nil {

@@ -17,8 +17,9 @@ import (
 // services publish straight to NATS, so their events reach workers unchecked.
 type Directory interface {
 	// Check returns a reason when the event can never be stored, "" when it
-	// can; an error means the answer is unknown for now (retry later).
-	Check(ctx context.Context, partnerID, subSystemID string) (reason string, err error)
+	// can, with the partner's retention (0: the default); an error means the
+	// answer is unknown for now (retry later).
+	Check(ctx context.Context, partnerID, subSystemID string) (reason string, retention time.Duration, err error)
 }
 
 // RegistryDirectory asks the registry, caching answers for ttl. Existence
@@ -33,8 +34,9 @@ type RegistryDirectory struct {
 }
 
 type dirEntry struct {
-	subs map[string]bool // nil: the partner does not exist
-	at   time.Time
+	subs      map[string]bool // nil: the partner does not exist
+	retention time.Duration
+	at        time.Time
 }
 
 // NewRegistryDirectory makes a directory over the registry service.
@@ -42,22 +44,26 @@ func NewRegistryDirectory(nc *nats.Conn, ttl time.Duration) *RegistryDirectory {
 	return &RegistryDirectory{nc: nc, ttl: ttl, entries: map[string]dirEntry{}}
 }
 
-func (d *RegistryDirectory) Check(ctx context.Context, partnerID, subSystemID string) (string, error) {
+func (d *RegistryDirectory) Check(ctx context.Context, partnerID, subSystemID string) (string, time.Duration, error) {
 	d.mu.Lock()
 	e, ok := d.entries[partnerID]
 	d.mu.Unlock()
 	if !ok || time.Since(e.at) > d.ttl || (e.subs != nil && !e.subs[subSystemID]) {
 		// Refresh on a miss, on age, and before calling a sub-system unknown
 		// (it may have been created a moment ago).
+		var p struct{ RetentionDays int }
 		var subs []struct{ ID string }
-		err := natsx.Call(ctx, d.nc, subject.Registry(api.SubSystemsList), api.Request{PartnerID: partnerID, IncludeDeleted: true}, &subs)
+		err := natsx.Call(ctx, d.nc, subject.Registry(api.PartnersGet), api.Request{PartnerID: partnerID}, &p)
+		if err == nil {
+			err = natsx.Call(ctx, d.nc, subject.Registry(api.SubSystemsList), api.Request{PartnerID: partnerID, IncludeDeleted: true}, &subs)
+		}
 		switch {
 		case apierr.Is(err, apierr.PartnerNotFound), apierr.Is(err, apierr.InvalidParameter), apierr.Is(err, apierr.ValidationFailed):
 			e = dirEntry{at: time.Now()}
 		case err != nil:
-			return "", err
+			return "", 0, err
 		default:
-			e = dirEntry{subs: make(map[string]bool, len(subs)), at: time.Now()}
+			e = dirEntry{subs: make(map[string]bool, len(subs)), retention: time.Duration(p.RetentionDays) * 24 * time.Hour, at: time.Now()}
 			for _, s := range subs {
 				e.subs[s.ID] = true
 			}
@@ -68,9 +74,9 @@ func (d *RegistryDirectory) Check(ctx context.Context, partnerID, subSystemID st
 	}
 	switch {
 	case e.subs == nil:
-		return "unknown partner", nil
+		return "unknown partner", 0, nil
 	case !e.subs[subSystemID]:
-		return "unknown sub-system of the partner", nil
+		return "unknown sub-system of the partner", 0, nil
 	}
-	return "", nil
+	return "", e.retention, nil
 }

@@ -144,7 +144,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 		e, reason := decode(m)
 		if reason == "" && w.dir != nil {
 			var err error
-			if reason, err = w.dir.Check(ctx, e.PartnerID, e.SubSystemID); err != nil {
+			if reason, e.Retention, err = w.dir.Check(ctx, e.PartnerID, e.SubSystemID); err != nil {
 				// Unknown for now (registry unreachable): try again later.
 				w.log.Warn().Err(err).Msg("cannot check the event's partner; retrying later")
 				_ = m.NakWithDelay(2 * time.Second)

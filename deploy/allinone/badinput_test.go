@@ -103,6 +103,13 @@ func TestAdminRules(t *testing.T) {
 	expect(409, "code_taken", "POST", "/partners", map[string]string{"code": "alpha", "name": "Again"})
 	expect(400, "validation_failed", "POST", "/partners", map[string]string{"code": "bad code!", "name": "x"})
 	expect(400, "validation_failed", "POST", "/partners", map[string]string{"name": "no code"})
+	expect(400, "validation_failed", "POST", "/partners", map[string]any{"code": "r", "name": "r", "retentionDays": 0})
+	expect(400, "validation_failed", "PUT", "/partners/"+a, map[string]any{"retentionDays": 4000})
+	var withRetention struct{ RetentionDays int }
+	s.must(200, "PUT", "/partners/"+a, "admin", map[string]any{"retentionDays": 90}, &withRetention)
+	if withRetention.RetentionDays != 90 {
+		t.Fatalf("retention not set: %+v", withRetention)
+	}
 	expect(400, "validation_failed", "PUT", "/partners/"+a, map[string]string{"status": "Deleted"})
 	expect(400, "validation_failed", "PUT", "/partners/"+a, map[string]string{"status": "Whatever"})
 	expect(400, "invalid_json", "PUT", "/partners/"+a, `{"name":`)

@@ -39,7 +39,8 @@ func (s *stack) sh(args ...string) {
 // TestProductionTopology: 3 NATS nodes, Cassandra, Redis, 2 edges, 2
 // workers, registry and reporter as separate processes. Load goes through
 // both edges while a worker and a NATS node are killed with SIGKILL and
-// restarted; afterwards every event that got a 202 is stored exactly once and
+// restarted, then an edge and a worker are stopped with SIGTERM and restarted;
+// afterwards every event that got a 202 is stored exactly once and
 // counted once in the reports.
 func TestProductionTopology(t *testing.T) {
 	if os.Getenv("VT_CASSANDRA_HOSTS") == "" {
@@ -131,7 +132,14 @@ func TestProductionTopology(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	s.sh("start", "nats2")
 	s.sh("start", "workers1")
-	time.Sleep(4 * time.Second)
+	time.Sleep(2 * time.Second)
+	// Graceful restarts: SIGTERM lets the edge finish requests in flight and
+	// the worker finish, write and ack its batch.
+	s.sh("stop", "edge2")
+	s.sh("stop", "workers2")
+	s.sh("start", "workers2")
+	s.sh("start", "edge2")
+	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
 	if len(accepted) < 500 {

@@ -23,6 +23,10 @@ type Event struct {
 	IP            string          `json:"ip,omitempty"`
 	UserAgent     string          `json:"userAgent,omitempty"`
 	KeyID         string          `json:"keyId,omitempty"`
+
+	// Retention is set by the worker from the partner's setting, never sent:
+	// storage keeps the event (and what counts it) this long; 0 means the default.
+	Retention time.Duration `json:"-"`
 }
 
 // MsgID is the JetStream de-duplication id: event ids are unique per partner only.

@@ -65,7 +65,7 @@ var rolePerms = map[string]perms{
 	// Workers consume events, dead-letter the unstorable and ask the registry
 	// whether a partner's sub-system exists.
 	"workers": {
-		pub: concat([]string{subject.DeadLetterAll, subject.Registry("subsystems.list"), "$JS.ACK." + ev + ".>"},
+		pub: concat([]string{subject.DeadLetterAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "STREAM.CREATE."+ev, "STREAM.CREATE."+dlq,
 				"CONSUMER.CREATE."+ev+".>", "CONSUMER.DURABLE.CREATE."+ev+".>", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>")),
 		sub: []string{"_INBOX.>"},

@@ -50,6 +50,7 @@ type Request struct {
 	Name           *string    `json:"name,omitempty"`
 	Status         *string    `json:"status,omitempty"`
 	ExpiredAt      *time.Time `json:"expiredAt,omitempty"`
+	RetentionDays  *int       `json:"retentionDays,omitempty"`
 	Page           int        `json:"page,omitempty"`
 	PageSize       int        `json:"pageSize,omitempty"`
 	IncludeDeleted bool       `json:"includeDeleted,omitempty"`

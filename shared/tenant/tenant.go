@@ -31,13 +31,19 @@ const (
 
 // Partner is a tenant.
 type Partner struct {
-	ID        string    `json:"id"`
-	Code      string    `json:"code"`
-	Name      string    `json:"name"`
-	Status    Status    `json:"status"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	ID     string `json:"id"`
+	Code   string `json:"code"`
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	// RetentionDays is how long the partner's events are kept; 0 means the
+	// deployment's default.
+	RetentionDays int       `json:"retentionDays,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
 }
+
+// MaxRetentionDays bounds a partner's retention (10 years).
+const MaxRetentionDays = 3650
 
 // SubSystem is one app or service of a partner.
 type SubSystem struct {

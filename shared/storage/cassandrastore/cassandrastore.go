@@ -138,3 +138,6 @@ func fanOut(ctx context.Context, n int, fns []func(context.Context) error) error
 	}
 	return first
 }
+
+// Session is the driver session (for tests and tools).
+func (st *Store) Session() *gocql.Session { return st.s }

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/storage/storagetest"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // hosts is set by `make test`, which starts a real Cassandra when none answers.
@@ -61,5 +63,34 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 	if err := cassandrastore.Migrate(context.Background(), hs, "Bad-Name", "{}"); err == nil {
 		t.Fatal("bad keyspace name accepted")
+	}
+}
+
+// An event is kept as long as its partner's retention says.
+func TestRetentionTTL(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ts := time.Now().UTC()
+	p, sub := tenant.NewID(), tenant.NewID()
+	if _, err := s.WriteEvents(ctx, []event.Event{
+		{ID: "short", PartnerID: p, SubSystemID: sub, EventType: "t", Timestamp: ts, Retention: 2 * 24 * time.Hour},
+		{ID: "default", PartnerID: p, SubSystemID: sub, EventType: "t", Timestamp: ts},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ttlOf := func(id string) int {
+		var ttl int
+		q := s.(*cassandrastore.Store).Session().Query("SELECT TTL(body) FROM events_by_partner WHERE partner_id = ? AND day = ? AND bucket = ? AND ts = ? AND id = ?",
+			p, ts.Year()*10000+int(ts.Month())*100+ts.Day(), int8(storage.Bucket(id)), ts, id)
+		if err := q.Scan(&ttl); err != nil {
+			t.Fatal(err)
+		}
+		return ttl
+	}
+	if got := ttlOf("short"); got < 2*86400-60 || got > 2*86400 {
+		t.Fatalf("TTL of a 2-day partner's event: %d s", got)
+	}
+	if got := ttlOf("default"); got < 399*86400 {
+		t.Fatalf("TTL with the default retention: %d s", got)
 	}
 }

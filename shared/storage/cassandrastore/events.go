@@ -122,8 +122,9 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, er
 		return 0, fmt.Errorf("cassandrastore: check ids: %w", err)
 	}
 	rows, ids := rowSet{}, rowSet{}
-	subMinutes := map[[2]any]bool{}
-	partnerMinutes := map[[2]any]bool{}
+	// touched minutes, with the TTL their rollup rows get
+	subMinutes := map[[2]any]int{}
+	partnerMinutes := map[[2]any]int{}
 	fresh := 0
 	for _, e := range batch {
 		if done[[2]string{e.PartnerID, e.ID}] {
@@ -137,23 +138,27 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, er
 		if err != nil {
 			return 0, err
 		}
+		ttl := st.ttl
+		if e.Retention > 0 {
+			ttl = int(e.Retention.Seconds())
+		}
 		rows.add(fmt.Sprint("p", e.PartnerID, day, bucket),
-			fmt.Sprintf("INSERT INTO events_by_partner (partner_id, day, bucket, ts, id, sub_system_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL %d", st.ttl),
-			e.PartnerID, day, bucket, ts, e.ID, e.SubSystemID, e.EventType, string(body))
+			("INSERT INTO events_by_partner (partner_id, day, bucket, ts, id, sub_system_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+			e.PartnerID, day, bucket, ts, e.ID, e.SubSystemID, e.EventType, string(body), ttl)
 		rows.add(fmt.Sprint("s", e.SubSystemID, day, bucket),
-			fmt.Sprintf("INSERT INTO events_by_sub_system (sub_system_id, day, bucket, ts, id, partner_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL %d", st.ttl),
-			e.SubSystemID, day, bucket, ts, e.ID, e.PartnerID, e.EventType, string(body))
+			("INSERT INTO events_by_sub_system (sub_system_id, day, bucket, ts, id, partner_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+			e.SubSystemID, day, bucket, ts, e.ID, e.PartnerID, e.EventType, string(body), ttl)
 		rows.add(fmt.Sprint("ms", e.SubSystemID, minute.Unix()),
-			fmt.Sprintf("INSERT INTO minute_keys_by_sub_system (sub_system_id, minute, event_type, partner_id, id) VALUES (?, ?, ?, ?, ?) USING TTL %d", st.ttl),
-			e.SubSystemID, minute, e.EventType, e.PartnerID, e.ID)
+			("INSERT INTO minute_keys_by_sub_system (sub_system_id, minute, event_type, partner_id, id) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
+			e.SubSystemID, minute, e.EventType, e.PartnerID, e.ID, ttl)
 		rows.add(fmt.Sprint("mp", e.PartnerID, minute.Unix()),
-			fmt.Sprintf("INSERT INTO minute_keys_by_partner (partner_id, minute, sub_system_id, id) VALUES (?, ?, ?, ?) USING TTL %d", st.ttl),
-			e.PartnerID, minute, e.SubSystemID, e.ID)
+			("INSERT INTO minute_keys_by_partner (partner_id, minute, sub_system_id, id) VALUES (?, ?, ?, ?) USING TTL ?"),
+			e.PartnerID, minute, e.SubSystemID, e.ID, ttl)
 		ids.add(fmt.Sprint("i", e.PartnerID, bucket),
-			fmt.Sprintf("INSERT INTO event_ids (partner_id, bucket, id, sub_system_id, day, ts) VALUES (?, ?, ?, ?, ?, ?) USING TTL %d", st.ttl),
-			e.PartnerID, bucket, e.ID, e.SubSystemID, day, ts)
-		subMinutes[[2]any{e.SubSystemID, minute}] = true
-		partnerMinutes[[2]any{e.PartnerID, minute}] = true
+			("INSERT INTO event_ids (partner_id, bucket, id, sub_system_id, day, ts) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"),
+			e.PartnerID, bucket, e.ID, e.SubSystemID, day, ts, ttl)
+		subMinutes[[2]any{e.SubSystemID, minute}] = max(subMinutes[[2]any{e.SubSystemID, minute}], ttl)
+		partnerMinutes[[2]any{e.PartnerID, minute}] = max(partnerMinutes[[2]any{e.PartnerID, minute}], ttl)
 	}
 	if fresh == 0 {
 		return 0, nil
@@ -172,30 +177,30 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, er
 
 // recount counts the touched minutes from their narrow rows and writes the
 // absolute counts as max-registers.
-func (st *Store) recount(ctx context.Context, subMinutes, partnerMinutes map[[2]any]bool) error {
+func (st *Store) recount(ctx context.Context, subMinutes, partnerMinutes map[[2]any]int) error {
 	var fns []func(context.Context) error
-	for k := range subMinutes {
+	for k, ttl := range subMinutes {
 		id, minute := k[0].(string), k[1].(time.Time)
 		fns = append(fns, func(ctx context.Context) error {
 			return st.recountOne(ctx,
 				"SELECT event_type, COUNT(*) FROM minute_keys_by_sub_system WHERE sub_system_id = ? AND minute = ? GROUP BY event_type",
-				fmt.Sprintf("INSERT INTO rollup_sub_system (sub_system_id, day, minute, event_type, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL %d", st.ttl),
-				id, minute)
+				"INSERT INTO rollup_sub_system (sub_system_id, day, minute, event_type, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
+				id, minute, ttl)
 		})
 	}
-	for k := range partnerMinutes {
+	for k, ttl := range partnerMinutes {
 		id, minute := k[0].(string), k[1].(time.Time)
 		fns = append(fns, func(ctx context.Context) error {
 			return st.recountOne(ctx,
 				"SELECT sub_system_id, COUNT(*) FROM minute_keys_by_partner WHERE partner_id = ? AND minute = ? GROUP BY sub_system_id",
-				fmt.Sprintf("INSERT INTO rollup_partner (partner_id, day, minute, sub_system_id, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL %d", st.ttl),
-				id, minute)
+				"INSERT INTO rollup_partner (partner_id, day, minute, sub_system_id, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
+				id, minute, ttl)
 		})
 	}
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-func (st *Store) recountOne(ctx context.Context, count, put, id string, minute time.Time) error {
+func (st *Store) recountOne(ctx context.Context, count, put, id string, minute time.Time, ttl int) error {
 	iter := st.s.Query(count, id, minute).WithContext(ctx).Iter()
 	var group string
 	var n int64
@@ -212,7 +217,7 @@ func (st *Store) recountOne(ctx context.Context, count, put, id string, minute t
 	}
 	day := dayOf(minute)
 	for _, r := range got {
-		if err := st.write(put, id, day, minute, r.group, r.n, r.n).ExecContext(ctx); err != nil {
+		if err := st.write(put, id, day, minute, r.group, r.n, r.n, ttl).ExecContext(ctx); err != nil {
 			return err
 		}
 	}

@@ -85,12 +85,12 @@ func (st *Store) release(ctx context.Context, idx codeIndex, keys []any, id stri
 
 // ---- partners ----
 
-const partnerCols = "id, code, name, status, created_at, updated_at"
+const partnerCols = "id, code, name, status, retention_days, created_at, updated_at"
 
 func scanPartner(sc interface{ Scan(...any) error }) (tenant.Partner, error) {
 	var p tenant.Partner
 	var status string
-	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.CreatedAt, &p.UpdatedAt)
+	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.RetentionDays, &p.CreatedAt, &p.UpdatedAt)
 	p.Status = tenant.Status(status)
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	return p, err
@@ -119,8 +119,8 @@ func (st *Store) partnerStale(ctx context.Context, code string) func(string, tim
 }
 
 func (st *Store) putPartner(ctx context.Context, p tenant.Partner) error {
-	return st.write("INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.Code, p.Name, string(p.Status), p.CreatedAt, p.UpdatedAt).ExecContext(ctx)
+	return st.write("INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.Code, p.Name, string(p.Status), p.RetentionDays, p.CreatedAt, p.UpdatedAt).ExecContext(ctx)
 }
 
 func (st *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
