@@ -1,9 +1,10 @@
 package registry
 
 import (
-	"time"
-
 	"context"
+	"encoding/hex"
+	"strconv"
+	"time"
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/rcache"
@@ -21,14 +22,64 @@ func (s *Service) checkExpiry(r api.Request) error {
 	return nil
 }
 
-func (s *Service) newKey(ctx context.Context, partnerID, name string, expires *time.Time) (api.CreatedKey, error) {
+// newKey issues a key with the settings of tmpl (name, scopes, binding, limits).
+func (s *Service) newKey(ctx context.Context, tmpl tenant.APIKey) (api.CreatedKey, error) {
 	id, plain, hash := tenant.GenerateKey()
-	k := tenant.APIKey{ID: id, PartnerID: partnerID, Name: name, Hash: hash, Status: tenant.KeyActive, ExpiresAt: expires, CreatedAt: s.now().UTC()}
+	k := tmpl
+	k.ID, k.Hash, k.Status, k.CreatedAt = id, hash, tenant.KeyActive, s.now().UTC()
+	k.RevokedAt, k.LastUsedAt = nil, nil
+	k.SigningSecret = tenant.NewSigningSecret()
 	if err := s.store.CreateAPIKey(ctx, k); err != nil {
 		return api.CreatedKey{}, storeErr(err, apierr.APIKeyNotFound, "API key")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "created", PartnerID: partnerID, KeyID: id})
-	return api.CreatedKey{KeyView: k.View(), APIKey: plain}, nil
+	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "created", PartnerID: k.PartnerID, KeyID: id})
+	return api.CreatedKey{KeyView: k.View(), APIKey: plain, SigningSecret: hex.EncodeToString(k.SigningSecret)}, nil
+}
+
+// keySettings validates and applies the settings a create or update may carry.
+func (s *Service) keySettings(ctx context.Context, k *tenant.APIKey, r api.Request, fields *[]apierr.FieldError) error {
+	checkRateLimit(r.RateLimit, fields)
+	if r.Scopes != nil {
+		if len(r.Scopes) == 0 {
+			*fields = append(*fields, apierr.FieldError{Field: "scopes", Message: "must hold at least one of ingest, report"})
+		}
+		seen := map[string]bool{}
+		for _, sc := range r.Scopes {
+			if !tenant.ValidScope(sc) {
+				*fields = append(*fields, apierr.FieldError{Field: "scopes", Message: "unknown scope " + strconv.Quote(sc) + "; use ingest or report"})
+			} else {
+				seen[sc] = true
+			}
+		}
+		k.Scopes = nil
+		for _, sc := range []string{tenant.ScopeIngest, tenant.ScopeReport} {
+			if seen[sc] {
+				k.Scopes = append(k.Scopes, sc)
+			}
+		}
+	}
+	if r.RateLimit != nil {
+		k.RateLimit = *r.RateLimit
+	}
+	if r.RequireSignature != nil {
+		k.RequireSignature = *r.RequireSignature
+	}
+	if r.Name != nil {
+		k.Name = *r.Name
+	}
+	if r.BindSubSystemID != nil {
+		k.SubSystemID = *r.BindSubSystemID
+		if k.SubSystemID != "" {
+			ss, err := s.store.GetSubSystem(ctx, k.SubSystemID)
+			if err != nil || ss.PartnerID != k.PartnerID || ss.Status == tenant.Deleted {
+				*fields = append(*fields, apierr.FieldError{Field: "subSystemId", Message: "must be a live sub-system of this partner"})
+			}
+		}
+	}
+	if len(*fields) > 0 {
+		return apierr.Invalid(*fields...)
+	}
+	return nil
 }
 
 func (s *Service) createKey(ctx context.Context, r api.Request) (any, error) {
@@ -44,7 +95,44 @@ func (s *Service) createKey(ctx context.Context, r api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newKey(ctx, p.ID, *r.Name, utc(r.ExpiredAt))
+	k := tenant.APIKey{PartnerID: p.ID, Scopes: []string{tenant.ScopeIngest}, ExpiresAt: utc(r.ExpiredAt)}
+	if err := s.keySettings(ctx, &k, r, &fields); err != nil {
+		return nil, err
+	}
+	return s.newKey(ctx, k)
+}
+
+// updateKey changes a key's name, scopes, binding, rate limit or signing.
+func (s *Service) updateKey(ctx context.Context, r api.Request) (any, error) {
+	var fields []apierr.FieldError
+	checkName(r.Name, false, &fields)
+	_, k, err := s.key(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if k.Status == tenant.KeyRevoked {
+		return nil, apierr.New(apierr.APIKeyRevoked, "the key is revoked; issue a new one")
+	}
+	if err := s.keySettings(ctx, &k, r, &fields); err != nil {
+		return nil, err
+	}
+	if err := s.store.UpdateAPIKey(ctx, k); err != nil {
+		return nil, storeErr(err, apierr.APIKeyNotFound, "API key")
+	}
+	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "updated", PartnerID: k.PartnerID, KeyID: k.ID})
+	return k.View(), nil
+}
+
+// touchKey records a sampled last use.
+func (s *Service) touchKey(ctx context.Context, r api.Request) (any, error) {
+	if !tenant.ValidKeyID(r.KeyID) || r.At == nil {
+		return nil, apierr.New(apierr.InvalidParameter, "keyId and at are required")
+	}
+	at := *r.At
+	if now := s.now(); at.After(now) {
+		at = now
+	}
+	return nil, storeErr(s.store.TouchAPIKey(ctx, r.KeyID, at), apierr.APIKeyNotFound, "API key")
 }
 
 func (s *Service) listKeys(ctx context.Context, r api.Request) (any, error) {
@@ -104,11 +192,18 @@ func (s *Service) revokeKey(ctx context.Context, r api.Request) (any, error) {
 	return k.View(), storeErr(err, apierr.APIKeyNotFound, "API key")
 }
 
-// regenerateKey revokes a key and issues its replacement, keeping the name
-// and expiry unless the request sets them.
+// MaxGrace bounds how long a rotated key keeps working.
+const MaxGrace = 30 * 24 * time.Hour
+
+// regenerateKey issues a replacement with the old key's settings (name and
+// expiry unless the request sets them). The old key is revoked at once, or,
+// with graceSeconds, keeps working until the grace period ends.
 func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error) {
 	var fields []apierr.FieldError
 	checkName(r.Name, false, &fields)
+	if r.GraceSeconds != nil && (*r.GraceSeconds < 0 || time.Duration(*r.GraceSeconds)*time.Second > MaxGrace) {
+		fields = append(fields, apierr.FieldError{Field: "graceSeconds", Message: "must be 0 to 2592000 (30 days)"})
+	}
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
@@ -131,10 +226,28 @@ func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error)
 	} else if expires != nil && !expires.After(s.now()) {
 		expires = nil // an expired key's replacement should not be born expired
 	}
-	if err := s.revoke(ctx, k); err != nil {
+	next := k
+	next.Name, next.ExpiresAt = name, expires
+	created, err := s.newKey(ctx, next)
+	if err != nil {
 		return nil, err
 	}
-	return s.newKey(ctx, p.ID, name, expires)
+	grace := time.Duration(0)
+	if r.GraceSeconds != nil {
+		grace = time.Duration(*r.GraceSeconds) * time.Second
+	}
+	if grace == 0 || k.Status != tenant.KeyActive {
+		err = s.revoke(ctx, k)
+	} else if end := s.now().UTC().Add(grace); k.ExpiresAt == nil || end.Before(*k.ExpiresAt) {
+		k.ExpiresAt = &end // still works until then, on every edge
+		if err = s.store.UpdateAPIKey(ctx, k); err == nil {
+			s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "rotated", PartnerID: k.PartnerID, KeyID: k.ID})
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return created, nil
 }
 
 func (s *Service) authKey(ctx context.Context, r api.Request) (any, error) {

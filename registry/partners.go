@@ -60,6 +60,15 @@ func checkStatus(status *string, fields *[]apierr.FieldError) {
 	}
 }
 
+// MaxRateLimit bounds a rate-limit override, in events per second.
+const MaxRateLimit = 1_000_000
+
+func checkRateLimit(n *int, fields *[]apierr.FieldError) {
+	if n != nil && (*n < 0 || *n > MaxRateLimit) {
+		*fields = append(*fields, apierr.FieldError{Field: "rateLimit", Message: "must be 0 (the default) to 1000000 events per second"})
+	}
+}
+
 func checkRetention(days *int, fields *[]apierr.FieldError) {
 	if days != nil && (*days < 1 || *days > tenant.MaxRetentionDays) {
 		*fields = append(*fields, apierr.FieldError{Field: "retentionDays", Message: "must be 1-3650 days"})
@@ -121,6 +130,7 @@ func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error)
 	checkCode(r.Code, true, &fields)
 	checkName(r.Name, true, &fields)
 	checkRetention(r.RetentionDays, &fields)
+	checkRateLimit(r.RateLimit, &fields)
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
@@ -128,6 +138,12 @@ func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error)
 	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
 	if r.RetentionDays != nil {
 		p.RetentionDays = *r.RetentionDays
+	}
+	if r.RateLimit != nil {
+		p.RateLimit = *r.RateLimit
+	}
+	if r.RequireSignature != nil {
+		p.RequireSignature = *r.RequireSignature
 	}
 	if err := s.store.CreatePartner(ctx, p); err != nil {
 		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
@@ -142,6 +158,7 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	checkName(r.Name, false, &fields)
 	checkStatus(r.Status, &fields)
 	checkRetention(r.RetentionDays, &fields)
+	checkRateLimit(r.RateLimit, &fields)
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
@@ -160,6 +177,12 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	}
 	if r.RetentionDays != nil {
 		p.RetentionDays = *r.RetentionDays
+	}
+	if r.RateLimit != nil {
+		p.RateLimit = *r.RateLimit
+	}
+	if r.RequireSignature != nil {
+		p.RequireSignature = *r.RequireSignature
 	}
 	p.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdatePartner(ctx, p); err != nil {

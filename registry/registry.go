@@ -75,6 +75,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		api.SubSystemsByCode: s.subSystemByCode, api.SubSystemsUpdate: s.updateSubSystem, api.SubSystemsDelete: s.deleteSubSystem,
 		api.SubSystemsToggle: s.toggleSubSystem, api.SubSystemsAll: s.allSubSystems,
 		api.KeysCreate: s.createKey, api.KeysList: s.listKeys, api.KeysRevoke: s.revokeKey, api.KeysRegenerate: s.regenerateKey,
+		api.KeysUpdate: s.updateKey, api.KeysTouch: s.touchKey,
 		api.AuthKey: s.authKey, api.AuthPartner: s.authPartner,
 		api.Health: s.health,
 	}

@@ -31,6 +31,9 @@ const (
 	KeysList       = "keys.list"
 	KeysRevoke     = "keys.revoke"
 	KeysRegenerate = "keys.regenerate"
+	KeysUpdate     = "keys.update"
+	// KeysTouch records a sampled last use of a key (edges send it at most once a minute per key).
+	KeysTouch = "keys.touch"
 
 	// AuthKey returns a key record, hash included, for an edge to check a presented key.
 	AuthKey = "auth.key"
@@ -43,17 +46,24 @@ const (
 // Request is the one request shape of every operation; each uses the fields
 // it needs. Pointers distinguish "not sent" from "empty" in updates.
 type Request struct {
-	PartnerID      string     `json:"partnerId,omitempty"`
-	SubSystemID    string     `json:"subSystemId,omitempty"`
-	KeyID          string     `json:"keyId,omitempty"`
-	Code           *string    `json:"code,omitempty"`
-	Name           *string    `json:"name,omitempty"`
-	Status         *string    `json:"status,omitempty"`
-	ExpiredAt      *time.Time `json:"expiredAt,omitempty"`
-	RetentionDays  *int       `json:"retentionDays,omitempty"`
-	Page           int        `json:"page,omitempty"`
-	PageSize       int        `json:"pageSize,omitempty"`
-	IncludeDeleted bool       `json:"includeDeleted,omitempty"`
+	PartnerID     string     `json:"partnerId,omitempty"`
+	SubSystemID   string     `json:"subSystemId,omitempty"`
+	KeyID         string     `json:"keyId,omitempty"`
+	Code          *string    `json:"code,omitempty"`
+	Name          *string    `json:"name,omitempty"`
+	Status        *string    `json:"status,omitempty"`
+	ExpiredAt     *time.Time `json:"expiredAt,omitempty"`
+	RetentionDays *int       `json:"retentionDays,omitempty"`
+	RateLimit     *int       `json:"rateLimit,omitempty"`
+	// Key settings.
+	Scopes           []string   `json:"scopes,omitempty"`
+	BindSubSystemID  *string    `json:"bindSubSystemId,omitempty"`
+	RequireSignature *bool      `json:"requireSignature,omitempty"`
+	GraceSeconds     *int       `json:"graceSeconds,omitempty"`
+	At               *time.Time `json:"at,omitempty"`
+	Page             int        `json:"page,omitempty"`
+	PageSize         int        `json:"pageSize,omitempty"`
+	IncludeDeleted   bool       `json:"includeDeleted,omitempty"`
 }
 
 // PartnerPage is the answer of PartnersList.
@@ -65,10 +75,12 @@ type PartnerPage struct {
 	TotalPages int              `json:"totalPages"`
 }
 
-// CreatedKey answers KeysCreate and KeysRegenerate: the plain key, shown once.
+// CreatedKey answers KeysCreate and KeysRegenerate: the plain key and its
+// signing secret (hex), shown once.
 type CreatedKey struct {
 	tenant.KeyView
-	APIKey string `json:"apiKey"`
+	APIKey        string `json:"apiKey"`
+	SigningSecret string `json:"signingSecret"`
 }
 
 // PartnerSnapshot is what an edge caches to admit events for a partner.

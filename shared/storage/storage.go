@@ -50,6 +50,9 @@ type Tenants interface {
 	CreateAPIKey(ctx context.Context, k tenant.APIKey) error
 	UpdateAPIKey(ctx context.Context, k tenant.APIKey) error
 	GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error)
+	// TouchAPIKey moves a key's last-used time forward to at (never back),
+	// changing nothing else, so it cannot undo a concurrent revoke.
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 	ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.APIKey, error)
 }
 

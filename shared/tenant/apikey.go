@@ -92,3 +92,12 @@ func SecretMatches(secret string, hash []byte) bool {
 	h := HashSecret(secret)
 	return subtle.ConstantTimeCompare(h, hash) == 1
 }
+
+// NewSigningSecret returns a 256-bit HMAC key for signed requests.
+func NewSigningSecret() []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return b
+}

@@ -37,9 +37,14 @@ type Partner struct {
 	Status Status `json:"status"`
 	// RetentionDays is how long the partner's events are kept; 0 means the
 	// deployment's default.
-	RetentionDays int       `json:"retentionDays,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	RetentionDays int `json:"retentionDays,omitempty"`
+	// RateLimit overrides the default events per second of each of the
+	// partner's keys; 0 means the default.
+	RateLimit int `json:"rateLimit,omitempty"`
+	// RequireSignature makes every key of the partner sign its requests.
+	RequireSignature bool      `json:"requireSignature,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
 }
 
 // MaxRetentionDays bounds a partner's retention (10 years).
@@ -56,17 +61,48 @@ type SubSystem struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
+// Key scopes.
+const (
+	ScopeIngest = "ingest" // send events
+	ScopeReport = "report" // read the partner's reports
+)
+
+// ValidScope reports whether s is a known scope.
+func ValidScope(s string) bool { return s == ScopeIngest || s == ScopeReport }
+
 // APIKey is a stored key. Hash is SHA-256 of the secret part; the plain key
-// exists only in the create/regenerate answer.
+// exists only in the create/regenerate answer. SigningSecret is the HMAC key
+// of signed requests: a shared secret, so it is stored as it is and shown
+// only once.
 type APIKey struct {
-	ID        string     `json:"id"`
-	PartnerID string     `json:"partnerId"`
-	Name      string     `json:"name"`
-	Hash      []byte     `json:"hash"`
-	Status    KeyStatus  `json:"status"`
-	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-	CreatedAt time.Time  `json:"createdAt"`
-	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	ID               string     `json:"id"`
+	PartnerID        string     `json:"partnerId"`
+	Name             string     `json:"name"`
+	Hash             []byte     `json:"hash"`
+	Status           KeyStatus  `json:"status"`
+	Scopes           []string   `json:"scopes,omitempty"`
+	SubSystemID      string     `json:"subSystemId,omitempty"` // bound to one sub-system
+	RateLimit        int        `json:"rateLimit,omitempty"`   // events per second; 0: the partner's or default
+	RequireSignature bool       `json:"requireSignature,omitempty"`
+	SigningSecret    []byte     `json:"signingSecret,omitempty"`
+	ExpiresAt        *time.Time `json:"expiresAt,omitempty"`
+	CreatedAt        time.Time  `json:"createdAt"`
+	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
+	LastUsedAt       *time.Time `json:"lastUsedAt,omitempty"`
+}
+
+// HasScope reports whether the key carries a scope. Keys made before scopes
+// existed carry only ingest.
+func (k APIKey) HasScope(s string) bool {
+	if len(k.Scopes) == 0 {
+		return s == ScopeIngest
+	}
+	for _, x := range k.Scopes {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Usable reports whether the key may authenticate at time now.
@@ -76,20 +112,30 @@ func (k APIKey) Usable(now time.Time) bool {
 
 // KeyView is what the API shows of a key: never the hash.
 type KeyView struct {
-	ID        string     `json:"id"`
-	PartnerID string     `json:"partnerId"`
-	Name      string     `json:"name"`
-	Prefix    string     `json:"prefix"`
-	Status    KeyStatus  `json:"status"`
-	ExpiredAt *time.Time `json:"expiredAt"`
-	CreatedAt time.Time  `json:"createdAt"`
-	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	ID               string     `json:"id"`
+	PartnerID        string     `json:"partnerId"`
+	Name             string     `json:"name"`
+	Prefix           string     `json:"prefix"`
+	Status           KeyStatus  `json:"status"`
+	Scopes           []string   `json:"scopes"`
+	SubSystemID      string     `json:"subSystemId,omitempty"`
+	RateLimit        int        `json:"rateLimit,omitempty"`
+	RequireSignature bool       `json:"requireSignature"`
+	ExpiredAt        *time.Time `json:"expiredAt"`
+	CreatedAt        time.Time  `json:"createdAt"`
+	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
+	LastUsedAt       *time.Time `json:"lastUsedAt"`
 }
 
 // View returns the public view of k.
 func (k APIKey) View() KeyView {
-	return KeyView{ID: k.ID, PartnerID: k.PartnerID, Name: k.Name, Prefix: KeyPrefix + k.ID,
-		Status: k.Status, ExpiredAt: k.ExpiresAt, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+	scopes := k.Scopes
+	if len(scopes) == 0 {
+		scopes = []string{ScopeIngest}
+	}
+	return KeyView{ID: k.ID, PartnerID: k.PartnerID, Name: k.Name, Prefix: KeyPrefix + k.ID, Status: k.Status,
+		Scopes: scopes, SubSystemID: k.SubSystemID, RateLimit: k.RateLimit, RequireSignature: k.RequireSignature,
+		ExpiredAt: k.ExpiresAt, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
 }
 
 // NewID returns a time-ordered UUID (v7), so key order is creation order.

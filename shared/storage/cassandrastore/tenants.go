@@ -85,12 +85,12 @@ func (st *Store) release(ctx context.Context, idx codeIndex, keys []any, id stri
 
 // ---- partners ----
 
-const partnerCols = "id, code, name, status, retention_days, created_at, updated_at"
+const partnerCols = "id, code, name, status, retention_days, rate_limit, require_signature, created_at, updated_at"
 
 func scanPartner(sc interface{ Scan(...any) error }) (tenant.Partner, error) {
 	var p tenant.Partner
 	var status string
-	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.RetentionDays, &p.CreatedAt, &p.UpdatedAt)
+	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.RetentionDays, &p.RateLimit, &p.RequireSignature, &p.CreatedAt, &p.UpdatedAt)
 	p.Status = tenant.Status(status)
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	return p, err
@@ -119,8 +119,8 @@ func (st *Store) partnerStale(ctx context.Context, code string) func(string, tim
 }
 
 func (st *Store) putPartner(ctx context.Context, p tenant.Partner) error {
-	return st.write("INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.Code, p.Name, string(p.Status), p.RetentionDays, p.CreatedAt, p.UpdatedAt).ExecContext(ctx)
+	return st.write("INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.Code, p.Name, string(p.Status), p.RetentionDays, p.RateLimit, p.RequireSignature, p.CreatedAt, p.UpdatedAt).ExecContext(ctx)
 }
 
 func (st *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
@@ -300,13 +300,18 @@ func (st *Store) ListSubSystems(ctx context.Context, partnerID string, includeDe
 
 // ---- API keys ----
 
-const keyCols = "id, partner_id, name, hash, status, expires_at, created_at, revoked_at"
+const keyCols = "id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret, last_used_at"
 
 func scanKey(sc interface{ Scan(...any) error }) (tenant.APIKey, error) {
 	var k tenant.APIKey
 	var status string
-	var expires, revoked time.Time
-	err := sc.Scan(&k.ID, &k.PartnerID, &k.Name, &k.Hash, &status, &expires, &k.CreatedAt, &revoked)
+	var expires, revoked, used time.Time
+	err := sc.Scan(&k.ID, &k.PartnerID, &k.Name, &k.Hash, &status, &expires, &k.CreatedAt, &revoked,
+		&k.Scopes, &k.SubSystemID, &k.RateLimit, &k.RequireSignature, &k.SigningSecret, &used)
+	if !used.IsZero() {
+		u := used.UTC()
+		k.LastUsedAt = &u
+	}
 	k.Status = tenant.KeyStatus(status)
 	k.CreatedAt = k.CreatedAt.UTC()
 	if !expires.IsZero() {
@@ -327,15 +332,33 @@ func nullTime(t *time.Time) any {
 	return *t
 }
 
+func keyArgs(k tenant.APIKey) []any {
+	return []any{k.ID, k.PartnerID, k.Name, k.Hash, string(k.Status), nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt),
+		k.Scopes, k.SubSystemID, k.RateLimit, k.RequireSignature, k.SigningSecret}
+}
+
+const keyInsert = "INSERT INTO api_keys (id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// putKey writes every column but last_used_at, which only TouchAPIKey writes.
 func (st *Store) putKey(ctx context.Context, k tenant.APIKey) error {
-	return st.write("INSERT INTO api_keys ("+keyCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		k.ID, k.PartnerID, k.Name, k.Hash, string(k.Status), nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt)).ExecContext(ctx)
+	return st.write(keyInsert, keyArgs(k)...).ExecContext(ctx)
+}
+
+func (st *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	k, err := st.GetAPIKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	if k.LastUsedAt != nil && !at.After(*k.LastUsedAt) {
+		return nil
+	}
+	// One column, timestamped by the use itself: a late sample never wins.
+	return st.write("UPDATE api_keys USING TIMESTAMP ? SET last_used_at = ? WHERE id = ?", at.UnixMicro(), at, id).ExecContext(ctx)
 }
 
 func (st *Store) CreateAPIKey(ctx context.Context, k tenant.APIKey) error {
 	m := map[string]any{}
-	applied, err := st.s.Query("INSERT INTO api_keys ("+keyCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
-		k.ID, k.PartnerID, k.Name, k.Hash, string(k.Status), nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt)).MapScanCASContext(ctx, m)
+	applied, err := st.s.Query(keyInsert+" IF NOT EXISTS", keyArgs(k)...).MapScanCASContext(ctx, m)
 	if err != nil {
 		return fmt.Errorf("cassandrastore: create key: %w", err)
 	}

@@ -345,6 +345,21 @@ func (s *Store) UpdateAPIKey(ctx context.Context, k tenant.APIKey) error {
 	return s.db.Set(key("k", k.ID), mustJSON(k), pebble.Sync)
 }
 
+func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var k tenant.APIKey
+	if err := s.getJSON(key("k", id), &k); err != nil {
+		return err
+	}
+	if k.LastUsedAt != nil && !at.After(*k.LastUsedAt) {
+		return nil
+	}
+	at = at.UTC()
+	k.LastUsedAt = &at
+	return s.db.Set(key("k", id), mustJSON(k), pebble.NoSync) // a sample: losing one on a crash is harmless
+}
+
 func (s *Store) GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error) {
 	var k tenant.APIKey
 	return k, s.getJSON(key("k", id), &k)

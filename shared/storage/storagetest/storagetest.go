@@ -211,7 +211,11 @@ func testSubSystems(t *testing.T, s storage.Store) {
 func testAPIKeys(t *testing.T, s storage.Store) {
 	ctx := context.Background()
 	p := partner("keys")
+	p.RateLimit, p.RequireSignature, p.RetentionDays = 25, true, 30
 	must(t, s.CreatePartner(ctx, p))
+	if got, _ := s.GetPartner(ctx, p.ID); got.RateLimit != 25 || !got.RequireSignature || got.RetentionDays != 30 {
+		t.Fatalf("partner settings round trip: %+v", got)
+	}
 	var ids []string
 	for i := 0; i < 3; i++ {
 		id, _, hash := tenant.GenerateKey()
@@ -231,6 +235,29 @@ func testAPIKeys(t *testing.T, s storage.Store) {
 	must(t, err)
 	if len(list) != 3 || list[0].ID != ids[0] || list[2].ID != ids[2] || list[1].Status != tenant.KeyRevoked {
 		t.Fatalf("list: %+v", list)
+	}
+	// Every field round-trips; a touch moves only the last-used time, forward.
+	full := tenant.APIKey{ID: "fullfullfullf", PartnerID: p.ID, Name: "full", Hash: []byte("0123456789abcdef0123456789abcdef"),
+		Status: tenant.KeyActive, Scopes: []string{tenant.ScopeIngest, tenant.ScopeReport}, SubSystemID: tenant.NewID(),
+		RateLimit: 50, RequireSignature: true, SigningSecret: []byte("signing-secret"), CreatedAt: t0}
+	must(t, s.CreateAPIKey(ctx, full))
+	used := t0.Add(2 * time.Hour)
+	must(t, s.TouchAPIKey(ctx, full.ID, used))
+	must(t, s.TouchAPIKey(ctx, full.ID, used.Add(-time.Hour))) // an older sample is ignored
+	got, err := s.GetAPIKey(ctx, full.ID)
+	must(t, err)
+	if len(got.Scopes) != 2 || got.SubSystemID != full.SubSystemID || got.RateLimit != 50 || !got.RequireSignature ||
+		string(got.SigningSecret) != "signing-secret" || got.LastUsedAt == nil || !got.LastUsedAt.Equal(used) {
+		t.Fatalf("round trip: %+v", got)
+	}
+	got.Status, got.RevokedAt = tenant.KeyRevoked, &used
+	must(t, s.UpdateAPIKey(ctx, got))
+	must(t, s.TouchAPIKey(ctx, full.ID, used.Add(time.Hour)))
+	if got, _ = s.GetAPIKey(ctx, full.ID); got.Status != tenant.KeyRevoked || !got.LastUsedAt.Equal(used.Add(time.Hour)) {
+		t.Fatalf("a touch undid a revoke, or was lost: %+v", got)
+	}
+	if err := s.TouchAPIKey(ctx, "nonenonenonen", used); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("touch of a missing key: %v", err)
 	}
 	if _, err := s.GetAPIKey(ctx, "aaaaaaaaaaaaa"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("missing key: %v", err)
