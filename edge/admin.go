@@ -26,6 +26,12 @@ type adminBody struct {
 	ExpiresAt *time.Time `json:"expiresAt"` // the reference's dashboard sent this spelling
 	// RetentionDays sets how long a partner's events are kept.
 	RetentionDays *int `json:"retentionDays"`
+	// Partner and key settings.
+	RateLimit        *int     `json:"rateLimit"`
+	RequireSignature *bool    `json:"requireSignature"`
+	Scopes           []string `json:"scopes"`
+	SubSystemID      *string  `json:"subSystemId"` // binds a key to one sub-system
+	GraceSeconds     *int     `json:"graceSeconds"`
 }
 
 const maxAdminBody = 16 << 10
@@ -53,6 +59,8 @@ func withBody(p httprouter.Params, r *http.Request, b adminBody) (api.Request, e
 	if req.ExpiredAt == nil {
 		req.ExpiredAt = b.ExpiresAt
 	}
+	req.RateLimit, req.RequireSignature, req.Scopes, req.BindSubSystemID, req.GraceSeconds =
+		b.RateLimit, b.RequireSignature, b.Scopes, b.SubSystemID, b.GraceSeconds
 	return req, nil
 }
 
@@ -137,7 +145,8 @@ func (s *Server) adminRoutes() {
 		{"POST", K, api.KeysCreate, withBody, true, 201, "API key created. Save it now: it will not be shown again", nil},
 		{"GET", K, api.KeysList, ids, false, 200, "", nil},
 		{"DELETE", K + "/:keyId", api.KeysRevoke, ids, false, 200, "API key revoked successfully", nil},
-		{"POST", K + "/:keyId/regenerate", api.KeysRegenerate, withBody, true, 201, "API key regenerated; the old key is revoked. Save the new one now: it will not be shown again", nil},
+		{"PUT", K + "/:keyId", api.KeysUpdate, withBody, true, 200, "API key updated successfully", nil},
+		{"POST", K + "/:keyId/regenerate", api.KeysRegenerate, withBody, true, 201, "API key regenerated; the old key is revoked, or expires after graceSeconds. Save the new one now: it will not be shown again", nil},
 	}
 	routes[1].location = locationOf(partner)
 	routes[7].location = func(data json.RawMessage) string {

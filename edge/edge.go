@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -22,9 +23,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/signing"
 )
 
 // Config is the edge's configuration.
@@ -44,6 +48,21 @@ type Config struct {
 	Streams  natsx.StreamConfig
 	// Shared is the Redis cache the registry fills; nil: none.
 	Shared *rcache.Cache
+	// AdminTokensFile, if set, holds more admin tokens (one per line); it
+	// is re-read when it changes, so tokens rotate without a restart.
+	AdminTokensFile string
+	// RateLimit is the default events per second of a key (0: none);
+	// partners and keys override it through the registry.
+	RateLimit int
+	// Limiter applies rate limits; nil is an in-process limiter.
+	Limiter ratelimit.Limiter
+	// ReplayWindow bounds X-Timestamp of signed requests.
+	ReplayWindow time.Duration
+	// Nonces remembers the nonces of signed requests; nil is in-process.
+	Nonces signing.Nonces
+	// RegistryStaleAfter: with no word from the registry (changes or
+	// heartbeats) for this long, cached entries are no longer trusted.
+	RegistryStaleAfter time.Duration
 }
 
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
@@ -56,14 +75,24 @@ func DefaultConfig() Config {
 		PublishTimeout: 5 * time.Second,
 		CacheTTL:       time.Minute,
 		Streams:        natsx.DefaultStreamConfig(),
+		RateLimit:      1000,
+		ReplayWindow:   5 * time.Minute,
+
+		RegistryStaleAfter: 30 * time.Second,
 	}
 }
 
 // Validate checks the configuration, naming the bad setting.
 func (c Config) Validate() error {
 	switch {
-	case len(c.AdminTokens) == 0:
+	case len(c.AdminTokens) == 0 && c.AdminTokensFile == "":
 		return errors.New("edge: at least one admin token is required")
+	case c.RateLimit < 0:
+		return errors.New("edge: the rate limit must be 0 (none) or more")
+	case c.ReplayWindow < time.Second || c.ReplayWindow > time.Hour:
+		return errors.New("edge: the replay window must be between 1s and 1h")
+	case c.RegistryStaleAfter < 2*api.HeartbeatInterval:
+		return fmt.Errorf("edge: the registry staleness bound must be at least %s (two heartbeats)", 2*api.HeartbeatInterval)
 	case c.MaxBodyBytes < 1024:
 		return errors.New("edge: max body bytes must be at least 1024")
 	case c.MaxBulkBytes < c.MaxBodyBytes:
@@ -117,6 +146,11 @@ type Server struct {
 	router *httprouter.Router
 	tracer trace.Tracer
 	now    func() time.Time
+
+	limiter     ratelimit.Limiter
+	nonces      signing.Nonces
+	adminTokens atomic.Pointer[[]string]
+	touched     touches
 }
 
 // New makes an edge. Call Start before serving.
@@ -125,8 +159,25 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		return nil, err
 	}
 	log = log.With().Str("svc", "edge").Logger()
-	s := &Server{cfg: cfg, nc: nc, js: js, log: log, cache: authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared),
-		tracer: otel.Tracer("edge"), now: time.Now}
+	if cfg.AdminTokensFile != "" {
+		toks, err := ReadTokens(cfg.AdminTokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("edge: admin tokens file: %w", err)
+		}
+		cfg.AdminTokens = append(cfg.AdminTokens, toks...)
+	}
+	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
+		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
+		tracer: otel.Tracer("edge"), now: time.Now, limiter: cfg.Limiter, nonces: cfg.Nonces,
+		touched: touches{last: map[string]time.Time{}}}
+	if s.limiter == nil {
+		s.limiter = ratelimit.NewLocal()
+	}
+	if s.nonces == nil {
+		s.nonces = signing.NewLocalNonces()
+	}
+	toks := append([]string{}, cfg.AdminTokens...)
+	s.adminTokens.Store(&toks)
 	s.routes()
 	return s, nil
 }
@@ -138,6 +189,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := natsx.EnsureRegistryStream(ctx, s.js, s.cfg.Streams.Replicas); err != nil {
 		return err
+	}
+	if s.cfg.AdminTokensFile != "" {
+		go s.watchTokens(ctx)
 	}
 	return s.cache.Follow(ctx, s.js)
 }

@@ -1,13 +1,11 @@
 package edge
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -131,29 +129,6 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, apierr.New(apierr.InvalidJSON, "could not read the body: %v", err)
 	}
 	return b, nil
-}
-
-// requireAdmin checks the admin credential: "Authorization: Bearer <token>"
-// or "X-Admin-Token: <token>". Every configured token is compared, in
-// constant time, so timing tells nothing.
-func (s *Server) requireAdmin(r *http.Request) error {
-	tok := r.Header.Get("X-Admin-Token")
-	if auth := r.Header.Get("Authorization"); tok == "" && auth != "" {
-		if t, ok := strings.CutPrefix(auth, "Bearer "); ok {
-			tok = strings.TrimSpace(t)
-		}
-	}
-	if tok == "" {
-		return apierr.New(apierr.AdminRequired, "this route needs the admin credential: send Authorization: Bearer <token>")
-	}
-	match := 0
-	for _, t := range s.cfg.AdminTokens {
-		match |= subtle.ConstantTimeCompare([]byte(tok), []byte(t))
-	}
-	if match != 1 {
-		return apierr.New(apierr.AdminInvalid, "the admin credential is not valid")
-	}
-	return nil
 }
 
 func (s *Server) routes() {

@@ -89,8 +89,17 @@ type itemResult struct {
 
 // build validates one input and makes the event to publish.
 func (s *Server) build(pr principal, in event.Input, ip, ua string, now time.Time) (event.Event, error) {
-	ss, ok := pr.partner.SubSystem(in.SubSystemCode)
-	if !ok {
+	var ss tenant.SubSystem
+	var ok bool
+	if bound := pr.key.SubSystemID; bound != "" {
+		// A bound key writes to its sub-system only; the code may be left out.
+		if ss, ok = pr.partner.SubSystemByID(bound); !ok {
+			return event.Event{}, apierr.New(apierr.SubSystemInactive, "the sub-system this key is bound to is deleted")
+		}
+		if in.SubSystemCode != "" && in.SubSystemCode != ss.Code {
+			return event.Event{}, apierr.New(apierr.KeySubSystem, "this key may only send events of sub-system %s", quote(ss.Code))
+		}
+	} else if ss, ok = pr.partner.SubSystem(in.SubSystemCode); !ok {
 		return event.Event{}, apierr.Invalid(apierr.FieldError{Field: "subSystemCode", Message: "no sub-system with code " + quote(in.SubSystemCode) + " exists for this partner"})
 	}
 	if ss.Status != tenant.Active {
@@ -137,7 +146,7 @@ func publishErr(err error) error {
 
 func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
 	ctx := r.Context()
-	pr, err := s.authenticate(ctx, r)
+	pr, err := s.ingestPrincipal(ctx, r)
 	if err != nil {
 		return reject(err, 1)
 	}
@@ -146,8 +155,14 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	if err != nil {
 		return reject(err, 1)
 	}
+	if err := s.verifySignature(ctx, r, pr, body); err != nil {
+		return reject(err, 1)
+	}
+	if err := s.rateLimit(ctx, w, pr, 1); err != nil {
+		return reject(err, 1)
+	}
 	now := s.now().UTC()
-	in, err := event.Decode(body, s.cfg.Limits, now)
+	in, err := event.Decode(body, s.limits(pr), now)
 	if err != nil {
 		return reject(err, 1)
 	}
@@ -169,6 +184,25 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	return accepted(itemResult{ID: e.ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}, "Event queued for processing"), nil
 }
 
+// ingestPrincipal authenticates a key that may send events, and samples its use.
+func (s *Server) ingestPrincipal(ctx context.Context, r *http.Request) (principal, error) {
+	pr, err := s.authenticate(ctx, r)
+	if err == nil {
+		err = needScope(pr, tenant.ScopeIngest)
+	}
+	if err == nil {
+		s.touch(pr.key.ID)
+	}
+	return pr, err
+}
+
+// limits are the event limits for a key: a bound key may omit subSystemCode.
+func (s *Server) limits(pr principal) event.Limits {
+	lim := s.cfg.Limits
+	lim.SubSystemCodeOptional = pr.key.SubSystemID != ""
+	return lim
+}
+
 func reject(err error, n int) (reply, error) {
 	mRejected.WithLabelValues(string(apierr.From(err).Code)).Add(float64(n))
 	return reply{}, err
@@ -183,7 +217,7 @@ type bulkResult struct {
 
 func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
 	ctx := r.Context()
-	pr, err := s.authenticate(ctx, r)
+	pr, err := s.ingestPrincipal(ctx, r)
 	if err != nil {
 		return reject(err, 1)
 	}
@@ -192,11 +226,18 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if err != nil {
 		return reject(err, 1)
 	}
+	if err := s.verifySignature(ctx, r, pr, body); err != nil {
+		return reject(err, 1)
+	}
 	items, err := event.DecodeBatch(body, s.cfg.MaxBulkEvents)
 	if err != nil {
 		return reject(err, 1)
 	}
 	rs.events = len(items)
+	if err := s.rateLimit(ctx, w, pr, len(items)); err != nil { // a bulk counts its events
+		return reject(err, len(items))
+	}
+	lim := s.limits(pr)
 	now := s.now().UTC()
 	ip, ua := s.clientIP(r), truncate(r.UserAgent(), maxUserAgent)
 	res := bulkResult{Results: make([]itemResult, len(items))}
@@ -213,7 +254,7 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		res.Rejected++
 	}
 	for i, raw := range items {
-		in, err := event.Decode(raw, s.cfg.Limits, now)
+		in, err := event.Decode(raw, lim, now)
 		if err == nil {
 			events[i], err = s.build(pr, in, ip, ua, now)
 		}

@@ -63,7 +63,8 @@ func (s *Server) reportRange(r *http.Request) (from, to time.Time, err error) {
 
 func (s *Server) reportRoutes() {
 	s.handle(http.MethodGet, "/api/v1/reports/sub-systems/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		if err := s.requireAdmin(r); err != nil {
+		confined, err := s.reportAccess(r.Context(), r)
+		if err != nil {
 			return reply{}, err
 		}
 		if !tenant.ValidID(p.ByName("id")) {
@@ -73,7 +74,7 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), From: from, To: to, EventType: strings.TrimSpace(r.URL.Query().Get("eventType"))}
+		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: strings.TrimSpace(r.URL.Query().Get("eventType"))}
 		var rep report.SubSystemReport
 		if err := natsx.Call(r.Context(), s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
 			return reply{}, err
@@ -82,10 +83,11 @@ func (s *Server) reportRoutes() {
 		return ok(rep, ""), nil
 	})
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		if err := s.requireAdmin(r); err != nil {
+		confined, err := s.reportAccess(r.Context(), r)
+		if err != nil {
 			return reply{}, err
 		}
-		if !tenant.ValidID(p.ByName("id")) {
+		if !tenant.ValidID(p.ByName("id")) || (confined != "" && confined != p.ByName("id")) {
 			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
 		}
 		rs.partnerID = p.ByName("id")

@@ -79,6 +79,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		api.AuthKey: s.authKey, api.AuthPartner: s.authPartner,
 		api.Health: s.health,
 	}
+	go s.heartbeat(ctx, nc)
 	for op, fn := range ops {
 		fn := fn
 		h := natsx.Handler(s.log, "registry", op, 10*time.Second, func(ctx context.Context, data []byte) (any, error) {
@@ -96,6 +97,28 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		}
 	}
 	return svc, nil
+}
+
+// heartbeat tells edges the registry is there, until ctx ends or nc closes.
+func (s *Service) heartbeat(ctx context.Context, nc *nats.Conn) {
+	t := time.NewTicker(api.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if nc.IsClosed() {
+			return
+		}
+		data, _ := json.Marshal(api.Change{Kind: api.KindHeartbeat, At: s.now().UTC()})
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := s.js.Publish(pctx, subject.RegistryChanges, data); err != nil && !nc.IsClosed() {
+			s.log.Debug().Err(err).Msg("heartbeat not published")
+		}
+		cancel()
+	}
 }
 
 // broadcast publishes a change. The write it describes is already committed,

@@ -147,6 +147,15 @@ func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) 
 	if err := checkRange(from, to, reportapi.MaxSubSystemRangeHours*time.Hour); err != nil {
 		return nil, err
 	}
+	if q.PartnerID != "" {
+		// Checked on every request, before the cache: a partner key sees its own sub-systems only.
+		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != q.PartnerID) {
+			return nil, apierr.New(apierr.SubSystemNotFound, "sub-system not found")
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	key := fmt.Sprintf("report:sub:%s:%d:%d:%s", q.SubSystemID, from.Unix(), to.Unix(), q.EventType)
 	return cached(ctx, s, key, to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, from, to) })
 }

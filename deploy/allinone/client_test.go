@@ -180,6 +180,7 @@ func startWith(t testing.TB, dir string, mod func(*config)) *sys {
 	cfg := allinone.DefaultConfig()
 	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", ""
 	cfg.Worker.MaxWait = 50 * time.Millisecond
+	cfg.Edge.RateLimit = 0 // tests that exercise limits set their own
 	mod(&cfg)
 	app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
 	if err != nil {

@@ -45,6 +45,12 @@ const (
 	Timeout           Code = "timeout"
 	Internal          Code = "internal_error"
 	DuplicateEvent    Code = "duplicate_event"
+	ScopeMissing      Code = "scope_missing"
+	KeySubSystem      Code = "key_sub_system_mismatch"
+	SignatureRequired Code = "signature_required"
+	SignatureInvalid  Code = "signature_invalid"
+	RequestExpired    Code = "request_expired"
+	RequestReplayed   Code = "request_replayed"
 )
 
 var statuses = map[Code]int{
@@ -75,6 +81,12 @@ var statuses = map[Code]int{
 	PartnerDeleted:    http.StatusConflict,
 	SubSystemDeleted:  http.StatusConflict,
 	DuplicateEvent:    http.StatusConflict,
+	ScopeMissing:      http.StatusForbidden,
+	KeySubSystem:      http.StatusForbidden,
+	SignatureRequired: http.StatusUnauthorized,
+	SignatureInvalid:  http.StatusUnauthorized,
+	RequestExpired:    http.StatusUnauthorized,
+	RequestReplayed:   http.StatusUnauthorized,
 	RateLimited:       http.StatusTooManyRequests,
 	Backpressure:      http.StatusServiceUnavailable,
 	Unavailable:       http.StatusServiceUnavailable,

@@ -20,6 +20,9 @@ type Limits struct {
 	MaxUserIDLen     int           // characters of userId and anonymousId
 	MaxPast          time.Duration // oldest accepted client timestamp, relative to now
 	MaxFuture        time.Duration // newest accepted client timestamp, relative to now
+	// SubSystemCodeOptional: the key is bound to one sub-system, so an event
+	// may leave subSystemCode out.
+	SubSystemCodeOptional bool
 }
 
 // DefaultLimits are the limits used when the operator sets none.
@@ -112,7 +115,7 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 		bad("eventType", "must be printable text without control characters")
 	}
 	in.SubSystemCode = strings.TrimSpace(in.SubSystemCode)
-	if in.SubSystemCode == "" {
+	if in.SubSystemCode == "" && !lim.SubSystemCodeOptional {
 		bad("subSystemCode", "is required")
 	} else if len(in.SubSystemCode) > 64 || !printable(in.SubSystemCode) {
 		bad("subSystemCode", "must be a sub-system code of at most 64 characters")

@@ -94,7 +94,13 @@ const (
 	KindPartner   = "partner"
 	KindSubSystem = "subSystem"
 	KindKey       = "apiKey"
+	// KindHeartbeat changes nothing: the registry sends one every few
+	// seconds so an edge can tell silence from a lost connection.
+	KindHeartbeat = "heartbeat"
 )
+
+// HeartbeatInterval is how often the registry sends a heartbeat.
+const HeartbeatInterval = 5 * time.Second
 
 // Change is broadcast on every registry write. Its JetStream stream sequence
 // is the change sequence: an edge that sees a gap drops its whole cache.

@@ -11,10 +11,13 @@ type Point struct {
 
 // SubSystemQuery asks for one sub-system's counts in [From, To).
 type SubSystemQuery struct {
-	SubSystemID string    `json:"subSystemId"`
-	From        time.Time `json:"from"`
-	To          time.Time `json:"to"`
-	EventType   string    `json:"eventType,omitempty"`
+	SubSystemID string `json:"subSystemId"`
+	// PartnerID, when set, restricts the query to that partner's sub-systems
+	// (a partner key reading its own reports).
+	PartnerID string    `json:"partnerId,omitempty"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	EventType string    `json:"eventType,omitempty"`
 }
 
 // SubSystemReport has an hourly series.

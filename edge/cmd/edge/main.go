@@ -14,8 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/edge"
+	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/signing"
 	"github.com/volcanion/tracking/shared/svc"
 )
 
@@ -28,6 +30,11 @@ func main() {
 	natsCfg.RegisterFlags(fs)
 	listen := fs.String("http-listen", "127.0.0.1:8080", "address of the HTTP API (it also serves /metrics)")
 	tokens := fs.String("admin-tokens", "", "comma-separated admin credentials (16+ characters each)")
+	fs.StringVar(&cfg.AdminTokensFile, "admin-tokens-file", "", "file of admin tokens, one per line, re-read when it changes (rotation without restart)")
+	fs.IntVar(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "default events per second per API key (0: none); partners and keys override it")
+	edges := fs.Int("rate-limit-edges", 1, "edges sharing the limits: while Redis is down each edge allows limit/edges")
+	fs.DurationVar(&cfg.ReplayWindow, "replay-window", cfg.ReplayWindow, "accepted X-Timestamp skew of signed requests")
+	fs.DurationVar(&cfg.RegistryStaleAfter, "registry-stale-after", cfg.RegistryStaleAfter, "stop trusting cached keys after this long without a word from the registry")
 	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache the registry fills (empty: none)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated IPs/CIDRs allowed to set X-Forwarded-For")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest single-event body")
@@ -45,8 +52,16 @@ func main() {
 				cfg.AdminTokens = append(cfg.AdminTokens, t)
 			}
 		}
-		if len(cfg.AdminTokens) == 0 {
-			return config.Errorf("admin-tokens", "at least one admin token is required")
+		if len(cfg.AdminTokens) == 0 && cfg.AdminTokensFile == "" {
+			return config.Errorf("admin-tokens", "at least one admin token is required (or -admin-tokens-file)")
+		}
+		if cfg.AdminTokensFile != "" {
+			if _, err := edge.ReadTokens(cfg.AdminTokensFile); err != nil {
+				return config.Errorf("admin-tokens-file", "%v", err)
+			}
+		}
+		if *edges < 1 {
+			return config.Errorf("rate-limit-edges", "must be 1 or more")
 		}
 		var err error
 		if cfg.TrustedProxies, err = edge.ParseProxies(*proxies); err != nil {
@@ -76,6 +91,11 @@ func main() {
 			return err
 		}
 		defer cfg.Shared.Close()
+		if c := cfg.Shared.Client(); c != nil {
+			// Shared limits and nonces across edges.
+			cfg.Limiter = ratelimit.NewRedis(c, *edges)
+			cfg.Nonces = signing.RedisNonces{C: c}
+		}
 		srv, err := edge.New(cfg, nc, js, log)
 		if err != nil {
 			return err

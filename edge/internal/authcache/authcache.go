@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,23 @@ type Cache struct {
 	lastSeq  uint64
 	sf       singleflight.Group
 	shared   *rcache.Cache // written by the registry, read here; nil: none
+
+	staleAfter time.Duration // 0: never
+	heard      atomic.Int64  // unix nanos of the last change or heartbeat
+}
+
+// WithStaleBound makes the cache stop trusting its entries (and the shared
+// ones) when the registry has not been heard from for d: every lookup then
+// asks the registry, and fails if it cannot answer.
+func (c *Cache) WithStaleBound(d time.Duration) *Cache {
+	c.staleAfter = d
+	c.heard.Store(time.Now().UnixNano())
+	return c
+}
+
+// Stale reports whether the registry has been silent past the bound.
+func (c *Cache) Stale() bool {
+	return c.staleAfter > 0 && time.Since(time.Unix(0, c.heard.Load())) > c.staleAfter
 }
 
 // WithShared adds the shared (Redis) cache between this cache and the registry.
@@ -80,10 +98,11 @@ func New(nc *nats.Conn, ttl time.Duration, log zerolog.Logger) *Cache {
 
 // Key returns the key record for a key id, or an APIKeyInvalid error.
 func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
+	stale := c.Stale()
 	c.mu.RLock()
 	e, ok := c.keys[id]
 	c.mu.RUnlock()
-	if ok && time.Since(e.at) < c.ttl {
+	if ok && time.Since(e.at) < c.ttl && !stale {
 		mLookups.WithLabelValues("key", "hit").Inc()
 		if e.missing {
 			return tenant.APIKey{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
@@ -95,7 +114,7 @@ func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
 		gen := c.generation()
 		var k tenant.APIKey
 		var err error
-		if !c.fromShared(ctx, rcache.KeyOfAPIKey(id), &k) {
+		if stale || !c.fromShared(ctx, rcache.KeyOfAPIKey(id), &k) {
 			err = natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
 		}
 		missing := apierr.Is(err, apierr.APIKeyNotFound)
@@ -117,7 +136,17 @@ func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
 // Partner is a cached partner with its live sub-systems.
 type Partner struct {
 	tenant.Partner
-	subs map[string]tenant.SubSystem
+	subs map[string]tenant.SubSystem // by code
+}
+
+// SubSystemByID finds a sub-system of the partner by id.
+func (p Partner) SubSystemByID(id string) (tenant.SubSystem, bool) {
+	for _, s := range p.subs {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return tenant.SubSystem{}, false
 }
 
 // SubSystem finds a sub-system of the partner by code.
@@ -128,10 +157,11 @@ func (p Partner) SubSystem(code string) (tenant.SubSystem, bool) {
 
 // Partner returns a partner and its sub-systems.
 func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
+	stale := c.Stale()
 	c.mu.RLock()
 	e, ok := c.partners[id]
 	c.mu.RUnlock()
-	if ok && time.Since(e.at) < c.ttl {
+	if ok && time.Since(e.at) < c.ttl && !stale {
 		mLookups.WithLabelValues("partner", "hit").Inc()
 		return Partner{e.snap.Partner, e.subs}, nil
 	}
@@ -139,7 +169,7 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 	v, err, _ := c.sf.Do("p"+id, func() (any, error) {
 		gen := c.generation()
 		var snap api.PartnerSnapshot
-		if !c.fromShared(ctx, rcache.KeyOfPartner(id), &snap) {
+		if stale || !c.fromShared(ctx, rcache.KeyOfPartner(id), &snap) {
 			if err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: id}, &snap); err != nil {
 				return nil, err
 			}
@@ -206,6 +236,7 @@ func (c *Cache) Follow(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		c.heard.Store(time.Now().UnixNano())
 		md, err := m.Metadata()
 		if err != nil {
 			c.Flush("change without metadata")
@@ -224,7 +255,9 @@ func (c *Cache) Follow(ctx context.Context, js jetstream.JetStream) error {
 			c.Flush("undecodable change")
 			return
 		}
-		c.Apply(ch)
+		if ch.Kind != api.KindHeartbeat {
+			c.Apply(ch)
+		}
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,225 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/volcanion/tracking/edge/internal/ratelimit"
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/natsx"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/signing"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// needScope refuses a key without the scope a route needs.
+func needScope(pr principal, scope string) error {
+	if !pr.key.HasScope(scope) {
+		return apierr.New(apierr.ScopeMissing, "this key lacks the %s scope", scope)
+	}
+	return nil
+}
+
+// reportAccess admits the admin, or a partner key with the report scope; it
+// returns the partner the caller is confined to ("" for the admin).
+func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, error) {
+	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
+		pr, err := s.authenticate(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		if err := needScope(pr, tenant.ScopeReport); err != nil {
+			return "", err
+		}
+		return pr.partner.ID, nil
+	}
+	return "", s.requireAdmin(r)
+}
+
+// touchEvery is how often a key's last use is sent to the registry, at most.
+const touchEvery = time.Minute
+
+type touches struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// touch records a key's use: sampled, so a busy key costs one registry
+// message a minute per edge, not one write per request.
+func (s *Server) touch(keyID string) {
+	now := s.now()
+	s.touched.mu.Lock()
+	if now.Sub(s.touched.last[keyID]) < touchEvery {
+		s.touched.mu.Unlock()
+		return
+	}
+	s.touched.last[keyID] = now
+	s.touched.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := natsx.Call(ctx, s.nc, subject.Registry(api.KeysTouch), api.Request{KeyID: keyID, At: &now}, nil); err != nil {
+			s.log.Debug().Err(err).Msg("last-use sample not recorded")
+		}
+	}()
+}
+
+// limitFor is the events-per-second limit of a key: its own, else its
+// partner's, else the default; 0 means no limit.
+func (s *Server) limitFor(pr principal) int {
+	switch {
+	case pr.key.RateLimit > 0:
+		return pr.key.RateLimit
+	case pr.partner.RateLimit > 0:
+		return pr.partner.RateLimit
+	}
+	return s.cfg.RateLimit
+}
+
+func seconds(d time.Duration) string {
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
+}
+
+// rateLimit takes n events from the key's budget and sets the RateLimit
+// headers, on success too; over the limit it answers 429 with the real wait.
+func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, pr principal, n int) error {
+	limit := s.limitFor(pr)
+	if limit <= 0 {
+		return nil
+	}
+	d := s.limiter.Take(ctx, pr.key.ID, limit, n)
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
+	h.Set("RateLimit-Reset", seconds(d.Reset))
+	if d.Allowed {
+		return nil
+	}
+	h.Set("Retry-After", seconds(max(d.RetryAfter, time.Second)))
+	if n > limit {
+		return apierr.New(apierr.RateLimited, "%d events in one request is more than this key's limit of %d per second; send smaller batches", n, limit)
+	}
+	return apierr.New(apierr.RateLimited, "rate limit of %d events per second exceeded; retry after %s s", limit, seconds(max(d.RetryAfter, time.Second)))
+}
+
+var _ ratelimit.Limiter = (*ratelimit.Local)(nil)
+
+// verifySignature enforces replay protection when the key or its partner
+// requires it: a fresh timestamp, a valid HMAC, and a nonce never seen.
+func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr principal, body []byte) error {
+	if !pr.key.RequireSignature && !pr.partner.RequireSignature {
+		return nil
+	}
+	ts, nonce, sig := r.Header.Get(signing.HeaderTimestamp), r.Header.Get(signing.HeaderNonce), r.Header.Get(signing.HeaderSignature)
+	if ts == "" || nonce == "" || sig == "" {
+		return apierr.New(apierr.SignatureRequired, "this key must sign its requests: send X-Timestamp, X-Nonce and X-Signature")
+	}
+	at, ok := signing.ParseTimestamp(ts)
+	if !ok {
+		return apierr.New(apierr.SignatureInvalid, "X-Timestamp must be Unix seconds")
+	}
+	if skew := s.now().Sub(at); skew > s.cfg.ReplayWindow || skew < -s.cfg.ReplayWindow {
+		return apierr.New(apierr.RequestExpired, "X-Timestamp is %s away from the server's time; the window is ±%s", skew.Round(time.Second), s.cfg.ReplayWindow)
+	}
+	if !signing.ValidNonce(nonce) {
+		return apierr.New(apierr.SignatureInvalid, "X-Nonce must be 16-128 letters, digits, '-' or '_'")
+	}
+	if len(pr.key.SigningSecret) == 0 || !signing.Valid(pr.key.SigningSecret, r.Method, r.URL.Path, ts, nonce, body, sig) {
+		return apierr.New(apierr.SignatureInvalid, "X-Signature does not match the request")
+	}
+	// Remember the nonce only once the signature holds, so nobody can burn
+	// someone else's nonces; kept for the whole window on both sides.
+	fresh, err := s.nonces.Fresh(ctx, pr.key.ID+":"+nonce, 2*s.cfg.ReplayWindow)
+	if err != nil {
+		s.log.Error().Err(err).Msg("nonce store unavailable")
+		return apierr.New(apierr.Unavailable, "replay protection is unavailable; retry later")
+	}
+	if !fresh {
+		return apierr.New(apierr.RequestReplayed, "this X-Nonce was already used: the request is a replay")
+	}
+	return nil
+}
+
+// ---- admin credentials ----
+
+// requireAdmin checks the admin credential: "Authorization: Bearer <token>"
+// or "X-Admin-Token: <token>". Every configured token is compared, in
+// constant time, so timing tells nothing.
+func (s *Server) requireAdmin(r *http.Request) error {
+	tok := r.Header.Get("X-Admin-Token")
+	if auth := r.Header.Get("Authorization"); tok == "" && auth != "" {
+		if t, ok := strings.CutPrefix(auth, "Bearer "); ok {
+			tok = strings.TrimSpace(t)
+		}
+	}
+	if tok == "" {
+		return apierr.New(apierr.AdminRequired, "this route needs the admin credential: send Authorization: Bearer <token>")
+	}
+	match := 0
+	for _, t := range *s.adminTokens.Load() {
+		match |= subtle.ConstantTimeCompare([]byte(tok), []byte(t))
+	}
+	if match != 1 {
+		return apierr.New(apierr.AdminInvalid, "the admin credential is not valid")
+	}
+	return nil
+}
+
+// ReadTokens reads admin tokens from a file: one per line, # for comments.
+func ReadTokens(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "#") {
+			if len(t) < 16 {
+				return nil, errors.New("admin tokens must be at least 16 characters")
+			}
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 && sc.Err() == nil {
+		return nil, fmt.Errorf("%s holds no token", path)
+	}
+	return out, sc.Err()
+}
+
+// watchTokens reloads the admin tokens file when it changes, so tokens
+// rotate without a restart. A bad file keeps the tokens in force.
+func (s *Server) watchTokens(ctx context.Context) {
+	var last time.Time
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if fi, err := os.Stat(s.cfg.AdminTokensFile); err == nil && !fi.ModTime().Equal(last) {
+			last = fi.ModTime()
+			if toks, err := ReadTokens(s.cfg.AdminTokensFile); err != nil {
+				s.log.Error().Err(err).Msg("admin tokens file not reloaded")
+			} else {
+				all := append(append([]string{}, s.cfg.AdminTokens...), toks...)
+				s.adminTokens.Store(&all)
+				s.log.Info().Int("tokens", len(all)).Msg("admin tokens loaded")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
