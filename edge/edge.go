@@ -159,12 +159,13 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		return nil, err
 	}
 	log = log.With().Str("svc", "edge").Logger()
+	tokens := append([]string{}, cfg.AdminTokens...) // the flag's tokens stay; the file's rotate
 	if cfg.AdminTokensFile != "" {
 		toks, err := ReadTokens(cfg.AdminTokensFile)
 		if err != nil {
 			return nil, fmt.Errorf("edge: admin tokens file: %w", err)
 		}
-		cfg.AdminTokens = append(cfg.AdminTokens, toks...)
+		tokens = append(tokens, toks...)
 	}
 	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
 		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
@@ -176,8 +177,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	if s.nonces == nil {
 		s.nonces = signing.NewLocalNonces()
 	}
-	toks := append([]string{}, cfg.AdminTokens...)
-	s.adminTokens.Store(&toks)
+	s.adminTokens.Store(&tokens)
 	s.routes()
 	return s, nil
 }

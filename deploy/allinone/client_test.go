@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // sys is a running all-in-one under test.
 type sys struct {
 	t     testing.TB
+	logs  *lockedBuffer // every log line the system wrote
 	app   *allinone.App
 	dir   string
 	base  string
@@ -42,6 +44,7 @@ func (s *sys) stop() {
 type resp struct {
 	Status    int
 	Header    http.Header
+	Raw       []byte
 	Success   bool            `json:"success"`
 	Data      json.RawMessage `json:"data"`
 	Message   string          `json:"message"`
@@ -83,13 +86,20 @@ func (s *sys) do(method, path, auth string, body any) resp {
 		req.Header.Set("X-Api-Key", auth)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return s.send(req)
+}
+
+// send sends a prepared request and checks the answer is the envelope.
+func (s *sys) send(req *http.Request) resp {
+	s.t.Helper()
+	method, path := req.Method, req.URL.Path
 	hr, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer hr.Body.Close()
 	raw, _ := io.ReadAll(hr.Body)
-	r := resp{Status: hr.StatusCode, Header: hr.Header}
+	r := resp{Status: hr.StatusCode, Header: hr.Header, Raw: raw}
 	if err := json.Unmarshal(raw, &r); err != nil {
 		s.t.Fatalf("%s %s: answer is not the JSON envelope: %v: %s", method, path, err, raw)
 	}
@@ -182,11 +192,12 @@ func startWith(t testing.TB, dir string, mod func(*config)) *sys {
 	cfg.Worker.MaxWait = 50 * time.Millisecond
 	cfg.Edge.RateLimit = 0 // tests that exercise limits set their own
 	mod(&cfg)
-	app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
+	logs := &lockedBuffer{}
+	app, err := allinone.Start(context.Background(), cfg, zerolog.New(logs).Level(zerolog.DebugLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sys{t: t, app: app, dir: dir, base: "http://" + app.Addr() + "/api/v1", admin: app.AdminToken}
+	s := &sys{t: t, logs: logs, app: app, dir: dir, base: "http://" + app.Addr() + "/api/v1", admin: app.AdminToken}
 	t.Cleanup(func() { s.stop() })
 	return s
 }
@@ -198,4 +209,22 @@ func (s *sys) doAs(token, method, path string) resp {
 	s.admin = token
 	defer func() { s.admin = saved }()
 	return s.do(method, path, "admin", nil)
+}
+
+// lockedBuffer collects log output from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -56,7 +56,7 @@ type Request struct {
 	RetentionDays *int       `json:"retentionDays,omitempty"`
 	RateLimit     *int       `json:"rateLimit,omitempty"`
 	// Key settings.
-	Scopes           []string   `json:"scopes,omitempty"`
+	Scopes           []string   `json:"scopes"` // null: unchanged; []: refused (a key needs a scope)
 	BindSubSystemID  *string    `json:"bindSubSystemId,omitempty"`
 	RequireSignature *bool      `json:"requireSignature,omitempty"`
 	GraceSeconds     *int       `json:"graceSeconds,omitempty"`
