@@ -228,3 +228,12 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// doAsWithBody sends an admin-style request with a given token and body.
+func (s *sys) doAsWithBody(token, method, path string, body any) resp {
+	s.t.Helper()
+	saved := s.admin
+	s.admin = token
+	defer func() { s.admin = saved }()
+	return s.do(method, path, "admin", body)
+}
