@@ -113,3 +113,70 @@ func TestInvalidation(t *testing.T) {
 	change(api.Change{Kind: api.KindKey, KeyID: "ddddddddddddd", PartnerID: "s"}) // seq last+2: a gap
 	waitLookups(3)
 }
+
+// With no word from the registry past the bound, cached entries are not
+// trusted: every lookup asks the registry, and fails when it cannot answer.
+func TestStaleBound(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	ctx := context.Background()
+	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
+		lookups.Add(1)
+		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
+	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := authcache.New(nc, time.Minute, zerolog.Nop()).WithStaleBound(300 * time.Millisecond)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := c.Follow(fctx, js); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := func() {
+		data, _ := json.Marshal(api.Change{Kind: api.KindHeartbeat})
+		js.Publish(ctx, subject.RegistryChanges, data)
+	}
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	if lookups.Load() != 1 {
+		t.Fatalf("fresh cache: %d lookups", lookups.Load())
+	}
+	time.Sleep(400 * time.Millisecond) // silence past the bound
+	if !c.Stale() {
+		t.Fatal("not stale after the bound")
+	}
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	if lookups.Load() != 3 {
+		t.Fatalf("stale cache was trusted: %d lookups", lookups.Load())
+	}
+	heartbeat()
+	deadline := time.Now().Add(2 * time.Second)
+	for c.Stale() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c.Stale() {
+		t.Fatal("a heartbeat did not restore trust")
+	}
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	if lookups.Load() != 3 {
+		// The stale-time lookups fetched fresh records; trusted again, they serve.
+		t.Fatalf("after the heartbeat: %d lookups, want the cache trusted again", lookups.Load())
+	}
+	// Stale and the registry gone: refuse rather than trust the cache.
+	svc.Stop()
+	time.Sleep(400 * time.Millisecond)
+	if _, err := c.Key(ctx, "aaaaaaaaaaaaa"); err == nil {
+		t.Fatal("a stale cache answered while the registry was unreachable")
+	}
+}
