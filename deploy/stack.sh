@@ -68,7 +68,7 @@ start() {
     edge[12])
       i=${name#edge}
       VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
-      wait_port "$(edge_port "$i")" "$name" 300 ;;
+      wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac
 }

@@ -89,7 +89,20 @@ func (w *Worker) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 	if err := natsx.EnsureEventStreams(ctx, w.js, w.cfg.Streams); err != nil {
 		return nil, err
 	}
-	c, err := w.js.CreateOrUpdateConsumer(ctx, subject.EventsStream, jetstream.ConsumerConfig{
+	var c jetstream.Consumer
+	err := natsx.Retry(ctx, "create the workers consumer", func(ctx context.Context) error {
+		var err error
+		c, err = w.js.CreateOrUpdateConsumer(ctx, subject.EventsStream, w.consumerConfig())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workers: consumer: %w", err)
+	}
+	return c, nil
+}
+
+func (w *Worker) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:       subject.WorkersConsumer,
 		Description:   "workers persisting events to storage",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -97,11 +110,7 @@ func (w *Worker) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 		MaxDeliver:    -1, // never give up on a storable event
 		MaxAckPending: 50_000,
 		FilterSubject: subject.EventsAll,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("workers: consumer: %w", err)
 	}
-	return c, nil
 }
 
 // Run consumes until ctx ends, then finishes the batch in hand.
