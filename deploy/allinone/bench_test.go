@@ -16,7 +16,8 @@ import (
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
 func benchSys(b *testing.B) (*sys, string) {
-	s := start(b, b.TempDir())
+	// A limit far above the load, so the limiter's cost is in the figures.
+	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit = 1 << 30 })
 	_, _, key := s.tenant("bench", "web")
 	return s, key
 }
