@@ -94,3 +94,40 @@ func TestRetentionTTL(t *testing.T) {
 		t.Fatalf("TTL with the default retention: %d s", got)
 	}
 }
+
+// BenchmarkWriteEvents: batches of 500 new events, as a worker writes them,
+// through dedup check, event rows, minute keys, recount and commit marker.
+func BenchmarkWriteEvents(b *testing.B) {
+	h := os.Getenv("VT_CASSANDRA_HOSTS")
+	if h == "" {
+		b.Skip("VT_CASSANDRA_HOSTS is not set")
+	}
+	hs := strings.Split(h, ",")
+	ks := fmt.Sprintf("vt_bench_%d", os.Getpid())
+	if err := cassandrastore.Migrate(context.Background(), hs, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+		b.Fatal(err)
+	}
+	defer cassandrastore.DropKeyspace(context.Background(), hs, ks)
+	cfg := cassandrastore.DefaultConfig()
+	cfg.Hosts, cfg.Keyspace = hs, ks
+	s, err := cassandrastore.Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	p := tenant.NewID()
+	subs := []string{tenant.NewID(), tenant.NewID(), tenant.NewID(), tenant.NewID()}
+	batch := make([]event.Event, 500)
+	ts := time.Now().UTC()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range batch {
+			batch[j] = event.Event{ID: fmt.Sprint(i, "-", j), PartnerID: p, SubSystemID: subs[j%4], EventType: fmt.Sprint("t", j%8),
+				Timestamp: ts.Add(time.Duration(j) * time.Millisecond), Metadata: []byte(`{"path":"/pricing"}`)}
+		}
+		if _, err := s.WriteEvents(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
+}
