@@ -67,7 +67,7 @@ start() {
       run "$name" "$bin/workers" $(common workers) $(storage) -stream-replicas 3 -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
+      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -rate-limit-edges 2 -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
       wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac

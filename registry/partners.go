@@ -75,6 +75,19 @@ func checkRetention(days *int, fields *[]apierr.FieldError) {
 	}
 }
 
+// applySettings copies the partner settings a request carries.
+func applySettings(p *tenant.Partner, r api.Request) {
+	if r.RetentionDays != nil {
+		p.RetentionDays = *r.RetentionDays
+	}
+	if r.RateLimit != nil {
+		p.RateLimit = *r.RateLimit
+	}
+	if r.RequireSignature != nil {
+		p.RequireSignature = *r.RequireSignature
+	}
+}
+
 func (s *Service) partner(ctx context.Context, id string) (tenant.Partner, error) {
 	if err := checkID(id, "partnerId"); err != nil {
 		return tenant.Partner{}, err
@@ -136,15 +149,7 @@ func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error)
 	}
 	now := s.now().UTC()
 	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
-	if r.RetentionDays != nil {
-		p.RetentionDays = *r.RetentionDays
-	}
-	if r.RateLimit != nil {
-		p.RateLimit = *r.RateLimit
-	}
-	if r.RequireSignature != nil {
-		p.RequireSignature = *r.RequireSignature
-	}
+	applySettings(&p, r)
 	if err := s.store.CreatePartner(ctx, p); err != nil {
 		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
 	}
@@ -175,15 +180,7 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	if r.Status != nil {
 		p.Status = tenant.Status(*r.Status)
 	}
-	if r.RetentionDays != nil {
-		p.RetentionDays = *r.RetentionDays
-	}
-	if r.RateLimit != nil {
-		p.RateLimit = *r.RateLimit
-	}
-	if r.RequireSignature != nil {
-		p.RequireSignature = *r.RequireSignature
-	}
+	applySettings(&p, r)
 	p.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdatePartner(ctx, p); err != nil {
 		return nil, storeErr(err, apierr.PartnerNotFound, "partner")

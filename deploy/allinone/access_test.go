@@ -71,7 +71,9 @@ func TestAccessMatrix(t *testing.T) {
 			}
 			bodies = append(bodies, string(r.Raw))
 			got := r.Status
-			fail := func(want string) { t.Errorf("%s %s as %s: %d %s, want %s", rt.method, rt.path, c.name, got, r.code(), want) }
+			fail := func(want string) {
+				t.Errorf("%s %s as %s: %d %s, want %s", rt.method, rt.path, c.name, got, r.code(), want)
+			}
 			switch rt.kind {
 			case "public":
 				if got != 200 {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
@@ -42,26 +41,17 @@ func main() {
 		if *migrate {
 			return store.Migrate(ctx)
 		}
-		st, err := store.Open()
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		nc, err := natsCfg.Connect(nil)
-		if err != nil {
-			return err
-		}
-		defer nc.Drain()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
 		cache, err := svc.Redis(ctx, *redisURL, log)
 		if err != nil {
 			return err
 		}
 		defer cache.Close()
-		s, err := registry.New(st, js, log, *replicas).WithCache(cache).Start(ctx, nc)
+		d, err := svc.Open(store, natsCfg, nil)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		s, err := registry.New(d.Store, d.JS, log, *replicas).WithCache(cache).Start(ctx, d.NC)
 		if err != nil {
 			return err
 		}

@@ -30,22 +30,17 @@ func main() {
 		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
 	},
 		func(ctx context.Context, log zerolog.Logger) error {
-			st, err := store.Open()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			nc, err := natsCfg.Connect(nil)
-			if err != nil {
-				return err
-			}
-			defer nc.Drain()
 			cache, err := svc.Redis(ctx, *redisURL, log)
 			if err != nil {
 				return err
 			}
 			defer cache.Close()
-			s, err := reporter.New(st, log).WithCache(cache, *cacheTTL).Start(nc)
+			d, err := svc.Open(store, natsCfg, nil)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).Start(d.NC)
 			if err != nil {
 				return err
 			}

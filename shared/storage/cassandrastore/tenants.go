@@ -102,16 +102,25 @@ func (st *Store) GetPartner(ctx context.Context, id string) (tenant.Partner, err
 }
 
 func (st *Store) partnerStale(ctx context.Context, code string) func(string, time.Time) (bool, error) {
-	return func(holder string, claimedAt time.Time) (bool, error) {
-		h, err := st.GetPartner(ctx, holder)
+	return staleRule(code, func(id string) (string, tenant.Status, error) {
+		p, err := st.GetPartner(ctx, id)
+		return p.Code, p.Status, err
+	})
+}
+
+// staleRule is when a code claim may be taken over (see claimGrace); holder
+// reads the claiming record's code and status.
+func staleRule(code string, holder func(id string) (string, tenant.Status, error)) func(string, time.Time) (bool, error) {
+	return func(id string, claimedAt time.Time) (bool, error) {
+		hCode, hStatus, err := holder(id)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			return time.Since(claimedAt) > claimGrace, nil
 		case err != nil:
 			return false, err
-		case h.Status == tenant.Deleted:
+		case hStatus == tenant.Deleted:
 			return true, nil
-		case h.Code != code:
+		case hCode != code:
 			return time.Since(claimedAt) > claimGrace, nil
 		}
 		return false, nil
@@ -212,20 +221,10 @@ func (st *Store) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem,
 }
 
 func (st *Store) subStale(ctx context.Context, code string) func(string, time.Time) (bool, error) {
-	return func(holder string, claimedAt time.Time) (bool, error) {
-		h, err := st.GetSubSystem(ctx, holder)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			return time.Since(claimedAt) > claimGrace, nil
-		case err != nil:
-			return false, err
-		case h.Status == tenant.Deleted:
-			return true, nil
-		case h.Code != code:
-			return time.Since(claimedAt) > claimGrace, nil
-		}
-		return false, nil
-	}
+	return staleRule(code, func(id string) (string, tenant.Status, error) {
+		ss, err := st.GetSubSystem(ctx, id)
+		return ss.Code, ss.Status, err
+	})
 }
 
 func (st *Store) putSub(ctx context.Context, s tenant.SubSystem) error {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/config"
@@ -42,21 +41,12 @@ func main() {
 		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate())
 	}
 	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
-		st, err := store.Open()
+		d, err := svc.Open(store, natsCfg, nil)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		nc, err := natsCfg.Connect(nil)
-		if err != nil {
-			return err
-		}
-		defer nc.Drain()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
-		w := workers.New(cfg, js, st, workers.NewRegistryDirectory(nc, time.Minute), log)
+		defer d.Close()
+		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
 		var wg sync.WaitGroup
 		errs := make([]error, *loops)
 		for i := range errs {
