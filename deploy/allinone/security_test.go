@@ -181,6 +181,17 @@ func TestSignedRequests(t *testing.T) {
 	wrong := signed(s, "/tracking/bulk", k.APIKey, secret, body, time.Now()) // signed for another path
 	wrong.URL.Path = "/api/v1/tracking"
 	expectCode(t, s.send(wrong), 401, "signature_invalid")
+	// Per key: a partner that does not require signatures, one key that does.
+	_, _, plain := s.tenant("unsigned", "web")
+	var q struct{ ID string }
+	s.must(200, "GET", "/partners/by-code/unsigned", "admin", nil, &q)
+	strict := s.key(q.ID, map[string]any{"requireSignature": true})
+	s.must(202, "POST", "/tracking", plain, ev("web", "x"), nil)
+	expectCode(t, s.do("POST", "/tracking", strict.APIKey, ev("web", "x")), 401, "signature_required")
+	strictSecret, _ := hex.DecodeString(strict.SigningSecret)
+	if r := s.send(signed(s, "/tracking", strict.APIKey, strictSecret, body, time.Now())); r.Status != 202 {
+		t.Fatalf("signed request of a strict key: %d %s", r.Status, r.code())
+	}
 	// Bulk, signed.
 	bulk, _ := json.Marshal([]any{ev("web", "a"), ev("web", "b")})
 	if r := s.send(signed(s, "/tracking/bulk", k.APIKey, secret, bulk, time.Now())); r.Status != 202 {

@@ -92,10 +92,9 @@ func (r *Redis) Take(ctx context.Context, key string, limit, n int) Decision {
 		r.mu.Unlock()
 		return Decision{Allowed: true, Limit: limit, Remaining: left}
 	}
+	want := max(n-p.tokens, max(1, limit/20)) // at least a chunk: a twentieth of the limit
 	r.mu.Unlock()
 
-	chunk := max(1, limit/20)
-	want := max(n-p.tokens, chunk)
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	res, err := lease.Run(ctx, r.c, []string{"trk:rl:" + key}, limit, want, n).Int64Slice()
