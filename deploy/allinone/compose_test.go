@@ -24,10 +24,11 @@ func flagsOf(t *testing.T, bin string, args ...string) map[string]bool {
 	return flags
 }
 
-// TestComposeMatchesBinaries: no Docker engine runs here, so this checks
-// what a compose run would depend on: every VT_* variable and command-line
-// flag in docker-compose.yml is a real flag of the binary the service's image
-// builds, and every variable nats.conf needs is set on each NATS node.
+// TestComposeMatchesBinaries: no Docker engine or cluster runs here, so this
+// checks what a compose or Kubernetes run would depend on: every VT_*
+// variable and command-line flag in docker-compose.yml and deploy/k8s is a
+// real flag of the binary the image builds, and every variable nats.conf
+// needs is set on each NATS node.
 func TestComposeMatchesBinaries(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	bins := t.TempDir()
@@ -107,5 +108,102 @@ func TestComposeMatchesBinaries(t *testing.T) {
 	}
 	if checked < 9 {
 		t.Fatalf("only %d services checked", checked)
+	}
+	checkK8s(t, root, bins, natsVars)
+}
+
+// checkK8s applies the same rule to deploy/k8s: a container of image
+// volcanion/<binary> may only be given that binary's settings, and the NATS
+// pods every variable nats.conf needs.
+func checkK8s(t *testing.T, root, bins string, natsVars [][]string) {
+	type container struct {
+		Name  string   `yaml:"name"`
+		Image string   `yaml:"image"`
+		Args  []string `yaml:"args"`
+		Env   []struct {
+			Name string `yaml:"name"`
+		} `yaml:"env"`
+		EnvFrom []struct {
+			ConfigMapRef struct {
+				Name string `yaml:"name"`
+			} `yaml:"configMapRef"`
+		} `yaml:"envFrom"`
+	}
+	type doc struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []container `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+		Metadata struct {
+			Name string `yaml:"name"`
+		} `yaml:"metadata"`
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "deploy/k8s/*.yaml"))
+	var docs []doc
+	configMaps := map[string]map[string]string{}
+	for _, f := range files {
+		raw, _ := os.ReadFile(f)
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		for {
+			var d doc
+			if err := dec.Decode(&d); err != nil {
+				if err.Error() != "EOF" {
+					t.Fatalf("%s: %v", f, err)
+				}
+				break
+			}
+			if d.Kind == "ConfigMap" {
+				configMaps[d.Metadata.Name] = d.Data
+			}
+			docs = append(docs, d)
+		}
+	}
+	checked := 0
+	for _, d := range docs {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			img := strings.TrimPrefix(strings.SplitN(c.Image, ":", 2)[0], "volcanion/")
+			names := map[string]bool{}
+			for _, e := range c.Env {
+				names[e.Name] = true
+			}
+			for _, ef := range c.EnvFrom {
+				cm, ok := configMaps[ef.ConfigMapRef.Name]
+				if !ok {
+					t.Errorf("%s/%s: no ConfigMap %q in deploy/k8s", d.Metadata.Name, c.Name, ef.ConfigMapRef.Name)
+				}
+				for k := range cm {
+					names[k] = true
+				}
+			}
+			if img == "nats" {
+				for _, v := range natsVars {
+					if !names[v[1]] {
+						t.Errorf("k8s %s: nats.conf needs %s", d.Metadata.Name, v[1])
+					}
+				}
+				checked++
+				continue
+			}
+			flags := flagsOf(t, filepath.Join(bins, img))
+			for n := range names {
+				if f := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(n, "VT_")), "_", "-"); !strings.HasPrefix(n, "VT_") || !flags[f] {
+					t.Errorf("k8s %s/%s: %s is not a setting of %s", d.Metadata.Name, c.Name, n, img)
+				}
+			}
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "-") && !flags[strings.TrimLeft(a, "-")] {
+					t.Errorf("k8s %s/%s: %s is not a flag of %s", d.Metadata.Name, c.Name, a, img)
+				}
+			}
+			checked++
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("only %d Kubernetes containers checked", checked)
 	}
 }
