@@ -213,4 +213,37 @@ func TestProductionTopology(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("revocation through edge 1 refused by edge 2 after: median %v, max %v (includes the revoke request)", lat[len(lat)/2], lat[len(lat)-1])
+
+	// One key's limit is shared by both edge processes through Redis: 100
+	// events/s, hammered through both edges for 4 s, lets through the refill
+	// plus one full bucket, ±10%.
+	var lk struct{ APIKey string }
+	call("POST", edges[0]+"/partners/"+p.ID+"/api-keys", admin, map[string]any{"name": "limited", "rateLimit": 100}, &lk)
+	var allowed, limited int64
+	var lmu sync.Mutex
+	var lwg sync.WaitGroup
+	until := time.Now().Add(4 * time.Second)
+	for c := 0; c < 6; c++ {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			for n := 0; time.Now().Before(until); n++ {
+				st := call("POST", edges[n%2]+"/tracking", lk.APIKey, map[string]string{"subSystemCode": "web", "eventType": "limited"}, nil)
+				lmu.Lock()
+				switch st {
+				case 202:
+					allowed++
+				case 429:
+					limited++
+				}
+				lmu.Unlock()
+			}
+		}()
+	}
+	lwg.Wait()
+	want := 100.0*4 + 100
+	t.Logf("shared limit of 100/s over 4 s through 2 edges: %d allowed (ideal %v), %d refused with 429", allowed, want, limited)
+	if d := float64(allowed) - want; d > want*0.1 || d < -want*0.1 || limited == 0 {
+		t.Fatalf("%d allowed through two edges, want %v ±10%%", allowed, want)
+	}
 }

@@ -180,3 +180,31 @@ func TestStaleBound(t *testing.T) {
 		t.Fatal("a stale cache answered while the registry was unreachable")
 	}
 }
+
+// After a reconnect to NATS, changes may have been missed: the cache is dropped.
+func TestReconnectFlushes(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	var lookups atomic.Int32
+	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
+		lookups.Add(1)
+		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
+	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := authcache.New(nc, time.Minute, zerolog.Nop())
+	ctx := context.Background()
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Reconnected()
+	c.Key(ctx, "aaaaaaaaaaaaa")
+	if lookups.Load() != 2 {
+		t.Fatalf("%d lookups: the reconnect did not drop the cache", lookups.Load())
+	}
+}
