@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
@@ -112,8 +111,6 @@ func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, pr princi
 	}
 	return apierr.New(apierr.RateLimited, "rate limit of %d events per second exceeded; retry after %s s", limit, seconds(max(d.RetryAfter, time.Second)))
 }
-
-var _ ratelimit.Limiter = (*ratelimit.Local)(nil)
 
 // verifySignature enforces replay protection when the key or its partner
 // requires it: a fresh timestamp, a valid HMAC, and a nonce never seen.

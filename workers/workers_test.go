@@ -14,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/event"
-	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/testenv"
@@ -157,5 +156,4 @@ func TestConfigValidate(t *testing.T) {
 	if c.Validate() == nil {
 		t.Fatal("batch size 0 accepted")
 	}
-	_ = natsx.DefaultStreamConfig()
 }

@@ -59,6 +59,11 @@ type pool struct {
 	at     time.Time
 }
 
+var (
+	_ Limiter = (*Local)(nil)
+	_ Limiter = (*Redis)(nil)
+)
+
 // NewRedis makes a shared limiter; edges is how many edges share the limit
 // (for the fallback share).
 func NewRedis(c *redis.Client, edges int) *Redis {

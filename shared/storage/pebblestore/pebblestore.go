@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -385,6 +386,10 @@ func (s *Store) ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.API
 	// Key ids are random, so restore creation order.
 	sortKeys(out)
 	return out, nil
+}
+
+func sortKeys(ks []tenant.APIKey) {
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
 }
 
 // ---- events ----
