@@ -57,6 +57,7 @@ type Cache struct {
 	keys     map[string]keyEntry
 	partners map[string]partnerEntry
 	lastSeq  uint64
+	swept    time.Time // entries past their TTL are deleted, at most once a TTL
 	sf       singleflight.Group
 	shared   *rcache.Cache // written by the registry, read here; nil: none
 
@@ -194,12 +195,34 @@ func (c *Cache) generation() uint64 {
 }
 
 // store runs set under the lock unless an invalidation happened since gen.
+// It also deletes expired entries now and then, so a flood of unknown key
+// ids (each cached negatively) cannot grow the cache without bound.
 func (c *Cache) store(gen uint64, set func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.swept) > c.ttl {
+		for id, e := range c.keys {
+			if now.Sub(e.at) >= c.ttl {
+				delete(c.keys, id)
+			}
+		}
+		for id, e := range c.partners {
+			if now.Sub(e.at) >= c.ttl {
+				delete(c.partners, id)
+			}
+		}
+		c.swept = now
+	}
 	if c.gen == gen {
 		set()
 	}
+}
+
+// Len is the number of cached entries (keys, partners).
+func (c *Cache) Len() (keys, partners int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.keys), len(c.partners)
 }
 
 // Apply drops what a change makes stale.

@@ -3,6 +3,7 @@ package authcache_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
@@ -206,5 +208,41 @@ func TestReconnectFlushes(t *testing.T) {
 	c.Key(ctx, "aaaaaaaaaaaaa")
 	if lookups.Load() != 2 {
 		t.Fatalf("%d lookups: the reconnect did not drop the cache", lookups.Load())
+	}
+}
+
+// Unknown key ids are cached negatively, and expired entries are deleted,
+// so a flood of random ids does not grow the cache for ever.
+func TestNegativeEntriesExpire(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	var lookups atomic.Int32
+	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(context.Context, []byte) (any, error) {
+		lookups.Add(1)
+		return nil, apierr.New(apierr.APIKeyNotFound, "API key not found")
+	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := authcache.New(nc, 100*time.Millisecond, zerolog.Nop())
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		if _, err := c.Key(ctx, fmt.Sprintf("bad%010d", i)); !apierr.Is(err, apierr.APIKeyInvalid) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	}
+	c.Key(ctx, "bad0000000000") // cached negatively: no second lookup
+	if lookups.Load() != 50 {
+		t.Fatalf("%d lookups for 50 unknown ids asked twice", lookups.Load())
+	}
+	time.Sleep(150 * time.Millisecond)
+	c.Key(ctx, "another000000") // a store after the TTL sweeps the expired ones
+	if keys, _ := c.Len(); keys != 1 {
+		t.Fatalf("%d entries left after expiry, want 1", keys)
 	}
 }
