@@ -105,6 +105,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 	ev.Msg("request")
 }
 
+// corsHeaders lets any origin send events: a key, not a cookie, authenticates.
+func corsHeaders(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset")
+}
+
+func cors(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
+		corsHeaders(w.Header())
+		return h(w, r, p, rs)
+	}
+}
+
+func preflight(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	h := w.Header()
+	corsHeaders(h)
+	h.Set("Access-Control-Allow-Methods", "POST")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, X-Api-Key, X-Timestamp, X-Nonce, X-Signature")
+	h.Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
 	env.Timestamp = s.now().UTC()
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -156,9 +178,16 @@ func (s *Server) routes() {
 	s.handle(http.MethodGet, "/api/v1/health", s.health)
 	s.handle(http.MethodGet, "/api/v1/health/ready", s.ready)
 
-	s.handle(http.MethodPost, "/api/v1/tracking", s.track)
-	s.handle(http.MethodPost, "/api/v1/tracking/bulk", s.trackBulk)
-	s.handle(http.MethodPost, "/api/v1/tracking/events", s.trackBulk) // the path the reference's SDK posts to
+	// Tracking routes are called from browsers, so they answer CORS
+	// preflights; admin and report routes do not (no browser needs them
+	// cross-origin, and the reference's "*" everywhere was a mistake).
+	for path, h := range map[string]handler{
+		"/api/v1/tracking": s.track, "/api/v1/tracking/bulk": s.trackBulk,
+		"/api/v1/tracking/events": s.trackBulk, // the path the reference's SDK posts to
+	} {
+		s.handle(http.MethodPost, path, cors(h))
+		rt.OPTIONS(path, preflight)
+	}
 
 	s.adminRoutes()
 	s.reportRoutes()

@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,35 @@ func TestAdminRules(t *testing.T) {
 	s.must(200, "GET", "/sub-systems", "admin", nil, &all)
 	if len(all) != 3 { // alpha: www, ios; beta: web; the deleted partner's are left out
 		t.Fatalf("all sub-systems: %d %s", len(all), fmt.Sprint(all))
+	}
+}
+
+// TestCORS: browsers may send events from any origin; admin routes give
+// them nothing.
+func TestCORS(t *testing.T) {
+	s := start(t, t.TempDir())
+	_, _, key := s.tenant("web", "site")
+	req, _ := http.NewRequest("OPTIONS", s.base+"/tracking/bulk", nil)
+	req.Header.Set("Origin", "https://shop.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "x-api-key, content-type")
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Body.Close()
+	if hr.StatusCode != 204 || hr.Header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(hr.Header.Get("Access-Control-Allow-Headers"), "X-Api-Key") {
+		t.Fatalf("preflight: %d %v", hr.StatusCode, hr.Header)
+	}
+	r := s.must(202, "POST", "/tracking", key, ev("site", "x"), nil)
+	if r.Header.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "RateLimit-Remaining") {
+		t.Fatalf("CORS on ingest: %v", r.Header)
+	}
+	if r := s.must(200, "GET", "/partners", "admin", nil, nil); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("an admin route answered with CORS headers")
+	}
+	req, _ = http.NewRequest("OPTIONS", s.base+"/partners", nil)
+	if hr, _ := http.DefaultClient.Do(req); hr.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("an admin route answered a preflight")
 	}
 }
