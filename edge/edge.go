@@ -151,6 +151,7 @@ type Server struct {
 	nonces      signing.Nonces
 	adminTokens atomic.Pointer[[]string]
 	touched     touches
+	routeList   []string // "METHOD /path" of every API route, for the OpenAPI document
 }
 
 // New makes an edge. Call Start before serving.

@@ -57,6 +57,7 @@ var propagator = propagation.TraceContext{}
 
 // handle registers h with the logging, metrics and tracing every route gets.
 func (s *Server) handle(method, route string, h handler) {
+	s.routeList = append(s.routeList, method+" "+publicPath(route))
 	s.router.Handle(method, route, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		s.serve(w, r, method, route, func(rs *reqState) (reply, error) { return h(w, r, p, rs) })
 	})
@@ -175,6 +176,7 @@ func (s *Server) routes() {
 	s.router = rt
 
 	rt.Handler(http.MethodGet, "/metrics", promhttp.Handler())
+	rt.GET("/openapi/v1.json", s.serveOpenAPI)
 	s.handle(http.MethodGet, "/api/v1/health", s.health)
 	s.handle(http.MethodGet, "/api/v1/health/ready", s.ready)
 

@@ -1,0 +1,232 @@
+package edge
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// doc describes one route for the OpenAPI document.
+type doc struct {
+	summary string
+	auth    string // none, admin, key, report (admin or a report key)
+	body    any    // request body type, or nil
+	status  int
+	data    any // the envelope's data type
+}
+
+type bulkBody struct {
+	Events []event.Input `json:"events"`
+}
+
+type keyBody struct {
+	Name             string     `json:"name"`
+	ExpiredAt        *time.Time `json:"expiredAt,omitempty"`
+	Scopes           []string   `json:"scopes,omitempty"`
+	SubSystemID      string     `json:"subSystemId,omitempty"`
+	RateLimit        int        `json:"rateLimit,omitempty"`
+	RequireSignature bool       `json:"requireSignature,omitempty"`
+	GraceSeconds     int        `json:"graceSeconds,omitempty"`
+}
+
+type partnerBody struct {
+	Code             string `json:"code"`
+	Name             string `json:"name"`
+	Status           string `json:"status,omitempty"`
+	RetentionDays    int    `json:"retentionDays,omitempty"`
+	RateLimit        int    `json:"rateLimit,omitempty"`
+	RequireSignature bool   `json:"requireSignature,omitempty"`
+}
+
+type subSystemBody struct {
+	Code   string `json:"code"`
+	Name   string `json:"name"`
+	Status string `json:"status,omitempty"`
+}
+
+// docs documents every public route; TestOpenAPI fails if a route lacks one.
+var docs = map[string]doc{
+	"GET /api/v1/health":       {"Liveness", "none", nil, 200, map[string]string{}},
+	"GET /api/v1/health/ready": {"Readiness: NATS, the event stream, registry and reporter with their storage", "none", nil, 200, map[string]any{}},
+	"POST /api/v1/tracking":    {"Send one event; 202 once JetStream has it", "key", event.Input{}, 202, itemResult{}},
+	"POST /api/v1/tracking/bulk": {"Send up to 500 events ({events:[…]} or a bare array); per-item results in order", "key",
+		bulkBody{}, 202, bulkResult{}},
+	"POST /api/v1/tracking/events":                                  {"Alias of /tracking/bulk (the path of the reference's SDK)", "key", bulkBody{}, 202, bulkResult{}},
+	"GET /api/v1/partners":                                          {"List partners (page, pageSize ≤ 200, includeDeleted)", "admin", nil, 200, registryapi.PartnerPage{}},
+	"POST /api/v1/partners":                                         {"Create a partner", "admin", partnerBody{}, 201, tenant.Partner{}},
+	"GET /api/v1/partners/{id}":                                     {"Get a partner", "admin", nil, 200, tenant.Partner{}},
+	"PUT /api/v1/partners/{id}":                                     {"Update a partner (status Active or Inactive)", "admin", partnerBody{}, 200, tenant.Partner{}},
+	"DELETE /api/v1/partners/{id}":                                  {"Soft-delete a partner; revokes its keys, disables its sub-systems", "admin", nil, 200, tenant.Partner{}},
+	"PATCH /api/v1/partners/{id}/toggle-status":                     {"Active ↔ Inactive (never undeletes)", "admin", nil, 200, tenant.Partner{}},
+	"GET /api/v1/partners/by-code/{code}":                           {"Get a live partner by code", "admin", nil, 200, tenant.Partner{}},
+	"POST /api/v1/partners/{id}/sub-systems":                        {"Create a sub-system", "admin", subSystemBody{}, 201, tenant.SubSystem{}},
+	"GET /api/v1/partners/{id}/sub-systems":                         {"List a partner's sub-systems (includeDeleted)", "admin", nil, 200, []tenant.SubSystem{}},
+	"GET /api/v1/partners/{id}/sub-systems/{subId}":                 {"Get a sub-system of the partner", "admin", nil, 200, tenant.SubSystem{}},
+	"PUT /api/v1/partners/{id}/sub-systems/{subId}":                 {"Update a sub-system's name, code or status", "admin", subSystemBody{}, 200, tenant.SubSystem{}},
+	"DELETE /api/v1/partners/{id}/sub-systems/{subId}":              {"Soft-delete a sub-system", "admin", nil, 200, tenant.SubSystem{}},
+	"PATCH /api/v1/partners/{id}/sub-systems/{subId}/toggle-status": {"Active ↔ Inactive", "admin", nil, 200, tenant.SubSystem{}},
+	"GET /api/v1/partners/{id}/sub-systems/by-code/{code}":          {"Get a live sub-system by code", "admin", nil, 200, tenant.SubSystem{}},
+	"GET /api/v1/sub-systems":                                       {"List the live sub-systems of all live partners", "admin", nil, 200, []tenant.SubSystem{}},
+	"POST /api/v1/partners/{id}/api-keys":                           {"Create a key; the key and its signing secret are shown once", "admin", keyBody{}, 201, registryapi.CreatedKey{}},
+	"GET /api/v1/partners/{id}/api-keys":                            {"List a partner's keys (never a secret)", "admin", nil, 200, []tenant.KeyView{}},
+	"PUT /api/v1/partners/{id}/api-keys/{keyId}":                    {"Change a key's name, scopes, binding, rate limit or signing", "admin", keyBody{}, 200, tenant.KeyView{}},
+	"DELETE /api/v1/partners/{id}/api-keys/{keyId}":                 {"Revoke a key, on every edge at once", "admin", nil, 200, tenant.KeyView{}},
+	"POST /api/v1/partners/{id}/api-keys/{keyId}/regenerate": {"Replace a key; the old one is revoked or kept for graceSeconds", "admin",
+		keyBody{}, 201, registryapi.CreatedKey{}},
+	"GET /api/v1/reports/sub-systems/{id}": {"Sub-system report (from, to, eventType): totals, by type, hourly series", "report", nil, 200, report.SubSystemReport{}},
+	"GET /api/v1/reports/partners/{id}":    {"Partner report (from, to): totals, top 10 sub-systems, daily series", "report", nil, 200, report.PartnerReport{}},
+}
+
+var paramRE = regexp.MustCompile(`:([A-Za-z]+)`)
+
+// publicPath turns a registered route into the path clients call.
+func publicPath(route string) string {
+	switch {
+	case strings.HasPrefix(route, "/api/v1/_by-code/partners/"):
+		return "/api/v1/partners/by-code/{code}"
+	case strings.HasPrefix(route, "/api/v1/_by-code/sub-systems/"):
+		return "/api/v1/partners/{id}/sub-systems/by-code/{code}"
+	}
+	return paramRE.ReplaceAllString(route, "{$1}")
+}
+
+// Routes lists "METHOD /path" of every public API route.
+func (s *Server) Routes() []string { return s.routeList }
+
+// schemaOf derives a JSON schema from a Go type, so the document is what the
+// code sends and reads.
+func schemaOf(t reflect.Type, depth int) map[string]any {
+	if depth > 8 {
+		return map[string]any{}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeOf(time.Time{}):
+		return map[string]any{"type": "string", "format": "date-time"}
+	case t == reflect.TypeOf(json.RawMessage{}):
+		return map[string]any{"type": "object"}
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return map[string]any{"type": "integer"}
+	case reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "format": "byte"}
+		}
+		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), depth+1)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), depth+1)}
+	case reflect.Struct:
+		props := map[string]any{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			name := strings.Split(tag, ",")[0]
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			if f.Anonymous && name == "" {
+				for k, v := range schemaOf(f.Type, depth+1)["properties"].(map[string]any) {
+					props[k] = v
+				}
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if name == "hash" || name == "signingSecret" && t == reflect.TypeOf(tenant.APIKey{}) {
+				continue // never sent
+			}
+			props[name] = schemaOf(f.Type, depth+1)
+		}
+		return map[string]any{"type": "object", "properties": props}
+	}
+	return map[string]any{}
+}
+
+func envelopeOf(data any) map[string]any {
+	var ds map[string]any
+	if data != nil {
+		ds = schemaOf(reflect.TypeOf(data), 0)
+	}
+	return map[string]any{"type": "object", "properties": map[string]any{
+		"success": map[string]any{"type": "boolean"}, "data": ds, "message": map[string]any{"type": "string"},
+		"error": schemaOf(reflect.TypeOf(apierr.Error{}), 0), "requestId": map[string]any{"type": "string"},
+		"timestamp": map[string]any{"type": "string", "format": "date-time"},
+	}}
+}
+
+// openAPI builds the OpenAPI 3.1 document of the routes.
+func (s *Server) openAPI() map[string]any {
+	paths := map[string]any{}
+	for _, r := range s.routeList {
+		d, ok := docs[r]
+		if !ok {
+			continue
+		}
+		method, path, _ := strings.Cut(r, " ")
+		op := map[string]any{"summary": d.summary, "responses": map[string]any{
+			itoa(d.status): map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(d.data)}}},
+			"default":      map[string]any{"description": "error: see error.code", "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},
+		}}
+		switch d.auth {
+		case "admin":
+			op["security"] = []any{map[string]any{"admin": []string{}}}
+		case "key":
+			op["security"] = []any{map[string]any{"apiKey": []string{}}}
+		case "report":
+			op["security"] = []any{map[string]any{"admin": []string{}}, map[string]any{"apiKey": []string{}}}
+		}
+		var params []any
+		for _, m := range regexp.MustCompile(`\{([A-Za-z]+)\}`).FindAllStringSubmatch(path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if d.body != nil {
+			op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(d.body), 0)}}}
+		}
+		item, _ := paths[path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[path] = item
+		}
+		item[strings.ToLower(method)] = op
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]any{"title": "Volcanion Tracking", "version": "1"},
+		"paths":   paths,
+		"components": map[string]any{"securitySchemes": map[string]any{
+			"admin":  map[string]any{"type": "http", "scheme": "bearer"},
+			"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+		}},
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.openAPI())
+}

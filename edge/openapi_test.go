@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// Every route is documented, and every documented route exists.
+func TestOpenAPI(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AdminTokens = []string{"0123456789abcdef"}
+	s, err := New(cfg, nil, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := map[string]bool{}
+	for _, r := range s.Routes() {
+		registered[r] = true
+		if _, ok := docs[r]; !ok {
+			t.Errorf("route %s has no OpenAPI entry", r)
+		}
+	}
+	for r := range docs {
+		if !registered[r] {
+			t.Errorf("documented route %s does not exist", r)
+		}
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest("GET", "/openapi/v1.json", nil))
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("document: %v %q", err, w.Body.String()[:min(200, w.Body.Len())])
+	}
+	ops := 0
+	for _, item := range doc.Paths {
+		ops += len(item)
+	}
+	if ops != len(docs) {
+		t.Fatalf("%d operations in the document, %d documented", ops, len(docs))
+	}
+	keyList, _ := json.Marshal(doc.Paths["/api/v1/partners/{id}/api-keys"]["get"])
+	if strings.Contains(string(keyList), `"hash"`) || strings.Contains(string(keyList), `"signingSecret"`) {
+		t.Fatal("the key list documents a secret")
+	}
+	created, _ := json.Marshal(doc.Paths["/api/v1/partners/{id}/api-keys"]["post"])
+	if !strings.Contains(string(created), `"apiKey"`) || !strings.Contains(string(created), `"signingSecret"`) {
+		t.Fatal("key creation does not document the key and signing secret it returns")
+	}
+}
