@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
@@ -28,22 +29,11 @@ func TestInvalidation(t *testing.T) {
 	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
-	var lookups atomic.Int32
 	var status atomic.Value
 	status.Store(tenant.KeyActive)
-	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
-		lookups.Add(1)
+	lookups, _ := stubRegistry(t, nc, func() (any, error) {
 		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: status.Load().(tenant.KeyStatus)}, nil
-	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	})
 	c := authcache.New(nc, time.Minute, zerolog.Nop())
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -125,18 +115,7 @@ func TestStaleBound(t *testing.T) {
 	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
-	var lookups atomic.Int32
-	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
-		lookups.Add(1)
-		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
-	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lookups, stopRegistry := stubRegistry(t, nc, activeKey)
 	c := authcache.New(nc, time.Minute, zerolog.Nop()).WithStaleBound(300 * time.Millisecond)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -176,7 +155,7 @@ func TestStaleBound(t *testing.T) {
 		t.Fatalf("after the heartbeat: %d lookups, want the cache trusted again", lookups.Load())
 	}
 	// Stale and the registry gone: refuse rather than trust the cache.
-	svc.Stop()
+	stopRegistry()
 	time.Sleep(400 * time.Millisecond)
 	if _, err := c.Key(ctx, "aaaaaaaaaaaaa"); err == nil {
 		t.Fatal("a stale cache answered while the registry was unreachable")
@@ -187,19 +166,7 @@ func TestStaleBound(t *testing.T) {
 func TestReconnectFlushes(t *testing.T) {
 	ns := testenv.NATS(t)
 	nc, _ := testenv.Conn(t, ns)
-	var lookups atomic.Int32
-	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(ctx context.Context, data []byte) (any, error) {
-		lookups.Add(1)
-		return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
-	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lookups, _ := stubRegistry(t, nc, activeKey)
 	c := authcache.New(nc, time.Minute, zerolog.Nop())
 	ctx := context.Background()
 	c.Key(ctx, "aaaaaaaaaaaaa")
@@ -216,19 +183,7 @@ func TestReconnectFlushes(t *testing.T) {
 func TestNegativeEntriesExpire(t *testing.T) {
 	ns := testenv.NATS(t)
 	nc, _ := testenv.Conn(t, ns)
-	var lookups atomic.Int32
-	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(context.Context, []byte) (any, error) {
-		lookups.Add(1)
-		return nil, apierr.New(apierr.APIKeyNotFound, "API key not found")
-	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lookups, _ := stubRegistry(t, nc, func() (any, error) { return nil, apierr.New(apierr.APIKeyNotFound, "API key not found") })
 	c := authcache.New(nc, 100*time.Millisecond, zerolog.Nop())
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
@@ -245,4 +200,27 @@ func TestNegativeEntriesExpire(t *testing.T) {
 	if keys, _ := c.Len(); keys != 1 {
 		t.Fatalf("%d entries left after expiry, want 1", keys)
 	}
+}
+
+// stubRegistry serves auth.key on nc with answer, counting the lookups.
+func stubRegistry(t *testing.T, nc *nats.Conn, answer func() (any, error)) (lookups *atomic.Int32, stop func()) {
+	t.Helper()
+	lookups = &atomic.Int32{}
+	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.AddEndpoint("authkey", natsx.Handler(zerolog.Nop(), "t", api.AuthKey, time.Second, func(context.Context, []byte) (any, error) {
+		lookups.Add(1)
+		return answer()
+	}), micro.WithEndpointSubject(subject.Registry(api.AuthKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return lookups, func() { svc.Stop() }
+}
+
+func activeKey() (any, error) {
+	return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
 }
