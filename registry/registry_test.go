@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -22,22 +23,35 @@ import (
 
 func ptr(s string) *string { return &s }
 
-// Every write broadcasts one change, in sequence; reads broadcast nothing.
-func TestChangesBroadcast(t *testing.T) {
+// registryEnv is a registry on a real embedded NATS and Pebble store.
+type registryEnv struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	call func(op string, req api.Request, out any)
+}
+
+func startRegistry(t *testing.T, cache *rcache.Cache) registryEnv {
+	t.Helper()
 	ctx := context.Background()
-	ns := testenv.NATS(t)
-	nc, js := testenv.Conn(t, ns)
-	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).Start(ctx, nc)
+	nc, js := testenv.Conn(t, testenv.NATS(t))
+	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).WithCache(cache).Start(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Stop()
-	call := func(op string, req api.Request, out any) {
+	t.Cleanup(func() { svc.Stop() })
+	return registryEnv{nc: nc, js: js, call: func(op string, req api.Request, out any) {
 		t.Helper()
 		if err := natsx.Call(ctx, nc, subject.Registry(op), req, out); err != nil {
 			t.Fatalf("%s: %v", op, err)
 		}
-	}
+	}}
+}
+
+// Every write broadcasts one change, in sequence; reads broadcast nothing.
+func TestChangesBroadcast(t *testing.T) {
+	ctx := context.Background()
+	env := startRegistry(t, nil)
+	nc, js, call := env.nc, env.js, env.call
 	var p tenant.Partner
 	call(api.PartnersCreate, api.Request{Code: ptr("acme"), Name: ptr("Acme")}, &p)
 	var ss tenant.SubSystem
@@ -105,19 +119,8 @@ func TestSharedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	ns := testenv.NATS(t)
-	nc, js := testenv.Conn(t, ns)
-	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).WithCache(cache).Start(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	call := func(op string, req api.Request, out any) {
-		t.Helper()
-		if err := natsx.Call(ctx, nc, subject.Registry(op), req, out); err != nil {
-			t.Fatalf("%s: %v", op, err)
-		}
-	}
+	env := startRegistry(t, cache)
+	js, call := env.js, env.call
 	var p tenant.Partner
 	call(api.PartnersCreate, api.Request{Code: ptr("shared"), Name: ptr("S")}, &p)
 	var k api.CreatedKey
