@@ -59,15 +59,15 @@ start() {
         run "$name" "$bin/nats-server" -c "$dir/nats/nats.conf"
       wait_port "$(nats_client "$i")" "$name" ;;
     registry)
-      run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -stream-replicas 3 -metrics-listen 127.0.0.1:$((9102 + base)) ;;
+      run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9102 + base)) ;;
     reporter)
       run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
     workers[12])
       i=${name#workers}
-      run "$name" "$bin/workers" $(common workers) $(storage) -stream-replicas 3 -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
+      run "$name" "$bin/workers" $(common workers) $(storage) -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -rate-limit-edges 2 -stream-replicas 3 -http-listen 127.0.0.1:$(edge_port "$i")
+      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i")
       wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac
@@ -104,6 +104,7 @@ up() {
   fi
   for n in 1 2 3; do start nats$n; done
   "$bin/registry" -migrate $(storage) -cassandra-replication "{'class': 'SimpleStrategy', 'replication_factor': 1}" >> "$dir/logs/migrate.log" 2>&1
+  "$bin/registry" -provision -nats-url "$(nats_urls)" -nats-creds "$dir/nats/admin.creds" -stream-replicas 3 ${STACK_PROVISION_FLAGS:-} >> "$dir/logs/provision.log" 2>&1
   start registry; start reporter; start workers1; start workers2
   start edge1; start edge2
   cat <<MSG

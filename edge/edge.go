@@ -25,7 +25,7 @@ import (
 	"github.com/volcanion/tracking/edge/internal/authcache"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/event"
-	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/signing"
@@ -45,7 +45,6 @@ type Config struct {
 	// CacheTTL bounds how long a cached key or partner is trusted; changes
 	// broadcast by the registry drop entries at once, this is the backstop.
 	CacheTTL time.Duration
-	Streams  natsx.StreamConfig
 	// Shared is the Redis cache the registry fills; nil: none.
 	Shared *rcache.Cache
 	// AdminTokensFile, if set, holds more admin tokens (one per line); it
@@ -74,7 +73,6 @@ func DefaultConfig() Config {
 		MaxBulkEvents:  500,
 		PublishTimeout: 5 * time.Second,
 		CacheTTL:       time.Minute,
-		Streams:        natsx.DefaultStreamConfig(),
 		RateLimit:      1000,
 		ReplayWindow:   5 * time.Minute,
 
@@ -183,13 +181,11 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	return s, nil
 }
 
-// Start makes sure the event streams exist and starts following registry changes.
+// Start checks the streams it needs were provisioned and starts following
+// registry changes.
 func (s *Server) Start(ctx context.Context) error {
-	if err := natsx.EnsureEventStreams(ctx, s.js, s.cfg.Streams); err != nil {
-		return err
-	}
-	if err := natsx.EnsureRegistryStream(ctx, s.js, s.cfg.Streams.Replicas); err != nil {
-		return err
+	if err := provision.Verify(ctx, s.js, provision.NeedEvents|provision.NeedRegistry); err != nil {
+		return fmt.Errorf("edge: %w", err)
 	}
 	if s.cfg.AdminTokensFile != "" {
 		go s.watchTokens(ctx)

@@ -139,7 +139,7 @@ func publishErr(err error) error {
 	case errors.As(err, &apiErr) && (strings.Contains(apiErr.Description, "maximum") || strings.Contains(apiErr.Description, "resources")):
 		return apierr.New(apierr.Backpressure, "the event stream is full; retry later")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
-		return apierr.New(apierr.Timeout, "the event stream did not acknowledge in time; retry with the same event id")
+		return apierr.New(apierr.Timeout, "the event stream did not acknowledge in time; the event may be stored: retry with the same event id and it is counted once")
 	}
 	return apierr.New(apierr.Unavailable, "the event stream is unavailable; retry later")
 }
@@ -175,12 +175,16 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	start := time.Now()
 	ack, err := s.js.PublishMsg(pctx, s.newMsg(pctx, &e), jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(subject.EventsStream))
 	mPublishSeconds.Observe(time.Since(start).Seconds())
+	ts := e.Timestamp
 	if err != nil {
 		s.log.Warn().Err(err).Msg("publish failed")
-		return reject(publishErr(err), 1)
+		// Name the event, generated id included, so a retry is counted once.
+		err = publishErr(err)
+		rep, err := reject(err, 1)
+		rep.data = itemResult{ID: e.ID, EventTime: &ts, Status: "Rejected", Error: apierr.From(err)}
+		return rep, err
 	}
 	mAccepted.Inc()
-	ts := e.Timestamp
 	return accepted(itemResult{ID: e.ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}, "Event queued for processing"), nil
 }
 
@@ -247,10 +251,16 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	fail := func(i int, err error) {
+	// fail names the event when it has an id: the client's, or the one the
+	// edge made for it (a retry with that id is counted once).
+	fail := func(i int, id string, err error) {
 		ae := apierr.From(err)
 		mRejected.WithLabelValues(string(ae.Code)).Inc()
-		res.Results[i] = itemResult{Index: i, Status: "Rejected", Error: ae}
+		res.Results[i] = itemResult{Index: i, ID: id, Status: "Rejected", Error: ae}
+		if id != "" && events[i].ID == id {
+			ts := events[i].Timestamp
+			res.Results[i].EventTime = &ts
+		}
 		res.Rejected++
 	}
 	for i, raw := range items {
@@ -259,27 +269,41 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 			events[i], err = s.build(pr, in, ip, ua, now)
 		}
 		if err != nil {
-			fail(i, err)
+			id := in.ID
+			if !event.ValidID(id, lim) {
+				id = "" // never echo an id that is itself the problem
+			}
+			fail(i, id, err)
 			continue
 		}
 		futures[i], err = s.js.PublishMsgAsync(s.newMsg(pctx, &events[i]), jetstream.WithMsgID(events[i].MsgID()), jetstream.WithExpectStream(subject.EventsStream))
 		if err != nil {
-			fail(i, publishErr(err))
+			fail(i, events[i].ID, publishErr(err))
 		}
 	}
 	for i, f := range futures {
 		if f == nil {
 			continue
 		}
-		select {
-		case ack := <-f.Ok():
+		queued := func(ack *jetstream.PubAck) {
 			ts := events[i].Timestamp
 			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
 			res.Accepted++
+		}
+		select {
+		case ack := <-f.Ok():
+			queued(ack)
 		case err := <-f.Err():
-			fail(i, publishErr(err))
+			fail(i, events[i].ID, publishErr(err))
 		case <-pctx.Done():
-			fail(i, publishErr(pctx.Err()))
+			// An ack that arrived as the deadline passed still counts: a
+			// stored event is never reported rejected.
+			select {
+			case ack := <-f.Ok():
+				queued(ack)
+			default:
+				fail(i, events[i].ID, publishErr(pctx.Err()))
+			}
 		}
 	}
 	mPublishSeconds.Observe(time.Since(start).Seconds())

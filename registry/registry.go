@@ -18,6 +18,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
@@ -30,13 +31,12 @@ const Version = "0.1.0"
 
 // Service is the registry.
 type Service struct {
-	store    storage.Tenants
-	pinger   interface{ Ping(context.Context) error }
-	js       jetstream.JetStream
-	log      zerolog.Logger
-	now      func() time.Time
-	replicas int
-	cache    *rcache.Cache // shared auth entries for edges; nil: none
+	store  storage.Tenants
+	pinger interface{ Ping(context.Context) error }
+	js     jetstream.JetStream
+	log    zerolog.Logger
+	now    func() time.Time
+	cache  *rcache.Cache // shared auth entries for edges; nil: none
 }
 
 // sharedTTL bounds a shared cache entry; changes refresh entries before it.
@@ -48,15 +48,16 @@ const sharedTTL = 10 * time.Minute
 // overwrites the newer value.
 func (s *Service) WithCache(c *rcache.Cache) *Service { s.cache = c; return s }
 
-// New makes a registry over a store. replicas sizes the change stream.
-func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger, replicas int) *Service {
-	return &Service{store: store, pinger: store, js: js, log: log.With().Str("svc", "registry").Logger(), now: time.Now, replicas: replicas}
+// New makes a registry over a store.
+func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger) *Service {
+	return &Service{store: store, pinger: store, js: js, log: log.With().Str("svc", "registry").Logger(), now: time.Now}
 }
 
-// Start creates the change stream and registers the micro service on nc.
+// Start checks the change stream was provisioned and registers the micro
+// service on nc.
 func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, error) {
-	if err := natsx.EnsureRegistryStream(ctx, s.js, s.replicas); err != nil {
-		return nil, err
+	if err := provision.Verify(ctx, s.js, provision.NeedRegistry); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
 	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        subject.RegistryService,

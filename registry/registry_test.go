@@ -34,7 +34,8 @@ func startRegistry(t *testing.T, cache *rcache.Cache) registryEnv {
 	t.Helper()
 	ctx := context.Background()
 	nc, js := testenv.Conn(t, testenv.NATS(t))
-	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop(), 1).WithCache(cache).Start(ctx, nc)
+	testenv.Provision(t, js)
+	svc, err := registry.New(testenv.Pebble(t), js, zerolog.Nop()).WithCache(cache).Start(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}

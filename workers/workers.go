@@ -1,7 +1,8 @@
 // Package workers persists events from the EVENTS stream. Every worker
 // process pulls from one durable consumer, so adding processes adds
-// throughput. A batch is acknowledged only after storage accepted it; a failed
-// write is retried with backoff while the messages are kept in progress.
+// throughput. An event is acknowledged (and so leaves the stream) only after
+// storage accepted it or it was dead-lettered; a failed write is retried with
+// backoff while a heartbeat keeps the batch in progress.
 package workers
 
 import (
@@ -19,7 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/event"
-	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 )
@@ -31,6 +32,8 @@ var (
 		Help: "Events skipped because they were already stored (redeliveries, client retries)."})
 	mDead = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_worker_events_dead_lettered_total",
 		Help: "Events moved to the dead-letter stream, by reason."}, []string{"reason"})
+	mConflicts = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_id_conflict_total",
+		Help: "Events not stored because their id was already taken by an event with different content (dead-lettered)."})
 	mWriteErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_write_errors_total",
 		Help: "Failed batch writes (each is retried)."})
 	mWriteSeconds = promauto.NewHistogram(prometheus.HistogramOpts{Name: "trk_worker_batch_write_duration_seconds",
@@ -39,21 +42,20 @@ var (
 		Help: "Events in the stream not yet delivered to a worker, plus those delivered and not yet acknowledged."})
 )
 
-// Config tunes a worker process.
+// Config tunes a worker process. How long a worker may hold an event and
+// how often it is redelivered belong to the consumer (package provision):
+// the worker reads them from it and never changes them.
 type Config struct {
 	BatchSize int           // messages per fetch and per storage write
 	MaxWait   time.Duration // longest wait for a batch to fill
-	AckWait   time.Duration // redelivery timeout of an unacknowledged message
 	// ShutdownGrace bounds how long a stopping worker keeps retrying the
 	// batch in hand; what it cannot write is left unacknowledged and redelivered.
 	ShutdownGrace time.Duration
-	Streams       natsx.StreamConfig
 }
 
 // DefaultConfig is a sensible single-node configuration.
 func DefaultConfig() Config {
-	return Config{BatchSize: 500, MaxWait: 250 * time.Millisecond, AckWait: 30 * time.Second,
-		ShutdownGrace: 10 * time.Second, Streams: natsx.DefaultStreamConfig()}
+	return Config{BatchSize: 500, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second}
 }
 
 // Validate checks the configuration, naming the bad setting.
@@ -63,8 +65,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("workers: batch size %d: must be 1-10000", c.BatchSize)
 	case c.MaxWait <= 0:
 		return errors.New("workers: max wait must be positive")
-	case c.AckWait < time.Second:
-		return errors.New("workers: ack wait must be at least 1s")
 	}
 	return nil
 }
@@ -84,33 +84,17 @@ func New(cfg Config, js jetstream.JetStream, store storage.Events, dir Directory
 	return &Worker{cfg: cfg, js: js, store: store, dir: dir, log: log.With().Str("svc", "workers").Logger()}
 }
 
-// Consumer creates (or updates) the shared durable consumer.
+// Consumer checks that the streams and the shared durable consumer were
+// provisioned as this version needs, and returns the consumer.
 func (w *Worker) Consumer(ctx context.Context) (jetstream.Consumer, error) {
-	if err := natsx.EnsureEventStreams(ctx, w.js, w.cfg.Streams); err != nil {
-		return nil, err
+	if err := provision.Verify(ctx, w.js, provision.NeedEvents|provision.NeedConsumer); err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
 	}
-	var c jetstream.Consumer
-	err := natsx.Retry(ctx, "create the workers consumer", func(ctx context.Context) error {
-		var err error
-		c, err = w.js.CreateOrUpdateConsumer(ctx, subject.EventsStream, w.consumerConfig())
-		return err
-	})
+	c, err := w.js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
 	if err != nil {
 		return nil, fmt.Errorf("workers: consumer: %w", err)
 	}
 	return c, nil
-}
-
-func (w *Worker) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       subject.WorkersConsumer,
-		Description:   "workers persisting events to storage",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.cfg.AckWait,
-		MaxDeliver:    -1, // never give up on a storable event
-		MaxAckPending: 50_000,
-		FilterSubject: subject.EventsAll,
-	}
 }
 
 // Run consumes until ctx ends, then finishes the batch in hand.
@@ -119,6 +103,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cc := cons.CachedInfo().Config
 	go w.reportPending(ctx, cons)
 	backoff := newBackoff()
 	for ctx.Err() == nil {
@@ -139,71 +124,177 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff.reset()
 		if len(msgs) > 0 {
-			w.handle(ctx, msgs)
+			w.handle(ctx, msgs, cc.AckWait, cc.MaxDeliver)
 		}
 	}
 	return nil
 }
 
-// handle stores one batch and acknowledges it.
-func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
-	events := make([]event.Event, 0, len(msgs))
-	good := make([]jetstream.Msg, 0, len(msgs))
-	for _, m := range msgs {
-		e, reason := decode(m)
-		if reason == "" && w.dir != nil {
-			var err error
-			if reason, e.Retention, err = w.dir.Check(ctx, e.PartnerID, e.SubSystemID); err != nil {
-				// Unknown for now (registry unreachable): try again later.
-				w.log.Warn().Err(err).Msg("cannot check the event's partner; retrying later")
-				_ = m.NakWithDelay(2 * time.Second)
-				continue
-			}
-		}
-		if reason != "" {
-			w.deadLetter(ctx, m, e, reason)
-			continue
-		}
-		events = append(events, e)
-		good = append(good, m)
-	}
-	if len(events) == 0 {
-		return
-	}
+// item is one fetched message and the event in it.
+type item struct {
+	m jetstream.Msg
+	e event.Event
+}
+
+// handle stores one batch and acknowledges each event once it is stored or
+// dead-lettered. A heartbeat keeps the whole batch ours for as long as it
+// takes: directory lookups, a slow first write, retries while storage is
+// down.
+func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.Duration, maxDeliver int) {
 	// Once fetched, a batch is finished even if shutdown begins: keep trying
 	// for ShutdownGrace past cancellation, then leave it for redelivery.
 	wctx, cancel := graceContext(ctx, w.cfg.ShutdownGrace)
 	defer cancel()
-	backoff := newBackoff()
-	lastProgress := time.Now()
-	for {
-		start := time.Now()
-		n, err := w.store.WriteEvents(wctx, events)
-		if err == nil {
-			mWriteSeconds.Observe(time.Since(start).Seconds())
-			mWritten.Add(float64(n))
-			mDuplicates.Add(float64(len(events) - n))
-			break
+	stopBeat := heartbeat(msgs, ackWait)
+	defer stopBeat()
+
+	items := make([]item, 0, len(msgs))
+	for _, m := range msgs {
+		e, reason := decode(m)
+		if reason != "" {
+			w.deadLetter(wctx, m, reason)
+			continue
 		}
-		mWriteErrors.Inc()
-		if wctx.Err() != nil {
-			w.log.Warn().Err(err).Int("events", len(events)).Msg("shutdown before the batch was stored; it will be redelivered")
-			return
-		}
-		w.log.Error().Err(err).Int("events", len(events)).Msg("batch write failed; retrying")
-		if time.Since(lastProgress) > w.cfg.AckWait/3 {
-			for _, m := range good {
-				_ = m.InProgress() // keep the batch ours while storage recovers
-			}
-			lastProgress = time.Now()
-		}
-		sleep(wctx, backoff.next())
+		items = append(items, item{m, e})
 	}
-	for _, m := range good {
-		if err := m.Ack(); err != nil {
-			// The write is idempotent: a lost ack only means a harmless redelivery.
-			w.log.Warn().Err(err).Msg("ack failed")
+	items = w.checkDirectory(wctx, items)
+	pending := [][]item{items}
+	backoff := newBackoff()
+	for len(pending) > 0 {
+		part := pending[0]
+		if len(part) == 0 {
+			pending = pending[1:]
+			continue
 		}
+		events := make([]event.Event, len(part))
+		for i, it := range part {
+			events[i] = it.e
+		}
+		start := time.Now()
+		res, err := w.store.WriteEvents(wctx, events)
+		switch {
+		case err == nil:
+			mWriteSeconds.Observe(time.Since(start).Seconds())
+			mWritten.Add(float64(res.Written))
+			mDuplicates.Add(float64(len(events) - res.Written - len(res.Conflicts)))
+			conflict := make(map[int]bool, len(res.Conflicts))
+			for _, i := range res.Conflicts {
+				conflict[i] = true
+				mConflicts.Inc()
+				w.deadLetter(wctx, part[i].m, "id already taken: an event with this id and different content was stored first")
+			}
+			for i, it := range part {
+				if !conflict[i] {
+					ack(it.m, w.log)
+				}
+			}
+			pending = pending[1:]
+			backoff.reset()
+		case errors.Is(err, storage.ErrRefused):
+			// Something in this part can never be stored: split it until
+			// the refused event stands alone, storing the rest.
+			if len(part) == 1 {
+				w.deadLetter(wctx, part[0].m, "refused by storage: "+err.Error())
+				pending = pending[1:]
+				continue
+			}
+			h := len(part) / 2
+			pending = append([][]item{part[:h], part[h:]}, pending[1:]...)
+		default:
+			mWriteErrors.Inc()
+			if wctx.Err() != nil {
+				w.giveUp(pending, maxDeliver, err)
+				return
+			}
+			w.log.Error().Err(err).Int("events", len(part)).Msg("batch write failed; retrying")
+			sleep(wctx, backoff.next())
+		}
+	}
+}
+
+// checkDirectory drops (dead-letters) events of unknown partners or
+// sub-systems, looking each partner up once per batch. While the registry
+// does not answer it keeps trying: the heartbeat holds the batch.
+func (w *Worker) checkDirectory(ctx context.Context, items []item) []item {
+	if w.dir == nil {
+		return items
+	}
+	type verdict struct {
+		reason    string
+		retention time.Duration
+	}
+	known := map[[2]string]verdict{}
+	kept := items[:0]
+	backoff := newBackoff()
+	for _, it := range items {
+		k := [2]string{it.e.PartnerID, it.e.SubSystemID}
+		v, ok := known[k]
+		for !ok {
+			reason, retention, err := w.dir.Check(ctx, k[0], k[1])
+			if err == nil {
+				v, ok = verdict{reason, retention}, true
+				known[k] = v
+				break
+			}
+			if ctx.Err() != nil {
+				return kept // the rest stays unacknowledged and is redelivered
+			}
+			w.log.Warn().Err(err).Msg("cannot check the event's partner; retrying")
+			sleep(ctx, backoff.next())
+		}
+		if v.reason != "" {
+			w.deadLetter(ctx, it.m, v.reason)
+			continue
+		}
+		it.e.Retention = v.retention
+		kept = append(kept, it)
+	}
+	return kept
+}
+
+// giveUp leaves unstored events for redelivery when shutdown cut their
+// write short; an event on its last delivery is dead-lettered instead, as
+// nothing would redeliver it.
+func (w *Worker) giveUp(pending [][]item, maxDeliver int, err error) {
+	n := 0
+	for _, part := range pending {
+		for _, it := range part {
+			n++
+			if md, mdErr := it.m.Metadata(); mdErr == nil && maxDeliver > 0 && int(md.NumDelivered) >= maxDeliver {
+				w.deadLetter(context.Background(), it.m, fmt.Sprintf("not stored after %d deliveries: %v", md.NumDelivered, err))
+			}
+		}
+	}
+	w.log.Warn().Err(err).Int("events", n).Msg("shutdown before the batch was stored; it will be redelivered")
+}
+
+// heartbeat tells JetStream, every third of AckWait, that the batch is
+// still being worked on, until the returned stop is called.
+func heartbeat(msgs []jetstream.Msg, ackWait time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(max(ackWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress() // acked or termed messages ignore it
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func ack(m jetstream.Msg, log zerolog.Logger) {
+	if err := m.Ack(); err != nil {
+		// The write is idempotent: a lost ack only means a harmless redelivery.
+		log.Warn().Err(err).Msg("ack failed")
 	}
 }
 
@@ -234,27 +325,25 @@ func decode(m jetstream.Msg) (event.Event, string) {
 	return e, ""
 }
 
-func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, e event.Event, reason string) {
-	dl := nats.NewMsg(subject.DeadLetter(e.PartnerID, e.SubSystemID))
-	dl.Data = m.Data()
-	dl.Header.Set(subject.HeaderReason, reason)
-	dl.Header.Set("Trk-Original-Subject", m.Subject())
+// deadLetter moves a message to the dead-letter stream with its reason,
+// under a subject made from its own subject (never from its body), and
+// removes it from EVENTS. The dead letter's Nats-Msg-Id is the original
+// stream sequence, so a retried move keeps one copy.
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
+	var seq uint64
 	if md, err := m.Metadata(); err == nil {
-		dl.Header.Set(subject.HeaderMsgID, fmt.Sprintf("dlq:%d", md.Sequence.Stream))
+		seq = md.Sequence.Stream
 	}
-	if _, err := w.js.PublishMsg(ctx, dl); err != nil {
+	if err := DeadLetter(ctx, w.js, m.Subject(), m.Data(), m.Headers(), seq, reason); err != nil {
 		// Not kept anywhere yet: leave it unacknowledged so it comes back.
 		w.log.Error().Err(err).Msg("dead-letter publish failed")
 		_ = m.NakWithDelay(5 * time.Second)
 		return
 	}
-	label := reason
-	if i := strings.IndexByte(label, ':'); i > 0 {
-		label = label[:i]
+	w.log.Warn().Str("reason", reason).Str("subject", m.Subject()).Uint64("seq", seq).Msg("event dead-lettered")
+	if err := m.Term(); err != nil {
+		w.log.Warn().Err(err).Msg("term failed")
 	}
-	mDead.WithLabelValues(label).Inc()
-	w.log.Warn().Str("reason", reason).Str("subject", m.Subject()).Msg("event dead-lettered")
-	_ = m.Term()
 }
 
 func (w *Worker) reportPending(ctx context.Context, cons jetstream.Consumer) {

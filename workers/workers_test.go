@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/testenv"
@@ -28,17 +30,18 @@ type flaky struct {
 	calls    atomic.Int32
 }
 
-func (f *flaky) WriteEvents(ctx context.Context, evs []event.Event) (int, error) {
+func (f *flaky) WriteEvents(ctx context.Context, evs []event.Event) (storage.WriteResult, error) {
 	f.calls.Add(1)
 	if f.failures.Add(-1) >= 0 {
-		return 0, errors.New("storage down")
+		return storage.WriteResult{}, errors.New("storage down")
 	}
 	return f.Events.WriteEvents(ctx, evs)
 }
 
-func setup(t *testing.T, store storage.Events) (jetstream.JetStream, context.CancelFunc) {
+func setup(t *testing.T, store storage.Events, bus ...func(*provision.Config)) (jetstream.JetStream, context.CancelFunc) {
 	ns := testenv.NATS(t)
-	_, js := testenv.Conn(t, ns)
+	nc, js := testenv.Conn(t, ns)
+	testenv.Provision(t, js, bus...)
 	cfg := workers.DefaultConfig()
 	cfg.MaxWait = 50 * time.Millisecond
 	w := workers.New(cfg, js, store, nil, zerolog.Nop())
@@ -50,7 +53,8 @@ func setup(t *testing.T, store storage.Events) (jetstream.JetStream, context.Can
 	for i := 0; i < 2; i++ { // two loops share the durable consumer
 		go func() { w.Run(ctx); done <- struct{}{} }()
 	}
-	t.Cleanup(func() { cancel(); <-done; <-done })
+	go func() { workers.RescueMaxDeliveries(ctx, nc, js, zerolog.Nop()); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done; <-done })
 	return js, cancel
 }
 
@@ -155,5 +159,196 @@ func TestConfigValidate(t *testing.T) {
 	c.BatchSize = 0
 	if c.Validate() == nil {
 		t.Fatal("batch size 0 accepted")
+	}
+}
+
+// refusing is the real Pebble store refusing, as storage would an invalid
+// value, every batch that holds one poisoned id.
+type refusing struct {
+	storage.Events
+	poison string
+	calls  atomic.Int32
+}
+
+func (r *refusing) WriteEvents(ctx context.Context, evs []event.Event) (storage.WriteResult, error) {
+	r.calls.Add(1)
+	for _, e := range evs {
+		if e.ID == r.poison {
+			return storage.WriteResult{}, fmt.Errorf("value too large: %w", storage.ErrRefused)
+		}
+	}
+	return r.Events.WriteEvents(ctx, evs)
+}
+
+func deadLetters(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	dlq, err := js.Stream(ctx, subject.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := dlq.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		if m, err := dlq.GetMsg(ctx, seq); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func eventsLeft(t *testing.T, js jetstream.JetStream) uint64 {
+	info, err := js.Stream(context.Background(), subject.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.CachedInfo().State.Msgs
+}
+
+// A batch that storage refuses is split: the good events are stored, the
+// refused one alone is dead-lettered, and nothing loops.
+func TestRefusedEventIsSplitOut(t *testing.T) {
+	pebble := testenv.Pebble(t)
+	store := &refusing{Events: pebble, poison: "e37"}
+	js, _ := setup(t, store)
+	for i := 0; i < 100; i++ {
+		publish(t, js, event.Event{ID: fmt.Sprint("e", i), PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	}
+	waitFor(t, "the refused event dead-lettered and the rest stored", func() bool {
+		return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0
+	})
+	for i := 0; i < 100; i++ {
+		_, err := pebble.GetEvent(context.Background(), "p1", fmt.Sprint("e", i))
+		if (err == nil) == (i == 37) {
+			t.Fatalf("event e%d: stored=%v", i, err == nil)
+		}
+	}
+	dl := deadLetters(t, js)[0]
+	if got := nats.Header(dl.Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "refused by storage") {
+		t.Fatalf("reason %q", got)
+	}
+	if dl.Subject != "trk.dlq.events.p1.s1" || nats.Header(dl.Header).Get(workers.HeaderOriginalSubject) != "trk.events.p1.s1" {
+		t.Fatalf("dead letter under %s", dl.Subject)
+	}
+}
+
+// An id reused with other content is not silently dropped: the second
+// event is dead-lettered with the reason; a plain retry is a duplicate.
+func TestIDReusedWithOtherContent(t *testing.T) {
+	pebble := testenv.Pebble(t)
+	js, _ := setup(t, pebble, func(c *provision.Config) { c.Duplicates = time.Second })
+	first := event.Event{ID: "same", PartnerID: "p1", SubSystemID: "s1", EventType: "signup", Timestamp: ts}
+	publish(t, js, first)
+	waitFor(t, "the first event", func() bool { _, err := pebble.GetEvent(context.Background(), "p1", "same"); return err == nil })
+	// Past the stream's window, so only storage can tell.
+	other := first
+	other.EventType = "purchase"
+	other.Timestamp = ts.Add(time.Minute)
+	retry := first
+	retry.Timestamp = ts.Add(2 * time.Minute) // a retry given a new edge timestamp
+	waitFor(t, "the duplicate window to pass", func() bool {
+		data, _ := json.Marshal(other)
+		ack, err := js.Publish(context.Background(), subject.Events("p1", "s1"), data, jetstream.WithMsgID(other.MsgID()))
+		return err == nil && !ack.Duplicate
+	})
+	publish(t, js, retry)
+	waitFor(t, "the conflicting event dead-lettered", func() bool { return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0 })
+	if got := nats.Header(deadLetters(t, js)[0].Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "id already taken") {
+		t.Fatalf("reason %q", got)
+	}
+	got, _ := pebble.GetEvent(context.Background(), "p1", "same")
+	if got.EventType != "signup" || !got.Timestamp.Equal(ts) {
+		t.Fatalf("the first event did not keep its id: %+v", got)
+	}
+	cs, _ := pebble.SubSystemCounts(context.Background(), "s1", ts, ts.Add(time.Hour))
+	if len(cs) != 1 || cs[0].Count != 1 {
+		t.Fatalf("counts %+v, want signup once", cs)
+	}
+}
+
+// slow is the real Pebble store whose first write takes several AckWaits.
+type slow struct {
+	storage.Events
+	delay time.Duration
+	calls atomic.Int32
+}
+
+func (s *slow) WriteEvents(ctx context.Context, evs []event.Event) (storage.WriteResult, error) {
+	if s.calls.Add(1) == 1 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+		}
+	}
+	return s.Events.WriteEvents(ctx, evs)
+}
+
+// The heartbeat covers the whole life of a batch: a write slower than
+// AckWait is not handed to another worker.
+func TestHeartbeatCoversSlowWrite(t *testing.T) {
+	pebble := testenv.Pebble(t)
+	store := &slow{Events: pebble, delay: 3500 * time.Millisecond}
+	js, _ := setup(t, store, func(c *provision.Config) { c.AckWait = time.Second })
+	publish(t, js, event.Event{ID: "slow", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	waitFor(t, "the event stored and acknowledged", func() bool { return eventsLeft(t, js) == 0 })
+	c, err := js.Consumer(context.Background(), subject.EventsStream, subject.WorkersConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || store.calls.Load() != 1 {
+		t.Fatalf("redelivered %d, write calls %d: the batch was not kept in progress", info.NumRedelivered, store.calls.Load())
+	}
+}
+
+// An event whose holder dies at every delivery is dead-lettered once
+// JetStream stops delivering it, and leaves the stream.
+func TestMaxDeliveriesDeadLettered(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	testenv.Provision(t, js, func(c *provision.Config) { c.AckWait = time.Second; c.MaxDeliver = 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { workers.RescueMaxDeliveries(ctx, nc, js, zerolog.Nop()); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Wait for the rescuer's subscription to reach the server.
+	waitFor(t, "the rescuer to subscribe", func() bool { return ns.NumSubscriptions() > 0 && nc.Flush() == nil })
+
+	publish(t, js, event.Event{ID: "crash", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	cons, err := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A "worker" that takes the event and dies without acknowledging it, twice.
+	deliveries := 0
+	waitFor(t, "two deliveries", func() bool {
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err == nil {
+			for range b.Messages() {
+				deliveries++
+			}
+		}
+		return deliveries == 2
+	})
+	// JetStream notices the limit when a worker next asks for events.
+	waitFor(t, "the event dead-lettered and gone from EVENTS", func() bool {
+		if b, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err == nil {
+			for range b.Messages() {
+				deliveries++
+			}
+		}
+		return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0
+	})
+	if deliveries != 2 {
+		t.Fatalf("delivered %d times past MaxDeliver 2", deliveries)
+	}
+	if got := nats.Header(deadLetters(t, js)[0].Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "not stored after 2 deliveries") {
+		t.Fatalf("reason %q", got)
 	}
 }

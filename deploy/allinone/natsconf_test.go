@@ -21,6 +21,7 @@ import (
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -137,11 +138,15 @@ func TestNATSConfig(t *testing.T) {
 	ctx := context.Background()
 	creds := func(role string) string { return filepath.Join(dir, role+".creds") }
 
-	// Workers create the event streams with 3 replicas once the cluster has a leader.
+	// The provisioning step, with the admin role, creates the streams with
+	// 3 replicas once the cluster has a leader.
+	_, ajs := connectAs(t, urls, creds("admin"), nil)
+	testenv.Provision(t, ajs, func(c *provision.Config) { c.Replicas = 3 })
+
+	// Workers find them as they need them.
 	wv := &violations{}
 	_, wjs := connectAs(t, urls, creds("workers"), wv)
 	cfg := workers.DefaultConfig()
-	cfg.Streams.Replicas = 3
 	cfg.MaxWait = 50 * time.Millisecond
 	w := workers.New(cfg, wjs, testenv.Pebble(t), nil, zerolog.Nop())
 	deadline := time.Now().Add(60 * time.Second)
@@ -151,7 +156,7 @@ func TestNATSConfig(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("workers could not set up their stream and consumer: %v", err)
+			t.Fatalf("workers could not find their stream and consumer: %v", err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -161,7 +166,7 @@ func TestNATSConfig(t *testing.T) {
 
 	// The registry serves over its own credentials.
 	rnc, rjs := connectAs(t, urls, creds("registry"), nil)
-	rsvc, err := registry.New(testenv.Pebble(t), rjs, zerolog.Nop(), 3).Start(ctx, rnc)
+	rsvc, err := registry.New(testenv.Pebble(t), rjs, zerolog.Nop()).Start(ctx, rnc)
 	if err != nil {
 		t.Fatal(err)
 	}

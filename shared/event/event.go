@@ -3,6 +3,9 @@
 package event
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"time"
 )
@@ -31,6 +34,30 @@ type Event struct {
 
 // MsgID is the JetStream de-duplication id: event ids are unique per partner only.
 func (e *Event) MsgID() string { return e.PartnerID + ":" + e.ID }
+
+// Digest identifies what an event says, so that storage can tell a retry of
+// an event (same id, same digest: a duplicate) from another event reusing
+// its id (a conflict). It covers the sub-system, type, user ids and
+// metadata. The timestamp is left out on purpose: a client that retries an
+// event without a timestamp of its own gets a new one from the edge, and
+// that retry is still the same event (the first timestamp stands).
+func (e *Event) Digest() [16]byte {
+	h := sha256.New()
+	meta := []byte(e.Metadata)
+	var compact bytes.Buffer // the same metadata spaced differently is the same event
+	if json.Compact(&compact, meta) == nil {
+		meta = compact.Bytes()
+	}
+	for _, f := range [][]byte{[]byte(e.SubSystemID), []byte(e.EventType), []byte(e.UserID), []byte(e.AnonymousID), meta} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	var d [16]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
 
 // Input is one event as a partner app sends it.
 type Input struct {

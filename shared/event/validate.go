@@ -120,7 +120,7 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 	} else if len(in.SubSystemCode) > 64 || !printable(in.SubSystemCode) {
 		bad("subSystemCode", "must be a sub-system code of at most 64 characters")
 	}
-	if in.ID != "" && (len(in.ID) > lim.MaxIDLen || !idChars(in.ID)) {
+	if in.ID != "" && !ValidID(in.ID, lim) {
 		bad("id", "must be at most %d characters of letters, digits and -_.:", lim.MaxIDLen)
 	}
 	for _, f := range []struct{ name, v string }{{"userId", in.UserID}, {"anonymousId", in.AnonymousID}} {
@@ -206,4 +206,9 @@ func DecodeBatch(data []byte, maxItems int) ([]json.RawMessage, error) {
 		return nil, apierr.New(apierr.BatchTooLarge, "the batch holds %d events; the limit is %d per request", len(items), maxItems)
 	}
 	return items, nil
+}
+
+// ValidID tells whether a client event id is well formed.
+func ValidID(id string, lim Limits) bool {
+	return id != "" && len(id) <= lim.MaxIDLen && idChars(id)
 }

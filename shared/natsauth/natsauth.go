@@ -53,26 +53,28 @@ const (
 
 // rolePerms is the written rule of who may do what.
 var rolePerms = map[string]perms{
-	// Edges publish events, call the registry and reporter, create the
+	// Edges publish events, call the registry and reporter, check the
 	// streams they need and follow registry changes with an ordered consumer.
+	// Streams are created by the provisioning step (admin), never by a service.
 	"edge": {
 		pub: concat([]string{subject.EventsAll, subject.RegistryPrefix + ".>", subject.ReporterPrefix + ".>"},
-			jsAPI("INFO", "STREAM.INFO.*", "STREAM.CREATE."+ev, "STREAM.CREATE."+dlq, "STREAM.CREATE."+rc,
+			jsAPI("INFO", "STREAM.INFO.*",
 				"CONSUMER.CREATE."+rc+".>", "CONSUMER.DELETE."+rc+".>", "CONSUMER.INFO."+rc+".>", "CONSUMER.MSG.NEXT."+rc+".>")),
 		pubDeny: []string{subject.RegistryChanges},
 		sub:     []string{"_INBOX.>"},
 	},
-	// Workers consume events, dead-letter the unstorable and ask the registry
-	// whether a partner's sub-system exists.
+	// Workers consume events, dead-letter the unstorable (moving those
+	// JetStream gave up delivering) and ask the registry whether a partner's
+	// sub-system exists.
 	"workers": {
 		pub: concat([]string{subject.DeadLetterAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
-			jsAPI("INFO", "STREAM.INFO.*", "STREAM.CREATE."+ev, "STREAM.CREATE."+dlq,
-				"CONSUMER.CREATE."+ev+".>", "CONSUMER.DURABLE.CREATE."+ev+".>", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>")),
-		sub: []string{"_INBOX.>"},
+			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
+				"STREAM.MSG.GET."+ev, "STREAM.MSG.DELETE."+ev)),
+		sub: []string{"_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + ev + ".>"},
 	},
 	// The registry serves its subjects and broadcasts changes.
 	"registry": {
-		pub:     concat([]string{subject.RegistryChanges}, jsAPI("INFO", "STREAM.INFO."+rc, "STREAM.CREATE."+rc)),
+		pub:     concat([]string{subject.RegistryChanges}, jsAPI("INFO", "STREAM.INFO."+rc)),
 		sub:     []string{subject.RegistryPrefix + ".>", "$SRV.>", "_INBOX.>"},
 		respond: true,
 	},

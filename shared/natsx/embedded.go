@@ -22,6 +22,10 @@ type EmbeddedConfig struct {
 	Port int
 	// Name of the server, shown in monitoring.
 	Name string
+	// NoSync lets JetStream acknowledge a publish before it is on disk (the
+	// server's default: fsync every 2 minutes). Off, every write is synced
+	// before its PubAck, so a 202 survives a power loss.
+	NoSync bool
 }
 
 // StartEmbedded starts nats-server with JetStream and waits until it accepts connections.
@@ -32,6 +36,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
 		NoSigs:     true,
 		NoLog:      true,
+		SyncAlways: !cfg.NoSync,
 	}
 	if cfg.Host == "" {
 		opts.DontListen = true

@@ -19,6 +19,10 @@ var (
 	ErrCodeTaken = errors.New("storage: code taken")
 	// ErrExists: a record with that id already exists.
 	ErrExists = errors.New("storage: already exists")
+	// ErrRefused wraps a write error that retrying cannot fix: the data
+	// itself is refused (too large, invalid for the backend). Any other
+	// write error is taken as transient.
+	ErrRefused = errors.New("storage: refused")
 )
 
 // Page selects a slice of a listing.
@@ -70,16 +74,25 @@ type SubSystemCount struct {
 	Count       int64
 }
 
+// WriteResult is what a write of a batch did.
+type WriteResult struct {
+	// Written is how many events were new. It is advisory (metrics): when
+	// several writers store the same new event at once, a backend may report
+	// it as new to more than one of them, but it is stored and counted once.
+	Written int
+	// Conflicts are the indexes of events whose (partnerId, id) was already
+	// taken by an event with different content (event.Digest): they were
+	// not stored; the first event keeps the id.
+	Conflicts []int
+}
+
 // Events stores events and the hourly rollups reports read.
 type Events interface {
 	// WriteEvents stores events idempotently: an event whose (partnerId, id)
-	// is already stored is skipped, and counted nowhere a second time. It
-	// returns how many were new; that figure is advisory (metrics): when
-	// several writers store the same new event at once, a backend without a
-	// global lock may report it as new to more than one of them, but it is
-	// still stored and counted once. On error nothing is reported stored, and
-	// a retry of the same batch completes it.
-	WriteEvents(ctx context.Context, events []event.Event) (written int, err error)
+	// is already stored is skipped, and counted nowhere a second time. On
+	// error nothing is reported stored, and a retry of the same batch
+	// completes it; an error wrapping ErrRefused will fail again.
+	WriteEvents(ctx context.Context, events []event.Event) (WriteResult, error)
 	GetEvent(ctx context.Context, partnerID, id string) (event.Event, error)
 	// SubSystemCounts returns the hourly counts by type for hours in [from, to).
 	SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]TypeCount, error)

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 )
 
@@ -49,4 +51,18 @@ func Pebble(t testing.TB) *pebblestore.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// Provision creates the streams and the workers' consumer on ns, as the
+// provisioning step does; change adjusts the default settings first.
+func Provision(t testing.TB, js jetstream.JetStream, change ...func(*provision.Config)) provision.Config {
+	t.Helper()
+	cfg := provision.DefaultConfig()
+	for _, f := range change {
+		f(&cfg)
+	}
+	if err := provision.Apply(context.Background(), js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -45,7 +45,6 @@ func main() {
 	fs.DurationVar(&cfg.Limits.MaxFuture, "max-event-future", cfg.Limits.MaxFuture, "furthest-ahead client timestamp accepted")
 	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", cfg.PublishTimeout, "longest wait for a JetStream acknowledgement")
 	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "longest time a cached key or partner is trusted")
-	fs.IntVar(&cfg.Streams.Replicas, "stream-replicas", cfg.Streams.Replicas, "replicas of the streams this service creates (3 in a cluster)")
 	validate := func() error {
 		for _, t := range strings.Split(*tokens, ",") {
 			if t = strings.TrimSpace(t); t != "" {

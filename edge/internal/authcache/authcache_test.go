@@ -26,9 +26,7 @@ func TestInvalidation(t *testing.T) {
 	ns := testenv.NATS(t)
 	nc, js := testenv.Conn(t, ns)
 	ctx := context.Background()
-	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Provision(t, js)
 	var status atomic.Value
 	status.Store(tenant.KeyActive)
 	lookups, _ := stubRegistry(t, nc, func() (any, error) {
@@ -112,9 +110,7 @@ func TestStaleBound(t *testing.T) {
 	ns := testenv.NATS(t)
 	nc, js := testenv.Conn(t, ns)
 	ctx := context.Background()
-	if err := natsx.EnsureRegistryStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Provision(t, js)
 	lookups, stopRegistry := stubRegistry(t, nc, activeKey)
 	c := authcache.New(nc, time.Minute, zerolog.Nop()).WithStaleBound(300 * time.Millisecond)
 	fctx, cancel := context.WithCancel(ctx)

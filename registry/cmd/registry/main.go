@@ -1,6 +1,7 @@
 // Command registry serves partners, sub-systems and API keys over NATS.
 // Every flag can also be set as VT_<FLAG>. Run once with -migrate to apply
-// the storage schema.
+// the storage schema, and with -provision to create or update the streams and
+// the workers' consumer (with credentials that may manage JetStream).
 package main
 
 import (
@@ -8,11 +9,14 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
 )
@@ -25,21 +29,28 @@ func main() {
 	common.RegisterFlags(fs, "127.0.0.1:9102")
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
-	replicas := fs.Int("stream-replicas", 1, "replicas of the streams this service creates (3 in a cluster)")
+	bus := provision.DefaultConfig()
+	bus.RegisterFlags(fs)
 	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache this service fills for edges (empty: none)")
 	migrate := fs.Bool("migrate", false, "apply the storage schema (idempotent) and exit")
+	provisionBus := fs.Bool("provision", false, "create or update the streams and the workers' consumer from the -stream-* and -consumer-* settings (idempotent) and exit")
 	validate := func() error {
-		if *replicas < 1 || *replicas > 5 {
-			return config.Errorf("stream-replicas", "must be 1-5")
-		}
-		if *migrate {
+		switch {
+		case *migrate && *provisionBus:
+			return config.Errorf("provision", "run -migrate and -provision as two steps")
+		case *migrate:
 			return store.Validate()
+		case *provisionBus:
+			return errors.Join(natsCfg.Validate(), bus.Validate())
 		}
 		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("registry", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		if *migrate {
 			return store.Migrate(ctx)
+		}
+		if *provisionBus {
+			return provisionStreams(ctx, natsCfg, bus, log)
 		}
 		cache, err := svc.Redis(ctx, *redisURL, log)
 		if err != nil {
@@ -51,11 +62,29 @@ func main() {
 			return err
 		}
 		defer d.Close()
-		s, err := registry.New(d.Store, d.JS, log, *replicas).WithCache(cache).Start(ctx, d.NC)
+		s, err := registry.New(d.Store, d.JS, log).WithCache(cache).Start(ctx, d.NC)
 		if err != nil {
 			return err
 		}
 		<-ctx.Done()
 		return s.Stop()
 	})
+}
+
+func provisionStreams(ctx context.Context, natsCfg natsx.ClientConfig, bus provision.Config, log zerolog.Logger) error {
+	nc, err := natsCfg.Connect(nil)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := provision.Apply(ctx, js, bus); err != nil {
+		return err
+	}
+	log.Info().Int("replicas", bus.Replicas).Int64("maxBytes", bus.MaxBytes).Int64("maxMsgs", bus.MaxMsgs).
+		Dur("duplicates", bus.Duplicates).Dur("ackWait", bus.AckWait).Int("maxDeliver", bus.MaxDeliver).Msg("streams and consumer provisioned")
+	return nil
 }

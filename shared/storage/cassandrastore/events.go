@@ -1,8 +1,10 @@
 package cassandrastore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -78,23 +80,30 @@ func (st *Store) execRows(ctx context.Context, rs rowSet) error {
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-// existing returns the (partner, id) pairs already fully written.
-func (st *Store) existing(ctx context.Context, evs []event.Event) (map[[2]string]bool, error) {
+// existing returns the (partner, id) pairs already fully written, with
+// their digests (nil for ids written before digests were kept).
+func (st *Store) existing(ctx context.Context, evs []event.Event) (map[[2]string][]byte, error) {
 	groups := map[[2]string][]string{}
 	for _, e := range evs {
 		k := [2]string{e.PartnerID, strconv.Itoa(storage.Bucket(e.ID))}
 		groups[k] = append(groups[k], e.ID)
 	}
-	found := map[[2]string]bool{}
-	results := make(chan [2]string, len(evs))
+	type hit struct {
+		k      [2]string
+		digest []byte
+	}
+	found := map[[2]string][]byte{}
+	results := make(chan hit, len(evs))
 	var fns []func(context.Context) error
 	for k, ids := range groups {
 		bucket, _ := strconv.Atoi(k[1])
 		fns = append(fns, func(ctx context.Context) error {
-			iter := st.s.Query("SELECT id FROM event_ids WHERE partner_id = ? AND bucket = ? AND id IN ?", k[0], int8(bucket), ids).WithContext(ctx).Iter()
+			iter := st.s.Query("SELECT id, digest FROM event_ids WHERE partner_id = ? AND bucket = ? AND id IN ?", k[0], int8(bucket), ids).WithContext(ctx).Iter()
 			var id string
-			for iter.Scan(&id) {
-				results <- [2]string{k[0], id}
+			var digest []byte
+			for iter.Scan(&id, &digest) {
+				results <- hit{[2]string{k[0], id}, digest}
+				digest = nil
 			}
 			return iter.Close()
 		})
@@ -102,32 +111,48 @@ func (st *Store) existing(ctx context.Context, evs []event.Event) (map[[2]string
 	err := fanOut(ctx, st.cfg.WriteConcurrency, fns)
 	close(results)
 	for r := range results {
-		found[r] = true
+		found[r.k] = r.digest
 	}
 	return found, err
 }
 
-func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, error) {
-	seen := make(map[[2]string]bool, len(events))
+func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.WriteResult, error) {
+	var res storage.WriteResult
+	seen := make(map[[2]string][16]byte, len(events))
 	batch := make([]event.Event, 0, len(events))
-	for _, e := range events {
-		k := [2]string{e.PartnerID, e.ID}
-		if !seen[k] {
-			seen[k] = true
-			batch = append(batch, e)
+	digests := make([][16]byte, 0, len(events))
+	for i, e := range events {
+		k, d := [2]string{e.PartnerID, e.ID}, e.Digest()
+		if prev, ok := seen[k]; ok {
+			if prev != d {
+				res.Conflicts = append(res.Conflicts, i)
+			}
+			continue
 		}
+		seen[k] = d
+		batch = append(batch, e)
+		digests = append(digests, d)
 	}
 	done, err := st.existing(ctx, batch)
 	if err != nil {
-		return 0, fmt.Errorf("cassandrastore: check ids: %w", err)
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: check ids: %w", err)
+	}
+	index := make(map[[2]string]int, len(events))
+	for i, e := range events {
+		if _, ok := index[[2]string{e.PartnerID, e.ID}]; !ok {
+			index[[2]string{e.PartnerID, e.ID}] = i
+		}
 	}
 	rows, ids := rowSet{}, rowSet{}
 	// touched minutes, with the TTL their rollup rows get
 	subMinutes := map[[2]any]int{}
 	partnerMinutes := map[[2]any]int{}
 	fresh := 0
-	for _, e := range batch {
-		if done[[2]string{e.PartnerID, e.ID}] {
+	for bi, e := range batch {
+		if stored, ok := done[[2]string{e.PartnerID, e.ID}]; ok {
+			if stored != nil && !bytes.Equal(stored, digests[bi][:]) {
+				res.Conflicts = append(res.Conflicts, index[[2]string{e.PartnerID, e.ID}])
+			}
 			continue
 		}
 		fresh++
@@ -136,7 +161,7 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, er
 		minute := ts.Truncate(time.Minute)
 		body, err := json.Marshal(e)
 		if err != nil {
-			return 0, err
+			return storage.WriteResult{}, fmt.Errorf("cassandrastore: %w: %w", storage.ErrRefused, err)
 		}
 		ttl := st.ttl
 		if e.Retention > 0 {
@@ -155,24 +180,35 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (int, er
 			("INSERT INTO minute_keys_by_partner (partner_id, minute, sub_system_id, id) VALUES (?, ?, ?, ?) USING TTL ?"),
 			e.PartnerID, minute, e.SubSystemID, e.ID, ttl)
 		ids.add(fmt.Sprint("i", e.PartnerID, bucket),
-			("INSERT INTO event_ids (partner_id, bucket, id, sub_system_id, day, ts) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"),
-			e.PartnerID, bucket, e.ID, e.SubSystemID, day, ts, ttl)
+			("INSERT INTO event_ids (partner_id, bucket, id, sub_system_id, day, ts, digest) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+			e.PartnerID, bucket, e.ID, e.SubSystemID, day, ts, digests[bi][:], ttl)
 		subMinutes[[2]any{e.SubSystemID, minute}] = max(subMinutes[[2]any{e.SubSystemID, minute}], ttl)
 		partnerMinutes[[2]any{e.PartnerID, minute}] = max(partnerMinutes[[2]any{e.PartnerID, minute}], ttl)
 	}
 	if fresh == 0 {
-		return 0, nil
+		return res, nil
 	}
 	if err := st.execRows(ctx, rows); err != nil {
-		return 0, fmt.Errorf("cassandrastore: write events: %w", err)
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write events: %w", refused(err))
 	}
 	if err := st.recount(ctx, subMinutes, partnerMinutes); err != nil {
-		return 0, fmt.Errorf("cassandrastore: recount rollups: %w", err)
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: recount rollups: %w", err)
 	}
 	if err := st.execRows(ctx, ids); err != nil {
-		return 0, fmt.Errorf("cassandrastore: write event ids: %w", err)
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write event ids: %w", refused(err))
 	}
-	return fresh, nil
+	res.Written = fresh
+	return res, nil
+}
+
+// refused marks errors Cassandra gives for the data itself (an invalid
+// request: a key or value too large), which no retry can fix.
+func refused(err error) error {
+	var re gocql.RequestError
+	if errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid {
+		return fmt.Errorf("%w: %w", storage.ErrRefused, err)
+	}
+	return err
 }
 
 // recount counts the touched minutes from their narrow rows and writes the

@@ -11,7 +11,7 @@
 //	kp/<partnerId>/<keyId>                             api_keys_by_partner
 //	ep/<partnerId>/<day>/<bucket>/<ts>/<eventId>       events_by_partner
 //	es/<subSystemId>/<day>/<bucket>/<ts>/<eventId>     events_by_sub_system
-//	ei/<partnerId>/<eventId>                           event_ids (dedup)
+//	ei/<partnerId>/<eventId>                           event_ids (dedup): 0x01, digest[16], events_by_partner key
 //	rs/<subSystemId>/<hour>/<eventType>                rollup_sub_system_hour
 //	rp/<partnerId>/<hour>/<subSystemId>                rollup_partner_hour
 //
@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -52,7 +53,13 @@ func (quietLogger) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
 
 // Open opens (or creates) the store in dir.
 func Open(dir string) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	opts := &pebble.Options{Logger: quietLogger{}}
+	// Bloom filters on every level: the duplicate check of a new event id
+	// (the common case) is answered from the filter without reading blocks.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -404,28 +411,55 @@ func tsKey(t time.Time) string {
 	return fmt.Sprintf("%x", b)
 }
 
-func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (int, error) {
+// idValue is the event_ids value: a version byte, the event's digest, and
+// the key of its events_by_partner row. Values written before digests were
+// kept are the bare row key.
+func idValue(d [16]byte, pk []byte) []byte {
+	v := make([]byte, 0, 1+len(d)+len(pk))
+	v = append(v, 1)
+	v = append(v, d[:]...)
+	return append(v, pk...)
+}
+
+func parseIDValue(v []byte) (digest []byte, pk []byte) {
+	if len(v) > 17 && v[0] == 1 {
+		return v[1:17], v[17:]
+	}
+	return nil, v
+}
+
+// WriteEvents commits the new events, their id records and their rollup
+// increments in one synced batch under the store's lock: the id record is
+// the commit point, and nothing is counted without it.
+func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.WriteResult, error) {
+	var res storage.WriteResult
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return res, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
-	seen := make(map[string]bool, len(events))
+	seen := make(map[string][16]byte, len(events))
 	deltas := map[string]int64{}
-	written := 0
 	for i := range events {
 		e := &events[i]
 		idk := key("ei", e.PartnerID, e.ID)
-		if seen[string(idk)] {
+		d := e.Digest()
+		if prev, ok := seen[string(idk)]; ok {
+			if prev != d {
+				res.Conflicts = append(res.Conflicts, i)
+			}
 			continue
 		}
-		seen[string(idk)] = true
-		if ok, err := s.has(idk); err != nil {
-			return 0, err
-		} else if ok {
+		seen[string(idk)] = d
+		if v, err := s.get(idk); err == nil {
+			if stored, _ := parseIDValue(v); stored != nil && !bytes.Equal(stored, d[:]) {
+				res.Conflicts = append(res.Conflicts, i)
+			}
 			continue
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return storage.WriteResult{}, err
 		}
 		ts := e.Timestamp.UTC()
 		day := ts.Format("20060102")
@@ -434,38 +468,39 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (int, err
 		pk := key("ep", e.PartnerID, day, bucket, tsKey(ts), e.ID)
 		b.Set(pk, body, nil)
 		b.Set(key("es", e.SubSystemID, day, bucket, tsKey(ts), e.ID), body, nil)
-		b.Set(idk, pk, nil)
+		b.Set(idk, idValue(d, pk), nil)
 		h := hourKey(ts)
 		deltas[string(key("rs", e.SubSystemID, h, e.EventType))]++
 		deltas[string(key("rp", e.PartnerID, h, e.SubSystemID))]++
-		written++
+		res.Written++
+	}
+	if res.Written == 0 {
+		return res, nil
 	}
 	for k, d := range deltas {
 		var cur int64
 		if v, err := s.get([]byte(k)); err == nil && len(v) == 8 {
 			cur = int64(binary.BigEndian.Uint64(v))
 		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return 0, err
+			return storage.WriteResult{}, err
 		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(cur+d))
 		b.Set([]byte(k), v[:], nil)
 	}
-	if written == 0 {
-		return 0, nil
-	}
 	if err := s.commit(b); err != nil {
-		return 0, err
+		return storage.WriteResult{}, err
 	}
-	return written, nil
+	return res, nil
 }
 
 func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event, error) {
 	var e event.Event
-	pk, err := s.get(key("ei", partnerID, id))
+	v, err := s.get(key("ei", partnerID, id))
 	if err != nil {
 		return e, err
 	}
+	_, pk := parseIDValue(v)
 	return e, s.getJSON(pk, &e)
 }
 

@@ -39,7 +39,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if n, _ := s.WriteEvents(context.Background(), []event.Event{{ID: "x", PartnerID: "p", SubSystemID: "s", EventType: "t", Timestamp: ts}}); n != 0 {
+	if r, _ := s.WriteEvents(context.Background(), []event.Event{{ID: "x", PartnerID: "p", SubSystemID: "s", EventType: "t", Timestamp: ts}}); r.Written != 0 {
 		t.Fatalf("event written again after reopen")
 	}
 	if _, err := s.GetEvent(context.Background(), "p", "x"); err != nil {

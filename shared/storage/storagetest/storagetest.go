@@ -45,6 +45,8 @@ func partner(code string) tenant.Partner {
 	return tenant.Partner{ID: tenant.NewID(), Code: code, Name: "P " + code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0}
 }
 
+func nWritten(r storage.WriteResult, err error) (int, error) { return r.Written, err }
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -280,19 +282,19 @@ func testEventsIdempotent(t *testing.T, s storage.Store) {
 		ev(p, sub, "e2", "view", t0.Add(time.Minute)),
 		ev(p, sub, "e1", "click", t0), // duplicate inside one batch
 	}
-	n, err := s.WriteEvents(ctx, batch)
+	n, err := nWritten(s.WriteEvents(ctx, batch))
 	must(t, err)
 	if n != 2 {
 		t.Fatalf("written %d, want 2", n)
 	}
 	// A redelivered batch writes nothing and counts nothing again.
-	n, err = s.WriteEvents(ctx, batch[:2])
+	n, err = nWritten(s.WriteEvents(ctx, batch[:2]))
 	must(t, err)
 	if n != 0 {
 		t.Fatalf("redelivery wrote %d", n)
 	}
 	// The same id under another partner is another event.
-	n, _ = s.WriteEvents(ctx, []event.Event{ev(tenant.NewID(), sub, "e1", "click", t0)})
+	n, _ = nWritten(s.WriteEvents(ctx, []event.Event{ev(tenant.NewID(), sub, "e1", "click", t0)}))
 	if n != 1 {
 		t.Fatalf("other partner's e1: written %d", n)
 	}
@@ -333,7 +335,7 @@ func testEventsConcurrent(t *testing.T, s storage.Store) {
 			for i := 0; i < 50; i++ {
 				batch = append(batch, ev(p, sub, fmt.Sprint("id", i), "t", t0))
 			}
-			n, err := s.WriteEvents(ctx, batch)
+			n, err := nWritten(s.WriteEvents(ctx, batch))
 			if err != nil {
 				t.Error(err)
 			}
@@ -365,7 +367,7 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 			ev(p, a, fmt.Sprint("a-c-", h), "click", ts),
 			ev(p, b, fmt.Sprint("b-v-", h), "view", ts))
 	}
-	n, err := s.WriteEvents(ctx, batch)
+	n, err := nWritten(s.WriteEvents(ctx, batch))
 	must(t, err)
 	if n != 288 {
 		t.Fatalf("written %d", n)

@@ -30,9 +30,7 @@ func main() {
 	store.RegisterFlags(fs)
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "events per fetch and per storage write")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait for a batch to fill")
-	fs.DurationVar(&cfg.AckWait, "ack-wait", cfg.AckWait, "redelivery timeout of an unacknowledged event")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
-	fs.IntVar(&cfg.Streams.Replicas, "stream-replicas", cfg.Streams.Replicas, "replicas of the event streams (3 in a cluster)")
 	loops := fs.Int("loops", 2, "consuming loops in this process")
 	validate := func() error {
 		if *loops < 1 || *loops > 64 {
@@ -48,6 +46,13 @@ func main() {
 		defer d.Close()
 		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
 		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := workers.RescueMaxDeliveries(ctx, d.NC, d.JS, log); err != nil {
+				log.Error().Err(err).Msg("max-deliveries rescue stopped")
+			}
+		}()
 		errs := make([]error, *loops)
 		for i := range errs {
 			wg.Add(1)

@@ -30,9 +30,14 @@ func run() error {
 	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, `address where outside NATS clients reach the embedded server ("" for in-process only)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin credential (default: generated once and kept in <data-dir>/admin-token)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
+	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
+	cfg.Bus.RegisterFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	pretty := fs.Bool("log-pretty", false, "human-readable logs instead of JSON")
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
+		return err
+	}
+	if err := cfg.Bus.Validate(); err != nil {
 		return err
 	}
 	log, err := obs.NewLogger(os.Stderr, *logLevel, *pretty)

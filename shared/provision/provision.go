@@ -1,0 +1,302 @@
+// Package provision owns the JetStream streams and the workers' consumer.
+// Provisioning is one explicit step (`registry -provision`, and the
+// all-in-one at start); services only verify what they need and fail with an
+// error that names the mismatch, so no service start can overwrite an
+// operator's tuning.
+//
+// EVENTS is a buffer, not an archive: work-queue retention removes an event
+// once a worker has stored it and acknowledged it, so the stream's limits
+// bound the backlog a storage outage can build, never history.
+package provision
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/subject"
+)
+
+// Config sizes the streams and the workers' consumer.
+type Config struct {
+	Replicas int
+	// MaxBytes and MaxMsgs bound the backlog of unstored events; past them a
+	// publish is refused (DiscardNew) and the edge answers 503.
+	MaxBytes int64
+	MaxMsgs  int64
+	// Duplicates is the Nats-Msg-Id window: long enough for client retries;
+	// storage de-duplicates anything older.
+	Duplicates time.Duration
+	// AckWait is how long a worker may hold an event without a heartbeat
+	// before it is handed to another worker.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one event; past it the event is
+	// dead-lettered with its reason instead of looping for ever.
+	MaxDeliver int
+	// MaxAckPending bounds events handed out and not yet acknowledged.
+	MaxAckPending int
+	// DeadLetterMaxAge is how long dead letters are kept for replay.
+	DeadLetterMaxAge time.Duration
+}
+
+// DefaultConfig suits one node.
+func DefaultConfig() Config {
+	return Config{Replicas: 1, MaxBytes: 10 << 30, MaxMsgs: -1, Duplicates: 2 * time.Minute,
+		AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 20_000, DeadLetterMaxAge: 30 * 24 * time.Hour}
+}
+
+// RegisterFlags adds the -stream-* and -consumer-* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Replicas, "stream-replicas", c.Replicas, "replicas of every stream (3 in a cluster: a 202 then means a quorum stored the event)")
+	fs.Int64Var(&c.MaxBytes, "stream-max-bytes", c.MaxBytes, "backlog of unstored events, in bytes, past which ingest answers 503")
+	fs.Int64Var(&c.MaxMsgs, "stream-max-msgs", c.MaxMsgs, "backlog of unstored events, in events, past which ingest answers 503 (-1: no count limit)")
+	fs.DurationVar(&c.Duplicates, "stream-duplicates", c.Duplicates, "JetStream duplicate window for client retries (storage de-duplicates the rest)")
+	fs.DurationVar(&c.AckWait, "consumer-ack-wait", c.AckWait, "how long a worker may hold an event without a heartbeat before another worker gets it")
+	fs.IntVar(&c.MaxDeliver, "consumer-max-deliver", c.MaxDeliver, "deliveries of one event before it is dead-lettered")
+	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", c.MaxAckPending, "events handed to workers and not yet acknowledged")
+	fs.DurationVar(&c.DeadLetterMaxAge, "dead-letter-max-age", c.DeadLetterMaxAge, "how long dead letters are kept for replay")
+}
+
+// Validate checks the settings, naming the bad one.
+func (c Config) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return config.Errorf("stream-replicas", "must be 1-5")
+	case c.MaxBytes < 1<<20:
+		return config.Errorf("stream-max-bytes", "must be at least 1 MiB")
+	case c.MaxMsgs == 0 || c.MaxMsgs < -1:
+		return config.Errorf("stream-max-msgs", "must be positive, or -1 for no count limit")
+	case c.Duplicates < time.Second || c.Duplicates > time.Hour:
+		return config.Errorf("stream-duplicates", "must be 1s-1h")
+	case c.AckWait < time.Second:
+		return config.Errorf("consumer-ack-wait", "must be at least 1s")
+	case c.MaxDeliver < 2:
+		return config.Errorf("consumer-max-deliver", "must be at least 2")
+	case c.MaxAckPending < 1:
+		return config.Errorf("consumer-max-ack-pending", "must be positive")
+	case c.DeadLetterMaxAge < time.Hour:
+		return config.Errorf("dead-letter-max-age", "must be at least 1h")
+	}
+	return nil
+}
+
+// EventsStream is the EVENTS stream's configuration.
+func (c Config) EventsStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.EventsStream,
+		Description: "accepted tracking events awaiting storage (a buffer: stored events leave it)",
+		Subjects:    []string{subject.EventsAll},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    c.MaxBytes,
+		MaxMsgs:     c.MaxMsgs,
+		Duplicates:  c.Duplicates,
+		Replicas:    c.Replicas,
+	}
+}
+
+// DeadLetterStream is the EVENTS_DLQ stream's configuration.
+func (c Config) DeadLetterStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.DeadLetterStream,
+		Description: "events that could not be stored, with the reason in a header",
+		Subjects:    []string{subject.DeadLetterAll},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.DeadLetterMaxAge,
+		Duplicates:  c.Duplicates,
+		Replicas:    c.Replicas,
+	}
+}
+
+// RegistryStream is the REGISTRY_CHANGES stream's configuration.
+func (c Config) RegistryStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.RegistryChangesStream,
+		Description: "registry changes; edges drop cached entries on each",
+		Subjects:    []string{subject.RegistryChanges},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      time.Hour,
+		MaxMsgs:     100_000,
+		Replicas:    c.Replicas,
+	}
+}
+
+// WorkersConsumer is the durable consumer every worker process shares.
+func (c Config) WorkersConsumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       subject.WorkersConsumer,
+		Description:   "workers persisting events to storage",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+		FilterSubject: subject.EventsAll,
+	}
+}
+
+// Apply creates or updates the streams and the consumer to match c. It is
+// idempotent. EVENTS made by an older version with limits retention is
+// replaced only when no unstored event is left in it (the workers' consumer
+// has nothing pending); otherwise Apply refuses and says so.
+func Apply(ctx context.Context, js jetstream.JetStream, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if err := replaceIfDrained(ctx, js, c.EventsStream()); err != nil {
+		return err
+	}
+	for _, sc := range []jetstream.StreamConfig{c.EventsStream(), c.DeadLetterStream(), c.RegistryStream()} {
+		if err := natsx.Retry(ctx, "provision stream "+sc.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
+			return fmt.Errorf("provision: %w", err)
+		}
+	}
+	if err := natsx.Retry(ctx, "provision consumer "+subject.WorkersConsumer, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, c.WorkersConsumer())
+		return err
+	}); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	return nil
+}
+
+// replaceIfDrained deletes an EVENTS stream whose retention cannot be
+// changed in place, but only when every event in it is already stored.
+func replaceIfDrained(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	var info *jetstream.StreamInfo
+	err := natsx.Retry(ctx, "read stream "+want.Name, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, want.Name)
+		if err != nil {
+			return err
+		}
+		info = s.CachedInfo()
+		return nil
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	if info.Config.Retention == want.Retention {
+		return nil
+	}
+	cons, err := js.Consumer(ctx, want.Name, subject.WorkersConsumer)
+	if err != nil {
+		return fmt.Errorf("provision: stream %s has %s retention, want %s, and its workers consumer cannot be read to tell whether it is drained: %w",
+			want.Name, info.Config.Retention, want.Retention, err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("provision: read consumer %s: %w", subject.WorkersConsumer, err)
+	}
+	if ci.NumPending > 0 || ci.NumAckPending > 0 {
+		return fmt.Errorf("provision: stream %s has %s retention, want %s: it still holds %d unstored events; let the workers drain it, then provision again",
+			want.Name, info.Config.Retention, want.Retention, ci.NumPending+uint64(ci.NumAckPending))
+	}
+	if err := js.DeleteStream(ctx, want.Name); err != nil {
+		return fmt.Errorf("provision: replace drained stream %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// Need names what a service requires of the bus.
+type Need int
+
+const (
+	NeedEvents   Need = 1 << iota // EVENTS as a work queue, and EVENTS_DLQ
+	NeedRegistry                  // REGISTRY_CHANGES
+	NeedConsumer                  // the workers' durable consumer
+)
+
+// Verify checks that what a service needs exists and is configured as this
+// version requires. It waits (natsx.Retry) while a cluster elects leaders,
+// and fails with an error naming the mismatch and the fix.
+func Verify(ctx context.Context, js jetstream.JetStream, need Need) error {
+	check := func(name string, ok func(jetstream.StreamConfig) string) error {
+		var info *jetstream.StreamInfo
+		err := natsx.Retry(ctx, "read stream "+name, func(ctx context.Context) error {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return err
+			}
+			info = s.CachedInfo()
+			return nil
+		})
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s does not exist: run the provisioning step (registry -provision) first", name)
+		} else if err != nil {
+			return err
+		}
+		if msg := ok(info.Config); msg != "" {
+			return fmt.Errorf("stream %s: %s: run the provisioning step (registry -provision) to fix it", name, msg)
+		}
+		return nil
+	}
+	var errs []error
+	if need&NeedEvents != 0 {
+		errs = append(errs, check(subject.EventsStream, func(c jetstream.StreamConfig) string {
+			switch {
+			case c.Retention != jetstream.WorkQueuePolicy:
+				return fmt.Sprintf("retention is %s, want %s", c.Retention, jetstream.WorkQueuePolicy)
+			case c.Discard != jetstream.DiscardNew:
+				return fmt.Sprintf("discard policy is %s, want %s (never drop unstored events)", c.Discard, jetstream.DiscardNew)
+			case len(c.Subjects) != 1 || c.Subjects[0] != subject.EventsAll:
+				return fmt.Sprintf("subjects are %v, want [%s]", c.Subjects, subject.EventsAll)
+			}
+			return ""
+		}))
+		errs = append(errs, check(subject.DeadLetterStream, func(c jetstream.StreamConfig) string {
+			if len(c.Subjects) != 1 || c.Subjects[0] != subject.DeadLetterAll {
+				return fmt.Sprintf("subjects are %v, want [%s]", c.Subjects, subject.DeadLetterAll)
+			}
+			return ""
+		}))
+	}
+	if need&NeedRegistry != 0 {
+		errs = append(errs, check(subject.RegistryChangesStream, func(jetstream.StreamConfig) string { return "" }))
+	}
+	if need&NeedConsumer != 0 {
+		errs = append(errs, verifyConsumer(ctx, js))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	return nil
+}
+
+func verifyConsumer(ctx context.Context, js jetstream.JetStream) error {
+	var ci *jetstream.ConsumerInfo
+	err := natsx.Retry(ctx, "read consumer "+subject.WorkersConsumer, func(ctx context.Context) error {
+		c, err := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+		if err != nil {
+			return err
+		}
+		ci = c.CachedInfo()
+		return nil
+	})
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("consumer %s on %s does not exist: run the provisioning step (registry -provision) first", subject.WorkersConsumer, subject.EventsStream)
+	} else if err != nil {
+		return err
+	}
+	c := ci.Config
+	switch {
+	case c.AckPolicy != jetstream.AckExplicitPolicy:
+		return fmt.Errorf("consumer %s: ack policy is %s, want explicit", subject.WorkersConsumer, c.AckPolicy)
+	case c.MaxDeliver < 2:
+		return fmt.Errorf("consumer %s: max deliver is %d, want a bound of at least 2 (so an event that can never be stored is dead-lettered, not looped for ever)", subject.WorkersConsumer, c.MaxDeliver)
+	case c.FilterSubject != subject.EventsAll && c.FilterSubject != "":
+		return fmt.Errorf("consumer %s: filter is %s, want %s", subject.WorkersConsumer, c.FilterSubject, subject.EventsAll)
+	}
+	return nil
+}
