@@ -32,6 +32,8 @@ var (
 		Help: "Events skipped because they were already stored (redeliveries, client retries)."})
 	mDead = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_worker_events_dead_lettered_total",
 		Help: "Events moved to the dead-letter stream, by reason."}, []string{"reason"})
+	mExpired = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_expired_total",
+		Help: "Events not stored because their timestamp is already past the partner's retention."})
 	mConflicts = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_id_conflict_total",
 		Help: "Events not stored because their id was already taken by an event with different content (dead-lettered)."})
 	mWriteErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_write_errors_total",
@@ -176,7 +178,11 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 		case err == nil:
 			mWriteSeconds.Observe(time.Since(start).Seconds())
 			mWritten.Add(float64(res.Written))
-			mDuplicates.Add(float64(len(events) - res.Written - len(res.Conflicts)))
+			mDuplicates.Add(float64(len(events) - res.Written - len(res.Conflicts) - len(res.Expired)))
+			mExpired.Add(float64(len(res.Expired)))
+			if len(res.Expired) > 0 {
+				w.log.Warn().Int("events", len(res.Expired)).Msg("events past their partner's retention were not stored")
+			}
 			conflict := make(map[int]bool, len(res.Conflicts))
 			for _, i := range res.Conflicts {
 				conflict[i] = true

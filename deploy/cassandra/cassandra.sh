@@ -63,6 +63,8 @@ disk_failure_policy: stop
 commit_failure_policy: stop
 concurrent_reads: 8
 concurrent_writes: 16
+# Paxos v2: lightweight transactions (event id claims) in fewer round trips.
+paxos_variant: v2
 YAML
   cat > "$dir/logback.xml" <<XML
 <configuration>

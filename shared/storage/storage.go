@@ -84,6 +84,10 @@ type WriteResult struct {
 	// taken by an event with different content (event.Digest): they were
 	// not stored; the first event keeps the id.
 	Conflicts []int
+	// Expired are the indexes of events already past their retention
+	// (timestamp + retention is gone): neither stored nor counted, as if
+	// they had expired.
+	Expired []int
 }
 
 // Events stores events and the hourly rollups reports read.

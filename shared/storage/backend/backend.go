@@ -24,6 +24,7 @@ type Config struct {
 	Consistency string
 	Replication string
 	Retention   time.Duration
+	Horizon     time.Duration
 	WriteConc   int
 }
 
@@ -39,6 +40,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}", "keyspace replication, used by -migrate")
 	fs.DurationVar(&c.Retention, "retention", d.Retention, "how long events and rollups are kept (Cassandra TTL)")
 	fs.IntVar(&c.WriteConc, "cassandra-write-concurrency", d.WriteConcurrency, "concurrent writes per batch")
+	fs.DurationVar(&c.Horizon, "cassandra-dedup-horizon", d.DedupHorizon, "how long an event id stays claimed on Cassandra: the same id again within it is stored and counted once")
 }
 
 func (c Config) cassandra() (cassandrastore.Config, error) {
@@ -49,7 +51,7 @@ func (c Config) cassandra() (cassandrastore.Config, error) {
 			cc.Hosts = append(cc.Hosts, h)
 		}
 	}
-	cc.Keyspace, cc.LocalDC, cc.Retention, cc.WriteConcurrency = c.Keyspace, c.LocalDC, c.Retention, c.WriteConc
+	cc.Keyspace, cc.LocalDC, cc.Retention, cc.WriteConcurrency, cc.DedupHorizon = c.Keyspace, c.LocalDC, c.Retention, c.WriteConc, c.Horizon
 	if err := cc.Consistency.UnmarshalText([]byte(c.Consistency)); err != nil {
 		return cc, fmt.Errorf("invalid setting -cassandra-consistency (VT_CASSANDRA_CONSISTENCY): %w", err)
 	}

@@ -29,12 +29,15 @@ type Config struct {
 	WriteConcurrency int
 	// Retention is the TTL of events and their rollups.
 	Retention time.Duration
+	// DedupHorizon is how long an event id stays claimed: the same id
+	// again within it is a duplicate (or a conflict), never a second event.
+	DedupHorizon time.Duration
 }
 
 // DefaultConfig is a single local node.
 func DefaultConfig() Config {
 	return Config{Hosts: []string{"127.0.0.1:9042"}, Keyspace: "volcanion", Consistency: gocql.LocalQuorum,
-		Timeout: 10 * time.Second, WriteConcurrency: 32, Retention: 400 * 24 * time.Hour}
+		Timeout: 10 * time.Second, WriteConcurrency: 32, Retention: 400 * 24 * time.Hour, DedupHorizon: 24 * time.Hour}
 }
 
 // Validate checks the configuration.
@@ -48,15 +51,17 @@ func (c Config) Validate() error {
 		return errors.New("cassandrastore: write concurrency must be at least 1")
 	case c.Retention < time.Hour:
 		return errors.New("cassandrastore: retention must be at least an hour")
+	case c.DedupHorizon < 10*time.Minute:
+		return errors.New("cassandrastore: the de-duplication horizon must be at least 10 minutes (it must outlast any redelivery)")
 	}
 	return nil
 }
 
 // Store is the Cassandra backend.
 type Store struct {
-	s   *gocql.Session
-	cfg Config
-	ttl int // seconds
+	s      *gocql.Session
+	cfg    Config
+	folder *folder
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -81,11 +86,13 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)
 	}
-	return &Store{s: s, cfg: cfg, ttl: int(cfg.Retention.Seconds())}, nil
+	st := &Store{s: s, cfg: cfg}
+	st.folder = newFolder(st)
+	return st, nil
 }
 
-// Close closes the session.
-func (st *Store) Close() error { st.s.Close(); return nil }
+// Close stops folding and closes the session.
+func (st *Store) Close() error { st.folder.close(); st.s.Close(); return nil }
 
 // Ping runs a trivial query.
 func (st *Store) Ping(ctx context.Context) error {

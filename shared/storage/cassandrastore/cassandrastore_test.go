@@ -66,11 +66,12 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 }
 
-// An event is kept as long as its partner's retention says.
+// An event is kept as long as its partner's retention says, counted from
+// its own timestamp, and its counts outlive it by less than a quarter hour.
 func TestRetentionTTL(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	ts := time.Now().UTC()
+	ts := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
 	p, sub := tenant.NewID(), tenant.NewID()
 	if _, err := s.WriteEvents(ctx, []event.Event{
 		{ID: "short", PartnerID: p, SubSystemID: sub, EventType: "t", Timestamp: ts, Retention: 2 * 24 * time.Hour},
@@ -80,15 +81,23 @@ func TestRetentionTTL(t *testing.T) {
 	}
 	ttlOf := func(id string) int {
 		var ttl int
-		q := s.(*cassandrastore.Store).Session().Query("SELECT TTL(body) FROM events_by_partner WHERE partner_id = ? AND day = ? AND bucket = ? AND ts = ? AND id = ?",
-			p, ts.Year()*10000+int(ts.Month())*100+ts.Day(), int8(storage.Bucket(id)), ts, id)
+		q := s.(*cassandrastore.Store).Session().Query("SELECT TTL(body) FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket = ? AND ts = ? AND id = ?",
+			p, ts.Truncate(time.Minute), int8(storage.Bucket(id)), ts, id)
 		if err := q.Scan(&ttl); err != nil {
 			t.Fatal(err)
 		}
 		return ttl
 	}
-	if got := ttlOf("short"); got < 2*86400-60 || got > 2*86400 {
-		t.Fatalf("TTL of a 2-day partner's event: %d s", got)
+	if got := ttlOf("short"); got < 2*86400-3600-60 || got > 2*86400-3600 {
+		t.Fatalf("TTL of a 2-day partner's event stamped an hour ago: %d s", got)
+	}
+	var countTTL int
+	if err := s.(*cassandrastore.Store).Session().Query("SELECT TTL(complete) FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? LIMIT 1",
+		sub, ts.Year()*10000+int(ts.Month())*100+ts.Day()).Scan(&countTTL); err != nil {
+		t.Fatal(err)
+	}
+	if want := 400*86400 - 3600; countTTL < want-60 || countTTL > want+900 {
+		t.Fatalf("TTL of the counts: %d s, want the longest event's plus less than a quarter hour (%d)", countTTL, want)
 	}
 	if got := ttlOf("default"); got < 399*86400 {
 		t.Fatalf("TTL with the default retention: %d s", got)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -16,30 +17,473 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 )
 
-// Writing a batch of events:
+// Writing a batch of events keeps four invariants. None reads or counts a
+// partition that grows with the events stored, and none needs a read to see
+// an earlier write at the operator's consistency level: every read that
+// decides anything is a Paxos (SERIAL) read, fixed in code.
 //
-//  1. skip events whose id is in event_ids (fully written before);
-//  2. write the rest: events by partner and by sub-system, and one narrow
-//     row per event in the minute tables (unlogged batches, one partition each);
-//  3. recount every minute touched, server-side, and write the absolute
-//     counts into the rollup tables;
-//  4. write event_ids, the marker that all of the above is done.
+// I1 One claim per (partner, id). claims((partner_id, bucket), id) is only
+//    ever written by INSERT … IF NOT EXISTS. An event is stored and counted
+//    if and only if a batch claimed it; a redelivery, a second worker on the
+//    same batch, or the same id with another timestamp finds the claim and
+//    counts nothing. (Conformance: EventsIdempotent, EventsConcurrentDuplicates,
+//    SameIDOtherTimestamp, ConcurrentWritersSameBucket.)
+// I2 A claim group commits with its counts. The claims a batch makes in one
+//    claim partition go in one conditional batch with a manifest row
+//    ('~' + batch) holding the group's count per rollup cell: both or
+//    neither. (Conformance: RedeliveryAfterCrash; crash tests in this package.)
+// I3 Counts are idempotent rows. A cell gets one row per batch, its groups
+//    map holding each group's count from its manifest. The worker writes the
+//    whole row (complete); whoever meets a claim of an unfinished batch on
+//    redelivery rewrites that group's entry from the manifest: the same value,
+//    so any number of rewrites leave the sum exact. Reports sum every row.
+// I4 Folding never counts twice. A fold replaces complete batch rows of a
+//    cell by the cell's total in one conditional batch of the counts
+//    partition (IF n = old, DELETE the rows). Batch rows are written with
+//    their batch's time as write timestamp and only rows older than foldAfter
+//    are folded, so the fold's tombstone, later than any rewrite of the row,
+//    shadows it. (Clocks of workers and Cassandra nodes within foldAfter.)
 //
-// A crash anywhere leaves no marker, so the redelivered event goes through
-// all four steps again; every write is an idempotent upsert.
-//
-// Rollup cells are max-registers: a count n is written with USING TIMESTAMP n,
-// and Cassandra keeps the cell with the highest timestamp. Counts of a minute
-// only grow (events are never deleted, only expire with their rollups), and
-// the recount that starts after the last write of a minute sees every event,
-// so the largest count written is the exact count, whatever order concurrent
-// workers' writes arrive in. This table is written in no other way.
+// An event past its retention (ts + retention already gone) is neither
+// stored nor counted, as if it had expired: every row of an event and every
+// count row expires at the end of its time slot plus the retention, so no
+// count outlives what it counts. (Conformance: PastRetention.)
 
-const batchRows = 50 // rows per unlogged batch, all of one partition
+const (
+	// ClaimBuckets spreads one partner's claims. A claim partition holds
+	// rate × horizon / ClaimBuckets rows; fewer buckets mean bigger claim
+	// groups, so fewer Paxos rounds per event. Fixed: changing it remaps ids.
+	ClaimBuckets = 32
+	batchRows    = 50 // rows per unlogged batch, all of one partition
+	claimRows    = 200 // claims per Paxos round, well under the batch size limit
+	quarter      = 15 * time.Minute
+	foldAfter    = time.Minute
+	foldEvery    = 30 * time.Second
+	manifestPref = "~"
+)
+
+// totalBatch is the batch id of a cell's folded total row: the smallest
+// time uuid, so it sorts first.
+var totalBatch = gocql.MinTimeUUID(time.Unix(0, 0))
 
 func dayOf(t time.Time) int {
 	y, m, d := t.UTC().Date()
 	return y*10000 + int(m)*100 + d
+}
+
+func claimBucket(id string) int16 {
+	var h uint32 = 2166136261
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	h ^= h >> 16 // decorrelate from storage.Bucket, which uses the low bits too
+	return int16(h % ClaimBuckets)
+}
+
+// cell is one rollup counter: kind "s" (sub-system, type) or "p" (partner, sub-system).
+type cell struct {
+	Kind    string
+	Key     string // sub-system id (s) or partner id (p)
+	Group   string // event type (s) or sub-system id (p)
+	Quarter int64  // unix seconds
+}
+
+func (c cell) String() string {
+	b, _ := json.Marshal([]any{c.Kind, c.Key, c.Group, c.Quarter})
+	return string(b)
+}
+
+func parseCell(s string) (cell, error) {
+	var a []any
+	if err := json.Unmarshal([]byte(s), &a); err != nil || len(a) != 4 {
+		return cell{}, fmt.Errorf("cassandrastore: bad manifest cell %q", s)
+	}
+	c := cell{}
+	var ok1, ok2, ok3 bool
+	c.Kind, ok1 = a[0].(string)
+	c.Key, ok2 = a[1].(string)
+	c.Group, ok3 = a[2].(string)
+	q, ok4 := a[3].(float64)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return cell{}, fmt.Errorf("cassandrastore: bad manifest cell %q", s)
+	}
+	c.Quarter = int64(q)
+	return c, nil
+}
+
+func cellsOf(e *event.Event) [2]cell {
+	q := e.Timestamp.UTC().Truncate(quarter).Unix()
+	return [2]cell{{"s", e.SubSystemID, e.EventType, q}, {"p", e.PartnerID, e.SubSystemID, q}}
+}
+
+// retentionOf is how long an event is kept.
+func (st *Store) retentionOf(e *event.Event) time.Duration {
+	if e.Retention > 0 {
+		return e.Retention
+	}
+	return st.cfg.Retention
+}
+
+// ttlUntil is the TTL in seconds of a row that must live until end; 0 when end has passed.
+func ttlUntil(end, now time.Time) int {
+	s := int(end.Sub(now).Seconds())
+	return max(s, 0)
+}
+
+type claimKey struct {
+	partner string
+	bucket  int16
+}
+
+// foreign is a claim group of another batch met while writing.
+type foreign struct {
+	claimKey
+	batch gocql.UUID
+	grp   int
+}
+
+// A claim group is at most claimRows claims of one claim partition; grp
+// numbers it within its batch (bucket × 1024 + chunk).
+func manifestID(batch gocql.UUID, grp int) string {
+	return manifestPref + batch.String() + "/" + strconv.Itoa(grp)
+}
+
+func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.WriteResult, error) {
+	var res storage.WriteResult
+	now := time.Now()
+	seen := make(map[[2]string][16]byte, len(events))
+	groups := map[claimKey][]int{}
+	for i := range events {
+		e := &events[i]
+		k, d := [2]string{e.PartnerID, e.ID}, e.Digest()
+		if prev, ok := seen[k]; ok {
+			if prev != d {
+				res.Conflicts = append(res.Conflicts, i)
+			}
+			continue
+		}
+		seen[k] = d
+		if !e.Timestamp.Add(st.retentionOf(e)).After(now) {
+			res.Expired = append(res.Expired, i)
+			continue
+		}
+		ck := claimKey{e.PartnerID, claimBucket(e.ID)}
+		groups[ck] = append(groups[ck], i)
+	}
+	if len(groups) == 0 {
+		return res, nil
+	}
+	batch := gocql.TimeUUID()
+
+	// Claim (I1, I2), each claim partition's group in its own Paxos round.
+	type mineAt struct{ i, grp int }
+	type outcome struct {
+		mine      []mineAt // events claimed by this batch, and their claim group
+		conflicts []int
+		heal      []int // already claimed by another batch, same content and time: rewrite its rows
+		foreign   []foreign
+	}
+	var mu sync.Mutex
+	var all outcome
+	var fns []func(context.Context) error
+	for ck, idx := range groups {
+		for c := 0; c*claimRows < len(idx); c++ {
+			chunk, grp := idx[c*claimRows:min((c+1)*claimRows, len(idx))], int(ck.bucket)*1024+c
+			fns = append(fns, func(ctx context.Context) error {
+				o, err := st.claimEvents(ctx, batch, grp, ck, events, chunk)
+			if err != nil {
+				return err
+			}
+				mu.Lock()
+				for _, i := range o.mine {
+					all.mine = append(all.mine, mineAt{i, grp})
+				}
+				all.conflicts = append(all.conflicts, o.conflicts...)
+				all.heal = append(all.heal, o.heal...)
+				all.foreign = append(all.foreign, o.foreign...)
+				mu.Unlock()
+				return nil
+			})
+		}
+	}
+	if err := fanOut(ctx, st.cfg.WriteConcurrency, fns); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: claim: %w", refused(err))
+	}
+	res.Conflicts = append(res.Conflicts, all.conflicts...)
+	sort.Ints(res.Conflicts)
+
+	// Store the claimed events, and heal rows of claimed events whose batch
+	// may have stopped before writing them (same content and timestamp).
+	rows := rowSet{}
+	mine := make(map[int]int, len(all.mine)) // event index -> claim group
+	for _, m := range all.mine {
+		mine[m.i] = m.grp
+	}
+	for _, i := range all.heal {
+		if err := st.eventRows(rows, &events[i], now); err != nil {
+			return storage.WriteResult{}, err
+		}
+	}
+	for i := range mine {
+		if err := st.eventRows(rows, &events[i], now); err != nil {
+			return storage.WriteResult{}, err
+		}
+	}
+	if err := st.execRows(ctx, rows); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write events: %w", refused(err))
+	}
+
+	// Counts: this batch's complete rows (I3), then the groups of other
+	// batches met on the way, from their manifests.
+	if err := st.writeCounts(ctx, batch, events, mine, now); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write counts: %w", err)
+	}
+	if err := st.healForeign(ctx, all.foreign, now); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: complete another batch's counts: %w", err)
+	}
+	res.Written = len(all.mine)
+	return res, nil
+}
+
+// claimEvents claims the events idx of one claim partition for batch, retrying
+// without the ids already claimed, until the rest commits.
+func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck claimKey, events []event.Event, idx []int) (o struct {
+	mine, conflicts, heal []int
+	foreign               []foreign
+}, err error) {
+	pending := idx
+	attempts := 0
+	for len(pending) > 0 {
+		attempts++
+		b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
+		cells := map[string]int64{}
+		var retention time.Duration
+		for _, i := range pending {
+			e := &events[i]
+			d := e.Digest()
+			b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, ts, sub_system_id, event_type, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+				ck.partner, ck.bucket, e.ID, batch, grp, e.Timestamp.UTC(), e.SubSystemID, e.EventType, d[:], st.horizonSeconds())
+			for _, c := range cellsOf(e) {
+				cells[c.String()]++
+			}
+			retention = max(retention, st.retentionOf(e))
+		}
+		b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, retention) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+			ck.partner, ck.bucket, manifestID(batch, grp), batch, grp, cells, int(retention.Seconds()), st.horizonSeconds())
+		first := map[string]any{}
+		applied, iter, err := b.MapExecCASContext(ctx, first)
+		if err != nil {
+			if iter != nil {
+				iter.Close()
+			}
+			// A timed-out round may have committed: retrying the same
+			// statements is safe (they then find this batch's own claims).
+			if attempts < 8 && ctx.Err() == nil && retryableCAS(err) {
+				sleepCtx(ctx, time.Duration(attempts)*20*time.Millisecond)
+				continue
+			}
+			return o, err
+		}
+		if applied {
+			iter.Close()
+			o.mine = append(o.mine, pending...)
+			return o, nil
+		}
+		// The rows that made the round fail: the first in first, the rest in iter.
+		existing := map[string]map[string]any{}
+		for row := first; ; {
+			if id, _ := row["id"].(string); id != "" {
+				existing[id] = row
+			}
+			row = map[string]any{}
+			if !iter.MapScan(row) {
+				break
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return o, err
+		}
+		if _, ok := existing[manifestID(batch, grp)]; ok {
+			// An earlier, timed-out round of this batch committed.
+			o.mine = append(o.mine, pending...)
+			return o, nil
+		}
+		var rest []int
+		for _, i := range pending {
+			e := &events[i]
+			row, ok := existing[e.ID]
+			if !ok {
+				rest = append(rest, i)
+				continue
+			}
+			owner, _ := row["batch_id"].(gocql.UUID)
+			ownerGrp, _ := row["grp"].(int)
+			digest, _ := row["digest"].([]byte)
+			ts, _ := row["ts"].(time.Time)
+			d := e.Digest()
+			switch {
+			case owner == batch:
+				o.mine = append(o.mine, i)
+			case !bytes.Equal(digest, d[:]):
+				o.conflicts = append(o.conflicts, i)
+			default:
+				// Stored before, by another batch: a duplicate. That batch
+				// may have stopped between its claim and its rows.
+				if ts.Equal(e.Timestamp.UTC().Truncate(time.Millisecond)) { // Cassandra keeps milliseconds
+					o.heal = append(o.heal, i)
+				}
+				o.foreign = append(o.foreign, foreign{ck, owner, ownerGrp})
+			}
+		}
+		pending = rest
+	}
+	return o, nil
+}
+
+func retryableCAS(err error) bool {
+	var wt *gocql.RequestErrWriteTimeout
+	var rt *gocql.RequestErrReadTimeout
+	var un *gocql.RequestErrUnavailable
+	return errors.As(err, &wt) || errors.As(err, &rt) || errors.As(err, &un) || errors.Is(err, gocql.ErrTimeoutNoResponse)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (st *Store) horizonSeconds() int { return int(st.cfg.DedupHorizon.Seconds()) }
+
+// eventRows adds an event's two rows, expiring with the event.
+func (st *Store) eventRows(rows rowSet, e *event.Event, now time.Time) error {
+	ts := e.Timestamp.UTC()
+	ttl := ttlUntil(ts.Add(st.retentionOf(e)), now)
+	if ttl == 0 {
+		return nil
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("cassandrastore: %w: %w", storage.ErrRefused, err)
+	}
+	minute, bucket := ts.Truncate(time.Minute), int8(storage.Bucket(e.ID))
+	rows.add(fmt.Sprint("p", e.PartnerID, minute.Unix(), bucket),
+		"INSERT INTO events_by_partner_minute (partner_id, minute, bucket, ts, id, sub_system_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+		e.PartnerID, minute, bucket, ts, e.ID, e.SubSystemID, e.EventType, string(body), ttl)
+	rows.add(fmt.Sprint("s", e.SubSystemID, minute.Unix(), bucket),
+		"INSERT INTO events_by_sub_system_minute (sub_system_id, minute, bucket, ts, id, partner_id, event_type) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+		e.SubSystemID, minute, bucket, ts, e.ID, e.PartnerID, e.EventType, ttl)
+	return nil
+}
+
+const (
+	countsSubStmt     = "INSERT INTO counts_by_sub_system (sub_system_id, day, quarter, event_type, batch_id, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
+	countsPartnerStmt = "INSERT INTO counts_by_partner (partner_id, day, quarter, sub_system_id, batch_id, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
+	healSubStmt       = "UPDATE counts_by_sub_system USING TIMESTAMP ? AND TTL ? SET groups[?] = ? WHERE sub_system_id = ? AND day = ? AND quarter = ? AND event_type = ? AND batch_id = ?"
+	healPartnerStmt   = "UPDATE counts_by_partner USING TIMESTAMP ? AND TTL ? SET groups[?] = ? WHERE partner_id = ? AND day = ? AND quarter = ? AND sub_system_id = ? AND batch_id = ?"
+)
+
+// writeCounts writes this batch's row for every cell its claimed events
+// touch, complete: one entry per claim group.
+func (st *Store) writeCounts(ctx context.Context, batch gocql.UUID, events []event.Event, mine map[int]int, now time.Time) error {
+	type acc struct {
+		groups    map[int]int64
+		retention time.Duration
+	}
+	cells := map[cell]*acc{}
+	for i, grp := range mine {
+		e := &events[i]
+		for _, c := range cellsOf(e) {
+			a := cells[c]
+			if a == nil {
+				a = &acc{groups: map[int]int64{}}
+				cells[c] = a
+			}
+			a.groups[grp]++
+			a.retention = max(a.retention, st.retentionOf(e))
+		}
+	}
+	ts := batch.Time().UnixMicro()
+	rows := rowSet{}
+	for c, a := range cells {
+		q := time.Unix(c.Quarter, 0).UTC()
+		ttl := ttlUntil(q.Add(quarter+a.retention), now)
+		if ttl == 0 {
+			continue
+		}
+		stmt := countsSubStmt
+		if c.Kind == "p" {
+			stmt = countsPartnerStmt
+		}
+		rows.add(c.Kind+c.Key+strconv.Itoa(dayOf(q)), stmt, c.Key, dayOf(q), q, c.Group, batch, a.groups, true, ts, ttl)
+	}
+	if err := st.execRows(ctx, rows); err != nil {
+		return err
+	}
+	for c := range cells {
+		st.folder.touch(c.Kind, c.Key, dayOf(time.Unix(c.Quarter, 0)))
+	}
+	return nil
+}
+
+// healForeign rewrites, from their manifests, the count entries of other
+// batches' claim groups this batch met (I3): the batch that claimed them may
+// have stopped before writing its counts.
+func (st *Store) healForeign(ctx context.Context, fs []foreign, now time.Time) error {
+	done := map[foreign]bool{}
+	var fns []func(context.Context) error
+	for _, f := range fs {
+		if done[f] {
+			continue
+		}
+		done[f] = true
+		fns = append(fns, func(ctx context.Context) error {
+			var cells map[string]int64
+			var retention int
+			err := st.s.Query("SELECT cells, retention FROM claims WHERE partner_id = ? AND bucket = ? AND id = ?",
+				f.partner, f.bucket, manifestID(f.batch, f.grp)).Consistency(gocql.Serial).ScanContext(ctx, &cells, &retention)
+			if errors.Is(err, gocql.ErrNotFound) {
+				return nil // past the horizon: long since written
+			} else if err != nil {
+				return err
+			}
+			ts := f.batch.Time().UnixMicro()
+			for k, n := range cells {
+				c, err := parseCell(k)
+				if err != nil {
+					return err
+				}
+				q := time.Unix(c.Quarter, 0).UTC()
+				ttl := ttlUntil(q.Add(quarter+time.Duration(retention)*time.Second), now)
+				if ttl == 0 {
+					continue
+				}
+				stmt := healSubStmt
+				if c.Kind == "p" {
+					stmt = healPartnerStmt
+				}
+				if err := st.write(stmt, ts, ttl, f.grp, n, c.Key, dayOf(q), q, c.Group, f.batch).ExecContext(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
+}
+
+// refused marks errors Cassandra gives for the data itself (an invalid
+// request: a key or value too large), which no retry can fix.
+func refused(err error) error {
+	var re gocql.RequestError
+	if errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid {
+		return fmt.Errorf("%w: %w", storage.ErrRefused, err)
+	}
+	return err
 }
 
 type partitionRows struct {
@@ -51,10 +495,10 @@ type partitionRows struct {
 type rowSet map[string]*partitionRows
 
 func (rs rowSet) add(key, stmt string, args ...any) {
-	p := rs[key]
+	p := rs[key+"\x00"+stmt]
 	if p == nil {
 		p = &partitionRows{stmt: stmt}
-		rs[key] = p
+		rs[key+"\x00"+stmt] = p
 	}
 	p.rows = append(p.rows, args)
 }
@@ -80,197 +524,15 @@ func (st *Store) execRows(ctx context.Context, rs rowSet) error {
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-// existing returns the (partner, id) pairs already fully written, with
-// their digests (nil for ids written before digests were kept).
-func (st *Store) existing(ctx context.Context, evs []event.Event) (map[[2]string][]byte, error) {
-	groups := map[[2]string][]string{}
-	for _, e := range evs {
-		k := [2]string{e.PartnerID, strconv.Itoa(storage.Bucket(e.ID))}
-		groups[k] = append(groups[k], e.ID)
-	}
-	type hit struct {
-		k      [2]string
-		digest []byte
-	}
-	found := map[[2]string][]byte{}
-	results := make(chan hit, len(evs))
-	var fns []func(context.Context) error
-	for k, ids := range groups {
-		bucket, _ := strconv.Atoi(k[1])
-		fns = append(fns, func(ctx context.Context) error {
-			iter := st.s.Query("SELECT id, digest FROM event_ids WHERE partner_id = ? AND bucket = ? AND id IN ?", k[0], int8(bucket), ids).WithContext(ctx).Iter()
-			var id string
-			var digest []byte
-			for iter.Scan(&id, &digest) {
-				results <- hit{[2]string{k[0], id}, digest}
-				digest = nil
-			}
-			return iter.Close()
-		})
-	}
-	err := fanOut(ctx, st.cfg.WriteConcurrency, fns)
-	close(results)
-	for r := range results {
-		found[r.k] = r.digest
-	}
-	return found, err
-}
-
-func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.WriteResult, error) {
-	var res storage.WriteResult
-	seen := make(map[[2]string][16]byte, len(events))
-	batch := make([]event.Event, 0, len(events))
-	digests := make([][16]byte, 0, len(events))
-	for i, e := range events {
-		k, d := [2]string{e.PartnerID, e.ID}, e.Digest()
-		if prev, ok := seen[k]; ok {
-			if prev != d {
-				res.Conflicts = append(res.Conflicts, i)
-			}
-			continue
-		}
-		seen[k] = d
-		batch = append(batch, e)
-		digests = append(digests, d)
-	}
-	done, err := st.existing(ctx, batch)
-	if err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: check ids: %w", err)
-	}
-	index := make(map[[2]string]int, len(events))
-	for i, e := range events {
-		if _, ok := index[[2]string{e.PartnerID, e.ID}]; !ok {
-			index[[2]string{e.PartnerID, e.ID}] = i
-		}
-	}
-	rows, ids := rowSet{}, rowSet{}
-	// touched minutes, with the TTL their rollup rows get
-	subMinutes := map[[2]any]int{}
-	partnerMinutes := map[[2]any]int{}
-	fresh := 0
-	for bi, e := range batch {
-		if stored, ok := done[[2]string{e.PartnerID, e.ID}]; ok {
-			if stored != nil && !bytes.Equal(stored, digests[bi][:]) {
-				res.Conflicts = append(res.Conflicts, index[[2]string{e.PartnerID, e.ID}])
-			}
-			continue
-		}
-		fresh++
-		ts := e.Timestamp.UTC()
-		day, bucket := dayOf(ts), int8(storage.Bucket(e.ID))
-		minute := ts.Truncate(time.Minute)
-		body, err := json.Marshal(e)
-		if err != nil {
-			return storage.WriteResult{}, fmt.Errorf("cassandrastore: %w: %w", storage.ErrRefused, err)
-		}
-		ttl := st.ttl
-		if e.Retention > 0 {
-			ttl = int(e.Retention.Seconds())
-		}
-		rows.add(fmt.Sprint("p", e.PartnerID, day, bucket),
-			("INSERT INTO events_by_partner (partner_id, day, bucket, ts, id, sub_system_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
-			e.PartnerID, day, bucket, ts, e.ID, e.SubSystemID, e.EventType, string(body), ttl)
-		rows.add(fmt.Sprint("s", e.SubSystemID, day, bucket),
-			("INSERT INTO events_by_sub_system (sub_system_id, day, bucket, ts, id, partner_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
-			e.SubSystemID, day, bucket, ts, e.ID, e.PartnerID, e.EventType, string(body), ttl)
-		rows.add(fmt.Sprint("ms", e.SubSystemID, minute.Unix()),
-			("INSERT INTO minute_keys_by_sub_system (sub_system_id, minute, event_type, partner_id, id) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
-			e.SubSystemID, minute, e.EventType, e.PartnerID, e.ID, ttl)
-		rows.add(fmt.Sprint("mp", e.PartnerID, minute.Unix()),
-			("INSERT INTO minute_keys_by_partner (partner_id, minute, sub_system_id, id) VALUES (?, ?, ?, ?) USING TTL ?"),
-			e.PartnerID, minute, e.SubSystemID, e.ID, ttl)
-		ids.add(fmt.Sprint("i", e.PartnerID, bucket),
-			("INSERT INTO event_ids (partner_id, bucket, id, sub_system_id, day, ts, digest) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
-			e.PartnerID, bucket, e.ID, e.SubSystemID, day, ts, digests[bi][:], ttl)
-		subMinutes[[2]any{e.SubSystemID, minute}] = max(subMinutes[[2]any{e.SubSystemID, minute}], ttl)
-		partnerMinutes[[2]any{e.PartnerID, minute}] = max(partnerMinutes[[2]any{e.PartnerID, minute}], ttl)
-	}
-	if fresh == 0 {
-		return res, nil
-	}
-	if err := st.execRows(ctx, rows); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write events: %w", refused(err))
-	}
-	if err := st.recount(ctx, subMinutes, partnerMinutes); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: recount rollups: %w", err)
-	}
-	if err := st.execRows(ctx, ids); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write event ids: %w", refused(err))
-	}
-	res.Written = fresh
-	return res, nil
-}
-
-// refused marks errors Cassandra gives for the data itself (an invalid
-// request: a key or value too large), which no retry can fix.
-func refused(err error) error {
-	var re gocql.RequestError
-	if errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid {
-		return fmt.Errorf("%w: %w", storage.ErrRefused, err)
-	}
-	return err
-}
-
-// recount counts the touched minutes from their narrow rows and writes the
-// absolute counts as max-registers.
-func (st *Store) recount(ctx context.Context, subMinutes, partnerMinutes map[[2]any]int) error {
-	var fns []func(context.Context) error
-	for k, ttl := range subMinutes {
-		id, minute := k[0].(string), k[1].(time.Time)
-		fns = append(fns, func(ctx context.Context) error {
-			return st.recountOne(ctx,
-				"SELECT event_type, COUNT(*) FROM minute_keys_by_sub_system WHERE sub_system_id = ? AND minute = ? GROUP BY event_type",
-				"INSERT INTO rollup_sub_system (sub_system_id, day, minute, event_type, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
-				id, minute, ttl)
-		})
-	}
-	for k, ttl := range partnerMinutes {
-		id, minute := k[0].(string), k[1].(time.Time)
-		fns = append(fns, func(ctx context.Context) error {
-			return st.recountOne(ctx,
-				"SELECT sub_system_id, COUNT(*) FROM minute_keys_by_partner WHERE partner_id = ? AND minute = ? GROUP BY sub_system_id",
-				"INSERT INTO rollup_partner (partner_id, day, minute, sub_system_id, n) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
-				id, minute, ttl)
-		})
-	}
-	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
-}
-
-func (st *Store) recountOne(ctx context.Context, count, put, id string, minute time.Time, ttl int) error {
-	iter := st.s.Query(count, id, minute).WithContext(ctx).Iter()
-	var group string
-	var n int64
-	type row struct {
-		group string
-		n     int64
-	}
-	var got []row
-	for iter.Scan(&group, &n) {
-		got = append(got, row{group, n})
-	}
-	if err := iter.Close(); err != nil {
-		return err
-	}
-	day := dayOf(minute)
-	for _, r := range got {
-		if err := st.write(put, id, day, minute, r.group, r.n, r.n, ttl).ExecContext(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (st *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event, error) {
 	var e event.Event
-	var day int
 	var ts time.Time
-	bucket := int8(storage.Bucket(id))
-	if err := st.s.Query("SELECT day, ts FROM event_ids WHERE partner_id = ? AND bucket = ? AND id = ?", partnerID, bucket, id).ScanContext(ctx, &day, &ts); err != nil {
+	if err := st.s.Query("SELECT ts FROM claims WHERE partner_id = ? AND bucket = ? AND id = ?", partnerID, claimBucket(id), id).ScanContext(ctx, &ts); err != nil {
 		return e, notFound(err)
 	}
 	var body string
-	if err := st.s.Query("SELECT body FROM events_by_partner WHERE partner_id = ? AND day = ? AND bucket = ? AND ts = ? AND id = ?",
-		partnerID, day, bucket, ts, id).ScanContext(ctx, &body); err != nil {
+	if err := st.s.Query("SELECT body FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket = ? AND ts = ? AND id = ?",
+		partnerID, ts.UTC().Truncate(time.Minute), int8(storage.Bucket(id)), ts, id).ScanContext(ctx, &body); err != nil {
 		return e, notFound(err)
 	}
 	return e, json.Unmarshal([]byte(body), &e)
@@ -285,46 +547,52 @@ func days(from, to time.Time) []int {
 	return out
 }
 
-// hourRange reads minute rollups of [from, to) widened to whole hours and sums them by hour and group.
+// hourRange sums the count rows of [from, to), widened to whole hours, by hour and group.
 func (st *Store) hourRange(ctx context.Context, stmt, id string, from, to time.Time) (map[time.Time]map[string]int64, error) {
 	from = from.UTC().Truncate(time.Hour)
 	if t := to.UTC().Truncate(time.Hour); !t.Equal(to.UTC()) {
 		to = t.Add(time.Hour)
 	}
 	out := map[time.Time]map[string]int64{}
-	type row struct {
-		hour  time.Time
-		group string
-		n     int64
-	}
+	var mu sync.Mutex
 	ds := days(from, to)
-	results := make(chan []row, len(ds))
 	fns := make([]func(context.Context) error, len(ds))
 	for i, day := range ds {
 		fns[i] = func(ctx context.Context) error {
 			iter := st.s.Query(stmt, id, day, from, to).WithContext(ctx).PageSize(5000).Iter()
-			var rows []row
-			var minute time.Time
+			local := map[time.Time]map[string]int64{}
+			var q time.Time
 			var group string
 			var n int64
-			for iter.Scan(&minute, &group, &n) {
-				rows = append(rows, row{minute.UTC().Truncate(time.Hour), group, n})
+			var groups map[int]int64
+			for iter.Scan(&q, &group, &n, &groups) {
+				h := q.UTC().Truncate(time.Hour)
+				if local[h] == nil {
+					local[h] = map[string]int64{}
+				}
+				local[h][group] += n
+				for _, v := range groups {
+					local[h][group] += v
+				}
+				n, groups = 0, nil
 			}
-			results <- rows
-			return iter.Close()
+			if err := iter.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for h, m := range local {
+				if out[h] == nil {
+					out[h] = map[string]int64{}
+				}
+				for g, v := range m {
+					out[h][g] += v
+				}
+			}
+			return nil
 		}
 	}
-	err := fanOut(ctx, 8, fns)
-	close(results)
-	for rows := range results {
-		for _, r := range rows {
-			if out[r.hour] == nil {
-				out[r.hour] = map[string]int64{}
-			}
-			out[r.hour][r.group] += r.n
-		}
-	}
-	return out, err
+	return out, fanOut(ctx, 8, fns)
 }
 
 func sortedHours(m map[time.Time]map[string]int64) []time.Time {
@@ -337,28 +605,32 @@ func sortedHours(m map[time.Time]map[string]int64) []time.Time {
 }
 
 func (st *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
-	m, err := st.hourRange(ctx, "SELECT minute, event_type, n FROM rollup_sub_system WHERE sub_system_id = ? AND day = ? AND minute >= ? AND minute < ?", subSystemID, from, to)
+	m, err := st.hourRange(ctx, "SELECT quarter, event_type, n, groups FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? AND quarter >= ? AND quarter < ?", subSystemID, from, to)
 	if err != nil {
 		return nil, err
 	}
 	out := []storage.TypeCount{}
 	for _, h := range sortedHours(m) {
 		for t, n := range m[h] {
-			out = append(out, storage.TypeCount{Hour: h, EventType: t, Count: n})
+			if n > 0 {
+				out = append(out, storage.TypeCount{Hour: h, EventType: t, Count: n})
+			}
 		}
 	}
 	return out, nil
 }
 
 func (st *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
-	m, err := st.hourRange(ctx, "SELECT minute, sub_system_id, n FROM rollup_partner WHERE partner_id = ? AND day = ? AND minute >= ? AND minute < ?", partnerID, from, to)
+	m, err := st.hourRange(ctx, "SELECT quarter, sub_system_id, n, groups FROM counts_by_partner WHERE partner_id = ? AND day = ? AND quarter >= ? AND quarter < ?", partnerID, from, to)
 	if err != nil {
 		return nil, err
 	}
 	out := []storage.SubSystemCount{}
 	for _, h := range sortedHours(m) {
 		for s, n := range m[h] {
-			out = append(out, storage.SubSystemCount{Hour: h, SubSystemID: s, Count: n})
+			if n > 0 {
+				out = append(out, storage.SubSystemCount{Hour: h, SubSystemID: s, Count: n})
+			}
 		}
 	}
 	return out, nil

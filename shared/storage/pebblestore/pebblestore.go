@@ -442,8 +442,15 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 	defer b.Close()
 	seen := make(map[string][16]byte, len(events))
 	deltas := map[string]int64{}
+	now := time.Now()
 	for i := range events {
 		e := &events[i]
+		if e.Retention > 0 && !e.Timestamp.Add(e.Retention).After(now) {
+			// Past its retention: as if it had expired (Pebble keeps what it
+			// stores; only an explicit retention applies).
+			res.Expired = append(res.Expired, i)
+			continue
+		}
 		idk := key("ei", e.PartnerID, e.ID)
 		d := e.Digest()
 		if prev, ok := seen[string(idk)]; ok {

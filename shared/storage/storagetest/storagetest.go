@@ -28,6 +28,12 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"EventsIdempotent", testEventsIdempotent},
 		{"EventsConcurrentDuplicates", testEventsConcurrent},
 		{"RollupRanges", testRollupRanges},
+		{"SameIDOtherTimestamp", testSameIDOtherTimestamp},
+		{"SameIDOtherContent", testSameIDOtherContent},
+		{"ConcurrentWritersSameBucket", testConcurrentWritersSameBucket},
+		{"OverlappingRedeliveries", testOverlappingRedeliveries},
+		{"LateEvents", testLateEvents},
+		{"PastRetention", testPastRetention},
 		{"Ping", func(t *testing.T, s storage.Store) {
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatal(err)
@@ -39,7 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	}
 }
 
-var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+// t0 is a few days back, so events stay within any retention the suite uses.
+var t0 = time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5).Add(10 * time.Hour)
 
 func partner(code string) tenant.Partner {
 	return tenant.Partner{ID: tenant.NewID(), Code: code, Name: "P " + code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0}
@@ -419,4 +426,182 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 	if cs, _ := s.SubSystemCounts(ctx, a, t0.Add(-48*time.Hour), t0); len(cs) != 0 {
 		t.Fatalf("before the data: %+v", cs)
 	}
+}
+
+// total is the sub-system's count over all time, and the partner's.
+func total(t *testing.T, s storage.Store, p, sub string) (subN, partnerN int64) {
+	t.Helper()
+	ctx := context.Background()
+	from, to := time.Now().AddDate(0, 0, -60), time.Now().AddDate(0, 0, 2)
+	cs, err := s.SubSystemCounts(ctx, sub, from, to)
+	must(t, err)
+	for _, c := range cs {
+		subN += c.Count
+	}
+	pc, err := s.PartnerCounts(ctx, p, from, to)
+	must(t, err)
+	for _, c := range pc {
+		if c.SubSystemID == sub {
+			partnerN += c.Count
+		}
+	}
+	return subN, partnerN
+}
+
+func wantTotal(t *testing.T, s storage.Store, p, sub string, want int64) {
+	t.Helper()
+	if a, b := total(t, s, p, sub); a != want || b != want {
+		t.Fatalf("counted %d by sub-system and %d by partner, want %d", a, b, want)
+	}
+}
+
+// The same id again with another timestamp, in another hour and day: a
+// duplicate (a client retry that got a new edge timestamp). It is counted
+// once, where it was first stored.
+func testSameIDOtherTimestamp(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	_, err := s.WriteEvents(ctx, []event.Event{ev(p, sub, "e1", "click", t0)})
+	must(t, err)
+	for _, d := range []time.Duration{time.Second, 3 * time.Hour, 26 * time.Hour} {
+		r, err := s.WriteEvents(ctx, []event.Event{ev(p, sub, "e1", "click", t0.Add(d))})
+		must(t, err)
+		if r.Written != 0 || len(r.Conflicts) != 0 {
+			t.Fatalf("retry %v later: %+v", d, r)
+		}
+	}
+	wantTotal(t, s, p, sub, 1)
+	cs, _ := s.SubSystemCounts(ctx, sub, t0, t0.Add(time.Hour))
+	if len(cs) != 1 || cs[0].Count != 1 {
+		t.Fatalf("the first timestamp's hour: %+v", cs)
+	}
+	got, err := s.GetEvent(ctx, p, "e1")
+	must(t, err)
+	if !got.Timestamp.Equal(t0) {
+		t.Fatalf("stored at %v, want the first %v", got.Timestamp, t0)
+	}
+}
+
+// The same id with other content is a conflict: reported, not stored, not
+// counted; the first event keeps the id.
+func testSameIDOtherContent(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	first := ev(p, sub, "e1", "signup", t0)
+	other := ev(p, sub, "e1", "purchase", t0)
+	r, err := s.WriteEvents(ctx, []event.Event{first, other, ev(p, sub, "e2", "view", t0)})
+	must(t, err)
+	if r.Written != 2 || len(r.Conflicts) != 1 || r.Conflicts[0] != 1 {
+		t.Fatalf("in one batch: %+v", r)
+	}
+	r, err = s.WriteEvents(ctx, []event.Event{ev(p, sub, "e3", "view", t0), other})
+	must(t, err)
+	if r.Written != 1 || len(r.Conflicts) != 1 || r.Conflicts[0] != 1 {
+		t.Fatalf("in a later batch: %+v", r)
+	}
+	// Metadata spaced differently is the same content.
+	same := first
+	same.Metadata = []byte(`{ "k" : "v" }`)
+	if r, _ := s.WriteEvents(ctx, []event.Event{same}); len(r.Conflicts) != 0 {
+		t.Fatalf("re-spaced metadata taken for a conflict: %+v", r)
+	}
+	wantTotal(t, s, p, sub, 3)
+	got, _ := s.GetEvent(ctx, p, "e1")
+	if got.EventType != "signup" {
+		t.Fatalf("e1 is now %q", got.EventType)
+	}
+}
+
+// Writers of different events into the same partitions and buckets at once
+// lose nothing.
+func testConcurrentWritersSameBucket(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	const writers, per = 6, 120
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; b < 3; b++ {
+				var batch []event.Event
+				for i := 0; i < per/3; i++ {
+					batch = append(batch, ev(p, sub, fmt.Sprintf("w%d-%d-%d", w, b, i), "t", t0.Add(time.Duration(i)*time.Second)))
+				}
+				if _, err := s.WriteEvents(ctx, batch); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	wantTotal(t, s, p, sub, writers*per)
+}
+
+// Two workers holding overlapping batches (one redelivered while the other
+// still writes) store and count the union once.
+func testOverlappingRedeliveries(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	mk := func(from, to int) []event.Event {
+		var b []event.Event
+		for i := from; i < to; i++ {
+			b = append(b, ev(p, sub, fmt.Sprint("e", i), fmt.Sprint("t", i%3), t0.Add(time.Duration(i)*time.Minute)))
+		}
+		return b
+	}
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		for _, b := range [][]event.Event{mk(0, 100), mk(50, 150), mk(0, 150), mk(120, 200)} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.WriteEvents(ctx, b); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	wantTotal(t, s, p, sub, 200)
+}
+
+// Late events (timestamps in long-closed hours, up to the accepted past
+// window) are counted in their own hour.
+func testLateEvents(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	now := time.Now().UTC()
+	_, err := s.WriteEvents(ctx, []event.Event{ev(p, sub, "now", "t", now)})
+	must(t, err)
+	old := now.Add(-29 * 24 * time.Hour)
+	_, err = s.WriteEvents(ctx, []event.Event{ev(p, sub, "late", "t", old), ev(p, sub, "late2", "t", old.Add(time.Minute))})
+	must(t, err)
+	cs, err := s.SubSystemCounts(ctx, sub, old.Truncate(time.Hour), old.Truncate(time.Hour).Add(time.Hour))
+	must(t, err)
+	if len(cs) != 1 || cs[0].Count != 2 {
+		t.Fatalf("late events' hour: %+v", cs)
+	}
+	wantTotal(t, s, p, sub, 3)
+}
+
+// An event already past its retention is neither stored nor counted, on
+// every backend: its count would outlive it.
+func testPastRetention(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	now := time.Now().UTC()
+	gone := ev(p, sub, "gone", "t", now.Add(-3*time.Hour))
+	gone.Retention = 2 * time.Hour
+	kept := ev(p, sub, "kept", "t", now.Add(-time.Hour))
+	kept.Retention = 2 * time.Hour
+	r, err := s.WriteEvents(ctx, []event.Event{gone, kept})
+	must(t, err)
+	if r.Written != 1 || len(r.Expired) != 1 || r.Expired[0] != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if _, err := s.GetEvent(ctx, p, "gone"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("an expired event was stored: %v", err)
+	}
+	wantTotal(t, s, p, sub, 1)
 }
