@@ -54,7 +54,7 @@ const (
 	// rate × horizon / ClaimBuckets rows; fewer buckets mean bigger claim
 	// groups, so fewer Paxos rounds per event. Fixed: changing it remaps ids.
 	ClaimBuckets = 32
-	batchRows    = 50 // rows per unlogged batch, all of one partition
+	batchRows    = 50  // rows per unlogged batch, all of one partition
 	claimRows    = 200 // claims per Paxos round, well under the batch size limit
 	quarter      = 15 * time.Minute
 	foldAfter    = time.Minute
@@ -192,9 +192,9 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 			chunk, grp := idx[c*claimRows:min((c+1)*claimRows, len(idx))], int(ck.bucket)*1024+c
 			fns = append(fns, func(ctx context.Context) error {
 				o, err := st.claimEvents(ctx, batch, grp, ck, events, chunk)
-			if err != nil {
-				return err
-			}
+				if err != nil {
+					return err
+				}
 				mu.Lock()
 				for _, i := range o.mine {
 					all.mine = append(all.mine, mineAt{i, grp})
