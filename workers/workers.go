@@ -57,7 +57,7 @@ type Config struct {
 
 // DefaultConfig is a sensible single-node configuration.
 func DefaultConfig() Config {
-	return Config{BatchSize: 500, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second}
+	return Config{BatchSize: 2000, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second}
 }
 
 // Validate checks the configuration, naming the bad setting.

@@ -32,6 +32,11 @@ type Config struct {
 	// DedupHorizon is how long an event id stays claimed: the same id
 	// again within it is a duplicate (or a conflict), never a second event.
 	DedupHorizon time.Duration
+	// Observer, if set, sees every query and batch (metrics, benchmarks).
+	Observer interface {
+		gocql.QueryObserver
+		gocql.BatchObserver
+	}
 }
 
 // DefaultConfig is a single local node.
@@ -82,6 +87,9 @@ func Open(cfg Config) (*Store, error) {
 		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
 	}
 	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
+	if cfg.Observer != nil {
+		cluster.QueryObserver, cluster.BatchObserver = cfg.Observer, cfg.Observer
+	}
 	s, err := cluster.CreateSession()
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)

@@ -1,0 +1,186 @@
+package cassandrastore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// BenchmarkCeiling measures, in one run, the workers' whole write path
+// (claims, events, counts) against the storage's own ceiling: a raw gocql
+// loop inserting the same two events tables' rows with the same batching
+// (unlogged batches of one partition, batchRows rows) and concurrency
+// (WriteConcurrency). Rounds interleave the targets; medians are reported.
+//
+//	VT_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench Ceiling -benchtime 1x ./shared/storage/cassandrastore/
+func BenchmarkCeiling(b *testing.B) {
+	h := os.Getenv("VT_CASSANDRA_HOSTS")
+	if h == "" {
+		b.Skip("VT_CASSANDRA_HOSTS is not set")
+	}
+	hs := strings.Split(h, ",")
+	name := fmt.Sprintf("vt_ceiling_%d", os.Getpid())
+	if err := Migrate(context.Background(), hs, name, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+		b.Fatal(err)
+	}
+	defer DropKeyspace(context.Background(), hs, name)
+	var stmts atomic.Int64
+	counter := &statementCounter{n: &stmts}
+	open := func() *Store {
+		cfg := DefaultConfig()
+		cfg.Hosts, cfg.Keyspace, cfg.Observer = hs, name, counter
+		st, err := Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
+	// Two stores are two worker processes: separate sessions and pools.
+	stores := []*Store{open(), open()}
+	defer stores[0].Close()
+	defer stores[1].Close()
+
+	const perRound, batchSize, loops = 40_000, 2000, 2 // two consuming loops per process, as the workers binary runs
+	p := tenant.NewID()
+	subs := []string{tenant.NewID(), tenant.NewID(), tenant.NewID(), tenant.NewID()}
+	seq := 0
+	mkBatch := func() []event.Event {
+		evs := make([]event.Event, batchSize)
+		ts := time.Now().UTC()
+		for j := range evs {
+			seq++
+			evs[j] = event.Event{ID: fmt.Sprint("b", seq), PartnerID: p, SubSystemID: subs[j%4], EventType: fmt.Sprint("t", j%8),
+				Timestamp: ts.Add(time.Duration(j) * time.Millisecond), ReceivedAt: ts, Metadata: []byte(`{"path":"/pricing","plan":"pro","value":42}`),
+				IP: "203.0.113.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", KeyID: "abcdefghijklm"}
+		}
+		return evs
+	}
+	// run drives perRound events through write with the given writers, each
+	// with `loops` concurrent batches, and returns events/s.
+	run := func(writers []func(context.Context, []event.Event) error) float64 {
+		var next atomic.Int64
+		var mu sync.Mutex
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, w := range writers {
+			for l := 0; l < loops; l++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(batchSize) <= perRound {
+						mu.Lock()
+						batch := mkBatch()
+						mu.Unlock()
+						if err := w(context.Background(), batch); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		return perRound / time.Since(start).Seconds()
+	}
+	raw := func(st *Store) func(context.Context, []event.Event) error {
+		return func(ctx context.Context, evs []event.Event) error { return rawInsert(ctx, st, evs) }
+	}
+	path := func(st *Store) func(context.Context, []event.Event) error {
+		return func(ctx context.Context, evs []event.Event) error { _, err := st.WriteEvents(ctx, evs); return err }
+	}
+	var rawOne, pathOne, pathTwo []float64
+	var perEvent float64
+	for round := 0; round < 3; round++ {
+		rawOne = append(rawOne, run([]func(context.Context, []event.Event) error{raw(stores[0])}))
+		counter.on.Store(true)
+		before := stmts.Load()
+		pathOne = append(pathOne, run([]func(context.Context, []event.Event) error{path(stores[0])}))
+		perEvent = float64(stmts.Load()-before) / perRound
+		counter.on.Store(false)
+		pathTwo = append(pathTwo, run([]func(context.Context, []event.Event) error{path(stores[0]), path(stores[1])}))
+	}
+	med := func(xs []float64) float64 { sort.Float64s(xs); return xs[len(xs)/2] }
+	r, one, two := med(rawOne), med(pathOne), med(pathTwo)
+	b.ReportMetric(r, "raw-events/s")
+	b.ReportMetric(one, "path-1proc-events/s")
+	b.ReportMetric(two, "path-2proc-events/s")
+	b.ReportMetric(one/r, "ratio-1proc")
+	b.ReportMetric(two/r, "ratio-2proc")
+	b.ReportMetric(perEvent, "statements/event")
+	fmt.Printf("\nCassandra write path vs raw loop (%d events/round, batches of %d, 3 rounds, medians)\n", perRound, batchSize)
+	fmt.Printf("  raw loop (2 rows/event)      %8.0f events/s\n", r)
+	fmt.Printf("  write path, 1 process        %8.0f events/s  ratio %.2f\n", one, one/r)
+	fmt.Printf("  write path, 2 processes      %8.0f events/s  ratio %.2f\n", two, two/r)
+	fmt.Printf("  statements per event          %8.3f (single statements and batch entries)\n", perEvent)
+}
+
+// rawInsert is the ceiling: the two events tables' rows, nothing else.
+func rawInsert(ctx context.Context, st *Store, evs []event.Event) error {
+	type part struct {
+		stmt string
+		rows [][]any
+	}
+	parts := map[string]*part{}
+	add := func(k, stmt string, args ...any) {
+		if parts[k] == nil {
+			parts[k] = &part{stmt: stmt}
+		}
+		parts[k].rows = append(parts[k].rows, args)
+	}
+	for i := range evs {
+		e := &evs[i]
+		body, _ := json.Marshal(e)
+		ts := e.Timestamp.UTC()
+		minute, bucket := ts.Truncate(time.Minute), int8(storage.Bucket(e.ID))
+		add(fmt.Sprint("p", minute.Unix(), bucket),
+			"INSERT INTO events_by_partner_minute (partner_id, minute, bucket, ts, id, sub_system_id, event_type, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+			e.PartnerID, minute, bucket, ts, e.ID, e.SubSystemID, e.EventType, string(body), 86400)
+		add(fmt.Sprint("s", e.SubSystemID, minute.Unix(), bucket),
+			"INSERT INTO events_by_sub_system_minute (sub_system_id, minute, bucket, ts, id, partner_id, event_type) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+			e.SubSystemID, minute, bucket, ts, e.ID, e.PartnerID, e.EventType, 86400)
+	}
+	var fns []func(context.Context) error
+	for _, pt := range parts {
+		for i := 0; i < len(pt.rows); i += batchRows {
+			chunk, stmt := pt.rows[i:min(i+batchRows, len(pt.rows))], pt.stmt
+			fns = append(fns, func(ctx context.Context) error {
+				b := st.s.Batch(gocql.UnloggedBatch)
+				for _, args := range chunk {
+					b.Query(stmt, args...)
+				}
+				return b.ExecContext(ctx)
+			})
+		}
+	}
+	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
+}
+
+type statementCounter struct {
+	n  *atomic.Int64
+	on atomic.Bool
+}
+
+func (c *statementCounter) ObserveQuery(context.Context, gocql.ObservedQuery) {
+	if c.on.Load() {
+		c.n.Add(1)
+	}
+}
+
+func (c *statementCounter) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
+	if c.on.Load() {
+		c.n.Add(int64(len(b.Statements)))
+	}
+}
