@@ -40,7 +40,7 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
-	deploy/with-deps.sh $(GO) test -run='^$$' -bench=. -benchmem -benchtime=20x ./shared/storage/cassandrastore/
+	deploy/with-deps.sh $(GO) test -run='^$$' -bench=Ceiling -benchtime=1x ./shared/storage/cassandrastore/
 
 # The production topology as local processes (3 NATS nodes, Cassandra, Redis,
 # 2 edges, 2 workers, registry, reporter).
