@@ -192,5 +192,6 @@ func (s *Server) routes() {
 	}
 
 	s.adminRoutes()
+	s.deadLetterRoutes()
 	s.reportRoutes()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/report"
@@ -77,11 +78,17 @@ var docs = map[string]doc{
 	"DELETE /api/v1/partners/{id}/sub-systems/{subId}":              {"Soft-delete a sub-system", "admin", nil, 200, tenant.SubSystem{}},
 	"PATCH /api/v1/partners/{id}/sub-systems/{subId}/toggle-status": {"Active ↔ Inactive", "admin", nil, 200, tenant.SubSystem{}},
 	"GET /api/v1/partners/{id}/sub-systems/by-code/{code}":          {"Get a live sub-system by code", "admin", nil, 200, tenant.SubSystem{}},
-	"GET /api/v1/sub-systems":                                       {"List the live sub-systems of all live partners", "admin", nil, 200, []tenant.SubSystem{}},
-	"POST /api/v1/partners/{id}/api-keys":                           {"Create a key; the key and its signing secret are shown once", "admin", keyBody{}, 201, registryapi.CreatedKey{}},
-	"GET /api/v1/partners/{id}/api-keys":                            {"List a partner's keys (never a secret)", "admin", nil, 200, []tenant.KeyView{}},
-	"PUT /api/v1/partners/{id}/api-keys/{keyId}":                    {"Change a key's name, scopes, binding, rate limit or signing", "admin", keyBody{}, 200, tenant.KeyView{}},
-	"DELETE /api/v1/partners/{id}/api-keys/{keyId}":                 {"Revoke a key, on every edge at once", "admin", nil, 200, tenant.KeyView{}},
+	"GET /api/v1/partners/{id}/dead-letters":                        {"List the partner's dead letters: events that could not be stored, with the reason (after, limit ≤ 200)", "admin", nil, 200, dlqapi.Page{}},
+	"POST /api/v1/partners/{id}/dead-letters/replay": {"Replay dead letters into the event stream ({seqs:[…]}, or none for all, up to 1,000)", "admin",
+		struct {
+			Seqs []uint64 `json:"seqs,omitempty"`
+		}{}, 200, dlqapi.ReplayResult{}},
+	"DELETE /api/v1/partners/{id}/dead-letters/{seq}": {"Discard one dead letter", "admin", nil, 200, map[string]uint64{}},
+	"GET /api/v1/sub-systems":                         {"List the live sub-systems of all live partners", "admin", nil, 200, []tenant.SubSystem{}},
+	"POST /api/v1/partners/{id}/api-keys":             {"Create a key; the key and its signing secret are shown once", "admin", keyBody{}, 201, registryapi.CreatedKey{}},
+	"GET /api/v1/partners/{id}/api-keys":              {"List a partner's keys (never a secret)", "admin", nil, 200, []tenant.KeyView{}},
+	"PUT /api/v1/partners/{id}/api-keys/{keyId}":      {"Change a key's name, scopes, binding, rate limit or signing", "admin", keyBody{}, 200, tenant.KeyView{}},
+	"DELETE /api/v1/partners/{id}/api-keys/{keyId}":   {"Revoke a key, on every edge at once", "admin", nil, 200, tenant.KeyView{}},
 	"POST /api/v1/partners/{id}/api-keys/{keyId}/regenerate": {"Replace a key; the old one is revoked or kept for graceSeconds", "admin",
 		keyBody{}, 201, registryapi.CreatedKey{}},
 	"GET /api/v1/reports/sub-systems/{id}": {"Sub-system report (from, to, eventType): totals, by type, hourly series", "report", nil, 200, report.SubSystemReport{}},

@@ -14,10 +14,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
 	"github.com/volcanion/tracking/workers"
 )
@@ -350,5 +354,96 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 	}
 	if got := nats.Header(deadLetters(t, js)[0].Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "not stored after 2 deliveries") {
 		t.Fatalf("reason %q", got)
+	}
+}
+
+// toggled refuses the poisoned id while refuse is set.
+type toggled struct {
+	refusing
+	refuse atomic.Bool
+}
+
+func (s *toggled) WriteEvents(ctx context.Context, evs []event.Event) (storage.WriteResult, error) {
+	if s.refuse.Load() {
+		return s.refusing.WriteEvents(ctx, evs)
+	}
+	return s.refusing.Events.WriteEvents(ctx, evs)
+}
+
+// Dead letters are listed, replayed and discarded per partner; a replayed
+// event that can now be stored is stored, once.
+func TestDeadLetterService(t *testing.T) {
+	p1, p2 := tenant.NewID(), tenant.NewID()
+	pebble := testenv.Pebble(t)
+	store := &toggled{refusing: refusing{Events: pebble, poison: "bad"}}
+	store.refuse.Store(true)
+	js, _ := setup(t, store)
+	ctx := context.Background()
+	svcNC, err := nats.Connect(js.Conn().ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svcNC.Close()
+	svc, err := workers.ServeDeadLetters(svcNC, js, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	publish(t, js, event.Event{ID: "bad", PartnerID: p1, SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	publish(t, js, event.Event{ID: "ok", PartnerID: p1, SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	if _, err := js.Publish(ctx, subject.Events(p2, "s9"), []byte(`not json`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two dead letters", func() bool { return len(deadLetters(t, js)) == 2 && eventsLeft(t, js) == 0 })
+
+	call := func(op string, req dlqapi.Request, out any) error {
+		return natsx.Call(ctx, svcNC, dlqapi.Subject(op), req, out)
+	}
+	var page dlqapi.Page
+	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p1}, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || !strings.HasPrefix(page.Items[0].Reason, "refused by storage") || page.Items[0].SubSystemID != "s1" {
+		t.Fatalf("p1's dead letters: %+v", page)
+	}
+	var e event.Event
+	if err := json.Unmarshal(page.Items[0].Event, &e); err != nil || e.ID != "bad" {
+		t.Fatalf("the dead letter's event: %s", page.Items[0].Event)
+	}
+	p2page := dlqapi.Page{}
+	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p2}, &p2page); err != nil || len(p2page.Items) != 1 {
+		t.Fatalf("p2's dead letters: %+v %v", p2page, err)
+	}
+	// A partner cannot reach another's dead letter.
+	if err := call(dlqapi.Discard, dlqapi.Request{PartnerID: p1, Seq: p2page.Items[0].Seq}, nil); !apierr.Is(err, apierr.NotFound) {
+		t.Fatalf("p1 discarding p2's dead letter: %v", err)
+	}
+	// Storage takes it now: replay stores it once.
+	store.refuse.Store(false)
+	var rr dlqapi.ReplayResult
+	if err := call(dlqapi.Replay, dlqapi.Request{PartnerID: p1}, &rr); err != nil || len(rr.Replayed) != 1 {
+		t.Fatalf("replay: %+v %v", rr, err)
+	}
+	waitFor(t, "the replayed event stored", func() bool { _, err := pebble.GetEvent(ctx, p1, "bad"); return err == nil })
+	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p1}, &page); err != nil || len(page.Items) != 0 {
+		t.Fatalf("p1's dead letters after the replay: %+v %v", page, err)
+	}
+	// p2's undecodable message: replayed, it fails again and comes back.
+	if err := call(dlqapi.Replay, dlqapi.Request{PartnerID: p2, Seqs: []uint64{p2page.Items[0].Seq}}, &rr); err != nil {
+		t.Fatal(err)
+	}
+	var again dlqapi.Page
+	waitFor(t, "the bad message back in the dead letters", func() bool {
+		return call(dlqapi.List, dlqapi.Request{PartnerID: p2}, &again) == nil && len(again.Items) == 1 && again.Items[0].Seq != p2page.Items[0].Seq
+	})
+	if err := call(dlqapi.Discard, dlqapi.Request{PartnerID: p2, Seq: again.Items[0].Seq}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p2}, &again); err != nil || len(again.Items) != 0 {
+		t.Fatalf("after discard: %+v %v", again, err)
+	}
+	cs, _ := pebble.SubSystemCounts(ctx, "s1", ts, ts.Add(time.Hour))
+	if len(cs) != 1 || cs[0].Count != 2 {
+		t.Fatalf("counts %+v, want 2", cs)
 	}
 }

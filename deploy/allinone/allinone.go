@@ -176,6 +176,10 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		return nil, err
 	}
 	w := workers.New(cfg.Worker, js, a.store, workers.NewRegistryDirectory(nc, time.Minute), log)
+	if svc, err = workers.ServeDeadLetters(nc, js, log); err != nil {
+		return nil, err
+	}
+	a.services = append(a.services, svc)
 	if _, err := w.Consumer(ctx); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -57,7 +58,7 @@ var rolePerms = map[string]perms{
 	// streams they need and follow registry changes with an ordered consumer.
 	// Streams are created by the provisioning step (admin), never by a service.
 	"edge": {
-		pub: concat([]string{subject.EventsAll, subject.RegistryPrefix + ".>", subject.ReporterPrefix + ".>"},
+		pub: concat([]string{subject.EventsAll, subject.RegistryPrefix + ".>", subject.ReporterPrefix + ".>", dlqapi.Prefix + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*",
 				"CONSUMER.CREATE."+rc+".>", "CONSUMER.DELETE."+rc+".>", "CONSUMER.INFO."+rc+".>", "CONSUMER.MSG.NEXT."+rc+".>")),
 		pubDeny: []string{subject.RegistryChanges},
@@ -66,11 +67,14 @@ var rolePerms = map[string]perms{
 	// Workers consume events, dead-letter the unstorable (moving those
 	// JetStream gave up delivering) and ask the registry whether a partner's
 	// sub-system exists.
+	// They also serve the dead-letter service, whose replay publishes
+	// events again.
 	"workers": {
-		pub: concat([]string{subject.DeadLetterAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
+		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
-				"STREAM.MSG.GET."+ev, "STREAM.MSG.DELETE."+ev)),
-		sub: []string{"_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + ev + ".>"},
+				"STREAM.MSG.GET."+ev, "STREAM.MSG.DELETE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
+		sub:     []string{"_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + ev + ".>", dlqapi.Prefix + ".>", "$SRV.>"},
+		respond: true,
 	},
 	// The registry serves its subjects and broadcasts changes.
 	"registry": {

@@ -45,6 +45,11 @@ func main() {
 		}
 		defer d.Close()
 		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
+		dlq, err := workers.ServeDeadLetters(d.NC, d.JS, log)
+		if err != nil {
+			return err
+		}
+		defer dlq.Stop()
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {

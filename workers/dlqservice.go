@@ -1,0 +1,194 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/dlqapi"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// ServeDeadLetters registers the dead-letter service on nc: list, replay and
+// discard a partner's dead letters. Every worker process serves it in one
+// queue group.
+func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{Name: dlqapi.Service, Version: "1.0.0",
+		Description: "dead letters: events that could not be stored, with their reason"})
+	if err != nil {
+		return nil, fmt.Errorf("workers: add dead-letter service: %w", err)
+	}
+	d := &deadLetters{js: js}
+	g := svc.AddGroup(dlqapi.Prefix)
+	for op, fn := range map[string]func(context.Context, dlqapi.Request) (any, error){
+		dlqapi.List: d.list, dlqapi.Replay: d.replay, dlqapi.Discard: d.discard,
+	} {
+		h := natsx.Handler(log, "workers", "deadletters."+op, 30*time.Second, func(ctx context.Context, data []byte) (any, error) {
+			var req dlqapi.Request
+			if err := json.Unmarshal(data, &req); err != nil {
+				return nil, apierr.New(apierr.InvalidJSON, "bad request: %v", err)
+			}
+			if !tenant.ValidID(req.PartnerID) {
+				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+			}
+			return fn(ctx, req)
+		})
+		if err := g.AddEndpoint(op, h); err != nil {
+			return nil, fmt.Errorf("workers: add endpoint %s: %w", op, err)
+		}
+	}
+	return svc, nil
+}
+
+type deadLetters struct{ js jetstream.JetStream }
+
+func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
+	s, err := d.js.Stream(ctx, subject.DeadLetterStream)
+	if err != nil {
+		return nil, apierr.New(apierr.Unavailable, "the dead-letter stream is unavailable")
+	}
+	return s, nil
+}
+
+func partnerFilter(partnerID string) string { return subject.DeadLetterPrefix + partnerID + ".>" }
+
+// belongs tells whether a dead letter's subject is the partner's.
+func belongs(subj, partnerID string) bool {
+	return strings.HasPrefix(subj, subject.DeadLetterPrefix+partnerID+".")
+}
+
+func (d *deadLetters) list(ctx context.Context, req dlqapi.Request) (any, error) {
+	s, err := d.stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := req.Limit
+	if limit <= 0 || limit > dlqapi.MaxPage {
+		limit = 50
+	}
+	page := dlqapi.Page{Items: []dlqapi.Letter{}}
+	seq := req.After + 1
+	for len(page.Items) < limit {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partnerFilter(req.PartnerID)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return page, nil
+		} else if err != nil {
+			return nil, err
+		}
+		page.Items = append(page.Items, letter(m))
+		seq = m.Sequence + 1
+	}
+	// One more look tells whether there is a next page.
+	if _, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partnerFilter(req.PartnerID))); err == nil {
+		page.Next = seq - 1
+	}
+	return page, nil
+}
+
+func letter(m *jetstream.RawStreamMsg) dlqapi.Letter {
+	h := nats.Header(m.Header)
+	l := dlqapi.Letter{Seq: m.Sequence, Reason: h.Get(subject.HeaderReason), OriginalSubject: h.Get(HeaderOriginalSubject)}
+	l.OriginalSeq, _ = strconv.ParseUint(h.Get(HeaderOriginalSeq), 10, 64)
+	l.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDeadAt))
+	if l.DeadAt.IsZero() {
+		l.DeadAt = m.Time.UTC()
+	}
+	if parts := strings.Split(m.Subject, "."); len(parts) >= 5 {
+		l.SubSystemID = parts[4]
+	}
+	if json.Valid(m.Data) {
+		l.Event = json.RawMessage(m.Data)
+	} else {
+		l.Event, _ = json.Marshal(string(m.Data))
+	}
+	return l
+}
+
+// get reads one dead letter of the partner.
+func (d *deadLetters) get(ctx context.Context, s jetstream.Stream, partnerID string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !belongs(m.Subject, partnerID)) {
+		return nil, apierr.New(apierr.NotFound, "dead letter %d not found for this partner", seq)
+	}
+	return m, err
+}
+
+func (d *deadLetters) replay(ctx context.Context, req dlqapi.Request) (any, error) {
+	s, err := d.stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := dlqapi.ReplayResult{Replayed: []uint64{}}
+	seqs := req.Seqs
+	if len(seqs) > dlqapi.MaxReplay {
+		return nil, apierr.Invalid(apierr.FieldError{Field: "seqs", Message: fmt.Sprintf("at most %d per request", dlqapi.MaxReplay)})
+	}
+	if len(seqs) == 0 {
+		for seq := uint64(1); len(seqs) <= dlqapi.MaxReplay; {
+			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partnerFilter(req.PartnerID)))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			} else if err != nil {
+				return nil, err
+			}
+			seqs = append(seqs, m.Sequence)
+			seq = m.Sequence + 1
+		}
+		if len(seqs) > dlqapi.MaxReplay {
+			seqs, res.More = seqs[:dlqapi.MaxReplay], true
+		}
+	}
+	for _, seq := range seqs {
+		m, err := d.get(ctx, s, req.PartnerID, seq)
+		if err != nil {
+			return nil, err
+		}
+		orig := nats.Header(m.Header).Get(HeaderOriginalSubject)
+		if !strings.HasPrefix(orig, subject.EventsPrefix+req.PartnerID+".") {
+			orig = subject.EventsPrefix + strings.TrimPrefix(m.Subject, subject.DeadLetterPrefix)
+		}
+		out := nats.NewMsg(orig)
+		out.Data = m.Data
+		for k, v := range m.Header {
+			if !strings.HasPrefix(k, "Trk-") && !strings.HasPrefix(k, "Nats-") {
+				out.Header[k] = v
+			}
+		}
+		// A retried replay of the same dead letter is published once.
+		out.Header.Set(subject.HeaderMsgID, fmt.Sprintf("replay:%d", seq))
+		if _, err := d.js.PublishMsg(ctx, out); err != nil {
+			return nil, apierr.New(apierr.Unavailable, "the event stream refused the replay of %d: %v; nothing after it was replayed", seq, err)
+		}
+		if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, err
+		}
+		res.Replayed = append(res.Replayed, seq)
+	}
+	return res, nil
+}
+
+func (d *deadLetters) discard(ctx context.Context, req dlqapi.Request) (any, error) {
+	s, err := d.stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.get(ctx, s, req.PartnerID, req.Seq); err != nil {
+		return nil, err
+	}
+	if err := s.DeleteMsg(ctx, req.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, err
+	}
+	return map[string]uint64{"discarded": req.Seq}, nil
+}
