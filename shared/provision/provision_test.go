@@ -1,0 +1,132 @@
+package provision_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/volcanion/tracking/shared/provision"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+func TestApplyThenVerify(t *testing.T) {
+	_, js := testenv.Conn(t, testenv.NATS(t))
+	ctx := context.Background()
+	all := provision.NeedEvents | provision.NeedRegistry | provision.NeedConsumer
+	err := provision.Verify(ctx, js, all)
+	if err == nil || !strings.Contains(err.Error(), "does not exist: run the provisioning step") {
+		t.Fatalf("before provisioning: %v", err)
+	}
+	cfg := provision.DefaultConfig()
+	for i := 0; i < 2; i++ { // idempotent
+		if err := provision.Apply(ctx, js, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := provision.Verify(ctx, js, all); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, subject.EventsStream)
+	c := s.CachedInfo().Config
+	if c.Retention != jetstream.WorkQueuePolicy || c.Discard != jetstream.DiscardNew || c.MaxAge != 0 || c.Duplicates != 2*time.Minute {
+		t.Fatalf("EVENTS: %+v", c)
+	}
+	// A changed setting is applied by provisioning again.
+	cfg.MaxMsgs, cfg.AckWait = 5000, 45*time.Second
+	if err := provision.Apply(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = js.Stream(ctx, subject.EventsStream)
+	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	if s.CachedInfo().Config.MaxMsgs != 5000 || cons.CachedInfo().Config.AckWait != 45*time.Second {
+		t.Fatal("a changed setting was not applied")
+	}
+}
+
+// A stream made another way is refused with the mismatch named; an old
+// limits-retention EVENTS is replaced only when drained.
+func TestVerifyNamesMismatch(t *testing.T) {
+	_, js := testenv.Conn(t, testenv.NATS(t))
+	ctx := context.Background()
+	old := provision.DefaultConfig().EventsStream()
+	old.Retention = jetstream.LimitsPolicy
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	err := provision.Verify(ctx, js, provision.NeedEvents)
+	if err == nil || !strings.Contains(err.Error(), "retention is Limits, want WorkQueue") {
+		t.Fatalf("verify: %v", err)
+	}
+	// An unstored event in it: provisioning refuses to replace it.
+	if _, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, provision.DefaultConfig().WorkersConsumer()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "trk.events.p.s", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	err = provision.Apply(ctx, js, provision.DefaultConfig())
+	if err == nil || !strings.Contains(err.Error(), "1 unstored events") {
+		t.Fatalf("apply over an undrained stream: %v", err)
+	}
+	// Drained (the workers stored and acked it): replaced.
+	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	b, err := cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range b.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := provision.Apply(ctx, js, provision.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if err := provision.Verify(ctx, js, provision.NeedEvents|provision.NeedConsumer); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Services never overwrite an operator's tuning: verifying leaves the
+// consumer as it is.
+func TestVerifyChangesNothing(t *testing.T) {
+	_, js := testenv.Conn(t, testenv.NATS(t))
+	ctx := context.Background()
+	cfg := provision.DefaultConfig()
+	cfg.MaxAckPending = 1234
+	if err := provision.Apply(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := provision.Verify(ctx, js, provision.NeedEvents|provision.NeedConsumer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	if got := cons.CachedInfo().Config.MaxAckPending; got != 1234 {
+		t.Fatalf("max ack pending %d", got)
+	}
+}
+
+func TestValidateNamesSetting(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*provision.Config)
+		flag   string
+	}{
+		{func(c *provision.Config) { c.Replicas = 0 }, "-stream-replicas"},
+		{func(c *provision.Config) { c.MaxMsgs = 0 }, "-stream-max-msgs"},
+		{func(c *provision.Config) { c.Duplicates = time.Millisecond }, "-stream-duplicates"},
+		{func(c *provision.Config) { c.MaxDeliver = 1 }, "-consumer-max-deliver"},
+		{func(c *provision.Config) { c.AckWait = 0 }, "-consumer-ack-wait"},
+	} {
+		c := provision.DefaultConfig()
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%s: %v", tc.flag, err)
+		}
+	}
+}
