@@ -38,9 +38,13 @@ fuzz:
 		echo "fuzz $$name ($(FUZZTIME))"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
 
+# Micro benchmarks, then persistence end to end: the all-in-one (fsync on and
+# off) and the production topology against the raw Cassandra ceiling measured
+# in the same run (deploy/bench.sh; results in data/bench).
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
-	deploy/with-deps.sh $(GO) test -run='^$$' -bench=Ceiling -benchtime=1x ./shared/storage/cassandrastore/
+	deploy/bench.sh allinone
+	deploy/bench.sh stack
 
 # The production topology as local processes (3 NATS nodes, Cassandra, Redis,
 # 2 edges, 2 workers, registry, reporter).

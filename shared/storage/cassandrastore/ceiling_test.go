@@ -184,3 +184,134 @@ func (c *statementCounter) ObserveBatch(_ context.Context, b gocql.ObservedBatch
 		c.n.Add(int64(len(b.Statements)))
 	}
 }
+
+// BenchmarkSteady offers the write path a constant rate for a long run and
+// reports, per minute, the events stored and the latency of Cassandra
+// statements (as the driver observes them): the first and the last minute
+// must match, since no statement's cost grows with what is stored.
+//
+//	VT_CASSANDRA_HOSTS=127.0.0.1:9042 VT_BENCH_STEADY=10m VT_BENCH_RATE=8000 \
+//	  go test -run '^$' -bench Steady -benchtime 1x -timeout 30m ./shared/storage/cassandrastore/
+func BenchmarkSteady(b *testing.B) {
+	h, d := os.Getenv("VT_CASSANDRA_HOSTS"), os.Getenv("VT_BENCH_STEADY")
+	if h == "" || d == "" {
+		b.Skip("set VT_CASSANDRA_HOSTS and VT_BENCH_STEADY (a duration) to run")
+	}
+	total, err := time.ParseDuration(d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rate := 8000
+	if v := os.Getenv("VT_BENCH_RATE"); v != "" {
+		fmt.Sscan(v, &rate)
+	}
+	hs := strings.Split(h, ",")
+	name := fmt.Sprintf("vt_steady_%d", os.Getpid())
+	if err := Migrate(context.Background(), hs, name, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+		b.Fatal(err)
+	}
+	defer DropKeyspace(context.Background(), hs, name)
+	lat := &latencies{}
+	cfg := DefaultConfig()
+	cfg.Hosts, cfg.Keyspace, cfg.Observer = hs, name, lat
+	st, err := Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+
+	const batchSize = 2000
+	p := tenant.NewID()
+	subs := []string{tenant.NewID(), tenant.NewID(), tenant.NewID(), tenant.NewID()}
+	batches := make(chan []event.Event, 4)
+	var written atomic.Int64
+	var wg sync.WaitGroup
+	for l := 0; l < 2; l++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range batches {
+				if _, err := st.WriteEvents(context.Background(), batch); err != nil {
+					b.Error(err)
+				}
+				written.Add(int64(len(batch)))
+			}
+		}()
+	}
+	type minute struct {
+		events   int64
+		p50, p99 time.Duration
+		late     int // batches that could not be offered on time (the path fell behind)
+	}
+	var minutes []minute
+	start := time.Now()
+	every := time.Duration(float64(time.Second) * batchSize / float64(rate))
+	next, seq, late := start, 0, 0
+	lastMinute, lastWritten := start, int64(0)
+	for time.Since(start) < total {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		evs := make([]event.Event, batchSize)
+		ts := time.Now().UTC()
+		for j := range evs {
+			seq++
+			evs[j] = event.Event{ID: fmt.Sprint("s", seq), PartnerID: p, SubSystemID: subs[j%4], EventType: fmt.Sprint("t", j%8),
+				Timestamp: ts, Metadata: []byte(`{"path":"/pricing","plan":"pro","value":42}`)}
+		}
+		select {
+		case batches <- evs:
+		default:
+			late++
+			batches <- evs
+		}
+		next = next.Add(every)
+		if time.Since(lastMinute) >= time.Minute {
+			w := written.Load()
+			p50, p99 := lat.take()
+			minutes = append(minutes, minute{w - lastWritten, p50, p99, late})
+			lastMinute, lastWritten, late = time.Now(), w, 0
+		}
+	}
+	close(batches)
+	wg.Wait()
+	fmt.Printf("\nCassandra write path at a constant %d events/s for %s (batches of %d, 2 loops)\n", rate, total, batchSize)
+	fmt.Printf("  minute  stored/s  statement p50  statement p99  batches offered late\n")
+	for i, m := range minutes {
+		fmt.Printf("  %6d  %8.0f  %13s  %13s  %d\n", i+1, float64(m.events)/60, m.p50.Round(10*time.Microsecond), m.p99.Round(10*time.Microsecond), m.late)
+	}
+	if n := len(minutes); n >= 2 {
+		f, l := minutes[0], minutes[n-1]
+		b.ReportMetric(float64(f.events)/60, "first-min-events/s")
+		b.ReportMetric(float64(l.events)/60, "last-min-events/s")
+		b.ReportMetric(float64(f.p99.Microseconds()), "first-min-p99-µs")
+		b.ReportMetric(float64(l.p99.Microseconds()), "last-min-p99-µs")
+	}
+}
+
+// latencies collects statement latencies as the driver observes them.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+func (l *latencies) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	l.add(q.End.Sub(q.Start))
+}
+func (l *latencies) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
+	l.add(b.End.Sub(b.Start))
+}
+
+// take returns the p50 and p99 since the last take, and starts afresh.
+func (l *latencies) take() (p50, p99 time.Duration) {
+	l.mu.Lock()
+	d := l.d
+	l.d = nil
+	l.mu.Unlock()
+	if len(d) == 0 {
+		return 0, 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2], d[len(d)*99/100]
+}

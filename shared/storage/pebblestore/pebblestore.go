@@ -66,6 +66,13 @@ func Open(dir string) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// FilterHits is how many times a Bloom filter spared reading a data block
+// (for tests and metrics).
+func (s *Store) FilterHits() int64 { return s.db.Metrics().Filter.Hits }
+
+// Flush writes the memtable to sstables (for tests).
+func (s *Store) Flush() error { return s.db.Flush() }
+
 // Close flushes and closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -2,6 +2,7 @@ package pebblestore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,5 +45,40 @@ func TestReopen(t *testing.T) {
 	}
 	if _, err := s.GetEvent(context.Background(), "p", "x"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The duplicate check of a new id is answered by the Bloom filters, not by
+// reading sstable blocks.
+func TestNewIDsAnsweredByFilters(t *testing.T) {
+	s, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	ts := time.Now().UTC()
+	// New ids fall between stored ones, so only a filter can tell them apart.
+	batch := func(suffix string) []event.Event {
+		evs := make([]event.Event, 500)
+		for i := range evs {
+			evs[i] = event.Event{ID: fmt.Sprintf("id-%04d-%s", i, suffix), PartnerID: "p", SubSystemID: "s", EventType: "t", Timestamp: ts}
+		}
+		return evs
+	}
+	for b := 0; b < 4; b++ { // stored ids in sstables
+		if _, err := s.WriteEvents(ctx, batch(fmt.Sprint("old", b))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.FilterHits()
+	if r, err := s.WriteEvents(ctx, batch("new")); err != nil || r.Written != 500 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if hits := s.FilterHits() - before; hits < 500 {
+		t.Fatalf("500 new ids checked against 4 sstables: the filters spared %d block reads", hits)
 	}
 }

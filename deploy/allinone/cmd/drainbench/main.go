@@ -175,7 +175,7 @@ func run(c config) error {
 	// A partner of our own, with a limit far above the load.
 	base := c.urls[0]
 	var p, s, k struct{ ID, APIKey string }
-	if st, err := call("POST", base+"/partners", c.admin, map[string]any{"code": fmt.Sprintf("drain-%d", time.Now().UnixNano()), "name": "drain bench", "rateLimit": 10_000_000}, &p); err != nil || st != 201 {
+	if st, err := call("POST", base+"/partners", c.admin, map[string]any{"code": fmt.Sprintf("drain-%d", time.Now().UnixNano()), "name": "drain bench", "rateLimit": 1_000_000}, &p); err != nil || st != 201 {
 		return fmt.Errorf("create partner: %d %v", st, err)
 	}
 	if st, err := call("POST", base+"/partners/"+p.ID+"/sub-systems", c.admin, map[string]string{"code": "web", "name": "web"}, &s); err != nil || st != 201 {
