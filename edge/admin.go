@@ -193,6 +193,11 @@ func (s *Server) forward(rt route) handler {
 		if err := natsx.Call(r.Context(), s.nc, subject.Registry(rt.op), req, &data); err != nil {
 			return reply{}, err
 		}
+		if rt.method != http.MethodGet {
+			// This edge need not wait for the broadcast to forget what it
+			// just changed: a request right after the answer sees the change.
+			s.cache.Apply(api.Change{PartnerID: req.PartnerID, KeyID: req.KeyID})
+		}
 		if rt.location != nil {
 			w.Header().Set("Location", rt.location(data))
 		}

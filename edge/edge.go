@@ -150,6 +150,7 @@ type Server struct {
 	adminTokens atomic.Pointer[[]string]
 	touched     touches
 	routeList   []string // "METHOD /path" of every API route, for the OpenAPI document
+	dedupKey    []byte   // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
 }
 
 // New makes an edge. Call Start before serving.
@@ -187,6 +188,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := provision.Verify(ctx, s.js, provision.NeedEvents|provision.NeedRegistry); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
+	key, err := provision.DedupKey(ctx, s.js)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	s.dedupKey = []byte(key)
 	if s.cfg.AdminTokensFile != "" {
 		go s.watchTokens(ctx)
 	}

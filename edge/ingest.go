@@ -2,6 +2,9 @@ package edge
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -125,6 +128,22 @@ func quote(s string) string {
 	return string(b)
 }
 
+// msgID is the Nats-Msg-Id of an event the edge publishes: a MAC, under a
+// key only services can read, of the partner, the event id and what the
+// event says. A retry of the same event is dropped by JetStream's window;
+// the same id with other content is not (storage reports it as a conflict);
+// and no partner publishing straight to NATS can pre-empt another's id.
+func (s *Server) msgID(e *event.Event) string {
+	m := hmac.New(sha256.New, s.dedupKey)
+	d := e.Digest()
+	m.Write([]byte(e.PartnerID))
+	m.Write([]byte{0})
+	m.Write([]byte(e.ID))
+	m.Write([]byte{0})
+	m.Write(d[:])
+	return "e:" + hex.EncodeToString(m.Sum(nil)[:20])
+}
+
 func (s *Server) newMsg(ctx context.Context, e *event.Event) *nats.Msg {
 	m := nats.NewMsg(subject.Events(e.PartnerID, e.SubSystemID))
 	m.Data, _ = json.Marshal(e)
@@ -173,7 +192,7 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := s.js.PublishMsg(pctx, s.newMsg(pctx, &e), jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(subject.EventsStream))
+	ack, err := s.js.PublishMsg(pctx, s.newMsg(pctx, &e), jetstream.WithMsgID(s.msgID(&e)), jetstream.WithExpectStream(subject.EventsStream))
 	mPublishSeconds.Observe(time.Since(start).Seconds())
 	ts := e.Timestamp
 	if err != nil {
@@ -276,7 +295,7 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 			fail(i, id, err)
 			continue
 		}
-		futures[i], err = s.js.PublishMsgAsync(s.newMsg(pctx, &events[i]), jetstream.WithMsgID(events[i].MsgID()), jetstream.WithExpectStream(subject.EventsStream))
+		futures[i], err = s.js.PublishMsgAsync(s.newMsg(pctx, &events[i]), jetstream.WithMsgID(s.msgID(&events[i])), jetstream.WithExpectStream(subject.EventsStream))
 		if err != nil {
 			fail(i, events[i].ID, publishErr(err))
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/apierr"
@@ -166,9 +167,14 @@ func (d *deadLetters) replay(ctx context.Context, req dlqapi.Request) (any, erro
 				out.Header[k] = v
 			}
 		}
-		// A retried replay of the same dead letter is published once.
-		out.Header.Set(subject.HeaderMsgID, fmt.Sprintf("replay:%d", seq))
-		if _, err := d.js.PublishMsg(ctx, out); err != nil {
+		// A fresh, unguessable id: nobody can make JetStream drop the
+		// replay as a duplicate (storage still stores the event once).
+		out.Header.Set(subject.HeaderMsgID, "replay:"+nuid.Next())
+		ack, err := d.js.PublishMsg(ctx, out)
+		if err == nil && ack.Duplicate {
+			err = errors.New("taken for a duplicate")
+		}
+		if err != nil {
 			return nil, apierr.New(apierr.Unavailable, "the event stream refused the replay of %d: %v; nothing after it was replayed", seq, err)
 		}
 		if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -132,6 +132,41 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// DrainLegacy stores what an older version's EVENTS stream (made before
+// work-queue retention) still holds, through its existing workers consumer,
+// and returns once nothing is pending: then provisioning can replace it. The
+// all-in-one runs it when it starts over an older data dir.
+func (w *Worker) DrainLegacy(ctx context.Context) error {
+	cons, err := w.js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	if err != nil {
+		return fmt.Errorf("workers: drain the old stream: %w", err)
+	}
+	cc := cons.CachedInfo().Config
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("workers: drain the old stream: %w", err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
+		if err != nil {
+			return fmt.Errorf("workers: drain the old stream: %w", err)
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) > 0 {
+			w.handle(ctx, msgs, cc.AckWait, cc.MaxDeliver)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
 // item is one fetched message and the event in it.
 type item struct {
 	m jetstream.Msg

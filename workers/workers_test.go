@@ -447,3 +447,72 @@ func TestDeadLetterService(t *testing.T) {
 		t.Fatalf("counts %+v, want 2", cs)
 	}
 }
+
+// An event given up on whose advisory was lost (nobody listened when it
+// fired) is found by the sweep and dead-lettered; an event a worker holds is
+// never swept.
+func TestAbandonedEventSwept(t *testing.T) {
+	saved := workers.SweepEvery
+	workers.SweepEvery = 100 * time.Millisecond
+	t.Cleanup(func() { workers.SweepEvery = saved })
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	testenv.Provision(t, js, func(c *provision.Config) { c.AckWait = time.Second; c.MaxDeliver = 2 })
+	ctx := context.Background()
+	publish(t, js, event.Event{ID: "lost", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
+	// Two deliveries to a worker that dies each time, with nobody listening
+	// for the advisory; then JetStream gives up on it.
+	waitFor(t, "JetStream to give up on the event", func() bool {
+		if b, err := cons.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond)); err == nil {
+			for range b.Messages() {
+			}
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered > 0
+	})
+	// A second event, held by a live worker throughout.
+	publish(t, js, event.Event{ID: "held", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	b, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held jetstream.Msg
+	for m := range b.Messages() {
+		held = m
+	}
+	if held == nil {
+		t.Fatal("the second event was not delivered")
+	}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				held.InProgress()
+			}
+		}
+	}()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { workers.RescueMaxDeliveries(rctx, nc, js, zerolog.Nop()); close(done) }()
+	defer func() { cancel(); <-done }()
+	// A sweep while "held" is held must leave both alone (something is
+	// pending); had one taken "held", it would be among the dead letters below.
+	waitFor(t, "sweeps to run while an event is held", func() bool {
+		info, _ := cons.Info(ctx)
+		return info != nil && info.NumAckPending == 1 && len(deadLetters(t, js)) == 0
+	})
+	if err := held.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	waitFor(t, "the lost event dead-lettered", func() bool { return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0 })
+	var e event.Event
+	json.Unmarshal(deadLetters(t, js)[0].Data, &e)
+	if e.ID != "lost" {
+		t.Fatalf("swept %q", e.ID)
+	}
+}

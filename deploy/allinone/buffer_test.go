@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/subject"
 )
 
@@ -149,4 +151,93 @@ func TestFullBacklog(t *testing.T) {
 	// And ingest works again.
 	s.must(202, "POST", "/tracking", key, ev("web", "load", "id", "single-1"), nil)
 	s.waitTotal(subs["web"], limit+1)
+}
+
+// TestTimeoutNamesTheEvent: when the stream does not acknowledge in time the
+// answer names the event (its generated id too) and says a retry with that id
+// is counted once; retried after a restart, it is.
+func TestTimeoutNamesTheEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := startWith(t, dir, func(c *config) { c.Edge.PublishTimeout = time.Nanosecond })
+	p, subs, key := s.tenant("slowack", "web")
+	r := s.do("POST", "/tracking", key, ev("web", "order"))
+	if r.Status != 503 || r.code() != "timeout" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("single: %d %s", r.Status, r.code())
+	}
+	var item struct {
+		ID, Status string
+		Error      struct{ Message string }
+	}
+	if err := json.Unmarshal(r.Data, &item); err != nil || item.ID == "" || item.Status != "Rejected" {
+		t.Fatalf("the answer does not name the event: %s", r.Raw)
+	}
+	if !strings.Contains(item.Error.Message, "retry with the same event id") {
+		t.Fatalf("message %q", item.Error.Message)
+	}
+	var bulk bulkAnswer
+	br := s.do("POST", "/tracking/bulk", key, map[string]any{"events": []any{ev("web", "a"), ev("web", "b", "id", "mine-1")}})
+	if err := json.Unmarshal(br.Data, &bulk); err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range bulk.Results {
+		// An event acknowledged anyway is Queued, never Rejected; the others name their id.
+		if it.ID == "" || (it.Status == "Rejected" && (it.Error == nil || it.Error.Code != "timeout")) {
+			t.Fatalf("bulk result %d: %+v", i, it)
+		}
+	}
+	ids := []string{item.ID, bulk.Results[0].ID, bulk.Results[1].ID}
+	s.stop()
+	// The client retries with the ids it was given; each is counted once
+	// whether or not the first attempt was stored.
+	s = startWith(t, dir, func(*config) {})
+	for i, id := range ids {
+		typ := []string{"order", "a", "b"}[i]
+		s.must(202, "POST", "/tracking", key, ev("web", typ, "id", id), nil)
+	}
+	s.waitTotal(subs["web"], 3)
+	_ = p
+}
+
+// TestDedupIDsCannotBeForged: a partner publishing straight to NATS with
+// the id another partner's event will have cannot make JetStream drop that
+// event as a duplicate; and the same id with other content within the window
+// is not silently dropped either: it reaches storage and is dead-lettered as a
+// conflict, while an exact retry is a duplicate.
+func TestDedupIDsCannotBeForged(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	victim, vsubs, vkey := s.tenant("victim", "web")
+	attacker, asubs, _ := s.tenant("attacker", "web")
+	js, _ := streamOf(t, s)
+	for _, forged := range []string{victim + ":e1", "e:" + victim + ":e1", "replay:1"} {
+		body := fmt.Sprintf(`{"id":"x-%s","partnerId":%q,"subSystemId":%q,"eventType":"t","timestamp":%q}`,
+			strings.ReplaceAll(forged, ":", "-"), attacker, asubs["web"], time.Now().UTC().Format(time.RFC3339))
+		if _, err := js.Publish(t.Context(), subject.Events(attacker, asubs["web"]), []byte(body), jetstream.WithMsgID(forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first struct{ Duplicate bool }
+	s.must(202, "POST", "/tracking", vkey, ev("web", "signup", "id", "e1"), &first)
+	if first.Duplicate {
+		t.Fatal("the victim's event was dropped as a duplicate of a forged id")
+	}
+	var retry struct{ Duplicate bool }
+	s.must(202, "POST", "/tracking", vkey, ev("web", "signup", "id", "e1"), &retry)
+	if !retry.Duplicate {
+		t.Fatal("an exact retry within the window is not reported as a duplicate")
+	}
+	var other struct{ Duplicate bool }
+	s.must(202, "POST", "/tracking", vkey, ev("web", "purchase", "id", "e1"), &other)
+	if other.Duplicate {
+		t.Fatal("the same id with other content was dropped as a duplicate")
+	}
+	s.waitTotal(vsubs["web"], 1)
+	var page dlqapi.Page
+	poll(t, "the conflicting event dead-lettered", 15*time.Second, func() bool {
+		page = dlqapi.Page{}
+		s.must(200, "GET", "/partners/"+victim+"/dead-letters", "admin", nil, &page)
+		return len(page.Items) == 1
+	})
+	if !strings.HasPrefix(page.Items[0].Reason, "id already taken") {
+		t.Fatalf("reason %q", page.Items[0].Reason)
+	}
 }

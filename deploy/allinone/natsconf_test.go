@@ -216,14 +216,15 @@ func TestNATSConfig(t *testing.T) {
 		t.Fatal("a partner service called the registry")
 	}
 
-	// The reporter answers but publishes nothing else; workers may not publish events.
+	// The reporter answers but publishes nothing else. (Workers may publish
+	// events: replaying a dead letter does.)
 	vv := &violations{}
 	repnc, _ := connectAs(t, urls, creds("reporter"), vv)
 	repnc.Publish(subject.Events(p.ID, "x"), []byte("{}"))
 	vv.has(t, subject.EventsPrefix+p.ID)
 	wnc, _ := connectAs(t, urls, creds("workers"), wv)
-	wnc.Publish(subject.Events(p.ID, "x"), []byte("{}"))
-	wv.has(t, subject.EventsPrefix+p.ID)
+	wnc.Publish(subject.RegistryChanges, []byte("{}"))
+	wv.has(t, subject.RegistryChanges)
 
 	// Exactly the two permitted events are in the stream.
 	info, err := ejs.Stream(ctx, subject.EventsStream)

@@ -50,7 +50,7 @@ func TestProductionTopology(t *testing.T) {
 	keyspace := fmt.Sprintf("vt_stack_%d", os.Getpid())
 	s := &stack{t: t, dir: t.TempDir()}
 	s.env = append(os.Environ(), "STACK_DIR="+s.dir, "STACK_PORT_BASE=300", "STACK_KEYSPACE="+keyspace,
-		"VT_ACK_WAIT=3s", "VT_LOG_LEVEL=warn") // redeliveries after a kill come quickly
+		"VT_CONSUMER_ACK_WAIT=3s", "VT_LOG_LEVEL=warn") // redeliveries after a kill come quickly
 	defer func() {
 		s.sh("down")
 		cl := gocql.NewCluster(strings.Split(os.Getenv("VT_CASSANDRA_HOSTS"), ",")...)
@@ -59,6 +59,7 @@ func TestProductionTopology(t *testing.T) {
 			sess.Close()
 		}
 	}()
+	began := time.Now().UTC()
 	s.sh("up")
 	token, _ := os.ReadFile(s.dir + "/admin-token")
 	edges := []string{"http://127.0.0.1:8381/api/v1", "http://127.0.0.1:8382/api/v1"}
@@ -169,11 +170,9 @@ func TestProductionTopology(t *testing.T) {
 	}
 	defer sess.Close()
 	stored := map[string]int{}
-	now := time.Now().UTC()
-	for _, d := range []time.Time{now.AddDate(0, 0, -1), now} {
-		day := d.Year()*10000 + int(d.Month())*100 + d.Day()
+	for m := began.Truncate(time.Minute); !m.After(time.Now()); m = m.Add(time.Minute) {
 		for b := 0; b < storage.Buckets; b++ {
-			iter := sess.Query("SELECT id FROM events_by_partner WHERE partner_id = ? AND day = ? AND bucket = ?", p.ID, day, int8(b)).Iter()
+			iter := sess.Query("SELECT id FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket = ?", p.ID, m, int8(b)).Iter()
 			var id string
 			for iter.Scan(&id) {
 				stored[id]++

@@ -11,6 +11,8 @@ package provision
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,12 +45,20 @@ type Config struct {
 	MaxAckPending int
 	// DeadLetterMaxAge is how long dead letters are kept for replay.
 	DeadLetterMaxAge time.Duration
+	// DeadLetterMaxBytes bounds the dead letters, and
+	// DeadLetterMaxPerSubject those of one sub-system (or one direct
+	// publisher's subject): past them the oldest go first, so a partner
+	// flooding its own dead letters evicts only its own, and never fills the
+	// disk EVENTS needs.
+	DeadLetterMaxBytes      int64
+	DeadLetterMaxPerSubject int64
 }
 
 // DefaultConfig suits one node.
 func DefaultConfig() Config {
 	return Config{Replicas: 1, MaxBytes: 10 << 30, MaxMsgs: -1, Duplicates: 2 * time.Minute,
-		AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 20_000, DeadLetterMaxAge: 30 * 24 * time.Hour}
+		AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 20_000, DeadLetterMaxAge: 30 * 24 * time.Hour,
+		DeadLetterMaxBytes: 1 << 30, DeadLetterMaxPerSubject: 100_000}
 }
 
 // RegisterFlags adds the -stream-* and -consumer-* flags.
@@ -61,6 +71,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxDeliver, "consumer-max-deliver", c.MaxDeliver, "deliveries of one event before it is dead-lettered")
 	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", c.MaxAckPending, "events handed to workers and not yet acknowledged")
 	fs.DurationVar(&c.DeadLetterMaxAge, "dead-letter-max-age", c.DeadLetterMaxAge, "how long dead letters are kept for replay")
+	fs.Int64Var(&c.DeadLetterMaxBytes, "dead-letter-max-bytes", c.DeadLetterMaxBytes, "bytes of dead letters kept (the oldest go first)")
+	fs.Int64Var(&c.DeadLetterMaxPerSubject, "dead-letter-max-per-subject", c.DeadLetterMaxPerSubject, "dead letters kept per sub-system (the oldest go first)")
 }
 
 // Validate checks the settings, naming the bad one.
@@ -82,9 +94,19 @@ func (c Config) Validate() error {
 		return config.Errorf("consumer-max-ack-pending", "must be positive")
 	case c.DeadLetterMaxAge < time.Hour:
 		return config.Errorf("dead-letter-max-age", "must be at least 1h")
+	case c.DeadLetterMaxBytes < 1<<20:
+		return config.Errorf("dead-letter-max-bytes", "must be at least 1 MiB")
+	case c.DeadLetterMaxPerSubject < 1:
+		return config.Errorf("dead-letter-max-per-subject", "must be positive")
 	}
 	return nil
 }
+
+// DedupKeyMeta names the EVENTS stream metadata entry holding the key edges
+// derive Nats-Msg-Ids from. Partner credentials cannot read stream info, so
+// a partner publishing straight to NATS cannot forge an edge's id (and so
+// make JetStream drop another partner's event as a duplicate).
+const DedupKeyMeta = "trk-dedup-key"
 
 // EventsStream is the EVENTS stream's configuration.
 func (c Config) EventsStream() jetstream.StreamConfig {
@@ -105,14 +127,17 @@ func (c Config) EventsStream() jetstream.StreamConfig {
 // DeadLetterStream is the EVENTS_DLQ stream's configuration.
 func (c Config) DeadLetterStream() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        subject.DeadLetterStream,
-		Description: "events that could not be stored, with the reason in a header",
-		Subjects:    []string{subject.DeadLetterAll},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      c.DeadLetterMaxAge,
-		Duplicates:  c.Duplicates,
-		Replicas:    c.Replicas,
+		Name:              subject.DeadLetterStream,
+		Description:       "events that could not be stored, with the reason in a header",
+		Subjects:          []string{subject.DeadLetterAll},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            c.DeadLetterMaxAge,
+		MaxBytes:          c.DeadLetterMaxBytes,
+		MaxMsgsPerSubject: c.DeadLetterMaxPerSubject,
+		Duplicates:        c.Duplicates,
+		Replicas:          c.Replicas,
 	}
 }
 
@@ -153,7 +178,20 @@ func Apply(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := replaceIfDrained(ctx, js, c.EventsStream()); err != nil {
 		return err
 	}
-	for _, sc := range []jetstream.StreamConfig{c.EventsStream(), c.DeadLetterStream(), c.RegistryStream()} {
+	events := c.EventsStream()
+	key, err := DedupKey(ctx, js)
+	if err != nil && !errors.Is(err, errNoKey) {
+		return err
+	}
+	if key == "" { // first provisioning: a new key; later ones keep it
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		key = hex.EncodeToString(b[:])
+	}
+	events.Metadata = map[string]string{DedupKeyMeta: key}
+	for _, sc := range []jetstream.StreamConfig{events, c.DeadLetterStream(), c.RegistryStream()} {
 		if err := natsx.Retry(ctx, "provision stream "+sc.Name, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
@@ -170,8 +208,14 @@ func Apply(ctx context.Context, js jetstream.JetStream, c Config) error {
 	return nil
 }
 
+// ErrUndrained: EVENTS, made by an older version with another retention,
+// still holds events the workers have not stored.
+var ErrUndrained = errors.New("provision: the old EVENTS stream still holds unstored events")
+
 // replaceIfDrained deletes an EVENTS stream whose retention cannot be
-// changed in place, but only when every event in it is already stored.
+// changed in place, but only when every event in it is already stored. It
+// seals the stream first (publishes then fail, and edges answer 503), so no
+// event can be accepted between the check and the delete.
 func replaceIfDrained(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
 	var info *jetstream.StreamInfo
 	err := natsx.Retry(ctx, "read stream "+want.Name, func(ctx context.Context) error {
@@ -195,18 +239,53 @@ func replaceIfDrained(ctx context.Context, js jetstream.JetStream, want jetstrea
 		return fmt.Errorf("provision: stream %s has %s retention, want %s, and its workers consumer cannot be read to tell whether it is drained: %w",
 			want.Name, info.Config.Retention, want.Retention, err)
 	}
-	ci, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("provision: read consumer %s: %w", subject.WorkersConsumer, err)
+	undrained := func() error {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("provision: read consumer %s: %w", subject.WorkersConsumer, err)
+		}
+		if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
+			return fmt.Errorf("%w: stream %s has %s retention, want %s: it still holds %d unstored events; let the workers drain it, then provision again",
+				ErrUndrained, want.Name, info.Config.Retention, want.Retention, n)
+		}
+		return nil
 	}
-	if ci.NumPending > 0 || ci.NumAckPending > 0 {
-		return fmt.Errorf("provision: stream %s has %s retention, want %s: it still holds %d unstored events; let the workers drain it, then provision again",
-			want.Name, info.Config.Retention, want.Retention, ci.NumPending+uint64(ci.NumAckPending))
+	if err := undrained(); err != nil {
+		return err
+	}
+	if !info.Config.Sealed {
+		sealed := info.Config
+		sealed.Sealed = true
+		if _, err := js.UpdateStream(ctx, sealed); err != nil {
+			return fmt.Errorf("provision: seal the old stream %s: %w", want.Name, err)
+		}
+	}
+	// Events accepted between the check and the seal are pending now; the
+	// stream stays sealed (ingest answers 503) until they are stored.
+	if err := undrained(); err != nil {
+		return err
 	}
 	if err := js.DeleteStream(ctx, want.Name); err != nil {
 		return fmt.Errorf("provision: replace drained stream %s: %w", want.Name, err)
 	}
 	return nil
+}
+
+var errNoKey = errors.New("provision: EVENTS has no de-duplication key: run the provisioning step (registry -provision)")
+
+// DedupKey returns the key edges derive Nats-Msg-Ids from.
+func DedupKey(ctx context.Context, js jetstream.JetStream) (string, error) {
+	s, err := js.Stream(ctx, subject.EventsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return "", errNoKey
+	} else if err != nil {
+		return "", fmt.Errorf("provision: %w", err)
+	}
+	key := s.CachedInfo().Config.Metadata[DedupKeyMeta]
+	if len(key) < 32 {
+		return "", errNoKey
+	}
+	return key, nil
 }
 
 // Need names what a service requires of the bus.

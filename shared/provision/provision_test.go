@@ -130,3 +130,33 @@ func TestValidateNamesSetting(t *testing.T) {
 		}
 	}
 }
+
+// A partner flooding its own dead letters evicts only its own oldest ones.
+func TestDeadLettersBoundedPerSubject(t *testing.T) {
+	_, js := testenv.Conn(t, testenv.NATS(t))
+	ctx := context.Background()
+	if err := provision.Apply(ctx, js, provision.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := provision.DefaultConfig()
+	cfg.DeadLetterMaxPerSubject = 5
+	if err := provision.Apply(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject.DeadLetterPrefix+"victim.s", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := js.Publish(ctx, subject.DeadLetterPrefix+"flood.s", []byte("f")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := js.Stream(ctx, subject.DeadLetterStream)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject.DeadLetterAll))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Subjects[subject.DeadLetterPrefix+"victim.s"] != 1 || info.State.Subjects[subject.DeadLetterPrefix+"flood.s"] != 5 {
+		t.Fatalf("dead letters by subject: %v", info.State.Subjects)
+	}
+}

@@ -1,0 +1,75 @@
+package allinone_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/subject"
+)
+
+// TestUpgradeFromLimitsStream: a data dir whose EVENTS stream was made by an
+// older version (limits retention, events not yet stored in it) starts: the
+// backlog is stored and counted once, then the stream is replaced by a work
+// queue.
+func TestUpgradeFromLimitsStream(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	p, subs, _ := s.tenant("upgrade", "web")
+	s.stop()
+
+	// Make the stream as the older version had it, with a backlog.
+	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: filepath.Join(dir, "nats"), Name: "volcanion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, subject.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: subject.EventsStream, Subjects: []string{subject.EventsAll},
+		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew, MaxAge: 7 * 24 * time.Hour, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, jetstream.ConsumerConfig{Durable: subject.WorkersConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1, FilterSubject: subject.EventsAll}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i := 0; i < 300; i++ {
+		e := event.Event{ID: fmt.Sprint("old-", i), PartnerID: p, SubSystemID: subs["web"], EventType: "legacy", Timestamp: now, ReceivedAt: now}
+		data, _ := json.Marshal(e)
+		if _, err := js.Publish(ctx, subject.Events(p, subs["web"]), data, jetstream.WithMsgID(e.MsgID())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+
+	s = startWith(t, dir, func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s.waitTotal(subs["web"], 300)
+	_, state := streamOf(t, s)
+	st := state()
+	if st.Msgs != 0 {
+		t.Fatalf("the new stream holds %d", st.Msgs)
+	}
+	js2, _ := streamOf(t, s)
+	info, err := js2.Stream(ctx, subject.EventsStream)
+	if err != nil || info.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+		t.Fatalf("EVENTS after the upgrade: %v", err)
+	}
+}
