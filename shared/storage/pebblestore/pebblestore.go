@@ -70,8 +70,14 @@ func Open(dir string) (*Store, error) {
 // (for tests and metrics).
 func (s *Store) FilterHits() int64 { return s.db.Metrics().Filter.Hits }
 
-// Flush writes the memtable to sstables (for tests).
-func (s *Store) Flush() error { return s.db.Flush() }
+// Flush writes the memtable to sstables and compacts everything down to
+// the bottom level, where most ids live in a long-running store (for tests).
+func (s *Store) Flush() error {
+	if err := s.db.Flush(); err != nil {
+		return err
+	}
+	return s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false)
+}
 
 // Close flushes and closes the database.
 func (s *Store) Close() error { return s.db.Close() }
@@ -450,6 +456,14 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 	seen := make(map[string][16]byte, len(events))
 	deltas := map[string]int64{}
 	now := time.Now()
+	// Duplicate checks go through one iterator that consults the Bloom
+	// filters on every level: a plain Get skips them on the bottom level,
+	// where most stored ids are, and would read a block for each new id.
+	ids, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("ei/"), UpperBound: []byte("ei0"), UseL6Filters: true})
+	if err != nil {
+		return res, fmt.Errorf("pebblestore: iter: %w", err)
+	}
+	defer ids.Close()
 	for i := range events {
 		e := &events[i]
 		if e.Retention > 0 && !e.Timestamp.Add(e.Retention).After(now) {
@@ -467,13 +481,13 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 			continue
 		}
 		seen[string(idk)] = d
-		if v, err := s.get(idk); err == nil {
-			if stored, _ := parseIDValue(v); stored != nil && !bytes.Equal(stored, d[:]) {
+		if ids.SeekPrefixGE(idk) && bytes.Equal(ids.Key(), idk) {
+			if stored, _ := parseIDValue(ids.Value()); stored != nil && !bytes.Equal(stored, d[:]) {
 				res.Conflicts = append(res.Conflicts, i)
 			}
 			continue
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return storage.WriteResult{}, err
+		} else if err := ids.Error(); err != nil {
+			return storage.WriteResult{}, fmt.Errorf("pebblestore: check id: %w", err)
 		}
 		ts := e.Timestamp.UTC()
 		day := ts.Format("20060102")

@@ -66,7 +66,7 @@ func TestNewIDsAnsweredByFilters(t *testing.T) {
 		}
 		return evs
 	}
-	for b := 0; b < 4; b++ { // stored ids in sstables
+	for b := 0; b < 4; b++ { // stored ids in sstables, compacted to the bottom level
 		if _, err := s.WriteEvents(ctx, batch(fmt.Sprint("old", b))); err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,8 @@ func TestNewIDsAnsweredByFilters(t *testing.T) {
 	if r, err := s.WriteEvents(ctx, batch("new")); err != nil || r.Written != 500 {
 		t.Fatalf("%+v %v", r, err)
 	}
-	if hits := s.FilterHits() - before; hits < 500 {
-		t.Fatalf("500 new ids checked against 4 sstables: the filters spared %d block reads", hits)
+	// A filter of 10 bits a key lets about 1% through.
+	if hits := s.FilterHits() - before; hits < 480 {
+		t.Fatalf("500 new ids checked against the stored ones: the filters spared %d block reads", hits)
 	}
 }
