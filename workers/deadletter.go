@@ -2,11 +2,8 @@ package workers
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,112 +70,50 @@ func reasonLabel(reason string) string {
 	return "other"
 }
 
-// maxDeliveriesAdvisory is what JetStream publishes when an event was
-// delivered MaxDeliver times without an ack (the worker holding it died each
-// time): JetStream will not deliver it again, and work-queue retention keeps
-// it in EVENTS until someone removes it.
-const maxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + subject.EventsStream + "." + subject.WorkersConsumer
+// PurgeEvery is how often PurgeStored removes stored events from EVENTS.
+var PurgeEvery = time.Second
 
-// SweepEvery is how often RescueMaxDeliveries looks for events whose
-// advisory was lost.
-var SweepEvery = 30 * time.Second
-
-// RescueMaxDeliveries dead-letters each event JetStream gave up delivering,
-// so it neither loops nor sits in EVENTS for ever, until ctx ends. Every
-// worker process runs it; the advisory reaches one of them (a queue group),
-// which retries until the event is moved. Advisories are delivered at most
-// once, so a sweep also moves any such event it finds: one still in the
-// stream though it was delivered and nothing is pending or held.
-func RescueMaxDeliveries(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) error {
-	stream, err := js.Stream(ctx, subject.EventsStream)
-	if err != nil {
-		return fmt.Errorf("workers: %w", err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	sub, err := nc.QueueSubscribe(maxDeliveriesAdvisory, "workers", func(m *nats.Msg) {
-		var adv struct {
-			StreamSeq  uint64 `json:"stream_seq"`
-			Deliveries int    `json:"deliveries"`
-		}
-		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			backoff := newBackoff()
-			for ctx.Err() == nil {
-				err := moveAbandoned(ctx, js, stream, adv.StreamSeq, adv.Deliveries, log)
-				if err == nil {
-					return
-				}
-				log.Error().Err(err).Uint64("seq", adv.StreamSeq).Msg("cannot dead-letter an event past its deliveries; retrying")
-				sleep(ctx, backoff.next())
-			}
-		}()
-	})
-	if err != nil {
-		return fmt.Errorf("workers: subscribe to max-deliveries advisories: %w", err)
-	}
-	defer sub.Unsubscribe()
-	t := time.NewTicker(SweepEvery)
+// PurgeStored removes from EVENTS, every PurgeEvery until ctx ends,
+// everything below the workers' consumer's ack floor: each of those events is
+// stored or dead-lettered. Every worker process runs it; a purge that another
+// already did is a no-op.
+func PurgeStored(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) error {
+	t := time.NewTicker(PurgeEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := sweep(ctx, js, stream, log); err != nil && ctx.Err() == nil {
-				log.Warn().Err(err).Msg("sweep for abandoned events failed")
-			}
+		}
+		if err := purgeOnce(ctx, js); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("purge of stored events failed; retrying")
 		}
 	}
 }
 
-// sweep moves events nobody will deliver again: with nothing pending and
-// nothing held, every event still in the stream at or below the consumer's
-// last delivered sequence was given up on.
-func sweep(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, log zerolog.Logger) error {
+func purgeOnce(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	cons, err := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
 	if err != nil {
 		return err
 	}
 	ci, err := cons.Info(ctx)
-	if err != nil || ci.NumPending > 0 || ci.NumAckPending > 0 {
+	if err != nil {
 		return err
 	}
-	si, err := stream.Info(ctx)
-	if err != nil || si.State.Msgs == 0 {
+	stream, err := js.Stream(ctx, subject.EventsStream)
+	if err != nil {
 		return err
 	}
-	last := min(ci.Delivered.Stream, si.State.LastSeq)
-	for seq, n := si.State.FirstSeq, 0; seq <= last && n < 10_000; seq, n = seq+1, n+1 {
-		if err := moveAbandoned(ctx, js, stream, seq, ci.Config.MaxDeliver, log); err != nil {
-			return err
-		}
+	floor := ci.AckFloor.Stream
+	if floor < stream.CachedInfo().State.FirstSeq {
+		return nil
 	}
-	return nil
-}
-
-// moveAbandoned dead-letters the event at seq, if it is still in EVENTS,
-// and removes it from there.
-func moveAbandoned(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, seq uint64, deliveries int, log zerolog.Logger) error {
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	raw, err := stream.GetMsg(actx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // stored or moved already
-	} else if err != nil {
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
 		return err
 	}
-	reason := fmt.Sprintf("not stored after %d deliveries: the worker holding it stopped each time", deliveries)
-	if err := DeadLetter(actx, js, raw.Subject, raw.Data, raw.Header, raw.Sequence, reason); err != nil {
-		return err
-	}
-	if err := stream.DeleteMsg(actx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return err
-	}
-	log.Warn().Str("reason", reason).Uint64("seq", raw.Sequence).Msg("event dead-lettered")
+	mPurged.Inc()
 	return nil
 }

@@ -34,6 +34,8 @@ var (
 		Help: "Events moved to the dead-letter stream, by reason."}, []string{"reason"})
 	mExpired = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_expired_total",
 		Help: "Events not stored because their timestamp is already past the partner's retention."})
+	mPurged = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_stream_purges_total",
+		Help: "Purges of stored events from EVENTS (each removes everything below the ack floor)."})
 	mConflicts = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_id_conflict_total",
 		Help: "Events not stored because their id was already taken by an event with different content (dead-lettered)."})
 	mWriteErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_write_errors_total",
@@ -105,7 +107,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cc := cons.CachedInfo().Config
+	ci := cons.CachedInfo()
+	maxDeliver, err := provision.MaxDeliver(ci)
+	if err != nil {
+		return fmt.Errorf("workers: %w", err)
+	}
 	go w.reportPending(ctx, cons)
 	backoff := newBackoff()
 	for ctx.Err() == nil {
@@ -126,45 +132,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff.reset()
 		if len(msgs) > 0 {
-			w.handle(ctx, msgs, cc.AckWait, cc.MaxDeliver)
+			w.handle(ctx, msgs, ci.Config.AckWait, maxDeliver)
 		}
 	}
 	return nil
-}
-
-// DrainLegacy stores what an older version's EVENTS stream (made before
-// work-queue retention) still holds, through its existing workers consumer,
-// and returns once nothing is pending: then provisioning can replace it. The
-// all-in-one runs it when it starts over an older data dir.
-func (w *Worker) DrainLegacy(ctx context.Context) error {
-	cons, err := w.js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
-	if err != nil {
-		return fmt.Errorf("workers: drain the old stream: %w", err)
-	}
-	cc := cons.CachedInfo().Config
-	for {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("workers: drain the old stream: %w", err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return nil
-		}
-		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(w.cfg.MaxWait))
-		if err != nil {
-			return fmt.Errorf("workers: drain the old stream: %w", err)
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if len(msgs) > 0 {
-			w.handle(ctx, msgs, cc.AckWait, cc.MaxDeliver)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
 }
 
 // item is one fetched message and the event in it.
@@ -187,6 +158,12 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 
 	items := make([]item, 0, len(msgs))
 	for _, m := range msgs {
+		// Checked before anything else, so an event that kills its worker
+		// (or can never be stored) stops coming back.
+		if md, err := m.Metadata(); err == nil && int(md.NumDelivered) > maxDeliver {
+			w.deadLetter(wctx, m, fmt.Sprintf("not stored after %d deliveries: the workers holding it stopped or failed each time", maxDeliver))
+			continue
+		}
 		e, reason := decode(m)
 		if reason != "" {
 			w.deadLetter(wctx, m, reason)
@@ -244,7 +221,11 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 		default:
 			mWriteErrors.Inc()
 			if wctx.Err() != nil {
-				w.giveUp(pending, maxDeliver, err)
+				n := 0
+				for _, p := range pending {
+					n += len(p)
+				}
+				w.log.Warn().Err(err).Int("events", n).Msg("shutdown before the batch was stored; it will be redelivered")
 				return
 			}
 			w.log.Error().Err(err).Int("events", len(part)).Msg("batch write failed; retrying")
@@ -291,22 +272,6 @@ func (w *Worker) checkDirectory(ctx context.Context, items []item) []item {
 		kept = append(kept, it)
 	}
 	return kept
-}
-
-// giveUp leaves unstored events for redelivery when shutdown cut their
-// write short; an event on its last delivery is dead-lettered instead, as
-// nothing would redeliver it.
-func (w *Worker) giveUp(pending [][]item, maxDeliver int, err error) {
-	n := 0
-	for _, part := range pending {
-		for _, it := range part {
-			n++
-			if md, mdErr := it.m.Metadata(); mdErr == nil && maxDeliver > 0 && int(md.NumDelivered) >= maxDeliver {
-				w.deadLetter(context.Background(), it.m, fmt.Sprintf("not stored after %d deliveries: %v", md.NumDelivered, err))
-			}
-		}
-	}
-	w.log.Warn().Err(err).Int("events", n).Msg("shutdown before the batch was stored; it will be redelivered")
 }
 
 // heartbeat tells JetStream, every third of AckWait, that the batch is

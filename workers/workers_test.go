@@ -2,6 +2,7 @@ package workers_test
 
 import (
 	"context"
+	"os"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,9 +43,14 @@ func (f *flaky) WriteEvents(ctx context.Context, evs []event.Event) (storage.Wri
 	return f.Events.WriteEvents(ctx, evs)
 }
 
+func TestMain(m *testing.M) {
+	workers.PurgeEvery = 50 * time.Millisecond // tests poll for an empty stream
+	os.Exit(m.Run())
+}
+
 func setup(t *testing.T, store storage.Events, bus ...func(*provision.Config)) (jetstream.JetStream, context.CancelFunc) {
 	ns := testenv.NATS(t)
-	nc, js := testenv.Conn(t, ns)
+	_, js := testenv.Conn(t, ns)
 	testenv.Provision(t, js, bus...)
 	cfg := workers.DefaultConfig()
 	cfg.MaxWait = 50 * time.Millisecond
@@ -57,7 +63,7 @@ func setup(t *testing.T, store storage.Events, bus ...func(*provision.Config)) (
 	for i := 0; i < 2; i++ { // two loops share the durable consumer
 		go func() { w.Run(ctx); done <- struct{}{} }()
 	}
-	go func() { workers.RescueMaxDeliveries(ctx, nc, js, zerolog.Nop()); done <- struct{}{} }()
+	go func() { workers.PurgeStored(ctx, js, zerolog.Nop()); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done; <-done })
 	return js, cancel
 }
@@ -311,19 +317,15 @@ func TestHeartbeatCoversSlowWrite(t *testing.T) {
 	}
 }
 
-// An event whose holder dies at every delivery is dead-lettered once
-// JetStream stops delivering it, and leaves the stream.
+// An event whose holder dies at every delivery is dead-lettered at the
+// delivery past the bound, before anything else is done with it, and leaves
+// the stream.
 func TestMaxDeliveriesDeadLettered(t *testing.T) {
+	pebble := testenv.Pebble(t)
 	ns := testenv.NATS(t)
-	nc, js := testenv.Conn(t, ns)
+	_, js := testenv.Conn(t, ns)
 	testenv.Provision(t, js, func(c *provision.Config) { c.AckWait = time.Second; c.MaxDeliver = 2 })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { workers.RescueMaxDeliveries(ctx, nc, js, zerolog.Nop()); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// Wait for the rescuer's subscription to reach the server.
-	waitFor(t, "the rescuer to subscribe", func() bool { return ns.NumSubscriptions() > 0 && nc.Flush() == nil })
-
+	ctx := context.Background()
 	publish(t, js, event.Event{ID: "crash", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
 	cons, err := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
 	if err != nil {
@@ -340,20 +342,23 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 		}
 		return deliveries == 2
 	})
-	// JetStream notices the limit when a worker next asks for events.
+	// A live worker gets the third delivery and dead-letters it unstored.
+	wcfg := workers.DefaultConfig()
+	wcfg.MaxWait = 50 * time.Millisecond
+	w := workers.New(wcfg, js, pebble, nil, zerolog.Nop())
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { w.Run(wctx); done <- struct{}{} }()
+	go func() { workers.PurgeStored(wctx, js, zerolog.Nop()); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
 	waitFor(t, "the event dead-lettered and gone from EVENTS", func() bool {
-		if b, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err == nil {
-			for range b.Messages() {
-				deliveries++
-			}
-		}
 		return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0
 	})
-	if deliveries != 2 {
-		t.Fatalf("delivered %d times past MaxDeliver 2", deliveries)
-	}
 	if got := nats.Header(deadLetters(t, js)[0].Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "not stored after 2 deliveries") {
 		t.Fatalf("reason %q", got)
+	}
+	if _, err := pebble.GetEvent(ctx, "p1", "crash"); err == nil {
+		t.Fatal("the event was stored on its last delivery instead of being dead-lettered")
 	}
 }
 
@@ -448,71 +453,3 @@ func TestDeadLetterService(t *testing.T) {
 	}
 }
 
-// An event given up on whose advisory was lost (nobody listened when it
-// fired) is found by the sweep and dead-lettered; an event a worker holds is
-// never swept.
-func TestAbandonedEventSwept(t *testing.T) {
-	saved := workers.SweepEvery
-	workers.SweepEvery = 100 * time.Millisecond
-	t.Cleanup(func() { workers.SweepEvery = saved })
-	ns := testenv.NATS(t)
-	nc, js := testenv.Conn(t, ns)
-	testenv.Provision(t, js, func(c *provision.Config) { c.AckWait = time.Second; c.MaxDeliver = 2 })
-	ctx := context.Background()
-	publish(t, js, event.Event{ID: "lost", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
-	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
-	// Two deliveries to a worker that dies each time, with nobody listening
-	// for the advisory; then JetStream gives up on it.
-	waitFor(t, "JetStream to give up on the event", func() bool {
-		if b, err := cons.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond)); err == nil {
-			for range b.Messages() {
-			}
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered > 0
-	})
-	// A second event, held by a live worker throughout.
-	publish(t, js, event.Event{ID: "held", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
-	b, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held jetstream.Msg
-	for m := range b.Messages() {
-		held = m
-	}
-	if held == nil {
-		t.Fatal("the second event was not delivered")
-	}
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-				held.InProgress()
-			}
-		}
-	}()
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { workers.RescueMaxDeliveries(rctx, nc, js, zerolog.Nop()); close(done) }()
-	defer func() { cancel(); <-done }()
-	// A sweep while "held" is held must leave both alone (something is
-	// pending); had one taken "held", it would be among the dead letters below.
-	waitFor(t, "sweeps to run while an event is held", func() bool {
-		info, _ := cons.Info(ctx)
-		return info != nil && info.NumAckPending == 1 && len(deadLetters(t, js)) == 0
-	})
-	if err := held.Ack(); err != nil {
-		t.Fatal(err)
-	}
-	close(stop)
-	waitFor(t, "the lost event dead-lettered", func() bool { return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0 })
-	var e event.Event
-	json.Unmarshal(deadLetters(t, js)[0].Data, &e)
-	if e.ID != "lost" {
-		t.Fatalf("swept %q", e.ID)
-	}
-}

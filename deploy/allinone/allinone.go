@@ -155,34 +155,14 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		return nil, err
 	}
 	// The all-in-one is its own operator: it runs the provisioning step.
-	var svc micro.Service
-	err = provision.Apply(ctx, js, cfg.Bus)
-	if errors.Is(err, provision.ErrUndrained) {
-		// An older version's stream still holds unstored events: store them
-		// (the registry answers the workers' partner checks), then replace it.
-		log.Info().Msg("storing what the old event stream still holds before replacing it")
-		if svc, err = registry.New(a.store, js, log).Start(ctx, nc); err != nil {
-			return nil, err
-		}
-		a.services = append(a.services, svc)
-		wnc, wjs, err := conn("workers-upgrade")
-		if err != nil {
-			return nil, err
-		}
-		if err := workers.New(cfg.Worker, wjs, a.store, workers.NewRegistryDirectory(wnc, time.Minute), log).DrainLegacy(ctx); err != nil {
-			return nil, fmt.Errorf("allinone: %w", err)
-		}
-		err = provision.Apply(ctx, js, cfg.Bus)
-	}
-	if err != nil {
+	if err := provision.Apply(ctx, js, cfg.Bus); err != nil {
 		return nil, fmt.Errorf("allinone: %w", err)
 	}
-	if svc == nil {
-		if svc, err = registry.New(a.store, js, log).Start(ctx, nc); err != nil {
-			return nil, err
-		}
-		a.services = append(a.services, svc)
+	svc, err := registry.New(a.store, js, log).Start(ctx, nc)
+	if err != nil {
+		return nil, err
 	}
+	a.services = append(a.services, svc)
 
 	if nc, _, err = conn("reporter"); err != nil {
 		return nil, err
@@ -206,12 +186,12 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	var wctx context.Context
 	wctx, a.workCancel = context.WithCancel(context.Background())
 	a.workWG.Add(1)
-	go func(nc *nats.Conn, js jetstream.JetStream) {
+	go func(js jetstream.JetStream) {
 		defer a.workWG.Done()
-		if err := workers.RescueMaxDeliveries(wctx, nc, js, log); err != nil {
-			log.Error().Err(err).Msg("max-deliveries rescue stopped")
+		if err := workers.PurgeStored(wctx, js, log); err != nil {
+			log.Error().Err(err).Msg("purging stored events stopped")
 		}
-	}(nc, js)
+	}(js)
 	for i := 0; i < cfg.Workers; i++ {
 		a.workWG.Add(1)
 		go func() {

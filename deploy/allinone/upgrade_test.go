@@ -17,9 +17,9 @@ import (
 )
 
 // TestUpgradeFromLimitsStream: a data dir whose EVENTS stream was made by an
-// older version (limits retention, events not yet stored in it) starts: the
-// backlog is stored and counted once, then the stream is replaced by a work
-// queue.
+// older version (a 7-day age limit, a consumer that never gives up, events not
+// yet stored in it) starts: provisioning updates both in place, the backlog is
+// stored and counted once, and the stored events leave the stream.
 func TestUpgradeFromLimitsStream(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, dir)
@@ -62,14 +62,10 @@ func TestUpgradeFromLimitsStream(t *testing.T) {
 
 	s = startWith(t, dir, func(c *config) { c.NATSListen = "127.0.0.1:-1" })
 	s.waitTotal(subs["web"], 300)
-	_, state := streamOf(t, s)
-	st := state()
-	if st.Msgs != 0 {
-		t.Fatalf("the new stream holds %d", st.Msgs)
-	}
-	js2, _ := streamOf(t, s)
+	js2, state := streamOf(t, s)
+	poll(t, "the stored events to leave the stream", 15*time.Second, func() bool { return state().Msgs == 0 })
 	info, err := js2.Stream(ctx, subject.EventsStream)
-	if err != nil || info.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+	if err != nil || info.CachedInfo().Config.MaxAge != 0 {
 		t.Fatalf("EVENTS after the upgrade: %v", err)
 	}
 }

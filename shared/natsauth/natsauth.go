@@ -64,16 +64,15 @@ var rolePerms = map[string]perms{
 		pubDeny: []string{subject.RegistryChanges},
 		sub:     []string{"_INBOX.>"},
 	},
-	// Workers consume events, dead-letter the unstorable (moving those
-	// JetStream gave up delivering) and ask the registry whether a partner's
-	// sub-system exists.
+	// Workers consume events, purge the stored ones, dead-letter the
+	// unstorable and ask the registry whether a partner's sub-system exists.
 	// They also serve the dead-letter service, whose replay publishes
 	// events again.
 	"workers": {
 		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
-				"STREAM.MSG.GET."+ev, "STREAM.MSG.DELETE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
-		sub:     []string{"_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + ev + ".>", dlqapi.Prefix + ".>", "$SRV.>"},
+				"STREAM.PURGE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
+		sub:     []string{"_INBOX.>", dlqapi.Prefix + ".>", "$SRV.>"},
 		respond: true,
 	},
 	// The registry serves its subjects and broadcasts changes.

@@ -4,9 +4,13 @@
 // error that names the mismatch, so no service start can overwrite an
 // operator's tuning.
 //
-// EVENTS is a buffer, not an archive: work-queue retention removes an event
-// once a worker has stored it and acknowledged it, so the stream's limits
-// bound the backlog a storage outage can build, never history.
+// EVENTS is a buffer, not an archive: the workers purge, every second,
+// everything below the consumer's ack floor (every event there is stored or
+// dead-lettered), so the stream's limits bound the backlog a storage outage
+// can build, never history. This is the equivalent of work-queue retention
+// at a fraction of its cost: work-queue removes each acknowledged message on
+// its own, which on one node writes and fsyncs a tombstone per event and in
+// a cluster replicates a delete per event; a purge is one operation.
 package provision
 
 import (
@@ -16,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,8 +43,10 @@ type Config struct {
 	// AckWait is how long a worker may hold an event without a heartbeat
 	// before it is handed to another worker.
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one event; past it the event is
-	// dead-lettered with its reason instead of looping for ever.
+	// MaxDeliver bounds deliveries of one event; past it a worker
+	// dead-letters it with its reason instead of storing it, so it never
+	// loops. (JetStream itself never gives up on an event: one it gave up on
+	// would sit below the ack floor for good.)
 	MaxDeliver int
 	// MaxAckPending bounds events handed out and not yet acknowledged.
 	MaxAckPending int
@@ -112,10 +119,10 @@ const DedupKeyMeta = "trk-dedup-key"
 func (c Config) EventsStream() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        subject.EventsStream,
-		Description: "accepted tracking events awaiting storage (a buffer: stored events leave it)",
+		Description: "accepted tracking events awaiting storage (a buffer: the workers purge what is stored)",
 		Subjects:    []string{subject.EventsAll},
 		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxBytes:    c.MaxBytes,
 		MaxMsgs:     c.MaxMsgs,
@@ -161,21 +168,31 @@ func (c Config) WorkersConsumer() jetstream.ConsumerConfig {
 		Description:   "workers persisting events to storage",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: c.MaxAckPending,
 		FilterSubject: subject.EventsAll,
+		Metadata:      map[string]string{MaxDeliverMeta: strconv.Itoa(c.MaxDeliver)},
 	}
 }
 
+// MaxDeliverMeta names the consumer metadata entry holding the deliveries
+// after which workers dead-letter an event.
+const MaxDeliverMeta = "trk-max-deliver"
+
+// MaxDeliver reads the workers' bound on deliveries from the consumer.
+func MaxDeliver(ci *jetstream.ConsumerInfo) (int, error) {
+	n, err := strconv.Atoi(ci.Config.Metadata[MaxDeliverMeta])
+	if err != nil || n < 2 {
+		return 0, fmt.Errorf("consumer %s has no %s setting: run the provisioning step (registry -provision)", subject.WorkersConsumer, MaxDeliverMeta)
+	}
+	return n, nil
+}
+
 // Apply creates or updates the streams and the consumer to match c. It is
-// idempotent. EVENTS made by an older version with limits retention is
-// replaced only when no unstored event is left in it (the workers' consumer
-// has nothing pending); otherwise Apply refuses and says so.
+// idempotent, and updates in place what an older version made (its events
+// stay in the stream until stored).
 func Apply(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := c.Validate(); err != nil {
-		return err
-	}
-	if err := replaceIfDrained(ctx, js, c.EventsStream()); err != nil {
 		return err
 	}
 	events := c.EventsStream()
@@ -208,74 +225,16 @@ func Apply(ctx context.Context, js jetstream.JetStream, c Config) error {
 	return nil
 }
 
-// ErrUndrained: EVENTS, made by an older version with another retention,
-// still holds events the workers have not stored.
-var ErrUndrained = errors.New("provision: the old EVENTS stream still holds unstored events")
-
-// replaceIfDrained deletes an EVENTS stream whose retention cannot be
-// changed in place, but only when every event in it is already stored. It
-// seals the stream first (publishes then fail, and edges answer 503), so no
-// event can be accepted between the check and the delete.
-func replaceIfDrained(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
-	var info *jetstream.StreamInfo
-	err := natsx.Retry(ctx, "read stream "+want.Name, func(ctx context.Context) error {
-		s, err := js.Stream(ctx, want.Name)
-		if err != nil {
-			return err
-		}
-		info = s.CachedInfo()
-		return nil
-	})
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("provision: %w", err)
-	}
-	if info.Config.Retention == want.Retention {
-		return nil
-	}
-	cons, err := js.Consumer(ctx, want.Name, subject.WorkersConsumer)
-	if err != nil {
-		return fmt.Errorf("provision: stream %s has %s retention, want %s, and its workers consumer cannot be read to tell whether it is drained: %w",
-			want.Name, info.Config.Retention, want.Retention, err)
-	}
-	undrained := func() error {
-		ci, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("provision: read consumer %s: %w", subject.WorkersConsumer, err)
-		}
-		if n := ci.NumPending + uint64(ci.NumAckPending); n > 0 {
-			return fmt.Errorf("%w: stream %s has %s retention, want %s: it still holds %d unstored events; let the workers drain it, then provision again",
-				ErrUndrained, want.Name, info.Config.Retention, want.Retention, n)
-		}
-		return nil
-	}
-	if err := undrained(); err != nil {
-		return err
-	}
-	if !info.Config.Sealed {
-		sealed := info.Config
-		sealed.Sealed = true
-		if _, err := js.UpdateStream(ctx, sealed); err != nil {
-			return fmt.Errorf("provision: seal the old stream %s: %w", want.Name, err)
-		}
-	}
-	// Events accepted between the check and the seal are pending now; the
-	// stream stays sealed (ingest answers 503) until they are stored.
-	if err := undrained(); err != nil {
-		return err
-	}
-	if err := js.DeleteStream(ctx, want.Name); err != nil {
-		return fmt.Errorf("provision: replace drained stream %s: %w", want.Name, err)
-	}
-	return nil
-}
-
 var errNoKey = errors.New("provision: EVENTS has no de-duplication key: run the provisioning step (registry -provision)")
 
 // DedupKey returns the key edges derive Nats-Msg-Ids from.
 func DedupKey(ctx context.Context, js jetstream.JetStream) (string, error) {
-	s, err := js.Stream(ctx, subject.EventsStream)
+	var s jetstream.Stream
+	err := natsx.Retry(ctx, "read stream "+subject.EventsStream, func(ctx context.Context) error {
+		var err error
+		s, err = js.Stream(ctx, subject.EventsStream)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return "", errNoKey
 	} else if err != nil {
@@ -325,8 +284,10 @@ func Verify(ctx context.Context, js jetstream.JetStream, need Need) error {
 	if need&NeedEvents != 0 {
 		errs = append(errs, check(subject.EventsStream, func(c jetstream.StreamConfig) string {
 			switch {
-			case c.Retention != jetstream.WorkQueuePolicy:
-				return fmt.Sprintf("retention is %s, want %s", c.Retention, jetstream.WorkQueuePolicy)
+			case c.Retention != jetstream.LimitsPolicy:
+				return fmt.Sprintf("retention is %s, want %s (the workers purge what is stored)", c.Retention, jetstream.LimitsPolicy)
+			case c.MaxAge != 0:
+				return fmt.Sprintf("max age is %s, want none (an age limit would drop unstored events)", c.MaxAge)
 			case c.Discard != jetstream.DiscardNew:
 				return fmt.Sprintf("discard policy is %s, want %s (never drop unstored events)", c.Discard, jetstream.DiscardNew)
 			case len(c.Subjects) != 1 || c.Subjects[0] != subject.EventsAll:
@@ -368,12 +329,15 @@ func verifyConsumer(ctx context.Context, js jetstream.JetStream) error {
 	} else if err != nil {
 		return err
 	}
+	if _, err := MaxDeliver(ci); err != nil {
+		return err
+	}
 	c := ci.Config
 	switch {
 	case c.AckPolicy != jetstream.AckExplicitPolicy:
 		return fmt.Errorf("consumer %s: ack policy is %s, want explicit", subject.WorkersConsumer, c.AckPolicy)
-	case c.MaxDeliver < 2:
-		return fmt.Errorf("consumer %s: max deliver is %d, want a bound of at least 2 (so an event that can never be stored is dead-lettered, not looped for ever)", subject.WorkersConsumer, c.MaxDeliver)
+	case c.MaxDeliver != -1:
+		return fmt.Errorf("consumer %s: max deliver is %d, want -1 (the workers dead-letter an event past %s; one JetStream gave up on would block the purge of stored events)", subject.WorkersConsumer, c.MaxDeliver, MaxDeliverMeta)
 	case c.FilterSubject != subject.EventsAll && c.FilterSubject != "":
 		return fmt.Errorf("consumer %s: filter is %s, want %s", subject.WorkersConsumer, c.FilterSubject, subject.EventsAll)
 	}

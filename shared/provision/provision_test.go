@@ -32,7 +32,7 @@ func TestApplyThenVerify(t *testing.T) {
 	}
 	s, _ := js.Stream(ctx, subject.EventsStream)
 	c := s.CachedInfo().Config
-	if c.Retention != jetstream.WorkQueuePolicy || c.Discard != jetstream.DiscardNew || c.MaxAge != 0 || c.Duplicates != 2*time.Minute {
+	if c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardNew || c.MaxAge != 0 || c.Duplicates != 2*time.Minute {
 		t.Fatalf("EVENTS: %+v", c)
 	}
 	// A changed setting is applied by provisioning again.
@@ -47,47 +47,49 @@ func TestApplyThenVerify(t *testing.T) {
 	}
 }
 
-// A stream made another way is refused with the mismatch named; an old
-// limits-retention EVENTS is replaced only when drained.
+// A stream made another way is refused with the mismatch named; one made by
+// an older version (an age limit, no delivery bound) is updated in place by
+// provisioning, its unstored events kept.
 func TestVerifyNamesMismatch(t *testing.T) {
 	_, js := testenv.Conn(t, testenv.NATS(t))
 	ctx := context.Background()
-	old := provision.DefaultConfig().EventsStream()
-	old.Retention = jetstream.LimitsPolicy
-	if _, err := js.CreateStream(ctx, old); err != nil {
+	wq := provision.DefaultConfig().EventsStream()
+	wq.Retention = jetstream.WorkQueuePolicy
+	if _, err := js.CreateStream(ctx, wq); err != nil {
 		t.Fatal(err)
 	}
 	err := provision.Verify(ctx, js, provision.NeedEvents)
-	if err == nil || !strings.Contains(err.Error(), "retention is Limits, want WorkQueue") {
+	if err == nil || !strings.Contains(err.Error(), "retention is WorkQueue, want Limits") {
 		t.Fatalf("verify: %v", err)
 	}
-	// An unstored event in it: provisioning refuses to replace it.
-	if _, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, provision.DefaultConfig().WorkersConsumer()); err != nil {
+	if err := js.DeleteStream(ctx, subject.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	old := provision.DefaultConfig().EventsStream()
+	old.MaxAge = 7 * 24 * time.Hour
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, jetstream.ConsumerConfig{Durable: subject.WorkersConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1, FilterSubject: subject.EventsAll}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := js.Publish(ctx, "trk.events.p.s", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	err = provision.Apply(ctx, js, provision.DefaultConfig())
-	if err == nil || !strings.Contains(err.Error(), "1 unstored events") {
-		t.Fatalf("apply over an undrained stream: %v", err)
-	}
-	// Drained (the workers stored and acked it): replaced.
-	cons, _ := js.Consumer(ctx, subject.EventsStream, subject.WorkersConsumer)
-	b, err := cons.Fetch(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range b.Messages() {
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
+	err = provision.Verify(ctx, js, provision.NeedEvents|provision.NeedConsumer)
+	if err == nil || !strings.Contains(err.Error(), "max age is 168h0m0s, want none") || !strings.Contains(err.Error(), "no trk-max-deliver setting") {
+		t.Fatalf("verify an old stream: %v", err)
 	}
 	if err := provision.Apply(ctx, js, provision.DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
 	if err := provision.Verify(ctx, js, provision.NeedEvents|provision.NeedConsumer); err != nil {
 		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, subject.EventsStream)
+	if s.CachedInfo().State.Msgs != 1 {
+		t.Fatal("the unstored event was lost in the update")
 	}
 }
 

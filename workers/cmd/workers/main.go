@@ -54,8 +54,8 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := workers.RescueMaxDeliveries(ctx, d.NC, d.JS, log); err != nil {
-				log.Error().Err(err).Msg("max-deliveries rescue stopped")
+			if err := workers.PurgeStored(ctx, d.JS, log); err != nil {
+				log.Error().Err(err).Msg("purging stored events stopped")
 			}
 		}()
 		errs := make([]error, *loops)
