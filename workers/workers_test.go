@@ -2,10 +2,10 @@ package workers_test
 
 import (
 	"context"
-	"os"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -452,4 +452,3 @@ func TestDeadLetterService(t *testing.T) {
 		t.Fatalf("counts %+v, want 2", cs)
 	}
 }
-
