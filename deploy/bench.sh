@@ -37,6 +37,7 @@ allinone() { # label, extra volcanion flags...
 
 stack() {
   export STACK_DIR=$out/stack
+  rm -rf "$STACK_DIR" # a fresh topology each run (Cassandra's data is elsewhere, or shared)
   deploy/stack.sh up > "$out/stack-up.log" 2>&1 || { log "stack did not start; see $out/stack-up.log"; deploy/stack.sh down; exit 1; }
   trap 'deploy/stack.sh down >/dev/null 2>&1' EXIT
   local admin; admin=$(cat "$STACK_DIR/admin-token")
