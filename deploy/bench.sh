@@ -5,7 +5,9 @@
 #                              off: 60 s of bulk load, then the drain
 #   deploy/bench.sh stack      the production topology (make stack): the raw
 #                              Cassandra ceiling, then the load and drain with
-#                              one worker process and with two
+#                              one worker process and with two, each also with
+#                              the workers held during the load (-hold), so the
+#                              drain measures storing alone
 #
 # Settings: BENCH_DURATION (60s), BENCH_CONCURRENCY (8), BENCH_BULK (100),
 # BENCH_OUT (./data/bench: JSON results and logs). Loopback only.
@@ -45,15 +47,18 @@ stack() {
   # The storage's own ceiling, on the same Cassandra, in the same run.
   VT_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench Ceiling -benchtime 1x ./shared/storage/cassandrastore/ | tee "$out/ceiling.txt"
   local ceiling; ceiling=$(awk '/BenchmarkCeiling/ { for (i = 1; i < NF; i++) if ($(i+1) == "raw-events/s") print $i }' "$out/ceiling.txt")
-  run() { # label
-    bin/drainbench -label "$1" -urls "$urls" -admin-token "$admin" -nats-url nats://127.0.0.1:4222 \
+  run() { # label, extra drainbench flags...
+    local label=$1; shift
+    bin/drainbench -label "$label" -urls "$urls" -admin-token "$admin" -nats-url nats://127.0.0.1:4222 \
       -nats-creds "$STACK_DIR/nats/admin.creds" -duration "$dur" -concurrency "$conc" -bulk "$bulk" \
-      -ceiling "${ceiling:-0}" -json "$out/$1.json"
+      -ceiling "${ceiling:-0}" -json "$out/$label.json" "$@"
   }
   deploy/stack.sh stop workers2
   run stack-1-worker-process
+  run stack-1-worker-process-held -hold
   deploy/stack.sh start workers2
   run stack-2-worker-processes
+  run stack-2-worker-processes-held -hold
 }
 
 case "${1:-}" in

@@ -46,6 +46,7 @@ type config struct {
 	label        string
 	ceiling      float64
 	out          string
+	hold         bool
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&c.label, "label", "", "name of this run in the report")
 	flag.Float64Var(&c.ceiling, "ceiling", 0, "the storage's own ceiling in events/s measured in the same run (prints stored/ceiling)")
 	flag.StringVar(&c.out, "json", "", "also write the result as JSON to this file")
+	flag.BoolVar(&c.hold, "hold", false, "pause the workers' consumer during the load, so the drain measures storing alone (needs credentials that may pause it)")
 	flag.Parse()
 	c.urls = strings.Split(*urls, ",")
 	if err := run(c); err != nil {
@@ -135,6 +137,7 @@ type result struct {
 	Samples       []sample `json:"samples"`
 	DeadLettered  uint64   `json:"deadLettered"`
 	ReportChecked bool     `json:"reportChecked"`
+	Held          bool     `json:"held"`
 }
 
 func run(c config) error {
@@ -199,6 +202,12 @@ func run(c config) error {
 	}
 	body := map[string]any{"events": evs}
 
+	if c.hold {
+		if _, err := js.PauseConsumer(ctx, subject.EventsStream, subject.WorkersConsumer, time.Now().Add(c.duration+time.Minute)); err != nil {
+			return fmt.Errorf("pause the workers: %w", err)
+		}
+		defer js.ResumeConsumer(context.Background(), subject.EventsStream, subject.WorkersConsumer)
+	}
 	var accepted atomic.Uint64
 	var mu sync.Mutex
 	statuses := map[int]int{}
@@ -232,7 +241,7 @@ func run(c config) error {
 	}
 
 	var samples []sample
-	r := result{Label: c.label, Ceiling: c.ceiling}
+	r := result{Label: c.label, Ceiling: c.ceiling, Held: c.hold}
 	take := func() (sample, error) {
 		st, err := state(subject.EventsStream)
 		if err != nil {
@@ -257,6 +266,11 @@ func run(c config) error {
 	loadSeconds := time.Since(began).Seconds()
 	r.Accepted = accepted.Load()
 	r.AcceptedRate = float64(r.Accepted) / loadSeconds
+	if c.hold {
+		if _, err := js.ResumeConsumer(ctx, subject.EventsStream, subject.WorkersConsumer); err != nil {
+			return fmt.Errorf("resume the workers: %w", err)
+		}
+	}
 	drainDeadline := time.Now().Add(c.drainTimeout)
 	var last sample
 	for {
@@ -273,6 +287,9 @@ func run(c config) error {
 	}
 	r.DrainSeconds = last.At - loadSeconds
 	r.StoredRate = float64(last.Left) / last.At
+	if c.hold { // nothing was stored during the load: the rate is the drain's
+		r.StoredRate = float64(last.Left) / max(r.DrainSeconds, 1)
+	}
 	// Stored per minute: the first and the last whole minute of storing.
 	rate := func(from, to float64) float64 {
 		var a, b *sample
@@ -289,8 +306,12 @@ func run(c config) error {
 		}
 		return float64(b.Left-a.Left) / (b.At - a.At)
 	}
-	r.FirstMinute = rate(0, 60)
-	r.LastMinute = rate(max(0, last.At-60), last.At)
+	from0 := 0.0
+	if c.hold {
+		from0 = loadSeconds
+	}
+	r.FirstMinute = rate(from0, from0+60)
+	r.LastMinute = rate(max(from0, last.At-60), last.At)
 	after, _ := state(subject.EventsStream)
 	r.StreamBytes, r.StreamMsgs = after.Bytes, after.Msgs
 	if dlq, err := state(subject.DeadLetterStream); err == nil {
@@ -329,8 +350,12 @@ func run(c config) error {
 func print(r result) {
 	fmt.Printf("\n== %s ==\n", r.Label)
 	fmt.Printf("accepted        %d events, %.0f events/s during the load (statuses %v)\n", r.Accepted, r.AcceptedRate, r.Statuses)
-	fmt.Printf("stored          %.0f events/s over load and drain; first minute %.0f/s, last minute %.0f/s (last/first %.2f)\n",
-		r.StoredRate, r.FirstMinute, r.LastMinute, r.LastMinute/max(r.FirstMinute, 1))
+	span := "over load and drain"
+	if r.Held {
+		span = "draining a held backlog (workers paused during the load)"
+	}
+	fmt.Printf("stored          %.0f events/s %s; first minute %.0f/s, last minute %.0f/s (last/first %.2f)\n",
+		r.StoredRate, span, r.FirstMinute, r.LastMinute, r.LastMinute/max(r.FirstMinute, 1))
 	if r.Ceiling > 0 {
 		fmt.Printf("vs ceiling      %.0f events/s measured in the same run: %.2f\n", r.Ceiling, r.StoredRate/r.Ceiling)
 	}
