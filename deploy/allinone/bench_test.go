@@ -15,9 +15,9 @@ import (
 
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
-func benchSys(b *testing.B) (*sys, string) {
+func benchSys(b *testing.B, noFsync bool) (*sys, string) {
 	// A limit far above the load, so the limiter's cost is in the figures.
-	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit = 1 << 30 })
+	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NoFsync = 1<<30, noFsync })
 	_, _, key := s.tenant("bench", "web")
 	return s, key
 }
@@ -37,8 +37,29 @@ func post(b *testing.B, url, key string, body []byte) {
 	}
 }
 
+// Each benchmark runs with fsync before the PubAck (the default) and
+// without (-no-fsync).
 func BenchmarkIngestSingle(b *testing.B) {
-	s, key := benchSys(b)
+	for _, noFsync := range []bool{false, true} {
+		b.Run(fsyncName(noFsync), func(b *testing.B) { ingestSingle(b, noFsync) })
+	}
+}
+
+func BenchmarkIngestBulk100(b *testing.B) {
+	for _, noFsync := range []bool{false, true} {
+		b.Run(fsyncName(noFsync), func(b *testing.B) { ingestBulk(b, noFsync) })
+	}
+}
+
+func fsyncName(noFsync bool) string {
+	if noFsync {
+		return "no-fsync"
+	}
+	return "fsync"
+}
+
+func ingestSingle(b *testing.B, noFsync bool) {
+	s, key := benchSys(b, noFsync)
 	body, _ := json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
 	b.SetParallelism(16)
 	b.ResetTimer()
@@ -51,8 +72,8 @@ func BenchmarkIngestSingle(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
-func BenchmarkIngestBulk100(b *testing.B) {
-	s, key := benchSys(b)
+func ingestBulk(b *testing.B, noFsync bool) {
+	s, key := benchSys(b, noFsync)
 	var batch []map[string]any
 	for i := 0; i < 100; i++ {
 		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
