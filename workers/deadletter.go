@@ -87,6 +87,7 @@ func PurgeStored(ctx context.Context, js jetstream.JetStream, log zerolog.Logger
 		case <-t.C:
 		}
 		if err := purgeOnce(ctx, js); err != nil && ctx.Err() == nil {
+			mPurgeErrors.Inc()
 			log.Warn().Err(err).Msg("purge of stored events failed; retrying")
 		}
 	}

@@ -34,6 +34,10 @@ var (
 		Help: "Events moved to the dead-letter stream, by reason."}, []string{"reason"})
 	mExpired = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_expired_total",
 		Help: "Events not stored because their timestamp is already past the partner's retention."})
+	mUnpurged = promauto.NewGauge(prometheus.GaugeOpts{Name: "trk_stream_stored_unpurged_messages",
+		Help: "Events in EVENTS already stored or dead-lettered and not purged yet (grows while one held event keeps the ack floor down)."})
+	mPurgeErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_stream_purge_errors_total",
+		Help: "Failed purges of stored events (a denied purge, for one: stale NATS credentials)."})
 	mPurged = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_stream_purges_total",
 		Help: "Purges of stored events from EVENTS (each removes everything below the ack floor)."})
 	mConflicts = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_worker_events_id_conflict_total",
@@ -357,7 +361,13 @@ func (w *Worker) reportPending(ctx context.Context, cons jetstream.Consumer) {
 	defer t.Stop()
 	for {
 		if info, err := cons.Info(ctx); err == nil {
-			mPending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+			pending := info.NumPending + uint64(info.NumAckPending)
+			mPending.Set(float64(pending))
+			if s, err := w.js.Stream(ctx, subject.EventsStream); err == nil {
+				// Stored but not purged yet: it grows when an event held for a
+				// long time keeps the ack floor down.
+				mUnpurged.Set(float64(s.CachedInfo().State.Msgs - min(s.CachedInfo().State.Msgs, pending)))
+			}
 		}
 		select {
 		case <-ctx.Done():

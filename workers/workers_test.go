@@ -319,7 +319,7 @@ func TestHeartbeatCoversSlowWrite(t *testing.T) {
 
 // An event whose holder dies at every delivery is dead-lettered at the
 // delivery past the bound, before anything else is done with it, and leaves
-// the stream.
+// the stream; an event at the bound itself is still stored.
 func TestMaxDeliveriesDeadLettered(t *testing.T) {
 	pebble := testenv.Pebble(t)
 	ns := testenv.NATS(t)
@@ -331,18 +331,30 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A "worker" that takes the event and dies without acknowledging it, twice.
-	deliveries := 0
-	waitFor(t, "two deliveries", func() bool {
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
-		if err == nil {
-			for range b.Messages() {
-				deliveries++
+	// A "worker" that takes events and dies without acknowledging them:
+	// "crash" twice (the bound), then "once" once.
+	take := func(id string, times int) {
+		n := 0
+		waitFor(t, "deliveries of "+id, func() bool {
+			b, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+			if err == nil {
+				for m := range b.Messages() {
+					var e event.Event
+					json.Unmarshal(m.Data(), &e)
+					if e.ID != id {
+						t.Fatalf("delivered %s while taking %s", e.ID, id)
+					}
+					n++
+				}
 			}
-		}
-		return deliveries == 2
-	})
-	// A live worker gets the third delivery and dead-letters it unstored.
+			return n == times
+		})
+	}
+	take("crash", 2)
+	publish(t, js, event.Event{ID: "once", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
+	take("once", 1) // delivered before "crash" comes back, an AckWait later
+	// A live worker gets "crash" a third time and dead-letters it unstored,
+	// and "once" a second time, at the bound, and stores it.
 	wcfg := workers.DefaultConfig()
 	wcfg.MaxWait = 50 * time.Millisecond
 	w := workers.New(wcfg, js, pebble, nil, zerolog.Nop())
@@ -351,14 +363,18 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 	go func() { w.Run(wctx); done <- struct{}{} }()
 	go func() { workers.PurgeStored(wctx, js, zerolog.Nop()); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
-	waitFor(t, "the event dead-lettered and gone from EVENTS", func() bool {
-		return len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0
+	waitFor(t, "one dead-lettered, one stored, the stream empty", func() bool {
+		_, err := pebble.GetEvent(ctx, "p1", "once")
+		return err == nil && len(deadLetters(t, js)) == 1 && eventsLeft(t, js) == 0
 	})
-	if got := nats.Header(deadLetters(t, js)[0].Header).Get(subject.HeaderReason); !strings.HasPrefix(got, "not stored after 2 deliveries") {
-		t.Fatalf("reason %q", got)
+	dl := deadLetters(t, js)[0]
+	var e event.Event
+	json.Unmarshal(dl.Data, &e)
+	if got := nats.Header(dl.Header).Get(subject.HeaderReason); e.ID != "crash" || !strings.HasPrefix(got, "not stored after 2 deliveries") {
+		t.Fatalf("dead letter %s: %q", e.ID, got)
 	}
 	if _, err := pebble.GetEvent(ctx, "p1", "crash"); err == nil {
-		t.Fatal("the event was stored on its last delivery instead of being dead-lettered")
+		t.Fatal("the event was stored past its bound instead of being dead-lettered")
 	}
 }
 

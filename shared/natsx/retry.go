@@ -9,6 +9,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// errStreamInvalidConfig is nats-server's JSStreamInvalidConfigF (10052),
+// sent with status 500 although retrying a refused configuration never helps.
+const errStreamInvalidConfig jetstream.ErrorCode = 10052
+
 // SetupTimeout bounds how long a service waits at start for JetStream (a
 // cluster still electing its leader answers nothing for a few seconds).
 const SetupTimeout = 2 * time.Minute
@@ -26,7 +30,7 @@ func Retry(ctx context.Context, what string, fn func(context.Context) error) err
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 {
+		if errors.As(err, &apiErr) && ((apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408) || apiErr.ErrorCode == errStreamInvalidConfig) {
 			return fmt.Errorf("natsx: %s: %w", what, err) // refused, not unready: retrying will not help
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {

@@ -109,6 +109,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// MaxEventBytes bounds one message in EVENTS.
+const MaxEventBytes = 512 << 10
+
 // DedupKeyMeta names the EVENTS stream metadata entry holding the key edges
 // derive Nats-Msg-Ids from. Partner credentials cannot read stream info, so
 // a partner publishing straight to NATS cannot forge an edge's id (and so
@@ -126,8 +129,13 @@ func (c Config) EventsStream() jetstream.StreamConfig {
 		Discard:     jetstream.DiscardNew,
 		MaxBytes:    c.MaxBytes,
 		MaxMsgs:     c.MaxMsgs,
-		Duplicates:  c.Duplicates,
-		Replicas:    c.Replicas,
+		// Far above any event the edge accepts (64 KiB) and below any
+		// server's max_payload (1 MiB by default), so the dead-letter copy of
+		// any event, headers added, always fits: an event that could not be
+		// dead-lettered would hold the ack floor and stop every purge.
+		MaxMsgSize: MaxEventBytes,
+		Duplicates: c.Duplicates,
+		Replicas:   c.Replicas,
 	}
 }
 

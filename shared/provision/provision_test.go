@@ -162,3 +162,19 @@ func TestDeadLettersBoundedPerSubject(t *testing.T) {
 		t.Fatalf("dead letters by subject: %v", info.State.Subjects)
 	}
 }
+
+// An event too big to be dead-lettered with its headers is refused at
+// publish, so no event can hold the ack floor by failing to move.
+func TestEventsBoundedInSize(t *testing.T) {
+	_, js := testenv.Conn(t, testenv.NATS(t))
+	ctx := context.Background()
+	if err := provision.Apply(ctx, js, provision.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "trk.events.p.s", make([]byte, provision.MaxEventBytes+1)); err == nil {
+		t.Fatal("an oversized event was accepted")
+	}
+	if _, err := js.Publish(ctx, "trk.events.p.s", make([]byte, provision.MaxEventBytes-1024)); err != nil {
+		t.Fatal(err)
+	}
+}
