@@ -19,9 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -32,6 +30,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/subject"
+
+	"github.com/volcanion/tracking/deploy/allinone/internal/loopback"
 )
 
 type config struct {
@@ -69,19 +69,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "drainbench:", err)
 		os.Exit(1)
 	}
-}
-
-func loopback(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if h := u.Hostname(); h == "localhost" {
-		return nil
-	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("%s: only loopback targets are allowed", raw)
 }
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -152,7 +139,7 @@ func run(c config) error {
 		return errors.New("-admin-token is required")
 	}
 	for _, u := range append(append([]string{}, c.urls...), c.natsURL) {
-		if err := loopback(u); err != nil {
+		if err := loopback.Check(u); err != nil {
 			return err
 		}
 	}

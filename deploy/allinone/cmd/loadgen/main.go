@@ -14,14 +14,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/volcanion/tracking/deploy/allinone/internal/loopback"
 )
 
 func main() {
@@ -37,21 +37,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-}
-
-func loopback(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("-url %s: only loopback targets are allowed", raw)
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
@@ -109,7 +94,7 @@ func run(base, key, admin, sub string, conc int, dur time.Duration, bulk int) er
 	case bulk < 0 || bulk > 500:
 		return errors.New("-bulk must be 0-500")
 	}
-	if err := loopback(base); err != nil {
+	if err := loopback.Check(base); err != nil {
 		return err
 	}
 	var err error
