@@ -8,25 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // streamOf connects to the all-in-one's NATS port and reads EVENTS.
 func streamOf(t *testing.T, s *sys) (jetstream.JetStream, func() jetstream.StreamState) {
 	t.Helper()
-	nc, err := nats.Connect(s.app.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.ConnURL(t, s.app.NATSURL())
 	return js, func() jetstream.StreamState {
 		st, err := js.Stream(context.Background(), subject.EventsStream)
 		if err != nil {

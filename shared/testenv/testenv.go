@@ -30,7 +30,13 @@ func NATS(t testing.TB) *server.Server {
 // Conn connects to ns and returns the connection and a JetStream context.
 func Conn(t testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
+	return ConnURL(t, ns.ClientURL())
+}
+
+// ConnURL connects to the server at url, closing the connection when the test ends.
+func ConnURL(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
