@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/volcanion/tracking/shared/event"
@@ -23,7 +24,15 @@ var (
 	// itself is refused (too large, invalid for the backend). Any other
 	// write error is taken as transient.
 	ErrRefused = errors.New("storage: refused")
+	// ErrConflict: the record changed since it was read (its version moved);
+	// read it again and re-decide.
+	ErrConflict = errors.New("storage: changed concurrently")
 )
+
+// CodeKey is the form a code is unique under: codes are unique
+// case-insensitively, so "acme" and "ACME" cannot be two partners. Records
+// keep the code as written.
+func CodeKey(code string) string { return strings.ToLower(code) }
 
 // Page selects a slice of a listing.
 type Page struct {
@@ -32,12 +41,20 @@ type Page struct {
 	IncludeDeleted bool
 }
 
-// Tenants stores partners, sub-systems and keys. Codes are unique among
-// records that are not Deleted: deleting a record releases its code.
-// Listings are in creation order.
+// Tenants stores partners, sub-systems and keys. Codes are unique,
+// case-insensitively, among records that are not Deleted: deleting a record
+// releases its code. Listings are in creation order.
+//
+// Every record carries a Version. Create stores the record with Version 1.
+// Update is a compare-and-set: it writes the record only if the stored
+// version is still r.Version (the one the caller read), stores it as
+// r.Version+1, and otherwise answers ErrConflict and changes nothing. So a
+// decision taken on a record (revoke, regenerate, toggle, delete) can never
+// be overwritten by a writer that read the record before it.
 type Tenants interface {
 	CreatePartner(ctx context.Context, p tenant.Partner) error
-	// UpdatePartner replaces a partner; the code may change (ErrCodeTaken).
+	// UpdatePartner replaces a partner if unchanged since read (ErrConflict);
+	// the code may change (ErrCodeTaken).
 	UpdatePartner(ctx context.Context, p tenant.Partner) error
 	GetPartner(ctx context.Context, id string) (tenant.Partner, error)
 	// GetPartnerByCode finds the live (not Deleted) partner with the code.
@@ -45,6 +62,7 @@ type Tenants interface {
 	ListPartners(ctx context.Context, page Page) (items []tenant.Partner, total int, err error)
 
 	CreateSubSystem(ctx context.Context, s tenant.SubSystem) error
+	// UpdateSubSystem replaces a sub-system if unchanged since read (ErrConflict).
 	UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error
 	// GetSubSystem finds a sub-system by id alone; callers check ownership.
 	GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error)
@@ -52,10 +70,13 @@ type Tenants interface {
 	ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error)
 
 	CreateAPIKey(ctx context.Context, k tenant.APIKey) error
+	// UpdateAPIKey replaces a key if unchanged since read (ErrConflict). It
+	// never writes LastUsedAt.
 	UpdateAPIKey(ctx context.Context, k tenant.APIKey) error
 	GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error)
 	// TouchAPIKey moves a key's last-used time forward to at (never back),
-	// changing nothing else, so it cannot undo a concurrent revoke.
+	// changing nothing else (not the version), so it cannot undo a
+	// concurrent revoke nor make one conflict.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 	ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.APIKey, error)
 }

@@ -45,6 +45,8 @@ type Partner struct {
 	RequireSignature bool      `json:"requireSignature,omitempty"`
 	CreatedAt        time.Time `json:"createdAt"`
 	UpdatedAt        time.Time `json:"updatedAt"`
+	// Version counts the writes of the record (storage.Tenants).
+	Version int64 `json:"version"`
 }
 
 // MaxRetentionDays bounds a partner's retention (10 years).
@@ -59,6 +61,7 @@ type SubSystem struct {
 	Status    Status    `json:"status"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	Version   int64     `json:"version"`
 }
 
 // Key scopes.
@@ -89,6 +92,10 @@ type APIKey struct {
 	CreatedAt        time.Time  `json:"createdAt"`
 	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
 	LastUsedAt       *time.Time `json:"lastUsedAt,omitempty"`
+	// ReplacedBy is the id of the key a regenerate issued in its place; a
+	// key is rotated once.
+	ReplacedBy string `json:"replacedBy,omitempty"`
+	Version    int64  `json:"version"`
 }
 
 // HasScope reports whether the key carries a scope. Keys made before scopes
@@ -125,6 +132,8 @@ type KeyView struct {
 	CreatedAt        time.Time  `json:"createdAt"`
 	RevokedAt        *time.Time `json:"revokedAt,omitempty"`
 	LastUsedAt       *time.Time `json:"lastUsedAt"`
+	ReplacedBy       string     `json:"replacedBy,omitempty"`
+	Version          int64      `json:"version"`
 }
 
 // View returns the public view of k.
@@ -135,7 +144,8 @@ func (k APIKey) View() KeyView {
 	}
 	return KeyView{ID: k.ID, PartnerID: k.PartnerID, Name: k.Name, Prefix: KeyPrefix + k.ID, Status: k.Status,
 		Scopes: scopes, SubSystemID: k.SubSystemID, RateLimit: k.RateLimit, RequireSignature: k.RequireSignature,
-		ExpiredAt: k.ExpiresAt, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt}
+		ExpiredAt: k.ExpiresAt, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
+		ReplacedBy: k.ReplacedBy, Version: k.Version}
 }
 
 // NewID returns a time-ordered UUID (v7), so key order is creation order.

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -85,12 +88,12 @@ func (st *Store) release(ctx context.Context, idx codeIndex, keys []any, id stri
 
 // ---- partners ----
 
-const partnerCols = "id, code, name, status, retention_days, rate_limit, require_signature, created_at, updated_at"
+const partnerCols = "id, code, name, status, retention_days, rate_limit, require_signature, created_at, updated_at, version"
 
 func scanPartner(sc interface{ Scan(...any) error }) (tenant.Partner, error) {
 	var p tenant.Partner
 	var status string
-	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.RetentionDays, &p.RateLimit, &p.RequireSignature, &p.CreatedAt, &p.UpdatedAt)
+	err := sc.Scan(&p.ID, &p.Code, &p.Name, &status, &p.RetentionDays, &p.RateLimit, &p.RequireSignature, &p.CreatedAt, &p.UpdatedAt, &p.Version)
 	p.Status = tenant.Status(status)
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	return p, err
@@ -120,16 +123,86 @@ func staleRule(code string, holder func(id string) (string, tenant.Status, error
 			return false, err
 		case hStatus == tenant.Deleted:
 			return true, nil
-		case hCode != code:
+		case storage.CodeKey(hCode) != storage.CodeKey(code):
 			return time.Since(claimedAt) > claimGrace, nil
 		}
 		return false, nil
 	}
 }
 
-func (st *Store) putPartner(ctx context.Context, p tenant.Partner) error {
-	return st.write("INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.Code, p.Name, string(p.Status), p.RetentionDays, p.RateLimit, p.RequireSignature, p.CreatedAt, p.UpdatedAt).ExecContext(ctx)
+// versionIs is the condition of a compare-and-set on a record read at
+// version v: rows written before versions existed have none (read as 0).
+func versionIs(v int64) (string, any) {
+	if v == 0 {
+		return " IF version = null", nil
+	}
+	return " IF version = ?", v
+}
+
+// cas runs a conditional statement; not applied is ErrConflict, or
+// ErrNotFound when the row is gone.
+func (st *Store) cas(ctx context.Context, what, stmt string, args ...any) error {
+	m := map[string]any{}
+	applied, err := st.s.Query(stmt, args...).MapScanCASContext(ctx, m)
+	if err != nil {
+		return fmt.Errorf("cassandrastore: %s: %w", what, err)
+	}
+	if applied {
+		return nil
+	}
+	if len(m) == 0 {
+		return storage.ErrNotFound
+	}
+	return storage.ErrConflict
+}
+
+// codeTakenCI tells whether another live record holds the code up to case,
+// for records written before codes were claimed case-insensitively.
+func codeTakenCI(codes map[string]string, id, code string) bool {
+	for other, c := range codes {
+		if other != id && strings.EqualFold(c, code) {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *Store) livePartnerCodes(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	sc := st.s.Query("SELECT id, code, status FROM partners WHERE bucket = 0").WithContext(ctx).PageSize(1000).Iter().Scanner()
+	for sc.Next() {
+		var id, code, status string
+		if err := sc.Scan(&id, &code, &status); err != nil {
+			return nil, err
+		}
+		if tenant.Status(status) != tenant.Deleted {
+			out[id] = code
+		}
+	}
+	return out, sc.Err()
+}
+
+// claimCode takes a code for a record that did not hold it (up to case).
+func (st *Store) claimCode(ctx context.Context, idx codeIndex, scope []any, id, code string, live map[string]string, stale func(string, time.Time) (bool, error)) error {
+	if codeTakenCI(live, id, code) {
+		return storage.ErrCodeTaken
+	}
+	return st.claim(ctx, idx, append(append([]any{}, scope...), storage.CodeKey(code)), id, stale)
+}
+
+// releaseCode frees a code a record held, under the case-insensitive key and
+// under the code as written (claims made before codes were case-insensitive).
+func (st *Store) releaseCode(ctx context.Context, idx codeIndex, scope []any, id, code string) error {
+	keys := []string{storage.CodeKey(code)}
+	if code != storage.CodeKey(code) {
+		keys = append(keys, code)
+	}
+	for _, k := range keys {
+		if err := st.release(ctx, idx, append(append([]any{}, scope...), k), id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (st *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
@@ -139,11 +212,20 @@ func (st *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
 		return err
 	}
 	if p.Status != tenant.Deleted {
-		if err := st.claim(ctx, partnerCodes, []any{p.Code}, p.ID, st.partnerStale(ctx, p.Code)); err != nil {
+		live, err := st.livePartnerCodes(ctx)
+		if err != nil {
+			return err
+		}
+		if err := st.claimCode(ctx, partnerCodes, nil, p.ID, p.Code, live, st.partnerStale(ctx, p.Code)); err != nil {
 			return err
 		}
 	}
-	return st.putPartner(ctx, p)
+	err := st.cas(ctx, "create partner", "INSERT INTO partners (bucket, "+partnerCols+") VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) IF NOT EXISTS",
+		p.ID, p.Code, p.Name, string(p.Status), p.RetentionDays, p.RateLimit, p.RequireSignature, p.CreatedAt, p.UpdatedAt)
+	if errors.Is(err, storage.ErrConflict) {
+		return storage.ErrExists
+	}
+	return err
 }
 
 func (st *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
@@ -151,31 +233,72 @@ func (st *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
 	if err != nil {
 		return err
 	}
+	if old.Version != p.Version {
+		return storage.ErrConflict
+	}
 	wasLive, isLive := old.Status != tenant.Deleted, p.Status != tenant.Deleted
-	if isLive && (!wasLive || old.Code != p.Code) {
-		if err := st.claim(ctx, partnerCodes, []any{p.Code}, p.ID, st.partnerStale(ctx, p.Code)); err != nil {
+	claimed := isLive && (!wasLive || storage.CodeKey(old.Code) != storage.CodeKey(p.Code))
+	if claimed {
+		live, err := st.livePartnerCodes(ctx)
+		if err != nil {
+			return err
+		}
+		if err := st.claimCode(ctx, partnerCodes, nil, p.ID, p.Code, live, st.partnerStale(ctx, p.Code)); err != nil {
 			return err
 		}
 	}
-	if err := st.putPartner(ctx, p); err != nil {
+	cond, v := versionIs(p.Version)
+	args := []any{p.Code, p.Name, string(p.Status), p.RetentionDays, p.RateLimit, p.RequireSignature, p.UpdatedAt, p.Version + 1, p.ID}
+	if v != nil {
+		args = append(args, v)
+	}
+	if err := st.cas(ctx, "update partner", "UPDATE partners SET code = ?, name = ?, status = ?, retention_days = ?, rate_limit = ?, require_signature = ?, updated_at = ?, version = ? WHERE bucket = 0 AND id = ?"+cond, args...); err != nil {
+		if claimed {
+			_ = st.releaseCode(ctx, partnerCodes, nil, p.ID, p.Code) // not ours after all
+		}
 		return err
 	}
-	if wasLive && (!isLive || old.Code != p.Code) {
-		return st.release(ctx, partnerCodes, []any{old.Code}, p.ID)
+	if wasLive && (!isLive || storage.CodeKey(old.Code) != storage.CodeKey(p.Code)) {
+		return st.releaseCode(ctx, partnerCodes, nil, p.ID, old.Code)
 	}
 	return nil
 }
 
+// byCode finds the live record with a code: the one claimed with exactly
+// that code first (two records written before codes were case-insensitive
+// may differ by case only), then the case-insensitive claim.
+func byCode[T any](ctx context.Context, st *Store, stmt string, scope []any, code string, get func(id string) (T, error), codeOf func(T) (string, bool)) (T, error) {
+	var zero T
+	keys := []string{code}
+	if code != storage.CodeKey(code) {
+		keys = append(keys, storage.CodeKey(code))
+	}
+	for _, k := range keys {
+		var id string
+		err := st.s.Query(stmt, append(append([]any{}, scope...), k)...).ScanContext(ctx, &id)
+		if errors.Is(err, gocql.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return zero, err
+		}
+		r, err := get(id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return zero, err
+		}
+		c, live := codeOf(r)
+		if live && (c == code || k == storage.CodeKey(code) && strings.EqualFold(c, code)) {
+			return r, nil
+		}
+	}
+	return zero, storage.ErrNotFound
+}
+
 func (st *Store) GetPartnerByCode(ctx context.Context, code string) (tenant.Partner, error) {
-	var id string
-	if err := st.s.Query("SELECT partner_id FROM partner_codes WHERE code = ?", code).ScanContext(ctx, &id); err != nil {
-		return tenant.Partner{}, notFound(err)
-	}
-	p, err := st.GetPartner(ctx, id)
-	if err == nil && (p.Status == tenant.Deleted || p.Code != code) {
-		return tenant.Partner{}, storage.ErrNotFound
-	}
-	return p, err
+	return byCode(ctx, st, "SELECT partner_id FROM partner_codes WHERE code = ?", nil, code,
+		func(id string) (tenant.Partner, error) { return st.GetPartner(ctx, id) },
+		func(p tenant.Partner) (string, bool) { return p.Code, p.Status != tenant.Deleted })
 }
 
 func (st *Store) ListPartners(ctx context.Context, page storage.Page) ([]tenant.Partner, int, error) {
@@ -200,12 +323,12 @@ func (st *Store) ListPartners(ctx context.Context, page storage.Page) ([]tenant.
 
 // ---- sub-systems ----
 
-const subCols = "partner_id, id, code, name, status, created_at, updated_at"
+const subCols = "partner_id, id, code, name, status, created_at, updated_at, version"
 
 func scanSub(sc interface{ Scan(...any) error }) (tenant.SubSystem, error) {
 	var s tenant.SubSystem
 	var status string
-	err := sc.Scan(&s.PartnerID, &s.ID, &s.Code, &s.Name, &status, &s.CreatedAt, &s.UpdatedAt)
+	err := sc.Scan(&s.PartnerID, &s.ID, &s.Code, &s.Name, &status, &s.CreatedAt, &s.UpdatedAt, &s.Version)
 	s.Status = tenant.Status(status)
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
 	return s, err
@@ -227,9 +350,13 @@ func (st *Store) subStale(ctx context.Context, code string) func(string, time.Ti
 	})
 }
 
-func (st *Store) putSub(ctx context.Context, s tenant.SubSystem) error {
-	return st.write("INSERT INTO sub_systems ("+subCols+") VALUES (?, ?, ?, ?, ?, ?, ?)",
-		s.PartnerID, s.ID, s.Code, s.Name, string(s.Status), s.CreatedAt, s.UpdatedAt).ExecContext(ctx)
+func (st *Store) liveSubCodes(ctx context.Context, partnerID string) (map[string]string, error) {
+	subs, err := st.ListSubSystems(ctx, partnerID, false)
+	out := map[string]string{}
+	for _, ss := range subs {
+		out[ss.ID] = ss.Code
+	}
+	return out, err
 }
 
 func (st *Store) CreateSubSystem(ctx context.Context, s tenant.SubSystem) error {
@@ -239,11 +366,19 @@ func (st *Store) CreateSubSystem(ctx context.Context, s tenant.SubSystem) error 
 		return err
 	}
 	if s.Status != tenant.Deleted {
-		if err := st.claim(ctx, subSystemCodes, []any{s.PartnerID, s.Code}, s.ID, st.subStale(ctx, s.Code)); err != nil {
+		live, err := st.liveSubCodes(ctx, s.PartnerID)
+		if err != nil {
+			return err
+		}
+		if err := st.claimCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, s.Code, live, st.subStale(ctx, s.Code)); err != nil {
 			return err
 		}
 	}
-	if err := st.putSub(ctx, s); err != nil {
+	err := st.cas(ctx, "create sub-system", "INSERT INTO sub_systems ("+subCols+") VALUES (?, ?, ?, ?, ?, ?, ?, 1) IF NOT EXISTS",
+		s.PartnerID, s.ID, s.Code, s.Name, string(s.Status), s.CreatedAt, s.UpdatedAt)
+	if errors.Is(err, storage.ErrConflict) {
+		return storage.ErrExists
+	} else if err != nil {
 		return err
 	}
 	// The id index last: a sub-system is found by id only once complete.
@@ -255,31 +390,42 @@ func (st *Store) UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error 
 	if err != nil {
 		return err
 	}
+	if old.Version != s.Version {
+		return storage.ErrConflict
+	}
+	s.PartnerID = old.PartnerID // a sub-system never moves
 	wasLive, isLive := old.Status != tenant.Deleted, s.Status != tenant.Deleted
-	if isLive && (!wasLive || old.Code != s.Code) {
-		if err := st.claim(ctx, subSystemCodes, []any{s.PartnerID, s.Code}, s.ID, st.subStale(ctx, s.Code)); err != nil {
+	claimed := isLive && (!wasLive || storage.CodeKey(old.Code) != storage.CodeKey(s.Code))
+	if claimed {
+		live, err := st.liveSubCodes(ctx, s.PartnerID)
+		if err != nil {
+			return err
+		}
+		if err := st.claimCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, s.Code, live, st.subStale(ctx, s.Code)); err != nil {
 			return err
 		}
 	}
-	if err := st.putSub(ctx, s); err != nil {
+	cond, v := versionIs(s.Version)
+	args := []any{s.Code, s.Name, string(s.Status), s.UpdatedAt, s.Version + 1, s.PartnerID, s.ID}
+	if v != nil {
+		args = append(args, v)
+	}
+	if err := st.cas(ctx, "update sub-system", "UPDATE sub_systems SET code = ?, name = ?, status = ?, updated_at = ?, version = ? WHERE partner_id = ? AND id = ?"+cond, args...); err != nil {
+		if claimed {
+			_ = st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, s.Code)
+		}
 		return err
 	}
-	if wasLive && (!isLive || old.Code != s.Code) {
-		return st.release(ctx, subSystemCodes, []any{old.PartnerID, old.Code}, s.ID)
+	if wasLive && (!isLive || storage.CodeKey(old.Code) != storage.CodeKey(s.Code)) {
+		return st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, old.Code)
 	}
 	return nil
 }
 
 func (st *Store) GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error) {
-	var id string
-	if err := st.s.Query("SELECT sub_system_id FROM sub_system_codes WHERE partner_id = ? AND code = ?", partnerID, code).ScanContext(ctx, &id); err != nil {
-		return tenant.SubSystem{}, notFound(err)
-	}
-	s, err := st.GetSubSystem(ctx, id)
-	if err == nil && (s.Status == tenant.Deleted || s.Code != code || s.PartnerID != partnerID) {
-		return tenant.SubSystem{}, storage.ErrNotFound
-	}
-	return s, err
+	return byCode(ctx, st, "SELECT sub_system_id FROM sub_system_codes WHERE partner_id = ? AND code = ?", []any{partnerID}, code,
+		func(id string) (tenant.SubSystem, error) { return st.GetSubSystem(ctx, id) },
+		func(s tenant.SubSystem) (string, bool) { return s.Code, s.Status != tenant.Deleted && s.PartnerID == partnerID })
 }
 
 func (st *Store) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {
@@ -299,14 +445,14 @@ func (st *Store) ListSubSystems(ctx context.Context, partnerID string, includeDe
 
 // ---- API keys ----
 
-const keyCols = "id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret, last_used_at"
+const keyCols = "id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret, last_used_at, replaced_by, version"
 
 func scanKey(sc interface{ Scan(...any) error }) (tenant.APIKey, error) {
 	var k tenant.APIKey
 	var status string
 	var expires, revoked, used time.Time
 	err := sc.Scan(&k.ID, &k.PartnerID, &k.Name, &k.Hash, &status, &expires, &k.CreatedAt, &revoked,
-		&k.Scopes, &k.SubSystemID, &k.RateLimit, &k.RequireSignature, &k.SigningSecret, &used)
+		&k.Scopes, &k.SubSystemID, &k.RateLimit, &k.RequireSignature, &k.SigningSecret, &used, &k.ReplacedBy, &k.Version)
 	if !used.IsZero() {
 		u := used.UTC()
 		k.LastUsedAt = &u
@@ -333,15 +479,10 @@ func nullTime(t *time.Time) any {
 
 func keyArgs(k tenant.APIKey) []any {
 	return []any{k.ID, k.PartnerID, k.Name, k.Hash, string(k.Status), nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt),
-		k.Scopes, k.SubSystemID, k.RateLimit, k.RequireSignature, k.SigningSecret}
+		k.Scopes, k.SubSystemID, k.RateLimit, k.RequireSignature, k.SigningSecret, k.ReplacedBy}
 }
 
-const keyInsert = "INSERT INTO api_keys (id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-// putKey writes every column but last_used_at, which only TouchAPIKey writes.
-func (st *Store) putKey(ctx context.Context, k tenant.APIKey) error {
-	return st.write(keyInsert, keyArgs(k)...).ExecContext(ctx)
-}
+const keyInsert = "INSERT INTO api_keys (id, partner_id, name, hash, status, expires_at, created_at, revoked_at, scopes, sub_system_id, rate_limit, require_signature, signing_secret, replaced_by, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) IF NOT EXISTS"
 
 func (st *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
 	k, err := st.GetAPIKey(ctx, id)
@@ -356,22 +497,32 @@ func (st *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error
 }
 
 func (st *Store) CreateAPIKey(ctx context.Context, k tenant.APIKey) error {
-	m := map[string]any{}
-	applied, err := st.s.Query(keyInsert+" IF NOT EXISTS", keyArgs(k)...).MapScanCASContext(ctx, m)
-	if err != nil {
-		return fmt.Errorf("cassandrastore: create key: %w", err)
-	}
-	if !applied {
+	err := st.cas(ctx, "create key", keyInsert, keyArgs(k)...)
+	if errors.Is(err, storage.ErrConflict) {
 		return storage.ErrExists
+	} else if err != nil {
+		return err
 	}
 	return st.write("INSERT INTO api_keys_by_partner (partner_id, id) VALUES (?, ?)", k.PartnerID, k.ID).ExecContext(ctx)
 }
 
+// UpdateAPIKey is conditional on the version; the hash, partner, creation
+// time and last use are not written (a key keeps its secret and owner).
 func (st *Store) UpdateAPIKey(ctx context.Context, k tenant.APIKey) error {
-	if _, err := st.GetAPIKey(ctx, k.ID); err != nil {
+	old, err := st.GetAPIKey(ctx, k.ID)
+	if err != nil {
 		return err
 	}
-	return st.putKey(ctx, k)
+	if old.Version != k.Version {
+		return storage.ErrConflict
+	}
+	cond, v := versionIs(k.Version)
+	args := []any{k.Name, string(k.Status), nullTime(k.ExpiresAt), nullTime(k.RevokedAt), k.Scopes, k.SubSystemID,
+		k.RateLimit, k.RequireSignature, k.SigningSecret, k.ReplacedBy, k.Version + 1, k.ID}
+	if v != nil {
+		args = append(args, v)
+	}
+	return st.cas(ctx, "update key", "UPDATE api_keys SET name = ?, status = ?, expires_at = ?, revoked_at = ?, scopes = ?, sub_system_id = ?, rate_limit = ?, require_signature = ?, signing_secret = ?, replaced_by = ?, version = ? WHERE id = ?"+cond, args...)
 }
 
 func (st *Store) GetAPIKey(ctx context.Context, id string) (tenant.APIKey, error) {

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,6 +184,12 @@ func (s *Store) commit(b *pebble.Batch) error {
 
 // ---- partners ----
 
+// Code index entries are under storage.CodeKey(code). Entries written before
+// codes were case-insensitive sit under the code as written: they are still
+// found, and moved to the case-insensitive key at the record's next write.
+
+func partnerCodeKey(code string) []byte { return key("pc", code) }
+
 func (s *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,17 +198,13 @@ func (s *Store) CreatePartner(ctx context.Context, p tenant.Partner) error {
 	} else if ok {
 		return storage.ErrExists
 	}
-	if ok, err := s.has(key("pc", p.Code)); err != nil {
-		return err
-	} else if ok {
-		return storage.ErrCodeTaken
-	}
+	p.Version = 1
 	b := s.db.NewBatch()
 	defer b.Close()
-	b.Set(key("p", p.ID), mustJSON(p), nil)
-	if p.Status != tenant.Deleted {
-		b.Set(key("pc", p.Code), []byte(p.ID), nil)
+	if err := s.moveCode(b, partnerCodeKey, "", p.Code, p.ID, false, p.Status != tenant.Deleted, s.livePartnerCodes); err != nil {
+		return err
 	}
+	b.Set(key("p", p.ID), mustJSON(p), nil)
 	return s.commit(b)
 }
 
@@ -212,29 +215,69 @@ func (s *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
 	if err := s.getJSON(key("p", p.ID), &old); err != nil {
 		return err
 	}
+	if old.Version != p.Version {
+		return storage.ErrConflict
+	}
+	p.Version++
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.moveCode(b, key("pc", old.Code), key("pc", p.Code), p.ID, old.Status != tenant.Deleted, p.Status != tenant.Deleted); err != nil {
+	if err := s.moveCode(b, partnerCodeKey, old.Code, p.Code, p.ID, old.Status != tenant.Deleted, p.Status != tenant.Deleted, s.livePartnerCodes); err != nil {
 		return err
 	}
 	b.Set(key("p", p.ID), mustJSON(p), nil)
 	return s.commit(b)
 }
 
-// moveCode keeps a code index entry in step with a record's code and liveness.
-func (s *Store) moveCode(b *pebble.Batch, oldK, newK []byte, id string, wasLive, isLive bool) error {
-	if isLive && (!wasLive || !bytes.Equal(oldK, newK)) {
+// livePartnerCodes lists the codes of live partners by id, for the
+// case-insensitive check against entries written before it existed.
+func (s *Store) livePartnerCodes() (map[string]string, error) {
+	out := map[string]string{}
+	err := s.scanPrefix([]byte("p/"), func(_, v []byte) (bool, error) {
+		var p tenant.Partner
+		if err := json.Unmarshal(v, &p); err != nil {
+			return false, err
+		}
+		if p.Status != tenant.Deleted {
+			out[p.ID] = p.Code
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+// moveCode keeps the code index in step with a record's code and liveness.
+// live lists the codes of the other live records in the same scope; it is
+// read only when the record takes a code it did not hold.
+func (s *Store) moveCode(b *pebble.Batch, idx func(string) []byte, oldCode, newCode, id string, wasLive, isLive bool, live func() (map[string]string, error)) error {
+	newK := idx(storage.CodeKey(newCode))
+	if isLive {
 		if cur, err := s.get(newK); err == nil && string(cur) != id {
 			return storage.ErrCodeTaken
 		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
+		if !wasLive || storage.CodeKey(oldCode) != storage.CodeKey(newCode) {
+			codes, err := live()
+			if err != nil {
+				return err
+			}
+			for other, c := range codes {
+				if other != id && strings.EqualFold(c, newCode) {
+					return storage.ErrCodeTaken
+				}
+			}
+		}
+		b.Set(newK, []byte(id), nil)
 	}
 	if wasLive {
-		b.Delete(oldK, nil)
-	}
-	if isLive {
-		b.Set(newK, []byte(id), nil)
+		for _, k := range [][]byte{idx(oldCode), idx(storage.CodeKey(oldCode))} {
+			if isLive && bytes.Equal(k, newK) {
+				continue
+			}
+			if cur, err := s.get(k); err == nil && string(cur) == id {
+				b.Delete(k, nil)
+			}
+		}
 	}
 	return nil
 }
@@ -244,12 +287,33 @@ func (s *Store) GetPartner(ctx context.Context, id string) (tenant.Partner, erro
 	return p, s.getJSON(key("p", id), &p)
 }
 
-func (s *Store) GetPartnerByCode(ctx context.Context, code string) (tenant.Partner, error) {
-	id, err := s.get(key("pc", code))
-	if err != nil {
-		return tenant.Partner{}, err
+// byCode finds the live record with a code: the one written with exactly
+// that code first (two records written before codes were case-insensitive
+// may differ by case only), then the case-insensitive entry.
+func byCode[T any](s *Store, idx func(string) []byte, code string, get func(id string) (T, error), codeOf func(T) (string, bool)) (T, error) {
+	var zero T
+	for i, k := range [][]byte{idx(code), idx(storage.CodeKey(code))} {
+		id, err := s.get(k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return zero, err
+		}
+		r, err := get(string(id))
+		if err != nil {
+			return zero, err
+		}
+		c, live := codeOf(r)
+		if live && (c == code || i == 1 && strings.EqualFold(c, code)) {
+			return r, nil
+		}
 	}
-	return s.GetPartner(ctx, string(id))
+	return zero, storage.ErrNotFound
+}
+
+func (s *Store) GetPartnerByCode(ctx context.Context, code string) (tenant.Partner, error) {
+	return byCode(s, partnerCodeKey, code, func(id string) (tenant.Partner, error) { return s.GetPartner(ctx, id) },
+		func(p tenant.Partner) (string, bool) { return p.Code, p.Status != tenant.Deleted })
 }
 
 func (s *Store) ListPartners(ctx context.Context, page storage.Page) ([]tenant.Partner, int, error) {
@@ -274,6 +338,22 @@ func (s *Store) ListPartners(ctx context.Context, page storage.Page) ([]tenant.P
 
 // ---- sub-systems ----
 
+func subCodeIdx(partnerID string) func(string) []byte {
+	return func(code string) []byte { return key("sc", partnerID, code) }
+}
+
+// liveSubCodes lists the codes of a partner's live sub-systems by id.
+func (s *Store) liveSubCodes(ctx context.Context, partnerID string) func() (map[string]string, error) {
+	return func() (map[string]string, error) {
+		subs, err := s.ListSubSystems(ctx, partnerID, false)
+		out := map[string]string{}
+		for _, ss := range subs {
+			out[ss.ID] = ss.Code
+		}
+		return out, err
+	}
+}
+
 func (s *Store) CreateSubSystem(ctx context.Context, ss tenant.SubSystem) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -282,9 +362,10 @@ func (s *Store) CreateSubSystem(ctx context.Context, ss tenant.SubSystem) error 
 	} else if ok {
 		return storage.ErrExists
 	}
+	ss.Version = 1
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.moveCode(b, nil, key("sc", ss.PartnerID, ss.Code), ss.ID, false, ss.Status != tenant.Deleted); err != nil {
+	if err := s.moveCode(b, subCodeIdx(ss.PartnerID), "", ss.Code, ss.ID, false, ss.Status != tenant.Deleted, s.liveSubCodes(ctx, ss.PartnerID)); err != nil {
 		return err
 	}
 	b.Set(key("s", ss.ID), mustJSON(ss), nil)
@@ -299,10 +380,15 @@ func (s *Store) UpdateSubSystem(ctx context.Context, ss tenant.SubSystem) error 
 	if err := s.getJSON(key("s", ss.ID), &old); err != nil {
 		return err
 	}
+	if old.Version != ss.Version {
+		return storage.ErrConflict
+	}
+	ss.Version++
+	ss.PartnerID = old.PartnerID // a sub-system never moves
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.moveCode(b, key("sc", old.PartnerID, old.Code), key("sc", ss.PartnerID, ss.Code), ss.ID,
-		old.Status != tenant.Deleted, ss.Status != tenant.Deleted); err != nil {
+	if err := s.moveCode(b, subCodeIdx(ss.PartnerID), old.Code, ss.Code, ss.ID,
+		old.Status != tenant.Deleted, ss.Status != tenant.Deleted, s.liveSubCodes(ctx, ss.PartnerID)); err != nil {
 		return err
 	}
 	b.Set(key("s", ss.ID), mustJSON(ss), nil)
@@ -315,11 +401,8 @@ func (s *Store) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, 
 }
 
 func (s *Store) GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error) {
-	id, err := s.get(key("sc", partnerID, code))
-	if err != nil {
-		return tenant.SubSystem{}, err
-	}
-	return s.GetSubSystem(ctx, string(id))
+	return byCode(s, subCodeIdx(partnerID), code, func(id string) (tenant.SubSystem, error) { return s.GetSubSystem(ctx, id) },
+		func(ss tenant.SubSystem) (string, bool) { return ss.Code, ss.Status != tenant.Deleted && ss.PartnerID == partnerID })
 }
 
 func (s *Store) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {
@@ -348,6 +431,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k tenant.APIKey) error {
 	} else if ok {
 		return storage.ErrExists
 	}
+	k.Version = 1
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Set(key("k", k.ID), mustJSON(k), nil)
@@ -358,11 +442,16 @@ func (s *Store) CreateAPIKey(ctx context.Context, k tenant.APIKey) error {
 func (s *Store) UpdateAPIKey(ctx context.Context, k tenant.APIKey) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ok, err := s.has(key("k", k.ID)); err != nil {
+	var old tenant.APIKey
+	if err := s.getJSON(key("k", k.ID), &old); err != nil {
 		return err
-	} else if !ok {
-		return storage.ErrNotFound
 	}
+	if old.Version != k.Version {
+		return storage.ErrConflict
+	}
+	k.Version++
+	k.LastUsedAt = old.LastUsedAt // only TouchAPIKey moves it
+	k.PartnerID = old.PartnerID   // nor does a key move
 	return s.db.Set(key("k", k.ID), mustJSON(k), pebble.Sync)
 }
 

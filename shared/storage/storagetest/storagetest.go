@@ -25,6 +25,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"PartnerListPaging", testPartnerListPaging},
 		{"SubSystems", testSubSystems},
 		{"APIKeys", testAPIKeys},
+		{"VersionedWrites", testVersionedWrites},
+		{"ConcurrentTransitions", testConcurrentTransitions},
+		{"CodesCaseInsensitive", testCodesCaseInsensitive},
 		{"EventsIdempotent", testEventsIdempotent},
 		{"EventsConcurrentDuplicates", testEventsConcurrent},
 		{"RollupRanges", testRollupRanges},
@@ -49,7 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 var t0 = time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5).Add(10 * time.Hour)
 
 func partner(code string) tenant.Partner {
-	return tenant.Partner{ID: tenant.NewID(), Code: code, Name: "P " + code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0}
+	return tenant.Partner{ID: tenant.NewID(), Code: code, Name: "P " + code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0, Version: 1}
 }
 
 func nWritten(r storage.WriteResult, err error) (int, error) { return r.Written, err }
@@ -87,7 +90,7 @@ func testPartnerCRUD(t *testing.T, s storage.Store) {
 	p.Name, p.Status = "Renamed", tenant.Inactive
 	must(t, s.UpdatePartner(ctx, p))
 	got, _ = s.GetPartner(ctx, p.ID)
-	if got.Name != "Renamed" || got.Status != tenant.Inactive {
+	if got.Name != "Renamed" || got.Status != tenant.Inactive || got.Version != 2 {
 		t.Fatalf("after update: %+v", got)
 	}
 	if err := s.UpdatePartner(ctx, partner("ghost")); !errors.Is(err, storage.ErrNotFound) {
@@ -110,6 +113,7 @@ func testPartnerCodeUnique(t *testing.T, s storage.Store) {
 	// Deleting releases the code; the deleted record stays readable by id.
 	a.Status = tenant.Deleted
 	must(t, s.UpdatePartner(ctx, a))
+	a.Version++
 	if _, err := s.GetPartnerByCode(ctx, "a"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleted partner found by code: %v", err)
 	}
@@ -173,7 +177,7 @@ func testSubSystems(t *testing.T, s storage.Store) {
 	must(t, s.CreatePartner(ctx, p1))
 	must(t, s.CreatePartner(ctx, p2))
 	mk := func(p tenant.Partner, code string, at time.Time) tenant.SubSystem {
-		return tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: code, Name: code, Status: tenant.Active, CreatedAt: at, UpdatedAt: at}
+		return tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: code, Name: code, Status: tenant.Active, CreatedAt: at, UpdatedAt: at, Version: 1}
 	}
 	web := mk(p1, "web", t0)
 	must(t, s.CreateSubSystem(ctx, web))
@@ -191,6 +195,7 @@ func testSubSystems(t *testing.T, s storage.Store) {
 	// Rename: the old code is free, the new one is taken.
 	web.Code, web.Name = "www", "Website"
 	must(t, s.UpdateSubSystem(ctx, web))
+	web.Version++
 	if _, err := s.GetSubSystemByCode(ctx, p1.ID, "web"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("old code still resolves: %v", err)
 	}
@@ -604,4 +609,147 @@ func testPastRetention(t *testing.T, s storage.Store) {
 		t.Fatalf("an expired event was stored: %v", err)
 	}
 	wantTotal(t, s, p, sub, 1)
+}
+
+// testVersionedWrites: an update is a compare-and-set on the version read.
+func testVersionedWrites(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := partner("cas")
+	must(t, s.CreatePartner(ctx, p))
+	got, err := s.GetPartner(ctx, p.ID)
+	must(t, err)
+	if got.Version != 1 {
+		t.Fatalf("created partner version %d, want 1", got.Version)
+	}
+	stale := got
+	got.Name = "first"
+	must(t, s.UpdatePartner(ctx, got))
+	stale.Status = tenant.Inactive
+	if err := s.UpdatePartner(ctx, stale); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("update from a stale read: %v, want ErrConflict", err)
+	}
+	if got, _ = s.GetPartner(ctx, p.ID); got.Version != 2 || got.Status != tenant.Active || got.Name != "first" {
+		t.Fatalf("after a refused stale update: %+v", got)
+	}
+
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "web", Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0}
+	must(t, s.CreateSubSystem(ctx, ss))
+	sGot, err := s.GetSubSystem(ctx, ss.ID)
+	must(t, err)
+	sStale := sGot
+	sGot.Status = tenant.Deleted
+	must(t, s.UpdateSubSystem(ctx, sGot))
+	sStale.Status = tenant.Inactive
+	if err := s.UpdateSubSystem(ctx, sStale); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("stale sub-system update: %v, want ErrConflict", err)
+	}
+	if sGot, _ = s.GetSubSystem(ctx, ss.ID); sGot.Status != tenant.Deleted || sGot.Version != 2 {
+		t.Fatalf("a stale toggle revived a deleted sub-system: %+v", sGot)
+	}
+
+	id, _, hash := tenant.GenerateKey()
+	must(t, s.CreateAPIKey(ctx, tenant.APIKey{ID: id, PartnerID: p.ID, Name: "k", Hash: hash, Status: tenant.KeyActive, CreatedAt: t0}))
+	k, err := s.GetAPIKey(ctx, id)
+	must(t, err)
+	kStale := k
+	used := t0.Add(time.Minute)
+	must(t, s.TouchAPIKey(ctx, id, used)) // a touch is no version change
+	now := t0.Add(time.Hour)
+	k.Status, k.RevokedAt = tenant.KeyRevoked, &now
+	must(t, s.UpdateAPIKey(ctx, k))
+	kStale.Name = "renamed"
+	if err := s.UpdateAPIKey(ctx, kStale); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("stale key update: %v, want ErrConflict", err)
+	}
+	k, _ = s.GetAPIKey(ctx, id)
+	if k.Status != tenant.KeyRevoked || k.Name != "k" || k.Version != 2 || k.LastUsedAt == nil || !k.LastUsedAt.Equal(used) {
+		t.Fatalf("a stale update revived a revoked key, or the update lost the last use: %+v", k)
+	}
+	if err := s.UpdateAPIKey(ctx, tenant.APIKey{ID: "nonenonenonen"}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("update of a missing key: %v", err)
+	}
+}
+
+// testConcurrentTransitions: writers that read the same version race; at
+// most one wins each version, so a revoke or delete is never overwritten
+// by a writer that read the record before it.
+func testConcurrentTransitions(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p := partner("race-cas")
+	must(t, s.CreatePartner(ctx, p))
+	id, _, hash := tenant.GenerateKey()
+	must(t, s.CreateAPIKey(ctx, tenant.APIKey{ID: id, PartnerID: p.ID, Name: "k", Hash: hash, Status: tenant.KeyActive, CreatedAt: t0}))
+	for round := 0; round < 10; round++ {
+		k, err := s.GetAPIKey(ctx, id)
+		must(t, err)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				mine := k
+				mine.Name = fmt.Sprint("writer", w)
+				if err := s.UpdateAPIKey(ctx, mine); err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				} else if !errors.Is(err, storage.ErrConflict) {
+					t.Error(err)
+				}
+			}(w)
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("round %d: %d writers of version %d won, want 1", round, wins, k.Version)
+		}
+		if got, _ := s.GetAPIKey(ctx, id); got.Version != k.Version+1 {
+			t.Fatalf("round %d: version %d, want %d", round, got.Version, k.Version+1)
+		}
+	}
+}
+
+// testCodesCaseInsensitive: codes are unique up to case; a record keeps the
+// code as written and is found by any case of it.
+func testCodesCaseInsensitive(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	a := partner("Acme")
+	must(t, s.CreatePartner(ctx, a))
+	if err := s.CreatePartner(ctx, partner("ACME")); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("a code differing by case only: %v, want ErrCodeTaken", err)
+	}
+	for _, c := range []string{"Acme", "acme", "ACME"} {
+		got, err := s.GetPartnerByCode(ctx, c)
+		if err != nil || got.ID != a.ID || got.Code != "Acme" {
+			t.Fatalf("by code %q: %+v, %v", c, got, err)
+		}
+	}
+	b := partner("other")
+	must(t, s.CreatePartner(ctx, b))
+	b.Code = "aCmE"
+	if err := s.UpdatePartner(ctx, b); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("rename onto a code differing by case: %v", err)
+	}
+	a.Code = "ACME" // a record may change the case of its own code
+	must(t, s.UpdatePartner(ctx, a))
+	a.Version++
+	if got, err := s.GetPartnerByCode(ctx, "acme"); err != nil || got.Code != "ACME" {
+		t.Fatalf("after a case change: %+v, %v", got, err)
+	}
+	a.Status = tenant.Deleted
+	must(t, s.UpdatePartner(ctx, a))
+	b.Code = "acme" // released by the delete
+	must(t, s.UpdatePartner(ctx, b))
+
+	mk := func(code string) tenant.SubSystem {
+		return tenant.SubSystem{ID: tenant.NewID(), PartnerID: b.ID, Code: code, Name: code, Status: tenant.Active, CreatedAt: t0, UpdatedAt: t0, Version: 1}
+	}
+	must(t, s.CreateSubSystem(ctx, mk("Web")))
+	if err := s.CreateSubSystem(ctx, mk("WEB")); !errors.Is(err, storage.ErrCodeTaken) {
+		t.Fatalf("sub-system code differing by case only: %v", err)
+	}
+	if got, err := s.GetSubSystemByCode(ctx, b.ID, "web"); err != nil || got.Code != "Web" {
+		t.Fatalf("sub-system by code in another case: %+v, %v", got, err)
+	}
 }
