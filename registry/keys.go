@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
@@ -16,23 +17,42 @@ import (
 func pageOf(n int) storage.Page { return storage.Page{Offset: n * MaxPageSize, Limit: MaxPageSize} }
 
 func (s *Service) checkExpiry(r api.Request) error {
-	if r.ExpiredAt != nil && !r.ExpiredAt.After(s.now()) {
+	if r.ExpiredAt == nil {
+		return nil
+	}
+	if err := instant.Check(r.ExpiredAt.UTC()); err != nil {
+		return apierr.Invalid(apierr.FieldError{Field: "expiredAt", Message: err.Error()})
+	}
+	if !r.ExpiredAt.After(s.now()) {
 		return apierr.Invalid(apierr.FieldError{Field: "expiredAt", Message: "must be in the future"})
 	}
 	return nil
 }
 
-// newKey issues a key with the settings of tmpl (name, scopes, binding, limits).
+// newKey issues a key with the settings of tmpl (name, scopes, binding,
+// limits). A key created while its partner was being deleted is revoked
+// again at once: deletePartner marks the partner first and sweeps its keys
+// after, so either the sweep sees the key or this check sees the delete.
 func (s *Service) newKey(ctx context.Context, tmpl tenant.APIKey) (api.CreatedKey, error) {
 	id, plain, hash := tenant.GenerateKey()
 	k := tmpl
-	k.ID, k.Hash, k.Status, k.CreatedAt = id, hash, tenant.KeyActive, s.now().UTC()
-	k.RevokedAt, k.LastUsedAt = nil, nil
+	k.ID, k.Hash, k.Status, k.CreatedAt, k.Version = id, hash, tenant.KeyActive, s.now().UTC(), 1
+	k.RevokedAt, k.LastUsedAt, k.ReplacedBy = nil, nil, ""
 	k.SigningSecret = tenant.NewSigningSecret()
 	if err := s.store.CreateAPIKey(ctx, k); err != nil {
 		return api.CreatedKey{}, storeErr(err, apierr.APIKeyNotFound, "API key")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "created", PartnerID: k.PartnerID, KeyID: id})
+	if p, err := s.store.GetPartner(ctx, k.PartnerID); err != nil || p.Status == tenant.Deleted {
+		_ = s.revoke(ctx, k.PartnerID, k.ID)
+		if err != nil {
+			return api.CreatedKey{}, storeErr(err, apierr.PartnerNotFound, "partner")
+		}
+		return api.CreatedKey{}, apierr.New(apierr.PartnerDeleted, "partner %s is deleted", k.PartnerID)
+	}
+	// A new key is in no cache yet (an edge may hold a "no such key" entry
+	// for its id only if someone guessed it), so a failed announcement is
+	// logged, not an error: the plain key must reach the caller.
+	_ = s.announce(ctx, api.Change{Kind: api.KindKey, Op: "created", PartnerID: k.PartnerID, KeyID: id})
 	return api.CreatedKey{KeyView: k.View(), APIKey: plain, SigningSecret: hex.EncodeToString(k.SigningSecret)}, nil
 }
 
@@ -103,23 +123,35 @@ func (s *Service) createKey(ctx context.Context, r api.Request) (any, error) {
 }
 
 // updateKey changes a key's name, scopes, binding, rate limit or signing.
+// A revoked key cannot be changed; the write is conditional on the version
+// read, so a concurrent revoke is never overwritten.
 func (s *Service) updateKey(ctx context.Context, r api.Request) (any, error) {
 	var fields []apierr.FieldError
 	checkName(r.Name, false, &fields)
-	_, k, err := s.key(ctx, r)
+	k, err := transact(func() (tenant.APIKey, error) {
+		_, k, err := s.key(ctx, r)
+		if err != nil {
+			return k, err
+		}
+		if k.Status == tenant.KeyRevoked {
+			return k, apierr.New(apierr.KeyRevoked, "the key is revoked and cannot be changed; create a new key")
+		}
+		f := append([]apierr.FieldError(nil), fields...)
+		if err := s.keySettings(ctx, &k, r, &f); err != nil {
+			return k, err
+		}
+		if err := s.store.UpdateAPIKey(ctx, k); err != nil {
+			return k, err
+		}
+		k.Version++
+		return k, nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	if k.Status == tenant.KeyRevoked {
-		return nil, apierr.New(apierr.APIKeyRevoked, "the key is revoked; issue a new one")
-	}
-	if err := s.keySettings(ctx, &k, r, &fields); err != nil {
-		return nil, err
-	}
-	if err := s.store.UpdateAPIKey(ctx, k); err != nil {
 		return nil, storeErr(err, apierr.APIKeyNotFound, "API key")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "updated", PartnerID: k.PartnerID, KeyID: k.ID})
+	if err := s.announce(ctx, api.Change{Kind: api.KindKey, Op: "updated", PartnerID: k.PartnerID, KeyID: k.ID}); err != nil {
+		return nil, err
+	}
 	return k.View(), nil
 }
 
@@ -167,17 +199,23 @@ func (s *Service) key(ctx context.Context, r api.Request) (tenant.Partner, tenan
 	return p, k, storeErr(err, apierr.APIKeyNotFound, "API key")
 }
 
-func (s *Service) revoke(ctx context.Context, k tenant.APIKey) error {
-	if k.Status == tenant.KeyRevoked {
-		return nil
-	}
-	now := s.now().UTC()
-	k.Status, k.RevokedAt = tenant.KeyRevoked, &now
-	if err := s.store.UpdateAPIKey(ctx, k); err != nil {
+// revoke makes a key unusable: a conditional write, re-decided on the
+// latest record when it races another change. Revoking a revoked key
+// changes nothing and announces it again.
+func (s *Service) revoke(ctx context.Context, partnerID, keyID string) error {
+	_, err := transact(func() (struct{}, error) {
+		k, err := s.store.GetAPIKey(ctx, keyID)
+		if err != nil || k.Status == tenant.KeyRevoked {
+			return struct{}{}, err
+		}
+		now := s.now().UTC()
+		k.Status, k.RevokedAt = tenant.KeyRevoked, &now
+		return struct{}{}, s.store.UpdateAPIKey(ctx, k)
+	})
+	if err != nil {
 		return storeErr(err, apierr.APIKeyNotFound, "API key")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "revoked", PartnerID: k.PartnerID, KeyID: k.ID})
-	return nil
+	return s.announce(ctx, api.Change{Kind: api.KindKey, Op: "revoked", PartnerID: partnerID, KeyID: keyID})
 }
 
 func (s *Service) revokeKey(ctx context.Context, r api.Request) (any, error) {
@@ -185,7 +223,7 @@ func (s *Service) revokeKey(ctx context.Context, r api.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.revoke(ctx, k); err != nil {
+	if err := s.revoke(ctx, k.PartnerID, k.ID); err != nil {
 		return nil, err
 	}
 	k, err = s.store.GetAPIKey(ctx, k.ID)
@@ -195,9 +233,39 @@ func (s *Service) revokeKey(ctx context.Context, r api.Request) (any, error) {
 // MaxGrace bounds how long a rotated key keeps working.
 const MaxGrace = 30 * 24 * time.Hour
 
+// replacementExpiry is the expiry of a regenerated key when the request
+// sets none: the old key's expiry while it is in the future; once it has
+// passed, the old key's lifetime (expiry minus creation) counted from now.
+// A key that never expired is replaced by one that never expires.
+func replacementExpiry(k tenant.APIKey, now time.Time) *time.Time {
+	if k.ExpiresAt == nil {
+		return nil
+	}
+	if k.ExpiresAt.After(now) {
+		e := *k.ExpiresAt
+		return &e
+	}
+	life := k.ExpiresAt.Sub(k.CreatedAt)
+	if life < time.Minute {
+		life = time.Minute
+	}
+	e := now.Add(life).UTC()
+	if !instant.Valid(e) {
+		e = instant.Max.Add(-time.Second)
+	}
+	return &e
+}
+
 // regenerateKey issues a replacement with the old key's settings (name and
-// expiry unless the request sets them). The old key is revoked at once, or,
-// with graceSeconds, keeps working until the grace period ends.
+// expiry unless the request sets them; see replacementExpiry) and retires
+// the old key: revoked at once, or, with graceSeconds, working until the
+// grace period ends. The rules:
+//   - a revoked key cannot be regenerated (409 key_revoked);
+//   - a key is rotated once: a key already regenerated, in its grace period
+//     or not, answers 409 key_rotated naming its replacement;
+//   - the old key is retired by a conditional write on the version read, so
+//     a concurrent revoke or regenerate wins or loses as a whole: the loser
+//     revokes the replacement it made, which nobody has seen.
 func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error) {
 	var fields []apierr.FieldError
 	checkName(r.Name, false, &fields)
@@ -217,17 +285,17 @@ func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error)
 	if p.Status == tenant.Deleted {
 		return nil, apierr.New(apierr.PartnerDeleted, "partner %s is deleted", p.ID)
 	}
-	name, expires := k.Name, k.ExpiresAt
-	if r.Name != nil {
-		name = *r.Name
-	}
-	if r.ExpiredAt != nil {
-		expires = utc(r.ExpiredAt)
-	} else if expires != nil && !expires.After(s.now()) {
-		expires = nil // an expired key's replacement should not be born expired
+	if err := regenerable(k); err != nil {
+		return nil, err
 	}
 	next := k
-	next.Name, next.ExpiresAt = name, expires
+	next.ExpiresAt = replacementExpiry(k, s.now())
+	if r.Name != nil {
+		next.Name = *r.Name
+	}
+	if r.ExpiredAt != nil {
+		next.ExpiresAt = utc(r.ExpiredAt)
+	}
 	created, err := s.newKey(ctx, next)
 	if err != nil {
 		return nil, err
@@ -236,18 +304,49 @@ func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error)
 	if r.GraceSeconds != nil {
 		grace = time.Duration(*r.GraceSeconds) * time.Second
 	}
-	if grace == 0 || k.Status != tenant.KeyActive {
-		err = s.revoke(ctx, k)
-	} else if end := s.now().UTC().Add(grace); k.ExpiresAt == nil || end.Before(*k.ExpiresAt) {
-		k.ExpiresAt = &end // still works until then, on every edge
-		if err = s.store.UpdateAPIKey(ctx, k); err == nil {
-			s.broadcast(ctx, api.Change{Kind: api.KindKey, Op: "rotated", PartnerID: k.PartnerID, KeyID: k.ID})
+	op := "revoked"
+	_, err = transact(func() (struct{}, error) {
+		old, err := s.store.GetAPIKey(ctx, k.ID)
+		if err != nil {
+			return struct{}{}, err
 		}
-	}
+		if err := regenerable(old); err != nil {
+			return struct{}{}, err
+		}
+		now := s.now().UTC()
+		old.ReplacedBy = created.ID
+		if grace == 0 || !old.Usable(now) {
+			old.Status, old.RevokedAt, op = tenant.KeyRevoked, &now, "revoked"
+		} else if end := now.Add(grace); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
+			old.ExpiresAt, op = &end, "rotated" // still works until then, on every edge
+		}
+		return struct{}{}, s.store.UpdateAPIKey(ctx, old)
+	})
 	if err != nil {
-		return nil, err
+		// Lost to a concurrent change of the old key: the replacement was
+		// never shown to anyone; retire it.
+		if rerr := s.revoke(ctx, created.PartnerID, created.ID); rerr != nil {
+			s.log.Warn().Err(rerr).Str("key_id", created.ID).Msg("unshown replacement key not revoked")
+		}
+		return nil, storeErr(err, apierr.APIKeyNotFound, "API key")
+	}
+	if err := s.announce(ctx, api.Change{Kind: api.KindKey, Op: op, PartnerID: k.PartnerID, KeyID: k.ID}); err != nil {
+		// The replacement must reach the caller; the old key's retirement
+		// is stored and will be announced by a repeat revoke.
+		created.PropagationPending = true
 	}
 	return created, nil
+}
+
+// regenerable is the rule of what may be regenerated.
+func regenerable(k tenant.APIKey) error {
+	switch {
+	case k.Status == tenant.KeyRevoked:
+		return apierr.New(apierr.KeyRevoked, "a revoked key cannot be regenerated; create a new key")
+	case k.ReplacedBy != "":
+		return apierr.New(apierr.KeyRotated, "the key was regenerated already, as key %s; regenerate that one", k.ReplacedBy)
+	}
+	return nil
 }
 
 func (s *Service) authKey(ctx context.Context, r api.Request) (any, error) {
@@ -256,7 +355,7 @@ func (s *Service) authKey(ctx context.Context, r api.Request) (any, error) {
 	}
 	k, err := s.store.GetAPIKey(ctx, r.KeyID)
 	if err == nil && s.cache != nil {
-		_ = s.cache.SetNX(ctx, rcache.KeyOfAPIKey(k.ID), k, sharedTTL)
+		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfAPIKey(k.ID), k.Version, k, sharedTTL)
 	}
 	return k, storeErr(err, apierr.APIKeyNotFound, "API key")
 }
@@ -266,17 +365,24 @@ func (s *Service) snapshot(ctx context.Context, partnerID string) (api.PartnerSn
 	if err != nil {
 		return api.PartnerSnapshot{}, err
 	}
-	subs, err := s.store.ListSubSystems(ctx, p.ID, false)
+	all, err := s.store.ListSubSystems(ctx, p.ID, true)
 	if err != nil {
 		return api.PartnerSnapshot{}, err
 	}
-	return api.PartnerSnapshot{Partner: p, SubSystems: subs}, nil
+	snap := api.PartnerSnapshot{Partner: p, SubSystems: []tenant.SubSystem{}, Version: p.Version}
+	for _, ss := range all {
+		snap.Version += ss.Version // deleted ones too: the sum never goes back
+		if ss.Status != tenant.Deleted {
+			snap.SubSystems = append(snap.SubSystems, ss)
+		}
+	}
+	return snap, nil
 }
 
 func (s *Service) authPartner(ctx context.Context, r api.Request) (any, error) {
 	snap, err := s.snapshot(ctx, r.PartnerID)
 	if err == nil && s.cache != nil {
-		_ = s.cache.SetNX(ctx, rcache.KeyOfPartner(r.PartnerID), snap, sharedTTL)
+		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfPartner(r.PartnerID), snap.Version, snap, sharedTTL)
 	}
 	return snap, err
 }

@@ -148,12 +148,38 @@ func (s *Service) createPartner(ctx context.Context, r api.Request) (any, error)
 		return nil, apierr.Invalid(fields...)
 	}
 	now := s.now().UTC()
-	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
+	p := tenant.Partner{ID: tenant.NewID(), Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
 	applySettings(&p, r)
 	if err := s.store.CreatePartner(ctx, p); err != nil {
 		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "created", PartnerID: p.ID})
+	_ = s.announce(ctx, api.Change{Kind: api.KindPartner, Op: "created", PartnerID: p.ID}) // new: in no cache yet
+	return p, nil
+}
+
+// changePartner applies change to the live partner as a conditional write,
+// re-read and re-applied when a concurrent change wins the race, then
+// announces it.
+func (s *Service) changePartner(ctx context.Context, id, op string, change func(*tenant.Partner)) (any, error) {
+	p, err := transact(func() (tenant.Partner, error) {
+		p, err := s.livePartner(ctx, id)
+		if err != nil {
+			return p, err
+		}
+		change(&p)
+		p.UpdatedAt = s.now().UTC()
+		if err := s.store.UpdatePartner(ctx, p); err != nil {
+			return p, err
+		}
+		p.Version++
+		return p, nil
+	})
+	if err != nil {
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
+	}
+	if err := s.announce(ctx, api.Change{Kind: api.KindPartner, Op: op, PartnerID: p.ID}); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -167,50 +193,71 @@ func (s *Service) updatePartner(ctx context.Context, r api.Request) (any, error)
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
-	p, err := s.livePartner(ctx, r.PartnerID)
-	if err != nil {
-		return nil, err
-	}
-	if r.Code != nil {
-		p.Code = *r.Code
-	}
-	if r.Name != nil {
-		p.Name = *r.Name
-	}
-	if r.Status != nil {
-		p.Status = tenant.Status(*r.Status)
-	}
-	applySettings(&p, r)
-	p.UpdatedAt = s.now().UTC()
-	if err := s.store.UpdatePartner(ctx, p); err != nil {
-		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
-	}
-	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "updated", PartnerID: p.ID})
-	return p, nil
+	return s.changePartner(ctx, r.PartnerID, "updated", func(p *tenant.Partner) {
+		if r.Code != nil {
+			p.Code = *r.Code
+		}
+		if r.Name != nil {
+			p.Name = *r.Name
+		}
+		if r.Status != nil {
+			p.Status = tenant.Status(*r.Status)
+		}
+		applySettings(p, r)
+	})
+}
+
+func (s *Service) togglePartner(ctx context.Context, r api.Request) (any, error) {
+	return s.changePartner(ctx, r.PartnerID, "toggled", func(p *tenant.Partner) {
+		if p.Status == tenant.Active {
+			p.Status = tenant.Inactive
+		} else {
+			p.Status = tenant.Active
+		}
+	})
 }
 
 // deletePartner soft-deletes a partner and disables everything it owns: its
 // keys are revoked and its sub-systems made inactive, so nothing of a deleted
-// partner can ingest even if a cached entry survived.
+// partner can ingest even if a cached entry survived. The partner is marked
+// first (a conditional write: a concurrent toggle or update cannot bring it
+// back), then its keys and sub-systems are swept; a key created meanwhile
+// revokes itself (newKey). Deleting a deleted partner sweeps and announces
+// again, so a delete interrupted half-way is finished by a repeat.
 func (s *Service) deletePartner(ctx context.Context, r api.Request) (any, error) {
-	p, err := s.partner(ctx, r.PartnerID)
+	p, err := transact(func() (tenant.Partner, error) {
+		p, err := s.partner(ctx, r.PartnerID)
+		if err != nil || p.Status == tenant.Deleted {
+			return p, err
+		}
+		p.Status, p.UpdatedAt = tenant.Deleted, s.now().UTC()
+		if err := s.store.UpdatePartner(ctx, p); err != nil {
+			return p, err
+		}
+		p.Version++
+		return p, nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
 	}
-	if p.Status == tenant.Deleted {
-		return p, nil // idempotent
-	}
-	now := s.now().UTC()
 	keys, err := s.store.ListAPIKeys(ctx, p.ID)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range keys {
-		if k.Status == tenant.KeyActive {
-			k.Status, k.RevokedAt = tenant.KeyRevoked, &now
-			if err := s.store.UpdateAPIKey(ctx, k); err != nil {
-				return nil, err
+		if k.Status != tenant.KeyActive {
+			continue
+		}
+		if _, err := transact(func() (struct{}, error) {
+			k, err := s.store.GetAPIKey(ctx, k.ID)
+			if err != nil || k.Status == tenant.KeyRevoked {
+				return struct{}{}, err
 			}
+			now := s.now().UTC()
+			k.Status, k.RevokedAt = tenant.KeyRevoked, &now
+			return struct{}{}, s.store.UpdateAPIKey(ctx, k)
+		}); err != nil {
+			return nil, storeErr(err, apierr.APIKeyNotFound, "API key")
 		}
 	}
 	subs, err := s.store.ListSubSystems(ctx, p.ID, false)
@@ -218,35 +265,19 @@ func (s *Service) deletePartner(ctx context.Context, r api.Request) (any, error)
 		return nil, err
 	}
 	for _, ss := range subs {
-		if ss.Status == tenant.Active {
-			ss.Status, ss.UpdatedAt = tenant.Inactive, now
-			if err := s.store.UpdateSubSystem(ctx, ss); err != nil {
-				return nil, err
+		if _, err := transact(func() (struct{}, error) {
+			ss, err := s.store.GetSubSystem(ctx, ss.ID)
+			if err != nil || ss.Status != tenant.Active {
+				return struct{}{}, err
 			}
+			ss.Status, ss.UpdatedAt = tenant.Inactive, s.now().UTC()
+			return struct{}{}, s.store.UpdateSubSystem(ctx, ss)
+		}); err != nil {
+			return nil, storeErr(err, apierr.SubSystemNotFound, "sub-system")
 		}
 	}
-	p.Status, p.UpdatedAt = tenant.Deleted, now
-	if err := s.store.UpdatePartner(ctx, p); err != nil {
-		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
-	}
-	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "deleted", PartnerID: p.ID})
-	return p, nil
-}
-
-func (s *Service) togglePartner(ctx context.Context, r api.Request) (any, error) {
-	p, err := s.livePartner(ctx, r.PartnerID)
-	if err != nil {
+	if err := s.announce(ctx, api.Change{Kind: api.KindPartner, Op: "deleted", PartnerID: p.ID}); err != nil {
 		return nil, err
 	}
-	if p.Status == tenant.Active {
-		p.Status = tenant.Inactive
-	} else {
-		p.Status = tenant.Active
-	}
-	p.UpdatedAt = s.now().UTC()
-	if err := s.store.UpdatePartner(ctx, p); err != nil {
-		return nil, storeErr(err, apierr.PartnerNotFound, "partner")
-	}
-	s.broadcast(ctx, api.Change{Kind: api.KindPartner, Op: "toggled", PartnerID: p.ID})
 	return p, nil
 }

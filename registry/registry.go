@@ -23,8 +23,22 @@ import (
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
-	"github.com/volcanion/tracking/shared/tenant"
 )
+
+// retries bounds how often a change that lost a compare-and-set race is
+// re-read and re-decided before the caller is told to retry.
+const retries = 10
+
+// transact runs a read-decide-write step until its conditional write is not
+// beaten by a concurrent one: each attempt decides on the latest record.
+func transact[T any](fn func() (T, error)) (T, error) {
+	for i := 1; ; i++ {
+		v, err := fn()
+		if !errors.Is(err, storage.ErrConflict) || i == retries {
+			return v, err
+		}
+	}
+}
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -44,8 +58,8 @@ const sharedTTL = 10 * time.Minute
 
 // WithCache makes the registry the writer of the shared (Redis) auth cache
 // edges read: it refreshes an entry before broadcasting the change, and
-// fills missing ones with SET NX, so an answer read before a change never
-// overwrites the newer value.
+// fills entries on reads; every write is versioned, so an answer read
+// before a change never overwrites the newer value.
 func (s *Service) WithCache(c *rcache.Cache) *Service { s.cache = c; return s }
 
 // New makes a registry over a store.
@@ -122,46 +136,71 @@ func (s *Service) heartbeat(ctx context.Context, nc *nats.Conn) {
 	}
 }
 
-// broadcast publishes a change. The write it describes is already committed,
-// so a failure is retried a few times and then logged; edges also bound the
-// age of cached entries.
-func (s *Service) broadcast(ctx context.Context, c api.Change) {
-	s.refreshShared(ctx, c)
+// announce is the commit point of a change for the edges. It writes the
+// fresh records into the shared cache (versioned: never backwards) and
+// publishes the change with the versions it produced. A change stored but
+// not announced answers PropagationPending; every change is idempotent to
+// repeat, and a repeat announces it again. Edges also stop trusting their
+// caches when they hear nothing (the staleness bound).
+func (s *Service) announce(ctx context.Context, c api.Change) error {
+	s.refreshShared(ctx, &c)
 	c.At = s.now().UTC()
 	data, _ := json.Marshal(c)
 	var err error
 	for i := 0; i < 3; i++ {
 		if _, err = s.js.Publish(ctx, subject.RegistryChanges, data); err == nil {
-			return
+			return nil
 		}
-		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(i+1) * 50 * time.Millisecond):
+		}
 	}
-	s.log.Error().Err(err).Str("kind", c.Kind).Str("partner_id", c.PartnerID).Msg("change broadcast failed")
+	s.log.Error().Err(err).Str("kind", c.Kind).Str("op", c.Op).Str("partner_id", c.PartnerID).Msg("change broadcast failed")
+	return apierr.New(apierr.PropagationPending,
+		"the change is stored but not yet announced to the edges (they stop trusting cached entries after -registry-stale-after, 30s by default, without news); repeat the request to announce it")
 }
 
-// refreshShared writes the fresh record a change touches into the shared cache.
-func (s *Service) refreshShared(ctx context.Context, c api.Change) {
+// refreshShared reads the records a change touches, sets the change's
+// versions and writes the records into the shared cache. A failed write is
+// retried in the background; meanwhile edges refuse any shared entry older
+// than the versions the change carries.
+func (s *Service) refreshShared(ctx context.Context, c *api.Change) {
+	if c.KeyID != "" {
+		if k, err := s.store.GetAPIKey(ctx, c.KeyID); err == nil {
+			c.KeyVersion = k.Version
+			s.putShared(ctx, rcache.KeyOfAPIKey(k.ID), k.Version, k)
+		}
+	}
+	if c.PartnerID != "" {
+		if snap, err := s.snapshot(ctx, c.PartnerID); err == nil {
+			c.PartnerVersion = snap.Version
+			s.putShared(ctx, rcache.KeyOfPartner(c.PartnerID), snap.Version, snap)
+		}
+	}
+}
+
+func (s *Service) putShared(ctx context.Context, key string, version int64, v any) {
 	if s.cache == nil {
 		return
 	}
-	var err error
-	if c.KeyID != "" {
-		var k tenant.APIKey
-		if k, err = s.store.GetAPIKey(ctx, c.KeyID); err == nil {
-			err = s.cache.Set(ctx, rcache.KeyOfAPIKey(k.ID), k, sharedTTL)
+	if _, err := s.cache.SetVersioned(ctx, key, version, v, sharedTTL); err == nil {
+		return
+	}
+	go func() {
+		// Until it lands, Redis may hold an older version; edges that heard
+		// the change skip it, and it expires within sharedTTL anyway.
+		for i := 0; i < 30; i++ {
+			time.Sleep(time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := s.cache.SetVersioned(ctx, key, version, v, sharedTTL)
+			cancel()
+			if err == nil {
+				return
+			}
 		}
-	}
-	if err == nil && c.PartnerID != "" {
-		var snap api.PartnerSnapshot
-		if snap, err = s.snapshot(ctx, c.PartnerID); err == nil {
-			err = s.cache.Set(ctx, rcache.KeyOfPartner(c.PartnerID), snap, sharedTTL)
-		}
-	}
-	if err != nil {
-		// Drop what may be stale; edges then ask the registry.
-		s.log.Warn().Err(err).Msg("shared cache refresh failed")
-		_ = s.cache.Delete(ctx, rcache.KeyOfAPIKey(c.KeyID), rcache.KeyOfPartner(c.PartnerID))
-	}
+		s.log.Warn().Str("entry", key).Msg("shared cache refresh abandoned; the entry expires on its own")
+	}()
 }
 
 func (s *Service) health(ctx context.Context, _ api.Request) (any, error) {
@@ -182,6 +221,8 @@ func storeErr(err error, notFound apierr.Code, what string) error {
 		return apierr.New(apierr.CodeTaken, "the code is already used by another %s", what)
 	case errors.Is(err, storage.ErrExists):
 		return apierr.New(apierr.Conflict, "%s already exists", what)
+	case errors.Is(err, storage.ErrConflict):
+		return apierr.New(apierr.Conflict, "the %s was changed by another request at the same time; read it again and retry", what)
 	}
 	return fmt.Errorf("registry: %s: %w", what, err)
 }

@@ -127,7 +127,7 @@ func TestSharedCache(t *testing.T) {
 	var k api.CreatedKey
 	call(api.KeysCreate, api.Request{PartnerID: p.ID, Name: ptr("k")}, &k)
 	var got tenant.APIKey
-	if ok, _ := cache.Get(ctx, rcache.KeyOfAPIKey(k.ID), &got); !ok || got.Status != tenant.KeyActive || len(got.Hash) != 32 {
+	if _, ok, _ := cache.GetVersioned(ctx, rcache.KeyOfAPIKey(k.ID), &got); !ok || got.Status != tenant.KeyActive || len(got.Hash) != 32 {
 		t.Fatalf("shared entry after create: %v %+v", ok, got)
 	}
 	// Watch the change stream: when the revoke change arrives, Redis already holds the revoked key.
@@ -135,7 +135,7 @@ func TestSharedCache(t *testing.T) {
 	seen := make(chan string, 1)
 	cc, _ := cons.Consume(func(m jetstream.Msg) {
 		var snap tenant.APIKey
-		cache.Get(ctx, rcache.KeyOfAPIKey(k.ID), &snap)
+		cache.GetVersioned(ctx, rcache.KeyOfAPIKey(k.ID), &snap)
 		seen <- string(snap.Status)
 	})
 	defer cc.Stop()
@@ -150,7 +150,7 @@ func TestSharedCache(t *testing.T) {
 	}
 	var snap api.PartnerSnapshot
 	call(api.PartnersToggle, api.Request{PartnerID: p.ID}, nil)
-	if ok, _ := cache.Get(ctx, rcache.KeyOfPartner(p.ID), &snap); !ok || snap.Partner.Status != tenant.Inactive {
+	if _, ok, _ := cache.GetVersioned(ctx, rcache.KeyOfPartner(p.ID), &snap); !ok || snap.Partner.Status != tenant.Inactive {
 		t.Fatalf("partner snapshot after toggle: %v %+v", ok, snap.Partner)
 	}
 }

@@ -50,14 +50,28 @@ func (s *Service) createSubSystem(ctx context.Context, r api.Request) (any, erro
 		return nil, err
 	}
 	now := s.now().UTC()
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: *r.Code, Name: *r.Name, Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
 	if err := s.store.CreateSubSystem(ctx, ss); err != nil {
 		return nil, storeErr(err, apierr.SubSystemNotFound, "sub-system of this partner")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindSubSystem, Op: "created", PartnerID: p.ID, SubSystemID: ss.ID})
+	// Created while the partner was being deleted: the delete's sweep may
+	// have missed it, so make it inactive as the sweep would have.
+	if p, err := s.store.GetPartner(ctx, p.ID); err == nil && p.Status == tenant.Deleted {
+		_, _ = transact(func() (struct{}, error) {
+			cur, err := s.store.GetSubSystem(ctx, ss.ID)
+			if err != nil || cur.Status != tenant.Active {
+				return struct{}{}, err
+			}
+			cur.Status = tenant.Inactive
+			return struct{}{}, s.store.UpdateSubSystem(ctx, cur)
+		})
+		return nil, apierr.New(apierr.PartnerDeleted, "partner %s is deleted", p.ID)
+	}
+	if err := s.announce(ctx, api.Change{Kind: api.KindSubSystem, Op: "created", PartnerID: p.ID, SubSystemID: ss.ID}); err != nil {
+		return nil, err
+	}
 	return ss, nil
 }
-
 func (s *Service) listSubSystems(ctx context.Context, r api.Request) (any, error) {
 	p, err := s.partner(ctx, r.PartnerID)
 	if err != nil {
@@ -113,52 +127,63 @@ func (s *Service) updateSubSystem(ctx context.Context, r api.Request) (any, erro
 	if len(fields) > 0 {
 		return nil, apierr.Invalid(fields...)
 	}
-	ss, err := s.liveSubSystem(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if r.Code != nil {
-		ss.Code = *r.Code
-	}
-	if r.Name != nil {
-		ss.Name = *r.Name
-	}
-	if r.Status != nil {
-		ss.Status = tenant.Status(*r.Status)
-	}
-	return s.saveSubSystem(ctx, ss, "updated")
+	return s.changeSubSystem(ctx, r, "updated", true, func(ss *tenant.SubSystem) {
+		if r.Code != nil {
+			ss.Code = *r.Code
+		}
+		if r.Name != nil {
+			ss.Name = *r.Name
+		}
+		if r.Status != nil {
+			ss.Status = tenant.Status(*r.Status)
+		}
+	})
 }
 
-func (s *Service) saveSubSystem(ctx context.Context, ss tenant.SubSystem, op string) (any, error) {
-	ss.UpdatedAt = s.now().UTC()
-	if err := s.store.UpdateSubSystem(ctx, ss); err != nil {
+// changeSubSystem applies change as a conditional write, re-read and
+// re-applied when a concurrent change wins the race, then announces it.
+// live: the sub-system and its partner must not be deleted.
+func (s *Service) changeSubSystem(ctx context.Context, r api.Request, op string, live bool, change func(*tenant.SubSystem)) (any, error) {
+	ss, err := transact(func() (tenant.SubSystem, error) {
+		var ss tenant.SubSystem
+		var err error
+		if live {
+			ss, err = s.liveSubSystem(ctx, r)
+		} else {
+			_, ss, err = s.subSystem(ctx, r)
+		}
+		if err != nil {
+			return ss, err
+		}
+		change(&ss)
+		ss.UpdatedAt = s.now().UTC()
+		if err := s.store.UpdateSubSystem(ctx, ss); err != nil {
+			return ss, err
+		}
+		ss.Version++
+		return ss, nil
+	})
+	if err != nil {
 		return nil, storeErr(err, apierr.SubSystemNotFound, "sub-system of this partner")
 	}
-	s.broadcast(ctx, api.Change{Kind: api.KindSubSystem, Op: op, PartnerID: ss.PartnerID, SubSystemID: ss.ID})
+	if err := s.announce(ctx, api.Change{Kind: api.KindSubSystem, Op: op, PartnerID: ss.PartnerID, SubSystemID: ss.ID}); err != nil {
+		return nil, err
+	}
 	return ss, nil
 }
 
+// deleteSubSystem is idempotent: deleting a deleted sub-system changes
+// nothing and announces it again.
 func (s *Service) deleteSubSystem(ctx context.Context, r api.Request) (any, error) {
-	_, ss, err := s.subSystem(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if ss.Status == tenant.Deleted {
-		return ss, nil // idempotent
-	}
-	ss.Status = tenant.Deleted
-	return s.saveSubSystem(ctx, ss, "deleted")
+	return s.changeSubSystem(ctx, r, "deleted", false, func(ss *tenant.SubSystem) { ss.Status = tenant.Deleted })
 }
 
 func (s *Service) toggleSubSystem(ctx context.Context, r api.Request) (any, error) {
-	ss, err := s.liveSubSystem(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if ss.Status == tenant.Active {
-		ss.Status = tenant.Inactive
-	} else {
-		ss.Status = tenant.Active
-	}
-	return s.saveSubSystem(ctx, ss, "toggled")
+	return s.changeSubSystem(ctx, r, "toggled", true, func(ss *tenant.SubSystem) {
+		if ss.Status == tenant.Active {
+			ss.Status = tenant.Inactive
+		} else {
+			ss.Status = tenant.Active
+		}
+	})
 }

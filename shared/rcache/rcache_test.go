@@ -51,3 +51,50 @@ func TestCache(t *testing.T) {
 		t.Fatal("no error for a Redis that is not there")
 	}
 }
+
+// A versioned entry only moves forward, whatever order writers arrive in.
+func TestVersionedOnlyMovesForward(t *testing.T) {
+	url := os.Getenv("VT_REDIS_URL")
+	if url == "" {
+		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
+	}
+	ctx := context.Background()
+	c, err := rcache.Open(ctx, url, "test:"+t.Name()+":")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type rec struct{ State string }
+	c.Delete(ctx, "k")
+	write := func(v int64, state string, want bool) {
+		t.Helper()
+		ok, err := c.SetVersioned(ctx, "k", v, rec{state}, time.Minute)
+		if err != nil || ok != want {
+			t.Fatalf("set v%d: stored %v, %v; want stored %v", v, ok, err, want)
+		}
+	}
+	write(4, "active", true)
+	write(5, "revoked", true)
+	write(4, "active", false) // a fill that read before the revoke
+	write(5, "active?", false)
+	var got rec
+	v, ok, err := c.GetVersioned(ctx, "k", &got)
+	if err != nil || !ok || v != 5 || got.State != "revoked" {
+		t.Fatalf("got v%d %+v %v %v", v, got, ok, err)
+	}
+	// Concurrent writers of every version from 1 to 50: the last one stays.
+	c.Delete(ctx, "k")
+	done := make(chan struct{})
+	for i := int64(50); i >= 1; i-- {
+		go func(i int64) {
+			c.SetVersioned(ctx, "k", i, rec{"x"}, time.Minute)
+			done <- struct{}{}
+		}(i)
+	}
+	for i := 0; i < 50; i++ {
+		<-done
+	}
+	if v, _, _ := c.GetVersioned(ctx, "k", &got); v != 50 {
+		t.Fatalf("after concurrent writers: v%d, want 50", v)
+	}
+}

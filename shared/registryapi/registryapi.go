@@ -81,12 +81,18 @@ type CreatedKey struct {
 	tenant.KeyView
 	APIKey        string `json:"apiKey"`
 	SigningSecret string `json:"signingSecret"`
+	// PropagationPending: the old key of a regenerate is retired in storage
+	// but the edges were not told yet; revoking it again tells them.
+	PropagationPending bool `json:"propagationPending,omitempty"`
 }
 
 // PartnerSnapshot is what an edge caches to admit events for a partner.
 type PartnerSnapshot struct {
 	Partner    tenant.Partner     `json:"partner"`
 	SubSystems []tenant.SubSystem `json:"subSystems"`
+	// Version grows with every write of the partner or any of its
+	// sub-systems (the sum of their versions, deleted ones included).
+	Version int64 `json:"version"`
 }
 
 // Change kinds.
@@ -111,6 +117,11 @@ type Change struct {
 	SubSystemID string    `json:"subSystemId,omitempty"`
 	KeyID       string    `json:"keyId,omitempty"`
 	At          time.Time `json:"at"`
+	// KeyVersion and PartnerVersion are the versions the change produced
+	// (of the key; of the partner snapshot): an edge trusts no cached or
+	// shared entry older than the last version it heard of.
+	KeyVersion     int64 `json:"keyVersion,omitempty"`
+	PartnerVersion int64 `json:"partnerVersion,omitempty"`
 }
 
 // HealthStatus answers Health.

@@ -32,6 +32,8 @@ var (
 		Help: "Auth cache lookups by kind (key, partner) and result (hit, miss)."}, []string{"kind", "result"})
 	mFlushes = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_cache_flushes_total",
 		Help: "Whole-cache flushes after a missed registry change or a reconnect."})
+	mStaleShared = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_shared_stale_total",
+		Help: "Shared (Redis) auth entries skipped because a change announced a newer version."})
 )
 
 type keyEntry struct {
@@ -39,6 +41,15 @@ type keyEntry struct {
 	missing bool // the registry does not know this key id
 	at      time.Time
 }
+
+type floor struct {
+	version int64
+	at      time.Time
+}
+
+// floorTTL bounds how long a floor is kept: longer than any shared entry
+// lives (the registry writes them for 10 minutes).
+const floorTTL = 15 * time.Minute
 
 type partnerEntry struct {
 	snap api.PartnerSnapshot
@@ -56,6 +67,11 @@ type Cache struct {
 	gen      uint64 // bumped by every invalidation; a fetch that raced one is not stored
 	keys     map[string]keyEntry
 	partners map[string]partnerEntry
+	// floors are the latest versions announced by changes, by "k"+key id
+	// and "p"+partner id: no entry older than its floor is trusted, from
+	// the shared cache or anywhere, so a shared entry whose refresh failed
+	// cannot bring back what a change replaced.
+	floors map[string]floor
 	lastSeq  uint64
 	swept    time.Time // entries past their TTL are deleted, at most once a TTL
 	sf       singleflight.Group
@@ -82,19 +98,31 @@ func (c *Cache) Stale() bool {
 // WithShared adds the shared (Redis) cache between this cache and the registry.
 func (c *Cache) WithShared(s *rcache.Cache) *Cache { c.shared = s; return c }
 
-// fromShared reads a shared entry; any Redis problem is a miss.
-func (c *Cache) fromShared(ctx context.Context, key string, v any) bool {
-	ok, err := c.shared.Get(ctx, key, v)
+// fromShared reads a shared entry; any Redis problem is a miss, and so is
+// an entry older than the floor of its record.
+func (c *Cache) fromShared(ctx context.Context, key, floorKey string, v any) bool {
+	version, ok, err := c.shared.GetVersioned(ctx, key, v)
 	if err != nil {
 		c.log.Debug().Err(err).Msg("shared cache unavailable; asking the registry")
 	}
+	if ok && err == nil && version < c.floor(floorKey) {
+		mStaleShared.Inc()
+		return false
+	}
 	return ok && err == nil
+}
+
+// floor is the latest announced version of a record (0: none heard).
+func (c *Cache) floor(key string) int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.floors[key].version
 }
 
 // New makes a cache that asks the registry over nc. ttl bounds how long an
 // entry is trusted without any change heard, as a backstop.
 func New(nc *nats.Conn, ttl time.Duration, log zerolog.Logger) *Cache {
-	return &Cache{nc: nc, ttl: ttl, log: log, keys: map[string]keyEntry{}, partners: map[string]partnerEntry{}}
+	return &Cache{nc: nc, ttl: ttl, log: log, keys: map[string]keyEntry{}, partners: map[string]partnerEntry{}, floors: map[string]floor{}}
 }
 
 // Key returns the key record for a key id, or an APIKeyInvalid error.
@@ -115,12 +143,15 @@ func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
 		gen := c.generation()
 		var k tenant.APIKey
 		var err error
-		if stale || !c.fromShared(ctx, rcache.KeyOfAPIKey(id), &k) {
+		if stale || !c.fromShared(ctx, rcache.KeyOfAPIKey(id), "k"+id, &k) {
 			err = natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
 		}
 		missing := apierr.Is(err, apierr.APIKeyNotFound)
 		if err != nil && !missing {
 			return nil, err
+		}
+		if !missing && k.Version < c.floor("k"+id) {
+			return keyEntry{key: k}, nil // older than announced (a lagging replica): use once, keep nothing
 		}
 		c.store(gen, func() { c.keys[id] = keyEntry{key: k, missing: missing, at: time.Now()} })
 		return keyEntry{key: k, missing: missing}, nil
@@ -170,7 +201,7 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 	v, err, _ := c.sf.Do("p"+id, func() (any, error) {
 		gen := c.generation()
 		var snap api.PartnerSnapshot
-		if stale || !c.fromShared(ctx, rcache.KeyOfPartner(id), &snap) {
+		if stale || !c.fromShared(ctx, rcache.KeyOfPartner(id), "p"+id, &snap) {
 			if err := natsx.Call(ctx, c.nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: id}, &snap); err != nil {
 				return nil, err
 			}
@@ -178,6 +209,9 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 		subs := make(map[string]tenant.SubSystem, len(snap.SubSystems))
 		for _, s := range snap.SubSystems {
 			subs[s.Code] = s
+		}
+		if snap.Version < c.floor("p"+id) {
+			return Partner{snap.Partner, subs}, nil // older than announced: use once, keep nothing
 		}
 		c.store(gen, func() { c.partners[id] = partnerEntry{snap: snap, subs: subs, at: time.Now()} })
 		return Partner{snap.Partner, subs}, nil
@@ -211,6 +245,11 @@ func (c *Cache) store(gen uint64, set func()) {
 				delete(c.partners, id)
 			}
 		}
+		for k, f := range c.floors {
+			if now.Sub(f.at) >= floorTTL {
+				delete(c.floors, k)
+			}
+		}
 		c.swept = now
 	}
 	if c.gen == gen {
@@ -230,11 +269,18 @@ func (c *Cache) Apply(ch api.Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	raise := func(key string, v int64) {
+		if f := c.floors[key]; v > f.version {
+			c.floors[key] = floor{version: v, at: time.Now()}
+		}
+	}
 	if ch.KeyID != "" {
 		delete(c.keys, ch.KeyID)
+		raise("k"+ch.KeyID, ch.KeyVersion)
 	}
 	if ch.PartnerID != "" {
 		delete(c.partners, ch.PartnerID)
+		raise("p"+ch.PartnerID, ch.PartnerVersion)
 	}
 }
 
