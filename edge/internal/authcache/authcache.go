@@ -71,11 +71,11 @@ type Cache struct {
 	// and "p"+partner id: no entry older than its floor is trusted, from
 	// the shared cache or anywhere, so a shared entry whose refresh failed
 	// cannot bring back what a change replaced.
-	floors map[string]floor
-	lastSeq  uint64
-	swept    time.Time // entries past their TTL are deleted, at most once a TTL
-	sf       singleflight.Group
-	shared   *rcache.Cache // written by the registry, read here; nil: none
+	floors  map[string]floor
+	lastSeq uint64
+	swept   time.Time // entries past their TTL are deleted, at most once a TTL
+	sf      singleflight.Group
+	shared  *rcache.Cache // written by the registry, read here; nil: none
 
 	staleAfter time.Duration // 0: never
 	heard      atomic.Int64  // unix nanos of the last change or heartbeat

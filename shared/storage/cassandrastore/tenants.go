@@ -425,7 +425,9 @@ func (st *Store) UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error 
 func (st *Store) GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error) {
 	return byCode(ctx, st, "SELECT sub_system_id FROM sub_system_codes WHERE partner_id = ? AND code = ?", []any{partnerID}, code,
 		func(id string) (tenant.SubSystem, error) { return st.GetSubSystem(ctx, id) },
-		func(s tenant.SubSystem) (string, bool) { return s.Code, s.Status != tenant.Deleted && s.PartnerID == partnerID })
+		func(s tenant.SubSystem) (string, bool) {
+			return s.Code, s.Status != tenant.Deleted && s.PartnerID == partnerID
+		})
 }
 
 func (st *Store) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {

@@ -402,7 +402,9 @@ func (s *Store) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, 
 
 func (s *Store) GetSubSystemByCode(ctx context.Context, partnerID, code string) (tenant.SubSystem, error) {
 	return byCode(s, subCodeIdx(partnerID), code, func(id string) (tenant.SubSystem, error) { return s.GetSubSystem(ctx, id) },
-		func(ss tenant.SubSystem) (string, bool) { return ss.Code, ss.Status != tenant.Deleted && ss.PartnerID == partnerID })
+		func(ss tenant.SubSystem) (string, bool) {
+			return ss.Code, ss.Status != tenant.Deleted && ss.PartnerID == partnerID
+		})
 }
 
 func (s *Store) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {
