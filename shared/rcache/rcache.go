@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,34 @@ var mOps = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_redis_cache_
 type Cache struct {
 	c      *redis.Client
 	prefix string
+	// downUntil (unix nanos): Redis failed; every operation fails fast with
+	// ErrDown until then, so an outage costs callers nothing but the miss.
+	downUntil atomic.Int64
 }
+
+// ErrDown: Redis failed less than a second ago; not asked again yet.
+var ErrDown = errors.New("rcache: redis failed recently; skipped")
+
+// breakFor is how long a failure keeps Redis out of the path.
+const breakFor = time.Second
+
+func (c *Cache) down() bool { return time.Now().UnixNano() < c.downUntil.Load() }
+
+// check notes a failure; redis.Nil (a miss) is none.
+func (c *Cache) check(err error) error {
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(err, context.Canceled) {
+		c.downUntil.Store(time.Now().Add(breakFor).UnixNano())
+	}
+	return err
+}
+
+// quiet drops go-redis's own log lines: every error reaches the caller,
+// which logs it once, in our format.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quiet{}) }
 
 // New makes a cache for a redis:// URL without connecting yet; the client
 // reconnects on its own, so a service may start while Redis is down.
@@ -80,7 +108,11 @@ func (c *Cache) Get(ctx context.Context, key string, v any) (ok bool, err error)
 	if c == nil {
 		return false, nil
 	}
+	if c.down() {
+		return false, ErrDown
+	}
 	b, err := c.c.Get(ctx, c.prefix+key).Bytes()
+	c.check(err)
 	switch {
 	case errors.Is(err, redis.Nil):
 		mOps.WithLabelValues("get", "miss").Inc()
@@ -112,6 +144,9 @@ func (c *Cache) set(ctx context.Context, key string, v any, ttl time.Duration, n
 	if c == nil {
 		return nil
 	}
+	if c.down() {
+		return ErrDown
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -121,7 +156,7 @@ func (c *Cache) set(ctx context.Context, key string, v any, ttl time.Duration, n
 	} else {
 		err = c.c.Set(ctx, c.prefix+key, b, ttl).Err()
 	}
-	if err != nil {
+	if c.check(err) != nil {
 		mOps.WithLabelValues("set", "error").Inc()
 		return err
 	}
@@ -151,13 +186,16 @@ func (c *Cache) SetVersioned(ctx context.Context, key string, version int64, v a
 	if c == nil {
 		return false, nil
 	}
+	if c.down() {
+		return false, ErrDown
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return false, err
 	}
 	val := fmt.Sprintf("%0*d", versionDigits, version) + string(b)
 	n, err := setNewer.Run(ctx, c.c, []string{c.prefix + key}, version, val, ttl.Milliseconds()).Int()
-	if err != nil {
+	if c.check(err) != nil {
 		mOps.WithLabelValues("set", "error").Inc()
 		return false, err
 	}
@@ -171,7 +209,11 @@ func (c *Cache) GetVersioned(ctx context.Context, key string, v any) (version in
 	if c == nil {
 		return 0, false, nil
 	}
+	if c.down() {
+		return 0, false, ErrDown
+	}
 	b, err := c.c.Get(ctx, c.prefix+key).Bytes()
+	c.check(err)
 	switch {
 	case errors.Is(err, redis.Nil):
 		mOps.WithLabelValues("get", "miss").Inc()
@@ -201,11 +243,14 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if c == nil || len(keys) == 0 {
 		return nil
 	}
+	if c.down() {
+		return ErrDown
+	}
 	full := make([]string, len(keys))
 	for i, k := range keys {
 		full[i] = c.prefix + k
 	}
-	return c.c.Del(ctx, full...).Err()
+	return c.check(c.c.Del(ctx, full...).Err())
 }
 
 // Keys of the shared auth entries (versioned: SetVersioned, GetVersioned).
