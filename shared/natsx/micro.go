@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,23 +56,52 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		start := time.Now()
-		resp, err := fn(ctx, req.Data())
+		resp, err := recovered(ctx, fn, req.Data())
 		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()
+		var body []byte
+		if err == nil {
+			if body, err = json.Marshal(resp); err != nil {
+				err = fmt.Errorf("encode answer: %w", err)
+			}
+		}
 		if err != nil {
 			ae := apierr.From(err)
-			if ae.Code == apierr.Internal {
+			var pe *panicError
+			switch {
+			case errors.As(err, &pe):
+				l.Error().Str("panic", fmt.Sprint(pe.value)).Str("stack", string(pe.stack)).Msg("handler panicked")
+			case ae.Code == apierr.Internal:
 				l.Error().Err(err).Msg("request failed")
-			} else {
+			default:
 				l.Debug().Str("code", string(ae.Code)).Msg("request refused")
 			}
-			body, _ := json.Marshal(ae)
-			_ = req.Error(string(ae.Code), ae.Message, body)
+			eb, _ := json.Marshal(ae)
+			_ = req.Error(string(ae.Code), ae.Message, eb)
 			return
 		}
-		if err := req.RespondJSON(resp); err != nil {
+		if err := req.Respond(body); err != nil {
 			l.Error().Err(err).Msg("respond")
 		}
 	})
+}
+
+// panicError is a panic of a handler, turned into an internal error.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// recovered runs fn, turning a panic into an error: micro calls handlers on
+// the subscription's goroutine, where a panic would end the process.
+func recovered(ctx context.Context, fn HandlerFunc, data []byte) (resp any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, data)
 }
 
 // Call sends req to a micro endpoint and decodes the answer into resp. A

@@ -1,8 +1,10 @@
 package natsx_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +64,47 @@ func TestCall(t *testing.T) {
 	}
 	if err := natsx.Call(ctx, nc, "trk.nobody.home", nil, nil); !apierr.Is(err, apierr.Unavailable) {
 		t.Fatalf("no responders: %v", err)
+	}
+}
+
+// A handler that panics, or answers something that cannot be encoded,
+// answers internal_error (the panic logged once, with its stack) and the
+// service keeps serving.
+func TestHandlerPanics(t *testing.T) {
+	nc, _ := testenv.Conn(t, testenv.NATS(t))
+	svc, err := micro.AddService(nc, micro.Config{Name: "svc", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+	g := svc.AddGroup("trk.svc")
+	g.AddEndpoint("panic", natsx.Handler(log, "t", "panic", time.Second, func(_ context.Context, data []byte) (any, error) {
+		if string(data) == `"boom"` {
+			var m map[string]int
+			m["x"]++ // nil map: a real runtime panic
+		}
+		return "fine", nil
+	}), micro.WithEndpointSubject("panic"))
+	g.AddEndpoint("unencodable", natsx.Handler(log, "t", "unencodable", time.Second, func(context.Context, []byte) (any, error) {
+		return time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), nil // JSON refuses years past 9999
+	}), micro.WithEndpointSubject("unencodable"))
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		err := natsx.Call(ctx, nc, "trk.svc.panic", "boom", nil)
+		if ae := apierr.From(err); ae.Code != apierr.Internal || ae.Message != "internal error" {
+			t.Fatalf("panic %d: %+v", i, err)
+		}
+		var out string
+		if err := natsx.Call(ctx, nc, "trk.svc.panic", "calm", &out); err != nil || out != "fine" {
+			t.Fatalf("after panic %d the service stopped serving: %v", i, err)
+		}
+	}
+	if err := natsx.Call(ctx, nc, "trk.svc.unencodable", nil, nil); !apierr.Is(err, apierr.Internal) {
+		t.Fatalf("unencodable answer: %v, want internal_error at once", err)
+	}
+	if n := strings.Count(logs.String(), `"handler panicked"`); n != 3 || !strings.Contains(logs.String(), "natsx_test.go") {
+		t.Fatalf("want each panic logged once with its stack; %d lines:\n%s", n, logs.String())
 	}
 }
