@@ -157,8 +157,8 @@ func (s *Service) updateKey(ctx context.Context, r api.Request) (any, error) {
 
 // touchKey records a sampled last use.
 func (s *Service) touchKey(ctx context.Context, r api.Request) (any, error) {
-	if !tenant.ValidKeyID(r.KeyID) || r.At == nil {
-		return nil, apierr.New(apierr.InvalidParameter, "keyId and at are required")
+	if !tenant.ValidKeyID(r.KeyID) || r.At == nil || !instant.Valid(*r.At) {
+		return nil, apierr.New(apierr.InvalidParameter, "keyId and at (%s) are required", instant.Range)
 	}
 	at := *r.At
 	if now := s.now(); at.After(now) {
