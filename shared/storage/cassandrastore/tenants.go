@@ -191,13 +191,17 @@ func (st *Store) claimCode(ctx context.Context, idx codeIndex, scope []any, id, 
 }
 
 // releaseCode frees a code a record held, under the case-insensitive key and
-// under the code as written (claims made before codes were case-insensitive).
-func (st *Store) releaseCode(ctx context.Context, idx codeIndex, scope []any, id, code string) error {
+// under the code as written (claims made before codes were case-insensitive),
+// but not the claim key keep (the one it holds now).
+func (st *Store) releaseCode(ctx context.Context, idx codeIndex, scope []any, id, code, keep string) error {
 	keys := []string{storage.CodeKey(code)}
 	if code != storage.CodeKey(code) {
 		keys = append(keys, code)
 	}
 	for _, k := range keys {
+		if k == keep {
+			continue
+		}
 		if err := st.release(ctx, idx, append(append([]any{}, scope...), k), id); err != nil {
 			return err
 		}
@@ -237,7 +241,9 @@ func (st *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
 		return storage.ErrConflict
 	}
 	wasLive, isLive := old.Status != tenant.Deleted, p.Status != tenant.Deleted
-	claimed := isLive && (!wasLive || storage.CodeKey(old.Code) != storage.CodeKey(p.Code))
+	// A record whose code does not change keeps its claim where it is (a
+	// claim made before codes were case-insensitive stays as written).
+	claimed := isLive && (!wasLive || old.Code != p.Code)
 	if claimed {
 		live, err := st.livePartnerCodes(ctx)
 		if err != nil {
@@ -253,15 +259,23 @@ func (st *Store) UpdatePartner(ctx context.Context, p tenant.Partner) error {
 		args = append(args, v)
 	}
 	if err := st.cas(ctx, "update partner", "UPDATE partners SET code = ?, name = ?, status = ?, retention_days = ?, rate_limit = ?, require_signature = ?, updated_at = ?, version = ? WHERE bucket = 0 AND id = ?"+cond, args...); err != nil {
-		if claimed {
-			_ = st.releaseCode(ctx, partnerCodes, nil, p.ID, p.Code) // not ours after all
+		if claimed && storage.CodeKey(old.Code) != storage.CodeKey(p.Code) {
+			_ = st.releaseCode(ctx, partnerCodes, nil, p.ID, p.Code, "") // not ours after all
 		}
 		return err
 	}
-	if wasLive && (!isLive || storage.CodeKey(old.Code) != storage.CodeKey(p.Code)) {
-		return st.releaseCode(ctx, partnerCodes, nil, p.ID, old.Code)
+	if wasLive && (!isLive || old.Code != p.Code) {
+		return st.releaseCode(ctx, partnerCodes, nil, p.ID, old.Code, keepKey(isLive, p.Code))
 	}
 	return nil
+}
+
+// keepKey is the claim key a live record holds after a write.
+func keepKey(isLive bool, code string) string {
+	if !isLive {
+		return ""
+	}
+	return storage.CodeKey(code)
 }
 
 // byCode finds the live record with a code: the one claimed with exactly
@@ -395,7 +409,7 @@ func (st *Store) UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error 
 	}
 	s.PartnerID = old.PartnerID // a sub-system never moves
 	wasLive, isLive := old.Status != tenant.Deleted, s.Status != tenant.Deleted
-	claimed := isLive && (!wasLive || storage.CodeKey(old.Code) != storage.CodeKey(s.Code))
+	claimed := isLive && (!wasLive || old.Code != s.Code)
 	if claimed {
 		live, err := st.liveSubCodes(ctx, s.PartnerID)
 		if err != nil {
@@ -411,13 +425,13 @@ func (st *Store) UpdateSubSystem(ctx context.Context, s tenant.SubSystem) error 
 		args = append(args, v)
 	}
 	if err := st.cas(ctx, "update sub-system", "UPDATE sub_systems SET code = ?, name = ?, status = ?, updated_at = ?, version = ? WHERE partner_id = ? AND id = ?"+cond, args...); err != nil {
-		if claimed {
-			_ = st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, s.Code)
+		if claimed && storage.CodeKey(old.Code) != storage.CodeKey(s.Code) {
+			_ = st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, s.Code, "")
 		}
 		return err
 	}
-	if wasLive && (!isLive || storage.CodeKey(old.Code) != storage.CodeKey(s.Code)) {
-		return st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, old.Code)
+	if wasLive && (!isLive || old.Code != s.Code) {
+		return st.releaseCode(ctx, subSystemCodes, []any{s.PartnerID}, s.ID, old.Code, keepKey(isLive, s.Code))
 	}
 	return nil
 }

@@ -247,8 +247,14 @@ func (s *Store) livePartnerCodes() (map[string]string, error) {
 
 // moveCode keeps the code index in step with a record's code and liveness.
 // live lists the codes of the other live records in the same scope; it is
-// read only when the record takes a code it did not hold.
+// read only when the record takes a code it did not hold. A record whose
+// code does not change keeps its index entry where it is (an entry written
+// before codes were case-insensitive stays under the code as written).
 func (s *Store) moveCode(b *pebble.Batch, idx func(string) []byte, oldCode, newCode, id string, wasLive, isLive bool, live func() (map[string]string, error)) error {
+	changed := !wasLive || !isLive || oldCode != newCode
+	if !changed {
+		return nil
+	}
 	newK := idx(storage.CodeKey(newCode))
 	if isLive {
 		if cur, err := s.get(newK); err == nil && string(cur) != id {
@@ -256,15 +262,13 @@ func (s *Store) moveCode(b *pebble.Batch, idx func(string) []byte, oldCode, newC
 		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		if !wasLive || storage.CodeKey(oldCode) != storage.CodeKey(newCode) {
-			codes, err := live()
-			if err != nil {
-				return err
-			}
-			for other, c := range codes {
-				if other != id && strings.EqualFold(c, newCode) {
-					return storage.ErrCodeTaken
-				}
+		codes, err := live()
+		if err != nil {
+			return err
+		}
+		for other, c := range codes {
+			if other != id && strings.EqualFold(c, newCode) {
+				return storage.ErrCodeTaken
 			}
 		}
 		b.Set(newK, []byte(id), nil)
