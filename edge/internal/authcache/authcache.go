@@ -23,6 +23,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -184,6 +185,9 @@ func (p Partner) SubSystemByID(id string) (tenant.SubSystem, bool) {
 // SubSystem finds a sub-system of the partner by code.
 func (p Partner) SubSystem(code string) (tenant.SubSystem, bool) {
 	s, ok := p.subs[code]
+	if !ok {
+		s, ok = p.subs[storage.CodeKey(code)]
+	}
 	return s, ok
 }
 
@@ -206,9 +210,18 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 				return nil, err
 			}
 		}
-		subs := make(map[string]tenant.SubSystem, len(snap.SubSystems))
+		subs := make(map[string]tenant.SubSystem, 2*len(snap.SubSystems))
 		for _, s := range snap.SubSystems {
 			subs[s.Code] = s
+		}
+		// Codes are unique up to case: any case finds the sub-system, the
+		// exact code first (legacy codes may differ by case only).
+		for _, s := range snap.SubSystems {
+			if lc := storage.CodeKey(s.Code); lc != s.Code {
+				if _, taken := subs[lc]; !taken {
+					subs[lc] = s
+				}
+			}
 		}
 		if snap.Version < c.floor("p"+id) {
 			return Partner{snap.Partner, subs}, nil // older than announced: use once, keep nothing
