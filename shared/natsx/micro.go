@@ -84,6 +84,7 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error 
 	msg := nats.NewMsg(subj)
 	msg.Data = data
 	Inject(ctx, msg.Header)
+	injectAdminToken(ctx, msg.Header)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
