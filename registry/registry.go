@@ -82,7 +82,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		api.SubSystemsToggle: s.toggleSubSystem, api.SubSystemsAll: s.allSubSystems,
 		api.KeysCreate: s.createKey, api.KeysList: s.listKeys, api.KeysRevoke: s.revokeKey, api.KeysRegenerate: s.regenerateKey,
 		api.KeysUpdate: s.updateKey, api.KeysTouch: s.touchKey,
-		api.AuthKey: s.authKey, api.AuthPartner: s.authPartner,
+		api.AuthKey: s.authKeyProven, api.AuthPartner: s.authPartner,
 		api.Health: s.health,
 	}
 	go s.heartbeat(ctx, nc)
@@ -97,6 +97,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 			}
 			return fn(ctx, req)
 		})
+		h = natsx.SealReplies(replyKeyOf(op), h)
 		if NeedsAdmin(op) {
 			h = natsx.Guard(s.log, op, s.checkAdmin, h)
 		}

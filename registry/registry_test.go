@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,13 +70,18 @@ func TestChangesBroadcast(t *testing.T) {
 	call(api.SubSystemsToggle, api.Request{PartnerID: p.ID, SubSystemID: ss.ID}, nil)
 	call(api.PartnersDelete, api.Request{PartnerID: p.ID}, nil)
 
-	// auth.key returns the hash (edges need it); the public views never do.
+	// auth.key returns the hash (edges need it) to a holder of the key; the
+	// public views never do.
 	var full tenant.APIKey
-	call(api.AuthKey, api.Request{KeyID: k.ID}, &full)
+	_, secret, _ := tenant.ParseKey(k.APIKey)
+	sctx := natsx.WithReplyKey(ctx, natsx.ReplyKey(natsx.PurposeAuthKey, secret))
+	if err := natsx.Call(sctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: k.ID, Secret: secret}, &full); err != nil {
+		t.Fatal(err)
+	}
 	if len(full.Hash) != 32 || full.Status != tenant.KeyRevoked {
 		t.Fatalf("auth.key: %+v", full)
 	}
-	if err := natsx.Call(ctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: "../etc"}, nil); !apierr.Is(err, apierr.APIKeyNotFound) {
+	if err := natsx.Call(ctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: "../etc", Secret: "x"}, nil); !apierr.Is(err, apierr.APIKeyNotFound) {
 		t.Fatalf("malformed key id: %v", err)
 	}
 
@@ -192,10 +198,52 @@ func TestAdminOperationsNeedTheCredential(t *testing.T) {
 		t.Fatalf("a refused call changed something: keys %+v, partner %+v", keys, got)
 	}
 	// What edges and workers need without an admin: no token at all.
-	for _, op := range []string{api.AuthKey, api.AuthPartner, api.KeysTouch, api.Health, api.PartnersGet, api.SubSystemsList} {
+	for _, op := range []string{api.AuthPartner, api.KeysTouch, api.Health, api.PartnersGet, api.SubSystemsList} {
 		now := time.Now()
 		if err := natsx.Call(ctx, env.nc, subject.Registry(op), api.Request{PartnerID: p.ID, KeyID: k.ID, At: &now}, nil); err != nil {
 			t.Errorf("service operation %s: %v", op, err)
+		}
+	}
+}
+
+// TestSecretsNeedTheKeyAndAreSealed: auth.key answers only a caller holding
+// the key; answers with secrets or admin data are sealed, so a connection of
+// the same role reading another's _INBOX learns nothing from them.
+func TestSecretsNeedTheKeyAndAreSealed(t *testing.T) {
+	env := startRegistry(t, nil)
+	ctx := context.Background()
+	var p tenant.Partner
+	env.call(api.PartnersCreate, api.Request{Code: ptr("sealed"), Name: ptr("S")}, &p)
+	var k api.CreatedKey
+	env.call(api.KeysCreate, api.Request{PartnerID: p.ID, Name: ptr("k")}, &k)
+	_, secret, _ := tenant.ParseKey(k.APIKey)
+	for _, wrong := range []string{"", "not-the-secret", secret + "x"} {
+		sctx := natsx.WithReplyKey(ctx, natsx.ReplyKey(natsx.PurposeAuthKey, wrong))
+		if err := natsx.Call(sctx, env.nc, subject.Registry(api.AuthKey), api.Request{KeyID: k.ID, Secret: wrong}, &tenant.APIKey{}); !apierr.Is(err, apierr.APIKeyInvalid) {
+			t.Fatalf("auth.key with secret %q: %v", wrong, err)
+		}
+	}
+	// On the wire: what a reader of the reply subject sees.
+	raw := func(op string, req api.Request, token string) *nats.Msg {
+		t.Helper()
+		m := nats.NewMsg(subject.Registry(op))
+		m.Data, _ = json.Marshal(req)
+		if token != "" {
+			m.Header.Set(natsx.HeaderAdminToken, token)
+		}
+		reply, err := env.nc.RequestMsg(m, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	for _, m := range []*nats.Msg{
+		raw(api.AuthKey, api.Request{KeyID: k.ID, Secret: secret}, ""),
+		raw(api.KeysRegenerate, api.Request{PartnerID: p.ID, KeyID: k.ID}, testAdmin),
+		raw(api.KeysList, api.Request{PartnerID: p.ID}, testAdmin),
+	} {
+		if m.Header.Get(natsx.HeaderSealed) == "" || json.Valid(m.Data) || strings.Contains(string(m.Data), k.ID) {
+			t.Fatalf("an answer travels in the clear: %q", m.Data)
 		}
 	}
 }

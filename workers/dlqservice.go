@@ -54,7 +54,10 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 			}
 			return fn(ctx, req)
 		})
-		if err := g.AddEndpoint(op, natsx.Guard(log, "deadletters."+op, checkAdmin, h)); err != nil {
+		// Dead letters are a partner's events: answers are sealed under the
+		// forwarded token, as the registry's admin answers are.
+		h = natsx.Guard(log, "deadletters."+op, checkAdmin, natsx.SealReplies(natsx.AdminReplyKey, h))
+		if err := g.AddEndpoint(op, h); err != nil {
 			return nil, fmt.Errorf("workers: add endpoint %s: %w", op, err)
 		}
 	}

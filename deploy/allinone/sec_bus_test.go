@@ -3,6 +3,9 @@ package allinone_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +146,14 @@ func TestSecBusEdgeRoleRefused(t *testing.T) {
 			t.Errorf("dead letters %s as the edge role: %v", op, err)
 		}
 	}
+	// A key's record (hash, signing secret) only for a holder of the key.
+	for _, secret := range []string{"", "not-the-secret"} {
+		var k tenant.APIKey
+		err := natsx.Call(natsx.WithReplyKey(ctx, natsx.ReplyKey(natsx.PurposeAuthKey, secret)), nc, subject.Registry(api.AuthKey), api.Request{KeyID: keys[0].ID, Secret: secret}, &k)
+		if !apierr.Is(err, apierr.APIKeyInvalid) || k.Hash != nil || k.SigningSecret != nil {
+			t.Errorf("auth.key of a known key id with secret %q: %v %+v", secret, err, k)
+		}
+	}
 	// Nor can it listen in on the forwarded admin tokens of real edges.
 	if _, err := nc.SubscribeSync(subject.RegistryPrefix + ".>"); err == nil {
 		v.has(t, subject.RegistryPrefix+".>")
@@ -213,5 +224,55 @@ func TestSecBusBanner(t *testing.T) {
 	s = startWith(t, t.TempDir(), func(c *config) { c.AdminToken = given })
 	if b := banner(s); strings.Contains(b, given) || !strings.Contains(b, "VT_ADMIN_TOKEN") {
 		t.Fatalf("with a configured token:\n%s", b)
+	}
+}
+
+// TestSecBusInboxSniffing: every edge shares one NATS role, which may read
+// every _INBOX. A connection of that role listening to all of them while an
+// admin creates and regenerates keys and an edge looks them up sees no
+// plain key, signing secret, hash or admin token: those answers are sealed.
+func TestSecBusInboxSniffing(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	nc, _ := connectAs(t, []string{s.app.NATSURL()}, s.app.Creds("edge"), nil)
+	seen, err := nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	p, _, key := s.tenant("sniffed", "web")
+	k := s.key(p, nil)
+	var next createdKey
+	s.must(201, "POST", "/partners/"+p+"/api-keys/"+k.ID+"/regenerate", "admin", map[string]any{"graceSeconds": 60}, &next)
+	for _, kk := range []string{key, k.APIKey, next.APIKey} {
+		s.must(202, "POST", "/tracking", kk, ev("web", "x"), nil) // a lookup of each key: auth.key
+	}
+	secrets := []string{s.admin, key, k.APIKey, next.APIKey, k.SigningSecret, next.SigningSecret}
+	for _, full := range []string{key, k.APIKey, next.APIKey} {
+		_, secret, _ := tenant.ParseKey(full)
+		h := tenant.HashSecret(secret)
+		secrets = append(secrets, secret, hex.EncodeToString(h), base64.StdEncoding.EncodeToString(h))
+	}
+	// The answers of the tenant's 3 admin writes, the second key's, the
+	// regenerate and the 3 key lookups (auth.key): 8 sealed answers, read as
+	// they arrive among the workers' fetches; none in the clear.
+	sealed, read := 0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for sealed < 8 && time.Now().Before(deadline) {
+		m, err := seen.NextMsg(time.Second)
+		if err != nil {
+			continue
+		}
+		read++
+		if m.Header.Get(natsx.HeaderSealed) != "" {
+			sealed++
+		}
+		for _, secret := range secrets {
+			if bytes.Contains(m.Data, []byte(secret)) || strings.Contains(fmt.Sprint(m.Header), secret) {
+				t.Fatalf("a reply on %s holds a secret in the clear: %.200s", m.Subject, m.Data)
+			}
+		}
+	}
+	if sealed < 8 {
+		t.Fatalf("saw %d sealed answers among %d, want 8", sealed, read)
 	}
 }

@@ -109,6 +109,11 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error 
 	if resp == nil {
 		return nil
 	}
+	if reply.Header.Get(HeaderSealed) != "" {
+		if reply.Data, err = openSealed(ctx, reply.Data); err != nil {
+			return errors.Join(apierr.New(apierr.Internal, "cannot open the answer of %s", subj), err)
+		}
+	}
 	if err := json.Unmarshal(reply.Data, resp); err != nil {
 		return errors.Join(apierr.New(apierr.Internal, "bad answer from %s", subj), err)
 	}
