@@ -198,6 +198,29 @@ func TestNegativeEntriesExpire(t *testing.T) {
 	}
 }
 
+// A secret the registry refuses (it does not match the key) is not cached:
+// nobody can make a valid key look missing by presenting it with a wrong one.
+func TestWrongSecretNotCached(t *testing.T) {
+	nc, _ := testenv.Conn(t, testenv.NATS(t))
+	var refuse atomic.Bool
+	refuse.Store(true)
+	lookups, _ := stubRegistry(t, nc, func() (any, error) {
+		if refuse.Load() {
+			return nil, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+		}
+		return activeKey()
+	})
+	c := authcache.New(nc, time.Minute, zerolog.Nop())
+	ctx := context.Background()
+	if _, err := c.Key(ctx, "aaaaaaaaaaaaa", "wrong"); !apierr.Is(err, apierr.APIKeyInvalid) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	refuse.Store(false)
+	if k, err := c.Key(ctx, "aaaaaaaaaaaaa", "right"); err != nil || k.ID != "aaaaaaaaaaaaa" || lookups.Load() != 2 {
+		t.Fatalf("the right secret after a wrong one: %v %+v (%d lookups)", err, k, lookups.Load())
+	}
+}
+
 // stubRegistry serves auth.key on nc with answer, counting the lookups.
 func stubRegistry(t *testing.T, nc *nats.Conn, answer func() (any, error)) (lookups *atomic.Int32, stop func()) {
 	t.Helper()
