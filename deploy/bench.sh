@@ -32,7 +32,7 @@ allinone() { # label, extra volcanion flags...
   for _ in $(seq 1 300); do port_open 18080 && break; sleep 0.1; done
   port_open 18080 || { log "the all-in-one did not start; see $out/$label.log"; kill $pid; exit 1; }
   bin/drainbench -label "$label" -urls http://127.0.0.1:18080/api/v1 -admin-token "$(cat "$dir/admin-token")" \
-    -nats-url nats://127.0.0.1:14222 -duration "$dur" -concurrency "$conc" -bulk "$bulk" -json "$out/$label.json" || { kill $pid; exit 1; }
+    -nats-url nats://127.0.0.1:14222 -nats-creds "$dir/nats-auth/admin.creds" -duration "$dur" -concurrency "$conc" -bulk "$bulk" -json "$out/$label.json" || { kill $pid; exit 1; }
   kill $pid; wait $pid 2>/dev/null || true
   rm -rf "$dir"
 }

@@ -59,15 +59,15 @@ start() {
         run "$name" "$bin/nats-server" -c "$dir/nats/nats.conf"
       wait_port "$(nats_client "$i")" "$name" ;;
     registry)
-      run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9102 + base)) ;;
+      run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9102 + base)) ;;
     reporter)
       run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
     workers[12])
       i=${name#workers}
-      run "$name" "$bin/workers" $(common workers) $(storage) -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
+      run "$name" "$bin/workers" $(common workers) $(storage) -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      VT_ADMIN_TOKENS=$(cat "$dir/admin-token") run "$name" "$bin/edge" $(common edge) -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i")
+      run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i")
       wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac
@@ -89,7 +89,9 @@ up() {
   log "building"
   go build -o "$bin/" ./edge/cmd/edge ./workers/cmd/workers ./registry/cmd/registry ./reporter/cmd/reporter ./deploy/allinone/cmd/natsauth
   go build -o "$bin/nats-server" github.com/nats-io/nats-server/v2
-  [ -f "$dir/admin-token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/vta_/' > "$dir/admin-token"
+  # One admin token file for the edges, the registry and the workers (each
+  # re-reads it when it changes): they all check the admin credential.
+  [ -f "$dir/admin-token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/vta_/' > "$dir/admin-token")
   "$bin/natsauth" init -dir "$dir/nats"
   cp nats.conf "$dir/nats/nats.conf"
 
@@ -112,7 +114,7 @@ up() {
 The production topology is running (logs in $dir/logs):
   edges        http://127.0.0.1:$(edge_port 1)/api/v1  http://127.0.0.1:$(edge_port 2)/api/v1
   NATS         $(nats_urls)
-  admin token  $(cat "$dir/admin-token")
+  admin token  kept in $dir/admin-token
   partner NATS credentials: $bin/natsauth partner -dir $dir/nats -partner <partnerId>
 Stop it with: make stack-down
 MSG

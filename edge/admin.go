@@ -190,7 +190,7 @@ func (s *Server) forward(rt route) handler {
 		}
 		rs.partnerID = req.PartnerID
 		var data json.RawMessage
-		if err := natsx.Call(r.Context(), s.nc, subject.Registry(rt.op), req, &data); err != nil {
+		if err := natsx.Call(asAdmin(r), s.nc, subject.Registry(rt.op), req, &data); err != nil {
 			return reply{}, err
 		}
 		if rt.method != http.MethodGet {

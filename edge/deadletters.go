@@ -35,7 +35,7 @@ func (s *Server) deadLetterRoutes() {
 			}
 			req.PartnerID = id
 			var data json.RawMessage
-			if err := natsx.Call(r.Context(), s.nc, dlqapi.Subject(op), req, &data); err != nil {
+			if err := natsx.Call(asAdmin(r), s.nc, dlqapi.Subject(op), req, &data); err != nil {
 				return reply{}, err
 			}
 			return ok(data, msg), nil

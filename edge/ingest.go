@@ -55,7 +55,7 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (principal, 
 	if !ok {
 		return principal{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
 	}
-	k, err := s.cache.Key(ctx, id)
+	k, err := s.cache.Key(ctx, id, secret)
 	if err != nil {
 		return principal{}, err
 	}

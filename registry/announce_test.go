@@ -30,13 +30,12 @@ func TestRevokeAnswersAfterTheBroadcast(t *testing.T) {
 	if err := env.js.DeleteStream(ctx, subject.RegistryChangesStream); err != nil {
 		t.Fatal(err)
 	}
+	ctx = natsx.WithAdminToken(ctx, testAdmin)
 	err := natsx.Call(ctx, env.nc, subject.Registry(api.KeysRevoke), api.Request{PartnerID: p.ID, KeyID: k.ID}, nil)
 	if !apierr.Is(err, apierr.PropagationPending) || apierr.From(err).Code.Status() != 503 {
 		t.Fatalf("revoke with no change stream: %v, want 503 propagation_pending", err)
 	}
-	var stored tenant.APIKey
-	env.call(api.AuthKey, api.Request{KeyID: k.ID}, &stored)
-	if stored.Status != tenant.KeyRevoked {
+	if stored := keyView(t, env, p.ID, k.ID); stored.Status != tenant.KeyRevoked {
 		t.Fatalf("the revoke was not stored: %s", stored.Status)
 	}
 	err = natsx.Call(ctx, env.nc, subject.Registry(api.PartnersToggle), api.Request{PartnerID: p.ID}, nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
@@ -62,7 +63,7 @@ func startRace(t *testing.T, store storage.Store) raceEnv {
 	ctx := context.Background()
 	nc, js := testenv.Conn(t, testenv.NATS(t))
 	testenv.Provision(t, js)
-	svc, err := registry.New(store, js, zerolog.Nop()).Start(ctx, nc)
+	svc, err := registry.New(store, js, zerolog.Nop()).WithAdminTokens(admintoken.Static(testAdmin)).Start(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func startRace(t *testing.T, store storage.Store) raceEnv {
 	return raceEnv{store: store, call: func(op string, req api.Request, out any) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return natsx.Call(ctx, nc, subject.Registry(op), req, out)
+		return natsx.Call(natsx.WithAdminToken(ctx, testAdmin), nc, subject.Registry(op), req, out)
 	}}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
@@ -51,6 +52,7 @@ type Service struct {
 	log    zerolog.Logger
 	now    func() time.Time
 	cache  *rcache.Cache // shared auth entries for edges; nil: none
+	admin  *admintoken.Set
 }
 
 // sharedTTL bounds a shared cache entry; changes refresh entries before it.
@@ -70,6 +72,9 @@ func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger) *Servi
 // Start checks the change stream was provisioned and registers the micro
 // service on nc.
 func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, error) {
+	if s.admin == nil {
+		return nil, errors.New("registry: no admin tokens: admin operations would be open to any NATS client")
+	}
 	if err := provision.Verify(ctx, s.js, provision.NeedRegistry); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -91,7 +96,7 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		api.SubSystemsToggle: s.toggleSubSystem, api.SubSystemsAll: s.allSubSystems,
 		api.KeysCreate: s.createKey, api.KeysList: s.listKeys, api.KeysRevoke: s.revokeKey, api.KeysRegenerate: s.regenerateKey,
 		api.KeysUpdate: s.updateKey, api.KeysTouch: s.touchKey,
-		api.AuthKey: s.authKey, api.AuthPartner: s.authPartner,
+		api.AuthKey: s.authKeyProven, api.AuthPartner: s.authPartner,
 		api.Health: s.health,
 	}
 	go s.heartbeat(ctx, nc)
@@ -106,6 +111,10 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 			}
 			return fn(ctx, req)
 		})
+		h = natsx.SealReplies(replyKeyOf(op), h)
+		if NeedsAdmin(op) {
+			h = natsx.Guard(s.log, op, s.checkAdmin, h)
+		}
 		if err := g.AddEndpoint(strings.ReplaceAll(op, ".", "_"), h, micro.WithEndpointSubject(op)); err != nil {
 			svc.Stop()
 			return nil, fmt.Errorf("registry: add endpoint %s: %w", op, err)

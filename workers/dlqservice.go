@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/natsx"
@@ -24,8 +25,15 @@ import (
 
 // ServeDeadLetters registers the dead-letter service on nc: list, replay and
 // discard a partner's dead letters. Every worker process serves it in one
-// queue group.
-func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (micro.Service, error) {
+// queue group. Each operation is an admin's (the events are a partner's data;
+// replay and discard change the stream), so each needs the admin credential
+// the edge forwards, checked here against admin: the edge's NATS role alone
+// may not read, replay or discard dead letters.
+func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.Set, log zerolog.Logger) (micro.Service, error) {
+	if admin == nil {
+		return nil, errors.New("workers: no admin tokens: the dead-letter service would be open to any NATS client")
+	}
+	checkAdmin := func(h nats.Header) error { return admin.Check(h.Get(natsx.HeaderAdminToken)) }
 	svc, err := micro.AddService(nc, micro.Config{Name: dlqapi.Service, Version: "1.0.0",
 		Description: "dead letters: events that could not be stored, with their reason"})
 	if err != nil {
@@ -46,6 +54,9 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger)
 			}
 			return fn(ctx, req)
 		})
+		// Dead letters are a partner's events: answers are sealed under the
+		// forwarded token, as the registry's admin answers are.
+		h = natsx.Guard(log, "deadletters."+op, checkAdmin, natsx.SealReplies(natsx.AdminReplyKey, h))
 		if err := g.AddEndpoint(op, h); err != nil {
 			return nil, fmt.Errorf("workers: add endpoint %s: %w", op, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/dlqapi"
 	"github.com/volcanion/tracking/shared/event"
@@ -405,7 +406,8 @@ func TestDeadLetterService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svcNC.Close()
-	svc, err := workers.ServeDeadLetters(svcNC, js, zerolog.Nop())
+	const admin = "workers-test-admin-token"
+	svc, err := workers.ServeDeadLetters(svcNC, js, admintoken.Static(admin), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +420,19 @@ func TestDeadLetterService(t *testing.T) {
 	waitFor(t, "two dead letters", func() bool { return len(deadLetters(t, js)) == 2 && eventsLeft(t, js) == 0 })
 
 	call := func(op string, req dlqapi.Request, out any) error {
-		return natsx.Call(ctx, svcNC, dlqapi.Subject(op), req, out)
+		return natsx.Call(natsx.WithAdminToken(ctx, admin), svcNC, dlqapi.Subject(op), req, out)
+	}
+	// Without the admin credential, or with a wrong one, every operation is refused.
+	for _, op := range []string{dlqapi.List, dlqapi.Replay, dlqapi.Discard} {
+		for tok, want := range map[string]apierr.Code{"": apierr.AdminRequired, "not-the-admin-token": apierr.AdminInvalid} {
+			err := natsx.Call(natsx.WithAdminToken(ctx, tok), svcNC, dlqapi.Subject(op), dlqapi.Request{PartnerID: p1, Seq: 1}, nil)
+			if !apierr.Is(err, want) {
+				t.Fatalf("%s with token %q: %v, want %s", op, tok, err, want)
+			}
+		}
+	}
+	if n := len(deadLetters(t, js)); n != 2 {
+		t.Fatalf("refused calls changed the dead letters: %d left", n)
 	}
 	var page dlqapi.Page
 	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p1}, &page); err != nil {

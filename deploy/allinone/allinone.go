@@ -2,6 +2,14 @@
 // default: nats-server with JetStream and a Pebble store in one data dir, and
 // the four services, each on its own in-process NATS connection: the same
 // code path as the production topology, with no shortcut around the bus.
+//
+// The embedded NATS is no way around the admin credential. It runs in
+// operator mode with the production roles (shared/natsauth), generated into
+// <data-dir>/nats-auth: each service connects with its own role's
+// credentials, even in-process, and the registry and the dead-letter service
+// check the admin token the edge forwards. Its client port is off unless
+// -nats-listen opens it; clients then need a .creds file from that directory
+// (or a partner's, minted by natsauth partner).
 package allinone
 
 import (
@@ -10,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +35,9 @@ import (
 	"github.com/volcanion/tracking/edge"
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
@@ -37,7 +49,8 @@ type Config struct {
 	DataDir    string
 	HTTPListen string // host:port of the HTTP API
 	// NATSListen is host:port where outside clients (internal services, the
-	// nats CLI) reach the embedded server; "" keeps it in-process only.
+	// nats CLI) reach the embedded server, with credentials from
+	// <DataDir>/nats-auth; "" (the default) keeps it in-process only.
 	NATSListen string
 	AdminToken string // "" reads or creates DataDir/admin-token
 	Workers    int    // consuming loops
@@ -51,7 +64,7 @@ type Config struct {
 
 // DefaultConfig is what `make run` uses.
 func DefaultConfig() Config {
-	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", NATSListen: "127.0.0.1:4222", Workers: 2,
+	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2,
 		Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(), Bus: provision.DefaultConfig()}
 }
 
@@ -59,6 +72,12 @@ func DefaultConfig() Config {
 type App struct {
 	AdminToken      string
 	TokenWasCreated bool
+	// TokenFile is where the admin token is kept ("" when it was given as a setting).
+	TokenFile string
+	// AuthDir holds the NATS keys and one <role>.creds per role (0600 files).
+	AuthDir string
+	// DataDir is the configured data directory.
+	DataDir string
 
 	log      zerolog.Logger
 	ns       *server.Server
@@ -83,6 +102,9 @@ func (a *App) NATSURL() string {
 	}
 	return a.ns.ClientURL()
 }
+
+// Creds is the credentials file of a NATS role (natsauth.Roles).
+func (a *App) Creds(role string) string { return filepath.Join(a.AuthDir, role+".creds") }
 
 // adminToken returns the configured token, or the one kept in the data dir,
 // creating it on first start.
@@ -118,12 +140,31 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("allinone: data dir: %w", err)
 	}
+	a.DataDir = cfg.DataDir
 	if a.AdminToken, a.TokenWasCreated, err = adminToken(cfg); err != nil {
 		return nil, fmt.Errorf("allinone: admin token: %w", err)
 	}
+	if cfg.AdminToken == "" {
+		a.TokenFile = filepath.Join(cfg.DataDir, "admin-token")
+	}
 	cfg.Edge.AdminTokens = []string{a.AdminToken}
+	// The registry and the dead-letter service check the token the edge
+	// forwards against the same tokens the edge accepts.
+	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile})
+	if err != nil {
+		return nil, fmt.Errorf("allinone: %w", err)
+	}
 
-	ecfg := natsx.EmbeddedConfig{DataDir: filepath.Join(cfg.DataDir, "nats"), Name: "volcanion", NoSync: cfg.NoFsync}
+	// NATS auth: the production roles, generated once into the data dir.
+	a.AuthDir = filepath.Join(cfg.DataDir, "nats-auth")
+	if err := natsauth.Init(a.AuthDir); err != nil {
+		return nil, fmt.Errorf("allinone: nats auth: %w", err)
+	}
+	ecfg := natsx.EmbeddedConfig{DataDir: filepath.Join(cfg.DataDir, "nats"), Name: "volcanion", NoSync: cfg.NoFsync,
+		AuthConf: filepath.Join(a.AuthDir, "auth.conf")}
+	if err := adoptGlobalStreams(ecfg.DataDir, a.AuthDir, log); err != nil {
+		return nil, fmt.Errorf("allinone: %w", err)
+	}
 	if cfg.NATSListen != "" {
 		host, port, err := net.SplitHostPort(cfg.NATSListen)
 		if err != nil {
@@ -140,8 +181,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if a.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "store")); err != nil {
 		return nil, err
 	}
+	// Each service connects as its own role, as in production.
 	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := natsx.ConnectInProcess(a.ns, name)
+		nc, err := natsx.ConnectInProcess(a.ns, name, nats.UserCredentials(a.Creds(name)))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -150,15 +192,25 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		return nc, js, err
 	}
 
-	nc, js, err := conn("registry")
+	// The all-in-one is its own operator: it runs the provisioning step, as
+	// the admin role, on a connection closed once it is done.
+	nc, js, err := conn("admin")
 	if err != nil {
 		return nil, err
 	}
-	// The all-in-one is its own operator: it runs the provisioning step.
 	if err := provision.Apply(ctx, js, cfg.Bus); err != nil {
 		return nil, fmt.Errorf("allinone: %w", err)
 	}
-	svc, err := registry.New(a.store, js, log).Start(ctx, nc)
+	nc.Close()
+	a.conns = a.conns[:len(a.conns)-1]
+
+	if nc, js, err = conn("registry"); err != nil {
+		return nil, err
+	}
+	var wctx context.Context
+	wctx, a.workCancel = context.WithCancel(context.Background())
+	go admin.Watch(wctx, log)
+	svc, err := registry.New(a.store, js, log).WithAdminTokens(admin).Start(ctx, nc)
 	if err != nil {
 		return nil, err
 	}
@@ -176,15 +228,13 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		return nil, err
 	}
 	w := workers.New(cfg.Worker, js, a.store, workers.NewRegistryDirectory(nc, time.Minute), log)
-	if svc, err = workers.ServeDeadLetters(nc, js, log); err != nil {
+	if svc, err = workers.ServeDeadLetters(nc, js, admin, log); err != nil {
 		return nil, err
 	}
 	a.services = append(a.services, svc)
 	if _, err := w.Consumer(ctx); err != nil {
 		return nil, err
 	}
-	var wctx context.Context
-	wctx, a.workCancel = context.WithCancel(context.Background())
 	a.workWG.Add(1)
 	go func(js jetstream.JetStream) {
 		defer a.workWG.Done()
@@ -259,4 +309,58 @@ func (a *App) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// adoptGlobalStreams moves the streams of a data dir made before the
+// embedded NATS had accounts (kept under the global account, $G) to the TRK
+// account, so the events not yet stored in it are not left behind. JetStream
+// files name no account (their checksums are keyed by stream name), so a
+// rename is the whole move. It runs before the server starts.
+func adoptGlobalStreams(natsDir, authDir string, log zerolog.Logger) error {
+	acc, err := natsauth.AccountKey(authDir)
+	if err != nil {
+		return err
+	}
+	root := filepath.Join(natsDir, "jetstream", server.JetStreamStoreDir)
+	old, dst := filepath.Join(root, server.DEFAULT_GLOBAL_ACCOUNT), filepath.Join(root, acc)
+	if _, err := os.Stat(old); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("both %s and %s hold streams: move one away", old, dst)
+	}
+	if err := os.Rename(old, dst); err != nil {
+		return fmt.Errorf("moving the streams to the TRK account: %w", err)
+	}
+	log.Info().Str("from", old).Str("to", dst).Msg("streams moved to the TRK account")
+	return nil
+}
+
+// Banner writes what an operator needs after a start. Standard output is
+// usually the log stream, so it shows where the admin token is kept, never
+// the token, except on the first start, when it was just generated and
+// shown this once.
+func (a *App) Banner(w io.Writer) {
+	bus := "in-process only (-nats-listen opens a port)"
+	if u := a.NATSURL(); u != "" {
+		bus = u + " (credentials: " + filepath.Join(a.AuthDir, "<role>.creds") + ")"
+	}
+	token, auth := "from "+config.EnvName("admin-token")+" or -admin-token", `"Authorization: Bearer $TOKEN"`
+	if a.TokenFile != "" {
+		token = "kept in " + a.TokenFile
+		auth = `"Authorization: Bearer $(cat ` + a.TokenFile + `)"`
+	}
+	fmt.Fprintf(w, `
+Volcanion Tracking is running.
+  HTTP API     http://%s/api/v1   (health: /api/v1/health, metrics: /metrics)
+  NATS         %s
+  Data         %s
+  Admin token  %s
+`, a.Addr(), bus, a.DataDir, token)
+	if a.TokenWasCreated {
+		fmt.Fprintf(w, "\nFirst start: the admin token was generated. It is shown this once (it stays in %s):\n  %s\n", a.TokenFile, a.AdminToken)
+	}
+	fmt.Fprintf(w, "\nTry:  curl -s -H %s http://%s/api/v1/partners\nStop with Ctrl-C.\n", auth, a.Addr())
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/dlqapi"
@@ -18,7 +19,7 @@ import (
 // streamOf connects to the all-in-one's NATS port and reads EVENTS.
 func streamOf(t *testing.T, s *sys) (jetstream.JetStream, func() jetstream.StreamState) {
 	t.Helper()
-	_, js := testenv.ConnURL(t, s.app.NATSURL())
+	_, js := testenv.ConnURL(t, s.app.NATSURL(), nats.UserCredentials(s.app.Creds("admin")))
 	return js, func() jetstream.StreamState {
 		st, err := js.Stream(context.Background(), subject.EventsStream)
 		if err != nil {

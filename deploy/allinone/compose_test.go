@@ -104,6 +104,9 @@ func TestComposeMatchesBinaries(t *testing.T) {
 				t.Errorf("%s: command flag %s is not a flag of %s", name, a, binName)
 			}
 		}
+		if needsAdminTokens(binName, cmdArgs) && svc.Environment["VT_ADMIN_TOKENS"] == "" && svc.Environment["VT_ADMIN_TOKENS_FILE"] == "" {
+			t.Errorf("%s: %s checks the admin credential but gets no admin token", name, binName)
+		}
 		checked++
 	}
 	if checked < 9 {
@@ -190,6 +193,9 @@ func checkK8s(t *testing.T, root, bins string, natsVars [][]string) {
 				continue
 			}
 			flags := flagsOf(t, filepath.Join(bins, img))
+			if needsAdminTokens(img, c.Args) && !names["VT_ADMIN_TOKENS"] && !names["VT_ADMIN_TOKENS_FILE"] {
+				t.Errorf("k8s %s/%s: %s checks the admin credential but gets no admin token", d.Metadata.Name, c.Name, img)
+			}
 			for n := range names {
 				if f := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(n, "VT_")), "_", "-"); !strings.HasPrefix(n, "VT_") || !flags[f] {
 					t.Errorf("k8s %s/%s: %s is not a setting of %s", d.Metadata.Name, c.Name, n, img)
@@ -206,4 +212,17 @@ func checkK8s(t *testing.T, root, bins string, natsVars [][]string) {
 	if checked < 6 {
 		t.Fatalf("only %d Kubernetes containers checked", checked)
 	}
+}
+
+// needsAdminTokens: the services that check the admin credential (the edge
+// over HTTP; the registry and the workers' dead-letter service when the edge
+// forwards it) must be given the admin tokens; the registry's one-shot
+// -migrate and -provision runs need none.
+func needsAdminTokens(bin string, args []string) bool {
+	for _, a := range args {
+		if a == "-migrate" || a == "-provision" {
+			return false
+		}
+	}
+	return bin == "edge" || bin == "registry" || bin == "workers"
 }

@@ -20,7 +20,9 @@ import (
 func TestDirectPublish(t *testing.T) {
 	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
 	pid, subs, _ := s.tenant("internal", "billing")
-	nc, err := nats.Connect(s.app.NATSURL())
+	// The admin role: this publisher also forges events of partners and
+	// sub-systems that do not exist (a partner's own credentials could not).
+	nc, err := nats.Connect(s.app.NATSURL(), nats.UserCredentials(s.app.Creds("admin")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
@@ -166,18 +168,23 @@ func TestNATSConfig(t *testing.T) {
 
 	// The registry serves over its own credentials.
 	rnc, rjs := connectAs(t, urls, creds("registry"), nil)
-	rsvc, err := registry.New(testenv.Pebble(t), rjs, zerolog.Nop()).Start(ctx, rnc)
+	const admin = "natsconf-test-admin-token"
+	rsvc, err := registry.New(testenv.Pebble(t), rjs, zerolog.Nop()).WithAdminTokens(admintoken.Static(admin)).Start(ctx, rnc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rsvc.Stop()
 
-	// The edge calls the registry and publishes events.
+	// The edge calls the registry for an admin, forwarding the admin's
+	// token, and publishes events. Its credential alone creates nothing.
 	ev := &violations{}
 	enc, ejs := connectAs(t, urls, creds("edge"), ev)
 	var p tenant.Partner
 	code, name := "acme", "Acme"
-	if err := natsx.Call(ctx, enc, subject.Registry(api.PartnersCreate), api.Request{Code: &code, Name: &name}, &p); err != nil {
+	if err := natsx.Call(ctx, enc, subject.Registry(api.PartnersCreate), api.Request{Code: &code, Name: &name}, &p); !apierr.Is(err, apierr.AdminRequired) {
+		t.Fatalf("edge -> registry without the admin's token: %v", err)
+	}
+	if err := natsx.Call(natsx.WithAdminToken(ctx, admin), enc, subject.Registry(api.PartnersCreate), api.Request{Code: &code, Name: &name}, &p); err != nil {
 		t.Fatalf("edge -> registry: %v", err)
 	}
 	publish := func(js jetstream.JetStream, partnerID, id string) error {
@@ -212,7 +219,8 @@ func TestNATSConfig(t *testing.T) {
 		t.Fatal("a partner service published to another partner's subject")
 	}
 	pv.has(t, subject.EventsPrefix+other)
-	if err := natsx.Call(ctx, pnc, subject.Registry(api.PartnersList), api.Request{}, nil); err == nil {
+	// Even with an admin's token the server refuses the subject itself.
+	if err := natsx.Call(natsx.WithAdminToken(ctx, admin), pnc, subject.Registry(api.PartnersList), api.Request{}, nil); err == nil {
 		t.Fatal("a partner service called the registry")
 	}
 

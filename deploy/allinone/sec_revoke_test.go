@@ -16,6 +16,7 @@ import (
 
 	"github.com/volcanion/tracking/edge"
 	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	api "github.com/volcanion/tracking/shared/registryapi"
@@ -63,13 +64,13 @@ func revokeRounds(t *testing.T, url string, lost bool) {
 	ns := testenv.NATS(t)
 	nc, js := testenv.Conn(t, ns)
 	testenv.Provision(t, js)
-	reg, err := registry.New(testenv.Pebble(t), js, zerolog.Nop()).WithCache(regShared).Start(ctx, nc)
+	const admin = "revoke-race-admin-token"
+	reg, err := registry.New(testenv.Pebble(t), js, zerolog.Nop()).WithCache(regShared).WithAdminTokens(admintoken.Static(admin)).Start(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Stop()
 
-	const admin = "revoke-race-admin-token"
 	var edges []*sys
 	for i := 0; i < 2; i++ {
 		enc, ejs := testenv.Conn(t, ns)
@@ -115,8 +116,13 @@ func revokeRounds(t *testing.T, url string, lost bool) {
 				t.Fatalf("round %d: fresh key answered %d", round, st)
 			}
 		}
+		_, secret, _ := tenant.ParseKey(k.APIKey)
+		authKey := func(out *tenant.APIKey) error { // what an edge's fill asks
+			sctx := natsx.WithReplyKey(ctx, natsx.ReplyKey(natsx.PurposeAuthKey, secret))
+			return natsx.Call(sctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: k.ID, Secret: secret}, out)
+		}
 		var before tenant.APIKey // the record as a fill may have read it
-		if err := natsx.Call(ctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: k.ID}, &before); err != nil {
+		if err := authKey(&before); err != nil {
 			t.Fatal(err)
 		}
 		if lost { // what a fill before the revoke left in Redis
@@ -154,7 +160,7 @@ func revokeRounds(t *testing.T, url string, lost bool) {
 				default:
 				}
 				var k2 tenant.APIKey
-				natsx.Call(ctx, nc, subject.Registry(api.AuthKey), api.Request{KeyID: k.ID}, &k2)
+				authKey(&k2)
 			}
 		}()
 		edges[round%2].must(200, "DELETE", "/partners/"+partnerID+"/api-keys/"+k.ID, "admin", nil, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/subject"
 )
@@ -19,14 +21,25 @@ import (
 // TestUpgradeFromLimitsStream: a data dir whose EVENTS stream was made by an
 // older version (a 7-day age limit, a consumer that never gives up, events not
 // yet stored in it) starts: provisioning updates both in place, the backlog is
-// stored and counted once, and the stored events leave the stream.
+// stored and counted once, and the stored events leave the stream. The older
+// version's streams belonged to NATS's global account; they move to the TRK
+// account the embedded server now has.
 func TestUpgradeFromLimitsStream(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, dir)
 	p, subs, _ := s.tenant("upgrade", "web")
 	s.stop()
 
-	// Make the stream as the older version had it, with a backlog.
+	// Make the data dir as the older version had it: no NATS accounts (the
+	// streams under the global account), and the stream, with a backlog.
+	acc, err := natsauth.AccountKey(filepath.Join(dir, "nats-auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "nats", "jetstream", "jetstream")
+	if err := os.Rename(filepath.Join(root, acc), filepath.Join(root, "$G")); err != nil {
+		t.Fatal(err)
+	}
 	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: filepath.Join(dir, "nats"), Name: "volcanion"})
 	if err != nil {
 		t.Fatal(err)

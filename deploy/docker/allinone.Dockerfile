@@ -7,5 +7,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/volcanion ./deploy
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/volcanion /volcanion
 VOLUME /data
-EXPOSE 8080 4222
-ENTRYPOINT ["/volcanion", "-data-dir", "/data", "-http-listen", "0.0.0.0:8080", "-nats-listen", "0.0.0.0:4222"]
+# NATS stays in-process. To let internal services publish, add
+# "-nats-listen 0.0.0.0:4222" (docker run … volcanion -nats-listen 0.0.0.0:4222)
+# and give them a .creds file from /data/nats-auth.
+EXPOSE 8080
+ENTRYPOINT ["/volcanion", "-data-dir", "/data", "-http-listen", "0.0.0.0:8080"]

@@ -173,6 +173,20 @@ resolver_preload: {
 	return nil
 }
 
+// AccountKey is the public key of the TRK account whose keys are in dir:
+// the name of its JetStream store directory.
+func AccountKey(dir string) (string, error) {
+	seed, err := os.ReadFile(filepath.Join(dir, "account-trk.nk"))
+	if err != nil {
+		return "", fmt.Errorf("natsauth: account key (run init first): %w", err)
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
+}
+
 // PartnerCreds mints credentials for an internal service of one partner:
 // it may publish to trk.events.<partnerId>.> and nothing else.
 func PartnerCreds(dir, partnerID string) ([]byte, error) {

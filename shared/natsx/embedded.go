@@ -22,6 +22,11 @@ type EmbeddedConfig struct {
 	Port int
 	// Name of the server, shown in monitoring.
 	Name string
+	// AuthConf, if set, is an operator-mode auth file (natsauth.Init's
+	// auth.conf): every client, in-process ones too, then needs a user of the
+	// TRK account, and JetStream keeps that account's streams under
+	// <DataDir>/jetstream/jetstream/<account public key>.
+	AuthConf string
 	// NoSync lets JetStream acknowledge a publish before it is on disk (the
 	// server's default: fsync every 2 minutes). Off, every write is synced
 	// before its PubAck, so a 202 survives a power loss.
@@ -30,14 +35,18 @@ type EmbeddedConfig struct {
 
 // StartEmbedded starts nats-server with JetStream and waits until it accepts connections.
 func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: cfg.Name,
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
-		NoSigs:     true,
-		NoLog:      true,
-		SyncAlways: !cfg.NoSync,
+	opts := &server.Options{}
+	if cfg.AuthConf != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(cfg.AuthConf); err != nil {
+			return nil, fmt.Errorf("natsx: embedded server auth %s: %w", cfg.AuthConf, err)
+		}
 	}
+	opts.ServerName = cfg.Name
+	opts.JetStream = true
+	opts.StoreDir = filepath.Join(cfg.DataDir, "jetstream")
+	opts.NoSigs, opts.NoLog = true, true
+	opts.SyncAlways = !cfg.NoSync
 	if cfg.Host == "" {
 		opts.DontListen = true
 	} else {
@@ -55,9 +64,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	return ns, nil
 }
 
-// ConnectInProcess connects to an embedded server without a socket.
-func ConnectInProcess(ns *server.Server, name string) (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(ns), nats.Name(name), nats.MaxReconnects(-1))
+// ConnectInProcess connects to an embedded server without a socket; opts
+// add credentials.
+func ConnectInProcess(ns *server.Server, name string, opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect("", append([]nats.Option{nats.InProcessServer(ns), nats.Name(name), nats.MaxReconnects(-1)}, opts...)...)
 }
 
 // Connect connects to NATS servers (comma-separated URLs), reconnecting forever.

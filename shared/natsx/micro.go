@@ -115,6 +115,7 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error 
 	msg := nats.NewMsg(subj)
 	msg.Data = data
 	Inject(ctx, msg.Header)
+	injectAdminToken(ctx, msg.Header)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
@@ -138,6 +139,11 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error 
 	}
 	if resp == nil {
 		return nil
+	}
+	if reply.Header.Get(HeaderSealed) != "" {
+		if reply.Data, err = openSealed(ctx, reply.Data); err != nil {
+			return errors.Join(apierr.New(apierr.Internal, "cannot open the answer of %s", subj), err)
+		}
 	}
 	if err := json.Unmarshal(reply.Data, resp); err != nil {
 		return errors.Join(apierr.New(apierr.Internal, "bad answer from %s", subj), err)

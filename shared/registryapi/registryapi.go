@@ -46,9 +46,13 @@ const (
 // Request is the one request shape of every operation; each uses the fields
 // it needs. Pointers distinguish "not sent" from "empty" in updates.
 type Request struct {
-	PartnerID     string     `json:"partnerId,omitempty"`
-	SubSystemID   string     `json:"subSystemId,omitempty"`
-	KeyID         string     `json:"keyId,omitempty"`
+	PartnerID   string `json:"partnerId,omitempty"`
+	SubSystemID string `json:"subSystemId,omitempty"`
+	KeyID       string `json:"keyId,omitempty"`
+	// Secret is the secret part of the key an edge was presented (AuthKey):
+	// the registry answers only to a caller that holds the key, and seals
+	// the answer under it.
+	Secret        string     `json:"secret,omitempty"`
 	Code          *string    `json:"code,omitempty"`
 	Name          *string    `json:"name,omitempty"`
 	Status        *string    `json:"status,omitempty"`

@@ -33,10 +33,11 @@ func Conn(t testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	return ConnURL(t, ns.ClientURL())
 }
 
-// ConnURL connects to the server at url, closing the connection when the test ends.
-func ConnURL(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// ConnURL connects to the server at url (opts: credentials), closing the
+// connection when the test ends.
+func ConnURL(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

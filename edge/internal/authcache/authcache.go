@@ -126,8 +126,11 @@ func New(nc *nats.Conn, ttl time.Duration, log zerolog.Logger) *Cache {
 	return &Cache{nc: nc, ttl: ttl, log: log, keys: map[string]keyEntry{}, partners: map[string]partnerEntry{}, floors: map[string]floor{}}
 }
 
-// Key returns the key record for a key id, or an APIKeyInvalid error.
-func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
+// Key returns the key record for a key id, or an APIKeyInvalid error. The
+// registry answers only to a caller holding the key, so the presented
+// secret goes with a lookup (and seals the answer); a secret the registry
+// refuses is not cached, so it cannot make a valid key look missing.
+func (c *Cache) Key(ctx context.Context, id, secret string) (tenant.APIKey, error) {
 	stale := c.Stale()
 	c.mu.RLock()
 	e, ok := c.keys[id]
@@ -140,12 +143,14 @@ func (c *Cache) Key(ctx context.Context, id string) (tenant.APIKey, error) {
 		return e.key, nil
 	}
 	mLookups.WithLabelValues("key", "miss").Inc()
-	v, err, _ := c.sf.Do("k"+id, func() (any, error) {
+	// One lookup per id and secret: a wrong secret never shares a right one's answer.
+	v, err, _ := c.sf.Do("k"+id+"\x00"+secret, func() (any, error) {
 		gen := c.generation()
 		var k tenant.APIKey
 		var err error
 		if stale || !c.fromShared(ctx, rcache.KeyOfAPIKey(id), "k"+id, &k) {
-			err = natsx.Call(ctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id}, &k)
+			sctx := natsx.WithReplyKey(ctx, natsx.ReplyKey(natsx.PurposeAuthKey, secret))
+			err = natsx.Call(sctx, c.nc, subject.Registry(api.AuthKey), api.Request{KeyID: id, Secret: secret}, &k)
 		}
 		missing := apierr.Is(err, apierr.APIKeyNotFound)
 		if err != nil && !missing {

@@ -39,7 +39,7 @@ func TestInvalidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func() tenant.APIKey {
-		k, err := c.Key(ctx, "aaaaaaaaaaaaa")
+		k, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,8 +122,8 @@ func TestStaleBound(t *testing.T) {
 		data, _ := json.Marshal(api.Change{Kind: api.KindHeartbeat})
 		js.Publish(ctx, subject.RegistryChanges, data)
 	}
-	c.Key(ctx, "aaaaaaaaaaaaa")
-	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	if lookups.Load() != 1 {
 		t.Fatalf("fresh cache: %d lookups", lookups.Load())
 	}
@@ -131,8 +131,8 @@ func TestStaleBound(t *testing.T) {
 	if !c.Stale() {
 		t.Fatal("not stale after the bound")
 	}
-	c.Key(ctx, "aaaaaaaaaaaaa")
-	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	if lookups.Load() != 3 {
 		t.Fatalf("stale cache was trusted: %d lookups", lookups.Load())
 	}
@@ -144,8 +144,8 @@ func TestStaleBound(t *testing.T) {
 	if c.Stale() {
 		t.Fatal("a heartbeat did not restore trust")
 	}
-	c.Key(ctx, "aaaaaaaaaaaaa")
-	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	if lookups.Load() != 3 {
 		// The stale-time lookups fetched fresh records; trusted again, they serve.
 		t.Fatalf("after the heartbeat: %d lookups, want the cache trusted again", lookups.Load())
@@ -153,7 +153,7 @@ func TestStaleBound(t *testing.T) {
 	// Stale and the registry gone: refuse rather than trust the cache.
 	stopRegistry()
 	time.Sleep(400 * time.Millisecond)
-	if _, err := c.Key(ctx, "aaaaaaaaaaaaa"); err == nil {
+	if _, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret"); err == nil {
 		t.Fatal("a stale cache answered while the registry was unreachable")
 	}
 }
@@ -165,10 +165,10 @@ func TestReconnectFlushes(t *testing.T) {
 	lookups, _ := stubRegistry(t, nc, activeKey)
 	c := authcache.New(nc, time.Minute, zerolog.Nop())
 	ctx := context.Background()
-	c.Key(ctx, "aaaaaaaaaaaaa")
-	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	c.Reconnected()
-	c.Key(ctx, "aaaaaaaaaaaaa")
+	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	if lookups.Load() != 2 {
 		t.Fatalf("%d lookups: the reconnect did not drop the cache", lookups.Load())
 	}
@@ -183,18 +183,41 @@ func TestNegativeEntriesExpire(t *testing.T) {
 	c := authcache.New(nc, 100*time.Millisecond, zerolog.Nop())
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
-		if _, err := c.Key(ctx, fmt.Sprintf("bad%010d", i)); !apierr.Is(err, apierr.APIKeyInvalid) {
+		if _, err := c.Key(ctx, fmt.Sprintf("bad%010d", i), "secret"); !apierr.Is(err, apierr.APIKeyInvalid) {
 			t.Fatalf("unknown key: %v", err)
 		}
 	}
-	c.Key(ctx, "bad0000000000") // cached negatively: no second lookup
+	c.Key(ctx, "bad0000000000", "secret") // cached negatively: no second lookup
 	if lookups.Load() != 50 {
 		t.Fatalf("%d lookups for 50 unknown ids asked twice", lookups.Load())
 	}
 	time.Sleep(150 * time.Millisecond)
-	c.Key(ctx, "another000000") // a store after the TTL sweeps the expired ones
+	c.Key(ctx, "another000000", "secret") // a store after the TTL sweeps the expired ones
 	if keys, _ := c.Len(); keys != 1 {
 		t.Fatalf("%d entries left after expiry, want 1", keys)
+	}
+}
+
+// A secret the registry refuses (it does not match the key) is not cached:
+// nobody can make a valid key look missing by presenting it with a wrong one.
+func TestWrongSecretNotCached(t *testing.T) {
+	nc, _ := testenv.Conn(t, testenv.NATS(t))
+	var refuse atomic.Bool
+	refuse.Store(true)
+	lookups, _ := stubRegistry(t, nc, func() (any, error) {
+		if refuse.Load() {
+			return nil, apierr.New(apierr.APIKeyInvalid, "invalid API key")
+		}
+		return activeKey()
+	})
+	c := authcache.New(nc, time.Minute, zerolog.Nop())
+	ctx := context.Background()
+	if _, err := c.Key(ctx, "aaaaaaaaaaaaa", "wrong"); !apierr.Is(err, apierr.APIKeyInvalid) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	refuse.Store(false)
+	if k, err := c.Key(ctx, "aaaaaaaaaaaaa", "right"); err != nil || k.ID != "aaaaaaaaaaaaa" || lookups.Load() != 2 {
+		t.Fatalf("the right secret after a wrong one: %v %+v (%d lookups)", err, k, lookups.Load())
 	}
 }
 

@@ -1,5 +1,7 @@
 // Command registry serves partners, sub-systems and API keys over NATS.
-// Every flag can also be set as VT_<FLAG>. Run once with -migrate to apply
+// Every flag can also be set as VT_<FLAG>. It needs the admin tokens the edges
+// take (-admin-tokens or -admin-tokens-file): edges forward the caller's token
+// and the registry checks it for every admin operation. Run once with -migrate to apply
 // the storage schema, and with -provision to create or update the streams and
 // the workers' consumer (with credentials that may manage JetStream).
 package main
@@ -14,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
@@ -31,6 +34,8 @@ func main() {
 	store.RegisterFlags(fs)
 	bus := provision.DefaultConfig()
 	bus.RegisterFlags(fs)
+	var admin admintoken.Config
+	admin.RegisterFlags(fs)
 	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache this service fills for edges (empty: none)")
 	migrate := fs.Bool("migrate", false, "apply the storage schema (idempotent) and exit")
 	provisionBus := fs.Bool("provision", false, "create or update the streams and the workers' consumer from the -stream-* and -consumer-* settings (idempotent) and exit")
@@ -43,7 +48,7 @@ func main() {
 		case *provisionBus:
 			return errors.Join(natsCfg.Validate(), bus.Validate())
 		}
-		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
+		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
 	}
 	svc.Main("registry", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		if *migrate {
@@ -62,7 +67,13 @@ func main() {
 			return err
 		}
 		defer d.Close()
-		s, err := registry.New(d.Store, d.JS, log).WithCache(cache).Start(ctx, d.NC)
+		// The registry checks the admin credential edges forward, itself.
+		tokens, err := admintoken.New(admin)
+		if err != nil {
+			return err
+		}
+		go tokens.Watch(ctx, log)
+		s, err := registry.New(d.Store, d.JS, log).WithCache(cache).WithAdminTokens(tokens).Start(ctx, d.NC)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 // Command workers persists events from JetStream to storage. Run as many
 // processes as needed: they share one durable consumer. Every flag can also
-// be set as VT_<FLAG>.
+// be set as VT_<FLAG>. It needs the admin tokens the edges take
+// (-admin-tokens or -admin-tokens-file) for its dead-letter service.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage/backend"
@@ -31,12 +33,14 @@ func main() {
 	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "events per fetch and per storage write")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait for a batch to fill")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
+	var admin admintoken.Config
+	admin.RegisterFlags(fs) // the dead-letter service checks the admin credential edges forward
 	loops := fs.Int("loops", 2, "consuming loops in this process")
 	validate := func() error {
 		if *loops < 1 || *loops > 64 {
 			return config.Errorf("loops", "must be 1-64")
 		}
-		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate())
+		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate(), admin.Validate())
 	}
 	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		d, err := svc.Open(store, natsCfg, nil)
@@ -45,7 +49,12 @@ func main() {
 		}
 		defer d.Close()
 		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
-		dlq, err := workers.ServeDeadLetters(d.NC, d.JS, log)
+		tokens, err := admintoken.New(admin)
+		if err != nil {
+			return err
+		}
+		go tokens.Watch(ctx, log)
+		dlq, err := workers.ServeDeadLetters(d.NC, d.JS, tokens, log)
 		if err != nil {
 			return err
 		}

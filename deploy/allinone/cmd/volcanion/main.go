@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,9 +26,9 @@ func main() {
 func run() error {
 	cfg := allinone.DefaultConfig()
 	fs := flag.NewFlagSet("volcanion", flag.ContinueOnError)
-	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the NATS stream store, the event store and the admin token")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the NATS stream store and credentials, the event store and the admin token")
 	fs.StringVar(&cfg.HTTPListen, "http-listen", cfg.HTTPListen, "address of the HTTP API")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, `address where outside NATS clients reach the embedded server ("" for in-process only)`)
+	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, `host:port where outside NATS clients (internal services, the nats CLI) reach the embedded server, with credentials from <data-dir>/nats-auth (default: none, in-process only)`)
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin credential (default: generated once and kept in <data-dir>/admin-token)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
@@ -36,6 +37,11 @@ func run() error {
 	pretty := fs.Bool("log-pretty", false, "human-readable logs instead of JSON")
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		return err
+	}
+	if cfg.NATSListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.NATSListen); err != nil {
+			return config.Errorf("nats-listen", "%v", err)
+		}
 	}
 	if err := cfg.Bus.Validate(); err != nil {
 		return err
@@ -53,28 +59,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	tokenNote := "(from " + config.EnvName("admin-token") + " or -admin-token)"
-	if cfg.AdminToken == "" {
-		tokenNote = "(kept in " + cfg.DataDir + "/admin-token)"
-	}
-	fmt.Printf(`
-Volcanion Tracking is running.
-  HTTP API     http://%s/api/v1   (health: /api/v1/health, metrics: /metrics)
-  NATS         %s
-  Data         %s
-  Admin token  %s %s
-
-Try:  curl -s -H "Authorization: Bearer %s" http://%s/api/v1/partners
-Stop with Ctrl-C.
-`, app.Addr(), orNone(app.NATSURL()), cfg.DataDir, app.AdminToken, tokenNote, app.AdminToken, app.Addr())
+	app.Banner(os.Stdout)
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
 	return app.Close()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "in-process only"
-	}
-	return s
 }
