@@ -27,6 +27,7 @@ func TestSecInputText(t *testing.T) {
 		{"{\"subSystemCode\":\"web\",\"eventType\":\"x\",\"anonymousId\":\"\x80\"}", "anonymousId"},
 		{"{\"subSystemCode\":\"web\",\"eventType\":\"x\",\"metadata\":{\"k\":\"\xf8\"}}", "metadata"},
 		{"{\"subSystemCode\":\"web\",\"eventType\":\"x\",\"id\":\"a\xffb\"}", "id"},
+		{`{"subSystemCode":"web","eventType":"view\udc00"}`, "eventType"}, // an unpaired surrogate escape: U+FFFD too
 	} {
 		r := s.do("POST", "/tracking", key, c.body)
 		if r.Status != 400 || r.code() != "validation_failed" || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != c.field {

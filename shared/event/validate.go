@@ -65,11 +65,65 @@ func DecodeObject(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return jsonError(err, data, v)
 	}
-	if !utf8.Valid(data) {
-		field := blame(data, func(_ string, raw json.RawMessage) bool { return !utf8.Valid(raw) })
-		return apierr.Invalid(apierr.FieldError{Field: field, Message: "must be valid UTF-8 text"})
+	if badText(data) {
+		field := blame(data, func(_ string, raw json.RawMessage) bool { return badText(raw) })
+		return apierr.Invalid(apierr.FieldError{Field: field, Message: "must be valid UTF-8 text (and no unpaired surrogate escape)"})
 	}
 	return nil
+}
+
+// badText reports JSON text the decoder would change to U+FFFD: bytes
+// that are not UTF-8, and \u escapes of unpaired UTF-16 surrogates.
+func badText(data []byte) bool {
+	if !utf8.Valid(data) {
+		return true
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if i+1 < len(data) && data[i+1] != 'u' {
+			i++ // a one-character escape, \\ included
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		switch {
+		case !ok:
+			continue
+		case r >= 0xDC00 && r <= 0xDFFF: // a low half alone
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := hex4(data, i+8)
+			if !ok || i+7 >= len(data) || data[i+6] != '\\' || data[i+7] != 'u' || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at data[i:].
+func hex4(data []byte, i int) (rune, bool) {
+	if i < 0 || i+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // jsonError turns a decoding error of the object data into v into an API
