@@ -7,7 +7,7 @@ HTTP      ?= 127.0.0.1:8080
 MODULES   := shared edge workers registry reporter deploy/allinone
 FUZZTIME  ?= 5s
 # package:FuzzTarget pairs run briefly by `make test`
-FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid
+FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid ./edge:FuzzAdminBody ./edge:FuzzReportRange
 
 .PHONY: run build test unit fuzz lint modules bench clean stack stack-down
 

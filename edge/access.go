@@ -41,6 +41,11 @@ func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, err
 		if err := needScope(pr, tenant.ScopeReport); err != nil {
 			return "", err
 		}
+		// Signing rules hold on every route a key can call. A report
+		// request has no body: it is signed over an empty one.
+		if err := s.verifySignature(ctx, r, pr, nil); err != nil {
+			return "", err
+		}
 		return pr.partner.ID, nil
 	}
 	return "", s.requireAdmin(r)
@@ -90,11 +95,16 @@ func seconds(d time.Duration) string {
 	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
 
-// rateLimit takes n events from the key's budget and sets the RateLimit
+// rateLimit takes n tokens from the key's budget and sets the RateLimit
 // headers, on success too; over the limit it answers 429 with the real wait.
+//
+// The rule, so that a key with no tokens left costs no body read: a request
+// takes one token before its body is read (its admission), and a bulk takes
+// the rest of its events once decoded (rateLimitRest). A bulk refused then
+// is refused whole, and its admission token is spent.
 func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, pr principal, n int) error {
 	limit := s.limitFor(pr)
-	if limit <= 0 {
+	if limit <= 0 || n <= 0 {
 		return nil
 	}
 	d := s.limiter.Take(ctx, pr.key.ID, limit, n)
@@ -106,16 +116,27 @@ func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, pr princi
 		return nil
 	}
 	h.Set("Retry-After", seconds(max(d.RetryAfter, time.Second)))
-	if n > limit {
-		return apierr.New(apierr.RateLimited, "%d events in one request is more than this key's limit of %d per second; send smaller batches", n, limit)
-	}
 	return apierr.New(apierr.RateLimited, "rate limit of %d events per second exceeded; retry after %s s", limit, seconds(max(d.RetryAfter, time.Second)))
 }
 
-// verifySignature enforces replay protection when the key or its partner
-// requires it: a fresh timestamp, a valid HMAC, and a nonce never seen.
-func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr principal, body []byte) error {
-	if !pr.key.RequireSignature && !pr.partner.RequireSignature {
+// rateLimitRest charges a decoded bulk of events for all but the token its
+// admission already took.
+func (s *Server) rateLimitRest(ctx context.Context, w http.ResponseWriter, pr principal, events int) error {
+	if limit := s.limitFor(pr); limit > 0 && events > limit {
+		return apierr.New(apierr.RateLimited, "%d events in one request is more than this key's limit of %d per second; send smaller batches", events, limit)
+	}
+	return s.rateLimit(ctx, w, pr, events-1)
+}
+
+func requiresSignature(pr principal) bool {
+	return pr.key.RequireSignature || pr.partner.RequireSignature
+}
+
+// checkSignatureHeaders checks what a signed request can be judged by
+// before its body is read: the headers are there, the timestamp is fresh
+// and the nonce well formed. An unsigned request costs no body read.
+func (s *Server) checkSignatureHeaders(r *http.Request, pr principal) error {
+	if !requiresSignature(pr) {
 		return nil
 	}
 	ts, nonce, sig := r.Header.Get(signing.HeaderTimestamp), r.Header.Get(signing.HeaderNonce), r.Header.Get(signing.HeaderSignature)
@@ -132,6 +153,19 @@ func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr princi
 	if !signing.ValidNonce(nonce) {
 		return apierr.New(apierr.SignatureInvalid, "X-Nonce must be 16-128 letters, digits, '-' or '_'")
 	}
+	return nil
+}
+
+// verifySignature enforces replay protection when the key or its partner
+// requires it: a fresh timestamp, a valid HMAC, and a nonce never seen.
+func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr principal, body []byte) error {
+	if !requiresSignature(pr) {
+		return nil
+	}
+	if err := s.checkSignatureHeaders(r, pr); err != nil {
+		return err
+	}
+	ts, nonce, sig := r.Header.Get(signing.HeaderTimestamp), r.Header.Get(signing.HeaderNonce), r.Header.Get(signing.HeaderSignature)
 	if len(pr.key.SigningSecret) == 0 || !signing.Valid(pr.key.SigningSecret, r.Method, r.URL.Path, ts, nonce, body, sig) {
 		return apierr.New(apierr.SignatureInvalid, "X-Signature does not match the request")
 	}

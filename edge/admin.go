@@ -1,16 +1,17 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
@@ -35,6 +36,34 @@ type adminBody struct {
 }
 
 const maxAdminBody = 16 << 10
+
+// decodeAdminBody reads an admin route's body. It never panics; every
+// failure is a 4xx *apierr.Error naming the field. Times are bounded to the
+// range every instant of the API lies in and handed on in UTC: an expiry
+// whose offset put it in year 10000 once in UTC could not be stored.
+func decodeAdminBody(data []byte, optional bool) (adminBody, error) {
+	var b adminBody
+	if optional && len(bytes.TrimSpace(data)) == 0 {
+		return b, nil
+	}
+	if err := event.DecodeObject(data, &b); err != nil {
+		return b, err
+	}
+	for _, f := range []struct {
+		name string
+		t    **time.Time
+	}{{"expiredAt", &b.ExpiredAt}, {"expiresAt", &b.ExpiresAt}} {
+		if *f.t == nil {
+			continue
+		}
+		u := (*f.t).UTC()
+		if err := instant.Check(u); err != nil {
+			return b, apierr.Invalid(apierr.FieldError{Field: f.name, Message: err.Error()})
+		}
+		*f.t = &u
+	}
+	return b, nil
+}
 
 // builder makes a registry request from the route parameters and body.
 type builder func(p httprouter.Params, r *http.Request, b adminBody) (api.Request, error)
@@ -167,15 +196,13 @@ func (s *Server) forward(rt route) handler {
 		}
 		var b adminBody
 		if rt.body {
-			data, err := readBody(w, r, maxAdminBody)
+			data, err := s.readBody(w, r, rs, maxAdminBody)
 			if err != nil {
 				return reply{}, err
 			}
 			// Regenerate may come with no body at all.
-			if len(strings.TrimSpace(string(data))) > 0 || rt.op != api.KeysRegenerate {
-				if err := event.DecodeObject(data, &b); err != nil {
-					return reply{}, err
-				}
+			if b, err = decodeAdminBody(data, rt.op == api.KeysRegenerate); err != nil {
+				return reply{}, err
 			}
 		}
 		req, err := rt.build(p, r, b)

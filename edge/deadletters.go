@@ -19,7 +19,7 @@ import (
 // workers' dead-letter service.
 func (s *Server) deadLetterRoutes() {
 	const base = "/api/v1/partners/:id/dead-letters"
-	call := func(op string, build func(w http.ResponseWriter, r *http.Request, p httprouter.Params) (dlqapi.Request, error), msg string) handler {
+	call := func(op string, build func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (dlqapi.Request, error), msg string) handler {
 		return func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
 			if err := s.requireAdmin(r); err != nil {
 				return reply{}, err
@@ -29,7 +29,7 @@ func (s *Server) deadLetterRoutes() {
 				return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(id))
 			}
 			rs.partnerID = id
-			req, err := build(w, r, p)
+			req, err := build(w, r, p, rs)
 			if err != nil {
 				return reply{}, err
 			}
@@ -41,7 +41,7 @@ func (s *Server) deadLetterRoutes() {
 			return ok(data, msg), nil
 		}
 	}
-	s.handle(http.MethodGet, base, call(dlqapi.List, func(_ http.ResponseWriter, r *http.Request, _ httprouter.Params) (dlqapi.Request, error) {
+	s.handle(http.MethodGet, base, call(dlqapi.List, func(_ http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (dlqapi.Request, error) {
 		var req dlqapi.Request
 		q := r.URL.Query()
 		if v := q.Get("after"); v != "" {
@@ -60,9 +60,9 @@ func (s *Server) deadLetterRoutes() {
 		}
 		return req, nil
 	}, ""))
-	s.handle(http.MethodPost, base+"/replay", call(dlqapi.Replay, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) (dlqapi.Request, error) {
+	s.handle(http.MethodPost, base+"/replay", call(dlqapi.Replay, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (dlqapi.Request, error) {
 		var req dlqapi.Request
-		data, err := readBody(w, r, maxAdminBody)
+		data, err := s.readBody(w, r, rs, maxAdminBody)
 		if err != nil {
 			return req, err
 		}
@@ -78,7 +78,7 @@ func (s *Server) deadLetterRoutes() {
 		req.Seqs = b.Seqs
 		return req, nil
 	}, "Dead letters replayed into the event stream; any that fail again come back with a new sequence"))
-	s.handle(http.MethodDelete, base+"/:seq", call(dlqapi.Discard, func(_ http.ResponseWriter, _ *http.Request, p httprouter.Params) (dlqapi.Request, error) {
+	s.handle(http.MethodDelete, base+"/:seq", call(dlqapi.Discard, func(_ http.ResponseWriter, _ *http.Request, p httprouter.Params, _ *reqState) (dlqapi.Request, error) {
 		n, err := strconv.ParseUint(p.ByName("seq"), 10, 64)
 		if err != nil || n == 0 {
 			return dlqapi.Request{}, apierr.New(apierr.NotFound, "dead letter %s not found", quote(p.ByName("seq")))

@@ -24,6 +24,7 @@ import (
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
+	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
@@ -41,7 +42,10 @@ type Config struct {
 	MaxBodyBytes   int64 // one event
 	MaxBulkBytes   int64 // one bulk request
 	MaxBulkEvents  int
-	PublishTimeout time.Duration
+	// MaxInflightBodyBytes bounds the body bytes held by all requests in
+	// flight together; past it a request is answered 503 overloaded.
+	MaxInflightBodyBytes int64
+	PublishTimeout       time.Duration
 	// CacheTTL bounds how long a cached key or partner is trusted; changes
 	// broadcast by the registry drop entries at once, this is the backstop.
 	CacheTTL time.Duration
@@ -67,14 +71,17 @@ type Config struct {
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
 func DefaultConfig() Config {
 	return Config{
-		Limits:         event.DefaultLimits(),
-		MaxBodyBytes:   64 << 10,
-		MaxBulkBytes:   4 << 20,
-		MaxBulkEvents:  500,
-		PublishTimeout: 5 * time.Second,
-		CacheTTL:       time.Minute,
-		RateLimit:      1000,
-		ReplayWindow:   5 * time.Minute,
+		Limits:        event.DefaultLimits(),
+		MaxBodyBytes:  64 << 10,
+		MaxBulkBytes:  4 << 20,
+		MaxBulkEvents: 500,
+		// 16 bulks of the largest size at once; a decoding bulk holds a few
+		// times its body, so this bounds what bodies cost the heap.
+		MaxInflightBodyBytes: 64 << 20,
+		PublishTimeout:       5 * time.Second,
+		CacheTTL:             time.Minute,
+		RateLimit:            1000,
+		ReplayWindow:         5 * time.Minute,
 
 		RegistryStaleAfter: 30 * time.Second,
 	}
@@ -95,6 +102,8 @@ func (c Config) Validate() error {
 		return errors.New("edge: max body bytes must be at least 1024")
 	case c.MaxBulkBytes < c.MaxBodyBytes:
 		return errors.New("edge: max bulk bytes must be at least max body bytes")
+	case c.MaxInflightBodyBytes < c.MaxBulkBytes:
+		return config.Errorf("max-inflight-body-bytes", "must be at least the largest bulk body (-max-bulk-bytes, %d)", c.MaxBulkBytes)
 	case c.MaxBulkEvents < 1 || c.MaxBulkEvents > 10000:
 		return errors.New("edge: max bulk events must be 1-10000")
 	case int64(c.Limits.MaxMetadataBytes) >= c.MaxBodyBytes:
@@ -149,6 +158,7 @@ type Server struct {
 	nonces      signing.Nonces
 	adminTokens atomic.Pointer[[]string]
 	touched     touches
+	bodies      bodyBudget
 	routeList   []string // "METHOD /path" of every API route, for the OpenAPI document
 	dedupKey    []byte   // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
 }
@@ -178,6 +188,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		s.nonces = signing.NewLocalNonces()
 	}
 	s.adminTokens.Store(&tokens)
+	s.bodies.max.Store(cfg.MaxInflightBodyBytes)
 	s.routes()
 	return s, nil
 }
@@ -231,6 +242,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // ServeHTTP routes a request. httprouter cannot hold a static segment beside
 // a parameter, so the two by-code routes are rewritten to internal paths first.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every answer, errors, 404s and /metrics included: no browser may
+	// sniff a JSON answer into something it would run.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	const partners = "/api/v1/partners/"
 	if p, ok := strings.CutPrefix(r.URL.Path, partners); ok {
 		if code, ok := strings.CutPrefix(p, "by-code/"); ok {

@@ -1,11 +1,16 @@
 package edge
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -23,7 +28,29 @@ var (
 		Help: "HTTP requests by route, method and status."}, []string{"route", "method", "status"})
 	mRequestSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{Name: "trk_http_request_duration_seconds",
 		Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
+	mBodyBytes = promauto.NewGauge(prometheus.GaugeOpts{Name: "trk_edge_body_bytes_inflight",
+		Help: "Request body bytes reserved by requests in flight (bounded by -max-inflight-body-bytes)."})
+	mPanics = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_http_panics_total",
+		Help: "HTTP handlers that panicked (answered 500 internal_error)."})
 )
+
+// methodLabel keeps the method label to a bounded set: the method is the
+// client's to choose, and each new label value is a series kept forever.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// newRequestID makes the request id: always the server's own, so a client
+// cannot choose it (nor make two requests share one) through traceparent.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // envelope is the one shape of every answer, errors included.
 type envelope struct {
@@ -51,6 +78,7 @@ type handler func(w http.ResponseWriter, r *http.Request, p httprouter.Params, r
 type reqState struct {
 	partnerID string
 	events    int
+	reserved  int64 // body bytes reserved from the in-flight budget, given back when the request ends
 }
 
 var propagator = propagation.TraceContext{}
@@ -65,21 +93,25 @@ func (s *Server) handle(method, route string, h handler) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route string, h func(*reqState) (reply, error)) {
 	start := time.Now()
+	method = methodLabel(method)
+	// An incoming traceparent stays the parent span; it does not choose the request id.
 	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := s.tracer.Start(ctx, method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	r = r.WithContext(ctx)
-	reqID := span.SpanContext().TraceID().String()
+	reqID := newRequestID()
 	w.Header().Set("X-Request-Id", reqID)
 
 	rs := &reqState{}
-	rep, err := h(rs)
+	defer s.bodies.give(rs)
+	rep, err := s.call(h, rs, r, reqID)
 	status := rep.status
 	var ae *apierr.Error
 	if err != nil {
 		ae = apierr.From(err)
 		status = ae.Code.Status()
-		if ae.Code == apierr.Timeout || ae.Code == apierr.Unavailable || ae.Code == apierr.Backpressure {
+		switch ae.Code {
+		case apierr.Timeout, apierr.Unavailable, apierr.Backpressure, apierr.Overloaded:
 			w.Header().Set("Retry-After", "1")
 		}
 	}
@@ -94,6 +126,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 	}
 	ev = ev.Str("method", method).Str("route", route).Int("status", status).Float64("latency_ms", float64(lat.Microseconds())/1000).
 		Str("request_id", reqID).Str("remote", r.RemoteAddr)
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		ev = ev.Str("trace_id", sc.TraceID().String())
+	}
 	if rs.partnerID != "" {
 		ev = ev.Str("partner_id", rs.partnerID)
 	}
@@ -104,6 +139,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 		ev = ev.Str("code", string(ae.Code))
 	}
 	ev.Msg("request")
+}
+
+// call runs a handler, turning a panic into internal_error: one request's
+// bug must not end the process nor leave the client without an answer. The
+// panic is logged once, with its stack; the request line follows as usual.
+func (s *Server) call(h func(*reqState) (reply, error), rs *reqState, r *http.Request, reqID string) (rep reply, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler { // the server's own way to abort a response
+				panic(v)
+			}
+			mPanics.Inc()
+			s.log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).
+				Str("path", r.URL.Path).Str("request_id", reqID).Msg("handler panicked")
+			rep, err = reply{}, apierr.New(apierr.Internal, "internal error")
+		}
+	}()
+	return h(rs)
 }
 
 // corsHeaders lets any origin send events: a key, not a cookie, authenticates.
@@ -138,12 +191,52 @@ func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
 	_ = enc.Encode(env)
 }
 
-// readBody reads at most limit bytes of the body.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// bodyBudget bounds the body bytes held by all requests in flight, so a
+// crowd of large bodies cannot take the process's memory: past the budget
+// a request is answered 503 overloaded before a byte of its body is read.
+type bodyBudget struct {
+	used, max atomic.Int64
+}
+
+func (b *bodyBudget) take(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.max.Load() {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			mBodyBytes.Add(float64(n))
+			return true
+		}
+	}
+}
+
+func (b *bodyBudget) give(rs *reqState) {
+	if rs.reserved > 0 {
+		b.used.Add(-rs.reserved)
+		mBodyBytes.Sub(float64(rs.reserved))
+		rs.reserved = 0
+	}
+}
+
+// readBody reads at most limit bytes of the body. It reserves the bytes
+// first (the declared length, or the limit when none is declared), and
+// holds them until the request ends; past the budget it answers overloaded.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, rs *reqState, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, apierr.New(apierr.BodyTooLarge, "the body is %d bytes; the limit is %d bytes", r.ContentLength, limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	n := limit
+	if r.ContentLength >= 0 {
+		n = r.ContentLength // the server never reads past a declared length
+	}
+	if n > 0 && !s.bodies.take(n) {
+		return nil, apierr.New(apierr.Overloaded, "the edge is reading as many request bodies as it may; retry shortly")
+	}
+	rs.reserved += n
+	// Sized up front: ReadAll's doubling would hold up to twice the body.
+	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, apierr.New(apierr.BodyTooLarge, "the body is larger than the limit of %d bytes", limit)
@@ -151,7 +244,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if err != nil {
 		return nil, apierr.New(apierr.InvalidJSON, "could not read the body: %v", err)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func (s *Server) routes() {
@@ -169,9 +262,17 @@ func (s *Server) routes() {
 			return reply{}, apierr.New(apierr.MethodNotAllowed, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))
 		})
 	})
+	// Routes served through s.serve recover their own panics; this catches
+	// the rest (metrics, the OpenAPI document, preflights).
 	rt.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
-		s.log.Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
-		s.write(w, http.StatusInternalServerError, envelope{Error: &apierr.Error{Code: apierr.Internal, Message: "internal error"}})
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		mPanics.Inc()
+		reqID := newRequestID()
+		s.log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).
+			Str("path", r.URL.Path).Str("request_id", reqID).Msg("handler panicked")
+		s.write(w, http.StatusInternalServerError, envelope{Error: &apierr.Error{Code: apierr.Internal, Message: "internal error"}, RequestID: reqID})
 	}
 	s.router = rt
 

@@ -170,14 +170,19 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 		return reject(err, 1)
 	}
 	rs.partnerID, rs.events = pr.partner.ID, 1
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
+	// Everything that needs no body comes first, so a refused request
+	// costs no body read: the key, the signature headers, the rate limit.
+	if err := s.checkSignatureHeaders(r, pr); err != nil {
+		return reject(err, 1)
+	}
+	if err := s.rateLimit(ctx, w, pr, 1); err != nil {
+		return reject(err, 1)
+	}
+	body, err := s.readBody(w, r, rs, s.cfg.MaxBodyBytes)
 	if err != nil {
 		return reject(err, 1)
 	}
 	if err := s.verifySignature(ctx, r, pr, body); err != nil {
-		return reject(err, 1)
-	}
-	if err := s.rateLimit(ctx, w, pr, 1); err != nil {
 		return reject(err, 1)
 	}
 	now := s.now().UTC()
@@ -245,7 +250,15 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		return reject(err, 1)
 	}
 	rs.partnerID = pr.partner.ID
-	body, err := readBody(w, r, s.cfg.MaxBulkBytes)
+	// As for one event: nothing is read before the key, the signature
+	// headers and an admission token (rateLimit explains the rule).
+	if err := s.checkSignatureHeaders(r, pr); err != nil {
+		return reject(err, 1)
+	}
+	if err := s.rateLimit(ctx, w, pr, 1); err != nil {
+		return reject(err, 1)
+	}
+	body, err := s.readBody(w, r, rs, s.cfg.MaxBulkBytes)
 	if err != nil {
 		return reject(err, 1)
 	}
@@ -257,7 +270,7 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		return reject(err, 1)
 	}
 	rs.events = len(items)
-	if err := s.rateLimit(ctx, w, pr, len(items)); err != nil { // a bulk counts its events
+	if err := s.rateLimitRest(ctx, w, pr, len(items)); err != nil { // a bulk counts its events
 		return reject(err, len(items))
 	}
 	lim := s.limits(pr)

@@ -175,11 +175,26 @@ func envelopeOf(data any) map[string]any {
 	if data != nil {
 		ds = schemaOf(reflect.TypeOf(data), 0)
 	}
+	errSchema := schemaOf(reflect.TypeOf(apierr.Error{}), 0)
+	errSchema["properties"].(map[string]any)["code"] = map[string]any{"type": "string", "enum": apierr.Codes()}
 	return map[string]any{"type": "object", "properties": map[string]any{
 		"success": map[string]any{"type": "boolean"}, "data": ds, "message": map[string]any{"type": "string"},
-		"error": schemaOf(reflect.TypeOf(apierr.Error{}), 0), "requestId": map[string]any{"type": "string"},
+		"error": errSchema, "requestId": map[string]any{"type": "string"},
 		"timestamp": map[string]any{"type": "string", "format": "date-time"},
 	}}
+}
+
+// answerHeaders are the headers of every answer; errors add Retry-After.
+func answerHeaders(isError bool) map[string]any {
+	h := map[string]any{
+		"X-Request-Id":           map[string]any{"description": "the request's id, always made by the server (also requestId)", "schema": map[string]any{"type": "string"}},
+		"X-Content-Type-Options": map[string]any{"description": "always nosniff", "schema": map[string]any{"type": "string", "enum": []string{"nosniff"}}},
+	}
+	if isError {
+		h["Retry-After"] = map[string]any{"description": "seconds to wait: on 429 rate_limited and on 503 (backpressure, overloaded, service_unavailable, timeout)",
+			"schema": map[string]any{"type": "integer"}}
+	}
+	return h
 }
 
 // openAPI builds the OpenAPI 3.1 document of the routes.
@@ -192,8 +207,10 @@ func (s *Server) openAPI() map[string]any {
 		}
 		method, path, _ := strings.Cut(r, " ")
 		op := map[string]any{"summary": d.summary, "responses": map[string]any{
-			itoa(d.status): map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(d.data)}}},
-			"default":      map[string]any{"description": "error: see error.code", "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},
+			itoa(d.status): map[string]any{"description": "success", "headers": answerHeaders(false),
+				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(d.data)}}},
+			"default": map[string]any{"description": "error: see error.code", "headers": answerHeaders(true),
+				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},
 		}}
 		switch d.auth {
 		case "admin":

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/apierr"
 )
 
 // Every route is documented, and every documented route exists.
@@ -44,6 +46,18 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if ops != len(docs) {
 		t.Fatalf("%d operations in the document, %d documented", ops, len(docs))
+	}
+	// Every error code and the headers of every answer are documented.
+	track, _ := json.Marshal(doc.Paths["/api/v1/tracking"]["post"])
+	for _, c := range apierr.Codes() {
+		if !strings.Contains(string(track), `"`+string(c)+`"`) {
+			t.Errorf("error code %s is not documented", c)
+		}
+	}
+	for _, h := range []string{"X-Request-Id", "X-Content-Type-Options", "Retry-After"} {
+		if !strings.Contains(string(track), `"`+h+`"`) {
+			t.Errorf("header %s is not documented", h)
+		}
 	}
 	keyList, _ := json.Marshal(doc.Paths["/api/v1/partners/{id}/api-keys"]["get"])
 	if strings.Contains(string(keyList), `"hash"`) || strings.Contains(string(keyList), `"signingSecret"`) {

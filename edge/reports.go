@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/report"
@@ -24,22 +26,38 @@ const defaultReportDays = 30
 // parseTime reads an RFC 3339 time or a date. A date means the start of
 // that UTC day, or, for the end of a range, the end of it (so
 // ?startDate=2026-01-01&endDate=2026-01-31 covers all of January, as in the reference).
+// The time must lie in the range every instant of the API lies in, so
+// that it and what is computed from it serialise.
 func parseTime(name, v string, end bool) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), nil
-	}
-	if d, err := time.Parse(time.DateOnly, v); err == nil {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		d, derr := time.Parse(time.DateOnly, v)
+		if derr != nil {
+			return time.Time{}, badParam(name, "must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)")
+		}
+		if err := instant.Check(d); err != nil {
+			return time.Time{}, badParam(name, err.Error())
+		}
 		if end {
-			d = d.AddDate(0, 0, 1)
+			d = d.AddDate(0, 0, 1) // at most instant.Max: an exclusive end
 		}
 		return d, nil
 	}
-	return time.Time{}, apierr.New(apierr.InvalidParameter, "%s must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)", name)
+	t = t.UTC()
+	if err := instant.Check(t); err != nil {
+		return time.Time{}, badParam(name, err.Error())
+	}
+	return t, nil
 }
 
-// reportRange reads from/to (or the reference's startDate/endDate).
-func (s *Server) reportRange(r *http.Request) (from, to time.Time, err error) {
-	q := r.URL.Query()
+// badParam refuses a query parameter, naming it.
+func badParam(name, msg string) error {
+	return &apierr.Error{Code: apierr.InvalidParameter, Message: name + " " + msg, Fields: []apierr.FieldError{{Field: name, Message: msg}}}
+}
+
+// reportRange reads from/to (or the reference's startDate/endDate). Each
+// end lies in [instant.Min, instant.Max]; a computed default is clamped to it.
+func reportRange(q url.Values, now time.Time) (from, to time.Time, err error) {
 	get := func(a, b string) (string, string) {
 		if v := q.Get(a); v != "" {
 			return a, v
@@ -48,13 +66,16 @@ func (s *Server) reportRange(r *http.Request) (from, to time.Time, err error) {
 	}
 	fn, fv := get("from", "startDate")
 	tn, tv := get("to", "endDate")
-	to = s.now().UTC()
+	to = now.UTC()
 	if tv != "" {
 		if to, err = parseTime(tn, tv, true); err != nil {
 			return
 		}
 	}
 	from = to.AddDate(0, 0, -defaultReportDays)
+	if from.Before(instant.Min) {
+		from = instant.Min
+	}
 	if fv != "" {
 		from, err = parseTime(fn, fv, false)
 	}
@@ -70,7 +91,7 @@ func (s *Server) reportRoutes() {
 		if !tenant.ValidID(p.ByName("id")) {
 			return reply{}, apierr.New(apierr.SubSystemNotFound, "sub-system not found: %s is not a sub-system id", quote(p.ByName("id")))
 		}
-		from, to, err := s.reportRange(r)
+		from, to, err := reportRange(r.URL.Query(), s.now())
 		if err != nil {
 			return reply{}, err
 		}
@@ -91,7 +112,7 @@ func (s *Server) reportRoutes() {
 			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
 		}
 		rs.partnerID = p.ByName("id")
-		from, to, err := s.reportRange(r)
+		from, to, err := reportRange(r.URL.Query(), s.now())
 		if err != nil {
 			return reply{}, err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
@@ -129,6 +130,11 @@ func checkRange(from, to time.Time, max time.Duration) error {
 	switch {
 	case from.IsZero() || to.IsZero():
 		return apierr.New(apierr.InvalidParameter, "from and to are required")
+	// The edge bounds both; a query that reaches this service some other
+	// way must not compute a time that cannot be encoded in the answer (a
+	// range in year 9999 widened past it hung the answer until timeout).
+	case from.Before(instant.Min) || to.After(instant.Max):
+		return apierr.New(apierr.InvalidParameter, "from and to must be %s", instant.Range)
 	case !from.Before(to):
 		return apierr.New(apierr.InvalidParameter, "from must be before to")
 	case to.Sub(from) > max:

@@ -11,6 +11,7 @@ import (
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
@@ -95,6 +96,25 @@ func TestReports(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Ranges whose widened ends leave the range every instant lies in are
+	// refused, whoever sends them: never an answer that cannot be encoded.
+	y9999 := time.Date(9999, 12, 31, 22, 30, 0, 0, time.UTC)
+	for name, q := range map[string][2]time.Time{
+		"inside 9999":    {y9999, y9999.Add(time.Minute)},
+		"to past 9999":   {y9999, y9999.Add(2 * time.Hour)},
+		"before 1970":    {instant.Min.Add(-time.Hour), instant.Min.Add(time.Hour)},
+		"ends past 2200": {instant.Max.Add(-time.Hour), instant.Max.Add(time.Minute)},
+	} {
+		_, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: subs[0].ID, From: q[0], To: q[1]})
+		_, perr := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: q[0], To: q[1]})
+		if !apierr.Is(err, apierr.InvalidParameter) || !apierr.Is(perr, apierr.InvalidParameter) {
+			t.Errorf("%s: %v, %v", name, err, perr)
+		}
+	}
+	if _, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: subs[0].ID, From: instant.Max.Add(-time.Hour), To: instant.Max}); err != nil {
+		t.Errorf("a range ending at the bound: %v", err)
+	}
+
 	if _, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: tenant.NewID(), From: t0, To: t0.Add(time.Hour)}); !apierr.Is(err, apierr.PartnerNotFound) {
 		t.Errorf("unknown partner: %v", err)
 	}

@@ -124,7 +124,7 @@ func TestRateLimits(t *testing.T) {
 	}
 	expectCode(t, s.do("POST", "/tracking/bulk", key, batch), 429, "rate_limited") // 11 events > 10/s
 	s.must(202, "POST", "/tracking/bulk", key, batch[:6], nil)
-	expectCode(t, s.do("POST", "/tracking/bulk", key, batch[:6]), 429, "rate_limited") // 4 left
+	expectCode(t, s.do("POST", "/tracking/bulk", key, batch[:6]), 429, "rate_limited") // 3 left: the refused 11 spent its admission token
 
 	// Per partner, then per key.
 	s.must(200, "PUT", "/partners/"+a, "admin", map[string]any{"rateLimit": 3}, nil)

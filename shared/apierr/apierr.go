@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Code is a stable error identifier. Clients may switch on it; never rename one.
@@ -41,6 +42,8 @@ const (
 	SubSystemDeleted  Code = "sub_system_deleted"
 	RateLimited       Code = "rate_limited"
 	Backpressure      Code = "backpressure"
+	// Overloaded: the edge holds as many request bodies as it may; retry.
+	Overloaded        Code = "overloaded"
 	Unavailable       Code = "service_unavailable"
 	Timeout           Code = "timeout"
 	Internal          Code = "internal_error"
@@ -97,6 +100,7 @@ var statuses = map[Code]int{
 	RequestReplayed:    http.StatusUnauthorized,
 	RateLimited:        http.StatusTooManyRequests,
 	Backpressure:       http.StatusServiceUnavailable,
+	Overloaded:         http.StatusServiceUnavailable,
 	Unavailable:        http.StatusServiceUnavailable,
 	Timeout:            http.StatusServiceUnavailable,
 	Internal:           http.StatusInternalServerError,
@@ -111,6 +115,16 @@ func (c Code) Status() int {
 		return s
 	}
 	return http.StatusInternalServerError
+}
+
+// Codes lists every code, sorted (the OpenAPI document enumerates them).
+func Codes() []Code {
+	out := make([]Code, 0, len(statuses))
+	for c := range statuses {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Known reports whether c is a code this package defines.

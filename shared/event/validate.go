@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/instant"
 )
 
 // Limits bound what one event may carry.
@@ -47,8 +50,10 @@ func Decode(data []byte, lim Limits, now time.Time) (Input, error) {
 	return in, Validate(&in, lim, now)
 }
 
-// DecodeObject decodes a JSON object into v, turning decoder errors into API
-// errors that name the field.
+// DecodeObject decodes a JSON object into v (a pointer to a struct), turning
+// decoder errors into API errors that name the field. Text must be valid
+// UTF-8: the JSON decoder would silently turn each bad byte into U+FFFD, so
+// that different inputs became one (two event types merged into one).
 func DecodeObject(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -58,44 +63,192 @@ func DecodeObject(data []byte, v any) error {
 		return apierr.New(apierr.InvalidJSON, "the request body must be a JSON object")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return jsonError(err)
+		return jsonError(err, data, v)
+	}
+	if badText(data) {
+		field := blame(data, func(_ string, raw json.RawMessage) bool { return badText(raw) })
+		return apierr.Invalid(apierr.FieldError{Field: field, Message: "must be valid UTF-8 text (and no unpaired surrogate escape)"})
 	}
 	return nil
 }
 
-func jsonError(err error) error {
+// badText reports JSON text the decoder would change to U+FFFD: bytes
+// that are not UTF-8, and \u escapes of unpaired UTF-16 surrogates.
+func badText(data []byte) bool {
+	if !utf8.Valid(data) {
+		return true
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if i+1 < len(data) && data[i+1] != 'u' {
+			i++ // a one-character escape, \\ included
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		switch {
+		case !ok:
+			continue
+		case r >= 0xDC00 && r <= 0xDFFF: // a low half alone
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := hex4(data, i+8)
+			if !ok || i+7 >= len(data) || data[i+6] != '\\' || data[i+7] != 'u' || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at data[i:].
+func hex4(data []byte, i int) (rune, bool) {
+	if i < 0 || i+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// jsonError turns a decoding error of the object data into v into an API
+// error. Messages speak JSON (a string, a whole number), never Go: a
+// client cannot act on "Time.UnmarshalJSON" or "*int".
+func jsonError(err error, data []byte, v any) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		field := te.Field
 		if field == "" {
 			field = "body"
 		}
-		want := te.Type.String()
-		switch want {
-		case "string":
-		case "*time.Time", "time.Time":
-			want = "an RFC 3339 timestamp string"
-		case "json.RawMessage":
-			want = "a JSON value"
-		}
-		return apierr.Invalid(apierr.FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", article(want), te.Value)})
-	}
-	var pe *time.ParseError
-	if errors.As(err, &pe) {
-		return apierr.Invalid(apierr.FieldError{Field: "timestamp", Message: "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z"})
+		return apierr.Invalid(apierr.FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", jsonKind(te.Type), jsonValue(te.Value))})
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return apierr.New(apierr.InvalidJSON, "malformed JSON at byte %d: %s", se.Offset, se.Error())
 	}
-	return apierr.New(apierr.InvalidJSON, "malformed JSON: %s", err.Error())
+	// What is left comes from a field's own decoder (time.Time's), and
+	// does not name the field: find the member that fails on its own.
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer {
+		return apierr.New(apierr.InvalidJSON, "the request body could not be decoded")
+	}
+	field := blame(data, func(name string, raw json.RawMessage) bool {
+		one, _ := json.Marshal(map[string]json.RawMessage{name: raw})
+		return json.Unmarshal(one, reflect.New(t.Elem()).Interface()) != nil
+	})
+	if field == "body" {
+		return apierr.New(apierr.InvalidJSON, "the request body could not be decoded")
+	}
+	want := "of another type or format"
+	if ft, ok := fieldType(t.Elem(), field); ok {
+		want = "in the form of " + jsonKind(ft)
+	}
+	return apierr.Invalid(apierr.FieldError{Field: field, Message: "must be " + want})
 }
 
-func article(t string) string {
-	if strings.HasPrefix(t, "a ") || strings.HasPrefix(t, "an ") {
-		return t
+// blame names the first top-level member (in name order, so the answer is
+// stable) for which bad holds, or "body" when none does.
+func blame(data []byte, bad func(name string, raw json.RawMessage) bool) string {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(data, &members) != nil {
+		return "body"
 	}
-	return "a " + t
+	names := make([]string, 0, len(members))
+	for n := range members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if bad(n, members[n]) {
+			if !utf8.ValidString(n) {
+				return "body" // the name itself is the bad text: never echo it
+			}
+			return n
+		}
+	}
+	return "body"
+}
+
+// fieldType finds the type of the struct field JSON decodes name into (the
+// decoder matches names case-insensitively).
+func fieldType(t reflect.Type, name string) (reflect.Type, bool) {
+	if t.Kind() != reflect.Struct {
+		return nil, false
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "" {
+			tag = f.Name
+		}
+		if tag != "-" && strings.EqualFold(tag, name) {
+			return f.Type, true
+		}
+	}
+	return nil, false
+}
+
+var (
+	timeType = reflect.TypeOf(time.Time{})
+	rawType  = reflect.TypeOf(json.RawMessage{})
+)
+
+// jsonKind names what a Go type accepts, in JSON's words.
+func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == nil:
+		return "a JSON value"
+	case t == timeType:
+		return "an RFC 3339 timestamp string such as 2026-01-02T15:04:05Z"
+	case t == rawType:
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a JSON object"
+	}
+	return "a JSON value"
+}
+
+// jsonValue is the kind of value the client sent (the decoder says
+// "number 1.5" for numbers out of a field's range).
+func jsonValue(v string) string {
+	kind, _, _ := strings.Cut(v, " ")
+	switch kind {
+	case "number", "string", "bool", "array", "object":
+		return kind
+	}
+	return "that value"
 }
 
 // Validate checks a decoded input against the limits and normalises it.
@@ -142,7 +295,11 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 	}
 	if in.Timestamp != nil {
 		ts := in.Timestamp.UTC()
-		if ts.Before(now.Add(-lim.MaxPast)) {
+		// The absolute bound first: the relative ones are operator
+		// settings and must not let through a time that cannot be stored.
+		if err := instant.Check(ts); err != nil {
+			bad("timestamp", "%v", err)
+		} else if ts.Before(now.Add(-lim.MaxPast)) {
 			bad("timestamp", "is more than %s in the past", lim.MaxPast)
 		} else if ts.After(now.Add(lim.MaxFuture)) {
 			bad("timestamp", "is more than %s in the future", lim.MaxFuture)
@@ -188,12 +345,12 @@ func DecodeBatch(data []byte, maxItems int) ([]json.RawMessage, error) {
 	switch data[0] {
 	case '[':
 		if err := json.Unmarshal(data, &items); err != nil {
-			return nil, jsonError(err)
+			return nil, jsonError(err, data, &items)
 		}
 	case '{':
 		var b Batch
 		if err := json.Unmarshal(data, &b); err != nil {
-			return nil, jsonError(err)
+			return nil, jsonError(err, data, &b)
 		}
 		items = b.Events
 	default:

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/instant"
 )
 
 var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -55,6 +57,26 @@ func TestDecode(t *testing.T) {
 		{name: "bad time", body: `{"subSystemCode":"w","eventType":"e","timestamp":"01/05/2026"}`, code: apierr.ValidationFailed, field: "timestamp"},
 		{name: "id chars", body: `{"subSystemCode":"w","eventType":"e","id":"a/b"}`, code: apierr.ValidationFailed, field: "id"},
 		{name: "long user", body: `{"subSystemCode":"w","eventType":"e","userId":"` + strings.Repeat("u", 256) + `"}`, code: apierr.ValidationFailed, field: "userId"},
+		{name: "numeric timestamp", body: `{"subSystemCode":"w","eventType":"e","timestamp":1714564800}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "object timestamp", body: `{"subSystemCode":"w","eventType":"e","timestamp":{}}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "timestamp in year 10000", body: `{"subSystemCode":"w","eventType":"e","timestamp":"9999-12-31T23:00:00-23:00"}`, code: apierr.ValidationFailed, field: "timestamp"},
+		{name: "invalid UTF-8 type", body: "{\"subSystemCode\":\"w\",\"eventType\":\"a\xffb\"}", code: apierr.ValidationFailed, field: "eventType"},
+		{name: "invalid UTF-8 user", body: "{\"subSystemCode\":\"w\",\"eventType\":\"e\",\"userId\":\"\xc3\"}", code: apierr.ValidationFailed, field: "userId"},
+		{name: "invalid UTF-8 metadata", body: "{\"subSystemCode\":\"w\",\"eventType\":\"e\",\"metadata\":{\"k\":\"\xed\xa0\x80\"}}", code: apierr.ValidationFailed, field: "metadata"},
+		{name: "invalid UTF-8 unknown field", body: "{\"subSystemCode\":\"w\",\"eventType\":\"e\",\"x\xff\":1}", code: apierr.ValidationFailed, field: "body"},
+		{name: "lone high surrogate", body: `{"subSystemCode":"w","eventType":"a\ud800b"}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "lone low surrogate", body: `{"subSystemCode":"w","eventType":"e","userId":"\udc00"}`, code: apierr.ValidationFailed, field: "userId"},
+		{name: "high surrogate then text", body: `{"subSystemCode":"w","eventType":"\ud800\u0041"}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "surrogate pair", body: `{"subSystemCode":"w","eventType":"\ud83d\ude00"}`, check: func(t *testing.T, in Input) {
+			if in.EventType != "😀" {
+				t.Fatalf("%q", in.EventType)
+			}
+		}},
+		{name: "escaped backslash", body: `{"subSystemCode":"w","eventType":"\\ud800"}`, check: func(t *testing.T, in Input) {
+			if in.EventType != `\ud800` {
+				t.Fatalf("%q", in.EventType)
+			}
+		}},
 		{name: "two problems", body: `{"subSystemCode":"","eventType":""}`, code: apierr.ValidationFailed, field: "subSystemCode"},
 	}
 	for _, tc := range tests {
@@ -86,6 +108,43 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeMessagesSpeakJSON: a type error says what JSON to send, never a
+// Go type or method name.
+func TestDecodeMessagesSpeakJSON(t *testing.T) {
+	var admin struct {
+		Limit  *int       `json:"rateLimit"`
+		Scopes []string   `json:"scopes"`
+		At     *time.Time `json:"expiredAt"`
+	}
+	for body, field := range map[string]string{
+		`{"subSystemCode":"w","eventType":"e","timestamp":1714564800}`: "timestamp",
+		`{"subSystemCode":"w","eventType":"e","timestamp":"soon"}`:     "timestamp",
+		`{"rateLimit":"many"}`:      "rateLimit",
+		`{"rateLimit":1.5}`:         "rateLimit",
+		`{"rateLimit":1e30}`:        "rateLimit",
+		`{"scopes":[1]}`:            "scopes",
+		`{"expiredAt":true}`:        "expiredAt",
+		`{"expiredAt":"yesterday"}`: "expiredAt",
+	} {
+		var err error
+		if strings.Contains(body, "eventType") {
+			_, err = Decode([]byte(body), DefaultLimits(), now)
+		} else {
+			err = DecodeObject([]byte(body), &admin)
+		}
+		ae := apierr.From(err)
+		if ae.Code != apierr.ValidationFailed || len(ae.Fields) != 1 || ae.Fields[0].Field != field {
+			t.Errorf("%s: got %v, want validation_failed on %s", body, err, field)
+			continue
+		}
+		for _, goism := range []string{"Time", "Unmarshal", "*", "int", "float", "json.", "[]"} {
+			if strings.Contains(ae.Message, goism) {
+				t.Errorf("%s: the message names Go (%q): %s", body, goism, ae.Message)
+			}
+		}
+	}
+}
+
 func TestDecodeBatch(t *testing.T) {
 	items, err := DecodeBatch([]byte(`{"events":[{"a":1},{"b":2}]}`), 10)
 	if err != nil || len(items) != 2 {
@@ -108,7 +167,9 @@ func TestDecodeBatch(t *testing.T) {
 // FuzzDecode: any body gets an answer or a 4xx error, never a panic, and an
 // accepted input always passes its own limits.
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"subSystemCode":"w","eventType":"e"}`, `{"eventType":1}`, `{"metadata":{"a":"b"},"timestamp":"2026-05-01T12:00:00Z"}`, `[]`, `{`, "\x00", `{"id":"x\u2028"}`} {
+	for _, s := range []string{`{"subSystemCode":"w","eventType":"e"}`, `{"eventType":1}`, `{"metadata":{"a":"b"},"timestamp":"2026-05-01T12:00:00Z"}`, `[]`, `{`, "\x00", `{"id":"x\u2028"}`,
+		"{\"subSystemCode\":\"w\",\"eventType\":\"a\xffb\"}", `{"subSystemCode":"w","eventType":"e","timestamp":1}`,
+		`{"subSystemCode":"w","eventType":"\ud800\udc00\ud800"}`} {
 		f.Add([]byte(s))
 	}
 	lim := DefaultLimits()
@@ -125,6 +186,17 @@ func FuzzDecode(f *testing.F) {
 		}
 		if in.Metadata != nil && !json.Valid(in.Metadata) {
 			t.Fatalf("invalid metadata kept: %q", in.Metadata)
+		}
+		for _, s := range []string{in.ID, in.SubSystemCode, in.EventType, in.UserID, in.AnonymousID, string(in.Metadata)} {
+			// U+FFFD only where the client sent it: never a bad byte or an
+			// unpaired surrogate the decoder replaced.
+			sent := strings.Contains(strings.ToLower(string(data)), `\ufffd`) || strings.ContainsRune(string(data), utf8.RuneError)
+			if !utf8.ValidString(s) || strings.ContainsRune(s, utf8.RuneError) && !sent {
+				t.Fatalf("invalid text accepted: %q", data)
+			}
+		}
+		if in.Timestamp != nil && !instant.Valid(*in.Timestamp) {
+			t.Fatalf("timestamp out of range accepted: %v", *in.Timestamp)
 		}
 	})
 }

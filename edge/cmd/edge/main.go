@@ -39,6 +39,7 @@ func main() {
 	proxies := fs.String("trusted-proxies", "", "comma-separated IPs/CIDRs allowed to set X-Forwarded-For")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest single-event body")
 	fs.Int64Var(&cfg.MaxBulkBytes, "max-bulk-bytes", cfg.MaxBulkBytes, "largest bulk body")
+	fs.Int64Var(&cfg.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded (at least -max-bulk-bytes)")
 	fs.IntVar(&cfg.MaxBulkEvents, "max-bulk-events", cfg.MaxBulkEvents, "most events in one bulk request")
 	fs.IntVar(&cfg.Limits.MaxMetadataBytes, "max-metadata-bytes", cfg.Limits.MaxMetadataBytes, "largest metadata object")
 	fs.DurationVar(&cfg.Limits.MaxPast, "max-event-age", cfg.Limits.MaxPast, "oldest client timestamp accepted")

@@ -32,6 +32,7 @@ func run() error {
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin credential (default: generated once and kept in <data-dir>/admin-token)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
+	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded")
 	cfg.Bus.RegisterFlags(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	pretty := fs.Bool("log-pretty", false, "human-readable logs instead of JSON")
