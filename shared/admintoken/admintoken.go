@@ -90,6 +90,9 @@ func ReadFile(path string) ([]string, error) {
 type Set struct {
 	cfg Config
 	cur atomic.Pointer[[]string]
+	// read is the file's modification time before New read it, so Watch
+	// also catches a change made between New and its own start.
+	read time.Time
 }
 
 // New loads the tokens of cfg.
@@ -100,6 +103,9 @@ func New(cfg Config) (*Set, error) {
 	s := &Set{cfg: cfg}
 	tokens := append([]string{}, cfg.Tokens...)
 	if cfg.File != "" {
+		if fi, err := os.Stat(cfg.File); err == nil {
+			s.read = fi.ModTime()
+		}
 		toks, err := ReadFile(cfg.File)
 		if err != nil {
 			return nil, err
@@ -140,10 +146,7 @@ func (s *Set) Watch(ctx context.Context, log zerolog.Logger) {
 	if s.cfg.File == "" {
 		return
 	}
-	var last time.Time
-	if fi, err := os.Stat(s.cfg.File); err == nil {
-		last = fi.ModTime() // New read this version
-	}
+	last := s.read
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
