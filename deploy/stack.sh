@@ -61,7 +61,7 @@ start() {
     registry)
       run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9102 + base)) ;;
     reporter)
-      run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
+      run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
     workers[12])
       i=${name#workers}
       run "$name" "$bin/workers" $(common workers) $(storage) -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
@@ -89,8 +89,9 @@ up() {
   log "building"
   go build -o "$bin/" ./edge/cmd/edge ./workers/cmd/workers ./registry/cmd/registry ./reporter/cmd/reporter ./deploy/allinone/cmd/natsauth
   go build -o "$bin/nats-server" github.com/nats-io/nats-server/v2
-  # One admin token file for the edges, the registry and the workers (each
-  # re-reads it when it changes): they all check the admin credential.
+  # One admin token file for the edges, the registry, the reporter and the
+  # workers (each re-reads it when it changes): they all check the admin
+  # credential.
   [ -f "$dir/admin-token" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/vta_/' > "$dir/admin-token")
   "$bin/natsauth" init -dir "$dir/nats"
   cp nats.conf "$dir/nats/nats.conf"

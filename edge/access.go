@@ -31,24 +31,30 @@ func needScope(pr principal, scope string) error {
 }
 
 // reportAccess admits the admin, or a partner key with the report scope; it
-// returns the partner the caller is confined to ("" for the admin).
-func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, error) {
+// returns the partner the caller is confined to ("" for the admin), and the
+// context of the reporter call, which forwards the caller's own credential:
+// the reporter checks it again, so the edge's NATS credential alone reads
+// no partner's reports.
+func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, context.Context, error) {
 	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
 		pr, err := s.authenticate(ctx, r)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if err := needScope(pr, tenant.ScopeReport); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		// Signing rules hold on every route a key can call. A report
 		// request has no body: it is signed over an empty one.
 		if err := s.verifySignature(ctx, r, pr, nil); err != nil {
-			return "", err
+			return "", nil, err
 		}
-		return pr.partner.ID, nil
+		return pr.partner.ID, natsx.WithAPIKey(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key"))), nil
 	}
-	return "", s.requireAdmin(r)
+	if err := s.requireAdmin(r); err != nil {
+		return "", nil, err
+	}
+	return "", natsx.WithAdminToken(ctx, adminToken(r)), nil
 }
 
 // touchEvery is how often a key's last use is sent to the registry, at most.

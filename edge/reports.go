@@ -84,7 +84,7 @@ func reportRange(q url.Values, now time.Time) (from, to time.Time, err error) {
 
 func (s *Server) reportRoutes() {
 	s.handle(http.MethodGet, "/api/v1/reports/sub-systems/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		confined, err := s.reportAccess(r.Context(), r)
+		confined, cctx, err := s.reportAccess(r.Context(), r)
 		if err != nil {
 			return reply{}, err
 		}
@@ -97,14 +97,14 @@ func (s *Server) reportRoutes() {
 		}
 		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: strings.TrimSpace(r.URL.Query().Get("eventType"))}
 		var rep report.SubSystemReport
-		if err := natsx.Call(r.Context(), s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
+		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
 			return reply{}, err
 		}
 		rs.partnerID = rep.PartnerID
 		return ok(rep, ""), nil
 	})
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		confined, err := s.reportAccess(r.Context(), r)
+		confined, cctx, err := s.reportAccess(r.Context(), r)
 		if err != nil {
 			return reply{}, err
 		}
@@ -117,7 +117,7 @@ func (s *Server) reportRoutes() {
 			return reply{}, err
 		}
 		var rep report.PartnerReport
-		if err := natsx.Call(r.Context(), s.nc, subject.Report(reportapi.Partner), report.PartnerQuery{PartnerID: p.ByName("id"), From: from, To: to}, &rep); err != nil {
+		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Partner), report.PartnerQuery{PartnerID: p.ByName("id"), From: from, To: to}, &rep); err != nil {
 			return reply{}, err
 		}
 		return ok(rep, ""), nil

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
@@ -35,6 +36,10 @@ type Service struct {
 	log      zerolog.Logger
 	cache    *rcache.Cache
 	cacheTTL time.Duration
+	admin    *admintoken.Set
+	nc       *nats.Conn // asks the registry about forwarded keys
+	keys     keyCache
+	now      func() time.Time
 }
 
 // WithCache caches answers in Redis: for ttl when the range reaches into the
@@ -71,11 +76,16 @@ func cached[T any](ctx context.Context, s *Service, key string, to time.Time, co
 
 // New makes a reporter over a store.
 func New(store storage.Store, log zerolog.Logger) *Service {
-	return &Service{store: store, log: log.With().Str("svc", "reporter").Logger()}
+	return &Service{store: store, log: log.With().Str("svc", "reporter").Logger(), now: time.Now}
 }
 
-// Start registers the micro service on nc.
+// Start registers the micro service on nc, which also asks the registry
+// about the partner keys edges forward.
 func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
+	if s.admin == nil {
+		return nil, errors.New("reporter: no admin tokens: every partner's reports would be open to any NATS client")
+	}
+	s.nc = nc
 	svc, err := micro.AddService(nc, micro.Config{Name: subject.ReporterService, Version: Version,
 		Description: "sub-system and partner reports"})
 	if err != nil {
@@ -83,23 +93,34 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 	}
 	g := svc.AddGroup(subject.ReporterPrefix)
 	add := func(op string, fn natsx.HandlerFunc) error {
-		return g.AddEndpoint(op, natsx.Handler(s.log, "reporter", op, 30*time.Second, fn), micro.WithEndpointSubject(op))
+		h := natsx.Handler(s.log, "reporter", op, 30*time.Second, fn)
+		if op != reportapi.Health {
+			h = natsx.SealReplies(natsx.CallerReplyKey, h) // tenant data
+		}
+		return g.AddEndpoint(op, h, micro.WithEndpointSubject(op))
 	}
 	err = errors.Join(
-		add(reportapi.SubSystem, func(ctx context.Context, data []byte) (any, error) {
+		add(reportapi.SubSystem, s.guarded(reportapi.SubSystem, func(ctx context.Context, confined string, data []byte) (any, error) {
 			var q report.SubSystemQuery
 			if err := json.Unmarshal(data, &q); err != nil {
 				return nil, apierr.New(apierr.InvalidJSON, "bad report query: %v", err)
 			}
+			if confined != "" {
+				q.PartnerID = confined // a key reads its own partner's sub-systems, whatever the query says
+			}
 			return s.SubSystemReport(ctx, q)
-		}),
-		add(reportapi.Partner, func(ctx context.Context, data []byte) (any, error) {
+		})),
+		add(reportapi.Partner, s.guarded(reportapi.Partner, func(ctx context.Context, confined string, data []byte) (any, error) {
 			var q report.PartnerQuery
 			if err := json.Unmarshal(data, &q); err != nil {
 				return nil, apierr.New(apierr.InvalidJSON, "bad report query: %v", err)
 			}
+			if confined != "" && q.PartnerID != confined {
+				// As for an unknown partner: a key learns nothing of others.
+				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+			}
 			return s.PartnerReport(ctx, q)
-		}),
+		})),
 		add(reportapi.Health, func(ctx context.Context, _ []byte) (any, error) {
 			if err := s.store.Ping(ctx); err != nil {
 				return nil, apierr.New(apierr.Unavailable, "storage is not answering")

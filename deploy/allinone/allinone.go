@@ -6,8 +6,8 @@
 // The embedded NATS is no way around the admin credential. It runs in
 // operator mode with the production roles (shared/natsauth), generated into
 // <data-dir>/nats-auth: each service connects with its own role's
-// credentials, even in-process, and the registry and the dead-letter service
-// check the admin token the edge forwards. Its client port is off unless
+// credentials, even in-process, and the registry, the reporter and the
+// dead-letter service check the credential the edge forwards. Its client port is off unless
 // -nats-listen opens it; clients then need a .creds file from that directory
 // (or a partner's, minted by natsauth partner).
 package allinone
@@ -148,8 +148,8 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		a.TokenFile = filepath.Join(cfg.DataDir, "admin-token")
 	}
 	cfg.Edge.AdminTokens = []string{a.AdminToken}
-	// The registry and the dead-letter service check the token the edge
-	// forwards against the same tokens the edge accepts.
+	// The registry, the reporter and the dead-letter service check the token
+	// the edge forwards against the same tokens the edge accepts.
 	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile})
 	if err != nil {
 		return nil, fmt.Errorf("allinone: %w", err)
@@ -219,7 +219,8 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if nc, _, err = conn("reporter"); err != nil {
 		return nil, err
 	}
-	if svc, err = reporter.New(a.store, log).Start(nc); err != nil {
+	// The reporter checks the admin token or partner key the edge forwards.
+	if svc, err = reporter.New(a.store, log).WithAdminTokens(admin).Start(nc); err != nil {
 		return nil, err
 	}
 	a.services = append(a.services, svc)

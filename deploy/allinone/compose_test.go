@@ -215,14 +215,14 @@ func checkK8s(t *testing.T, root, bins string, natsVars [][]string) {
 }
 
 // needsAdminTokens: the services that check the admin credential (the edge
-// over HTTP; the registry and the workers' dead-letter service when the edge
-// forwards it) must be given the admin tokens; the registry's one-shot
-// -migrate and -provision runs need none.
+// over HTTP; the registry, the reporter and the workers' dead-letter service
+// when the edge forwards it) must be given the admin tokens; the registry's
+// one-shot -migrate and -provision runs need none.
 func needsAdminTokens(bin string, args []string) bool {
 	for _, a := range args {
 		if a == "-migrate" || a == "-provision" {
 			return false
 		}
 	}
-	return bin == "edge" || bin == "registry" || bin == "workers"
+	return bin == "edge" || bin == "registry" || bin == "reporter" || bin == "workers"
 }

@@ -179,6 +179,17 @@ func TestNATSConfig(t *testing.T) {
 	// token, and publishes events. Its credential alone creates nothing.
 	ev := &violations{}
 	enc, ejs := connectAs(t, urls, creds("edge"), ev)
+	// The registry's subscriptions reach the other nodes over the routes a
+	// moment after it starts: wait until the edge's node knows them.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := natsx.Call(ctx, enc, subject.Registry(api.Health), api.Request{}, nil)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the edge never reached the registry: %v", err)
+		}
+	}
 	var p tenant.Partner
 	code, name := "acme", "Acme"
 	if err := natsx.Call(ctx, enc, subject.Registry(api.PartnersCreate), api.Request{Code: &code, Name: &name}, &p); !apierr.Is(err, apierr.AdminRequired) {
@@ -224,12 +235,16 @@ func TestNATSConfig(t *testing.T) {
 		t.Fatal("a partner service called the registry")
 	}
 
-	// The reporter answers but publishes nothing else. (Workers may publish
-	// events: replaying a dead letter does.)
+	// The reporter answers, and asks the registry's auth.key about keys
+	// edges forward, but publishes nothing else: no event, no other
+	// registry operation. (Workers may publish events: replaying a dead
+	// letter does.)
 	vv := &violations{}
 	repnc, _ := connectAs(t, urls, creds("reporter"), vv)
 	repnc.Publish(subject.Events(p.ID, "x"), []byte("{}"))
 	vv.has(t, subject.EventsPrefix+p.ID)
+	repnc.Publish(subject.Registry(api.KeysCreate), []byte("{}"))
+	vv.has(t, subject.Registry(api.KeysCreate))
 	wnc, _ := connectAs(t, urls, creds("workers"), wv)
 	wnc.Publish(subject.RegistryChanges, []byte("{}"))
 	wv.has(t, subject.RegistryChanges)

@@ -20,6 +20,8 @@ import (
 	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/reportapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -182,6 +184,85 @@ func TestSecBusEdgeRoleRefused(t *testing.T) {
 	for _, secret := range []string{s.admin, "not-the-admin-token-0123"} {
 		if strings.Contains(s.logs.String(), secret) {
 			t.Fatalf("a log line holds the token %q", secret)
+		}
+	}
+}
+
+// TestSecBusReports: reports are tenant data. With the edge's NATS role
+// alone every reporter query is refused, with no token and a wrong one: the
+// reporter checks the credential the edge forwards itself. The admin token
+// reads every partner; a forwarded report key of partner A reads A and
+// nothing of B (its partner report or its sub-system's); an ingest-only key
+// reads nothing.
+func TestSecBusReports(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	a, subsA, ingestA := s.tenant("repa", "web")
+	b, subsB, ingestB := s.tenant("repb", "web")
+	reportA := s.key(a, map[string]any{"scopes": []string{"report"}})
+	s.must(202, "POST", "/tracking", ingestA, ev("web", "seen"), nil)
+	s.must(202, "POST", "/tracking", ingestB, ev("web", "seen"), nil)
+	s.waitTotal(subsA["web"], 1)
+	s.waitTotal(subsB["web"], 1)
+
+	nc, _ := connectAs(t, []string{s.app.NATSURL()}, s.app.Creds("edge"), nil)
+	ctx := context.Background()
+	from, to := time.Now().UTC().Add(-2*time.Hour), time.Now().UTC().Add(time.Hour)
+	type query struct {
+		name, op string
+		q        any
+	}
+	queries := []query{
+		{"partner A", reportapi.Partner, report.PartnerQuery{PartnerID: a, From: from, To: to}},
+		{"sub-system of A", reportapi.SubSystem, report.SubSystemQuery{SubSystemID: subsA["web"], From: from, To: to}},
+		{"partner B", reportapi.Partner, report.PartnerQuery{PartnerID: b, From: from, To: to}},
+		{"sub-system of B", reportapi.SubSystem, report.SubSystemQuery{SubSystemID: subsB["web"], From: from, To: to}},
+		// Naming B as the partner a query is confined to does not make B's
+		// sub-system a key of A's.
+		{"sub-system of B claimed as B's", reportapi.SubSystem, report.SubSystemQuery{SubSystemID: subsB["web"], PartnerID: b, From: from, To: to}},
+	}
+	run := func(who string, cctx context.Context, want func(q query) apierr.Code) {
+		t.Helper()
+		for _, q := range queries {
+			var rep struct{ TotalEvents int64 }
+			err := natsx.Call(cctx, nc, subject.Report(q.op), q.q, &rep)
+			switch w := want(q); {
+			case w == "" && (err != nil || rep.TotalEvents != 1):
+				t.Errorf("%s, %s: %v, %d events, want the report", who, q.name, err, rep.TotalEvents)
+			case w != "" && !apierr.Is(err, w):
+				t.Errorf("%s, %s: %v, want %s", who, q.name, err, w)
+			}
+		}
+	}
+	always := func(c apierr.Code) func(query) apierr.Code { return func(query) apierr.Code { return c } }
+	run("the edge role alone", ctx, always(apierr.AdminRequired))
+	run("a wrong admin token", natsx.WithAdminToken(ctx, "not-the-admin-token-0123"), always(apierr.AdminInvalid))
+	run("an ingest-only key", natsx.WithAPIKey(ctx, ingestA), always(apierr.ScopeMissing))
+	run("the admin token", natsx.WithAdminToken(ctx, s.admin), always(""))
+	run("a report key of A", natsx.WithAPIKey(ctx, reportA.APIKey), func(q query) apierr.Code {
+		switch {
+		case q.op == reportapi.Partner && q.name != "partner A":
+			return apierr.PartnerNotFound
+		case q.op == reportapi.SubSystem && q.name != "sub-system of A":
+			return apierr.SubSystemNotFound
+		}
+		return ""
+	})
+	// Revoked, it reads nothing.
+	s.must(200, "DELETE", "/partners/"+a+"/api-keys/"+reportA.ID, "admin", nil, nil)
+	deadline := time.Now().Add(10 * time.Second) // the reporter trusts a verified key for a few seconds
+	for {
+		err := natsx.Call(natsx.WithAPIKey(ctx, reportA.APIKey), nc, subject.Report(reportapi.Partner), queries[0].q, nil)
+		if apierr.Is(err, apierr.APIKeyRevoked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a revoked key still reads reports: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, secret := range []string{s.admin, ingestA, reportA.APIKey} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Fatalf("a log line holds the credential %q", secret)
 		}
 	}
 }

@@ -81,8 +81,12 @@ var rolePerms = map[string]perms{
 		sub:     []string{subject.RegistryPrefix + ".>", "$SRV.>", "_INBOX.>"},
 		respond: true,
 	},
+	// The reporter answers report queries and checks the partner keys edges
+	// forward with the registry's auth.key (which answers only a holder of
+	// the key's secret), and nothing else of the registry.
 	"reporter": {
-		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>"},
+		pub:     []string{subject.Registry("auth.key")},
+		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>", "_INBOX.>"},
 		respond: true,
 	},
 	"admin": {pub: []string{">"}, sub: []string{">"}},

@@ -25,11 +25,38 @@ func WithAdminToken(ctx context.Context, tok string) context.Context {
 	return context.WithValue(ctx, adminTokenKey{}, tok)
 }
 
-// injectAdminToken sets the forwarded credential of ctx, if any, on h.
+// HeaderAPIKey carries the partner API key the caller presented to the edge,
+// for a service that checks the key itself (the reporter: a partner reads
+// its own reports). Like the admin token, only the service's role may read
+// the request.
+const HeaderAPIKey = "Trk-Api-Key"
+
+type apiKeyKey struct{}
+
+// WithAPIKey returns a context whose Calls forward a partner's API key to
+// the service, and open its answers sealed under that key.
+func WithAPIKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, apiKeyKey{}, key)
+}
+
+// injectAdminToken sets the forwarded credentials of ctx, if any, on h.
 func injectAdminToken(ctx context.Context, h nats.Header) {
 	if tok, _ := ctx.Value(adminTokenKey{}).(string); tok != "" {
 		h.Set(HeaderAdminToken, tok)
 	}
+	if key, _ := ctx.Value(apiKeyKey{}).(string); key != "" {
+		h.Set(HeaderAPIKey, key)
+	}
+}
+
+type requestHeadersKey struct{}
+
+// RequestHeaders are the NATS headers of the request a Handler serves: a
+// service that needs the query to authorise it (whose partner it is about)
+// checks the forwarded credential in its HandlerFunc rather than in a Guard.
+func RequestHeaders(ctx context.Context) nats.Header {
+	h, _ := ctx.Value(requestHeadersKey{}).(nats.Header)
+	return h
 }
 
 // Guard runs next only when check accepts the request's headers; otherwise

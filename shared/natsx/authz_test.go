@@ -2,6 +2,7 @@ package natsx_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,44 @@ func TestGuardAndSeal(t *testing.T) {
 	err = natsx.Call(natsx.WithReplyKey(natsx.WithAdminToken(ctx, token), natsx.ReplyKey(natsx.PurposeAuthKey, token)), nc, "trk.secret", nil, &out)
 	if !apierr.Is(err, apierr.Internal) {
 		t.Fatalf("opened with the wrong key: %v", err)
+	}
+}
+
+// TestForwardedAPIKey: a forwarded partner key reaches the HandlerFunc in
+// RequestHeaders, the answer is sealed under it (CallerReplyKey), and the
+// caller's Call opens it; a caller without the key cannot.
+func TestForwardedAPIKey(t *testing.T) {
+	nc, _ := testenv.Conn(t, testenv.NATS(t))
+	const key = "trk_some-partner-key"
+	svc, err := micro.AddService(nc, micro.Config{Name: "keyed", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	h := natsx.Handler(zerolog.Nop(), "t", "keyed", time.Second, func(ctx context.Context, _ []byte) (any, error) {
+		return map[string]string{"saw": natsx.RequestHeaders(ctx).Get(natsx.HeaderAPIKey)}, nil
+	})
+	if err := svc.AddEndpoint("keyed", natsx.SealReplies(natsx.CallerReplyKey, h), micro.WithEndpointSubject("trk.keyed")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var out map[string]string
+	if err := natsx.Call(natsx.WithAPIKey(ctx, key), nc, "trk.keyed", nil, &out); err != nil || out["saw"] != key {
+		t.Fatalf("forwarded key: %v %v", err, out)
+	}
+	m := nats.NewMsg("trk.keyed")
+	m.Header.Set(natsx.HeaderAPIKey, key)
+	reply, err := nc.RequestMsg(m, time.Second)
+	if err != nil || reply.Header.Get(natsx.HeaderSealed) == "" || strings.Contains(string(reply.Data), key) {
+		t.Fatalf("the answer is not sealed: %v %q", err, reply.Data)
+	}
+	other := natsx.WithReplyKey(natsx.WithAPIKey(ctx, key), natsx.ReplyKey(natsx.PurposeAPIKey, key+"x"))
+	if err := natsx.Call(other, nc, "trk.keyed", nil, &out); !apierr.Is(err, apierr.Internal) {
+		t.Fatalf("opened with another key: %v", err)
+	}
+	// Without a credential the answer is not sealed (the service refuses
+	// such callers itself; nothing to seal it under).
+	if err := natsx.Call(ctx, nc, "trk.keyed", nil, &out); err != nil || out["saw"] != "" {
+		t.Fatalf("no credential: %v %v", err, out)
 	}
 }

@@ -55,6 +55,7 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		defer span.End()
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		ctx = context.WithValue(ctx, requestHeadersKey{}, nats.Header(req.Headers()))
 		start := time.Now()
 		resp, err := recovered(ctx, fn, req.Data())
 		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()

@@ -28,6 +28,7 @@ const HeaderSealed = "Trk-Sealed"
 const (
 	PurposeAdmin   = "admin"
 	PurposeAuthKey = "auth.key"
+	PurposeAPIKey  = "api-key" // answers to a request forwarding a partner's key
 )
 
 // ReplyKey derives the key sealing answers for a purpose from a secret.
@@ -42,7 +43,7 @@ func ReplyKey(purpose, secret string) []byte {
 type replyKeyKey struct{}
 
 // WithReplyKey returns a context whose Calls open sealed answers with key.
-// WithAdminToken sets the admin one itself.
+// WithAdminToken and WithAPIKey set theirs themselves.
 func WithReplyKey(ctx context.Context, key []byte) context.Context {
 	return context.WithValue(ctx, replyKeyKey{}, key)
 }
@@ -53,6 +54,9 @@ func replyKey(ctx context.Context) []byte {
 	}
 	if tok, _ := ctx.Value(adminTokenKey{}).(string); tok != "" {
 		return ReplyKey(PurposeAdmin, tok)
+	}
+	if key, _ := ctx.Value(apiKeyKey{}).(string); key != "" {
+		return ReplyKey(PurposeAPIKey, key)
 	}
 	return nil
 }
@@ -130,4 +134,18 @@ func (s sealing) Respond(data []byte, opts ...micro.RespondOpt) error {
 // token its request forwards (for SealReplies).
 func AdminReplyKey(req micro.Request) []byte {
 	return ReplyKey(PurposeAdmin, req.Headers().Get(HeaderAdminToken))
+}
+
+// CallerReplyKey seals the answers of an operation under the credential its
+// request forwards (for SealReplies): the admin token, else the partner's
+// API key, as the caller's Call opens them; nil (not sealed) without either.
+func CallerReplyKey(req micro.Request) []byte {
+	h := req.Headers()
+	if tok := h.Get(HeaderAdminToken); tok != "" {
+		return ReplyKey(PurposeAdmin, tok)
+	}
+	if key := h.Get(HeaderAPIKey); key != "" {
+		return ReplyKey(PurposeAPIKey, key)
+	}
+	return nil
 }

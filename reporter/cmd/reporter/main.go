@@ -1,5 +1,7 @@
 // Command reporter answers report queries over NATS. Every flag can also be
-// set as VT_<FLAG>.
+// set as VT_<FLAG>. It needs the admin tokens the edges take (-admin-tokens
+// or -admin-tokens-file): edges forward the caller's admin token, or the
+// caller's partner API key, and the reporter checks it for every query.
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
@@ -25,9 +28,11 @@ func main() {
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
 	redisURL := fs.String("redis-url", "", "Redis URL of the report cache (empty: none)")
+	var admin admintoken.Config
+	admin.RegisterFlags(fs)
 	cacheTTL := fs.Duration("report-cache-ttl", 15*time.Second, "how long an answer whose range reaches into the last hour is cached")
 	svc.Main("reporter", fs, &common, func() error {
-		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL))
+		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
 	},
 		func(ctx context.Context, log zerolog.Logger) error {
 			cache, err := svc.Redis(ctx, *redisURL, log)
@@ -40,7 +45,13 @@ func main() {
 				return err
 			}
 			defer d.Close()
-			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).Start(d.NC)
+			// The reporter checks the credential edges forward, itself.
+			tokens, err := admintoken.New(admin)
+			if err != nil {
+				return err
+			}
+			go tokens.Watch(ctx, log)
+			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithAdminTokens(tokens).Start(d.NC)
 			if err != nil {
 				return err
 			}
