@@ -1,14 +1,9 @@
 package edge
 
 import (
-	"bufio"
 	"context"
-	"crypto/subtle"
-	"errors"
-	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,60 +198,5 @@ func (s *Server) requireAdmin(r *http.Request) error {
 	if tok == "" {
 		return apierr.New(apierr.AdminRequired, "this route needs the admin credential: send Authorization: Bearer <token>")
 	}
-	match := 0
-	for _, t := range *s.adminTokens.Load() {
-		match |= subtle.ConstantTimeCompare([]byte(tok), []byte(t))
-	}
-	if match != 1 {
-		return apierr.New(apierr.AdminInvalid, "the admin credential is not valid")
-	}
-	return nil
-}
-
-// ReadTokens reads admin tokens from a file: one per line, # for comments.
-func ReadTokens(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "#") {
-			if len(t) < 16 {
-				return nil, errors.New("admin tokens must be at least 16 characters")
-			}
-			out = append(out, t)
-		}
-	}
-	if len(out) == 0 && sc.Err() == nil {
-		return nil, fmt.Errorf("%s holds no token", path)
-	}
-	return out, sc.Err()
-}
-
-// watchTokens reloads the admin tokens file when it changes, so tokens
-// rotate without a restart. A bad file keeps the tokens in force.
-func (s *Server) watchTokens(ctx context.Context) {
-	var last time.Time
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		if fi, err := os.Stat(s.cfg.AdminTokensFile); err == nil && !fi.ModTime().Equal(last) {
-			last = fi.ModTime()
-			if toks, err := ReadTokens(s.cfg.AdminTokensFile); err != nil {
-				s.log.Error().Err(err).Msg("admin tokens file not reloaded")
-			} else {
-				all := append(append([]string{}, s.cfg.AdminTokens...), toks...)
-				s.adminTokens.Store(&all)
-				s.log.Info().Int("tokens", len(all)).Msg("admin tokens loaded")
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return s.admin.Check(tok)
 }

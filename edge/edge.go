@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/provision"
@@ -154,13 +154,13 @@ type Server struct {
 	tracer trace.Tracer
 	now    func() time.Time
 
-	limiter     ratelimit.Limiter
-	nonces      signing.Nonces
-	adminTokens atomic.Pointer[[]string]
-	touched     touches
-	bodies      bodyBudget
-	routeList   []string // "METHOD /path" of every API route, for the OpenAPI document
-	dedupKey    []byte   // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
+	limiter   ratelimit.Limiter
+	nonces    signing.Nonces
+	admin     *admintoken.Set // the flag's tokens and the file's, re-read when it changes
+	touched   touches
+	bodies    bodyBudget
+	routeList []string // "METHOD /path" of every API route, for the OpenAPI document
+	dedupKey  []byte   // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
 }
 
 // New makes an edge. Call Start before serving.
@@ -169,13 +169,9 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		return nil, err
 	}
 	log = log.With().Str("svc", "edge").Logger()
-	tokens := append([]string{}, cfg.AdminTokens...) // the flag's tokens stay; the file's rotate
-	if cfg.AdminTokensFile != "" {
-		toks, err := ReadTokens(cfg.AdminTokensFile)
-		if err != nil {
-			return nil, fmt.Errorf("edge: admin tokens file: %w", err)
-		}
-		tokens = append(tokens, toks...)
+	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.AdminTokens, File: cfg.AdminTokensFile})
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
 	}
 	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
 		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
@@ -187,7 +183,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	if s.nonces == nil {
 		s.nonces = signing.NewLocalNonces()
 	}
-	s.adminTokens.Store(&tokens)
+	s.admin = admin
 	s.bodies.max.Store(cfg.MaxInflightBodyBytes)
 	s.routes()
 	return s, nil
@@ -204,9 +200,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	s.dedupKey = []byte(key)
-	if s.cfg.AdminTokensFile != "" {
-		go s.watchTokens(ctx)
-	}
+	go s.admin.Watch(ctx, s.log)
 	return s.cache.Follow(ctx, s.js)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/volcanion/tracking/edge"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/signing"
@@ -56,7 +57,7 @@ func main() {
 			return config.Errorf("admin-tokens", "at least one admin token is required (or -admin-tokens-file)")
 		}
 		if cfg.AdminTokensFile != "" {
-			if _, err := edge.ReadTokens(cfg.AdminTokensFile); err != nil {
+			if _, err := admintoken.ReadFile(cfg.AdminTokensFile); err != nil {
 				return config.Errorf("admin-tokens-file", "%v", err)
 			}
 		}
