@@ -183,7 +183,11 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	}
 	// Each service connects as its own role, as in production.
 	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := natsx.ConnectInProcess(a.ns, name, nats.UserCredentials(a.Creds(name)))
+		creds, err := natsx.Credentials(a.Creds(name))
+		if err != nil {
+			return nil, nil, err
+		}
+		nc, err := natsx.ConnectInProcess(a.ns, name, creds...)
 		if err != nil {
 			return nil, nil, err
 		}

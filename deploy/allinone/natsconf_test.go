@@ -119,7 +119,10 @@ func (v *violations) has(t *testing.T, subj string) {
 
 func connectAs(t *testing.T, urls []string, creds string, v *violations) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	opts := []nats.Option{nats.UserCredentials(creds)}
+	opts, err := natsx.Credentials(creds) // the user's own inbox
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v != nil {
 		opts = append(opts, nats.ErrorHandler(v.handler))
 	}

@@ -309,13 +309,13 @@ func TestSecBusBanner(t *testing.T) {
 }
 
 // TestSecBusInboxSniffing: every edge shares one NATS role, which may read
-// every _INBOX. A connection of that role listening to all of them while an
-// admin creates and regenerates keys and an edge looks them up sees no
-// plain key, signing secret, hash or admin token: those answers are sealed.
+// the edges' inbox (and only it). A connection of that role listening to it
+// while an admin creates and regenerates keys and an edge looks them up sees
+// no plain key, signing secret, hash or admin token: those answers are sealed.
 func TestSecBusInboxSniffing(t *testing.T) {
 	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
 	nc, _ := connectAs(t, []string{s.app.NATSURL()}, s.app.Creds("edge"), nil)
-	seen, err := nc.SubscribeSync("_INBOX.>")
+	seen, err := nc.SubscribeSync(subject.InboxPrefix("edge") + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,5 +355,69 @@ func TestSecBusInboxSniffing(t *testing.T) {
 	}
 	if sealed < 8 {
 		t.Fatalf("saw %d sealed answers among %d, want 8", sealed, read)
+	}
+}
+
+// TestSecBusInboxesArePrivate: each NATS user reads only its own inbox. A
+// partner's internal service, or a leaked edge credential, subscribing to
+// every inbox (where the workers receive the events they store, and
+// services their answers) is refused by the server; and listening to its
+// own inbox while another partner's events flow through the system, it sees
+// none of them.
+func TestSecBusInboxesArePrivate(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	url := s.app.NATSURL()
+	spy, _, _ := s.tenant("spy", "web")
+	_, victimSubs, victimKey := s.tenant("victim", "web")
+	pcreds, err := natsauth.PartnerCreds(s.app.AuthDir, spy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfile := filepath.Join(t.TempDir(), "spy.creds")
+	os.WriteFile(pfile, pcreds, 0o600)
+
+	type listener struct {
+		name string
+		own  *nats.Subscription
+	}
+	var listeners []listener
+	for _, who := range []struct{ name, creds, user string }{
+		{"partner", pfile, natsauth.PartnerUser(spy)},
+		{"edge", s.app.Creds("edge"), "edge"},
+		{"reporter", s.app.Creds("reporter"), "reporter"},
+	} {
+		v := &violations{}
+		nc, _ := connectAs(t, []string{url}, who.creds, v)
+		for _, other := range []string{"_INBOX.>", "_I.>", subject.InboxPrefix("workers") + ".>", subject.InboxPrefix("registry") + ".>", subject.InboxPrefix(natsauth.PartnerUser(tenant.NewID())) + ".>"} {
+			if other == subject.InboxPrefix(who.user)+".>" {
+				continue
+			}
+			if _, err := nc.Subscribe(other, func(*nats.Msg) {}); err != nil {
+				t.Fatal(err)
+			}
+			nc.Flush()
+			v.has(t, other)
+		}
+		own, err := nc.SubscribeSync(subject.InboxPrefix(who.user) + ".>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		listeners = append(listeners, listener{who.name, own})
+	}
+	const marker = "MARKER-victim-user-42"
+	var out struct{ ID string }
+	s.must(202, "POST", "/tracking", victimKey, ev("web", "purchase", "userId", marker, "metadata", map[string]any{"email": "alice@victim.example"}), &out)
+	s.waitTotal(victimSubs["web"], 1)
+	for _, l := range listeners {
+		for {
+			m, err := l.own.NextMsg(100 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if bytes.Contains(m.Data, []byte(marker)) || bytes.Contains(m.Data, []byte("alice@victim.example")) {
+				t.Fatalf("the %s's own inbox received the victim's event on %s", l.name, m.Subject)
+			}
+		}
 	}
 }

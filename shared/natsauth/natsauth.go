@@ -62,7 +62,7 @@ var rolePerms = map[string]perms{
 			jsAPI("INFO", "STREAM.INFO.*",
 				"CONSUMER.CREATE."+rc+".>", "CONSUMER.DELETE."+rc+".>", "CONSUMER.INFO."+rc+".>", "CONSUMER.MSG.NEXT."+rc+".>")),
 		pubDeny: []string{subject.RegistryChanges},
-		sub:     []string{"_INBOX.>"},
+		sub:     []string{inbox("edge")},
 	},
 	// Workers consume events, purge the stored ones, dead-letter the
 	// unstorable and ask the registry whether a partner's sub-system exists.
@@ -72,13 +72,13 @@ var rolePerms = map[string]perms{
 		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
 				"STREAM.PURGE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
-		sub:     []string{"_INBOX.>", dlqapi.Prefix + ".>", "$SRV.>"},
+		sub:     []string{inbox("workers"), dlqapi.Prefix + ".>", "$SRV.>"},
 		respond: true,
 	},
 	// The registry serves its subjects and broadcasts changes.
 	"registry": {
 		pub:     concat([]string{subject.RegistryChanges}, jsAPI("INFO", "STREAM.INFO."+rc)),
-		sub:     []string{subject.RegistryPrefix + ".>", "$SRV.>", "_INBOX.>"},
+		sub:     []string{subject.RegistryPrefix + ".>", "$SRV.>", inbox("registry")},
 		respond: true,
 	},
 	// The reporter answers report queries and checks the partner keys edges
@@ -86,15 +86,23 @@ var rolePerms = map[string]perms{
 	// the key's secret), and nothing else of the registry.
 	"reporter": {
 		pub:     []string{subject.Registry("auth.key")},
-		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>", "_INBOX.>"},
+		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>", inbox("reporter")},
 		respond: true,
 	},
 	"admin": {pub: []string{">"}, sub: []string{">"}},
 }
 
-// PartnerPerms: publish events of one partner only, and receive the acks.
+// inbox is the only reply subject space a user may read: its own
+// (clients set it with natsx.Credentials, or nats.CustomInboxPrefix).
+func inbox(user string) string { return subject.InboxPrefix(user) + ".>" }
+
+// PartnerUser is the NATS user name of a partner's internal services.
+func PartnerUser(partnerID string) string { return "partner-" + partnerID }
+
+// PartnerPerms: publish events of one partner only, and receive the acks
+// in the partner's own inbox.
 func partnerPerms(partnerID string) perms {
-	return perms{pub: []string{subject.EventsPrefix + partnerID + ".>"}, sub: []string{"_INBOX.>"}}
+	return perms{pub: []string{subject.EventsPrefix + partnerID + ".>"}, sub: []string{inbox(PartnerUser(partnerID))}}
 }
 
 func loadOrCreate(dir, name string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {
@@ -205,7 +213,7 @@ func PartnerCreds(dir, partnerID string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mint(trk, "partner-"+partnerID, partnerPerms(partnerID))
+	return mint(trk, PartnerUser(partnerID), partnerPerms(partnerID))
 }
 
 func mint(account nkeys.KeyPair, name string, p perms) ([]byte, error) {

@@ -53,7 +53,11 @@ func (c ClientConfig) Validate() error {
 func (c ClientConfig) Connect(onReconnect func()) (*nats.Conn, error) {
 	opts := []nats.Option{nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectBufSize(16 << 20)}
 	if c.Creds != "" {
-		opts = append(opts, nats.UserCredentials(c.Creds))
+		co, err := Credentials(c.Creds)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, co...)
 	} else if c.User != "" {
 		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}

@@ -53,3 +53,10 @@ func Registry(op string) string { return RegistryPrefix + "." + op }
 
 // Report is the subject of a reporter endpoint.
 func Report(op string) string { return ReporterPrefix + "." + op }
+
+// InboxPrefix is where a NATS user receives its replies. Each user (a
+// service role, or a partner's internal service) has its own, and may
+// subscribe to nothing else of the kind: a shared _INBOX.> would let any
+// credential read every reply on the bus (events delivered to workers,
+// reports, partner data).
+func InboxPrefix(user string) string { return "_I." + user }
