@@ -167,7 +167,7 @@ func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr princi
 		return err
 	}
 	ts, nonce, sig := r.Header.Get(signing.HeaderTimestamp), r.Header.Get(signing.HeaderNonce), r.Header.Get(signing.HeaderSignature)
-	if len(pr.key.SigningSecret) == 0 || !signing.Valid(pr.key.SigningSecret, r.Method, r.URL.Path, ts, nonce, body, sig) {
+	if len(pr.key.SigningSecret) == 0 || !signing.Valid(pr.key.SigningSecret, r.Method, signing.Target(r.URL), ts, nonce, body, sig) {
 		return apierr.New(apierr.SignatureInvalid, "X-Signature does not match the request")
 	}
 	// Remember the nonce only once the signature holds, so nobody can burn

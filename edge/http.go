@@ -1,12 +1,12 @@
 package edge
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -193,7 +193,7 @@ func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
 
 // bodyBudget bounds the body bytes held by all requests in flight, so a
 // crowd of large bodies cannot take the process's memory: past the budget
-// a request is answered 503 overloaded before a byte of its body is read.
+// a request is answered 503 overloaded.
 type bodyBudget struct {
 	used, max atomic.Int64
 }
@@ -219,32 +219,75 @@ func (b *bodyBudget) give(rs *reqState) {
 	}
 }
 
-// readBody reads at most limit bytes of the body. It reserves the bytes
-// first (the declared length, or the limit when none is declared), and
-// holds them until the request ends; past the budget it answers overloaded.
+// firstBodyChunk is what a body buffer starts at; it doubles as bytes
+// arrive.
+const firstBodyChunk = 4 << 10
+
+// readBody reads at most limit bytes of the body. The budget is taken as
+// the buffer grows with the bytes that arrived, never for a declared length
+// up front: a client that declares 4 MiB and trickles a byte a second holds
+// 4 KiB, so slow clients cannot fill the budget and lock everyone out.
+// Reserved bytes are held until the request ends.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, rs *reqState, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, apierr.New(apierr.BodyTooLarge, "the body is %d bytes; the limit is %d bytes", r.ContentLength, limit)
 	}
-	n := limit
+	want := limit // the most the buffer may need
 	if r.ContentLength >= 0 {
-		n = r.ContentLength // the server never reads past a declared length
+		want = r.ContentLength // the server never reads past a declared length
 	}
-	if n > 0 && !s.bodies.take(n) {
-		return nil, apierr.New(apierr.Overloaded, "the edge is reading as many request bodies as it may; retry shortly")
+	overloaded := apierr.New(apierr.Overloaded, "the edge is reading as many request bodies as it may; retry shortly")
+	grow := func(buf []byte) ([]byte, bool) {
+		next := min(max(2*int64(cap(buf)), firstBodyChunk), want)
+		if !s.bodies.take(next - int64(cap(buf))) {
+			return buf, false
+		}
+		rs.reserved += next - int64(cap(buf))
+		nb := make([]byte, len(buf), next)
+		copy(nb, buf)
+		return nb, true
 	}
-	rs.reserved += n
-	// Sized up front: ReadAll's doubling would hold up to twice the body.
-	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			if int64(cap(buf)) >= want {
+				// Full: one more read tells the end from a body past the limit.
+				var one [1]byte
+				n, err := body.Read(one[:])
+				if n == 0 && errors.Is(err, io.EOF) {
+					return buf, nil
+				}
+				if n > 0 && err == nil {
+					err = &http.MaxBytesError{Limit: limit}
+				}
+				return nil, bodyErr(err, limit)
+			}
+			var ok bool
+			if buf, ok = grow(buf); !ok {
+				return nil, overloaded
+			}
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, bodyErr(err, limit)
+		}
+	}
+}
+
+func bodyErr(err error, limit int64) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, apierr.New(apierr.BodyTooLarge, "the body is larger than the limit of %d bytes", limit)
+		return apierr.New(apierr.BodyTooLarge, "the body is larger than the limit of %d bytes", limit)
 	}
-	if err != nil {
-		return nil, apierr.New(apierr.InvalidJSON, "could not read the body: %v", err)
+	if err == nil {
+		err = io.ErrUnexpectedEOF
 	}
-	return buf.Bytes(), nil
+	return apierr.New(apierr.InvalidJSON, "could not read the body: %v", err)
 }
 
 func (s *Server) routes() {

@@ -117,10 +117,47 @@ func TestSecBodyBudget(t *testing.T) {
 	if v := gauge(t, s.base, "trk_edge_body_bytes_inflight"); v != 0 {
 		t.Fatalf("%v bytes in flight at rest", v)
 	}
-	// A bulk of the largest size, whose body arrives slowly: it holds the
-	// whole budget while it is read.
+	// Slow clients: each declares the largest bulk and trickles a few bytes.
+	// They hold what they sent, not what they declared, so they cannot fill
+	// the budget and lock everyone else out.
+	var slow []*io.PipeWriter
+	var slowDone []chan struct{}
+	for i := 0; i < 40; i++ {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", s.base+"/tracking/bulk", pr)
+		req.ContentLength = 4 << 20
+		req.Header.Set("X-Api-Key", key)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if hr, err := http.DefaultClient.Do(req); err == nil {
+				hr.Body.Close()
+			}
+		}()
+		go pw.Write([]byte(`[{"subSystemCode":"web",`))
+		slow, slowDone = append(slow, pw), append(slowDone, done)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 40*4<<10 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow clients' bodies were never being read")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v := gauge(t, s.base, "trk_edge_body_bytes_inflight"); v > 40*4<<10 {
+		t.Fatalf("40 slow clients that sent a few bytes each hold %v bytes of the budget", v)
+	}
+	s.must(202, "POST", "/tracking", key, ev("web", "x"), nil) // others are served
+	for i, pw := range slow {
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-slowDone[i]
+	}
+
+	// A bulk of the largest size that stops after 3 MiB: it holds the whole
+	// budget (its buffer has grown to the declared 4 MiB), so others are
+	// turned away until it ends.
 	pr, pw := io.Pipe()
-	req, _ := http.NewRequest("POST", s.base+"/tracking/bulk", io.MultiReader(strings.NewReader(`[{"subSystemCode":"web",`), pr))
+	req, _ := http.NewRequest("POST", s.base+"/tracking/bulk", pr)
 	req.ContentLength = 4 << 20
 	req.Header.Set("X-Api-Key", key)
 	done := make(chan struct{})
@@ -130,11 +167,11 @@ func TestSecBodyBudget(t *testing.T) {
 			hr.Body.Close()
 		}
 	}()
+	go pw.Write(append([]byte(`[{"subSystemCode":"web","eventType":"`), bytes.Repeat([]byte("x"), 3<<20)...))
 	defer func() { pw.CloseWithError(io.ErrUnexpectedEOF); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 4<<20 {
 		if time.Now().After(deadline) {
-			t.Fatal("the slow bulk never reserved its bytes")
+			t.Fatal("the large bulk never reserved its bytes")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

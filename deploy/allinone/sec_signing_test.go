@@ -56,6 +56,18 @@ func TestSecSignedReports(t *testing.T) {
 		if c.path != "/reports/partners/"+a {
 			expectCode(t, s.send(other), 401, "signature_invalid")
 		}
+		// The query is signed too: a captured request with another range
+		// or filter is refused.
+		from := time.Now().UTC().Add(-48 * time.Hour).Format(time.RFC3339)
+		q := signedGet(s, c.path+"?from="+from, c.k.APIKey, secret, time.Now())
+		if r := s.send(q); r.Status != 200 {
+			t.Fatalf("%s: signed report with a query: %d %s", c.name, r.Status, r.code())
+		}
+		for _, changed := range []string{"from=2020-01-01T00:00:00Z", "from=" + from + "&eventType=zz", ""} {
+			tampered := signedGet(s, c.path+"?from="+from, c.k.APIKey, secret, time.Now())
+			tampered.URL.RawQuery = changed
+			expectCode(t, s.send(tampered), 401, "signature_invalid")
+		}
 	}
 	// A key that need not sign still reads unsigned; the admin never signs.
 	s.must(200, "GET", "/reports/partners/"+a, lax.APIKey, nil, nil)

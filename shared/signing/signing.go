@@ -2,6 +2,9 @@
 //
 //	METHOD \n PATH \n X-Timestamp \n X-Nonce \n hex(SHA-256(body))
 //
+// where PATH is the request's path, followed by "?" and the query string
+// exactly as sent when there is one (see Target), so a query cannot be
+// changed either.
 // with HMAC-SHA256 under its key's signing secret and sends the hex digest
 // as X-Signature, with X-Timestamp (Unix seconds) and X-Nonce (16-128 of
 // A-Z a-z 0-9 - _). The server accepts a timestamp within a window, checks
@@ -14,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +76,15 @@ func ParseTimestamp(v string) (time.Time, bool) {
 	return time.Unix(sec, 0), true
 }
 
+// Target is the PATH a request signs: its path, and "?" with the raw
+// query when it has one.
+func Target(u *url.URL) string {
+	if u.RawQuery == "" {
+		return u.Path
+	}
+	return u.Path + "?" + u.RawQuery
+}
+
 // SignRequest sets the three headers on req for body, signed at now. It is
 // the client helper: sign after the body and path are final.
 func SignRequest(req *http.Request, body []byte, secret []byte, now time.Time) {
@@ -81,5 +94,5 @@ func SignRequest(req *http.Request, body []byte, secret []byte, now time.Time) {
 	ts := strconv.FormatInt(now.Unix(), 10)
 	req.Header.Set(HeaderTimestamp, ts)
 	req.Header.Set(HeaderNonce, nonce)
-	req.Header.Set(HeaderSignature, Sign(secret, req.Method, req.URL.Path, ts, nonce, body))
+	req.Header.Set(HeaderSignature, Sign(secret, req.Method, Target(req.URL), ts, nonce, body))
 }

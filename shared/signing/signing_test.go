@@ -20,16 +20,18 @@ func TestSignAndVerify(t *testing.T) {
 	req := httptest.NewRequest("POST", "/api/v1/tracking?x=1", bytes.NewReader(body))
 	SignRequest(req, body, secret, time.Unix(1700000000, 0))
 	ts, nonce, sig := req.Header.Get(HeaderTimestamp), req.Header.Get(HeaderNonce), req.Header.Get(HeaderSignature)
-	if ts != "1700000000" || !ValidNonce(nonce) || !Valid(secret, "POST", "/api/v1/tracking", ts, nonce, body, sig) {
+	if ts != "1700000000" || !ValidNonce(nonce) || !Valid(secret, "POST", "/api/v1/tracking?x=1", ts, nonce, body, sig) {
 		t.Fatalf("own signature rejected: %s %s %s", ts, nonce, sig)
 	}
 	for name, ok := range map[string]bool{
-		"body":      Valid(secret, "POST", "/api/v1/tracking", ts, nonce, []byte(`{"eventType":"y"}`), sig),
-		"path":      Valid(secret, "POST", "/api/v1/tracking/bulk", ts, nonce, body, sig),
-		"method":    Valid(secret, "PUT", "/api/v1/tracking", ts, nonce, body, sig),
-		"timestamp": Valid(secret, "POST", "/api/v1/tracking", "1700000001", nonce, body, sig),
-		"nonce":     Valid(secret, "POST", "/api/v1/tracking", ts, nonce+"x", body, sig),
-		"secret":    Valid([]byte("other"), "POST", "/api/v1/tracking", ts, nonce, body, sig),
+		"body":      Valid(secret, "POST", "/api/v1/tracking?x=1", ts, nonce, []byte(`{"eventType":"y"}`), sig),
+		"path":      Valid(secret, "POST", "/api/v1/tracking/bulk?x=1", ts, nonce, body, sig),
+		"query":     Valid(secret, "POST", "/api/v1/tracking?x=2", ts, nonce, body, sig),
+		"no query":  Valid(secret, "POST", "/api/v1/tracking", ts, nonce, body, sig),
+		"method":    Valid(secret, "PUT", "/api/v1/tracking?x=1", ts, nonce, body, sig),
+		"timestamp": Valid(secret, "POST", "/api/v1/tracking?x=1", "1700000001", nonce, body, sig),
+		"nonce":     Valid(secret, "POST", "/api/v1/tracking?x=1", ts, nonce+"x", body, sig),
+		"secret":    Valid([]byte("other"), "POST", "/api/v1/tracking?x=1", ts, nonce, body, sig),
 		"not hex":   Valid(secret, "POST", "/api/v1/tracking", ts, nonce, body, "zz"),
 	} {
 		if ok {
