@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -36,6 +38,50 @@ type adminBody struct {
 }
 
 const maxAdminBody = 16 << 10
+
+// bodyFields are the fields each route's body may hold. A field a route
+// does not read is refused naming it, rather than silently ignored (a PUT
+// of a key with "status":"Revoked" used to answer 200 and change nothing).
+// Names match exactly: JSON's case-insensitive matching would let "Name"
+// through as "name".
+var bodyFields = map[string][]string{
+	api.PartnersCreate:   {"code", "name", "retentionDays", "rateLimit", "requireSignature"},
+	api.PartnersUpdate:   {"code", "name", "status", "retentionDays", "rateLimit", "requireSignature"},
+	api.SubSystemsCreate: {"code", "name"},
+	api.SubSystemsUpdate: {"code", "name", "status"},
+	api.KeysCreate:       {"name", "expiredAt", "expiresAt", "scopes", "subSystemId", "rateLimit", "requireSignature"},
+	api.KeysUpdate:       {"name", "scopes", "subSystemId", "rateLimit", "requireSignature"},
+	api.KeysRegenerate:   {"name", "expiredAt", "expiresAt", "graceSeconds"},
+}
+
+// checkFields refuses a body field the operation does not read, and the
+// two spellings of the expiry at once.
+func checkFields(data []byte, op string) error {
+	allowed, ok := bodyFields[op]
+	if !ok || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return nil // decodeAdminBody names what is wrong with it
+	}
+	var fields []apierr.FieldError
+	for name := range top {
+		if !slices.Contains(allowed, name) {
+			fields = append(fields, apierr.FieldError{Field: name, Message: "is not accepted here; this route accepts " + strings.Join(allowed, ", ")})
+		}
+	}
+	if _, a := top["expiredAt"]; a {
+		if _, b := top["expiresAt"]; b {
+			fields = append(fields, apierr.FieldError{Field: "expiresAt", Message: "send one of expiredAt and expiresAt, not both"})
+		}
+	}
+	if len(fields) > 0 {
+		slices.SortFunc(fields, func(a, b apierr.FieldError) int { return strings.Compare(a.Field, b.Field) })
+		return apierr.Invalid(fields...)
+	}
+	return nil
+}
 
 // decodeAdminBody reads an admin route's body. It never panics; every
 // failure is a 4xx *apierr.Error naming the field. Times are bounded to the
@@ -202,6 +248,9 @@ func (s *Server) forward(rt route) handler {
 			}
 			// Regenerate may come with no body at all.
 			if b, err = decodeAdminBody(data, rt.op == api.KeysRegenerate); err != nil {
+				return reply{}, err
+			}
+			if err := checkFields(data, rt.op); err != nil {
 				return reply{}, err
 			}
 		}

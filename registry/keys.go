@@ -269,7 +269,8 @@ func replacementExpiry(k tenant.APIKey, now time.Time) *time.Time {
 func (s *Service) regenerateKey(ctx context.Context, r api.Request) (any, error) {
 	var fields []apierr.FieldError
 	checkName(r.Name, false, &fields)
-	if r.GraceSeconds != nil && (*r.GraceSeconds < 0 || time.Duration(*r.GraceSeconds)*time.Second > MaxGrace) {
+	// Compared in seconds: multiplied first, a huge value would wrap around.
+	if r.GraceSeconds != nil && (*r.GraceSeconds < 0 || int64(*r.GraceSeconds) > int64(MaxGrace/time.Second)) {
 		fields = append(fields, apierr.FieldError{Field: "graceSeconds", Message: "must be 0 to 2592000 (30 days)"})
 	}
 	if len(fields) > 0 {

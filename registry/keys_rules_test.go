@@ -56,6 +56,17 @@ func TestExpiryBounds(t *testing.T) {
 	if !apierr.Is(err, apierr.InvalidParameter) {
 		t.Fatalf("touch at year 10000: %v", err)
 	}
+	// A grace that would overflow once in nanoseconds is refused, not wrapped.
+	for _, g := range []int{2592001, 9223372037, 1<<62 + 1, -1} {
+		err := callErr(t, env, api.KeysRegenerate, api.Request{PartnerID: p.ID, KeyID: k.ID, GraceSeconds: &g}, nil)
+		if ae := apierr.From(err); ae.Code != apierr.ValidationFailed || len(ae.Fields) != 1 || ae.Fields[0].Field != "graceSeconds" {
+			t.Fatalf("graceSeconds %d: %+v", g, err)
+		}
+	}
+	err = callErr(t, env, api.PartnersList, api.Request{Page: 1<<62 + 1, PageSize: 200}, nil)
+	if !apierr.Is(err, apierr.InvalidParameter) {
+		t.Fatalf("a page past the bound: %v", err)
+	}
 	ok := time.Date(2199, 12, 31, 0, 0, 0, 0, time.UTC)
 	env.call(api.KeysCreate, api.Request{PartnerID: p.ID, Name: ptr("late"), ExpiredAt: &ok}, nil)
 }

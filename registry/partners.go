@@ -15,6 +15,8 @@ import (
 const (
 	DefaultPageSize = 50
 	MaxPageSize     = 200
+	// MaxPage keeps (page-1)*pageSize far from overflowing.
+	MaxPage = 1_000_000
 )
 
 func checkID(id, field string) error {
@@ -117,6 +119,9 @@ func (s *Service) listPartners(ctx context.Context, r api.Request) (any, error) 
 	}
 	if r.PageSize < 1 || r.PageSize > MaxPageSize {
 		return nil, apierr.New(apierr.InvalidParameter, "pageSize must be between 1 and %d", MaxPageSize)
+	}
+	if r.Page > MaxPage {
+		return nil, apierr.New(apierr.InvalidParameter, "page must be at most %d", MaxPage)
 	}
 	items, total, err := s.store.ListPartners(ctx, storage.Page{Offset: (r.Page - 1) * r.PageSize, Limit: r.PageSize, IncludeDeleted: r.IncludeDeleted})
 	if err != nil {

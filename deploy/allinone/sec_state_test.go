@@ -19,6 +19,19 @@ func TestStateTransitions(t *testing.T) {
 	expectCode(t, s.do("PUT", K+k.ID, "admin", map[string]any{"name": "back"}), 409, "key_revoked")
 	expectCode(t, s.do("POST", "/tracking", k.APIKey, ev("Web", "x")), 401, "api_key_revoked")
 
+	// A field a route does not read is refused naming it, never ignored:
+	// a key is not revoked or given an expiry by PUT.
+	live := s.key(a, nil)
+	r := s.do("PUT", K+live.ID, "admin", map[string]any{"status": "Revoked", "expiredAt": "2020-01-01T00:00:00Z"})
+	expectCode(t, r, 400, "validation_failed")
+	if len(r.Error.Fields) != 2 || r.Error.Fields[0].Field != "expiredAt" || r.Error.Fields[1].Field != "status" {
+		t.Fatalf("fields: %+v", r.Error.Fields)
+	}
+	expectCode(t, s.do("PUT", K+live.ID, "admin", map[string]any{"Name": "case-folded"}), 400, "validation_failed")
+	expectCode(t, s.do("POST", "/partners/"+a+"/api-keys", "admin", map[string]any{"name": "x", "expiredAt": "2100-01-01T00:00:00Z", "expiresAt": "2100-01-01T00:00:00Z"}), 400, "validation_failed")
+	expectCode(t, s.do("POST", K+live.ID+"/regenerate", "admin", map[string]any{"graceSeconds": 9223372037}), 400, "validation_failed")
+	s.must(202, "POST", "/tracking", live.APIKey, ev("Web", "x"), nil) // untouched by all of it
+
 	// A key is rotated once, in its grace period or not.
 	k = s.key(a, nil)
 	var next createdKey
