@@ -189,12 +189,7 @@ func (s *Server) verifySignature(ctx context.Context, r *http.Request, pr princi
 // or "X-Admin-Token: <token>". Every configured token is compared, in
 // constant time, so timing tells nothing.
 func (s *Server) requireAdmin(r *http.Request) error {
-	tok := r.Header.Get("X-Admin-Token")
-	if auth := r.Header.Get("Authorization"); tok == "" && auth != "" {
-		if t, ok := strings.CutPrefix(auth, "Bearer "); ok {
-			tok = strings.TrimSpace(t)
-		}
-	}
+	tok := adminToken(r)
 	if tok == "" {
 		return apierr.New(apierr.AdminRequired, "this route needs the admin credential: send Authorization: Bearer <token>")
 	}

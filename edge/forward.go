@@ -12,8 +12,9 @@ import (
 func adminToken(r *http.Request) string {
 	tok := r.Header.Get("X-Admin-Token")
 	if auth := r.Header.Get("Authorization"); tok == "" && auth != "" {
-		if t, ok := strings.CutPrefix(auth, "Bearer "); ok {
-			tok = strings.TrimSpace(t)
+		// The scheme is case-insensitive (RFC 9110 11.1).
+		if len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
+			tok = strings.TrimSpace(auth[7:])
 		}
 	}
 	return tok

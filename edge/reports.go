@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/nats-io/nats.go"
@@ -95,7 +96,11 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: strings.TrimSpace(r.URL.Query().Get("eventType"))}
+		eventType := strings.TrimSpace(r.URL.Query().Get("eventType"))
+		if !utf8.ValidString(eventType) {
+			return reply{}, apierr.New(apierr.InvalidParameter, "eventType must be valid UTF-8")
+		}
+		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: eventType}
 		var rep report.SubSystemReport
 		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
 			return reply{}, err

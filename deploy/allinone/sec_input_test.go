@@ -101,3 +101,18 @@ func TestSecRequestIDAndHeaders(t *testing.T) {
 	check("GET", root+"/openapi/v1.json", "", "") // the OpenAPI document
 	check("GET", root+"/unknown-root", "", "")    // 404 outside the API
 }
+
+// TestSecQueryAndScheme: a report's eventType that is not UTF-8 is refused
+// naming it; the Bearer scheme is matched without regard to case.
+func TestSecQueryAndScheme(t *testing.T) {
+	s := start(t, t.TempDir())
+	_, subs, _ := s.tenant("query", "web")
+	expectCode(t, s.do("GET", "/reports/sub-systems/"+subs["web"]+"?eventType=%ff%fe", "admin", nil), 400, "invalid_parameter")
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		req, _ := http.NewRequest("GET", s.base+"/partners", nil)
+		req.Header.Set("Authorization", scheme+" "+s.admin)
+		if r := s.send(req); r.Status != 200 {
+			t.Fatalf("scheme %q: %d %s", scheme, r.Status, r.code())
+		}
+	}
+}
