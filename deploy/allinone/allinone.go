@@ -147,7 +147,13 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if cfg.AdminToken == "" {
 		a.TokenFile = filepath.Join(cfg.DataDir, "admin-token")
 	}
-	cfg.Edge.AdminTokens = []string{a.AdminToken}
+	if a.TokenFile != "" && cfg.Edge.AdminTokensFile == "" {
+		// The token kept in the data dir is re-read when the file changes,
+		// like any tokens file: replace it to rotate without a restart.
+		cfg.Edge.AdminTokens, cfg.Edge.AdminTokensFile = nil, a.TokenFile
+	} else {
+		cfg.Edge.AdminTokens = []string{a.AdminToken}
+	}
 	// The registry, the reporter and the dead-letter service check the token
 	// the edge forwards against the same tokens the edge accepts.
 	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile})

@@ -218,3 +218,25 @@ func TestAdminTokenRotation(t *testing.T) {
 	}
 	expectCode(t, s.doAs("token-one-0123456789", "GET", "/partners"), 401, "admin_credential_invalid")
 }
+
+// TestDataDirTokenRotates: the all-in-one's own token, kept in the data
+// dir, rotates like a tokens file: replaced, it is re-read without a
+// restart, on the edge and on the services that check it again.
+func TestDataDirTokenRotates(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir)
+	old := s.admin
+	s.must(201, "POST", "/partners", "admin", map[string]string{"code": "before", "name": "B"}, nil)
+	next := "vta_rotated-0123456789abcdef"
+	file := filepath.Join(dir, "admin-token")
+	os.WriteFile(file, []byte(next+"\n"), 0o600)
+	os.Chtimes(file, time.Now().Add(time.Second), time.Now().Add(time.Second))
+	deadline := time.Now().Add(5 * time.Second)
+	for s.doAsWithBody(next, "POST", "/partners", map[string]string{"code": "after", "name": "A"}).Status != 201 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced token was not picked up (by the edge and the registry)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	expectCode(t, s.doAs(old, "GET", "/partners"), 401, "admin_credential_invalid")
+}
