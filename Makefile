@@ -12,7 +12,7 @@ FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/t
 .PHONY: run build test unit fuzz lint modules bench clean stack stack-down
 
 run: build
-	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP) -log-pretty
+	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP)
 
 build:
 	$(GO) build -o $(BIN)/volcanion ./deploy/allinone/cmd/volcanion

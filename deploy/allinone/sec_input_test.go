@@ -116,3 +116,19 @@ func TestSecQueryAndScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestSecNoProfilerOnThePublicPort: the profiler is on the metrics listener
+// only; the public API port does not serve it.
+func TestSecNoProfilerOnThePublicPort(t *testing.T) {
+	s := start(t, t.TempDir())
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile"} {
+		r, err := http.Get("http://" + s.app.Addr() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 404 {
+			t.Fatalf("%s on the public port: %d", p, r.StatusCode)
+		}
+	}
+}

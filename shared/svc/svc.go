@@ -1,5 +1,6 @@
 // Package svc is the lifecycle every service binary shares: logging,
-// tracing, signals, and a small HTTP listener for /metrics and /healthz.
+// tracing, signals, and a small HTTP listener for /metrics, /healthz and
+// /debug/pprof (never on a public port).
 package svc
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,15 +32,58 @@ import (
 // Common are the flags every service has.
 type Common struct {
 	LogLevel      string
-	LogPretty     bool
+	LogFormat     string
 	MetricsListen string
 }
 
-// RegisterFlags adds -log-level, -log-pretty and -metrics-listen.
+// RegisterFlags adds -log-level, -log-format and -metrics-listen.
 func (c *Common) RegisterFlags(fs *flag.FlagSet, metricsDefault string) {
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&c.LogPretty, "log-pretty", false, "human-readable logs instead of JSON")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsDefault, `address of /metrics and /healthz ("" to disable)`)
+	RegisterLogFlags(fs, &c.LogLevel, &c.LogFormat)
+	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsDefault, `address of /metrics, /healthz and /debug/pprof ("" to disable); keep it off public networks`)
+}
+
+// RegisterLogFlags adds -log-level and -log-format.
+func RegisterLogFlags(fs *flag.FlagSet, level, format *string) {
+	fs.StringVar(level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(format, "log-format", obs.FormatAuto, "json, pretty (human-readable, slower), or auto: pretty on a terminal, JSON otherwise")
+}
+
+// Logger makes the process logger from the log flags, naming a bad one.
+func Logger(level, format string) (zerolog.Logger, error) {
+	if !obs.ValidFormat(format) {
+		return zerolog.Nop(), config.Errorf("log-format", "%q is not json, pretty or auto", format)
+	}
+	log, err := obs.NewLogger(os.Stderr, level, obs.Pretty(format, os.Stderr))
+	if err != nil {
+		return log, config.Errorf("log-level", "%v", err)
+	}
+	return log, nil
+}
+
+// DebugMux serves /metrics, /healthz and the Go profiler (/debug/pprof/):
+// for the metrics listener only, never the public API port.
+func DebugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// ServeDebug serves DebugMux on addr until the returned stop is called.
+func ServeDebug(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, config.Errorf("metrics-listen", "%v", err)
+	}
+	// No write timeout: a CPU profile streams for its whole duration.
+	hs := &http.Server{Handler: DebugMux(), ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	return func() { hs.Close() }, nil
 }
 
 // Main parses flags, validates with validate, then runs run under a context
@@ -58,25 +103,20 @@ func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run f
 	if err := validate(); err != nil {
 		fail(err)
 	}
-	log, err := obs.NewLogger(os.Stderr, c.LogLevel, c.LogPretty)
+	log, err := Logger(c.LogLevel, c.LogFormat)
 	if err != nil {
-		fail(config.Errorf("log-level", "%v", err))
+		fail(err)
 	}
 	defer obs.InitTracing()(context.Background())
 	log = log.With().Str("svc", name).Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if c.MetricsListen != "" {
-		ln, err := net.Listen("tcp", c.MetricsListen)
+		stop, err := ServeDebug(c.MetricsListen)
 		if err != nil {
-			fail(config.Errorf("metrics-listen", "%v", err))
+			fail(err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.Handler())
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(ln)
-		defer hs.Close()
+		defer stop()
 	}
 	log.Info().Msg("starting")
 	if err := run(ctx, log); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/volcanion/tracking/deploy/allinone"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/obs"
+	"github.com/volcanion/tracking/shared/svc"
 )
 
 func main() {
@@ -34,8 +35,9 @@ func run() error {
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
 	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded")
 	cfg.Bus.RegisterFlags(fs)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	pretty := fs.Bool("log-pretty", false, "human-readable logs instead of JSON")
+	var logLevel, logFormat string
+	svc.RegisterLogFlags(fs, &logLevel, &logFormat)
+	debugListen := fs.String("metrics-listen", "127.0.0.1:9464", `address of /metrics, /healthz and /debug/pprof ("" to disable); never the public API port`)
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		return err
 	}
@@ -47,9 +49,16 @@ func run() error {
 	if err := cfg.Bus.Validate(); err != nil {
 		return err
 	}
-	log, err := obs.NewLogger(os.Stderr, *logLevel, *pretty)
+	log, err := svc.Logger(logLevel, logFormat)
 	if err != nil {
-		return config.Errorf("log-level", "%v", err)
+		return err
+	}
+	if *debugListen != "" {
+		stop, err := svc.ServeDebug(*debugListen)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	shutdownTracing := obs.InitTracing()
 	defer shutdownTracing(context.Background())
