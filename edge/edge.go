@@ -6,12 +6,15 @@ package edge
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -159,8 +162,9 @@ type Server struct {
 	admin     *admintoken.Set // the flag's tokens and the file's, re-read when it changes
 	touched   touches
 	bodies    bodyBudget
-	routeList []string // "METHOD /path" of every API route, for the OpenAPI document
-	dedupKey  []byte   // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
+	routeList []string  // "METHOD /path" of every API route, for the OpenAPI document
+	dedupKey  []byte    // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
+	macs      sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
 }
 
 // New makes an edge. Call Start before serving.
@@ -200,6 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	s.dedupKey = []byte(key)
+	s.macs.New = func() any { return hmac.New(sha256.New, s.dedupKey) }
 	go s.admin.Watch(ctx, s.log)
 	return s.cache.Follow(ctx, s.js)
 }
@@ -238,7 +243,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every answer, errors, 404s and /metrics included: no browser may
 	// sniff a JSON answer into something it would run.
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header()["X-Content-Type-Options"] = hvNosniff
 	const partners = "/api/v1/partners/"
 	if p, ok := strings.CutPrefix(r.URL.Path, partners); ok {
 		if code, ok := strings.CutPrefix(p, "by-code/"); ok {

@@ -2,11 +2,11 @@ package edge
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
 	"net"
 	"net/http"
 	"net/netip"
@@ -134,14 +134,18 @@ func quote(s string) string {
 // the same id with other content is not (storage reports it as a conflict);
 // and no partner publishing straight to NATS can pre-empt another's id.
 func (s *Server) msgID(e *event.Event) string {
-	m := hmac.New(sha256.New, s.dedupKey)
+	m := s.macs.Get().(hash.Hash)
+	defer s.macs.Put(m)
+	m.Reset()
 	d := e.Digest()
-	m.Write([]byte(e.PartnerID))
-	m.Write([]byte{0})
-	m.Write([]byte(e.ID))
-	m.Write([]byte{0})
-	m.Write(d[:])
-	return "e:" + hex.EncodeToString(m.Sum(nil)[:20])
+	in := make([]byte, 0, len(e.PartnerID)+len(e.ID)+2+len(d))
+	in = append(append(append(append(append(in, e.PartnerID...), 0), e.ID...), 0), d[:]...)
+	m.Write(in)
+	var sum [sha256.Size]byte
+	var out [2 + 40]byte
+	copy(out[:], "e:")
+	hex.Encode(out[2:], m.Sum(sum[:0])[:20])
+	return string(out[:])
 }
 
 func (s *Server) newMsg(ctx context.Context, e *event.Event) *nats.Msg {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,20 @@ type App struct {
 
 // Addr is the HTTP address the app listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Handler is the edge's HTTP handler, for benchmarks that measure it
+// without a socket.
+func (a *App) Handler() http.Handler { return a.edge }
+
+// ConnectAs connects in-process as one of the NATS roles (tools and
+// benchmarks: "admin" may pause the workers' consumer). The caller closes it.
+func (a *App) ConnectAs(role string) (*nats.Conn, error) {
+	creds, err := natsx.Credentials(a.Creds(role))
+	if err != nil {
+		return nil, err
+	}
+	return natsx.ConnectInProcess(a.ns, role, creds...)
+}
 
 // NATSURL is where outside clients reach the embedded NATS ("" if in-process only).
 func (a *App) NATSURL() string {

@@ -2,11 +2,16 @@ package allinone_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/volcanion/tracking/shared/subject"
 )
 
 // Ingest benchmarks drive the real all-in-one over loopback HTTP: key
@@ -88,4 +93,55 @@ func ingestBulk(b *testing.B, noFsync bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkEdgeHandler measures the edge's handler alone, without a socket:
+// key check from cache, rate limit, decode and validation, publish with
+// PubAck, the answer. The workers' consumer is paused so allocs/op counts
+// the edge and the embedded server's publish path, not storage.
+func BenchmarkEdgeHandler(b *testing.B) {
+	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NoFsync = 1<<30, true })
+	_, _, key := s.tenant("bench", "web")
+	nc, err := s.app.ConnectAs("admin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.PauseConsumer(context.Background(), subject.EventsStream, subject.WorkersConsumer, time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	h := s.app.Handler()
+	single, _ := json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
+	var batch []map[string]any
+	for i := 0; i < 100; i++ {
+		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
+	}
+	bulk, _ := json.Marshal(map[string]any{"events": batch})
+	for _, c := range []struct {
+		name, path string
+		body       []byte
+		events     int
+	}{{"single", "/api/v1/tracking", single, 1}, {"bulk100", "/api/v1/tracking/bulk", bulk, 100}} {
+		b.Run(c.name, func(b *testing.B) {
+			serve := func() {
+				req := httptest.NewRequest("POST", c.path, bytes.NewReader(c.body))
+				req.Header.Set("X-Api-Key", key)
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 202 {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+			serve() // caches warm
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				serve()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*c.events)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }
