@@ -9,7 +9,7 @@ FUZZTIME  ?= 5s
 # package:FuzzTarget pairs run briefly by `make test`
 FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid ./edge:FuzzAdminBody ./edge:FuzzReportRange
 
-.PHONY: run build test unit fuzz lint modules bench clean stack stack-down
+.PHONY: run build test unit fuzz lint modules bench bench-fast clean stack stack-down
 
 run: build
 	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP)
@@ -38,13 +38,22 @@ fuzz:
 		echo "fuzz $$name ($(FUZZTIME))"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
 
-# Micro benchmarks, then persistence end to end: the all-in-one (fsync on and
-# off) and the production topology against the raw Cassandra ceiling measured
-# in the same run (deploy/bench.sh; results in data/bench).
-bench:
+# Micro benchmarks, the fast path against its ceilings (fastbench), then
+# persistence end to end: the all-in-one (fsync on and off) and the
+# production topology against the raw Cassandra ceiling measured in the same
+# run (deploy/bench.sh; results in data/bench).
+bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
+	@mkdir -p data/bench
+	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json
 	deploy/bench.sh allinone
 	deploy/bench.sh stack
+
+# The fast path alone: edge single and bulk against a trivial handler and
+# raw JetStream publishing, in one run (FAST_ARGS: e.g. -rounds 1 -duration 5s).
+bench-fast: build
+	@mkdir -p data/bench
+	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json $(FAST_ARGS)
 
 # The production topology as local processes (3 NATS nodes, Cassandra, Redis,
 # 2 edges, 2 workers, registry, reporter).

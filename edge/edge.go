@@ -167,6 +167,9 @@ type Server struct {
 	macs      sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
 }
 
+// maxPendingAcks bounds the edge's publishes awaiting their PubAck.
+const maxPendingAcks = 1 << 16
+
 // New makes an edge. Call Start before serving.
 func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -176,6 +179,12 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.AdminTokens, File: cfg.AdminTokensFile})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
+	}
+	// The edge's own JetStream context: asynchronous publishes of bulks may
+	// have many acks outstanding (the body budget bounds them), past the
+	// library's default of 4,000, which stalled busy bulks into refusals.
+	if own, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPendingAcks)); err == nil {
+		js = own
 	}
 	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
 		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
