@@ -272,7 +272,9 @@ func run(c config) error {
 	}{
 		{"trivial", func(d time.Duration, _ int) result { return closedLoop(c.conns, d, trivialURL, "", single, 1) }},
 		{"single", func(d time.Duration, _ int) result { return closedLoop(c.conns, d, base+"/tracking", key, single, 1) }},
-		{"bulk", func(d time.Duration, _ int) result { return closedLoop(c.conns, d, base+"/tracking/bulk", key, bulk, c.bulk) }},
+		{"bulk", func(d time.Duration, _ int) result {
+			return closedLoop(c.conns, d, base+"/tracking/bulk", key, bulk, c.bulk)
+		}},
 		{"raw", func(d time.Duration, round int) result { return rawPublish(ctx, js, d, single, round) }},
 	}
 	all := map[string][]result{}
