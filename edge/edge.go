@@ -183,8 +183,10 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	// The edge's own JetStream context: asynchronous publishes of bulks may
 	// have many acks outstanding (the body budget bounds them), past the
 	// library's default of 4,000, which stalled busy bulks into refusals.
-	if own, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPendingAcks)); err == nil {
-		js = own
+	if nc != nil {
+		if own, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPendingAcks)); err == nil {
+			js = own
+		}
 	}
 	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
 		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
