@@ -120,22 +120,9 @@ func TestSecBodyBudget(t *testing.T) {
 	// Slow clients: each declares the largest bulk and trickles a few bytes.
 	// They hold what they sent, not what they declared, so they cannot fill
 	// the budget and lock everyone else out.
-	var slow []*io.PipeWriter
-	var slowDone []chan struct{}
+	var slow []func()
 	for i := 0; i < 40; i++ {
-		pr, pw := io.Pipe()
-		req, _ := http.NewRequest("POST", s.base+"/tracking/bulk", pr)
-		req.ContentLength = 4 << 20
-		req.Header.Set("X-Api-Key", key)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if hr, err := http.DefaultClient.Do(req); err == nil {
-				hr.Body.Close()
-			}
-		}()
-		go pw.Write([]byte(`[{"subSystemCode":"web",`))
-		slow, slowDone = append(slow, pw), append(slowDone, done)
+		slow = append(slow, slowBulk(s.base, key, []byte(`[{"subSystemCode":"web",`)))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 40*4<<10 {
@@ -148,27 +135,15 @@ func TestSecBodyBudget(t *testing.T) {
 		t.Fatalf("40 slow clients that sent a few bytes each hold %v bytes of the budget", v)
 	}
 	s.must(202, "POST", "/tracking", key, ev("web", "x"), nil) // others are served
-	for i, pw := range slow {
-		pw.CloseWithError(io.ErrUnexpectedEOF)
-		<-slowDone[i]
+	for _, giveUp := range slow {
+		giveUp()
 	}
 
 	// A bulk of the largest size that stops after 3 MiB: it holds the whole
 	// budget (its buffer has grown to the declared 4 MiB), so others are
 	// turned away until it ends.
-	pr, pw := io.Pipe()
-	req, _ := http.NewRequest("POST", s.base+"/tracking/bulk", pr)
-	req.ContentLength = 4 << 20
-	req.Header.Set("X-Api-Key", key)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if hr, err := http.DefaultClient.Do(req); err == nil {
-			hr.Body.Close()
-		}
-	}()
-	go pw.Write(append([]byte(`[{"subSystemCode":"web","eventType":"`), bytes.Repeat([]byte("x"), 3<<20)...))
-	defer func() { pw.CloseWithError(io.ErrUnexpectedEOF); <-done }()
+	giveUp := slowBulk(s.base, key, append([]byte(`[{"subSystemCode":"web","eventType":"`), bytes.Repeat([]byte("x"), 3<<20)...))
+	defer giveUp()
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 4<<20 {
 		if time.Now().After(deadline) {
 			t.Fatal("the large bulk never reserved its bytes")
@@ -182,8 +157,7 @@ func TestSecBodyBudget(t *testing.T) {
 	}
 	expectCode(t, s.do("POST", "/tracking/bulk", key, []any{ev("web", "x")}), 503, "overloaded")
 
-	pw.CloseWithError(io.ErrUnexpectedEOF) // the slow client gives up
-	<-done
+	giveUp() // the slow client gives up
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the budget was not given back")
@@ -330,4 +304,22 @@ func TestSecThrottledBulkMemory(t *testing.T) {
 		t.Fatalf("the edge's peak RSS reached %d MB, over 200 MB", after>>20)
 	}
 	s.must(200, "GET", "/health", "", nil, nil) // still serving
+}
+
+// slowBulk starts a bulk that declares the largest body, sends first, and
+// then nothing more until giveUp (idempotent) ends it.
+func slowBulk(base, key string, first []byte) (giveUp func()) {
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", base+"/tracking/bulk", pr)
+	req.ContentLength = 4 << 20
+	req.Header.Set("X-Api-Key", key)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if hr, err := http.DefaultClient.Do(req); err == nil {
+			hr.Body.Close()
+		}
+	}()
+	go pw.Write(first)
+	return func() { pw.CloseWithError(io.ErrUnexpectedEOF); <-done }
 }
