@@ -222,7 +222,7 @@ func TestWrongSecretNotCached(t *testing.T) {
 }
 
 // stubRegistry serves auth.key on nc with answer, counting the lookups.
-func stubRegistry(t *testing.T, nc *nats.Conn, answer func() (any, error)) (lookups *atomic.Int32, stop func()) {
+func stubRegistry(t testing.TB, nc *nats.Conn, answer func() (any, error)) (lookups *atomic.Int32, stop func()) {
 	t.Helper()
 	lookups = &atomic.Int32{}
 	svc, err := micro.AddService(nc, micro.Config{Name: "registry", Version: "0.0.1"})
