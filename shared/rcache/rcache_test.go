@@ -2,6 +2,8 @@ package rcache_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -9,18 +11,26 @@ import (
 	"github.com/volcanion/tracking/shared/rcache"
 )
 
-// Against the real Redis `make test` starts.
-func TestCache(t *testing.T) {
+// open connects to the real Redis `make test` starts, under a key prefix of
+// the test's own.
+func open(t *testing.T) *rcache.Cache {
+	t.Helper()
 	url := os.Getenv("VT_REDIS_URL")
 	if url == "" {
 		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
 	}
-	ctx := context.Background()
-	c, err := rcache.Open(ctx, url, "test:"+t.Name()+":")
+	c, err := rcache.Open(context.Background(), url, "test:"+t.Name()+":")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Against the real Redis `make test` starts.
+func TestCache(t *testing.T) {
+	ctx := context.Background()
+	c := open(t)
 	type v struct{ N int }
 	c.Delete(ctx, "a")
 	var got v
@@ -54,16 +64,8 @@ func TestCache(t *testing.T) {
 
 // A versioned entry only moves forward, whatever order writers arrive in.
 func TestVersionedOnlyMovesForward(t *testing.T) {
-	url := os.Getenv("VT_REDIS_URL")
-	if url == "" {
-		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
-	}
 	ctx := context.Background()
-	c, err := rcache.Open(ctx, url, "test:"+t.Name()+":")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := open(t)
 	type rec struct{ State string }
 	c.Delete(ctx, "k")
 	write := func(v int64, state string, want bool) {
@@ -96,5 +98,49 @@ func TestVersionedOnlyMovesForward(t *testing.T) {
 	}
 	if v, _, _ := c.GetVersioned(ctx, "k", &got); v != 50 {
 		t.Fatalf("after concurrent writers: v%d, want 50", v)
+	}
+}
+
+// A Redis that stops answering is skipped for a second after a failure:
+// callers get ErrDown at once instead of waiting on dials, then it is
+// tried again.
+func TestFailingRedisIsSkipped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c, err := rcache.New("redis://"+addr, "t:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	var v struct{}
+	if _, err := c.Get(ctx, "k", &v); err == nil || errors.Is(err, rcache.ErrDown) {
+		t.Fatalf("first call to a dead Redis: %v, want its own error", err)
+	}
+	for _, call := range []func() error{
+		func() error { _, err := c.Get(ctx, "k", &v); return err },
+		func() error { _, _, err := c.GetVersioned(ctx, "k", &v); return err },
+		func() error { _, err := c.SetVersioned(ctx, "k", 1, v, time.Minute); return err },
+		func() error { return c.Set(ctx, "k", v, time.Minute) },
+		func() error { return c.Delete(ctx, "k") },
+	} {
+		if err := call(); !errors.Is(err, rcache.ErrDown) {
+			t.Fatalf("within the break: %v, want ErrDown", err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Get(ctx, "k", &v)
+		if err != nil && !errors.Is(err, rcache.ErrDown) {
+			break // asked Redis again
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Redis was never tried again after the break")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
