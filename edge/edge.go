@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/edge/internal/groupcommit"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
@@ -165,6 +166,9 @@ type Server struct {
 	routeList []string  // "METHOD /path" of every API route, for the OpenAPI document
 	dedupKey  []byte    // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
 	macs      sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
+
+	pub     *groupcommit.Publisher // nil when offline
+	stopPub context.CancelFunc
 }
 
 // maxPendingAcks bounds the edge's publishes awaiting their PubAck.
@@ -199,6 +203,9 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		s.nonces = signing.NewLocalNonces()
 	}
 	s.admin = admin
+	if nc != nil {
+		s.pub = groupcommit.New(groupcommit.Config{}, nc, js)
+	}
 	s.bodies.max.Store(cfg.MaxInflightBodyBytes)
 	s.routes()
 	return s, nil
@@ -217,6 +224,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.dedupKey = []byte(key)
 	s.macs.New = func() any { return hmac.New(sha256.New, s.dedupKey) }
 	go s.admin.Watch(ctx, s.log)
+	if s.pub != nil && s.stopPub == nil {
+		// The publisher outlives ctx: requests still in flight while Serve
+		// shuts down must be answered. Serve stops it once they are.
+		pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopPub = stop
+		go s.pub.Run(pctx)
+	}
 	return s.cache.Follow(ctx, s.js)
 }
 
@@ -243,7 +257,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
+	err := hs.Shutdown(sctx)
+	if s.stopPub != nil {
+		s.stopPub()
+	}
+	if err != nil {
 		return fmt.Errorf("edge: shutdown: %w", err)
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
+	"github.com/volcanion/tracking/edge/internal/groupcommit"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsx"
@@ -148,11 +149,29 @@ func (s *Server) msgID(e *event.Event) string {
 	return string(out[:])
 }
 
+// newMsg is the message of one event: its de-duplication id, the stream it
+// must land in, and the trace context.
 func (s *Server) newMsg(ctx context.Context, e *event.Event) *nats.Msg {
-	m := nats.NewMsg(subject.Events(e.PartnerID, e.SubSystemID))
+	m := &nats.Msg{Subject: subject.Events(e.PartnerID, e.SubSystemID), Header: make(nats.Header, 4)}
 	m.Data, _ = json.Marshal(e)
+	m.Header[subject.HeaderMsgID] = []string{s.msgID(e)}
+	m.Header[jetstream.ExpectedStreamHeader] = hvEventsStream
 	natsx.Inject(ctx, m.Header)
 	return m
+}
+
+var hvEventsStream = []string{subject.EventsStream}
+
+// publish stores msgs in EVENTS, grouped with other requests' (groupcommit).
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg) []groupcommit.Ack {
+	if s.pub == nil {
+		acks := make([]groupcommit.Ack, len(msgs))
+		for i := range acks {
+			acks[i].Err = nats.ErrConnectionClosed
+		}
+		return acks
+	}
+	return s.pub.Publish(ctx, msgs)
 }
 
 // publishErr turns a JetStream publish failure into an API error.
@@ -201,10 +220,10 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := s.js.PublishMsg(pctx, s.newMsg(pctx, &e), jetstream.WithMsgID(s.msgID(&e)), jetstream.WithExpectStream(subject.EventsStream))
+	ack := s.publish(pctx, []*nats.Msg{s.newMsg(pctx, &e)})[0]
 	mPublishSeconds.Observe(time.Since(start).Seconds())
 	ts := e.Timestamp
-	if err != nil {
+	if err := ack.Err; err != nil {
 		s.log.Warn().Err(err).Msg("publish failed")
 		// Name the event, generated id included, so a retry is counted once.
 		err = publishErr(err)
@@ -281,8 +300,9 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 	now := s.now().UTC()
 	ip, ua := s.clientIP(r), truncate(r.UserAgent(), maxUserAgent)
 	res := bulkResult{Results: make([]itemResult, len(items))}
-	futures := make([]jetstream.PubAckFuture, len(items))
 	events := make([]event.Event, len(items))
+	msgs := make([]*nats.Msg, 0, len(items))
+	index := make([]int, 0, len(items)) // msgs[k] is items[index[k]]
 
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
@@ -312,34 +332,19 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 			fail(i, id, err)
 			continue
 		}
-		futures[i], err = s.js.PublishMsgAsync(s.newMsg(pctx, &events[i]), jetstream.WithMsgID(s.msgID(&events[i])), jetstream.WithExpectStream(subject.EventsStream))
-		if err != nil {
-			fail(i, events[i].ID, publishErr(err))
-		}
+		msgs = append(msgs, s.newMsg(pctx, &events[i]))
+		index = append(index, i)
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		queued := func(ack *jetstream.PubAck) {
+	if len(msgs) > 0 {
+		for k, ack := range s.publish(pctx, msgs) {
+			i := index[k]
+			if ack.Err != nil {
+				fail(i, events[i].ID, publishErr(ack.Err))
+				continue
+			}
 			ts := events[i].Timestamp
 			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
 			res.Accepted++
-		}
-		select {
-		case ack := <-f.Ok():
-			queued(ack)
-		case err := <-f.Err():
-			fail(i, events[i].ID, publishErr(err))
-		case <-pctx.Done():
-			// An ack that arrived as the deadline passed still counts: a
-			// stored event is never reported rejected.
-			select {
-			case ack := <-f.Ok():
-				queued(ack)
-			default:
-				fail(i, events[i].ID, publishErr(pctx.Err()))
-			}
 		}
 	}
 	mPublishSeconds.Observe(time.Since(start).Seconds())

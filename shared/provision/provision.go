@@ -136,6 +136,9 @@ func (c Config) EventsStream() jetstream.StreamConfig {
 		MaxMsgSize: MaxEventBytes,
 		Duplicates: c.Duplicates,
 		Replicas:   c.Replicas,
+		// Edges group concurrent events into atomic batches, stored with
+		// one disk sync each (edge/internal/groupcommit).
+		AllowAtomicPublish: true,
 	}
 }
 

@@ -53,6 +53,7 @@ type config struct {
 	bulk              int
 	duration, warmup  time.Duration
 	out               string
+	profile           string
 	trivialListenMode string
 }
 
@@ -65,6 +66,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 15*time.Second, "measured time per target and round (at most 1m)")
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "unmeasured time before each measurement (at most 30s)")
 	flag.StringVar(&c.out, "out", "", "also write the results as JSON to this file")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of the all-in-one during each target's first measured round into this directory")
 	flag.StringVar(&c.trivialListenMode, "trivial-listen", "", "internal: serve the trivial handler on this loopback address")
 	flag.Parse()
 	if c.trivialListenMode != "" {
@@ -231,10 +233,11 @@ func run(c config) error {
 	defer os.RemoveAll(dir)
 	httpAddr, _ := freePort()
 	natsAddr, _ := freePort()
+	metricsAddr, _ := freePort()
 	logf, _ := os.Create(filepath.Join(dir, "volcanion.log"))
 	defer logf.Close()
 	vcmd := exec.Command(c.bin, "-data-dir", filepath.Join(dir, "data"), "-http-listen", httpAddr, "-nats-listen", natsAddr,
-		"-metrics-listen", "", "-log-format", "json")
+		"-metrics-listen", metricsAddr, "-log-format", "json")
 	vcmd.Stdout, vcmd.Stderr = io.Discard, logf
 	if err := vcmd.Start(); err != nil {
 		return err
@@ -311,8 +314,17 @@ func run(c config) error {
 			}
 			stop := make(chan struct{})
 			peak := sampleRSS(vcmd.Process.Pid, stop)
+			var profiled <-chan error
+			if c.profile != "" && round == 1 && t.name != "trivial" {
+				profiled = cpuProfile(metricsAddr, max(c.duration-time.Second, time.Second), filepath.Join(c.profile, t.name+".pprof"))
+			}
 			r := t.fn(c.duration, round)
 			close(stop)
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					return fmt.Errorf("profile of %s: %w", t.name, err)
+				}
+			}
 			r.Target, r.Round, r.PeakRSS = t.name, round, <-peak
 			all[t.name] = append(all[t.name], r)
 			fmt.Printf("round %d %-8s %10.0f events/s  p50 %-9s p99 %-9s statuses %v\n", round, t.name, r.EventsSec, r.P50, r.P99, r.Statuses)
@@ -362,6 +374,37 @@ func run(c config) error {
 		return fmt.Errorf("%d events accepted but %d stored", accepted, stored)
 	}
 	return nil
+}
+
+// cpuProfile asks the all-in-one's metrics listener for a CPU profile of
+// the next d and writes it to path.
+func cpuProfile(addr string, d time.Duration, path string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			done <- err
+			return
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			done <- fmt.Errorf("status %d", resp.StatusCode)
+			return
+		}
+		f, err := os.Create(path)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		done <- err
+	}()
+	return done
 }
 
 // edgeAccepted counts every event the edge accepted (warm-ups included),
