@@ -222,7 +222,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	s.dedupKey = []byte(key)
-	s.macs.New = func() any { return hmac.New(sha256.New, s.dedupKey) }
+	s.macs.New = func() any { return &mac{h: hmac.New(sha256.New, s.dedupKey), in: make([]byte, 0, 256)} }
 	go s.admin.Watch(ctx, s.log)
 	if s.pub != nil && s.stopPub == nil {
 		// The publisher outlives ctx: requests still in flight while Serve

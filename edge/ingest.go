@@ -135,25 +135,31 @@ func quote(s string) string {
 // the same id with other content is not (storage reports it as a conflict);
 // and no partner publishing straight to NATS can pre-empt another's id.
 func (s *Server) msgID(e *event.Event) string {
-	m := s.macs.Get().(hash.Hash)
+	m := s.macs.Get().(*mac)
 	defer s.macs.Put(m)
-	m.Reset()
+	m.h.Reset()
 	d := e.Digest()
-	in := make([]byte, 0, len(e.PartnerID)+len(e.ID)+2+len(d))
-	in = append(append(append(append(append(in, e.PartnerID...), 0), e.ID...), 0), d[:]...)
-	m.Write(in)
-	var sum [sha256.Size]byte
+	m.in = append(append(append(append(append(m.in[:0], e.PartnerID...), 0), e.ID...), 0), d[:]...)
+	m.h.Write(m.in)
 	var out [2 + 40]byte
 	copy(out[:], "e:")
-	hex.Encode(out[2:], m.Sum(sum[:0])[:20])
+	hex.Encode(out[2:], m.h.Sum(m.sum[:0])[:20])
 	return string(out[:])
+}
+
+// mac is a reusable HMAC-SHA256 under the de-duplication key with scratch
+// space: a msgID costs one allocation (its string).
+type mac struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 // newMsg is the message of one event: its de-duplication id, the stream it
 // must land in, and the trace context.
 func (s *Server) newMsg(ctx context.Context, e *event.Event) *nats.Msg {
 	m := &nats.Msg{Subject: subject.Events(e.PartnerID, e.SubSystemID), Header: make(nats.Header, 4)}
-	m.Data, _ = json.Marshal(e)
+	m.Data = e.AppendJSON(make([]byte, 0, 512+len(e.Metadata)))
 	m.Header[subject.HeaderMsgID] = []string{s.msgID(e)}
 	m.Header[jetstream.ExpectedStreamHeader] = hvEventsStream
 	natsx.Inject(ctx, m.Header)

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"hash"
+	"sync"
 	"time"
 )
 
@@ -42,22 +44,45 @@ func (e *Event) MsgID() string { return e.PartnerID + ":" + e.ID }
 // event without a timestamp of its own gets a new one from the edge, and
 // that retry is still the same event (the first timestamp stands).
 func (e *Event) Digest() [16]byte {
-	h := sha256.New()
+	d := digests.Get().(*digester)
+	defer digests.Put(d)
+	d.h.Reset()
 	meta := []byte(e.Metadata)
-	var compact bytes.Buffer // the same metadata spaced differently is the same event
-	if json.Compact(&compact, meta) == nil {
-		meta = compact.Bytes()
+	// The same metadata spaced differently is the same event.
+	if bytes.IndexAny(meta, " \t\r\n") >= 0 {
+		d.buf.Reset()
+		if json.Compact(&d.buf, meta) == nil {
+			meta = d.buf.Bytes()
+		}
 	}
-	for _, f := range [][]byte{[]byte(e.SubSystemID), []byte(e.EventType), []byte(e.UserID), []byte(e.AnonymousID), meta} {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write(f)
+	for _, f := range [...]string{e.SubSystemID, e.EventType, e.UserID, e.AnonymousID} {
+		d.field(len(f))
+		d.scratch = append(d.scratch[:0], f...)
+		d.h.Write(d.scratch)
 	}
-	var d [16]byte
-	copy(d[:], h.Sum(nil))
-	return d
+	d.field(len(meta))
+	d.h.Write(meta)
+	var out [16]byte
+	copy(out[:], d.h.Sum(d.sum[:0]))
+	return out
 }
+
+// digester is Digest's reusable state: a hash and scratch space, so that a
+// digest costs no allocation (the edge takes one per event).
+type digester struct {
+	h       hash.Hash
+	buf     bytes.Buffer
+	scratch []byte
+	n       [4]byte
+	sum     [sha256.Size]byte
+}
+
+func (d *digester) field(n int) {
+	binary.BigEndian.PutUint32(d.n[:], uint32(n))
+	d.h.Write(d.n[:])
+}
+
+var digests = sync.Pool{New: func() any { return &digester{h: sha256.New(), scratch: make([]byte, 0, 256)} }}
 
 // Input is one event as a partner app sends it.
 type Input struct {

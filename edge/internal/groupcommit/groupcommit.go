@@ -99,6 +99,7 @@ type Publisher struct {
 	noAtomic atomic.Bool
 	prefix   string
 	seq      atomic.Uint64
+	seqs     [][]string // seqs[k] is the Nats-Batch-Sequence value k+1, made once
 
 	batches, batched, fallbacks atomic.Uint64
 }
@@ -106,8 +107,12 @@ type Publisher struct {
 // New makes a publisher on nc; js publishes the one-by-one messages.
 func New(cfg Config, nc *nats.Conn, js jetstream.JetStream) *Publisher {
 	cfg = cfg.withDefaults()
-	return &Publisher{cfg: cfg, nc: nc, js: js, queue: make(chan *unit, cfg.Queue),
-		slots: make(chan struct{}, cfg.Slots), prefix: nuid.Next()}
+	p := &Publisher{cfg: cfg, nc: nc, js: js, queue: make(chan *unit, cfg.Queue),
+		slots: make(chan struct{}, cfg.Slots), prefix: nuid.Next(), seqs: make([][]string, cfg.MaxBatch)}
+	for k := range p.seqs {
+		p.seqs[k] = []string{strconv.Itoa(k + 1)}
+	}
+	return p
 }
 
 // Stats are counts since start: atomic batches committed, the messages in
@@ -293,23 +298,32 @@ func (p *Publisher) atomic(refs []ref) error {
 	// as long when they queued, and a timed-out batch is retried one by one.
 	rctx := refs[0].u.ctx
 	last := len(refs) - 1
+	batchID := []string{id}
+	// The batch headers go on the messages themselves, and come off again
+	// before a fallback publishes them one by one.
+	defer func() {
+		for _, r := range refs {
+			h := r.u.msgs[r.i].Header
+			delete(h, hdrBatchID)
+			delete(h, hdrBatchSeq)
+			delete(h, hdrBatchCommit)
+		}
+	}()
 	for k, r := range refs {
 		m := r.u.msgs[r.i]
-		// Batch headers go on a copy: a fallback publishes the original.
-		b := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: make(nats.Header, len(m.Header)+3)}
-		for h, v := range m.Header {
-			b.Header[h] = v
+		if m.Header == nil {
+			m.Header = nats.Header{}
 		}
-		b.Header[hdrBatchID] = []string{id}
-		b.Header[hdrBatchSeq] = []string{strconv.Itoa(k + 1)}
+		m.Header[hdrBatchID] = batchID
+		m.Header[hdrBatchSeq] = p.seqs[k]
 		if k < last {
-			if err := p.nc.PublishMsg(b); err != nil {
+			if err := p.nc.PublishMsg(m); err != nil {
 				return fmt.Errorf("groupcommit: batch message: %w", err)
 			}
 			continue
 		}
-		b.Header[hdrBatchCommit] = commitOne
-		reply, err := p.nc.RequestMsgWithContext(rctx, b)
+		m.Header[hdrBatchCommit] = commitOne
+		reply, err := p.nc.RequestMsgWithContext(rctx, m)
 		if err != nil {
 			return fmt.Errorf("groupcommit: batch commit: %w", err)
 		}

@@ -54,6 +54,10 @@ type config struct {
 	duration, warmup  time.Duration
 	out               string
 	profile           string
+	sweep             string
+	stack, stackEdges string
+	stackNATS         string
+	sweepDuration     time.Duration
 	trivialListenMode string
 }
 
@@ -67,6 +71,11 @@ func main() {
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "unmeasured time before each measurement (at most 30s)")
 	flag.StringVar(&c.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of the all-in-one during each target's first measured round into this directory")
+	flag.StringVar(&c.sweep, "sweep", "", "after the rounds, sweep these dimensions (comma-separated, or all: "+strings.Join(dimensions, ",")+")")
+	flag.DurationVar(&c.sweepDuration, "sweep-duration", 5*time.Second, "measured time per sweep value (at most 1m)")
+	flag.StringVar(&c.stack, "stack", "", "measure the production topology `make stack` runs, whose state is in this directory (data/stack), instead of the all-in-one")
+	flag.StringVar(&c.stackEdges, "stack-edges", "127.0.0.1:8081,127.0.0.1:8082", "with -stack: the edges' HTTP addresses; connections are spread over them")
+	flag.StringVar(&c.stackNATS, "stack-nats", "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224", "with -stack: the NATS cluster, for the raw publisher")
 	flag.StringVar(&c.trivialListenMode, "trivial-listen", "", "internal: serve the trivial handler on this loopback address")
 	flag.Parse()
 	if c.trivialListenMode != "" {
@@ -113,14 +122,14 @@ type result struct {
 
 // sampleRSS samples pid's resident set every 100 ms until stop is closed
 // and returns the largest, in MB.
-func sampleRSS(pid int, stop <-chan struct{}) <-chan float64 {
+func sampleRSS(pids []int, stop <-chan struct{}) <-chan float64 {
 	out := make(chan float64, 1)
 	go func() {
 		var peak float64
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss, _ := memory(pid); rss > peak {
+			if rss := maxRSS(pids); rss > peak {
 				peak = rss
 			}
 			select {
@@ -157,6 +166,34 @@ func (c *child) stop() {
 			c.cmd.Process.Kill()
 		}
 	}
+}
+
+// maxRSS is the largest resident set of pids, in MB.
+func maxRSS(pids []int) float64 {
+	var m float64
+	for _, p := range pids {
+		rss, _ := memory(p)
+		m = max(m, rss)
+	}
+	return m
+}
+
+// maxHWM is the largest peak resident set of pids, in MB.
+func maxHWM(pids []int) float64 {
+	var m float64
+	for _, p := range pids {
+		_, hwm := memory(p)
+		m = max(m, hwm)
+	}
+	return m
+}
+
+func urls(bases []string, path string) []string {
+	out := make([]string, len(bases))
+	for i, b := range bases {
+		out[i] = b + path
+	}
+	return out
 }
 
 // memory reads a process's resident set and its peak, in MB.
@@ -205,8 +242,18 @@ func run(c config) error {
 		return errors.New("-bulk must be 1-500")
 	case c.duration <= 0 || c.duration > time.Minute || c.warmup < 0 || c.warmup > 30*time.Second:
 		return errors.New("-duration must be at most 1m and -warmup at most 30s")
+	case c.sweepDuration <= 0 || c.sweepDuration > time.Minute:
+		return errors.New("-sweep-duration must be at most 1m")
+	case c.stack != "" && c.profile != "":
+		return errors.New("-profile measures the all-in-one; it cannot be used with -stack")
 	}
-	if _, err := os.Stat(c.bin); err != nil {
+	var sweeps []string
+	if c.sweep == "all" {
+		sweeps = dimensions
+	} else if c.sweep != "" {
+		sweeps = strings.Split(c.sweep, ",")
+	}
+	if _, err := os.Stat(c.bin); err != nil && c.stack == "" {
 		return fmt.Errorf("-bin %s: %w (build it: go build -o bin/volcanion ./deploy/allinone/cmd/volcanion)", c.bin, err)
 	}
 	// The trivial handler, in its own process.
@@ -224,38 +271,68 @@ func run(c config) error {
 	}
 	trivialURL := "http://" + strings.TrimSpace(line) + "/"
 
-	// The all-in-one, with its defaults (fsync on), and a NATS port for the
-	// raw publisher.
-	dir, err := os.MkdirTemp("", "fastbench-")
-	if err != nil {
-		return err
+	// The system under test: the all-in-one with its defaults (fsync on),
+	// started here with a NATS port for the raw publisher; or, with -stack,
+	// the production topology `make stack` runs.
+	var (
+		bases       []string // each edge's API base URL
+		natsURL     string
+		creds       string
+		tokenFile   string
+		pids        []int // processes whose RSS is reported (the edges)
+		metricsAddr string
+		what        = "all-in-one"
+	)
+	if c.stack != "" {
+		what = "edge"
+		for _, e := range strings.Split(c.stackEdges, ",") {
+			bases = append(bases, "http://"+strings.TrimSpace(e)+"/api/v1")
+		}
+		natsURL, creds, tokenFile = c.stackNATS, filepath.Join(c.stack, "nats", "admin.creds"), filepath.Join(c.stack, "admin-token")
+		for _, name := range []string{"edge1", "edge2"} {
+			b, err := os.ReadFile(filepath.Join(c.stack, "pids", name+".pid"))
+			if err != nil {
+				return fmt.Errorf("-stack: %w (is `make stack` up?)", err)
+			}
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			pids = append(pids, pid)
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "fastbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		httpAddr, _ := freePort()
+		natsAddr, _ := freePort()
+		metricsAddr, _ = freePort()
+		logf, _ := os.Create(filepath.Join(dir, "volcanion.log"))
+		defer logf.Close()
+		vcmd := exec.Command(c.bin, "-data-dir", filepath.Join(dir, "data"), "-http-listen", httpAddr, "-nats-listen", natsAddr,
+			"-metrics-listen", metricsAddr, "-log-format", "json")
+		vcmd.Stdout, vcmd.Stderr = io.Discard, logf
+		if err := vcmd.Start(); err != nil {
+			return err
+		}
+		edge := &child{vcmd}
+		defer edge.stop()
+		bases, natsURL, pids = []string{"http://" + httpAddr + "/api/v1"}, "nats://"+natsAddr, []int{vcmd.Process.Pid}
+		creds, tokenFile = filepath.Join(dir, "data", "nats-auth", "admin.creds"), filepath.Join(dir, "data", "admin-token")
 	}
-	defer os.RemoveAll(dir)
-	httpAddr, _ := freePort()
-	natsAddr, _ := freePort()
-	metricsAddr, _ := freePort()
-	logf, _ := os.Create(filepath.Join(dir, "volcanion.log"))
-	defer logf.Close()
-	vcmd := exec.Command(c.bin, "-data-dir", filepath.Join(dir, "data"), "-http-listen", httpAddr, "-nats-listen", natsAddr,
-		"-metrics-listen", metricsAddr, "-log-format", "json")
-	vcmd.Stdout, vcmd.Stderr = io.Discard, logf
-	if err := vcmd.Start(); err != nil {
-		return err
-	}
-	edge := &child{vcmd}
-	defer edge.stop()
-	base := "http://" + httpAddr + "/api/v1"
+	base := bases[0]
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if st, _, err := do("GET", base+"/health", "", nil); err == nil && st == 200 {
-			break
+	for _, b := range bases {
+		for {
+			if st, _, err := do("GET", b+"/health", "", nil); err == nil && st == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return errors.New(b + " did not answer /health in 60s")
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			return errors.New("the all-in-one did not answer /health in 60s (see its log in " + dir + ")")
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin-token"))
+	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return err
 	}
@@ -264,7 +341,7 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	idleRSS, _ := memory(vcmd.Process.Pid)
+	idleRSS := maxRSS(pids)
 
 	single := []byte(`{"subSystemCode":"web","eventType":"page_view","userId":"u-42","anonymousId":"a-0b7c","metadata":{"path":"/pricing","ref":"news","plan":"pro","experiment":"checkout-v2","screen":"1440x900"}}`)
 	evs := make([]json.RawMessage, c.bulk)
@@ -274,11 +351,11 @@ func run(c config) error {
 	bulk, _ := json.Marshal(map[string]any{"events": evs})
 
 	// The raw publisher: a stream configured like EVENTS, on other subjects.
-	opts, err := natsx.Credentials(filepath.Join(dir, "data", "nats-auth", "admin.creds"))
+	opts, err := natsx.Credentials(creds)
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect("nats://"+natsAddr, opts...)
+	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
 		return err
 	}
@@ -300,9 +377,11 @@ func run(c config) error {
 		fn   func(d time.Duration, round int) result
 	}{
 		{"trivial", func(d time.Duration, _ int) result { return closedLoop(c.conns, d, trivialURL, "", single, 1) }},
-		{"single", func(d time.Duration, _ int) result { return closedLoop(c.conns, d, base+"/tracking", key, single, 1) }},
+		{"single", func(d time.Duration, _ int) result {
+			return closedLoopOver(c.conns, d, urls(bases, "/tracking"), []string{key}, single, 1)
+		}},
 		{"bulk", func(d time.Duration, _ int) result {
-			return closedLoop(c.conns, d, base+"/tracking/bulk", key, bulk, c.bulk)
+			return closedLoopOver(c.conns, d, urls(bases, "/tracking/bulk"), []string{key}, bulk, c.bulk)
 		}},
 		{"raw", func(d time.Duration, round int) result { return rawPublish(ctx, js, d, single, round) }},
 	}
@@ -313,7 +392,7 @@ func run(c config) error {
 				t.fn(c.warmup, -round)
 			}
 			stop := make(chan struct{})
-			peak := sampleRSS(vcmd.Process.Pid, stop)
+			peak := sampleRSS(pids, stop)
 			var profiled <-chan error
 			if c.profile != "" && round == 1 && t.name != "trivial" {
 				profiled = cpuProfile(metricsAddr, max(c.duration-time.Second, time.Second), filepath.Join(c.profile, t.name+".pprof"))
@@ -335,25 +414,34 @@ func run(c config) error {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].EventsSec < rs[j].EventsSec })
 		med[name] = rs[len(rs)/2]
 	}
-	_, peakHWM := memory(vcmd.Process.Pid)
+	peakHWM := maxHWM(pids)
 
 	// Latency at half the single-event peak, with the workers storing.
 	rate := med["single"].EventsSec / 2
-	fixed := fixedRate(c.conns, c.duration, rate, base+"/tracking", key, single)
+	fixed := fixedRate(c.conns, c.duration, rate, urls(bases, "/tracking"), key, single)
+
+	swept, err := sweep(sweeps, c.sweepDuration, c.conns, base, admin, key, single)
+	if err != nil {
+		return err
+	}
 
 	// Every accepted event stored.
 	accepted := edgeAccepted.Load()
 	if len(itemErrC) > 0 {
 		fmt.Printf("events refused inside accepted bulks, by code: %v\n", itemErrC)
 	}
-	stored, drain, err := waitStored(base, admin, partnerID, accepted)
+	stored, drain, err := waitStored(base, admin, append([]string{partnerID}, sweepPartners...), accepted)
 	if err != nil {
 		return err
 	}
 
-	fmt.Printf("\nfastbench: %d rounds of %s (warm-up %s), %d connections, bulk of %d; medians; fsync on (the all-in-one's default)\n",
-		c.rounds, c.duration, c.warmup, c.conns, c.bulk)
-	fmt.Printf("| measure | events/s | p50 | p90 | p99 | p99.9 | statuses | all-in-one peak RSS |\n|---|---|---|---|---|---|---|---|\n")
+	durability := "fsync on (the all-in-one's default)"
+	if c.stack != "" {
+		durability = fmt.Sprintf("the stack (%d edges, a 3-node NATS cluster with R3 streams, workers on Cassandra)", len(bases))
+	}
+	fmt.Printf("\nfastbench: %d rounds of %s (warm-up %s), %d connections, bulk of %d; medians; %s\n",
+		c.rounds, c.duration, c.warmup, c.conns, c.bulk, durability)
+	fmt.Printf("| measure | events/s | p50 | p90 | p99 | p99.9 | statuses | %s peak RSS |\n|---|---|---|---|---|---|---|---|\n", what)
 	for _, name := range []string{"trivial", "single", "bulk", "raw"} {
 		r := med[name]
 		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %v | %.0f MB |\n", name, r.EventsSec, r.P50, r.P90, r.P99, r.P999, r.Statuses, r.PeakRSS)
@@ -361,10 +449,11 @@ func run(c config) error {
 	fmt.Printf("| fixed rate %.0f/s (half the single peak) | %.0f | %s | %s | %s | %s | %v |\n", rate, fixed.EventsSec, fixed.P50, fixed.P90, fixed.P99, fixed.P999, fixed.Statuses)
 	fmt.Printf("\nratios: single/trivial %.3f (target 0.50); bulk/raw %.3f (target 0.60)\n",
 		med["single"].EventsSec/med["trivial"].EventsSec, med["bulk"].EventsSec/med["raw"].EventsSec)
-	fmt.Printf("all-in-one RSS: idle %.0f MB, peak over the whole run %.0f MB (the raw publisher loads the same server); stored %d of %d accepted events, the last %s after the load\n",
-		idleRSS, peakHWM, stored, accepted, drain.Round(time.Millisecond))
+	fmt.Printf("%s RSS: idle %.0f MB, peak over the whole run %.0f MB; stored %d of %d accepted events, the last %s after the load\n",
+		what, idleRSS, peakHWM, stored, accepted, drain.Round(time.Millisecond))
+	printSweep(sweeps, swept, c.conns)
 	if c.out != "" {
-		data, _ := json.MarshalIndent(map[string]any{"rounds": all, "medians": med, "fixedRate": fixed, "idleRSSMB": idleRSS,
+		data, _ := json.MarshalIndent(map[string]any{"sweeps": swept, "rounds": all, "medians": med, "fixedRate": fixed, "idleRSSMB": idleRSS,
 			"peakRSSMB": peakHWM, "accepted": accepted, "stored": stored}, "", "  ")
 		if err := os.WriteFile(c.out, data, 0o644); err != nil {
 			return err
@@ -460,6 +549,17 @@ func summarise(lat []time.Duration, statuses map[int]int, events int64, elapsed 
 // Statuses are by request; 1000 counts events refused inside a bulk that
 // was answered 202.
 func closedLoop(conns int, d time.Duration, url, key string, body []byte, perReq int) result {
+	return closedLoopKeys(conns, d, url, []string{key}, body, perReq)
+}
+
+// closedLoopKeys is closedLoop with requests spread over keys in turn.
+func closedLoopKeys(conns int, d time.Duration, url string, keys []string, body []byte, perReq int) result {
+	return closedLoopOver(conns, d, []string{url}, keys, body, perReq)
+}
+
+// closedLoopOver is closedLoopKeys with the connections spread over urls
+// (the edges of a stack).
+func closedLoopOver(conns int, d time.Duration, urls []string, keys []string, body []byte, perReq int) result {
 	var mu sync.Mutex
 	var lat []time.Duration
 	statuses := map[int]int{}
@@ -467,8 +567,10 @@ func closedLoop(conns int, d time.Duration, url, key string, body []byte, perReq
 	end := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
+	var turn atomic.Uint64
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
+		url := urls[i%len(urls)]
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
@@ -476,7 +578,7 @@ func closedLoop(conns int, d time.Duration, url, key string, body []byte, perReq
 			queued := 0
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				st, raw, err := do("POST", url, key, body)
+				st, raw, err := do("POST", url, keys[turn.Add(1)%uint64(len(keys))], body)
 				if err != nil {
 					st = -1
 				}
@@ -517,7 +619,7 @@ func closedLoop(conns int, d time.Duration, url, key string, body []byte, perReq
 	if perReq > 1 {
 		ok = int64(bulkQueued)
 	}
-	if key != "" { // the trivial handler stores nothing
+	if keys[0] != "" { // the trivial handler stores nothing
 		edgeAccepted.Add(ok)
 	}
 	return summarise(lat, statuses, ok, time.Since(start))
@@ -526,7 +628,7 @@ func closedLoop(conns int, d time.Duration, url, key string, body []byte, perReq
 // fixedRate sends rate requests a second over conns connections for d. Each
 // request's latency counts from when it was due, so a stall delays the
 // requests behind it and they count it (no coordinated omission).
-func fixedRate(conns int, d time.Duration, rate float64, url, key string, body []byte) result {
+func fixedRate(conns int, d time.Duration, rate float64, urls []string, key string, body []byte) result {
 	interval := time.Duration(float64(time.Second) * float64(conns) / rate)
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -544,7 +646,7 @@ func fixedRate(conns int, d time.Duration, rate float64, url, key string, body [
 				if w := time.Until(due); w > 0 {
 					time.Sleep(w)
 				}
-				st, _, err := do("POST", url, key, body)
+				st, _, err := do("POST", urls[i%len(urls)], key, body)
 				if err != nil {
 					st = -1
 				}
@@ -597,25 +699,33 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, d time.Duration, bo
 }
 
 // waitStored polls the partner's report until it counts want events.
-func waitStored(base, admin, partnerID string, want int64) (int64, time.Duration, error) {
+func waitStored(base, admin string, partnerIDs []string, want int64) (int64, time.Duration, error) {
 	start := time.Now()
 	from := time.Now().UTC().Add(-2 * time.Hour).Format(time.RFC3339)
 	to := time.Now().UTC().Add(2 * time.Hour).Format(time.RFC3339)
 	var got int64
 	n := 0
+	var st int
+	var raw []byte
 	for time.Since(start) < 10*time.Minute {
-		st, raw, err := do("GET", base+"/reports/partners/"+partnerID+"?from="+from+"&to="+to, admin, nil)
-		if err == nil && st == 200 {
+		got = 0
+		for _, id := range partnerIDs {
+			var err error
+			st, raw, err = do("GET", base+"/reports/partners/"+id+"?from="+from+"&to="+to, admin, nil)
+			if err != nil || st != 200 {
+				got = -1
+				break
+			}
 			var env struct {
 				Data struct {
 					TotalEvents int64 `json:"totalEvents"`
 				}
 			}
 			json.Unmarshal(raw, &env)
-			got = env.Data.TotalEvents
-			if got >= want {
-				return got, time.Since(start), nil
-			}
+			got += env.Data.TotalEvents
+		}
+		if got >= want {
+			return got, time.Since(start), nil
 		}
 		if n++; n%20 == 0 {
 			fmt.Fprintf(os.Stderr, "waiting: %d of %d accepted events stored after %s (%d %s)\n", got, want, time.Since(start).Round(time.Second), st, bytes.TrimSpace(raw[:min(len(raw), 200)]))
