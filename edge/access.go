@@ -109,15 +109,27 @@ func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, pr princi
 		return nil
 	}
 	d := s.limiter.Take(ctx, pr.key.ID, limit, n)
-	h := w.Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
-	h.Set("RateLimit-Reset", seconds(d.Reset))
+	setRateHeaders(w.Header(), d.Limit, max(0, d.Remaining), int(math.Ceil(d.Reset.Seconds())))
 	if d.Allowed {
 		return nil
 	}
-	h.Set("Retry-After", seconds(max(d.RetryAfter, time.Second)))
+	w.Header().Set("Retry-After", seconds(max(d.RetryAfter, time.Second)))
 	return apierr.New(apierr.RateLimited, "rate limit of %d events per second exceeded; retry after %s s", limit, seconds(max(d.RetryAfter, time.Second)))
+}
+
+// setRateHeaders sets the three RateLimit headers from one string and one
+// slice: a header per value would cost six allocations a request.
+func setRateHeaders(h http.Header, limit, remaining, reset int) {
+	var buf [3 * 20]byte
+	b := strconv.AppendInt(buf[:0], int64(limit), 10)
+	l := len(b)
+	b = strconv.AppendInt(b, int64(remaining), 10)
+	r := len(b)
+	b = strconv.AppendInt(b, int64(reset), 10)
+	all := string(b)
+	vals := [3]string{all[:l], all[l:r], all[r:]}
+	v := vals[:]
+	h["Ratelimit-Limit"], h["Ratelimit-Remaining"], h["Ratelimit-Reset"] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
 
 // rateLimitRest charges a decoded bulk of events for all but the token its

@@ -118,7 +118,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 	s.write(w, status, envelope{Success: err == nil, Data: rep.data, Message: rep.msg, Error: ae, RequestID: reqID})
 
 	lat := time.Since(start)
-	mRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	mRequests.WithLabelValues(route, method, statusLabel(status)).Inc()
 	mRequestSeconds.WithLabelValues(route).Observe(lat.Seconds())
 	ev := s.log.Info()
 	if status >= 500 {
@@ -139,6 +139,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 		ev = ev.Str("code", string(ae.Code))
 	}
 	ev.Msg("request")
+}
+
+// statusLabels are the status codes as strings, made once.
+var statusLabels = func() (l [600]string) {
+	for i := 100; i < len(l); i++ {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(status int) string {
+	if status >= 100 && status < len(statusLabels) {
+		return statusLabels[status]
+	}
+	return strconv.Itoa(status)
 }
 
 // call runs a handler, turning a panic into internal_error: one request's
@@ -196,6 +211,14 @@ func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
 	env.Timestamp = s.now().UTC()
 	h := w.Header()
 	h["Content-Type"], h["Cache-Control"] = hvJSON, hvNoStore
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	if b, ok := appendEnvelope((*bp)[:0], &env); ok {
+		*bp = b[:0]
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		return
+	}
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)

@@ -176,17 +176,71 @@ func TestSecChild(t *testing.T) {
 		t.Skip("the child process of TestSecThrottledBulkMemory")
 	}
 	cfg := allinone.DefaultConfig()
-	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", ""
+	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", os.Getenv("VT_SEC_CHILD_NATS")
 	cfg.Edge.RateLimit = 0
 	app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CHILD %s %s\n", app.Addr(), app.AdminToken)
+	nu := app.NATSURL()
+	if nu == "" {
+		nu = "-"
+	}
+	fmt.Printf("CHILD %s %s %s %s\n", app.Addr(), app.AdminToken, nu, app.AuthDir)
 	io.Copy(io.Discard, os.Stdin) // until the parent closes it
 	if err := app.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// child is the all-in-one running as a child process (TestSecChild).
+type child struct {
+	cmd                         *exec.Cmd
+	addr, token, natsURL, auths string
+}
+
+// startChild runs the all-in-one in a child process, with a NATS port on
+// natsListen when it is not empty, and stops it when the test ends.
+func startChild(t testing.TB, natsListen string) child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSecChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "VT_SEC_CHILD_DIR="+t.TempDir(), "VT_SEC_CHILD_NATS="+natsListen)
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		stdin.Close() // the child closes the app and exits
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	ready := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 5 && f[0] == "CHILD" {
+				ready <- f[1:]
+			}
+		}
+		cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case f := <-ready:
+		return child{cmd: cmd, addr: f[0], token: f[1], natsURL: strings.TrimPrefix(f[2], "-"), auths: f[3]}
+	case <-exited:
+		t.Fatal("the child exited before serving")
+	case <-time.After(60 * time.Second):
+		t.Fatal("the child did not start")
+	}
+	return child{}
 }
 
 // vmHWM is a process's peak resident set, in bytes.
@@ -215,44 +269,8 @@ func TestSecThrottledBulkMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends 480 MB over loopback")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSecChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "VT_SEC_CHILD_DIR="+t.TempDir())
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		stdin.Close() // the child closes the app and exits
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	ready := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "CHILD" {
-				ready <- f[1:]
-			}
-		}
-		cmd.Wait()
-		close(exited)
-	}()
-	var addr, token string
-	select {
-	case f := <-ready:
-		addr, token = f[0], f[1]
-	case <-exited:
-		t.Fatal("the child exited before serving")
-	case <-time.After(60 * time.Second):
-		t.Fatal("the child did not start")
-	}
+	c := startChild(t, "")
+	addr, token, cmd := c.addr, c.token, c.cmd
 	s := &sys{t: t, logs: &lockedBuffer{}, base: "http://" + addr + "/api/v1", admin: token}
 	a, _, _ := s.tenant("mem", "web")
 	k := s.key(a, map[string]any{"rateLimit": 1})

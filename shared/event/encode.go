@@ -73,12 +73,16 @@ const hexDigits = "0123456789abcdef"
 
 // appendString appends s as a JSON string, escaped as encoding/json does
 // with HTML escaping on (its default for Marshal).
-func appendString(dst []byte, s string) []byte {
+func appendString(dst []byte, s string) []byte { return AppendString(dst, s, true) }
+
+// AppendString appends s as a JSON string, escaped exactly as encoding/json
+// escapes it, with or without HTML escaping (<, >, &).
+func AppendString(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if b >= 0x20 && b != '"' && b != '\\' && (!escapeHTML || b != '<' && b != '>' && b != '&') {
 				i++
 				continue
 			}
