@@ -32,7 +32,7 @@ func TestApplyThenVerify(t *testing.T) {
 	}
 	s, _ := js.Stream(ctx, subject.EventsStream)
 	c := s.CachedInfo().Config
-	if c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardNew || c.MaxAge != 0 || c.Duplicates != 2*time.Minute {
+	if c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardNew || c.MaxAge != 0 || c.Duplicates != 30*time.Second {
 		t.Fatalf("EVENTS: %+v", c)
 	}
 	// A changed setting is applied by provisioning again.

@@ -64,7 +64,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Slots <= 0 {
-		c.Slots = 4
+		c.Slots = 2
 	}
 	if c.MinBatch <= 0 {
 		c.MinBatch = 16

@@ -372,6 +372,19 @@ func run(c config) error {
 		return fmt.Errorf("raw stream: %w", err)
 	}
 
+	raw, _ := js.Stream(ctx, "BENCH_RAW")
+	settle := func() error {
+		if err := raw.Purge(ctx); err != nil {
+			return fmt.Errorf("purge BENCH_RAW: %w", err)
+		}
+		want := edgeAccepted.Load()
+		got, _, err := waitStored(base, admin, []string{partnerID}, want)
+		if err == nil && got < want {
+			err = fmt.Errorf("%d of %d accepted events stored after 10 minutes", got, want)
+		}
+		return err
+	}
+
 	targets := []struct {
 		name string
 		fn   func(d time.Duration, round int) result
@@ -406,6 +419,16 @@ func run(c config) error {
 			}
 			r.Target, r.Round, r.PeakRSS = t.name, round, <-peak
 			all[t.name] = append(all[t.name], r)
+			if c.profile != "" && round == 1 && t.name != "trivial" {
+				if err := heapProfile(metricsAddr, filepath.Join(c.profile, t.name+".heap.pprof")); err != nil {
+					return fmt.Errorf("heap profile of %s: %w", t.name, err)
+				}
+			}
+			// Each measurement starts from an empty backlog: what one
+			// target left for the workers must not slow the next.
+			if err := settle(); err != nil {
+				return err
+			}
 			fmt.Printf("round %d %-8s %10.0f events/s  p50 %-9s p99 %-9s statuses %v\n", round, t.name, r.EventsSec, r.P50, r.P99, r.Statuses)
 		}
 	}
@@ -417,7 +440,7 @@ func run(c config) error {
 	peakHWM := maxHWM(pids)
 
 	// Latency at half the single-event peak, with the workers storing.
-	rate := med["single"].EventsSec / 2
+	rate := med["single"].EventsSec / 2 // measured after the last settle: the workers store this load only
 	fixed := fixedRate(c.conns, c.duration, rate, urls(bases, "/tracking"), key, single)
 
 	swept, err := sweep(sweeps, c.sweepDuration, c.conns, base, admin, key, single)
@@ -463,6 +486,27 @@ func run(c config) error {
 		return fmt.Errorf("%d events accepted but %d stored", accepted, stored)
 	}
 	return nil
+}
+
+// heapProfile writes the all-in-one's live heap to path.
+func heapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // cpuProfile asks the all-in-one's metrics listener for a CPU profile of
