@@ -729,8 +729,10 @@ func rawPublish(ctx context.Context, js jetstream.JetStream, d time.Duration, bo
 			select {
 			case <-f.Ok():
 				acked.Add(1)
-			case <-f.Err():
-				failed.Add(1)
+			case err := <-f.Err():
+				if failed.Add(1) == 1 {
+					fmt.Fprintf(os.Stderr, "raw publish round %d: first error: %v\n", round, err)
+				}
 			}
 		}()
 	}
