@@ -10,7 +10,7 @@
 #
 # Settings: STACK_DIR (./data/stack), STACK_PORT_BASE (0: edges on 8081/8082,
 # NATS on 4222-4224; a base of 100 moves every port up by 100),
-# STACK_KEYSPACE (volcanion).
+# STACK_KEYSPACE (volcanion), STACK_EDGE_FLAGS (more flags for both edges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -67,7 +67,7 @@ start() {
       run "$name" "$bin/workers" $(common workers) $(storage) -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i")
+      run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i") ${STACK_EDGE_FLAGS:-}
       wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac

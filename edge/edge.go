@@ -50,6 +50,11 @@ type Config struct {
 	// flight together; past it a request is answered 503 overloaded.
 	MaxInflightBodyBytes int64
 	PublishTimeout       time.Duration
+	// GroupCommitMin is the fewest events sent together as one JetStream
+	// atomic batch (one disk sync for all); 0 publishes every event on its
+	// own. Worth it when the stream syncs every write; without that, a
+	// batch's set-up costs more than it saves.
+	GroupCommitMin int
 	// CacheTTL bounds how long a cached key or partner is trusted; changes
 	// broadcast by the registry drop entries at once, this is the backstop.
 	CacheTTL time.Duration
@@ -83,6 +88,7 @@ func DefaultConfig() Config {
 		// times its body, so this bounds what bodies cost the heap.
 		MaxInflightBodyBytes: 64 << 20,
 		PublishTimeout:       5 * time.Second,
+		GroupCommitMin:       16,
 		CacheTTL:             time.Minute,
 		RateLimit:            1000,
 		ReplayWindow:         5 * time.Minute,
@@ -114,6 +120,8 @@ func (c Config) Validate() error {
 		return errors.New("edge: max metadata bytes must be below max body bytes")
 	case c.PublishTimeout <= 0 || c.CacheTTL <= 0:
 		return errors.New("edge: publish timeout and cache TTL must be positive")
+	case c.GroupCommitMin < 0 || c.GroupCommitMin == 1 || c.GroupCommitMin > 500:
+		return config.Errorf("group-commit-min", "must be 0 (off) or 2-500")
 	}
 	for _, t := range c.AdminTokens {
 		if len(t) < 16 {
@@ -204,7 +212,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 	}
 	s.admin = admin
 	if nc != nil {
-		s.pub = groupcommit.New(groupcommit.Config{}, nc, js)
+		s.pub = groupcommit.New(groupcommit.Config{MinBatch: cfg.GroupCommitMin, Off: cfg.GroupCommitMin == 0}, nc, js)
 	}
 	s.bodies.max.Store(cfg.MaxInflightBodyBytes)
 	s.routes()

@@ -281,6 +281,11 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if nc, js, err = conn("edge"); err != nil {
 		return nil, err
 	}
+	if cfg.NoFsync {
+		// Without a sync per write there is nothing for a batch to share,
+		// and its set-up costs more than one-by-one publishing.
+		cfg.Edge.GroupCommitMin = 0
+	}
 	if a.edge, err = edge.New(cfg.Edge, nc, js, log); err != nil {
 		return nil, err
 	}

@@ -60,6 +60,8 @@ type Config struct {
 	MaxBatch int
 	// Queue bounds the requests waiting for a slot.
 	Queue int
+	// Off publishes every message on its own: no atomic batches.
+	Off bool
 }
 
 func (c Config) withDefaults() Config {
@@ -112,6 +114,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream) *Publisher {
 	for k := range p.seqs {
 		p.seqs[k] = []string{strconv.Itoa(k + 1)}
 	}
+	p.noAtomic.Store(cfg.Off)
 	return p
 }
 

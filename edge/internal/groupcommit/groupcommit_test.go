@@ -209,3 +209,20 @@ func TestCallerGivesUp(t *testing.T) {
 		t.Fatalf("stream holds %d messages", n)
 	}
 }
+
+// Off: every message on its own, however many wait together.
+func TestOffPublishesOneByOne(t *testing.T) {
+	p, st := setup(t, jetstream.StreamConfig{AllowAtomicPublish: true}, groupcommit.Config{Slots: 1, MinBatch: 2, Off: true})
+	acks := publishAll(t, p, 32, 5, 4, func(c, k, i int) string { return fmt.Sprintf("c%d-%d-%d", c, k, i) })
+	for id, a := range acks {
+		if len(a) != 1 || a[0].Err != nil {
+			t.Fatalf("%s answered %+v", id, a)
+		}
+	}
+	if n := stored(t, st); n != 32*5*4 {
+		t.Fatalf("stream holds %d messages, want %d", n, 32*5*4)
+	}
+	if batches, _, fallbacks := p.Stats(); batches != 0 || fallbacks != 0 {
+		t.Fatalf("%d batches, %d fallbacks with batches off", batches, fallbacks)
+	}
+}
