@@ -44,8 +44,11 @@ func DefaultLimits() Limits {
 // *apierr.Error naming the field when it can.
 func Decode(data []byte, lim Limits, now time.Time) (Input, error) {
 	var in Input
-	if err := DecodeObject(data, &in); err != nil {
-		return in, err
+	if !decodeFast(data, &in) || badText(data) {
+		in = Input{}
+		if err := DecodeObject(data, &in); err != nil {
+			return in, err
+		}
 	}
 	return in, Validate(&in, lim, now)
 }
@@ -341,13 +344,14 @@ func DecodeBatch(data []byte, maxItems int) ([]json.RawMessage, error) {
 	if len(data) == 0 {
 		return nil, apierr.New(apierr.InvalidJSON, "the request body is empty; send {\"events\":[...]}")
 	}
-	var items []json.RawMessage
-	switch data[0] {
-	case '[':
+	items, fast := splitBatchFast(data)
+	switch {
+	case fast:
+	case data[0] == '[':
 		if err := json.Unmarshal(data, &items); err != nil {
 			return nil, jsonError(err, data, &items)
 		}
-	case '{':
+	case data[0] == '{':
 		var b Batch
 		if err := json.Unmarshal(data, &b); err != nil {
 			return nil, jsonError(err, data, &b)
