@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"net"
 	"net/http"
@@ -204,23 +205,26 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg) []groupcommit.Ac
 	if s.pub == nil {
 		acks := make([]groupcommit.Ack, len(msgs))
 		for i := range acks {
-			acks[i].Err = nats.ErrConnectionClosed
+			acks[i].Err = fmt.Errorf("%w: %w", groupcommit.ErrNotSent, nats.ErrConnectionClosed)
 		}
 		return acks
 	}
 	return s.pub.Publish(ctx, msgs)
 }
 
-// publishErr turns a JetStream publish failure into an API error.
+// publishErr turns a JetStream publish failure into an API error. Only an
+// event known not to be stored is answered "retry later"; when no answer
+// came (a timeout, a connection lost after sending) it may be stored, and
+// the client is told to retry with the same id, which is counted once.
 func publishErr(err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && (strings.Contains(apiErr.Description, "maximum") || strings.Contains(apiErr.Description, "resources")):
 		return apierr.New(apierr.Backpressure, "the event stream is full; retry later")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout):
-		return apierr.New(apierr.Timeout, "the event stream did not acknowledge in time; the event may be stored: retry with the same event id and it is counted once")
+	case errors.As(err, &apiErr), errors.Is(err, groupcommit.ErrNotSent):
+		return apierr.New(apierr.Unavailable, "the event stream is unavailable; retry later")
 	}
-	return apierr.New(apierr.Unavailable, "the event stream is unavailable; retry later")
+	return apierr.New(apierr.Timeout, "the event stream did not acknowledge in time; the event may be stored: retry with the same event id and it is counted once")
 }
 
 func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {

@@ -57,7 +57,9 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 // compacted, with <, >, & and U+2028/U+2029 escaped. Input the edge has
 // validated is usually compact and plain already, and is copied as is.
 func appendRaw(dst, raw []byte) []byte {
-	if bytes.IndexAny(raw, " \t\r\n<>&\xe2") < 0 {
+	// 0xE2 starts U+2028 and U+2029, which are escaped (IndexAny would
+	// read "\xe2" as a rune, never as the byte).
+	if bytes.IndexAny(raw, " \t\r\n<>&") < 0 && bytes.IndexByte(raw, 0xE2) < 0 {
 		return append(dst, raw...)
 	}
 	var c bytes.Buffer

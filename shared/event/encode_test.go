@@ -15,6 +15,7 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Add("e-1", "p", "s", "web", "page_view", int64(1764115200123456789), "u", "", `{"a":1}`, "127.0.0.1", "curl/8", "k")
 	f.Add("<&>", "\u2028", "\x00\x1f\"\\", "", "\b\f\n\r\t", int64(0), "\xff\xfe", "é€😀", "{ \"x\" : [1, 2, \"<b>\"] }", "", "", "")
 	f.Add("", "", "", "", "", int64(-1), "", "", "", "", "", "")
+	f.Add("e", "p", "s", "", "t", int64(1), "", "", "{\"k\":\"\u2028\u2029\"}", "", "", "") // raw separators in metadata
 	f.Fuzz(func(t *testing.T, id, partner, sub, code, typ string, nanos int64, user, anon, meta, ip, ua, key string) {
 		e := Event{ID: id, PartnerID: partner, SubSystemID: sub, SubSystemCode: code, EventType: typ,
 			Timestamp: time.Unix(0, nanos).UTC(), ReceivedAt: time.Unix(0, nanos/3).In(time.FixedZone("x", 5*3600+1800)),

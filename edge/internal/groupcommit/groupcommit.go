@@ -22,9 +22,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,8 +47,16 @@ var (
 // Ack is the outcome of one message.
 type Ack struct {
 	Duplicate bool
-	Err       error
+	// Err, when set, is ErrNotSent (the message never left: retry later),
+	// a *jetstream.APIError (the stream refused it), or another error (no
+	// answer came: the message may be stored).
+	Err error
 }
+
+// ErrNotSent wraps the error of a message that never reached the server.
+var ErrNotSent = errors.New("groupcommit: not sent")
+
+func notSent(err error) error { return fmt.Errorf("%w: %w", ErrNotSent, err) }
 
 // Config tunes the publisher; zero values take the defaults.
 type Config struct {
@@ -96,12 +106,13 @@ type Publisher struct {
 	js    jetstream.JetStream
 	queue chan *unit
 	slots chan struct{}
-	// noAtomic is set once the stream refuses atomic batches (an older
-	// server, or a stream provisioned without them): publish one by one.
-	noAtomic atomic.Bool
-	prefix   string
-	seq      atomic.Uint64
-	seqs     [][]string // seqs[k] is the Nats-Batch-Sequence value k+1, made once
+	// noAtomicUntil (Unix nanoseconds): while the stream refuses atomic
+	// batches (an older server, a stream provisioned without them), publish
+	// one by one, trying a batch again now and then.
+	noAtomicUntil atomic.Int64
+	prefix        string
+	seq           atomic.Uint64
+	seqs          [][]string // seqs[k] is the Nats-Batch-Sequence value k+1, made once
 
 	batches, batched, fallbacks atomic.Uint64
 }
@@ -114,7 +125,9 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream) *Publisher {
 	for k := range p.seqs {
 		p.seqs[k] = []string{strconv.Itoa(k + 1)}
 	}
-	p.noAtomic.Store(cfg.Off)
+	if cfg.Off {
+		p.noAtomicUntil.Store(math.MaxInt64)
+	}
 	return p
 }
 
@@ -130,16 +143,18 @@ func (p *Publisher) Stats() (batches, batched, fallbacks uint64) {
 // answered with ctx's error, though any of them may still be stored.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) []Ack {
 	u := &unit{ctx: ctx, msgs: msgs, acks: make([]Ack, len(msgs)), done: make(chan struct{})}
+	// A fresh slice: the unit's own may still be written by its group.
 	fail := func(err error) []Ack {
-		for i := range u.acks {
-			u.acks[i] = Ack{Err: err}
+		acks := make([]Ack, len(msgs))
+		for i := range acks {
+			acks[i] = Ack{Err: err}
 		}
-		return u.acks
+		return acks
 	}
 	select {
 	case p.queue <- u:
 	case <-ctx.Done():
-		return fail(ctx.Err())
+		return fail(notSent(ctx.Err()))
 	}
 	select {
 	case <-u.done:
@@ -210,7 +225,10 @@ func (p *Publisher) commit(group []*unit, n int) {
 	}()
 	refs := make([]ref, 0, n)
 	for _, u := range group {
-		if u.ctx.Err() != nil { // its request gave up waiting: publish nothing
+		if err := u.ctx.Err(); err != nil { // its request gave up waiting: publish nothing
+			for i := range u.acks {
+				u.acks[i] = Ack{Err: notSent(err)}
+			}
 			continue
 		}
 		for i := range u.msgs {
@@ -220,11 +238,12 @@ func (p *Publisher) commit(group []*unit, n int) {
 	for len(refs) > 0 {
 		chunk := refs[:min(len(refs), p.cfg.MaxBatch)]
 		refs = refs[len(chunk):]
-		if len(chunk) < p.cfg.MinBatch || p.noAtomic.Load() {
+		if len(chunk) < p.cfg.MinBatch || time.Now().UnixNano() < p.noAtomicUntil.Load() {
 			p.oneByOne(chunk)
 			continue
 		}
 		err := p.atomic(chunk)
+		var apiErr *jetstream.APIError
 		switch {
 		case err == nil:
 			p.batches.Add(1)
@@ -234,14 +253,20 @@ func (p *Publisher) commit(group []*unit, n int) {
 			for _, r := range chunk {
 				r.u.acks[r.i] = Ack{}
 			}
-		case isFull(err):
+		case isFull(err), !errors.As(err, &apiErr) && !errors.Is(err, ErrNotSent):
+			// A full stream would refuse them one by one too. No answer at
+			// all (a timeout, a lost connection) leaves the batch's fate
+			// unknown: republishing now would race the batch still being
+			// committed, so the clients are told the events may be stored
+			// and retry with the same ids (counted once).
 			for _, r := range chunk {
 				r.u.acks[r.i] = Ack{Err: err}
 			}
 		default:
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == errAtomicDisabled {
-				p.noAtomic.Store(true)
+			// The server refused the batch, or it never left: nothing of
+			// it is stored, so each message goes again on its own.
+			if apiErr != nil && apiErr.ErrorCode == errAtomicDisabled {
+				p.noAtomicUntil.Store(time.Now().Add(time.Minute).UnixNano())
 			}
 			p.fallbacks.Add(1)
 			mFallbacks.Inc()
@@ -266,7 +291,7 @@ func (p *Publisher) oneByOne(refs []ref) {
 	for k, r := range refs {
 		f, err := p.js.PublishMsgAsync(r.u.msgs[r.i])
 		if err != nil {
-			r.u.acks[r.i] = Ack{Err: err}
+			r.u.acks[r.i] = Ack{Err: notSent(err)}
 			continue
 		}
 		futures[k] = f
@@ -297,9 +322,11 @@ type batchAck struct {
 // without a reply, the last with the commit header and a reply.
 func (p *Publisher) atomic(refs []ref) error {
 	id := p.prefix + strconv.FormatUint(p.seq.Add(1), 36)
-	// The batch's deadline is its first request's; the others had at least
-	// as long when they queued, and a timed-out batch is retried one by one.
-	rctx := refs[0].u.ctx
+	// The batch is the publisher's, not one request's: a client that goes
+	// away must not abandon the others' events. It waits as long as the
+	// most patient request in it.
+	rctx, cancel := context.WithDeadline(context.Background(), latestDeadline(refs))
+	defer cancel()
 	last := len(refs) - 1
 	batchID := []string{id}
 	// The batch headers go on the messages themselves, and come off again
@@ -321,13 +348,16 @@ func (p *Publisher) atomic(refs []ref) error {
 		m.Header[hdrBatchSeq] = p.seqs[k]
 		if k < last {
 			if err := p.nc.PublishMsg(m); err != nil {
-				return fmt.Errorf("groupcommit: batch message: %w", err)
+				// The commit never goes: the server drops the batch.
+				return notSent(fmt.Errorf("groupcommit: batch message: %w", err))
 			}
 			continue
 		}
 		m.Header[hdrBatchCommit] = commitOne
 		reply, err := p.nc.RequestMsgWithContext(rctx, m)
-		if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) { // no stream took it
+			return notSent(fmt.Errorf("groupcommit: batch commit: %w", err))
+		} else if err != nil {
 			return fmt.Errorf("groupcommit: batch commit: %w", err)
 		}
 		var a batchAck
@@ -343,6 +373,25 @@ func (p *Publisher) atomic(refs []ref) error {
 	}
 	return nil
 }
+
+// latestDeadline is the latest deadline of the requests in refs, or
+// defaultWait from now when one has none.
+func latestDeadline(refs []ref) time.Time {
+	var latest time.Time
+	for _, r := range refs {
+		d, ok := r.u.ctx.Deadline()
+		if !ok {
+			return time.Now().Add(defaultWait)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return latest
+}
+
+// defaultWait bounds a batch none of whose requests has a deadline.
+const defaultWait = 10 * time.Second
 
 const (
 	hdrBatchID     = "Nats-Batch-Id"
