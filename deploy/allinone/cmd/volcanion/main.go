@@ -35,7 +35,7 @@ func run() error {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
 	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded")
-	memLimit := fs.Int64("memory-limit-mib", 320, "soft memory limit of the process in MiB: the garbage collector works harder near it, so a load peak does not grow the heap to twice what is live (0: none; GOMEMLIMIT, when set, wins)")
+	memLimit := fs.Int64("memory-limit-mib", 256, "soft memory limit of the process in MiB: the garbage collector works harder near it, so a load peak does not grow the heap to twice what is live (0: none; GOMEMLIMIT, when set, wins)")
 	cfg.Bus.RegisterFlags(fs)
 	var logLevel, logFormat string
 	svc.RegisterLogFlags(fs, &logLevel, &logFormat)
