@@ -205,7 +205,12 @@ func (d *fastDecoder) skipValue() bool {
 				}
 				continue
 			case '{', '[':
-				depth++
+				// encoding/json refuses a document nested deeper than
+				// 10,000, counted from the body's top: leave deep values
+				// to it rather than validate the metadata alone.
+				if depth++; depth > maxFastDepth {
+					return false
+				}
 			case '}', ']':
 				depth--
 				if depth == 0 {
@@ -228,6 +233,9 @@ func (d *fastDecoder) skipValue() bool {
 		return d.i > start
 	}
 }
+
+// maxFastDepth bounds the nesting the fast path handles.
+const maxFastDepth = 512
 
 func (d *fastDecoder) skipString() bool {
 	d.i++ // the opening quote

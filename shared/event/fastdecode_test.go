@@ -3,7 +3,9 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzDecodeFast holds the fast decoder to encoding/json: whatever it
@@ -73,4 +75,23 @@ func FuzzSplitBatchFast(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Metadata nested just under encoding/json's limit of 10,000 is within it
+// alone but not inside the body: the body is refused, as encoding/json
+// refuses it, and never reaches a worker that could not decode it.
+func TestDecodeDeepMetadata(t *testing.T) {
+	for _, depth := range []int{600, 10000} {
+		meta := `{"a":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + `}`
+		body := []byte(`{"subSystemCode":"web","eventType":"x","metadata":` + meta + `}`)
+		var want Input
+		werr := json.Unmarshal(body, &want)
+		in, err := Decode(body, DefaultLimits(), time.Now())
+		if (werr == nil) != (err == nil) {
+			t.Fatalf("depth %d: Decode error %v, encoding/json error %v", depth, err, werr)
+		}
+		if err == nil && !bytes.Equal(in.Metadata, want.Metadata) {
+			t.Fatalf("depth %d: metadata differs", depth)
+		}
+	}
 }

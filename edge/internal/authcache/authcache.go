@@ -323,6 +323,12 @@ func (c *Cache) Follow(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		// Stopping is asynchronous: a follower told to stop applies
+		// nothing more, so whoever follows next sees any change it missed
+		// as a gap.
+		if ctx.Err() != nil {
+			return
+		}
 		c.heard.Store(time.Now().UnixNano())
 		md, err := m.Metadata()
 		if err != nil {
