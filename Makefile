@@ -45,9 +45,9 @@ fuzz:
 # production topology against the raw Cassandra ceiling measured in the same
 # run (deploy/bench.sh; results in data/bench).
 bench: build
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./deploy/allinone/ ./shared/storage/pebblestore/ ./shared/event/ ./edge/internal/...
 	@mkdir -p data/bench
-	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json
+	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json -profile data/bench/profiles -sweep all
 	deploy/bench.sh allinone
 	deploy/bench.sh stack
 
