@@ -1,0 +1,173 @@
+// Package calendar cuts a time range into the buckets of a report: minutes,
+// hours, days, ISO weeks or months, in an IANA time zone. Bucket
+// boundaries follow the zone's wall clock: a day in Asia/Kolkata starts at
+// 18:30 UTC, one in Asia/Kathmandu at 18:15 UTC, and Europe/Berlin has days
+// of 23 and 25 hours at its DST changes. Weeks start on Monday (ISO 8601).
+package calendar
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Granularity is the size of a report's buckets.
+type Granularity string
+
+const (
+	Minute Granularity = "minute"
+	Hour   Granularity = "hour"
+	Day    Granularity = "day"
+	Week   Granularity = "week"
+	Month  Granularity = "month"
+)
+
+// Granularities lists every granularity, finest first.
+var Granularities = []Granularity{Minute, Hour, Day, Week, Month}
+
+// ParseGranularity reads a granularity name.
+func ParseGranularity(s string) (Granularity, error) {
+	for _, g := range Granularities {
+		if s == string(g) {
+			return g, nil
+		}
+	}
+	names := make([]string, len(Granularities))
+	for i, g := range Granularities {
+		names[i] = string(g)
+	}
+	return "", fmt.Errorf("must be one of %s", strings.Join(names, ", "))
+}
+
+// ParseZone reads an IANA zone name ("UTC", "Asia/Ho_Chi_Minh"). Fixed
+// offsets and the machine's local zone are refused: a report's buckets
+// must mean the same wherever it is computed.
+func ParseZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
+		return nil, errors.New("must be an IANA time zone name, e.g. Europe/Berlin or UTC")
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time zone %q: use an IANA name, e.g. Asia/Ho_Chi_Minh", name)
+	}
+	return loc, nil
+}
+
+// ParseBound reads a range bound: an RFC 3339 instant, or a date
+// (YYYY-MM-DD), which is midnight in loc (or the first instant of that day
+// where midnight does not exist).
+func ParseBound(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseInLocation(time.DateOnly, s, loc)
+	if err != nil {
+		return time.Time{}, errors.New("must be an RFC 3339 instant (2026-05-01T00:00:00Z) or a date (2026-05-01)")
+	}
+	return d, nil
+}
+
+// Floor is the start of the bucket holding t.
+func Floor(t time.Time, g Granularity, loc *time.Location) time.Time {
+	t = t.In(loc)
+	switch g {
+	case Minute:
+		return floorWall(t, time.Minute)
+	case Hour:
+		return floorWall(t, time.Hour)
+	case Day:
+		return midnight(t.Year(), t.Month(), t.Day(), loc)
+	case Week:
+		back := (int(t.Weekday()) + 6) % 7 // days since Monday
+		return midnight(t.Year(), t.Month(), t.Day()-back, loc)
+	case Month:
+		return midnight(t.Year(), t.Month(), 1, loc)
+	}
+	panic("calendar: unknown granularity " + string(g))
+}
+
+// Next is the start of the bucket after the one starting at start.
+func Next(start time.Time, g Granularity, loc *time.Location) time.Time {
+	t := start.In(loc)
+	switch g {
+	case Minute, Hour:
+		step := time.Minute
+		if g == Hour {
+			step = time.Hour
+		}
+		// Steps are of absolute time, re-aligned to the wall clock: a zone
+		// whose offset changes by less than the step (Australia/Lord_Howe
+		// moves 30 minutes) keeps its buckets on the wall clock's hours.
+		n := Floor(t.Add(step), g, loc)
+		if !n.After(start) { // the clock went back over this bucket's end
+			n = start.Add(step)
+		}
+		return n
+	case Day:
+		return midnight(t.Year(), t.Month(), t.Day()+1, loc)
+	case Week:
+		return midnight(t.Year(), t.Month(), t.Day()+7, loc)
+	case Month:
+		return midnight(t.Year(), t.Month()+1, 1, loc)
+	}
+	panic("calendar: unknown granularity " + string(g))
+}
+
+// floorWall truncates t to a multiple of d on its zone's wall clock.
+func floorWall(t time.Time, d time.Duration) time.Time {
+	_, off := t.Zone()
+	o := time.Duration(off) * time.Second
+	return t.Add(o).Truncate(d).Add(-o)
+}
+
+// midnight is the first instant of the date (y, m, d) in loc: usually
+// 00:00, but where a DST change skips midnight (America/Santiago) the day
+// starts at 01:00, and where 00:00 happens twice (America/Havana) it is the
+// first.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	date := dateOf(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
+	if dateOf(t.In(loc)) == date && dateOf(t.Add(-time.Nanosecond).In(loc)) != date {
+		return t
+	}
+	// time.Date guesses for a wall time that does not exist or exists
+	// twice: search for the first instant whose date is date (the date
+	// only moves forward across a day, bar a clock going back over
+	// midnight, where this finds one of the two).
+	lo, hi := t.Add(-26*time.Hour), t.Add(26*time.Hour)
+	for hi.Sub(lo) > time.Nanosecond {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if dateOf(mid.In(loc)) >= date {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
+
+// dateOf is t's wall-clock date as a comparable number.
+func dateOf(t time.Time) int {
+	y, m, d := t.Date()
+	return y*10000 + int(m)*100 + d
+}
+
+// ErrTooManyBuckets is returned when a range is too fine for its length.
+var ErrTooManyBuckets = errors.New("calendar: too many buckets")
+
+// Buckets returns the starts of every bucket that overlaps [from, to), the
+// first one at or before from, at most max of them (ErrTooManyBuckets).
+func Buckets(from, to time.Time, g Granularity, loc *time.Location, max int) ([]time.Time, error) {
+	if !from.Before(to) {
+		return nil, errors.New("calendar: the range is empty")
+	}
+	var out []time.Time
+	for b := Floor(from, g, loc); b.Before(to); b = Next(b, g, loc) {
+		if len(out) == max {
+			return nil, fmt.Errorf("%w: more than %d %ss", ErrTooManyBuckets, max, g)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}

@@ -1,0 +1,190 @@
+package calendar
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func zone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := ParseZone(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestDayStartsFollowTheZone(t *testing.T) {
+	for _, c := range []struct {
+		zone, at, want string
+	}{
+		{"UTC", "2026-03-10T20:00:00Z", "2026-03-10T00:00:00Z"},
+		{"Asia/Kolkata", "2026-03-10T20:00:00Z", "2026-03-10T18:30:00Z"},     // +05:30
+		{"Asia/Kathmandu", "2026-03-10T20:00:00Z", "2026-03-10T18:15:00Z"},   // +05:45
+		{"Asia/Ho_Chi_Minh", "2026-03-10T16:59:59Z", "2026-03-09T17:00:00Z"}, // +07:00
+		{"America/Los_Angeles", "2026-03-10T06:59:00Z", "2026-03-09T07:00:00Z"},
+		{"America/Santiago", "2026-09-06T15:00:00Z", "2026-09-06T04:00:00Z"}, // midnight skipped: the day starts at 01:00 -03
+		{"America/Havana", "2026-11-01T16:00:00Z", "2026-11-01T04:00:00Z"},   // 00:00–01:00 happens twice: the first
+	} {
+		got := Floor(utc(c.at), Day, zone(t, c.zone))
+		if !got.Equal(utc(c.want)) {
+			t.Errorf("%s: the day of %s starts at %s, want %s", c.zone, c.at, got.UTC().Format(time.RFC3339), c.want)
+		}
+	}
+}
+
+func TestDSTDaysHave23And25Hours(t *testing.T) {
+	berlin := zone(t, "Europe/Berlin")
+	for _, c := range []struct {
+		day  string
+		want time.Duration
+	}{{"2026-03-29", 23 * time.Hour}, {"2026-10-25", 25 * time.Hour}, {"2026-06-01", 24 * time.Hour}} {
+		start, err := ParseBound(c.day, berlin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Next(start, Day, berlin).Sub(start); got != c.want {
+			t.Errorf("%s lasts %s, want %s", c.day, got, c.want)
+		}
+		hours, err := Buckets(start, Next(start, Day, berlin), Hour, berlin, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hours) != int(c.want/time.Hour) {
+			t.Errorf("%s has %d hour buckets, want %d", c.day, len(hours), c.want/time.Hour)
+		}
+	}
+}
+
+func TestHoursFollowTheWallClock(t *testing.T) {
+	kolkata := zone(t, "Asia/Kolkata")
+	hours, err := Buckets(utc("2026-03-10T00:00:00Z"), utc("2026-03-10T03:00:00Z"), Hour, kolkata, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2026-03-09T23:30:00Z", "2026-03-10T00:30:00Z", "2026-03-10T01:30:00Z", "2026-03-10T02:30:00Z"}
+	if len(hours) != len(want) {
+		t.Fatalf("%d hour buckets, want %d: %v", len(hours), len(want), hours)
+	}
+	for i, w := range want {
+		if !hours[i].Equal(utc(w)) {
+			t.Errorf("bucket %d starts %s, want %s", i, hours[i].UTC().Format(time.RFC3339), w)
+		}
+	}
+}
+
+func TestWeeksStartOnMonday(t *testing.T) {
+	berlin := zone(t, "Europe/Berlin")
+	got := Floor(utc("2026-03-01T12:00:00Z"), Week, berlin) // a Sunday
+	if w := got.In(berlin); w.Weekday() != time.Monday || w.Format(time.DateOnly) != "2026-02-23" || w.Hour() != 0 {
+		t.Fatalf("the week of Sunday 2026-03-01 starts %s", w)
+	}
+	if n := Next(got, Week, berlin).In(berlin); n.Format(time.DateOnly) != "2026-03-02" {
+		t.Fatalf("the next week starts %s", n)
+	}
+	// The week holding the spring DST change lasts 167 hours.
+	start := Floor(utc("2026-03-29T12:00:00Z"), Week, berlin)
+	if d := Next(start, Week, berlin).Sub(start); d != 167*time.Hour {
+		t.Fatalf("the DST week lasts %s", d)
+	}
+}
+
+func TestMonths(t *testing.T) {
+	berlin := zone(t, "Europe/Berlin")
+	got := Floor(utc("2026-02-15T12:00:00Z"), Month, berlin)
+	if !got.Equal(utc("2026-01-31T23:00:00Z")) {
+		t.Fatalf("February 2026 in Berlin starts %s", got.UTC())
+	}
+	months, err := Buckets(got, utc("2027-01-01T00:00:00Z"), Month, berlin, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(months) != 12 { // February 2026 to January 2027, which starts at 2026-12-31T23:00Z
+		t.Fatalf("%d months", len(months))
+	}
+}
+
+func TestBucketLimit(t *testing.T) {
+	_, err := Buckets(utc("2026-03-01T00:00:00Z"), utc("2026-03-02T02:00:00Z"), Minute, time.UTC, 1500)
+	if !errors.Is(err, ErrTooManyBuckets) {
+		t.Fatalf("26 hours of minutes: %v", err)
+	}
+	b, err := Buckets(utc("2026-03-01T00:00:00Z"), utc("2026-03-02T01:00:00Z"), Minute, time.UTC, 1500)
+	if err != nil || len(b) != 1500 {
+		t.Fatalf("25 hours of minutes: %d, %v", len(b), err)
+	}
+}
+
+func TestParsing(t *testing.T) {
+	for _, bad := range []string{"", "Local", "/etc/localtime", "../../etc/passwd", "Mars/Olympus", "+05:30"} {
+		if _, err := ParseZone(bad); err == nil {
+			t.Errorf("zone %q accepted", bad)
+		}
+	}
+	if _, err := ParseGranularity("fortnight"); err == nil {
+		t.Error("granularity fortnight accepted")
+	}
+	kolkata := zone(t, "Asia/Kolkata")
+	d, err := ParseBound("2026-05-01", kolkata)
+	if err != nil || !d.Equal(utc("2026-04-30T18:30:00Z")) {
+		t.Fatalf("2026-05-01 in Kolkata: %s %v", d.UTC(), err)
+	}
+	i, err := ParseBound("2026-05-01T10:00:00+02:00", kolkata)
+	if err != nil || !i.Equal(utc("2026-05-01T08:00:00Z")) {
+		t.Fatalf("an instant: %s %v", i.UTC(), err)
+	}
+	if _, err := ParseBound("yesterday", kolkata); err == nil {
+		t.Fatal("yesterday accepted")
+	}
+}
+
+// For random instants in zones with odd offsets and DST rules, every
+// granularity's bucket holds the instant, starts on the zone's wall clock,
+// and days, weeks and months start at the first instant of their date.
+func TestBucketInvariants(t *testing.T) {
+	zones := []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
+		"America/Santiago", "America/Havana", "Pacific/Chatham", "Asia/Tehran", "Africa/Casablanca", "Pacific/Apia"}
+	r := rand.New(rand.NewPCG(1, 2))
+	lo, hi := utc("2000-01-01T00:00:00Z").Unix(), utc("2040-01-01T00:00:00Z").Unix()
+	for _, name := range zones {
+		loc := zone(t, name)
+		for range 3000 {
+			at := time.Unix(lo+r.Int64N(hi-lo), r.Int64N(1e9))
+			for _, g := range Granularities {
+				start := Floor(at, g, loc)
+				next := Next(start, g, loc)
+				if start.After(at) || !next.After(at) {
+					t.Fatalf("%s %s: %s not in [%s, %s)", name, g, at, start, next)
+				}
+				if !Floor(next, g, loc).Equal(next) {
+					t.Fatalf("%s %s: the bucket after %s does not start at %s", name, g, start, next)
+				}
+				w := start.In(loc)
+				switch g {
+				case Minute:
+					if w.Second() != 0 || w.Nanosecond() != 0 {
+						t.Fatalf("%s minute bucket at %s", name, w)
+					}
+				case Day, Week, Month:
+					before := start.Add(-time.Nanosecond).In(loc)
+					if before.Format(time.DateOnly) == w.Format(time.DateOnly) {
+						t.Fatalf("%s %s bucket %s is not the first instant of its date", name, g, w)
+					}
+					if g == Week && w.Weekday() != time.Monday || g == Month && w.Day() != 1 {
+						t.Fatalf("%s %s bucket starts %s", name, g, w)
+					}
+				}
+			}
+		}
+	}
+}
