@@ -208,7 +208,7 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 		if q.EventType != "" && c.EventType != q.EventType {
 			continue
 		}
-		i := int(c.Hour.Sub(from) / time.Hour)
+		i := int(c.Start.Sub(from) / time.Hour)
 		if i < 0 || i >= len(hours) {
 			continue
 		}
@@ -253,7 +253,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, from
 	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: from, To: to, Granularity: "day"}
 	bySub := map[string]int64{}
 	for _, c := range counts {
-		i := int(dayOf(c.Hour).Sub(first) / (24 * time.Hour))
+		i := int(dayOf(c.Start).Sub(first) / (24 * time.Hour))
 		if i < 0 || i >= len(days) {
 			continue
 		}

@@ -83,14 +83,14 @@ type Tenants interface {
 
 // TypeCount is the number of events of one type in one hour.
 type TypeCount struct {
-	Hour      time.Time
+	Start     time.Time // of a quarter hour, UTC
 	EventType string
 	Count     int64
 }
 
 // SubSystemCount is the number of events of one sub-system in one hour.
 type SubSystemCount struct {
-	Hour        time.Time
+	Start       time.Time // of a quarter hour, UTC
 	SubSystemID string
 	Count       int64
 }
@@ -119,9 +119,13 @@ type Events interface {
 	// completes it; an error wrapping ErrRefused will fail again.
 	WriteEvents(ctx context.Context, events []event.Event) (WriteResult, error)
 	GetEvent(ctx context.Context, partnerID, id string) (event.Event, error)
-	// SubSystemCounts returns the hourly counts by type for hours in [from, to).
+	// SubSystemCounts returns the counts by type of each quarter hour
+	// starting in [from truncated to a quarter, to). Quarter hours let a
+	// report cut days and hours in any time zone (every offset in use is a
+	// multiple of 15 minutes: Asia/Kolkata +05:30, Asia/Kathmandu +05:45).
 	SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]TypeCount, error)
-	// PartnerCounts returns the hourly counts by sub-system for hours in [from, to).
+	// PartnerCounts returns the counts by sub-system of each quarter hour
+	// starting in [from truncated to a quarter, to).
 	PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]SubSystemCount, error)
 }
 
@@ -132,6 +136,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// Quarter is the resolution of stored counts.
+const Quarter = 15 * time.Minute
 
 // Buckets is how many partition buckets one partner-day or sub-system-day
 // of events is spread over, so a big partner makes no hot partition.

@@ -547,12 +547,10 @@ func days(from, to time.Time) []int {
 	return out
 }
 
-// hourRange sums the count rows of [from, to), widened to whole hours, by hour and group.
-func (st *Store) hourRange(ctx context.Context, stmt, id string, from, to time.Time) (map[time.Time]map[string]int64, error) {
-	from = from.UTC().Truncate(time.Hour)
-	if t := to.UTC().Truncate(time.Hour); !t.Equal(to.UTC()) {
-		to = t.Add(time.Hour)
-	}
+// quarterRange sums the count rows of the quarters starting in [from
+// truncated to a quarter, to), by quarter and group.
+func (st *Store) quarterRange(ctx context.Context, stmt, id string, from, to time.Time) (map[time.Time]map[string]int64, error) {
+	from = from.UTC().Truncate(storage.Quarter)
 	out := map[time.Time]map[string]int64{}
 	var mu sync.Mutex
 	ds := days(from, to)
@@ -566,7 +564,7 @@ func (st *Store) hourRange(ctx context.Context, stmt, id string, from, to time.T
 			var n int64
 			var groups map[int]int64
 			for iter.Scan(&q, &group, &n, &groups) {
-				h := q.UTC().Truncate(time.Hour)
+				h := q.UTC().Truncate(storage.Quarter)
 				if local[h] == nil {
 					local[h] = map[string]int64{}
 				}
@@ -605,7 +603,7 @@ func sortedHours(m map[time.Time]map[string]int64) []time.Time {
 }
 
 func (st *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
-	m, err := st.hourRange(ctx, "SELECT quarter, event_type, n, groups FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? AND quarter >= ? AND quarter < ?", subSystemID, from, to)
+	m, err := st.quarterRange(ctx, "SELECT quarter, event_type, n, groups FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? AND quarter >= ? AND quarter < ?", subSystemID, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -613,7 +611,7 @@ func (st *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, 
 	for _, h := range sortedHours(m) {
 		for t, n := range m[h] {
 			if n > 0 {
-				out = append(out, storage.TypeCount{Hour: h, EventType: t, Count: n})
+				out = append(out, storage.TypeCount{Start: h, EventType: t, Count: n})
 			}
 		}
 	}
@@ -621,7 +619,7 @@ func (st *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, 
 }
 
 func (st *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
-	m, err := st.hourRange(ctx, "SELECT quarter, sub_system_id, n, groups FROM counts_by_partner WHERE partner_id = ? AND day = ? AND quarter >= ? AND quarter < ?", partnerID, from, to)
+	m, err := st.quarterRange(ctx, "SELECT quarter, sub_system_id, n, groups FROM counts_by_partner WHERE partner_id = ? AND day = ? AND quarter >= ? AND quarter < ?", partnerID, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -629,7 +627,7 @@ func (st *Store) PartnerCounts(ctx context.Context, partnerID string, from, to t
 	for _, h := range sortedHours(m) {
 		for s, n := range m[h] {
 			if n > 0 {
-				out = append(out, storage.SubSystemCount{Hour: h, SubSystemID: s, Count: n})
+				out = append(out, storage.SubSystemCount{Start: h, SubSystemID: s, Count: n})
 			}
 		}
 	}

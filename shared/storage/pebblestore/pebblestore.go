@@ -509,9 +509,16 @@ func sortKeys(ks []tenant.APIKey) {
 
 // ---- events ----
 
-const hourLayout = "2006010215"
+// Counts are kept per quarter hour under "qs"/"qp" (sub-system, partner).
+// Stores written before that kept them per hour under "rs"/"rp"; those are
+// still read, as counts of the hour's first quarter.
+const (
+	quarterLayout = "200601021504"
+	hourLayout    = "2006010215"
+)
 
-func hourKey(t time.Time) string { return t.UTC().Format(hourLayout) }
+func quarterKey(t time.Time) string { return t.UTC().Truncate(storage.Quarter).Format(quarterLayout) }
+func hourKey(t time.Time) string    { return t.UTC().Format(hourLayout) }
 
 func tsKey(t time.Time) string {
 	var b [8]byte
@@ -592,9 +599,9 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 		b.Set(pk, body, nil)
 		b.Set(key("es", e.SubSystemID, day, bucket, tsKey(ts), e.ID), body, nil)
 		b.Set(idk, idValue(d, pk), nil)
-		h := hourKey(ts)
-		deltas[string(key("rs", e.SubSystemID, h, e.EventType))]++
-		deltas[string(key("rp", e.PartnerID, h, e.SubSystemID))]++
+		q := quarterKey(ts)
+		deltas[string(key("qs", e.SubSystemID, q, e.EventType))]++
+		deltas[string(key("qp", e.PartnerID, q, e.SubSystemID))]++
 		res.Written++
 	}
 	if res.Written == 0 {
@@ -628,36 +635,59 @@ func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event
 }
 
 // hourRange scans rollup rows prefix/<hour>/<rest> for hours in [from, to).
-func (s *Store) hourRange(ctx context.Context, prefix string, id string, from, to time.Time, fn func(hour time.Time, rest string, n int64)) error {
-	p := key(prefix, id, "")
-	lower := append(bytes.Clone(p), hourKey(from.Truncate(time.Hour))...)
-	upper := append(bytes.Clone(p), hourKey(to.Add(time.Hour-1).Truncate(time.Hour))...)
-	return s.scan(lower, upper, func(k, v []byte) (bool, error) {
-		rest := k[len(p):]
-		if len(rest) < len(hourLayout)+1 || len(v) != 8 {
-			return false, fmt.Errorf("pebblestore: bad rollup row %q", k)
-		}
-		hour, err := time.Parse(hourLayout, string(rest[:len(hourLayout)]))
+// countRange calls fn for each count of id in the quarters starting in
+// [from truncated to a quarter, to): the quarter rows, and the legacy
+// hourly rows (prefix legacy) of hours starting in that range.
+func (s *Store) countRange(ctx context.Context, prefix, legacy, id string, from, to time.Time, fn func(start time.Time, rest string, n int64)) error {
+	from = from.UTC().Truncate(storage.Quarter)
+	for _, r := range []struct {
+		prefix, layout string
+		lower, upper   string
+	}{
+		{prefix, quarterLayout, from.Format(quarterLayout), ceilTo(to.UTC(), storage.Quarter).Format(quarterLayout)},
+		{legacy, hourLayout, ceilTo(from, time.Hour).Format(hourLayout), ceilTo(to.UTC(), time.Hour).Format(hourLayout)},
+	} {
+		p := key(r.prefix, id, "")
+		lower := append(bytes.Clone(p), r.lower...)
+		upper := append(bytes.Clone(p), r.upper...)
+		err := s.scan(lower, upper, func(k, v []byte) (bool, error) {
+			rest := k[len(p):]
+			if len(rest) < len(r.layout)+1 || len(v) != 8 {
+				return false, fmt.Errorf("pebblestore: bad count row %q", k)
+			}
+			start, err := time.Parse(r.layout, string(rest[:len(r.layout)]))
+			if err != nil {
+				return false, fmt.Errorf("pebblestore: bad count time %q: %w", k, err)
+			}
+			fn(start, string(rest[len(r.layout)+1:]), int64(binary.BigEndian.Uint64(v)))
+			return true, ctx.Err()
+		})
 		if err != nil {
-			return false, fmt.Errorf("pebblestore: bad rollup hour %q: %w", k, err)
+			return err
 		}
-		fn(hour, string(rest[len(hourLayout)+1:]), int64(binary.BigEndian.Uint64(v)))
-		return true, ctx.Err()
-	})
+	}
+	return nil
+}
+
+func ceilTo(t time.Time, d time.Duration) time.Time {
+	if tr := t.Truncate(d); !tr.Equal(t) {
+		return tr.Add(d)
+	}
+	return t
 }
 
 func (s *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
 	out := []storage.TypeCount{}
-	err := s.hourRange(ctx, "rs", subSystemID, from, to, func(h time.Time, t string, n int64) {
-		out = append(out, storage.TypeCount{Hour: h, EventType: t, Count: n})
+	err := s.countRange(ctx, "qs", "rs", subSystemID, from, to, func(q time.Time, t string, n int64) {
+		out = append(out, storage.TypeCount{Start: q, EventType: t, Count: n})
 	})
 	return out, err
 }
 
 func (s *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
 	out := []storage.SubSystemCount{}
-	err := s.hourRange(ctx, "rp", partnerID, from, to, func(h time.Time, sub string, n int64) {
-		out = append(out, storage.SubSystemCount{Hour: h, SubSystemID: sub, Count: n})
+	err := s.countRange(ctx, "qp", "rp", partnerID, from, to, func(q time.Time, sub string, n int64) {
+		out = append(out, storage.SubSystemCount{Start: q, SubSystemID: sub, Count: n})
 	})
 	return out, err
 }

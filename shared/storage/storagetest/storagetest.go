@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"EventsIdempotent", testEventsIdempotent},
 		{"EventsConcurrentDuplicates", testEventsConcurrent},
 		{"RollupRanges", testRollupRanges},
+		{"QuarterHourCounts", testQuarterHourCounts},
 		{"SameIDOtherTimestamp", testSameIDOtherTimestamp},
 		{"SameIDOtherContent", testSameIDOtherContent},
 		{"ConcurrentWritersSameBucket", testConcurrentWritersSameBucket},
@@ -389,7 +390,7 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 		for _, c := range cs {
 			if typ == "" || c.EventType == typ {
 				n += c.Count
-				hours[c.Hour] = true
+				hours[c.Start.Truncate(time.Hour)] = true
 			}
 		}
 		return n, hours
@@ -404,8 +405,8 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 		t.Fatalf("a clicks over 24h: %d", n)
 	}
 	for _, c := range cs {
-		if c.Hour.Before(t0.Add(5*time.Hour)) || !c.Hour.Before(t0.Add(29*time.Hour)) || c.Hour.Location() != time.UTC {
-			t.Fatalf("hour %v outside range or not UTC", c.Hour)
+		if c.Start.Before(t0.Add(5*time.Hour)) || !c.Start.Before(t0.Add(29*time.Hour)) || c.Start.Location() != time.UTC {
+			t.Fatalf("quarter %v outside range or not UTC", c.Start)
 		}
 	}
 	// The whole range, and far beyond it: exact totals.
@@ -751,5 +752,58 @@ func testCodesCaseInsensitive(t *testing.T, s storage.Store) {
 	}
 	if got, err := s.GetSubSystemByCode(ctx, b.ID, "web"); err != nil || got.Code != "Web" {
 		t.Fatalf("sub-system by code in another case: %+v, %v", got, err)
+	}
+}
+
+// testQuarterHourCounts: counts keep quarter hours apart, so a report can
+// cut days and hours in a zone offset by 30 or 45 minutes; a range asks
+// for the quarters that start in it.
+func testQuarterHourCounts(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, a := tenant.NewID(), tenant.NewID()
+	var batch []event.Event
+	for i, m := range []int{0, 5, 14, 15, 29, 30, 44, 45, 59, 60} { // minutes past t0
+		batch = append(batch, ev(p, a, fmt.Sprint("q-", i), "tick", t0.Add(time.Duration(m)*time.Minute+time.Second)))
+	}
+	n, err := nWritten(s.WriteEvents(ctx, batch))
+	must(t, err)
+	if n != len(batch) {
+		t.Fatalf("written %d", n)
+	}
+	want := map[time.Time]int64{t0: 3, t0.Add(15 * time.Minute): 2, t0.Add(30 * time.Minute): 2, t0.Add(45 * time.Minute): 2, t0.Add(time.Hour): 1}
+	cs, err := s.SubSystemCounts(ctx, a, t0, t0.Add(2*time.Hour))
+	must(t, err)
+	got := map[time.Time]int64{}
+	for _, c := range cs {
+		got[c.Start] += c.Count
+	}
+	ps, err := s.PartnerCounts(ctx, p, t0, t0.Add(2*time.Hour))
+	must(t, err)
+	gotP := map[time.Time]int64{}
+	for _, c := range ps {
+		gotP[c.Start] += c.Count
+	}
+	for q, n := range want {
+		if got[q] != n || gotP[q] != n {
+			t.Fatalf("quarter %s: sub-system %d, partner %d, want %d (all: %v)", q.Format("15:04"), got[q], gotP[q], n, got)
+		}
+	}
+	if len(got) != len(want) || len(gotP) != len(want) {
+		t.Fatalf("%d and %d quarters, want %d", len(got), len(gotP), len(want))
+	}
+	// [t0+15m, t0+45m) is two quarters; a bound inside a quarter starts at it.
+	for _, r := range [][2]time.Time{{t0.Add(15 * time.Minute), t0.Add(45 * time.Minute)}, {t0.Add(20 * time.Minute), t0.Add(45 * time.Minute)}} {
+		cs, err := s.SubSystemCounts(ctx, a, r[0], r[1])
+		must(t, err)
+		var sum int64
+		for _, c := range cs {
+			if c.Start.Before(t0.Add(15*time.Minute)) || !c.Start.Before(t0.Add(45*time.Minute)) {
+				t.Fatalf("range %s–%s returned quarter %s", r[0].Format("15:04"), r[1].Format("15:04"), c.Start.Format("15:04"))
+			}
+			sum += c.Count
+		}
+		if sum != 4 {
+			t.Fatalf("range %s–%s counted %d, want 4", r[0].Format("15:04"), r[1].Format("15:04"), sum)
+		}
 	}
 }
