@@ -196,18 +196,18 @@ func TestReportRangeBounds(t *testing.T) {
 		"to=2026-02-30":                                     "to",
 	} {
 		v, _ := url.ParseQuery(q)
-		_, _, err := reportRange(v, now)
+		_, _, err := reportRange(v, now, time.UTC)
 		ae := apierr.From(err)
 		if ae.Code != apierr.InvalidParameter || len(ae.Fields) != 1 || ae.Fields[0].Field != param || !strings.HasPrefix(ae.Message, param+" ") {
 			t.Errorf("%s: %v, want invalid_parameter naming %s", q, err, param)
 		}
 	}
 	v, _ := url.ParseQuery("to=1970-01-02")
-	if from, to, err := reportRange(v, now); err != nil || !from.Equal(instant.Min) || !to.Equal(instant.Min.AddDate(0, 0, 2)) {
+	if from, to, err := reportRange(v, now, time.UTC); err != nil || !from.Equal(instant.Min) || !to.Equal(instant.Min.AddDate(0, 0, 2)) {
 		t.Errorf("clamped default: %v %v %v", from, to, err)
 	}
 	v, _ = url.ParseQuery("from=2199-12-01&to=2199-12-31")
-	if _, to, err := reportRange(v, now); err != nil || !to.Equal(instant.Max) {
+	if _, to, err := reportRange(v, now, time.UTC); err != nil || !to.Equal(instant.Max) {
 		t.Errorf("the last day: %v %v", to, err)
 	}
 }
@@ -220,6 +220,15 @@ func FuzzReportRange(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	// Dates are read in the report's zone: the farthest offsets either way.
+	var zones []*time.Location
+	for _, z := range []string{"UTC", "Asia/Kolkata", "Pacific/Kiritimati", "Pacific/Pago_Pago"} {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			f.Fatal(err)
+		}
+		zones = append(zones, loc)
+	}
 	f.Fuzz(func(t *testing.T, from, to string) {
 		q := url.Values{}
 		if from != "" {
@@ -228,7 +237,7 @@ func FuzzReportRange(f *testing.F) {
 		if to != "" {
 			q.Set("endDate", to)
 		}
-		f0, t0, err := reportRange(q, now)
+		f0, t0, err := reportRange(q, now, zones[(len(from)+len(to))%len(zones)])
 		if err != nil {
 			if ae := apierr.From(err); ae.Code != apierr.InvalidParameter || len(ae.Fields) != 1 {
 				t.Fatalf("%q %q: %v", from, to, err)

@@ -2,8 +2,11 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,6 +19,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/report/calendar"
 	"github.com/volcanion/tracking/shared/reportapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -25,30 +29,24 @@ import (
 const defaultReportDays = 30
 
 // parseTime reads an RFC 3339 time or a date. A date means the start of
-// that UTC day, or, for the end of a range, the end of it (so
-// ?startDate=2026-01-01&endDate=2026-01-31 covers all of January, as in the reference).
-// The time must lie in the range every instant of the API lies in, so
-// that it and what is computed from it serialise.
-func parseTime(name, v string, end bool) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, v)
+// that day in the report's zone, or, for the end of a range, the end of it
+// (so ?startDate=2026-01-01&endDate=2026-01-31 covers all of January, as in
+// the reference). The time must lie in the range every instant of the API
+// lies in, so that it and what is computed from it serialise.
+func parseTime(name, v string, end bool, loc *time.Location) (time.Time, error) {
+	t, err := calendar.ParseBound(v, loc)
 	if err != nil {
-		d, derr := time.Parse(time.DateOnly, v)
-		if derr != nil {
-			return time.Time{}, badParam(name, "must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)")
-		}
-		if err := instant.Check(d); err != nil {
-			return time.Time{}, badParam(name, err.Error())
-		}
-		if end {
-			d = d.AddDate(0, 0, 1) // at most instant.Max: an exclusive end
-		}
-		return d, nil
+		return time.Time{}, badParam(name, "must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)")
 	}
-	t = t.UTC()
 	if err := instant.Check(t); err != nil {
 		return time.Time{}, badParam(name, err.Error())
 	}
-	return t, nil
+	if end && len(v) == len(time.DateOnly) {
+		if t = calendar.Next(t, calendar.Day, loc); t.After(instant.Max) {
+			t = instant.Max // an exclusive end
+		}
+	}
+	return t.UTC(), nil
 }
 
 // badParam refuses a query parameter, naming it.
@@ -56,9 +54,54 @@ func badParam(name, msg string) error {
 	return &apierr.Error{Code: apierr.InvalidParameter, Message: name + " " + msg, Fields: []apierr.FieldError{{Field: name, Message: msg}}}
 }
 
+// Query parameters of the reports: anything else is refused, never ignored.
+var (
+	subSystemReportParams = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "eventType"}
+	partnerReportParams   = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "subSystemId", "top"}
+)
+
+// checkParams refuses a parameter the route does not know, and one given
+// twice.
+func checkParams(q url.Values, known []string) error {
+	for name, vs := range q {
+		if !slices.Contains(known, name) {
+			return badParam(name, "is not a parameter of this report; it takes "+strings.Join(known, ", "))
+		}
+		if len(vs) > 1 {
+			return badParam(name, "is given more than once")
+		}
+	}
+	return nil
+}
+
+// reportZone reads tz (default UTC).
+func reportZone(q url.Values) (*time.Location, error) {
+	tz := q.Get("tz")
+	if tz == "" {
+		return time.UTC, nil
+	}
+	loc, err := calendar.ParseZone(tz)
+	if err != nil {
+		return nil, badParam("tz", err.Error())
+	}
+	return loc, nil
+}
+
+// reportGranularity reads granularity ("" for the report's default).
+func reportGranularity(q url.Values) (string, error) {
+	g := q.Get("granularity")
+	if g == "" {
+		return "", nil
+	}
+	if _, err := calendar.ParseGranularity(g); err != nil {
+		return "", badParam("granularity", err.Error())
+	}
+	return g, nil
+}
+
 // reportRange reads from/to (or the reference's startDate/endDate). Each
 // end lies in [instant.Min, instant.Max]; a computed default is clamped to it.
-func reportRange(q url.Values, now time.Time) (from, to time.Time, err error) {
+func reportRange(q url.Values, now time.Time, loc *time.Location) (from, to time.Time, err error) {
 	get := func(a, b string) (string, string) {
 		if v := q.Get(a); v != "" {
 			return a, v
@@ -69,7 +112,7 @@ func reportRange(q url.Values, now time.Time) (from, to time.Time, err error) {
 	tn, tv := get("to", "endDate")
 	to = now.UTC()
 	if tv != "" {
-		if to, err = parseTime(tn, tv, true); err != nil {
+		if to, err = parseTime(tn, tv, true, loc); err != nil {
 			return
 		}
 	}
@@ -78,8 +121,23 @@ func reportRange(q url.Values, now time.Time) (from, to time.Time, err error) {
 		from = instant.Min
 	}
 	if fv != "" {
-		from, err = parseTime(fn, fv, false)
+		from, err = parseTime(fn, fv, false, loc)
 	}
+	return
+}
+
+// reportParams reads what both reports share.
+func reportParams(q url.Values, known []string, now time.Time) (from, to time.Time, granularity string, loc *time.Location, err error) {
+	if err = checkParams(q, known); err != nil {
+		return
+	}
+	if loc, err = reportZone(q); err != nil {
+		return
+	}
+	if granularity, err = reportGranularity(q); err != nil {
+		return
+	}
+	from, to, err = reportRange(q, now, loc)
 	return
 }
 
@@ -92,7 +150,7 @@ func (s *Server) reportRoutes() {
 		if !tenant.ValidID(p.ByName("id")) {
 			return reply{}, apierr.New(apierr.SubSystemNotFound, "sub-system not found: %s is not a sub-system id", quote(p.ByName("id")))
 		}
-		from, to, err := reportRange(r.URL.Query(), s.now())
+		from, to, granularity, loc, err := reportParams(r.URL.Query(), subSystemReportParams, s.now())
 		if err != nil {
 			return reply{}, err
 		}
@@ -100,7 +158,8 @@ func (s *Server) reportRoutes() {
 		if !utf8.ValidString(eventType) {
 			return reply{}, apierr.New(apierr.InvalidParameter, "eventType must be valid UTF-8")
 		}
-		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: eventType}
+		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: eventType,
+			Granularity: granularity, TZ: loc.String()}
 		var rep report.SubSystemReport
 		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
 			return reply{}, err
@@ -117,12 +176,25 @@ func (s *Server) reportRoutes() {
 			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
 		}
 		rs.partnerID = p.ByName("id")
-		from, to, err := reportRange(r.URL.Query(), s.now())
+		qv := r.URL.Query()
+		from, to, granularity, loc, err := reportParams(qv, partnerReportParams, s.now())
 		if err != nil {
 			return reply{}, err
 		}
+		pq := report.PartnerQuery{PartnerID: p.ByName("id"), From: from, To: to, Granularity: granularity, TZ: loc.String(),
+			SubSystemID: qv.Get("subSystemId")}
+		if pq.SubSystemID != "" && !tenant.ValidID(pq.SubSystemID) {
+			return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
+		}
+		if v := qv.Get("top"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > report.MaxTop {
+				return reply{}, badParam("top", fmt.Sprintf("must be a whole number 1-%d", report.MaxTop))
+			}
+			pq.Top = n
+		}
 		var rep report.PartnerReport
-		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Partner), report.PartnerQuery{PartnerID: p.ByName("id"), From: from, To: to}, &rep); err != nil {
+		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Partner), pq, &rep); err != nil {
 			return reply{}, err
 		}
 		return ok(rep, ""), nil

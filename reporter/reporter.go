@@ -21,6 +21,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/report/calendar"
 	"github.com/volcanion/tracking/shared/reportapi"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
@@ -135,18 +136,6 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 	return svc, nil
 }
 
-func ceilTo(t time.Time, d time.Duration) time.Time {
-	if tr := t.Truncate(d); !tr.Equal(t) {
-		return tr.Add(d)
-	}
-	return t
-}
-
-func dayOf(t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
 func checkRange(from, to time.Time, max time.Duration) error {
 	switch {
 	case from.IsZero() || to.IsZero():
@@ -164,14 +153,87 @@ func checkRange(from, to time.Time, max time.Duration) error {
 	return nil
 }
 
-// SubSystemReport counts one sub-system's events by type and hour. The range
-// is widened to whole hours: [floor(from), ceil(to)).
+// plan is a report's buckets: the range widened to whole buckets of the
+// granularity (def when none is asked for) in the zone, each bucket's start.
+type plan struct {
+	g       calendar.Granularity
+	loc     *time.Location
+	buckets []time.Time
+	from    time.Time // the first bucket's start
+	to      time.Time // the last bucket's end
+}
+
+func param(name, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &apierr.Error{Code: apierr.InvalidParameter, Message: name + " " + msg, Fields: []apierr.FieldError{{Field: name, Message: msg}}}
+}
+
+func makePlan(from, to time.Time, granularity, tz string, def calendar.Granularity, maxRange time.Duration) (plan, error) {
+	var p plan
+	if err := checkRange(from, to, maxRange); err != nil {
+		return p, err
+	}
+	p.g = def
+	if granularity != "" {
+		g, err := calendar.ParseGranularity(granularity)
+		if err != nil {
+			return p, param("granularity", "%s", err)
+		}
+		p.g = g
+	}
+	if p.g == calendar.Minute {
+		return p, param("granularity", "minute is not available: counts are kept per quarter hour; ask for hour, day, week or month")
+	}
+	p.loc = time.UTC
+	if tz != "" {
+		loc, err := calendar.ParseZone(tz)
+		if err != nil {
+			return p, param("tz", "%s", err)
+		}
+		p.loc = loc
+	}
+	p.from = calendar.Floor(from, p.g, p.loc)
+	p.to = calendar.Next(calendar.Floor(to.Add(-time.Nanosecond), p.g, p.loc), p.g, p.loc)
+	if p.from.Before(instant.Min) || p.to.After(instant.Max) {
+		return p, apierr.New(apierr.InvalidParameter, "from and to, widened to whole %ss in %s, must be %s", p.g, p.loc, instant.Range)
+	}
+	b, err := calendar.Buckets(p.from, p.to, p.g, p.loc, report.MaxBuckets)
+	if errors.Is(err, calendar.ErrTooManyBuckets) {
+		return p, param("granularity", "%s makes more than %d points over this range; ask for a coarser granularity or a shorter range", p.g, report.MaxBuckets)
+	} else if err != nil {
+		return p, apierr.New(apierr.InvalidParameter, "%v", err)
+	}
+	p.buckets = b
+	return p, nil
+}
+
+// series is a zero-filled series of p's buckets, each stamped with the
+// zone's offset.
+func (p plan) series() []report.Point {
+	out := make([]report.Point, len(p.buckets))
+	for i, b := range p.buckets {
+		out[i].Timestamp = b.In(p.loc)
+	}
+	return out
+}
+
+// index is the bucket holding t, or -1.
+func (p plan) index(t time.Time) int {
+	if t.Before(p.from) || !t.Before(p.to) {
+		return -1
+	}
+	return sort.Search(len(p.buckets), func(i int) bool { return p.buckets[i].After(t) }) - 1
+}
+
+// SubSystemReport counts one sub-system's events by type, in buckets of
+// the query's granularity (default hour) in its zone (default UTC). The
+// range is widened to whole buckets.
 func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) (*report.SubSystemReport, error) {
 	if !tenant.ValidID(q.SubSystemID) {
 		return nil, apierr.New(apierr.InvalidParameter, "subSystemId must be a UUID")
 	}
-	from, to := q.From.UTC().Truncate(time.Hour), ceilTo(q.To.UTC(), time.Hour)
-	if err := checkRange(from, to, reportapi.MaxSubSystemRangeHours*time.Hour); err != nil {
+	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Hour, reportapi.MaxSubSystemRangeHours*time.Hour)
+	if err != nil {
 		return nil, err
 	}
 	if q.PartnerID != "" {
@@ -183,85 +245,93 @@ func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) 
 			return nil, err
 		}
 	}
-	key := fmt.Sprintf("report:sub:%s:%d:%d:%s", q.SubSystemID, from.Unix(), to.Unix(), q.EventType)
-	return cached(ctx, s, key, to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, from, to) })
+	key := fmt.Sprintf("report:sub:%s:%d:%d:%s:%s:%q", q.SubSystemID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.EventType)
+	return cached(ctx, s, key, pl.to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
 }
 
-func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, from, to time.Time) (*report.SubSystemReport, error) {
+func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, pl plan) (*report.SubSystemReport, error) {
 	ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.SubSystemNotFound, "sub-system not found")
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := s.store.SubSystemCounts(ctx, ss.ID, from, to)
+	counts, err := s.store.SubSystemCounts(ctx, ss.ID, pl.from, pl.to)
 	if err != nil {
 		return nil, err
 	}
 	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
-		From: from, To: to, EventType: q.EventType, EventsByType: map[string]int64{}, Granularity: "hour"}
-	hours := make([]report.Point, int(to.Sub(from)/time.Hour))
-	for i := range hours {
-		hours[i].Timestamp = from.Add(time.Duration(i) * time.Hour)
-	}
+		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, EventsByType: map[string]int64{},
+		Granularity: string(pl.g), TZ: pl.loc.String()}
+	points := pl.series()
 	for _, c := range counts {
 		if q.EventType != "" && c.EventType != q.EventType {
 			continue
 		}
-		i := int(c.Start.Sub(from) / time.Hour)
-		if i < 0 || i >= len(hours) {
+		i := pl.index(c.Start)
+		if i < 0 {
 			continue
 		}
-		hours[i].Count += c.Count
+		points[i].Count += c.Count
 		r.EventsByType[c.EventType] += c.Count
 		r.TotalEvents += c.Count
 	}
-	r.TimeSeries = hours
+	r.TimeSeries = points
 	return r, nil
 }
 
-// PartnerReport counts one partner's events by sub-system and day. The range
-// is widened to whole hours; the series has one point per UTC day it touches.
+// PartnerReport counts one partner's events by sub-system, in buckets of
+// the query's granularity (default day) in its zone (default UTC), with its
+// top sub-systems. The range is widened to whole buckets.
 func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*report.PartnerReport, error) {
 	if !tenant.ValidID(q.PartnerID) {
 		return nil, apierr.New(apierr.InvalidParameter, "partnerId must be a UUID")
 	}
-	from, to := q.From.UTC().Truncate(time.Hour), ceilTo(q.To.UTC(), time.Hour)
-	if err := checkRange(from, to, reportapi.MaxPartnerRangeDays*24*time.Hour); err != nil {
+	if q.SubSystemID != "" && !tenant.ValidID(q.SubSystemID) {
+		return nil, param("subSystemId", "must be a sub-system id (a UUID)")
+	}
+	if q.Top == 0 {
+		q.Top = 10
+	}
+	if q.Top < 1 || q.Top > report.MaxTop {
+		return nil, param("top", "must be 1-%d", report.MaxTop)
+	}
+	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Day, reportapi.MaxPartnerRangeDays*24*time.Hour)
+	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("report:partner:%s:%d:%d", q.PartnerID, from.Unix(), to.Unix())
-	return cached(ctx, s, key, to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, from, to) })
+	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.Top)
+	return cached(ctx, s, key, pl.to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 
-func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, from, to time.Time) (*report.PartnerReport, error) {
+func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl plan) (*report.PartnerReport, error) {
 	p, err := s.store.GetPartner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := s.store.PartnerCounts(ctx, p.ID, from, to)
+	counts, err := s.store.PartnerCounts(ctx, p.ID, pl.from, pl.to)
 	if err != nil {
 		return nil, err
 	}
-	first, last := dayOf(from), dayOf(to.Add(-time.Nanosecond))
-	days := make([]report.Point, int(last.Sub(first)/(24*time.Hour))+1)
-	for i := range days {
-		days[i].Timestamp = first.AddDate(0, 0, i)
-	}
-	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: from, To: to, Granularity: "day"}
+	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: pl.from.In(pl.loc), To: pl.to.In(pl.loc),
+		SubSystemID: q.SubSystemID, Granularity: string(pl.g), TZ: pl.loc.String()}
+	points := pl.series()
 	bySub := map[string]int64{}
 	for _, c := range counts {
-		i := int(dayOf(c.Start).Sub(first) / (24 * time.Hour))
-		if i < 0 || i >= len(days) {
+		if q.SubSystemID != "" && c.SubSystemID != q.SubSystemID {
 			continue
 		}
-		days[i].Count += c.Count
+		i := pl.index(c.Start)
+		if i < 0 {
+			continue
+		}
+		points[i].Count += c.Count
 		bySub[c.SubSystemID] += c.Count
 		r.TotalEvents += c.Count
 	}
-	r.TimeSeries = days
+	r.TimeSeries = points
 	top := make([]report.SubSystemCount, 0, len(bySub))
 	for id, n := range bySub {
 		top = append(top, report.SubSystemCount{SubSystemID: id, EventCount: n})
@@ -272,8 +342,8 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, from
 		}
 		return top[i].SubSystemID < top[j].SubSystemID
 	})
-	if len(top) > 10 {
-		top = top[:10]
+	if len(top) > q.Top {
+		top = top[:q.Top]
 	}
 	for i := range top {
 		// Deleted sub-systems keep their names here: their events still count.

@@ -18,9 +18,13 @@ type SubSystemQuery struct {
 	From      time.Time `json:"from"`
 	To        time.Time `json:"to"`
 	EventType string    `json:"eventType,omitempty"`
+	// Granularity is minute, hour (the default), day, week or month, in
+	// the IANA zone TZ (default UTC).
+	Granularity string `json:"granularity,omitempty"`
+	TZ          string `json:"tz,omitempty"`
 }
 
-// SubSystemReport has an hourly series.
+// SubSystemReport has a series of the query's granularity.
 type SubSystemReport struct {
 	SubSystemID   string           `json:"subSystemId"`
 	SubSystemCode string           `json:"subSystemCode"`
@@ -32,6 +36,7 @@ type SubSystemReport struct {
 	TotalEvents   int64            `json:"totalEvents"`
 	EventsByType  map[string]int64 `json:"eventsByType"`
 	Granularity   string           `json:"granularity"`
+	TZ            string           `json:"tz"`
 	TimeSeries    []Point          `json:"timeSeries"`
 }
 
@@ -40,6 +45,14 @@ type PartnerQuery struct {
 	PartnerID string    `json:"partnerId"`
 	From      time.Time `json:"from"`
 	To        time.Time `json:"to"`
+	// Granularity is hour, day (the default), week or month, in the IANA
+	// zone TZ (default UTC).
+	Granularity string `json:"granularity,omitempty"`
+	TZ          string `json:"tz,omitempty"`
+	// SubSystemID, when set, counts that sub-system only.
+	SubSystemID string `json:"subSystemId,omitempty"`
+	// Top is how many sub-systems topSubSystems lists (1-100, default 10).
+	Top int `json:"top,omitempty"`
 }
 
 // SubSystemCount is one row of a partner's top sub-systems.
@@ -57,7 +70,16 @@ type PartnerReport struct {
 	From          time.Time        `json:"from"`
 	To            time.Time        `json:"to"`
 	TotalEvents   int64            `json:"totalEvents"`
+	SubSystemID   string           `json:"subSystemId,omitempty"`
 	TopSubSystems []SubSystemCount `json:"topSubSystems"`
 	Granularity   string           `json:"granularity"`
+	TZ            string           `json:"tz"`
 	TimeSeries    []Point          `json:"timeSeries"`
 }
+
+// MaxBuckets bounds a report's series: a range too long for its
+// granularity is refused.
+const MaxBuckets = 1500
+
+// MaxTop bounds a top list.
+const MaxTop = 100

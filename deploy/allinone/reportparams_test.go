@@ -1,0 +1,82 @@
+package allinone_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// TestReportParameters: the reports take a granularity and an IANA zone, a
+// date is midnight in that zone, and a parameter they do not know, or a bad
+// value, answers 400 naming it: never silently ignored.
+func TestReportParameters(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, key := s.tenant("params", "web")
+	// 18:29 and 18:31 UTC fall on two days in Kolkata (+05:30).
+	day := time.Now().UTC().AddDate(0, 0, -2).Truncate(24 * time.Hour)
+	for i, at := range []time.Time{day.Add(18*time.Hour + 29*time.Minute), day.Add(18*time.Hour + 31*time.Minute)} {
+		s.must(202, "POST", "/tracking", key, ev("web", "view", "id", fmt.Sprint("kolkata-", i), "timestamp", at.Format(time.RFC3339)), nil)
+	}
+	stored := "/reports/sub-systems/" + subs["web"] + "?from=" + day.Format(time.DateOnly) + "&to=" + day.Format(time.DateOnly)
+	poll(t, "both events stored", 20*time.Second, func() bool {
+		var rep struct{ TotalEvents int64 }
+		s.must(200, "GET", stored, "admin", nil, &rep)
+		return rep.TotalEvents == 2
+	})
+
+	type point struct {
+		Timestamp time.Time
+		Count     int64
+	}
+	var rep struct {
+		TotalEvents int64
+		Granularity string
+		TZ          string
+		TimeSeries  []point
+	}
+	q := url.Values{"from": {day.Format(time.DateOnly)}, "to": {day.AddDate(0, 0, 1).Format(time.DateOnly)},
+		"granularity": {"day"}, "tz": {"Asia/Kolkata"}}
+	r := s.must(200, "GET", "/reports/sub-systems/"+subs["web"]+"?"+q.Encode(), "admin", nil, nil)
+	if err := json.Unmarshal(r.Data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Granularity != "day" || rep.TZ != "Asia/Kolkata" || rep.TotalEvents != 2 || len(rep.TimeSeries) != 2 {
+		t.Fatalf("report: %s", r.Raw)
+	}
+	for i, pt := range rep.TimeSeries {
+		if _, off := pt.Timestamp.Zone(); off != 5*3600+1800 || pt.Count != 1 {
+			t.Fatalf("point %d: %+v (want one event a day, stamped +05:30): %s", i, pt, r.Raw)
+		}
+	}
+	if !rep.TimeSeries[0].Timestamp.Equal(day.Add(-5*time.Hour - 30*time.Minute)) {
+		t.Fatalf("the first day starts %s, want midnight in Kolkata", rep.TimeSeries[0].Timestamp)
+	}
+	// The partner report of the same range, by hour in UTC, top 1.
+	q = url.Values{"from": {day.Format(time.RFC3339)}, "to": {day.Add(24 * time.Hour).Format(time.RFC3339)}, "granularity": {"hour"}, "top": {"1"}}
+	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
+	rep.TimeSeries = nil
+	if err := json.Unmarshal(r.Data, &rep); err != nil || len(rep.TimeSeries) != 24 || rep.TimeSeries[18].Count != 2 || rep.TZ != "UTC" {
+		t.Fatalf("partner by hour: %s", r.Raw)
+	}
+
+	for path, field := range map[string]string{
+		"/reports/sub-systems/" + subs["web"] + "?colour=red":                 "colour",
+		"/reports/sub-systems/" + subs["web"] + "?subSystemId=" + subs["web"]: "subSystemId", // partner reports only
+		"/reports/sub-systems/" + subs["web"] + "?granularity=fortnight":      "granularity",
+		"/reports/sub-systems/" + subs["web"] + "?granularity=minute":         "granularity",
+		"/reports/sub-systems/" + subs["web"] + "?tz=Mars/Olympus":            "tz",
+		"/reports/sub-systems/" + subs["web"] + "?tz=UTC&tz=Asia/Kolkata":     "tz",
+		"/reports/partners/" + p + "?top=0":                                   "top",
+		"/reports/partners/" + p + "?top=101":                                 "top",
+		"/reports/partners/" + p + "?subSystemId=nope":                        "subSystemId",
+		"/reports/partners/" + p + "?eventType=view":                          "eventType", // not on partner reports yet
+		"/reports/partners/" + p + "?granularity=hour&from=2025-01-01":        "granularity",
+	} {
+		r := s.do("GET", path, "admin", nil)
+		if r.Status != 400 || r.code() != "invalid_parameter" || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != field {
+			t.Errorf("%s: %d %s, want 400 naming %s", path, r.Status, r.Raw, field)
+		}
+	}
+}
