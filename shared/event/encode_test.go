@@ -30,7 +30,9 @@ func FuzzAppendJSON(f *testing.F) {
 		if got := e.AppendJSON(nil); !bytes.Equal(got, want) {
 			t.Fatalf("AppendJSON\n got %s\nwant %s", got, want)
 		}
-		if !utf8.Valid(e.AppendJSON([]byte("x"))[1:]) {
+		// Text fields are made valid; metadata is copied as json.Marshal
+		// copies it (the edge refuses metadata that is not UTF-8).
+		if utf8.ValidString(meta) && !utf8.Valid(e.AppendJSON([]byte("x"))[1:]) {
 			t.Fatal("invalid UTF-8 out")
 		}
 	})
