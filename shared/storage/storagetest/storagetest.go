@@ -585,7 +585,14 @@ func testLateEvents(t *testing.T, s storage.Store) {
 	must(t, err)
 	cs, err := s.SubSystemCounts(ctx, sub, old.Truncate(time.Hour), old.Truncate(time.Hour).Add(time.Hour))
 	must(t, err)
-	if len(cs) != 1 || cs[0].Count != 2 {
+	var n int64
+	for _, c := range cs { // one quarter, or two when the minute between them crosses one
+		if c.Start.Truncate(time.Hour) != old.Truncate(time.Hour) {
+			t.Fatalf("late events counted in %s", c.Start)
+		}
+		n += c.Count
+	}
+	if n != 2 {
 		t.Fatalf("late events' hour: %+v", cs)
 	}
 	wantTotal(t, s, p, sub, 3)
