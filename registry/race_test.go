@@ -3,8 +3,6 @@ package registry_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,41 +15,11 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
-	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
 )
-
-// backends are the stores the race tests run on: Pebble always, Cassandra
-// when `make test` started one.
-func backends(t *testing.T) map[string]func(t *testing.T) storage.Store {
-	out := map[string]func(t *testing.T) storage.Store{
-		"pebble": func(t *testing.T) storage.Store { return testenv.Pebble(t) },
-	}
-	if h := os.Getenv("VT_CASSANDRA_HOSTS"); h != "" {
-		out["cassandra"] = func(t *testing.T) storage.Store {
-			hosts := strings.Split(h, ",")
-			ks := fmt.Sprintf("vt_registry_race_%d", os.Getpid())
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
-				t.Fatal(err)
-			}
-			cfg := cassandrastore.DefaultConfig()
-			cfg.Hosts, cfg.Keyspace = hosts, ks
-			s, err := cassandrastore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close(); cassandrastore.DropKeyspace(context.Background(), hosts, ks) })
-			return s
-		}
-	} else {
-		t.Log("VT_CASSANDRA_HOSTS is not set: Pebble only")
-	}
-	return out
-}
 
 // raceEnv calls a registry over real NATS and returns errors, for races.
 type raceEnv struct {
@@ -93,7 +61,7 @@ const interleavings = 200
 // never leaves the key usable, and a replacement key is usable only if its
 // regenerate answered it (so it linearised before the revoke).
 func TestRevokeRaces(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range backendtest.All(t, "registry_race") {
 		t.Run(name, func(t *testing.T) {
 			env := startRace(t, open(t))
 			var p tenant.Partner
@@ -162,7 +130,7 @@ func TestRevokeRaces(t *testing.T) {
 // update racing it never brings the record back, and nothing of a deleted
 // partner (keys created meanwhile included) stays usable.
 func TestDeleteRaces(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range backendtest.All(t, "registry_race") {
 		t.Run(name, func(t *testing.T) {
 			env := startRace(t, open(t))
 			ctx := context.Background()

@@ -3,8 +3,6 @@ package reporter_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,47 +13,16 @@ import (
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage"
-	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
-	"github.com/volcanion/tracking/shared/testenv"
 )
-
-// backends are the stores the zone tests run on: Pebble always, Cassandra
-// when `make test` started one.
-func backends(t *testing.T) map[string]func(t *testing.T) storage.Store {
-	out := map[string]func(t *testing.T) storage.Store{
-		"pebble": func(t *testing.T) storage.Store { return testenv.Pebble(t) },
-	}
-	if h := os.Getenv("VT_CASSANDRA_HOSTS"); h != "" {
-		out["cassandra"] = func(t *testing.T) storage.Store {
-			hosts := strings.Split(h, ",")
-			ks := fmt.Sprintf("vt_reporter_%d", os.Getpid())
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
-				t.Fatal(err)
-			}
-			cfg := cassandrastore.DefaultConfig()
-			cfg.Hosts, cfg.Keyspace = hosts, ks
-			s, err := cassandrastore.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close(); cassandrastore.DropKeyspace(context.Background(), hosts, ks) })
-			return s
-		}
-	} else {
-		t.Log("VT_CASSANDRA_HOSTS is not set: Pebble only")
-	}
-	return out
-}
 
 // TestReportsInZones: events placed around the day boundaries of zones
 // offset by 30 and 45 minutes and around Berlin's DST changes; every
 // figure of every granularity and zone equals a count made from the raw
 // events with the zone's own calendar, on both backends.
 func TestReportsInZones(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range backendtest.All(t, "reporter") {
 		t.Run(name, func(t *testing.T) { testReportsInZones(t, open(t)) })
 	}
 }

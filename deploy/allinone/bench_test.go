@@ -101,6 +101,54 @@ func ingestBulk(b *testing.B, noFsync bool) {
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
 }
 
+// handlerCase is one sub-benchmark of a handler: a route, a body and the
+// events in it.
+type handlerCase struct {
+	name, path string
+	h          http.Handler
+	body       []byte
+	events     int
+}
+
+// ingestBodies are the single event and the bulk of 100 the handler
+// benchmarks send.
+func ingestBodies() (single, bulk []byte) {
+	single, _ = json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
+	var batch []map[string]any
+	for i := 0; i < 100; i++ {
+		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
+	}
+	bulk, _ = json.Marshal(map[string]any{"events": batch})
+	return single, bulk
+}
+
+// runHandlerCases serves each case's request to its handler b.N times,
+// without a socket, and reports allocations and events per second.
+func runHandlerCases(b *testing.B, key string, cases []handlerCase) {
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			serve := func() {
+				req := httptest.NewRequest("POST", c.path, bytes.NewReader(c.body))
+				req.Header.Set("X-Api-Key", key)
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				c.h.ServeHTTP(w, req)
+				if w.Code != 202 {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+			serve() // caches warm
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				serve()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*c.events)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
 // BenchmarkEdgeHandler measures the edge's handler alone, without a socket:
 // key check from cache, rate limit, decode and validation, publish with
 // PubAck, the answer. The workers' consumer is paused so allocs/op counts
@@ -118,38 +166,8 @@ func BenchmarkEdgeHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := s.app.Handler()
-	single, _ := json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
-	var batch []map[string]any
-	for i := 0; i < 100; i++ {
-		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
-	}
-	bulk, _ := json.Marshal(map[string]any{"events": batch})
-	for _, c := range []struct {
-		name, path string
-		body       []byte
-		events     int
-	}{{"single", "/api/v1/tracking", single, 1}, {"bulk100", "/api/v1/tracking/bulk", bulk, 100}} {
-		b.Run(c.name, func(b *testing.B) {
-			serve := func() {
-				req := httptest.NewRequest("POST", c.path, bytes.NewReader(c.body))
-				req.Header.Set("X-Api-Key", key)
-				req.Header.Set("Content-Type", "application/json")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != 202 {
-					b.Fatalf("status %d: %s", w.Code, w.Body)
-				}
-			}
-			serve() // caches warm
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				serve()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*c.events)/b.Elapsed().Seconds(), "events/s")
-		})
-	}
+	single, bulk := ingestBodies()
+	runHandlerCases(b, key, []handlerCase{{"single", "/api/v1/tracking", h, single, 1}, {"bulk100", "/api/v1/tracking/bulk", h, bulk, 100}})
 }
 
 // BenchmarkEdgeAlone measures the edge's handler in a process of its own,
@@ -184,38 +202,8 @@ func BenchmarkEdgeAlone(b *testing.B) {
 	if err := srv.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	single, _ := json.Marshal(ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "ref": "news"}))
-	var batch []map[string]any
-	for i := 0; i < 100; i++ {
-		batch = append(batch, ev("web", "page_view", "metadata", map[string]any{"path": "/pricing", "i": i}))
-	}
-	bulk, _ := json.Marshal(map[string]any{"events": batch})
+	single, bulk := ingestBodies()
 	noop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(202) })
-	for _, c := range []struct {
-		name, path string
-		h          http.Handler
-		body       []byte
-		events     int
-	}{{"harness", "/", noop, single, 1}, {"single", "/api/v1/tracking", srv, single, 1}, {"bulk100", "/api/v1/tracking/bulk", srv, bulk, 100}} {
-		b.Run(c.name, func(b *testing.B) {
-			serve := func() {
-				req := httptest.NewRequest("POST", c.path, bytes.NewReader(c.body))
-				req.Header.Set("X-Api-Key", key)
-				req.Header.Set("Content-Type", "application/json")
-				w := httptest.NewRecorder()
-				c.h.ServeHTTP(w, req)
-				if w.Code != 202 {
-					b.Fatalf("status %d: %s", w.Code, w.Body)
-				}
-			}
-			serve() // caches warm
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				serve()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*c.events)/b.Elapsed().Seconds(), "events/s")
-		})
-	}
+	runHandlerCases(b, key, []handlerCase{{"harness", "/", noop, single, 1}, {"single", "/api/v1/tracking", srv, single, 1},
+		{"bulk100", "/api/v1/tracking/bulk", srv, bulk, 100}})
 }

@@ -1,0 +1,59 @@
+// Package backendtest opens real stores for tests that must hold on every
+// backend: Pebble always, Cassandra when `make test` started one
+// (VT_CASSANDRA_HOSTS).
+package backendtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+)
+
+var seq atomic.Int32
+
+// All returns an opener per backend. Each opened store is fresh (a temp
+// dir, or a new migrated keyspace named after prefix) and closed, its
+// keyspace dropped, when the test ends.
+func All(t *testing.T, prefix string) map[string]func(t *testing.T) storage.Store {
+	out := map[string]func(t *testing.T) storage.Store{
+		"pebble": func(t *testing.T) storage.Store {
+			s, err := pebblestore.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
+	h := os.Getenv("VT_CASSANDRA_HOSTS")
+	if h == "" {
+		t.Log("VT_CASSANDRA_HOSTS is not set: Pebble only")
+		return out
+	}
+	out["cassandra"] = func(t *testing.T) storage.Store {
+		hosts := strings.Split(h, ",")
+		ks := fmt.Sprintf("vt_%s_%d_%d", prefix, os.Getpid(), seq.Add(1))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := cassandrastore.DefaultConfig()
+		cfg.Hosts, cfg.Keyspace = hosts, ks
+		s, err := cassandrastore.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(); cassandrastore.DropKeyspace(context.Background(), hosts, ks) })
+		return s
+	}
+	return out
+}
