@@ -33,27 +33,35 @@ func All(t *testing.T, prefix string) map[string]func(t *testing.T) storage.Stor
 			return s
 		},
 	}
-	h := os.Getenv("VT_CASSANDRA_HOSTS")
-	if h == "" {
+	if os.Getenv("VT_CASSANDRA_HOSTS") == "" {
 		t.Log("VT_CASSANDRA_HOSTS is not set: Pebble only")
 		return out
 	}
-	out["cassandra"] = func(t *testing.T) storage.Store {
-		hosts := strings.Split(h, ",")
-		ks := fmt.Sprintf("vt_%s_%d_%d", prefix, os.Getpid(), seq.Add(1))
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
-			t.Fatal(err)
-		}
-		cfg := cassandrastore.DefaultConfig()
-		cfg.Hosts, cfg.Keyspace = hosts, ks
-		s, err := cassandrastore.Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close(); cassandrastore.DropKeyspace(context.Background(), hosts, ks) })
-		return s
-	}
+	out["cassandra"] = func(t *testing.T) storage.Store { return Cassandra(t, prefix) }
 	return out
+}
+
+// Cassandra opens a fresh, migrated keyspace named after prefix on the
+// Cassandra `make test` started, dropped when the test ends; without one
+// (VT_CASSANDRA_HOSTS unset) the test is skipped.
+func Cassandra(t *testing.T, prefix string) storage.Store {
+	h := os.Getenv("VT_CASSANDRA_HOSTS")
+	if h == "" {
+		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and sets it")
+	}
+	hosts := strings.Split(h, ",")
+	ks := fmt.Sprintf("vt_%s_%d_%d", prefix, os.Getpid(), seq.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := cassandrastore.DefaultConfig()
+	cfg.Hosts, cfg.Keyspace = hosts, ks
+	s, err := cassandrastore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); cassandrastore.DropKeyspace(context.Background(), hosts, ks) })
+	return s
 }

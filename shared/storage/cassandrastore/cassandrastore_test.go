@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/storage/storagetest"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -25,29 +25,8 @@ func hosts(t *testing.T) []string {
 	return strings.Split(h, ",")
 }
 
-var seq atomic.Int32
-
 // open makes a fresh keyspace, migrated, for one test.
-func open(t *testing.T) storage.Store {
-	hs := hosts(t)
-	ks := fmt.Sprintf("vt_test_%d_%d", os.Getpid(), seq.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cassandrastore.Migrate(ctx, hs, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
-		t.Fatal(err)
-	}
-	cfg := cassandrastore.DefaultConfig()
-	cfg.Hosts, cfg.Keyspace = hs, ks
-	s, err := cassandrastore.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Close()
-		cassandrastore.DropKeyspace(context.Background(), hs, ks)
-	})
-	return s
-}
+func open(t *testing.T) storage.Store { return backendtest.Cassandra(t, "test") }
 
 func TestConformance(t *testing.T) { storagetest.Run(t, open) }
 
