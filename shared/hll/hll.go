@@ -1,0 +1,248 @@
+// Package hll counts distinct users in bounded memory: a HyperLogLog sketch
+// with 2^14 registers (16 KiB dense, far less while sparse) and Ertl's
+// improved estimator (arXiv:1702.01284), which needs no bias tables and is
+// unbiased from one user to billions.
+//
+// The relative standard error is 1.04/sqrt(2^14) = 0.81%: about two
+// estimates in three are within 0.81% of the truth, 99.7% within 2.4%.
+// Below a few hundred users the estimate is almost always exact.
+//
+// Merging is a register-wise max: commutative, associative and idempotent,
+// so a sketch merged twice (a redelivered batch, a fold that ran twice)
+// counts nothing twice.
+package hll
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/bits"
+	"sort"
+)
+
+const (
+	P = 14     // index bits
+	M = 1 << P // registers
+	q = 64 - P // bits left for the rank; a register holds 0..q+1
+
+	// A sparse sketch keeps one entry (3 bytes) per non-zero register; it
+	// turns dense when that is no longer a saving worth having.
+	maxSparse = M / 4
+
+	tagSparse = 1
+	tagDense  = 2
+)
+
+// StdError is the sketch's relative standard error.
+var StdError = 1.04 / math.Sqrt(M)
+
+// Sketch is a HyperLogLog sketch. The zero value is an empty sketch.
+type Sketch struct {
+	dense  []uint8          // M registers, or nil while sparse
+	sparse map[uint16]uint8 // non-zero registers while sparse
+}
+
+// Hash is the stable 64-bit hash of a user id: FNV-1a, then a finaliser
+// (MurmurHash3's fmix64) so every bit is mixed. Stable across processes and
+// releases: stored sketches depend on it.
+func Hash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// Add counts a user.
+func (s *Sketch) Add(user string) { s.AddHash(Hash(user)) }
+
+// AddHash counts a user by its Hash.
+func (s *Sketch) AddHash(h uint64) {
+	idx := uint16(h >> q)
+	rank := uint8(bits.LeadingZeros64(h<<P|1<<(P-1)) + 1) // 1..q+1
+	s.set(idx, rank)
+}
+
+func (s *Sketch) set(idx uint16, rank uint8) {
+	if s.dense != nil {
+		if rank > s.dense[idx] {
+			s.dense[idx] = rank
+		}
+		return
+	}
+	if s.sparse == nil {
+		s.sparse = map[uint16]uint8{}
+	}
+	if rank > s.sparse[idx] {
+		s.sparse[idx] = rank
+		if len(s.sparse) > maxSparse {
+			s.toDense()
+		}
+	}
+}
+
+func (s *Sketch) toDense() {
+	s.dense = make([]uint8, M)
+	for i, r := range s.sparse {
+		s.dense[i] = r
+	}
+	s.sparse = nil
+}
+
+// Empty reports whether nothing was added.
+func (s *Sketch) Empty() bool { return s.dense == nil && len(s.sparse) == 0 }
+
+// Merge adds every user of o.
+func (s *Sketch) Merge(o *Sketch) {
+	if o.dense != nil {
+		if s.dense == nil {
+			s.toDense()
+		}
+		for i, r := range o.dense {
+			if r > s.dense[i] {
+				s.dense[i] = r
+			}
+		}
+		return
+	}
+	for i, r := range o.sparse {
+		s.set(i, r)
+	}
+}
+
+// Estimate is the number of distinct users added, estimated.
+func (s *Sketch) Estimate() uint64 {
+	var c [q + 2]int // c[k]: registers holding k
+	if s.dense != nil {
+		for _, r := range s.dense {
+			c[r]++
+		}
+	} else {
+		c[0] = M - len(s.sparse)
+		for _, r := range s.sparse {
+			c[r]++
+		}
+	}
+	m := float64(M)
+	z := m * tau(1-float64(c[q+1])/m)
+	for k := q; k >= 1; k-- {
+		z = 0.5 * (z + float64(c[k]))
+	}
+	z += m * sigma(float64(c[0])/m)
+	return uint64(math.Round(m * m / (2 * math.Ln2) / z))
+}
+
+func sigma(x float64) float64 {
+	if x == 1 {
+		return math.Inf(1)
+	}
+	y, z := 1.0, x
+	for {
+		x *= x
+		prev := z
+		z += x * y
+		y += y
+		if z == prev {
+			return z
+		}
+	}
+}
+
+func tau(x float64) float64 {
+	if x == 0 || x == 1 {
+		return 0
+	}
+	y, z := 1.0, 1-x
+	for {
+		x = math.Sqrt(x)
+		prev := z
+		y *= 0.5
+		z -= (1 - x) * (1 - x) * y
+		if z == prev {
+			return z / 3
+		}
+	}
+}
+
+// MarshalBinary encodes the sketch: a tag byte, then either the sparse
+// entries (register index, 2 bytes big-endian, then its value), in index
+// order, or the M registers.
+func (s *Sketch) MarshalBinary() ([]byte, error) { return s.Append(nil), nil }
+
+// Append appends the encoding to b.
+func (s *Sketch) Append(b []byte) []byte {
+	if s.dense != nil {
+		b = append(b, tagDense)
+		return append(b, s.dense...)
+	}
+	idx := make([]int, 0, len(s.sparse))
+	for i := range s.sparse {
+		idx = append(idx, int(i))
+	}
+	sort.Ints(idx)
+	b = append(b, tagSparse)
+	for _, i := range idx {
+		b = binary.BigEndian.AppendUint16(b, uint16(i))
+		b = append(b, s.sparse[uint16(i)])
+	}
+	return b
+}
+
+// ErrCorrupt: bytes that no sketch encodes to.
+var ErrCorrupt = errors.New("hll: not a sketch")
+
+// UnmarshalBinary replaces s by the sketch b encodes. An empty b is an
+// empty sketch.
+func (s *Sketch) UnmarshalBinary(b []byte) error {
+	*s = Sketch{}
+	return s.MergeBinary(b)
+}
+
+// MergeBinary merges the sketch b encodes into s, without decoding it
+// into a sketch of its own first.
+func (s *Sketch) MergeBinary(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case tagDense:
+		regs := b[1:]
+		if len(regs) != M {
+			return ErrCorrupt
+		}
+		for _, r := range regs {
+			if r > q+1 {
+				return ErrCorrupt
+			}
+		}
+		if s.dense == nil {
+			s.toDense()
+		}
+		for i, r := range regs {
+			if r > s.dense[i] {
+				s.dense[i] = r
+			}
+		}
+	case tagSparse:
+		e := b[1:]
+		if len(e)%3 != 0 {
+			return ErrCorrupt
+		}
+		for i := 0; i < len(e); i += 3 {
+			idx, r := binary.BigEndian.Uint16(e[i:]), e[i+2]
+			if idx >= M || r == 0 || r > q+1 {
+				return ErrCorrupt
+			}
+			s.set(idx, r)
+		}
+	default:
+		return ErrCorrupt
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package hll
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"testing"
+)
+
+func users(s *Sketch, prefix string, from, to int) {
+	for i := from; i < to; i++ {
+		s.Add(fmt.Sprintf("%s%d", prefix, i))
+	}
+}
+
+func relErr(est uint64, n int) float64 { return math.Abs(float64(est)-float64(n)) / float64(n) }
+
+// The acceptance: 100,000 known users, counted within the documented error
+// (three standard errors: 99.7% of estimates), on several independent sets.
+func TestHundredThousandUsers(t *testing.T) {
+	var worst, sum float64
+	for set := 0; set < 10; set++ {
+		var s Sketch
+		users(&s, fmt.Sprintf("set%d-user-", set), 0, 100_000)
+		e := relErr(s.Estimate(), 100_000)
+		worst, sum = max(worst, e), sum+e
+		if e > 3*StdError {
+			t.Errorf("set %d: estimate %d for 100,000 users: error %.2f%% > %.2f%%", set, s.Estimate(), 100*e, 300*StdError)
+		}
+	}
+	t.Logf("100,000 users, 10 sets: worst error %.2f%%, mean %.2f%% (standard error %.2f%%)", 100*worst, 10*sum, 100*StdError)
+}
+
+// Across the range (where plain HyperLogLog needs bias tables) the
+// estimator stays within the error, and small counts are exact or nearly.
+func TestAcrossSizes(t *testing.T) {
+	var s Sketch
+	n := 0
+	for _, target := range []int{1, 2, 10, 100, 500, 1000, 4000, 10_000, 20_000, 40_000, 80_000, 160_000, 400_000} {
+		users(&s, "u", n, target)
+		n = target
+		est := s.Estimate()
+		limit := 3 * StdError
+		if n <= 1000 {
+			limit = 0.01
+		}
+		if e := relErr(est, n); e > limit {
+			t.Errorf("%d users: estimate %d (error %.2f%% > %.2f%%)", n, est, 100*e, 100*limit)
+		}
+	}
+	var empty Sketch
+	if empty.Estimate() != 0 || !empty.Empty() {
+		t.Fatalf("empty sketch estimates %d", empty.Estimate())
+	}
+}
+
+// Merging is idempotent, commutative and equal to counting the union:
+// what makes a redelivered batch or a repeated fold harmless.
+func TestMergeIdempotent(t *testing.T) {
+	for _, n := range []int{50, 3000, 30_000} { // sparse, turning dense, dense
+		var a, b, union Sketch
+		users(&a, "x", 0, n)
+		users(&b, "x", n/2, 2*n) // overlapping
+		users(&union, "x", 0, 2*n)
+
+		var ab, ba, twice Sketch
+		ab.Merge(&a)
+		ab.Merge(&b)
+		ba.Merge(&b)
+		ba.Merge(&a)
+		twice.Merge(&a)
+		twice.Merge(&b)
+		twice.Merge(&a)
+		twice.Merge(&b)
+		twice.Merge(&twice)
+		for name, got := range map[string]*Sketch{"a+b": &ab, "b+a": &ba, "a+b+a+b": &twice} {
+			if regs(got) != regs(&union) {
+				t.Errorf("n=%d %s: registers differ from the union's", n, name)
+			}
+			if got.Estimate() != union.Estimate() {
+				t.Errorf("n=%d %s: estimate %d != union's %d", n, name, got.Estimate(), union.Estimate())
+			}
+		}
+		// Through the encoding too.
+		var viaBytes Sketch
+		for range 3 {
+			if err := viaBytes.MergeBinary(a.Append(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if err := viaBytes.MergeBinary(b.Append(nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if viaBytes.Estimate() != union.Estimate() {
+			t.Errorf("n=%d: merged encodings estimate %d, union %d", n, viaBytes.Estimate(), union.Estimate())
+		}
+	}
+}
+
+// regs is the sketch's registers, whatever its representation.
+func regs(s *Sketch) [M]uint8 {
+	var r [M]uint8
+	if s.dense != nil {
+		copy(r[:], s.dense)
+	}
+	for i, v := range s.sparse {
+		r[i] = v
+	}
+	return r
+}
+
+func TestEncoding(t *testing.T) {
+	for _, n := range []int{0, 1, 100, maxSparse, maxSparse * 3} {
+		var s Sketch
+		users(&s, "e", 0, n)
+		b := s.Append(nil)
+		var back Sketch
+		if err := back.UnmarshalBinary(b); err != nil {
+			t.Fatalf("n=%d: %v", n, err)
+		}
+		if !bytes.Equal(back.Append(nil), b) || back.Estimate() != s.Estimate() {
+			t.Fatalf("n=%d: round trip changed the sketch", n)
+		}
+		if s.dense == nil && len(b) != 1+3*len(s.sparse) {
+			t.Fatalf("n=%d: sparse encoding of %d entries is %d bytes", n, len(s.sparse), len(b))
+		}
+		if len(b) > 1+M {
+			t.Fatalf("n=%d: encoding is %d bytes, more than dense", n, len(b))
+		}
+	}
+	for _, bad := range [][]byte{{9}, {tagDense, 1, 2}, {tagSparse, 0}, {tagSparse, 0xff, 0xff, 1}, {tagSparse, 0, 1, 0}, {tagSparse, 0, 1, q + 2}} {
+		var s Sketch
+		if err := s.UnmarshalBinary(bad); err == nil {
+			t.Errorf("% x decoded as a sketch", bad)
+		}
+	}
+}
+
+// The hash is part of the stored format: it must never change.
+func TestHashStable(t *testing.T) {
+	for in, want := range map[string]uint64{"": Hash(""), "user-1": Hash("user-1")} {
+		if Hash(in) != want {
+			t.Fatal("unstable")
+		}
+	}
+	got := fmt.Sprintf("%016x %016x %016x", Hash(""), Hash("user-1"), Hash("anon-9f2c"))
+	if got != wantHashes {
+		t.Fatalf("Hash changed: %s, stored sketches were made with %s", got, wantHashes)
+	}
+}
+
+const wantHashes = "efd01f60ba992926 41a2fca5c68401c5 668a1aca3cbeef9e"
+
+func FuzzMergeBinary(f *testing.F) {
+	var s Sketch
+	users(&s, "f", 0, 20)
+	f.Add(s.Append(nil))
+	f.Add([]byte{tagDense})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Sketch
+		if err := s.MergeBinary(b); err != nil {
+			return
+		}
+		// Whatever decodes re-encodes to something that decodes to the same.
+		var back Sketch
+		if err := back.UnmarshalBinary(s.Append(nil)); err != nil || back.Estimate() != s.Estimate() {
+			t.Fatalf("re-encoding failed: %v", err)
+		}
+	})
+}
+
+func BenchmarkAdd(b *testing.B) {
+	var s Sketch
+	for i := 0; b.Loop(); i++ {
+		s.AddHash(uint64(i) * 0x9e3779b97f4a7c15)
+	}
+}
