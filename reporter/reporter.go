@@ -256,7 +256,7 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := s.store.SubSystemCounts(ctx, ss.ID, pl.from, pl.to)
+	counts, err := storage.SubSystemCounts(ctx, s.store, ss.ID, pl.from, pl.to)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := s.store.PartnerCounts(ctx, p.ID, pl.from, pl.to)
+	counts, err := storage.PartnerCounts(ctx, s.store, p.ID, pl.from, pl.to)
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func TestStoresAndRetries(t *testing.T) {
 		publish(t, js, event.Event{ID: fmt.Sprint("e", i), PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
 	}
 	total := func() int64 {
-		cs, _ := pebble.PartnerCounts(context.Background(), "p1", ts, ts.Add(time.Hour))
+		cs, _ := storage.PartnerCounts(context.Background(), pebble, "p1", ts, ts.Add(time.Hour))
 		var n int64
 		for _, c := range cs {
 			n += c.Count
@@ -274,7 +274,7 @@ func TestIDReusedWithOtherContent(t *testing.T) {
 	if got.EventType != "signup" || !got.Timestamp.Equal(ts) {
 		t.Fatalf("the first event did not keep its id: %+v", got)
 	}
-	cs, _ := pebble.SubSystemCounts(context.Background(), "s1", ts, ts.Add(time.Hour))
+	cs, _ := storage.SubSystemCounts(context.Background(), pebble, "s1", ts, ts.Add(time.Hour))
 	if len(cs) != 1 || cs[0].Count != 1 {
 		t.Fatalf("counts %+v, want signup once", cs)
 	}
@@ -477,7 +477,7 @@ func TestDeadLetterService(t *testing.T) {
 	if err := call(dlqapi.List, dlqapi.Request{PartnerID: p2}, &again); err != nil || len(again.Items) != 0 {
 		t.Fatalf("after discard: %+v %v", again, err)
 	}
-	cs, _ := pebble.SubSystemCounts(ctx, "s1", ts, ts.Add(time.Hour))
+	cs, _ := storage.SubSystemCounts(ctx, pebble, "s1", ts, ts.Add(time.Hour))
 	if len(cs) != 1 || cs[0].Count != 2 {
 		t.Fatalf("counts %+v, want 2", cs)
 	}

@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -81,18 +82,135 @@ type Tenants interface {
 	ListAPIKeys(ctx context.Context, partnerID string) ([]tenant.APIKey, error)
 }
 
-// TypeCount is the number of events of one type in one hour.
-type TypeCount struct {
-	Start     time.Time // of a quarter hour, UTC
-	EventType string
-	Count     int64
+// Res is the resolution of stored counts and user sketches. Each event is
+// counted at every resolution, so a report reads the coarsest slots that
+// tile its buckets: days where a bucket covers whole UTC days, hours, then
+// quarter hours (every UTC offset in use is a multiple of 15 minutes:
+// Asia/Kolkata +05:30, Asia/Kathmandu +05:45), and minutes for minute
+// series.
+type Res int8
+
+const (
+	Minute Res = iota
+	QuarterHour
+	Hour
+	Day
+)
+
+// Resolutions are all of them, finest first.
+var Resolutions = []Res{Minute, QuarterHour, Hour, Day}
+
+// Duration is the length of a slot.
+func (r Res) Duration() time.Duration {
+	switch r {
+	case Minute:
+		return time.Minute
+	case QuarterHour:
+		return Quarter
+	case Hour:
+		return time.Hour
+	default:
+		return 24 * time.Hour
+	}
 }
 
-// SubSystemCount is the number of events of one sub-system in one hour.
-type SubSystemCount struct {
-	Start       time.Time // of a quarter hour, UTC
-	SubSystemID string
-	Count       int64
+func (r Res) String() string {
+	return [...]string{"minute", "quarter", "hour", "day"}[r]
+}
+
+// Slot is the UTC slot of res that holds t.
+func (r Res) Slot(t time.Time) time.Time { return t.UTC().Truncate(r.Duration()) }
+
+// Rollup is a family of counts: a key's events counted per slot and group.
+type Rollup int8
+
+const (
+	// SubSystemTypes: key a sub-system id, groups its event types.
+	SubSystemTypes Rollup = iota
+	// PartnerSubSystems: key a partner id, groups its sub-system ids.
+	PartnerSubSystems
+	// PartnerTypes: key a partner id, groups its event types.
+	PartnerTypes
+)
+
+// Rollups are all of them.
+var Rollups = []Rollup{SubSystemTypes, PartnerSubSystems, PartnerTypes}
+
+// Key and Group are what an event is counted under in the rollup.
+func (r Rollup) Key(e *event.Event) (key, group string) {
+	switch r {
+	case SubSystemTypes:
+		return e.SubSystemID, e.EventType
+	case PartnerSubSystems:
+		return e.PartnerID, e.SubSystemID
+	default:
+		return e.PartnerID, e.EventType
+	}
+}
+
+// CountsQuery asks for the slots of one rollup key.
+type CountsQuery struct {
+	Rollup Rollup
+	Key    string
+	Res    Res
+	// The slots starting in [From truncated to Res, To).
+	From, To time.Time
+	// Groups asks for each slot's counts by group, not only its total.
+	Groups bool
+	// Group, when set, counts that group only: Total is its count.
+	Group string
+}
+
+// Slot is the counts of one slot.
+type Slot struct {
+	Start  time.Time // UTC
+	Total  int64
+	Groups map[string]int64 // when asked for
+}
+
+// UserScope is what a sketch of users is kept for.
+type UserScope int8
+
+const (
+	SubSystemUsers UserScope = iota // key: a sub-system id
+	PartnerUsers                    // key: a partner id
+)
+
+// UserScopes are all of them.
+var UserScopes = []UserScope{SubSystemUsers, PartnerUsers}
+
+// Key is the scope's key for an event.
+func (u UserScope) Key(e *event.Event) string {
+	if u == SubSystemUsers {
+		return e.SubSystemID
+	}
+	return e.PartnerID
+}
+
+// UserOf is who an event counts as: its userId, else its anonymousId (in a
+// namespace of their own, as in Segment's spec), else nobody ("").
+func UserOf(e *event.Event) string {
+	switch {
+	case e.UserID != "":
+		return "u:" + e.UserID
+	case e.AnonymousID != "":
+		return "a:" + e.AnonymousID
+	}
+	return ""
+}
+
+// UsersQuery asks for the user sketches of one key.
+type UsersQuery struct {
+	Scope    UserScope
+	Key      string
+	Res      Res
+	From, To time.Time // slots starting in [From truncated to Res, To)
+}
+
+// SlotUsers is the users of one slot, as an encoded hll.Sketch.
+type SlotUsers struct {
+	Start  time.Time // UTC
+	Sketch []byte
 }
 
 // WriteResult is what a write of a batch did.
@@ -111,7 +229,8 @@ type WriteResult struct {
 	Expired []int
 }
 
-// Events stores events and the hourly rollups reports read.
+// Events stores events, the counts reports read and the sketches of their
+// users.
 type Events interface {
 	// WriteEvents stores events idempotently: an event whose (partnerId, id)
 	// is already stored is skipped, and counted nowhere a second time. On
@@ -119,14 +238,61 @@ type Events interface {
 	// completes it; an error wrapping ErrRefused will fail again.
 	WriteEvents(ctx context.Context, events []event.Event) (WriteResult, error)
 	GetEvent(ctx context.Context, partnerID, id string) (event.Event, error)
-	// SubSystemCounts returns the counts by type of each quarter hour
-	// starting in [from truncated to a quarter, to). Quarter hours let a
-	// report cut days and hours in any time zone (every offset in use is a
-	// multiple of 15 minutes: Asia/Kolkata +05:30, Asia/Kathmandu +05:45).
-	SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]TypeCount, error)
-	// PartnerCounts returns the counts by sub-system of each quarter hour
-	// starting in [from truncated to a quarter, to).
-	PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]SubSystemCount, error)
+	// Counts returns the non-empty slots of a rollup key, in time order.
+	// Every stored event is counted exactly once in every resolution.
+	Counts(ctx context.Context, q CountsQuery) ([]Slot, error)
+	// Users returns the user sketches of the non-empty slots of a key, in
+	// time order. A sketch holds every user of the slot's stored events.
+	Users(ctx context.Context, q UsersQuery) ([]SlotUsers, error)
+}
+
+// TypeCount is the number of events of one type in one quarter hour.
+type TypeCount struct {
+	Start     time.Time // of a quarter hour, UTC
+	EventType string
+	Count     int64
+}
+
+// SubSystemCount is the number of events of one sub-system in one quarter hour.
+type SubSystemCount struct {
+	Start       time.Time // of a quarter hour, UTC
+	SubSystemID string
+	Count       int64
+}
+
+// SubSystemCounts is a sub-system's counts by type of each quarter hour
+// starting in [from truncated to a quarter, to).
+func SubSystemCounts(ctx context.Context, ev Events, subSystemID string, from, to time.Time) ([]TypeCount, error) {
+	slots, err := ev.Counts(ctx, CountsQuery{Rollup: SubSystemTypes, Key: subSystemID, Res: QuarterHour, From: from, To: to, Groups: true})
+	out := []TypeCount{}
+	for _, s := range slots {
+		for _, g := range sortedGroups(s.Groups) {
+			out = append(out, TypeCount{Start: s.Start, EventType: g, Count: s.Groups[g]})
+		}
+	}
+	return out, err
+}
+
+// PartnerCounts is a partner's counts by sub-system of each quarter hour
+// starting in [from truncated to a quarter, to).
+func PartnerCounts(ctx context.Context, ev Events, partnerID string, from, to time.Time) ([]SubSystemCount, error) {
+	slots, err := ev.Counts(ctx, CountsQuery{Rollup: PartnerSubSystems, Key: partnerID, Res: QuarterHour, From: from, To: to, Groups: true})
+	out := []SubSystemCount{}
+	for _, s := range slots {
+		for _, g := range sortedGroups(s.Groups) {
+			out = append(out, SubSystemCount{Start: s.Start, SubSystemID: g, Count: s.Groups[g]})
+		}
+	}
+	return out, err
+}
+
+func sortedGroups(m map[string]int64) []string {
+	gs := make([]string, 0, len(m))
+	for g := range m {
+		gs = append(gs, g)
+	}
+	sort.Strings(gs)
+	return gs
 }
 
 // Store is a whole backend.

@@ -71,7 +71,7 @@ func TestRetentionTTL(t *testing.T) {
 		t.Fatalf("TTL of a 2-day partner's event stamped an hour ago: %d s", got)
 	}
 	var countTTL int
-	if err := s.(*cassandrastore.Store).Session().Query("SELECT TTL(complete) FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? LIMIT 1",
+	if err := s.(*cassandrastore.Store).Session().Query("SELECT TTL(complete) FROM rollups WHERE rollup = 0 AND key = ? AND res = 1 AND period = ? LIMIT 1",
 		sub, ts.Year()*10000+int(ts.Month())*100+ts.Day()).Scan(&countTTL); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
@@ -48,7 +50,8 @@ func batchOf(p string, subs []string, n int, ts time.Time) []event.Event {
 	evs := make([]event.Event, n)
 	for i := range evs {
 		evs[i] = event.Event{ID: fmt.Sprint("e", i), PartnerID: p, SubSystemID: subs[i%len(subs)], EventType: fmt.Sprint("t", i%3),
-			Timestamp: ts.Add(time.Duration(i) * time.Second), Metadata: []byte(`{"i":1}`)}
+			Timestamp: ts.Add(time.Duration(i) * time.Second), Metadata: []byte(`{"i":1}`),
+			UserID: fmt.Sprint("u", i%37)}
 	}
 	return evs
 }
@@ -74,7 +77,7 @@ func counts(t *testing.T, st *Store, p string, subs []string, ts time.Time) (byS
 	t.Helper()
 	ctx := context.Background()
 	for _, s := range subs {
-		cs, err := st.SubSystemCounts(ctx, s, ts.Add(-time.Hour), ts.Add(2*time.Hour))
+		cs, err := storage.SubSystemCounts(ctx, st, s, ts.Add(-time.Hour), ts.Add(2*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +85,7 @@ func counts(t *testing.T, st *Store, p string, subs []string, ts time.Time) (byS
 			bySub += c.Count
 		}
 	}
-	pc, err := st.PartnerCounts(ctx, p, ts.Add(-time.Hour), ts.Add(2*time.Hour))
+	pc, err := storage.PartnerCounts(ctx, st, p, ts.Add(-time.Hour), ts.Add(2*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +99,27 @@ func wantCounts(t *testing.T, st *Store, p string, subs []string, ts time.Time, 
 	t.Helper()
 	if a, b := counts(t, st, p, subs, ts); a != want || b != want {
 		t.Fatalf("counted %d by sub-system, %d by partner; want %d", a, b, want)
+	}
+	// Every resolution sees the same users (batchOf: i%37).
+	for _, res := range storage.Resolutions {
+		us, err := st.Users(context.Background(), storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res,
+			From: ts.Add(-24 * time.Hour), To: ts.Add(24 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sk hll.Sketch
+		for _, u := range us {
+			if err := sk.MergeBinary(u.Sketch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var exact hll.Sketch // the sketch of exactly those users
+		for i := range min(want, 37) {
+			exact.Add(storage.UserOf(&event.Event{UserID: fmt.Sprint("u", i)}))
+		}
+		if sk.Estimate() != exact.Estimate() {
+			t.Fatalf("%s: %d users, want %d", res, sk.Estimate(), exact.Estimate())
+		}
 	}
 }
 
@@ -164,19 +188,10 @@ func TestFoldThenRedeliver(t *testing.T) {
 	wantCounts(t, st, p, subs, ts, 350)
 	// Fold everything written so far (cutoff in the future).
 	future := time.Now().Add(time.Hour)
-	keys := []foldKey{{"p", p, dayOf(ts)}, {"s", subs[0], dayOf(ts)}, {"s", subs[1], dayOf(ts)}}
-	for _, k := range keys {
-		if err := st.fold(ctx, k, future); err != nil {
-			t.Fatal(err)
-		}
-	}
+	keys := partitions(p, subs, ts)
+	foldAll(t, st, keys, future)
 	wantCounts(t, st, p, subs, ts, 350)
-	var rows int
-	if err := st.s.Query("SELECT COUNT(*) FROM counts_by_partner WHERE partner_id = ? AND day = ? AND batch_id > ? ALLOW FILTERING",
-		p, dayOf(ts), totalBatch).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 0 {
+	if rows := countBatchRows(t, st, p, ts, nil); rows != 0 {
 		t.Fatalf("%d batch rows left after the fold", rows)
 	}
 	// Redeliver everything: the crashed batch's groups are completed from
@@ -185,19 +200,11 @@ func TestFoldThenRedeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, st, p, subs, ts, 400)
-	for _, k := range keys {
-		if err := st.fold(ctx, k, future); err != nil {
-			t.Fatal(err)
-		}
-	}
+	foldAll(t, st, keys, future)
 	wantCounts(t, st, p, subs, ts, 400)
 	// The crashed batch's rows were written by redelivery (incomplete) and
 	// are never folded: they are still there, and still counted once.
-	if err := st.s.Query("SELECT COUNT(*) FROM counts_by_partner WHERE partner_id = ? AND day = ? AND batch_id = ? ALLOW FILTERING",
-		p, dayOf(ts), crashed).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows == 0 {
+	if rows := countBatchRows(t, st, p, ts, &crashed); rows == 0 {
 		t.Fatal("the crashed batch's counts are missing")
 	}
 }
@@ -219,11 +226,14 @@ func TestConcurrentFolds(t *testing.T) {
 		done := make(chan error, 4)
 		for w := 0; w < 4; w++ {
 			go func() {
-				k := foldKey{"s", subs[0], dayOf(ts)}
-				if w%2 == 1 {
-					k = foldKey{"p", p, dayOf(ts)}
+				var err error
+				for _, k := range partitions(p, subs, ts) {
+					lo, hi := span(k)
+					if _, e := st.fold(ctx, k, lo, hi, future); e != nil {
+						err = e
+					}
 				}
-				done <- st.fold(ctx, k, future)
+				done <- err
 			}()
 		}
 		for w := 0; w < 4; w++ {
@@ -233,4 +243,69 @@ func TestConcurrentFolds(t *testing.T) {
 		}
 		wantCounts(t, st, p, subs, ts, 600)
 	}
+}
+
+// partitions are the rollup and sketch partitions of a partner's
+// sub-systems' events around ts, at every resolution.
+func partitions(p string, subs []string, ts time.Time) []foldKey {
+	var out []foldKey
+	for _, res := range storage.Resolutions {
+		for _, t := range []time.Time{ts.Add(-time.Hour), ts, ts.Add(time.Hour)} {
+			per := periodOf(res, res.Slot(t))
+			for _, s := range subs {
+				out = append(out, foldKey{'r', int8(storage.SubSystemTypes), s, res, per}, foldKey{'u', int8(storage.SubSystemUsers), s, res, per})
+			}
+			out = append(out, foldKey{'r', int8(storage.PartnerSubSystems), p, res, per}, foldKey{'r', int8(storage.PartnerTypes), p, res, per},
+				foldKey{'u', int8(storage.PartnerUsers), p, res, per})
+		}
+	}
+	return out
+}
+
+// span is every slot of a partition.
+func span(k foldKey) (lo, hi time.Time) {
+	var start time.Time
+	switch k.res {
+	case storage.Minute, storage.QuarterHour:
+		start = time.Date(k.period/10000, time.Month(k.period/100%100), k.period%100, 0, 0, 0, 0, time.UTC)
+	case storage.Hour:
+		start = time.Date(k.period/100, time.Month(k.period%100), 1, 0, 0, 0, 0, time.UTC)
+	default:
+		start = time.Date(k.period, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return start, nextPeriod(k.res, start)
+}
+
+func foldAll(t *testing.T, st *Store, keys []foldKey, cutoff time.Time) {
+	t.Helper()
+	for _, k := range keys {
+		lo, hi := span(k)
+		if _, err := st.fold(context.Background(), k, lo, hi, cutoff); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// countBatchRows counts the batch rows (of one batch, if given) of the
+// partner's minute counts around ts.
+func countBatchRows(t *testing.T, st *Store, p string, ts time.Time, batch *gocql.UUID) int {
+	t.Helper()
+	total := 0
+	for _, k := range partitions(p, nil, ts) {
+		if k.kind != 'r' || k.res != storage.Minute {
+			continue
+		}
+		var n int
+		q := st.s.Query("SELECT COUNT(*) FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND batch_id > ? ALLOW FILTERING",
+			k.a, k.key, int8(k.res), k.period, totalBatch)
+		if batch != nil {
+			q = st.s.Query("SELECT COUNT(*) FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND batch_id = ? ALLOW FILTERING",
+				k.a, k.key, int8(k.res), k.period, *batch)
+		}
+		if err := q.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
 }

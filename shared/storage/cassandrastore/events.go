@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -17,7 +19,7 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 )
 
-// Writing a batch of events keeps four invariants. None reads or counts a
+// Writing a batch of events keeps five invariants. None reads or counts a
 // partition that grows with the events stored, and none needs a read to see
 // an earlier write at the operator's consistency level: every read that
 // decides anything is a Paxos (SERIAL) read, fixed in code.
@@ -30,19 +32,26 @@ import (
 //    SameIDOtherTimestamp, ConcurrentWritersSameBucket.)
 // I2 A claim group commits with its counts. The claims a batch makes in one
 //    claim partition go in one conditional batch with a manifest row
-//    ('~' + batch) holding the group's count per rollup cell: both or
-//    neither. (Conformance: RedeliveryAfterCrash; crash tests in this package.)
-// I3 Counts are idempotent rows. A cell gets one row per batch, its groups
-//    map holding each group's count from its manifest. The worker writes the
+//    ('~' + batch) holding the group's count per (sub-system, event type,
+//    minute), from which every rollup row is derived: both or neither. (Conformance: RedeliveryAfterCrash; crash tests in this package.)
+// I3 Counts are idempotent rows. A rollup slot gets one row per batch, its
+//    claims and claim_groups maps holding each claim group's count from its
+//    manifest. The worker writes the
 //    whole row (complete); whoever meets a claim of an unfinished batch on
 //    redelivery rewrites that group's entry from the manifest: the same value,
 //    so any number of rewrites leave the sum exact. Reports sum every row.
 // I4 Folding never counts twice. A fold replaces complete batch rows of a
-//    cell by the cell's total in one conditional batch of the counts
+//    slot by the slot's total in one conditional batch of the rollup
 //    partition (IF n = old, DELETE the rows). Batch rows are written with
 //    their batch's time as write timestamp and only rows older than foldAfter
 //    are folded, so the fold's tombstone, later than any rewrite of the row,
 //    shadows it. (Clocks of workers and Cassandra nodes within foldAfter.)
+// I5 Users are sketched idempotently. Each batch writes a HyperLogLog row
+//    per slot for the events it stored and for those it found stored by a
+//    batch of the same content and time (which may have stopped before its
+//    sketches): a user added twice is counted once. A fold writes the merge
+//    of a slot's rows as a new row before deleting the rows merged.
+//    (Conformance: RollupResolutions, RollupsConcurrentWriters.)
 //
 // An event past its retention (ts + retention already gone) is neither
 // stored nor counted, as if it had expired: every row of an event and every
@@ -79,42 +88,6 @@ func claimBucket(id string) int16 {
 	}
 	h ^= h >> 16 // decorrelate from storage.Bucket, which uses the low bits too
 	return int16(h % ClaimBuckets)
-}
-
-// cell is one rollup counter: kind "s" (sub-system, type) or "p" (partner, sub-system).
-type cell struct {
-	Kind    string
-	Key     string // sub-system id (s) or partner id (p)
-	Group   string // event type (s) or sub-system id (p)
-	Quarter int64  // unix seconds
-}
-
-func (c cell) String() string {
-	b, _ := json.Marshal([]any{c.Kind, c.Key, c.Group, c.Quarter})
-	return string(b)
-}
-
-func parseCell(s string) (cell, error) {
-	var a []any
-	if err := json.Unmarshal([]byte(s), &a); err != nil || len(a) != 4 {
-		return cell{}, fmt.Errorf("cassandrastore: bad manifest cell %q", s)
-	}
-	c := cell{}
-	var ok1, ok2, ok3 bool
-	c.Kind, ok1 = a[0].(string)
-	c.Key, ok2 = a[1].(string)
-	c.Group, ok3 = a[2].(string)
-	q, ok4 := a[3].(float64)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return cell{}, fmt.Errorf("cassandrastore: bad manifest cell %q", s)
-	}
-	c.Quarter = int64(q)
-	return c, nil
-}
-
-func cellsOf(e *event.Event) [2]cell {
-	q := e.Timestamp.UTC().Truncate(quarter).Unix()
-	return [2]cell{{"s", e.SubSystemID, e.EventType, q}, {"p", e.PartnerID, e.SubSystemID, q}}
 }
 
 // retentionOf is how long an event is kept.
@@ -242,6 +215,10 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 	if err := st.healForeign(ctx, all.foreign, now); err != nil {
 		return storage.WriteResult{}, fmt.Errorf("cassandrastore: complete another batch's counts: %w", err)
 	}
+	users := append(append(make([]int, 0, len(mine)+len(all.heal)), all.heal...), slices.Collect(maps.Keys(mine))...)
+	if err := st.writeUsers(ctx, batch, events, users, now); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write user sketches: %w", err)
+	}
 	res.Written = len(all.mine)
 	return res, nil
 }
@@ -264,9 +241,7 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			d := e.Digest()
 			b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, ts, sub_system_id, event_type, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
 				ck.partner, ck.bucket, e.ID, batch, grp, e.Timestamp.UTC(), e.SubSystemID, e.EventType, d[:], st.horizonSeconds())
-			for _, c := range cellsOf(e) {
-				cells[c.String()]++
-			}
+			cells[cellOf(e).String()]++
 			retention = max(retention, st.retentionOf(e))
 		}
 		b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, retention) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
@@ -380,102 +355,6 @@ func (st *Store) eventRows(rows rowSet, e *event.Event, now time.Time) error {
 	return nil
 }
 
-const (
-	countsSubStmt     = "INSERT INTO counts_by_sub_system (sub_system_id, day, quarter, event_type, batch_id, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
-	countsPartnerStmt = "INSERT INTO counts_by_partner (partner_id, day, quarter, sub_system_id, batch_id, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
-	healSubStmt       = "UPDATE counts_by_sub_system USING TIMESTAMP ? AND TTL ? SET groups[?] = ? WHERE sub_system_id = ? AND day = ? AND quarter = ? AND event_type = ? AND batch_id = ?"
-	healPartnerStmt   = "UPDATE counts_by_partner USING TIMESTAMP ? AND TTL ? SET groups[?] = ? WHERE partner_id = ? AND day = ? AND quarter = ? AND sub_system_id = ? AND batch_id = ?"
-)
-
-// writeCounts writes this batch's row for every cell its claimed events
-// touch, complete: one entry per claim group.
-func (st *Store) writeCounts(ctx context.Context, batch gocql.UUID, events []event.Event, mine map[int]int, now time.Time) error {
-	type acc struct {
-		groups    map[int]int64
-		retention time.Duration
-	}
-	cells := map[cell]*acc{}
-	for i, grp := range mine {
-		e := &events[i]
-		for _, c := range cellsOf(e) {
-			a := cells[c]
-			if a == nil {
-				a = &acc{groups: map[int]int64{}}
-				cells[c] = a
-			}
-			a.groups[grp]++
-			a.retention = max(a.retention, st.retentionOf(e))
-		}
-	}
-	ts := batch.Time().UnixMicro()
-	rows := rowSet{}
-	for c, a := range cells {
-		q := time.Unix(c.Quarter, 0).UTC()
-		ttl := ttlUntil(q.Add(quarter+a.retention), now)
-		if ttl == 0 {
-			continue
-		}
-		stmt := countsSubStmt
-		if c.Kind == "p" {
-			stmt = countsPartnerStmt
-		}
-		rows.add(c.Kind+c.Key+strconv.Itoa(dayOf(q)), stmt, c.Key, dayOf(q), q, c.Group, batch, a.groups, true, ts, ttl)
-	}
-	if err := st.execRows(ctx, rows); err != nil {
-		return err
-	}
-	for c := range cells {
-		st.folder.touch(c.Kind, c.Key, dayOf(time.Unix(c.Quarter, 0)))
-	}
-	return nil
-}
-
-// healForeign rewrites, from their manifests, the count entries of other
-// batches' claim groups this batch met (I3): the batch that claimed them may
-// have stopped before writing its counts.
-func (st *Store) healForeign(ctx context.Context, fs []foreign, now time.Time) error {
-	done := map[foreign]bool{}
-	var fns []func(context.Context) error
-	for _, f := range fs {
-		if done[f] {
-			continue
-		}
-		done[f] = true
-		fns = append(fns, func(ctx context.Context) error {
-			var cells map[string]int64
-			var retention int
-			err := st.s.Query("SELECT cells, retention FROM claims WHERE partner_id = ? AND bucket = ? AND id = ?",
-				f.partner, f.bucket, manifestID(f.batch, f.grp)).Consistency(gocql.Serial).ScanContext(ctx, &cells, &retention)
-			if errors.Is(err, gocql.ErrNotFound) {
-				return nil // past the horizon: long since written
-			} else if err != nil {
-				return err
-			}
-			ts := f.batch.Time().UnixMicro()
-			for k, n := range cells {
-				c, err := parseCell(k)
-				if err != nil {
-					return err
-				}
-				q := time.Unix(c.Quarter, 0).UTC()
-				ttl := ttlUntil(q.Add(quarter+time.Duration(retention)*time.Second), now)
-				if ttl == 0 {
-					continue
-				}
-				stmt := healSubStmt
-				if c.Kind == "p" {
-					stmt = healPartnerStmt
-				}
-				if err := st.write(stmt, ts, ttl, f.grp, n, c.Key, dayOf(q), q, c.Group, f.batch).ExecContext(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
-}
-
 // refused marks errors Cassandra gives for the data itself (an invalid
 // request: a key or value too large), which no retry can fix.
 func refused(err error) error {
@@ -536,100 +415,4 @@ func (st *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Even
 		return e, notFound(err)
 	}
 	return e, json.Unmarshal([]byte(body), &e)
-}
-
-// days lists the UTC days that [from, to) touches, as yyyymmdd.
-func days(from, to time.Time) []int {
-	var out []int
-	for d := from.UTC().Truncate(24 * time.Hour); d.Before(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, dayOf(d))
-	}
-	return out
-}
-
-// quarterRange sums the count rows of the quarters starting in [from
-// truncated to a quarter, to), by quarter and group.
-func (st *Store) quarterRange(ctx context.Context, stmt, id string, from, to time.Time) (map[time.Time]map[string]int64, error) {
-	from = from.UTC().Truncate(storage.Quarter)
-	out := map[time.Time]map[string]int64{}
-	var mu sync.Mutex
-	ds := days(from, to)
-	fns := make([]func(context.Context) error, len(ds))
-	for i, day := range ds {
-		fns[i] = func(ctx context.Context) error {
-			iter := st.s.Query(stmt, id, day, from, to).WithContext(ctx).PageSize(5000).Iter()
-			local := map[time.Time]map[string]int64{}
-			var q time.Time
-			var group string
-			var n int64
-			var groups map[int]int64
-			for iter.Scan(&q, &group, &n, &groups) {
-				h := q.UTC().Truncate(storage.Quarter)
-				if local[h] == nil {
-					local[h] = map[string]int64{}
-				}
-				local[h][group] += n
-				for _, v := range groups {
-					local[h][group] += v
-				}
-				n, groups = 0, nil
-			}
-			if err := iter.Close(); err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for h, m := range local {
-				if out[h] == nil {
-					out[h] = map[string]int64{}
-				}
-				for g, v := range m {
-					out[h][g] += v
-				}
-			}
-			return nil
-		}
-	}
-	return out, fanOut(ctx, 8, fns)
-}
-
-func sortedHours(m map[time.Time]map[string]int64) []time.Time {
-	hs := make([]time.Time, 0, len(m))
-	for h := range m {
-		hs = append(hs, h)
-	}
-	sort.Slice(hs, func(i, j int) bool { return hs[i].Before(hs[j]) })
-	return hs
-}
-
-func (st *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
-	m, err := st.quarterRange(ctx, "SELECT quarter, event_type, n, groups FROM counts_by_sub_system WHERE sub_system_id = ? AND day = ? AND quarter >= ? AND quarter < ?", subSystemID, from, to)
-	if err != nil {
-		return nil, err
-	}
-	out := []storage.TypeCount{}
-	for _, h := range sortedHours(m) {
-		for t, n := range m[h] {
-			if n > 0 {
-				out = append(out, storage.TypeCount{Start: h, EventType: t, Count: n})
-			}
-		}
-	}
-	return out, nil
-}
-
-func (st *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
-	m, err := st.quarterRange(ctx, "SELECT quarter, sub_system_id, n, groups FROM counts_by_partner WHERE partner_id = ? AND day = ? AND quarter >= ? AND quarter < ?", partnerID, from, to)
-	if err != nil {
-		return nil, err
-	}
-	out := []storage.SubSystemCount{}
-	for _, h := range sortedHours(m) {
-		for s, n := range m[h] {
-			if n > 0 {
-				out = append(out, storage.SubSystemCount{Start: h, SubSystemID: s, Count: n})
-			}
-		}
-	}
-	return out, nil
 }

@@ -2,81 +2,138 @@ package cassandrastore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
 )
 
 var mFolds = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_count_folds_total",
-	Help: "Folds of batch count rows into cell totals, by result (folded, contended, error)."}, []string{"result"})
+	Help: "Folds of batch rows (counts and user sketches) into slot totals, by result (folded, contended, error)."}, []string{"result"})
 
-// folder folds the count partitions this process writes, at most once per
-// foldEvery each, in the background: a fold is an optimisation of reads and
-// of partition size, never needed for exactness (I4).
+// foldKey is a partition of rollups ('r') or user_sketches ('u').
+type foldKey struct {
+	kind   byte
+	a      int8 // rollup or scope
+	key    string
+	res    storage.Res
+	period int
+}
+
+func (k foldKey) String() string {
+	return fmt.Sprint(string(k.kind), k.a, "/", k.key, "/", int8(k.res), "/", k.period)
+}
+
+// pending is a partition written since its last fold: the slots written,
+// and when its rows are old enough to fold.
+type pending struct {
+	lo, hi time.Time
+	due    time.Time
+}
+
+// folder folds the partitions this process writes in the background, once
+// their rows are foldAfter old: a fold is an optimisation of reads and of
+// partition size, never needed for exactness (I4).
 type folder struct {
 	st     *Store
 	mu     sync.Mutex
-	last   map[foldKey]time.Time
-	queue  chan foldKey
+	pend   map[foldKey]*pending
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-type foldKey struct {
-	kind, key string
-	day       int
-}
+const foldTick = 5 * time.Second
 
 func newFolder(st *Store) *folder {
-	f := &folder{st: st, last: map[foldKey]time.Time{}, queue: make(chan foldKey, 1024), done: make(chan struct{})}
+	f := &folder{st: st, pend: map[foldKey]*pending{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
 }
 
-// touch asks for a fold of a counts partition this process just wrote.
-func (f *folder) touch(kind, key string, day int) {
-	k := foldKey{kind, key, day}
-	now := time.Now()
+// touch notes a slot written in a partition.
+func (f *folder) touch(k foldKey, slot time.Time) {
 	f.mu.Lock()
-	if t, ok := f.last[k]; ok && now.Sub(t) < foldEvery {
-		f.mu.Unlock()
+	defer f.mu.Unlock()
+	f.add(k, slot, slot, time.Now().Add(foldAfter))
+}
+
+func (f *folder) add(k foldKey, lo, hi, due time.Time) {
+	p := f.pend[k]
+	if p == nil {
+		f.pend[k] = &pending{lo: lo, hi: hi, due: due}
 		return
 	}
-	f.last[k] = now
-	if len(f.last) > 100_000 {
-		for k, t := range f.last {
-			if now.Sub(t) > foldEvery {
-				delete(f.last, k)
-			}
+	if lo.Before(p.lo) {
+		p.lo = lo
+	}
+	if hi.After(p.hi) {
+		p.hi = hi
+	}
+}
+
+// take removes and returns the partitions due by now.
+func (f *folder) take(now time.Time, all bool) map[foldKey]pending {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[foldKey]pending{}
+	for k, p := range f.pend {
+		if all || !p.due.After(now) {
+			out[k] = *p
+			delete(f.pend, k)
 		}
 	}
-	f.mu.Unlock()
-	select {
-	case f.queue <- k:
-	default: // busy: a later write asks again
-	}
+	return out
 }
 
 func (f *folder) run() {
 	defer close(f.done)
+	t := time.NewTicker(foldTick)
+	defer t.Stop()
 	for {
 		select {
 		case <-f.ctx.Done():
 			return
-		case k := <-f.queue:
-			ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
-			err := f.st.fold(ctx, k, time.Now().Add(-foldAfter))
-			cancel()
-			if err != nil {
-				mFolds.WithLabelValues("error").Inc()
-			}
+		case now := <-t.C:
+			_ = f.foldDue(f.ctx, now, now.Add(-foldAfter), false)
 		}
 	}
+}
+
+// foldDue folds the partitions due (all of them if all) with rows written
+// before cutoff; a partition with younger rows is folded again later.
+func (f *folder) foldDue(ctx context.Context, now, cutoff time.Time, all bool) error {
+	var first error
+	for k, p := range f.take(now, all) {
+		if ctx.Err() != nil {
+			f.mu.Lock()
+			f.add(k, p.lo, p.hi, p.due)
+			f.mu.Unlock()
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		young, err := f.st.fold(fctx, k, p.lo, p.hi, cutoff)
+		cancel()
+		if err != nil {
+			mFolds.WithLabelValues("error").Inc()
+			if first == nil {
+				first = err
+			}
+		}
+		if err != nil || young {
+			f.mu.Lock()
+			f.add(k, p.lo, p.hi, time.Now().Add(foldAfter))
+			f.mu.Unlock()
+		}
+	}
+	return first
 }
 
 func (f *folder) close() {
@@ -84,112 +141,213 @@ func (f *folder) close() {
 	<-f.done
 }
 
-type countRow struct {
-	batch gocql.UUID
-	sum   int64
-	ttl   int
+// FoldPending folds now every partition this process wrote, with rows
+// written before cutoff: for a loader that wants its data folded before it
+// exits, and for tests. Concurrent writers elsewhere need cutoff at least
+// foldAfter in the past (I4).
+func (st *Store) FoldPending(ctx context.Context, cutoff time.Time) error {
+	return st.folder.foldDue(ctx, time.Now(), cutoff, true)
 }
 
-type cellRows struct {
+// fold folds the slots [lo, hi] of a partition; young reports rows left
+// because they were written after cutoff.
+func (st *Store) fold(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (young bool, err error) {
+	if k.kind == 'u' {
+		return st.foldSketches(ctx, k, lo, hi, cutoff)
+	}
+	return st.foldCounts(ctx, k, lo, hi, cutoff)
+}
+
+type countRow struct {
+	batch  gocql.UUID
+	sum    int64
+	groups map[string]int64
+	ttl    int
+}
+
+type slotRows struct {
 	total    int64
+	groups   map[string]int64
 	hasTotal bool
 	ttl      int
 	rows     []countRow
 }
 
-// fold replaces the complete batch rows of a counts partition written
-// before cutoff by their cells' totals (I4).
-func (st *Store) fold(ctx context.Context, k foldKey, cutoff time.Time) error {
-	table, group, key := "counts_by_sub_system", "event_type", "sub_system_id"
-	if k.kind == "p" {
-		table, group, key = "counts_by_partner", "sub_system_id", "partner_id"
-	}
-	iter := st.s.Query("SELECT quarter, "+group+", batch_id, n, groups, complete, WRITETIME(complete), TTL(complete), TTL(n) FROM "+table+
-		" WHERE "+key+" = ? AND day = ?", k.key, k.day).Consistency(gocql.Serial).WithContext(ctx).PageSize(5000).Iter()
-	type cellID struct {
-		q time.Time
-		g string
-	}
-	cells := map[cellID]*cellRows{}
+const partWhere = " WHERE rollup = ? AND key = ? AND res = ? AND period = ?"
+
+// foldCounts replaces the complete batch rows of each slot written before
+// cutoff by the slot's total, in one conditional batch of the partition
+// (I4): IF n = the total read, so two folders never both add a row.
+func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (bool, error) {
+	iter := st.s.Query("SELECT slot, batch_id, n, groups, claims, claim_groups, complete, WRITETIME(complete), TTL(complete), TTL(n) FROM rollups"+
+		partWhere+" AND slot >= ? AND slot <= ?", k.a, k.key, int8(k.res), k.period, lo, hi).
+		Consistency(gocql.Serial).WithContext(ctx).PageSize(5000).Iter()
+	slots := map[time.Time]*slotRows{}
 	var (
-		q                time.Time
-		g                string
+		slot             time.Time
 		batch            gocql.UUID
 		n                *int64
-		groups           map[int]int64
+		groups, cg       map[string]int64
+		claims           map[int]int64
 		complete         *bool
 		written          *int64
 		ttlRow, ttlTotal *int
+		young            bool
 	)
 	limit := cutoff.UnixMicro()
-	for iter.Scan(&q, &g, &batch, &n, &groups, &complete, &written, &ttlRow, &ttlTotal) {
-		c := cells[cellID{q, g}]
-		if c == nil {
-			c = &cellRows{}
-			cells[cellID{q, g}] = c
+	for iter.Scan(&slot, &batch, &n, &groups, &claims, &cg, &complete, &written, &ttlRow, &ttlTotal) {
+		s := slots[slot]
+		if s == nil {
+			s = &slotRows{groups: map[string]int64{}}
+			slots[slot] = s
 		}
 		switch {
 		case batch == totalBatch:
-			c.hasTotal = true
+			s.hasTotal = true
 			if n != nil {
-				c.total = *n
+				s.total = *n
+			}
+			for g, v := range groups {
+				s.groups[g] += v
 			}
 			if ttlTotal != nil {
-				c.ttl = max(c.ttl, *ttlTotal)
+				s.ttl = max(s.ttl, *ttlTotal)
 			}
 		case complete != nil && *complete && written != nil && *written < limit:
-			r := countRow{batch: batch}
-			for _, v := range groups {
+			r := countRow{batch: batch, groups: map[string]int64{}}
+			for _, v := range claims {
 				r.sum += v
+			}
+			for key, v := range cg {
+				r.groups[groupOf(key)] += v
 			}
 			if ttlRow != nil {
 				r.ttl = *ttlRow
 			}
-			c.rows = append(c.rows, r)
+			s.rows = append(s.rows, r)
+		case complete != nil && *complete:
+			young = true
 		}
-		n, groups, complete, written, ttlRow, ttlTotal = nil, nil, nil, nil, nil, nil
+		n, groups, claims, cg, complete, written, ttlRow, ttlTotal = nil, nil, nil, nil, nil, nil, nil, nil
 	}
 	if err := iter.Close(); err != nil {
-		return err
+		return young, err
 	}
-	for id, c := range cells {
-		for len(c.rows) > 0 {
-			chunk := c.rows[:min(len(c.rows), claimRows)]
-			c.rows = c.rows[len(chunk):]
-			total, ttl := c.total, c.ttl
+	for slot, s := range slots {
+		for len(s.rows) > 0 {
+			chunk := s.rows[:min(len(s.rows), claimRows)]
+			s.rows = s.rows[len(chunk):]
+			total, ttl := s.total, s.ttl
+			groups := make(map[string]int64, len(s.groups))
+			for g, v := range s.groups {
+				groups[g] = v
+			}
 			for _, r := range chunk {
 				total += r.sum
 				ttl = max(ttl, r.ttl)
+				for g, v := range r.groups {
+					groups[g] += v
+				}
 			}
 			if ttl == 0 {
 				continue // everything in it has expired
 			}
 			b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
-			if c.hasTotal {
-				b.Query("UPDATE "+table+" USING TTL ? SET n = ? WHERE "+key+" = ? AND day = ? AND quarter = ? AND "+group+" = ? AND batch_id = ? IF n = ?",
-					ttl, total, k.key, k.day, id.q, id.g, totalBatch, c.total)
+			if s.hasTotal {
+				b.Query("UPDATE rollups USING TTL ? SET n = ?, groups = ?"+partWhere+" AND slot = ? AND batch_id = ? IF n = ?",
+					ttl, total, groups, k.a, k.key, int8(k.res), k.period, slot, totalBatch, s.total)
 			} else {
-				b.Query("INSERT INTO "+table+" ("+key+", day, quarter, "+group+", batch_id, n) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
-					k.key, k.day, id.q, id.g, totalBatch, total, ttl)
+				b.Query("INSERT INTO rollups (rollup, key, res, period, slot, batch_id, n, groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+					k.a, k.key, int8(k.res), k.period, slot, totalBatch, total, groups, ttl)
 			}
 			for _, r := range chunk {
-				b.Query("DELETE FROM "+table+" WHERE "+key+" = ? AND day = ? AND quarter = ? AND "+group+" = ? AND batch_id = ?",
-					k.key, k.day, id.q, id.g, r.batch)
+				b.Query("DELETE FROM rollups"+partWhere+" AND slot = ? AND batch_id = ?", k.a, k.key, int8(k.res), k.period, slot, r.batch)
 			}
 			applied, it, err := b.MapExecCASContext(ctx, map[string]any{})
 			if it != nil {
 				it.Close()
 			}
 			if err != nil {
-				return err
+				return young, err
 			}
 			if !applied {
 				mFolds.WithLabelValues("contended").Inc()
-				return nil // another process folded this partition meanwhile
+				return young, nil // another process folded this slot meanwhile
 			}
 			mFolds.WithLabelValues("folded").Inc()
-			c.total, c.hasTotal, c.ttl = total, true, ttl
+			s.total, s.groups, s.hasTotal, s.ttl = total, groups, true, ttl
 		}
 	}
-	return nil
+	return young, nil
+}
+
+// foldSketches merges the sketch rows of each slot written before cutoff
+// into one new row, then deletes the rows merged. Merging is idempotent and
+// a row is deleted only once a row holding it is written, so folders
+// racing each other lose nothing; they may leave two rows, which the next
+// fold merges.
+func (st *Store) foldSketches(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (bool, error) {
+	where := " WHERE scope = ? AND key = ? AND res = ? AND period = ?"
+	iter := st.s.Query("SELECT slot, batch_id, sketch, WRITETIME(sketch), TTL(sketch) FROM user_sketches"+where+" AND slot >= ? AND slot <= ?",
+		k.a, k.key, int8(k.res), k.period, lo, hi).WithContext(ctx).PageSize(1000).Iter()
+	type rows struct {
+		sk      hll.Sketch
+		batches []gocql.UUID
+		ttl     int
+	}
+	slots := map[time.Time]*rows{}
+	var (
+		slot    time.Time
+		batch   gocql.UUID
+		b       []byte
+		written int64
+		ttl     *int
+		young   bool
+	)
+	limit := cutoff.UnixMicro()
+	for iter.Scan(&slot, &batch, &b, &written, &ttl) {
+		if written >= limit {
+			young = true
+			continue
+		}
+		r := slots[slot]
+		if r == nil {
+			r = &rows{}
+			slots[slot] = r
+		}
+		if err := r.sk.MergeBinary(b); err != nil {
+			iter.Close()
+			return young, fmt.Errorf("cassandrastore: user sketch of %v: %w", slot, err)
+		}
+		r.batches = append(r.batches, batch)
+		if ttl != nil {
+			r.ttl = max(r.ttl, *ttl)
+		}
+		ttl = nil
+	}
+	if err := iter.Close(); err != nil {
+		return young, err
+	}
+	for slot, r := range slots {
+		if len(r.batches) < 2 || r.ttl == 0 {
+			continue
+		}
+		merged := gocql.TimeUUID()
+		if err := st.write("INSERT INTO user_sketches (scope, key, res, period, slot, batch_id, sketch) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+			k.a, k.key, int8(k.res), k.period, slot, merged, r.sk.Append(nil), r.ttl).ExecContext(ctx); err != nil {
+			return young, err
+		}
+		for i := 0; i < len(r.batches); i += batchRows {
+			del := st.s.Batch(gocql.UnloggedBatch)
+			for _, id := range r.batches[i:min(i+batchRows, len(r.batches))] {
+				del.Entries = append(del.Entries, gocql.BatchEntry{Stmt: "DELETE FROM user_sketches" + where + " AND slot = ? AND batch_id = ?",
+					Args: []any{k.a, k.key, int8(k.res), k.period, slot, id}, Idempotent: true})
+			}
+			if err := del.ExecContext(ctx); err != nil {
+				return young, err
+			}
+		}
+		mFolds.WithLabelValues("folded").Inc()
+	}
+	return young, nil
 }

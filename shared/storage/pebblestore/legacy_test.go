@@ -3,12 +3,15 @@ package pebblestore
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
@@ -53,55 +56,89 @@ func TestLegacyRecordsKeepWorking(t *testing.T) {
 	}
 }
 
-// Hourly counts written before counts were kept per quarter hour are still
-// read, as the hour's first quarter, beside new quarter counts of the same
-// hour; each is counted once.
-func TestLegacyHourlyCounts(t *testing.T) {
-	s, err := Open(t.TempDir())
+// A store written before the current count layout (quarter-hour counts
+// under qs/qp, hourly ones under rs/rp, no user sketches), or one whose
+// rebuild was interrupted, is recounted from its stored events when opened:
+// every resolution exact, users sketched, the old keys gone.
+func TestRebuildFromOldLayout(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	ctx := context.Background()
 	h := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	p, sub := tenant.NewID(), tenant.NewID()
+	var evs []event.Event
+	for i, m := range []int{1, 2, 2, 40, 70} {
+		ts := h.Add(time.Duration(m) * time.Minute)
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+			Timestamp: ts, ReceivedAt: ts, UserID: fmt.Sprint("user", i%3)})
+	}
+	if _, err := s.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	// Make it an old store: no new layout, old keys that would count twice.
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], 5)
-	if err := s.db.Set(key("rs", sub, hourKey(h), "view"), n[:], pebble.Sync); err != nil {
-		t.Fatal(err)
+	b := s.db.NewBatch()
+	for _, pre := range []string{"c/", "u/", "meta/"} {
+		must(t, b.DeleteRange([]byte(pre), prefixEnd([]byte(pre)), nil))
 	}
-	if err := s.db.Set(key("rp", p, hourKey(h), sub), n[:], pebble.Sync); err != nil {
-		t.Fatal(err)
+	must(t, b.Set(key("rs", sub, hourKey(h), "view"), n[:], nil))
+	must(t, b.Set(key("qp", p, quarterKey(h), sub), n[:], nil))
+	must(t, b.Commit(pebble.Sync))
+	must(t, s.Close())
+
+	check := func(s *Store) {
+		t.Helper()
+		for _, res := range storage.Resolutions {
+			slots, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: res, From: h.Add(-24 * time.Hour), To: h.Add(24 * time.Hour)})
+			must(t, err)
+			var total int64
+			for _, sl := range slots {
+				total += sl.Total
+			}
+			if total != 5 {
+				t.Fatalf("%s: total %d, want 5 (%+v)", res, total, slots)
+			}
+		}
+		cs, err := storage.SubSystemCounts(ctx, s, sub, h, h.Add(time.Hour))
+		must(t, err)
+		if len(cs) != 2 || cs[0].Count != 3 || cs[1].Count != 1 {
+			t.Fatalf("quarters of the hour: %+v", cs)
+		}
+		us, err := s.Users(ctx, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Day, From: h.Add(-24 * time.Hour), To: h.Add(24 * time.Hour)})
+		must(t, err)
+		var sk hll.Sketch
+		for _, u := range us {
+			must(t, sk.MergeBinary(u.Sketch))
+		}
+		if sk.Estimate() != 3 {
+			t.Fatalf("users %d, want 3", sk.Estimate())
+		}
+		for _, pre := range []string{"rs/", "qp/"} {
+			_ = s.scanPrefix([]byte(pre), func(k, _ []byte) (bool, error) {
+				t.Fatalf("old key %q left", k)
+				return false, nil
+			})
+		}
 	}
-	e := event.Event{ID: "new-1", PartnerID: p, SubSystemID: sub, EventType: "view", Timestamp: h.Add(40 * time.Minute), ReceivedAt: h.Add(40 * time.Minute)}
-	if _, err := s.WriteEvents(ctx, []event.Event{e}); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := s.SubSystemCounts(ctx, sub, h, h.Add(time.Hour))
+	s, err = Open(dir)
+	must(t, err)
+	check(s)
+	// An interrupted rebuild (some new keys, no marker) starts over.
+	must(t, s.db.Delete([]byte(rollupsMeta), pebble.Sync))
+	must(t, s.Close())
+	s, err = Open(dir)
+	must(t, err)
+	defer s.Close()
+	check(s)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-	got := map[time.Time]int64{}
-	for _, c := range cs {
-		got[c.Start] += c.Count
-	}
-	if len(got) != 2 || got[h] != 5 || got[h.Add(30*time.Minute)] != 1 {
-		t.Fatalf("counts %v: want 5 at %s (legacy) and 1 at %s", got, h.Format("15:04"), h.Add(30*time.Minute).Format("15:04"))
-	}
-	ps, err := s.PartnerCounts(ctx, p, h.Add(-time.Hour), h.Add(2*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total int64
-	for _, c := range ps {
-		total += c.Count
-	}
-	if total != 6 {
-		t.Fatalf("partner total %d, want 6", total)
-	}
-	// A range starting after the legacy hour's start leaves it out.
-	cs, _ = s.SubSystemCounts(ctx, sub, h.Add(15*time.Minute), h.Add(time.Hour))
-	if len(cs) != 1 || cs[0].Count != 1 {
-		t.Fatalf("from :15: %+v", cs)
 	}
 }

@@ -12,8 +12,8 @@
 //	ep/<partnerId>/<day>/<bucket>/<ts>/<eventId>       events_by_partner
 //	es/<subSystemId>/<day>/<bucket>/<ts>/<eventId>     events_by_sub_system
 //	ei/<partnerId>/<eventId>                           event_ids (dedup): 0x01, digest[16], events_by_partner key
-//	rs/<subSystemId>/<hour>/<eventType>                rollup_sub_system_hour
-//	rp/<partnerId>/<hour>/<subSystemId>                rollup_partner_hour
+//	c/<rollup>/<key>/<res>/<slot>                      counts (see "events" below)
+//	u/<scope>/<key>/<res>/<slot>                       user sketches
 //
 // Writes that must be atomic (unique codes, event + dedup + rollups) take a
 // mutex and commit one synced batch, so a crash leaves all or nothing.
@@ -34,6 +34,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -64,7 +65,12 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if err := s.rebuildRollups(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // FilterHits is how many times a Bloom filter spared reading a data block
@@ -509,13 +515,34 @@ func sortKeys(ks []tenant.APIKey) {
 
 // ---- events ----
 
-// Counts are kept per quarter hour under "qs"/"qp" (sub-system, partner).
-// Stores written before that kept them per hour under "rs"/"rp"; those are
-// still read, as counts of the hour's first quarter.
+// Counts and user sketches are kept per slot of every resolution:
+//
+//	c/<rollup>/<key>/<res>/<slot>   counts: uvarint total, then per group (in order) uvarint length, group, uvarint count
+//	u/<scope>/<key>/<res>/<slot>    users: an encoded hll.Sketch
+//	meta/rollups                    "2" once every stored event is counted in this layout
+//
+// <slot> is the slot's UTC start as yyyymmddhhmm, so keys sort in time order.
+// Stores written before kept quarter-hour counts under qs/qp and hourly
+// ones under rs/rp; Open rebuilds the layout from the stored events.
 const (
+	slotLayout    = "200601021504"
 	quarterLayout = "200601021504"
 	hourLayout    = "2006010215"
+	rollupsMeta   = "meta/rollups"
+	rollupsLayout = "2"
 )
+
+func countPrefix(r storage.Rollup, k string, res storage.Res) []byte {
+	return fmt.Appendf(nil, "c/%d/%s/%d/", r, k, res)
+}
+
+func userPrefix(u storage.UserScope, k string, res storage.Res) []byte {
+	return fmt.Appendf(nil, "u/%d/%s/%d/", u, k, res)
+}
+
+func slotKey(prefix []byte, t time.Time) []byte {
+	return append(bytes.Clone(prefix), t.UTC().Format(slotLayout)...)
+}
 
 func quarterKey(t time.Time) string { return t.UTC().Truncate(storage.Quarter).Format(quarterLayout) }
 func hourKey(t time.Time) string    { return t.UTC().Format(hourLayout) }
@@ -524,6 +551,191 @@ func tsKey(t time.Time) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 	return fmt.Sprintf("%x", b)
+}
+
+func encodeSlot(total int64, groups map[string]int64) []byte {
+	gs := make([]string, 0, len(groups))
+	n := binary.MaxVarintLen64
+	for g := range groups {
+		gs = append(gs, g)
+		n += len(g) + 2*binary.MaxVarintLen64
+	}
+	sort.Strings(gs)
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(total))
+	for _, g := range gs {
+		b = binary.AppendUvarint(b, uint64(len(g)))
+		b = append(b, g...)
+		b = binary.AppendUvarint(b, uint64(groups[g]))
+	}
+	return b
+}
+
+// decodeSlot decodes a counts value; fn, when set, sees each group.
+func decodeSlot(v []byte, fn func(group []byte, n int64)) (int64, error) {
+	total, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0, fmt.Errorf("pebblestore: bad counts value")
+	}
+	for v = v[k:]; len(v) > 0; {
+		l, k := binary.Uvarint(v)
+		if k <= 0 || uint64(len(v)-k) < l {
+			return 0, fmt.Errorf("pebblestore: bad counts value")
+		}
+		g := v[k : k+int(l)]
+		v = v[k+int(l):]
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return 0, fmt.Errorf("pebblestore: bad counts value")
+		}
+		v = v[k:]
+		if fn != nil {
+			fn(g, int64(n))
+		}
+	}
+	return int64(total), nil
+}
+
+type slotDelta struct {
+	total  int64
+	groups map[string]int64
+}
+
+// rollupDeltas is what a set of new events adds to counts and sketches.
+type rollupDeltas struct {
+	counts map[string]*slotDelta
+	users  map[string]*hll.Sketch
+}
+
+func newDeltas() *rollupDeltas {
+	return &rollupDeltas{counts: map[string]*slotDelta{}, users: map[string]*hll.Sketch{}}
+}
+
+func (d *rollupDeltas) add(e *event.Event) {
+	user := storage.UserOf(e)
+	var h uint64
+	if user != "" {
+		h = hll.Hash(user)
+	}
+	for _, res := range storage.Resolutions {
+		slot := res.Slot(e.Timestamp)
+		for _, r := range storage.Rollups {
+			k, g := r.Key(e)
+			ck := string(slotKey(countPrefix(r, k, res), slot))
+			c := d.counts[ck]
+			if c == nil {
+				c = &slotDelta{groups: map[string]int64{}}
+				d.counts[ck] = c
+			}
+			c.total++
+			c.groups[g]++
+		}
+		if user == "" {
+			continue
+		}
+		for _, u := range storage.UserScopes {
+			uk := string(slotKey(userPrefix(u, u.Key(e), res), slot))
+			sk := d.users[uk]
+			if sk == nil {
+				sk = &hll.Sketch{}
+				d.users[uk] = sk
+			}
+			sk.AddHash(h)
+		}
+	}
+}
+
+// apply adds the deltas to the stored values into b. Callers hold s.mu.
+func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
+	for k, c := range d.counts {
+		v, err := s.get([]byte(k))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if v != nil {
+			total, err := decodeSlot(v, func(g []byte, n int64) { c.groups[string(g)] += n })
+			if err != nil {
+				return fmt.Errorf("%w (%q)", err, k)
+			}
+			c.total += total
+		}
+		if err := b.Set([]byte(k), encodeSlot(c.total, c.groups), nil); err != nil {
+			return err
+		}
+	}
+	for k, sk := range d.users {
+		v, err := s.get([]byte(k))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := sk.MergeBinary(v); err != nil {
+			return fmt.Errorf("pebblestore: user sketch %q: %w", k, err)
+		}
+		if err := b.Set([]byte(k), sk.Append(nil), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildRollups counts every stored event into the current layout, once:
+// a store written before it has counts in an older layout (or none at
+// all). It starts over if a rebuild was interrupted.
+func (s *Store) rebuildRollups() error {
+	if v, err := s.get([]byte(rollupsMeta)); err == nil && string(v) == rollupsLayout {
+		return nil
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	for _, p := range []string{"c/", "u/"} {
+		if err := b.DeleteRange([]byte(p), prefixEnd([]byte(p)), nil); err != nil {
+			return err
+		}
+	}
+	if err := s.commit(b); err != nil {
+		return err
+	}
+	d, n := newDeltas(), 0
+	flush := func() error {
+		b := s.db.NewBatch()
+		defer b.Close()
+		if err := s.applyDeltas(b, d); err != nil {
+			return err
+		}
+		d, n = newDeltas(), 0
+		return s.commit(b)
+	}
+	err := s.scanPrefix([]byte("ep/"), func(k, v []byte) (bool, error) {
+		var e event.Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return false, fmt.Errorf("pebblestore: stored event %q: %w", k, err)
+		}
+		d.add(&e)
+		if n++; n == 20_000 {
+			return true, flush()
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("pebblestore: rebuild counts: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	b = s.db.NewBatch()
+	defer b.Close()
+	for _, p := range []string{"qs/", "qp/", "rs/", "rp/"} {
+		if err := b.DeleteRange([]byte(p), prefixEnd([]byte(p)), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set([]byte(rollupsMeta), []byte(rollupsLayout), nil); err != nil {
+		return err
+	}
+	return s.commit(b)
 }
 
 // idValue is the event_ids value: a version byte, the event's digest, and
@@ -556,7 +768,7 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 	b := s.db.NewBatch()
 	defer b.Close()
 	seen := make(map[string][16]byte, len(events))
-	deltas := map[string]int64{}
+	deltas := newDeltas()
 	now := time.Now()
 	// Duplicate checks go through one iterator that consults the Bloom
 	// filters on every level: a plain Get skips them on the bottom level,
@@ -599,24 +811,14 @@ func (s *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.
 		b.Set(pk, body, nil)
 		b.Set(key("es", e.SubSystemID, day, bucket, tsKey(ts), e.ID), body, nil)
 		b.Set(idk, idValue(d, pk), nil)
-		q := quarterKey(ts)
-		deltas[string(key("qs", e.SubSystemID, q, e.EventType))]++
-		deltas[string(key("qp", e.PartnerID, q, e.SubSystemID))]++
+		deltas.add(e)
 		res.Written++
 	}
 	if res.Written == 0 {
 		return res, nil
 	}
-	for k, d := range deltas {
-		var cur int64
-		if v, err := s.get([]byte(k)); err == nil && len(v) == 8 {
-			cur = int64(binary.BigEndian.Uint64(v))
-		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return storage.WriteResult{}, err
-		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(cur+d))
-		b.Set([]byte(k), v[:], nil)
+	if err := s.applyDeltas(b, deltas); err != nil {
+		return storage.WriteResult{}, err
 	}
 	if err := s.commit(b); err != nil {
 		return storage.WriteResult{}, err
@@ -634,60 +836,58 @@ func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event
 	return e, s.getJSON(pk, &e)
 }
 
-// hourRange scans rollup rows prefix/<hour>/<rest> for hours in [from, to).
-// countRange calls fn for each count of id in the quarters starting in
-// [from truncated to a quarter, to): the quarter rows, and the legacy
-// hourly rows (prefix legacy) of hours starting in that range.
-func (s *Store) countRange(ctx context.Context, prefix, legacy, id string, from, to time.Time, fn func(start time.Time, rest string, n int64)) error {
-	from = from.UTC().Truncate(storage.Quarter)
-	for _, r := range []struct {
-		prefix, layout string
-		lower, upper   string
-	}{
-		{prefix, quarterLayout, from.Format(quarterLayout), ceilTo(to.UTC(), storage.Quarter).Format(quarterLayout)},
-		{legacy, hourLayout, ceilTo(from, time.Hour).Format(hourLayout), ceilTo(to.UTC(), time.Hour).Format(hourLayout)},
-	} {
-		p := key(r.prefix, id, "")
-		lower := append(bytes.Clone(p), r.lower...)
-		upper := append(bytes.Clone(p), r.upper...)
-		err := s.scan(lower, upper, func(k, v []byte) (bool, error) {
-			rest := k[len(p):]
-			if len(rest) < len(r.layout)+1 || len(v) != 8 {
-				return false, fmt.Errorf("pebblestore: bad count row %q", k)
-			}
-			start, err := time.Parse(r.layout, string(rest[:len(r.layout)]))
-			if err != nil {
-				return false, fmt.Errorf("pebblestore: bad count time %q: %w", k, err)
-			}
-			fn(start, string(rest[len(r.layout)+1:]), int64(binary.BigEndian.Uint64(v)))
-			return true, ctx.Err()
-		})
+func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
+	p := countPrefix(q.Rollup, q.Key, q.Res)
+	out := []storage.Slot{}
+	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
+		start, err := time.Parse(slotLayout, string(k[len(p):]))
 		if err != nil {
-			return err
+			return false, fmt.Errorf("pebblestore: bad counts key %q: %w", k, err)
 		}
-	}
-	return nil
-}
-
-func ceilTo(t time.Time, d time.Duration) time.Time {
-	if tr := t.Truncate(d); !tr.Equal(t) {
-		return tr.Add(d)
-	}
-	return t
-}
-
-func (s *Store) SubSystemCounts(ctx context.Context, subSystemID string, from, to time.Time) ([]storage.TypeCount, error) {
-	out := []storage.TypeCount{}
-	err := s.countRange(ctx, "qs", "rs", subSystemID, from, to, func(q time.Time, t string, n int64) {
-		out = append(out, storage.TypeCount{Start: q, EventType: t, Count: n})
+		if !start.Before(q.To) {
+			return false, nil
+		}
+		sl := storage.Slot{Start: start}
+		var fn func([]byte, int64)
+		switch {
+		case q.Group != "":
+			fn = func(g []byte, n int64) {
+				if string(g) == q.Group {
+					sl.Total = n
+				}
+			}
+		case q.Groups:
+			sl.Groups = map[string]int64{}
+			fn = func(g []byte, n int64) { sl.Groups[string(g)] = n }
+		}
+		total, err := decodeSlot(v, fn)
+		if err != nil {
+			return false, fmt.Errorf("%w (%q)", err, k)
+		}
+		if q.Group == "" {
+			sl.Total = total
+		}
+		if sl.Total > 0 {
+			out = append(out, sl)
+		}
+		return true, ctx.Err()
 	})
 	return out, err
 }
 
-func (s *Store) PartnerCounts(ctx context.Context, partnerID string, from, to time.Time) ([]storage.SubSystemCount, error) {
-	out := []storage.SubSystemCount{}
-	err := s.countRange(ctx, "qp", "rp", partnerID, from, to, func(q time.Time, sub string, n int64) {
-		out = append(out, storage.SubSystemCount{Start: q, SubSystemID: sub, Count: n})
+func (s *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.SlotUsers, error) {
+	p := userPrefix(q.Scope, q.Key, q.Res)
+	out := []storage.SlotUsers{}
+	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
+		start, err := time.Parse(slotLayout, string(k[len(p):]))
+		if err != nil {
+			return false, fmt.Errorf("pebblestore: bad users key %q: %w", k, err)
+		}
+		if !start.Before(q.To) {
+			return false, nil
+		}
+		out = append(out, storage.SlotUsers{Start: start, Sketch: bytes.Clone(v)})
+		return true, ctx.Err()
 	})
 	return out, err
 }

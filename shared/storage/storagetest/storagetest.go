@@ -32,6 +32,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"EventsConcurrentDuplicates", testEventsConcurrent},
 		{"RollupRanges", testRollupRanges},
 		{"QuarterHourCounts", testQuarterHourCounts},
+		{"RollupResolutions", testRollupResolutions},
+		{"RollupsConcurrentWriters", testRollupsConcurrentWriters},
 		{"SameIDOtherTimestamp", testSameIDOtherTimestamp},
 		{"SameIDOtherContent", testSameIDOtherContent},
 		{"ConcurrentWritersSameBucket", testConcurrentWritersSameBucket},
@@ -319,7 +321,7 @@ func testEventsIdempotent(t *testing.T, s storage.Store) {
 	if _, err := s.GetEvent(ctx, p, "nope"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("missing event: %v", err)
 	}
-	counts, err := s.SubSystemCounts(ctx, sub, t0, t0.Add(time.Hour))
+	counts, err := storage.SubSystemCounts(ctx, s, sub, t0, t0.Add(time.Hour))
 	must(t, err)
 	total := int64(0)
 	for _, c := range counts {
@@ -328,7 +330,7 @@ func testEventsIdempotent(t *testing.T, s storage.Store) {
 	if total != 3 { // e1, e2, and the other partner's e1 share the sub-system id here
 		t.Fatalf("sub-system total %d, want 3 (%+v)", total, counts)
 	}
-	pc, _ := s.PartnerCounts(ctx, p, t0, t0.Add(time.Hour))
+	pc, _ := storage.PartnerCounts(ctx, s, p, t0, t0.Add(time.Hour))
 	if len(pc) != 1 || pc[0].Count != 2 || pc[0].SubSystemID != sub {
 		t.Fatalf("partner counts: %+v", pc)
 	}
@@ -361,7 +363,7 @@ func testEventsConcurrent(t *testing.T, s storage.Store) {
 	if written < 50 || written > 200 {
 		t.Fatalf("four writers of the same 50 events reported %d new", written)
 	}
-	pc, _ := s.PartnerCounts(ctx, p, t0, t0.Add(time.Hour))
+	pc, _ := storage.PartnerCounts(ctx, s, p, t0, t0.Add(time.Hour))
 	if len(pc) != 1 || pc[0].Count != 50 {
 		t.Fatalf("partner counts: %+v", pc)
 	}
@@ -396,7 +398,7 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 		return n, hours
 	}
 	// A range inside the data: [t0+5h, t0+29h) is 24 hours.
-	cs, err := s.SubSystemCounts(ctx, a, t0.Add(5*time.Hour), t0.Add(29*time.Hour))
+	cs, err := storage.SubSystemCounts(ctx, s, a, t0.Add(5*time.Hour), t0.Add(29*time.Hour))
 	must(t, err)
 	if n, hrs := sum(cs, ""); n != 72 || len(hrs) != 24 {
 		t.Fatalf("a over 24h: %d events in %d hours", n, len(hrs))
@@ -410,11 +412,11 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 		}
 	}
 	// The whole range, and far beyond it: exact totals.
-	cs, _ = s.SubSystemCounts(ctx, a, t0.AddDate(-1, 0, 0), t0.AddDate(1, 0, 0))
+	cs, _ = storage.SubSystemCounts(ctx, s, a, t0.AddDate(-1, 0, 0), t0.AddDate(1, 0, 0))
 	if n, _ := sum(cs, ""); n != 216 {
 		t.Fatalf("a over two years: %d", n)
 	}
-	pc, err := s.PartnerCounts(ctx, p, t0, t0.Add(72*time.Hour))
+	pc, err := storage.PartnerCounts(ctx, s, p, t0, t0.Add(72*time.Hour))
 	must(t, err)
 	var pa, pb int64
 	for _, c := range pc {
@@ -429,7 +431,7 @@ func testRollupRanges(t *testing.T, s storage.Store) {
 		t.Fatalf("partner counts a=%d b=%d", pa, pb)
 	}
 	// An empty range.
-	if cs, _ := s.SubSystemCounts(ctx, a, t0.Add(-48*time.Hour), t0); len(cs) != 0 {
+	if cs, _ := storage.SubSystemCounts(ctx, s, a, t0.Add(-48*time.Hour), t0); len(cs) != 0 {
 		t.Fatalf("before the data: %+v", cs)
 	}
 }
@@ -439,12 +441,12 @@ func total(t *testing.T, s storage.Store, p, sub string) (subN, partnerN int64) 
 	t.Helper()
 	ctx := context.Background()
 	from, to := time.Now().AddDate(0, 0, -60), time.Now().AddDate(0, 0, 2)
-	cs, err := s.SubSystemCounts(ctx, sub, from, to)
+	cs, err := storage.SubSystemCounts(ctx, s, sub, from, to)
 	must(t, err)
 	for _, c := range cs {
 		subN += c.Count
 	}
-	pc, err := s.PartnerCounts(ctx, p, from, to)
+	pc, err := storage.PartnerCounts(ctx, s, p, from, to)
 	must(t, err)
 	for _, c := range pc {
 		if c.SubSystemID == sub {
@@ -477,7 +479,7 @@ func testSameIDOtherTimestamp(t *testing.T, s storage.Store) {
 		}
 	}
 	wantTotal(t, s, p, sub, 1)
-	cs, _ := s.SubSystemCounts(ctx, sub, t0, t0.Add(time.Hour))
+	cs, _ := storage.SubSystemCounts(ctx, s, sub, t0, t0.Add(time.Hour))
 	if len(cs) != 1 || cs[0].Count != 1 {
 		t.Fatalf("the first timestamp's hour: %+v", cs)
 	}
@@ -583,7 +585,7 @@ func testLateEvents(t *testing.T, s storage.Store) {
 	old := now.Add(-29 * 24 * time.Hour)
 	_, err = s.WriteEvents(ctx, []event.Event{ev(p, sub, "late", "t", old), ev(p, sub, "late2", "t", old.Add(time.Minute))})
 	must(t, err)
-	cs, err := s.SubSystemCounts(ctx, sub, old.Truncate(time.Hour), old.Truncate(time.Hour).Add(time.Hour))
+	cs, err := storage.SubSystemCounts(ctx, s, sub, old.Truncate(time.Hour), old.Truncate(time.Hour).Add(time.Hour))
 	must(t, err)
 	var n int64
 	for _, c := range cs { // one quarter, or two when the minute between them crosses one
@@ -778,13 +780,13 @@ func testQuarterHourCounts(t *testing.T, s storage.Store) {
 		t.Fatalf("written %d", n)
 	}
 	want := map[time.Time]int64{t0: 3, t0.Add(15 * time.Minute): 2, t0.Add(30 * time.Minute): 2, t0.Add(45 * time.Minute): 2, t0.Add(time.Hour): 1}
-	cs, err := s.SubSystemCounts(ctx, a, t0, t0.Add(2*time.Hour))
+	cs, err := storage.SubSystemCounts(ctx, s, a, t0, t0.Add(2*time.Hour))
 	must(t, err)
 	got := map[time.Time]int64{}
 	for _, c := range cs {
 		got[c.Start] += c.Count
 	}
-	ps, err := s.PartnerCounts(ctx, p, t0, t0.Add(2*time.Hour))
+	ps, err := storage.PartnerCounts(ctx, s, p, t0, t0.Add(2*time.Hour))
 	must(t, err)
 	gotP := map[time.Time]int64{}
 	for _, c := range ps {
@@ -800,7 +802,7 @@ func testQuarterHourCounts(t *testing.T, s storage.Store) {
 	}
 	// [t0+15m, t0+45m) is two quarters; a bound inside a quarter starts at it.
 	for _, r := range [][2]time.Time{{t0.Add(15 * time.Minute), t0.Add(45 * time.Minute)}, {t0.Add(20 * time.Minute), t0.Add(45 * time.Minute)}} {
-		cs, err := s.SubSystemCounts(ctx, a, r[0], r[1])
+		cs, err := storage.SubSystemCounts(ctx, s, a, r[0], r[1])
 		must(t, err)
 		var sum int64
 		for _, c := range cs {
