@@ -57,7 +57,7 @@ func badParam(name, msg string) error {
 // Query parameters of the reports: anything else is refused, never ignored.
 var (
 	subSystemReportParams = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "eventType"}
-	partnerReportParams   = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "subSystemId", "top"}
+	partnerReportParams   = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "subSystemId", "eventType", "top"}
 )
 
 // checkParams refuses a parameter the route does not know, and one given
@@ -85,6 +85,15 @@ func reportZone(q url.Values) (*time.Location, error) {
 		return nil, badParam("tz", err.Error())
 	}
 	return loc, nil
+}
+
+// reportEventType reads eventType ("" for all types).
+func reportEventType(q url.Values) (string, error) {
+	t := strings.TrimSpace(q.Get("eventType"))
+	if !utf8.ValidString(t) {
+		return "", badParam("eventType", "must be valid UTF-8")
+	}
+	return t, nil
 }
 
 // reportGranularity reads granularity ("" for the report's default).
@@ -154,9 +163,9 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		eventType := strings.TrimSpace(r.URL.Query().Get("eventType"))
-		if !utf8.ValidString(eventType) {
-			return reply{}, apierr.New(apierr.InvalidParameter, "eventType must be valid UTF-8")
+		eventType, err := reportEventType(r.URL.Query())
+		if err != nil {
+			return reply{}, err
 		}
 		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: eventType,
 			Granularity: granularity, TZ: loc.String()}
@@ -181,8 +190,12 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
+		eventType, err := reportEventType(qv)
+		if err != nil {
+			return reply{}, err
+		}
 		pq := report.PartnerQuery{PartnerID: p.ByName("id"), From: from, To: to, Granularity: granularity, TZ: loc.String(),
-			SubSystemID: qv.Get("subSystemId")}
+			SubSystemID: qv.Get("subSystemId"), EventType: eventType}
 		if pq.SubSystemID != "" && !tenant.ValidID(pq.SubSystemID) {
 			return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -181,9 +182,6 @@ func makePlan(from, to time.Time, granularity, tz string, def calendar.Granulari
 		}
 		p.g = g
 	}
-	if p.g == calendar.Minute {
-		return p, param("granularity", "minute is not available: counts are kept per quarter hour; ask for hour, day, week or month")
-	}
 	p.loc = time.UTC
 	if tz != "" {
 		loc, err := calendar.ParseZone(tz)
@@ -256,28 +254,70 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := storage.SubSystemCounts(ctx, s.store, ss.ID, pl.from, pl.to)
+	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
+		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
+	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
 	if err != nil {
 		return nil, err
 	}
-	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
-		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, EventsByType: map[string]int64{},
-		Granularity: string(pl.g), TZ: pl.loc.String()}
-	points := pl.series()
-	for _, c := range counts {
-		if q.EventType != "" && c.EventType != q.EventType {
-			continue
-		}
-		i := pl.index(c.Start)
-		if i < 0 {
-			continue
-		}
-		points[i].Count += c.Count
-		r.EventsByType[c.EventType] += c.Count
-		r.TotalEvents += c.Count
-	}
-	r.TimeSeries = points
+	r.TotalEvents, r.EventsByType, r.UniqueUsers, r.TimeSeries = f.total, f.byGroup, f.users, f.points
 	return r, nil
+}
+
+// figures are what both reports compute from one rollup key.
+type figures struct {
+	total   int64
+	byGroup map[string]int64 // over the whole range
+	users   *int64
+	points  []report.Point
+}
+
+// figures reads a rollup key's series (one group of it if group is set)
+// and its counts by group over the range; with no group, the users of
+// scope too. extra, when set, also sees each slot of the whole range with
+// its groups.
+func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope, extra func(storage.Slot)) (figures, error) {
+	f := figures{byGroup: map[string]int64{}}
+	acc := make([]pointAcc, len(pl.buckets))
+	err := parallel(ctx, 3, []func(context.Context) error{
+		func(ctx context.Context) error {
+			return s.readCounts(ctx, pl.seriesTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Group: group}, func(sl storage.Slot) {
+				if i := pl.index(sl.Start); i >= 0 {
+					acc[i].count += sl.Total
+				}
+			})
+		},
+		func(ctx context.Context) error {
+			return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
+				if group != "" {
+					f.byGroup[group] += sl.Total
+				}
+				for g, n := range sl.Groups {
+					f.byGroup[g] += n
+				}
+				if extra != nil {
+					extra(sl)
+				}
+			})
+		},
+		func(ctx context.Context) error {
+			if group != "" {
+				return nil
+			}
+			n, err := s.uniqueUsers(ctx, pl, acc, scope, key)
+			f.users = &n
+			return err
+		},
+	})
+	if err != nil {
+		return f, err
+	}
+	f.points = pl.series()
+	for i := range f.points {
+		f.points[i].Count, f.points[i].UniqueUsers = acc[i].count, acc[i].users
+		f.total += acc[i].count
+	}
+	return f, nil
 }
 
 // PartnerReport counts one partner's events by sub-system, in buckets of
@@ -300,7 +340,7 @@ func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*re
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.Top)
+	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%q:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.EventType, q.Top)
 	return cached(ctx, s, key, pl.to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 
@@ -311,30 +351,91 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	} else if err != nil {
 		return nil, err
 	}
-	counts, err := storage.PartnerCounts(ctx, s.store, p.ID, pl.from, pl.to)
-	if err != nil {
-		return nil, err
-	}
 	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: pl.from.In(pl.loc), To: pl.to.In(pl.loc),
-		SubSystemID: q.SubSystemID, Granularity: string(pl.g), TZ: pl.loc.String()}
-	points := pl.series()
+		SubSystemID: q.SubSystemID, EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	bySub := map[string]int64{}
-	for _, c := range counts {
-		if q.SubSystemID != "" && c.SubSystemID != q.SubSystemID {
-			continue
+	var f figures
+	switch {
+	case q.SubSystemID != "":
+		// One sub-system: its own rollup, by type.
+		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != p.ID) {
+			return nil, param("subSystemId", "is not a sub-system of this partner")
+		} else if err != nil {
+			return nil, err
 		}
-		i := pl.index(c.Start)
-		if i < 0 {
-			continue
+		f, err = s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
+		if err != nil {
+			return nil, err
 		}
-		points[i].Count += c.Count
-		bySub[c.SubSystemID] += c.Count
-		r.TotalEvents += c.Count
+		if f.total > 0 {
+			bySub[ss.ID] = f.total
+		}
+	case q.EventType != "":
+		// One type across sub-systems: the partner's by-type rollup for
+		// the series, each sub-system's for the top list.
+		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, q.EventType, storage.PartnerUsers, nil)
+		if err != nil {
+			return nil, err
+		}
+		subs, err := s.store.ListSubSystems(ctx, p.ID, true)
+		if err != nil {
+			return nil, err
+		}
+		var mu sync.Mutex
+		fns := make([]func(context.Context) error, len(subs))
+		for i, ss := range subs {
+			fns[i] = func(ctx context.Context) error {
+				return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
+					mu.Lock()
+					bySub[ss.ID] += sl.Total
+					mu.Unlock()
+				})
+			}
+		}
+		if err := parallel(ctx, 4, fns); err != nil {
+			return nil, err
+		}
+	default:
+		// Everything: by type from one rollup, by sub-system from the other.
+		err := parallel(ctx, 2, []func(context.Context) error{
+			func(ctx context.Context) (err error) {
+				f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, "", storage.PartnerUsers, nil)
+				return err
+			},
+			func(ctx context.Context) error {
+				return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
+					for g, n := range sl.Groups {
+						bySub[g] += n
+					}
+				})
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	r.TimeSeries = points
+	r.TotalEvents, r.EventsByType, r.UniqueUsers, r.TimeSeries = f.total, f.byGroup, f.users, f.points
+	for t, n := range f.byGroup {
+		if n > 0 {
+			r.TopEventTypes = append(r.TopEventTypes, report.TypeCount{EventType: t, EventCount: n})
+		}
+	}
+	sort.Slice(r.TopEventTypes, func(i, j int) bool {
+		a, b := r.TopEventTypes[i], r.TopEventTypes[j]
+		return a.EventCount > b.EventCount || (a.EventCount == b.EventCount && a.EventType < b.EventType)
+	})
+	if len(r.TopEventTypes) > q.Top {
+		r.TopEventTypes = r.TopEventTypes[:q.Top]
+	}
+	if r.TopEventTypes == nil {
+		r.TopEventTypes = []report.TypeCount{}
+	}
 	top := make([]report.SubSystemCount, 0, len(bySub))
 	for id, n := range bySub {
-		top = append(top, report.SubSystemCount{SubSystemID: id, EventCount: n})
+		if n > 0 {
+			top = append(top, report.SubSystemCount{SubSystemID: id, EventCount: n})
+		}
 	}
 	sort.Slice(top, func(i, j int) bool {
 		if top[i].EventCount != top[j].EventCount {

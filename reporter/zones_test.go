@@ -3,6 +3,7 @@ package reporter_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -11,20 +12,50 @@ import (
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// TestReportsInZones: events placed around the day boundaries of zones
-// offset by 30 and 45 minutes and around Berlin's DST changes; every
-// figure of every granularity and zone equals a count made from the raw
-// events with the zone's own calendar, on both backends.
+// TestReportsInZones is the exactness test: events at known instants
+// around the day boundaries of zones offset by 30 and 45 minutes, around
+// Berlin's DST changes and a month's and a week's start, with users,
+// duplicates inside and across batches, retries with a new timestamp, a
+// reused id with other content, and late events written last; then every
+// figure of every granularity (minute to month), zone and filter of both
+// reports (series counts and users, totals, by type, top lists, unique
+// users) equals one computed from the raw events with the zone's own
+// calendar, on both backends.
 func TestReportsInZones(t *testing.T) {
 	for name, open := range backendtest.All(t, "reporter") {
 		t.Run(name, func(t *testing.T) { testReportsInZones(t, open(t)) })
 	}
+}
+
+// lastTransition is the latest last-Sunday-of-month (Berlin's DST days)
+// of the month before now, at hh:00 UTC.
+func lastTransition(now time.Time, month time.Month, hh int) time.Time {
+	for y := now.Year(); ; y-- {
+		d := time.Date(y, month+1, 1, hh, 0, 0, 0, time.UTC).AddDate(0, 0, -1)
+		for d.Weekday() != time.Sunday {
+			d = d.AddDate(0, 0, -1)
+		}
+		if d.Before(now.AddDate(0, 0, -2)) {
+			return d
+		}
+	}
+}
+
+// bucketKeys name the bucket holding an instant, from the zone's own
+// calendar (time.Format in the zone), independent of the reporter's.
+var bucketKeys = map[string]func(time.Time) string{
+	"minute": func(t time.Time) string { return t.Format("2006-01-02T15:04 -0700") },
+	"hour":   func(t time.Time) string { return t.Format("2006-01-02T15 -0700") },
+	"day":    func(t time.Time) string { return t.Format(time.DateOnly) },
+	"week":   func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprint(y, "-W", w) },
+	"month":  func(t time.Time) string { return t.Format("2006-01") },
 }
 
 func testReportsInZones(t *testing.T, store storage.Store) {
@@ -41,104 +72,207 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 		}
 		subs = append(subs, ss)
 	}
-	// Instants a minute either side of the boundaries that matter, and
-	// some inside Berlin's doubled hour.
-	var at []time.Time
-	for _, base := range []string{
-		"2026-03-10T18:30:00Z", // midnight in Kolkata
-		"2026-03-10T18:15:00Z", // midnight in Kathmandu
-		"2026-03-29T01:00:00Z", // Berlin springs forward (02:00 → 03:00)
-		"2026-03-29T22:00:00Z", // midnight in Berlin after it
-		"2026-03-31T22:00:00Z", // a month starts in Berlin
-		"2026-03-30T00:00:00Z", // a Monday in UTC
-		"2026-10-25T00:30:00Z", // Berlin's doubled hour, first time (02:30 +02)
-		"2026-10-25T01:30:00Z", // and second (02:30 +01)
-		"2026-10-24T22:00:00Z", // midnight in Berlin
-	} {
-		b, _ := time.Parse(time.RFC3339, base)
-		at = append(at, b.Add(-time.Minute), b, b.Add(time.Minute))
+	now := time.Now().UTC()
+	spring := lastTransition(now, time.March, 1)   // Berlin 02:00 -> 03:00
+	autumn := lastTransition(now, time.October, 1) // Berlin 03:00 -> 02:00
+	day := func(t time.Time) time.Time { return t.Truncate(24 * time.Hour) }
+	// Instants a minute either side of the boundaries that matter.
+	bases := []time.Time{
+		day(spring).AddDate(0, 0, -18).Add(18*time.Hour + 30*time.Minute), // midnight in Kolkata
+		day(spring).AddDate(0, 0, -18).Add(18*time.Hour + 15*time.Minute), // midnight in Kathmandu
+		spring,                          // Berlin springs forward
+		day(spring).Add(22 * time.Hour), // midnight in Berlin after it
+		day(spring).AddDate(0, 0, 1),    // a Monday in UTC
+		autumn.Add(-30 * time.Minute),   // Berlin's doubled hour, first time (02:30 +02)
+		autumn.Add(30 * time.Minute),    // and second (02:30 +01)
+		day(autumn).Add(-2 * time.Hour), // midnight in Berlin
+		time.Date(autumn.Year(), autumn.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Hour), // a month starts in Berlin
 	}
-	var evs []event.Event
-	for i, ts := range at {
-		for k := range 1 + i%3 {
-			ss := subs[(i+k)%2]
-			evs = append(evs, event.Event{ID: fmt.Sprint("z-", i, "-", k), PartnerID: p.ID, SubSystemID: ss.ID,
-				EventType: []string{"view", "click"}[k%2], Timestamp: ts})
+	types := []string{"view", "click", "buy"}
+	var evs, late []event.Event // evs: every event counted
+	n := 0
+	for i, b := range bases {
+		for _, d := range []time.Duration{-time.Minute, -time.Second, 0, 30 * time.Second, time.Minute} {
+			for k := range 1 + (i+n)%3 {
+				n++
+				e := event.Event{ID: fmt.Sprint("z-", n), PartnerID: p.ID, SubSystemID: subs[(i+k)%2].ID,
+					EventType: types[(n+k)%3], Timestamp: b.Add(d), ReceivedAt: b.Add(d)}
+				switch n % 4 {
+				case 0:
+					e.UserID = fmt.Sprint("user-", n%7)
+				case 1:
+					e.AnonymousID = fmt.Sprint("user-", n%5) // another namespace
+				case 2:
+					e.UserID, e.AnonymousID = fmt.Sprint("user-", n%11), "anon"
+				}
+				if n%5 == 0 {
+					late = append(late, e)
+				}
+				evs = append(evs, e)
+			}
 		}
 	}
-	if _, err := store.WriteEvents(ctx, evs); err != nil {
+	// On time: every event but the late ones, each batch twice.
+	var onTime []event.Event
+	for _, e := range evs {
+		if e.ID[len(e.ID)-1] != '0' && e.ID[len(e.ID)-1] != '5' {
+			onTime = append(onTime, e)
+		}
+	}
+	for i := 0; i < len(onTime); i += 40 {
+		for range 2 {
+			if _, err := store.WriteEvents(ctx, onTime[i:min(i+40, len(onTime))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Retries with a new timestamp (not counted again, nor moved), a reused
+	// id with other content (refused), then the late events.
+	var retries []event.Event
+	for _, e := range onTime[:10] {
+		e.Timestamp = e.Timestamp.Add(26 * time.Hour)
+		retries = append(retries, e)
+	}
+	other := onTime[3]
+	other.EventType, other.UserID = "other", "someone-else"
+	retries = append(retries, other)
+	if r, err := store.WriteEvents(ctx, retries); err != nil || r.Written != 0 || len(r.Conflicts) != 1 {
+		t.Fatalf("retries: %+v %v", r, err)
+	}
+	if _, err := store.WriteEvents(ctx, late); err != nil {
 		t.Fatal(err)
 	}
 	r := reporter.New(store, zerolog.Nop())
 
-	// A key for the bucket holding an instant, from the zone's own calendar.
-	keys := map[string]func(time.Time) string{
-		"hour":  func(t time.Time) string { return t.Format("2006-01-02T15 -0700") },
-		"day":   func(t time.Time) string { return t.Format(time.DateOnly) },
-		"week":  func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprint(y, "-W", w) },
-		"month": func(t time.Time) string { return t.Format("2006-01") },
+	type window struct{ from, to time.Time }
+	windows := map[string][]window{}
+	for _, b := range bases {
+		windows["minute"] = append(windows["minute"], window{b.Add(-12 * time.Hour), b.Add(12 * time.Hour)})
 	}
-	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for _, b := range []time.Time{spring, autumn} {
+		windows["hour"] = append(windows["hour"], window{b.AddDate(0, 0, -20), b.AddDate(0, 0, 20)})
+	}
+	all := window{day(spring).AddDate(0, 0, -40), day(autumn).AddDate(0, 0, 45)}
+	for _, g := range []string{"day", "week", "month"} {
+		windows[g] = []window{all}
+	}
+	checked := 0
 	for _, zone := range []string{"UTC", "Asia/Kolkata", "Asia/Kathmandu", "Europe/Berlin"} {
 		loc, _ := time.LoadLocation(zone)
-		for g, key := range keys {
-			f, tt := from, to
-			if g == "hour" { // at most 1,500 points: the weeks around the events
-				f, tt = time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC)
-			}
-			for _, ss := range subs {
-				want := map[string]int64{}
-				var total int64
-				for _, e := range evs {
-					if e.SubSystemID == ss.ID && !e.Timestamp.Before(f) && e.Timestamp.Before(tt) {
-						want[key(e.Timestamp.In(loc))]++
+		for g, ws := range windows {
+			key := bucketKeys[g]
+			for _, w := range ws {
+				// What the raw events say, for a filter.
+				expect := func(match func(e *event.Event) bool) (series map[string]int64, users map[string]*hll.Sketch, byType, bySub map[string]int64, total int64, allUsers *hll.Sketch) {
+					series, users, byType, bySub, allUsers = map[string]int64{}, map[string]*hll.Sketch{}, map[string]int64{}, map[string]int64{}, &hll.Sketch{}
+					for i := range evs {
+						e := &evs[i]
+						if !match(e) || e.Timestamp.Before(w.from) || !e.Timestamp.Before(w.to) {
+							continue
+						}
+						k := key(e.Timestamp.In(loc))
+						series[k]++
+						byType[e.EventType]++
+						bySub[e.SubSystemID]++
 						total++
+						if users[k] == nil {
+							users[k] = &hll.Sketch{}
+						}
+						if u := storage.UserOf(e); u != "" {
+							users[k].Add(u)
+							allUsers.Add(u)
+						}
+					}
+					return
+				}
+				compare := func(what string, rep []report.Point, repTotal int64, repUsers *int64, byTypeGot map[string]int64, match func(*event.Event) bool, withUsers bool) (map[string]int64, map[string]int64) {
+					t.Helper()
+					series, users, byType, bySub, total, allUsers := expect(match)
+					got := map[string]int64{}
+					for i, pt := range rep {
+						if _, off := pt.Timestamp.Zone(); pt.Timestamp.Location().String() != zone && off != 0 {
+							t.Fatalf("%s %s %s: point %d stamped in %s", what, zone, g, i, pt.Timestamp.Location())
+						}
+						if i > 0 && !pt.Timestamp.After(rep[i-1].Timestamp) {
+							t.Fatalf("%s %s %s: points out of order at %d", what, zone, g, i)
+						}
+						k := key(pt.Timestamp.In(loc))
+						if pt.Count > 0 {
+							got[k] += pt.Count
+						}
+						if withUsers != (pt.UniqueUsers != nil) {
+							t.Fatalf("%s %s %s: point %d uniqueUsers %v", what, zone, g, i, pt.UniqueUsers)
+						}
+						if withUsers {
+							var want uint64
+							if users[k] != nil {
+								want = users[k].Estimate()
+							}
+							if uint64(*pt.UniqueUsers) != want {
+								t.Fatalf("%s %s %s: point %s has %d users, want %d", what, zone, g, k, *pt.UniqueUsers, want)
+							}
+						}
+					}
+					if repTotal != total || fmt.Sprint(got) != fmt.Sprint(series) {
+						t.Fatalf("%s %s %s [%s, %s): total %d, want %d\n got %v\nwant %v", what, zone, g, w.from.Format(time.RFC3339), w.to.Format(time.RFC3339), repTotal, total, got, series)
+					}
+					if fmt.Sprint(byTypeGot) != fmt.Sprint(byType) {
+						t.Fatalf("%s %s %s: by type %v, want %v", what, zone, g, byTypeGot, byType)
+					}
+					if withUsers != (repUsers != nil) || (withUsers && uint64(*repUsers) != allUsers.Estimate()) {
+						t.Fatalf("%s %s %s: uniqueUsers %v, want %d", what, zone, g, repUsers, allUsers.Estimate())
+					}
+					checked++
+					return byType, bySub
+				}
+				for _, ss := range subs {
+					for _, et := range []string{"", "click"} {
+						rep, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: w.from, To: w.to, Granularity: g, TZ: zone, EventType: et})
+						if err != nil {
+							t.Fatalf("%s %s: %v", zone, g, err)
+						}
+						compare("sub-system "+ss.Code+" "+et, rep.TimeSeries, rep.TotalEvents, rep.UniqueUsers, rep.EventsByType,
+							func(e *event.Event) bool { return e.SubSystemID == ss.ID && (et == "" || e.EventType == et) }, et == "")
 					}
 				}
-				rep, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: f, To: tt, Granularity: g, TZ: zone})
-				if err != nil {
-					t.Fatalf("%s %s: %v", zone, g, err)
-				}
-				got := map[string]int64{}
-				for i, pt := range rep.TimeSeries {
-					if _, off := pt.Timestamp.Zone(); pt.Timestamp.Location().String() != zone && off != 0 {
-						t.Fatalf("%s %s: point %d stamped in %s", zone, g, i, pt.Timestamp.Location())
+				for _, sub := range []string{"", subs[1].ID} {
+					for _, et := range []string{"", "view"} {
+						rep, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: w.from, To: w.to, Granularity: g, TZ: zone, SubSystemID: sub, EventType: et, Top: 2})
+						if err != nil {
+							t.Fatalf("partner %s %s: %v", zone, g, err)
+						}
+						byType, bySub := compare("partner "+sub+" "+et, rep.TimeSeries, rep.TotalEvents, rep.UniqueUsers, rep.EventsByType,
+							func(e *event.Event) bool {
+								return (sub == "" || e.SubSystemID == sub) && (et == "" || e.EventType == et)
+							}, et == "")
+						if want := topOf(byType, 2); fmt.Sprint(typeCounts(rep.TopEventTypes)) != fmt.Sprint(want) {
+							t.Fatalf("partner %s %s %q %q: top types %v, want %v", zone, g, sub, et, rep.TopEventTypes, want)
+						}
+						var gotSubs [][2]any
+						for _, sc := range rep.TopSubSystems {
+							gotSubs = append(gotSubs, [2]any{sc.SubSystemID, sc.EventCount})
+						}
+						if want := topOf(bySub, 2); fmt.Sprint(gotSubs) != fmt.Sprint(want) {
+							t.Fatalf("partner %s %s %q %q: top sub-systems %v, want %v", zone, g, sub, et, gotSubs, want)
+						}
 					}
-					if i > 0 && !pt.Timestamp.After(rep.TimeSeries[i-1].Timestamp) {
-						t.Fatalf("%s %s: points out of order at %d", zone, g, i)
-					}
-					if pt.Count > 0 {
-						got[key(pt.Timestamp.In(loc))] += pt.Count
-					}
-				}
-				if rep.TotalEvents != total || fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Fatalf("%s %s %s: total %d, want %d\n got %v\nwant %v", zone, g, ss.Code, rep.TotalEvents, total, got, want)
-				}
-			}
-			// The partner report of one sub-system equals its own report.
-			pr, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: f, To: tt, Granularity: g, TZ: zone, SubSystemID: subs[1].ID, Top: 1})
-			if err != nil {
-				t.Fatalf("partner %s %s: %v", zone, g, err)
-			}
-			sr, _ := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: subs[1].ID, From: f, To: tt, Granularity: g, TZ: zone})
-			if pr.TotalEvents != sr.TotalEvents || len(pr.TimeSeries) != len(sr.TimeSeries) || len(pr.TopSubSystems) != 1 {
-				t.Fatalf("partner %s %s: %d events in %d points, sub-system %d in %d", zone, g, pr.TotalEvents, len(pr.TimeSeries), sr.TotalEvents, len(sr.TimeSeries))
-			}
-			for i := range pr.TimeSeries {
-				if a, b := pr.TimeSeries[i], sr.TimeSeries[i]; !a.Timestamp.Equal(b.Timestamp) || a.Count != b.Count {
-					t.Fatalf("partner %s %s: point %d %+v, sub-system %+v", zone, g, i, pr.TimeSeries[i], sr.TimeSeries[i])
 				}
 			}
 		}
 	}
+	t.Logf("%d reports checked against the raw events", checked)
 
+	from, to := all.from, all.to
 	// Berlin's spring day has 23 hourly points, its autumn day 25.
 	berlin, _ := time.LoadLocation("Europe/Berlin")
-	for day, want := range map[string]int{"2026-03-29": 23, "2026-10-25": 25} {
-		d, _ := time.ParseInLocation(time.DateOnly, day, berlin)
+	for _, c := range []struct {
+		day  time.Time
+		want int
+	}{{spring, 23}, {autumn, 25}} {
+		d := time.Date(c.day.Year(), c.day.Month(), c.day.Day(), 0, 0, 0, 0, berlin)
 		rep, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: subs[0].ID, From: d, To: d.AddDate(0, 0, 1), TZ: "Europe/Berlin"})
-		if err != nil || len(rep.TimeSeries) != want {
-			t.Fatalf("%s in Berlin: %d hourly points, want %d (%v)", day, len(rep.TimeSeries), want, err)
+		if err != nil || len(rep.TimeSeries) != c.want {
+			t.Fatalf("%s in Berlin: %d hourly points, want %d (%v)", d.Format(time.DateOnly), len(rep.TimeSeries), c.want, err)
 		}
 	}
 
@@ -148,7 +282,7 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 		field string
 	}{
 		{report.SubSystemQuery{Granularity: "fortnight"}, "granularity"},
-		{report.SubSystemQuery{Granularity: "minute"}, "granularity"},
+		{report.SubSystemQuery{Granularity: "minute"}, "granularity"}, // 10,080 minutes
 		{report.SubSystemQuery{TZ: "Mars/Olympus"}, "tz"},
 		{report.SubSystemQuery{Granularity: "hour", From: from, To: to}, "granularity"}, // 5,856 hours
 	} {
@@ -168,4 +302,27 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 			t.Errorf("top %d: %v", top, err)
 		}
 	}
+}
+
+// topOf is the top n of counts, by count then key.
+func topOf(m map[string]int64, n int) [][2]any {
+	var out [][2]any
+	for k, v := range m {
+		out = append(out, [2]any{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i][1].(int64) != out[j][1].(int64) {
+			return out[i][1].(int64) > out[j][1].(int64)
+		}
+		return out[i][0].(string) < out[j][0].(string)
+	})
+	return out[:min(n, len(out))]
+}
+
+func typeCounts(ts []report.TypeCount) [][2]any {
+	var out [][2]any
+	for _, tc := range ts {
+		out = append(out, [2]any{tc.EventType, tc.EventCount})
+	}
+	return out
 }

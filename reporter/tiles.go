@@ -1,0 +1,220 @@
+package reporter
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// A report reads the coarsest stored slots that tile its buckets: whole
+// UTC days where a bucket covers them, then hours, quarter hours, minutes.
+// A day in Asia/Kolkata (18:30 to 18:30 UTC) is two quarters, 23 hours and
+// two quarters; a UTC day is one slot. Each slot read is counted in the
+// bucket holding its start.
+
+// span is the slots of one resolution starting in [from, to).
+type span struct{ from, to time.Time }
+
+// tiling is what a report reads, by resolution.
+type tiling [len(resolutions)][]span
+
+// resolutions, coarsest first.
+var resolutions = [...]storage.Res{storage.Day, storage.Hour, storage.QuarterHour, storage.Minute}
+
+func aligned(t time.Time, r storage.Res) bool { return r.Slot(t).Equal(t) }
+
+// add tiles [from, to) greedily: at each instant, the coarsest slot that
+// starts there and fits. Bounds are taken to the minute (every zone since
+// 1972 is offset by whole minutes).
+func (tl *tiling) add(from, to time.Time) {
+	t, end := storage.Minute.Slot(from), storage.Minute.Slot(to)
+	for t.Before(end) {
+		for i, r := range resolutions {
+			d := r.Duration()
+			if !aligned(t, r) || t.Add(d).After(end) {
+				continue
+			}
+			start := t
+			for aligned(t, r) && !t.Add(d).After(end) {
+				t = t.Add(d)
+				// Stop where a coarser slot would start and fit.
+				if i > 0 && aligned(t, resolutions[i-1]) && !t.Add(resolutions[i-1].Duration()).After(end) {
+					break
+				}
+			}
+			tl.merge(i, span{start, t})
+			break
+		}
+	}
+}
+
+// merge adds a span, joining it to the last one when they touch.
+func (tl *tiling) merge(i int, s span) {
+	if n := len(tl[i]); n > 0 && tl[i][n-1].to.Equal(s.from) {
+		tl[i][n-1].to = s.to
+		return
+	}
+	tl[i] = append(tl[i], s)
+}
+
+// has reports whether the tiling reads the slot of resolution i at t.
+func (tl *tiling) has(i int, t time.Time) bool {
+	ss := tl[i]
+	k := sort.Search(len(ss), func(k int) bool { return ss[k].to.After(t) })
+	return k < len(ss) && !t.Before(ss[k].from)
+}
+
+// reads are the range queries for resolution i: spans close together are
+// read as one (a few slots too many cost less than another round trip);
+// has drops what was not asked for.
+func (tl *tiling) reads(i int) []span {
+	var out []span
+	d := resolutions[i].Duration()
+	for _, s := range tl[i] {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			gap := s.from.Sub(last.to) / d
+			if gap <= 4 || gap <= (last.to.Sub(last.from)+s.to.Sub(s.from))/d {
+				last.to = s.to
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// seriesTiling tiles each bucket of the plan.
+func (p plan) seriesTiling() *tiling {
+	tl := &tiling{}
+	for i, b := range p.buckets {
+		end := p.to
+		if i+1 < len(p.buckets) {
+			end = p.buckets[i+1]
+		}
+		tl.add(b, end)
+	}
+	return tl
+}
+
+// wholeTiling tiles the whole range, for figures of the range only.
+func (p plan) wholeTiling() *tiling {
+	tl := &tiling{}
+	tl.add(p.from, p.to)
+	return tl
+}
+
+// readCounts calls fn (serialised) with every slot of the tiling.
+func (s *Service) readCounts(ctx context.Context, tl *tiling, q storage.CountsQuery, fn func(storage.Slot)) error {
+	var mu sync.Mutex
+	var fns []func(context.Context) error
+	for i, r := range resolutions {
+		for _, sp := range tl.reads(i) {
+			fns = append(fns, func(ctx context.Context) error {
+				q := q
+				q.Res, q.From, q.To = r, sp.from, sp.to
+				slots, err := s.store.Counts(ctx, q)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, sl := range slots {
+					if tl.has(i, sl.Start) {
+						fn(sl)
+					}
+				}
+				return nil
+			})
+		}
+	}
+	return parallel(ctx, 8, fns)
+}
+
+// readUsers calls fn (serialised) with the sketch of every slot of the tiling.
+func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserScope, key string, fn func(start time.Time, sk []byte) error) error {
+	var mu sync.Mutex
+	var fns []func(context.Context) error
+	for i, r := range resolutions {
+		for _, sp := range tl.reads(i) {
+			fns = append(fns, func(ctx context.Context) error {
+				us, err := s.store.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to})
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, u := range us {
+					if tl.has(i, u.Start) {
+						if err := fn(u.Start, u.Sketch); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		}
+	}
+	return parallel(ctx, 8, fns)
+}
+
+// uniqueUsers fills each point's uniqueUsers and returns the range's.
+func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+	sketches := make([]hll.Sketch, len(points))
+	err := s.readUsers(ctx, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
+		if i := p.index(start); i >= 0 {
+			return sketches[i].MergeBinary(b)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var all hll.Sketch
+	for i := range sketches {
+		n := int64(sketches[i].Estimate())
+		points[i].users = &n
+		all.Merge(&sketches[i])
+	}
+	return int64(all.Estimate()), nil
+}
+
+type pointAcc struct {
+	count int64
+	users *int64
+}
+
+// parallel runs fns, at most n at once, and returns the first error.
+func parallel(ctx context.Context, n int, fns []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, fn := range fns {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(ctx); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
