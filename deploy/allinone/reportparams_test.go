@@ -17,7 +17,7 @@ func TestReportParameters(t *testing.T) {
 	// 18:29 and 18:31 UTC fall on two days in Kolkata (+05:30).
 	day := time.Now().UTC().AddDate(0, 0, -2).Truncate(24 * time.Hour)
 	for i, at := range []time.Time{day.Add(18*time.Hour + 29*time.Minute), day.Add(18*time.Hour + 31*time.Minute)} {
-		s.must(202, "POST", "/tracking", key, ev("web", "view", "id", fmt.Sprint("kolkata-", i), "timestamp", at.Format(time.RFC3339)), nil)
+		s.must(202, "POST", "/tracking", key, ev("web", "view", "id", fmt.Sprint("kolkata-", i), "timestamp", at.Format(time.RFC3339), "userId", "ravi"), nil)
 	}
 	stored := "/reports/sub-systems/" + subs["web"] + "?from=" + day.Format(time.DateOnly) + "&to=" + day.Format(time.DateOnly)
 	poll(t, "both events stored", 20*time.Second, func() bool {
@@ -61,17 +61,47 @@ func TestReportParameters(t *testing.T) {
 		t.Fatalf("partner by hour: %s", r.Raw)
 	}
 
+	// Minute points around 18:30 UTC, one event type, on the partner report;
+	// unique users on each point and the range.
+	q = url.Values{"from": {day.Add(18*time.Hour + 25*time.Minute).Format(time.RFC3339)}, "to": {day.Add(18*time.Hour + 35*time.Minute).Format(time.RFC3339)},
+		"granularity": {"minute"}, "eventType": {"view"}}
+	var byMinute struct {
+		TotalEvents   int64
+		EventsByType  map[string]int64
+		TopEventTypes []struct {
+			EventType  string
+			EventCount int64
+		}
+		TimeSeries []struct {
+			Count       int64
+			UniqueUsers *int64
+		}
+		UniqueUsers *int64
+	}
+	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
+	if err := json.Unmarshal(r.Data, &byMinute); err != nil || len(byMinute.TimeSeries) != 10 || byMinute.TimeSeries[4].Count != 1 ||
+		byMinute.TimeSeries[6].Count != 1 || byMinute.TotalEvents != 2 || byMinute.EventsByType["view"] != 2 ||
+		len(byMinute.TopEventTypes) != 1 || byMinute.UniqueUsers != nil || byMinute.TimeSeries[4].UniqueUsers != nil {
+		t.Fatalf("partner by minute, views only: %s", r.Raw)
+	}
+	delete(q, "eventType")
+	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
+	if err := json.Unmarshal(r.Data, &byMinute); err != nil || byMinute.UniqueUsers == nil || *byMinute.UniqueUsers != 1 ||
+		byMinute.TimeSeries[4].UniqueUsers == nil || *byMinute.TimeSeries[4].UniqueUsers != 1 || *byMinute.TimeSeries[5].UniqueUsers != 0 {
+		t.Fatalf("partner by minute, users: %s", r.Raw)
+	}
+
 	for path, field := range map[string]string{
 		"/reports/sub-systems/" + subs["web"] + "?colour=red":                 "colour",
 		"/reports/sub-systems/" + subs["web"] + "?subSystemId=" + subs["web"]: "subSystemId", // partner reports only
 		"/reports/sub-systems/" + subs["web"] + "?granularity=fortnight":      "granularity",
-		"/reports/sub-systems/" + subs["web"] + "?granularity=minute":         "granularity",
+		"/reports/sub-systems/" + subs["web"] + "?granularity=minute":         "granularity", // 30 days of minutes
+		"/reports/partners/" + p + "?subSystemId=" + p:                        "subSystemId", // not one of its sub-systems
 		"/reports/sub-systems/" + subs["web"] + "?tz=Mars/Olympus":            "tz",
 		"/reports/sub-systems/" + subs["web"] + "?tz=UTC&tz=Asia/Kolkata":     "tz",
 		"/reports/partners/" + p + "?top=0":                                   "top",
 		"/reports/partners/" + p + "?top=101":                                 "top",
 		"/reports/partners/" + p + "?subSystemId=nope":                        "subSystemId",
-		"/reports/partners/" + p + "?eventType=view":                          "eventType", // not on partner reports yet
 		"/reports/partners/" + p + "?granularity=hour&from=2025-01-01":        "granularity",
 	} {
 		r := s.do("GET", path, "admin", nil)
