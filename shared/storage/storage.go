@@ -244,6 +244,9 @@ type Events interface {
 	// Users returns the user sketches of the non-empty slots of a key, in
 	// time order. A sketch holds every user of the slot's stored events.
 	Users(ctx context.Context, q UsersQuery) ([]SlotUsers, error)
+	// ListEvents lists a partner's stored events, newest first (see
+	// EventsQuery), each once.
+	ListEvents(ctx context.Context, q EventsQuery) ([]event.Event, error)
 }
 
 // TypeCount is the number of events of one type in one quarter hour.

@@ -416,3 +416,42 @@ func (st *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Even
 	}
 	return e, json.Unmarshal([]byte(body), &e)
 }
+
+func (st *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
+	return storage.ListEvents(ctx, st, q, st.minuteEvents)
+}
+
+// minuteEvents reads a partner's events of one minute from its 16 bucket
+// partitions, in parallel.
+func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time) ([]event.Event, error) {
+	var mu sync.Mutex
+	var out []event.Event
+	fns := make([]func(context.Context) error, storage.Buckets)
+	for b := range storage.Buckets {
+		fns[b] = func(ctx context.Context) error {
+			iter := st.s.Query("SELECT body FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket = ?",
+				partnerID, minute.UTC(), int8(b)).WithContext(ctx).PageSize(1000).Iter()
+			var local []event.Event
+			var body string
+			for iter.Scan(&body) {
+				var e event.Event
+				if err := json.Unmarshal([]byte(body), &e); err != nil {
+					iter.Close()
+					return fmt.Errorf("stored event: %w", err)
+				}
+				local = append(local, e)
+			}
+			if err := iter.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			out = append(out, local...)
+			mu.Unlock()
+			return nil
+		}
+	}
+	if err := fanOut(ctx, storage.Buckets, fns); err != nil {
+		return nil, fmt.Errorf("cassandrastore: list events: %w", err)
+	}
+	return out, nil
+}

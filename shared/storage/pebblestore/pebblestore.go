@@ -891,3 +891,30 @@ func (s *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.Slot
 	})
 	return out, err
 }
+
+func (s *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
+	return storage.ListEvents(ctx, s, q, s.minuteEvents)
+}
+
+// minuteEvents reads a partner's events of one minute from its 16 buckets.
+func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time) ([]event.Event, error) {
+	day := minute.UTC().Format("20060102")
+	var out []event.Event
+	for b := range storage.Buckets {
+		p := key("ep", partnerID, day, fmt.Sprintf("%02d", b), "")
+		lower := append(bytes.Clone(p), tsKey(minute)...)
+		upper := append(bytes.Clone(p), tsKey(minute.Add(time.Minute))...)
+		err := s.scan(lower, upper, func(k, v []byte) (bool, error) {
+			var e event.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return false, fmt.Errorf("pebblestore: stored event %q: %w", k, err)
+			}
+			out = append(out, e)
+			return true, ctx.Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

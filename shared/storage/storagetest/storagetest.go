@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"QuarterHourCounts", testQuarterHourCounts},
 		{"RollupResolutions", testRollupResolutions},
 		{"RollupsConcurrentWriters", testRollupsConcurrentWriters},
+		{"ListEvents", testListEvents},
+		{"ListEventsWhileWriting", testListEventsWhileWriting},
 		{"SameIDOtherTimestamp", testSameIDOtherTimestamp},
 		{"SameIDOtherContent", testSameIDOtherContent},
 		{"ConcurrentWritersSameBucket", testConcurrentWritersSameBucket},

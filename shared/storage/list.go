@@ -1,0 +1,122 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/volcanion/tracking/shared/event"
+)
+
+// EventsQuery asks for a partner's stored events, newest first: by
+// timestamp descending, then id ascending.
+type EventsQuery struct {
+	PartnerID   string
+	From, To    time.Time // timestamps in [From, To)
+	SubSystemID string    // only this sub-system's, when set
+	EventType   string    // only this type, when set
+	Limit       int       // 1..MaxEventsPage
+	// After continues a listing after the event at this position, so a
+	// listing neither repeats nor skips a stored event while new ones
+	// arrive (those newer than the first page's first are not listed).
+	After *EventPos
+}
+
+// EventPos is a position in a listing.
+type EventPos struct {
+	Timestamp time.Time
+	ID        string
+}
+
+// MaxEventsPage bounds a page of events.
+const MaxEventsPage = 1000
+
+// comesAfter reports whether e comes after p in a listing.
+func comesAfter(e *event.Event, p EventPos) bool {
+	if !e.Timestamp.Equal(p.Timestamp) {
+		return e.Timestamp.Before(p.Timestamp)
+	}
+	return e.ID > p.ID
+}
+
+// MinuteReader reads the stored events of a partner whose timestamps fall
+// in one UTC minute, in any order.
+type MinuteReader func(ctx context.Context, partnerID string, minute time.Time) ([]event.Event, error)
+
+// ListEvents lists events with a backend's MinuteReader, reading only the
+// minutes the rollups say hold a matching event: the non-empty days of the
+// range, newest first, then their non-empty hours, then minutes. A page
+// costs the minutes it spans, whatever the range.
+func ListEvents(ctx context.Context, ev Events, q EventsQuery, read MinuteReader) ([]event.Event, error) {
+	if q.Limit < 1 || q.Limit > MaxEventsPage {
+		return nil, errors.New("storage: limit out of range")
+	}
+	to := q.To
+	if q.After != nil && q.After.Timestamp.Before(to) {
+		to = Minute.Slot(q.After.Timestamp).Add(time.Minute) // its minute may hold more
+	}
+	// The rollup whose slots say where matching events are.
+	cq := CountsQuery{Rollup: PartnerSubSystems, Key: q.PartnerID, Group: q.SubSystemID}
+	switch {
+	case q.SubSystemID != "" && q.EventType != "":
+		cq = CountsQuery{Rollup: SubSystemTypes, Key: q.SubSystemID, Group: q.EventType}
+	case q.EventType != "":
+		cq = CountsQuery{Rollup: PartnerTypes, Key: q.PartnerID, Group: q.EventType}
+	}
+	out := make([]event.Event, 0, q.Limit)
+	err := listWalk(ctx, ev, cq, q, read, Day, q.From, to, &out)
+	return out, err
+}
+
+// finer is the next resolution a listing descends to.
+var finer = map[Res]Res{Day: Hour, Hour: Minute}
+
+// listWalk visits the non-empty slots of res in [from, end), newest first,
+// descending to finer slots, until out is full.
+func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, read MinuteReader, res Res, from, end time.Time, out *[]event.Event) error {
+	if !from.Before(end) {
+		return nil
+	}
+	c := cq
+	c.Res, c.From, c.To = res, from, end
+	slots, err := ev.Counts(ctx, c)
+	if err != nil {
+		return err
+	}
+	for i := len(slots) - 1; i >= 0 && len(*out) < q.Limit; i-- {
+		s := slots[i].Start
+		if res != Minute {
+			lo, hi := s, s.Add(res.Duration())
+			if lo.Before(from) {
+				lo = from
+			}
+			if hi.After(end) {
+				hi = end
+			}
+			if err := listWalk(ctx, ev, cq, q, read, finer[res], lo, hi, out); err != nil {
+				return err
+			}
+			continue
+		}
+		evs, err := read(ctx, q.PartnerID, s)
+		if err != nil {
+			return err
+		}
+		sort.Slice(evs, func(i, j int) bool { return comesAfter(&evs[j], EventPos{evs[i].Timestamp, evs[i].ID}) })
+		for k := range evs {
+			e := &evs[k]
+			switch {
+			case e.Timestamp.Before(q.From) || !e.Timestamp.Before(q.To),
+				q.SubSystemID != "" && e.SubSystemID != q.SubSystemID,
+				q.EventType != "" && e.EventType != q.EventType,
+				q.After != nil && !comesAfter(e, *q.After):
+				continue
+			}
+			if len(*out) < q.Limit {
+				*out = append(*out, *e)
+			}
+		}
+	}
+	return nil
+}
