@@ -372,4 +372,5 @@ func (s *Server) routes() {
 	s.adminRoutes()
 	s.deadLetterRoutes()
 	s.reportRoutes()
+	s.eventsRoute()
 }

@@ -27,6 +27,24 @@ type doc struct {
 	data    any // the envelope's data type
 }
 
+// qp is a query parameter.
+type qp struct {
+	name, typ, desc string
+	enum            []string
+}
+
+var (
+	qFrom        = qp{"from", "string", "start of the range: an RFC 3339 instant, or a date (midnight in tz); default: 30 days before to", nil}
+	qTo          = qp{"to", "string", "end of the range (exclusive): an RFC 3339 instant, or a date (the whole day, in tz); default: now", nil}
+	qStartDate   = qp{"startDate", "string", "the reference's name for from (a date)", nil}
+	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil}
+	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}}
+	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil}
+	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers is then absent", nil}
+	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil}
+	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil}
+)
+
 type bulkBody struct {
 	Events []event.Input `json:"events"`
 }
@@ -91,8 +109,23 @@ var docs = map[string]doc{
 	"DELETE /api/v1/partners/{id}/api-keys/{keyId}":   {"Revoke a key, on every edge at once", "admin", nil, 200, tenant.KeyView{}},
 	"POST /api/v1/partners/{id}/api-keys/{keyId}/regenerate": {"Replace a key; the old one is revoked or kept for graceSeconds", "admin",
 		keyBody{}, 201, registryapi.CreatedKey{}},
-	"GET /api/v1/reports/sub-systems/{id}": {"Sub-system report (from, to, eventType): totals, by type, hourly series", "report", nil, 200, report.SubSystemReport{}},
-	"GET /api/v1/reports/partners/{id}":    {"Partner report (from, to): totals, top 10 sub-systems, daily series", "report", nil, 200, report.PartnerReport{}},
+	"GET /api/v1/reports/sub-systems/{id}":     {"Sub-system report: total, by type, unique users and a zero-filled series (default hourly, UTC)", "report", nil, 200, report.SubSystemReport{}},
+	"GET /api/v1/reports/partners/{id}":        {"Partner report: total, by type, top event types and sub-systems, unique users and a zero-filled series (default daily, UTC)", "report", nil, 200, report.PartnerReport{}},
+	"GET /api/v1/reports/partners/{id}/events": {"A page of the partner's raw events, newest first (by timestamp, then id); follow nextCursor for the next", "report", nil, 200, report.EventsPage{}},
+}
+
+// queryDocs documents the query parameters of the routes that take some;
+// TestOpenAPI holds them to what the handlers accept.
+var queryDocs = map[string][]qp{
+	"GET /api/v1/reports/sub-systems/{id}": {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qEventType},
+	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qSubSystemID, qEventType, qTop},
+	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil},
+		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil},
+		qSubSystemID, {"eventType", "string", "this event type only", nil}, {"limit", "integer", "page size, 1-1000; default 100", nil},
+		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil}},
+	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil}, {"pageSize", "integer", "1-200; default 20", nil}, {"includeDeleted", "boolean", "list deleted partners too", nil}},
+	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil}},
+	"GET /api/v1/partners/{id}/dead-letters": {{"after", "integer", "list dead letters after this sequence", nil}, {"limit", "integer", "1-200", nil}},
 }
 
 var paramRE = regexp.MustCompile(`:([A-Za-z]+)`)
@@ -223,6 +256,13 @@ func (s *Server) openAPI() map[string]any {
 		var params []any
 		for _, m := range regexp.MustCompile(`\{([A-Za-z]+)\}`).FindAllStringSubmatch(path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		for _, q := range queryDocs[r] {
+			sc := map[string]any{"type": q.typ}
+			if q.enum != nil {
+				sc["enum"] = q.enum
+			}
+			params = append(params, map[string]any{"name": q.name, "in": "query", "description": q.desc, "schema": sc})
 		}
 		if params != nil {
 			op["parameters"] = params

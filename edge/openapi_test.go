@@ -59,6 +59,32 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("header %s is not documented", h)
 		}
 	}
+	// The query parameters documented are those the handlers accept.
+	for route, accepted := range map[string][]string{
+		"GET /api/v1/reports/sub-systems/{id}":     subSystemReportParams,
+		"GET /api/v1/reports/partners/{id}":        partnerReportParams,
+		"GET /api/v1/reports/partners/{id}/events": eventsParams,
+	} {
+		var names []string
+		for _, q := range queryDocs[route] {
+			names = append(names, q.name)
+		}
+		if strings.Join(names, ",") != strings.Join(accepted, ",") {
+			t.Errorf("%s documents %v, accepts %v", route, names, accepted)
+		}
+	}
+	for route := range queryDocs {
+		if !registered[route] {
+			t.Errorf("query parameters documented for %s, which does not exist", route)
+		}
+		method, path, _ := strings.Cut(route, " ")
+		op, _ := json.Marshal(doc.Paths[path][strings.ToLower(method)])
+		for _, q := range queryDocs[route] {
+			if !strings.Contains(string(op), `"name":"`+q.name+`"`) {
+				t.Errorf("%s: parameter %s is not in the document", route, q.name)
+			}
+		}
+	}
 	keyList, _ := json.Marshal(doc.Paths["/api/v1/partners/{id}/api-keys"]["get"])
 	if strings.Contains(string(keyList), `"hash"`) || strings.Contains(string(keyList), `"signingSecret"`) {
 		t.Fatal("the key list documents a secret")

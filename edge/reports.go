@@ -58,6 +58,7 @@ func badParam(name, msg string) error {
 var (
 	subSystemReportParams = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "eventType"}
 	partnerReportParams   = []string{"from", "to", "startDate", "endDate", "granularity", "tz", "subSystemId", "eventType", "top"}
+	eventsParams          = []string{"from", "to", "subSystemId", "eventType", "limit", "cursor"}
 )
 
 // checkParams refuses a parameter the route does not know, and one given
@@ -213,6 +214,64 @@ func (s *Server) reportRoutes() {
 		return ok(rep, ""), nil
 	})
 }
+
+// eventsRoute lists a partner's raw events, newest first, a page at a time.
+func (s *Server) eventsRoute() {
+	s.handle(http.MethodGet, "/api/v1/reports/partners/:id/events", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
+		confined, cctx, err := s.reportAccess(r.Context(), r)
+		if err != nil {
+			return reply{}, err
+		}
+		if !tenant.ValidID(p.ByName("id")) || (confined != "" && confined != p.ByName("id")) {
+			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
+		}
+		rs.partnerID = p.ByName("id")
+		qv := r.URL.Query()
+		if err := checkParams(qv, eventsParams); err != nil {
+			return reply{}, err
+		}
+		// The range defaults in the reporter: to now and 30 days back for a
+		// first page, to the cursor's range for the next.
+		var from, to time.Time
+		if v := qv.Get("from"); v != "" {
+			if from, err = parseTime("from", v, false, time.UTC); err != nil {
+				return reply{}, err
+			}
+		}
+		if v := qv.Get("to"); v != "" {
+			if to, err = parseTime("to", v, true, time.UTC); err != nil {
+				return reply{}, err
+			}
+		}
+		eventType, err := reportEventType(qv)
+		if err != nil {
+			return reply{}, err
+		}
+		q := report.EventsQuery{PartnerID: p.ByName("id"), From: from, To: to, SubSystemID: qv.Get("subSystemId"), EventType: eventType,
+			Cursor: qv.Get("cursor")}
+		if q.SubSystemID != "" && !tenant.ValidID(q.SubSystemID) {
+			return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
+		}
+		if v := qv.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > storageMaxPage {
+				return reply{}, badParam("limit", fmt.Sprintf("must be a whole number 1-%d", storageMaxPage))
+			}
+			q.Limit = n
+		}
+		if len(q.Cursor) > 512 {
+			return reply{}, badParam("cursor", "is not a nextCursor of this listing; start again without it")
+		}
+		var page report.EventsPage
+		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Events), q, &page); err != nil {
+			return reply{}, err
+		}
+		return ok(page, ""), nil
+	})
+}
+
+// storageMaxPage is the largest page of events (storage.MaxEventsPage).
+const storageMaxPage = 1000
 
 // health is liveness: the process answers.
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {

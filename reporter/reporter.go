@@ -123,6 +123,16 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 			}
 			return s.PartnerReport(ctx, q)
 		})),
+		add(reportapi.Events, s.guarded(reportapi.Events, func(ctx context.Context, confined string, data []byte) (any, error) {
+			var q report.EventsQuery
+			if err := json.Unmarshal(data, &q); err != nil {
+				return nil, apierr.New(apierr.InvalidJSON, "bad events query: %v", err)
+			}
+			if confined != "" && q.PartnerID != confined {
+				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+			}
+			return s.EventsPage(ctx, q)
+		})),
 		add(reportapi.Health, func(ctx context.Context, _ []byte) (any, error) {
 			if err := s.store.Ping(ctx); err != nil {
 				return nil, apierr.New(apierr.Unavailable, "storage is not answering")

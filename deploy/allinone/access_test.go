@@ -37,6 +37,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"public", "GET", "/health"}, {"public", "GET", "/health/ready"},
 		{"ingest", "POST", "/tracking"}, {"ingest", "POST", "/tracking/bulk"}, {"ingest", "POST", "/tracking/events"},
 		{"report", "GET", "/reports/sub-systems/" + subsA["web"]}, {"report", "GET", "/reports/partners/" + a},
+		{"report", "GET", "/reports/partners/" + a + "/events"},
 		{"admin", "GET", "/partners"}, {"admin", "POST", "/partners"}, {"admin", "GET", P}, {"admin", "PUT", P},
 		{"admin", "PATCH", P + "/toggle-status"}, {"admin", "GET", "/partners/by-code/alpha"},
 		{"admin", "GET", "/partners/" + a + "/sub-systems"}, {"admin", "POST", "/partners/" + a + "/sub-systems"},

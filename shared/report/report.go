@@ -1,7 +1,11 @@
 // Package report holds the report queries and answers the reporter serves.
 package report
 
-import "time"
+import (
+	"time"
+
+	"github.com/volcanion/tracking/shared/event"
+)
 
 // Point is one bucket of a zero-filled time series.
 type Point struct {
@@ -101,6 +105,37 @@ type PartnerReport struct {
 	TZ          string  `json:"tz"`
 	TimeSeries  []Point `json:"timeSeries"`
 }
+
+// EventsQuery asks for a page of a partner's raw events in [From, To),
+// newest first.
+type EventsQuery struct {
+	PartnerID   string    `json:"partnerId"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	SubSystemID string    `json:"subSystemId,omitempty"`
+	EventType   string    `json:"eventType,omitempty"`
+	// Limit is the page size, 1-1000 (default 100).
+	Limit int `json:"limit,omitempty"`
+	// Cursor is a page's nextCursor, for the page after it (with the same
+	// partner, range and filters).
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// EventsPage is a page of events, newest first (by timestamp, then id).
+// NextCursor is absent on the last page.
+type EventsPage struct {
+	PartnerID   string        `json:"partnerId"`
+	From        time.Time     `json:"from"`
+	To          time.Time     `json:"to"`
+	SubSystemID string        `json:"subSystemId,omitempty"`
+	EventType   string        `json:"eventType,omitempty"`
+	Limit       int           `json:"limit"`
+	Events      []event.Event `json:"events"`
+	NextCursor  string        `json:"nextCursor,omitempty"`
+}
+
+// DefaultEventsLimit is a page's size when none is asked for.
+const DefaultEventsLimit = 100
 
 // MaxBuckets bounds a report's series: a range too long for its
 // granularity is refused.

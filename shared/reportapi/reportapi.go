@@ -5,6 +5,7 @@ package reportapi
 const (
 	SubSystem = "subsystem" // report.SubSystemQuery -> report.SubSystemReport
 	Partner   = "partner"   // report.PartnerQuery -> report.PartnerReport
+	Events    = "events"    // report.EventsQuery -> report.EventsPage
 	Health    = "health"
 )
 

@@ -1,0 +1,120 @@
+package reporter
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/reportapi"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// A cursor is the position of a page's last event, bound to the listing it
+// came from: used with another partner, range or filter it is refused, not
+// silently applied to a listing it does not belong to.
+type cursor struct {
+	T    time.Time `json:"t"`
+	I    string    `json:"i"`
+	From time.Time `json:"f"`
+	To   time.Time `json:"u"`
+	Q    string    `json:"q"`
+}
+
+func listingID(q report.EventsQuery) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s", q.PartnerID, q.SubSystemID, q.EventType))
+	return hex.EncodeToString(h[:8])
+}
+
+func encodeCursor(q report.EventsQuery, e event.Event) string {
+	b, _ := json.Marshal(cursor{T: e.Timestamp, I: e.ID, From: q.From, To: q.To, Q: listingID(q)})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeCursor reads q's cursor, and gives q the range of the listing it
+// continues (a range given again must be the same).
+func decodeCursor(q *report.EventsQuery) (*storage.EventPos, error) {
+	bad := param("cursor", "is not a nextCursor of this listing (same partner, range and filters); start again without it")
+	b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+	if err != nil {
+		return nil, bad
+	}
+	var c cursor
+	if err := json.Unmarshal(b, &c); err != nil || c.Q != listingID(*q) || c.I == "" ||
+		(!q.From.IsZero() && !q.From.Equal(c.From)) || (!q.To.IsZero() && !q.To.Equal(c.To)) {
+		return nil, bad
+	}
+	q.From, q.To = c.From, c.To
+	return &storage.EventPos{Timestamp: c.T, ID: c.I}, nil
+}
+
+// defaultEventDays is how far back a listing without from reaches.
+const defaultEventDays = 30
+
+// EventsPage lists a partner's raw events, newest first, a page at a time.
+func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report.EventsPage, error) {
+	if !tenant.ValidID(q.PartnerID) {
+		return nil, apierr.New(apierr.InvalidParameter, "partnerId must be a UUID")
+	}
+	if q.SubSystemID != "" && !tenant.ValidID(q.SubSystemID) {
+		return nil, param("subSystemId", "must be a sub-system id (a UUID)")
+	}
+	if q.Limit == 0 {
+		q.Limit = report.DefaultEventsLimit
+	}
+	if q.Limit < 1 || q.Limit > storage.MaxEventsPage {
+		return nil, param("limit", "must be 1-%d", storage.MaxEventsPage)
+	}
+	var after *storage.EventPos
+	if q.Cursor != "" {
+		var err error
+		if after, err = decodeCursor(&q); err != nil {
+			return nil, err
+		}
+	}
+	if q.To.IsZero() {
+		q.To = s.now().UTC()
+	}
+	if q.From.IsZero() {
+		q.From = q.To.AddDate(0, 0, -defaultEventDays)
+	}
+	if err := checkRange(q.From, q.To, reportapi.MaxPartnerRangeDays*24*time.Hour); err != nil {
+		return nil, err
+	}
+	p, err := s.store.GetPartner(ctx, q.PartnerID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+	} else if err != nil {
+		return nil, err
+	}
+	if q.SubSystemID != "" {
+		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != p.ID) {
+			return nil, param("subSystemId", "is not a sub-system of this partner")
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	evs, err := s.store.ListEvents(ctx, storage.EventsQuery{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID,
+		EventType: q.EventType, Limit: q.Limit, After: after})
+	if err != nil {
+		return nil, err
+	}
+	page := &report.EventsPage{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID, EventType: q.EventType,
+		Limit: q.Limit, Events: evs}
+	if page.Events == nil {
+		page.Events = []event.Event{}
+	}
+	if len(evs) == q.Limit {
+		page.NextCursor = encodeCursor(q, evs[len(evs)-1])
+	}
+	return page, nil
+}
