@@ -239,8 +239,13 @@ func (s *Server) openAPI() map[string]any {
 			continue
 		}
 		method, path, _ := strings.Cut(r, " ")
+		okHeaders := answerHeaders(false)
+		if strings.HasPrefix(path, "/api/v1/reports/") && !strings.HasSuffix(path, "/events") {
+			okHeaders["Age"] = map[string]any{"description": "on an answer from the report cache: seconds since it was computed (cachedAt)",
+				"schema": map[string]any{"type": "integer"}}
+		}
 		op := map[string]any{"summary": d.summary, "responses": map[string]any{
-			itoa(d.status): map[string]any{"description": "success", "headers": answerHeaders(false),
+			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders,
 				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(d.data)}}},
 			"default": map[string]any{"description": "error: see error.code", "headers": answerHeaders(true),
 				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},

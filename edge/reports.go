@@ -174,6 +174,7 @@ func (s *Server) reportRoutes() {
 		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
 			return reply{}, err
 		}
+		s.setAge(w, rep.CachedAt)
 		rs.partnerID = rep.PartnerID
 		return ok(rep, ""), nil
 	})
@@ -211,8 +212,17 @@ func (s *Server) reportRoutes() {
 		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Partner), pq, &rep); err != nil {
 			return reply{}, err
 		}
+		s.setAge(w, rep.CachedAt)
 		return ok(rep, ""), nil
 	})
+}
+
+// setAge gives an answer served from the reporter's cache the HTTP Age
+// header (RFC 9111): seconds since it was computed.
+func (s *Server) setAge(w http.ResponseWriter, cachedAt *time.Time) {
+	if cachedAt != nil {
+		w.Header().Set("Age", strconv.Itoa(max(0, int(s.now().Sub(*cachedAt)/time.Second))))
+	}
 }
 
 // eventsRoute lists a partner's raw events, newest first, a page at a time.

@@ -103,13 +103,14 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 			return nil, err
 		}
 	}
+	complete := s.completeUntil(ctx)
 	evs, err := s.store.ListEvents(ctx, storage.EventsQuery{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID,
 		EventType: q.EventType, Limit: q.Limit, After: after})
 	if err != nil {
 		return nil, err
 	}
 	page := &report.EventsPage{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID, EventType: q.EventType,
-		Limit: q.Limit, Events: evs}
+		Limit: q.Limit, Events: evs, DataCompleteUntil: complete}
 	if page.Events == nil {
 		page.Events = []event.Event{}
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
@@ -36,45 +38,75 @@ const Version = "0.1.0"
 type Service struct {
 	store    storage.Store
 	log      zerolog.Logger
-	cache    *rcache.Cache
+	cache    Cache
 	cacheTTL time.Duration
+	progress *progress
 	admin    *admintoken.Set
 	nc       *nats.Conn // asks the registry about forwarded keys
 	keys     keyCache
 	now      func() time.Time
 }
 
-// WithCache caches answers in Redis: for ttl when the range reaches into the
-// last hour (it still changes), for 5 minutes when it is older (only late
-// events change it). Failed answers are never cached.
-func (s *Service) WithCache(c *rcache.Cache, ttl time.Duration) *Service {
+// Cache keeps report answers: Redis across processes (rcache.Cache), or
+// in-process (rcache.Local) on the all-in-one.
+type Cache interface {
+	Get(ctx context.Context, key string, v any) (bool, error)
+	Set(ctx context.Context, key string, v any, ttl time.Duration) error
+}
+
+var _ Cache = (*rcache.Cache)(nil)
+var _ Cache = (*rcache.Local)(nil)
+
+// ClosedTTL is how long an answer whose range ended over an hour ago is
+// cached: its buckets are closed, only late events change them.
+const ClosedTTL = 10 * time.Minute
+
+// WithCache caches answers: for ttl when the range reaches into the last
+// hour (its open bucket still changes), for ClosedTTL when it is older.
+// Keys hold every parameter; failed answers are never cached.
+func (s *Service) WithCache(c Cache, ttl time.Duration) *Service {
 	s.cache, s.cacheTTL = c, ttl
 	return s
 }
 
 func (s *Service) ttl(to time.Time) time.Duration {
-	if to.After(time.Now().Add(-time.Hour)) {
+	if to.After(s.now().Add(-time.Hour)) {
 		return s.cacheTTL
 	}
-	return 5 * time.Minute
+	return ClosedTTL
 }
 
-// cached answers from the cache, or computes and stores the answer.
-func cached[T any](ctx context.Context, s *Service, key string, to time.Time, compute func() (*T, error)) (*T, error) {
+// cacheable answers say when they were cached.
+type cacheable[T any] interface {
+	*T
+	Stamp(cachedAt *time.Time)
+}
+
+// cached answers from the cache, or computes and stores the answer. An
+// answer from the cache carries cachedAt; a fresh one does not.
+func cached[T any, PT cacheable[T]](ctx context.Context, s *Service, key string, to time.Time, compute func() (*T, error)) (*T, error) {
 	if s.cache != nil {
 		var v T
-		if ok, err := s.cache.Get(ctx, key, &v); ok {
+		if ok, err := s.cache.Get(ctx, key, &v); ok && err == nil {
+			mCache.WithLabelValues("hit").Inc()
 			return &v, nil
 		} else if err != nil {
 			s.log.Debug().Err(err).Msg("report cache unavailable")
 		}
+		mCache.WithLabelValues("miss").Inc()
 	}
 	v, err := compute()
 	if err == nil && s.cache != nil {
+		now := s.now().UTC()
+		PT(v).Stamp(&now)
 		_ = s.cache.Set(ctx, key, v, s.ttl(to))
+		PT(v).Stamp(nil)
 	}
 	return v, err
 }
+
+var mCache = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_reporter_cache_lookups_total",
+	Help: "Report cache lookups by result (hit, miss)."}, []string{"result"})
 
 // New makes a reporter over a store.
 func New(store storage.Store, log zerolog.Logger) *Service {
@@ -266,6 +298,8 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	}
 	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
 		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
+	// Read before the counts: every event received before it is in them.
+	r.DataCompleteUntil = s.completeUntil(ctx)
 	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
 	if err != nil {
 		return nil, err
@@ -363,6 +397,8 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	}
 	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: pl.from.In(pl.loc), To: pl.to.In(pl.loc),
 		SubSystemID: q.SubSystemID, EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
+	// Read before the counts: every event received before it is in them.
+	r.DataCompleteUntil = s.completeUntil(ctx)
 	bySub := map[string]int64{}
 	var f figures
 	switch {

@@ -41,9 +41,13 @@ import (
 	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 	"github.com/volcanion/tracking/workers"
 )
+
+// reportCacheBytes bounds the all-in-one's in-process report cache.
+const reportCacheBytes = 32 << 20
 
 // Config of the all-in-one process.
 type Config struct {
@@ -58,14 +62,18 @@ type Config struct {
 	// NoFsync acknowledges events before JetStream has synced them to disk:
 	// faster, but a power loss can take up to 2 minutes of 202-answered events.
 	NoFsync bool
-	Edge    edge.Config
-	Worker  workers.Config
-	Bus     provision.Config
+	// ReportCacheTTL is how long a report answer reaching into the last
+	// hour is cached in-process (older ranges: reporter.ClosedTTL); 0
+	// turns the cache off.
+	ReportCacheTTL time.Duration
+	Edge           edge.Config
+	Worker         workers.Config
+	Bus            provision.Config
 }
 
 // DefaultConfig is what `make run` uses.
 func DefaultConfig() Config {
-	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2,
+	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2, ReportCacheTTL: 2 * time.Second,
 		Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(), Bus: provision.DefaultConfig()}
 }
 
@@ -241,11 +249,16 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	}
 	a.services = append(a.services, svc)
 
-	if nc, _, err = conn("reporter"); err != nil {
+	if nc, js, err = conn("reporter"); err != nil {
 		return nil, err
 	}
-	// The reporter checks the admin token or partner key the edge forwards.
-	if svc, err = reporter.New(a.store, log).WithAdminTokens(admin).Start(nc); err != nil {
+	// The reporter checks the admin token or partner key the edge forwards,
+	// and caches answers in-process (no Redis here).
+	rep := reporter.New(a.store, log).WithProgress(js).WithAdminTokens(admin)
+	if cfg.ReportCacheTTL > 0 {
+		rep.WithCache(rcache.NewLocal(reportCacheBytes), cfg.ReportCacheTTL)
+	}
+	if svc, err = rep.Start(nc); err != nil {
 		return nil, err
 	}
 	a.services = append(a.services, svc)

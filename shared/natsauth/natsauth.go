@@ -84,8 +84,9 @@ var rolePerms = map[string]perms{
 	// The reporter answers report queries and checks the partner keys edges
 	// forward with the registry's auth.key (which answers only a holder of
 	// the key's secret), and nothing else of the registry.
+	// It reads the EVENTS stream's state to say how complete its answers are.
 	"reporter": {
-		pub:     []string{subject.Registry("auth.key")},
+		pub:     concat([]string{subject.Registry("auth.key")}, jsAPI("INFO", "STREAM.INFO."+ev)),
 		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>", inbox("reporter")},
 		respond: true,
 	},

@@ -59,6 +59,7 @@ type SubSystemReport struct {
 	Granularity string  `json:"granularity"`
 	TZ          string  `json:"tz"`
 	TimeSeries  []Point `json:"timeSeries"`
+	Freshness
 }
 
 // PartnerQuery asks for one partner's counts in [From, To).
@@ -104,6 +105,7 @@ type PartnerReport struct {
 	Granularity string  `json:"granularity"`
 	TZ          string  `json:"tz"`
 	TimeSeries  []Point `json:"timeSeries"`
+	Freshness
 }
 
 // EventsQuery asks for a page of a partner's raw events in [From, To),
@@ -132,10 +134,32 @@ type EventsPage struct {
 	Limit       int           `json:"limit"`
 	Events      []event.Event `json:"events"`
 	NextCursor  string        `json:"nextCursor,omitempty"`
+	// DataCompleteUntil: see Freshness.
+	DataCompleteUntil *time.Time `json:"dataCompleteUntil,omitempty"`
 }
 
 // DefaultEventsLimit is a page's size when none is asked for.
 const DefaultEventsLimit = 100
+
+// Freshness says how current an answer is.
+type Freshness struct {
+	// DataCompleteUntil: every event received (by an edge, or by the bus
+	// from an internal publisher) before this instant is counted; later
+	// ones may still be on their way to storage. Absent when the
+	// reporter cannot see the bus.
+	DataCompleteUntil *time.Time `json:"dataCompleteUntil,omitempty"`
+	// CachedAt is when a cached answer was computed (the HTTP Age header
+	// says how long ago); absent on an answer computed for this request.
+	CachedAt *time.Time `json:"cachedAt,omitempty"`
+}
+
+func (f *Freshness) stampCache(t *time.Time) { f.CachedAt = t }
+
+// Stamp sets CachedAt (the reporter's cache).
+func (r *SubSystemReport) Stamp(t *time.Time) { r.stampCache(t) }
+
+// Stamp sets CachedAt (the reporter's cache).
+func (r *PartnerReport) Stamp(t *time.Time) { r.stampCache(t) }
 
 // MaxBuckets bounds a report's series: a range too long for its
 // granularity is refused.

@@ -10,6 +10,8 @@ import (
 	"flag"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
@@ -51,7 +53,11 @@ func main() {
 				return err
 			}
 			go tokens.Watch(ctx, log)
-			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithAdminTokens(tokens).Start(d.NC)
+			js, err := jetstream.New(d.NC)
+			if err != nil {
+				return err
+			}
+			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(js).WithAdminTokens(tokens).Start(d.NC)
 			if err != nil {
 				return err
 			}

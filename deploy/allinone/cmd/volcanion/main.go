@@ -35,6 +35,7 @@ func run() error {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
 	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded")
+	fs.DurationVar(&cfg.ReportCacheTTL, "report-cache-ttl", cfg.ReportCacheTTL, "how long a report answer whose range reaches into the last hour is cached in-process (older ranges: 10m; 0: no cache)")
 	memLimit := fs.Int64("memory-limit-mib", 256, "soft memory limit of the process in MiB: the garbage collector works harder near it, so a load peak does not grow the heap to twice what is live (0: none; GOMEMLIMIT, when set, wins)")
 	cfg.Bus.RegisterFlags(fs)
 	var logLevel, logFormat string
@@ -47,6 +48,9 @@ func run() error {
 		if _, _, err := net.SplitHostPort(cfg.NATSListen); err != nil {
 			return config.Errorf("nats-listen", "%v", err)
 		}
+	}
+	if cfg.ReportCacheTTL < 0 {
+		return config.Errorf("report-cache-ttl", "must be 0 (no cache) or more")
 	}
 	if err := cfg.Bus.Validate(); err != nil {
 		return err

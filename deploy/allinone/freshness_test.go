@@ -1,0 +1,135 @@
+package allinone_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/volcanion/tracking/shared/subject"
+)
+
+type freshReport struct {
+	TotalEvents       int64      `json:"totalEvents"`
+	DataCompleteUntil *time.Time `json:"dataCompleteUntil"`
+	CachedAt          *time.Time `json:"cachedAt"`
+}
+
+// TestDataCompleteUntil: a report never says its data is complete past an
+// event it does not count. With the workers stopped, an accepted event is
+// missing from the reports and dataCompleteUntil stays before it, poll
+// after poll (cached answers included); once the workers run again, the
+// event is counted and dataCompleteUntil passes it. The raw events page
+// says the same.
+func TestDataCompleteUntil(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	p, subs, key := s.tenant("fresh", "web")
+	js, _ := streamOf(t, s)
+	ctx := context.Background()
+	path := "/reports/sub-systems/" + subs["web"]
+	report := func() freshReport {
+		var r freshReport
+		s.must(200, "GET", path, "admin", nil, &r)
+		if r.DataCompleteUntil == nil {
+			t.Fatal("no dataCompleteUntil")
+		}
+		return r
+	}
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "first"), nil)
+	sent := time.Now()
+	poll(t, "the first event counted and complete", 30*time.Second, func() bool {
+		r := report()
+		return r.TotalEvents == 1 && r.DataCompleteUntil.After(sent)
+	})
+
+	if _, err := js.PauseConsumer(ctx, subject.EventsStream, subject.WorkersConsumer, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "pending"), nil)
+	accepted := time.Now() // the pending event was received before this
+	// The invariant, over a window longer than the slack and the cache.
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); {
+		r := report()
+		if r.DataCompleteUntil.After(accepted) && r.TotalEvents != 2 {
+			t.Fatalf("dataCompleteUntil %s is past an event received before %s, which the report does not count (%d)",
+				r.DataCompleteUntil.Format(time.RFC3339Nano), accepted.Format(time.RFC3339Nano), r.TotalEvents)
+		}
+		if r.TotalEvents != 1 {
+			t.Fatalf("with the workers stopped the report counts %d", r.TotalEvents)
+		}
+		var page struct{ DataCompleteUntil *time.Time }
+		s.must(200, "GET", "/reports/partners/"+p+"/events", "admin", nil, &page)
+		if page.DataCompleteUntil == nil || page.DataCompleteUntil.After(accepted) {
+			t.Fatalf("events page: dataCompleteUntil %v past the pending event", page.DataCompleteUntil)
+		}
+		time.Sleep(250 * time.Millisecond) // pacing the checks, not waiting for anything
+	}
+	if _, err := js.ResumeConsumer(ctx, subject.EventsStream, subject.WorkersConsumer); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the pending event counted and complete", 30*time.Second, func() bool {
+		r := report()
+		if r.DataCompleteUntil.After(accepted) && r.TotalEvents != 2 {
+			t.Fatalf("complete past the pending event without counting it")
+		}
+		return r.TotalEvents == 2
+	})
+}
+
+// TestReportCache: an answer from the cache says so (cachedAt, Age); a
+// fresh one does not; every parameter is part of the key; a range that
+// reaches into the open hour is cached only briefly.
+func TestReportCache(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, key := s.tenant("cache", "web")
+	old := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "old", "timestamp", old.Format(time.RFC3339)), nil)
+	var stored freshReport
+	poll(t, "the event stored", 20*time.Second, func() bool {
+		s.must(200, "GET", "/reports/partners/"+p+"?from="+old.Format(time.RFC3339)+"&tz=Europe/Paris", "admin", nil, &stored)
+		return stored.TotalEvents == 1
+	})
+
+	get := func(q url.Values) (freshReport, resp) {
+		t.Helper()
+		var r freshReport
+		raw := s.must(200, "GET", "/reports/sub-systems/"+subs["web"]+"?"+q.Encode(), "admin", nil, nil)
+		if err := json.Unmarshal(raw.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r, raw
+	}
+	closed := url.Values{"from": {old.Add(-time.Hour).Format(time.RFC3339)}, "to": {old.Add(2 * time.Hour).Format(time.RFC3339)}}
+	first, raw := get(closed)
+	if first.CachedAt != nil || raw.Header.Get("Age") != "" || first.TotalEvents != 1 {
+		t.Fatalf("first answer: %s, Age %q", raw.Raw, raw.Header.Get("Age"))
+	}
+	second, raw := get(closed)
+	age, err := strconv.Atoi(raw.Header.Get("Age"))
+	if second.CachedAt == nil || err != nil || age < 0 || age > 60 || second.TotalEvents != 1 {
+		t.Fatalf("second answer: %s, Age %q", raw.Raw, raw.Header.Get("Age"))
+	}
+	// Every parameter is in the key.
+	for name, v := range map[string]string{"tz": "Asia/Kolkata", "granularity": "day", "eventType": "view"} {
+		q := url.Values{}
+		for k, vs := range closed {
+			q[k] = vs
+		}
+		q.Set(name, v)
+		if r, raw := get(q); r.CachedAt != nil {
+			t.Fatalf("with %s=%s: an answer cached for other parameters: %s", name, v, raw.Raw)
+		}
+	}
+	// The open hour: cached briefly, then computed again.
+	open := url.Values{"from": {old.Format(time.RFC3339)}}
+	get(open)
+	if r, _ := get(open); r.CachedAt == nil {
+		t.Fatal("an answer reaching into the open hour was not cached at all")
+	}
+	poll(t, "the open hour's answer computed again", 20*time.Second, func() bool {
+		r, _ := get(open)
+		return r.CachedAt == nil
+	})
+}

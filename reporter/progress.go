@@ -1,0 +1,71 @@
+package reporter
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/volcanion/tracking/shared/subject"
+)
+
+// The EVENTS stream is a buffer: workers purge it up to the oldest event
+// not yet stored, every second. So its first message is the oldest event
+// that may be missing from storage, and every event the bus received
+// before it is stored and counted. An empty stream means everything
+// received so far is.
+
+// completeSlack covers an edge that stamped an event received, then
+// published it a little later (group commit, a retry): such an event can
+// reach the stream after an instant the stream was seen empty.
+const completeSlack = 5 * time.Second
+
+// progressEvery bounds the stream info requests: one a second at most.
+const progressEvery = time.Second
+
+type progress struct {
+	js   jetstream.JetStream
+	mu   sync.Mutex
+	at   time.Time // when last read
+	last *time.Time
+}
+
+// WithProgress lets answers say up to when their data is complete
+// (dataCompleteUntil), from the EVENTS stream on js.
+func (s *Service) WithProgress(js jetstream.JetStream) *Service {
+	s.progress = &progress{js: js}
+	return s
+}
+
+// completeUntil is the instant before which every received event is
+// counted, or nil when the stream cannot be read. Read it before the
+// counts it qualifies.
+func (s *Service) completeUntil(ctx context.Context) *time.Time {
+	p := s.progress
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := s.now()
+	if p.last != nil && now.Sub(p.at) < progressEvery {
+		return p.last
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := p.js.Stream(ctx, subject.EventsStream)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot read the event stream's progress; answers go without dataCompleteUntil")
+		p.last = nil
+		return nil
+	}
+	state := st.CachedInfo().State
+	t := now
+	if state.Msgs > 0 && state.FirstTime.Before(t) {
+		t = state.FirstTime
+	}
+	t = t.Add(-completeSlack).UTC()
+	p.at, p.last = now, &t
+	return p.last
+}
