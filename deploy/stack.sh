@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The production topology on one machine, without Docker: 3 nats-server
 # processes (built from the nats-server/v2 module) from nats.conf, Cassandra,
-# Redis, 2 edges, 2 workers, a registry and a reporter, each its own process.
+# Redis, 2 edges, 2 workers, a registry and 2 reporters, each its own process.
 #
 #   deploy/stack.sh up            build, start everything, print how to reach it
 #   deploy/stack.sh down          stop everything it started
-#   deploy/stack.sh start NAME    (re)start one process: nats1..3, edge1..2, workers1..2, registry, reporter
-#   deploy/stack.sh stop NAME     stop one process (SIGTERM)
+#   deploy/stack.sh start NAME    (re)start one process: nats1..3, edge1..2, workers1..2, registry, reporter1..2
+#   deploy/stack.sh stop NAME [SIG]  stop one process (SIGTERM; SIGKILL for a crash)
+#   deploy/stack.sh signal NAME SIG  only send a signal (STOP and CONT: a hung process)
 #
 # Settings: STACK_DIR (./data/stack), STACK_PORT_BASE (0: edges on 8081/8082,
 # NATS on 4222-4224; a base of 100 moves every port up by 100),
@@ -60,8 +61,10 @@ start() {
       wait_port "$(nats_client "$i")" "$name" ;;
     registry)
       run registry "$bin/registry" $(common registry) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9102 + base)) ;;
-    reporter)
-      run reporter "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9103 + base)) ;;
+    reporter[12])
+      # Reporters share one queue group: run more to serve more.
+      i=${name#reporter}
+      run "$name" "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9103 + base + 3 * (i - 1))) ;;
     workers[12])
       i=${name#workers}
       run "$name" "$bin/workers" $(common workers) $(storage) -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
@@ -108,7 +111,7 @@ up() {
   for n in 1 2 3; do start nats$n; done
   "$bin/registry" -migrate $(storage) -cassandra-replication "{'class': 'SimpleStrategy', 'replication_factor': 1}" >> "$dir/logs/migrate.log" 2>&1
   "$bin/registry" -provision -nats-url "$(nats_urls)" -nats-creds "$dir/nats/admin.creds" -stream-replicas 3 ${STACK_PROVISION_FLAGS:-} >> "$dir/logs/provision.log" 2>&1
-  start registry; start reporter; start workers1; start workers2
+  start registry; start reporter1; start reporter2; start workers1; start workers2
   start edge1; start edge2
   cat <<MSG
 
@@ -122,7 +125,7 @@ MSG
 }
 
 down() {
-  for n in edge1 edge2 workers1 workers2 registry reporter nats1 nats2 nats3; do stop $n; done
+  for n in edge1 edge2 workers1 workers2 registry reporter1 reporter2 nats1 nats2 nats3; do stop $n; done
   if [ -f "$dir/started-redis" ]; then kill "$(cat "$dir/pids/redis.pid")" 2>/dev/null || true; rm -f "$dir/started-redis" "$dir/pids/redis.pid"; fi
   if [ -f "$dir/started-cassandra" ]; then deploy/cassandra/cassandra.sh stop "$dir/cassandra"; rm -f "$dir/started-cassandra"; fi
   log "stopped"
@@ -133,5 +136,6 @@ case "${1:-}" in
   down) down ;;
   start) start "$2" ;;
   stop) stop "$2" "${3:-TERM}" ;;
-  *) echo "usage: $0 up|down|start NAME|stop NAME [SIGNAL]" >&2; exit 2 ;;
+  signal) kill "-$3" "$(cat "$dir/pids/$2.pid")" ;;
+  *) echo "usage: $0 up|down|start NAME|stop NAME [SIGNAL]|signal NAME SIGNAL" >&2; exit 2 ;;
 esac

@@ -31,6 +31,19 @@ func needScope(pr principal, scope string) error {
 // the reporter checks it again, so the edge's NATS credential alone reads
 // no partner's reports.
 func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, context.Context, error) {
+	confined, cctx, err := s.reportCredential(ctx, r)
+	if err != nil {
+		return "", nil, err
+	}
+	// The report call's own deadline, which the caller's request cannot
+	// stretch: a slow or stopped reporter costs at most this.
+	cctx, cancel := context.WithTimeout(cctx, s.cfg.ReportTimeout)
+	context.AfterFunc(ctx, cancel)
+	return confined, cctx, nil
+}
+
+// reportCredential checks a report request's credential.
+func (s *Server) reportCredential(ctx context.Context, r *http.Request) (string, context.Context, error) {
 	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
 		pr, err := s.authenticate(ctx, r)
 		if err != nil {

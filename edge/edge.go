@@ -50,6 +50,9 @@ type Config struct {
 	// flight together; past it a request is answered 503 overloaded.
 	MaxInflightBodyBytes int64
 	PublishTimeout       time.Duration
+	// ReportTimeout bounds a report or events call to the reporter: past
+	// it the client gets 503 timeout with Retry-After, never a hang.
+	ReportTimeout time.Duration
 	// GroupCommitMin is the fewest events sent together as one JetStream
 	// atomic batch (one disk sync for all); 0 publishes every event on its
 	// own. Worth it when the stream syncs every write; without that, a
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		// times its body, so this bounds what bodies cost the heap.
 		MaxInflightBodyBytes: 64 << 20,
 		PublishTimeout:       5 * time.Second,
+		ReportTimeout:        10 * time.Second,
 		GroupCommitMin:       16,
 		CacheTTL:             time.Minute,
 		RateLimit:            1000,
@@ -120,6 +124,8 @@ func (c Config) Validate() error {
 		return errors.New("edge: max metadata bytes must be below max body bytes")
 	case c.PublishTimeout <= 0 || c.CacheTTL <= 0:
 		return errors.New("edge: publish timeout and cache TTL must be positive")
+	case c.ReportTimeout < 100*time.Millisecond || c.ReportTimeout > 5*time.Minute:
+		return config.Errorf("report-timeout", "must be between 100ms and 5m")
 	case c.GroupCommitMin < 0 || c.GroupCommitMin == 1 || c.GroupCommitMin > 500:
 		return config.Errorf("group-commit-min", "must be 0 (off) or 2-500")
 	}

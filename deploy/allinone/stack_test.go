@@ -50,7 +50,8 @@ func TestProductionTopology(t *testing.T) {
 	keyspace := fmt.Sprintf("vt_stack_%d", os.Getpid())
 	s := &stack{t: t, dir: t.TempDir()}
 	s.env = append(os.Environ(), "STACK_DIR="+s.dir, "STACK_PORT_BASE=300", "STACK_KEYSPACE="+keyspace,
-		"VT_CONSUMER_ACK_WAIT=3s", "VT_LOG_LEVEL=warn") // redeliveries after a kill come quickly
+		"VT_CONSUMER_ACK_WAIT=3s", "VT_LOG_LEVEL=warn", // redeliveries after a kill come quickly
+		"STACK_EDGE_FLAGS=-report-timeout="+reportTimeout.String())
 	defer func() {
 		s.sh("down")
 		cl := gocql.NewCluster(strings.Split(os.Getenv("VT_CASSANDRA_HOSTS"), ",")...)
@@ -245,4 +246,66 @@ func TestProductionTopology(t *testing.T) {
 	if d := float64(allowed) - want; d > want*0.1 || d < -want*0.1 || limited == 0 {
 		t.Fatalf("%d allowed through two edges, want %v ±10%%", allowed, want)
 	}
+
+	reporters(t, s, call, edges, admin, sub.ID)
+}
+
+// reportTimeout is the edges' -report-timeout in the stack test.
+const reportTimeout = 2 * time.Second
+
+// reporters: two reporter processes share the load (one queue group); one
+// killed, the other answers; one hung (SIGSTOP), a report answers 503
+// timeout with Retry-After within the edge's -report-timeout, never a hang;
+// none running, 503 service_unavailable at once; restarted, 200 again.
+func reporters(t *testing.T, s *stack, call func(method, url, auth string, body any, out any) int, edges []string, admin, subID string) {
+	report := func(edge string) (status int, code, retry string, took time.Duration) {
+		start := time.Now()
+		// Each time another range: not an answer from the cache.
+		from := time.Now().UTC().Add(-time.Duration(1+time.Now().UnixNano()%1000) * time.Minute).Format(time.RFC3339Nano)
+		req, _ := http.NewRequest("GET", edge+"/reports/sub-systems/"+subID+"?from="+from+"&granularity=minute", nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		cl := &http.Client{Timeout: reportTimeout + 10*time.Second}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatalf("report request: %v (after %v)", err, time.Since(start))
+		}
+		defer resp.Body.Close()
+		var env struct{ Error *struct{ Code string } }
+		json.NewDecoder(resp.Body).Decode(&env)
+		if env.Error != nil {
+			code = env.Error.Code
+		}
+		return resp.StatusCode, code, resp.Header.Get("Retry-After"), time.Since(start)
+	}
+	s.sh("stop", "reporter1", "KILL")
+	for i := range 10 {
+		if st, code, _, _ := report(edges[i%2]); st != 200 {
+			t.Fatalf("one reporter killed, the other running: %d %s", st, code)
+		}
+	}
+	s.sh("signal", "reporter2", "STOP")
+	st, code, retry, hung := report(edges[0])
+	if st != 503 || code != "timeout" || retry == "" || hung > reportTimeout+3*time.Second {
+		t.Fatalf("the only reporter hung: %d %s, Retry-After %q, after %v (timeout %v)", st, code, retry, hung, reportTimeout)
+	}
+	s.sh("signal", "reporter2", "CONT")
+	s.sh("stop", "reporter2", "KILL")
+	st, code, retry, took := report(edges[1])
+	if st != 503 || code != "service_unavailable" || retry == "" || took > reportTimeout {
+		t.Fatalf("no reporter running: %d %s, Retry-After %q, after %v", st, code, retry, took)
+	}
+	s.sh("start", "reporter1")
+	s.sh("start", "reporter2")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, code, _, _ := report(edges[0])
+		if st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reporters restarted, reports still answer %d %s", st, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("reporters: one killed, served by the other; hung, 503 timeout after %v (limit %v); none, 503 service_unavailable after %v", hung, reportTimeout, took)
 }

@@ -46,6 +46,7 @@ func main() {
 	fs.DurationVar(&cfg.Limits.MaxPast, "max-event-age", cfg.Limits.MaxPast, "oldest client timestamp accepted")
 	fs.DurationVar(&cfg.Limits.MaxFuture, "max-event-future", cfg.Limits.MaxFuture, "furthest-ahead client timestamp accepted")
 	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", cfg.PublishTimeout, "longest wait for a JetStream acknowledgement")
+	fs.DurationVar(&cfg.ReportTimeout, "report-timeout", cfg.ReportTimeout, "longest wait for the reporter; past it a report answers 503 timeout with Retry-After")
 	fs.IntVar(&cfg.GroupCommitMin, "group-commit-min", cfg.GroupCommitMin, "fewest concurrent events published together as one atomic batch with one disk sync (0: every event on its own, best when the stream does not sync each write)")
 	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", cfg.CacheTTL, "longest time a cached key or partner is trusted")
 	validate := func() error {

@@ -2,8 +2,13 @@ package cassandrastore
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/storage"
 
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -64,4 +69,77 @@ func TestLegacyRecordsKeepWorking(t *testing.T) {
 	if err := st.s.Query("SELECT COUNT(*) FROM partner_codes WHERE code = 'ACME'").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("legacy claim not released: %d, %v", n, err)
 	}
+}
+
+// Counts of the 0005 layout (a folded total and a batch row per quarter
+// and group) are copied into the rollups at every resolution, the quarter
+// landing on its first minute; copying again, or after a fold, changes
+// nothing.
+func TestCopyCountsFromOldLayout(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	q := time.Now().UTC().Add(-26 * time.Hour).Truncate(15 * time.Minute).Add(15 * time.Minute)
+	day := dayOf(q)
+	exec := func(stmt string, args ...any) {
+		t.Helper()
+		if err := st.s.Query(stmt, args...).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("INSERT INTO sub_system_ids (id, partner_id) VALUES (?, ?)", sub, p)
+	exec("INSERT INTO counts_by_sub_system (sub_system_id, day, quarter, event_type, batch_id, n) VALUES (?, ?, ?, 'view', ?, 5) USING TTL 86400000", sub, day, q, totalBatch)
+	exec("INSERT INTO counts_by_sub_system (sub_system_id, day, quarter, event_type, batch_id, groups, complete) VALUES (?, ?, ?, 'view', ?, {3: 2}, true) USING TTL 86400000", sub, day, q, gocql.TimeUUID())
+	exec("INSERT INTO counts_by_sub_system (sub_system_id, day, quarter, event_type, batch_id, n) VALUES (?, ?, ?, 'buy', ?, 1) USING TTL 86400000", sub, day, q.Add(time.Hour), totalBatch)
+	exec("INSERT INTO counts_by_partner (partner_id, day, quarter, sub_system_id, batch_id, n) VALUES (?, ?, ?, ?, ?, 7) USING TTL 86400000", p, day, q, sub, totalBatch)
+	exec("INSERT INTO counts_by_partner (partner_id, day, quarter, sub_system_id, batch_id, n) VALUES (?, ?, ?, ?, ?, 1) USING TTL 86400000", p, day, q.Add(time.Hour), sub, totalBatch)
+
+	check := func() {
+		t.Helper()
+		for _, res := range storage.Resolutions {
+			for _, c := range []struct {
+				r    storage.Rollup
+				key  string
+				want map[string]int64
+			}{
+				{storage.SubSystemTypes, sub, map[string]int64{"view": 7, "buy": 1}},
+				{storage.PartnerTypes, p, map[string]int64{"view": 7, "buy": 1}},
+				{storage.PartnerSubSystems, p, map[string]int64{sub: 8}},
+			} {
+				slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: c.r, Key: c.key, Res: res, From: q.Add(-48 * time.Hour), To: q.Add(48 * time.Hour), Groups: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]int64{}
+				for _, s := range slots {
+					for g, n := range s.Groups {
+						got[g] += n
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(c.want) {
+					t.Fatalf("%s rollup %d: %v, want %v", res, c.r, got, c.want)
+				}
+				if res == storage.Minute && !slots[0].Start.Equal(q) {
+					t.Fatalf("minute slot %v, want the quarter's first minute %v", slots[0].Start, q)
+				}
+			}
+		}
+	}
+	for range 2 {
+		if err := copyCounts(ctx, st.s, st.cfg.Keyspace); err != nil {
+			t.Fatal(err)
+		}
+		check()
+	}
+	var keys []foldKey
+	for _, res := range storage.Resolutions {
+		per := periodOf(res, res.Slot(q))
+		keys = append(keys, foldKey{'r', int8(storage.SubSystemTypes), sub, res, per}, foldKey{'r', int8(storage.PartnerTypes), p, res, per},
+			foldKey{'r', int8(storage.PartnerSubSystems), p, res, per})
+	}
+	foldAll(t, st, keys, time.Now().Add(time.Hour))
+	if err := copyCounts(ctx, st.s, st.cfg.Keyspace); err != nil {
+		t.Fatal(err)
+	}
+	check()
 }

@@ -77,6 +77,16 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 			return err
 		}
 	}
+	// Migrations in Go, after the tables they need.
+	if !applied[copyCountsVersion] {
+		if err := copyCounts(ctx, s, keyspace); err != nil {
+			return err
+		}
+		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
+			copyCountsVersion, "copy counts into rollups (go)", time.Now()).ExecContext(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -1,0 +1,145 @@
+package cassandrastore
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// copyCountsVersion is the schema_migrations version of copyCounts, a
+// migration in Go run after the CQL files.
+const copyCountsVersion = 8
+
+// copyCounts copies the quarter-hour counts of counts_by_sub_system and
+// counts_by_partner (migration 0005) into rollups (0007), so reports keep
+// counting events stored before this version. Those counts have no minute
+// detail: they land on each quarter's first minute. Stored events keep no
+// users, so unique users start with this version.
+//
+// Each old partition (a sub-system's or partner's day) becomes one batch
+// row per new slot, with a batch id derived from the old partition and a
+// write timestamp at the old day's start: copying again rewrites the same
+// rows, and a row already folded stays folded (I4). Run it with the old
+// writers stopped; the old tables are left for a later version to drop.
+func copyCounts(ctx context.Context, s *gocql.Session, keyspace string) error {
+	for _, old := range []struct {
+		table, key, group string
+		rollups           []storage.Rollup
+	}{
+		{"counts_by_sub_system", "sub_system_id", "event_type", []storage.Rollup{storage.SubSystemTypes, storage.PartnerTypes}},
+		{"counts_by_partner", "partner_id", "sub_system_id", []storage.Rollup{storage.PartnerSubSystems}},
+	} {
+		iter := s.Query(fmt.Sprintf("SELECT DISTINCT %s, day FROM %s.%s", old.key, keyspace, old.table)).WithContext(ctx).PageSize(1000).Iter()
+		var key string
+		var day int
+		type part struct {
+			key string
+			day int
+		}
+		var parts []part
+		for iter.Scan(&key, &day) {
+			parts = append(parts, part{key, day})
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("cassandrastore: copy counts: list %s: %w", old.table, err)
+		}
+		for _, p := range parts {
+			if err := copyPartition(ctx, s, keyspace, old.table, old.key, old.group, p.key, p.day, old.rollups); err != nil {
+				return fmt.Errorf("cassandrastore: copy counts of %s %s/%d: %w", old.table, p.key, p.day, err)
+			}
+		}
+	}
+	return nil
+}
+
+func copyPartition(ctx context.Context, s *gocql.Session, keyspace, table, keyCol, groupCol, key string, day int, rollups []storage.Rollup) error {
+	partner := key
+	if table == "counts_by_sub_system" {
+		if err := s.Query("SELECT partner_id FROM "+keyspace+".sub_system_ids WHERE id = ?", key).WithContext(ctx).Scan(&partner); err != nil {
+			return fmt.Errorf("the sub-system's partner: %w", err)
+		}
+	}
+	iter := s.Query(fmt.Sprintf("SELECT quarter, %s, n, groups, TTL(n), TTL(complete) FROM %s.%s WHERE %s = ? AND day = ?", groupCol, keyspace, table, keyCol),
+		key, day).WithContext(ctx).PageSize(5000).Iter()
+	rows := map[addr]*rowCounts{}
+	var (
+		q                time.Time
+		group            string
+		n                *int64
+		groups           map[int]int64
+		ttlTotal, ttlRow *int
+	)
+	for iter.Scan(&q, &group, &n, &groups, &ttlTotal, &ttlRow) {
+		var count int64
+		if n != nil {
+			count += *n
+		}
+		for _, v := range groups {
+			count += v
+		}
+		ttl := 0
+		for _, t := range []*int{ttlTotal, ttlRow} {
+			if t != nil {
+				ttl = max(ttl, *t)
+			}
+		}
+		if count > 0 && ttl > 0 {
+			c := mcell{Minute: q.UTC().Unix()}
+			for _, r := range rollups {
+				c.Sub, c.Type = key, group
+				if r == storage.PartnerTypes {
+					c.Sub = partner
+				}
+				forRollup(r, partner, c, func(a addr, grp string) {
+					rc := rows[a]
+					if rc == nil {
+						rc = &rowCounts{}
+						rows[a] = rc
+					}
+					rc.add(0, grp, count, time.Duration(ttl)*time.Second)
+				})
+			}
+		}
+		n, groups, ttlTotal, ttlRow = nil, nil, nil, nil
+	}
+	if err := iter.Close(); err != nil {
+		return err
+	}
+	y, m, d := day/10000, time.Month(day/100%100), day%100
+	ts := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).UnixMicro()
+	for a, r := range rows {
+		batch := copiedBatch(table, key, day, a)
+		if err := s.Query("INSERT INTO "+keyspace+".rollups (rollup, key, res, period, slot, batch_id, claims, claim_groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
+			a.a, a.key, int8(a.res), a.period, a.slot, batch, r.claims, r.groups, true, ts, int(r.retention.Seconds())).WithContext(ctx).Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forRollup calls fn for each row, at every resolution, that a cell counts
+// in for one rollup. c.Sub holds the rollup's key, c.Type its group.
+func forRollup(r storage.Rollup, partner string, c mcell, fn func(a addr, group string)) {
+	t := time.Unix(c.Minute, 0).UTC()
+	for _, res := range storage.Resolutions {
+		slot := res.Slot(t)
+		fn(addr{'r', int8(r), c.Sub, res, periodOf(res, slot), slot}, c.Type)
+	}
+}
+
+// copiedBatch is the batch id of a copied row: a time uuid at the old
+// day's start whose other bytes come from the old partition and the new
+// row, so copying again writes the same row.
+func copiedBatch(table, key string, day int, a addr) gocql.UUID {
+	y, m, d := day/10000, time.Month(day/100%100), day%100
+	u := gocql.MinTimeUUID(time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%d\x00%s\x00%d\x00%d", table, key, day, a.a, a.key, a.res, a.slot.Unix()))
+	copy(u[8:], h[:8])
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u
+}
