@@ -17,7 +17,7 @@ import (
 	"errors"
 	"math"
 	"math/bits"
-	"sort"
+	"slices"
 )
 
 const (
@@ -37,9 +37,15 @@ const (
 var StdError = 1.04 / math.Sqrt(M)
 
 // Sketch is a HyperLogLog sketch. The zero value is an empty sketch.
+//
+// While sparse it keeps its non-zero registers as a sorted list of
+// index<<8|value, plus a short unsorted list of recent additions merged in
+// on demand: merging two sparse sketches is then a linear merge of sorted
+// lists, with no map.
 type Sketch struct {
-	dense  []uint8          // M registers, or nil while sparse
-	sparse map[uint16]uint8 // non-zero registers while sparse
+	dense  []uint8  // M registers, or nil while sparse
+	sparse []uint32 // sorted by index, one entry per index
+	tmp    []uint32 // added since the last compaction, unsorted
 }
 
 // Hash is the stable 64-bit hash of a user id: FNV-1a, then a finaliser
@@ -64,39 +70,81 @@ func (s *Sketch) Add(user string) { s.AddHash(Hash(user)) }
 
 // AddHash counts a user by its Hash.
 func (s *Sketch) AddHash(h uint64) {
-	idx := uint16(h >> q)
+	idx := uint32(h >> q)
 	rank := uint8(bits.LeadingZeros64(h<<P|1<<(P-1)) + 1) // 1..q+1
-	s.set(idx, rank)
-}
-
-func (s *Sketch) set(idx uint16, rank uint8) {
 	if s.dense != nil {
 		if rank > s.dense[idx] {
 			s.dense[idx] = rank
 		}
 		return
 	}
-	if s.sparse == nil {
-		s.sparse = map[uint16]uint8{}
+	s.tmp = append(s.tmp, idx<<8|uint32(rank))
+	if len(s.tmp) >= 1024 {
+		s.compact()
 	}
-	if rank > s.sparse[idx] {
-		s.sparse[idx] = rank
-		if len(s.sparse) > maxSparse {
-			s.toDense()
+}
+
+// compact merges tmp into sparse, and turns the sketch dense when sparse
+// grows past maxSparse.
+func (s *Sketch) compact() {
+	if len(s.tmp) == 0 {
+		return
+	}
+	slices.Sort(s.tmp)
+	s.sparse = mergeSorted(s.sparse, s.tmp)
+	s.tmp = s.tmp[:0]
+	if len(s.sparse) > maxSparse {
+		s.toDense()
+	}
+}
+
+// mergeSorted merges two lists of index<<8|value sorted by index (a list
+// may hold one index more than once, as tmp does), keeping the largest
+// value of each index.
+func mergeSorted(a, b []uint32) []uint32 {
+	out := make([]uint32, 0, len(a)+len(b))
+	push := func(e uint32) {
+		if n := len(out); n > 0 && out[n-1]>>8 == e>>8 {
+			if e&0xff > out[n-1]&0xff {
+				out[n-1] = e
+			}
+			return
+		}
+		out = append(out, e)
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if a[i] <= b[j] {
+			push(a[i])
+			i++
+		} else {
+			push(b[j])
+			j++
 		}
 	}
+	for ; i < len(a); i++ {
+		push(a[i])
+	}
+	for ; j < len(b); j++ {
+		push(b[j])
+	}
+	return out
 }
 
 func (s *Sketch) toDense() {
 	s.dense = make([]uint8, M)
-	for i, r := range s.sparse {
-		s.dense[i] = r
+	for _, lists := range [][]uint32{s.sparse, s.tmp} {
+		for _, e := range lists {
+			if r := uint8(e); r > s.dense[e>>8] {
+				s.dense[e>>8] = r
+			}
+		}
 	}
-	s.sparse = nil
+	s.sparse, s.tmp = nil, nil
 }
 
 // Empty reports whether nothing was added.
-func (s *Sketch) Empty() bool { return s.dense == nil && len(s.sparse) == 0 }
+func (s *Sketch) Empty() bool { return s.dense == nil && len(s.sparse) == 0 && len(s.tmp) == 0 }
 
 // Merge adds every user of o.
 func (s *Sketch) Merge(o *Sketch) {
@@ -111,8 +159,24 @@ func (s *Sketch) Merge(o *Sketch) {
 		}
 		return
 	}
-	for i, r := range o.sparse {
-		s.set(i, r)
+	o.compact()
+	s.mergeSparse(o.sparse)
+}
+
+// mergeSparse merges a sorted sparse list.
+func (s *Sketch) mergeSparse(list []uint32) {
+	if s.dense != nil {
+		for _, e := range list {
+			if r := uint8(e); r > s.dense[e>>8] {
+				s.dense[e>>8] = r
+			}
+		}
+		return
+	}
+	s.compact()
+	s.sparse = mergeSorted(s.sparse, list)
+	if len(s.sparse) > maxSparse {
+		s.toDense()
 	}
 }
 
@@ -124,9 +188,10 @@ func (s *Sketch) Estimate() uint64 {
 			c[r]++
 		}
 	} else {
+		s.compact()
 		c[0] = M - len(s.sparse)
-		for _, r := range s.sparse {
-			c[r]++
+		for _, e := range s.sparse {
+			c[uint8(e)]++
 		}
 	}
 	m := float64(M)
@@ -181,15 +246,14 @@ func (s *Sketch) Append(b []byte) []byte {
 		b = append(b, tagDense)
 		return append(b, s.dense...)
 	}
-	idx := make([]int, 0, len(s.sparse))
-	for i := range s.sparse {
-		idx = append(idx, int(i))
+	s.compact()
+	if s.dense != nil {
+		return s.Append(b)
 	}
-	sort.Ints(idx)
 	b = append(b, tagSparse)
-	for _, i := range idx {
-		b = binary.BigEndian.AppendUint16(b, uint16(i))
-		b = append(b, s.sparse[uint16(i)])
+	for _, e := range s.sparse {
+		b = binary.BigEndian.AppendUint16(b, uint16(e>>8))
+		b = append(b, uint8(e))
 	}
 	return b
 }
@@ -234,13 +298,15 @@ func (s *Sketch) MergeBinary(b []byte) error {
 		if len(e)%3 != 0 {
 			return ErrCorrupt
 		}
+		list := make([]uint32, 0, len(e)/3)
 		for i := 0; i < len(e); i += 3 {
 			idx, r := binary.BigEndian.Uint16(e[i:]), e[i+2]
-			if idx >= M || r == 0 || r > q+1 {
-				return ErrCorrupt
+			if idx >= M || r == 0 || r > q+1 || (len(list) > 0 && uint32(idx) <= list[len(list)-1]>>8) {
+				return ErrCorrupt // out of range, or not in index order
 			}
-			s.set(idx, r)
+			list = append(list, uint32(idx)<<8|uint32(r))
 		}
+		s.mergeSparse(list)
 	default:
 		return ErrCorrupt
 	}

@@ -103,8 +103,9 @@ func regs(s *Sketch) [M]uint8 {
 	if s.dense != nil {
 		copy(r[:], s.dense)
 	}
-	for i, v := range s.sparse {
-		r[i] = v
+	s.compact()
+	for _, e := range s.sparse {
+		r[e>>8] = uint8(e)
 	}
 	return r
 }
@@ -121,6 +122,7 @@ func TestEncoding(t *testing.T) {
 		if !bytes.Equal(back.Append(nil), b) || back.Estimate() != s.Estimate() {
 			t.Fatalf("n=%d: round trip changed the sketch", n)
 		}
+		s.compact()
 		if s.dense == nil && len(b) != 1+3*len(s.sparse) {
 			t.Fatalf("n=%d: sparse encoding of %d entries is %d bytes", n, len(s.sparse), len(b))
 		}
@@ -128,7 +130,8 @@ func TestEncoding(t *testing.T) {
 			t.Fatalf("n=%d: encoding is %d bytes, more than dense", n, len(b))
 		}
 	}
-	for _, bad := range [][]byte{{9}, {tagDense, 1, 2}, {tagSparse, 0}, {tagSparse, 0xff, 0xff, 1}, {tagSparse, 0, 1, 0}, {tagSparse, 0, 1, q + 2}} {
+	for _, bad := range [][]byte{{9}, {tagDense, 1, 2}, {tagSparse, 0}, {tagSparse, 0xff, 0xff, 1}, {tagSparse, 0, 1, 0}, {tagSparse, 0, 1, q + 2},
+		{tagSparse, 0, 2, 1, 0, 1, 1}, {tagSparse, 0, 1, 1, 0, 1, 2}} { // out of order, repeated
 		var s Sketch
 		if err := s.UnmarshalBinary(bad); err == nil {
 			t.Errorf("% x decoded as a sketch", bad)
@@ -173,5 +176,25 @@ func BenchmarkAdd(b *testing.B) {
 	var s Sketch
 	for i := 0; b.Loop(); i++ {
 		s.AddHash(uint64(i) * 0x9e3779b97f4a7c15)
+	}
+}
+
+// Merging many small sketches, as a report does for each of its points.
+func BenchmarkMergeSparse(b *testing.B) {
+	var parts [][]byte
+	for i := range 30 {
+		var s Sketch
+		users(&s, fmt.Sprint("p", i, "-"), 0, 600)
+		parts = append(parts, s.Append(nil))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var s Sketch
+		for _, p := range parts {
+			if err := s.MergeBinary(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		_ = s.Estimate()
 	}
 }
