@@ -11,7 +11,7 @@ FUZZTIME  ?= 100000x
 # deadline exceeded" from the fuzzing engine itself)
 FUZZ      := ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/event:FuzzAppendJSON ./shared/event:FuzzDigestStable ./shared/event:FuzzDecodeFast ./shared/event:FuzzSplitBatchFast ./shared/event:FuzzParityDecodeVsOld ./shared/event:FuzzParityDecodeBatchVsOld ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid ./edge:FuzzAnswerEncoding ./edge:FuzzAdminBody ./edge:FuzzReportRange
 
-.PHONY: run build test unit fuzz lint modules bench bench-fast clean stack stack-down
+.PHONY: run build test unit fuzz lint modules bench bench-fast bench-reports clean stack stack-down
 
 run: build
 	$(BIN)/volcanion -data-dir $(DATA_DIR) -http-listen $(HTTP)
@@ -57,8 +57,15 @@ bench-fast: build
 	@mkdir -p data/bench
 	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json $(FAST_ARGS)
 
+# Reports at scale: 10 M events over 30 days in Pebble and in Cassandra
+# (loaded once, then reused), p50/p99 of the reports uncached and cached, 1
+# and 8 clients (deploy/bench-reports.sh; results in data/bench/reports.json;
+# REPORT_ARGS, e.g. -events 1000000, for a smaller set).
+bench-reports:
+	deploy/bench-reports.sh $(REPORT_ARGS)
+
 # The production topology as local processes (3 NATS nodes, Cassandra, Redis,
-# 2 edges, 2 workers, registry, reporter).
+# 2 edges, 2 workers, registry, 2 reporters).
 stack:
 	deploy/stack.sh up
 

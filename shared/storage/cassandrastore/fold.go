@@ -2,6 +2,7 @@ package cassandrastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -233,52 +234,81 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 	if err := iter.Close(); err != nil {
 		return young, err
 	}
+	// One conditional batch folds many slots of the partition (single
+	// partition batches have no size limit): a slot's total is updated IF
+	// it is still what was read, its folded rows deleted; a slot folds at
+	// most claimRows rows a pass, the rest on the next.
+	b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
+	flush := func() error {
+		if len(b.Entries) == 0 {
+			return nil
+		}
+		applied, it, err := b.MapExecCASContext(ctx, map[string]any{})
+		if it != nil {
+			it.Close()
+		}
+		b = st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			mFolds.WithLabelValues("contended").Inc()
+			return errContended // another process folded some of these slots meanwhile
+		}
+		mFolds.WithLabelValues("folded").Inc()
+		return nil
+	}
 	for slot, s := range slots {
-		for len(s.rows) > 0 {
-			chunk := s.rows[:min(len(s.rows), claimRows)]
-			s.rows = s.rows[len(chunk):]
-			total, ttl := s.total, s.ttl
-			groups := make(map[string]int64, len(s.groups))
-			for g, v := range s.groups {
-				groups[g] = v
+		if len(s.rows) == 0 {
+			continue
+		}
+		if len(s.rows) > claimRows {
+			s.rows, young = s.rows[:claimRows], true
+		}
+		total, ttl := s.total, s.ttl
+		groups := make(map[string]int64, len(s.groups))
+		for g, v := range s.groups {
+			groups[g] = v
+		}
+		for _, r := range s.rows {
+			total += r.sum
+			ttl = max(ttl, r.ttl)
+			for g, v := range r.groups {
+				groups[g] += v
 			}
-			for _, r := range chunk {
-				total += r.sum
-				ttl = max(ttl, r.ttl)
-				for g, v := range r.groups {
-					groups[g] += v
-				}
+		}
+		if ttl == 0 {
+			continue // everything in it has expired
+		}
+		if len(b.Entries)+1+len(s.rows) > foldStatements {
+			if err := flush(); err != nil {
+				return young, ignoreContended(err)
 			}
-			if ttl == 0 {
-				continue // everything in it has expired
-			}
-			b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
-			if s.hasTotal {
-				b.Query("UPDATE rollups USING TTL ? SET n = ?, groups = ?"+partWhere+" AND slot = ? AND batch_id = ? IF n = ?",
-					ttl, total, groups, k.a, k.key, int8(k.res), k.period, slot, totalBatch, s.total)
-			} else {
-				b.Query("INSERT INTO rollups (rollup, key, res, period, slot, batch_id, n, groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
-					k.a, k.key, int8(k.res), k.period, slot, totalBatch, total, groups, ttl)
-			}
-			for _, r := range chunk {
-				b.Query("DELETE FROM rollups"+partWhere+" AND slot = ? AND batch_id = ?", k.a, k.key, int8(k.res), k.period, slot, r.batch)
-			}
-			applied, it, err := b.MapExecCASContext(ctx, map[string]any{})
-			if it != nil {
-				it.Close()
-			}
-			if err != nil {
-				return young, err
-			}
-			if !applied {
-				mFolds.WithLabelValues("contended").Inc()
-				return young, nil // another process folded this slot meanwhile
-			}
-			mFolds.WithLabelValues("folded").Inc()
-			s.total, s.groups, s.hasTotal, s.ttl = total, groups, true, ttl
+		}
+		if s.hasTotal {
+			b.Query("UPDATE rollups USING TTL ? SET n = ?, groups = ?"+partWhere+" AND slot = ? AND batch_id = ? IF n = ?",
+				ttl, total, groups, k.a, k.key, int8(k.res), k.period, slot, totalBatch, s.total)
+		} else {
+			b.Query("INSERT INTO rollups (rollup, key, res, period, slot, batch_id, n, groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+				k.a, k.key, int8(k.res), k.period, slot, totalBatch, total, groups, ttl)
+		}
+		for _, r := range s.rows {
+			b.Query("DELETE FROM rollups"+partWhere+" AND slot = ? AND batch_id = ?", k.a, k.key, int8(k.res), k.period, slot, r.batch)
 		}
 	}
-	return young, nil
+	return young, ignoreContended(flush())
+}
+
+// foldStatements bounds a fold's conditional batch.
+const foldStatements = 400
+
+var errContended = errors.New("cassandrastore: fold contended")
+
+func ignoreContended(err error) error {
+	if errors.Is(err, errContended) {
+		return nil
+	}
+	return err
 }
 
 // foldSketches merges the sketch rows of each slot written before cutoff
@@ -350,4 +380,34 @@ func (st *Store) foldSketches(ctx context.Context, k foldKey, lo, hi, cutoff tim
 		mFolds.WithLabelValues("folded").Inc()
 	}
 	return young, nil
+}
+
+// FoldRange folds, with rows written before cutoff, every partition of the
+// given rollup and sketch keys that holds slots in [from, to): for a bulk
+// import, whose writer may have exited before its folds were due.
+func (st *Store) FoldRange(ctx context.Context, rollups map[storage.Rollup][]string, scopes map[storage.UserScope][]string, from, to, cutoff time.Time) error {
+	var fns []func(context.Context) error
+	add := func(kind byte, a int8, key string) {
+		for _, res := range storage.Resolutions {
+			for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
+				k := foldKey{kind, a, key, res, periodOf(res, t)}
+				lo, hi := t, nextPeriod(res, t)
+				fns = append(fns, func(ctx context.Context) error {
+					_, err := st.fold(ctx, k, lo, hi, cutoff)
+					return err
+				})
+			}
+		}
+	}
+	for r, keys := range rollups {
+		for _, k := range keys {
+			add('r', int8(r), k)
+		}
+	}
+	for sc, keys := range scopes {
+		for _, k := range keys {
+			add('u', int8(sc), k)
+		}
+	}
+	return fanOut(ctx, 4, fns)
 }

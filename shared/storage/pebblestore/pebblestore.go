@@ -601,14 +601,22 @@ type slotDelta struct {
 	groups map[string]int64
 }
 
+// deltaKey names a counts slot (or, with r = -1 - scope, a user sketch)
+// without building its key for every event.
+type deltaKey struct {
+	r, res int8
+	key    string
+	slot   int64
+}
+
 // rollupDeltas is what a set of new events adds to counts and sketches.
 type rollupDeltas struct {
-	counts map[string]*slotDelta
-	users  map[string]*hll.Sketch
+	counts map[deltaKey]*slotDelta
+	users  map[deltaKey]*hll.Sketch
 }
 
 func newDeltas() *rollupDeltas {
-	return &rollupDeltas{counts: map[string]*slotDelta{}, users: map[string]*hll.Sketch{}}
+	return &rollupDeltas{counts: map[deltaKey]*slotDelta{}, users: map[deltaKey]*hll.Sketch{}}
 }
 
 func (d *rollupDeltas) add(e *event.Event) {
@@ -618,14 +626,14 @@ func (d *rollupDeltas) add(e *event.Event) {
 		h = hll.Hash(user)
 	}
 	for _, res := range storage.Resolutions {
-		slot := res.Slot(e.Timestamp)
+		slot := res.Slot(e.Timestamp).Unix()
 		for _, r := range storage.Rollups {
 			k, g := r.Key(e)
-			ck := string(slotKey(countPrefix(r, k, res), slot))
-			c := d.counts[ck]
+			dk := deltaKey{int8(r), int8(res), k, slot}
+			c := d.counts[dk]
 			if c == nil {
 				c = &slotDelta{groups: map[string]int64{}}
-				d.counts[ck] = c
+				d.counts[dk] = c
 			}
 			c.total++
 			c.groups[g]++
@@ -634,11 +642,11 @@ func (d *rollupDeltas) add(e *event.Event) {
 			continue
 		}
 		for _, u := range storage.UserScopes {
-			uk := string(slotKey(userPrefix(u, u.Key(e), res), slot))
-			sk := d.users[uk]
+			dk := deltaKey{int8(u), int8(res), u.Key(e), slot}
+			sk := d.users[dk]
 			if sk == nil {
 				sk = &hll.Sketch{}
-				d.users[uk] = sk
+				d.users[dk] = sk
 			}
 			sk.AddHash(h)
 		}
@@ -647,8 +655,9 @@ func (d *rollupDeltas) add(e *event.Event) {
 
 // apply adds the deltas to the stored values into b. Callers hold s.mu.
 func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
-	for k, c := range d.counts {
-		v, err := s.get([]byte(k))
+	for dk, c := range d.counts {
+		k := slotKey(countPrefix(storage.Rollup(dk.r), dk.key, storage.Res(dk.res)), time.Unix(dk.slot, 0))
+		v, err := s.get(k)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
@@ -659,19 +668,20 @@ func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
 			}
 			c.total += total
 		}
-		if err := b.Set([]byte(k), encodeSlot(c.total, c.groups), nil); err != nil {
+		if err := b.Set(k, encodeSlot(c.total, c.groups), nil); err != nil {
 			return err
 		}
 	}
-	for k, sk := range d.users {
-		v, err := s.get([]byte(k))
+	for dk, sk := range d.users {
+		k := slotKey(userPrefix(storage.UserScope(dk.r), dk.key, storage.Res(dk.res)), time.Unix(dk.slot, 0))
+		v, err := s.get(k)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 		if err := sk.MergeBinary(v); err != nil {
 			return fmt.Errorf("pebblestore: user sketch %q: %w", k, err)
 		}
-		if err := b.Set([]byte(k), sk.Append(nil), nil); err != nil {
+		if err := b.Set(k, sk.Append(nil), nil); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The report benchmark (make bench-reports): a data set of 10 M events over
+# 30 days loaded into Pebble and into Cassandra, once (a later run reuses it,
+# or resumes a load that ran out of time), then the reports over it,
+# uncached and cached, with 1 and 8 clients. Results: data/bench/reports.json.
+#
+# Cassandra keeps the data set in data/bench/cassandra: it is started here
+# when nothing answers on 127.0.0.1:9042, and stopped after. Cached runs on
+# Cassandra use Redis (started here if none answers on 6379), as production
+# does. Arguments go to reportbench (e.g. -events 1000000 -runs 10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+mkdir -p data/bench
+go run ./reporter/cmd/reportbench -backend pebble "$@"
+
+started_cassandra="" started_redis=""
+cleanup() {
+  [ -z "$started_redis" ] || kill "$(cat data/bench/redis.pid)" 2>/dev/null || true
+  [ -z "$started_cassandra" ] || deploy/cassandra/cassandra.sh stop "$PWD/data/bench/cassandra"
+}
+trap cleanup EXIT
+if ! port_open 9042; then
+  deploy/cassandra/cassandra.sh start "$PWD/data/bench/cassandra"
+  started_cassandra=1
+fi
+if ! port_open 6379; then
+  command -v redis-server >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes --pidfile "$PWD/data/bench/redis.pid" --logfile /dev/null
+  started_redis=1
+  for _ in $(seq 1 50); do port_open 6379 && break; sleep 0.1; done
+fi
+go run ./reporter/cmd/reportbench -backend cassandra -redis-url redis://127.0.0.1:6379/0 "$@"

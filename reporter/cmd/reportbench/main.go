@@ -1,0 +1,427 @@
+// Command reportbench loads a report data set into a backend and measures
+// the reports over it (issue 10, point 6): by default 10,000,000 events
+// over 30 days, one partner, 20 sub-systems, 50 event types, 20,000 users,
+// with late events and duplicates. The load is bounded in time and resumes
+// where it stopped; a complete load is reused.
+//
+//	go run ./reporter/cmd/reportbench -backend pebble
+//	go run ./reporter/cmd/reportbench -backend cassandra -cassandra-hosts 127.0.0.1:9042
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/rcache"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+type options struct {
+	backend, dir, hosts, keyspace, redis, out string
+	events, days, subs, types, users        int
+	runs, clients, writers                  int
+	loadFor                                 time.Duration
+}
+
+// progress is what a load has done, kept beside the data.
+type progress struct {
+	Events, Days, Subs, Types, Users int
+	Start                            time.Time // the first day of the data (UTC midnight)
+	Loaded                           int       // events written so far, in generation order
+	Done                             bool
+	LoadSeconds                      float64
+}
+
+const partnerID = "01900000-0000-7000-8000-0000000000b1"
+
+func subID(i int) string { return fmt.Sprintf("01900000-0000-7000-8000-%012d", 1000+i) }
+
+func main() {
+	var o options
+	flag.StringVar(&o.backend, "backend", "pebble", "pebble or cassandra")
+	flag.StringVar(&o.dir, "dir", "data/bench/reports", "where the Pebble data and the load's progress files are kept")
+	flag.StringVar(&o.hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points")
+	flag.StringVar(&o.keyspace, "cassandra-keyspace", "vt_bench_reports", "keyspace of the data set")
+	flag.StringVar(&o.redis, "redis-url", "", "Redis of the cached runs on Cassandra (empty: the in-process cache)")
+	flag.StringVar(&o.out, "out", "data/bench/reports.json", "results file (one entry per backend)")
+	flag.IntVar(&o.events, "events", 10_000_000, "events in the data set")
+	flag.IntVar(&o.days, "days", 30, "days they span")
+	flag.IntVar(&o.subs, "sub-systems", 20, "sub-systems of the partner")
+	flag.IntVar(&o.types, "event-types", 50, "event types")
+	flag.IntVar(&o.users, "users", 20_000, "distinct users")
+	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
+	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
+	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "reportbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	var store storage.Store
+	var cass *cassandrastore.Store
+	switch o.backend {
+	case "pebble":
+		s, err := pebblestore.Open(filepath.Join(o.dir, "pebble"))
+		if err != nil {
+			return err
+		}
+		store = s
+		if o.writers == 0 {
+			o.writers = 1
+		}
+	case "cassandra":
+		hosts := strings.Split(o.hosts, ",")
+		if err := cassandrastore.Migrate(ctx, hosts, o.keyspace, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+			return err
+		}
+		cfg := cassandrastore.DefaultConfig()
+		cfg.Hosts, cfg.Keyspace = hosts, o.keyspace
+		s, err := cassandrastore.Open(cfg)
+		if err != nil {
+			return err
+		}
+		store, cass = s, s
+		if o.writers == 0 {
+			o.writers = 6
+		}
+	default:
+		return fmt.Errorf("-backend: %q is neither pebble nor cassandra", o.backend)
+	}
+	defer store.Close()
+	p, err := load(ctx, o, store, cass)
+	if err != nil {
+		return err
+	}
+	return measure(ctx, o, store, p)
+}
+
+// generator makes the data set, the same every time.
+type generator struct {
+	o        options
+	start    time.Time
+	typeCDF  []float64
+	lateEach int // one event in lateEach is late
+	dupEach  int // one event in dupEach repeats an earlier one
+}
+
+func newGenerator(o options, start time.Time) *generator {
+	g := &generator{o: o, start: start, lateEach: 50, dupEach: 200}
+	// Event types by a Zipf-like weight, so top lists mean something.
+	var sum float64
+	for i := range o.types {
+		w := 1 / math.Pow(float64(i+1), 0.8)
+		sum += w
+		g.typeCDF = append(g.typeCDF, sum)
+	}
+	for i := range g.typeCDF {
+		g.typeCDF[i] /= sum
+	}
+	return g
+}
+
+// event i, in time order (bar the late ones); a duplicate is event j < i again.
+func (g *generator) event(i int) event.Event {
+	rng := rand.New(rand.NewPCG(uint64(i), 42))
+	if i > 0 && i%g.dupEach == 0 {
+		return g.event(rng.IntN(i))
+	}
+	span := time.Duration(g.o.days) * 24 * time.Hour
+	ts := g.start.Add(time.Duration(float64(span) * float64(i) / float64(g.o.events))).Add(time.Duration(rng.IntN(60)) * time.Second)
+	if i%g.lateEach == 7 {
+		ts = ts.Add(-time.Duration(rng.IntN(72*60)) * time.Minute) // up to 3 days late
+		if ts.Before(g.start) {
+			ts = g.start
+		}
+	}
+	t := sort.SearchFloat64s(g.typeCDF, rng.Float64())
+	e := event.Event{ID: fmt.Sprintf("ev-%09d", i), PartnerID: partnerID, SubSystemID: subID(rng.IntN(g.o.subs)),
+		EventType: fmt.Sprintf("type-%02d", min(t, g.o.types-1)), Timestamp: ts, ReceivedAt: ts,
+		Metadata: json.RawMessage(fmt.Sprintf(`{"page":"/p/%d","value":%d}`, rng.IntN(500), rng.IntN(10000)))}
+	u := rng.IntN(g.o.users)
+	if u%10 < 7 {
+		e.UserID = fmt.Sprintf("user-%05d", u)
+	} else {
+		e.AnonymousID = fmt.Sprintf("anon-%05d", u)
+	}
+	return e
+}
+
+func progressFile(o options) string {
+	name := "progress-pebble.json"
+	if o.backend == "cassandra" {
+		name = "progress-cassandra-" + o.keyspace + ".json"
+	}
+	return filepath.Join(o.dir, name)
+}
+
+func load(ctx context.Context, o options, store storage.Store, cass *cassandrastore.Store) (progress, error) {
+	var p progress
+	if b, err := os.ReadFile(progressFile(o)); err == nil {
+		if err := json.Unmarshal(b, &p); err != nil {
+			return p, fmt.Errorf("%s: %w", progressFile(o), err)
+		}
+		if p.Events != o.events || p.Days != o.days || p.Subs != o.subs || p.Types != o.types || p.Users != o.users {
+			return p, fmt.Errorf("%s holds another data set (%d events); remove it and the data to load this one", progressFile(o), p.Events)
+		}
+	} else {
+		p = progress{Events: o.events, Days: o.days, Subs: o.subs, Types: o.types, Users: o.users,
+			Start: time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -o.days)}
+	}
+	if p.Done {
+		fmt.Printf("reusing the %s data set: %d events from %s (loaded in %.0f s)\n", o.backend, p.Events, p.Start.Format(time.DateOnly), p.LoadSeconds)
+		return p, nil
+	}
+	if err := createTenants(ctx, store, o); err != nil {
+		return p, err
+	}
+	g := newGenerator(o, p.Start)
+	deadline := time.Now().Add(o.loadFor)
+	began := time.Now()
+	const batch = 2000
+	save := func() error {
+		b, _ := json.MarshalIndent(p, "", "  ")
+		return os.WriteFile(progressFile(o), b, 0o644)
+	}
+	fmt.Printf("loading %d events into %s from event %d (%d writers, at most %s)\n", o.events, o.backend, p.Loaded, o.writers, o.loadFor)
+	for p.Loaded < o.events {
+		if time.Now().After(deadline) {
+			if err := save(); err != nil {
+				return p, err
+			}
+			return p, fmt.Errorf("the load stopped after %s at %d of %d events; run again to resume", o.loadFor, p.Loaded, o.events)
+		}
+		// A round: writers batches in parallel.
+		var wg sync.WaitGroup
+		errs := make([]error, o.writers)
+		for w := range o.writers {
+			from := p.Loaded + w*batch
+			if from >= o.events {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				evs := make([]event.Event, 0, batch)
+				for i := from; i < min(from+batch, o.events); i++ {
+					evs = append(evs, g.event(i))
+				}
+				_, errs[w] = store.WriteEvents(ctx, evs)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return p, err
+		}
+		p.Loaded = min(p.Loaded+o.writers*batch, o.events)
+		p.LoadSeconds += 0 // accounted at the end of this run
+		if p.Loaded%(100*batch) < o.writers*batch {
+			rate := float64(p.Loaded) / time.Since(began).Seconds()
+			fmt.Printf("  %d events (%.0f/s this run)\n", p.Loaded, rate)
+			if err := save(); err != nil {
+				return p, err
+			}
+		}
+	}
+	if cass != nil {
+		// Fold what the load wrote, as a running system would have by now.
+		fmt.Println("folding the counts")
+		subs := make([]string, o.subs)
+		for i := range subs {
+			subs[i] = subID(i)
+		}
+		err := cass.FoldRange(ctx,
+			map[storage.Rollup][]string{storage.SubSystemTypes: subs, storage.PartnerSubSystems: {partnerID}, storage.PartnerTypes: {partnerID}},
+			map[storage.UserScope][]string{storage.SubSystemUsers: subs, storage.PartnerUsers: {partnerID}},
+			p.Start.AddDate(0, 0, -1), p.Start.AddDate(0, 0, o.days+1), time.Now())
+		if err != nil {
+			return p, fmt.Errorf("fold: %w", err)
+		}
+	}
+	p.Done = true
+	p.LoadSeconds += time.Since(began).Seconds()
+	fmt.Printf("loaded %d events in %.0f s\n", o.events, time.Since(began).Seconds())
+	return p, save()
+}
+
+func createTenants(ctx context.Context, store storage.Store, o options) error {
+	now := time.Now().UTC()
+	err := store.CreatePartner(ctx, tenant.Partner{ID: partnerID, Code: "bench", Name: "Bench", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1})
+	if err != nil && !errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrCodeTaken) {
+		return err
+	}
+	for i := range o.subs {
+		err := store.CreateSubSystem(ctx, tenant.SubSystem{ID: subID(i), PartnerID: partnerID, Code: fmt.Sprintf("sub-%02d", i),
+			Name: fmt.Sprintf("Sub %02d", i), Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1})
+		if err != nil && !errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrCodeTaken) {
+			return err
+		}
+	}
+	return nil
+}
+
+type query struct {
+	name string
+	call func(ctx context.Context, r *reporter.Service) error
+}
+
+type result struct {
+	Query      string  `json:"query"`
+	Cache      string  `json:"cache"`
+	Clients    int     `json:"clients"`
+	Samples    int     `json:"samples"`
+	P50ms      float64 `json:"p50Ms"`
+	P99ms      float64 `json:"p99Ms"`
+	Throughput float64 `json:"perSecond"`
+}
+
+func measure(ctx context.Context, o options, store storage.Store, p progress) error {
+	from, to := p.Start, p.Start.AddDate(0, 0, o.days)
+	sub := subID(3)
+	queries := []query{
+		{"partner 30 d by day", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day"})
+			return err
+		}},
+		{"partner 30 d by day, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", TZ: "Asia/Kolkata"})
+			return err
+		}},
+		{"sub-system 30 d by hour", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour"})
+			return err
+		}},
+		{"sub-system 30 d by hour, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour", TZ: "Asia/Kolkata"})
+			return err
+		}},
+		{"partner 30 d by day, one event type", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", EventType: "type-07"})
+			return err
+		}},
+		{"raw events, a page of 100", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.EventsPage(ctx, report.EventsQuery{PartnerID: partnerID, From: from, To: to, Limit: 100})
+			return err
+		}},
+		{"raw events, 100 of one type", func(ctx context.Context, r *reporter.Service) error {
+			_, err := r.EventsPage(ctx, report.EventsQuery{PartnerID: partnerID, From: from, To: to, Limit: 100, EventType: "type-30"})
+			return err
+		}},
+	}
+	log := zerolog.Nop()
+	uncached := reporter.New(store, log)
+	var cache reporter.Cache = rcache.NewLocal(256 << 20)
+	cacheName := "in-process"
+	if o.redis != "" {
+		c, err := rcache.Open(ctx, o.redis, "reportbench:")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		cache, cacheName = c, "redis"
+	}
+	cached := reporter.New(store, log).WithCache(cache, time.Hour)
+	var results []result
+	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)
+	fmt.Printf("%-40s %-11s %7s %8s %8s %8s\n", "query", "cache", "clients", "p50 ms", "p99 ms", "per s")
+	for _, q := range queries {
+		for _, c := range []struct {
+			name string
+			r    *reporter.Service
+		}{{"none", uncached}, {cacheName, cached}} {
+			if q.name[:3] == "raw" && c.name != "none" {
+				continue // pages are not cached
+			}
+			if err := q.call(ctx, c.r); err != nil { // fills the cache of the cached runs
+				return fmt.Errorf("%s: %w", q.name, err)
+			}
+			for _, clients := range []int{1, o.clients} {
+				res, err := timeRuns(ctx, q, c.r, clients, o.runs)
+				if err != nil {
+					return err
+				}
+				res.Cache = c.name
+				results = append(results, res)
+				fmt.Printf("%-40s %-11s %7d %8.2f %8.2f %8.0f\n", q.name, c.name, clients, res.P50ms, res.P99ms, res.Throughput)
+			}
+		}
+	}
+	return saveResults(o, p, results)
+}
+
+func timeRuns(ctx context.Context, q query, r *reporter.Service, clients, runs int) (result, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var first error
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range runs {
+				t := time.Now()
+				err := q.call(ctx, r)
+				d := time.Since(t)
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(began)
+	if first != nil {
+		return result{}, fmt.Errorf("%s: %w", q.name, first)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(lat)))) - 1
+		return float64(lat[max(i, 0)].Microseconds()) / 1000
+	}
+	return result{Query: q.name, Clients: clients, Samples: len(lat), P50ms: pct(0.5), P99ms: pct(0.99),
+		Throughput: float64(len(lat)) / wall.Seconds()}, nil
+}
+
+func saveResults(o options, p progress, results []result) error {
+	all := map[string]any{}
+	if b, err := os.ReadFile(o.out); err == nil {
+		_ = json.Unmarshal(b, &all)
+	}
+	host, _ := os.Hostname()
+	all[o.backend] = map[string]any{"measuredAt": time.Now().UTC(), "host": host, "dataSet": p, "results": results}
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(all, "", "  ")
+	return os.WriteFile(o.out, b, 0o644)
+}
