@@ -300,7 +300,7 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
 	r.DataCompleteUntil = s.completeUntil(ctx)
-	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
+	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers)
 	if err != nil {
 		return nil, err
 	}
@@ -318,9 +318,8 @@ type figures struct {
 
 // figures reads a rollup key's series (one group of it if group is set)
 // and its counts by group over the range; with no group, the users of
-// scope too. extra, when set, also sees each slot of the whole range with
-// its groups.
-func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope, extra func(storage.Slot)) (figures, error) {
+// scope too.
+func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope) (figures, error) {
 	f := figures{byGroup: map[string]int64{}}
 	acc := make([]pointAcc, len(pl.buckets))
 	err := parallel(ctx, 3, []func(context.Context) error{
@@ -338,9 +337,6 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 				}
 				for g, n := range sl.Groups {
 					f.byGroup[g] += n
-				}
-				if extra != nil {
-					extra(sl)
 				}
 			})
 		},
@@ -410,7 +406,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		} else if err != nil {
 			return nil, err
 		}
-		f, err = s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
+		f, err = s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers)
 		if err != nil {
 			return nil, err
 		}
@@ -420,7 +416,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	case q.EventType != "":
 		// One type across sub-systems: the partner's by-type rollup for
 		// the series, each sub-system's for the top list.
-		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, q.EventType, storage.PartnerUsers, nil)
+		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, q.EventType, storage.PartnerUsers)
 		if err != nil {
 			return nil, err
 		}
@@ -446,7 +442,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		// Everything: by type from one rollup, by sub-system from the other.
 		err := parallel(ctx, 2, []func(context.Context) error{
 			func(ctx context.Context) (err error) {
-				f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, "", storage.PartnerUsers, nil)
+				f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, "", storage.PartnerUsers)
 				return err
 			},
 			func(ctx context.Context) error {
