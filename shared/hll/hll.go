@@ -152,11 +152,7 @@ func (s *Sketch) Merge(o *Sketch) {
 		if s.dense == nil {
 			s.toDense()
 		}
-		for i, r := range o.dense {
-			if r > s.dense[i] {
-				s.dense[i] = r
-			}
-		}
+		maxBytes(s.dense, o.dense)
 		return
 	}
 	o.compact()
@@ -178,6 +174,44 @@ func (s *Sketch) mergeSparse(list []uint32) {
 	if len(s.sparse) > maxSparse {
 		s.toDense()
 	}
+}
+
+// maxBytes sets dst[i] = max(dst[i], src[i]) eight registers at a time: a
+// register is below 128, so (a|0x80) - b never borrows across bytes, and
+// its top bit says a >= b.
+func maxBytes(dst, src []uint8) {
+	const hi = 0x8080808080808080
+	n := len(dst) &^ 7
+	for i := 0; i < n; i += 8 {
+		a := binary.LittleEndian.Uint64(dst[i:])
+		b := binary.LittleEndian.Uint64(src[i:])
+		ge := ((a | hi) - b) & hi // top bit of each byte: a >= b
+		mask := (ge >> 7) * 0xff  // 0xff where a >= b
+		binary.LittleEndian.PutUint64(dst[i:], a&mask|b&^mask)
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = max(dst[i], src[i])
+	}
+}
+
+// validRegisters reports whether every register is at most q+1 (51),
+// eight at a time: v + (128-52) reaches the top bit iff v >= 52, without a
+// carry across bytes for v < 128.
+func validRegisters(regs []uint8) bool {
+	const hi, add = 0x8080808080808080, 0x4c4c4c4c4c4c4c4c
+	n := len(regs) &^ 7
+	for i := 0; i < n; i += 8 {
+		w := binary.LittleEndian.Uint64(regs[i:])
+		if (w|(w+add))&hi != 0 {
+			return false
+		}
+	}
+	for _, r := range regs[n:] {
+		if r > q+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Estimate is the number of distinct users added, estimated.
@@ -280,19 +314,13 @@ func (s *Sketch) MergeBinary(b []byte) error {
 		if len(regs) != M {
 			return ErrCorrupt
 		}
-		for _, r := range regs {
-			if r > q+1 {
-				return ErrCorrupt
-			}
+		if !validRegisters(regs) {
+			return ErrCorrupt
 		}
 		if s.dense == nil {
 			s.toDense()
 		}
-		for i, r := range regs {
-			if r > s.dense[i] {
-				s.dense[i] = r
-			}
-		}
+		maxBytes(s.dense, regs)
 	case tagSparse:
 		e := b[1:]
 		if len(e)%3 != 0 {

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ type options struct {
 	events, days, subs, types, users        int
 	runs, clients, writers                  int
 	loadFor                                 time.Duration
+	profile, only                           string
 }
 
 // progress is what a load has done, kept beside the data.
@@ -72,6 +74,8 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
+	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each query's uncached sequential runs")
+	flag.StringVar(&o.only, "only", "", "run only the queries whose name contains this")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "reportbench:", err)
@@ -348,9 +352,13 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	}
 	cached := reporter.New(store, log).WithCache(cache, time.Hour)
 	var results []result
+	var err error
 	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)
 	fmt.Printf("%-40s %-11s %7s %8s %8s %8s\n", "query", "cache", "clients", "p50 ms", "p99 ms", "per s")
 	for _, q := range queries {
+		if o.only != "" && !strings.Contains(q.name, o.only) {
+			continue
+		}
 		for _, c := range []struct {
 			name string
 			r    *reporter.Service
@@ -362,7 +370,16 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 				return fmt.Errorf("%s: %w", q.name, err)
 			}
 			for _, clients := range []int{1, o.clients} {
+				var stop func()
+				if o.profile != "" && c.name == "none" && clients == 1 {
+					if stop, err = startProfile(o.profile, q.name); err != nil {
+						return err
+					}
+				}
 				res, err := timeRuns(ctx, q, c.r, clients, o.runs)
+				if stop != nil {
+					stop()
+				}
 				if err != nil {
 					return err
 				}
@@ -373,6 +390,21 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		}
 	}
 	return saveResults(o, p, results)
+}
+
+func startProfile(dir, name string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, strings.NewReplacer(" ", "-", ",", "", "/", "-").Replace(name)+".pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func timeRuns(ctx context.Context, q query, r *reporter.Service, clients, runs int) (result, error) {

@@ -423,7 +423,7 @@ func (st *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event
 
 // minuteEvents reads a partner's events of one minute from its 16 bucket
 // partitions, in parallel.
-func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time) ([]event.Event, error) {
+func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]event.Event, error) {
 	var mu sync.Mutex
 	var out []event.Event
 	fns := make([]func(context.Context) error, storage.Buckets)
@@ -432,10 +432,13 @@ func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time
 			iter := st.s.Query("SELECT body FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket = ?",
 				partnerID, minute.UTC(), int8(b)).WithContext(ctx).PageSize(1000).Iter()
 			var local []event.Event
-			var body string
+			var body []byte
 			for iter.Scan(&body) {
+				if !maybe(body) {
+					continue
+				}
 				var e event.Event
-				if err := json.Unmarshal([]byte(body), &e); err != nil {
+				if err := json.Unmarshal(body, &e); err != nil {
 					iter.Close()
 					return fmt.Errorf("stored event: %w", err)
 				}

@@ -75,6 +75,10 @@ func testListEvents(t *testing.T, s storage.Store) {
 		ts := base.Add(time.Duration(i/3)*17*time.Minute + time.Duration(i%2)*time.Second)
 		e := ev(p, subs[i%2], fmt.Sprintf("l%03d", (i*37)%240), []string{"view", "click", "buy"}[i%3], ts)
 		e.UserID = fmt.Sprint("u", i)
+		if i%7 == 0 {
+			// Text that looks like another type and sub-system, in metadata.
+			e.Metadata = []byte(fmt.Sprintf(`{"eventType":"click","subSystemId":%q}`, subs[(i+1)%2]))
+		}
 		evs = append(evs, e)
 	}
 	for i := 0; i < len(evs); i += 60 {
