@@ -142,20 +142,14 @@ func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserS
 	for i, r := range resolutions {
 		for _, sp := range tl.reads(i) {
 			fns = append(fns, func(ctx context.Context) error {
-				us, err := s.store.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to})
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, u := range us {
-					if tl.has(i, u.Start) {
-						if err := fn(u.Start, u.Sketch); err != nil {
-							return err
-						}
+				return s.store.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to}, func(start time.Time, sk []byte) error {
+					if !tl.has(i, start) {
+						return nil
 					}
-				}
-				return nil
+					mu.Lock()
+					defer mu.Unlock()
+					return fn(start, sk)
+				})
 			})
 		}
 	}
@@ -174,7 +168,10 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	if err != nil {
 		return 0, err
 	}
-	var all hll.Sketch
+	all := &hll.Sketch{}
+	if len(sketches) > 8 {
+		all = hll.Dense() // many merges: no allocation for each
+	}
 	for i := range sketches {
 		n := int64(sketches[i].Estimate())
 		points[i].users = &n

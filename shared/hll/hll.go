@@ -159,6 +159,73 @@ func (s *Sketch) Merge(o *Sketch) {
 	s.mergeSparse(o.sparse)
 }
 
+// mergeEncoded merges encoded sparse entries (index, 2 bytes, then value)
+// straight from their bytes, checking them on the way: in range, in index
+// order. On error s is unchanged.
+func (s *Sketch) mergeEncoded(e []byte) error {
+	if len(e)%3 != 0 {
+		return ErrCorrupt
+	}
+	n := len(e) / 3
+	entry := func(i int) (uint32, bool) {
+		idx, r := uint32(e[3*i])<<8|uint32(e[3*i+1]), e[3*i+2]
+		ok := idx < M && r != 0 && r <= q+1 && (i == 0 || idx > uint32(e[3*i-3])<<8|uint32(e[3*i-2]))
+		return idx<<8 | uint32(r), ok
+	}
+	if s.dense != nil {
+		for i := range n {
+			if _, ok := entry(i); !ok {
+				return ErrCorrupt
+			}
+		}
+		for i := range n {
+			x, _ := entry(i)
+			if r := uint8(x); r > s.dense[x>>8] {
+				s.dense[x>>8] = r
+			}
+		}
+		return nil
+	}
+	s.compact()
+	if s.dense != nil {
+		return s.mergeEncoded(e)
+	}
+	out := make([]uint32, 0, len(s.sparse)+n)
+	push := func(x uint32) {
+		if k := len(out); k > 0 && out[k-1]>>8 == x>>8 {
+			if x&0xff > out[k-1]&0xff {
+				out[k-1] = x
+			}
+			return
+		}
+		out = append(out, x)
+	}
+	a, i := s.sparse, 0
+	for j := range n {
+		x, ok := entry(j)
+		if !ok {
+			return ErrCorrupt
+		}
+		for i < len(a) && a[i] < x {
+			push(a[i])
+			i++
+		}
+		push(x)
+	}
+	for ; i < len(a); i++ {
+		push(a[i])
+	}
+	s.sparse = out
+	if len(s.sparse) > maxSparse {
+		s.toDense()
+	}
+	return nil
+}
+
+// Dense is an empty sketch that starts dense: the accumulator of many
+// merges, which then cost no allocation.
+func Dense() *Sketch { return &Sketch{dense: make([]uint8, M)} }
+
 // mergeSparse merges a sorted sparse list.
 func (s *Sketch) mergeSparse(list []uint32) {
 	if s.dense != nil {
@@ -322,19 +389,7 @@ func (s *Sketch) MergeBinary(b []byte) error {
 		}
 		maxBytes(s.dense, regs)
 	case tagSparse:
-		e := b[1:]
-		if len(e)%3 != 0 {
-			return ErrCorrupt
-		}
-		list := make([]uint32, 0, len(e)/3)
-		for i := 0; i < len(e); i += 3 {
-			idx, r := binary.BigEndian.Uint16(e[i:]), e[i+2]
-			if idx >= M || r == 0 || r > q+1 || (len(list) > 0 && uint32(idx) <= list[len(list)-1]>>8) {
-				return ErrCorrupt // out of range, or not in index order
-			}
-			list = append(list, uint32(idx)<<8|uint32(r))
-		}
-		s.mergeSparse(list)
+		return s.mergeEncoded(b[1:])
 	default:
 		return ErrCorrupt
 	}

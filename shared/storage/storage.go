@@ -241,12 +241,23 @@ type Events interface {
 	// Counts returns the non-empty slots of a rollup key, in time order.
 	// Every stored event is counted exactly once in every resolution.
 	Counts(ctx context.Context, q CountsQuery) ([]Slot, error)
-	// Users returns the user sketches of the non-empty slots of a key, in
-	// time order. A sketch holds every user of the slot's stored events.
-	Users(ctx context.Context, q UsersQuery) ([]SlotUsers, error)
+	// Users calls fn with the user sketch of each non-empty slot of a key,
+	// in time order; the sketch is only valid during the call. A sketch
+	// holds every user of the slot's stored events.
+	Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error
 	// ListEvents lists a partner's stored events, newest first (see
 	// EventsQuery), each once.
 	ListEvents(ctx context.Context, q EventsQuery) ([]event.Event, error)
+}
+
+// UserSlots collects the user sketches of the non-empty slots of a key.
+func UserSlots(ctx context.Context, ev Events, q UsersQuery) ([]SlotUsers, error) {
+	out := []SlotUsers{}
+	err := ev.Users(ctx, q, func(start time.Time, sk []byte) error {
+		out = append(out, SlotUsers{Start: start, Sketch: append([]byte(nil), sk...)})
+		return nil
+	})
+	return out, err
 }
 
 // TypeCount is the number of events of one type in one quarter hour.

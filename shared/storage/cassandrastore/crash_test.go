@@ -102,7 +102,7 @@ func wantCounts(t *testing.T, st *Store, p string, subs []string, ts time.Time, 
 	}
 	// Every resolution sees the same users (batchOf: i%37).
 	for _, res := range storage.Resolutions {
-		us, err := st.Users(context.Background(), storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res,
+		us, err := storage.UserSlots(context.Background(), st, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res,
 			From: ts.Add(-24 * time.Hour), To: ts.Add(24 * time.Hour)})
 		if err != nil {
 			t.Fatal(err)

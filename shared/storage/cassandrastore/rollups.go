@@ -386,7 +386,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 }
 
 // Users merges the sketches of each slot.
-func (st *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.SlotUsers, error) {
+func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	from := q.Res.Slot(q.From)
 	var mu sync.Mutex
 	out := map[time.Time]*hll.Sketch{}
@@ -422,14 +422,21 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.Slo
 		}
 	}
 	if err := fanOut(ctx, 8, fns); err != nil {
-		return nil, fmt.Errorf("cassandrastore: users: %w", err)
+		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
-	res := make([]storage.SlotUsers, 0, len(out))
+	starts := make([]time.Time, 0, len(out))
 	for t, s := range out {
 		if !s.Empty() {
-			res = append(res, storage.SlotUsers{Start: t.UTC(), Sketch: s.Append(nil)})
+			starts = append(starts, t)
 		}
 	}
-	sort.Slice(res, func(i, j int) bool { return res[i].Start.Before(res[j].Start) })
-	return res, nil
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	var buf []byte
+	for _, t := range starts {
+		buf = out[t].Append(buf[:0])
+		if err := fn(t.UTC(), buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -108,7 +108,7 @@ func TestRebuildFromOldLayout(t *testing.T) {
 		if len(cs) != 2 || cs[0].Count != 3 || cs[1].Count != 1 {
 			t.Fatalf("quarters of the hour: %+v", cs)
 		}
-		us, err := s.Users(ctx, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Day, From: h.Add(-24 * time.Hour), To: h.Add(24 * time.Hour)})
+		us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Day, From: h.Add(-24 * time.Hour), To: h.Add(24 * time.Hour)})
 		must(t, err)
 		var sk hll.Sketch
 		for _, u := range us {

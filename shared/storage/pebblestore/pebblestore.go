@@ -891,10 +891,9 @@ func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Sl
 	return out, err
 }
 
-func (s *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.SlotUsers, error) {
+func (s *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	p := userPrefix(q.Scope, q.Key, q.Res)
-	out := []storage.SlotUsers{}
-	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
+	return s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
 		start, err := time.Parse(slotLayout, string(k[len(p):]))
 		if err != nil {
 			return false, fmt.Errorf("pebblestore: bad users key %q: %w", k, err)
@@ -902,10 +901,11 @@ func (s *Store) Users(ctx context.Context, q storage.UsersQuery) ([]storage.Slot
 		if !start.Before(q.To) {
 			return false, nil
 		}
-		out = append(out, storage.SlotUsers{Start: start, Sketch: bytes.Clone(v)})
+		if err := fn(start, v); err != nil {
+			return false, err
+		}
 		return true, ctx.Err()
 	})
-	return out, err
 }
 
 func (s *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {

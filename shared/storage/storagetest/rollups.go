@@ -152,7 +152,7 @@ func (x *expected) check(t *testing.T, s storage.Store, from, to time.Time) {
 	for _, sc := range storage.UserScopes {
 		for k := range x.ukeys[sc] {
 			for _, res := range storage.Resolutions {
-				us, err := s.Users(ctx, storage.UsersQuery{Scope: sc, Key: k, Res: res, From: from, To: to})
+				us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: sc, Key: k, Res: res, From: from, To: to})
 				must(t, err)
 				n := 0
 				for u := range x.users {
