@@ -38,10 +38,10 @@ import (
 
 type options struct {
 	backend, dir, hosts, keyspace, redis, out string
-	events, days, subs, types, users        int
-	runs, clients, writers                  int
-	loadFor                                 time.Duration
-	profile, only                           string
+	events, days, subs, types, users          int
+	runs, clients, writers                    int
+	loadFor                                   time.Duration
+	profile, only                             string
 }
 
 // progress is what a load has done, kept beside the data.
