@@ -67,7 +67,7 @@ start() {
       run "$name" "$bin/reporter" $(common reporter) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9103 + base + 3 * (i - 1))) ;;
     workers[12])
       i=${name#workers}
-      run "$name" "$bin/workers" $(common workers) $(storage) -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
+      run "$name" "$bin/workers" $(common workers) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
       run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i") ${STACK_EDGE_FLAGS:-}

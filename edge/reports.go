@@ -61,8 +61,8 @@ var (
 	eventsParams          = []string{"from", "to", "subSystemId", "eventType", "limit", "cursor"}
 )
 
-// checkParams refuses a parameter the route does not know, and one given
-// twice.
+// checkParams refuses a parameter the route does not know, one given
+// twice or empty, and two names of one bound: nothing is silently ignored.
 func checkParams(q url.Values, known []string) error {
 	for name, vs := range q {
 		if !slices.Contains(known, name) {
@@ -70,6 +70,14 @@ func checkParams(q url.Values, known []string) error {
 		}
 		if len(vs) > 1 {
 			return badParam(name, "is given more than once")
+		}
+		if strings.TrimSpace(vs[0]) == "" {
+			return badParam(name, "is empty: give a value or leave it out")
+		}
+	}
+	for _, pair := range [][2]string{{"from", "startDate"}, {"to", "endDate"}} {
+		if q.Has(pair[0]) && q.Has(pair[1]) {
+			return badParam(pair[1], "is another name for "+pair[0]+": give one of them")
 		}
 	}
 	return nil

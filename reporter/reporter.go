@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -74,6 +75,24 @@ func (s *Service) ttl(to time.Time) time.Duration {
 		return s.cacheTTL
 	}
 	return ClosedTTL
+}
+
+// generation is the part of a cache key that a late event changes: the
+// generation workers bump when they store into the closed past (see
+// rcache.KeyOfGeneration), so an answer for a closed range is cached long
+// yet never outlives a late event.
+func (s *Service) generation(ctx context.Context, id string) string {
+	g, ok := s.cache.(interface {
+		Generation(ctx context.Context, id string) (int64, error)
+	})
+	if !ok {
+		return ""
+	}
+	n, err := g.Generation(ctx, id)
+	if err != nil {
+		return ":g?" // the cache is failing; its Get will too
+	}
+	return ":g" + strconv.FormatInt(n, 10)
 }
 
 // cacheable answers say when they were cached.
@@ -285,7 +304,7 @@ func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) 
 			return nil, err
 		}
 	}
-	key := fmt.Sprintf("report:sub:%s:%d:%d:%s:%s:%q", q.SubSystemID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.EventType)
+	key := fmt.Sprintf("report:sub:%s:%d:%d:%s:%s:%q", q.SubSystemID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.EventType) + s.generation(ctx, q.SubSystemID)
 	return cached(ctx, s, key, pl.to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
 }
 
@@ -380,7 +399,8 @@ func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*re
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%q:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.EventType, q.Top)
+	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%q:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.EventType, q.Top) +
+		s.generation(ctx, q.PartnerID)
 	return cached(ctx, s, key, pl.to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 

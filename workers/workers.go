@@ -84,6 +84,47 @@ type Worker struct {
 	store storage.Events
 	dir   Directory
 	log   zerolog.Logger
+	gens  Generations
+}
+
+// Generations are the report cache's counters of late writes (rcache).
+type Generations interface {
+	Bump(ctx context.Context, ids ...string) error
+}
+
+// lateAfter: an event older than this falls in a range reports cache long
+// (reporter.ClosedTTL), so storing it bumps its partner's and sub-system's
+// generation.
+const lateAfter = time.Hour
+
+// WithGenerations bumps the report cache's generation of every partner and
+// sub-system a batch stores late events for: cached reports of their
+// closed past are then computed again.
+func (w *Worker) WithGenerations(g Generations) *Worker { w.gens = g; return w }
+
+// bumpLate tells the report cache about late events just stored.
+func (w *Worker) bumpLate(ctx context.Context, events []event.Event) {
+	if w.gens == nil {
+		return
+	}
+	cut := time.Now().Add(-lateAfter)
+	seen := map[string]bool{}
+	var ids []string
+	for i := range events {
+		e := &events[i]
+		if !e.Timestamp.Before(cut) {
+			continue
+		}
+		for _, id := range []string{e.PartnerID, e.SubSystemID} {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if err := w.gens.Bump(ctx, ids...); err != nil {
+		w.log.Warn().Err(err).Msg("cannot tell the report cache about late events; cached reports of their range may lag by up to 10 minutes")
+	}
 }
 
 // New makes a worker. dir checks that an event's partner and sub-system
@@ -205,6 +246,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 				mConflicts.Inc()
 				w.deadLetter(wctx, part[i].m, "id already taken: an event with this id and different content was stored first")
 			}
+			w.bumpLate(wctx, events) // before the acks: a report that sees them stored sees the bump
 			for i, it := range part {
 				if !conflict[i] {
 					ack(it.m, w.log)

@@ -255,8 +255,10 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	// The reporter checks the admin token or partner key the edge forwards,
 	// and caches answers in-process (no Redis here).
 	rep := reporter.New(a.store, log).WithProgress(js).WithAdminTokens(admin)
+	var reportCache *rcache.Local
 	if cfg.ReportCacheTTL > 0 {
-		rep.WithCache(rcache.NewLocal(reportCacheBytes), cfg.ReportCacheTTL)
+		reportCache = rcache.NewLocal(reportCacheBytes)
+		rep.WithCache(reportCache, cfg.ReportCacheTTL)
 	}
 	if svc, err = rep.Start(nc); err != nil {
 		return nil, err
@@ -267,6 +269,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		return nil, err
 	}
 	w := workers.New(cfg.Worker, js, a.store, workers.NewRegistryDirectory(nc, time.Minute), log)
+	if reportCache != nil {
+		w.WithGenerations(reportCache) // late events refresh cached reports of their range
+	}
 	if svc, err = workers.ServeDeadLetters(nc, js, admin, log); err != nil {
 		return nil, err
 	}

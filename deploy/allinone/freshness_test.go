@@ -122,6 +122,18 @@ func TestReportCache(t *testing.T) {
 			t.Fatalf("with %s=%s: an answer cached for other parameters: %s", name, v, raw.Raw)
 		}
 	}
+	// A late event into the cached closed range: the workers bump the
+	// range's generation, so the next answer counts it (long before the
+	// closed range's 10 minutes).
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "late", "timestamp", old.Add(30*time.Minute).Format(time.RFC3339)), nil)
+	poll(t, "the late event in the cached closed range", 20*time.Second, func() bool {
+		r, _ := get(closed)
+		return r.TotalEvents == 2
+	})
+	if r, _ := get(closed); r.CachedAt == nil || r.TotalEvents != 2 {
+		t.Fatalf("after the late event, the answer is not cached again: %+v", r)
+	}
+
 	// The open hour: cached briefly, then computed again.
 	open := url.Values{"from": {old.Format(time.RFC3339)}}
 	get(open)

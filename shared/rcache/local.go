@@ -18,6 +18,7 @@ type Local struct {
 	bytes    int
 	order    *list.List // front: most recently used
 	entries  map[string]*list.Element
+	gens     map[string]int64 // one per partner and sub-system: few
 	now      func() time.Time
 }
 
@@ -29,7 +30,7 @@ type localEntry struct {
 
 // NewLocal makes an in-process cache of at most maxBytes of values.
 func NewLocal(maxBytes int) *Local {
-	return &Local{maxBytes: maxBytes, order: list.New(), entries: map[string]*list.Element{}, now: time.Now}
+	return &Local{maxBytes: maxBytes, order: list.New(), entries: map[string]*list.Element{}, gens: map[string]int64{}, now: time.Now}
 }
 
 // Get reads key into v; ok is false on a miss or an expired entry.
@@ -86,4 +87,21 @@ func (l *Local) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.entries)
+}
+
+// Bump increments the generations of ids (see Cache.Bump).
+func (l *Local) Bump(_ context.Context, ids ...string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		l.gens[id]++
+	}
+	return nil
+}
+
+// Generation reads the generation of id.
+func (l *Local) Generation(_ context.Context, id string) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gens[id], nil
 }

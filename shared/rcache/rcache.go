@@ -256,3 +256,49 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 // Keys of the shared auth entries (versioned: SetVersioned, GetVersioned).
 func KeyOfAPIKey(id string) string  { return "vkey:" + id }
 func KeyOfPartner(id string) string { return "vpartner:" + id }
+
+// Generations: a counter per partner and per sub-system that workers bump
+// when they store events into the closed past (older than an hour), so a
+// report cached for a closed range is cached under the generation it was
+// computed at, and a late event makes the next request compute it anew.
+
+// KeyOfGeneration is the generation counter of a partner or sub-system id.
+func KeyOfGeneration(id string) string { return "vgen:" + id }
+
+// GenerationTTL keeps a counter alive longer than any answer cached under
+// it (reporter.ClosedTTL): when it lapses and starts again at 0, the
+// answers of its old 0 have lapsed too.
+const GenerationTTL = time.Hour
+
+// Bump increments the generations of ids.
+func (c *Cache) Bump(ctx context.Context, ids ...string) error {
+	if c == nil || len(ids) == 0 {
+		return nil
+	}
+	if c.down() {
+		return ErrDown
+	}
+	_, err := c.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Incr(ctx, c.prefix+KeyOfGeneration(id))
+			p.Expire(ctx, c.prefix+KeyOfGeneration(id), GenerationTTL)
+		}
+		return nil
+	})
+	return c.check(err)
+}
+
+// Generation reads the generation of id (0 when never bumped).
+func (c *Cache) Generation(ctx context.Context, id string) (int64, error) {
+	if c == nil {
+		return 0, nil
+	}
+	if c.down() {
+		return 0, ErrDown
+	}
+	n, err := c.c.Get(ctx, c.prefix+KeyOfGeneration(id)).Int64()
+	if errors.Is(c.check(err), redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}

@@ -61,11 +61,13 @@ func ParseBound(s string, loc *time.Location) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	d, err := time.ParseInLocation(time.DateOnly, s, loc)
+	d, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		return time.Time{}, errors.New("must be an RFC 3339 instant (2026-05-01T00:00:00Z) or a date (2026-05-01)")
 	}
-	return d, nil
+	// The day's first instant in loc, which is not always 00:00 (a DST
+	// change skips midnight in America/Santiago).
+	return midnight(d.Year(), d.Month(), d.Day(), loc), nil
 }
 
 // Floor is the start of the bucket holding t.
@@ -73,9 +75,9 @@ func Floor(t time.Time, g Granularity, loc *time.Location) time.Time {
 	t = t.In(loc)
 	switch g {
 	case Minute:
-		return floorWall(t, time.Minute)
+		return floorClock(t, time.Minute, loc)
 	case Hour:
-		return floorWall(t, time.Hour)
+		return floorClock(t, time.Hour, loc)
 	case Day:
 		return midnight(t.Year(), t.Month(), t.Day(), loc)
 	case Week:
@@ -96,14 +98,7 @@ func Next(start time.Time, g Granularity, loc *time.Location) time.Time {
 		if g == Hour {
 			step = time.Hour
 		}
-		// Steps are of absolute time, re-aligned to the wall clock: a zone
-		// whose offset changes by less than the step (Australia/Lord_Howe
-		// moves 30 minutes) keeps its buckets on the wall clock's hours.
-		n := Floor(t.Add(step), g, loc)
-		if !n.After(start) { // the clock went back over this bucket's end
-			n = start.Add(step)
-		}
-		return n
+		return nextClock(start, step, loc)
 	case Day:
 		return midnight(t.Year(), t.Month(), t.Day()+1, loc)
 	case Week:
@@ -114,11 +109,67 @@ func Next(start time.Time, g Granularity, loc *time.Location) time.Time {
 	panic("calendar: unknown granularity " + string(g))
 }
 
-// floorWall truncates t to a multiple of d on its zone's wall clock.
+// Minute and hour buckets follow the wall clock: a bucket is a span in
+// which the clock's hour (or minute) and the zone's offset stay the same.
+// So Berlin's doubled hour in October is two buckets (02:00+02:00 and
+// 02:00+01:00), and where a zone moves by half an hour
+// (Australia/Lord_Howe) the hour that straddles the change is cut at it:
+// 01:00+11:00 to the change, then 01:30+10:30 to 02:00.
+
+// floorWall truncates t to a multiple of d on the wall clock of t's offset.
 func floorWall(t time.Time, d time.Duration) time.Time {
 	_, off := t.Zone()
 	o := time.Duration(off) * time.Second
 	return t.Add(o).Truncate(d).Add(-o)
+}
+
+func offsetOf(t time.Time, loc *time.Location) int {
+	_, off := t.In(loc).Zone()
+	return off
+}
+
+// floorClock is the start of t's minute or hour bucket: the wall clock's
+// whole minute or hour in t's offset, or the offset change after it.
+func floorClock(t time.Time, d time.Duration, loc *time.Location) time.Time {
+	t = t.In(loc)
+	f := floorWall(t, d)
+	off := offsetOf(t, loc)
+	if offsetOf(f, loc) == off {
+		return f
+	}
+	// The offset changed in (f, t]: the bucket starts at that change.
+	lo, hi := f, t
+	for hi.Sub(lo) > time.Nanosecond {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if offsetOf(mid, loc) == off {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi.In(loc)
+}
+
+// nextClock is the start of the minute or hour bucket after the one
+// starting at start: the next whole minute or hour of start's offset, or an
+// offset change before it.
+func nextClock(start time.Time, d time.Duration, loc *time.Location) time.Time {
+	start = start.In(loc)
+	n := floorWall(start, d).Add(d)
+	off := offsetOf(start, loc)
+	if offsetOf(n.Add(-time.Nanosecond), loc) == off {
+		return n.In(loc)
+	}
+	lo, hi := start, n
+	for hi.Sub(lo) > time.Nanosecond {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if offsetOf(mid, loc) == off {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi.In(loc)
 }
 
 // midnight is the first instant of the date (y, m, d) in loc: usually

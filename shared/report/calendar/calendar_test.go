@@ -3,6 +3,7 @@ package calendar
 import (
 	"errors"
 	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 )
@@ -186,5 +187,86 @@ func TestBucketInvariants(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Australia/Lord_Howe moves its clock by half an hour. Hour buckets still
+// follow the wall clock: every instant of a bucket has the bucket's wall
+// hour and offset, a bucket starts on the hour unless the offset changes
+// there, and Floor agrees with Buckets. (Found by review: buckets labelled
+// 01:30 held instants of hour 01 of the other offset.)
+func TestHalfHourDSTHours(t *testing.T) {
+	loc, _ := time.LoadLocation("Australia/Lord_Howe")
+	for _, from := range []time.Time{
+		time.Date(2025, 4, 5, 12, 0, 0, 0, time.UTC),  // DST ends: 02:00 +11 -> 01:30 +10:30 at 15:00 UTC
+		time.Date(2025, 10, 4, 12, 0, 0, 0, time.UTC), // DST starts: 02:00 +10:30 -> 02:30 +11 at 15:30 UTC
+	} {
+		to := from.Add(6 * time.Hour)
+		for _, g := range []Granularity{Hour, Minute} {
+			b, err := Buckets(from, to, g, loc, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := func(x time.Time) string {
+				if g == Hour {
+					return x.In(loc).Format("2006-01-02T15 -07:00")
+				}
+				return x.In(loc).Format("2006-01-02T15:04 -07:00")
+			}
+			for i, s := range b {
+				_, off := s.In(loc).Zone()
+				_, before := s.Add(-time.Nanosecond).In(loc).Zone()
+				if g == Hour && s.In(loc).Minute() != 0 && off == before {
+					t.Errorf("hour bucket starts at %s, neither on the hour nor at an offset change", s.In(loc).Format(time.RFC3339))
+				}
+				if i > 0 && !s.After(b[i-1]) {
+					t.Fatalf("buckets out of order at %d", i)
+				}
+			}
+			for x := from; x.Before(to); x = x.Add(time.Minute) {
+				i := sort.Search(len(b), func(i int) bool { return b[i].After(x) }) - 1
+				if key(x) != key(b[i]) {
+					t.Errorf("%s %s (wall %s) is in the bucket of %s", g, x.Format("15:04Z"), key(x), key(b[i]))
+				}
+				if f := Floor(x, g, loc); !f.Equal(b[i]) {
+					t.Errorf("%s %s: Buckets puts it in %s, Floor says %s", g, x.Format("15:04Z"), key(b[i]), key(f))
+				}
+			}
+		}
+	}
+	// Widening a range never narrows it.
+	to := time.Date(2025, 4, 5, 14, 45, 0, 0, time.UTC) // 01:45 +11, the day DST ends
+	if end := Next(Floor(to.Add(-time.Nanosecond), Hour, loc), Hour, loc); end.Before(to) {
+		t.Errorf("to %s widened to %s: before to", to.Format(time.RFC3339), end.Format(time.RFC3339))
+	}
+}
+
+// A date is the day's first instant in the zone, also where a DST change
+// skips or doubles midnight, for every date of 15 years in zones that did.
+// (Found by review: 2025-09-07 in America/Santiago parsed as 23:00 the day
+// before.)
+func TestParseBoundMidnights(t *testing.T) {
+	zones := []string{"America/Santiago", "America/Asuncion", "America/Havana", "Asia/Beirut", "Asia/Gaza", "Africa/Cairo",
+		"Asia/Damascus", "Asia/Amman", "America/Sao_Paulo", "Asia/Tehran", "America/Nuuk", "Atlantic/Azores", "America/Scoresbysund",
+		"Pacific/Apia", "America/Campo_Grande", "America/Cuiaba", "Asia/Dhaka", "Europe/Lisbon", "America/Mexico_City", "Africa/Casablanca"}
+	for _, z := range zones {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			t.Fatal(z, err)
+		}
+		for d := time.Date(2015, 1, 1, 12, 0, 0, 0, time.UTC); d.Year() < 2030; d = d.AddDate(0, 0, 1) {
+			s := d.Format(time.DateOnly)
+			got, err := ParseBound(s, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.In(loc).Format(time.DateOnly) != s || got.Add(-time.Nanosecond).In(loc).Format(time.DateOnly) == s {
+				t.Fatalf("%s %s: ParseBound %s is not the day's first instant", z, s, got.In(loc).Format(time.RFC3339))
+			}
+		}
+	}
+	santiago, _ := time.LoadLocation("America/Santiago")
+	if got, _ := ParseBound("2025-09-07", santiago); !got.Equal(time.Date(2025, 9, 7, 4, 0, 0, 0, time.UTC)) {
+		t.Fatalf("2025-09-07 in Santiago: %s, want 01:00-03:00", got.In(santiago).Format(time.RFC3339))
 	}
 }

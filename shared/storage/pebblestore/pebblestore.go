@@ -855,7 +855,7 @@ func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event
 func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	p := countPrefix(q.Rollup, q.Key, q.Res)
 	out := []storage.Slot{}
-	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
+	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, ceilTo(q.To, time.Minute)), func(k, v []byte) (bool, error) {
 		start, err := time.Parse(slotLayout, string(k[len(p):]))
 		if err != nil {
 			return false, fmt.Errorf("pebblestore: bad counts key %q: %w", k, err)
@@ -893,7 +893,7 @@ func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Sl
 
 func (s *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	p := userPrefix(q.Scope, q.Key, q.Res)
-	return s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, q.To), func(k, v []byte) (bool, error) {
+	return s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, ceilTo(q.To, time.Minute)), func(k, v []byte) (bool, error) {
 		start, err := time.Parse(slotLayout, string(k[len(p):]))
 		if err != nil {
 			return false, fmt.Errorf("pebblestore: bad users key %q: %w", k, err)
@@ -936,4 +936,13 @@ func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.
 		}
 	}
 	return out, nil
+}
+
+// ceilTo is t rounded up to a multiple of d: the first slot key at or
+// after t, so the slot holding a mid-minute t is scanned.
+func ceilTo(t time.Time, d time.Duration) time.Time {
+	if tr := t.Truncate(d); !tr.Equal(t) {
+		return tr.Add(d)
+	}
+	return t
 }

@@ -36,11 +36,12 @@ func main() {
 	var admin admintoken.Config
 	admin.RegisterFlags(fs) // the dead-letter service checks the admin credential edges forward
 	loops := fs.Int("loops", 2, "consuming loops in this process")
+	redisURL := fs.String("redis-url", "", "Redis of the reporters' cache: late events bump the generation of their partner's cached reports (empty: none; reports of a closed range then lag late events by up to 10 minutes)")
 	validate := func() error {
 		if *loops < 1 || *loops > 64 {
 			return config.Errorf("loops", "must be 1-64")
 		}
-		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate(), admin.Validate())
+		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate(), admin.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		d, err := svc.Open(store, natsCfg, nil)
@@ -48,7 +49,15 @@ func main() {
 			return err
 		}
 		defer d.Close()
+		cache, err := svc.Redis(ctx, *redisURL, log)
+		if err != nil {
+			return err
+		}
+		defer cache.Close()
 		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
+		if cache != nil {
+			w.WithGenerations(cache)
+		}
 		tokens, err := admintoken.New(admin)
 		if err != nil {
 			return err
