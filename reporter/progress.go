@@ -16,25 +16,29 @@ import (
 // before it is stored and counted. An empty stream means everything
 // received so far is.
 
-// completeSlack covers an edge that stamped an event received, then
-// published it a little later (group commit, a retry): such an event can
-// reach the stream after an instant the stream was seen empty.
-const completeSlack = 5 * time.Second
+// DefaultCompleteSlack covers an edge that stamped an event received, then
+// published it later (group commit, a slow bus: up to its
+// -publish-timeout, 5 s), and clocks of edges and the bus that differ a
+// little: such an event can reach the stream after an instant the stream
+// was seen empty.
+const DefaultCompleteSlack = 10 * time.Second
 
 // progressEvery bounds the stream info requests: one a second at most.
 const progressEvery = time.Second
 
 type progress struct {
-	js   jetstream.JetStream
+	js    jetstream.JetStream
+	slack time.Duration
 	mu   sync.Mutex
 	at   time.Time // when last read
 	last *time.Time
 }
 
 // WithProgress lets answers say up to when their data is complete
-// (dataCompleteUntil), from the EVENTS stream on js.
-func (s *Service) WithProgress(js jetstream.JetStream) *Service {
-	s.progress = &progress{js: js}
+// (dataCompleteUntil), from the EVENTS stream on js, less slack (at least
+// the edges' -publish-timeout plus the clock skew between machines).
+func (s *Service) WithProgress(js jetstream.JetStream, slack time.Duration) *Service {
+	s.progress = &progress{js: js, slack: slack}
 	return s
 }
 
@@ -65,7 +69,7 @@ func (s *Service) completeUntil(ctx context.Context) *time.Time {
 	if state.Msgs > 0 && state.FirstTime.Before(t) {
 		t = state.FirstTime
 	}
-	t = t.Add(-completeSlack).UTC()
+	t = t.Add(-p.slack).UTC()
 	p.at, p.last = now, &t
 	return p.last
 }

@@ -254,7 +254,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	}
 	// The reporter checks the admin token or partner key the edge forwards,
 	// and caches answers in-process (no Redis here).
-	rep := reporter.New(a.store, log).WithProgress(js).WithAdminTokens(admin)
+	rep := reporter.New(a.store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
 	var reportCache *rcache.Local
 	if cfg.ReportCacheTTL > 0 {
 		reportCache = rcache.NewLocal(reportCacheBytes)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
@@ -32,8 +33,12 @@ func main() {
 	redisURL := fs.String("redis-url", "", "Redis URL of the report cache (empty: none)")
 	var admin admintoken.Config
 	admin.RegisterFlags(fs)
+	slack := fs.Duration("complete-slack", reporter.DefaultCompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
 	cacheTTL := fs.Duration("report-cache-ttl", 15*time.Second, "how long an answer whose range reaches into the last hour is cached")
 	svc.Main("reporter", fs, &common, func() error {
+		if *slack < 0 {
+			return config.Errorf("complete-slack", "must be 0 or more")
+		}
 		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
 	},
 		func(ctx context.Context, log zerolog.Logger) error {
@@ -57,7 +62,7 @@ func main() {
 			if err != nil {
 				return err
 			}
-			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(js).WithAdminTokens(tokens).Start(d.NC)
+			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(js, *slack).WithAdminTokens(tokens).Start(d.NC)
 			if err != nil {
 				return err
 			}

@@ -301,7 +301,11 @@ func (st *Store) healForeign(ctx context.Context, fs []foreign, now time.Time) e
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-// Counts sums every row of each slot: folded totals and batch rows.
+// Counts sums every row of each slot: folded totals and batch rows. A
+// slot's rows are summed from one consistent read: a fold between two
+// pages of a partition (its total on one page, the rows it deleted on the
+// next) would undercount, so a slot that straddles pages is read again on
+// its own.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	from := q.Res.Slot(q.From)
 	withGroups := q.Groups || q.Group != ""
@@ -310,48 +314,23 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		cols += ", groups, claim_groups"
 	}
 	stmt := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?"
+	one := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ?"
 	var mu sync.Mutex
 	out := map[time.Time]*storage.Slot{}
 	ps := periods(q.Res, from, q.To)
 	fns := make([]func(context.Context) error, len(ps))
 	for i, p := range ps {
 		fns[i] = func(ctx context.Context) error {
-			iter := st.s.Query(stmt, int8(q.Rollup), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(5000).Iter()
 			local := map[time.Time]*storage.Slot{}
-			var (
-				slot   time.Time
-				n      int64
-				claims map[int]int64
-				groups map[string]int64
-				cg     map[string]int64
-			)
-			dest := []any{&slot, &n, &claims}
-			if withGroups {
-				dest = append(dest, &groups, &cg)
-			}
-			for iter.Scan(dest...) {
-				s := local[slot]
-				if s == nil {
-					s = &storage.Slot{Start: slot.UTC()}
-					if withGroups {
-						s.Groups = map[string]int64{}
-					}
-					local[slot] = s
-				}
-				s.Total += n
-				for _, v := range claims {
-					s.Total += v
-				}
-				for g, v := range groups {
-					s.Groups[g] += v
-				}
-				for k, v := range cg {
-					s.Groups[groupOf(k)] += v
-				}
-				n, claims, groups, cg = 0, nil, nil, nil
-			}
-			if err := iter.Close(); err != nil {
+			straddling, err := st.sumRows(st.s.Query(stmt, int8(q.Rollup), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(5000), withGroups, local)
+			if err != nil {
 				return err
+			}
+			for slot := range straddling {
+				delete(local, slot)
+				if _, err := st.sumRows(st.s.Query(one, int8(q.Rollup), q.Key, int8(q.Res), p, slot).WithContext(ctx).PageSize(100_000), withGroups, local); err != nil {
+					return err
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -383,6 +362,56 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	}
 	sort.Slice(slots, func(i, j int) bool { return slots[i].Start.Before(slots[j].Start) })
 	return slots, nil
+}
+
+// sumRows adds the rows q reads to their slots, and returns the slots
+// whose rows may run over a page boundary.
+func (st *Store) sumRows(q *gocql.Query, withGroups bool, into map[time.Time]*storage.Slot) (map[time.Time]bool, error) {
+	iter := q.Iter()
+	var (
+		slot   time.Time
+		n      int64
+		claims map[int]int64
+		groups map[string]int64
+		cg     map[string]int64
+		last   time.Time
+		rows   int
+	)
+	straddling := map[time.Time]bool{}
+	dest := []any{&slot, &n, &claims}
+	if withGroups {
+		dest = append(dest, &groups, &cg)
+	}
+	for {
+		if rows > 0 && iter.WillSwitchPage() {
+			straddling[last] = true
+		}
+		if !iter.Scan(dest...) {
+			break
+		}
+		rows++
+		last = slot
+		s := into[slot]
+		if s == nil {
+			s = &storage.Slot{Start: slot.UTC()}
+			if withGroups {
+				s.Groups = map[string]int64{}
+			}
+			into[slot] = s
+		}
+		s.Total += n
+		for _, v := range claims {
+			s.Total += v
+		}
+		for g, v := range groups {
+			s.Groups[g] += v
+		}
+		for k, v := range cg {
+			s.Groups[groupOf(k)] += v
+		}
+		n, claims, groups, cg = 0, nil, nil, nil
+	}
+	return straddling, iter.Close()
 }
 
 // Users merges the sketches of each slot.
