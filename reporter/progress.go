@@ -29,9 +29,9 @@ const progressEvery = time.Second
 type progress struct {
 	js    jetstream.JetStream
 	slack time.Duration
-	mu   sync.Mutex
-	at   time.Time // when last read
-	last *time.Time
+	mu    sync.Mutex
+	at    time.Time // when last read
+	last  *time.Time
 }
 
 // WithProgress lets answers say up to when their data is complete
