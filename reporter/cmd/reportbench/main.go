@@ -207,7 +207,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	}
 	g := newGenerator(o, p.Start)
 	deadline := time.Now().Add(o.loadFor)
-	began := time.Now()
+	began, before := time.Now(), p.LoadSeconds
 	const batch = 2000
 	save := func() error {
 		b, _ := json.MarshalIndent(p, "", "  ")
@@ -216,6 +216,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	fmt.Printf("loading %d events into %s from event %d (%d writers, at most %s)\n", o.events, o.backend, p.Loaded, o.writers, o.loadFor)
 	for p.Loaded < o.events {
 		if time.Now().After(deadline) {
+			p.LoadSeconds = before + time.Since(began).Seconds()
 			if err := save(); err != nil {
 				return p, err
 			}
@@ -236,7 +237,13 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 				for i := from; i < min(from+batch, o.events); i++ {
 					evs = append(evs, g.event(i))
 				}
-				_, errs[w] = store.WriteEvents(ctx, evs)
+				// Retried as the workers retry: a write is idempotent.
+				for attempt := range 6 {
+					if _, errs[w] = store.WriteEvents(ctx, evs); errs[w] == nil {
+						break
+					}
+					time.Sleep(time.Duration(1+attempt) * time.Second)
+				}
 			}()
 		}
 		wg.Wait()
@@ -244,7 +251,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 			return p, err
 		}
 		p.Loaded = min(p.Loaded+o.writers*batch, o.events)
-		p.LoadSeconds += 0 // accounted at the end of this run
+		p.LoadSeconds = before + time.Since(began).Seconds()
 		if p.Loaded%(100*batch) < o.writers*batch {
 			rate := float64(p.Loaded) / time.Since(began).Seconds()
 			fmt.Printf("  %d events (%.0f/s this run)\n", p.Loaded, rate)
@@ -269,7 +276,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 		}
 	}
 	p.Done = true
-	p.LoadSeconds += time.Since(began).Seconds()
+	p.LoadSeconds = before + time.Since(began).Seconds()
 	fmt.Printf("loaded %d events in %.0f s\n", o.events, time.Since(began).Seconds())
 	return p, save()
 }
