@@ -300,7 +300,7 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 }
 
 // foldStatements bounds a fold's conditional batch.
-const foldStatements = 400
+const foldStatements = 200
 
 var errContended = errors.New("cassandrastore: fold contended")
 
@@ -384,17 +384,25 @@ func (st *Store) foldSketches(ctx context.Context, k foldKey, lo, hi, cutoff tim
 
 // FoldRange folds, with rows written before cutoff, every partition of the
 // given rollup and sketch keys that holds slots in [from, to): for a bulk
-// import, whose writer may have exited before its folds were due.
+// import, whose writer may have exited before its folds were due. A
+// partition that fails is left unfolded (folding is never needed for
+// exactness); the others are still folded, and the failures are returned.
 func (st *Store) FoldRange(ctx context.Context, rollups map[storage.Rollup][]string, scopes map[storage.UserScope][]string, from, to, cutoff time.Time) error {
 	var fns []func(context.Context) error
+	var mu sync.Mutex
+	var failed []error
 	add := func(kind byte, a int8, key string) {
 		for _, res := range storage.Resolutions {
 			for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
 				k := foldKey{kind, a, key, res, periodOf(res, t)}
 				lo, hi := t, nextPeriod(res, t)
 				fns = append(fns, func(ctx context.Context) error {
-					_, err := st.fold(ctx, k, lo, hi, cutoff)
-					return err
+					if _, err := st.fold(ctx, k, lo, hi, cutoff); err != nil {
+						mu.Lock()
+						failed = append(failed, fmt.Errorf("%s: %w", k, err))
+						mu.Unlock()
+					}
+					return nil
 				})
 			}
 		}
@@ -409,5 +417,8 @@ func (st *Store) FoldRange(ctx context.Context, rollups map[storage.Rollup][]str
 			add('u', int8(sc), k)
 		}
 	}
-	return fanOut(ctx, 4, fns)
+	if err := fanOut(ctx, 4, fns); err != nil {
+		return err
+	}
+	return errors.Join(failed...)
 }
