@@ -101,7 +101,7 @@ func copyPartition(ctx context.Context, s *gocql.Session, keyspace, table, keyCo
 						rc = &rowCounts{}
 						rows[a] = rc
 					}
-					rc.add(0, grp, count, time.Duration(ttl)*time.Second)
+					rc.add(0, grp, count, time.Duration(ttl)*time.Second, false)
 				})
 			}
 		}
@@ -114,7 +114,7 @@ func copyPartition(ctx context.Context, s *gocql.Session, keyspace, table, keyCo
 	ts := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).UnixMicro()
 	for a, r := range rows {
 		batch := copiedBatch(table, key, day, a)
-		if err := s.Query("INSERT INTO "+keyspace+".rollups (rollup, key, res, period, slot, batch_id, claims, claim_groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
+		if err := s.Query("INSERT INTO "+keyspace+".rollups (rollup, key, res, period, slot, batch_id, claims, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?",
 			a.a, a.key, int8(a.res), a.period, a.slot, batch, r.claims, r.groups, true, ts, int(r.retention.Seconds())).WithContext(ctx).Exec(); err != nil {
 			return err
 		}

@@ -34,9 +34,10 @@ import (
 //    claim partition go in one conditional batch with a manifest row
 //    ('~' + batch) holding the group's count per (sub-system, event type,
 //    minute), from which every rollup row is derived: both or neither. (Conformance: RedeliveryAfterCrash; crash tests in this package.)
-// I3 Counts are idempotent rows. A rollup slot gets one row per batch, its
-//    claims and claim_groups maps holding each claim group's count from its
-//    manifest. The worker writes the
+// I3 Counts are idempotent rows. A rollup slot gets one row per batch: its
+//    claims map holds each claim group's count; its counts by group are
+//    whole (groups) in the worker's complete row, per claim group
+//    (claim_groups) in a row healed from manifests. The worker writes the
 //    whole row (complete); whoever meets a claim of an unfinished batch on
 //    redelivery rewrites that group's entry from the manifest: the same value,
 //    so any number of rewrites leave the sum exact. Reports sum every row.

@@ -180,7 +180,7 @@ const partWhere = " WHERE rollup = ? AND key = ? AND res = ? AND period = ?"
 // cutoff by the slot's total, in one conditional batch of the partition
 // (I4): IF n = the total read, so two folders never both add a row.
 func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (bool, error) {
-	iter := st.s.Query("SELECT slot, batch_id, n, groups, claims, claim_groups, complete, WRITETIME(complete), TTL(complete), TTL(n) FROM rollups"+
+	iter := st.s.Query("SELECT slot, batch_id, n, groups, claims, complete, WRITETIME(complete), TTL(complete), TTL(n) FROM rollups"+
 		partWhere+" AND slot >= ? AND slot <= ?", k.a, k.key, int8(k.res), k.period, lo, hi).
 		Consistency(gocql.Serial).WithContext(ctx).PageSize(5000).Iter()
 	slots := map[time.Time]*slotRows{}
@@ -188,7 +188,7 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 		slot             time.Time
 		batch            gocql.UUID
 		n                *int64
-		groups, cg       map[string]int64
+		groups           map[string]int64
 		claims           map[int]int64
 		complete         *bool
 		written          *int64
@@ -196,7 +196,7 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 		young            bool
 	)
 	limit := cutoff.UnixMicro()
-	for iter.Scan(&slot, &batch, &n, &groups, &claims, &cg, &complete, &written, &ttlRow, &ttlTotal) {
+	for iter.Scan(&slot, &batch, &n, &groups, &claims, &complete, &written, &ttlRow, &ttlTotal) {
 		s := slots[slot]
 		if s == nil {
 			s = &slotRows{groups: map[string]int64{}}
@@ -219,8 +219,8 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 			for _, v := range claims {
 				r.sum += v
 			}
-			for key, v := range cg {
-				r.groups[groupOf(key)] += v
+			for g, v := range groups { // a complete row counts by group in groups
+				r.groups[g] += v
 			}
 			if ttlRow != nil {
 				r.ttl = *ttlRow
@@ -229,7 +229,7 @@ func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.
 		case complete != nil && *complete:
 			young = true
 		}
-		n, groups, claims, cg, complete, written, ttlRow, ttlTotal = nil, nil, nil, nil, nil, nil, nil, nil
+		n, groups, claims, complete, written, ttlRow, ttlTotal = nil, nil, nil, nil, nil, nil, nil
 	}
 	if err := iter.Close(); err != nil {
 		return young, err

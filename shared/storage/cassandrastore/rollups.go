@@ -131,7 +131,7 @@ func expand(partner string, c mcell, fn func(a addr, group string)) {
 }
 
 const (
-	rollupStmt    = "INSERT INTO rollups (rollup, key, res, period, slot, batch_id, claims, claim_groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
+	rollupStmt    = "INSERT INTO rollups (rollup, key, res, period, slot, batch_id, claims, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
 	healStmt      = "UPDATE rollups USING TIMESTAMP ? AND TTL ? SET claims[?] = ?, claim_groups = claim_groups + ? WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ? AND batch_id = ?"
 	sketchStmt    = "INSERT INTO user_sketches (scope, key, res, period, slot, batch_id, sketch) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
 	claimGroupSep = "/"
@@ -147,18 +147,26 @@ func groupOf(k string) string {
 	return k
 }
 
+// rowCounts is a batch row: its total per claim group, and its counts by
+// group, whole (a worker's complete row: groups) or per claim group (a
+// healed row: claim_groups, keyed group/claim group, so each heal sets only
+// its own entries). A complete row's few dozen groups, not groups × 32
+// claim groups, keep rows of busy slots small.
 type rowCounts struct {
 	claims    map[int]int64
-	groups    map[string]int64 // claim_groups
+	groups    map[string]int64
 	retention time.Duration
 }
 
-func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration) {
+func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration, perClaimGroup bool) {
 	if r.claims == nil {
 		r.claims, r.groups = map[int]int64{}, map[string]int64{}
 	}
 	r.claims[grp] += n
-	r.groups[claimGroupKey(group, grp)] += n
+	if perClaimGroup {
+		group = claimGroupKey(group, grp)
+	}
+	r.groups[group] += n
 	r.retention = max(r.retention, retention)
 }
 
@@ -175,7 +183,7 @@ func (st *Store) writeCounts(ctx context.Context, batch gocql.UUID, events []eve
 				r = &rowCounts{}
 				rows[a] = r
 			}
-			r.add(grp, group, 1, ret)
+			r.add(grp, group, 1, ret, false)
 		})
 	}
 	ts := batch.Time().UnixMicro()
@@ -282,7 +290,7 @@ func (st *Store) healForeign(ctx context.Context, fs []foreign, now time.Time) e
 						r = &rowCounts{}
 						rows[a] = r
 					}
-					r.add(f.grp, group, n, ret)
+					r.add(f.grp, group, n, ret, true)
 				})
 			}
 			ts := f.batch.Time().UnixMicro()
@@ -311,7 +319,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	withGroups := q.Groups || q.Group != ""
 	cols := "slot, n, claims"
 	if withGroups {
-		cols += ", groups, claim_groups"
+		cols += ", groups, claim_groups, complete"
 	}
 	stmt := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?"
 	one := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ?"
@@ -374,13 +382,14 @@ func (st *Store) sumRows(q *gocql.Query, withGroups bool, into map[time.Time]*st
 		claims map[int]int64
 		groups map[string]int64
 		cg     map[string]int64
+		whole  bool
 		last   time.Time
 		rows   int
 	)
 	straddling := map[time.Time]bool{}
 	dest := []any{&slot, &n, &claims}
 	if withGroups {
-		dest = append(dest, &groups, &cg)
+		dest = append(dest, &groups, &cg, &whole)
 	}
 	for {
 		if rows > 0 && iter.WillSwitchPage() {
@@ -403,13 +412,18 @@ func (st *Store) sumRows(q *gocql.Query, withGroups bool, into map[time.Time]*st
 		for _, v := range claims {
 			s.Total += v
 		}
+		// A folded total or a complete row counts by group in groups; a
+		// healed row, per claim group in claim_groups (which a complete
+		// row repeats, if it was healed too).
 		for g, v := range groups {
 			s.Groups[g] += v
 		}
-		for k, v := range cg {
-			s.Groups[groupOf(k)] += v
+		if !whole && len(groups) == 0 {
+			for k, v := range cg {
+				s.Groups[groupOf(k)] += v
+			}
 		}
-		n, claims, groups, cg = 0, nil, nil, nil
+		n, claims, groups, cg, whole = 0, nil, nil, nil, false
 	}
 	return straddling, iter.Close()
 }
