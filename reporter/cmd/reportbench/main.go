@@ -207,7 +207,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	}
 	g := newGenerator(o, p.Start)
 	deadline := time.Now().Add(o.loadFor)
-	began, before := time.Now(), p.LoadSeconds
+	began, before, first := time.Now(), p.LoadSeconds, p.Loaded
 	const batch = 2000
 	save := func() error {
 		b, _ := json.MarshalIndent(p, "", "  ")
@@ -253,7 +253,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 		p.Loaded = min(p.Loaded+o.writers*batch, o.events)
 		p.LoadSeconds = before + time.Since(began).Seconds()
 		if p.Loaded%(100*batch) < o.writers*batch {
-			rate := float64(p.Loaded) / time.Since(began).Seconds()
+			rate := float64(p.Loaded-first) / time.Since(began).Seconds()
 			fmt.Printf("  %d events (%.0f/s this run)\n", p.Loaded, rate)
 			if err := save(); err != nil {
 				return p, err

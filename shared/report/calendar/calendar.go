@@ -138,7 +138,13 @@ func floorClock(t time.Time, d time.Duration, loc *time.Location) time.Time {
 		return f
 	}
 	// The offset changed in (f, t]: the bucket starts at that change.
-	lo, hi := f, t
+	return offsetChange(f, t, loc)
+}
+
+// offsetChange is the first instant in (lo, hi] whose offset is hi's,
+// when lo's differs (one change between them).
+func offsetChange(lo, hi time.Time, loc *time.Location) time.Time {
+	off := offsetOf(hi, loc)
 	for hi.Sub(lo) > time.Nanosecond {
 		mid := lo.Add(hi.Sub(lo) / 2)
 		if offsetOf(mid, loc) == off {
@@ -160,16 +166,7 @@ func nextClock(start time.Time, d time.Duration, loc *time.Location) time.Time {
 	if offsetOf(n.Add(-time.Nanosecond), loc) == off {
 		return n.In(loc)
 	}
-	lo, hi := start, n
-	for hi.Sub(lo) > time.Nanosecond {
-		mid := lo.Add(hi.Sub(lo) / 2)
-		if offsetOf(mid, loc) == off {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return hi.In(loc)
+	return offsetChange(start, n.Add(-time.Nanosecond), loc)
 }
 
 // midnight is the first instant of the date (y, m, d) in loc: usually
