@@ -21,6 +21,7 @@ import (
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/report/calendar"
 	"github.com/volcanion/tracking/shared/reportapi"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -187,14 +188,10 @@ func (s *Server) reportRoutes() {
 		return ok(rep, ""), nil
 	})
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		confined, cctx, err := s.reportAccess(r.Context(), r)
+		cctx, err := s.partnerReportAccess(r, p, rs)
 		if err != nil {
 			return reply{}, err
 		}
-		if !tenant.ValidID(p.ByName("id")) || (confined != "" && confined != p.ByName("id")) {
-			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
-		}
-		rs.partnerID = p.ByName("id")
 		qv := r.URL.Query()
 		from, to, granularity, loc, err := reportParams(qv, partnerReportParams, s.now())
 		if err != nil {
@@ -233,17 +230,27 @@ func (s *Server) setAge(w http.ResponseWriter, cachedAt *time.Time) {
 	}
 }
 
+// partnerReportAccess checks the credential of a route under
+// /reports/partners/{id}: the admin, or a report key of that partner.
+func (s *Server) partnerReportAccess(r *http.Request, p httprouter.Params, rs *reqState) (context.Context, error) {
+	confined, cctx, err := s.reportAccess(r.Context(), r)
+	if err != nil {
+		return nil, err
+	}
+	if !tenant.ValidID(p.ByName("id")) || (confined != "" && confined != p.ByName("id")) {
+		return nil, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
+	}
+	rs.partnerID = p.ByName("id")
+	return cctx, nil
+}
+
 // eventsRoute lists a partner's raw events, newest first, a page at a time.
 func (s *Server) eventsRoute() {
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id/events", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-		confined, cctx, err := s.reportAccess(r.Context(), r)
+		cctx, err := s.partnerReportAccess(r, p, rs)
 		if err != nil {
 			return reply{}, err
 		}
-		if !tenant.ValidID(p.ByName("id")) || (confined != "" && confined != p.ByName("id")) {
-			return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(p.ByName("id")))
-		}
-		rs.partnerID = p.ByName("id")
 		qv := r.URL.Query()
 		if err := checkParams(qv, eventsParams); err != nil {
 			return reply{}, err
@@ -272,8 +279,8 @@ func (s *Server) eventsRoute() {
 		}
 		if v := qv.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > storageMaxPage {
-				return reply{}, badParam("limit", fmt.Sprintf("must be a whole number 1-%d", storageMaxPage))
+			if err != nil || n < 1 || n > storage.MaxEventsPage {
+				return reply{}, badParam("limit", fmt.Sprintf("must be a whole number 1-%d", storage.MaxEventsPage))
 			}
 			q.Limit = n
 		}
@@ -287,9 +294,6 @@ func (s *Server) eventsRoute() {
 		return ok(page, ""), nil
 	})
 }
-
-// storageMaxPage is the largest page of events (storage.MaxEventsPage).
-const storageMaxPage = 1000
 
 // health is liveness: the process answers.
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
