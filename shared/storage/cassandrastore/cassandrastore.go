@@ -67,6 +67,11 @@ type Store struct {
 	s      *gocql.Session
 	cfg    Config
 	folder *folder
+	// countsPage is the page size of count reads (tests make pages tiny),
+	// and pageTurn, when set, runs as a count read turns a page (tests fold
+	// there).
+	countsPage int
+	pageTurn   func()
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -94,7 +99,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)
 	}
-	st := &Store{s: s, cfg: cfg}
+	st := &Store{s: s, cfg: cfg, countsPage: 5000}
 	st.folder = newFolder(st)
 	return st, nil
 }

@@ -312,9 +312,9 @@ func countBatchRows(t *testing.T, st *Store, p string, ts time.Time, batch *gocq
 
 // A slot whose rows run over a page boundary is summed from one read of
 // its own: a fold committing between the pages (total on the first page,
-// the rows it deleted on the next) cannot make a report undercount. Here
-// pages of 3 rows cut every slot of 20 batch rows, and folds run between
-// the reads.
+// the rows it deleted on the next) cannot make a report undercount. Pages
+// of 3 rows cut every slot of 20 batch rows, and the fold runs exactly
+// between the first two pages.
 func TestCountsAcrossPagesAndFolds(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -330,44 +330,42 @@ func TestCountsAcrossPagesAndFolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A first fold makes a total row per slot; more batches of the same
+	// events' duplicates add nothing, so write 20 more new events a slot.
 	keys := []foldKey{{'r', int8(storage.PartnerSubSystems), p, storage.Minute, periodOf(storage.Minute, ts)}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		foldAll(t, st, keys, time.Now().Add(time.Hour))
-	}()
-	for {
-		var sum int64
-		slots := map[time.Time]*storage.Slot{}
-		q := st.s.Query("SELECT slot, n, claims FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
-			int8(storage.PartnerSubSystems), p, int8(storage.Minute), periodOf(storage.Minute, ts), ts.Add(-time.Hour), ts.Add(time.Hour)).PageSize(3)
-		straddling, err := st.sumRows(q, false, slots)
-		if err != nil {
+	foldAll(t, st, keys, time.Now().Add(time.Hour))
+	var more []event.Event
+	for i := range 60 {
+		more = append(more, event.Event{ID: fmt.Sprint("pg-more", i), PartnerID: p, SubSystemID: subs[0], EventType: "t",
+			Timestamp: ts.Add(time.Duration(i%3) * time.Minute), UserID: fmt.Sprint("u", i%37)})
+	}
+	for i := 0; i < len(more); i += 3 { // 20 batches of one event a slot
+		if _, err := st.WriteEvents(ctx, more[i:i+3]); err != nil {
 			t.Fatal(err)
 		}
-		if len(straddling) == 0 {
-			break // folded to one row per slot: nothing runs over a page any more
-		}
-		for slot := range straddling {
-			delete(slots, slot)
-			if _, err := st.sumRows(st.s.Query("SELECT slot, n, claims FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-				int8(storage.PartnerSubSystems), p, int8(storage.Minute), periodOf(storage.Minute, ts), slot), false, slots); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, s := range slots {
-			sum += s.Total
-		}
-		if sum != 400 {
-			t.Fatalf("summed %d across pages while folding, want 400", sum)
-		}
-		select {
-		case <-done:
-		default:
-			continue
-		}
-		break
 	}
-	<-done
-	wantCounts(t, st, p, subs, ts, 400)
+	folded := false
+	st.countsPage, st.pageTurn = 3, func() {
+		if !folded {
+			folded = true
+			foldAll(t, st, keys, time.Now().Add(time.Hour))
+		}
+	}
+	slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p, Res: storage.Minute,
+		From: ts.Add(-time.Hour), To: ts.Add(time.Hour)})
+	st.countsPage, st.pageTurn = 5000, nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !folded {
+		t.Fatal("the read never turned a page")
+	}
+	var sum int64
+	for _, s := range slots {
+		sum += s.Total
+	}
+	if sum != 460 {
+		t.Fatalf("a fold between two pages: summed %d, want 460", sum)
+	}
+	wantCounts(t, st, p, subs, ts, 460)
 }

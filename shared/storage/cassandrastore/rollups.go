@@ -330,7 +330,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	for i, p := range ps {
 		fns[i] = func(ctx context.Context) error {
 			local := map[time.Time]*storage.Slot{}
-			straddling, err := st.sumRows(st.s.Query(stmt, int8(q.Rollup), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(5000), withGroups, local)
+			straddling, err := st.sumRows(st.s.Query(stmt, int8(q.Rollup), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(st.countsPage), withGroups, local)
 			if err != nil {
 				return err
 			}
@@ -394,6 +394,9 @@ func (st *Store) sumRows(q *gocql.Query, withGroups bool, into map[time.Time]*st
 	for {
 		if rows > 0 && iter.WillSwitchPage() {
 			straddling[last] = true
+			if st.pageTurn != nil {
+				st.pageTurn()
+			}
 		}
 		if !iter.Scan(dest...) {
 			break
