@@ -263,17 +263,9 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	if cass != nil {
 		// Fold what the load wrote, as a running system would have by now.
 		fmt.Println("folding the counts")
-		subs := make([]string, o.subs)
-		for i := range subs {
-			subs[i] = subID(i)
-		}
-		err := cass.FoldRange(ctx,
-			map[storage.Rollup][]string{storage.SubSystemTypes: subs, storage.PartnerSubSystems: {partnerID}, storage.PartnerTypes: {partnerID}},
-			map[storage.UserScope][]string{storage.SubSystemUsers: subs, storage.PartnerUsers: {partnerID}},
-			p.Start.AddDate(0, 0, -1), p.Start.AddDate(0, 0, o.days+1), time.Now())
-		if err != nil {
-			// Unfolded partitions are still exact, only slower to read.
-			fmt.Fprintf(os.Stderr, "some partitions were not folded (they read slower): %v\n", err)
+		if err := cass.FoldPartner(ctx, partnerID, time.Now()); err != nil {
+			// Manifests not folded are still counted, only slower to read.
+			fmt.Fprintf(os.Stderr, "the counts were not all folded (they read slower): %v\n", err)
 		}
 	}
 	p.Done = true

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -67,11 +68,11 @@ type Store struct {
 	s      *gocql.Session
 	cfg    Config
 	folder *folder
-	// countsPage is the page size of count reads (tests make pages tiny),
-	// and pageTurn, when set, runs as a count read turns a page (tests fold
-	// there).
-	countsPage int
-	pageTurn   func()
+	// subPartners caches sub-system -> partner, applied partner -> a floor
+	// of each claim partition's applied (*[ClaimBuckets]int64).
+	subPartners, applied sync.Map
+	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
+	foldHook func(stage string) error
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -99,7 +100,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)
 	}
-	st := &Store{s: s, cfg: cfg, countsPage: 5000}
+	st := &Store{s: s, cfg: cfg}
 	st.folder = newFolder(st)
 	return st, nil
 }

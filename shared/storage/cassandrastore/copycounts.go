@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/storage"
 )
 
@@ -128,7 +130,7 @@ func forRollup(r storage.Rollup, partner string, c mcell, fn func(a addr, group 
 	t := time.Unix(c.Minute, 0).UTC()
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(t)
-		fn(addr{'r', int8(r), c.Sub, res, periodOf(res, slot), slot}, c.Type)
+		fn(addr{kindCounts, int8(r), c.Sub, res, periodOf(res, slot), slot}, c.Type)
 	}
 }
 
@@ -142,4 +144,165 @@ func copiedBatch(table, key string, day int, a addr) gocql.UUID {
 	copy(u[8:], h[:8])
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u
+}
+
+// rowCounts is a batch row of rollups (0007): its total per claim group and
+// its counts by group.
+type rowCounts struct {
+	claims    map[int]int64
+	groups    map[string]int64
+	retention time.Duration
+}
+
+func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration, _ bool) {
+	if r.claims == nil {
+		r.claims, r.groups = map[int]int64{}, map[string]int64{}
+	}
+	r.claims[grp] += n
+	r.groups[group] += n
+	r.retention = max(r.retention, retention)
+}
+
+// copyTotalsVersion is the schema_migrations version of copyTotals.
+const copyTotalsVersion = 10
+
+// copiedThrough marks a totals row copied from rollups: it holds no
+// manifest of any claim partition ("-" names none).
+var copiedThrough = map[string]int64{"-": 0}
+
+// copyTotals sums the rows of rollups and user_sketches (0007) into totals
+// (0009), one row per slot, so reports keep counting what was stored before
+// this version. Run it with the old writers stopped (copying again writes
+// the same rows); a batch of an old writer that stopped between its claims
+// and its count rows is not counted. The old tables are left for a later
+// version to drop.
+func copyTotals(ctx context.Context, s *gocql.Session, keyspace string) error {
+	type oldPart struct {
+		a      int8
+		key    string
+		res    int8
+		period int
+	}
+	for _, kind := range []int8{kindCounts, kindUsers} {
+		table, col := "rollups", "rollup"
+		if kind == kindUsers {
+			table, col = "user_sketches", "scope"
+		}
+		iter := s.Query(fmt.Sprintf("SELECT DISTINCT %s, key, res, period FROM %s.%s", col, keyspace, table)).WithContext(ctx).PageSize(1000).Iter()
+		var parts []oldPart
+		var p oldPart
+		for iter.Scan(&p.a, &p.key, &p.res, &p.period) {
+			parts = append(parts, p)
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("cassandrastore: copy totals: list %s: %w", table, err)
+		}
+		for _, p := range parts {
+			if err := copyTotalsPart(ctx, s, keyspace, kind, p.a, p.key, p.res, p.period); err != nil {
+				return fmt.Errorf("cassandrastore: copy totals of %s %d/%s/%d/%d: %w", table, p.a, p.key, p.res, p.period, err)
+			}
+		}
+	}
+	return nil
+}
+
+func copyTotalsPart(ctx context.Context, s *gocql.Session, keyspace string, kind, a int8, key string, res int8, period int) error {
+	type acc struct {
+		n      int64
+		groups map[string]int64
+		sk     hll.Sketch
+		ttl    int
+	}
+	rows := map[time.Time]*acc{}
+	var stmt string
+	if kind == kindCounts {
+		stmt = "SELECT slot, n, claims, groups, claim_groups, complete, TTL(n), TTL(complete) FROM " + keyspace + ".rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ?"
+	} else {
+		stmt = "SELECT slot, sketch, TTL(sketch) FROM " + keyspace + ".user_sketches WHERE scope = ? AND key = ? AND res = ? AND period = ?"
+	}
+	iter := s.Query(stmt, a, key, res, period).WithContext(ctx).PageSize(1000).Iter()
+	for {
+		var (
+			slot       time.Time
+			n          int64
+			claims     map[int]int64
+			groups, cg map[string]int64
+			whole      bool
+			ttl1, ttl2 *int
+			sketch     []byte
+			ok         bool
+		)
+		if kind == kindCounts {
+			ok = iter.Scan(&slot, &n, &claims, &groups, &cg, &whole, &ttl1, &ttl2)
+		} else {
+			ok = iter.Scan(&slot, &sketch, &ttl1)
+		}
+		if !ok {
+			break
+		}
+		r := rows[slot]
+		if r == nil {
+			r = &acc{groups: map[string]int64{}}
+			rows[slot] = r
+		}
+		for _, t := range []*int{ttl1, ttl2} {
+			if t != nil {
+				r.ttl = max(r.ttl, *t)
+			}
+		}
+		if kind == kindUsers {
+			if err := r.sk.MergeBinary(sketch); err != nil {
+				iter.Close()
+				return err
+			}
+			continue
+		}
+		// As 0007's reads summed them: a folded total or a complete row
+		// counts by group in groups; a healed row, per claim group in
+		// claim_groups ('<group>/<claim group>').
+		r.n += n
+		for _, v := range claims {
+			r.n += v
+		}
+		for g, v := range groups {
+			r.groups[g] += v
+		}
+		if !whole && len(groups) == 0 {
+			for k, v := range cg {
+				if i := strings.LastIndex(k, "/"); i >= 0 {
+					k = k[:i]
+				}
+				r.groups[k] += v
+			}
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return err
+	}
+	for slot, r := range rows {
+		if r.ttl == 0 {
+			r.ttl = int(((400 * 24 * time.Hour) + storage.Res(res).Duration() - time.Since(slot)).Seconds())
+			if r.ttl <= 0 {
+				continue
+			}
+		}
+		var q *gocql.Query
+		if kind == kindCounts {
+			if r.n == 0 {
+				continue
+			}
+			q = s.Query("INSERT INTO "+keyspace+".totals (kind, a, key, res, period, slot, n, groups, through) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+				kind, a, key, res, period, slot, r.n, r.groups, copiedThrough, r.ttl)
+		} else {
+			if r.sk.Empty() {
+				continue
+			}
+			q = s.Query("INSERT INTO "+keyspace+".totals (kind, a, key, res, period, slot, sketch, through) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+				kind, a, key, res, period, slot, r.sk.Append(nil), copiedThrough, r.ttl)
+		}
+		if err := q.WithContext(ctx).Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package cassandrastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -59,6 +60,9 @@ func batchOf(p string, subs []string, n int, ts time.Time) []event.Event {
 // claimOnly runs the claim step of a batch and stops, as a crash would.
 func claimOnly(t *testing.T, st *Store, evs []event.Event) gocql.UUID {
 	t.Helper()
+	if err := st.notePartners(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
 	batch := gocql.TimeUUID()
 	groups := map[claimKey][]int{}
 	for i := range evs {
@@ -73,13 +77,12 @@ func claimOnly(t *testing.T, st *Store, evs []event.Event) gocql.UUID {
 	return batch
 }
 
-func counts(t *testing.T, st *Store, p string, subs []string, ts time.Time) (bySub, byPartner int64) {
-	t.Helper()
+func counts(st *Store, p string, subs []string, ts time.Time) (bySub, byPartner int64, err error) {
 	ctx := context.Background()
 	for _, s := range subs {
 		cs, err := storage.SubSystemCounts(ctx, st, s, ts.Add(-time.Hour), ts.Add(2*time.Hour))
 		if err != nil {
-			t.Fatal(err)
+			return 0, 0, err
 		}
 		for _, c := range cs {
 			bySub += c.Count
@@ -87,30 +90,41 @@ func counts(t *testing.T, st *Store, p string, subs []string, ts time.Time) (byS
 	}
 	pc, err := storage.PartnerCounts(ctx, st, p, ts.Add(-time.Hour), ts.Add(2*time.Hour))
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
 	for _, c := range pc {
 		byPartner += c.Count
 	}
-	return bySub, byPartner
+	return bySub, byPartner, nil
 }
 
 func wantCounts(t *testing.T, st *Store, p string, subs []string, ts time.Time, want int64) {
 	t.Helper()
-	if a, b := counts(t, st, p, subs, ts); a != want || b != want {
-		t.Fatalf("counted %d by sub-system, %d by partner; want %d", a, b, want)
+	if err := checkCounts(st, p, subs, ts, want); err != nil {
+		t.Fatal(err)
 	}
-	// Every resolution sees the same users (batchOf: i%37).
+}
+
+// checkCounts checks the counts and, at every resolution, the users of
+// batchOf's events (users i%37).
+func checkCounts(st *Store, p string, subs []string, ts time.Time, want int64) error {
+	a, b, err := counts(st, p, subs, ts)
+	if err != nil {
+		return err
+	}
+	if a != want || b != want {
+		return fmt.Errorf("counted %d by sub-system, %d by partner; want %d", a, b, want)
+	}
 	for _, res := range storage.Resolutions {
 		us, err := storage.UserSlots(context.Background(), st, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res,
 			From: ts.Add(-24 * time.Hour), To: ts.Add(24 * time.Hour)})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		var sk hll.Sketch
 		for _, u := range us {
 			if err := sk.MergeBinary(u.Sketch); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 		var exact hll.Sketch // the sketch of exactly those users
@@ -118,18 +132,23 @@ func wantCounts(t *testing.T, st *Store, p string, subs []string, ts time.Time, 
 			exact.Add(storage.UserOf(&event.Event{UserID: fmt.Sprint("u", i)}))
 		}
 		if sk.Estimate() != exact.Estimate() {
-			t.Fatalf("%s: %d users, want %d", res, sk.Estimate(), exact.Estimate())
+			return fmt.Errorf("%s: %d users, want %d", res, sk.Estimate(), exact.Estimate())
 		}
 	}
+	return nil
 }
 
+// An event counts from its claim (I2); its rows come with the redelivery.
 func TestCrashAfterClaim(t *testing.T) {
 	st := openStore(t)
 	p, subs := tenant.NewID(), []string{tenant.NewID(), tenant.NewID()}
 	ts := time.Now().UTC().Add(-30 * time.Minute)
 	evs := batchOf(p, subs, 300, ts)
 	claimOnly(t, st, evs)
-	wantCounts(t, st, p, subs, ts, 0) // claimed, nothing else yet
+	wantCounts(t, st, p, subs, ts, 300) // counted with the claims
+	if _, err := st.GetEvent(context.Background(), p, evs[0].ID); err == nil {
+		t.Fatal("an event stored by a batch that stopped after its claims")
+	}
 	// Redelivered, split over two workers at once.
 	done := make(chan error, 2)
 	go func() { _, err := st.WriteEvents(context.Background(), evs[:200]); done <- err }()
@@ -145,15 +164,16 @@ func TestCrashAfterClaim(t *testing.T) {
 			t.Fatalf("event %d not stored after redelivery: %v", i, err)
 		}
 	}
-	// Again: nothing changes.
+	// Again, and folded: nothing changes.
 	if _, err := st.WriteEvents(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
+	foldNow(t, st)
 	wantCounts(t, st, p, subs, ts, 300)
 }
 
 // A batch whose last claim round failed is retried whole under a new batch
-// id: the rounds that did commit are completed from their manifests.
+// id: the rounds that did commit keep their events.
 func TestRetryAfterPartialClaim(t *testing.T) {
 	st := openStore(t)
 	p, subs := tenant.NewID(), []string{tenant.NewID()}
@@ -170,8 +190,29 @@ func TestRetryAfterPartialClaim(t *testing.T) {
 	wantCounts(t, st, p, subs, ts, 200)
 }
 
-// Folding replaces complete rows by totals; a redelivery after the fold,
-// which rewrites the folded batch's rows, does not bring them back.
+func foldNow(t *testing.T, st *Store) {
+	t.Helper()
+	if err := st.FoldPending(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// manifestsAbove counts a partner's manifests above applied.
+func manifestsAbove(t *testing.T, st *Store, p string) int {
+	t.Helper()
+	applied, _, err := st.readApplied(context.Background(), p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := st.readManifests(context.Background(), p, applied, [ClaimBuckets]int64{}, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
+}
+
+// A fold moves every manifest into the totals; a redelivery after it adds
+// nothing.
 func TestFoldThenRedeliver(t *testing.T) {
 	st := openStore(t)
 	p, subs := tenant.NewID(), []string{tenant.NewID(), tenant.NewID()}
@@ -181,35 +222,28 @@ func TestFoldThenRedeliver(t *testing.T) {
 	if _, err := st.WriteEvents(ctx, evs[:250]); err != nil {
 		t.Fatal(err)
 	}
-	crashed := claimOnly(t, st, evs[250:300]) // a batch that stopped after its claims
+	claimOnly(t, st, evs[250:300]) // a batch that stopped after its claims
 	if _, err := st.WriteEvents(ctx, evs[300:]); err != nil {
 		t.Fatal(err)
 	}
-	wantCounts(t, st, p, subs, ts, 350)
-	// Fold everything written so far (cutoff in the future).
-	future := time.Now().Add(time.Hour)
-	keys := partitions(p, subs, ts)
-	foldAll(t, st, keys, future)
-	wantCounts(t, st, p, subs, ts, 350)
-	if rows := countBatchRows(t, st, p, ts, nil); rows != 0 {
-		t.Fatalf("%d batch rows left after the fold", rows)
+	wantCounts(t, st, p, subs, ts, 400)
+	if n := manifestsAbove(t, st, p); n == 0 {
+		t.Fatal("no manifest waiting before the fold")
 	}
-	// Redeliver everything: the crashed batch's groups are completed from
-	// their manifests, the folded ones are rewritten and stay folded.
+	foldNow(t, st)
+	if n := manifestsAbove(t, st, p); n != 0 {
+		t.Fatalf("%d manifests above applied after the fold", n)
+	}
+	wantCounts(t, st, p, subs, ts, 400)
 	if _, err := st.WriteEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
+	foldNow(t, st)
 	wantCounts(t, st, p, subs, ts, 400)
-	foldAll(t, st, keys, future)
-	wantCounts(t, st, p, subs, ts, 400)
-	// The crashed batch's rows were written by redelivery (incomplete) and
-	// are never folded: they are still there, and still counted once.
-	if rows := countBatchRows(t, st, p, ts, &crashed); rows == 0 {
-		t.Fatal("the crashed batch's counts are missing")
-	}
 }
 
-// Two folders at once: each cell's rows are folded by one of them only.
+// Folders at once, over and over, while batches keep coming: each row adds
+// each manifest once (I4).
 func TestConcurrentFolds(t *testing.T) {
 	st := openStore(t)
 	p, subs := tenant.NewID(), []string{tenant.NewID()}
@@ -220,152 +254,162 @@ func TestConcurrentFolds(t *testing.T) {
 		if _, err := st.WriteEvents(ctx, evs[i:i+50]); err != nil {
 			t.Fatal(err)
 		}
-	}
-	future := time.Now().Add(time.Hour)
-	for round := 0; round < 3; round++ {
 		done := make(chan error, 4)
-		for w := 0; w < 4; w++ {
-			go func() {
-				var err error
-				for _, k := range partitions(p, subs, ts) {
-					lo, hi := span(k)
-					if _, e := st.fold(ctx, k, lo, hi, future); e != nil {
-						err = e
-					}
-				}
-				done <- err
-			}()
+		for range 4 {
+			go func() { done <- st.foldPartner(ctx, p, time.Now()) }()
 		}
-		for w := 0; w < 4; w++ {
+		for range 4 {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
 		}
-		wantCounts(t, st, p, subs, ts, 600)
+		wantCounts(t, st, p, subs, ts, int64(i+50))
 	}
 }
 
-// partitions are the rollup and sketch partitions of a partner's
-// sub-systems' events around ts, at every resolution.
-func partitions(p string, subs []string, ts time.Time) []foldKey {
-	var out []foldKey
-	for _, res := range storage.Resolutions {
-		for _, t := range []time.Time{ts.Add(-time.Hour), ts, ts.Add(time.Hour)} {
-			per := periodOf(res, res.Slot(t))
-			for _, s := range subs {
-				out = append(out, foldKey{'r', int8(storage.SubSystemTypes), s, res, per}, foldKey{'u', int8(storage.SubSystemUsers), s, res, per})
-			}
-			out = append(out, foldKey{'r', int8(storage.PartnerSubSystems), p, res, per}, foldKey{'r', int8(storage.PartnerTypes), p, res, per},
-				foldKey{'u', int8(storage.PartnerUsers), p, res, per})
-		}
-	}
-	return out
-}
-
-// span is every slot of a partition.
-func span(k foldKey) (lo, hi time.Time) {
-	var start time.Time
-	switch k.res {
-	case storage.Minute, storage.QuarterHour:
-		start = time.Date(k.period/10000, time.Month(k.period/100%100), k.period%100, 0, 0, 0, 0, time.UTC)
-	case storage.Hour:
-		start = time.Date(k.period/100, time.Month(k.period%100), 1, 0, 0, 0, 0, time.UTC)
-	default:
-		start = time.Date(k.period, 1, 1, 0, 0, 0, 0, time.UTC)
-	}
-	return start, nextPeriod(k.res, start)
-}
-
-func foldAll(t *testing.T, st *Store, keys []foldKey, cutoff time.Time) {
-	t.Helper()
-	for _, k := range keys {
-		lo, hi := span(k)
-		if _, err := st.fold(context.Background(), k, lo, hi, cutoff); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// countBatchRows counts the batch rows (of one batch, if given) of the
-// partner's minute counts around ts.
-func countBatchRows(t *testing.T, st *Store, p string, ts time.Time, batch *gocql.UUID) int {
-	t.Helper()
-	total := 0
-	for _, k := range partitions(p, nil, ts) {
-		if k.kind != 'r' || k.res != storage.Minute {
-			continue
-		}
-		var n int
-		q := st.s.Query("SELECT COUNT(*) FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND batch_id > ? ALLOW FILTERING",
-			k.a, k.key, int8(k.res), k.period, totalBatch)
-		if batch != nil {
-			q = st.s.Query("SELECT COUNT(*) FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND batch_id = ? ALLOW FILTERING",
-				k.a, k.key, int8(k.res), k.period, *batch)
-		}
-		if err := q.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		total += n
-	}
-	return total
-}
-
-// A slot whose rows run over a page boundary is summed from one read of
-// its own: a fold committing between the pages (total on the first page,
-// the rows it deleted on the next) cannot make a report undercount. Pages
-// of 3 rows cut every slot of 20 batch rows, and the fold runs exactly
-// between the first two pages.
-func TestCountsAcrossPagesAndFolds(t *testing.T) {
+// A folder that stops after adding some rows and before moving applied
+// leaves rows that hold manifests above applied: readers skip them there
+// (through), and the next fold does not add them again.
+func TestFoldStopsHalfWay(t *testing.T) {
 	st := openStore(t)
+	p, subs := tenant.NewID(), []string{tenant.NewID(), tenant.NewID()}
+	ts := time.Now().UTC().Add(-10 * time.Minute)
+	evs := batchOf(p, subs, 300, ts)
 	ctx := context.Background()
-	p, subs := tenant.NewID(), []string{tenant.NewID()}
-	ts := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Minute)
-	var evs []event.Event
-	for i := range 400 {
-		evs = append(evs, event.Event{ID: fmt.Sprint("pg", i), PartnerID: p, SubSystemID: subs[0], EventType: "t",
-			Timestamp: ts.Add(time.Duration(i%3) * time.Minute), UserID: fmt.Sprint("u", i%37)})
-	}
-	for i := 0; i < len(evs); i += 20 { // 20 batches: 20 rows per slot
-		if _, err := st.WriteEvents(ctx, evs[i:i+20]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A first fold makes a total row per slot; more batches of the same
-	// events' duplicates add nothing, so write 20 more new events a slot.
-	keys := []foldKey{{'r', int8(storage.PartnerSubSystems), p, storage.Minute, periodOf(storage.Minute, ts)}}
-	foldAll(t, st, keys, time.Now().Add(time.Hour))
-	var more []event.Event
-	for i := range 60 {
-		more = append(more, event.Event{ID: fmt.Sprint("pg-more", i), PartnerID: p, SubSystemID: subs[0], EventType: "t",
-			Timestamp: ts.Add(time.Duration(i%3) * time.Minute), UserID: fmt.Sprint("u", i%37)})
-	}
-	for i := 0; i < len(more); i += 3 { // 20 batches of one event a slot
-		if _, err := st.WriteEvents(ctx, more[i:i+3]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	folded := false
-	st.countsPage, st.pageTurn = 3, func() {
-		if !folded {
-			folded = true
-			foldAll(t, st, keys, time.Now().Add(time.Hour))
-		}
-	}
-	slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p, Res: storage.Minute,
-		From: ts.Add(-time.Hour), To: ts.Add(time.Hour)})
-	st.countsPage, st.pageTurn = 5000, nil
-	if err != nil {
+	if _, err := st.WriteEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	if !folded {
-		t.Fatal("the read never turned a page")
+	stopped := errors.New("stopped")
+	parts := 0
+	st.foldHook = func(stage string) error {
+		if stage == "part" {
+			if parts++; parts == 5 {
+				return stopped
+			}
+		}
+		return nil
 	}
-	var sum int64
-	for _, s := range slots {
-		sum += s.Total
+	if err := st.foldPartner(ctx, p, time.Now()); !errors.Is(err, stopped) {
+		t.Fatalf("fold: %v, want it stopped half-way", err)
 	}
-	if sum != 460 {
-		t.Fatalf("a fold between two pages: summed %d, want 460", sum)
+	st.foldHook = nil
+	if n := manifestsAbove(t, st, p); n == 0 {
+		t.Fatal("applied moved although the fold stopped")
 	}
-	wantCounts(t, st, p, subs, ts, 460)
+	wantCounts(t, st, p, subs, ts, 300)
+	if err := st.foldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, st, p, subs, ts, 300)
+}
+
+// Reports read while a fold runs are exact at every step of it (I5).
+func TestReadDuringFold(t *testing.T) {
+	st := openStore(t)
+	p, subs := tenant.NewID(), []string{tenant.NewID(), tenant.NewID()}
+	ts := time.Now().UTC().Add(-10 * time.Minute)
+	evs := batchOf(p, subs, 300, ts)
+	ctx := context.Background()
+	for i := 0; i < 300; i += 100 {
+		if _, err := st.WriteEvents(ctx, evs[i:i+100]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stages := map[string]int{}
+	st.foldHook = func(stage string) error {
+		stages[stage]++
+		if err := checkCounts(st, p, subs, ts, 300); err != nil {
+			return fmt.Errorf("read during the fold, after %q #%d: %w", stage, stages[stage], err)
+		}
+		return nil
+	}
+	if err := st.foldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st.foldHook = nil
+	for _, s := range []string{"sealed", "part", "applied"} {
+		if stages[s] == 0 {
+			t.Fatalf("the fold never reached %q: %v", s, stages)
+		}
+	}
+}
+
+// A claim round whose manifest time a folder has already sealed is
+// refused and goes again with a later time (I3): nothing is lost, however
+// far the clocks are apart.
+func TestClaimAfterSeal(t *testing.T) {
+	st := openStore(t)
+	p, subs := tenant.NewID(), []string{tenant.NewID()}
+	ts := time.Now().UTC().Add(-10 * time.Minute)
+	evs := batchOf(p, subs, 200, ts)
+	ctx := context.Background()
+	if _, err := st.WriteEvents(ctx, evs[:100]); err != nil {
+		t.Fatal(err)
+	}
+	// A folder whose clock is an hour ahead seals every partition.
+	ahead := time.Now().Add(time.Hour)
+	if err := st.foldPartner(ctx, p, ahead); err != nil {
+		t.Fatal(err)
+	}
+	for b := range ClaimBuckets {
+		if _, err := st.seal(ctx, claimKey{p, int16(b)}, ahead.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.WriteEvents(ctx, evs[100:]); err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, st, p, subs, ts, 200)
+	if err := st.foldPartner(ctx, p, ahead.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := manifestsAbove(t, st, p); n != 0 {
+		t.Fatalf("%d manifests above applied after the fold", n)
+	}
+	wantCounts(t, st, p, subs, ts, 200)
+}
+
+// A sub-system whose events name two partners (a publisher on the bus may
+// do that) is counted from both partners' manifests, whichever is folded
+// first: a row's through tells the partners' claim partitions apart.
+func TestSubSystemOfTwoPartners(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	pa, pb, sub := tenant.NewID(), tenant.NewID(), tenant.NewID()
+	ts := time.Now().UTC().Add(-10 * time.Minute)
+	b := batchOf(pb, []string{sub}, 100, ts)
+	a := batchOf(pa, []string{sub}, 100, ts)
+	if _, err := st.WriteEvents(ctx, b); err != nil { // older manifests
+		t.Fatal(err)
+	}
+	if _, err := st.WriteEvents(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	total := func() int64 {
+		t.Helper()
+		cs, err := storage.SubSystemCounts(ctx, st, sub, ts.Add(-time.Hour), ts.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, c := range cs {
+			n += c.Count
+		}
+		return n
+	}
+	if n := total(); n != 200 {
+		t.Fatalf("before folds: %d, want 200", n)
+	}
+	if err := st.foldPartner(ctx, pa, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := total(); n != 200 {
+		t.Fatalf("one partner folded: %d, want 200", n)
+	}
+	if err := st.foldPartner(ctx, pb, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := total(); n != 200 {
+		t.Fatalf("both folded: %d, want 200", n)
+	}
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -16,13 +14,16 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/storage"
 )
 
-// Writing a batch of events keeps five invariants. None reads or counts a
-// partition that grows with the events stored, and none needs a read to see
-// an earlier write at the operator's consistency level: every read that
-// decides anything is a Paxos (SERIAL) read, fixed in code.
+// Writing a batch of events keeps three invariants, and counting keeps two
+// more (rollups.go). None reads or counts a partition that grows with the
+// events stored, nothing on the count path is ever deleted row by row, and
+// none needs a read to see an earlier write at the operator's consistency
+// level: every read that decides anything is a Paxos (SERIAL) read, fixed
+// in code.
 //
 // I1 One claim per (partner, id). claims((partner_id, bucket), id) is only
 //    ever written by INSERT … IF NOT EXISTS. An event is stored and counted
@@ -32,31 +33,21 @@ import (
 //    SameIDOtherTimestamp, ConcurrentWritersSameBucket.)
 // I2 A claim group commits with its counts. The claims a batch makes in one
 //    claim partition go in one conditional batch with a manifest row
-//    ('~' + batch) holding the group's count per (sub-system, event type,
-//    minute), from which every rollup row is derived: both or neither. (Conformance: RedeliveryAfterCrash; crash tests in this package.)
-// I3 Counts are idempotent rows. A rollup slot gets one row per batch: its
-//    claims map holds each claim group's count; its counts by group are
-//    whole (groups) in the worker's complete row, per claim group
-//    (claim_groups) in a row healed from manifests. The worker writes the
-//    whole row (complete); whoever meets a claim of an unfinished batch on
-//    redelivery rewrites that group's entry from the manifest: the same value,
-//    so any number of rewrites leave the sum exact. Reports sum every row.
-// I4 Folding never counts twice. A fold replaces complete batch rows of a
-//    slot by the slot's total in one conditional batch of the rollup
-//    partition (IF n = old, DELETE the rows). Batch rows are written with
-//    their batch's time as write timestamp and only rows older than foldAfter
-//    are folded, so the fold's tombstone, later than any rewrite of the row,
-//    shadows it. (Clocks of workers and Cassandra nodes within foldAfter.)
-// I5 Users are sketched idempotently. Each batch writes a HyperLogLog row
-//    per slot for the events it stored and for those it found stored by a
-//    batch of the same content and time (which may have stopped before its
-//    sketches): a user added twice is counted once. A fold writes the merge
-//    of a slot's rows as a new row before deleting the rows merged.
-//    (Conformance: RollupResolutions, RollupsConcurrentWriters.)
+//    ('~~' + manifest time + batch + group) holding the group's count per
+//    (sub-system, event type, minute) and its users' sketches per minute,
+//    from which every total is derived: both or neither. An event counts
+//    from its claim; its rows follow in the same batch, or in the
+//    redelivery if the worker stops in between (the message is acked only
+//    after them). (Conformance: RedeliveryAfterCrash; crash tests here.)
+// I3 Manifests are sealed in time order. The round also requires
+//    sealed < manifest time (IF sealed < ?): once a folder has sealed a
+//    claim partition up to T, no manifest at or below T can appear, so the
+//    manifests up to T are final. A round refused by the seal is retried
+//    with a later time; no clock needs to agree with another.
 //
 // An event past its retention (ts + retention already gone) is neither
 // stored nor counted, as if it had expired: every row of an event and every
-// count row expires at the end of its time slot plus the retention, so no
+// total expires at the end of its time slot plus the retention, so no
 // count outlives what it counts. (Conformance: PastRetention.)
 
 const (
@@ -66,15 +57,10 @@ const (
 	ClaimBuckets = 32
 	batchRows    = 50  // rows per unlogged batch, all of one partition
 	claimRows    = 200 // claims per Paxos round, well under the batch size limit
-	quarter      = 15 * time.Minute
-	foldAfter    = time.Minute
-	foldEvery    = 30 * time.Second
-	manifestPref = "~"
+	// manifestTTL bounds how long a manifest waits for a folder (folders
+	// delete them once applied, normally seconds after their claims).
+	manifestTTL = 30 * 24 * time.Hour
 )
-
-// totalBatch is the batch id of a cell's folded total row: the smallest
-// time uuid, so it sorts first.
-var totalBatch = gocql.MinTimeUUID(time.Unix(0, 0))
 
 func dayOf(t time.Time) int {
 	y, m, d := t.UTC().Date()
@@ -110,17 +96,28 @@ type claimKey struct {
 	bucket  int16
 }
 
-// foreign is a claim group of another batch met while writing.
-type foreign struct {
-	claimKey
-	batch gocql.UUID
-	grp   int
+// A claim group is at most claimRows claims of one claim partition; grp
+// numbers it within its batch (bucket × 1024 + chunk). Its manifest's id
+// sorts by manifest time mt (unix nanoseconds): ids of events never hold
+// '~' (event.ValidID), and manifests of before version 9 ('~' and a uuid)
+// sort below every '~~'.
+func manifestID(mt int64, batch gocql.UUID, grp int) string {
+	return fmt.Sprintf("~~%016x/%s/%d", mt, batch, grp)
 }
 
-// A claim group is at most claimRows claims of one claim partition; grp
-// numbers it within its batch (bucket × 1024 + chunk).
-func manifestID(batch gocql.UUID, grp int) string {
-	return manifestPref + batch.String() + "/" + strconv.Itoa(grp)
+// manifestBound sorts after every manifest of time mt and before any later one.
+func manifestBound(mt int64) string { return fmt.Sprintf("~~%016x~", mt) }
+
+// manifestsEnd sorts after every manifest.
+const manifestsEnd = "~~~"
+
+// manifestTime is the time of a manifest id, false for anything else.
+func manifestTime(id string) (int64, bool) {
+	if len(id) < 19 || id[:2] != "~~" || id[18] != '/' {
+		return 0, false
+	}
+	mt, err := strconv.ParseUint(id[2:18], 16, 64)
+	return int64(mt), err == nil
 }
 
 func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage.WriteResult, error) {
@@ -148,15 +145,17 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 	if len(groups) == 0 {
 		return res, nil
 	}
+	if err := st.notePartners(ctx, events); err != nil {
+		return storage.WriteResult{}, fmt.Errorf("cassandrastore: note sub-systems' partners: %w", err)
+	}
 	batch := gocql.TimeUUID()
 
-	// Claim (I1, I2), each claim partition's group in its own Paxos round.
+	// Claim (I1, I2, I3), each claim partition's group in its own Paxos round.
 	type mineAt struct{ i, grp int }
 	type outcome struct {
 		mine      []mineAt // events claimed by this batch, and their claim group
 		conflicts []int
 		heal      []int // already claimed by another batch, same content and time: rewrite its rows
-		foreign   []foreign
 	}
 	var mu sync.Mutex
 	var all outcome
@@ -175,7 +174,6 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 				}
 				all.conflicts = append(all.conflicts, o.conflicts...)
 				all.heal = append(all.heal, o.heal...)
-				all.foreign = append(all.foreign, o.foreign...)
 				mu.Unlock()
 				return nil
 			})
@@ -208,17 +206,10 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write events: %w", refused(err))
 	}
 
-	// Counts: this batch's complete rows (I3), then the groups of other
-	// batches met on the way, from their manifests.
-	if err := st.writeCounts(ctx, batch, events, mine, now); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write counts: %w", err)
-	}
-	if err := st.healForeign(ctx, all.foreign, now); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: complete another batch's counts: %w", err)
-	}
-	users := append(append(make([]int, 0, len(mine)+len(all.heal)), all.heal...), slices.Collect(maps.Keys(mine))...)
-	if err := st.writeUsers(ctx, batch, events, users, now); err != nil {
-		return storage.WriteResult{}, fmt.Errorf("cassandrastore: write user sketches: %w", err)
+	// The counts committed with the claims; a folder adds them into the
+	// totals.
+	for ck := range groups {
+		st.folder.touch(ck.partner)
 	}
 	res.Written = len(all.mine)
 	return res, nil
@@ -228,25 +219,43 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 // without the ids already claimed, until the rest commits.
 func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck claimKey, events []event.Event, idx []int) (o struct {
 	mine, conflicts, heal []int
-	foreign               []foreign
 }, err error) {
 	pending := idx
 	attempts := 0
+	mt := time.Now().UnixNano()
+	var tried []string // manifest ids of rounds whose fate is unknown
 	for len(pending) > 0 {
 		attempts++
 		b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
 		cells := map[string]int64{}
+		users := map[string]*hll.Sketch{}
 		var retention time.Duration
 		for _, i := range pending {
 			e := &events[i]
 			d := e.Digest()
 			b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, ts, sub_system_id, event_type, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
 				ck.partner, ck.bucket, e.ID, batch, grp, e.Timestamp.UTC(), e.SubSystemID, e.EventType, d[:], st.horizonSeconds())
-			cells[cellOf(e).String()]++
+			c := cellOf(e)
+			cells[c.String()]++
+			if u := storage.UserOf(e); u != "" {
+				h := hll.Hash(u)
+				for _, sc := range storage.UserScopes {
+					k := ucell{sc, sc.Key(e), c.Minute}.String()
+					if users[k] == nil {
+						users[k] = &hll.Sketch{}
+					}
+					users[k].AddHash(h)
+				}
+			}
 			retention = max(retention, st.retentionOf(e))
 		}
-		b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, retention) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
-			ck.partner, ck.bucket, manifestID(batch, grp), batch, grp, cells, int(retention.Seconds()), st.horizonSeconds())
+		sketches := make(map[string][]byte, len(users))
+		for k, s := range users {
+			sketches[k] = s.Append(nil)
+		}
+		id := manifestID(mt, batch, grp)
+		b.Query("UPDATE claims USING TTL ? SET batch_id = ?, grp = ?, cells = ?, users = ?, retention = ? WHERE partner_id = ? AND bucket = ? AND id = ? IF sealed < ?",
+			int(manifestTTL.Seconds()), batch, grp, cells, sketches, int(retention.Seconds()), ck.partner, ck.bucket, id, mt)
 		first := map[string]any{}
 		applied, iter, err := b.MapExecCASContext(ctx, first)
 		if err != nil {
@@ -256,6 +265,7 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			// A timed-out round may have committed: retrying the same
 			// statements is safe (they then find this batch's own claims).
 			if attempts < 8 && ctx.Err() == nil && retryableCAS(err) {
+				tried = append(tried, id)
 				sleepCtx(ctx, time.Duration(attempts)*20*time.Millisecond)
 				continue
 			}
@@ -266,11 +276,16 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			o.mine = append(o.mine, pending...)
 			return o, nil
 		}
-		// The rows that made the round fail: the first in first, the rest in iter.
+		// The rows that made the round fail: the first in first, the rest
+		// in iter. Each carries the partition's static columns.
 		existing := map[string]map[string]any{}
+		var sealed *int64
 		for row := first; ; {
 			if id, _ := row["id"].(string); id != "" {
 				existing[id] = row
+			}
+			if s, ok := row["sealed"].(int64); ok {
+				sealed = &s
 			}
 			row = map[string]any{}
 			if !iter.MapScan(row) {
@@ -280,10 +295,34 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 		if err := iter.Close(); err != nil {
 			return o, err
 		}
-		if _, ok := existing[manifestID(batch, grp)]; ok {
-			// An earlier, timed-out round of this batch committed.
-			o.mine = append(o.mine, pending...)
-			return o, nil
+		for _, t := range tried {
+			if _, ok := existing[t]; ok {
+				// An earlier, timed-out round of this group committed.
+				o.mine = append(o.mine, pending...)
+				return o, nil
+			}
+		}
+		// Nulls scan as zero values: a partition never sealed shows as 0 or
+		// not at all.
+		switch {
+		case sealed != nil && *sealed >= mt:
+			// A folder sealed the partition past this round: go again later.
+			if attempts >= 8 {
+				return o, fmt.Errorf("cassandrastore: claim partition %s/%d sealed past every round (%d)", ck.partner, ck.bucket, *sealed)
+			}
+			mt = max(time.Now().UnixNano(), *sealed+1)
+			continue
+		case len(existing) == 0:
+			// No claim in the way, so the seal is null: start it at 0, so
+			// IF sealed < t holds.
+			if attempts >= 8 {
+				return o, fmt.Errorf("cassandrastore: claim partition %s/%d: no round commits", ck.partner, ck.bucket)
+			}
+			if err := st.s.Query("UPDATE claims SET sealed = 0 WHERE partner_id = ? AND bucket = ? IF sealed = null",
+				ck.partner, ck.bucket).SerialConsistency(gocql.Serial).WithContext(ctx).Exec(); err != nil {
+				return o, err
+			}
+			continue
 		}
 		var rest []int
 		for _, i := range pending {
@@ -294,7 +333,6 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 				continue
 			}
 			owner, _ := row["batch_id"].(gocql.UUID)
-			ownerGrp, _ := row["grp"].(int)
 			digest, _ := row["digest"].([]byte)
 			ts, _ := row["ts"].(time.Time)
 			d := e.Digest()
@@ -304,12 +342,12 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			case !bytes.Equal(digest, d[:]):
 				o.conflicts = append(o.conflicts, i)
 			default:
-				// Stored before, by another batch: a duplicate. That batch
-				// may have stopped between its claim and its rows.
+				// Stored before, by another batch: a duplicate, counted by
+				// that batch's manifest. That batch may have stopped between
+				// its claim and its rows: write them again (same content).
 				if ts.Equal(e.Timestamp.UTC().Truncate(time.Millisecond)) { // Cassandra keeps milliseconds
 					o.heal = append(o.heal, i)
 				}
-				o.foreign = append(o.foreign, foreign{ck, owner, ownerGrp})
 			}
 		}
 		pending = rest

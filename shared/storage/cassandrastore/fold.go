@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -12,83 +13,76 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/volcanion/tracking/shared/hll"
-	"github.com/volcanion/tracking/shared/storage"
 )
 
 var mFolds = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_count_folds_total",
-	Help: "Folds of batch rows (counts and user sketches) into slot totals, by result (folded, contended, error)."}, []string{"result"})
+	Help: "Folds of a partner's manifests into totals, by result (folded, error)."}, []string{"result"})
 
-// foldKey is a partition of rollups ('r') or user_sketches ('u').
-type foldKey struct {
-	kind   byte
-	a      int8 // rollup or scope
-	key    string
-	res    storage.Res
-	period int
-}
+// Folding adds sealed manifests into totals and keeps two invariants:
+//
+// I4 A row adds a manifest once. A totals row changes only by
+//    UPDATE … IF through = old, which sets the row's new values and
+//    through[bucket] to the time of the newest manifest of each bucket it
+//    now holds. Manifests are added in time order per bucket, so a row
+//    holds exactly the manifests at or below its through: a folder that
+//    stopped half-way, or two folders at once, add nothing twice.
+//    (TestFoldStopsHalfWay, TestConcurrentFolds.)
+// I5 applied only follows the rows. A claim partition's applied moves to
+//    its sealed time only after every row the manifests up to it count in
+//    holds them. A reader reads a floor of applied, then the rows, then the
+//    manifests above the floor, and counts a manifest in a slot unless the
+//    row as read holds it: exact whatever a folder does in between.
+//    (TestReadDuringFold.)
+//
+// Applied manifests are deleted a while later (dropLag), one range
+// tombstone per claim partition and minute, below where any reader starts.
 
-func (k foldKey) String() string {
-	return fmt.Sprint(string(k.kind), k.a, "/", k.key, "/", int8(k.res), "/", k.period)
-}
+const (
+	foldTick = 5 * time.Second
+	// sealLag is how old a manifest time gets before a folder seals it: a
+	// claim round slower than that is refused and retried with a later time.
+	sealLag = 5 * time.Second
+	// dropLag is how long an applied manifest is kept: longer than any read.
+	dropLag   = 2 * time.Minute
+	dropEvery = time.Minute
+	casTries  = 20
+)
 
-// pending is a partition written since its last fold: the slots written,
-// and when its rows are old enough to fold.
-type pending struct {
-	lo, hi time.Time
-	due    time.Time
-}
-
-// folder folds the partitions this process writes in the background, once
-// their rows are foldAfter old: a fold is an optimisation of reads and of
-// partition size, never needed for exactness (I4).
+// folder folds, in the background, the partners this process writes for.
 type folder struct {
-	st     *Store
-	mu     sync.Mutex
-	pend   map[foldKey]*pending
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	st      *Store
+	mu      sync.Mutex
+	touched map[string]time.Time // partner -> first write since its last fold
+	dropped map[claimKey]time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
-
-const foldTick = 5 * time.Second
 
 func newFolder(st *Store) *folder {
-	f := &folder{st: st, pend: map[foldKey]*pending{}, done: make(chan struct{})}
+	f := &folder{st: st, touched: map[string]time.Time{}, dropped: map[claimKey]time.Time{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
 }
 
-// touch notes a slot written in a partition.
-func (f *folder) touch(k foldKey, slot time.Time) {
+// touch notes a partner written for.
+func (f *folder) touch(partner string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.add(k, slot, slot, time.Now().Add(foldAfter))
-}
-
-func (f *folder) add(k foldKey, lo, hi, due time.Time) {
-	p := f.pend[k]
-	if p == nil {
-		f.pend[k] = &pending{lo: lo, hi: hi, due: due}
-		return
-	}
-	if lo.Before(p.lo) {
-		p.lo = lo
-	}
-	if hi.After(p.hi) {
-		p.hi = hi
+	if _, ok := f.touched[partner]; !ok {
+		f.touched[partner] = time.Now()
 	}
 }
 
-// take removes and returns the partitions due by now.
-func (f *folder) take(now time.Time, all bool) map[foldKey]pending {
+func (f *folder) take(before time.Time) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[foldKey]pending{}
-	for k, p := range f.pend {
-		if all || !p.due.After(now) {
-			out[k] = *p
-			delete(f.pend, k)
+	var out []string
+	for p, t := range f.touched {
+		if t.Before(before) {
+			out = append(out, p)
+			delete(f.touched, p)
 		}
 	}
 	return out
@@ -96,6 +90,8 @@ func (f *folder) take(now time.Time, all bool) map[foldKey]pending {
 
 func (f *folder) run() {
 	defer close(f.done)
+	// Manifests a stopped process left: every partner with claims, once.
+	f.sweep(f.ctx)
 	t := time.NewTicker(foldTick)
 	defer t.Stop()
 	for {
@@ -103,38 +99,45 @@ func (f *folder) run() {
 		case <-f.ctx.Done():
 			return
 		case now := <-t.C:
-			_ = f.foldDue(f.ctx, now, now.Add(-foldAfter), false)
+			_ = f.fold(f.ctx, f.take(now.Add(-sealLag)), now.Add(-sealLag))
 		}
 	}
 }
 
-// foldDue folds the partitions due (all of them if all) with rows written
-// before cutoff; a partition with younger rows is folded again later.
-func (f *folder) foldDue(ctx context.Context, now, cutoff time.Time, all bool) error {
-	var first error
-	for k, p := range f.take(now, all) {
-		if ctx.Err() != nil {
-			f.mu.Lock()
-			f.add(k, p.lo, p.hi, p.due)
-			f.mu.Unlock()
-			continue
-		}
-		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		young, err := f.st.fold(fctx, k, p.lo, p.hi, cutoff)
-		cancel()
-		if err != nil {
-			mFolds.WithLabelValues("error").Inc()
-			if first == nil {
-				first = err
+func (f *folder) sweep(ctx context.Context) {
+	iter := f.st.s.Query("SELECT DISTINCT partner_id, bucket FROM claims").WithContext(ctx).PageSize(1000).Iter()
+	var p string
+	var b int16
+	for iter.Scan(&p, &b) {
+		f.touch(p)
+	}
+	_ = iter.Close()
+}
+
+func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time) error {
+	fns := make([]func(context.Context) error, len(partners))
+	var mu sync.Mutex
+	var errs []error
+	for i, p := range partners {
+		fns[i] = func(ctx context.Context) error {
+			fctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := f.st.foldPartner(fctx, p, cutoff); err != nil {
+				mFolds.WithLabelValues("error").Inc()
+				f.touch(p) // again next tick
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("partner %s: %w", p, err))
+				mu.Unlock()
+				return nil
 			}
-		}
-		if err != nil || young {
-			f.mu.Lock()
-			f.add(k, p.lo, p.hi, time.Now().Add(foldAfter))
-			f.mu.Unlock()
+			mFolds.WithLabelValues("folded").Inc()
+			return nil
 		}
 	}
-	return first
+	if err := fanOut(ctx, 4, fns); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 func (f *folder) close() {
@@ -142,283 +145,290 @@ func (f *folder) close() {
 	<-f.done
 }
 
-// FoldPending folds now every partition this process wrote, with rows
-// written before cutoff: for a loader that wants its data folded before it
-// exits, and for tests. Concurrent writers elsewhere need cutoff at least
-// foldAfter in the past (I4).
+// FoldPending folds now, up to cutoff, every partner this process wrote
+// for: for a loader that wants its data folded before it exits, and for
+// tests. Folding is never needed for exactness, only for the cost of reads.
 func (st *Store) FoldPending(ctx context.Context, cutoff time.Time) error {
-	return st.folder.foldDue(ctx, time.Now(), cutoff, true)
+	return st.folder.fold(ctx, st.folder.take(time.Now().Add(time.Hour)), cutoff)
 }
 
-// fold folds the slots [lo, hi] of a partition; young reports rows left
-// because they were written after cutoff.
-func (st *Store) fold(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (young bool, err error) {
-	if k.kind == 'u' {
-		return st.foldSketches(ctx, k, lo, hi, cutoff)
-	}
-	return st.foldCounts(ctx, k, lo, hi, cutoff)
+// FoldPartner folds one partner's manifests up to cutoff now, wherever
+// they were written: for a loader that resumes, and for tests.
+func (st *Store) FoldPartner(ctx context.Context, partner string, cutoff time.Time) error {
+	return st.foldPartner(ctx, partner, cutoff)
 }
 
-type countRow struct {
-	batch  gocql.UUID
-	sum    int64
-	groups map[string]int64
-	ttl    int
+// A contribution is what one manifest adds to one row.
+type contribution struct {
+	m      *manifest
+	n      int64
+	group  string
+	sketch []byte
 }
 
-type slotRows struct {
-	total    int64
-	groups   map[string]int64
-	hasTotal bool
-	ttl      int
-	rows     []countRow
-}
-
-const partWhere = " WHERE rollup = ? AND key = ? AND res = ? AND period = ?"
-
-// foldCounts replaces the complete batch rows of each slot written before
-// cutoff by the slot's total, in one conditional batch of the partition
-// (I4): IF n = the total read, so two folders never both add a row.
-func (st *Store) foldCounts(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (bool, error) {
-	iter := st.s.Query("SELECT slot, batch_id, n, groups, claims, complete, WRITETIME(complete), TTL(complete), TTL(n) FROM rollups"+
-		partWhere+" AND slot >= ? AND slot <= ?", k.a, k.key, int8(k.res), k.period, lo, hi).
-		Consistency(gocql.Serial).WithContext(ctx).PageSize(5000).Iter()
-	slots := map[time.Time]*slotRows{}
-	var (
-		slot             time.Time
-		batch            gocql.UUID
-		n                *int64
-		groups           map[string]int64
-		claims           map[int]int64
-		complete         *bool
-		written          *int64
-		ttlRow, ttlTotal *int
-		young            bool
-	)
-	limit := cutoff.UnixMicro()
-	for iter.Scan(&slot, &batch, &n, &groups, &claims, &complete, &written, &ttlRow, &ttlTotal) {
-		s := slots[slot]
-		if s == nil {
-			s = &slotRows{groups: map[string]int64{}}
-			slots[slot] = s
-		}
-		switch {
-		case batch == totalBatch:
-			s.hasTotal = true
-			if n != nil {
-				s.total = *n
-			}
-			for g, v := range groups {
-				s.groups[g] += v
-			}
-			if ttlTotal != nil {
-				s.ttl = max(s.ttl, *ttlTotal)
-			}
-		case complete != nil && *complete && written != nil && *written < limit:
-			r := countRow{batch: batch, groups: map[string]int64{}}
-			for _, v := range claims {
-				r.sum += v
-			}
-			for g, v := range groups { // a complete row counts by group in groups
-				r.groups[g] += v
-			}
-			if ttlRow != nil {
-				r.ttl = *ttlRow
-			}
-			s.rows = append(s.rows, r)
-		case complete != nil && *complete:
-			young = true
-		}
-		n, groups, claims, complete, written, ttlRow, ttlTotal = nil, nil, nil, nil, nil, nil, nil
-	}
-	if err := iter.Close(); err != nil {
-		return young, err
-	}
-	// One conditional batch folds many slots of the partition (single
-	// partition batches have no size limit): a slot's total is updated IF
-	// it is still what was read, its folded rows deleted; a slot folds at
-	// most claimRows rows a pass, the rest on the next.
-	b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
-	flush := func() error {
-		if len(b.Entries) == 0 {
-			return nil
-		}
-		applied, it, err := b.MapExecCASContext(ctx, map[string]any{})
-		if it != nil {
-			it.Close()
-		}
-		b = st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
-		if err != nil {
-			return err
-		}
-		if !applied {
-			mFolds.WithLabelValues("contended").Inc()
-			return errContended // another process folded some of these slots meanwhile
-		}
-		mFolds.WithLabelValues("folded").Inc()
-		return nil
-	}
-	for slot, s := range slots {
-		if len(s.rows) == 0 {
-			continue
-		}
-		if len(s.rows) > claimRows {
-			s.rows, young = s.rows[:claimRows], true
-		}
-		total, ttl := s.total, s.ttl
-		groups := make(map[string]int64, len(s.groups))
-		for g, v := range s.groups {
-			groups[g] = v
-		}
-		for _, r := range s.rows {
-			total += r.sum
-			ttl = max(ttl, r.ttl)
-			for g, v := range r.groups {
-				groups[g] += v
-			}
-		}
-		if ttl == 0 {
-			continue // everything in it has expired
-		}
-		if len(b.Entries)+1+len(s.rows) > foldStatements {
-			if err := flush(); err != nil {
-				return young, ignoreContended(err)
-			}
-		}
-		if s.hasTotal {
-			b.Query("UPDATE rollups USING TTL ? SET n = ?, groups = ?"+partWhere+" AND slot = ? AND batch_id = ? IF n = ?",
-				ttl, total, groups, k.a, k.key, int8(k.res), k.period, slot, totalBatch, s.total)
-		} else {
-			b.Query("INSERT INTO rollups (rollup, key, res, period, slot, batch_id, n, groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
-				k.a, k.key, int8(k.res), k.period, slot, totalBatch, total, groups, ttl)
-		}
-		for _, r := range s.rows {
-			b.Query("DELETE FROM rollups"+partWhere+" AND slot = ? AND batch_id = ?", k.a, k.key, int8(k.res), k.period, slot, r.batch)
-		}
-	}
-	return young, ignoreContended(flush())
-}
-
-// foldStatements bounds a fold's conditional batch.
-const foldStatements = 200
-
-var errContended = errors.New("cassandrastore: fold contended")
-
-func ignoreContended(err error) error {
-	if errors.Is(err, errContended) {
-		return nil
-	}
-	return err
-}
-
-// foldSketches merges the sketch rows of each slot written before cutoff
-// into one new row, then deletes the rows merged. Merging is idempotent and
-// a row is deleted only once a row holding it is written, so folders
-// racing each other lose nothing; they may leave two rows, which the next
-// fold merges.
-func (st *Store) foldSketches(ctx context.Context, k foldKey, lo, hi, cutoff time.Time) (bool, error) {
-	where := " WHERE scope = ? AND key = ? AND res = ? AND period = ?"
-	iter := st.s.Query("SELECT slot, batch_id, sketch, WRITETIME(sketch), TTL(sketch) FROM user_sketches"+where+" AND slot >= ? AND slot <= ?",
-		k.a, k.key, int8(k.res), k.period, lo, hi).WithContext(ctx).PageSize(1000).Iter()
-	type rows struct {
-		sk      hll.Sketch
-		batches []gocql.UUID
-		ttl     int
-	}
-	slots := map[time.Time]*rows{}
-	var (
-		slot    time.Time
-		batch   gocql.UUID
-		b       []byte
-		written int64
-		ttl     *int
-		young   bool
-	)
-	limit := cutoff.UnixMicro()
-	for iter.Scan(&slot, &batch, &b, &written, &ttl) {
-		if written >= limit {
-			young = true
-			continue
-		}
-		r := slots[slot]
-		if r == nil {
-			r = &rows{}
-			slots[slot] = r
-		}
-		if err := r.sk.MergeBinary(b); err != nil {
-			iter.Close()
-			return young, fmt.Errorf("cassandrastore: user sketch of %v: %w", slot, err)
-		}
-		r.batches = append(r.batches, batch)
-		if ttl != nil {
-			r.ttl = max(r.ttl, *ttl)
-		}
-		ttl = nil
-	}
-	if err := iter.Close(); err != nil {
-		return young, err
-	}
-	for slot, r := range slots {
-		if len(r.batches) < 2 || r.ttl == 0 {
-			continue
-		}
-		merged := gocql.TimeUUID()
-		if err := st.write("INSERT INTO user_sketches (scope, key, res, period, slot, batch_id, sketch) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-			k.a, k.key, int8(k.res), k.period, slot, merged, r.sk.Append(nil), r.ttl).ExecContext(ctx); err != nil {
-			return young, err
-		}
-		for i := 0; i < len(r.batches); i += batchRows {
-			del := st.s.Batch(gocql.UnloggedBatch)
-			for _, id := range r.batches[i:min(i+batchRows, len(r.batches))] {
-				del.Entries = append(del.Entries, gocql.BatchEntry{Stmt: "DELETE FROM user_sketches" + where + " AND slot = ? AND batch_id = ?",
-					Args: []any{k.a, k.key, int8(k.res), k.period, slot, id}, Idempotent: true})
-			}
-			if err := del.ExecContext(ctx); err != nil {
-				return young, err
-			}
-		}
-		mFolds.WithLabelValues("folded").Inc()
-	}
-	return young, nil
-}
-
-// FoldRange folds, with rows written before cutoff, every partition of the
-// given rollup and sketch keys that holds slots in [from, to): for a bulk
-// import, whose writer may have exited before its folds were due. A
-// partition that fails is left unfolded (folding is never needed for
-// exactness); the others are still folded, and the failures are returned.
-func (st *Store) FoldRange(ctx context.Context, rollups map[storage.Rollup][]string, scopes map[storage.UserScope][]string, from, to, cutoff time.Time) error {
-	var fns []func(context.Context) error
-	var mu sync.Mutex
-	var failed []error
-	add := func(kind byte, a int8, key string) {
-		for _, res := range storage.Resolutions {
-			for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
-				k := foldKey{kind, a, key, res, periodOf(res, t)}
-				lo, hi := t, nextPeriod(res, t)
-				fns = append(fns, func(ctx context.Context) error {
-					if _, err := st.fold(ctx, k, lo, hi, cutoff); err != nil {
-						mu.Lock()
-						failed = append(failed, fmt.Errorf("%s: %w", k, err))
-						mu.Unlock()
-					}
-					return nil
-				})
-			}
-		}
-	}
-	for r, keys := range rollups {
-		for _, k := range keys {
-			add('r', int8(r), k)
-		}
-	}
-	for sc, keys := range scopes {
-		for _, k := range keys {
-			add('u', int8(sc), k)
-		}
-	}
-	if err := fanOut(ctx, 4, fns); err != nil {
+// foldPartner seals the partner's claim partitions at cutoff, adds the
+// manifests up to there into the totals (I4), then moves applied (I5).
+func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) error {
+	applied, sealed, err := st.readApplied(ctx, partner, true)
+	if err != nil {
 		return err
 	}
-	return errors.Join(failed...)
+	T := cutoff.UnixNano()
+	// Seal the partitions holding manifests not yet applied, up to T.
+	waiting, err := st.readManifests(ctx, partner, applied, [ClaimBuckets]int64{}, false, false)
+	if err != nil {
+		return err
+	}
+	var need [ClaimBuckets]bool
+	for _, m := range waiting {
+		if m.mt <= T {
+			need[m.bucket] = true
+		}
+	}
+	var fns []func(context.Context) error
+	for b := range ClaimBuckets {
+		if !need[b] || sealed[b] >= T {
+			continue
+		}
+		fns = append(fns, func(ctx context.Context) error {
+			s, err := st.seal(ctx, claimKey{partner, int16(b)}, T)
+			sealed[b] = s
+			return err
+		})
+	}
+	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	if err := st.hook("sealed"); err != nil {
+		return err
+	}
+	upTo := applied
+	for b := range ClaimBuckets {
+		if sealed[b] > applied[b] {
+			upTo[b] = sealed[b]
+		}
+	}
+	if upTo == applied {
+		st.folder.drop(ctx, partner, applied)
+		return nil
+	}
+	ms, err := st.readManifests(ctx, partner, applied, upTo, true, true)
+	if err != nil {
+		return err
+	}
+	// What each row gets, by partition.
+	parts := map[part]map[time.Time][]contribution{}
+	add := func(a addr, c contribution) {
+		p := parts[a.part()]
+		if p == nil {
+			p = map[time.Time][]contribution{}
+			parts[a.part()] = p
+		}
+		p[a.slot] = append(p[a.slot], c)
+	}
+	for i := range ms {
+		m := &ms[i]
+		for k, n := range m.cells {
+			c, ok, err := parseCell(k)
+			if err != nil {
+				return err
+			}
+			if ok {
+				expand(partner, c, func(a addr, group string) { add(a, contribution{m: m, n: n, group: group}) })
+			}
+		}
+		for k, b := range m.users {
+			c, err := parseUcell(k)
+			if err != nil {
+				return err
+			}
+			expandUsers(c, func(a addr) { add(a, contribution{m: m, sketch: b}) })
+		}
+	}
+	fns = fns[:0]
+	for p, slots := range parts {
+		fns = append(fns, func(ctx context.Context) error {
+			if err := st.applyPart(ctx, p, slots); err != nil {
+				return err
+			}
+			return st.hook("part")
+		})
+	}
+	conc := 8
+	if st.foldHook != nil {
+		conc = 1 // one part at a time, so a test sees each step
+	}
+	if err := fanOut(ctx, conc, fns); err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	// I5: every row holds the manifests up to upTo.
+	fns = fns[:0]
+	for b := range ClaimBuckets {
+		if upTo[b] == applied[b] {
+			continue
+		}
+		fns = append(fns, func(ctx context.Context) error {
+			// The value as write timestamp: applied only ever grows.
+			return st.s.Query("UPDATE claims USING TIMESTAMP ? SET applied = ? WHERE partner_id = ? AND bucket = ?",
+				upTo[b]/1000, upTo[b], partner, int16(b)).WithContext(ctx).Exec()
+		})
+	}
+	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
+		return fmt.Errorf("applied: %w", err)
+	}
+	st.raiseApplied(partner, upTo)
+	st.folder.drop(ctx, partner, upTo)
+	return st.hook("applied")
+}
+
+func (st *Store) hook(stage string) error {
+	if st.foldHook == nil {
+		return nil
+	}
+	return st.foldHook(stage)
+}
+
+// seal raises a claim partition's sealed to at least t and returns it.
+func (st *Store) seal(ctx context.Context, ck claimKey, t int64) (int64, error) {
+	for range casTries {
+		var cur *int64
+		if err := st.s.Query("SELECT sealed FROM claims WHERE partner_id = ? AND bucket = ? LIMIT 1", ck.partner, ck.bucket).
+			Consistency(gocql.Serial).WithContext(ctx).Scan(&cur); err != nil && err != gocql.ErrNotFound {
+			return 0, err
+		}
+		if cur != nil && *cur >= t {
+			return *cur, nil
+		}
+		q := st.s.Query("UPDATE claims SET sealed = ? WHERE partner_id = ? AND bucket = ? IF sealed = ?", t, ck.partner, ck.bucket, cur).
+			SerialConsistency(gocql.Serial).WithContext(ctx)
+		applied, err := q.MapScanCAS(map[string]any{})
+		if err != nil && !retryableCAS(err) {
+			return 0, err
+		}
+		if applied {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("sealing %s/%d: contended", ck.partner, ck.bucket)
+}
+
+// applyPart adds contributions to the rows of one partition (I4).
+func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]contribution) error {
+	lo, hi := time.Time{}, time.Time{}
+	for t := range slots {
+		if lo.IsZero() || t.Before(lo) {
+			lo = t
+		}
+		if t.After(hi) {
+			hi = t
+		}
+	}
+	rows := map[time.Time]*total{}
+	// Cassandra keeps milliseconds: the bound after hi is a millisecond on.
+	if err := st.readTotals(ctx, p, lo, hi.Add(time.Millisecond), true, true, rows); err != nil {
+		return err
+	}
+	fns := make([]func(context.Context) error, 0, len(slots))
+	for t, cs := range slots {
+		fns = append(fns, func(ctx context.Context) error { return st.applyRow(ctx, p, t, rows[t], cs) })
+	}
+	return fanOut(ctx, 4, fns)
+}
+
+func (st *Store) applyRow(ctx context.Context, p part, slot time.Time, row *total, cs []contribution) error {
+	now := time.Now()
+	for range casTries {
+		if row == nil {
+			row = &total{}
+		}
+		next := total{n: row.n, groups: maps.Clone(row.groups), through: maps.Clone(row.through)}
+		if next.groups == nil {
+			next.groups = map[string]int64{}
+		}
+		if next.through == nil {
+			next.through = map[string]int64{}
+		}
+		var sk hll.Sketch
+		if len(row.sketch) > 0 {
+			if err := sk.MergeBinary(row.sketch); err != nil {
+				return err
+			}
+		}
+		var ret time.Duration
+		fresh := false
+		for _, c := range cs {
+			if row.covers(p, c.m) {
+				continue
+			}
+			fresh = true
+			ret = max(ret, c.m.ret)
+			k := throughKey(p, c.m)
+			next.through[k] = max(next.through[k], c.m.mt)
+			if p.kind == kindUsers {
+				if err := sk.MergeBinary(c.sketch); err != nil {
+					return err
+				}
+				continue
+			}
+			next.n += c.n
+			next.groups[c.group] += c.n
+		}
+		if !fresh {
+			return nil
+		}
+		ttl := max(row.ttl, ttlUntil(slot.Add(p.res.Duration()+ret), now))
+		if ttl == 0 {
+			return nil // expired with what it counts
+		}
+		var old any
+		if row.through != nil {
+			old = row.through
+		}
+		var q *gocql.Query
+		if p.kind == kindUsers {
+			q = st.s.Query("UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
+				ttl, sk.Append(nil), next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
+		} else {
+			q = st.s.Query("UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
+				ttl, next.n, next.groups, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
+		}
+		applied, err := q.SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(map[string]any{})
+		if err != nil && !retryableCAS(err) {
+			return err
+		}
+		if applied {
+			return nil
+		}
+		// Another folder got there first (or the outcome is unknown): read
+		// the row again and add what it does not hold yet.
+		one := map[time.Time]*total{}
+		if err := st.readTotals(ctx, p, slot, slot.Add(time.Millisecond), true, true, one); err != nil {
+			return err
+		}
+		row = one[slot]
+	}
+	return fmt.Errorf("row %v of %v: contended", slot, p)
+}
+
+// drop deletes, at most once a minute per claim partition, the manifests
+// applied more than dropLag ago: below every reader's floor.
+func (f *folder) drop(ctx context.Context, partner string, applied [ClaimBuckets]int64) {
+	now := time.Now()
+	bound := now.Add(-dropLag).UnixNano()
+	for b := range ClaimBuckets {
+		ck := claimKey{partner, int16(b)}
+		to := min(applied[b], bound)
+		f.mu.Lock()
+		last, ok := f.dropped[ck]
+		due := to > 0 && (!ok || now.Sub(last) >= dropEvery)
+		if due {
+			f.dropped[ck] = now
+		}
+		f.mu.Unlock()
+		if !due {
+			continue
+		}
+		_ = f.st.s.Query("DELETE FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ?", partner, int16(b), "~~", manifestBound(to)).
+			WithContext(ctx).Exec()
+	}
 }

@@ -8,8 +8,9 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/storage"
-
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
@@ -125,21 +126,85 @@ func TestCopyCountsFromOldLayout(t *testing.T) {
 			}
 		}
 	}
+	// 0005 -> 0007 (copyCounts), then 0007 -> totals (copyTotals); both
+	// may run again and change nothing.
 	for range 2 {
 		if err := copyCounts(ctx, st.s, st.cfg.Keyspace); err != nil {
 			t.Fatal(err)
 		}
+		if err := copyTotals(ctx, st.s, st.cfg.Keyspace); err != nil {
+			t.Fatal(err)
+		}
 		check()
 	}
-	var keys []foldKey
-	for _, res := range storage.Resolutions {
-		per := periodOf(res, res.Slot(q))
-		keys = append(keys, foldKey{'r', int8(storage.SubSystemTypes), sub, res, per}, foldKey{'r', int8(storage.PartnerTypes), p, res, per},
-			foldKey{'r', int8(storage.PartnerSubSystems), p, res, per})
+}
+
+// totalBatch is 0007's batch id of a folded total row.
+var totalBatch = gocql.MinTimeUUID(time.Unix(0, 0))
+
+// Rows of 0007's rollups (a folded total, a worker's complete row, a row
+// healed per claim group) and sketches are summed into totals, one row per
+// slot; events written after the copy add to them.
+func TestCopyTotalsFromRollups(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	m := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	day := dayOf(m)
+	exec := func(stmt string, args ...any) {
+		t.Helper()
+		if err := st.s.Query(stmt, args...).Exec(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	foldAll(t, st, keys, time.Now().Add(time.Hour))
-	if err := copyCounts(ctx, st.s, st.cfg.Keyspace); err != nil {
+	ins := "INSERT INTO rollups (rollup, key, res, period, slot, batch_id, n, claims, groups, claim_groups, complete) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL 86400000"
+	exec(ins, int8(storage.PartnerTypes), p, day, m, totalBatch, 5, nil, map[string]int64{"view": 5}, nil, nil)
+	exec(ins, int8(storage.PartnerTypes), p, day, m, gocql.TimeUUID(), nil, map[int]int64{3: 2, 7: 1}, map[string]int64{"view": 2, "buy": 1}, nil, true)
+	exec(ins, int8(storage.PartnerTypes), p, day, m, gocql.TimeUUID(), nil, map[int]int64{4: 3}, nil, map[string]int64{"view/4": 1, "buy/4": 2}, nil)
+	var a, b hll.Sketch
+	a.Add("u:1")
+	a.Add("u:2")
+	b.Add("u:2")
+	b.Add("a:3")
+	insU := "INSERT INTO user_sketches (scope, key, res, period, slot, batch_id, sketch) VALUES (?, ?, 0, ?, ?, ?, ?) USING TTL 86400000"
+	exec(insU, int8(storage.PartnerUsers), p, day, m, totalBatch, a.Append(nil))
+	exec(insU, int8(storage.PartnerUsers), p, day, m, gocql.TimeUUID(), b.Append(nil))
+	check := func(view, buy int64, users uint64) {
+		t.Helper()
+		slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: m, To: m.Add(time.Minute), Groups: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(slots) != 1 || slots[0].Total != view+buy || slots[0].Groups["view"] != view || slots[0].Groups["buy"] != buy {
+			t.Fatalf("copied counts %+v, want view %d, buy %d", slots, view, buy)
+		}
+		us, err := storage.UserSlots(ctx, st, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Minute, From: m, To: m.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sk hll.Sketch
+		for _, u := range us {
+			if err := sk.MergeBinary(u.Sketch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sk.Estimate() != users {
+			t.Fatalf("copied users: %d, want %d", sk.Estimate(), users)
+		}
+	}
+	for range 2 {
+		if err := copyTotals(ctx, st.s, st.cfg.Keyspace); err != nil {
+			t.Fatal(err)
+		}
+		check(8, 3, 3)
+	}
+	if _, err := st.WriteEvents(ctx, []event.Event{
+		{ID: "after-1", PartnerID: p, SubSystemID: sub, EventType: "buy", Timestamp: m.Add(time.Second), UserID: "4"},
+		{ID: "after-2", PartnerID: p, SubSystemID: sub, EventType: "view", Timestamp: m.Add(2 * time.Second), UserID: "1"},
+	}); err != nil {
 		t.Fatal(err)
 	}
-	check()
+	check(9, 4, 4)
+	foldNow(t, st)
+	check(9, 4, 4)
 }

@@ -87,6 +87,15 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 			return err
 		}
 	}
+	if !applied[copyTotalsVersion] {
+		if err := copyTotals(ctx, s, keyspace); err != nil {
+			return err
+		}
+		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
+			copyTotalsVersion, "copy rollups into totals (go)", time.Now()).ExecContext(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

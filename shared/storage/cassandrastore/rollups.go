@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -60,10 +59,43 @@ func cellOf(e *event.Event) mcell {
 	return mcell{e.SubSystemID, e.EventType, e.Timestamp.UTC().Truncate(time.Minute).Unix()}
 }
 
-// addr is a row of rollups (kind 'r', a = rollup) or user_sketches (kind
-// 'u', a = scope), without its batch.
+// A ucell is a key of a manifest's users: the users of one scope key in
+// one minute.
+type ucell struct {
+	Scope  storage.UserScope
+	Key    string
+	Minute int64 // unix seconds
+}
+
+func (c ucell) String() string {
+	b, _ := json.Marshal([]any{int(c.Scope), c.Key, c.Minute})
+	return string(b)
+}
+
+func parseUcell(s string) (c ucell, err error) {
+	var a []any
+	if err := json.Unmarshal([]byte(s), &a); err != nil || len(a) != 3 {
+		return c, fmt.Errorf("cassandrastore: bad manifest users key %q", s)
+	}
+	sc, ok1 := a[0].(float64)
+	c.Key, _ = a[1].(string)
+	m, ok2 := a[2].(float64)
+	if !ok1 || !ok2 {
+		return c, fmt.Errorf("cassandrastore: bad manifest users key %q", s)
+	}
+	c.Scope, c.Minute = storage.UserScope(sc), int64(m)
+	return c, nil
+}
+
+// Kinds of totals.
+const (
+	kindCounts = 0 // a = rollup
+	kindUsers  = 1 // a = scope
+)
+
+// addr is a row of totals; part is its partition.
 type addr struct {
-	kind   byte
+	kind   int8
 	a      int8
 	key    string
 	res    storage.Res
@@ -71,7 +103,15 @@ type addr struct {
 	slot   time.Time
 }
 
-func (a addr) part() foldKey { return foldKey{a.kind, a.a, a.key, a.res, a.period} }
+type part struct {
+	kind   int8
+	a      int8
+	key    string
+	res    storage.Res
+	period int
+}
+
+func (a addr) part() part { return part{a.kind, a.a, a.key, a.res, a.period} }
 
 // periodOf is the partition period of a slot: a UTC day of minutes or
 // quarters (yyyymmdd), a month of hours (yyyymm), a year of days (yyyy).
@@ -118,238 +158,335 @@ func periods(res storage.Res, from, to time.Time) []int {
 	return out
 }
 
-// expand calls fn for each rollup row, and group, a cell of partner counts in.
+// expand calls fn for each counts row, and group, a cell of partner counts in.
 func expand(partner string, c mcell, fn func(a addr, group string)) {
 	t := time.Unix(c.Minute, 0).UTC()
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(t)
 		p := periodOf(res, slot)
-		fn(addr{'r', int8(storage.SubSystemTypes), c.Sub, res, p, slot}, c.Type)
-		fn(addr{'r', int8(storage.PartnerSubSystems), partner, res, p, slot}, c.Sub)
-		fn(addr{'r', int8(storage.PartnerTypes), partner, res, p, slot}, c.Type)
+		fn(addr{kindCounts, int8(storage.SubSystemTypes), c.Sub, res, p, slot}, c.Type)
+		fn(addr{kindCounts, int8(storage.PartnerSubSystems), partner, res, p, slot}, c.Sub)
+		fn(addr{kindCounts, int8(storage.PartnerTypes), partner, res, p, slot}, c.Type)
 	}
 }
 
-const (
-	rollupStmt    = "INSERT INTO rollups (rollup, key, res, period, slot, batch_id, claims, groups, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
-	healStmt      = "UPDATE rollups USING TIMESTAMP ? AND TTL ? SET claims[?] = ?, claim_groups = claim_groups + ? WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ? AND batch_id = ?"
-	sketchStmt    = "INSERT INTO user_sketches (scope, key, res, period, slot, batch_id, sketch) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
-	claimGroupSep = "/"
-)
-
-func claimGroupKey(group string, grp int) string { return group + claimGroupSep + strconv.Itoa(grp) }
-
-// groupOf is the group of a claim_groups key.
-func groupOf(k string) string {
-	if i := strings.LastIndex(k, claimGroupSep); i >= 0 {
-		return k[:i]
+// expandUsers calls fn for each sketch row a manifest's users key merges into.
+func expandUsers(c ucell, fn func(a addr)) {
+	t := time.Unix(c.Minute, 0).UTC()
+	for _, res := range storage.Resolutions {
+		slot := res.Slot(t)
+		fn(addr{kindUsers, int8(c.Scope), c.Key, res, periodOf(res, slot), slot})
 	}
-	return k
 }
 
-// rowCounts is a batch row: its total per claim group, and its counts by
-// group, whole (a worker's complete row: groups) or per claim group (a
-// healed row: claim_groups, keyed group/claim group, so each heal sets only
-// its own entries). A complete row's few dozen groups, not groups × 32
-// claim groups, keep rows of busy slots small.
-type rowCounts struct {
-	claims    map[int]int64
-	groups    map[string]int64
-	retention time.Duration
+// A manifest is a claim group's counts and users, read back.
+type manifest struct {
+	partner string
+	bucket  int16
+	mt     int64
+	cells  map[string]int64
+	users  map[string][]byte
+	ret    time.Duration
 }
 
-func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration, perClaimGroup bool) {
-	if r.claims == nil {
-		r.claims, r.groups = map[int]int64{}, map[string]int64{}
-	}
-	r.claims[grp] += n
-	if perClaimGroup {
-		group = claimGroupKey(group, grp)
-	}
-	r.groups[group] += n
-	r.retention = max(r.retention, retention)
+// A total is a row of totals.
+type total struct {
+	n       int64
+	groups  map[string]int64
+	sketch  []byte
+	through map[string]int64
+	ttl     int
 }
 
-// writeCounts writes this batch's row of every rollup slot its claimed
-// events touch, complete: one entry per claim group (I3).
-func (st *Store) writeCounts(ctx context.Context, batch gocql.UUID, events []event.Event, mine map[int]int, now time.Time) error {
-	rows := map[addr]*rowCounts{}
-	for i, grp := range mine {
-		e := &events[i]
-		ret := st.retentionOf(e)
-		expand(e.PartnerID, cellOf(e), func(a addr, group string) {
-			r := rows[a]
-			if r == nil {
-				r = &rowCounts{}
-				rows[a] = r
-			}
-			r.add(grp, group, 1, ret, false)
-		})
+// throughKey is a manifest's claim partition in a row's through: its bucket
+// in a partner's rows, partner and bucket in a sub-system's (whose events
+// may name more than one partner).
+func throughKey(p part, m *manifest) string {
+	b := strconv.Itoa(int(m.bucket))
+	if p.kind == kindCounts && storage.Rollup(p.a) == storage.SubSystemTypes || p.kind == kindUsers && storage.UserScope(p.a) == storage.SubSystemUsers {
+		return m.partner + "/" + b
 	}
-	ts := batch.Time().UnixMicro()
-	rs := rowSet{}
-	for a, r := range rows {
-		ttl := ttlUntil(a.slot.Add(a.res.Duration()+r.retention), now)
-		if ttl == 0 {
-			continue
-		}
-		rs.add(a.part().String(), rollupStmt, a.a, a.key, int8(a.res), a.period, a.slot, batch, r.claims, r.groups, true, ts, ttl)
-	}
-	if err := st.execRows(ctx, rs); err != nil {
-		return err
-	}
-	for a := range rows {
-		st.folder.touch(a.part(), a.slot)
-	}
-	return nil
+	return b
 }
 
-// writeUsers writes this batch's user sketch of every slot its events
-// touch. idx are the events stored by this batch or found stored by a
-// batch that may have stopped before its sketches: merging is idempotent,
-// so counting a user again changes nothing.
-func (st *Store) writeUsers(ctx context.Context, batch gocql.UUID, events []event.Event, idx []int, now time.Time) error {
-	type acc struct {
-		sk        hll.Sketch
-		retention time.Duration
-	}
-	rows := map[addr]*acc{}
-	for _, i := range idx {
-		e := &events[i]
-		u := storage.UserOf(e)
-		if u == "" {
-			continue
-		}
-		h, ret := hll.Hash(u), st.retentionOf(e)
-		for _, res := range storage.Resolutions {
-			slot := res.Slot(e.Timestamp)
-			for _, sc := range storage.UserScopes {
-				a := addr{'u', int8(sc), sc.Key(e), res, periodOf(res, slot), slot}
-				r := rows[a]
-				if r == nil {
-					r = &acc{}
-					rows[a] = r
-				}
-				r.sk.AddHash(h)
-				r.retention = max(r.retention, ret)
-			}
-		}
-	}
-	ts := batch.Time().UnixMicro()
-	rs := rowSet{}
-	for a, r := range rows {
-		ttl := ttlUntil(a.slot.Add(a.res.Duration()+r.retention), now)
-		if ttl == 0 {
-			continue
-		}
-		rs.add(a.part().String(), sketchStmt, a.a, a.key, int8(a.res), a.period, a.slot, batch, r.sk.Append(nil), ts, ttl)
-	}
-	if err := st.execRows(ctx, rs); err != nil {
-		return err
-	}
-	for a := range rows {
-		st.folder.touch(a.part(), a.slot)
-	}
-	return nil
+// covers tells whether the row of partition p already holds manifest m.
+func (t *total) covers(p part, m *manifest) bool {
+	return t != nil && m.mt <= t.through[throughKey(p, m)]
 }
 
-// healForeign rewrites, from their manifests, the count entries of other
-// batches' claim groups this batch met (I3): the batch that claimed them may
-// have stopped before writing its counts.
-func (st *Store) healForeign(ctx context.Context, fs []foreign, now time.Time) error {
-	done := map[foreign]bool{}
+// partnersOf are the partners whose claim partitions hold a key's manifests.
+func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]string, error) {
+	if !(kind == kindCounts && storage.Rollup(a) == storage.SubSystemTypes || kind == kindUsers && storage.UserScope(a) == storage.SubSystemUsers) {
+		return []string{key}, nil
+	}
+	iter := st.s.Query("SELECT partner_id FROM sub_system_partners WHERE sub_system_id = ?", key).WithContext(ctx).Iter()
+	var out []string
+	var p string
+	for iter.Scan(&p) {
+		out = append(out, p)
+	}
+	return out, iter.Close()
+}
+
+// notePartners records the partner of every sub-system of events, once per
+// process, before their claims: a reader must find the manifests of any
+// sub-system it is asked about.
+func (st *Store) notePartners(ctx context.Context, events []event.Event) error {
 	var fns []func(context.Context) error
-	for _, f := range fs {
-		if done[f] {
+	seen := map[[2]string]bool{}
+	for i := range events {
+		k := [2]string{events[i].SubSystemID, events[i].PartnerID}
+		if seen[k] {
 			continue
 		}
-		done[f] = true
+		seen[k] = true
+		if _, ok := st.subPartners.Load(k); ok {
+			continue
+		}
 		fns = append(fns, func(ctx context.Context) error {
-			var cells map[string]int64
-			var retention int
-			err := st.s.Query("SELECT cells, retention FROM claims WHERE partner_id = ? AND bucket = ? AND id = ?",
-				f.partner, f.bucket, manifestID(f.batch, f.grp)).Consistency(gocql.Serial).ScanContext(ctx, &cells, &retention)
-			if err == gocql.ErrNotFound {
-				return nil // past the horizon: long since written
-			} else if err != nil {
+			if err := st.s.Query("INSERT INTO sub_system_partners (sub_system_id, partner_id) VALUES (?, ?)", k[0], k[1]).WithContext(ctx).Exec(); err != nil {
 				return err
 			}
-			ret := time.Duration(retention) * time.Second
-			rows := map[addr]*rowCounts{}
-			for k, n := range cells {
-				c, ok, err := parseCell(k)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				expand(f.partner, c, func(a addr, group string) {
-					r := rows[a]
-					if r == nil {
-						r = &rowCounts{}
-						rows[a] = r
-					}
-					r.add(f.grp, group, n, ret, true)
-				})
-			}
-			ts := f.batch.Time().UnixMicro()
-			rs := rowSet{}
-			for a, r := range rows {
-				ttl := ttlUntil(a.slot.Add(a.res.Duration()+r.retention), now)
-				if ttl == 0 {
-					continue
-				}
-				rs.add(a.part().String(), healStmt, ts, ttl, f.grp, r.claims[f.grp], r.groups,
-					a.a, a.key, int8(a.res), a.period, a.slot, f.batch)
-			}
-			return st.execRows(ctx, rs)
+			st.subPartners.Store(k, true)
+			return nil
 		})
 	}
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-// Counts sums every row of each slot: folded totals and batch rows. A
-// slot's rows are summed from one consistent read: a fold between two
-// pages of a partition (its total on one page, the rows it deleted on the
-// next) would undercount, so a slot that straddles pages is read again on
-// its own.
-func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
-	from := q.Res.Slot(q.From)
-	withGroups := q.Groups || q.Group != ""
-	cols := "slot, n, claims"
-	if withGroups {
-		cols += ", groups, claim_groups, complete"
+// appliedFloor is a lower bound, read earlier, of each claim partition's
+// applied: every manifest at or below it is in the totals, or long gone.
+func (st *Store) appliedFloor(partner string) [ClaimBuckets]int64 {
+	if v, ok := st.applied.Load(partner); ok {
+		return *v.(*[ClaimBuckets]int64)
 	}
-	stmt := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?"
-	one := "SELECT " + cols + " FROM rollups WHERE rollup = ? AND key = ? AND res = ? AND period = ? AND slot = ?"
-	var mu sync.Mutex
-	out := map[time.Time]*storage.Slot{}
-	ps := periods(q.Res, from, q.To)
-	fns := make([]func(context.Context) error, len(ps))
-	for i, p := range ps {
-		fns[i] = func(ctx context.Context) error {
-			local := map[time.Time]*storage.Slot{}
-			straddling, err := st.sumRows(st.s.Query(stmt, int8(q.Rollup), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(st.countsPage), withGroups, local)
-			if err != nil {
+	return [ClaimBuckets]int64{}
+}
+
+func (st *Store) raiseApplied(partner string, seen [ClaimBuckets]int64) {
+	for {
+		old, _ := st.applied.Load(partner)
+		next := seen
+		if old != nil {
+			for b, v := range *old.(*[ClaimBuckets]int64) {
+				next[b] = max(next[b], v)
+			}
+			if st.applied.CompareAndSwap(partner, old, &next) {
+				return
+			}
+		} else if _, loaded := st.applied.LoadOrStore(partner, &next); !loaded {
+			return
+		}
+	}
+}
+
+// readApplied reads each claim partition's applied (and sealed).
+func (st *Store) readApplied(ctx context.Context, partner string, serial bool) (applied, sealed [ClaimBuckets]int64, err error) {
+	fns := make([]func(context.Context) error, ClaimBuckets)
+	for b := range ClaimBuckets {
+		fns[b] = func(ctx context.Context) error {
+			q := st.s.Query("SELECT applied, sealed FROM claims WHERE partner_id = ? AND bucket = ? LIMIT 1", partner, int16(b)).WithContext(ctx)
+			if serial {
+				q = q.Consistency(gocql.Serial)
+			}
+			var a, s *int64
+			if err := q.Scan(&a, &s); err != nil && err != gocql.ErrNotFound {
 				return err
 			}
-			for slot := range straddling {
-				delete(local, slot)
-				if _, err := st.sumRows(st.s.Query(one, int8(q.Rollup), q.Key, int8(q.Res), p, slot).WithContext(ctx).PageSize(100_000), withGroups, local); err != nil {
-					return err
-				}
+			if a != nil {
+				applied[b] = *a
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for k, s := range local {
-				out[k] = s // a slot lies in one partition
+			if s != nil {
+				sealed[b] = *s
 			}
 			return nil
 		}
 	}
-	if err := fanOut(ctx, 8, fns); err != nil {
+	err = fanOut(ctx, ClaimBuckets, fns)
+	if err == nil {
+		st.raiseApplied(partner, applied)
+	}
+	return applied, sealed, err
+}
+
+// readManifests reads the manifests of a partner's claim partitions above
+// from (per bucket) and at or below to (0: no bound), with their users if
+// users.
+func (st *Store) readManifests(ctx context.Context, partner string, from, to [ClaimBuckets]int64, users, serial bool) ([]manifest, error) {
+	var mu sync.Mutex
+	var out []manifest
+	var seen [ClaimBuckets]int64
+	fns := make([]func(context.Context) error, 0, ClaimBuckets)
+	for b := range ClaimBuckets {
+		hi := manifestsEnd
+		if to[b] != 0 {
+			if to[b] <= from[b] {
+				continue
+			}
+			hi = manifestBound(to[b])
+		}
+		fns = append(fns, func(ctx context.Context) error {
+			cols := "id, applied, cells, retention"
+			if users {
+				cols += ", users"
+			}
+			q := st.s.Query("SELECT "+cols+" FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ?",
+				partner, int16(b), manifestBound(from[b]), hi).WithContext(ctx).PageSize(1000)
+			if serial {
+				q = q.Consistency(gocql.Serial)
+			}
+			iter := q.Iter()
+			var local []manifest
+			for {
+				var (
+					id      string
+					applied *int64
+					m       = manifest{partner: partner, bucket: int16(b)}
+					ret     int
+				)
+				dest := []any{&id, &applied, &m.cells, &ret}
+				if users {
+					dest = append(dest, &m.users)
+				}
+				if !iter.Scan(dest...) {
+					break
+				}
+				if applied != nil {
+					seen[b] = max(seen[b], *applied)
+				}
+				mt, ok := manifestTime(id)
+				if !ok {
+					continue
+				}
+				m.mt, m.ret = mt, time.Duration(ret)*time.Second
+				local = append(local, m)
+			}
+			if err := iter.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			out = append(out, local...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
+		return nil, err
+	}
+	st.raiseApplied(partner, seen)
+	return out, nil
+}
+
+// readTotals reads the rows of a totals partition in [from, to), or only
+// the slots in only when given, into out.
+func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups, serial bool, out map[time.Time]*total) error {
+	cols := "slot, n, through"
+	switch {
+	case p.kind == kindUsers:
+		cols = "slot, sketch, through"
+	case withGroups:
+		cols += ", groups"
+	}
+	if serial {
+		cols += ", TTL(through)"
+	}
+	// A partition holds at most 1,440 slots: one page, one consistent read.
+	q := st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
+		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(5000)
+	if serial {
+		q = q.Consistency(gocql.Serial)
+	}
+	iter := q.Iter()
+	for {
+		var slot time.Time
+		t := &total{}
+		var ttl *int
+		dest := []any{&slot}
+		if p.kind == kindUsers {
+			dest = append(dest, &t.sketch, &t.through)
+		} else {
+			dest = append(dest, &t.n, &t.through)
+			if withGroups {
+				dest = append(dest, &t.groups)
+			}
+		}
+		if serial {
+			dest = append(dest, &ttl)
+		}
+		if !iter.Scan(dest...) {
+			break
+		}
+		if ttl != nil {
+			t.ttl = *ttl
+		}
+		out[slot.UTC()] = t
+	}
+	return iter.Close()
+}
+
+// Reading a range is exact whatever a folder does meanwhile (I4, I5):
+// first the totals, then the manifests above a floor of applied read
+// earlier; a manifest counts in a slot unless the slot's row, as read,
+// covers it (through). A manifest at or below the floor is in every row
+// it counts in, and so in the rows as read.
+
+// Counts sums each slot's total and the manifests its row does not cover.
+func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
+	from := q.Res.Slot(q.From)
+	withGroups := q.Groups || q.Group != ""
+	partners, err := st.partnersOf(ctx, kindCounts, int8(q.Rollup), q.Key)
+	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+	}
+	floors := make([][ClaimBuckets]int64, len(partners))
+	for i, p := range partners {
+		floors[i] = st.appliedFloor(p)
+	}
+	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, withGroups)
+	if err != nil {
+		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+	}
+	out := map[time.Time]*storage.Slot{}
+	slotOf := func(t time.Time) *storage.Slot {
+		s := out[t]
+		if s == nil {
+			s = &storage.Slot{Start: t, Groups: map[string]int64{}}
+			out[t] = s
+		}
+		return s
+	}
+	for t, r := range rows {
+		s := slotOf(t)
+		s.Total += r.n
+		for g, v := range r.groups {
+			s.Groups[g] += v
+		}
+	}
+	for pi, partner := range partners {
+		ms, err := st.readManifests(ctx, partner, floors[pi], [ClaimBuckets]int64{}, false, false)
+		if err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+		}
+		for i := range ms {
+			m := &ms[i]
+			for k, n := range m.cells {
+				c, ok, err := parseCell(k)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+				expand(partner, c, func(a addr, group string) {
+					if a.a != int8(q.Rollup) || a.key != q.Key || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) || rows[a.slot].covers(a.part(), m) {
+						return
+					}
+					s := slotOf(a.slot)
+					s.Total += n
+					s.Groups[group] += n
+				})
+			}
+		}
 	}
 	slots := make([]storage.Slot, 0, len(out))
 	for _, s := range out {
@@ -372,103 +509,91 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	return slots, nil
 }
 
-// sumRows adds the rows q reads to their slots, and returns the slots
-// whose rows may run over a page boundary.
-func (st *Store) sumRows(q *gocql.Query, withGroups bool, into map[time.Time]*storage.Slot) (map[time.Time]bool, error) {
-	iter := q.Iter()
-	var (
-		slot   time.Time
-		n      int64
-		claims map[int]int64
-		groups map[string]int64
-		cg     map[string]int64
-		whole  bool
-		last   time.Time
-		rows   int
-	)
-	straddling := map[time.Time]bool{}
-	dest := []any{&slot, &n, &claims}
-	if withGroups {
-		dest = append(dest, &groups, &cg, &whole)
-	}
-	for {
-		if rows > 0 && iter.WillSwitchPage() {
-			straddling[last] = true
-			if st.pageTurn != nil {
-				st.pageTurn()
-			}
-		}
-		if !iter.Scan(dest...) {
-			break
-		}
-		rows++
-		last = slot
-		s := into[slot]
-		if s == nil {
-			s = &storage.Slot{Start: slot.UTC()}
-			if withGroups {
-				s.Groups = map[string]int64{}
-			}
-			into[slot] = s
-		}
-		s.Total += n
-		for _, v := range claims {
-			s.Total += v
-		}
-		// A folded total or a complete row counts by group in groups; a
-		// healed row, per claim group in claim_groups (which a complete
-		// row repeats, if it was healed too).
-		for g, v := range groups {
-			s.Groups[g] += v
-		}
-		if !whole && len(groups) == 0 {
-			for k, v := range cg {
-				s.Groups[groupOf(k)] += v
-			}
-		}
-		n, claims, groups, cg, whole = 0, nil, nil, nil, false
-	}
-	return straddling, iter.Close()
-}
-
-// Users merges the sketches of each slot.
-func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
-	from := q.Res.Slot(q.From)
+// rangeTotals reads the rows of [from, to) from each partition in parallel.
+func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool) (map[time.Time]*total, error) {
 	var mu sync.Mutex
-	out := map[time.Time]*hll.Sketch{}
-	ps := periods(q.Res, from, q.To)
+	rows := map[time.Time]*total{}
+	ps := periods(res, from, to)
 	fns := make([]func(context.Context) error, len(ps))
 	for i, p := range ps {
 		fns[i] = func(ctx context.Context) error {
-			iter := st.s.Query("SELECT slot, sketch FROM user_sketches WHERE scope = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
-				int8(q.Scope), q.Key, int8(q.Res), p, from, q.To).WithContext(ctx).PageSize(1000).Iter()
-			local := map[time.Time]*hll.Sketch{}
-			var slot time.Time
-			var b []byte
-			for iter.Scan(&slot, &b) {
-				s := local[slot]
-				if s == nil {
-					s = &hll.Sketch{}
-					local[slot] = s
-				}
-				if err := s.MergeBinary(b); err != nil {
-					iter.Close()
-					return fmt.Errorf("user sketch of %v: %w", slot, err)
-				}
-			}
-			if err := iter.Close(); err != nil {
+			local := map[time.Time]*total{}
+			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, withGroups, false, local); err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for k, s := range local {
-				out[k] = s
+			for t, r := range local {
+				rows[t] = r // a slot lies in one partition
 			}
 			return nil
 		}
 	}
-	if err := fanOut(ctx, 8, fns); err != nil {
+	return rows, fanOut(ctx, 8, fns)
+}
+
+// Users merges each slot's sketch and the users of manifests its row does
+// not cover.
+func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
+	from := q.Res.Slot(q.From)
+	partners, err := st.partnersOf(ctx, kindUsers, int8(q.Scope), q.Key)
+	if err != nil {
 		return fmt.Errorf("cassandrastore: users: %w", err)
+	}
+	floors := make([][ClaimBuckets]int64, len(partners))
+	for i, p := range partners {
+		floors[i] = st.appliedFloor(p)
+	}
+	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, false)
+	if err != nil {
+		return fmt.Errorf("cassandrastore: users: %w", err)
+	}
+	out := map[time.Time]*hll.Sketch{}
+	merge := func(t time.Time, b []byte) error {
+		s := out[t]
+		if s == nil {
+			s = &hll.Sketch{}
+			out[t] = s
+		}
+		if err := s.MergeBinary(b); err != nil {
+			return fmt.Errorf("cassandrastore: user sketch of %v: %w", t, err)
+		}
+		return nil
+	}
+	for t, r := range rows {
+		if len(r.sketch) > 0 {
+			if err := merge(t, r.sketch); err != nil {
+				return err
+			}
+		}
+	}
+	for pi, partner := range partners {
+		ms, err := st.readManifests(ctx, partner, floors[pi], [ClaimBuckets]int64{}, true, false)
+		if err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
+		}
+		for i := range ms {
+			m := &ms[i]
+			for k, b := range m.users {
+				c, err := parseUcell(k)
+				if err != nil {
+					return err
+				}
+				if c.Scope != q.Scope || c.Key != q.Key {
+					continue
+				}
+				var ferr error
+				expandUsers(c, func(a addr) {
+					if ferr != nil || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) || rows[a.slot].covers(a.part(), m) {
+						return
+					}
+					ferr = merge(a.slot, b)
+				})
+				if ferr != nil {
+					return ferr
+				}
+			}
+		}
 	}
 	starts := make([]time.Time, 0, len(out))
 	for t, s := range out {
