@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -169,7 +170,10 @@ type contribution struct {
 // foldPartner seals the partner's claim partitions at cutoff, adds the
 // manifests up to there into the totals (I4), then moves applied (I5).
 func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) error {
-	applied, sealed, err := st.readApplied(ctx, partner, true)
+	// Read at the operator's level: a stale applied only means more
+	// manifests read (rows skip what they hold), a stale sealed one more
+	// round in seal.
+	applied, sealed, err := st.readApplied(ctx, partner, false)
 	if err != nil {
 		return err
 	}
@@ -212,6 +216,8 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		st.folder.drop(ctx, partner, applied)
 		return nil
 	}
+	// SERIAL: every round sealed is committed, and this read must see it,
+	// whatever level the operator set.
 	ms, err := st.readManifests(ctx, partner, applied, upTo, true, true)
 	if err != nil {
 		return err
@@ -312,102 +318,161 @@ func (st *Store) seal(ctx context.Context, ck claimKey, t int64) (int64, error) 
 	return 0, fmt.Errorf("sealing %s/%d: contended", ck.partner, ck.bucket)
 }
 
-// applyPart adds contributions to the rows of one partition (I4).
+// applyPart adds contributions to the rows of one partition (I4): a
+// conditional batch per chunk of rows, each row under its own condition, so
+// a backlog costs a Paxos round per chunk, not per row.
 func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]contribution) error {
-	lo, hi := time.Time{}, time.Time{}
+	pending := make([]time.Time, 0, len(slots))
 	for t := range slots {
-		if lo.IsZero() || t.Before(lo) {
-			lo = t
-		}
-		if t.After(hi) {
-			hi = t
-		}
+		pending = append(pending, t)
 	}
+	slices.SortFunc(pending, func(a, b time.Time) int { return a.Compare(b) })
 	rows := map[time.Time]*total{}
-	// Cassandra keeps milliseconds: the bound after hi is a millisecond on.
-	if err := st.readTotals(ctx, p, lo, hi.Add(time.Millisecond), true, true, rows); err != nil {
-		return err
-	}
-	fns := make([]func(context.Context) error, 0, len(slots))
-	for t, cs := range slots {
-		fns = append(fns, func(ctx context.Context) error { return st.applyRow(ctx, p, t, rows[t], cs) })
-	}
-	return fanOut(ctx, 4, fns)
-}
-
-func (st *Store) applyRow(ctx context.Context, p part, slot time.Time, row *total, cs []contribution) error {
-	now := time.Now()
+	mode := forFold // a stale row only fails its condition, and is read again at SERIAL
 	for range casTries {
-		if row == nil {
-			row = &total{}
+		// Cassandra keeps milliseconds: the bound after the last slot is a millisecond on.
+		if err := st.readTotals(ctx, p, pending[0], pending[len(pending)-1].Add(time.Millisecond), true, mode, rows); err != nil {
+			return err
 		}
-		next := total{n: row.n, groups: maps.Clone(row.groups), through: maps.Clone(row.through)}
-		if next.groups == nil {
-			next.groups = map[string]int64{}
-		}
-		if next.through == nil {
-			next.through = map[string]int64{}
-		}
-		var sk hll.Sketch
-		if len(row.sketch) > 0 {
-			if err := sk.MergeBinary(row.sketch); err != nil {
+		mode = forFoldSerial
+		var chunks [][]rowUpdate
+		var chunk []rowUpdate
+		size := 0
+		for _, t := range pending {
+			u, ok, err := st.nextRow(p, t, rows[t], slots[t])
+			if err != nil {
 				return err
 			}
-		}
-		var ret time.Duration
-		fresh := false
-		for _, c := range cs {
-			if row.covers(p, c.m) {
+			if !ok {
 				continue
 			}
-			fresh = true
-			ret = max(ret, c.m.ret)
-			k := throughKey(p, c.m)
-			next.through[k] = max(next.through[k], c.m.mt)
-			if p.kind == kindUsers {
-				if err := sk.MergeBinary(c.sketch); err != nil {
+			if len(chunk) > 0 && (len(chunk) == casChunkRows || size+u.size > casChunkBytes) {
+				chunks, chunk, size = append(chunks, chunk), nil, 0
+			}
+			chunk, size = append(chunk, u), size+u.size
+		}
+		if len(chunk) > 0 {
+			chunks = append(chunks, chunk)
+		}
+		var mu sync.Mutex
+		var again []time.Time
+		fns := make([]func(context.Context) error, len(chunks))
+		for i, c := range chunks {
+			fns[i] = func(ctx context.Context) error {
+				b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
+				for _, u := range c {
+					b.Query(u.stmt, u.args...)
+				}
+				applied, iter, err := st.s.MapExecuteBatchCAS(b, map[string]any{})
+				if iter != nil {
+					iter.Close()
+				}
+				if err != nil && !retryableCAS(err) {
 					return err
 				}
-				continue
+				if !applied {
+					// Another folder got there first (or the outcome is
+					// unknown): read again, add what the rows lack.
+					mu.Lock()
+					for _, u := range c {
+						again = append(again, u.slot)
+					}
+					mu.Unlock()
+				}
+				return nil
 			}
-			next.n += c.n
-			next.groups[c.group] += c.n
 		}
-		if !fresh {
-			return nil
-		}
-		ttl := max(row.ttl, ttlUntil(slot.Add(p.res.Duration()+ret), now))
-		if ttl == 0 {
-			return nil // expired with what it counts
-		}
-		var old any
-		if row.through != nil {
-			old = row.through
-		}
-		var q *gocql.Query
-		if p.kind == kindUsers {
-			q = st.s.Query("UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
-				ttl, sk.Append(nil), next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
-		} else {
-			q = st.s.Query("UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
-				ttl, next.n, next.groups, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
-		}
-		applied, err := q.SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(map[string]any{})
-		if err != nil && !retryableCAS(err) {
+		if err := fanOut(ctx, 4, fns); err != nil {
 			return err
 		}
-		if applied {
+		if len(again) == 0 {
 			return nil
 		}
-		// Another folder got there first (or the outcome is unknown): read
-		// the row again and add what it does not hold yet.
-		one := map[time.Time]*total{}
-		if err := st.readTotals(ctx, p, slot, slot.Add(time.Millisecond), true, true, one); err != nil {
-			return err
+		slices.SortFunc(again, func(a, b time.Time) int { return a.Compare(b) })
+		pending = again
+		for _, t := range pending {
+			delete(rows, t)
 		}
-		row = one[slot]
 	}
-	return fmt.Errorf("row %v of %v: contended", slot, p)
+	return fmt.Errorf("rows of %v: contended", p)
+}
+
+const (
+	casChunkRows  = 100
+	casChunkBytes = 32 << 10 // under Cassandra's default batch_size_fail_threshold (50 KiB)
+)
+
+type rowUpdate struct {
+	slot time.Time
+	stmt string
+	args []any
+	size int
+}
+
+// nextRow is a row's update: its values with the contributions it does not
+// hold yet, under the condition that it is still as read. ok is false when
+// it holds them all.
+func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) (u rowUpdate, ok bool, err error) {
+	if row == nil {
+		row = &total{}
+	}
+	next := total{n: row.n, groups: maps.Clone(row.groups), through: maps.Clone(row.through)}
+	if next.groups == nil {
+		next.groups = map[string]int64{}
+	}
+	if next.through == nil {
+		next.through = map[string]int64{}
+	}
+	var sk hll.Sketch
+	if len(row.sketch) > 0 {
+		if err := sk.MergeBinary(row.sketch); err != nil {
+			return u, false, err
+		}
+	}
+	var ret time.Duration
+	fresh := false
+	for _, c := range cs {
+		if row.covers(p, c.m) {
+			continue
+		}
+		fresh = true
+		ret = max(ret, c.m.ret)
+		k := throughKey(p, c.m)
+		next.through[k] = max(next.through[k], c.m.mt)
+		if p.kind == kindUsers {
+			if err := sk.MergeBinary(c.sketch); err != nil {
+				return u, false, err
+			}
+			continue
+		}
+		next.n += c.n
+		next.groups[c.group] += c.n
+	}
+	if !fresh {
+		return u, false, nil
+	}
+	ttl := max(row.ttl, ttlUntil(slot.Add(p.res.Duration()+ret), time.Now()))
+	if ttl == 0 {
+		return u, false, nil // expired with what it counts
+	}
+	var old any
+	if row.through != nil {
+		old = row.through
+	}
+	u = rowUpdate{slot: slot, size: 100 + 48*len(next.through)}
+	if p.kind == kindUsers {
+		b := sk.Append(nil)
+		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
+		u.args = []any{ttl, b, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		u.size += len(b)
+	} else {
+		u.stmt = "UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
+		u.args = []any{ttl, next.n, next.groups, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		for g := range next.groups {
+			u.size += len(g) + 12
+		}
+	}
+	return u, true, nil
 }
 
 // drop deletes, at most once a minute per claim partition, the manifests

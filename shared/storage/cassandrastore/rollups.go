@@ -183,10 +183,10 @@ func expandUsers(c ucell, fn func(a addr)) {
 type manifest struct {
 	partner string
 	bucket  int16
-	mt     int64
-	cells  map[string]int64
-	users  map[string][]byte
-	ret    time.Duration
+	mt      int64
+	cells   map[string]int64
+	users   map[string][]byte
+	ret     time.Duration
 }
 
 // A total is a row of totals.
@@ -377,9 +377,18 @@ func (st *Store) readManifests(ctx context.Context, partner string, from, to [Cl
 	return out, nil
 }
 
-// readTotals reads the rows of a totals partition in [from, to), or only
-// the slots in only when given, into out.
-func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups, serial bool, out map[time.Time]*total) error {
+// How readTotals reads: for a report, for a fold (with TTLs), or for a
+// fold at SERIAL.
+type readMode int
+
+const (
+	forReport readMode = iota
+	forFold
+	forFoldSerial
+)
+
+// readTotals reads the rows of a totals partition in [from, to) into out.
+func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
 	cols := "slot, n, through"
 	switch {
 	case p.kind == kindUsers:
@@ -387,13 +396,13 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	case withGroups:
 		cols += ", groups"
 	}
-	if serial {
+	if mode != forReport {
 		cols += ", TTL(through)"
 	}
 	// A partition holds at most 1,440 slots: one page, one consistent read.
 	q := st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
 		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(5000)
-	if serial {
+	if mode == forFoldSerial {
 		q = q.Consistency(gocql.Serial)
 	}
 	iter := q.Iter()
@@ -410,7 +419,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 				dest = append(dest, &t.groups)
 			}
 		}
-		if serial {
+		if mode != forReport {
 			dest = append(dest, &ttl)
 		}
 		if !iter.Scan(dest...) {
@@ -518,7 +527,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	for i, p := range ps {
 		fns[i] = func(ctx context.Context) error {
 			local := map[time.Time]*total{}
-			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, withGroups, false, local); err != nil {
+			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, withGroups, forReport, local); err != nil {
 				return err
 			}
 			mu.Lock()
