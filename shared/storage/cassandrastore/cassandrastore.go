@@ -71,6 +71,8 @@ type Store struct {
 	// subPartners caches sub-system -> partner, applied partner -> a floor
 	// of each claim partition's applied (*[ClaimBuckets]int64).
 	subPartners, applied sync.Map
+	recentMu             sync.Mutex
+	recent               map[string]*recentRead // partner -> its last manifests read
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
 }

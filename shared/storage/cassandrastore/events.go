@@ -210,6 +210,7 @@ func (st *Store) WriteEvents(ctx context.Context, events []event.Event) (storage
 	// totals.
 	for ck := range groups {
 		st.folder.touch(ck.partner)
+		st.forgetRecent(ck.partner)
 	}
 	res.Written = len(all.mine)
 	return res, nil

@@ -282,7 +282,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
 		return fmt.Errorf("applied: %w", err)
 	}
-	st.raiseApplied(partner, upTo)
+	st.raiseApplied(partner, upTo, true)
 	st.folder.drop(ctx, partner, upTo)
 	return st.hook("applied")
 }

@@ -254,27 +254,46 @@ func (st *Store) notePartners(ctx context.Context, events []event.Event) error {
 	return fanOut(ctx, st.cfg.WriteConcurrency, fns)
 }
 
-// appliedFloor is a lower bound, read earlier, of each claim partition's
-// applied: every manifest at or below it is in the totals, or long gone.
-func (st *Store) appliedFloor(partner string) [ClaimBuckets]int64 {
-	if v, ok := st.applied.Load(partner); ok {
-		return *v.(*[ClaimBuckets]int64)
-	}
-	return [ClaimBuckets]int64{}
+// floorTTL is how long a floor of applied serves before it is read again:
+// reading manifests from an old floor walks the deleted ones above it.
+const floorTTL = 10 * time.Second
+
+type floorRead struct {
+	v  [ClaimBuckets]int64
+	at time.Time
 }
 
-func (st *Store) raiseApplied(partner string, seen [ClaimBuckets]int64) {
+// appliedFloor is a lower bound of each claim partition's applied, read
+// before the caller reads rows: every manifest at or below it is in the
+// totals, or long gone.
+func (st *Store) appliedFloor(ctx context.Context, partner string) ([ClaimBuckets]int64, error) {
+	if v, ok := st.applied.Load(partner); ok && time.Since(v.(*floorRead).at) < floorTTL {
+		return v.(*floorRead).v, nil
+	}
+	a, _, err := st.readApplied(ctx, partner, false)
+	return a, err
+}
+
+// raiseApplied raises the floor to values seen; complete when every claim
+// partition's was (which makes the floor fresh).
+func (st *Store) raiseApplied(partner string, seen [ClaimBuckets]int64, complete bool) {
 	for {
 		old, _ := st.applied.Load(partner)
-		next := seen
+		next := &floorRead{v: seen}
+		if complete {
+			next.at = time.Now()
+		}
 		if old != nil {
-			for b, v := range *old.(*[ClaimBuckets]int64) {
-				next[b] = max(next[b], v)
+			for b, v := range old.(*floorRead).v {
+				next.v[b] = max(next.v[b], v)
 			}
-			if st.applied.CompareAndSwap(partner, old, &next) {
+			if !complete {
+				next.at = old.(*floorRead).at
+			}
+			if st.applied.CompareAndSwap(partner, old, next) {
 				return
 			}
-		} else if _, loaded := st.applied.LoadOrStore(partner, &next); !loaded {
+		} else if _, loaded := st.applied.LoadOrStore(partner, next); !loaded {
 			return
 		}
 	}
@@ -304,7 +323,7 @@ func (st *Store) readApplied(ctx context.Context, partner string, serial bool) (
 	}
 	err = fanOut(ctx, ClaimBuckets, fns)
 	if err == nil {
-		st.raiseApplied(partner, applied)
+		st.raiseApplied(partner, applied, true)
 	}
 	return applied, sealed, err
 }
@@ -373,7 +392,7 @@ func (st *Store) readManifests(ctx context.Context, partner string, from, to [Cl
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
 		return nil, err
 	}
-	st.raiseApplied(partner, seen)
+	st.raiseApplied(partner, seen, false)
 	return out, nil
 }
 
@@ -439,6 +458,61 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 // covers it (through). A manifest at or below the floor is in every row
 // it counts in, and so in the rows as read.
 
+// recentTTL is how long a read of a partner's manifests serves the reads
+// after it: a report reads counts and users of many tiles, and a writer in
+// another process is seen at most this late. Writes through this store
+// drop the partner's read.
+const recentTTL = time.Second
+
+type recentRead struct {
+	floor [ClaimBuckets]int64
+	at    time.Time
+	done  chan struct{}
+	ms    []manifest
+	err   error
+}
+
+// recentManifests is the partner's manifests above floor, from a read of
+// the last recentTTL whose floor is at most floor, or a new one. Any floor
+// read before the rows is exact (I5); a lower one only reads more.
+func (st *Store) recentManifests(ctx context.Context, partner string, floor [ClaimBuckets]int64) ([]manifest, error) {
+	st.recentMu.Lock()
+	r := st.recent[partner]
+	usable := r != nil && time.Since(r.at) < recentTTL
+	for b := range ClaimBuckets {
+		if usable && r.floor[b] > floor[b] {
+			usable = false
+		}
+	}
+	if !usable {
+		r = &recentRead{floor: floor, at: time.Now(), done: make(chan struct{})}
+		if st.recent == nil {
+			st.recent = map[string]*recentRead{}
+		}
+		st.recent[partner] = r
+		st.recentMu.Unlock()
+		r.ms, r.err = st.readManifests(context.WithoutCancel(ctx), partner, floor, [ClaimBuckets]int64{}, true, false)
+		close(r.done)
+		if r.err != nil {
+			st.forgetRecent(partner)
+		}
+		return r.ms, r.err
+	}
+	st.recentMu.Unlock()
+	select {
+	case <-r.done:
+		return r.ms, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (st *Store) forgetRecent(partner string) {
+	st.recentMu.Lock()
+	delete(st.recent, partner)
+	st.recentMu.Unlock()
+}
+
 // Counts sums each slot's total and the manifests its row does not cover.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	from := q.Res.Slot(q.From)
@@ -449,7 +523,9 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	}
 	floors := make([][ClaimBuckets]int64, len(partners))
 	for i, p := range partners {
-		floors[i] = st.appliedFloor(p)
+		if floors[i], err = st.appliedFloor(ctx, p); err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+		}
 	}
 	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, withGroups)
 	if err != nil {
@@ -472,7 +548,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		}
 	}
 	for pi, partner := range partners {
-		ms, err := st.readManifests(ctx, partner, floors[pi], [ClaimBuckets]int64{}, false, false)
+		ms, err := st.recentManifests(ctx, partner, floors[pi])
 		if err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
@@ -551,7 +627,9 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 	}
 	floors := make([][ClaimBuckets]int64, len(partners))
 	for i, p := range partners {
-		floors[i] = st.appliedFloor(p)
+		if floors[i], err = st.appliedFloor(ctx, p); err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
+		}
 	}
 	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, false)
 	if err != nil {
@@ -577,7 +655,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 		}
 	}
 	for pi, partner := range partners {
-		ms, err := st.readManifests(ctx, partner, floors[pi], [ClaimBuckets]int64{}, true, false)
+		ms, err := st.recentManifests(ctx, partner, floors[pi])
 		if err != nil {
 			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
