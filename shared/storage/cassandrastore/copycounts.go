@@ -168,7 +168,7 @@ const copyTotalsVersion = 10
 
 // copiedThrough marks a totals row copied from rollups: it holds no
 // manifest of any claim partition ("-" names none).
-var copiedThrough = map[string]int64{"-": 0}
+var copiedThrough = encodeCounts(map[string]int64{"-": 0})
 
 // copyTotals sums the rows of rollups and user_sketches (0007) into totals
 // (0009), one row per slot, so reports keep counting what was stored before
@@ -292,7 +292,7 @@ func copyTotalsPart(ctx context.Context, s *gocql.Session, keyspace string, kind
 				continue
 			}
 			q = s.Query("INSERT INTO "+keyspace+".totals (kind, a, key, res, period, slot, n, groups, through) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-				kind, a, key, res, period, slot, r.n, r.groups, copiedThrough, r.ttl)
+				kind, a, key, res, period, slot, r.n, encodeCounts(r.groups), copiedThrough, r.ttl)
 		} else {
 			if r.sk.Empty() {
 				continue

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -416,12 +415,14 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	if row == nil {
 		row = &total{}
 	}
-	next := total{n: row.n, groups: maps.Clone(row.groups), through: maps.Clone(row.through)}
-	if next.groups == nil {
-		next.groups = map[string]int64{}
+	n := row.n
+	groups, err := decodeMap(row.groups)
+	if err != nil {
+		return u, false, err
 	}
-	if next.through == nil {
-		next.through = map[string]int64{}
+	through, err := decodeMap(row.through)
+	if err != nil {
+		return u, false, err
 	}
 	var sk hll.Sketch
 	if len(row.sketch) > 0 {
@@ -438,15 +439,15 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		fresh = true
 		ret = max(ret, c.m.ret)
 		k := throughKey(p, c.m)
-		next.through[k] = max(next.through[k], c.m.mt)
+		through[k] = max(through[k], c.m.mt)
 		if p.kind == kindUsers {
 			if err := sk.MergeBinary(c.sketch); err != nil {
 				return u, false, err
 			}
 			continue
 		}
-		next.n += c.n
-		next.groups[c.group] += c.n
+		n += c.n
+		groups[c.group] += c.n
 	}
 	if !fresh {
 		return u, false, nil
@@ -455,22 +456,22 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	if ttl == 0 {
 		return u, false, nil // expired with what it counts
 	}
-	var old any
+	var old any // a row not there: IF through = null
 	if row.through != nil {
 		old = row.through
 	}
-	u = rowUpdate{slot: slot, size: 100 + 48*len(next.through)}
+	tb := encodeCounts(through)
+	u = rowUpdate{slot: slot, size: 100 + len(tb)}
 	if p.kind == kindUsers {
 		b := sk.Append(nil)
 		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
-		u.args = []any{ttl, b, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		u.args = []any{ttl, b, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
 		u.size += len(b)
 	} else {
 		u.stmt = "UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
-		u.args = []any{ttl, next.n, next.groups, next.through, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
-		for g := range next.groups {
-			u.size += len(g) + 12
-		}
+		gb := encodeCounts(groups)
+		u.args = []any{ttl, n, gb, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		u.size += len(gb)
 	}
 	return u, true, nil
 }

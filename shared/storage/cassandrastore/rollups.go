@@ -192,9 +192,9 @@ type manifest struct {
 // A total is a row of totals.
 type total struct {
 	n       int64
-	groups  map[string]int64
+	groups  []byte // encodeCounts
 	sketch  []byte
-	through map[string]int64
+	through []byte // encodeCounts: claim partition -> manifest time
 	ttl     int
 }
 
@@ -211,7 +211,11 @@ func throughKey(p part, m *manifest) string {
 
 // covers tells whether the row of partition p already holds manifest m.
 func (t *total) covers(p part, m *manifest) bool {
-	return t != nil && m.mt <= t.through[throughKey(p, m)]
+	if t == nil {
+		return false
+	}
+	at, err := countOf(t.through, throughKey(p, m))
+	return err == nil && m.mt <= at // a row that cannot say holds nothing
 }
 
 // partnersOf are the partners whose claim partitions hold a key's manifests.
@@ -543,8 +547,8 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	for t, r := range rows {
 		s := slotOf(t)
 		s.Total += r.n
-		for g, v := range r.groups {
-			s.Groups[g] += v
+		if err := decodeCounts(r.groups, func(g string, v int64) { s.Groups[g] += v }); err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
 		}
 	}
 	for pi, partner := range partners {
