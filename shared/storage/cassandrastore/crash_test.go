@@ -256,7 +256,7 @@ func TestConcurrentFolds(t *testing.T) {
 		}
 		done := make(chan error, 4)
 		for range 4 {
-			go func() { done <- st.foldPartner(ctx, p, time.Now()) }()
+			go func() { done <- st.FoldPartner(ctx, p, time.Now()) }()
 		}
 		for range 4 {
 			if err := <-done; err != nil {
@@ -289,7 +289,7 @@ func TestFoldStopsHalfWay(t *testing.T) {
 		}
 		return nil
 	}
-	if err := st.foldPartner(ctx, p, time.Now()); !errors.Is(err, stopped) {
+	if err := st.FoldPartner(ctx, p, time.Now()); !errors.Is(err, stopped) {
 		t.Fatalf("fold: %v, want it stopped half-way", err)
 	}
 	st.foldHook = nil
@@ -297,7 +297,7 @@ func TestFoldStopsHalfWay(t *testing.T) {
 		t.Fatal("applied moved although the fold stopped")
 	}
 	wantCounts(t, st, p, subs, ts, 300)
-	if err := st.foldPartner(ctx, p, time.Now()); err != nil {
+	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	wantCounts(t, st, p, subs, ts, 300)
@@ -323,7 +323,7 @@ func TestReadDuringFold(t *testing.T) {
 		}
 		return nil
 	}
-	if err := st.foldPartner(ctx, p, time.Now()); err != nil {
+	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st.foldHook = nil
@@ -348,7 +348,7 @@ func TestClaimAfterSeal(t *testing.T) {
 	}
 	// A folder whose clock is an hour ahead seals every partition.
 	ahead := time.Now().Add(time.Hour)
-	if err := st.foldPartner(ctx, p, ahead); err != nil {
+	if err := st.FoldPartner(ctx, p, ahead); err != nil {
 		t.Fatal(err)
 	}
 	for b := range ClaimBuckets {
@@ -360,7 +360,7 @@ func TestClaimAfterSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, st, p, subs, ts, 200)
-	if err := st.foldPartner(ctx, p, ahead.Add(time.Second)); err != nil {
+	if err := st.FoldPartner(ctx, p, ahead.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if n := manifestsAbove(t, st, p); n != 0 {
@@ -400,16 +400,71 @@ func TestSubSystemOfTwoPartners(t *testing.T) {
 	if n := total(); n != 200 {
 		t.Fatalf("before folds: %d, want 200", n)
 	}
-	if err := st.foldPartner(ctx, pa, time.Now()); err != nil {
+	if err := st.FoldPartner(ctx, pa, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if n := total(); n != 200 {
 		t.Fatalf("one partner folded: %d, want 200", n)
 	}
-	if err := st.foldPartner(ctx, pb, time.Now()); err != nil {
+	if err := st.FoldPartner(ctx, pb, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if n := total(); n != 200 {
 		t.Fatalf("both folded: %d, want 200", n)
 	}
+}
+
+// One process at a time folds a partner: a second one that writes for it
+// leaves the folding to the lease holder, and takes over once the lease
+// lapses.
+func TestFoldLease(t *testing.T) {
+	st1 := openStore(t)
+	st2, err := Open(st1.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	// Only the folds this test runs.
+	st1.folder.close()
+	st2.folder.close()
+	ctx := context.Background()
+	p, subs := tenant.NewID(), []string{tenant.NewID()}
+	ts := time.Now().UTC().Add(-10 * time.Minute)
+	evs := batchOf(p, subs, 300, ts)
+	write := func(st *Store, evs []event.Event) {
+		t.Helper()
+		if _, err := st.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fold := func(st *Store) {
+		t.Helper()
+		if err := st.folder.fold(ctx, []string{p}, time.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(st1, evs[:100])
+	fold(st1) // takes the lease
+	if n := manifestsAbove(t, st1, p); n != 0 {
+		t.Fatalf("the first folder left %d manifests", n)
+	}
+	write(st2, evs[100:200])
+	fold(st2) // not its lease: leaves them
+	if n := manifestsAbove(t, st1, p); n == 0 {
+		t.Fatal("a second process folded a partner whose lease another holds")
+	}
+	fold(st1)
+	if n := manifestsAbove(t, st1, p); n != 0 {
+		t.Fatalf("the holder left %d manifests", n)
+	}
+	// The holder stops; its lease lapses (here: removed).
+	if err := st1.s.Query("DELETE FROM fold_leases WHERE partner_id = ?", p).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	write(st2, evs[200:])
+	fold(st2)
+	if n := manifestsAbove(t, st1, p); n != 0 {
+		t.Fatalf("after the lease lapsed, %d manifests left", n)
+	}
+	wantCounts(t, st2, p, subs, ts, 300)
 }

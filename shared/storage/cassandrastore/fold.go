@@ -49,18 +49,36 @@ const (
 )
 
 // folder folds, in the background, the partners this process writes for.
+// One process at a time folds a partner: it holds the partner's lease
+// (fold_leases, renewed while it folds) and folds it every tick until it
+// has been idle for a while; a process that writes for a partner another
+// holds leaves the folding to it, and takes over when the lease lapses.
+// Two folders at once would still be exact (I4), only wasteful.
 type folder struct {
 	st      *Store
+	id      gocql.UUID
 	mu      sync.Mutex
 	touched map[string]time.Time // partner -> first write since its last fold
+	leases  map[string]*lease
 	dropped map[claimKey]time.Time
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
+type lease struct {
+	until time.Time
+	idle  int // folds in a row that found nothing
+}
+
+const (
+	leaseTTL  = 30 * time.Second
+	leaseIdle = 6 // folds (30 s) before a lease is let go
+)
+
 func newFolder(st *Store) *folder {
-	f := &folder{st: st, touched: map[string]time.Time{}, dropped: map[claimKey]time.Time{}, done: make(chan struct{})}
+	f := &folder{st: st, id: gocql.TimeUUID(), touched: map[string]time.Time{}, leases: map[string]*lease{},
+		dropped: map[claimKey]time.Time{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
@@ -75,15 +93,21 @@ func (f *folder) touch(partner string) {
 	}
 }
 
+// take returns the partners touched before before, and those leased.
 func (f *folder) take(before time.Time) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
 	for p, t := range f.touched {
-		if t.Before(before) {
+		if _, held := f.leases[p]; t.Before(before) && !held {
 			out = append(out, p)
+		}
+		if t.Before(before) {
 			delete(f.touched, p)
 		}
+	}
+	for p := range f.leases {
+		out = append(out, p)
 	}
 	return out
 }
@@ -99,7 +123,7 @@ func (f *folder) run() {
 		case <-f.ctx.Done():
 			return
 		case now := <-t.C:
-			_ = f.fold(f.ctx, f.take(now.Add(-sealLag)), now.Add(-sealLag))
+			_ = f.fold(f.ctx, f.take(now.Add(-sealLag)), now.Add(-sealLag), true)
 		}
 	}
 }
@@ -114,23 +138,88 @@ func (f *folder) sweep(ctx context.Context) {
 	_ = iter.Close()
 }
 
-func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time) error {
+// hold takes or renews the partner's lease; false when another process
+// holds it.
+func (f *folder) hold(ctx context.Context, partner string) (bool, error) {
+	f.mu.Lock()
+	l := f.leases[partner]
+	f.mu.Unlock()
+	now := time.Now()
+	if l != nil && l.until.Sub(now) > leaseTTL/2 {
+		return true, nil
+	}
+	cur := map[string]any{}
+	applied, err := f.st.s.Query("INSERT INTO fold_leases (partner_id, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ?",
+		partner, f.id, int(leaseTTL.Seconds())).SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(cur)
+	if err != nil {
+		return false, err
+	}
+	if !applied {
+		if owner, _ := cur["owner"].(gocql.UUID); owner != f.id {
+			f.mu.Lock()
+			delete(f.leases, partner)
+			f.mu.Unlock()
+			return false, nil
+		}
+		if applied, err = f.st.s.Query("UPDATE fold_leases USING TTL ? SET owner = ? WHERE partner_id = ? IF owner = ?",
+			int(leaseTTL.Seconds()), f.id, partner, f.id).SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(map[string]any{}); err != nil || !applied {
+			return false, err
+		}
+	}
+	f.mu.Lock()
+	if l == nil {
+		l = &lease{}
+		f.leases[partner] = l
+	}
+	l.until = now.Add(leaseTTL)
+	f.mu.Unlock()
+	return true, nil
+}
+
+// fold folds partners up to cutoff; with leased, only those this process
+// holds the lease of.
+func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, leased bool) error {
 	fns := make([]func(context.Context) error, len(partners))
 	var mu sync.Mutex
 	var errs []error
+	fail := func(p string, err error) {
+		mFolds.WithLabelValues("error").Inc()
+		f.touch(p) // again next tick
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("partner %s: %w", p, err))
+		mu.Unlock()
+	}
 	for i, p := range partners {
 		fns[i] = func(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			if err := f.st.foldPartner(fctx, p, cutoff); err != nil {
-				mFolds.WithLabelValues("error").Inc()
-				f.touch(p) // again next tick
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("partner %s: %w", p, err))
-				mu.Unlock()
+			if leased {
+				mine, err := f.hold(fctx, p)
+				if err != nil {
+					fail(p, err)
+					return nil
+				}
+				if !mine {
+					f.touch(p) // the holder folds it; take over if it stops
+					return nil
+				}
+			}
+			worked, err := f.st.foldPartner(fctx, p, cutoff)
+			if err != nil {
+				fail(p, err)
 				return nil
 			}
 			mFolds.WithLabelValues("folded").Inc()
+			f.mu.Lock()
+			if l := f.leases[p]; l != nil {
+				if l.idle = l.idle + 1; worked {
+					l.idle = 0
+				}
+				if l.idle >= leaseIdle {
+					delete(f.leases, p) // let it lapse
+				}
+			}
+			f.mu.Unlock()
 			return nil
 		}
 	}
@@ -149,13 +238,14 @@ func (f *folder) close() {
 // for: for a loader that wants its data folded before it exits, and for
 // tests. Folding is never needed for exactness, only for the cost of reads.
 func (st *Store) FoldPending(ctx context.Context, cutoff time.Time) error {
-	return st.folder.fold(ctx, st.folder.take(time.Now().Add(time.Hour)), cutoff)
+	return st.folder.fold(ctx, st.folder.take(time.Now().Add(time.Hour)), cutoff, false)
 }
 
 // FoldPartner folds one partner's manifests up to cutoff now, wherever
 // they were written: for a loader that resumes, and for tests.
 func (st *Store) FoldPartner(ctx context.Context, partner string, cutoff time.Time) error {
-	return st.foldPartner(ctx, partner, cutoff)
+	_, err := st.foldPartner(ctx, partner, cutoff)
+	return err
 }
 
 // A contribution is what one manifest adds to one row.
@@ -168,19 +258,19 @@ type contribution struct {
 
 // foldPartner seals the partner's claim partitions at cutoff, adds the
 // manifests up to there into the totals (I4), then moves applied (I5).
-func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) error {
+func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) (worked bool, err error) {
 	// Read at the operator's level: a stale applied only means more
 	// manifests read (rows skip what they hold), a stale sealed one more
 	// round in seal.
 	applied, sealed, err := st.readApplied(ctx, partner, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	T := cutoff.UnixNano()
 	// Seal the partitions holding manifests not yet applied, up to T.
 	waiting, err := st.readManifests(ctx, partner, applied, [ClaimBuckets]int64{}, false, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var need [ClaimBuckets]bool
 	for _, m := range waiting {
@@ -200,10 +290,10 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		})
 	}
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
-		return fmt.Errorf("seal: %w", err)
+		return false, fmt.Errorf("seal: %w", err)
 	}
 	if err := st.hook("sealed"); err != nil {
-		return err
+		return false, err
 	}
 	upTo := applied
 	for b := range ClaimBuckets {
@@ -213,13 +303,13 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 	}
 	if upTo == applied {
 		st.folder.drop(ctx, partner, applied)
-		return nil
+		return len(waiting) > 0, nil
 	}
 	// SERIAL: every round sealed is committed, and this read must see it,
 	// whatever level the operator set.
 	ms, err := st.readManifests(ctx, partner, applied, upTo, true, true)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// What each row gets, by partition.
 	parts := map[part]map[time.Time][]contribution{}
@@ -236,7 +326,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		for k, n := range m.cells {
 			c, ok, err := parseCell(k)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if ok {
 				expand(partner, c, func(a addr, group string) { add(a, contribution{m: m, n: n, group: group}) })
@@ -245,7 +335,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		for k, b := range m.users {
 			c, err := parseUcell(k)
 			if err != nil {
-				return err
+				return false, err
 			}
 			expandUsers(c, func(a addr) { add(a, contribution{m: m, sketch: b}) })
 		}
@@ -264,7 +354,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		conc = 1 // one part at a time, so a test sees each step
 	}
 	if err := fanOut(ctx, conc, fns); err != nil {
-		return fmt.Errorf("apply: %w", err)
+		return false, fmt.Errorf("apply: %w", err)
 	}
 	// I5: every row holds the manifests up to upTo.
 	fns = fns[:0]
@@ -279,11 +369,11 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		})
 	}
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
-		return fmt.Errorf("applied: %w", err)
+		return false, fmt.Errorf("applied: %w", err)
 	}
 	st.raiseApplied(partner, upTo, true)
 	st.folder.drop(ctx, partner, upTo)
-	return st.hook("applied")
+	return true, st.hook("applied")
 }
 
 func (st *Store) hook(stage string) error {
