@@ -373,4 +373,5 @@ func (s *Server) routes() {
 	s.deadLetterRoutes()
 	s.reportRoutes()
 	s.eventsRoute()
+	s.segmentRoutes()
 }

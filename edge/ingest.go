@@ -53,6 +53,11 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (principal, 
 	if raw == "" {
 		return principal{}, apierr.New(apierr.APIKeyRequired, "an API key is required: send it in the X-Api-Key header")
 	}
+	return s.authenticateKey(ctx, raw)
+}
+
+// authenticateKey checks a key however it arrived.
+func (s *Server) authenticateKey(ctx context.Context, raw string) (principal, error) {
 	id, secret, ok := tenant.ParseKey(raw)
 	if !ok {
 		return principal{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")

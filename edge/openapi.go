@@ -45,6 +45,35 @@ var (
 	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil}
 )
 
+// segmentDocMessage documents a Segment message (segmentMessage reads it).
+type segmentDocMessage struct {
+	Type              string         `json:"type,omitempty"`
+	MessageID         string         `json:"messageId,omitempty"`
+	UserID            string         `json:"userId,omitempty"`
+	AnonymousID       string         `json:"anonymousId,omitempty"`
+	Event             string         `json:"event,omitempty"`
+	Name              string         `json:"name,omitempty"`
+	Category          string         `json:"category,omitempty"`
+	GroupID           string         `json:"groupId,omitempty"`
+	PreviousID        string         `json:"previousId,omitempty"`
+	Properties        map[string]any `json:"properties,omitempty"`
+	Traits            map[string]any `json:"traits,omitempty"`
+	Context           map[string]any `json:"context,omitempty"`
+	Integrations      map[string]any `json:"integrations,omitempty"`
+	Timestamp         *time.Time     `json:"timestamp,omitempty"`
+	OriginalTimestamp *time.Time     `json:"originalTimestamp,omitempty"`
+	SentAt            *time.Time     `json:"sentAt,omitempty"`
+	WriteKey          string         `json:"writeKey,omitempty"`
+}
+
+type segmentDocBatch struct {
+	Batch        []segmentDocMessage `json:"batch"`
+	WriteKey     string              `json:"writeKey,omitempty"`
+	SentAt       *time.Time          `json:"sentAt,omitempty"`
+	Context      map[string]any      `json:"context,omitempty"`
+	Integrations map[string]any      `json:"integrations,omitempty"`
+}
+
 type bulkBody struct {
 	Events []event.Input `json:"events"`
 }
@@ -82,6 +111,14 @@ var docs = map[string]doc{
 	"POST /api/v1/tracking/bulk": {"Send up to 500 events ({events:[…]} or a bare array); per-item results in order", "key",
 		bulkBody{}, 202, bulkResult{}},
 	"POST /api/v1/tracking/events":                                  {"Alias of /tracking/bulk (the path of the reference's SDK)", "key", bulkBody{}, 202, bulkResult{}},
+	"POST /v1/track":                                                {"Segment-compatible track call (event = the event type); 200 once queued", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/identify":                                             {"Segment-compatible identify call (event type $identify)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/page":                                                 {"Segment-compatible page call (event type $page)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/screen":                                               {"Segment-compatible screen call (event type $screen)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/group":                                                {"Segment-compatible group call (event type $group)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/alias":                                                {"Segment-compatible alias call (event type $alias)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/batch":                                                {"Segment-compatible batch (at most 500 KB, 32 KB a message); messages refused for their content are listed in data.results, a 5xx asks for the whole batch again", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
+	"POST /v1/import":                                               {"Alias of /v1/batch", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
 	"GET /api/v1/partners":                                          {"List partners (page, pageSize ≤ 200, includeDeleted)", "admin", nil, 200, registryapi.PartnerPage{}},
 	"POST /api/v1/partners":                                         {"Create a partner", "admin", partnerBody{}, 201, tenant.Partner{}},
 	"GET /api/v1/partners/{id}":                                     {"Get a partner", "admin", nil, 200, tenant.Partner{}},
@@ -257,6 +294,8 @@ func (s *Server) openAPI() map[string]any {
 			op["security"] = []any{map[string]any{"apiKey": []string{}}}
 		case "report":
 			op["security"] = []any{map[string]any{"admin": []string{}}, map[string]any{"apiKey": []string{}}}
+		case "writeKey": // or writeKey in the body
+			op["security"] = []any{map[string]any{"writeKey": []string{}}, map[string]any{"apiKey": []string{}}, map[string]any{}}
 		}
 		var params []any
 		for _, m := range regexp.MustCompile(`\{([A-Za-z]+)\}`).FindAllStringSubmatch(path, -1) {
@@ -289,6 +328,8 @@ func (s *Server) openAPI() map[string]any {
 		"components": map[string]any{"securitySchemes": map[string]any{
 			"admin":  map[string]any{"type": "http", "scheme": "bearer"},
 			"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+			// Segment's libraries: the key as user name, no password.
+			"writeKey": map[string]any{"type": "http", "scheme": "basic"},
 		}},
 	}
 }

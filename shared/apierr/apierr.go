@@ -62,6 +62,12 @@ const (
 	// PropagationPending: the change is stored but not yet announced to
 	// every edge; repeating the request announces it again.
 	PropagationPending Code = "propagation_pending"
+	// KeyNotBound: a Segment write key must be bound to a sub-system (a
+	// Segment source is one sub-system).
+	KeyNotBound Code = "key_not_bound"
+	// MessageTooLarge: a Segment message over 32 KB or batch over 500 KB,
+	// answered 400 as Segment's API does.
+	MessageTooLarge Code = "message_too_large"
 )
 
 var statuses = map[Code]int{
@@ -107,6 +113,8 @@ var statuses = map[Code]int{
 	KeyRevoked:         http.StatusConflict,
 	KeyRotated:         http.StatusConflict,
 	PropagationPending: http.StatusServiceUnavailable,
+	KeyNotBound:        http.StatusBadRequest,
+	MessageTooLarge:    http.StatusBadRequest,
 }
 
 // Status is the HTTP status for a code; unknown codes are internal errors.

@@ -1,0 +1,441 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// Segment's HTTP Tracking API, beside /api/v1, so that an app sending
+// through Segment's libraries (or RudderStack's, which speak the same)
+// changes its host name and nothing else. A write key is one of our keys
+// with the ingest scope, bound to a sub-system (a Segment source is one
+// sub-system), sent as HTTP Basic auth (the key as user name), in
+// X-Api-Key, or as writeKey in the body (navigator.sendBeacon and
+// text/plain bodies cannot set a header). Every other rule of our keys
+// applies unchanged: scopes, rate limits, signing.
+//
+// Answers: 200 when every message was queued, or when some were refused
+// for what they hold (listed in data.results, never retried by the SDKs,
+// which would refuse them again); 5xx (with Retry-After) when any message
+// could not be queued for a reason a retry can fix, so the SDK sends the
+// whole batch again and messageId makes it count once; 429 with
+// Retry-After over the key's rate; 400 for a body that is not JSON, for a
+// message over 32 KB or a batch over 500 KB (as Segment answers), and for a
+// key not bound to a sub-system; 401 for a bad key.
+
+const (
+	segmentMessageMax = 32 << 10
+	segmentBatchMax   = 500 << 10
+)
+
+// segmentTypes are the event types of the calls other than track (whose
+// event type is its event name). The '$' keeps them apart from any track
+// event a partner names "page".
+var segmentTypes = map[string]string{
+	"identify": "$identify", "page": "$page", "screen": "$screen", "group": "$group", "alias": "$alias",
+}
+
+// segmentMessage is one call, as Segment's libraries send it. Unknown fields
+// are ignored, as Segment does.
+type segmentMessage struct {
+	Type              string          `json:"type"`
+	MessageID         string          `json:"messageId"`
+	UserID            json.RawMessage `json:"userId"`
+	AnonymousID       json.RawMessage `json:"anonymousId"`
+	Event             string          `json:"event"`
+	Name              string          `json:"name"`
+	Category          string          `json:"category"`
+	GroupID           json.RawMessage `json:"groupId"`
+	PreviousID        json.RawMessage `json:"previousId"`
+	Properties        json.RawMessage `json:"properties"`
+	Traits            json.RawMessage `json:"traits"`
+	Context           json.RawMessage `json:"context"`
+	Integrations      json.RawMessage `json:"integrations"`
+	Timestamp         string          `json:"timestamp"`
+	OriginalTimestamp string          `json:"originalTimestamp"`
+	SentAt            string          `json:"sentAt"`
+}
+
+// segmentBody is what a request may carry besides its messages.
+type segmentBody struct {
+	WriteKey     string            `json:"writeKey"`
+	Batch        []json.RawMessage `json:"batch"`
+	SentAt       string            `json:"sentAt"`
+	Context      json.RawMessage   `json:"context"`
+	Integrations json.RawMessage   `json:"integrations"`
+}
+
+func (s *Server) segmentRoutes() {
+	for _, call := range []string{"track", "identify", "page", "screen", "group", "alias"} {
+		path := "/v1/" + call
+		s.handle(http.MethodPost, path, cors(s.segment(call)))
+		s.router.OPTIONS(path, preflight)
+	}
+	for _, path := range []string{"/v1/batch", "/v1/import"} {
+		s.handle(http.MethodPost, path, cors(s.segment("")))
+		s.router.OPTIONS(path, preflight)
+	}
+}
+
+// segmentKey is the write key of a request that sent it in a header: Basic
+// auth's user name, or X-Api-Key.
+func segmentKey(r *http.Request) string {
+	if user, _, ok := r.BasicAuth(); ok {
+		return strings.TrimSpace(user)
+	}
+	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
+}
+
+// segment handles one call type, or a batch when call is "".
+func (s *Server) segment(call string) handler {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
+		ctx := r.Context()
+		limit := int64(segmentMessageMax)
+		if call == "" {
+			limit = segmentBatchMax
+		}
+		// A key in a header is checked before the body is read, as on our
+		// own routes; a key in the body (sendBeacon) only after.
+		var pr principal
+		raw := segmentKey(r)
+		if raw != "" {
+			var err error
+			if pr, err = s.segmentPrincipal(ctx, w, r, raw); err != nil {
+				return reject(err, 1)
+			}
+			rs.partnerID = pr.partner.ID
+		}
+		body, err := s.readBody(w, r, rs, limit)
+		if err != nil {
+			if apierr.Is(err, apierr.BodyTooLarge) {
+				err = segmentTooLarge(call, r.ContentLength)
+			}
+			return reject(err, 1)
+		}
+		var top segmentBody
+		if err := json.Unmarshal(body, &top); err != nil {
+			return reject(apierr.New(apierr.InvalidJSON, "the body is not a JSON object: %v", err), 1)
+		}
+		if raw == "" {
+			if top.WriteKey == "" {
+				return reject(apierr.New(apierr.APIKeyRequired, "a write key is required: send it as HTTP Basic auth (the key as user name, no password), in X-Api-Key, or as writeKey in the body"), 1)
+			}
+			if pr, err = s.segmentPrincipal(ctx, w, r, strings.TrimSpace(top.WriteKey)); err != nil {
+				return reject(err, 1)
+			}
+			rs.partnerID = pr.partner.ID
+		}
+		if err := s.verifySignature(ctx, r, pr, body); err != nil {
+			return reject(err, 1)
+		}
+		if pr.key.SubSystemID == "" {
+			return reject(apierr.New(apierr.KeyNotBound, "this key is not bound to a sub-system, and a Segment write key must be (a Segment source is one sub-system): create a key with subSystemId, or bind this one"), 1)
+		}
+		items := top.Batch
+		if call != "" {
+			items = []json.RawMessage{body}
+		} else if len(items) == 0 {
+			return reject(apierr.Invalid(apierr.FieldError{Field: "batch", Message: "must hold at least one message"}), 1)
+		}
+		rs.events = len(items)
+		if err := s.rateLimitRest(ctx, w, pr, len(items)); err != nil {
+			return reject(err, len(items))
+		}
+		return s.segmentPublish(ctx, r, pr, call, &top, items)
+	}
+}
+
+// segmentPrincipal authenticates a write key and admits the request: scope,
+// signature headers, one token of the rate limit.
+func (s *Server) segmentPrincipal(ctx context.Context, w http.ResponseWriter, r *http.Request, raw string) (principal, error) {
+	pr, err := s.authenticateKey(ctx, raw)
+	if err == nil {
+		err = needScope(pr, tenant.ScopeIngest)
+	}
+	if err != nil {
+		return pr, err
+	}
+	s.touch(pr.key.ID)
+	if err := s.checkSignatureHeaders(r, pr); err != nil {
+		return pr, err
+	}
+	return pr, s.rateLimit(ctx, w, pr, 1)
+}
+
+func segmentTooLarge(call string, n int64) error {
+	if call == "" {
+		return apierr.New(apierr.MessageTooLarge, "the batch is %d bytes; the limit is 500 KB per batch: send smaller batches", n)
+	}
+	return apierr.New(apierr.MessageTooLarge, "the message is %d bytes; the limit is 32 KB per message", n)
+}
+
+// segmentPublish converts, validates and queues the messages.
+func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr principal, call string, top *segmentBody, items []json.RawMessage) (reply, error) {
+	lim := s.limits(pr)
+	now := s.now().UTC()
+	ip, ua := s.clientIP(r), truncate(r.UserAgent(), maxUserAgent)
+	res := bulkResult{Results: make([]itemResult, len(items))}
+	events := make([]event.Event, len(items))
+	valid := make([]*event.Event, 0, len(items))
+	index := make([]int, 0, len(items))
+	retry := false
+	fail := func(i int, id string, err error) {
+		ae := apierr.From(err)
+		mRejected.WithLabelValues(string(ae.Code)).Inc()
+		res.Results[i] = itemResult{Index: i, ID: id, Status: "Rejected", Error: ae}
+		res.Rejected++
+		retry = retry || ae.Code.Status() >= 500
+	}
+	for i, raw := range items {
+		in, id, err := segmentInput(raw, call, top, lim, now)
+		if err == nil {
+			events[i], err = s.build(pr, in, ip, ua, now)
+		}
+		if err != nil {
+			fail(i, id, err)
+			continue
+		}
+		valid = append(valid, &events[i])
+		index = append(index, i)
+	}
+	if len(valid) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+		defer cancel()
+		start := time.Now()
+		for k, ack := range s.publish(pctx, s.newMsgs(pctx, valid)) {
+			i := index[k]
+			if ack.Err != nil {
+				fail(i, events[i].ID, publishErr(ack.Err))
+				continue
+			}
+			ts := events[i].Timestamp
+			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
+			res.Accepted++
+		}
+		mPublishSeconds.Observe(time.Since(start).Seconds())
+	}
+	mAccepted.Add(float64(res.Accepted))
+	switch {
+	case retry:
+		// Some message may be queued again by a retry of the whole
+		// request: its messageId makes it count once.
+		var first *apierr.Error
+		for _, it := range res.Results {
+			if it.Error != nil && it.Error.Code.Status() >= 500 {
+				first = it.Error
+				break
+			}
+		}
+		return reply{status: first.Code.Status(), data: res}, &apierr.Error{Code: first.Code,
+			Message: "some messages were not queued; send the request again (messages already queued are counted once): " + first.Message}
+	case res.Accepted == 0:
+		first := res.Results[0].Error
+		return reply{status: first.Code.Status(), data: res}, &apierr.Error{Code: first.Code, Message: "no message was accepted; see data.results for each message's error: " + first.Message}
+	}
+	msg := "messages queued for processing"
+	if res.Rejected > 0 {
+		msg = "some messages were refused: see data.results"
+	}
+	return reply{status: http.StatusOK, data: res, msg: msg}, nil
+}
+
+// segmentInput maps one Segment message onto our event (the README's
+// table). id is the event id it maps to, for the answer.
+func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.Limits, receivedAt time.Time) (in event.Input, id string, err error) {
+	var m segmentMessage
+	if len(raw) > segmentMessageMax {
+		return in, "", segmentTooLarge("msg", int64(len(raw)))
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return in, "", apierr.New(apierr.InvalidJSON, "the message is not a JSON object: %v", err)
+	}
+	in.ID = segmentID(m.MessageID, raw, lim)
+	typ := call
+	if typ == "" {
+		typ = strings.ToLower(strings.TrimSpace(m.Type))
+	}
+	var bad []apierr.FieldError
+	switch typ {
+	case "track":
+		in.EventType = m.Event
+		if strings.TrimSpace(m.Event) == "" {
+			bad = append(bad, apierr.FieldError{Field: "event", Message: "is required on a track call"})
+		}
+	case "identify", "page", "screen", "group", "alias":
+		in.EventType = segmentTypes[typ]
+	default:
+		bad = append(bad, apierr.FieldError{Field: "type", Message: "must be track, identify, page, screen, group or alias"})
+	}
+	var ok bool
+	if in.UserID, ok = idString(m.UserID); !ok {
+		bad = append(bad, apierr.FieldError{Field: "userId", Message: "must be a string or a number"})
+	}
+	if in.AnonymousID, ok = idString(m.AnonymousID); !ok {
+		bad = append(bad, apierr.FieldError{Field: "anonymousId", Message: "must be a string or a number"})
+	}
+	// Clock skew (Segment's rule): the call happened sentAt - original
+	// before the request was received, by the server's clock.
+	original := m.OriginalTimestamp
+	if original == "" {
+		original = m.Timestamp
+	}
+	sentAt := m.SentAt
+	if sentAt == "" {
+		sentAt = top.SentAt
+	}
+	var orig, sent time.Time
+	if original != "" {
+		if orig, ok = parseSegmentTime(original); !ok {
+			bad = append(bad, apierr.FieldError{Field: "timestamp", Message: "must be an ISO 8601 date and time"})
+		}
+	}
+	if sentAt != "" {
+		if sent, ok = parseSegmentTime(sentAt); !ok {
+			bad = append(bad, apierr.FieldError{Field: "sentAt", Message: "must be an ISO 8601 date and time"})
+		}
+	}
+	if len(bad) > 0 {
+		return in, okID(in.ID, lim), apierr.Invalid(bad...)
+	}
+	switch {
+	case !orig.IsZero() && !sent.IsZero():
+		ts := receivedAt.Add(-sent.Sub(orig))
+		in.Timestamp = &ts
+	case !orig.IsZero():
+		in.Timestamp = &orig
+	}
+	ctxJSON, integ := m.Context, m.Integrations
+	if isAbsent(ctxJSON) {
+		ctxJSON = top.Context
+	}
+	if isAbsent(integ) {
+		integ = top.Integrations
+	}
+	md := newMetadata()
+	md.raw("properties", m.Properties)
+	md.raw("traits", m.Traits)
+	md.raw("context", ctxJSON)
+	md.raw("integrations", integ)
+	md.str("name", m.Name)
+	md.str("category", m.Category)
+	md.raw("groupId", m.GroupID)
+	md.raw("previousId", m.PreviousID)
+	md.str("originalTimestamp", original)
+	md.str("sentAt", sentAt)
+	if in.ID != m.MessageID && m.MessageID != "" {
+		md.str("messageId", m.MessageID)
+	}
+	in.Metadata = md.done()
+	if err := event.Validate(&in, lim, receivedAt); err != nil {
+		return in, okID(in.ID, lim), err
+	}
+	return in, in.ID, nil
+}
+
+// segmentID is the event id of a messageId: itself when it is a valid id,
+// else a digest of it; without one, a digest of the message, so that a
+// retried message still counts once.
+func segmentID(messageID string, raw []byte, lim event.Limits) string {
+	if messageID != "" && event.ValidID(messageID, lim) && !strings.HasPrefix(messageID, "seg-") {
+		return messageID
+	}
+	src := []byte(messageID)
+	if messageID == "" {
+		src = raw
+	}
+	sum := sha256.Sum256(src)
+	return "seg-" + hex.EncodeToString(sum[:20])
+}
+
+func okID(id string, lim event.Limits) string {
+	if event.ValidID(id, lim) {
+		return id
+	}
+	return ""
+}
+
+// idString reads a user or anonymous id: a string, or a number kept as
+// written; null or absent is "".
+func idString(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if isAbsent(raw) {
+		return "", true
+	}
+	if raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err == nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+func isAbsent(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || bytes.Equal(raw, []byte("null"))
+}
+
+// parseSegmentTime reads the ISO 8601 forms Segment's libraries send.
+func parseSegmentTime(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// metadata builds the event's metadata object: the message's fields that
+// have no column of their own, in a fixed order, those absent left out.
+type metadata struct{ b []byte }
+
+func newMetadata() *metadata { return &metadata{b: []byte{'{'}} }
+
+func (m *metadata) key(k string) {
+	if len(m.b) > 1 {
+		m.b = append(m.b, ',')
+	}
+	m.b = append(append(append(m.b, '"'), k...), `":`...)
+}
+
+func (m *metadata) raw(k string, v json.RawMessage) {
+	if isAbsent(v) {
+		return
+	}
+	var c bytes.Buffer
+	if json.Compact(&c, v) != nil {
+		return // not JSON: json.Unmarshal already refused the message
+	}
+	m.key(k)
+	m.b = append(m.b, c.Bytes()...)
+}
+
+func (m *metadata) str(k, v string) {
+	if v == "" {
+		return
+	}
+	m.key(k)
+	m.b = event.AppendString(m.b, v, false)
+}
+
+func (m *metadata) done() json.RawMessage {
+	if len(m.b) == 1 {
+		return nil
+	}
+	return append(m.b, '}')
+}
