@@ -1,0 +1,172 @@
+package allinone_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// nodeModules installs testdata/segment-node's pinned packages (npm ci)
+// into a cache directory, once per lockfile, and returns that directory
+// with the test's scripts copied in. It skips, loudly, without Node.
+func nodeModules(t *testing.T, name string) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("SKIPPED LOUDLY: node is not installed, so Segment's own SDKs were not tested (apt-get install nodejs npm)")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("SKIPPED LOUDLY: npm is not installed, so Segment's own SDKs were not tested (apt-get install npm)")
+	}
+	src := filepath.Join("testdata", name)
+	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lock)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "volcanion", name+"-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err != nil {
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	}
+	return dir
+}
+
+// TestSegmentNodeSDK: @segment/analytics-node, pointed at the edge, sends
+// each kind of call and a batch of 1,000 messages. The first batch request
+// is stored but its answer replaced by a 500, so the SDK sends it again:
+// every message is still stored and counted once, with its type, ids and
+// time.
+func TestSegmentNodeSDK(t *testing.T) {
+	dir := nodeModules(t, "segment-node")
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segnode", "server")
+	key := s.segmentKey(p, subs["server"], nil)
+
+	edge, _ := url.Parse(strings.TrimSuffix(s.base, "/api/v1"))
+	var batches, failed atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(edge)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path == "/v1/batch" && batches.Add(1) == 1 && r.StatusCode == 200 {
+			// Stored, but the SDK hears a failure and must retry.
+			failed.Add(1)
+			r.Body.Close()
+			body := []byte(`{"success":false,"error":{"code":"internal_error","message":"forced by the test"}}`)
+			r.StatusCode, r.Status = 500, "500 Internal Server Error"
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			r.Header.Set("Content-Length", fmt.Sprint(len(body)))
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	run := fmt.Sprintf("n%d", time.Now().UnixNano())
+	cmd := exec.Command("node", "send.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOST=http://"+ln.Addr().String(), "WRITE_KEY="+key, "RUN="+run)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node send.mjs: %v\n%s", err, out)
+	}
+	var res struct {
+		Past   time.Time `json:"past"`
+		Errors []string  `json:"errors"`
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || len(res.Errors) > 0 {
+		t.Fatalf("node said: %s", out)
+	}
+	if failed.Load() != 1 || batches.Load() < 12 {
+		t.Fatalf("%d batch requests, %d failed on purpose: the forced retry did not happen", batches.Load(), failed.Load())
+	}
+
+	rep := s.waitTotal(subs["server"], 1006)
+	for typ, want := range map[string]int64{"Node Track": 1, "$identify": 1, "$page": 1, "$screen": 1, "$group": 1, "$alias": 1, "Bulk": 1000} {
+		if rep.EventsByType[typ] != want {
+			t.Fatalf("%s: %d, want %d (%v)", typ, rep.EventsByType[typ], want, rep.EventsByType)
+		}
+	}
+	// The raw events: every bulk message once, under its messageId.
+	seen := map[string]int{}
+	var track *struct {
+		ID          string    `json:"id"`
+		SubSystemID string    `json:"subSystemId"`
+		EventType   string    `json:"eventType"`
+		Timestamp   time.Time `json:"timestamp"`
+		UserID      string    `json:"userId"`
+		Metadata    map[string]any
+	}
+	q := url.Values{"from": {time.Now().UTC().Add(-2 * time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}
+	for page := 0; ; page++ {
+		var pg eventsPage
+		s.must(200, "GET", "/reports/partners/"+p+"/events?"+q.Encode(), "admin", nil, &pg)
+		for i, e := range pg.Events {
+			seen[e.ID]++
+			if e.ID == run+"-track" {
+				track = &pg.Events[i]
+			}
+		}
+		if pg.NextCursor == "" || page > 5 {
+			break
+		}
+		q.Set("cursor", pg.NextCursor)
+	}
+	for i := range 1000 {
+		if id := fmt.Sprintf("%s-bulk-%d", run, i); seen[id] != 1 {
+			t.Fatalf("%s listed %d times", id, seen[id])
+		}
+	}
+	for _, c := range []string{"identify", "page", "screen", "group", "alias"} {
+		if seen[run+"-"+c] != 1 {
+			t.Fatalf("%s call listed %d times", c, seen[run+"-"+c])
+		}
+	}
+	if track == nil || track.UserID != "n1" || track.Timestamp.Sub(res.Past).Abs() > 5*time.Second {
+		t.Fatalf("the track call an hour ago: %+v (sent with timestamp %v)", track, res.Past)
+	}
+	if props, _ := track.Metadata["properties"].(map[string]any); props["a"] != 1.0 {
+		t.Fatalf("track properties: %+v", track.Metadata)
+	}
+}
