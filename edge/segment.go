@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -78,15 +80,19 @@ type segmentBody struct {
 }
 
 func (s *Server) segmentRoutes() {
+	// Segment's browser library posts to the calls' first letters (/v1/t,
+	// /v1/p, …, /v1/b for a batch).
 	for _, call := range []string{"track", "identify", "page", "screen", "group", "alias"} {
-		path := "/v1/" + call
-		s.handle(http.MethodPost, path, cors(s.segment(call)))
-		s.router.OPTIONS(path, preflight)
+		for _, path := range []string{"/v1/" + call, "/v1/" + call[:1]} {
+			s.handle(http.MethodPost, path, cors(s.segment(call)))
+			s.router.OPTIONS(path, preflight)
+		}
 	}
-	for _, path := range []string{"/v1/batch", "/v1/import"} {
+	for _, path := range []string{"/v1/batch", "/v1/import", "/v1/b"} {
 		s.handle(http.MethodPost, path, cors(s.segment("")))
 		s.router.OPTIONS(path, preflight)
 	}
+	s.router.GET("/v1/projects/:writeKey/settings", s.segmentSettings)
 }
 
 // segmentKey is the write key of a request that sent it in a header: Basic
@@ -438,4 +444,54 @@ func (m *metadata) done() json.RawMessage {
 		return nil
 	}
 	return append(m.b, '}')
+}
+
+// segmentSettings answers what Segment's browser library loads before it
+// sends anything (GET /v1/projects/{writeKey}/settings, normally from
+// Segment's CDN; cdnURL points the library here): the Segment.io
+// destination, aimed at this edge. Only a key that may send events through
+// these routes gets settings.
+func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	pr, err := s.authenticateKey(r.Context(), p.ByName("writeKey"))
+	if err == nil {
+		err = needScope(pr, tenant.ScopeIngest)
+	}
+	if err == nil && pr.key.SubSystemID == "" {
+		err = apierr.New(apierr.KeyNotBound, "this key is not bound to a sub-system, and a Segment write key must be")
+	}
+	if err != nil {
+		ae := apierr.From(err)
+		s.write(w, ae.Code.Status(), envelope{Error: ae, RequestID: newRequestID()})
+		return
+	}
+	proto := "http"
+	if r.TLS != nil || s.fromTrustedProxy(r) && r.Header.Get("X-Forwarded-Proto") == "https" {
+		proto = "https"
+	}
+	enabled := map[string]any{"__default": map[string]any{"enabled": true}}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Cache-Control", "private, max-age=60")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"integrations": map[string]any{"Segment.io": map[string]any{
+			"apiKey": p.ByName("writeKey"), "apiHost": r.Host + "/v1", "protocol": proto,
+		}},
+		"plan":                 map[string]any{"track": enabled, "identify": enabled, "group": enabled},
+		"edgeFunction":         map[string]any{},
+		"analyticsNextEnabled": true,
+		"middlewareSettings":   map[string]any{},
+		"enabledMiddleware":    map[string]any{},
+		"metrics":              map[string]any{"sampleRate": 0},
+		"remotePlugins":        []any{},
+	})
+}
+
+// fromTrustedProxy tells whether the peer is one of the trusted proxies.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	return err == nil && s.trusted(peer.Unmap())
 }

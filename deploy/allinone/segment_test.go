@@ -77,6 +77,26 @@ func TestSegmentAPI(t *testing.T) {
 		t.Fatalf("bad key: %d %s", r.Status, r.Raw)
 	}
 
+	// The settings Segment's browser library loads first point it here.
+	root := strings.TrimSuffix(s.base, "/api/v1")
+	for k, want := range map[string]int{key: 200, unbound: 400, "vtk_nope": 401} {
+		hr, err := http.Get(root + "/v1/projects/" + url.PathEscape(k) + "/settings")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var settings struct {
+			Integrations map[string]struct{ APIHost, Protocol string } `json:"integrations"`
+		}
+		err = json.NewDecoder(hr.Body).Decode(&settings)
+		hr.Body.Close()
+		if hr.StatusCode != want || err != nil {
+			t.Fatalf("settings of %.12s…: %d (%v), want %d", k, hr.StatusCode, err, want)
+		}
+		if want == 200 && (settings.Integrations["Segment.io"].APIHost != strings.TrimPrefix(root, "http://")+"/v1" || settings.Integrations["Segment.io"].Protocol != "http") {
+			t.Fatalf("settings: %+v", settings)
+		}
+	}
+
 	now := time.Now().UTC()
 	skewed := now.Add(3 * time.Hour) // the device's clock is 3 h ahead
 	calls := []struct {
@@ -98,9 +118,10 @@ func TestSegmentAPI(t *testing.T) {
 			t.Fatalf("%s: %d %s", c.path, r.Status, r.Raw)
 		}
 	}
-	// sendBeacon: text/plain, the write key in the body.
+	// sendBeacon: text/plain, the write key in the body, to the browser
+	// library's short path.
 	beacon := map[string]any{"writeKey": key, "batch": []map[string]any{{"type": "track", "event": "Unload", "messageId": "m-beacon", "anonymousId": "a1"}}}
-	if r := s.segment("/v1/batch", "", "text/plain;charset=UTF-8", beacon); r.Status != 200 {
+	if r := s.segment("/v1/b", "", "text/plain;charset=UTF-8", beacon); r.Status != 200 {
 		t.Fatalf("beacon: %d %s", r.Status, r.Raw)
 	}
 	// A batch with good and bad messages: the good ones are queued, the bad
