@@ -3,6 +3,7 @@
 # missing and stopping only what it started:
 #   Cassandra on 127.0.0.1:9042 (deploy/cassandra/cassandra.sh, from Maven Central)
 #   Redis on 127.0.0.1:6379 (redis-server from Debian's packages, installed if missing)
+#   Chromium (Debian's package, installed if missing) for the browser tests
 # It exports VT_CASSANDRA_HOSTS and VT_REDIS_URL for the command.
 #
 #   deploy/with-deps.sh make unit
@@ -25,6 +26,14 @@ cleanup() {
   rm -rf "$state"
 }
 trap cleanup EXIT
+
+# Chromium, driven headless by the browser tests (never a downloaded browser).
+if ! command -v chromium >/dev/null; then
+  log "installing chromium from the OS packages"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 # Redis
 if ! port_open 6379; then

@@ -199,10 +199,14 @@ func cors(h handler) handler {
 }
 
 func preflight(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	preflightAllowing(w, "Content-Type, X-Api-Key, X-Timestamp, X-Nonce, X-Signature")
+}
+
+func preflightAllowing(w http.ResponseWriter, headers string) {
 	h := w.Header()
 	corsHeaders(h)
 	h.Set("Access-Control-Allow-Methods", "POST")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, X-Api-Key, X-Timestamp, X-Nonce, X-Signature")
+	h.Set("Access-Control-Allow-Headers", headers)
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)
 }

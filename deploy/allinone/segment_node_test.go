@@ -170,3 +170,86 @@ func TestSegmentNodeSDK(t *testing.T) {
 		t.Fatalf("track properties: %+v", track.Metadata)
 	}
 }
+
+// TestSegmentBrowser: Segment's browser library (@segment/analytics-next,
+// from npm, served by the test's page) in headless Chromium takes its
+// settings from the edge, sends a page and a track call, and the page sends
+// a beacon (navigator.sendBeacon, key in a text/plain body) as it is left:
+// each is stored once.
+func TestSegmentBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: chromium is not installed (deploy/with-deps.sh installs it for make test)")
+	}
+	dir := nodeModules(t, "segment-browser")
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segweb", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	edge := strings.TrimSuffix(s.base, "/api/v1")
+
+	// The test's own site: the page and the library, from npm, on another
+	// origin than the edge (the library calls the edge cross-origin).
+	mux := http.NewServeMux()
+	mux.Handle("/ajs/", http.StripPrefix("/ajs/", http.FileServer(http.Dir(filepath.Join(dir, "node_modules/@segment/analytics-next/dist/umd")))))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, filepath.Join(dir, "page.html")) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := &http.Server{Handler: mux}
+	go site.Serve(ln)
+	t.Cleanup(func() { site.Close() })
+
+	run := fmt.Sprintf("b%d", time.Now().UnixNano())
+	page := "http://" + ln.Addr().String() + "/?" + url.Values{"edge": {edge}, "key": {key}, "run": {run}}.Encode()
+	cmd := exec.Command("node", "drive.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PAGE="+page, "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node drive.mjs: %v\n%s", err, out)
+	}
+	var res struct {
+		Result struct {
+			Page, Track string
+			Failed      []string
+			Error       string
+		}
+		Logs []string
+		URLs []string
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || res.Result.Error != "" || len(res.Result.Failed) > 0 || res.Result.Page == "" {
+		t.Fatalf("the page: %s", out)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the browser said: %s", out)
+		}
+	})
+	for _, u := range res.URLs {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") && u != "about:blank" {
+			t.Fatalf("the page fetched %s: everything must come from the edge or the test's site", u)
+		}
+	}
+	if len(res.Logs) > 0 {
+		t.Fatalf("the browser logged errors: %v", res.Logs)
+	}
+	rep := s.waitTotal(subs["web"], 3)
+	for typ, want := range map[string]int64{"$page": 1, "Browser Click": 1, "Beacon Unload": 1} {
+		if rep.EventsByType[typ] != want {
+			t.Fatalf("%s: %d, want %d (%v; browser: %v)", typ, rep.EventsByType[typ], want, rep.EventsByType, res.Logs)
+		}
+	}
+	var pg eventsPage
+	s.must(200, "GET", "/reports/partners/"+p+"/events?from="+time.Now().UTC().Add(-time.Hour).Format(time.RFC3339), "admin", nil, &pg)
+	ids := map[string]bool{}
+	for _, e := range pg.Events {
+		ids[e.ID] = true
+	}
+	for _, id := range []string{res.Result.Page, res.Result.Track, run + "-beacon"} {
+		if !ids[id] {
+			t.Fatalf("message %s not stored under its messageId: %+v", id, pg.Events)
+		}
+	}
+}
