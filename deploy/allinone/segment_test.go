@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/volcanion/tracking/shared/subject"
 )
 
 // segmentKey creates a key bound to sub-system sub (a Segment source).
@@ -204,6 +207,18 @@ func TestSegmentLimits(t *testing.T) {
 	if r := s.segment("/v1/batch", key, "application/json", []byte(`{"batch":[`)); r.Status != 400 || r.code() != "invalid_json" {
 		t.Fatalf("not JSON: %d %s", r.Status, r.Raw)
 	}
+	// Every other rule of our keys holds: scopes and signing.
+	reportOnly := s.segmentKey(p, subs["web"], map[string]any{"scopes": []string{"report"}})
+	if r := s.segment("/v1/track", reportOnly, "application/json", map[string]any{"event": "e", "userId": "u"}); r.Status != 403 || r.code() != "scope_missing" {
+		t.Fatalf("report-only key: %d %s", r.Status, r.Raw)
+	}
+	signed := s.segmentKey(p, subs["web"], map[string]any{"requireSignature": true})
+	if r := s.segment("/v1/track", signed, "application/json", map[string]any{"event": "e", "userId": "u"}); r.Status != 401 || r.code() != "signature_required" {
+		t.Fatalf("unsigned request of a signing key: %d %s", r.Status, r.Raw)
+	}
+	if r := s.segment("/v1/batch", "", "text/plain", map[string]any{"writeKey": signed, "batch": []map[string]any{{"type": "track", "event": "e", "userId": "u"}}}); r.Status != 401 || r.code() != "signature_required" {
+		t.Fatalf("unsigned beacon of a signing key: %d %s", r.Status, r.Raw)
+	}
 	limited := s.segmentKey(p, subs["web"], map[string]any{"rateLimit": 1})
 	var got429 resp
 	for i := range 5 {
@@ -216,4 +231,57 @@ func TestSegmentLimits(t *testing.T) {
 	if got429.Status != 429 || got429.Header.Get("Retry-After") == "" {
 		t.Fatalf("over the rate: %d %s", got429.Status, got429.Raw)
 	}
+}
+
+// TestSegmentFullBacklog: when some messages of a batch cannot be queued
+// (the backlog is full), the answer is 503 with Retry-After, so Segment's
+// libraries send the whole batch again; once there is room, the retry
+// stores each message once.
+func TestSegmentFullBacklog(t *testing.T) {
+	const limit = 50
+	s := startWith(t, t.TempDir(), func(c *config) {
+		c.NATSListen = "127.0.0.1:-1"
+		c.Bus.MaxMsgs = limit
+	})
+	p, subs, _ := s.tenant("segfull", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	js, state := streamOf(t, s)
+	ctx := context.Background()
+	if _, err := js.PauseConsumer(ctx, subject.EventsStream, subject.WorkersConsumer, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	batchOf := func(prefix string, n int) map[string]any {
+		var b []map[string]any
+		for i := range n {
+			b = append(b, map[string]any{"type": "track", "event": "e", "userId": "u", "messageId": fmt.Sprint(prefix, i)})
+		}
+		return map[string]any{"batch": b}
+	}
+	if r := s.segment("/v1/batch", key, "application/json", batchOf("first-", 30)); r.Status != 200 {
+		t.Fatalf("the first batch: %d %s", r.Status, r.Raw)
+	}
+	batch := batchOf("full-", 40)
+	r := s.segment("/v1/batch", key, "application/json", batch)
+	if r.Status != 503 || r.code() != "backpressure" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("a batch into a full backlog: %d %s", r.Status, r.Raw)
+	}
+	if n := state().Msgs; n > limit {
+		t.Fatalf("the stream holds %d, over its limit %d", n, limit)
+	}
+	if _, err := js.ResumeConsumer(ctx, subject.EventsStream, subject.WorkersConsumer); err != nil {
+		t.Fatal(err)
+	}
+	// The SDK's retry, until the backlog has room for it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = s.segment("/v1/batch", key, "application/json", batch)
+		if r.Status == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.Status != 200 {
+		t.Fatalf("the retry: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 70)
 }
