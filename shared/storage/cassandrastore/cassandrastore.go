@@ -108,7 +108,12 @@ func Open(cfg Config) (*Store, error) {
 }
 
 // Close stops folding and closes the session.
-func (st *Store) Close() error { st.folder.close(); st.s.Close(); return nil }
+func (st *Store) Close() error {
+	st.folder.close()
+	st.folder.finish(context.Background())
+	st.s.Close()
+	return nil
+}
 
 // Ping runs a trivial query.
 func (st *Store) Ping(ctx context.Context) error {

@@ -166,16 +166,80 @@ func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration,
 // copyTotalsVersion is the schema_migrations version of copyTotals.
 const copyTotalsVersion = 10
 
-// copiedThrough marks a totals row copied from rollups: it holds no
-// manifest of any claim partition ("-" names none).
-var copiedThrough = encodeCounts(map[string]int64{"-": 0})
+// copiedKey in a totals row's through marks the old layout's sums as added
+// to it ("-" names no claim partition).
+const copiedKey = "-"
 
-// copyTotals sums the rows of rollups and user_sketches (0007) into totals
-// (0009), one row per slot, so reports keep counting what was stored before
-// this version. Run it with the old writers stopped (copying again writes
-// the same rows); a batch of an old writer that stopped between its claims
-// and its count rows is not counted. The old tables are left for a later
-// version to drop.
+// mergeCopied adds a slot's old sums to its totals row, once: under the
+// row's own condition (IF through = old), as a fold does, so a fold that
+// ran first keeps what it added and a copy run again adds nothing.
+func mergeCopied(ctx context.Context, s *gocql.Session, keyspace string, p part, slot time.Time, n int64, groups map[string]int64, sk *hll.Sketch, ttl int) error {
+	for range casTries {
+		var through, gb, sb []byte
+		var cur int64
+		var curTTL *int
+		err := s.Query("SELECT n, groups, sketch, through, TTL(through) FROM "+keyspace+".totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+			p.kind, p.a, p.key, int8(p.res), p.period, slot).Consistency(gocql.Serial).WithContext(ctx).Scan(&cur, &gb, &sb, &through, &curTTL)
+		if err != nil && err != gocql.ErrNotFound {
+			return err
+		}
+		tm, err := decodeMap(through)
+		if err != nil {
+			return err
+		}
+		if _, done := tm[copiedKey]; done {
+			return nil
+		}
+		tm[copiedKey] = 0
+		var old any
+		if through != nil {
+			old = through
+		}
+		if curTTL != nil {
+			ttl = max(ttl, *curTTL)
+		}
+		var q *gocql.Query
+		if p.kind == kindUsers {
+			var merged hll.Sketch
+			if len(sb) > 0 {
+				if err := merged.MergeBinary(sb); err != nil {
+					return err
+				}
+			}
+			if err := merged.MergeBinary(sk.Append(nil)); err != nil {
+				return err
+			}
+			q = s.Query("UPDATE "+keyspace+".totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
+				ttl, merged.Append(nil), encodeCounts(tm), p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
+		} else {
+			gm, err := decodeMap(gb)
+			if err != nil {
+				return err
+			}
+			for g, v := range groups {
+				gm[g] += v
+			}
+			q = s.Query("UPDATE "+keyspace+".totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
+				ttl, cur+n, encodeCounts(gm), encodeCounts(tm), p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
+		}
+		applied, err := q.SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(map[string]any{})
+		if err != nil && !retryableCAS(err) {
+			return err
+		}
+		if applied {
+			return nil
+		}
+	}
+	return fmt.Errorf("cassandrastore: copy into %v of %v: contended", slot, p)
+}
+
+// copyTotals adds the sums of rollups and user_sketches (0007) into totals
+// (0009), once per slot (mergeCopied), so reports keep counting what was
+// stored before this version; copying again, or after folds, adds nothing
+// twice. Run it with the old writers stopped: a batch of an old writer that
+// stopped between its claims and all of its count rows is counted in the
+// rollups it had written only. The old tables are left for a later version
+// to drop.
 func copyTotals(ctx context.Context, s *gocql.Session, keyspace string) error {
 	type oldPart struct {
 		a      int8
@@ -279,28 +343,24 @@ func copyTotalsPart(ctx context.Context, s *gocql.Session, keyspace string, kind
 	if err := iter.Close(); err != nil {
 		return err
 	}
+	// A slot whose rows carry no TTL that can be read (healed rows only set
+	// collection entries) lives as long as the partition's longest, or,
+	// with none, the default retention.
+	longest := 0
+	for _, r := range rows {
+		longest = max(longest, r.ttl)
+	}
 	for slot, r := range rows {
 		if r.ttl == 0 {
-			r.ttl = int(((400 * 24 * time.Hour) + storage.Res(res).Duration() - time.Since(slot)).Seconds())
-			if r.ttl <= 0 {
-				continue
-			}
+			r.ttl = longest
 		}
-		var q *gocql.Query
-		if kind == kindCounts {
-			if r.n == 0 {
-				continue
-			}
-			q = s.Query("INSERT INTO "+keyspace+".totals (kind, a, key, res, period, slot, n, groups, through) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-				kind, a, key, res, period, slot, r.n, encodeCounts(r.groups), copiedThrough, r.ttl)
-		} else {
-			if r.sk.Empty() {
-				continue
-			}
-			q = s.Query("INSERT INTO "+keyspace+".totals (kind, a, key, res, period, slot, sketch, through) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-				kind, a, key, res, period, slot, r.sk.Append(nil), copiedThrough, r.ttl)
+		if r.ttl == 0 {
+			r.ttl = int((400*24*time.Hour + storage.Res(res).Duration() - time.Since(slot)).Seconds())
 		}
-		if err := q.WithContext(ctx).Exec(); err != nil {
+		if r.ttl <= 0 || (kind == kindCounts && r.n == 0) || (kind == kindUsers && r.sk.Empty()) {
+			continue
+		}
+		if err := mergeCopied(ctx, s, keyspace, part{kind, a, key, storage.Res(res), period}, slot, r.n, r.groups, &r.sk, r.ttl); err != nil {
 			return err
 		}
 	}

@@ -204,7 +204,7 @@ func manifestsAbove(t *testing.T, st *Store, p string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := st.readManifests(context.Background(), p, applied, [ClaimBuckets]int64{}, false, true)
+	ms, err := st.readManifests(context.Background(), p, applied, nil, false, true)
 	if err != nil {
 		t.Fatal(err)
 	}

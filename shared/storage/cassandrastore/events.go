@@ -255,8 +255,10 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			sketches[k] = s.Append(nil)
 		}
 		id := manifestID(mt, batch, grp)
-		b.Query("UPDATE claims USING TTL ? SET batch_id = ?, grp = ?, cells = ?, users = ?, retention = ? WHERE partner_id = ? AND bucket = ? AND id = ? IF sealed < ?",
-			int(manifestTTL.Seconds()), batch, grp, cells, sketches, int(retention.Seconds()), ck.partner, ck.bucket, id, mt)
+		b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, users, retention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+			ck.partner, ck.bucket, id, batch, grp, cells, sketches, int(retention.Seconds()), int(manifestTTL.Seconds()))
+		// I3: only below the seal (the partition's meta row, id "").
+		b.Query("UPDATE claims SET batch_id = ? WHERE partner_id = ? AND bucket = ? AND id = '' IF sealed < ?", batch, ck.partner, ck.bucket, mt)
 		first := map[string]any{}
 		applied, iter, err := b.MapExecCASContext(ctx, first)
 		if err != nil {
@@ -277,15 +279,14 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			o.mine = append(o.mine, pending...)
 			return o, nil
 		}
-		// The rows that made the round fail: the first in first, the rest
-		// in iter. Each carries the partition's static columns.
+		// The rows of the round's conditions: the first in first, the rest
+		// in iter; the meta row (id "") holds sealed.
 		existing := map[string]map[string]any{}
 		var sealed *int64
 		for row := first; ; {
 			if id, _ := row["id"].(string); id != "" {
 				existing[id] = row
-			}
-			if s, ok := row["sealed"].(int64); ok {
+			} else if s, ok := row["sealed"].(int64); ok && s > 0 {
 				sealed = &s
 			}
 			row = map[string]any{}
@@ -319,7 +320,7 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			if attempts >= 8 {
 				return o, fmt.Errorf("cassandrastore: claim partition %s/%d: no round commits", ck.partner, ck.bucket)
 			}
-			if err := st.s.Query("UPDATE claims SET sealed = 0 WHERE partner_id = ? AND bucket = ? IF sealed = null",
+			if err := st.s.Query("UPDATE claims SET sealed = 0 WHERE partner_id = ? AND bucket = ? AND id = '' IF sealed = null",
 				ck.partner, ck.bucket).SerialConsistency(gocql.Serial).WithContext(ctx).Exec(); err != nil {
 				return o, err
 			}

@@ -42,10 +42,14 @@ const (
 	// sealLag is how old a manifest time gets before a folder seals it: a
 	// claim round slower than that is refused and retried with a later time.
 	sealLag = 5 * time.Second
-	// dropLag is how long an applied manifest is kept: longer than any read.
-	dropLag   = 2 * time.Minute
+	// dropLag is how long a manifest is kept after it was applied (by the
+	// folder's clock): longer than any read of a report.
+	dropLag   = 10 * time.Minute
 	dropEvery = time.Minute
 	casTries  = 20
+	// sweepEvery: how often a process looks for manifests no one folds
+	// (a worker that stopped for good, a lapsed lease).
+	sweepEvery = 5 * time.Minute
 )
 
 // folder folds, in the background, the partners this process writes for.
@@ -61,9 +65,15 @@ type folder struct {
 	touched map[string]time.Time // partner -> first write since its last fold
 	leases  map[string]*lease
 	dropped map[claimKey]time.Time
+	applied map[claimKey][]appliedMark // when applied moved, for drop
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
+}
+
+type appliedMark struct {
+	v  int64
+	at time.Time
 }
 
 type lease struct {
@@ -78,7 +88,7 @@ const (
 
 func newFolder(st *Store) *folder {
 	f := &folder{st: st, id: gocql.TimeUUID(), touched: map[string]time.Time{}, leases: map[string]*lease{},
-		dropped: map[claimKey]time.Time{}, done: make(chan struct{})}
+		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
@@ -114,18 +124,36 @@ func (f *folder) take(before time.Time) []string {
 
 func (f *folder) run() {
 	defer close(f.done)
-	// Manifests a stopped process left: every partner with claims, once.
+	// Manifests a stopped process left: every partner with claims, at
+	// start and every sweepEvery.
 	f.sweep(f.ctx)
 	t := time.NewTicker(foldTick)
 	defer t.Stop()
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-f.ctx.Done():
 			return
+		case <-sweep.C:
+			f.sweep(f.ctx)
 		case now := <-t.C:
-			_ = f.fold(f.ctx, f.take(now.Add(-sealLag)), now.Add(-sealLag), true)
+			// Seal by Cassandra's clock, the same for every folder: one
+			// whose own clock ran ahead would seal claims out for a while.
+			cutoff := f.st.serverNow(f.ctx, now).Add(-sealLag)
+			_ = f.fold(f.ctx, f.take(now.Add(-sealLag)), cutoff, true)
 		}
 	}
+}
+
+// serverNow is the time of the Cassandra node that answers, or local when
+// none does.
+func (st *Store) serverNow(ctx context.Context, local time.Time) time.Time {
+	var ms int64
+	if err := st.s.Query("SELECT toUnixTimestamp(now()) FROM system.local").WithContext(ctx).Scan(&ms); err != nil {
+		return local
+	}
+	return time.UnixMilli(ms)
 }
 
 func (f *folder) sweep(ctx context.Context) {
@@ -229,9 +257,35 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 	return errors.Join(errs...)
 }
 
+// close stops folding; first, when final, it folds what this process
+// wrote for and gives up its leases, so nothing waits for the next sweep.
 func (f *folder) close() {
 	f.cancel()
 	<-f.done
+}
+
+func (f *folder) finish(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Up to now by either clock: this process's own claims are done, and a
+	// round of another's that is still in flight goes again later.
+	now := time.Now()
+	cutoff := f.st.serverNow(ctx, now)
+	if now.After(cutoff) {
+		cutoff = now
+	}
+	_ = f.fold(ctx, f.take(now.Add(time.Hour)), cutoff, true)
+	f.mu.Lock()
+	held := make([]string, 0, len(f.leases))
+	for p := range f.leases {
+		held = append(held, p)
+	}
+	f.leases = map[string]*lease{}
+	f.mu.Unlock()
+	for _, p := range held {
+		_ = f.st.s.Query("DELETE FROM fold_leases WHERE partner_id = ? IF owner = ?", p, f.id).
+			SerialConsistency(gocql.Serial).WithContext(ctx).Exec()
+	}
 }
 
 // FoldPending folds now, up to cutoff, every partner this process wrote
@@ -268,7 +322,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 	}
 	T := cutoff.UnixNano()
 	// Seal the partitions holding manifests not yet applied, up to T.
-	waiting, err := st.readManifests(ctx, partner, applied, [ClaimBuckets]int64{}, false, false)
+	waiting, err := st.readManifests(ctx, partner, applied, nil, false, false)
 	if err != nil {
 		return false, err
 	}
@@ -302,12 +356,12 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		}
 	}
 	if upTo == applied {
-		st.folder.drop(ctx, partner, applied)
+		st.folder.drop(ctx, partner)
 		return len(waiting) > 0, nil
 	}
 	// SERIAL: every round sealed is committed, and this read must see it,
 	// whatever level the operator set.
-	ms, err := st.readManifests(ctx, partner, applied, upTo, true, true)
+	ms, err := st.readManifests(ctx, partner, applied, &upTo, true, true)
 	if err != nil {
 		return false, err
 	}
@@ -364,7 +418,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		}
 		fns = append(fns, func(ctx context.Context) error {
 			// The value as write timestamp: applied only ever grows.
-			return st.s.Query("UPDATE claims USING TIMESTAMP ? SET applied = ? WHERE partner_id = ? AND bucket = ?",
+			return st.s.Query("UPDATE claims USING TIMESTAMP ? SET applied = ? WHERE partner_id = ? AND bucket = ? AND id = ''",
 				upTo[b]/1000, upTo[b], partner, int16(b)).WithContext(ctx).Exec()
 		})
 	}
@@ -372,7 +426,8 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		return false, fmt.Errorf("applied: %w", err)
 	}
 	st.raiseApplied(partner, upTo, true)
-	st.folder.drop(ctx, partner, upTo)
+	st.folder.noteApplied(partner, applied, upTo)
+	st.folder.drop(ctx, partner)
 	return true, st.hook("applied")
 }
 
@@ -387,14 +442,14 @@ func (st *Store) hook(stage string) error {
 func (st *Store) seal(ctx context.Context, ck claimKey, t int64) (int64, error) {
 	for range casTries {
 		var cur *int64
-		if err := st.s.Query("SELECT sealed FROM claims WHERE partner_id = ? AND bucket = ? LIMIT 1", ck.partner, ck.bucket).
+		if err := st.s.Query("SELECT sealed FROM claims WHERE partner_id = ? AND bucket = ? AND id = ''", ck.partner, ck.bucket).
 			Consistency(gocql.Serial).WithContext(ctx).Scan(&cur); err != nil && err != gocql.ErrNotFound {
 			return 0, err
 		}
 		if cur != nil && *cur >= t {
 			return *cur, nil
 		}
-		q := st.s.Query("UPDATE claims SET sealed = ? WHERE partner_id = ? AND bucket = ? IF sealed = ?", t, ck.partner, ck.bucket, cur).
+		q := st.s.Query("UPDATE claims SET sealed = ? WHERE partner_id = ? AND bucket = ? AND id = '' IF sealed = ?", t, ck.partner, ck.bucket, cur).
 			SerialConsistency(gocql.Serial).WithContext(ctx)
 		applied, err := q.MapScanCAS(map[string]any{})
 		if err != nil && !retryableCAS(err) {
@@ -566,19 +621,39 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	return u, true, nil
 }
 
+func (f *folder) noteApplied(partner string, was, now [ClaimBuckets]int64) {
+	at := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for b := range ClaimBuckets {
+		if now[b] > was[b] {
+			ck := claimKey{partner, int16(b)}
+			f.applied[ck] = append(f.applied[ck], appliedMark{now[b], at})
+		}
+	}
+}
+
 // drop deletes, at most once a minute per claim partition, the manifests
-// applied more than dropLag ago: below every reader's floor.
-func (f *folder) drop(ctx context.Context, partner string, applied [ClaimBuckets]int64) {
+// this process applied more than dropLag ago (by its own clock, whatever
+// their manifest times): below where any reader starts by then. What a
+// process that stopped applied is never dropped, only expires.
+func (f *folder) drop(ctx context.Context, partner string) {
 	now := time.Now()
-	bound := now.Add(-dropLag).UnixNano()
 	for b := range ClaimBuckets {
 		ck := claimKey{partner, int16(b)}
-		to := min(applied[b], bound)
 		f.mu.Lock()
+		marks := f.applied[ck]
+		var to int64
+		k := 0
+		for k < len(marks) && !marks[k].at.After(now.Add(-dropLag)) {
+			to = max(to, marks[k].v)
+			k++
+		}
 		last, ok := f.dropped[ck]
 		due := to > 0 && (!ok || now.Sub(last) >= dropEvery)
 		if due {
 			f.dropped[ck] = now
+			f.applied[ck] = marks[k:]
 		}
 		f.mu.Unlock()
 		if !due {

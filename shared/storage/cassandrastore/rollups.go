@@ -308,7 +308,8 @@ func (st *Store) readApplied(ctx context.Context, partner string, serial bool) (
 	fns := make([]func(context.Context) error, ClaimBuckets)
 	for b := range ClaimBuckets {
 		fns[b] = func(ctx context.Context) error {
-			q := st.s.Query("SELECT applied, sealed FROM claims WHERE partner_id = ? AND bucket = ? LIMIT 1", partner, int16(b)).WithContext(ctx)
+			// The meta row: a point read, whatever expired claims lie before it.
+			q := st.s.Query("SELECT applied, sealed FROM claims WHERE partner_id = ? AND bucket = ? AND id = ''", partner, int16(b)).WithContext(ctx)
 			if serial {
 				q = q.Consistency(gocql.Serial)
 			}
@@ -333,23 +334,22 @@ func (st *Store) readApplied(ctx context.Context, partner string, serial bool) (
 }
 
 // readManifests reads the manifests of a partner's claim partitions above
-// from (per bucket) and at or below to (0: no bound), with their users if
-// users.
-func (st *Store) readManifests(ctx context.Context, partner string, from, to [ClaimBuckets]int64, users, serial bool) ([]manifest, error) {
+// from (per bucket) and, when to is given, at or below it (a bucket with
+// nothing between is not read), with their users if users.
+func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimBuckets]int64, to *[ClaimBuckets]int64, users, serial bool) ([]manifest, error) {
 	var mu sync.Mutex
 	var out []manifest
-	var seen [ClaimBuckets]int64
 	fns := make([]func(context.Context) error, 0, ClaimBuckets)
 	for b := range ClaimBuckets {
 		hi := manifestsEnd
-		if to[b] != 0 {
+		if to != nil {
 			if to[b] <= from[b] {
 				continue
 			}
 			hi = manifestBound(to[b])
 		}
 		fns = append(fns, func(ctx context.Context) error {
-			cols := "id, applied, cells, retention"
+			cols := "id, cells, retention"
 			if users {
 				cols += ", users"
 			}
@@ -362,20 +362,16 @@ func (st *Store) readManifests(ctx context.Context, partner string, from, to [Cl
 			var local []manifest
 			for {
 				var (
-					id      string
-					applied *int64
-					m       = manifest{partner: partner, bucket: int16(b)}
-					ret     int
+					id  string
+					m   = manifest{partner: partner, bucket: int16(b)}
+					ret int
 				)
-				dest := []any{&id, &applied, &m.cells, &ret}
+				dest := []any{&id, &m.cells, &ret}
 				if users {
 					dest = append(dest, &m.users)
 				}
 				if !iter.Scan(dest...) {
 					break
-				}
-				if applied != nil {
-					seen[b] = max(seen[b], *applied)
 				}
 				mt, ok := manifestTime(id)
 				if !ok {
@@ -396,7 +392,6 @@ func (st *Store) readManifests(ctx context.Context, partner string, from, to [Cl
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
 		return nil, err
 	}
-	st.raiseApplied(partner, seen, false)
 	return out, nil
 }
 
@@ -495,7 +490,7 @@ func (st *Store) recentManifests(ctx context.Context, partner string, floor [Cla
 		}
 		st.recent[partner] = r
 		st.recentMu.Unlock()
-		r.ms, r.err = st.readManifests(context.WithoutCancel(ctx), partner, floor, [ClaimBuckets]int64{}, true, false)
+		r.ms, r.err = st.readManifests(context.WithoutCancel(ctx), partner, floor, nil, true, false)
 		close(r.done)
 		if r.err != nil {
 			st.forgetRecent(partner)
