@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -38,8 +39,9 @@ import (
 // key not bound to a sub-system; 401 for a bad key.
 
 const (
-	segmentMessageMax = 32 << 10
-	segmentBatchMax   = 500 << 10
+	segmentMessageMax  = 32 << 10
+	segmentBatchMax    = 500 << 10
+	segmentExpandedMax = 2 * segmentBatchMax
 )
 
 // segmentTypes are the event types of the calls other than track (whose
@@ -104,7 +106,7 @@ func segmentPreflight(w http.ResponseWriter, _ *http.Request, _ httprouter.Param
 // segmentKey is the write key of a request that sent it in a header: Basic
 // auth's user name, or X-Api-Key.
 func segmentKey(r *http.Request) string {
-	if user, _, ok := r.BasicAuth(); ok {
+	if user, _, ok := r.BasicAuth(); ok && strings.TrimSpace(user) != "" {
 		return strings.TrimSpace(user)
 	}
 	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
@@ -162,6 +164,13 @@ func (s *Server) segment(call string) handler {
 			return reject(apierr.Invalid(apierr.FieldError{Field: "batch", Message: "must hold at least one message"}), 1)
 		}
 		rs.events = len(items)
+		if len(items) > s.cfg.MaxBulkEvents {
+			return reject(apierr.New(apierr.MessageTooLarge, "the batch holds %d messages; the limit is %d a batch: send smaller batches", len(items), s.cfg.MaxBulkEvents), len(items))
+		}
+		if limit := s.limitFor(pr); limit > 0 && len(items) > limit {
+			// Never retryable: 429 would have the SDK send it again and again.
+			return reject(apierr.New(apierr.MessageTooLarge, "the batch holds %d messages, more than this key's rate limit of %d a second allows at once: send smaller batches (maxEventsInBatch) or raise the key's limit", len(items), limit), len(items))
+		}
 		if err := s.rateLimitRest(ctx, w, pr, len(items)); err != nil {
 			return reject(err, len(items))
 		}
@@ -187,10 +196,14 @@ func (s *Server) segmentPrincipal(ctx context.Context, w http.ResponseWriter, r 
 }
 
 func segmentTooLarge(call string, n int64) error {
-	if call == "" {
-		return apierr.New(apierr.MessageTooLarge, "the batch is %d bytes; the limit is 500 KB per batch: send smaller batches", n)
+	size := fmt.Sprintf("%d bytes", n)
+	if n < 0 { // a chunked body, cut at the limit
+		size = "larger than that"
 	}
-	return apierr.New(apierr.MessageTooLarge, "the message is %d bytes; the limit is 32 KB per message", n)
+	if call == "" {
+		return apierr.New(apierr.MessageTooLarge, "the batch is %s; the limit is 500 KB per batch: send smaller batches", size)
+	}
+	return apierr.New(apierr.MessageTooLarge, "the message is %s; the limit is 32 KB per message", size)
 }
 
 // segmentPublish converts, validates and queues the messages.
@@ -210,10 +223,24 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		res.Rejected++
 		retry = retry || ae.Code.Status() >= 500
 	}
+	seen := make(map[string][16]byte, len(items)) // id -> digest, within this request
+	expanded := 0                                 // metadata bytes the messages make, batch context included
 	for i, raw := range items {
 		in, id, err := segmentInput(raw, call, top, lim, now)
 		if err == nil {
 			events[i], err = s.build(pr, in, ip, ua, now)
+		}
+		if err == nil {
+			// The same messageId twice in one request: the same message
+			// is counted once; other content is refused here, where the
+			// client can be told.
+			d := events[i].Digest()
+			if prev, ok := seen[events[i].ID]; ok && prev != d {
+				err = apierr.New(apierr.DuplicateEvent, "messageId %s appears earlier in this batch with other content", quote(events[i].ID))
+			} else {
+				seen[events[i].ID] = d
+			}
+			expanded += len(events[i].Metadata)
 		}
 		if err != nil {
 			fail(i, id, err)
@@ -221,6 +248,11 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		}
 		valid = append(valid, &events[i])
 		index = append(index, i)
+	}
+	if expanded > segmentExpandedMax {
+		// The batch's context, copied into each message, must not turn a
+		// small request into a large one.
+		return reject(apierr.New(apierr.MessageTooLarge, "the batch's messages come to %d bytes of metadata with the batch's context copied into each; the limit is %d: send a smaller context or smaller batches", expanded, segmentExpandedMax), len(items))
 	}
 	if len(valid) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
@@ -273,7 +305,7 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return in, "", apierr.New(apierr.InvalidJSON, "the message is not a JSON object: %v", err)
 	}
-	in.ID = segmentID(m.MessageID, raw, lim)
+	in.ID = segmentID(m.MessageID, lim)
 	typ := call
 	if typ == "" {
 		typ = strings.ToLower(strings.TrimSpace(m.Type))
@@ -284,6 +316,8 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 		in.EventType = m.Event
 		if strings.TrimSpace(m.Event) == "" {
 			bad = append(bad, apierr.FieldError{Field: "event", Message: "is required on a track call"})
+		} else if strings.HasPrefix(strings.TrimSpace(m.Event), "$") {
+			bad = append(bad, apierr.FieldError{Field: "event", Message: "names starting with $ are kept for identify, page, screen, group and alias"})
 		}
 	case "identify", "page", "screen", "group", "alias":
 		in.EventType = segmentTypes[typ]
@@ -344,8 +378,9 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	md.str("category", m.Category)
 	md.raw("groupId", m.GroupID)
 	md.raw("previousId", m.PreviousID)
+	// Not sentAt: an SDK sends each retry with a new one, and the same
+	// message must keep the same content (event.Digest).
 	md.str("originalTimestamp", original)
-	md.str("sentAt", sentAt)
 	if in.ID != m.MessageID && m.MessageID != "" {
 		md.str("messageId", m.MessageID)
 	}
@@ -357,17 +392,17 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 }
 
 // segmentID is the event id of a messageId: itself when it is a valid id,
-// else a digest of it; without one, a digest of the message, so that a
-// retried message still counts once.
-func segmentID(messageID string, raw []byte, lim event.Limits) string {
-	if messageID != "" && event.ValidID(messageID, lim) && !strings.HasPrefix(messageID, "seg-") {
+// else "seg-" and a digest of it. Without one, a new id, as Segment gives
+// (so two identical calls are two events, and a retry of such a call may
+// count twice: Segment's libraries always send one).
+func segmentID(messageID string, lim event.Limits) string {
+	if messageID == "" {
+		return tenant.NewID()
+	}
+	if event.ValidID(messageID, lim) && !strings.HasPrefix(messageID, "seg-") {
 		return messageID
 	}
-	src := []byte(messageID)
-	if messageID == "" {
-		src = raw
-	}
-	sum := sha256.Sum256(src)
+	sum := sha256.Sum256([]byte(messageID))
 	return "seg-" + hex.EncodeToString(sum[:20])
 }
 
@@ -467,6 +502,7 @@ func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httpr
 	}
 	if err != nil {
 		ae := apierr.From(err)
+		w.Header().Set("Access-Control-Allow-Origin", "*") // the library may read why
 		s.write(w, ae.Code.Status(), envelope{Error: ae, RequestID: newRequestID()})
 		return
 	}
