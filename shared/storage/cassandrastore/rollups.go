@@ -417,9 +417,17 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	if mode != forReport {
 		cols += ", TTL(through)"
 	}
-	// A partition holds at most 1,440 slots: one page, one consistent read.
+	// Counts: a partition holds at most 1,440 slots, so one page, one
+	// consistent read. Sketches (up to 16 KiB each) come in small pages, so
+	// a read never holds megabytes in a node's heap at once; they need no
+	// one read: merging a manifest a row already holds changes nothing, and
+	// a manifest is kept 10 minutes after it was applied.
+	page := 5000
+	if p.kind == kindUsers {
+		page = 64
+	}
 	q := st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
-		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(5000)
+		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(page)
 	if mode == forFoldSerial {
 		q = q.Consistency(gocql.Serial)
 	}
