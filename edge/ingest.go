@@ -381,18 +381,7 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		valid = append(valid, &events[i])
 		index = append(index, i)
 	}
-	if len(valid) > 0 {
-		for k, ack := range s.publish(pctx, s.newMsgs(pctx, valid)) {
-			i := index[k]
-			if ack.Err != nil {
-				fail(i, events[i].ID, publishErr(ack.Err))
-				continue
-			}
-			ts := events[i].Timestamp
-			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
-			res.Accepted++
-		}
-	}
+	s.queue(pctx, valid, index, &res, fail)
 	mPublishSeconds.Observe(time.Since(start).Seconds())
 	mAccepted.Add(float64(res.Accepted))
 	if res.Accepted == 0 {
@@ -403,6 +392,24 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 			Message: "no event was accepted; see data.results for each event's error", Fields: nil}
 	}
 	return accepted(res, "events queued for processing"), nil
+}
+
+// queue publishes the valid events of a bulk, item index[k] being
+// valid[k], and sets each one's result: Queued, or its failure through fail.
+func (s *Server) queue(ctx context.Context, valid []*event.Event, index []int, res *bulkResult, fail func(i int, id string, err error)) {
+	if len(valid) == 0 {
+		return
+	}
+	for k, ack := range s.publish(ctx, s.newMsgs(ctx, valid)) {
+		i, e := index[k], valid[k]
+		if ack.Err != nil {
+			fail(i, e.ID, publishErr(ack.Err))
+			continue
+		}
+		ts := e.Timestamp
+		res.Results[i] = itemResult{Index: i, ID: e.ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
+		res.Accepted++
+	}
 }
 
 func truncate(s string, n int) string {

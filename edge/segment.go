@@ -258,16 +258,7 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 		defer cancel()
 		start := time.Now()
-		for k, ack := range s.publish(pctx, s.newMsgs(pctx, valid)) {
-			i := index[k]
-			if ack.Err != nil {
-				fail(i, events[i].ID, publishErr(ack.Err))
-				continue
-			}
-			ts := events[i].Timestamp
-			res.Results[i] = itemResult{Index: i, ID: events[i].ID, EventTime: &ts, Status: "Queued", Duplicate: ack.Duplicate}
-			res.Accepted++
-		}
+		s.queue(pctx, valid, index, &res, fail)
 		mPublishSeconds.Observe(time.Since(start).Seconds())
 	}
 	mAccepted.Add(float64(res.Accepted))
