@@ -1,6 +1,7 @@
 package allinone_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -205,9 +206,30 @@ func TestSegmentBrowser(t *testing.T) {
 	cmd := exec.Command("node", "drive.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PAGE="+page, "CHROMIUM="+chromium)
-	out, err := cmd.CombinedOutput()
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatalf("node drive.mjs: %v\n%s", err, out)
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The browser stays open (the beacon may still be on its way) until the
+	// checks below are done.
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("node drive.mjs: %v\n%s", err, stderr.String())
+		}
+	}()
+	out, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("node drive.mjs said nothing: %v\n%s", err, stderr.String())
 	}
 	var res struct {
 		Result struct {

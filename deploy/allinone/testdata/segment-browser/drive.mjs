@@ -1,5 +1,6 @@
 // Drives Debian's chromium (headless, through puppeteer-core: no browser
-// is downloaded) to PAGE and reports what the page sent (TestSegmentBrowser).
+// is downloaded) to PAGE, reports what the page did on one line of stdout,
+// and closes the browser when stdin closes (TestSegmentBrowser).
 import puppeteer from 'puppeteer-core'
 
 const { PAGE, CHROMIUM } = process.env
@@ -14,9 +15,12 @@ try {
   await page.goto(PAGE, { waitUntil: 'load' })
   await page.waitForFunction('window.result !== undefined', { timeout: 30000 })
   const result = await page.evaluate(() => window.result)
-  // Leave the page: pagehide sends the beacon.
+  // Leave the page: pagehide sends the beacon. The browser stays open
+  // until the test has seen it stored and closes stdin.
   await page.goto('about:blank')
   console.log(JSON.stringify({ result, logs, urls }))
+  process.stdin.resume()
+  await new Promise((done) => process.stdin.on('end', done))
 } finally {
   await browser.close()
 }
