@@ -9,15 +9,18 @@ import (
 	"time"
 )
 
+// listedEvent is an event of the raw events listing.
+type listedEvent struct {
+	ID          string    `json:"id"`
+	SubSystemID string    `json:"subSystemId"`
+	EventType   string    `json:"eventType"`
+	Timestamp   time.Time `json:"timestamp"`
+	UserID      string    `json:"userId"`
+	Metadata    map[string]any
+}
+
 type eventsPage struct {
-	Events []struct {
-		ID          string    `json:"id"`
-		SubSystemID string    `json:"subSystemId"`
-		EventType   string    `json:"eventType"`
-		Timestamp   time.Time `json:"timestamp"`
-		UserID      string    `json:"userId"`
-		Metadata    map[string]any
-	} `json:"events"`
+	Events []listedEvent `json:"events"`
 	NextCursor string `json:"nextCursor"`
 	Limit      int    `json:"limit"`
 }

@@ -131,14 +131,7 @@ func TestSegmentNodeSDK(t *testing.T) {
 	}
 	// The raw events: every bulk message once, under its messageId.
 	seen := map[string]int{}
-	var track *struct {
-		ID          string    `json:"id"`
-		SubSystemID string    `json:"subSystemId"`
-		EventType   string    `json:"eventType"`
-		Timestamp   time.Time `json:"timestamp"`
-		UserID      string    `json:"userId"`
-		Metadata    map[string]any
-	}
+	var track *listedEvent
 	q := url.Values{"from": {time.Now().UTC().Add(-2 * time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}
 	for page := 0; ; page++ {
 		var pg eventsPage

@@ -103,7 +103,7 @@ func copyPartition(ctx context.Context, s *gocql.Session, keyspace, table, keyCo
 						rc = &rowCounts{}
 						rows[a] = rc
 					}
-					rc.add(0, grp, count, time.Duration(ttl)*time.Second, false)
+					rc.add(0, grp, count, time.Duration(ttl)*time.Second)
 				})
 			}
 		}
@@ -154,7 +154,7 @@ type rowCounts struct {
 	retention time.Duration
 }
 
-func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration, _ bool) {
+func (r *rowCounts) add(grp int, group string, n int64, retention time.Duration) {
 	if r.claims == nil {
 		r.claims, r.groups = map[int]int64{}, map[string]int64{}
 	}
