@@ -20,9 +20,9 @@ type listedEvent struct {
 }
 
 type eventsPage struct {
-	Events []listedEvent `json:"events"`
-	NextCursor string `json:"nextCursor"`
-	Limit      int    `json:"limit"`
+	Events     []listedEvent `json:"events"`
+	NextCursor string        `json:"nextCursor"`
+	Limit      int           `json:"limit"`
 }
 
 // TestRawEvents: GET /reports/partners/{id}/events lists the events behind
