@@ -67,10 +67,13 @@ type reply struct {
 	status int
 	data   any
 	msg    string
+	bare   bool // data is the whole answer, without the envelope (for a client that reads another shape)
 }
 
-func ok(data any, msg string) reply       { return reply{http.StatusOK, data, msg} }
-func accepted(data any, msg string) reply { return reply{http.StatusAccepted, data, msg} }
+func ok(data any, msg string) reply { return reply{status: http.StatusOK, data: data, msg: msg} }
+func accepted(data any, msg string) reply {
+	return reply{status: http.StatusAccepted, data: data, msg: msg}
+}
 
 type handler func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error)
 
@@ -104,7 +107,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 
 	rs := &reqState{}
 	defer s.bodies.give(rs)
-	rep, err := s.call(h, rs, r, reqID)
+	rep, err := s.call(h, rs, route, reqID)
 	status := rep.status
 	var ae *apierr.Error
 	if err != nil {
@@ -115,7 +118,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 			w.Header().Set("Retry-After", "1")
 		}
 	}
-	s.write(w, status, envelope{Success: err == nil, Data: rep.data, Message: rep.msg, Error: ae, RequestID: reqID})
+	if err == nil && rep.bare {
+		w.Header()["Content-Type"] = hvJSON
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(rep.data)
+	} else {
+		s.write(w, status, envelope{Success: err == nil, Data: rep.data, Message: rep.msg, Error: ae, RequestID: reqID})
+	}
 
 	lat := time.Since(start)
 	mRequests.WithLabelValues(route, method, statusLabel(status)).Inc()
@@ -159,7 +168,7 @@ func statusLabel(status int) string {
 // call runs a handler, turning a panic into internal_error: one request's
 // bug must not end the process nor leave the client without an answer. The
 // panic is logged once, with its stack; the request line follows as usual.
-func (s *Server) call(h func(*reqState) (reply, error), rs *reqState, r *http.Request, reqID string) (rep reply, err error) {
+func (s *Server) call(h func(*reqState) (reply, error), rs *reqState, route, reqID string) (rep reply, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler { // the server's own way to abort a response
@@ -167,7 +176,7 @@ func (s *Server) call(h func(*reqState) (reply, error), rs *reqState, r *http.Re
 			}
 			mPanics.Inc()
 			s.log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).
-				Str("path", r.URL.Path).Str("request_id", reqID).Msg("handler panicked")
+				Str("route", route).Str("request_id", reqID).Msg("handler panicked") // the route, not the path: a path may hold a key
 			rep, err = reply{}, apierr.New(apierr.Internal, "internal error")
 		}
 	}()

@@ -365,10 +365,14 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		}
 		res.Rejected++
 	}
+	seen := make(idsSeen, len(items))
 	for i, raw := range items {
 		in, err := event.Decode(raw, lim, now)
 		if err == nil {
 			events[i], err = s.build(pr, in, ip, ua, now)
+		}
+		if err == nil {
+			err = seen.check(&events[i], "id")
 		}
 		if err != nil {
 			id := in.ID
@@ -392,6 +396,21 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 			Message: "no event was accepted; see data.results for each event's error", Fields: nil}
 	}
 	return accepted(res, "events queued for processing"), nil
+}
+
+// idsSeen holds the digest of each event id met in one request. The same id
+// twice with the same content is one event, counted once; with other
+// content the second is refused here, where the client can be told (past
+// the request, only the worker can see it, and it dead-letters it).
+type idsSeen map[string][16]byte
+
+func (m idsSeen) check(e *event.Event, field string) error {
+	d := e.Digest()
+	if prev, ok := m[e.ID]; ok && prev != d {
+		return apierr.New(apierr.DuplicateEvent, "%s %s appears earlier in this request with other content; give each event its own id", field, quote(e.ID))
+	}
+	m[e.ID] = d
+	return nil
 }
 
 // queue publishes the valid events of a bulk, item index[k] being

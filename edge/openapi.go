@@ -110,34 +110,35 @@ var docs = map[string]doc{
 	"POST /api/v1/tracking":    {"Send one event; 202 once JetStream has it", "key", event.Input{}, 202, itemResult{}},
 	"POST /api/v1/tracking/bulk": {"Send up to 500 events ({events:[…]} or a bare array); per-item results in order", "key",
 		bulkBody{}, 202, bulkResult{}},
-	"POST /api/v1/tracking/events": {"Alias of /tracking/bulk (the path of the reference's SDK)", "key", bulkBody{}, 202, bulkResult{}},
-	"POST /v1/track":               {"Segment-compatible track call (event = the event type); 200 once queued", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/identify":            {"Segment-compatible identify call (event type $identify)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/page":                {"Segment-compatible page call (event type $page)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/screen":              {"Segment-compatible screen call (event type $screen)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/group":               {"Segment-compatible group call (event type $group)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/alias":               {"Segment-compatible alias call (event type $alias)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/batch":               {"Segment-compatible batch (at most 500 KB, 32 KB a message); messages refused for their content are listed in data.results, a 5xx asks for the whole batch again", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
-	"POST /v1/import":              {"Alias of /v1/batch", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
-	"POST /v1/t":                   {"Alias of /v1/track (the path of Segment's browser library)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/i":                   {"Alias of /v1/identify", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/p":                   {"Alias of /v1/page", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/s":                   {"Alias of /v1/screen", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/g":                   {"Alias of /v1/group", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/a":                   {"Alias of /v1/alias", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
-	"POST /v1/b":                   {"Alias of /v1/batch (the path of Segment's browser library)", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
-	"GET /api/v1/partners":         {"List partners (page, pageSize ≤ 200, includeDeleted)", "admin", nil, 200, registryapi.PartnerPage{}},
-	"POST /api/v1/partners":        {"Create a partner", "admin", partnerBody{}, 201, tenant.Partner{}},
-	"GET /api/v1/partners/{id}":    {"Get a partner", "admin", nil, 200, tenant.Partner{}},
-	"PUT /api/v1/partners/{id}":    {"Update a partner (status Active or Inactive)", "admin", partnerBody{}, 200, tenant.Partner{}},
-	"DELETE /api/v1/partners/{id}": {"Soft-delete a partner; revokes its keys, disables its sub-systems", "admin", nil, 200, tenant.Partner{}},
-	"PATCH /api/v1/partners/{id}/toggle-status":                     {"Active ↔ Inactive (never undeletes)", "admin", nil, 200, tenant.Partner{}},
-	"GET /api/v1/partners/by-code/{code}":                           {"Get a live partner by code", "admin", nil, 200, tenant.Partner{}},
-	"POST /api/v1/partners/{id}/sub-systems":                        {"Create a sub-system", "admin", subSystemBody{}, 201, tenant.SubSystem{}},
-	"GET /api/v1/partners/{id}/sub-systems":                         {"List a partner's sub-systems (includeDeleted)", "admin", nil, 200, []tenant.SubSystem{}},
-	"GET /api/v1/partners/{id}/sub-systems/{subId}":                 {"Get a sub-system of the partner", "admin", nil, 200, tenant.SubSystem{}},
-	"PUT /api/v1/partners/{id}/sub-systems/{subId}":                 {"Update a sub-system's name, code or status", "admin", subSystemBody{}, 200, tenant.SubSystem{}},
-	"DELETE /api/v1/partners/{id}/sub-systems/{subId}":              {"Soft-delete a sub-system", "admin", nil, 200, tenant.SubSystem{}},
+	"POST /api/v1/tracking/events":                     {"Alias of /tracking/bulk (the path of the reference's SDK)", "key", bulkBody{}, 202, bulkResult{}},
+	"POST /v1/track":                                   {"Segment-compatible track call (event = the event type); 200 once queued", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/identify":                                {"Segment-compatible identify call (event type $identify)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/page":                                    {"Segment-compatible page call (event type $page)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/screen":                                  {"Segment-compatible screen call (event type $screen)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/group":                                   {"Segment-compatible group call (event type $group)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/alias":                                   {"Segment-compatible alias call (event type $alias)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/batch":                                   {"Segment-compatible batch (at most 500 KB, 32 KB a message); messages refused for their content are listed in data.results, a 5xx asks for the whole batch again", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
+	"POST /v1/import":                                  {"Alias of /v1/batch", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
+	"POST /v1/t":                                       {"Alias of /v1/track (the path of Segment's browser library)", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/i":                                       {"Alias of /v1/identify", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/p":                                       {"Alias of /v1/page", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/s":                                       {"Alias of /v1/screen", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/g":                                       {"Alias of /v1/group", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/a":                                       {"Alias of /v1/alias", "writeKey", segmentDocMessage{}, 200, bulkResult{}},
+	"POST /v1/b":                                       {"Alias of /v1/batch (the path of Segment's browser library)", "writeKey", segmentDocBatch{}, 200, bulkResult{}},
+	"GET /v1/projects/{writeKey}/settings":             {"Settings Segment's browser library loads before it sends (its cdnURL pointed at this edge); the write key is in the path and must be bound to a sub-system with the ingest scope", "none", nil, 200, segmentSettingsDoc{}},
+	"GET /api/v1/partners":                             {"List partners (page, pageSize ≤ 200, includeDeleted)", "admin", nil, 200, registryapi.PartnerPage{}},
+	"POST /api/v1/partners":                            {"Create a partner", "admin", partnerBody{}, 201, tenant.Partner{}},
+	"GET /api/v1/partners/{id}":                        {"Get a partner", "admin", nil, 200, tenant.Partner{}},
+	"PUT /api/v1/partners/{id}":                        {"Update a partner (status Active or Inactive)", "admin", partnerBody{}, 200, tenant.Partner{}},
+	"DELETE /api/v1/partners/{id}":                     {"Soft-delete a partner; revokes its keys, disables its sub-systems", "admin", nil, 200, tenant.Partner{}},
+	"PATCH /api/v1/partners/{id}/toggle-status":        {"Active ↔ Inactive (never undeletes)", "admin", nil, 200, tenant.Partner{}},
+	"GET /api/v1/partners/by-code/{code}":              {"Get a live partner by code", "admin", nil, 200, tenant.Partner{}},
+	"POST /api/v1/partners/{id}/sub-systems":           {"Create a sub-system", "admin", subSystemBody{}, 201, tenant.SubSystem{}},
+	"GET /api/v1/partners/{id}/sub-systems":            {"List a partner's sub-systems (includeDeleted)", "admin", nil, 200, []tenant.SubSystem{}},
+	"GET /api/v1/partners/{id}/sub-systems/{subId}":    {"Get a sub-system of the partner", "admin", nil, 200, tenant.SubSystem{}},
+	"PUT /api/v1/partners/{id}/sub-systems/{subId}":    {"Update a sub-system's name, code or status", "admin", subSystemBody{}, 200, tenant.SubSystem{}},
+	"DELETE /api/v1/partners/{id}/sub-systems/{subId}": {"Soft-delete a sub-system", "admin", nil, 200, tenant.SubSystem{}},
 	"PATCH /api/v1/partners/{id}/sub-systems/{subId}/toggle-status": {"Active ↔ Inactive", "admin", nil, 200, tenant.SubSystem{}},
 	"GET /api/v1/partners/{id}/sub-systems/by-code/{code}":          {"Get a live sub-system by code", "admin", nil, 200, tenant.SubSystem{}},
 	"GET /api/v1/partners/{id}/dead-letters":                        {"List the partner's dead letters: events that could not be stored, with the reason (after, limit ≤ 200)", "admin", nil, 200, dlqapi.Page{}},
@@ -157,6 +158,10 @@ var docs = map[string]doc{
 	"GET /api/v1/reports/partners/{id}":        {"Partner report: total, by type, top event types and sub-systems, unique users and a zero-filled series (default daily, UTC)", "report", nil, 200, report.PartnerReport{}},
 	"GET /api/v1/reports/partners/{id}/events": {"A page of the partner's raw events, newest first (by timestamp, then id); follow nextCursor for the next", "report", nil, 200, report.EventsPage{}},
 }
+
+// bareDocs are the routes whose success answer is data itself, not the
+// envelope: a third party's client reads them. Their errors keep the envelope.
+var bareDocs = map[string]bool{"GET /v1/projects/{writeKey}/settings": true}
 
 // queryDocs documents the query parameters of the routes that take some;
 // TestOpenAPI holds them to what the handlers accept.
@@ -288,9 +293,13 @@ func (s *Server) openAPI() map[string]any {
 			okHeaders["Age"] = map[string]any{"description": "on an answer from the report cache: seconds since it was computed (cachedAt)",
 				"schema": map[string]any{"type": "integer"}}
 		}
+		okSchema := envelopeOf(d.data)
+		if bareDocs[r] {
+			okSchema = schemaOf(reflect.TypeOf(d.data), 0)
+		}
 		op := map[string]any{"summary": d.summary, "responses": map[string]any{
 			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders,
-				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(d.data)}}},
+				"content": map[string]any{"application/json": map[string]any{"schema": okSchema}}},
 			"default": map[string]any{"description": "error: see error.code", "headers": answerHeaders(true),
 				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},
 		}}

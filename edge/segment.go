@@ -67,16 +67,35 @@ type segmentMessage struct {
 	Traits            json.RawMessage `json:"traits"`
 	Context           json.RawMessage `json:"context"`
 	Integrations      json.RawMessage `json:"integrations"`
-	Timestamp         string          `json:"timestamp"`
-	OriginalTimestamp string          `json:"originalTimestamp"`
-	SentAt            string          `json:"sentAt"`
+	Timestamp         looseString     `json:"timestamp"`
+	OriginalTimestamp looseString     `json:"originalTimestamp"`
+	SentAt            looseString     `json:"sentAt"`
+}
+
+// looseString is a field that must be a string. Another JSON value is not
+// a decoding error, which would fail the whole request as invalid_json: it
+// is refused as that field's error, in the message's result.
+type looseString struct {
+	s   string
+	bad bool
+}
+
+func (l *looseString) UnmarshalJSON(b []byte) error {
+	*l = looseString{}
+	if string(b) == "null" {
+		return nil
+	}
+	if json.Unmarshal(b, &l.s) != nil {
+		l.bad = true
+	}
+	return nil
 }
 
 // segmentBody is what a request may carry besides its messages.
 type segmentBody struct {
-	WriteKey     string            `json:"writeKey"`
+	WriteKey     looseString       `json:"writeKey"`
 	Batch        []json.RawMessage `json:"batch"`
-	SentAt       string            `json:"sentAt"`
+	SentAt       looseString       `json:"sentAt"`
 	Context      json.RawMessage   `json:"context"`
 	Integrations json.RawMessage   `json:"integrations"`
 }
@@ -94,7 +113,7 @@ func (s *Server) segmentRoutes() {
 		s.handle(http.MethodPost, path, cors(s.segment("")))
 		s.router.OPTIONS(path, segmentPreflight)
 	}
-	s.router.GET("/v1/projects/:writeKey/settings", s.segmentSettings)
+	s.handle(http.MethodGet, "/v1/projects/:writeKey/settings", s.segmentSettings)
 }
 
 // segmentPreflight allows what Segment's browser library sends: the key as
@@ -143,10 +162,13 @@ func (s *Server) segment(call string) handler {
 			return reject(apierr.New(apierr.InvalidJSON, "the body is not a JSON object: %v", err), 1)
 		}
 		if raw == "" {
-			if top.WriteKey == "" {
+			if top.WriteKey.bad {
+				return reject(apierr.Invalid(apierr.FieldError{Field: "writeKey", Message: "must be a string: the write key"}), 1)
+			}
+			if top.WriteKey.s == "" {
 				return reject(apierr.New(apierr.APIKeyRequired, "a write key is required: send it as HTTP Basic auth (the key as user name, no password), in X-Api-Key, or as writeKey in the body"), 1)
 			}
-			if pr, err = s.segmentPrincipal(ctx, w, r, strings.TrimSpace(top.WriteKey)); err != nil {
+			if pr, err = s.segmentPrincipal(ctx, w, r, strings.TrimSpace(top.WriteKey.s)); err != nil {
 				return reject(err, 1)
 			}
 			rs.partnerID = pr.partner.ID
@@ -223,8 +245,8 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		res.Rejected++
 		retry = retry || ae.Code.Status() >= 500
 	}
-	seen := make(map[string][16]byte, len(items)) // id -> digest, within this request
-	expanded := 0                                 // metadata bytes the messages make, batch context included
+	seen := make(idsSeen, len(items))
+	expanded := 0 // metadata bytes the messages make, batch context included
 	for i, raw := range items {
 		in, id, err := segmentInput(raw, call, top, lim, now)
 		if err == nil {
@@ -234,12 +256,7 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 			// The same messageId twice in one request: the same message
 			// is counted once; other content is refused here, where the
 			// client can be told.
-			d := events[i].Digest()
-			if prev, ok := seen[events[i].ID]; ok && prev != d {
-				err = apierr.New(apierr.DuplicateEvent, "messageId %s appears earlier in this batch with other content", quote(events[i].ID))
-			} else {
-				seen[events[i].ID] = d
-			}
+			err = seen.check(&events[i], "messageId")
 			expanded += len(events[i].Metadata)
 		}
 		if err != nil {
@@ -324,22 +341,26 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	}
 	// Clock skew (Segment's rule): the call happened sentAt - original
 	// before the request was received, by the server's clock.
-	original := m.OriginalTimestamp
-	if original == "" {
-		original = m.Timestamp
+	original, originalField := m.OriginalTimestamp, "originalTimestamp"
+	if original.s == "" && !original.bad {
+		original, originalField = m.Timestamp, "timestamp"
 	}
 	sentAt := m.SentAt
-	if sentAt == "" {
+	if sentAt.s == "" && !sentAt.bad {
 		sentAt = top.SentAt
 	}
 	var orig, sent time.Time
-	if original != "" {
-		if orig, ok = parseSegmentTime(original); !ok {
-			bad = append(bad, apierr.FieldError{Field: "timestamp", Message: "must be an ISO 8601 date and time"})
+	if original.bad {
+		bad = append(bad, apierr.FieldError{Field: originalField, Message: "must be an ISO 8601 date and time, as a string"})
+	} else if original.s != "" {
+		if orig, ok = parseSegmentTime(original.s); !ok {
+			bad = append(bad, apierr.FieldError{Field: originalField, Message: "must be an ISO 8601 date and time"})
 		}
 	}
-	if sentAt != "" {
-		if sent, ok = parseSegmentTime(sentAt); !ok {
+	if sentAt.bad {
+		bad = append(bad, apierr.FieldError{Field: "sentAt", Message: "must be an ISO 8601 date and time, as a string"})
+	} else if sentAt.s != "" {
+		if sent, ok = parseSegmentTime(sentAt.s); !ok {
 			bad = append(bad, apierr.FieldError{Field: "sentAt", Message: "must be an ISO 8601 date and time"})
 		}
 	}
@@ -371,7 +392,7 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	md.raw("previousId", m.PreviousID)
 	// Not sentAt: an SDK sends each retry with a new one, and the same
 	// message must keep the same content (event.Digest).
-	md.str("originalTimestamp", original)
+	md.str("originalTimestamp", original.s)
 	if in.ID != m.MessageID && m.MessageID != "" {
 		md.str("messageId", m.MessageID)
 	}
@@ -483,7 +504,8 @@ func (m *metadata) done() json.RawMessage {
 // Segment's CDN; cdnURL points the library here): the Segment.io
 // destination, aimed at this edge. Only a key that may send events through
 // these routes gets settings.
-func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
+	w.Header().Set("Access-Control-Allow-Origin", "*") // the library may read why, on an error too
 	pr, err := s.authenticateKey(r.Context(), p.ByName("writeKey"))
 	if err == nil {
 		err = needScope(pr, tenant.ScopeIngest)
@@ -492,22 +514,30 @@ func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httpr
 		err = apierr.New(apierr.KeyNotBound, "this key is not bound to a sub-system, and a Segment write key must be")
 	}
 	if err != nil {
-		ae := apierr.From(err)
-		w.Header().Set("Access-Control-Allow-Origin", "*") // the library may read why
-		s.write(w, ae.Code.Status(), envelope{Error: ae, RequestID: newRequestID()})
-		return
+		return reject(err, 0)
 	}
+	rs.partnerID = pr.partner.ID
 	proto := "http"
 	if r.TLS != nil || s.fromTrustedProxy(r) && r.Header.Get("X-Forwarded-Proto") == "https" {
 		proto = "https"
 	}
-	enabled := map[string]any{"__default": map[string]any{"enabled": true}}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Cache-Control", "private, max-age=60")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	return reply{status: http.StatusOK, bare: true, data: segmentSettingsOf(p.ByName("writeKey"), r.Host+"/v1", proto)}, nil
+}
+
+// segmentSettingsDoc is the shape of the settings answer, for the document.
+type segmentSettingsDoc struct {
+	Integrations         map[string]map[string]string `json:"integrations"`
+	Plan                 map[string]any               `json:"plan"`
+	AnalyticsNextEnabled bool                         `json:"analyticsNextEnabled"`
+	RemotePlugins        []any                        `json:"remotePlugins"`
+}
+
+func segmentSettingsOf(writeKey, apiHost, proto string) map[string]any {
+	enabled := map[string]any{"__default": map[string]any{"enabled": true}}
+	return map[string]any{
 		"integrations": map[string]any{"Segment.io": map[string]any{
-			"apiKey": p.ByName("writeKey"), "apiHost": r.Host + "/v1", "protocol": proto,
+			"apiKey": writeKey, "apiHost": apiHost, "protocol": proto,
 		}},
 		"plan":                 map[string]any{"track": enabled, "identify": enabled, "group": enabled},
 		"edgeFunction":         map[string]any{},
@@ -516,7 +546,7 @@ func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httpr
 		"enabledMiddleware":    map[string]any{},
 		"metrics":              map[string]any{"sampleRate": 0},
 		"remotePlugins":        []any{},
-	})
+	}
 }
 
 // fromTrustedProxy tells whether the peer is one of the trusted proxies.

@@ -75,6 +75,21 @@ func TestBadInput(t *testing.T) {
 	s.waitTotal(subs["web"], 1)
 	time.Sleep(200 * time.Millisecond)
 	s.waitTotal(subs["web"], 1)
+
+	// One id twice in one bulk with other content: the second is refused in
+	// its result, naming the id, and the first is stored; the same event
+	// again is one event.
+	var res bulkAnswer
+	r = s.must(202, "POST", "/tracking/bulk", key, []any{
+		ev("web", "first", "id", "same-1"), ev("web", "second", "id", "same-1"), ev("web", "first", "id", "same-1"),
+	}, &res)
+	if res.Accepted != 2 || res.Rejected != 1 || res.Results[1].ID != "same-1" || res.Results[1].Error == nil || res.Results[1].Error.Code != "duplicate_event" {
+		t.Fatalf("the same id with other content in one bulk: %s", r.Data)
+	}
+	rep := s.waitTotal(subs["web"], 2)
+	if rep.EventsByType["first"] != 1 || rep.EventsByType["second"] != 0 {
+		t.Fatalf("stored %v, want the first event once", rep.EventsByType)
+	}
 }
 
 // TestAdminRules walks the registry's rules through HTTP.

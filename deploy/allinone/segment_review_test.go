@@ -167,3 +167,78 @@ func TestSegmentEmptyBasicThenAPIKey(t *testing.T) {
 		t.Fatalf("%d %s", r.Status, r.Raw)
 	}
 }
+
+// The settings route is logged and counted like every route, by its
+// template: the write key in its path never reaches the logs.
+func TestSegmentSettingsLogged(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv8", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	root := strings.TrimSuffix(s.base, "/api/v1")
+	hr, err := http.Get(root + "/v1/projects/" + key + "/settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	err = json.NewDecoder(hr.Body).Decode(&settings)
+	hr.Body.Close()
+	if hr.StatusCode != 200 || err != nil || settings["integrations"] == nil || settings["success"] != nil {
+		t.Fatalf("settings: %d %v %v (want the library's shape, not the envelope)", hr.StatusCode, err, settings)
+	}
+	want := `"route":"/v1/projects/:writeKey/settings"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no request line for the settings route")
+		}
+	}
+	if strings.Contains(s.logs.String(), key) {
+		t.Fatal("the logs contain the write key")
+	}
+}
+
+// A sentAt, timestamp or writeKey that is not a string is that field's
+// error, not a whole request refused as invalid JSON.
+func TestSegmentNonStringFields(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv9", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	r := s.segment("/v1/track", "", "text/plain", []byte(`{"writeKey":12,"event":"E","userId":"u"}`))
+	if r.Status != 400 || r.code() != "validation_failed" || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != "writeKey" {
+		t.Fatalf("writeKey 12: %d %s", r.Status, r.Raw)
+	}
+	var res struct {
+		Accepted int
+		Results  []struct {
+			Error *struct {
+				Code   string
+				Fields []struct{ Field string }
+			}
+		}
+	}
+	r = s.segment("/v1/batch", key, "application/json", []byte(`{"batch":[
+		{"type":"track","event":"ok","userId":"u","messageId":"ns-1"},
+		{"type":"track","event":"E","userId":"u","messageId":"ns-2","timestamp":1700000000},
+		{"type":"track","event":"E","userId":"u","messageId":"ns-3","originalTimestamp":{}},
+		{"type":"track","event":"E","userId":"u","messageId":"ns-4","sentAt":true}]}`))
+	if err := json.Unmarshal(r.Data, &res); err != nil || r.Status != 200 || res.Accepted != 1 {
+		t.Fatalf("non-string times: %d %s", r.Status, r.Raw)
+	}
+	for i, field := range []string{"", "timestamp", "originalTimestamp", "sentAt"} {
+		e := res.Results[i].Error
+		if field == "" {
+			if e != nil {
+				t.Fatalf("message 0 refused: %s", r.Raw)
+			}
+			continue
+		}
+		if e == nil || e.Code != "validation_failed" || len(e.Fields) != 1 || e.Fields[0].Field != field {
+			t.Fatalf("message %d: %s, want %s named", i, r.Raw, field)
+		}
+	}
+	// The batch's own sentAt, not a string: every message says so.
+	r = s.segment("/v1/batch", key, "application/json", []byte(`{"sentAt":5,"batch":[{"type":"track","event":"E","userId":"u","messageId":"ns-5"}]}`))
+	if r.Status != 400 || !strings.Contains(string(r.Raw), `"sentAt"`) {
+		t.Fatalf("batch sentAt 5: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 1)
+}
