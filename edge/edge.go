@@ -78,6 +78,12 @@ type Config struct {
 	// RegistryStaleAfter: with no word from the registry (changes or
 	// heartbeats) for this long, cached entries are no longer trusted.
 	RegistryStaleAfter time.Duration
+	// RegistrySilentGrace is the policy past that bound: 0 fails closed
+	// (a key this edge cannot check with the registry is refused); more
+	// serves the keys and partners it already holds for that much longer,
+	// unless the registry answers, at the cost of missing a revocation
+	// made meanwhile.
+	RegistrySilentGrace time.Duration
 }
 
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
@@ -112,6 +118,8 @@ func (c Config) Validate() error {
 		return errors.New("edge: the replay window must be between 1s and 1h")
 	case c.RegistryStaleAfter < 2*api.HeartbeatInterval:
 		return fmt.Errorf("edge: the registry staleness bound must be at least %s (two heartbeats)", 2*api.HeartbeatInterval)
+	case c.RegistrySilentGrace < 0 || c.RegistrySilentGrace > 24*time.Hour:
+		return config.Errorf("registry-silent-grace", "must be between 0 (fail closed) and 24h")
 	case c.MaxBodyBytes < 1024:
 		return errors.New("edge: max body bytes must be at least 1024")
 	case c.MaxBulkBytes < c.MaxBodyBytes:
@@ -207,7 +215,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		}
 	}
 	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
-		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter),
+		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter).WithSilentGrace(cfg.RegistrySilentGrace),
 		tracer: otel.Tracer("edge"), now: time.Now, limiter: cfg.Limiter, nonces: cfg.Nonces,
 		touched: touches{last: map[string]time.Time{}}}
 	if s.limiter == nil {
@@ -238,6 +246,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.dedupKey = []byte(key)
 	s.macs.New = func() any { return &mac{h: hmac.New(sha256.New, s.dedupKey), in: make([]byte, 0, 256)} }
 	go s.admin.Watch(ctx, s.log)
+	go s.watchDependencies(ctx)
 	if s.pub != nil && s.stopPub == nil {
 		// The publisher outlives ctx: requests still in flight while Serve
 		// shuts down must be answered. Serve stops it once they are.

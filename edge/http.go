@@ -370,6 +370,7 @@ func (s *Server) routes() {
 	rt.GET("/openapi/v1.json", s.serveOpenAPI)
 	s.handle(http.MethodGet, "/api/v1/health", s.health)
 	s.handle(http.MethodGet, "/api/v1/health/ready", s.ready)
+	s.handle(http.MethodGet, "/api/v1/health/dependencies", s.dependencies)
 
 	// Tracking routes are called from browsers, so they answer CORS
 	// preflights; admin and report routes do not (no browser needs them

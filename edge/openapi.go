@@ -105,9 +105,10 @@ type subSystemBody struct {
 
 // docs documents every public route; TestOpenAPI fails if a route lacks one.
 var docs = map[string]doc{
-	"GET /api/v1/health":       {"Liveness", "none", nil, 200, map[string]string{}},
-	"GET /api/v1/health/ready": {"Readiness: NATS, the event stream, registry and reporter with their storage", "none", nil, 200, map[string]any{}},
-	"POST /api/v1/tracking":    {"Send one event; 202 once JetStream has it", "key", event.Input{}, 202, itemResult{}},
+	"GET /api/v1/health":              {"Liveness", "none", nil, 200, map[string]string{}},
+	"GET /api/v1/health/ready":        {"Readiness for a load balancer: what ingest needs (NATS and the events stream); 503 with the failing check", "none", nil, 200, map[string]any{}},
+	"GET /api/v1/health/dependencies": {"Every dependency's state (NATS, the events stream, registry, reporter) and what works without it; always 200", "none", nil, 200, map[string]any{}},
+	"POST /api/v1/tracking":           {"Send one event; 202 once JetStream has it", "key", event.Input{}, 202, itemResult{}},
 	"POST /api/v1/tracking/bulk": {"Send up to 500 events ({events:[…]} or a bare array); per-item results in order", "key",
 		bulkBody{}, 202, bulkResult{}},
 	"POST /api/v1/tracking/events":                     {"Alias of /tracking/bulk (the path of the reference's SDK)", "key", bulkBody{}, 202, bulkResult{}},

@@ -12,12 +12,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
-	"github.com/nats-io/nats.go"
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
-	"github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/report/calendar"
 	"github.com/volcanion/tracking/shared/reportapi"
@@ -293,44 +291,4 @@ func (s *Server) eventsRoute() {
 		}
 		return ok(page, ""), nil
 	})
-}
-
-// health is liveness: the process answers.
-func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
-	return ok(map[string]string{"status": "healthy", "service": "Volcanion Tracking edge"}, ""), nil
-}
-
-// ready is readiness: NATS, the event stream, and storage behind the
-// registry and reporter all answer.
-func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	checks := map[string]string{}
-	healthy := true
-	check := func(name string, err error) {
-		if err != nil {
-			checks[name] = apierr.From(err).Message
-			if apierr.From(err).Code == apierr.Internal {
-				checks[name] = err.Error()
-			}
-			healthy = false
-			return
-		}
-		checks[name] = "ok"
-	}
-	if s.nc.Status() != nats.CONNECTED {
-		check("nats", apierr.New(apierr.Unavailable, "not connected (%s)", s.nc.Status()))
-	} else {
-		check("nats", nil)
-	}
-	_, err := s.js.Stream(ctx, subject.EventsStream)
-	check("eventStream", err)
-	check("registry", natsx.Call(ctx, s.nc, subject.Registry(registryapi.Health), registryapi.Request{}, nil))
-	check("reporter", natsx.Call(ctx, s.nc, subject.Report(reportapi.Health), struct{}{}, nil))
-	data := map[string]any{"status": "ready", "checks": checks}
-	if !healthy {
-		data["status"] = "not ready"
-		return reply{status: http.StatusServiceUnavailable, data: data}, apierr.New(apierr.Unavailable, "a dependency is not ready")
-	}
-	return ok(data, ""), nil
 }

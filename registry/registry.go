@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
@@ -145,6 +147,9 @@ func (s *Service) heartbeat(ctx context.Context, nc *nats.Conn) {
 	}
 }
 
+var mBroadcastFailures = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_registry_change_broadcast_failures_total",
+	Help: "Registry changes (revocations among them) stored but not announced to the edges after retries; the client was told to repeat the change."})
+
 // announce is the commit point of a change for the edges. It writes the
 // fresh records into the shared cache (versioned: never backwards) and
 // publishes the change with the versions it produced. A change stored but
@@ -165,6 +170,7 @@ func (s *Service) announce(ctx context.Context, c api.Change) error {
 		case <-time.After(time.Duration(i+1) * 50 * time.Millisecond):
 		}
 	}
+	mBroadcastFailures.Inc()
 	s.log.Error().Err(err).Str("kind", c.Kind).Str("op", c.Op).Str("partner_id", c.PartnerID).Msg("change broadcast failed")
 	return apierr.New(apierr.PropagationPending,
 		"the change is stored but not yet announced to the edges (they stop trusting cached entries after -registry-stale-after, 30s by default, without news); repeat the request to announce it")

@@ -56,6 +56,16 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, subj string, data [
 }
 
 // reasonLabel is a bounded metric label for a reason.
+// deadReasons are reasonLabel's labels: each series exists from the start at
+// 0, so an alert on its increase sees the first dead letter.
+var deadReasons = []string{"undecodable", "invalid", "unknown_partner", "unknown_sub_system", "id_conflict", "refused", "max_deliveries", "other"}
+
+func init() {
+	for _, r := range deadReasons {
+		mDead.WithLabelValues(r)
+	}
+}
+
 func reasonLabel(reason string) string {
 	for _, p := range []struct{ prefix, label string }{
 		{"undecodable", "undecodable"}, {"missing", "invalid"}, {"subject does not match", "invalid"},

@@ -101,10 +101,23 @@ func TestFlow(t *testing.T) {
 	s.must(200, "GET", "/health", "", nil, nil)
 	var ready struct{ Checks map[string]string }
 	s.must(200, "GET", "/health/ready", "", nil, &ready)
-	for _, c := range []string{"nats", "eventStream", "registry", "reporter"} {
+	for _, c := range []string{"nats", "eventStream"} {
 		if ready.Checks[c] != "ok" {
 			t.Fatalf("readiness %s: %q", c, ready.Checks[c])
 		}
+	}
+	var deps struct {
+		Checks                 map[string]string
+		Ingest, Reports, Admin string
+	}
+	s.must(200, "GET", "/health/dependencies", "", nil, &deps)
+	for _, c := range []string{"nats", "eventStream", "registry", "reporter"} {
+		if deps.Checks[c] != "ok" {
+			t.Fatalf("dependency %s: %q", c, deps.Checks[c])
+		}
+	}
+	if deps.Ingest != "ready" || deps.Reports != "ready" || deps.Admin != "ready" {
+		t.Fatalf("dependencies: %+v", deps)
 	}
 	if r := s.do("POST", "/tracking", key, ev("nope", "x")); r.Status != 400 {
 		t.Fatalf("unknown sub-system: %d", r.Status)

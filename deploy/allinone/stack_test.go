@@ -248,6 +248,16 @@ func TestProductionTopology(t *testing.T) {
 	}
 
 	reporters(t, s, call, edges, admin, sub.ID)
+
+	// The alert rules and the dashboard name only metrics and labels these
+	// running binaries expose (metrics listeners: 9102+base registry,
+	// 9103/9106 reporters, 9104/9105 workers; the edges on their API port).
+	var pages strings.Builder
+	for _, url := range []string{"http://127.0.0.1:8381/metrics", "http://127.0.0.1:8382/metrics", "http://127.0.0.1:9402/metrics",
+		"http://127.0.0.1:9403/metrics", "http://127.0.0.1:9404/metrics", "http://127.0.0.1:9405/metrics", "http://127.0.0.1:9406/metrics"} {
+		pages.WriteString(scrape(t, url))
+	}
+	checkOpsMetrics(t, pages.String())
 }
 
 // reportTimeout is the edges' -report-timeout in the stack test.
@@ -293,6 +303,21 @@ func reporters(t *testing.T, s *stack, call func(method, url, auth string, body 
 	st, code, retry, took := report(edges[1])
 	if st != 503 || code != "service_unavailable" || retry == "" || took > reportTimeout {
 		t.Fatalf("no reporter running: %d %s, Retry-After %q, after %v", st, code, retry, took)
+	}
+	// No reporter: the edges stay ready (ingest does not need it), and the
+	// dependencies route says what is down and what it takes with it.
+	for _, edge := range edges {
+		if st := call("GET", edge+"/health/ready", "", nil, nil); st != 200 {
+			t.Fatalf("no reporter running: %s/health/ready answers %d, want 200 (ingest does not need the reporter)", edge, st)
+		}
+		var deps struct {
+			Checks                 map[string]string
+			Ingest, Reports, Admin string
+		}
+		if st := call("GET", edge+"/health/dependencies", "", nil, &deps); st != 200 || deps.Checks["reporter"] == "ok" ||
+			deps.Checks["registry"] != "ok" || deps.Reports != "not ready" || deps.Ingest != "ready" || deps.Admin != "ready" {
+			t.Fatalf("no reporter running: dependencies %d %+v", st, deps)
+		}
 	}
 	s.sh("start", "reporter1")
 	s.sh("start", "reporter2")

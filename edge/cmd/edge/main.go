@@ -36,6 +36,7 @@ func main() {
 	edges := fs.Int("rate-limit-edges", 1, "edges sharing the limits: while Redis is down each edge allows limit/edges")
 	fs.DurationVar(&cfg.ReplayWindow, "replay-window", cfg.ReplayWindow, "accepted X-Timestamp skew of signed requests")
 	fs.DurationVar(&cfg.RegistryStaleAfter, "registry-stale-after", cfg.RegistryStaleAfter, "stop trusting cached keys after this long without a word from the registry")
+	fs.DurationVar(&cfg.RegistrySilentGrace, "registry-silent-grace", cfg.RegistrySilentGrace, "past -registry-stale-after, keep serving the keys this edge holds for this long while the registry cannot answer (0: fail closed; more keeps ingest up but misses revocations made meanwhile)")
 	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache the registry fills (empty: none)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated IPs/CIDRs allowed to set X-Forwarded-For")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest single-event body")

@@ -33,6 +33,8 @@ var (
 		Help: "Auth cache lookups by kind (key, partner) and result (hit, miss)."}, []string{"kind", "result"})
 	mFlushes = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_cache_flushes_total",
 		Help: "Whole-cache flushes after a missed registry change or a reconnect."})
+	mGraceServed = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_grace_served_total",
+		Help: "Lookups the silent registry could not answer, served from this edge's cache during -registry-silent-grace."})
 	mStaleShared = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_auth_shared_stale_total",
 		Help: "Shared (Redis) auth entries skipped because a change announced a newer version."})
 )
@@ -79,6 +81,7 @@ type Cache struct {
 	shared  *rcache.Cache // written by the registry, read here; nil: none
 
 	staleAfter time.Duration // 0: never
+	grace      time.Duration // past staleAfter, cached entries still serve while the registry cannot answer
 	heard      atomic.Int64  // unix nanos of the last change or heartbeat
 }
 
@@ -89,6 +92,30 @@ func (c *Cache) WithStaleBound(d time.Duration) *Cache {
 	c.staleAfter = d
 	c.heard.Store(time.Now().UnixNano())
 	return c
+}
+
+// WithSilentGrace sets the policy once the registry has been silent past
+// the bound: 0 (the default) fails closed, every lookup the registry cannot
+// answer fails; d > 0 serves an entry this edge already holds for d more
+// while the registry cannot answer. The trade-off: during the grace a
+// revocation made meanwhile is not seen, but ingest with known keys goes on.
+func (c *Cache) WithSilentGrace(d time.Duration) *Cache {
+	c.grace = d
+	return c
+}
+
+// inGrace tells whether a lookup the registry failed may serve a held
+// entry: the registry is silent past the bound, but within the grace, and
+// the failure is the registry's silence, not an answer.
+func (c *Cache) inGrace(err error) bool {
+	if c.grace <= 0 || !c.Stale() || time.Since(time.Unix(0, c.heard.Load())) > c.staleAfter+c.grace {
+		return false
+	}
+	switch apierr.From(err).Code {
+	case apierr.Unavailable, apierr.Timeout:
+		return true
+	}
+	return false
 }
 
 // Stale reports whether the registry has been silent past the bound.
@@ -163,6 +190,10 @@ func (c *Cache) Key(ctx context.Context, id, secret string) (tenant.APIKey, erro
 		return keyEntry{key: k, missing: missing}, nil
 	})
 	if err != nil {
+		if ok && !e.missing && c.inGrace(err) {
+			mGraceServed.Inc()
+			return e.key, nil
+		}
 		return tenant.APIKey{}, err
 	}
 	if e := v.(keyEntry); !e.missing {
@@ -235,6 +266,10 @@ func (c *Cache) Partner(ctx context.Context, id string) (Partner, error) {
 		return Partner{snap.Partner, subs}, nil
 	})
 	if err != nil {
+		if ok && c.inGrace(err) {
+			mGraceServed.Inc()
+			return Partner{e.snap.Partner, e.subs}, nil
+		}
 		return Partner{}, err
 	}
 	return v.(Partner), nil

@@ -243,3 +243,56 @@ func stubRegistry(t testing.TB, nc *nats.Conn, answer func() (any, error)) (look
 func activeKey() (any, error) {
 	return tenant.APIKey{ID: "aaaaaaaaaaaaa", PartnerID: "p", Status: tenant.KeyActive}, nil
 }
+
+// With a silent-registry grace, a key this edge holds is served while the
+// registry cannot answer, until the grace ends; a key it never held is not.
+// With none (TestStaleBound), the same lookup fails at once.
+func TestSilentGrace(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, js := testenv.Conn(t, ns)
+	ctx := context.Background()
+	testenv.Provision(t, js)
+	_, stopRegistry := stubRegistry(t, nc, activeKey)
+	const bound, grace = 300 * time.Millisecond, 700 * time.Millisecond
+	start := time.Now() // before the cache last heard the registry
+	c := authcache.New(nc, time.Minute, zerolog.Nop()).WithStaleBound(bound).WithSilentGrace(grace)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := c.Follow(fctx, js); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	stopRegistry()
+	silentSince := time.Now()
+	for !c.Stale() {
+		if time.Since(silentSince) > 5*time.Second {
+			t.Fatal("never stale")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Key(ctx, "bbbbbbbbbbbbb", "secret"); err == nil {
+		t.Fatal("a key never held was served while the registry was silent")
+	}
+	if k, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret"); err != nil || k.ID != "aaaaaaaaaaaaa" {
+		t.Fatalf("a held key in the grace: %v", err)
+	}
+	// Past the bound and the grace: refused.
+	for {
+		_, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret")
+		if err != nil {
+			if code := apierr.From(err).Code; code != apierr.Unavailable && code != apierr.Timeout {
+				t.Fatalf("after the grace: %v, want the registry's silence", err)
+			}
+			break
+		}
+		if time.Since(silentSince) > bound+grace+5*time.Second {
+			t.Fatal("a held key was served long after the grace")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if since := time.Since(start); since < bound+grace {
+		t.Fatalf("refused after %s, before the bound and grace (%s)", since, bound+grace)
+	}
+}

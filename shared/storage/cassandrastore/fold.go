@@ -18,6 +18,12 @@ import (
 var mFolds = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_count_folds_total",
 	Help: "Folds of a partner's manifests into totals, by result (folded, error)."}, []string{"result"})
 
+func init() {
+	for _, r := range []string{"folded", "error"} {
+		mFolds.WithLabelValues(r) // each series from the start, at 0
+	}
+}
+
 // Folding adds sealed manifests into totals and keeps two invariants:
 //
 // I4 A row adds a manifest once. A totals row changes only by

@@ -1,0 +1,184 @@
+package allinone_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The alert rules are valid and do what their unit tests say: promtool
+// (Debian's prometheus package, installed by deploy/with-deps.sh).
+func TestAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: promtool is not installed (apt-get install prometheus; deploy/with-deps.sh installs it for make test), so the alert rules were not checked")
+	}
+	dir, _ := filepath.Abs("../prometheus")
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// Every rule has a unit test that fires it or says it stays silent.
+	var rules struct {
+		Groups []struct{ Rules []struct{ Alert string } }
+	}
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string `yaml:"alertname"`
+			} `yaml:"alert_rule_test"`
+		}
+	}
+	readYAML(t, filepath.Join(dir, "alerts.yml"), &rules)
+	readYAML(t, filepath.Join(dir, "alerts_test.yml"), &tests)
+	tested := map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, a := range tc.AlertRuleTest {
+			tested[a.Alertname] = true
+		}
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if !tested[r.Alert] {
+				t.Errorf("alert %s has no case in alerts_test.yml", r.Alert)
+			}
+		}
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// opsQueries are the PromQL expressions of the alert rules and the Grafana
+// dashboard, each with where it comes from.
+func opsQueries(t *testing.T) map[string]string {
+	t.Helper()
+	root, _ := filepath.Abs("../..")
+	queries := map[string]string{}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	readYAML(t, filepath.Join(root, "deploy/prometheus/alerts.yml"), &rules)
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			queries[r.Expr] = "alert " + r.Alert
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/grafana/volcanion-tracking.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	if len(dash.Panels) == 0 {
+		t.Fatal("the dashboard has no panels")
+	}
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			queries[q.Expr] = "panel " + p.Title
+		}
+	}
+	return queries
+}
+
+var (
+	metricRE   = regexp.MustCompile(`\btrk_[a-z0-9_]+`)
+	byRE       = regexp.MustCompile(`\bby \(([^)]*)\)`)
+	matcherRE  = regexp.MustCompile(`([a-z_]+)\s*(?:=~|!~|!=|=)\s*"`)
+	scrapeLine = regexp.MustCompile(`(?m)^(trk_[a-z0-9_]+)(?:\{([^}]*)\})? `)
+	labelRE    = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
+)
+
+// checkOpsMetrics holds the alert rules and the dashboard to the metrics the
+// running processes expose (their /metrics pages, concatenated): every
+// metric they name exists, and every label they match or group by is one
+// of its labels (instance and job are Prometheus's, le the histograms').
+func checkOpsMetrics(t *testing.T, scrapes string) {
+	t.Helper()
+	labels := map[string]map[string]bool{} // metric -> its labels
+	for _, m := range scrapeLine.FindAllStringSubmatch(scrapes, -1) {
+		if labels[m[1]] == nil {
+			labels[m[1]] = map[string]bool{}
+		}
+		for _, l := range labelRE.FindAllStringSubmatch(m[2], -1) {
+			labels[m[1]][l[1]] = true
+		}
+	}
+	for q, where := range opsQueries(t) {
+		names := metricRE.FindAllString(q, -1)
+		if len(names) == 0 {
+			t.Errorf("%s: no trk_ metric in %q", where, q)
+		}
+		known := map[string]bool{"instance": true, "job": true, "le": true}
+		for _, n := range names {
+			if labels[n] == nil {
+				t.Errorf("%s: metric %s does not exist in the running system", where, n)
+				continue
+			}
+			for l := range labels[n] {
+				known[l] = true
+			}
+		}
+		var used []string
+		for _, m := range byRE.FindAllStringSubmatch(q, -1) {
+			for _, l := range strings.Split(m[1], ",") {
+				used = append(used, strings.TrimSpace(l))
+			}
+		}
+		for _, m := range matcherRE.FindAllStringSubmatch(q, -1) {
+			used = append(used, m[1])
+		}
+		for _, l := range used {
+			if l != "" && !known[l] {
+				t.Errorf("%s: label %q is on none of %v", where, l, slices.Compact(names))
+			}
+		}
+	}
+}
+
+// scrape reads a /metrics page.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	hr, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer hr.Body.Close()
+	body, _ := io.ReadAll(hr.Body)
+	if hr.StatusCode != 200 {
+		t.Fatalf("scrape %s: %d", url, hr.StatusCode)
+	}
+	return string(body)
+}
