@@ -35,6 +35,15 @@ if ! command -v chromium >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
+# promtool (Debian's prometheus package) checks the alert rules; only the
+# tool is used.
+if ! command -v promtool >/dev/null; then
+  log "installing promtool (the prometheus package) from the OS packages"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # Redis
 if ! port_open 6379; then
   if ! command -v redis-server >/dev/null; then

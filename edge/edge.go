@@ -180,14 +180,16 @@ type Server struct {
 	tracer trace.Tracer
 	now    func() time.Time
 
-	limiter   ratelimit.Limiter
-	nonces    signing.Nonces
-	admin     *admintoken.Set // the flag's tokens and the file's, re-read when it changes
-	touched   touches
-	bodies    bodyBudget
-	routeList []string  // "METHOD /path" of every API route, for the OpenAPI document
-	dedupKey  []byte    // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
-	macs      sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
+	limiter ratelimit.Limiter
+	nonces  signing.Nonces
+	admin   *admintoken.Set // the flag's tokens and the file's, re-read when it changes
+	touched touches
+	bodies  bodyBudget
+	// keylessBodies is the share of bodies read before a key was checked.
+	keylessBodies bodyBudget
+	routeList     []string  // "METHOD /path" of every API route, for the OpenAPI document
+	dedupKey      []byte    // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
+	macs          sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
 
 	pub     *groupcommit.Publisher // nil when offline
 	stopPub context.CancelFunc
@@ -229,6 +231,8 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 		s.pub = groupcommit.New(groupcommit.Config{MinBatch: cfg.GroupCommitMin, Off: cfg.GroupCommitMin == 0}, nc, js)
 	}
 	s.bodies.max.Store(cfg.MaxInflightBodyBytes)
+	s.keylessBodies.max.Store(max(cfg.MaxInflightBodyBytes/8, keylessBodyMax))
+	s.keylessBodies.share = true
 	s.routes()
 	return s, nil
 }

@@ -82,6 +82,12 @@ type reqState struct {
 	partnerID string
 	events    int
 	reserved  int64 // body bytes reserved from the in-flight budget, given back when the request ends
+	// keyless: the body is read before any key was checked (a Segment
+	// beacon carries its key in the body). Such bodies also take from a
+	// small budget of their own, so anonymous senders cannot hold the
+	// budget every keyed request needs.
+	keyless         bool
+	keylessReserved int64
 }
 
 var propagator = propagation.TraceContext{}
@@ -107,6 +113,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 
 	rs := &reqState{}
 	defer s.bodies.give(rs)
+	defer s.keylessBodies.giveKeyless(rs)
 	rep, err := s.call(h, rs, route, reqID)
 	status := rep.status
 	var ae *apierr.Error
@@ -243,6 +250,7 @@ func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
 // a request is answered 503 overloaded.
 type bodyBudget struct {
 	used, max atomic.Int64
+	share     bool // a share of another budget: trk_edge_body_bytes_inflight counts that one
 }
 
 func (b *bodyBudget) take(n int64) bool {
@@ -252,7 +260,9 @@ func (b *bodyBudget) take(n int64) bool {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {
-			mBodyBytes.Add(float64(n))
+			if !b.share {
+				mBodyBytes.Add(float64(n))
+			}
 			return true
 		}
 	}
@@ -266,6 +276,13 @@ func (b *bodyBudget) give(rs *reqState) {
 	}
 }
 
+func (b *bodyBudget) giveKeyless(rs *reqState) {
+	if rs.keylessReserved > 0 {
+		b.used.Add(-rs.keylessReserved)
+		rs.keylessReserved = 0
+	}
+}
+
 // firstBodyChunk is what a body buffer starts at; it doubles as bytes
 // arrive.
 const firstBodyChunk = 4 << 10
@@ -276,25 +293,45 @@ const firstBodyChunk = 4 << 10
 // 4 KiB, so slow clients cannot fill the budget and lock everyone out.
 // Reserved bytes are held until the request ends.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, rs *reqState, limit int64) ([]byte, error) {
+	if rs.keyless {
+		limit = min(limit, keylessBodyMax)
+	}
 	if r.ContentLength > limit {
 		return nil, apierr.New(apierr.BodyTooLarge, "the body is %d bytes; the limit is %d bytes", r.ContentLength, limit)
 	}
+	return s.readFrom(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit, rs)
+}
+
+// keylessBodyMax bounds a body read before its key was checked: a
+// browser's sendBeacon and keepalive fetch send at most 64 KiB.
+const keylessBodyMax = 64 << 10
+
+// readFrom reads body, of declared length (-1: unknown), up to limit bytes
+// (past it, body must fail as http.MaxBytesReader does, or yield one more
+// byte), taking the buffer from the budgets as it grows.
+func (s *Server) readFrom(body io.Reader, declared, limit int64, rs *reqState) ([]byte, error) {
 	want := limit // the most the buffer may need
-	if r.ContentLength >= 0 {
-		want = r.ContentLength // the server never reads past a declared length
+	if declared >= 0 {
+		want = declared // the server never reads past a declared length
 	}
 	overloaded := apierr.New(apierr.Overloaded, "the edge is reading as many request bodies as it may; retry shortly")
 	grow := func(buf []byte) ([]byte, bool) {
 		next := min(max(2*int64(cap(buf)), firstBodyChunk), want)
-		if !s.bodies.take(next - int64(cap(buf))) {
+		n := next - int64(cap(buf))
+		if rs.keyless {
+			if !s.keylessBodies.take(n) {
+				return buf, false
+			}
+			rs.keylessReserved += n
+		}
+		if !s.bodies.take(n) {
 			return buf, false
 		}
-		rs.reserved += next - int64(cap(buf))
+		rs.reserved += n
 		nb := make([]byte, len(buf), next)
 		copy(nb, buf)
 		return nb, true
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {

@@ -2,11 +2,14 @@ package edge
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -39,6 +42,9 @@ import (
 // key not bound to a sub-system; 401 for a bad key.
 
 const (
+	// segmentMaxDepth bounds a message's nesting: far past any real
+	// properties, and well inside what the stored event may hold.
+	segmentMaxDepth    = 1000
 	segmentMessageMax  = 32 << 10
 	segmentBatchMax    = 500 << 10
 	segmentExpandedMax = 2 * segmentBatchMax
@@ -59,8 +65,8 @@ type segmentMessage struct {
 	UserID            json.RawMessage `json:"userId"`
 	AnonymousID       json.RawMessage `json:"anonymousId"`
 	Event             string          `json:"event"`
-	Name              string          `json:"name"`
-	Category          string          `json:"category"`
+	Name              json.RawMessage `json:"name"`
+	Category          json.RawMessage `json:"category"`
 	GroupID           json.RawMessage `json:"groupId"`
 	PreviousID        json.RawMessage `json:"previousId"`
 	Properties        json.RawMessage `json:"properties"`
@@ -150,15 +156,26 @@ func (s *Server) segment(call string) handler {
 			}
 			rs.partnerID = pr.partner.ID
 		}
+		rs.keyless = raw == ""
 		body, err := s.readBody(w, r, rs, limit)
+		if err == nil && strings.EqualFold(strings.TrimSpace(r.Header.Get("Content-Encoding")), "gzip") {
+			body, err = s.gunzip(body, limit, rs) // RudderStack's Node SDK gzips every batch
+		}
 		if err != nil {
 			if apierr.Is(err, apierr.BodyTooLarge) {
 				err = segmentTooLarge(call, r.ContentLength)
+				if rs.keyless {
+					err = apierr.New(apierr.MessageTooLarge, "a request without its key in a header (Basic auth or X-Api-Key) may be at most 64 KB, as a browser beacon is: send the key as Basic auth for larger batches")
+				}
 			}
 			return reject(err, 1)
 		}
 		var top segmentBody
 		if err := json.Unmarshal(body, &top); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field == "batch" {
+				return reject(apierr.Invalid(apierr.FieldError{Field: "batch", Message: "must be a list of messages"}), 1)
+			}
 			return reject(apierr.New(apierr.InvalidJSON, "the body is not a JSON object: %v", err), 1)
 		}
 		if raw == "" {
@@ -193,6 +210,24 @@ func (s *Server) segment(call string) handler {
 			// Never retryable: 429 would have the SDK send it again and again.
 			return reject(apierr.New(apierr.MessageTooLarge, "the batch holds %d messages, more than this key's rate limit of %d a second allows at once: send smaller batches (maxEventsInBatch) or raise the key's limit", len(items), limit), len(items))
 		}
+		if call == "" {
+			// The batch's context and integrations are copied into each
+			// message: refuse before copying what would be too large.
+			for _, f := range []struct {
+				name string
+				v    json.RawMessage
+			}{{"context", top.Context}, {"integrations", top.Integrations}} {
+				if !event.ValidText(f.v) {
+					return reject(apierr.Invalid(apierr.FieldError{Field: f.name, Message: "must be valid UTF-8 text (and no unpaired surrogate escape)"}), len(items))
+				}
+				if d := nesting(f.v); d > segmentMaxDepth {
+					return reject(apierr.Invalid(apierr.FieldError{Field: f.name, Message: fmt.Sprintf("is nested %d levels deep; the limit is %d", d, segmentMaxDepth)}), len(items))
+				}
+			}
+			if extra := len(top.Context) + len(top.Integrations); extra > segmentMessageMax || len(items)*extra > segmentExpandedMax {
+				return reject(apierr.New(apierr.MessageTooLarge, "the batch's context and integrations (%d bytes) copied into each of its %d messages would make more than %d bytes (or one message over 32 KB): send a smaller context, or the context in each message", extra, len(items), segmentExpandedMax), len(items))
+			}
+		}
 		if err := s.rateLimitRest(ctx, w, pr, len(items)); err != nil {
 			return reject(err, len(items))
 		}
@@ -215,6 +250,24 @@ func (s *Server) segmentPrincipal(ctx context.Context, w http.ResponseWriter, r 
 		return pr, err
 	}
 	return pr, s.rateLimit(ctx, w, pr, 1)
+}
+
+// gunzip inflates a gzip body of at most limit bytes once inflated, taking
+// the buffer from the body budgets as readBody does.
+func (s *Server) gunzip(body []byte, limit int64, rs *reqState) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, apierr.New(apierr.InvalidJSON, "Content-Encoding is gzip but the body is not: %v", err)
+	}
+	out, err := s.readFrom(io.LimitReader(zr, limit+1), -1, limit, rs)
+	switch {
+	case err == nil:
+	case apierr.Is(err, apierr.BodyTooLarge):
+		err = apierr.New(apierr.MessageTooLarge, "inflated, the body is larger than the limit of %d bytes", limit)
+	case apierr.Is(err, apierr.InvalidJSON):
+		err = apierr.New(apierr.InvalidJSON, "the gzip body could not be inflated: %v", apierr.From(err).Message)
+	}
+	return out, err
 }
 
 func segmentTooLarge(call string, n int64) error {
@@ -292,6 +345,10 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		}
 		return reply{status: first.Code.Status(), data: res}, &apierr.Error{Code: first.Code,
 			Message: "some messages were not queued; send the request again (messages already queued are counted once): " + first.Message}
+	case res.Accepted == 0 && call != "":
+		// One call: its message's error is the answer's, fields and all.
+		e := res.Results[0].Error
+		return reply{status: e.Code.Status(), data: res}, e
 	case res.Accepted == 0:
 		first := res.Results[0].Error
 		return reply{status: first.Code.Status(), data: res}, &apierr.Error{Code: first.Code, Message: "no message was accepted; see data.results for each message's error: " + first.Message}
@@ -310,8 +367,15 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	if len(raw) > segmentMessageMax {
 		return in, "", segmentTooLarge("msg", int64(len(raw)))
 	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return in, "", apierr.New(apierr.InvalidJSON, "the message is not a JSON object: %v", err)
+	// As on our own routes: a field of the wrong type is that field's
+	// error, and text that is not UTF-8 (or a lone surrogate escape) is
+	// refused rather than turned into U+FFFD, which would merge names.
+	if err := event.DecodeObject(raw, &m); err != nil {
+		return in, "", err
+	}
+	if d := nesting(raw); d > segmentMaxDepth {
+		return in, okID(segmentID(m.MessageID, lim), lim), apierr.Invalid(apierr.FieldError{Field: "body",
+			Message: fmt.Sprintf("is nested %d levels deep; the limit is %d", d, segmentMaxDepth)})
 	}
 	in.ID = segmentID(m.MessageID, lim)
 	typ := call
@@ -331,6 +395,14 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 		in.EventType = segmentTypes[typ]
 	default:
 		bad = append(bad, apierr.FieldError{Field: "type", Message: "must be track, identify, page, screen, group or alias"})
+	}
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"name", m.Name}, {"category", m.Category}} {
+		if !isAbsent(f.v) && f.v[0] != '"' {
+			bad = append(bad, apierr.FieldError{Field: f.name, Message: "must be a string"})
+		}
 	}
 	var ok bool
 	if in.UserID, ok = idString(m.UserID); !ok {
@@ -386,8 +458,10 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	md.raw("traits", m.Traits)
 	md.raw("context", ctxJSON)
 	md.raw("integrations", integ)
-	md.str("name", m.Name)
-	md.str("category", m.Category)
+	// As sent, not decoded and encoded again: an escaped character must not
+	// double the metadata's size.
+	md.raw("name", m.Name)
+	md.raw("category", m.Category)
 	md.raw("groupId", m.GroupID)
 	md.raw("previousId", m.PreviousID)
 	// Not sentAt: an SDK sends each retry with a new one, and the same
@@ -398,6 +472,9 @@ func segmentInput(raw json.RawMessage, call string, top *segmentBody, lim event.
 	}
 	in.Metadata = md.done()
 	if err := event.Validate(&in, lim, receivedAt); err != nil {
+		if apierr.Is(err, apierr.MetadataTooLarge) { // Segment's answer for a message too large
+			err = apierr.New(apierr.MessageTooLarge, "the message's properties, traits, context, integrations and names come to %d bytes; the limit is %d bytes a message", len(in.Metadata), lim.MaxMetadataBytes)
+		}
 		return in, okID(in.ID, lim), err
 	}
 	return in, in.ID, nil
@@ -451,7 +528,17 @@ func isAbsent(raw json.RawMessage) bool {
 
 // parseSegmentTime reads the ISO 8601 forms Segment's libraries send.
 func parseSegmentTime(s string) (time.Time, bool) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
+	// ISO 8601 as libraries write it: RFC 3339, a lower-case t or z, a
+	// space for the T, an offset without a colon, no zone (UTC), or a date
+	// alone (midnight UTC).
+	s = strings.TrimSpace(s)
+	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999", "2006-01-02T15:04Z07:00", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), true
 		}
@@ -513,6 +600,10 @@ func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httpr
 	if err == nil && pr.key.SubSystemID == "" {
 		err = apierr.New(apierr.KeyNotBound, "this key is not bound to a sub-system, and a Segment write key must be")
 	}
+	if err == nil && requiresSignature(pr) {
+		// Settings are what a browser library loads; a browser cannot sign.
+		err = apierr.New(apierr.SignatureRequired, "this key must sign its requests, which Segment's browser library cannot do: use a key without requireSignature in the browser")
+	}
 	if err != nil {
 		return reject(err, 0)
 	}
@@ -557,4 +648,26 @@ func (s *Server) fromTrustedProxy(r *http.Request) bool {
 	}
 	peer, err := netip.ParseAddr(host)
 	return err == nil && s.trusted(peer.Unmap())
+}
+
+// nesting is the deepest nesting of objects and arrays in a JSON text.
+func nesting(b []byte) int {
+	depth, most := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			if depth++; depth > most {
+				most = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return most
 }

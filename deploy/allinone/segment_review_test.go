@@ -1,10 +1,14 @@
 package allinone_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +245,219 @@ func TestSegmentNonStringFields(t *testing.T) {
 		t.Fatalf("batch sentAt 5: %d %s", r.Status, r.Raw)
 	}
 	s.waitTotal(subs["web"], 1)
+}
+
+// Tests from a second outside review.
+
+// Bodies read before any key was checked (a beacon's key is in its body)
+// are at most 64 KB and hold at most a share of the body budget: stalled
+// anonymous uploads cannot make the edge answer 503 to keyed senders.
+func TestSegmentKeylessBodiesCannotStarve(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.Edge.MaxInflightBodyBytes = c.Edge.MaxBulkBytes })
+	p, subs, key := s.tenant("segrv10", "web")
+	segKey := s.segmentKey(p, subs["web"], nil)
+	root := strings.TrimSuffix(s.base, "/api/v1")
+	if r := s.segment("/v1/b", "", "text/plain", []byte(`{"writeKey":"`+segKey+`","batch":[`+strings.Repeat(" ", 70<<10)+`]}`)); r.Status != 400 || r.code() != "message_too_large" {
+		t.Fatalf("a keyless body over 64 KB: %d %s", r.Status, r.Raw)
+	}
+	stall := func() {
+		c, err := net.Dial("tcp", strings.TrimPrefix(root, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "POST /v1/b HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n", 64<<10)
+		c.Write(append([]byte(`{"batch":[`), bytes.Repeat([]byte(" "), 60<<10)...))
+	}
+	// Far more stalled uploads than the keyless share holds (4 MiB / 8).
+	for range 40 {
+		stall()
+	}
+	share := float64((4 << 20) / 8)
+	for deadline := time.Now().Add(10 * time.Second); gauge(t, s.base, "trk_edge_body_bytes_inflight") < share; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled uploads never filled the keyless share: %v bytes in flight", gauge(t, s.base, "trk_edge_body_bytes_inflight"))
+		}
+	}
+	if got := gauge(t, s.base, "trk_edge_body_bytes_inflight"); got > share {
+		t.Fatalf("keyless bodies hold %v bytes, more than their share of %v", got, share)
+	}
+	if r := s.do("POST", "/tracking", key, ev("web", "x")); r.Status != 202 {
+		t.Fatalf("a keyed event while anonymous uploads stall: %d %s", r.Status, r.Raw)
+	}
+	if r := s.segment("/v1/track", segKey, "application/json", map[string]any{"event": "e", "userId": "u"}); r.Status != 200 {
+		t.Fatalf("a Basic-auth call while anonymous uploads stall: %d %s", r.Status, r.Raw)
+	}
+	// Another keyless request gets 503 overloaded, with Retry-After.
+	if r := s.segment("/v1/t", "", "text/plain", []byte(`{"writeKey":"`+segKey+`","event":"e","userId":"u","properties":{"p":"`+strings.Repeat("x", 20<<10)+`"}}`)); r.Status != 503 || r.code() != "overloaded" {
+		t.Fatalf("a keyless request past the share: %d %s", r.Status, r.Raw)
+	}
+}
+
+// RudderStack's Node SDK gzips every batch: a gzip body is inflated (within
+// the limits, counted inflated).
+func TestSegmentGzip(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv11", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	root := strings.TrimSuffix(s.base, "/api/v1")
+	post := func(raw []byte) resp {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(raw)
+		zw.Close()
+		req, _ := http.NewRequest("POST", root+"/v1/batch", bytes.NewReader(zb.Bytes()))
+		req.SetBasicAuth(key, "")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Encoding", "gzip")
+		return s.send(req)
+	}
+	raw, _ := json.Marshal(map[string]any{"sentAt": time.Now().UTC().Format(time.RFC3339Nano),
+		"batch": []map[string]any{{"type": "track", "event": "Gz", "userId": "u", "messageId": "gz-1"}}})
+	if r := post(raw); r.Status != 200 {
+		t.Fatalf("a gzip batch: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 1)
+	// A bomb: small compressed, over 500 KB inflated.
+	bomb, _ := json.Marshal(map[string]any{"batch": []map[string]any{{"type": "track", "event": "e", "userId": "u",
+		"properties": map[string]string{"p": strings.Repeat("x", 2<<20)}}}})
+	if r := post(bomb); r.Status != 400 || r.code() != "message_too_large" {
+		t.Fatalf("a gzip bomb: %d %s", r.Status, r.Raw)
+	}
+	req, _ := http.NewRequest("POST", root+"/v1/batch", strings.NewReader(`{"batch":[]}`))
+	req.SetBasicAuth(key, "")
+	req.Header.Set("Content-Encoding", "gzip")
+	if r := s.send(req); r.Status != 400 || r.code() != "invalid_json" {
+		t.Fatalf("gzip declared, plain sent: %d %s", r.Status, r.Raw)
+	}
+}
+
+// What the stored event could not hold, or what the decoder would change,
+// is refused at the edge, never answered 200 and then dead-lettered or
+// merged: deep nesting, lone surrogates, invalid UTF-8; a field of the
+// wrong type names the field in JSON's words.
+func TestSegmentRefusedAtTheEdge(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv12", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	deep := strings.Repeat("[", 9999) + strings.Repeat("]", 9999)
+	cases := []struct {
+		name, body, code, field string
+	}{
+		{"deep properties", `{"event":"deep","userId":"u","messageId":"deep-1","properties":` + deep + `}`, "validation_failed", "body"},
+		{"lone surrogate", `{"event":"Viewed \ud83d","userId":"u","messageId":"sur-1"}`, "validation_failed", "event"},
+		{"bad UTF-8", "{\"event\":\"e\",\"userId\":\"u\",\"properties\":{\"p\":\"\xff\"}}", "validation_failed", "properties"},
+		{"event a number", `{"event":5,"userId":"u"}`, "validation_failed", "event"},
+		{"name an object", `{"name":{},"userId":"u"}`, "validation_failed", "name"},
+	}
+	for _, c := range cases {
+		path := "/v1/track"
+		if c.name == "name an object" {
+			path = "/v1/page"
+		}
+		// A single call's answer is its message's error, fields and all.
+		r := s.segment(path, key, "application/json", []byte(c.body))
+		if r.Status != 400 || r.code() != c.code || len(r.Error.Fields) == 0 || r.Error.Fields[0].Field != c.field ||
+			strings.Contains(r.Error.Fields[0].Message, "Go ") || strings.Contains(r.Error.Message, "struct") {
+			t.Errorf("%s: %d %s, want %s naming %s", c.name, r.Status, r.Raw, c.code, c.field)
+		}
+	}
+	// A batch's context with a lone surrogate: the batch is refused.
+	r := s.segment("/v1/batch", key, "application/json", []byte(`{"context":{"x":"\udc00"},"batch":[{"type":"track","event":"e","userId":"u"}]}`))
+	if r.Status != 400 || len(r.Error.Fields) == 0 || r.Error.Fields[0].Field != "context" {
+		t.Fatalf("batch context with a lone surrogate: %d %s", r.Status, r.Raw)
+	}
+	// 10,000 line separators in a name are 30 KB sent, and stay 30 KB.
+	body := []byte(`{"name":"` + strings.Repeat("\u2028", 10000) + `","userId":"u","messageId":"ls-1"}`)
+	if r := s.segment("/v1/page", key, "application/json", body); r.Status != 200 {
+		t.Fatalf("a 30 KB page call: %d %s", r.Status, r.Raw)
+	}
+	// Over 32 KB of metadata in one call: Segment's 400, not our 413.
+	big := []byte(`{"event":"e","userId":"u","properties":{"p":"` + strings.Repeat(`\u00e9`, 5000) + `"},"context":{"c":"` + strings.Repeat("y", 6000) + `"}}`)
+	if r := s.segment("/v1/track", key, "application/json", big); r.Status != 400 || r.code() != "message_too_large" {
+		t.Fatalf("metadata over 32 KB: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 1)
+}
+
+// A batch whose context copied into each message would be large is refused
+// before any copy: cheap, and 400 message_too_large as the README says.
+func TestSegmentContextAmplificationIsCheap(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv13", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	var msgs []map[string]any
+	for i := range 500 {
+		msgs = append(msgs, map[string]any{"type": "track", "event": "e", "userId": "u", "messageId": fmt.Sprint("a", i)})
+	}
+	amp, _ := json.Marshal(map[string]any{"context": map[string]any{"pad": strings.Repeat("x", 460<<10)}, "batch": msgs})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := s.segment("/v1/batch", key, "application/json", amp)
+	runtime.ReadMemStats(&after)
+	if r.Status != 400 || r.code() != "message_too_large" {
+		t.Fatalf("an amplifying batch: %d %s", r.Status, r.Raw)
+	}
+	// The whole process (all-in-one, in this test) allocated less than a
+	// few copies of the request; copying the context into every message
+	// allocated 459 MB.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 40<<20 {
+		t.Fatalf("refusing it allocated %d MB", got>>20)
+	}
+}
+
+// ISO 8601 as libraries write it.
+func TestSegmentTimeForms(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv14", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	day := time.Now().UTC().Add(-48 * time.Hour)
+	at := day.Truncate(time.Second)
+	forms := map[string]time.Time{
+		at.Format("2006-01-02T15:04:05z"):                                   at,
+		at.Format("2006-01-02 15:04:05Z07:00"):                              at,
+		at.Format("2006-01-02t15:04:05.000Z"):                               at,
+		at.In(time.FixedZone("", 19800)).Format("2006-01-02T15:04:05-0700"): at,
+		day.Format("2006-01-02"):                                            time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC),
+	}
+	i := 0
+	var ids []string
+	want := map[string]time.Time{}
+	for form, ts := range forms {
+		id := fmt.Sprint("tf-", i)
+		i++
+		ids = append(ids, id)
+		want[id] = ts
+		if r := s.segment("/v1/track", key, "application/json", map[string]any{"event": "e", "userId": "u", "messageId": id, "timestamp": form}); r.Status != 200 {
+			t.Fatalf("timestamp %q: %d %s", form, r.Status, r.Raw)
+		}
+	}
+	var pg eventsPage
+	for deadline := time.Now().Add(20 * time.Second); len(pg.Events) < len(ids) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		pg = eventsPage{}
+		s.must(200, "GET", "/reports/partners/"+p+"/events?from="+day.Add(-24*time.Hour).Format("2006-01-02"), "admin", nil, &pg)
+	}
+	if len(pg.Events) != len(ids) {
+		t.Fatalf("%d events listed, want %d", len(pg.Events), len(ids))
+	}
+	for _, e := range pg.Events {
+		if w, ok := want[e.ID]; ok && !e.Timestamp.Equal(w) {
+			t.Errorf("%s stored at %v, want %v", e.ID, e.Timestamp, w)
+		}
+	}
+}
+
+// The settings of a key that must sign are refused: a browser cannot sign.
+func TestSegmentSettingsOfASigningKey(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv15", "web")
+	key := s.segmentKey(p, subs["web"], map[string]any{"requireSignature": true})
+	hr, err := http.Get(strings.TrimSuffix(s.base, "/api/v1") + "/v1/projects/" + key + "/settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Body.Close()
+	if hr.StatusCode != 401 {
+		t.Fatalf("settings of a signing key: %d, want 401 signature_required", hr.StatusCode)
+	}
 }

@@ -75,6 +75,10 @@ func DecodeObject(data []byte, v any) error {
 	return nil
 }
 
+// ValidText tells whether JSON text decodes without loss: UTF-8, and no
+// unpaired surrogate escape (the decoder would make either U+FFFD).
+func ValidText(data []byte) bool { return !badText(data) }
+
 // badText reports JSON text the decoder would change to U+FFFD: bytes
 // that are not UTF-8, and \u escapes of unpaired UTF-16 surrogates.
 func badText(data []byte) bool {
