@@ -385,7 +385,7 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 		valid = append(valid, &events[i])
 		index = append(index, i)
 	}
-	s.queue(pctx, valid, index, &res, fail)
+	s.queue(pctx, valid, index, &res, fail, false)
 	mPublishSeconds.Observe(time.Since(start).Seconds())
 	mAccepted.Add(float64(res.Accepted))
 	if res.Accepted == 0 {
@@ -397,6 +397,8 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	return accepted(res, "events queued for processing"), nil
 }
+
+var hvFirstWins = []string{"1"}
 
 // idsSeen holds the digest of each event id met in one request. The same id
 // twice with the same content is one event, counted once; with other
@@ -415,11 +417,17 @@ func (m idsSeen) check(e *event.Event, field string) error {
 
 // queue publishes the valid events of a bulk, item index[k] being
 // valid[k], and sets each one's result: Queued, or its failure through fail.
-func (s *Server) queue(ctx context.Context, valid []*event.Event, index []int, res *bulkResult, fail func(i int, id string, err error)) {
+func (s *Server) queue(ctx context.Context, valid []*event.Event, index []int, res *bulkResult, fail func(i int, id string, err error), firstWins bool) {
 	if len(valid) == 0 {
 		return
 	}
-	for k, ack := range s.publish(ctx, s.newMsgs(ctx, valid)) {
+	msgs := s.newMsgs(ctx, valid)
+	if firstWins {
+		for _, m := range msgs {
+			m.Header[subject.HeaderFirstWins] = hvFirstWins
+		}
+	}
+	for k, ack := range s.publish(ctx, msgs) {
 		i, e := index[k], valid[k]
 		if ack.Err != nil {
 			fail(i, e.ID, publishErr(ack.Err))

@@ -328,7 +328,7 @@ func (s *Server) segmentPublish(ctx context.Context, r *http.Request, pr princip
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 		defer cancel()
 		start := time.Now()
-		s.queue(pctx, valid, index, &res, fail)
+		s.queue(pctx, valid, index, &res, fail, true) // messageId: the first stored wins, as at Segment
 		mPublishSeconds.Observe(time.Since(start).Seconds())
 	}
 	mAccepted.Add(float64(res.Accepted))

@@ -242,6 +242,10 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 			}
 			conflict := make(map[int]bool, len(res.Conflicts))
 			for _, i := range res.Conflicts {
+				if part[i].m.Headers().Get(subject.HeaderFirstWins) != "" {
+					mDuplicates.Inc() // a Segment message sent again, changed by its library: the first stored wins
+					continue
+				}
 				conflict[i] = true
 				mConflicts.Inc()
 				w.deadLetter(wctx, part[i].m, "id already taken: an event with this id and different content was stored first")

@@ -461,3 +461,50 @@ func TestSegmentSettingsOfASigningKey(t *testing.T) {
 		t.Fatalf("settings of a signing key: %d, want 401 signature_required", hr.StatusCode)
 	}
 }
+
+// analytics-next sends a message again with the userId of an identify made
+// meanwhile (normalize: json.userId || user.id()). Past the stream's window
+// the stored message wins, as at Segment: the retry is a duplicate, not a
+// dead letter.
+func TestSegmentRetryGainsUserID(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.Bus.Duplicates = time.Second; c.NATSListen = "127.0.0.1:-1" })
+	p, subs, _ := s.tenant("segrv16", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	at := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339Nano)
+	msg := map[string]any{"event": "Viewed", "anonymousId": "a1", "messageId": "gain-1", "timestamp": at}
+	if r := s.segment("/v1/track", key, "application/json", msg); r.Status != 200 {
+		t.Fatalf("first: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 1)
+	msg["userId"] = "u1"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var res segResults
+		r := s.segment("/v1/track", key, "application/json", msg)
+		if r.Status != 200 || json.Unmarshal(r.Data, &res) != nil {
+			t.Fatalf("retry: %d %s", r.Status, r.Raw)
+		}
+		if !strings.Contains(string(r.Data), `"duplicate":true`) {
+			break // past the stream's window: the workers decide
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream still de-duplicates after 10s")
+		}
+	}
+	_, state := streamOf(t, s)
+	for deadline := time.Now().Add(20 * time.Second); state().Msgs > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never emptied")
+		}
+	}
+	var page dlqapi.Page
+	s.must(200, "GET", "/partners/"+p+"/dead-letters", "admin", nil, &page)
+	if len(page.Items) > 0 {
+		t.Fatalf("a retried Segment message was dead-lettered: %q", page.Items[0].Reason)
+	}
+	s.waitTotal(subs["web"], 1)
+	var pg eventsPage
+	s.must(200, "GET", "/reports/partners/"+p+"/events", "admin", nil, &pg)
+	if len(pg.Events) != 1 || pg.Events[0].UserID != "" {
+		t.Fatalf("stored %+v, want the first message", pg.Events)
+	}
+}

@@ -30,6 +30,11 @@ const (
 	HeaderReason = "Trk-Dead-Reason"
 	// HeaderMsgID is JetStream's de-duplication header.
 	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderFirstWins on an event says that its id, already taken by
+	// other content, makes it a duplicate of the stored event, not a dead
+	// letter: Segment's rule for messageId, whose libraries may change a
+	// message between attempts (a retry gains the userId of an identify).
+	HeaderFirstWins = "Trk-Id-First-Wins"
 )
 
 // Events is the subject of one partner's sub-system's events.
