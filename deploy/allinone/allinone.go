@@ -129,6 +129,20 @@ func (a *App) NATSURL() string {
 // Creds is the credentials file of a NATS role (natsauth.Roles).
 func (a *App) Creds(role string) string { return filepath.Join(a.AuthDir, role+".creds") }
 
+// writableDir makes dir if needed and proves it writable: a read-only
+// directory fails here, naming the setting, not later inside a store.
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("not writable: %w", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // adminToken returns the configured token, or the one kept in the data dir,
 // creating it on first start.
 func adminToken(cfg Config) (tok string, created bool, err error) {
@@ -160,8 +174,8 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if cfg.Workers < 1 {
 		return nil, errors.New("allinone: -workers must be at least 1")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("allinone: data dir: %w", err)
+	if err := writableDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("allinone: -data-dir %s: %w", cfg.DataDir, err)
 	}
 	a.DataDir = cfg.DataDir
 	if a.AdminToken, a.TokenWasCreated, err = adminToken(cfg); err != nil {
@@ -202,6 +216,15 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		ecfg.Host = host
 		if _, err := fmt.Sscan(port, &ecfg.Port); err != nil {
 			return nil, fmt.Errorf("allinone: -nats-listen port %q: %w", port, err)
+		}
+		if ecfg.Port > 0 {
+			// Fail at once on a busy port: the embedded server would
+			// only time out, without saying why.
+			ln, err := net.Listen("tcp", cfg.NATSListen)
+			if err != nil {
+				return nil, fmt.Errorf("allinone: -nats-listen %s: %w", cfg.NATSListen, err)
+			}
+			ln.Close()
 		}
 	}
 	if a.ns, err = natsx.StartEmbedded(ecfg); err != nil {

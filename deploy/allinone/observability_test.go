@@ -1,8 +1,10 @@
 package allinone_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,8 +13,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/volcanion/tracking/deploy/allinone"
 )
 
 // The alert rules are valid and do what their unit tests say: promtool
@@ -181,4 +187,38 @@ func scrape(t *testing.T, url string) string {
 		t.Fatalf("scrape %s: %d", url, hr.StatusCode)
 	}
 	return string(body)
+}
+
+// A busy port or a data directory that cannot be written fails the start at
+// once, naming the setting (the NATS port used to time out after 30 s with
+// "embedded server not ready").
+func TestFailFast(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, nil, 0o600)
+	for _, c := range []struct {
+		name, setting string
+		mod           func(*config)
+	}{
+		{"NATS port busy", "-nats-listen", func(c *config) { c.NATSListen = busy.Addr().String() }},
+		{"HTTP port busy", "-http-listen", func(c *config) { c.HTTPListen = busy.Addr().String() }},
+		{"data dir under a file", "-data-dir", func(c *config) { c.DataDir = filepath.Join(file, "data") }},
+	} {
+		cfg := allinone.DefaultConfig()
+		cfg.DataDir, cfg.HTTPListen = t.TempDir(), "127.0.0.1:0"
+		c.mod(&cfg)
+		start := time.Now()
+		app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
+		if err == nil {
+			app.Close()
+			t.Fatalf("%s: started", c.name)
+		}
+		if !strings.Contains(err.Error(), c.setting) || time.Since(start) > 10*time.Second {
+			t.Errorf("%s: %v after %v, want an error naming %s at once", c.name, err, time.Since(start), c.setting)
+		}
+	}
 }
