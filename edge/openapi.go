@@ -2,9 +2,11 @@ package edge
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,8 +51,8 @@ var (
 type segmentDocMessage struct {
 	Type              string         `json:"type,omitempty"`
 	MessageID         string         `json:"messageId,omitempty"`
-	UserID            string         `json:"userId,omitempty"`
-	AnonymousID       string         `json:"anonymousId,omitempty"`
+	UserID            stringOrNumber `json:"userId,omitempty"`
+	AnonymousID       stringOrNumber `json:"anonymousId,omitempty"`
 	Event             string         `json:"event,omitempty"`
 	Name              string         `json:"name,omitempty"`
 	Category          string         `json:"category,omitempty"`
@@ -194,49 +196,94 @@ func publicPath(route string) string {
 // Routes lists "METHOD /path" of every public API route.
 func (s *Server) Routes() []string { return s.routeList }
 
+// stringOrNumber documents an id Segment's libraries send as either.
+type stringOrNumber string
+
+// typeSchemas are the types whose schema is not their Go kind's.
+var typeSchemas = map[reflect.Type]map[string]any{
+	reflect.TypeOf(tenant.Status("")):    {"type": "string", "enum": []string{string(tenant.Active), string(tenant.Inactive), string(tenant.Deleted)}},
+	reflect.TypeOf(tenant.KeyStatus("")): {"type": "string", "enum": []string{string(tenant.KeyActive), string(tenant.KeyRevoked)}},
+	reflect.TypeOf(stringOrNumber("")):   {"type": []string{"string", "number"}},
+	reflect.TypeOf(time.Time{}):          {"type": "string", "format": "date-time"},
+	reflect.TypeOf(json.RawMessage{}):    {}, // any JSON value
+	reflect.TypeOf(apierr.Code("")):      {"type": "string", "enum": apierr.Codes()},
+}
+
+// fieldEnums constrain fields by name, where the Go type is a plain string.
+var fieldEnums = map[string][]string{"scopes": {tenant.ScopeIngest, tenant.ScopeReport}}
+
+// nullable lets s be null too: what encoding/json writes for a nil
+// pointer, slice or map.
+func nullable(s map[string]any) map[string]any {
+	switch t := s["type"].(type) {
+	case string:
+		out := maps.Clone(s)
+		out["type"] = []string{t, "null"}
+		if e, ok := s["enum"].([]string); ok {
+			out["enum"] = append(anySlice(e), nil) // an enum must list null itself
+		}
+		return out
+	case nil:
+		return s // no type: anything, null included
+	}
+	return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
+}
+
+func anySlice[T any](in []T) []any {
+	out := make([]any, len(in))
+	for i, v := range in {
+		out[i] = v
+	}
+	return out
+}
+
 // schemaOf derives a JSON schema from a Go type, so the document is what the
-// code sends and reads.
+// code sends and reads: fields without omitempty are required, nil
+// pointers, slices and maps may be null.
 func schemaOf(t reflect.Type, depth int) map[string]any {
 	if depth > 8 {
 		return map[string]any{}
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if t.Kind() == reflect.Pointer {
+		return nullable(schemaOf(t.Elem(), depth))
 	}
-	switch {
-	case t == reflect.TypeOf(time.Time{}):
-		return map[string]any{"type": "string", "format": "date-time"}
-	case t == reflect.TypeOf(json.RawMessage{}):
-		return map[string]any{"type": "object"}
+	if s, ok := typeSchemas[t]; ok {
+		return maps.Clone(s)
 	}
 	switch t.Kind() {
 	case reflect.String:
 		return map[string]any{"type": "string"}
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int64, reflect.Int32:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return map[string]any{"type": "integer"}
-	case reflect.Float64:
+	case reflect.Float32, reflect.Float64:
 		return map[string]any{"type": "number"}
-	case reflect.Slice:
+	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
 			return map[string]any{"type": "string", "format": "byte"}
 		}
-		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), depth+1)}
+		return nullable(map[string]any{"type": "array", "items": schemaOf(t.Elem(), depth+1)})
 	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), depth+1)}
+		return nullable(map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), depth+1)})
 	case reflect.Struct:
 		props := map[string]any{}
+		var required []string
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			tag := f.Tag.Get("json")
-			name := strings.Split(tag, ",")[0]
+			name, opts, _ := strings.Cut(tag, ",")
 			if tag == "-" || !f.IsExported() {
 				continue
 			}
 			if f.Anonymous && name == "" {
-				for k, v := range schemaOf(f.Type, depth+1)["properties"].(map[string]any) {
+				inner := schemaOf(f.Type, depth+1)
+				for k, v := range inner["properties"].(map[string]any) {
 					props[k] = v
+				}
+				if r, ok := inner["required"].([]string); ok {
+					required = append(required, r...)
 				}
 				continue
 			}
@@ -246,25 +293,84 @@ func schemaOf(t reflect.Type, depth int) map[string]any {
 			if name == "hash" || name == "signingSecret" && t == reflect.TypeOf(tenant.APIKey{}) {
 				continue // never sent
 			}
-			props[name] = schemaOf(f.Type, depth+1)
+			fs := schemaOf(f.Type, depth+1)
+			if e, ok := fieldEnums[name]; ok && fs["items"] != nil {
+				fs["items"] = map[string]any{"type": "string", "enum": e}
+			}
+			props[name] = fs
+			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+				required = append(required, name)
+			}
 		}
-		return map[string]any{"type": "object", "properties": props}
+		out := map[string]any{"type": "object", "properties": props}
+		if len(required) > 0 {
+			slices.Sort(required)
+			out["required"] = required
+		}
+		return out
 	}
-	return map[string]any{}
+	return map[string]any{} // an interface: any value
 }
 
-func envelopeOf(data any) map[string]any {
-	var ds map[string]any
+// withRequired marks a request body's fields the server requires (every
+// field of a request type is optional to Go).
+func withRequired(s map[string]any, fields []string) map[string]any {
+	if len(fields) > 0 {
+		s["required"] = fields
+	} else {
+		delete(s, "required")
+	}
+	return s
+}
+
+// requestRequired are the fields each route refuses to go without.
+var requestRequired = map[string][]string{
+	"POST /api/v1/tracking":                         {"eventType"},
+	"POST /api/v1/tracking/bulk":                    {"events"},
+	"POST /api/v1/tracking/events":                  {"events"},
+	"POST /api/v1/partners":                         {"code", "name"},
+	"POST /api/v1/partners/{id}/sub-systems":        {"code", "name"},
+	"POST /api/v1/partners/{id}/api-keys":           {"name"},
+	"POST /v1/batch":                                {"batch"},
+	"POST /v1/import":                               {"batch"},
+	"POST /v1/b":                                    {"batch"},
+	"PUT /api/v1/partners/{id}":                     nil,
+	"PUT /api/v1/partners/{id}/sub-systems/{subId}": nil,
+}
+
+// envelopeOf is the answer's schema: data is the route's type on success;
+// on an error, null or what the error carries (per-item results, checks).
+func envelopeOf(data any, codes []apierr.Code) map[string]any {
+	ds := map[string]any{"type": "null"}
 	if data != nil {
 		ds = schemaOf(reflect.TypeOf(data), 0)
 	}
-	errSchema := schemaOf(reflect.TypeOf(apierr.Error{}), 0)
-	errSchema["properties"].(map[string]any)["code"] = map[string]any{"type": "string", "enum": apierr.Codes()}
-	return map[string]any{"type": "object", "properties": map[string]any{
+	props := map[string]any{
 		"success": map[string]any{"type": "boolean"}, "data": ds, "message": map[string]any{"type": "string"},
-		"error": errSchema, "requestId": map[string]any{"type": "string"},
-		"timestamp": map[string]any{"type": "string", "format": "date-time"},
-	}}
+		"requestId": map[string]any{"type": "string"}, "timestamp": map[string]any{"type": "string", "format": "date-time"},
+	}
+	required := []string{"data", "requestId", "success", "timestamp"}
+	if codes != nil {
+		errSchema := schemaOf(reflect.TypeOf(apierr.Error{}), 0)
+		errSchema["properties"].(map[string]any)["code"] = map[string]any{"type": "string", "enum": codes}
+		props["error"] = errSchema
+		props["success"] = map[string]any{"type": "boolean", "const": false}
+		props["data"] = map[string]any{"type": []string{"object", "null"}}
+		required = append(required, "error")
+		slices.Sort(required)
+	} else {
+		props["success"] = map[string]any{"type": "boolean", "const": true}
+	}
+	return map[string]any{"type": "object", "properties": props, "required": required}
+}
+
+// errorStatuses groups the error codes by their HTTP status.
+func errorStatuses() map[int][]apierr.Code {
+	out := map[int][]apierr.Code{}
+	for _, c := range apierr.Codes() {
+		out[c.Status()] = append(out[c.Status()], c)
+	}
+	return out
 }
 
 // answerHeaders are the headers of every answer; errors add Retry-After.
@@ -280,9 +386,38 @@ func answerHeaders(isError bool) map[string]any {
 	return h
 }
 
+var wordRE = regexp.MustCompile(`[A-Za-z0-9]+`)
+
+// operationID names an operation from its method and path, e.g.
+// "GET /api/v1/partners/{id}/sub-systems" → getPartnersByIdSubSystems.
+func operationID(method, path string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	path = strings.TrimPrefix(strings.TrimPrefix(path, "/api/v1"), "/v1")
+	if strings.HasPrefix(path, "/") && path != "/" && !strings.Contains(path[1:], "/") && len(path) <= 2 {
+		path = "/segment" + path // the browser library's one-letter aliases
+	} else if method == http.MethodPost && !strings.HasPrefix(path, "/partners") && !strings.HasPrefix(path, "/tracking") {
+		path = "/segment" + path
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "" {
+			continue
+		}
+		if strings.HasPrefix(seg, "{") {
+			b.WriteString("By")
+			seg = strings.Trim(seg, "{}")
+		}
+		for _, w := range wordRE.FindAllString(seg, -1) {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String()
+}
+
 // openAPI builds the OpenAPI 3.1 document of the routes.
 func (s *Server) openAPI() map[string]any {
 	paths := map[string]any{}
+	statuses := errorStatuses()
 	for _, r := range s.routeList {
 		d, ok := docs[r]
 		if !ok {
@@ -294,16 +429,19 @@ func (s *Server) openAPI() map[string]any {
 			okHeaders["Age"] = map[string]any{"description": "on an answer from the report cache: seconds since it was computed (cachedAt)",
 				"schema": map[string]any{"type": "integer"}}
 		}
-		okSchema := envelopeOf(d.data)
+		okSchema := envelopeOf(d.data, nil)
 		if bareDocs[r] {
 			okSchema = schemaOf(reflect.TypeOf(d.data), 0)
 		}
-		op := map[string]any{"summary": d.summary, "responses": map[string]any{
+		responses := map[string]any{
 			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders,
 				"content": map[string]any{"application/json": map[string]any{"schema": okSchema}}},
-			"default": map[string]any{"description": "error: see error.code", "headers": answerHeaders(true),
-				"content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil)}}},
-		}}
+		}
+		for status, codes := range statuses {
+			responses[itoa(status)] = map[string]any{"description": http.StatusText(status) + ": see error.code",
+				"headers": answerHeaders(true), "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil, codes)}}}
+		}
+		op := map[string]any{"summary": d.summary, "operationId": operationID(method, path), "responses": responses}
 		switch d.auth {
 		case "admin":
 			op["security"] = []any{map[string]any{"admin": []string{}}}
@@ -313,6 +451,8 @@ func (s *Server) openAPI() map[string]any {
 			op["security"] = []any{map[string]any{"admin": []string{}}, map[string]any{"apiKey": []string{}}}
 		case "writeKey": // or writeKey in the body
 			op["security"] = []any{map[string]any{"writeKey": []string{}}, map[string]any{"apiKey": []string{}}, map[string]any{}}
+		default:
+			op["security"] = []any{} // public
 		}
 		var params []any
 		for _, m := range regexp.MustCompile(`\{([A-Za-z]+)\}`).FindAllStringSubmatch(path, -1) {
@@ -329,7 +469,12 @@ func (s *Server) openAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if d.body != nil {
-			op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(d.body), 0)}}}
+			sc := withRequired(schemaOf(reflect.TypeOf(d.body), 0), requestRequired[r])
+			content := map[string]any{"application/json": map[string]any{"schema": sc}}
+			if strings.HasPrefix(path, "/v1/") {
+				content["text/plain"] = map[string]any{"schema": sc} // sendBeacon's type
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		item, _ := paths[path].(map[string]any)
 		if item == nil {
@@ -340,7 +485,9 @@ func (s *Server) openAPI() map[string]any {
 	}
 	return map[string]any{
 		"openapi": "3.1.0",
-		"info":    map[string]any{"title": "Volcanion Tracking", "version": "1"},
+		"info": map[string]any{"title": "Volcanion Tracking", "version": "1",
+			"description": "Multi-tenant event tracking: ingest (our routes and Segment's HTTP Tracking API), partners, sub-systems and keys, reports. Every answer but the Segment settings is the envelope {success, data, message?, error?, requestId, timestamp}."},
+		"servers": []any{map[string]any{"url": "/", "description": "this edge"}},
 		"paths":   paths,
 		"components": map[string]any{"securitySchemes": map[string]any{
 			"admin":  map[string]any{"type": "http", "scheme": "bearer"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +110,7 @@ func (s *sys) send(req *http.Request) resp {
 	if !r.Success && (r.Error == nil || r.Error.Code == "" || r.Error.Message == "") {
 		s.t.Fatalf("%s %s: error without code and message: %s", method, path, raw)
 	}
+	checkContract(s.t, strings.TrimSuffix(s.base, "/api/v1"), req, hr.StatusCode, hr.Header, raw)
 	return r
 }
 
