@@ -19,7 +19,11 @@ import (
 )
 
 func TestCall(t *testing.T) {
-	defer obs.InitTracing()(context.Background())
+	shutdown, err := obs.InitTracing(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(context.Background())
 	ns := testenv.NATS(t)
 	nc, _ := testenv.Conn(t, ns)
 	var seenTrace trace.TraceID

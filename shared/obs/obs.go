@@ -2,14 +2,20 @@
 package obs
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -60,14 +66,52 @@ func NewLogger(w io.Writer, level string, pretty bool) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// InitTracing installs a tracer provider so every request gets a real trace
-// id, propagated across NATS. Spans are not exported unless an exporter is
-// added; the id still ties log lines of one request together across services.
-func InitTracing() (shutdown func(context.Context) error) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
-	otel.SetTracerProvider(tp)
+// InitTracing installs the process's tracer provider. Every request gets a
+// trace id, propagated over NATS and logged. The standard variables turn on
+// OTLP export (off by default):
+//
+//	OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  where to
+//	OTEL_EXPORTER_OTLP_PROTOCOL (or _TRACES_PROTOCOL)  grpc or http/protobuf (the default)
+//	OTEL_SERVICE_NAME  the service's name (default: service)
+//	OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG  the SDK's samplers (default parentbased_always_on)
+//	OTEL_TRACES_EXPORTER=none  off, whatever the endpoint
+//
+// Without an exporter, spans are not recorded (they still carry ids), so
+// tracing off costs next to nothing.
+func InitTracing(ctx context.Context, service string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-	return tp.Shutdown
+	exp, err := traceExporter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if exp == nil {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+		otel.SetTracerProvider(tp)
+		return tp.Shutdown, nil
+	}
+	res, err := resource.New(ctx, resource.WithAttributes(attribute.String("service.name", service)), resource.WithFromEnv())
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES or OTEL_SERVICE_NAME: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}
+
+// traceExporter is the OTLP exporter the environment asks for, or nil.
+func traceExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	endpoint := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	if endpoint == "" || os.Getenv("OTEL_TRACES_EXPORTER") == "none" {
+		return nil, nil
+	}
+	switch protocol := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf"); protocol {
+	case "grpc":
+		return otlptracegrpc.New(ctx) // reads the endpoint and its options from the same variables
+	case "http/protobuf":
+		return otlptracehttp.New(ctx)
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL %q: this build exports grpc or http/protobuf", protocol)
+	}
 }
 
 // Tracer returns a named tracer of the installed provider.

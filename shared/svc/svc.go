@@ -107,7 +107,11 @@ func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run f
 	if err != nil {
 		fail(err)
 	}
-	defer obs.InitTracing()(context.Background())
+	shutdownTracing, err := obs.InitTracing(context.Background(), name)
+	if err != nil {
+		fail(err)
+	}
+	defer shutdownTracing(context.Background())
 	log = log.With().Str("svc", name).Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -72,7 +72,10 @@ func run() error {
 		}
 		defer stop()
 	}
-	shutdownTracing := obs.InitTracing()
+	shutdownTracing, err := obs.InitTracing(context.Background(), "volcanion")
+	if err != nil {
+		return err
+	}
 	defer shutdownTracing(context.Background())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
