@@ -96,11 +96,13 @@ var propagator = propagation.TraceContext{}
 func (s *Server) handle(method, route string, h handler) {
 	s.routeList = append(s.routeList, method+" "+publicPath(route))
 	s.router.Handle(method, route, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
-		s.serve(w, r, method, route, func(rs *reqState) (reply, error) { return h(w, r, p, rs) })
+		// The handler gets the request serve made, whose context holds the
+		// request's span: what it calls over NATS joins the same trace.
+		s.serve(w, r, method, route, func(r *http.Request, rs *reqState) (reply, error) { return h(w, r, p, rs) })
 	})
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route string, h func(*reqState) (reply, error)) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route string, h func(*http.Request, *reqState) (reply, error)) {
 	start := time.Now()
 	method = methodLabel(method)
 	// An incoming traceparent stays the parent span; it does not choose the request id.
@@ -114,7 +116,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 	rs := &reqState{}
 	defer s.bodies.give(rs)
 	defer s.keylessBodies.giveKeyless(rs)
-	rep, err := s.call(h, rs, route, reqID)
+	rep, err := s.call(func(rs *reqState) (reply, error) { return h(r, rs) }, rs, route, reqID)
 	status := rep.status
 	var ae *apierr.Error
 	if err != nil {
@@ -380,12 +382,12 @@ func (s *Server) routes() {
 	rt.RedirectFixedPath = false
 	rt.HandleMethodNotAllowed = true
 	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.serve(w, r, r.Method, "unmatched", func(*reqState) (reply, error) {
+		s.serve(w, r, r.Method, "unmatched", func(*http.Request, *reqState) (reply, error) {
 			return reply{}, apierr.New(apierr.RouteNotFound, "no route %s %s", r.Method, r.URL.Path)
 		})
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.serve(w, r, r.Method, "unmatched", func(*reqState) (reply, error) {
+		s.serve(w, r, r.Method, "unmatched", func(*http.Request, *reqState) (reply, error) {
 			return reply{}, apierr.New(apierr.MethodNotAllowed, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))
 		})
 	})

@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/volcanion/tracking/edge/internal/authcache"
 	"github.com/volcanion/tracking/edge/internal/groupcommit"
@@ -266,7 +268,9 @@ func (s *Server) track(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack := s.publish(pctx, s.newMsgs(pctx, []*event.Event{&e}))[0]
+	sctx, span := s.publishSpan(pctx, 1)
+	ack := s.publish(pctx, s.newMsgs(sctx, []*event.Event{&e}))[0]
+	span.End()
 	mPublishSeconds.Observe(time.Since(start).Seconds())
 	ts := e.Timestamp
 	if err := ack.Err; err != nil {
@@ -400,6 +404,13 @@ func (s *Server) trackBulk(w http.ResponseWriter, r *http.Request, _ httprouter.
 
 var hvFirstWins = []string{"1"}
 
+// publishSpan starts the producer span whose context the published events
+// carry to the workers.
+func (s *Server) publishSpan(ctx context.Context, n int) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, "publish "+subject.EventsStream, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", n)))
+}
+
 // idsSeen holds the digest of each event id met in one request. The same id
 // twice with the same content is one event, counted once; with other
 // content the second is refused here, where the client can be told (past
@@ -421,7 +432,9 @@ func (s *Server) queue(ctx context.Context, valid []*event.Event, index []int, r
 	if len(valid) == 0 {
 		return
 	}
-	msgs := s.newMsgs(ctx, valid)
+	sctx, span := s.publishSpan(ctx, len(valid))
+	defer span.End()
+	msgs := s.newMsgs(sctx, valid)
 	if firstWins {
 		for _, m := range msgs {
 			m.Header[subject.HeaderFirstWins] = hvFirstWins

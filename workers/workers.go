@@ -200,6 +200,8 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 	defer cancel()
 	stopBeat := heartbeat(msgs, ackWait)
 	defer stopBeat()
+	wctx, traced, endSpans := traceBatch(wctx, msgs)
+	defer endSpans()
 
 	items := make([]item, 0, len(msgs))
 	for _, m := range msgs {
@@ -230,7 +232,9 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 			events[i] = it.e
 		}
 		start := time.Now()
+		endWrite := traced.write(part)
 		res, err := w.store.WriteEvents(wctx, events)
+		endWrite(err)
 		switch {
 		case err == nil:
 			mWriteSeconds.Observe(time.Since(start).Seconds())

@@ -42,6 +42,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 	"github.com/volcanion/tracking/workers"
 )
@@ -266,7 +267,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	var wctx context.Context
 	wctx, a.workCancel = context.WithCancel(context.Background())
 	go admin.Watch(wctx, log)
-	svc, err := registry.New(a.store, js, log).WithAdminTokens(admin).Start(ctx, nc)
+	svc, err := registry.New(storage.Traced(a.store), js, log).WithAdminTokens(admin).Start(ctx, nc)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +278,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	}
 	// The reporter checks the admin token or partner key the edge forwards,
 	// and caches answers in-process (no Redis here).
-	rep := reporter.New(a.store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
+	rep := reporter.New(storage.Traced(a.store), log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
 	var reportCache *rcache.Local
 	if cfg.ReportCacheTTL > 0 {
 		reportCache = rcache.NewLocal(reportCacheBytes)
@@ -291,7 +292,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if nc, js, err = conn("workers"); err != nil {
 		return nil, err
 	}
-	w := workers.New(cfg.Worker, js, a.store, workers.NewRegistryDirectory(nc, time.Minute), log)
+	w := workers.New(cfg.Worker, js, storage.Traced(a.store), workers.NewRegistryDirectory(nc, time.Minute), log)
 	if reportCache != nil {
 		w.WithGenerations(reportCache) // late events refresh cached reports of their range
 	}

@@ -49,7 +49,13 @@ func TestProductionTopology(t *testing.T) {
 	}
 	keyspace := fmt.Sprintf("vt_stack_%d", os.Getpid())
 	s := &stack{t: t, dir: t.TempDir()}
-	s.env = append(os.Environ(), "STACK_DIR="+s.dir, "STACK_PORT_BASE=300", "STACK_KEYSPACE="+keyspace,
+	// Every process exports the spans of sampled traces over OTLP/gRPC to
+	// this receiver; only requests that come with a sampled traceparent
+	// start one, so the load below exports nothing.
+	recv := startOTLP(t, "grpc")
+	s.env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+recv.Addr, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_TRACES_SAMPLER=parentbased_always_off", "OTEL_BSP_SCHEDULE_DELAY=100")
+	s.env = append(s.env, "STACK_DIR="+s.dir, "STACK_PORT_BASE=300", "STACK_KEYSPACE="+keyspace,
 		"VT_CONSUMER_ACK_WAIT=3s", "VT_LOG_LEVEL=warn", // redeliveries after a kill come quickly
 		"STACK_EDGE_FLAGS=-report-timeout="+reportTimeout.String())
 	defer func() {
@@ -94,6 +100,7 @@ func TestProductionTopology(t *testing.T) {
 	}
 	call("POST", edges[0]+"/partners/"+p.ID+"/sub-systems", admin, map[string]string{"code": "web", "name": "Web"}, &sub)
 	call("POST", edges[0]+"/partners/"+p.ID+"/api-keys", admin, map[string]string{"name": "k"}, &key)
+	tracesAcrossProcesses(t, recv, edges, admin, key.APIKey, p.ID, sub.ID)
 
 	// Load: 4 clients, bulks of 20 events with client ids, alternating edges, for 10 s.
 	var mu sync.Mutex
@@ -333,4 +340,50 @@ func reporters(t *testing.T, s *stack, call func(method, url, auth string, body 
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("reporters: one killed, served by the other; hung, 503 timeout after %v (limit %v); none, 503 service_unavailable after %v", hung, reportTimeout, took)
+}
+
+// tracesAcrossProcesses: one ingested event, one report and one admin
+// change, each sent with a sampled traceparent, are each one trace across
+// the processes: edge → NATS → workers, reporter or registry → storage.
+func tracesAcrossProcesses(t *testing.T, recv *otlpReceiver, edges []string, admin, key, partnerID, subID string) {
+	send := func(method, url, auth string, body any) (traceID string, status int) {
+		tp, id := traceparent(t)
+		data, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, url, bytes.NewReader(data))
+		if strings.HasPrefix(auth, "vtk_") {
+			req.Header.Set("X-Api-Key", auth)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		req.Header.Set("traceparent", tp)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return id, resp.StatusCode
+	}
+	change, st := send("POST", edges[0]+"/partners/"+partnerID+"/sub-systems", admin, map[string]string{"code": "traced", "name": "Traced"})
+	if st != 201 {
+		t.Fatalf("create a sub-system: %d", st)
+	}
+	report, st := send("GET", edges[1]+"/reports/sub-systems/"+subID, admin, nil)
+	if st != 200 {
+		t.Fatalf("report: %d", st)
+	}
+	// Into the new sub-system, so the load's counts below stay exact; the
+	// edge hears of it through the registry's broadcast.
+	var ingest string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ingest, st = send("POST", edges[0]+"/tracking", key, map[string]string{"subSystemCode": "traced", "eventType": "traced"}); st == 202 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an event for the new sub-system: %d", st)
+		}
+	}
+	recv.waitPath(t, ingest, []string{"POST /api/v1/tracking", "publish EVENTS", "store event", "storage WriteEvents"}, []string{"edge", "edge", "workers", "workers"})
+	recv.waitPath(t, report, []string{"GET /api/v1/reports/sub-systems", "subsystem", "storage "}, []string{"edge", "reporter", "reporter"})
+	recv.waitPath(t, change, []string{"POST /api/v1/partners/:id/sub-systems", "subsystems.create", "storage CreateSubSystem"}, []string{"edge", "registry", "registry"})
+	t.Logf("traces across processes over OTLP/gRPC: ingest %s, report %s, admin change %s", ingest, report, change)
 }

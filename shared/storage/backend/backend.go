@@ -79,13 +79,21 @@ func (c Config) Validate() error {
 // Open opens the backend.
 func (c Config) Open() (storage.Store, error) {
 	if c.Backend == "pebble" {
-		return pebblestore.Open(c.PebbleDir)
+		s, err := pebblestore.Open(c.PebbleDir)
+		if err != nil {
+			return nil, err
+		}
+		return storage.Traced(s), nil
 	}
 	cc, err := c.cassandra()
 	if err != nil {
 		return nil, err
 	}
-	return cassandrastore.Open(cc)
+	s, err := cassandrastore.Open(cc)
+	if err != nil {
+		return nil, err
+	}
+	return storage.Traced(s), nil
 }
 
 // Migrate applies the schema (Cassandra; Pebble needs none).
