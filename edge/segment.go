@@ -608,12 +608,22 @@ func (s *Server) segmentSettings(w http.ResponseWriter, r *http.Request, p httpr
 		return reject(err, 0)
 	}
 	rs.partnerID = pr.partner.ID
-	proto := "http"
-	if r.TLS != nil || s.fromTrustedProxy(r) && r.Header.Get("X-Forwarded-Proto") == "https" {
+	// Where the browser reached this edge: behind a trusted proxy, the
+	// host and scheme it forwarded.
+	proto, host := "http", r.Host
+	if r.TLS != nil {
 		proto = "https"
 	}
+	if s.fromTrustedProxy(r) {
+		if r.Header.Get("X-Forwarded-Proto") == "https" {
+			proto = "https"
+		}
+		if fh := strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Host"), ",")[0]); fh != "" {
+			host = fh
+		}
+	}
 	w.Header().Set("Cache-Control", "private, max-age=60")
-	return reply{status: http.StatusOK, bare: true, data: segmentSettingsOf(p.ByName("writeKey"), r.Host+"/v1", proto)}, nil
+	return reply{status: http.StatusOK, bare: true, data: segmentSettingsOf(p.ByName("writeKey"), host+"/v1", proto)}, nil
 }
 
 // segmentSettingsDoc is the shape of the settings answer, for the document.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -506,5 +507,41 @@ func TestSegmentRetryGainsUserID(t *testing.T) {
 	s.must(200, "GET", "/reports/partners/"+p+"/events", "admin", nil, &pg)
 	if len(pg.Events) != 1 || pg.Events[0].UserID != "" {
 		t.Fatalf("stored %+v, want the first message", pg.Events)
+	}
+}
+
+// Behind a trusted proxy, the settings point the browser library at the
+// host and scheme the proxy forwarded; from anyone else those headers are
+// ignored.
+func TestSegmentSettingsBehindAProxy(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		s := startWith(t, t.TempDir(), func(c *config) {
+			if trusted {
+				c.Edge.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+			}
+		})
+		p, subs, _ := s.tenant("segrv17", "web")
+		key := s.segmentKey(p, subs["web"], nil)
+		root := strings.TrimSuffix(s.base, "/api/v1")
+		req, _ := http.NewRequest("GET", root+"/v1/projects/"+key+"/settings", nil)
+		req.Header.Set("X-Forwarded-Host", "track.example.com")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		hr, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var settings struct {
+			Integrations map[string]struct{ APIHost, Protocol string } `json:"integrations"`
+		}
+		json.NewDecoder(hr.Body).Decode(&settings)
+		hr.Body.Close()
+		got := settings.Integrations["Segment.io"]
+		want := struct{ APIHost, Protocol string }{"track.example.com/v1", "https"}
+		if !trusted {
+			want = struct{ APIHost, Protocol string }{strings.TrimPrefix(root, "http://") + "/v1", "http"}
+		}
+		if got != want {
+			t.Fatalf("trusted proxy %v: settings point at %+v, want %+v", trusted, got, want)
+		}
 	}
 }
