@@ -39,6 +39,7 @@ import (
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsauth"
+	"github.com/volcanion/tracking/shared/natsembed"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
@@ -116,7 +117,7 @@ func (a *App) ConnectAs(role string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return natsx.ConnectInProcess(a.ns, role, creds...)
+	return natsembed.Connect(a.ns, role, creds...)
 }
 
 // NATSURL is where outside clients reach the embedded NATS ("" if in-process only).
@@ -204,7 +205,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 	if err := natsauth.Init(a.AuthDir); err != nil {
 		return nil, fmt.Errorf("allinone: nats auth: %w", err)
 	}
-	ecfg := natsx.EmbeddedConfig{DataDir: filepath.Join(cfg.DataDir, "nats"), Name: "volcanion", NoSync: cfg.NoFsync,
+	ecfg := natsembed.Config{DataDir: filepath.Join(cfg.DataDir, "nats"), Name: "volcanion", NoSync: cfg.NoFsync,
 		AuthConf: filepath.Join(a.AuthDir, "auth.conf")}
 	if err := adoptGlobalStreams(ecfg.DataDir, a.AuthDir, log); err != nil {
 		return nil, fmt.Errorf("allinone: %w", err)
@@ -228,7 +229,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 			ln.Close()
 		}
 	}
-	if a.ns, err = natsx.StartEmbedded(ecfg); err != nil {
+	if a.ns, err = natsembed.Start(ecfg); err != nil {
 		return nil, err
 	}
 	if a.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "store")); err != nil {
@@ -240,7 +241,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		if err != nil {
 			return nil, nil, err
 		}
-		nc, err := natsx.ConnectInProcess(a.ns, name, creds...)
+		nc, err := natsembed.Connect(a.ns, name, creds...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/natsauth"
-	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/natsembed"
 	"github.com/volcanion/tracking/shared/subject"
 )
 
@@ -40,7 +40,7 @@ func TestUpgradeFromLimitsStream(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, acc), filepath.Join(root, "$G")); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: filepath.Join(dir, "nats"), Name: "volcanion"})
+	ns, err := natsembed.Start(natsembed.Config{DataDir: filepath.Join(dir, "nats"), Name: "volcanion"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,14 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/volcanion/tracking/shared/config"
-	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/obs"
 	"github.com/volcanion/tracking/shared/rcache"
-	"github.com/volcanion/tracking/shared/storage"
-	"github.com/volcanion/tracking/shared/storage/backend"
 )
 
 // Common are the flags every service has.
@@ -158,41 +153,4 @@ func CheckRedisURL(url string) error {
 		return config.Errorf("redis-url", "%v", err)
 	}
 	return nil
-}
-
-// Deps are what a storage-backed service opens at start.
-type Deps struct {
-	Store storage.Store
-	NC    *nats.Conn
-	JS    jetstream.JetStream
-}
-
-// Open opens the store and connects to NATS; Close undoes it (NATS drained
-// first, so pending work is flushed before the store closes).
-func Open(store backend.Config, natsCfg natsx.ClientConfig, onReconnect func()) (*Deps, error) {
-	st, err := store.Open()
-	if err != nil {
-		return nil, err
-	}
-	nc, err := natsCfg.Connect(onReconnect)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		st.Close()
-		return nil, err
-	}
-	return &Deps{Store: st, NC: nc, JS: js}, nil
-}
-
-// Close drains NATS, then closes the store.
-func (d *Deps) Close() {
-	_ = d.NC.Drain()
-	for !d.NC.IsClosed() {
-		time.Sleep(10 * time.Millisecond)
-	}
-	_ = d.Store.Close()
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/natsembed"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 )
@@ -19,7 +19,7 @@ import (
 // NATS starts an embedded JetStream server listening on a random loopback port.
 func NATS(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Name: "test"})
+	ns, err := natsembed.Start(natsembed.Config{DataDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

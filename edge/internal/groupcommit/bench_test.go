@@ -15,14 +15,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/edge/internal/groupcommit"
-	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/natsembed"
 )
 
 // TestMain doubles as a NATS server for BenchmarkPublish, so that the
 // benchmark's allocations are the publisher's and its client's only.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("GC_CHILD_NATS_DIR"); dir != "" {
-		ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{DataDir: dir, Host: "127.0.0.1", Port: -1, Name: "bench"})
+		ns, err := natsembed.Start(natsembed.Config{DataDir: dir, Host: "127.0.0.1", Port: -1, Name: "bench"})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -22,6 +22,7 @@ import (
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
+	"github.com/volcanion/tracking/shared/svcstore"
 )
 
 func main() {
@@ -62,7 +63,7 @@ func main() {
 			return err
 		}
 		defer cache.Close()
-		d, err := svc.Open(store, natsCfg, nil)
+		d, err := svcstore.Open(store, natsCfg, nil)
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
+	"github.com/volcanion/tracking/shared/svcstore"
 )
 
 func main() {
@@ -47,7 +48,7 @@ func main() {
 				return err
 			}
 			defer cache.Close()
-			d, err := svc.Open(store, natsCfg, nil)
+			d, err := svcstore.Open(store, natsCfg, nil)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
+	"github.com/volcanion/tracking/shared/svcstore"
 	"github.com/volcanion/tracking/workers"
 )
 
@@ -44,7 +45,7 @@ func main() {
 		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate(), admin.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
-		d, err := svc.Open(store, natsCfg, nil)
+		d, err := svcstore.Open(store, natsCfg, nil)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
-// Package natsx holds what every service does with NATS: start an embedded
-// server, connect, set up streams, and serve or call micro endpoints with the
-// project's error and trace conventions.
-package natsx
+// Package natsembed runs nats-server inside the process: the all-in-one's
+// bus and the tests'. Only what embeds a server links nats-server.
+package natsembed
 
 import (
 	"errors"
@@ -13,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// EmbeddedConfig configures an in-process nats-server with JetStream.
-type EmbeddedConfig struct {
+// Config configures an in-process nats-server with JetStream.
+type Config struct {
 	// DataDir holds the JetStream file store (under DataDir/jetstream).
 	DataDir string
 	// Listen is host:port for outside clients; "" accepts in-process connections only.
@@ -33,13 +32,13 @@ type EmbeddedConfig struct {
 	NoSync bool
 }
 
-// StartEmbedded starts nats-server with JetStream and waits until it accepts connections.
-func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
+// Start starts nats-server with JetStream and waits until it accepts connections.
+func Start(cfg Config) (*server.Server, error) {
 	opts := &server.Options{}
 	if cfg.AuthConf != "" {
 		var err error
 		if opts, err = server.ProcessConfigFile(cfg.AuthConf); err != nil {
-			return nil, fmt.Errorf("natsx: embedded server auth %s: %w", cfg.AuthConf, err)
+			return nil, fmt.Errorf("natsembed: embedded server auth %s: %w", cfg.AuthConf, err)
 		}
 	}
 	opts.ServerName = cfg.Name
@@ -54,28 +53,18 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("natsx: new embedded server: %w", err)
+		return nil, fmt.Errorf("natsembed: new embedded server: %w", err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, errors.New("natsx: embedded server not ready after 30s")
+		return nil, errors.New("natsembed: embedded server not ready after 30s")
 	}
 	return ns, nil
 }
 
-// ConnectInProcess connects to an embedded server without a socket; opts
+// Connect connects to an embedded server without a socket; opts
 // add credentials.
-func ConnectInProcess(ns *server.Server, name string, opts ...nats.Option) (*nats.Conn, error) {
+func Connect(ns *server.Server, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect("", append([]nats.Option{nats.InProcessServer(ns), nats.Name(name), nats.MaxReconnects(-1)}, opts...)...)
-}
-
-// Connect connects to NATS servers (comma-separated URLs), reconnecting forever.
-func Connect(urls, name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, opts...)
-	nc, err := nats.Connect(urls, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("natsx: connect %s: %w", urls, err)
-	}
-	return nc, nil
 }
