@@ -180,11 +180,13 @@ type Server struct {
 	tracer trace.Tracer
 	now    func() time.Time
 
-	limiter ratelimit.Limiter
-	nonces  signing.Nonces
-	admin   *admintoken.Set // the flag's tokens and the file's, re-read when it changes
-	touched touches
-	bodies  bodyBudget
+	limiter      ratelimit.Limiter
+	nonces       signing.Nonces
+	admin        *admintoken.Set // the flag's tokens and the file's, re-read when it changes
+	touched      touches
+	bodies       bodyBudget
+	deps, ready1 depState   // the dependency probe's last result; readiness's, shared for a second
+	probing      sync.Mutex // one dependency probe at a time
 	// keylessBodies is the share of bodies read before a key was checked.
 	keylessBodies bodyBudget
 	routeList     []string  // "METHOD /path" of every API route, for the OpenAPI document

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -31,6 +32,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	return ok(map[string]string{"status": "healthy", "service": "Volcanion Tracking edge"}, ""), nil
 }
 
+// depState is the last probe of the dependencies: what the dependencies
+// route reports, so no request makes the edge call anything.
+type depState struct {
+	mu     sync.Mutex
+	checks map[string]string
+	at     time.Time
+}
+
 // probe checks every dependency and sets its gauge: "ok" or why not.
 func (s *Server) probe(ctx context.Context) map[string]string {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -41,10 +50,10 @@ func (s *Server) probe(ctx context.Context) map[string]string {
 		switch {
 		case err == nil:
 			checks[name], up = "ok", 1
-		case apierr.From(err).Code == apierr.Internal:
-			checks[name] = err.Error()
 		default:
-			checks[name] = apierr.From(err).Message
+			// A word, not the error: the route is public. The detail is logged.
+			checks[name] = "not answering"
+			s.log.Warn().Err(err).Str("dependency", name).Msg("dependency probe failed")
 		}
 		mDependencyUp.WithLabelValues(name).Set(up)
 	}
@@ -57,6 +66,33 @@ func (s *Server) probe(ctx context.Context) map[string]string {
 	check("eventStream", err)
 	check("registry", natsx.Call(ctx, s.nc, subject.Registry(registryapi.Health), registryapi.Request{}, nil))
 	check("reporter", natsx.Call(ctx, s.nc, subject.Report(reportapi.Health), struct{}{}, nil))
+	s.deps.mu.Lock()
+	s.deps.checks, s.deps.at = checks, time.Now()
+	s.deps.mu.Unlock()
+	return checks
+}
+
+// ingestReady checks what ingest needs, NATS and the events stream, and
+// nothing else: a hung registry or reporter cannot slow a load balancer's
+// probe. The stream check is shared for a second, so a flood of probes
+// costs NATS one request a second.
+func (s *Server) ingestReady(ctx context.Context) map[string]string {
+	s.ready1.mu.Lock()
+	defer s.ready1.mu.Unlock()
+	if time.Since(s.ready1.at) < time.Second && s.ready1.checks != nil {
+		return s.ready1.checks
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"nats": "ok", "eventStream": "ok"}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		checks["nats"] = "not connected (" + st.String() + ")"
+	}
+	if _, err := s.js.Stream(ctx, subject.EventsStream); err != nil {
+		checks["eventStream"] = "not available"
+		s.log.Warn().Err(err).Msg("readiness: the events stream is not available")
+	}
+	s.ready1.checks, s.ready1.at = checks, time.Now()
 	return checks
 }
 
@@ -79,14 +115,10 @@ func (s *Server) watchDependencies(ctx context.Context) {
 // events stream). A registry or reporter outage does not take ingest down;
 // /health/dependencies reports them.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
-	all := s.probe(r.Context())
-	checks := map[string]string{}
+	checks := s.ingestReady(r.Context())
 	healthy := true
-	for name, state := range all {
-		if ingestNeeds[name] {
-			checks[name] = state
-			healthy = healthy && state == "ok"
-		}
+	for name, state := range checks {
+		healthy = healthy && (state == "ok" || !ingestNeeds[name])
 	}
 	if !healthy {
 		return reply{status: http.StatusServiceUnavailable, data: map[string]any{"status": "not ready", "checks": checks}},
@@ -98,7 +130,16 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 // dependencies reports every dependency's state, ingest's and the rest;
 // it answers 200 whatever they are (it is a report, not a probe).
 func (s *Server) dependencies(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
-	checks := s.probe(r.Context())
+	// The last probe's word, probed again when it is over 2 s old: however
+	// many ask, the edge probes at most once every 2 s.
+	s.probing.Lock()
+	s.deps.mu.Lock()
+	checks, at := s.deps.checks, s.deps.at
+	s.deps.mu.Unlock()
+	if checks == nil || time.Since(at) > 2*time.Second {
+		checks, at = s.probe(r.Context()), time.Now()
+	}
+	s.probing.Unlock()
 	ingest, reports, admin := "ready", "ready", "ready"
 	for name, state := range checks {
 		if state == "ok" {
@@ -120,5 +161,5 @@ func (s *Server) dependencies(w http.ResponseWriter, r *http.Request, _ httprout
 		}
 	}
 	return ok(map[string]any{"checks": checks, "ingest": ingest, "reports": reports, "admin": admin,
-		"registrySilentGrace": s.cfg.RegistrySilentGrace.String()}, ""), nil
+		"checkedAt": at.UTC()}, ""), nil
 }

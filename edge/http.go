@@ -107,6 +107,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 	method = methodLabel(method)
 	// An incoming traceparent stays the parent span; it does not choose the request id.
 	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	if sc := trace.SpanContextFromContext(ctx); sc.TraceState().Len() > 0 {
+		// The client's tracestate would ride on every event it sends
+		// (16 KB a message, rate limits count events, not bytes): keep the
+		// trace, drop the vendor state.
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
+	}
 	ctx, span := s.tracer.Start(ctx, method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	r = r.WithContext(ctx)

@@ -158,8 +158,17 @@ func (s *Server) segment(call string) handler {
 		}
 		rs.keyless = raw == ""
 		body, err := s.readBody(w, r, rs, limit)
-		if err == nil && strings.EqualFold(strings.TrimSpace(r.Header.Get("Content-Encoding")), "gzip") {
-			body, err = s.gunzip(body, limit, rs) // RudderStack's Node SDK gzips every batch
+		if err == nil {
+			switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+			case "", "identity":
+			case "gzip", "x-gzip": // RudderStack's Node SDK gzips every batch
+				if rs.keyless {
+					limit = min(limit, keylessBodyMax) // inflated too
+				}
+				body, err = s.gunzip(body, limit, rs)
+			default:
+				err = apierr.New(apierr.UnsupportedMedia, "Content-Encoding %q is not supported: send the body as is, or gzip", enc)
+			}
 		}
 		if err != nil {
 			if apierr.Is(err, apierr.BodyTooLarge) {

@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/volcanion/tracking/deploy/allinone"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // The alert rules are valid and do what their unit tests say: promtool
@@ -221,4 +224,55 @@ func TestFailFast(t *testing.T) {
 			t.Errorf("%s: %v after %v, want an error naming %s at once", c.name, err, time.Since(start), c.setting)
 		}
 	}
+}
+
+// A hung registry replica (it takes health requests and never answers)
+// does not slow readiness: it checks only what ingest needs. (The outside
+// review measured 3 s a probe before, past Kubernetes' 1 s default.)
+func TestReadyIgnoresAHungRegistry(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	nc, _ := testenv.ConnURL(t, s.app.NATSURL(), nats.UserCredentials(s.app.Creds("registry")))
+	sub, err := nc.QueueSubscribe(subject.Registry("health"), "q", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	for i := range 10 {
+		start := time.Now()
+		s.must(200, "GET", "/health/ready", "", nil, nil)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("readiness %d took %v with a hung registry replica", i, d)
+		}
+	}
+}
+
+// A client's tracestate (up to 16 KB) is not copied onto the events it
+// sends: only the trace id and parent travel.
+func TestTracestateNotCarried(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	_, subs, key := s.tenant("tstate", "web")
+	js, _ := streamOf(t, s)
+	if _, err := js.PauseConsumer(context.Background(), subject.EventsStream, subject.WorkersConsumer, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", s.base+"/tracking", strings.NewReader(`{"subSystemCode":"web","eventType":"t"}`))
+	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	req.Header.Set("tracestate", "vendor="+strings.Repeat("v", 250))
+	if r := s.send(req); r.Status != 202 {
+		t.Fatalf("%d %s", r.Status, r.Raw)
+	}
+	st, err := js.Stream(context.Background(), subject.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(context.Background(), subject.EventsPrefix+">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("tracestate") != "" || !strings.Contains(m.Header.Get("traceparent"), "0af7651916cd43dd8448eb211c80319c") {
+		t.Fatalf("the event's headers: %v", m.Header)
+	}
+	_ = subs["web"]
 }

@@ -545,3 +545,44 @@ func TestSegmentSettingsBehindAProxy(t *testing.T) {
 		}
 	}
 }
+
+// Tests from a third outside review.
+
+// A keyless gzip body is held to 64 KB inflated too; other encodings are
+// refused with 415, not misread as JSON.
+func TestSegmentGzipKeyless(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, _ := s.tenant("segrv18", "web")
+	key := s.segmentKey(p, subs["web"], nil)
+	root := strings.TrimSuffix(s.base, "/api/v1")
+	post := func(body []byte, encoding string) resp {
+		req, _ := http.NewRequest("POST", root+"/v1/batch", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Content-Encoding", encoding)
+		return s.send(req)
+	}
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(b)
+		w.Close()
+		return buf.Bytes()
+	}
+	var batch []map[string]any
+	for i := range 300 {
+		batch = append(batch, map[string]any{"type": "track", "event": "e", "userId": "u", "messageId": fmt.Sprint("k", i),
+			"properties": map[string]any{"pad": strings.Repeat("x", 1000)}})
+	}
+	big, _ := json.Marshal(map[string]any{"writeKey": key, "batch": batch})
+	if r := post(gz(big), "gzip"); r.Status != 400 || r.code() != "message_too_large" {
+		t.Fatalf("a keyless gzip body of %d bytes inflated: %d %s", len(big), r.Status, r.Raw)
+	}
+	small, _ := json.Marshal(map[string]any{"writeKey": key, "batch": batch[:1]})
+	if r := post(gz(small), "x-gzip"); r.Status != 200 {
+		t.Fatalf("a small keyless x-gzip body: %d %s", r.Status, r.Raw)
+	}
+	if r := post(small, "br"); r.Status != 415 || r.code() != "unsupported_media_type" {
+		t.Fatalf("Content-Encoding br: %d %s", r.Status, r.Raw)
+	}
+	s.waitTotal(subs["web"], 1)
+}
