@@ -70,7 +70,7 @@ start() {
       run "$name" "$bin/workers" $(common workers) $(storage) -redis-url "$redis" -admin-tokens-file "$dir/admin-token" -metrics-listen 127.0.0.1:$((9104 + base + i - 1)) ;;
     edge[12])
       i=${name#edge}
-      run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i") ${STACK_EDGE_FLAGS:-}
+      run "$name" "$bin/edge" $(common edge) -admin-tokens-file "$dir/admin-token" -redis-url "$redis" -rate-limit-edges 2 -http-listen 127.0.0.1:$(edge_port "$i") -metrics-listen 127.0.0.1:$((9106 + base + i)) ${STACK_EDGE_FLAGS:-}
       wait_port "$(edge_port "$i")" "$name" 1200 ;;
     *) log "unknown process $name"; exit 2 ;;
   esac

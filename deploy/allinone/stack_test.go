@@ -258,9 +258,9 @@ func TestProductionTopology(t *testing.T) {
 
 	// The alert rules and the dashboard name only metrics and labels these
 	// running binaries expose (metrics listeners: 9102+base registry,
-	// 9103/9106 reporters, 9104/9105 workers; the edges on their API port).
+	// 9103/9106 reporters, 9104/9105 workers, 9107/9108 edges).
 	var pages strings.Builder
-	for _, url := range []string{"http://127.0.0.1:8381/metrics", "http://127.0.0.1:8382/metrics", "http://127.0.0.1:9402/metrics",
+	for _, url := range []string{"http://127.0.0.1:9407/metrics", "http://127.0.0.1:9408/metrics", "http://127.0.0.1:9402/metrics",
 		"http://127.0.0.1:9403/metrics", "http://127.0.0.1:9404/metrics", "http://127.0.0.1:9405/metrics", "http://127.0.0.1:9406/metrics"} {
 		pages.WriteString(scrape(t, url))
 	}

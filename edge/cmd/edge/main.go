@@ -27,7 +27,7 @@ func main() {
 	natsCfg := natsx.ClientConfig{Name: "edge"}
 	cfg := edge.DefaultConfig()
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	common.RegisterFlags(fs, "")
+	common.RegisterFlags(fs, "127.0.0.1:9101")
 	natsCfg.RegisterFlags(fs)
 	listen := fs.String("http-listen", "127.0.0.1:8080", "address of the HTTP API (it also serves /metrics)")
 	tokens := fs.String("admin-tokens", "", "comma-separated admin credentials (16+ characters each)")
