@@ -22,11 +22,6 @@ var mDependencyUp = promauto.NewGaugeVec(prometheus.GaugeOpts{Name: "trk_edge_de
 	Help: "1 when the dependency answered the edge's last probe (every 10 s), 0 when not: nats, eventStream, registry, reporter."},
 	[]string{"dependency"})
 
-// Ingest needs NATS and the events stream; the registry only for keys this
-// edge does not hold (and -registry-silent-grace says what then), the
-// reporter not at all.
-var ingestNeeds = map[string]bool{"nats": true, "eventStream": true}
-
 // health is liveness: the process answers.
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
 	return ok(map[string]string{"status": "healthy", "service": "Volcanion Tracking edge"}, ""), nil
@@ -117,8 +112,8 @@ func (s *Server) watchDependencies(ctx context.Context) {
 func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ httprouter.Params, _ *reqState) (reply, error) {
 	checks := s.ingestReady(r.Context())
 	healthy := true
-	for name, state := range checks {
-		healthy = healthy && (state == "ok" || !ingestNeeds[name])
+	for _, state := range checks {
+		healthy = healthy && state == "ok"
 	}
 	if !healthy {
 		return reply{status: http.StatusServiceUnavailable, data: map[string]any{"status": "not ready", "checks": checks}},
@@ -140,25 +135,24 @@ func (s *Server) dependencies(w http.ResponseWriter, r *http.Request, _ httprout
 		checks, at = s.probe(r.Context()), time.Now()
 	}
 	s.probing.Unlock()
+	// Ingest needs NATS and the events stream; the registry only for keys
+	// this edge does not hold (-registry-silent-grace says what then); the
+	// reporter not at all.
 	ingest, reports, admin := "ready", "ready", "ready"
-	for name, state := range checks {
-		if state == "ok" {
-			continue
-		}
-		switch name {
-		case "nats", "eventStream":
-			ingest, reports, admin = "not ready", "not ready", "not ready"
-		case "registry":
-			admin = "not ready"
-			if s.cache.Stale() {
-				ingest = "keys this edge holds only"
-				if s.cfg.RegistrySilentGrace == 0 {
-					ingest = "not ready (the registry is silent past -registry-stale-after; -registry-silent-grace is 0: fail closed)"
-				}
+	if checks["nats"] != "ok" || checks["eventStream"] != "ok" {
+		ingest, reports, admin = "not ready", "not ready", "not ready"
+	}
+	if checks["registry"] != "ok" {
+		admin = "not ready"
+		if ingest == "ready" && s.cache.Stale() {
+			ingest = "keys this edge holds only"
+			if s.cfg.RegistrySilentGrace == 0 {
+				ingest = "not ready (the registry is silent past -registry-stale-after; -registry-silent-grace is 0: fail closed)"
 			}
-		case "reporter":
-			reports = "not ready"
 		}
+	}
+	if checks["reporter"] != "ok" {
+		reports = "not ready"
 	}
 	return ok(map[string]any{"checks": checks, "ingest": ingest, "reports": reports, "admin": admin,
 		"checkedAt": at.UTC()}, ""), nil

@@ -68,6 +68,11 @@ func (r resp) code() string {
 // do sends a request. auth is "admin", "" (none) or an API key.
 func (s *sys) do(method, path, auth string, body any) resp {
 	s.t.Helper()
+	return s.send(s.request(method, path, auth, body))
+}
+
+// request makes the request do sends.
+func (s *sys) request(method, path, auth string, body any) *http.Request {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -87,7 +92,7 @@ func (s *sys) do(method, path, auth string, body any) resp {
 		req.Header.Set("X-Api-Key", auth)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	return s.send(req)
+	return req
 }
 
 // send sends a prepared request and checks the answer is the envelope.

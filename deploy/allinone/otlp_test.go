@@ -1,11 +1,9 @@
 package allinone_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -167,19 +165,7 @@ func traceparent(t *testing.T) (header, traceID string) {
 func (s *sys) traced(t *testing.T, want int, method, path, auth string, body any) string {
 	t.Helper()
 	tp, id := traceparent(t)
-	var rd io.Reader
-	if body != nil {
-		j, _ := json.Marshal(body)
-		rd = bytes.NewReader(j)
-	}
-	req, _ := http.NewRequest(method, s.base+path, rd)
-	switch {
-	case auth == "admin":
-		req.Header.Set("Authorization", "Bearer "+s.admin)
-	case auth != "":
-		req.Header.Set("X-Api-Key", auth)
-	}
-	req.Header.Set("Content-Type", "application/json")
+	req := s.request(method, path, auth, body)
 	req.Header.Set("traceparent", tp)
 	if r := s.send(req); r.Status != want {
 		t.Fatalf("%s %s: %d %s", method, path, r.Status, r.Raw)

@@ -303,11 +303,7 @@ func TestSegmentGzip(t *testing.T) {
 	key := s.segmentKey(p, subs["web"], nil)
 	root := strings.TrimSuffix(s.base, "/api/v1")
 	post := func(raw []byte) resp {
-		var zb bytes.Buffer
-		zw := gzip.NewWriter(&zb)
-		zw.Write(raw)
-		zw.Close()
-		req, _ := http.NewRequest("POST", root+"/v1/batch", bytes.NewReader(zb.Bytes()))
+		req, _ := http.NewRequest("POST", root+"/v1/batch", bytes.NewReader(gzipped(raw)))
 		req.SetBasicAuth(key, "")
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Content-Encoding", "gzip")
@@ -561,28 +557,30 @@ func TestSegmentGzipKeyless(t *testing.T) {
 		req.Header.Set("Content-Encoding", encoding)
 		return s.send(req)
 	}
-	gz := func(b []byte) []byte {
-		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
-		w.Write(b)
-		w.Close()
-		return buf.Bytes()
-	}
 	var batch []map[string]any
 	for i := range 300 {
 		batch = append(batch, map[string]any{"type": "track", "event": "e", "userId": "u", "messageId": fmt.Sprint("k", i),
 			"properties": map[string]any{"pad": strings.Repeat("x", 1000)}})
 	}
 	big, _ := json.Marshal(map[string]any{"writeKey": key, "batch": batch})
-	if r := post(gz(big), "gzip"); r.Status != 400 || r.code() != "message_too_large" {
+	if r := post(gzipped(big), "gzip"); r.Status != 400 || r.code() != "message_too_large" {
 		t.Fatalf("a keyless gzip body of %d bytes inflated: %d %s", len(big), r.Status, r.Raw)
 	}
 	small, _ := json.Marshal(map[string]any{"writeKey": key, "batch": batch[:1]})
-	if r := post(gz(small), "x-gzip"); r.Status != 200 {
+	if r := post(gzipped(small), "x-gzip"); r.Status != 200 {
 		t.Fatalf("a small keyless x-gzip body: %d %s", r.Status, r.Raw)
 	}
 	if r := post(small, "br"); r.Status != 415 || r.code() != "unsupported_media_type" {
 		t.Fatalf("Content-Encoding br: %d %s", r.Status, r.Raw)
 	}
 	s.waitTotal(subs["web"], 1)
+}
+
+// gzipped is b, gzip-compressed.
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
 }
