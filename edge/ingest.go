@@ -411,18 +411,22 @@ func (s *Server) publishSpan(ctx context.Context, n int) (context.Context, trace
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", n)))
 }
 
-// idsSeen holds the digest of each event id met in one request. The same id
-// twice with the same content is one event, counted once; with other
-// content the second is refused here, where the client can be told (past
-// the request, only the worker can see it, and it dead-letters it).
-type idsSeen map[string][16]byte
+// idsSeen holds the events of one request by id. The same id twice with
+// the same content is one event, counted once; with other content the
+// second is refused here, where the client can be told (past the request,
+// only the worker can see it, and it dead-letters it). Digests are only
+// computed for an id met twice: a bulk of distinct ids hashes nothing.
+type idsSeen map[string]*event.Event
 
 func (m idsSeen) check(e *event.Event, field string) error {
-	d := e.Digest()
-	if prev, ok := m[e.ID]; ok && prev != d {
+	prev, ok := m[e.ID]
+	if !ok {
+		m[e.ID] = e
+		return nil
+	}
+	if prev.Digest() != e.Digest() {
 		return apierr.New(apierr.DuplicateEvent, "%s %s appears earlier in this request with other content; give each event its own id", field, quote(e.ID))
 	}
-	m[e.ID] = d
 	return nil
 }
 
