@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,11 +27,9 @@ import (
 	"github.com/volcanion/tracking/edge/internal/groupcommit"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/admintoken"
-	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/rcache"
-	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/signing"
 )
 
@@ -84,6 +81,8 @@ type Config struct {
 	// unless the registry answers, at the cost of missing a revocation
 	// made meanwhile.
 	RegistrySilentGrace time.Duration
+
+	flagPrefix string // what RegisterFlags put before each flag name, so errors name the flag given
 }
 
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
@@ -105,44 +104,6 @@ func DefaultConfig() Config {
 
 		RegistryStaleAfter: 30 * time.Second,
 	}
-}
-
-// Validate checks the configuration, naming the bad setting.
-func (c Config) Validate() error {
-	switch {
-	case len(c.AdminTokens) == 0 && c.AdminTokensFile == "":
-		return errors.New("edge: at least one admin token is required")
-	case c.RateLimit < 0:
-		return errors.New("edge: the rate limit must be 0 (none) or more")
-	case c.ReplayWindow < time.Second || c.ReplayWindow > time.Hour:
-		return errors.New("edge: the replay window must be between 1s and 1h")
-	case c.RegistryStaleAfter < 2*api.HeartbeatInterval:
-		return fmt.Errorf("edge: the registry staleness bound must be at least %s (two heartbeats)", 2*api.HeartbeatInterval)
-	case c.RegistrySilentGrace < 0 || c.RegistrySilentGrace > 24*time.Hour:
-		return config.Errorf("registry-silent-grace", "must be between 0 (fail closed) and 24h")
-	case c.MaxBodyBytes < 1024:
-		return errors.New("edge: max body bytes must be at least 1024")
-	case c.MaxBulkBytes < c.MaxBodyBytes:
-		return errors.New("edge: max bulk bytes must be at least max body bytes")
-	case c.MaxInflightBodyBytes < c.MaxBulkBytes:
-		return config.Errorf("max-inflight-body-bytes", "must be at least the largest bulk body (-max-bulk-bytes, %d)", c.MaxBulkBytes)
-	case c.MaxBulkEvents < 1 || c.MaxBulkEvents > 10000:
-		return errors.New("edge: max bulk events must be 1-10000")
-	case int64(c.Limits.MaxMetadataBytes) >= c.MaxBodyBytes:
-		return errors.New("edge: max metadata bytes must be below max body bytes")
-	case c.PublishTimeout <= 0 || c.CacheTTL <= 0:
-		return errors.New("edge: publish timeout and cache TTL must be positive")
-	case c.ReportTimeout < 100*time.Millisecond || c.ReportTimeout > 5*time.Minute:
-		return config.Errorf("report-timeout", "must be between 100ms and 5m")
-	case c.GroupCommitMin < 0 || c.GroupCommitMin == 1 || c.GroupCommitMin > 500:
-		return config.Errorf("group-commit-min", "must be 0 (off) or 2-500")
-	}
-	for _, t := range c.AdminTokens {
-		if len(t) < 16 {
-			return errors.New("edge: admin tokens must be at least 16 characters")
-		}
-	}
-	return nil
 }
 
 // ParseProxies parses a comma-separated list of IPs and CIDRs.

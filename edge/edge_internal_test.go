@@ -1,9 +1,13 @@
 package edge
 
 import (
+	"flag"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestClientIP(t *testing.T) {
@@ -37,12 +41,13 @@ func TestClientIP(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	// The admin credentials are admintoken's to check, when the edge is made.
 	c := DefaultConfig()
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "admin token") {
+	if _, err := New(c, nil, nil, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "admin token") {
 		t.Fatalf("no admin token: %v", err)
 	}
 	c.AdminTokens = []string{"short"}
-	if c.Validate() == nil {
+	if _, err := New(c, nil, nil, zerolog.Nop()); err == nil {
 		t.Fatal("short admin token accepted")
 	}
 	c.AdminTokens = []string{"0123456789abcdef"}
@@ -50,8 +55,15 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.MaxBulkEvents = 0
-	if c.Validate() == nil {
-		t.Fatal("max bulk events 0 accepted")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "-max-bulk-events") {
+		t.Fatalf("max bulk events 0: %v", err)
+	}
+	// Registered under a prefix, an error names the prefixed flag.
+	p := DefaultConfig()
+	p.RegisterFlags("edge-", flag.NewFlagSet("x", flag.ContinueOnError))
+	p.ReportTimeout = time.Millisecond
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "-edge-report-timeout") || !strings.Contains(err.Error(), "VT_EDGE_REPORT_TIMEOUT") {
+		t.Fatalf("prefixed: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/shared/storage"
@@ -59,6 +61,8 @@ type Config struct {
 	// ShutdownGrace bounds how long a stopping worker keeps retrying the
 	// batch in hand; what it cannot write is left unacknowledged and redelivered.
 	ShutdownGrace time.Duration
+
+	flagPrefix string // what RegisterFlags put before each flag name
 }
 
 // DefaultConfig is a sensible single-node configuration.
@@ -66,13 +70,24 @@ func DefaultConfig() Config {
 	return Config{BatchSize: 2000, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second}
 }
 
+// RegisterFlags adds the workers' settings to fs, each name after prefix
+// ("" in the workers binary, "workers-" in the all-in-one).
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	c.flagPrefix = prefix
+	fs.IntVar(&c.BatchSize, prefix+"batch-size", c.BatchSize, "events per fetch and per storage write")
+	fs.DurationVar(&c.MaxWait, prefix+"max-wait", c.MaxWait, "longest wait for a batch to fill")
+	fs.DurationVar(&c.ShutdownGrace, prefix+"shutdown-grace", c.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
+}
+
 // Validate checks the configuration, naming the bad setting.
 func (c Config) Validate() error {
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 10000:
-		return fmt.Errorf("workers: batch size %d: must be 1-10000", c.BatchSize)
+		return config.Errorf(c.flagPrefix+"batch-size", "must be 1-10000")
 	case c.MaxWait <= 0:
-		return errors.New("workers: max wait must be positive")
+		return config.Errorf(c.flagPrefix+"max-wait", "must be positive")
+	case c.ShutdownGrace < 0:
+		return config.Errorf(c.flagPrefix+"shutdown-grace", "must be 0 or more")
 	}
 	return nil
 }

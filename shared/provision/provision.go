@@ -61,6 +61,8 @@ type Config struct {
 	// disk EVENTS needs.
 	DeadLetterMaxBytes      int64
 	DeadLetterMaxPerSubject int64
+
+	flagPrefix string // what RegisterFlags put before each flag name
 }
 
 // DefaultConfig suits one node.
@@ -70,43 +72,46 @@ func DefaultConfig() Config {
 		DeadLetterMaxBytes: 1 << 30, DeadLetterMaxPerSubject: 100_000}
 }
 
-// RegisterFlags adds the -stream-* and -consumer-* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Replicas, "stream-replicas", c.Replicas, "replicas of every stream (3 in a cluster: a 202 then means a quorum stored the event)")
-	fs.Int64Var(&c.MaxBytes, "stream-max-bytes", c.MaxBytes, "backlog of unstored events, in bytes, past which ingest answers 503")
-	fs.Int64Var(&c.MaxMsgs, "stream-max-msgs", c.MaxMsgs, "backlog of unstored events, in events, past which ingest answers 503 (-1: no count limit)")
-	fs.DurationVar(&c.Duplicates, "stream-duplicates", c.Duplicates, "JetStream duplicate window for client retries (storage de-duplicates the rest)")
-	fs.DurationVar(&c.AckWait, "consumer-ack-wait", c.AckWait, "how long a worker may hold an event without a heartbeat before another worker gets it")
-	fs.IntVar(&c.MaxDeliver, "consumer-max-deliver", c.MaxDeliver, "deliveries of one event before it is dead-lettered")
-	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", c.MaxAckPending, "events handed to workers and not yet acknowledged")
-	fs.DurationVar(&c.DeadLetterMaxAge, "dead-letter-max-age", c.DeadLetterMaxAge, "how long dead letters are kept for replay")
-	fs.Int64Var(&c.DeadLetterMaxBytes, "dead-letter-max-bytes", c.DeadLetterMaxBytes, "bytes of dead letters kept (the oldest go first)")
-	fs.Int64Var(&c.DeadLetterMaxPerSubject, "dead-letter-max-per-subject", c.DeadLetterMaxPerSubject, "dead letters kept per sub-system (the oldest go first)")
+// RegisterFlags adds the -stream-*, -consumer-* and -dead-letter-* flags,
+// each name after prefix (their names are already the bus's, so the
+// registry and the all-in-one both give "").
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	c.flagPrefix = prefix
+	fs.IntVar(&c.Replicas, prefix+"stream-replicas", c.Replicas, "replicas of every stream (3 in a cluster: a 202 then means a quorum stored the event)")
+	fs.Int64Var(&c.MaxBytes, prefix+"stream-max-bytes", c.MaxBytes, "backlog of unstored events, in bytes, past which ingest answers 503")
+	fs.Int64Var(&c.MaxMsgs, prefix+"stream-max-msgs", c.MaxMsgs, "backlog of unstored events, in events, past which ingest answers 503 (-1: no count limit)")
+	fs.DurationVar(&c.Duplicates, prefix+"stream-duplicates", c.Duplicates, "JetStream duplicate window for client retries (storage de-duplicates the rest)")
+	fs.DurationVar(&c.AckWait, prefix+"consumer-ack-wait", c.AckWait, "how long a worker may hold an event without a heartbeat before another worker gets it")
+	fs.IntVar(&c.MaxDeliver, prefix+"consumer-max-deliver", c.MaxDeliver, "deliveries of one event before it is dead-lettered")
+	fs.IntVar(&c.MaxAckPending, prefix+"consumer-max-ack-pending", c.MaxAckPending, "events handed to workers and not yet acknowledged")
+	fs.DurationVar(&c.DeadLetterMaxAge, prefix+"dead-letter-max-age", c.DeadLetterMaxAge, "how long dead letters are kept for replay")
+	fs.Int64Var(&c.DeadLetterMaxBytes, prefix+"dead-letter-max-bytes", c.DeadLetterMaxBytes, "bytes of dead letters kept (the oldest go first)")
+	fs.Int64Var(&c.DeadLetterMaxPerSubject, prefix+"dead-letter-max-per-subject", c.DeadLetterMaxPerSubject, "dead letters kept per sub-system (the oldest go first)")
 }
 
 // Validate checks the settings, naming the bad one.
 func (c Config) Validate() error {
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
-		return config.Errorf("stream-replicas", "must be 1-5")
+		return config.Errorf(c.flagPrefix+"stream-replicas", "must be 1-5")
 	case c.MaxBytes < 1<<20:
-		return config.Errorf("stream-max-bytes", "must be at least 1 MiB")
+		return config.Errorf(c.flagPrefix+"stream-max-bytes", "must be at least 1 MiB")
 	case c.MaxMsgs == 0 || c.MaxMsgs < -1:
-		return config.Errorf("stream-max-msgs", "must be positive, or -1 for no count limit")
+		return config.Errorf(c.flagPrefix+"stream-max-msgs", "must be positive, or -1 for no count limit")
 	case c.Duplicates < time.Second || c.Duplicates > time.Hour:
-		return config.Errorf("stream-duplicates", "must be 1s-1h")
+		return config.Errorf(c.flagPrefix+"stream-duplicates", "must be 1s-1h")
 	case c.AckWait < time.Second:
-		return config.Errorf("consumer-ack-wait", "must be at least 1s")
+		return config.Errorf(c.flagPrefix+"consumer-ack-wait", "must be at least 1s")
 	case c.MaxDeliver < 2:
-		return config.Errorf("consumer-max-deliver", "must be at least 2")
+		return config.Errorf(c.flagPrefix+"consumer-max-deliver", "must be at least 2")
 	case c.MaxAckPending < 1:
-		return config.Errorf("consumer-max-ack-pending", "must be positive")
+		return config.Errorf(c.flagPrefix+"consumer-max-ack-pending", "must be positive")
 	case c.DeadLetterMaxAge < time.Hour:
-		return config.Errorf("dead-letter-max-age", "must be at least 1h")
+		return config.Errorf(c.flagPrefix+"dead-letter-max-age", "must be at least 1h")
 	case c.DeadLetterMaxBytes < 1<<20:
-		return config.Errorf("dead-letter-max-bytes", "must be at least 1 MiB")
+		return config.Errorf(c.flagPrefix+"dead-letter-max-bytes", "must be at least 1 MiB")
 	case c.DeadLetterMaxPerSubject < 1:
-		return config.Errorf("dead-letter-max-per-subject", "must be positive")
+		return config.Errorf(c.flagPrefix+"dead-letter-max-per-subject", "must be positive")
 	}
 	return nil
 }

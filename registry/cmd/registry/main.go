@@ -34,7 +34,7 @@ func main() {
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
 	bus := provision.DefaultConfig()
-	bus.RegisterFlags(fs)
+	bus.RegisterFlags("", fs)
 	var admin admintoken.Config
 	admin.RegisterFlags(fs)
 	redisURL := fs.String("redis-url", "", "Redis URL of the shared key cache this service fills for edges (empty: none)")

@@ -31,9 +31,7 @@ func main() {
 	common.RegisterFlags(fs, "127.0.0.1:9104")
 	natsCfg.RegisterFlags(fs)
 	store.RegisterFlags(fs)
-	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "events per fetch and per storage write")
-	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "longest wait for a batch to fill")
-	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
+	cfg.RegisterFlags("", fs)
 	var admin admintoken.Config
 	admin.RegisterFlags(fs) // the dead-letter service checks the admin credential edges forward
 	loops := fs.Int("loops", 2, "consuming loops in this process")

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -34,10 +35,14 @@ func run() error {
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "admin credential (default: generated once and kept in <data-dir>/admin-token)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event-persisting worker loops")
 	fs.BoolVar(&cfg.NoFsync, "no-fsync", false, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
-	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "request body bytes all requests in flight may hold together; past it a request is answered 503 overloaded")
+	// Every setting of the edge and the workers, prefixed, and the bus's
+	// (already named -stream-*, -consumer-*, -dead-letter-*).
+	cfg.Edge.RegisterFlags("edge-", fs)
+	cfg.Worker.RegisterFlags("workers-", fs)
+	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "the same as -edge-max-inflight-body-bytes (kept for earlier set-ups)")
 	fs.DurationVar(&cfg.ReportCacheTTL, "report-cache-ttl", cfg.ReportCacheTTL, "how long a report answer whose range reaches into the last hour is cached in-process (older ranges: 10m; 0: no cache)")
 	memLimit := fs.Int64("memory-limit-mib", 256, "soft memory limit of the process in MiB: the garbage collector works harder near it, so a load peak does not grow the heap to twice what is live (0: none; GOMEMLIMIT, when set, wins)")
-	cfg.Bus.RegisterFlags(fs)
+	cfg.Bus.RegisterFlags("", fs)
 	var logLevel, logFormat string
 	svc.RegisterLogFlags(fs, &logLevel, &logFormat)
 	debugListen := fs.String("metrics-listen", "127.0.0.1:9464", `address of /metrics, /healthz and /debug/pprof ("" to disable); never the public API port`)
@@ -51,6 +56,9 @@ func run() error {
 	}
 	if cfg.ReportCacheTTL < 0 {
 		return config.Errorf("report-cache-ttl", "must be 0 (no cache) or more")
+	}
+	if err := errors.Join(cfg.Edge.Validate(), cfg.Worker.Validate()); err != nil {
+		return err
 	}
 	if err := cfg.Bus.Validate(); err != nil {
 		return err
