@@ -37,6 +37,7 @@ import (
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsauth"
 	"github.com/volcanion/tracking/shared/natsembed"
@@ -90,13 +91,12 @@ type App struct {
 	// DataDir is the configured data directory.
 	DataDir string
 
-	log      zerolog.Logger
-	ns       *server.Server
-	store    *pebblestore.Store
-	conns    []*nats.Conn
-	services []micro.Service
-	ln       net.Listener
-	edge     *edge.Server
+	log   zerolog.Logger
+	ns    *server.Server
+	store *pebblestore.Store
+	group *component.Group // the parts, started in order, stopped in reverse
+	ln    net.Listener
+	edge  *edge.Server
 
 	httpCancel, workCancel, followCancel context.CancelFunc
 	httpDone                             chan error
@@ -194,11 +194,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		cfg.Edge.AdminTokens = []string{a.AdminToken}
 	}
 	// The registry, the reporter and the dead-letter service check the token
-	// the edge forwards against the same tokens the edge accepts.
-	admin, err := admintoken.New(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile})
-	if err != nil {
-		return nil, fmt.Errorf("allinone: %w", err)
-	}
+	// the edge forwards against the same tokens the edge accepts (set by
+	// the admin tokens part below).
+	var admin *admintoken.Set
 
 	// NATS auth: the production roles, generated once into the data dir.
 	a.AuthDir = filepath.Join(cfg.DataDir, "nats-auth")
@@ -229,13 +227,17 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 			ln.Close()
 		}
 	}
-	if a.ns, err = natsembed.Start(ecfg); err != nil {
-		return nil, err
+	// The parts, in start order; Close stops them in reverse. They are the
+	// same components the separate binaries run (package component).
+	var (
+		reportCache *rcache.Local
+		store       storage.Store
+	)
+	if cfg.ReportCacheTTL > 0 {
+		reportCache = rcache.NewLocal(reportCacheBytes)
 	}
-	if a.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "store")); err != nil {
-		return nil, err
-	}
-	// Each service connects as its own role, as in production.
+	// conn connects a part as its own role, as in production; the part
+	// closes it when it stops.
 	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
 		creds, err := natsx.Credentials(a.Creds(name))
 		if err != nil {
@@ -245,144 +247,199 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		if err != nil {
 			return nil, nil, err
 		}
-		a.conns = append(a.conns, nc)
 		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+		}
 		return nc, js, err
 	}
-
-	// The all-in-one is its own operator: it runs the provisioning step, as
-	// the admin role, on a connection closed once it is done.
-	nc, js, err := conn("admin")
-	if err != nil {
-		return nil, err
+	closeConn := func(nc *nats.Conn) error {
+		if nc == nil {
+			return nil
+		}
+		err := nc.FlushTimeout(2 * time.Second)
+		nc.Close()
+		return err
 	}
-	if err := provision.Apply(ctx, js, cfg.Bus); err != nil {
+	var regNC, repNC, workNC, edgeNC *nats.Conn
+	var regSvc, repSvc, dlqSvc micro.Service
+	a.group = component.NewGroup(log,
+		&component.Func{N: "nats",
+			StartFn: func(context.Context) (err error) { a.ns, err = natsembed.Start(ecfg); return err },
+			StopFn:  func(context.Context) error { a.ns.Shutdown(); a.ns.WaitForShutdown(); return nil },
+		},
+		&component.Func{N: "store",
+			StartFn: func(context.Context) (err error) {
+				if a.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "store")); err == nil {
+					store = storage.Traced(a.store)
+				}
+				return err
+			},
+			StopFn: func(context.Context) error { return a.store.Close() },
+		},
+		// The all-in-one is its own operator: it runs the provisioning
+		// step, as the admin role, on a connection closed once it is done.
+		&component.Func{N: "provision",
+			StartFn: func(ctx context.Context) error {
+				nc, js, err := conn("admin")
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				return provision.Apply(ctx, js, cfg.Bus)
+			},
+		},
+		admintoken.Component(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile}, log, &admin),
+		&component.Func{N: "registry",
+			StartFn: func(ctx context.Context) error {
+				nc, js, err := conn("registry")
+				if err != nil {
+					return err
+				}
+				regNC = nc
+				regSvc, err = registry.New(store, js, log).WithAdminTokens(admin).Start(ctx, nc)
+				return err
+			},
+			StopFn: func(context.Context) error { return errors.Join(regSvc.Stop(), closeConn(regNC)) },
+		},
+		// The reporter checks the admin token or partner key the edge
+		// forwards, and caches answers in-process (no Redis here).
+		&component.Func{N: "reporter",
+			StartFn: func(context.Context) error {
+				nc, js, err := conn("reporter")
+				if err != nil {
+					return err
+				}
+				repNC = nc
+				rep := reporter.New(store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
+				if reportCache != nil {
+					rep.WithCache(reportCache, cfg.ReportCacheTTL)
+				}
+				repSvc, err = rep.Start(nc)
+				return err
+			},
+			StopFn: func(context.Context) error { return errors.Join(repSvc.Stop(), closeConn(repNC)) },
+		},
+		&component.Func{N: "workers",
+			StartFn: func(ctx context.Context) error {
+				nc, js, err := conn("workers")
+				if err != nil {
+					return err
+				}
+				workNC = nc
+				w := workers.New(cfg.Worker, js, store, workers.NewRegistryDirectory(nc, time.Minute), log)
+				if reportCache != nil {
+					w.WithGenerations(reportCache) // late events refresh cached reports of their range
+				}
+				if dlqSvc, err = workers.ServeDeadLetters(nc, js, admin, log); err != nil {
+					return err
+				}
+				if _, err := w.Consumer(ctx); err != nil {
+					return err
+				}
+				var wctx context.Context
+				wctx, a.workCancel = context.WithCancel(context.Background())
+				a.workWG.Add(1)
+				go func() {
+					defer a.workWG.Done()
+					if err := workers.PurgeStored(wctx, js, log); err != nil {
+						log.Error().Err(err).Msg("purging stored events stopped")
+					}
+				}()
+				for i := 0; i < cfg.Workers; i++ {
+					a.workWG.Add(1)
+					go func() {
+						defer a.workWG.Done()
+						if err := w.Run(wctx); err != nil {
+							log.Error().Err(err).Msg("worker stopped")
+						}
+					}()
+				}
+				return nil
+			},
+			// Each loop finishes, writes and acks its batch first.
+			StopFn: func(context.Context) error {
+				if a.workCancel != nil {
+					a.workCancel()
+					a.workWG.Wait()
+				}
+				var err error
+				if dlqSvc != nil {
+					err = dlqSvc.Stop()
+				}
+				return errors.Join(err, closeConn(workNC))
+			},
+		},
+		&component.Func{N: "edge",
+			StartFn: func(context.Context) error {
+				nc, js, err := conn("edge")
+				if err != nil {
+					return err
+				}
+				edgeNC = nc
+				if cfg.NoFsync {
+					// Without a sync per write there is nothing for a batch
+					// to share, and its set-up costs more than one-by-one
+					// publishing.
+					cfg.Edge.GroupCommitMin = 0
+				}
+				if a.edge, err = edge.New(cfg.Edge, nc, js, log); err != nil {
+					return err
+				}
+				var fctx context.Context
+				fctx, a.followCancel = context.WithCancel(context.Background())
+				if err := a.edge.Start(fctx); err != nil {
+					return err
+				}
+				if a.ln, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+					return fmt.Errorf("-http-listen %s: %w", cfg.HTTPListen, err)
+				}
+				var hctx context.Context
+				hctx, a.httpCancel = context.WithCancel(context.Background())
+				a.httpDone = make(chan error, 1)
+				go func() { a.httpDone <- a.edge.Serve(hctx, a.ln) }()
+				return nil
+			},
+			// Stop HTTP and wait for requests in flight, so every 202 is
+			// already in the stream.
+			StopFn: func(context.Context) error {
+				var err error
+				if a.httpCancel != nil {
+					a.httpCancel()
+					if e := <-a.httpDone; e != nil && !errors.Is(e, net.ErrClosed) {
+						err = e
+					}
+				}
+				if a.followCancel != nil {
+					a.followCancel()
+				}
+				return errors.Join(err, closeConn(edgeNC))
+			},
+		},
+	)
+	if err := a.group.Start(ctx, stopTimeout); err != nil {
+		a.group = nil // stopped already
 		return nil, fmt.Errorf("allinone: %w", err)
 	}
-	nc.Close()
-	a.conns = a.conns[:len(a.conns)-1]
-
-	if nc, js, err = conn("registry"); err != nil {
-		return nil, err
-	}
-	var wctx context.Context
-	wctx, a.workCancel = context.WithCancel(context.Background())
-	go admin.Watch(wctx, log)
-	svc, err := registry.New(storage.Traced(a.store), js, log).WithAdminTokens(admin).Start(ctx, nc)
-	if err != nil {
-		return nil, err
-	}
-	a.services = append(a.services, svc)
-
-	if nc, js, err = conn("reporter"); err != nil {
-		return nil, err
-	}
-	// The reporter checks the admin token or partner key the edge forwards,
-	// and caches answers in-process (no Redis here).
-	rep := reporter.New(storage.Traced(a.store), log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
-	var reportCache *rcache.Local
-	if cfg.ReportCacheTTL > 0 {
-		reportCache = rcache.NewLocal(reportCacheBytes)
-		rep.WithCache(reportCache, cfg.ReportCacheTTL)
-	}
-	if svc, err = rep.Start(nc); err != nil {
-		return nil, err
-	}
-	a.services = append(a.services, svc)
-
-	if nc, js, err = conn("workers"); err != nil {
-		return nil, err
-	}
-	w := workers.New(cfg.Worker, js, storage.Traced(a.store), workers.NewRegistryDirectory(nc, time.Minute), log)
-	if reportCache != nil {
-		w.WithGenerations(reportCache) // late events refresh cached reports of their range
-	}
-	if svc, err = workers.ServeDeadLetters(nc, js, admin, log); err != nil {
-		return nil, err
-	}
-	a.services = append(a.services, svc)
-	if _, err := w.Consumer(ctx); err != nil {
-		return nil, err
-	}
-	a.workWG.Add(1)
-	go func(js jetstream.JetStream) {
-		defer a.workWG.Done()
-		if err := workers.PurgeStored(wctx, js, log); err != nil {
-			log.Error().Err(err).Msg("purging stored events stopped")
-		}
-	}(js)
-	for i := 0; i < cfg.Workers; i++ {
-		a.workWG.Add(1)
-		go func() {
-			defer a.workWG.Done()
-			if err := w.Run(wctx); err != nil {
-				log.Error().Err(err).Msg("worker stopped")
-			}
-		}()
-	}
-
-	if nc, js, err = conn("edge"); err != nil {
-		return nil, err
-	}
-	if cfg.NoFsync {
-		// Without a sync per write there is nothing for a batch to share,
-		// and its set-up costs more than one-by-one publishing.
-		cfg.Edge.GroupCommitMin = 0
-	}
-	if a.edge, err = edge.New(cfg.Edge, nc, js, log); err != nil {
-		return nil, err
-	}
-	var fctx context.Context
-	fctx, a.followCancel = context.WithCancel(context.Background())
-	if err := a.edge.Start(fctx); err != nil {
-		return nil, err
-	}
-	if a.ln, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return nil, fmt.Errorf("allinone: -http-listen %s: %w", cfg.HTTPListen, err)
-	}
-	var hctx context.Context
-	hctx, a.httpCancel = context.WithCancel(context.Background())
-	a.httpDone = make(chan error, 1)
-	go func() { a.httpDone <- a.edge.Serve(hctx, a.ln) }()
 	return a, nil
 }
 
-// Close stops everything in order: stop HTTP and wait for requests in
-// flight (so every 202 is already in the stream), drain the workers (each
-// finishes, writes and acks its batch), stop the services, close NATS, then
-// the store.
+// stopTimeout bounds Close.
+const stopTimeout = 30 * time.Second
+
+// Close stops the parts in reverse order: HTTP (requests in flight
+// answered, so every 202 is in the stream), the workers (each finishes,
+// writes and acks its batch), the reporter and registry, the store, then
+// NATS. It reports every part's stop error.
 func (a *App) Close() error {
-	var errs []error
-	if a.httpCancel != nil {
-		a.httpCancel()
-		if err := <-a.httpDone; err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
+	if a.group == nil {
+		return nil
 	}
-	if a.followCancel != nil {
-		a.followCancel()
-	}
-	if a.workCancel != nil {
-		a.workCancel()
-		a.workWG.Wait()
-	}
-	for _, s := range a.services {
-		_ = s.Stop()
-	}
-	for _, nc := range a.conns {
-		_ = nc.FlushTimeout(2 * time.Second)
-		nc.Close()
-	}
-	if a.ns != nil {
-		a.ns.Shutdown()
-		a.ns.WaitForShutdown()
-	}
-	if a.store != nil {
-		if err := a.store.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	err := a.group.Stop(ctx)
+	a.group = nil
+	return err
 }
 
 // adoptGlobalStreams moves the streams of a data dir made before the

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 )
 
@@ -168,5 +169,23 @@ func (s *Set) Watch(ctx context.Context, log zerolog.Logger) {
 		all := append(append([]string{}, s.cfg.Tokens...), toks...)
 		s.cur.Store(&all)
 		log.Info().Int("tokens", len(all)).Msg("admin tokens loaded")
+	}
+}
+
+// Component makes the token set into *out at start and follows its file
+// until stop.
+func Component(cfg Config, log zerolog.Logger, out **Set) component.Component {
+	var stop context.CancelFunc
+	return &component.Func{N: "admin tokens",
+		StartFn: func(context.Context) (err error) {
+			if *out, err = New(cfg); err != nil {
+				return err
+			}
+			var wctx context.Context
+			wctx, stop = context.WithCancel(context.Background())
+			go (*out).Watch(wctx, log)
+			return nil
+		},
+		StopFn: func(context.Context) error { stop(); return nil },
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/obs"
 	"github.com/volcanion/tracking/shared/rcache"
@@ -142,6 +143,20 @@ func Redis(ctx context.Context, url string, log zerolog.Logger) (*rcache.Cache, 
 		log.Warn().Err(err).Msg("Redis is not answering yet; running on without the shared cache until it does")
 	}
 	return c, nil
+}
+
+// RedisComponent opens the shared cache for url into *out at start ("":
+// none, *out stays nil) and closes it at stop.
+func RedisComponent(url string, log zerolog.Logger, out **rcache.Cache) component.Component {
+	return &component.Func{N: "redis",
+		StartFn: func(ctx context.Context) (err error) { *out, err = Redis(ctx, url, log); return err },
+		StopFn: func(context.Context) error {
+			if *out == nil {
+				return nil
+			}
+			return (*out).Close()
+		},
+	}
 }
 
 // CheckRedisURL validates a -redis-url value ("" is valid: no cache).

@@ -4,11 +4,15 @@
 package svcstore
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backend"
@@ -42,11 +46,37 @@ func Open(store backend.Config, natsCfg natsx.ClientConfig, onReconnect func()) 
 	return &Deps{Store: st, NC: nc, JS: js}, nil
 }
 
-// Close drains NATS, then closes the store.
-func (d *Deps) Close() {
-	_ = d.NC.Drain()
+// Close drains NATS, then closes the store, within ctx.
+func (d *Deps) Close(ctx context.Context) error {
+	var errs []error
+	if err := d.NC.Drain(); err != nil {
+		errs = append(errs, fmt.Errorf("NATS drain: %w", err))
+	}
 	for !d.NC.IsClosed() {
+		if ctx.Err() != nil {
+			d.NC.Close()
+			errs = append(errs, fmt.Errorf("NATS drain: %w", ctx.Err()))
+			break
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_ = d.Store.Close()
+	if err := d.Store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Component opens d at start (the store, then NATS) and closes it at stop.
+func Component(store backend.Config, natsCfg natsx.ClientConfig, d *Deps) component.Component {
+	return &component.Func{N: "store and NATS",
+		StartFn: func(context.Context) error {
+			o, err := Open(store, natsCfg, nil)
+			if err != nil {
+				return err
+			}
+			*d = *o
+			return nil
+		},
+		StopFn: d.Close,
+	}
 }

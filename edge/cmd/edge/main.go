@@ -6,16 +6,20 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/edge"
 	"github.com/volcanion/tracking/edge/internal/ratelimit"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/signing"
@@ -53,41 +57,56 @@ func main() {
 	}
 	svc.Main("edge", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
 		var current atomic.Pointer[edge.Server]
-		nc, err := natsCfg.Connect(func() {
-			if s := current.Load(); s != nil {
-				s.Reconnected() // changes may have been missed while disconnected
-			}
-		})
-		if err != nil {
-			return err
-		}
-		defer nc.Drain() // after HTTP has stopped: flushes what is still pending
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
-		if cfg.Shared, err = svc.Redis(ctx, *redisURL, log); err != nil {
-			return err
-		}
-		defer cfg.Shared.Close()
-		if c := cfg.Shared.Client(); c != nil {
-			// Shared limits and nonces across edges.
-			cfg.Limiter = ratelimit.NewRedis(c, *edges)
-			cfg.Nonces = signing.RedisNonces{C: c}
-		}
-		srv, err := edge.New(cfg, nc, js, log)
-		if err != nil {
-			return err
-		}
-		current.Store(srv)
-		if err := srv.Start(ctx); err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return config.Errorf("http-listen", "%v", err)
-		}
-		log.Info().Str("addr", ln.Addr().String()).Msg("listening")
-		return srv.Serve(ctx, ln)
+		var nc *nats.Conn
+		served := make(chan error, 1)
+		return component.Run(ctx, log, 20*time.Second,
+			&component.Func{N: "NATS",
+				StartFn: func(context.Context) (err error) {
+					nc, err = natsCfg.Connect(func() {
+						if s := current.Load(); s != nil {
+							s.Reconnected() // changes may have been missed while disconnected
+						}
+					})
+					return err
+				},
+				StopFn: func(context.Context) error { return nc.Drain() }, // after HTTP has stopped: flushes what is pending
+			},
+			svc.RedisComponent(*redisURL, log, &cfg.Shared),
+			&component.Func{N: "edge",
+				StartFn: func(ctx context.Context) error {
+					if c := cfg.Shared.Client(); c != nil {
+						// Shared limits and nonces across edges.
+						cfg.Limiter = ratelimit.NewRedis(c, *edges)
+						cfg.Nonces = signing.RedisNonces{C: c}
+					}
+					js, err := jetstream.New(nc)
+					if err != nil {
+						return err
+					}
+					srv, err := edge.New(cfg, nc, js, log)
+					if err != nil {
+						return err
+					}
+					current.Store(srv)
+					if err := srv.Start(ctx); err != nil {
+						return err
+					}
+					ln, err := net.Listen("tcp", *listen)
+					if err != nil {
+						return config.Errorf("http-listen", "%v", err)
+					}
+					log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+					go func() { served <- srv.Serve(ctx, ln) }() // returns once ctx ends and requests in flight are answered
+					return nil
+				},
+				StopFn: func(ctx context.Context) error {
+					select {
+					case err := <-served:
+						return err
+					case <-ctx.Done():
+						return fmt.Errorf("requests still in flight: %w", ctx.Err())
+					}
+				},
+			})
 	})
 }

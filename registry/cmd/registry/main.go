@@ -10,16 +10,20 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
 	"github.com/volcanion/tracking/shared/svcstore"
@@ -58,28 +62,21 @@ func main() {
 		if *provisionBus {
 			return provisionStreams(ctx, natsCfg, bus, log)
 		}
-		cache, err := svc.Redis(ctx, *redisURL, log)
-		if err != nil {
-			return err
-		}
-		defer cache.Close()
-		d, err := svcstore.Open(store, natsCfg, nil)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-		// The registry checks the admin credential edges forward, itself.
-		tokens, err := admintoken.New(admin)
-		if err != nil {
-			return err
-		}
-		go tokens.Watch(ctx, log)
-		s, err := registry.New(d.Store, d.JS, log).WithCache(cache).WithAdminTokens(tokens).Start(ctx, d.NC)
-		if err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return s.Stop()
+		var cache *rcache.Cache
+		var d svcstore.Deps
+		var tokens *admintoken.Set
+		var m micro.Service
+		return component.Run(ctx, log, 20*time.Second,
+			svc.RedisComponent(*redisURL, log, &cache),
+			svcstore.Component(store, natsCfg, &d),
+			admintoken.Component(admin, log, &tokens), // the registry checks the credential edges forward, itself
+			&component.Func{N: "registry",
+				StartFn: func(ctx context.Context) (err error) {
+					m, err = registry.New(d.Store, d.JS, log).WithCache(cache).WithAdminTokens(tokens).Start(ctx, d.NC)
+					return err
+				},
+				StopFn: func(context.Context) error { return m.Stop() },
+			})
 	})
 }
 

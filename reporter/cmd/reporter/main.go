@@ -10,14 +10,15 @@ import (
 	"flag"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
 	"github.com/volcanion/tracking/shared/svcstore"
@@ -43,31 +44,23 @@ func main() {
 		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
 	},
 		func(ctx context.Context, log zerolog.Logger) error {
-			cache, err := svc.Redis(ctx, *redisURL, log)
-			if err != nil {
-				return err
-			}
-			defer cache.Close()
-			d, err := svcstore.Open(store, natsCfg, nil)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			// The reporter checks the credential edges forward, itself.
-			tokens, err := admintoken.New(admin)
-			if err != nil {
-				return err
-			}
-			go tokens.Watch(ctx, log)
-			js, err := jetstream.New(d.NC)
-			if err != nil {
-				return err
-			}
-			s, err := reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(js, *slack).WithAdminTokens(tokens).Start(d.NC)
-			if err != nil {
-				return err
-			}
-			<-ctx.Done()
-			return s.Stop()
+			var cache *rcache.Cache
+			var d svcstore.Deps
+			var tokens *admintoken.Set
+			var m micro.Service
+			return component.Run(ctx, log, stopTimeout,
+				svc.RedisComponent(*redisURL, log, &cache),
+				svcstore.Component(store, natsCfg, &d),
+				admintoken.Component(admin, log, &tokens), // the reporter checks the credential edges forward, itself
+				&component.Func{N: "reporter",
+					StartFn: func(context.Context) (err error) {
+						m, err = reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(d.JS, *slack).WithAdminTokens(tokens).Start(d.NC)
+						return err
+					},
+					StopFn: func(context.Context) error { return m.Stop() },
+				})
 		})
 }
+
+// stopTimeout bounds a stop: past it, what is not drained is dropped.
+const stopTimeout = 20 * time.Second

@@ -8,14 +8,18 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage/backend"
 	"github.com/volcanion/tracking/shared/svc"
 	"github.com/volcanion/tracking/shared/svcstore"
@@ -43,44 +47,51 @@ func main() {
 		return errors.Join(natsCfg.Validate(), store.Validate(), cfg.Validate(), admin.Validate(), svc.CheckRedisURL(*redisURL))
 	}
 	svc.Main("workers", fs, &common, validate, func(ctx context.Context, log zerolog.Logger) error {
-		d, err := svcstore.Open(store, natsCfg, nil)
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-		cache, err := svc.Redis(ctx, *redisURL, log)
-		if err != nil {
-			return err
-		}
-		defer cache.Close()
-		w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
-		if cache != nil {
-			w.WithGenerations(cache)
-		}
-		tokens, err := admintoken.New(admin)
-		if err != nil {
-			return err
-		}
-		go tokens.Watch(ctx, log)
-		dlq, err := workers.ServeDeadLetters(d.NC, d.JS, tokens, log)
-		if err != nil {
-			return err
-		}
-		defer dlq.Stop()
+		var cache *rcache.Cache
+		var d svcstore.Deps
+		var tokens *admintoken.Set
+		var dlq micro.Service
 		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := workers.PurgeStored(ctx, d.JS, log); err != nil {
-				log.Error().Err(err).Msg("purging stored events stopped")
-			}
-		}()
-		errs := make([]error, *loops)
-		for i := range errs {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
-		}
-		wg.Wait() // each loop finishes, writes and acks its batch after ctx ends
-		return errors.Join(errs...)
+		var errs []error
+		return component.Run(ctx, log, cfg.ShutdownGrace+10*time.Second,
+			svc.RedisComponent(*redisURL, log, &cache),
+			svcstore.Component(store, natsCfg, &d),
+			admintoken.Component(admin, log, &tokens), // the dead-letter service checks the credential edges forward
+			&component.Func{N: "workers",
+				StartFn: func(ctx context.Context) (err error) {
+					w := workers.New(cfg, d.JS, d.Store, workers.NewRegistryDirectory(d.NC, time.Minute), log)
+					if cache != nil {
+						w.WithGenerations(cache)
+					}
+					if dlq, err = workers.ServeDeadLetters(d.NC, d.JS, tokens, log); err != nil {
+						return err
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := workers.PurgeStored(ctx, d.JS, log); err != nil {
+							log.Error().Err(err).Msg("purging stored events stopped")
+						}
+					}()
+					errs = make([]error, *loops)
+					for i := range errs {
+						wg.Add(1)
+						go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+					}
+					return nil
+				},
+				// The loops end with the process's context; each finishes,
+				// writes and acks its batch (within -shutdown-grace) first.
+				StopFn: func(ctx context.Context) error {
+					done := make(chan struct{})
+					go func() { wg.Wait(); close(done) }()
+					select {
+					case <-done:
+					case <-ctx.Done():
+						return fmt.Errorf("loops still writing: %w", ctx.Err())
+					}
+					return errors.Join(append(errs, dlq.Stop())...)
+				},
+			})
 	})
 }
