@@ -2,11 +2,13 @@ package reporter
 
 import (
 	"context"
+	"flag"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/subject"
 )
 
@@ -72,4 +74,40 @@ func (s *Service) completeUntil(ctx context.Context) *time.Time {
 	t = t.Add(-p.slack).UTC()
 	p.at, p.last = now, &t
 	return p.last
+}
+
+// Config is the reporter's own settings.
+type Config struct {
+	// CompleteSlack is how far dataCompleteUntil stays behind the oldest
+	// unstored event.
+	CompleteSlack time.Duration
+	// CacheTTL is how long an answer whose range reaches into the last hour
+	// is cached (0: no cache).
+	CacheTTL time.Duration
+
+	flagPrefix string
+}
+
+// DefaultConfig is the reporter binary's default.
+func DefaultConfig() Config {
+	return Config{CompleteSlack: DefaultCompleteSlack, CacheTTL: 15 * time.Second}
+}
+
+// RegisterFlags adds the reporter's settings to fs, each name after prefix
+// ("" in the reporter binary, "reporter-" in the all-in-one).
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	c.flagPrefix = prefix
+	fs.DurationVar(&c.CompleteSlack, prefix+"complete-slack", c.CompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
+	fs.DurationVar(&c.CacheTTL, prefix+"report-cache-ttl", c.CacheTTL, "how long an answer whose range reaches into the last hour is cached (older ranges: 10m; 0: no cache)")
+}
+
+// Validate checks the settings, naming the bad one.
+func (c Config) Validate() error {
+	switch {
+	case c.CompleteSlack < 0:
+		return config.Errorf(c.flagPrefix+"complete-slack", "must be 0 or more")
+	case c.CacheTTL < 0:
+		return config.Errorf(c.flagPrefix+"report-cache-ttl", "must be 0 (no cache) or more")
+	}
+	return nil
 }

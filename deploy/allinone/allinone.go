@@ -65,18 +65,20 @@ type Config struct {
 	// NoFsync acknowledges events before JetStream has synced them to disk:
 	// faster, but a power loss can take up to 2 minutes of 202-answered events.
 	NoFsync bool
-	// ReportCacheTTL is how long a report answer reaching into the last
-	// hour is cached in-process (older ranges: reporter.ClosedTTL); 0
-	// turns the cache off.
-	ReportCacheTTL time.Duration
-	Edge           edge.Config
-	Worker         workers.Config
-	Bus            provision.Config
+	// Reporter: its CacheTTL is how long a report answer reaching into
+	// the last hour is cached in-process (older ranges: reporter.ClosedTTL);
+	// 0 turns the cache off.
+	Reporter reporter.Config
+	Edge     edge.Config
+	Worker   workers.Config
+	Bus      provision.Config
 }
 
 // DefaultConfig is what `make run` uses.
 func DefaultConfig() Config {
-	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2, ReportCacheTTL: 2 * time.Second,
+	rep := reporter.DefaultConfig()
+	rep.CacheTTL = 2 * time.Second
+	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2, Reporter: rep,
 		Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(), Bus: provision.DefaultConfig()}
 }
 
@@ -233,7 +235,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		reportCache *rcache.Local
 		store       storage.Store
 	)
-	if cfg.ReportCacheTTL > 0 {
+	if cfg.Reporter.CacheTTL > 0 {
 		reportCache = rcache.NewLocal(reportCacheBytes)
 	}
 	// conn connects a part as its own role, as in production; the part
@@ -311,9 +313,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 					return err
 				}
 				repNC = nc
-				rep := reporter.New(store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithAdminTokens(admin)
+				rep := reporter.New(store, log).WithProgress(js, cfg.Reporter.CompleteSlack).WithAdminTokens(admin)
 				if reportCache != nil {
-					rep.WithCache(reportCache, cfg.ReportCacheTTL)
+					rep.WithCache(reportCache, cfg.Reporter.CacheTTL)
 				}
 				repSvc, err = rep.Start(nc)
 				return err

@@ -16,7 +16,6 @@ import (
 	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/component"
-	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage/backend"
@@ -35,13 +34,10 @@ func main() {
 	redisURL := fs.String("redis-url", "", "Redis URL of the report cache (empty: none)")
 	var admin admintoken.Config
 	admin.RegisterFlags(fs)
-	slack := fs.Duration("complete-slack", reporter.DefaultCompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
-	cacheTTL := fs.Duration("report-cache-ttl", 15*time.Second, "how long an answer whose range reaches into the last hour is cached")
+	cfg := reporter.DefaultConfig()
+	cfg.RegisterFlags("", fs)
 	svc.Main("reporter", fs, &common, func() error {
-		if *slack < 0 {
-			return config.Errorf("complete-slack", "must be 0 or more")
-		}
-		return errors.Join(natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
+		return errors.Join(cfg.Validate(), natsCfg.Validate(), store.Validate(), svc.CheckRedisURL(*redisURL), admin.Validate())
 	},
 		func(ctx context.Context, log zerolog.Logger) error {
 			var cache *rcache.Cache
@@ -54,7 +50,7 @@ func main() {
 				admintoken.Component(admin, log, &tokens), // the reporter checks the credential edges forward, itself
 				&component.Func{N: "reporter",
 					StartFn: func(context.Context) (err error) {
-						m, err = reporter.New(d.Store, log).WithCache(cache, *cacheTTL).WithProgress(d.JS, *slack).WithAdminTokens(tokens).Start(d.NC)
+						m, err = reporter.New(d.Store, log).WithCache(cache, cfg.CacheTTL).WithProgress(d.JS, cfg.CompleteSlack).WithAdminTokens(tokens).Start(d.NC)
 						return err
 					},
 					StopFn: func(context.Context) error { return m.Stop() },

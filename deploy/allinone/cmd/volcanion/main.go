@@ -40,7 +40,8 @@ func run() error {
 	cfg.Edge.RegisterFlags("edge-", fs)
 	cfg.Worker.RegisterFlags("workers-", fs)
 	fs.Int64Var(&cfg.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", cfg.Edge.MaxInflightBodyBytes, "the same as -edge-max-inflight-body-bytes (kept for earlier set-ups)")
-	fs.DurationVar(&cfg.ReportCacheTTL, "report-cache-ttl", cfg.ReportCacheTTL, "how long a report answer whose range reaches into the last hour is cached in-process (older ranges: 10m; 0: no cache)")
+	cfg.Reporter.RegisterFlags("reporter-", fs)
+	fs.DurationVar(&cfg.Reporter.CacheTTL, "report-cache-ttl", cfg.Reporter.CacheTTL, "the same as -reporter-report-cache-ttl (kept for earlier set-ups)")
 	memLimit := fs.Int64("memory-limit-mib", 256, "soft memory limit of the process in MiB: the garbage collector works harder near it, so a load peak does not grow the heap to twice what is live (0: none; GOMEMLIMIT, when set, wins)")
 	cfg.Bus.RegisterFlags("", fs)
 	var logLevel, logFormat string
@@ -54,10 +55,7 @@ func run() error {
 			return config.Errorf("nats-listen", "%v", err)
 		}
 	}
-	if cfg.ReportCacheTTL < 0 {
-		return config.Errorf("report-cache-ttl", "must be 0 (no cache) or more")
-	}
-	if err := errors.Join(cfg.Edge.Validate(), cfg.Worker.Validate()); err != nil {
+	if err := errors.Join(cfg.Edge.Validate(), cfg.Worker.Validate(), cfg.Reporter.Validate()); err != nil {
 		return err
 	}
 	if err := cfg.Bus.Validate(); err != nil {
