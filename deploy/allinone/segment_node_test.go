@@ -84,6 +84,14 @@ func TestSegmentNodeSDK(t *testing.T) {
 	var batches, failed atomic.Int32
 	proxy := httputil.NewSingleHostReverseProxy(edge)
 	proxy.ModifyResponse = func(r *http.Response) error {
+		// Every answer the SDK gets is held to the API document too.
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		checkContract(t, edge.String(), r.Request, r.StatusCode, r.Header, body)
 		if r.Request.URL.Path == "/v1/batch" && batches.Add(1) == 1 && r.StatusCode == 200 {
 			// Stored, but the SDK hears a failure and must retry.
 			failed.Add(1)
