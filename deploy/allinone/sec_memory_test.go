@@ -318,8 +318,11 @@ func TestSecThrottledBulkMemory(t *testing.T) {
 	if statuses[429] == 0 || statuses[202] > 0 || statuses[503] > 0 {
 		t.Fatalf("answers %v: want 429s, and neither 202 nor 503", statuses)
 	}
-	if after > 200e6 {
-		t.Fatalf("the edge's peak RSS reached %d MB, over 200 MB", after>>20)
+	// Growth, not the total: the process's resting size moves with what it
+	// links and how its heap was last collected (130 MB here), while
+	// reading these bodies would add their budget and decoding, 171 MB.
+	if after-before > 100e6 {
+		t.Fatalf("the edge's peak RSS grew by %d MB (%d to %d), over 100 MB", (after-before)>>20, before>>20, after>>20)
 	}
 	s.must(200, "GET", "/health", "", nil, nil) // still serving
 }
