@@ -222,17 +222,25 @@ func cors(h handler) handler {
 	}
 }
 
-func preflight(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	preflightAllowing(w, "Content-Type, X-Api-Key, X-Timestamp, X-Nonce, X-Signature")
-}
+// preflightHeaders are the request headers a browser may send to our
+// tracking routes; Segment's routes add Basic auth and X-Retry-Count.
+const (
+	preflightHeaders        = "Content-Type, X-Api-Key, X-Timestamp, X-Nonce, X-Signature"
+	segmentPreflightHeaders = "Content-Type, Authorization, X-Api-Key, X-Retry-Count, X-Timestamp, X-Nonce, X-Signature"
+)
 
-func preflightAllowing(w http.ResponseWriter, headers string) {
-	h := w.Header()
-	corsHeaders(h)
-	h.Set("Access-Control-Allow-Methods", "POST")
-	h.Set("Access-Control-Allow-Headers", headers)
-	h.Set("Access-Control-Max-Age", "86400")
-	w.WriteHeader(http.StatusNoContent)
+// preflight answers CORS preflights of path, allowing headers, and lists
+// the route for the API document.
+func (s *Server) preflight(path, headers string) {
+	s.preflights = append(s.preflights, path)
+	s.router.OPTIONS(path, func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		h := w.Header()
+		corsHeaders(h)
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", headers)
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (s *Server) write(w http.ResponseWriter, status int, env envelope) {
@@ -426,7 +434,7 @@ func (s *Server) routes() {
 		"/api/v1/tracking/events": s.trackBulk, // the path the reference's SDK posts to
 	} {
 		s.handle(http.MethodPost, path, cors(h))
-		rt.OPTIONS(path, preflight)
+		s.preflight(path, preflightHeaders)
 	}
 
 	s.adminRoutes()

@@ -483,6 +483,25 @@ func (s *Server) openAPI() map[string]any {
 		}
 		item[strings.ToLower(method)] = op
 	}
+	// CORS preflights of the routes browsers call.
+	hdr := func(desc string) map[string]any {
+		return map[string]any{"description": desc, "schema": map[string]any{"type": "string"}}
+	}
+	for _, path := range s.preflights {
+		item, _ := paths[path].(map[string]any)
+		if item == nil {
+			continue
+		}
+		item["options"] = map[string]any{"summary": "CORS preflight", "operationId": operationID(http.MethodOptions, path),
+			"security": []any{}, "responses": map[string]any{"204": map[string]any{"description": "the request may be sent from any origin",
+				"headers": map[string]any{
+					"Access-Control-Allow-Origin":   hdr("always *"),
+					"Access-Control-Allow-Methods":  hdr("POST"),
+					"Access-Control-Allow-Headers":  hdr("the request headers a browser may send"),
+					"Access-Control-Max-Age":        hdr("seconds the answer may be cached (86400)"),
+					"Access-Control-Expose-Headers": hdr("the answer headers a page may read"),
+				}}}}
+	}
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{"title": "Volcanion Tracking", "version": "1",

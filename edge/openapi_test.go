@@ -40,12 +40,23 @@ func TestOpenAPI(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil || doc.OpenAPI != "3.1.0" {
 		t.Fatalf("document: %v %q", err, w.Body.String()[:min(200, w.Body.Len())])
 	}
-	ops := 0
-	for _, item := range doc.Paths {
+	ops, preflights := 0, 0
+	for path, item := range doc.Paths {
 		ops += len(item)
+		if _, ok := item["options"]; ok {
+			preflights++
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest("OPTIONS", path, nil))
+			if rec.Code != 204 || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+				t.Errorf("OPTIONS %s is documented but answers %d", path, rec.Code)
+			}
+		}
 	}
-	if ops != len(docs) {
-		t.Fatalf("%d operations in the document, %d documented", ops, len(docs))
+	if preflights != len(s.preflights) || preflights < 10 {
+		t.Errorf("%d preflights documented, %d served", preflights, len(s.preflights))
+	}
+	if ops != len(docs)+preflights {
+		t.Fatalf("%d operations in the document, %d documented and %d preflights", ops, len(docs), preflights)
 	}
 	// Every error code and the headers of every answer are documented.
 	track, _ := json.Marshal(doc.Paths["/api/v1/tracking"]["post"])

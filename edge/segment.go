@@ -112,20 +112,14 @@ func (s *Server) segmentRoutes() {
 	for _, call := range []string{"track", "identify", "page", "screen", "group", "alias"} {
 		for _, path := range []string{"/v1/" + call, "/v1/" + call[:1]} {
 			s.handle(http.MethodPost, path, cors(s.segment(call)))
-			s.router.OPTIONS(path, segmentPreflight)
+			s.preflight(path, segmentPreflightHeaders)
 		}
 	}
 	for _, path := range []string{"/v1/batch", "/v1/import", "/v1/b"} {
 		s.handle(http.MethodPost, path, cors(s.segment("")))
-		s.router.OPTIONS(path, segmentPreflight)
+		s.preflight(path, segmentPreflightHeaders)
 	}
 	s.handle(http.MethodGet, "/v1/projects/:writeKey/settings", s.segmentSettings)
-}
-
-// segmentPreflight allows what Segment's browser library sends: the key as
-// Basic auth, and X-Retry-Count on a retry.
-func segmentPreflight(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-	preflightAllowing(w, "Content-Type, Authorization, X-Api-Key, X-Retry-Count, X-Timestamp, X-Nonce, X-Signature")
 }
 
 // segmentKey is the write key of a request that sent it in a header: Basic

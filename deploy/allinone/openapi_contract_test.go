@@ -165,7 +165,7 @@ func TestOpenAPILint(t *testing.T) {
 					compile(fmt.Sprintf("%s %s %s", where, status, ct), c.Schema)
 				}
 			}
-			if !has4xx {
+			if !has4xx && method != "options" { // a CORS preflight always answers 204
 				t.Errorf("%s: no 4xx answer", where)
 			}
 			if op.RequestBody != nil {

@@ -80,18 +80,8 @@ func TestSegmentNodeSDK(t *testing.T) {
 	p, subs, _ := s.tenant("segnode", "server")
 	key := s.segmentKey(p, subs["server"], nil)
 
-	edge, _ := url.Parse(strings.TrimSuffix(s.base, "/api/v1"))
 	var batches, failed atomic.Int32
-	proxy := httputil.NewSingleHostReverseProxy(edge)
-	proxy.ModifyResponse = func(r *http.Response) error {
-		// Every answer the SDK gets is held to the API document too.
-		body, err := io.ReadAll(r.Body)
-		r.Body.Close()
-		if err != nil {
-			return err
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		checkContract(t, edge.String(), r.Request, r.StatusCode, r.Header, body)
+	host, _ := contractProxy(t, strings.TrimSuffix(s.base, "/api/v1"), func(r *http.Response) {
 		if r.Request.URL.Path == "/v1/batch" && batches.Add(1) == 1 && r.StatusCode == 200 {
 			// Stored, but the SDK hears a failure and must retry.
 			failed.Add(1)
@@ -101,20 +91,12 @@ func TestSegmentNodeSDK(t *testing.T) {
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 			r.Header.Set("Content-Length", fmt.Sprint(len(body)))
 		}
-		return nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: proxy}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	})
 
 	run := fmt.Sprintf("n%d", time.Now().UnixNano())
 	cmd := exec.Command("node", "send.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOST=http://"+ln.Addr().String(), "WRITE_KEY="+key, "RUN="+run)
+	cmd.Env = append(os.Environ(), "HOST="+host, "WRITE_KEY="+key, "RUN="+run)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node send.mjs: %v\n%s", err, out)
@@ -187,7 +169,9 @@ func TestSegmentBrowser(t *testing.T) {
 	s := startWith(t, t.TempDir(), func(*config) {})
 	p, subs, _ := s.tenant("segweb", "web")
 	key := s.segmentKey(p, subs["web"], nil)
-	edge := strings.TrimSuffix(s.base, "/api/v1")
+	// The browser reaches the edge through a proxy that holds every
+	// answer, preflights included, to the API document.
+	edge, checked := contractProxy(t, strings.TrimSuffix(s.base, "/api/v1"), nil)
 
 	// The test's own site: the page and the library, from npm, on another
 	// origin than the edge (the library calls the edge cross-origin).
@@ -275,4 +259,40 @@ func TestSegmentBrowser(t *testing.T) {
 			t.Fatalf("message %s not stored under its messageId: %+v", id, pg.Events)
 		}
 	}
+	// The settings, the calls and their preflights, the beacon.
+	if n := checked.Load(); n < 4 {
+		t.Fatalf("only %d answers to the browser went through the contract check", n)
+	}
+}
+
+// contractProxy serves a reverse proxy to the edge at root and returns its
+// root: every answer through it is held to the API document (checkContract),
+// then modify, if not nil, may change it. checked counts the answers.
+func contractProxy(t testing.TB, root string, modify func(*http.Response)) (proxyRoot string, checked *atomic.Int32) {
+	t.Helper()
+	edge, _ := url.Parse(root)
+	checked = new(atomic.Int32)
+	proxy := httputil.NewSingleHostReverseProxy(edge)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		checkContract(t, root, r.Request, r.StatusCode, r.Header, body)
+		checked.Add(1)
+		if modify != nil {
+			modify(r)
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String(), checked
 }

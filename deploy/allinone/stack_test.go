@@ -85,6 +85,7 @@ func TestProductionTopology(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
+		checkContract(t, stackRoot, req, resp.StatusCode, resp.Header, raw) // every answer, as documented
 		if out != nil {
 			var env struct{ Data json.RawMessage }
 			json.Unmarshal(raw, &env)
@@ -267,6 +268,10 @@ func TestProductionTopology(t *testing.T) {
 	checkOpsMetrics(t, pages.String())
 }
 
+// stackRoot is the stack's first edge, whose API document the answers are
+// checked against.
+const stackRoot = "http://127.0.0.1:8381"
+
 // reportTimeout is the edges' -report-timeout in the stack test.
 const reportTimeout = 2 * time.Second
 
@@ -287,8 +292,10 @@ func reporters(t *testing.T, s *stack, call func(method, url, auth string, body 
 			t.Fatalf("report request: %v (after %v)", err, time.Since(start))
 		}
 		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		checkContract(t, stackRoot, req, resp.StatusCode, resp.Header, raw)
 		var env struct{ Error *struct{ Code string } }
-		json.NewDecoder(resp.Body).Decode(&env)
+		json.Unmarshal(raw, &env)
 		if env.Error != nil {
 			code = env.Error.Code
 		}
@@ -367,7 +374,9 @@ func tracesAcrossProcesses(t *testing.T, recv *otlpReceiver, edges []string, adm
 		if err != nil {
 			t.Fatal(err)
 		}
+		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		checkContract(t, stackRoot, req, resp.StatusCode, resp.Header, raw)
 		return id, resp.StatusCode
 	}
 	change, st := send("POST", edges[0]+"/partners/"+partnerID+"/sub-systems", admin, map[string]string{"code": "traced", "name": "Traced"})
