@@ -2,6 +2,8 @@ package edge
 
 import (
 	"flag"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/volcanion/tracking/shared/config"
@@ -9,11 +11,20 @@ import (
 )
 
 // RegisterFlags adds the edge's settings to fs, each name after prefix
-// ("" in the edge binary, "edge-" in the all-in-one). The admin
-// credentials are the process's (the edge binary adds -admin-tokens and
-// -admin-tokens-file; the all-in-one has its own -admin-token).
+// ("" in the edge binary, "edge-" in the all-in-one).
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	c.flagPrefix = prefix
+	fs.StringVar(&c.Listen, prefix+"http-listen", c.Listen, "address of the HTTP API")
+	fs.Func(prefix+"admin-tokens", "comma-separated admin credentials (16+ characters each)", func(v string) error {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				c.AdminTokens = append(c.AdminTokens, t)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.AdminTokensFile, prefix+"admin-tokens-file", c.AdminTokensFile, "file of admin tokens, one per line, re-read when it changes (rotation without restart)")
+	fs.IntVar(&c.RateLimitEdges, prefix+"rate-limit-edges", c.RateLimitEdges, "edges sharing the limits: while Redis is down each edge allows limit/edges")
 	fs.IntVar(&c.RateLimit, prefix+"rate-limit", c.RateLimit, "default events per second per API key (0: none); partners and keys override it")
 	fs.DurationVar(&c.ReplayWindow, prefix+"replay-window", c.ReplayWindow, "accepted X-Timestamp skew of signed requests")
 	fs.DurationVar(&c.RegistryStaleAfter, prefix+"registry-stale-after", c.RegistryStaleAfter, "stop trusting cached keys after this long without a word from the registry")
@@ -42,7 +53,12 @@ func (c Config) Validate() error {
 	bad := func(flag, format string, args ...any) error {
 		return config.Errorf(c.flagPrefix+flag, format, args...)
 	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("http-listen", "%v", err)
+	}
 	switch {
+	case c.RateLimitEdges < 1:
+		return bad("rate-limit-edges", "must be 1 or more")
 	case c.RateLimit < 0:
 		return bad("rate-limit", "must be 0 (none) or more")
 	case c.ReplayWindow < time.Second || c.ReplayWindow > time.Hour:

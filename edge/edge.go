@@ -81,6 +81,12 @@ type Config struct {
 	// unless the registry answers, at the cost of missing a revocation
 	// made meanwhile.
 	RegistrySilentGrace time.Duration
+	// Listen is host:port of the HTTP API (the component's; edge.New
+	// takes no listener).
+	Listen string
+	// RateLimitEdges is how many edges share the limits: while Redis is
+	// down each allows limit/edges.
+	RateLimitEdges int
 
 	flagPrefix string // what RegisterFlags put before each flag name, so errors name the flag given
 }
@@ -88,10 +94,12 @@ type Config struct {
 // DefaultConfig is a sensible configuration; AdminTokens must still be set.
 func DefaultConfig() Config {
 	return Config{
-		Limits:        event.DefaultLimits(),
-		MaxBodyBytes:  64 << 10,
-		MaxBulkBytes:  4 << 20,
-		MaxBulkEvents: 500,
+		Listen:         "127.0.0.1:8080",
+		RateLimitEdges: 1,
+		Limits:         event.DefaultLimits(),
+		MaxBodyBytes:   64 << 10,
+		MaxBulkBytes:   4 << 20,
+		MaxBulkEvents:  500,
 		// 16 bulks of the largest size at once; a decoding bulk holds a few
 		// times its body, so this bounds what bodies cost the heap.
 		MaxInflightBodyBytes: 64 << 20,
@@ -151,6 +159,7 @@ type Server struct {
 	// keylessBodies is the share of bodies read before a key was checked.
 	keylessBodies bodyBudget
 	routeList     []string  // "METHOD /path" of every API route, for the OpenAPI document
+	preflights    []string  // paths that answer CORS preflights, for the OpenAPI document
 	dedupKey      []byte    // from the EVENTS stream: Nats-Msg-Ids no direct publisher can forge
 	macs          sync.Pool // of HMAC-SHA256 under dedupKey: one per msgID would cost a dozen allocations
 

@@ -356,7 +356,7 @@ func (s *Service) authKey(ctx context.Context, r api.Request) (any, error) {
 	}
 	k, err := s.store.GetAPIKey(ctx, r.KeyID)
 	if err == nil && s.cache != nil {
-		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfAPIKey(k.ID), k.Version, k, sharedTTL)
+		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfAPIKey(k.ID), k.Version, k, s.sharedTTL)
 	}
 	return k, storeErr(err, apierr.APIKeyNotFound, "API key")
 }
@@ -383,7 +383,7 @@ func (s *Service) snapshot(ctx context.Context, partnerID string) (api.PartnerSn
 func (s *Service) authPartner(ctx context.Context, r api.Request) (any, error) {
 	snap, err := s.snapshot(ctx, r.PartnerID)
 	if err == nil && s.cache != nil {
-		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfPartner(r.PartnerID), snap.Version, snap, sharedTTL)
+		_, _ = s.cache.SetVersioned(ctx, rcache.KeyOfPartner(r.PartnerID), snap.Version, snap, s.sharedTTL)
 	}
 	return snap, err
 }

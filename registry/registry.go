@@ -55,10 +55,9 @@ type Service struct {
 	now    func() time.Time
 	cache  *rcache.Cache // shared auth entries for edges; nil: none
 	admin  *admintoken.Set
+	// sharedTTL bounds a shared cache entry; changes refresh entries before it.
+	sharedTTL time.Duration
 }
-
-// sharedTTL bounds a shared cache entry; changes refresh entries before it.
-const sharedTTL = 10 * time.Minute
 
 // WithCache makes the registry the writer of the shared (Redis) auth cache
 // edges read: it refreshes an entry before broadcasting the change, and
@@ -68,7 +67,8 @@ func (s *Service) WithCache(c *rcache.Cache) *Service { s.cache = c; return s }
 
 // New makes a registry over a store.
 func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger) *Service {
-	return &Service{store: store, pinger: store, js: js, log: log.With().Str("svc", "registry").Logger(), now: time.Now}
+	return &Service{store: store, pinger: store, js: js, log: log.With().Str("svc", "registry").Logger(), now: time.Now,
+		sharedTTL: DefaultConfig().SharedCacheTTL}
 }
 
 // Start checks the change stream was provisioned and registers the micro
@@ -199,16 +199,16 @@ func (s *Service) putShared(ctx context.Context, key string, version int64, v an
 	if s.cache == nil {
 		return
 	}
-	if _, err := s.cache.SetVersioned(ctx, key, version, v, sharedTTL); err == nil {
+	if _, err := s.cache.SetVersioned(ctx, key, version, v, s.sharedTTL); err == nil {
 		return
 	}
 	go func() {
 		// Until it lands, Redis may hold an older version; edges that heard
-		// the change skip it, and it expires within sharedTTL anyway.
+		// the change skip it, and it expires within s.sharedTTL anyway.
 		for i := 0; i < 30; i++ {
 			time.Sleep(time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := s.cache.SetVersioned(ctx, key, version, v, sharedTTL)
+			_, err := s.cache.SetVersioned(ctx, key, version, v, s.sharedTTL)
 			cancel()
 			if err == nil {
 				return

@@ -61,13 +61,15 @@ type Config struct {
 	// ShutdownGrace bounds how long a stopping worker keeps retrying the
 	// batch in hand; what it cannot write is left unacknowledged and redelivered.
 	ShutdownGrace time.Duration
+	// Loops is how many consuming loops the component runs.
+	Loops int
 
 	flagPrefix string // what RegisterFlags put before each flag name
 }
 
 // DefaultConfig is a sensible single-node configuration.
 func DefaultConfig() Config {
-	return Config{BatchSize: 2000, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second}
+	return Config{BatchSize: 2000, MaxWait: 250 * time.Millisecond, ShutdownGrace: 10 * time.Second, Loops: 2}
 }
 
 // RegisterFlags adds the workers' settings to fs, each name after prefix
@@ -77,6 +79,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, prefix+"batch-size", c.BatchSize, "events per fetch and per storage write")
 	fs.DurationVar(&c.MaxWait, prefix+"max-wait", c.MaxWait, "longest wait for a batch to fill")
 	fs.DurationVar(&c.ShutdownGrace, prefix+"shutdown-grace", c.ShutdownGrace, "how long a stopping worker keeps retrying the batch in hand")
+	fs.IntVar(&c.Loops, prefix+"loops", c.Loops, "consuming loops in this process")
 }
 
 // Validate checks the configuration, naming the bad setting.
@@ -88,6 +91,8 @@ func (c Config) Validate() error {
 		return config.Errorf(c.flagPrefix+"max-wait", "must be positive")
 	case c.ShutdownGrace < 0:
 		return config.Errorf(c.flagPrefix+"shutdown-grace", "must be 0 or more")
+	case c.Loops < 1 || c.Loops > 64:
+		return config.Errorf(c.flagPrefix+"loops", "must be 1-64")
 	}
 	return nil
 }

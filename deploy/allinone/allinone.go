@@ -19,18 +19,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/edge"
@@ -52,25 +49,25 @@ import (
 // reportCacheBytes bounds the all-in-one's in-process report cache.
 const reportCacheBytes = 32 << 20
 
-// Config of the all-in-one process.
+// Config of the all-in-one process: its own settings, and each
+// component's, which the binary takes prefixed (-edge-*, -workers-*,
+// -registry-*, -reporter-*, -nats-*; the bus's are -stream-*, -consumer-*
+// and -dead-letter-*, as in the registry binary).
 type Config struct {
 	DataDir    string
-	HTTPListen string // host:port of the HTTP API
-	// NATSListen is host:port where outside clients (internal services, the
-	// nats CLI) reach the embedded server, with credentials from
-	// <DataDir>/nats-auth; "" (the default) keeps it in-process only.
-	NATSListen string
 	AdminToken string // "" reads or creates DataDir/admin-token
-	Workers    int    // consuming loops
-	// NoFsync acknowledges events before JetStream has synced them to disk:
-	// faster, but a power loss can take up to 2 minutes of 202-answered events.
-	NoFsync bool
+	// NATS is the embedded server: its client port is off (in-process
+	// only) unless set; NoSync acknowledges events before they are synced
+	// to disk. Its data dir, name and auth are set from DataDir.
+	NATS natsembed.Config
+	// Edge.Listen is the HTTP API.
+	Edge     edge.Config
+	Worker   workers.Config
+	Registry registry.Config
 	// Reporter: its CacheTTL is how long a report answer reaching into
 	// the last hour is cached in-process (older ranges: reporter.ClosedTTL);
 	// 0 turns the cache off.
 	Reporter reporter.Config
-	Edge     edge.Config
-	Worker   workers.Config
 	Bus      provision.Config
 }
 
@@ -78,8 +75,8 @@ type Config struct {
 func DefaultConfig() Config {
 	rep := reporter.DefaultConfig()
 	rep.CacheTTL = 2 * time.Second
-	return Config{DataDir: "./data", HTTPListen: "127.0.0.1:8080", Workers: 2, Reporter: rep,
-		Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(), Bus: provision.DefaultConfig()}
+	return Config{DataDir: "./data", Reporter: rep, Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(),
+		Registry: registry.DefaultConfig(), Bus: provision.DefaultConfig()}
 }
 
 // App is a running all-in-one.
@@ -96,21 +93,17 @@ type App struct {
 	log   zerolog.Logger
 	ns    *server.Server
 	store *pebblestore.Store
+	comps []component.Component
 	group *component.Group // the parts, started in order, stopped in reverse
-	ln    net.Listener
-	edge  *edge.Server
-
-	httpCancel, workCancel, followCancel context.CancelFunc
-	httpDone                             chan error
-	workWG                               sync.WaitGroup
+	edge  *edge.Component
 }
 
 // Addr is the HTTP address the app listens on.
-func (a *App) Addr() string { return a.ln.Addr().String() }
+func (a *App) Addr() string { return a.edge.Addr().String() }
 
 // Handler is the edge's HTTP handler, for benchmarks that measure it
 // without a socket.
-func (a *App) Handler() http.Handler { return a.edge }
+func (a *App) Handler() http.Handler { return a.edge.Server() }
 
 // ConnectAs connects in-process as one of the NATS roles (tools and
 // benchmarks: "admin" may pause the workers' consumer). The caller closes it.
@@ -168,108 +161,76 @@ func adminToken(cfg Config) (tok string, created bool, err error) {
 }
 
 // Start brings the system up. On error, whatever was started is stopped.
-func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err error) {
-	a := &App{log: log}
-	defer func() {
-		if err != nil {
-			a.Close()
-		}
-	}()
-	if cfg.Workers < 1 {
-		return nil, errors.New("allinone: -workers must be at least 1")
-	}
-	if err := writableDir(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("allinone: -data-dir %s: %w", cfg.DataDir, err)
-	}
-	a.DataDir = cfg.DataDir
-	if a.AdminToken, a.TokenWasCreated, err = adminToken(cfg); err != nil {
-		return nil, fmt.Errorf("allinone: admin token: %w", err)
-	}
-	if cfg.AdminToken == "" {
-		a.TokenFile = filepath.Join(cfg.DataDir, "admin-token")
-	}
-	if a.TokenFile != "" && cfg.Edge.AdminTokensFile == "" {
-		// The token kept in the data dir is re-read when the file changes,
-		// like any tokens file: replace it to rotate without a restart.
-		cfg.Edge.AdminTokens, cfg.Edge.AdminTokensFile = nil, a.TokenFile
-	} else {
-		cfg.Edge.AdminTokens = []string{a.AdminToken}
-	}
-	// The registry, the reporter and the dead-letter service check the token
-	// the edge forwards against the same tokens the edge accepts (set by
-	// the admin tokens part below).
-	var admin *admintoken.Set
-
-	// NATS auth: the production roles, generated once into the data dir.
-	a.AuthDir = filepath.Join(cfg.DataDir, "nats-auth")
-	if err := natsauth.Init(a.AuthDir); err != nil {
-		return nil, fmt.Errorf("allinone: nats auth: %w", err)
-	}
-	ecfg := natsembed.Config{DataDir: filepath.Join(cfg.DataDir, "nats"), Name: "volcanion", NoSync: cfg.NoFsync,
-		AuthConf: filepath.Join(a.AuthDir, "auth.conf")}
-	if err := adoptGlobalStreams(ecfg.DataDir, a.AuthDir, log); err != nil {
+func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*App, error) {
+	a := New(cfg, log)
+	a.group = component.NewGroup(log, a.comps...)
+	if err := a.group.Start(ctx, stopTimeout); err != nil {
+		a.group = nil // stopped already
 		return nil, fmt.Errorf("allinone: %w", err)
 	}
-	if cfg.NATSListen != "" {
-		host, port, err := net.SplitHostPort(cfg.NATSListen)
-		if err != nil {
-			return nil, fmt.Errorf("allinone: -nats-listen %q: %w", cfg.NATSListen, err)
-		}
-		ecfg.Host = host
-		if _, err := fmt.Sscan(port, &ecfg.Port); err != nil {
-			return nil, fmt.Errorf("allinone: -nats-listen port %q: %w", port, err)
-		}
-		if ecfg.Port > 0 {
-			// Fail at once on a busy port: the embedded server would
-			// only time out, without saying why.
-			ln, err := net.Listen("tcp", cfg.NATSListen)
-			if err != nil {
-				return nil, fmt.Errorf("allinone: -nats-listen %s: %w", cfg.NATSListen, err)
-			}
-			ln.Close()
-		}
+	return a, nil
+}
+
+// New makes the all-in-one's parts, not started: the same components the
+// separate binaries run, over one embedded NATS and one Pebble store, in
+// start order (Stop goes in reverse).
+func New(cfg Config, log zerolog.Logger) *App {
+	a := &App{log: log, DataDir: cfg.DataDir, AuthDir: filepath.Join(cfg.DataDir, "nats-auth")}
+	ncfg := cfg.NATS
+	ncfg.DataDir, ncfg.Name, ncfg.AuthConf = filepath.Join(cfg.DataDir, "nats"), "volcanion", filepath.Join(a.AuthDir, "auth.conf")
+	if ncfg.NoSync {
+		// Without a sync per write there is nothing for a batch to
+		// share, and its set-up costs more than one-by-one publishing.
+		cfg.Edge.GroupCommitMin = 0
 	}
-	// The parts, in start order; Close stops them in reverse. They are the
-	// same components the separate binaries run (package component).
 	var (
-		reportCache *rcache.Local
-		store       storage.Store
+		tokens                       admintoken.Config
+		admin                        *admintoken.Set // the tokens the edge accepts; the registry, the reporter and the dead-letter service check the one it forwards
+		reportCache                  *rcache.Local
+		store                        storage.Store
+		regNC, repNC, workNC, edgeNC *nats.Conn
 	)
 	if cfg.Reporter.CacheTTL > 0 {
 		reportCache = rcache.NewLocal(reportCacheBytes)
 	}
-	// conn connects a part as its own role, as in production; the part
-	// closes it when it stops.
-	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
-		creds, err := natsx.Credentials(a.Creds(name))
-		if err != nil {
-			return nil, nil, err
-		}
-		nc, err := natsembed.Connect(a.ns, name, creds...)
-		if err != nil {
-			return nil, nil, err
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			nc.Close()
-		}
-		return nc, js, err
+	// Each part connects as its own NATS role, as in production.
+	conn := func(role string, nc **nats.Conn) component.Component {
+		return natsembed.ConnComponent(&a.ns, role, a.Creds(role), nc)
 	}
-	closeConn := func(nc *nats.Conn) error {
-		if nc == nil {
-			return nil
-		}
-		err := nc.FlushTimeout(2 * time.Second)
-		nc.Close()
-		return err
+	js := func(nc *nats.Conn) jetstream.JetStream {
+		js, _ := jetstream.New(nc) // fails only on bad options
+		return js
 	}
-	var regNC, repNC, workNC, edgeNC *nats.Conn
-	var regSvc, repSvc, dlqSvc micro.Service
-	a.group = component.NewGroup(log,
-		&component.Func{N: "nats",
-			StartFn: func(context.Context) (err error) { a.ns, err = natsembed.Start(ecfg); return err },
-			StopFn:  func(context.Context) error { a.ns.Shutdown(); a.ns.WaitForShutdown(); return nil },
+	a.edge = edge.NewComponent(&cfg.Edge, &edgeNC, log)
+	a.comps = []component.Component{
+		&component.Func{N: "data dir",
+			StartFn: func(context.Context) (err error) {
+				if err := writableDir(cfg.DataDir); err != nil {
+					return fmt.Errorf("-data-dir %s: %w", cfg.DataDir, err)
+				}
+				if a.AdminToken, a.TokenWasCreated, err = adminToken(cfg); err != nil {
+					return fmt.Errorf("admin token: %w", err)
+				}
+				if cfg.AdminToken == "" {
+					a.TokenFile = filepath.Join(cfg.DataDir, "admin-token")
+				}
+				if a.TokenFile != "" && cfg.Edge.AdminTokensFile == "" {
+					// The token kept in the data dir is re-read when the
+					// file changes, like any tokens file: replace it to
+					// rotate without a restart.
+					cfg.Edge.AdminTokensFile = a.TokenFile
+				} else {
+					cfg.Edge.AdminTokens = append(cfg.Edge.AdminTokens, a.AdminToken)
+				}
+				tokens = admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile}
+				// NATS auth: the production roles, generated once into the data dir.
+				if err := natsauth.Init(a.AuthDir); err != nil {
+					return fmt.Errorf("nats auth: %w", err)
+				}
+				return adoptGlobalStreams(ncfg.DataDir, a.AuthDir, log)
+			},
 		},
+		natsembed.Component(ncfg, &a.ns),
 		&component.Func{N: "store",
 			StartFn: func(context.Context) (err error) {
 				if a.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "store")); err == nil {
@@ -281,149 +242,32 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (_ *App, err err
 		},
 		// The all-in-one is its own operator: it runs the provisioning
 		// step, as the admin role, on a connection closed once it is done.
-		&component.Func{N: "provision",
-			StartFn: func(ctx context.Context) error {
-				nc, js, err := conn("admin")
-				if err != nil {
-					return err
-				}
-				defer nc.Close()
-				return provision.Apply(ctx, js, cfg.Bus)
-			},
-		},
-		admintoken.Component(admintoken.Config{Tokens: cfg.Edge.AdminTokens, File: cfg.Edge.AdminTokensFile}, log, &admin),
-		&component.Func{N: "registry",
-			StartFn: func(ctx context.Context) error {
-				nc, js, err := conn("registry")
-				if err != nil {
-					return err
-				}
-				regNC = nc
-				regSvc, err = registry.New(store, js, log).WithAdminTokens(admin).Start(ctx, nc)
-				return err
-			},
-			StopFn: func(context.Context) error { return errors.Join(regSvc.Stop(), closeConn(regNC)) },
-		},
-		// The reporter checks the admin token or partner key the edge
-		// forwards, and caches answers in-process (no Redis here).
-		&component.Func{N: "reporter",
-			StartFn: func(context.Context) error {
-				nc, js, err := conn("reporter")
-				if err != nil {
-					return err
-				}
-				repNC = nc
-				rep := reporter.New(store, log).WithProgress(js, cfg.Reporter.CompleteSlack).WithAdminTokens(admin)
-				if reportCache != nil {
-					rep.WithCache(reportCache, cfg.Reporter.CacheTTL)
-				}
-				repSvc, err = rep.Start(nc)
-				return err
-			},
-			StopFn: func(context.Context) error { return errors.Join(repSvc.Stop(), closeConn(repNC)) },
-		},
-		&component.Func{N: "workers",
-			StartFn: func(ctx context.Context) error {
-				nc, js, err := conn("workers")
-				if err != nil {
-					return err
-				}
-				workNC = nc
-				w := workers.New(cfg.Worker, js, store, workers.NewRegistryDirectory(nc, time.Minute), log)
-				if reportCache != nil {
-					w.WithGenerations(reportCache) // late events refresh cached reports of their range
-				}
-				if dlqSvc, err = workers.ServeDeadLetters(nc, js, admin, log); err != nil {
-					return err
-				}
-				if _, err := w.Consumer(ctx); err != nil {
-					return err
-				}
-				var wctx context.Context
-				wctx, a.workCancel = context.WithCancel(context.Background())
-				a.workWG.Add(1)
-				go func() {
-					defer a.workWG.Done()
-					if err := workers.PurgeStored(wctx, js, log); err != nil {
-						log.Error().Err(err).Msg("purging stored events stopped")
-					}
-				}()
-				for i := 0; i < cfg.Workers; i++ {
-					a.workWG.Add(1)
-					go func() {
-						defer a.workWG.Done()
-						if err := w.Run(wctx); err != nil {
-							log.Error().Err(err).Msg("worker stopped")
-						}
-					}()
-				}
-				return nil
-			},
-			// Each loop finishes, writes and acks its batch first.
-			StopFn: func(context.Context) error {
-				if a.workCancel != nil {
-					a.workCancel()
-					a.workWG.Wait()
-				}
-				var err error
-				if dlqSvc != nil {
-					err = dlqSvc.Stop()
-				}
-				return errors.Join(err, closeConn(workNC))
-			},
-		},
-		&component.Func{N: "edge",
-			StartFn: func(context.Context) error {
-				nc, js, err := conn("edge")
-				if err != nil {
-					return err
-				}
-				edgeNC = nc
-				if cfg.NoFsync {
-					// Without a sync per write there is nothing for a batch
-					// to share, and its set-up costs more than one-by-one
-					// publishing.
-					cfg.Edge.GroupCommitMin = 0
-				}
-				if a.edge, err = edge.New(cfg.Edge, nc, js, log); err != nil {
-					return err
-				}
-				var fctx context.Context
-				fctx, a.followCancel = context.WithCancel(context.Background())
-				if err := a.edge.Start(fctx); err != nil {
-					return err
-				}
-				if a.ln, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-					return fmt.Errorf("-http-listen %s: %w", cfg.HTTPListen, err)
-				}
-				var hctx context.Context
-				hctx, a.httpCancel = context.WithCancel(context.Background())
-				a.httpDone = make(chan error, 1)
-				go func() { a.httpDone <- a.edge.Serve(hctx, a.ln) }()
-				return nil
-			},
-			// Stop HTTP and wait for requests in flight, so every 202 is
-			// already in the stream.
-			StopFn: func(context.Context) error {
-				var err error
-				if a.httpCancel != nil {
-					a.httpCancel()
-					if e := <-a.httpDone; e != nil && !errors.Is(e, net.ErrClosed) {
-						err = e
-					}
-				}
-				if a.followCancel != nil {
-					a.followCancel()
-				}
-				return errors.Join(err, closeConn(edgeNC))
-			},
-		},
-	)
-	if err := a.group.Start(ctx, stopTimeout); err != nil {
-		a.group = nil // stopped already
-		return nil, fmt.Errorf("allinone: %w", err)
+		cfg.Bus.Component(func() (*nats.Conn, error) { return a.ConnectAs("admin") }),
+		admintoken.Component(&tokens, log, &admin),
+		conn("registry", &regNC),
+		registry.NewComponent(cfg.Registry, func() registry.Deps {
+			return registry.Deps{NC: regNC, JS: js(regNC), Store: store, Admin: admin}
+		}, log),
+		conn("reporter", &repNC),
+		reporter.NewComponent(cfg.Reporter, func() reporter.Deps {
+			d := reporter.Deps{NC: repNC, JS: js(repNC), Store: store, Admin: admin}
+			if reportCache != nil {
+				d.Cache = reportCache
+			}
+			return d
+		}, log),
+		conn("workers", &workNC),
+		workers.NewComponent(cfg.Worker, func() workers.Deps {
+			d := workers.Deps{NC: workNC, JS: js(workNC), Store: store, Admin: admin}
+			if reportCache != nil {
+				d.Generations = reportCache // late events refresh cached reports of their range
+			}
+			return d
+		}, log),
+		conn("edge", &edgeNC),
+		a.edge,
 	}
-	return a, nil
+	return a
 }
 
 // stopTimeout bounds Close.

@@ -28,7 +28,7 @@ var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2
 
 func benchSys(b *testing.B, noFsync bool) (*sys, string) {
 	// A limit far above the load, so the limiter's cost is in the figures.
-	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NoFsync = 1<<30, noFsync })
+	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NATS.NoSync = 1<<30, noFsync })
 	_, _, key := s.tenant("bench", "web")
 	return s, key
 }
@@ -154,7 +154,7 @@ func runHandlerCases(b *testing.B, key string, cases []handlerCase) {
 // PubAck, the answer. The workers' consumer is paused so allocs/op counts
 // the edge and the embedded server's publish path, not storage.
 func BenchmarkEdgeHandler(b *testing.B) {
-	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NoFsync = 1<<30, true })
+	s := startWith(b, b.TempDir(), func(c *config) { c.Edge.RateLimit, c.NATS.NoSync = 1<<30, true })
 	_, _, key := s.tenant("bench", "web")
 	nc, err := s.app.ConnectAs("admin")
 	if err != nil {

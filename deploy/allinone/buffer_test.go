@@ -63,7 +63,7 @@ func bulkOf(sub, prefix string, n int) map[string]any {
 func TestStreamIsABuffer(t *testing.T) {
 	const limit, bursts, perBurst, bulk = 10_000, 5, 10_000, 500
 	s := startWith(t, t.TempDir(), func(c *config) {
-		c.NATSListen = "127.0.0.1:-1"
+		c.NATS.Host, c.NATS.Port = "127.0.0.1", -1
 		c.Bus.MaxMsgs = limit
 	})
 	_, subs, key := s.tenant("buffer", "web")
@@ -91,7 +91,7 @@ func TestStreamIsABuffer(t *testing.T) {
 func TestFullBacklog(t *testing.T) {
 	const limit = 1_000
 	s := startWith(t, t.TempDir(), func(c *config) {
-		c.NATSListen = "127.0.0.1:-1"
+		c.NATS.Host, c.NATS.Port = "127.0.0.1", -1
 		c.Bus.MaxMsgs = limit
 	})
 	_, subs, key := s.tenant("full", "web")
@@ -199,7 +199,7 @@ func TestTimeoutNamesTheEvent(t *testing.T) {
 // is not silently dropped either: it reaches storage and is dead-lettered as a
 // conflict, while an exact retry is a duplicate.
 func TestDedupIDsCannotBeForged(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	victim, vsubs, vkey := s.tenant("victim", "web")
 	attacker, asubs, _ := s.tenant("attacker", "web")
 	js, _ := streamOf(t, s)

@@ -195,7 +195,7 @@ type config = allinone.Config
 func startWith(t testing.TB, dir string, mod func(*config)) *sys {
 	t.Helper()
 	cfg := allinone.DefaultConfig()
-	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", ""
+	cfg.DataDir, cfg.Edge.Listen = dir, "127.0.0.1:0"
 	cfg.Worker.MaxWait = 50 * time.Millisecond
 	cfg.Edge.RateLimit = 0 // tests that exercise limits set their own
 	mod(&cfg)

@@ -13,7 +13,7 @@ import (
 // TestDeadLetterRoutes: an admin lists, replays and discards a partner's
 // dead letters over HTTP; nobody else can, and partners do not see each other's.
 func TestDeadLetterRoutes(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	p, subs, _ := s.tenant("dlq", "web")
 	other, _, _ := s.tenant("dlq2", "web")
 	js, _ := streamOf(t, s)

@@ -18,7 +18,7 @@ import (
 // events are stored and counted; those that can never be stored are kept in
 // the dead-letter stream with the reason, never dropped.
 func TestDirectPublish(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	pid, subs, _ := s.tenant("internal", "billing")
 	// The admin role: this publisher also forges events of partners and
 	// sub-systems that do not exist (a partner's own credentials could not).

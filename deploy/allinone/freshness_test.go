@@ -24,7 +24,7 @@ type freshReport struct {
 // event is counted and dataCompleteUntil passes it. The raw events page
 // says the same.
 func TestDataCompleteUntil(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	p, subs, key := s.tenant("fresh", "web")
 	js, _ := streamOf(t, s)
 	ctx := context.Background()

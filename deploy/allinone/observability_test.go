@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/volcanion/tracking/deploy/allinone"
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/testenv"
 )
@@ -203,24 +205,33 @@ func TestFailFast(t *testing.T) {
 	defer busy.Close()
 	file := filepath.Join(t.TempDir(), "a-file")
 	os.WriteFile(file, nil, 0o600)
+	// Through the binary's own flags, as an operator sets them.
 	for _, c := range []struct {
-		name, setting string
-		mod           func(*config)
+		name, setting, value string
 	}{
-		{"NATS port busy", "-nats-listen", func(c *config) { c.NATSListen = busy.Addr().String() }},
-		{"HTTP port busy", "-http-listen", func(c *config) { c.HTTPListen = busy.Addr().String() }},
-		{"data dir under a file", "-data-dir", func(c *config) { c.DataDir = filepath.Join(file, "data") }},
+		{"NATS port busy", "-nats-listen", busy.Addr().String()},
+		{"HTTP port busy", "-http-listen", busy.Addr().String()},
+		{"HTTP port busy, long name", "-edge-http-listen", busy.Addr().String()},
+		{"data dir under a file", "-data-dir", filepath.Join(file, "data")},
 	} {
-		cfg := allinone.DefaultConfig()
-		cfg.DataDir, cfg.HTTPListen = t.TempDir(), "127.0.0.1:0"
-		c.mod(&cfg)
+		b := allinone.NewBinary()
+		b.Out = io.Discard
+		fs := flag.NewFlagSet("volcanion", flag.ContinueOnError)
+		b.RegisterFlags(fs)
+		if err := fs.Parse([]string{"-data-dir", t.TempDir(), "-http-listen", "127.0.0.1:0", c.setting, c.value}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Validate(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
 		start := time.Now()
-		app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
+		g := component.NewGroup(zerolog.Nop(), b.Components(zerolog.Nop())...)
+		err := g.Start(context.Background(), 10*time.Second)
 		if err == nil {
-			app.Close()
+			g.Stop(context.Background())
 			t.Fatalf("%s: started", c.name)
 		}
-		if !strings.Contains(err.Error(), c.setting) || time.Since(start) > 10*time.Second {
+		if !strings.Contains(err.Error(), c.setting+" ") || time.Since(start) > 10*time.Second {
 			t.Errorf("%s: %v after %v, want an error naming %s at once", c.name, err, time.Since(start), c.setting)
 		}
 	}
@@ -230,7 +241,7 @@ func TestFailFast(t *testing.T) {
 // does not slow readiness: it checks only what ingest needs. (The outside
 // review measured 3 s a probe before, past Kubernetes' 1 s default.)
 func TestReadyIgnoresAHungRegistry(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	nc, _ := testenv.ConnURL(t, s.app.NATSURL(), nats.UserCredentials(s.app.Creds("registry")))
 	sub, err := nc.QueueSubscribe(subject.Registry("health"), "q", func(*nats.Msg) {})
 	if err != nil {
@@ -250,7 +261,7 @@ func TestReadyIgnoresAHungRegistry(t *testing.T) {
 // A client's tracestate (up to 16 KB) is not copied onto the events it
 // sends: only the trace id and parent travel.
 func TestTracestateNotCarried(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	_, subs, key := s.tenant("tstate", "web")
 	js, _ := streamOf(t, s)
 	if _, err := js.PauseConsumer(context.Background(), subject.EventsStream, subject.WorkersConsumer, time.Now().Add(time.Hour)); err != nil {

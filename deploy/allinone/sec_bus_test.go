@@ -29,11 +29,11 @@ import (
 // TestSecBusPortClosedByDefault: the all-in-one's NATS has no client port
 // unless -nats-listen opens one; its services connect in-process.
 func TestSecBusPortClosedByDefault(t *testing.T) {
-	def := allinone.DefaultConfig().NATSListen
-	if def != "" {
-		t.Fatalf("the default config opens NATS on %q", def)
+	def := allinone.DefaultConfig().NATS
+	if def.Listen() != "" {
+		t.Fatalf("the default config opens NATS on %q", def.Listen())
 	}
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = def })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS = def })
 	if u := s.app.NATSURL(); u != "" {
 		t.Fatalf("NATS listens on %s by default", u)
 	}
@@ -44,7 +44,7 @@ func TestSecBusPortClosedByDefault(t *testing.T) {
 // credentials generated into the data dir (files only their owner reads); a
 // partner's internal service gets credentials for its own events only.
 func TestSecBusPortNeedsCredentials(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	url := s.app.NATSURL()
 	if url == "" {
 		t.Fatal("-nats-listen did not open a port")
@@ -117,7 +117,7 @@ func TestSecBusPortNeedsCredentials(t *testing.T) {
 // that creates, changes or lists anything, and every dead-letter operation,
 // is refused by the service itself; a wrong admin token too. Nothing changes.
 func TestSecBusEdgeRoleRefused(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	p, subs, key := s.tenant("target", "web")
 	var keys []struct{ ID string }
 	s.must(200, "GET", "/partners/"+p+"/api-keys", "admin", nil, &keys)
@@ -195,7 +195,7 @@ func TestSecBusEdgeRoleRefused(t *testing.T) {
 // nothing of B (its partner report or its sub-system's); an ingest-only key
 // reads nothing.
 func TestSecBusReports(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	a, subsA, ingestA := s.tenant("repa", "web")
 	b, subsB, ingestB := s.tenant("repb", "web")
 	reportA := s.key(a, map[string]any{"scopes": []string{"report"}})
@@ -313,7 +313,7 @@ func TestSecBusBanner(t *testing.T) {
 // while an admin creates and regenerates keys and an edge looks them up sees
 // no plain key, signing secret, hash or admin token: those answers are sealed.
 func TestSecBusInboxSniffing(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	nc, _ := connectAs(t, []string{s.app.NATSURL()}, s.app.Creds("edge"), nil)
 	seen, err := nc.SubscribeSync(subject.InboxPrefix("edge") + ".>")
 	if err != nil {
@@ -365,7 +365,7 @@ func TestSecBusInboxSniffing(t *testing.T) {
 // own inbox while another partner's events flow through the system, it sees
 // none of them.
 func TestSecBusInboxesArePrivate(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	url := s.app.NATSURL()
 	spy, _, _ := s.tenant("spy", "web")
 	_, victimSubs, victimKey := s.tenant("victim", "web")

@@ -176,7 +176,10 @@ func TestSecChild(t *testing.T) {
 		t.Skip("the child process of TestSecThrottledBulkMemory")
 	}
 	cfg := allinone.DefaultConfig()
-	cfg.DataDir, cfg.HTTPListen, cfg.NATSListen = dir, "127.0.0.1:0", os.Getenv("VT_SEC_CHILD_NATS")
+	cfg.DataDir, cfg.Edge.Listen = dir, "127.0.0.1:0"
+	if os.Getenv("VT_SEC_CHILD_NATS") != "" {
+		cfg.NATS.Host, cfg.NATS.Port = "127.0.0.1", -1
+	}
 	cfg.Edge.RateLimit = 0
 	app, err := allinone.Start(context.Background(), cfg, zerolog.Nop())
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 // attempt: the retried message must keep its content (sentAt is not in the
 // metadata), or it would be dead-lettered as an id taken by other content.
 func TestSegmentRetryWithNewSentAt(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	p, subs, _ := s.tenant("segrv1", "web")
 	key := s.segmentKey(p, subs["web"], nil)
 	t0 := time.Now().UTC().Add(-time.Minute)
@@ -464,7 +464,7 @@ func TestSegmentSettingsOfASigningKey(t *testing.T) {
 // the stored message wins, as at Segment: the retry is a duplicate, not a
 // dead letter.
 func TestSegmentRetryGainsUserID(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(c *config) { c.Bus.Duplicates = time.Second; c.NATSListen = "127.0.0.1:-1" })
+	s := startWith(t, t.TempDir(), func(c *config) { c.Bus.Duplicates = time.Second; c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	p, subs, _ := s.tenant("segrv16", "web")
 	key := s.segmentKey(p, subs["web"], nil)
 	at := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339Nano)

@@ -240,7 +240,7 @@ func TestSegmentLimits(t *testing.T) {
 func TestSegmentFullBacklog(t *testing.T) {
 	const limit = 50
 	s := startWith(t, t.TempDir(), func(c *config) {
-		c.NATSListen = "127.0.0.1:-1"
+		c.NATS.Host, c.NATS.Port = "127.0.0.1", -1
 		c.Bus.MaxMsgs = limit
 	})
 	p, subs, _ := s.tenant("segfull", "web")

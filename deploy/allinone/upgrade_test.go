@@ -73,7 +73,7 @@ func TestUpgradeFromLimitsStream(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 
-	s = startWith(t, dir, func(c *config) { c.NATSListen = "127.0.0.1:-1" })
+	s = startWith(t, dir, func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	s.waitTotal(subs["web"], 300)
 	js2, state := streamOf(t, s)
 	poll(t, "the stored events to leave the stream", 15*time.Second, func() bool { return state().Msgs == 0 })

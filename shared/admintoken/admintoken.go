@@ -172,13 +172,13 @@ func (s *Set) Watch(ctx context.Context, log zerolog.Logger) {
 	}
 }
 
-// Component makes the token set into *out at start and follows its file
-// until stop.
-func Component(cfg Config, log zerolog.Logger, out **Set) component.Component {
+// Component makes the token set of *cfg (read at start, so an earlier
+// component may fill it) into *out at start and follows its file until stop.
+func Component(cfg *Config, log zerolog.Logger, out **Set) component.Component {
 	var stop context.CancelFunc
 	return &component.Func{N: "admin tokens",
 		StartFn: func(context.Context) (err error) {
-			if *out, err = New(cfg); err != nil {
+			if *out, err = New(*cfg); err != nil {
 				return err
 			}
 			var wctx context.Context

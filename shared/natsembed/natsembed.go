@@ -3,20 +3,29 @@
 package natsembed
 
 import (
+	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/volcanion/tracking/shared/component"
+	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsx"
 )
 
 // Config configures an in-process nats-server with JetStream.
 type Config struct {
 	// DataDir holds the JetStream file store (under DataDir/jetstream).
 	DataDir string
-	// Listen is host:port for outside clients; "" accepts in-process connections only.
+	// Host and Port are where outside clients connect; Host "" accepts
+	// in-process connections only. Port -1 picks a free port.
 	Host string
 	Port int
 	// Name of the server, shown in monitoring.
@@ -30,6 +39,51 @@ type Config struct {
 	// server's default: fsync every 2 minutes). Off, every write is synced
 	// before its PubAck, so a 202 survives a power loss.
 	NoSync bool
+
+	flagPrefix string
+}
+
+// RegisterFlags adds the embedded server's settings to fs, each name after
+// prefix ("nats-" in the all-in-one): <prefix>listen and <prefix>no-fsync.
+// DataDir, Name and AuthConf are the process's to set.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	c.flagPrefix = prefix
+	fs.Func(prefix+"listen", `host:port where outside NATS clients (internal services, the nats CLI) reach the embedded server, with credentials from <data-dir>/nats-auth (default: none, in-process only)`, func(v string) error {
+		c.Host, c.Port = "", 0
+		if v == "" {
+			return nil
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			return err
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("port %q is not a number", port)
+		}
+		c.Host, c.Port = host, p
+		if c.Host == "" {
+			c.Host = "0.0.0.0" // ":4222", as net.Listen reads it
+		}
+		return nil
+	})
+	fs.BoolVar(&c.NoSync, prefix+"no-fsync", c.NoSync, "answer 202 before the event is synced to disk: faster, but a power loss can lose up to 2 minutes of accepted events")
+}
+
+// Validate checks the settings, naming a bad one.
+func (c Config) Validate() error {
+	if c.Host != "" && (c.Port < -1 || c.Port > 65535) {
+		return config.Errorf(c.flagPrefix+"listen", "port %d is not 0-65535", c.Port)
+	}
+	return nil
+}
+
+// Listen is host:port of the client port ("" when in-process only).
+func (c Config) Listen() string {
+	if c.Host == "" {
+		return ""
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
 }
 
 // Start starts nats-server with JetStream and waits until it accepts connections.
@@ -50,6 +104,15 @@ func Start(cfg Config) (*server.Server, error) {
 		opts.DontListen = true
 	} else {
 		opts.Host, opts.Port = cfg.Host, cfg.Port
+		if cfg.Port > 0 {
+			// Fail at once on a busy port: the server would only time
+			// out, without saying why.
+			ln, err := net.Listen("tcp", cfg.Listen())
+			if err != nil {
+				return nil, config.Errorf(cfg.flagPrefix+"listen", "%v", err)
+			}
+			ln.Close()
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -61,6 +124,41 @@ func Start(cfg Config) (*server.Server, error) {
 		return nil, errors.New("natsembed: embedded server not ready after 30s")
 	}
 	return ns, nil
+}
+
+// Component runs the embedded server: *out is set at start, and the
+// server is shut down at stop.
+func Component(cfg Config, out **server.Server) component.Component {
+	return &component.Func{N: "nats",
+		StartFn: func(context.Context) (err error) { *out, err = Start(cfg); return err },
+		StopFn: func(ctx context.Context) error {
+			(*out).Shutdown()
+			done := make(chan struct{})
+			go func() { (*out).WaitForShutdown(); close(done) }()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("embedded server still shutting down: %w", ctx.Err())
+			}
+		},
+	}
+}
+
+// ConnComponent connects to the embedded server *ns in-process at start,
+// as name with the credentials in the file creds ("": none), into *nc;
+// it drains the connection at stop.
+func ConnComponent(ns **server.Server, name, creds string, nc **nats.Conn) component.Component {
+	return natsx.ConnComponent("NATS "+name, func() (*nats.Conn, error) {
+		var opts []nats.Option
+		if creds != "" {
+			var err error
+			if opts, err = natsx.Credentials(creds); err != nil {
+				return nil, err
+			}
+		}
+		return Connect(*ns, name, opts...)
+	}, nc)
 }
 
 // Connect connects to an embedded server without a socket; opts

@@ -1,6 +1,7 @@
 package natsx
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/volcanion/tracking/shared/component"
 )
 
 // ClientConfig is how a service connects to NATS with its own role's credentials.
@@ -65,4 +68,41 @@ func (c ClientConfig) Connect(onReconnect func()) (*nats.Conn, error) {
 		opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) { onReconnect() }))
 	}
 	return Connect(c.URLs, c.Name, opts...)
+}
+
+// Component connects at start into *nc (onReconnect as in Connect) and
+// drains the connection at stop, so what is pending is flushed.
+func (c ClientConfig) Component(nc **nats.Conn, onReconnect func()) component.Component {
+	return ConnComponent("NATS", func() (*nats.Conn, error) { return c.Connect(onReconnect) }, nc)
+}
+
+// ConnComponent is a connection made by connect at start into *nc, and
+// drained within the stop's deadline.
+func ConnComponent(name string, connect func() (*nats.Conn, error), nc **nats.Conn) component.Component {
+	return &component.Func{N: name,
+		StartFn: func(context.Context) (err error) { *nc, err = connect(); return err },
+		StopFn:  func(ctx context.Context) error { return Drain(ctx, *nc) },
+	}
+}
+
+// Drain drains nc and waits, within ctx, until it is closed.
+func Drain(ctx context.Context, nc *nats.Conn) error {
+	if nc == nil || nc.IsClosed() {
+		return nil
+	}
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("NATS drain: %w", err)
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return fmt.Errorf("NATS drain: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }

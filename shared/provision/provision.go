@@ -23,8 +23,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/subject"
@@ -360,4 +362,24 @@ func verifyConsumer(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("consumer %s: filter is %s, want %s", subject.WorkersConsumer, c.FilterSubject, subject.EventsAll)
 	}
 	return nil
+}
+
+// Component applies c at start, over a connection connect makes (one that
+// may manage JetStream), closed once done: the all-in-one is its own
+// operator. Nothing to stop.
+func (c Config) Component(connect func() (*nats.Conn, error)) component.Component {
+	return &component.Func{N: "provision",
+		StartFn: func(ctx context.Context) error {
+			nc, err := connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			return Apply(ctx, js, c)
+		},
+	}
 }

@@ -27,15 +27,34 @@ import (
 
 // Common are the flags every service has.
 type Common struct {
-	LogLevel      string
-	LogFormat     string
-	MetricsListen string
+	LogLevel        string
+	LogFormat       string
+	MetricsListen   string
+	ShutdownTimeout time.Duration
 }
 
-// RegisterFlags adds -log-level, -log-format and -metrics-listen.
+// RegisterFlags adds -log-level, -log-format, -metrics-listen and
+// -shutdown-timeout.
 func (c *Common) RegisterFlags(fs *flag.FlagSet, metricsDefault string) {
 	RegisterLogFlags(fs, &c.LogLevel, &c.LogFormat)
 	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsDefault, `address of /metrics, /healthz and /debug/pprof ("" to disable); keep it off public networks`)
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest a stop may take: requests in flight answered, batches in hand written, connections drained")
+}
+
+// Validate checks the common settings, naming a bad one.
+func (c Common) Validate() error {
+	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
+		return config.Errorf("shutdown-timeout", "must be between 1s and 10m")
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return config.Errorf("metrics-listen", "%v", err)
+		}
+	}
+	if !obs.ValidFormat(c.LogFormat) {
+		return config.Errorf("log-format", "%q is not json, pretty or auto", c.LogFormat)
+	}
+	return nil
 }
 
 // RegisterLogFlags adds -log-level and -log-format.
@@ -82,21 +101,45 @@ func ServeDebug(addr string) (stop func(), err error) {
 	return func() { hs.Close() }, nil
 }
 
-// Main parses flags, validates with validate, then runs run under a context
-// cancelled by SIGINT or SIGTERM. It exits the process with a clear message
-// on a bad setting or a failure.
-func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run func(ctx context.Context, log zerolog.Logger) error) {
+// Binary is what a process is made of: its settings and its components.
+// The four service binaries and the all-in-one are each one Binary run by
+// Main, over different sets of the same components.
+type Binary interface {
+	// RegisterFlags adds the binary's settings to fs.
+	RegisterFlags(fs *flag.FlagSet)
+	// Validate checks the settings, naming a bad one; it changes nothing.
+	Validate() error
+	// Components are the parts of the process, in start order.
+	Components(log zerolog.Logger) []component.Component
+}
+
+// Job is a Binary that may run a one-off step (a schema migration, a
+// provisioning) instead of its components: ran reports whether it did.
+type Job interface {
+	Job(ctx context.Context, log zerolog.Logger) (ran bool, err error)
+}
+
+// Main is the one runner of every binary: it parses the settings (flags or
+// VT_<FLAG>), validates them, sets up logs, tracing and the metrics
+// listener, starts b's components in order, and stops them in reverse on
+// SIGINT or SIGTERM within -shutdown-timeout. Any start or stop error is
+// printed naming its component, and the process exits 1.
+func Main(name, metricsDefault string, b Binary) {
 	fail := func(err error) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
+	var c Common
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.RegisterFlags(fs, metricsDefault)
+	b.RegisterFlags(fs)
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
 		fail(err)
 	}
-	if err := validate(); err != nil {
+	if err := errors.Join(c.Validate(), b.Validate()); err != nil {
 		fail(err)
 	}
 	log, err := Logger(c.LogLevel, c.LogFormat)
@@ -111,6 +154,15 @@ func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run f
 	log = log.With().Str("svc", name).Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if j, ok := b.(Job); ok {
+		ran, err := j.Job(ctx, log)
+		if err != nil {
+			fail(err)
+		}
+		if ran {
+			return
+		}
+	}
 	if c.MetricsListen != "" {
 		stop, err := ServeDebug(c.MetricsListen)
 		if err != nil {
@@ -119,7 +171,7 @@ func Main(name string, fs *flag.FlagSet, c *Common, validate func() error, run f
 		defer stop()
 	}
 	log.Info().Msg("starting")
-	if err := run(ctx, log); err != nil {
+	if err := component.Run(ctx, log, c.ShutdownTimeout, b.Components(log)...); err != nil {
 		log.Error().Err(err).Msg("stopped with an error")
 		fail(err)
 	}

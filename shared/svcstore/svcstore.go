@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,16 +48,8 @@ func Open(store backend.Config, natsCfg natsx.ClientConfig, onReconnect func()) 
 // Close drains NATS, then closes the store, within ctx.
 func (d *Deps) Close(ctx context.Context) error {
 	var errs []error
-	if err := d.NC.Drain(); err != nil {
-		errs = append(errs, fmt.Errorf("NATS drain: %w", err))
-	}
-	for !d.NC.IsClosed() {
-		if ctx.Err() != nil {
-			d.NC.Close()
-			errs = append(errs, fmt.Errorf("NATS drain: %w", ctx.Err()))
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := natsx.Drain(ctx, d.NC); err != nil {
+		errs = append(errs, err)
 	}
 	if err := d.Store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store: %w", err))

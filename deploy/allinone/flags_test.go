@@ -1,0 +1,77 @@
+package allinone_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/volcanion/tracking/deploy/allinone"
+	"github.com/volcanion/tracking/edge"
+	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/natsembed"
+	"github.com/volcanion/tracking/shared/provision"
+	"github.com/volcanion/tracking/workers"
+)
+
+// Every setting of every component is a flag of the all-in-one too,
+// under the component's prefix, and of the component's own binary
+// unprefixed: one Config per component, registered by both.
+func TestEveryComponentFlagInBoth(t *testing.T) {
+	all := flag.NewFlagSet("volcanion", flag.ContinueOnError)
+	allinone.NewBinary().RegisterFlags(all)
+	binaries := map[string]interface{ RegisterFlags(*flag.FlagSet) }{
+		"edge": edge.NewBinary(), "workers": workers.NewBinary(), "registry": registry.NewBinary(), "reporter": reporter.NewBinary(),
+	}
+	comps := []struct {
+		binary, prefix string
+		register       func(prefix string, fs *flag.FlagSet)
+	}{
+		{"edge", "edge-", func(p string, fs *flag.FlagSet) { c := edge.DefaultConfig(); c.RegisterFlags(p, fs) }},
+		{"workers", "workers-", func(p string, fs *flag.FlagSet) { c := workers.DefaultConfig(); c.RegisterFlags(p, fs) }},
+		{"registry", "registry-", func(p string, fs *flag.FlagSet) { c := registry.DefaultConfig(); c.RegisterFlags(p, fs) }},
+		{"reporter", "reporter-", func(p string, fs *flag.FlagSet) { c := reporter.DefaultConfig(); c.RegisterFlags(p, fs) }},
+		{"registry", "", func(p string, fs *flag.FlagSet) { c := provision.DefaultConfig(); c.RegisterFlags(p, fs) }},
+		{"", "nats-", func(p string, fs *flag.FlagSet) { var c natsembed.Config; c.RegisterFlags(p, fs) }},
+	}
+	for _, c := range comps {
+		own := flag.NewFlagSet("", flag.ContinueOnError)
+		c.register("", own)
+		var bin *flag.FlagSet
+		if c.binary != "" {
+			bin = flag.NewFlagSet(c.binary, flag.ContinueOnError)
+			binaries[c.binary].RegisterFlags(bin)
+		}
+		n := 0
+		own.VisitAll(func(f *flag.Flag) {
+			n++
+			if all.Lookup(c.prefix+f.Name) == nil {
+				t.Errorf("the all-in-one has no -%s%s", c.prefix, f.Name)
+			}
+			if bin != nil && bin.Lookup(f.Name) == nil {
+				t.Errorf("the %s binary has no -%s", c.binary, f.Name)
+			}
+		})
+		if n == 0 {
+			t.Errorf("component of %q registers no flag", c.prefix)
+		}
+	}
+}
+
+// The five binaries are the one runner (svc.Main) over their components:
+// each main is a line.
+func TestMainsAreTheRunner(t *testing.T) {
+	for _, p := range []string{"../../edge/cmd/edge", "../../workers/cmd/workers", "../../registry/cmd/registry",
+		"../../reporter/cmd/reporter", "cmd/volcanion"} {
+		b, err := os.ReadFile(filepath.Join(p, "main.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := string(b)
+		if !strings.Contains(src, "func main() { svc.Main(") || strings.Count(src, "\n") > 20 {
+			t.Errorf("%s/main.go is not one call of svc.Main:\n%s", p, src)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package reporter
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// Deps are what the reporter component takes from earlier components.
+type Deps struct {
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	Store storage.Store
+	Admin *admintoken.Set
+	Cache Cache // nil: answers are not cached
+}
+
+// Component answers report queries over NATS. The reporter binary and the
+// all-in-one both run it.
+type Component struct {
+	cfg  Config
+	deps func() Deps
+	log  zerolog.Logger
+	m    micro.Service
+}
+
+// NewComponent makes the reporter component; deps is called at Start.
+func NewComponent(cfg Config, deps func() Deps, log zerolog.Logger) *Component {
+	return &Component{cfg: cfg, deps: deps, log: log}
+}
+
+func (c *Component) Name() string { return "reporter" }
+
+func (c *Component) Start(context.Context) (err error) {
+	d := c.deps()
+	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin)
+	if d.Cache != nil && c.cfg.CacheTTL > 0 {
+		s.WithCache(d.Cache, c.cfg.CacheTTL)
+	}
+	c.m, err = s.Start(d.NC)
+	return err
+}
+
+func (c *Component) Stop(context.Context) error {
+	if c.m == nil {
+		return nil
+	}
+	return c.m.Stop()
+}
