@@ -25,7 +25,9 @@ type Binary struct {
 }
 
 // NewBinary is the all-in-one with its defaults.
-func NewBinary() *Binary { return &Binary{Config: DefaultConfig(), MemoryLimitMiB: 256, Out: os.Stdout} }
+func NewBinary() *Binary {
+	return &Binary{Config: DefaultConfig(), MemoryLimitMiB: 256, Out: os.Stdout}
+}
 
 // RegisterFlags adds the process's settings and every component's,
 // prefixed: -edge-*, -workers-*, -registry-*, -reporter-*, -nats-*; the
