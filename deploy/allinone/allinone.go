@@ -195,7 +195,11 @@ func New(cfg Config, log zerolog.Logger) *App {
 	}
 	// Each part connects as its own NATS role, as in production.
 	conn := func(role string, nc **nats.Conn) component.Component {
-		return natsembed.ConnComponent(&a.ns, role, a.Creds(role), nc)
+		var onReconnect func()
+		if role == "edge" {
+			onReconnect = a.edge.Reconnected // changes may have been missed meanwhile
+		}
+		return natsembed.ConnComponent(&a.ns, role, a.Creds(role), nc, onReconnect)
 	}
 	js := func(nc *nats.Conn) jetstream.JetStream {
 		js, _ := jetstream.New(nc) // fails only on bad options

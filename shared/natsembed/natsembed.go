@@ -147,15 +147,21 @@ func Component(cfg Config, out **server.Server) component.Component {
 
 // ConnComponent connects to the embedded server *ns in-process at start,
 // as name with the credentials in the file creds ("": none), into *nc;
-// it drains the connection at stop.
-func ConnComponent(ns **server.Server, name, creds string, nc **nats.Conn) component.Component {
+// onReconnect (may be nil) runs after each reconnect. It drains the
+// connection at stop.
+func ConnComponent(ns **server.Server, name, creds string, nc **nats.Conn, onReconnect func()) component.Component {
 	return natsx.ConnComponent("NATS "+name, func() (*nats.Conn, error) {
 		var opts []nats.Option
+		if onReconnect != nil {
+			opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) { onReconnect() }))
+		}
 		if creds != "" {
 			var err error
-			if opts, err = natsx.Credentials(creds); err != nil {
+			co, err := natsx.Credentials(creds)
+			if err != nil {
 				return nil, err
 			}
+			opts = append(opts, co...)
 		}
 		return Connect(*ns, name, opts...)
 	}, nc)
