@@ -165,6 +165,11 @@ type Server struct {
 
 	pub     *groupcommit.Publisher // nil when offline
 	stopPub context.CancelFunc
+	// closing is closed when Serve begins to shut down: long answers (the
+	// live tail) end then, so the shutdown does not wait for them.
+	closing     chan struct{}
+	closingOnce sync.Once
+	tails       tailStreams
 }
 
 // maxPendingAcks bounds the edge's publishes awaiting their PubAck.
@@ -188,7 +193,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) 
 			js = own
 		}
 	}
-	s := &Server{cfg: cfg, nc: nc, js: js, log: log,
+	s := &Server{cfg: cfg, nc: nc, js: js, log: log, closing: make(chan struct{}),
 		cache:  authcache.New(nc, cfg.CacheTTL, log).WithShared(cfg.Shared).WithStaleBound(cfg.RegistryStaleAfter).WithSilentGrace(cfg.RegistrySilentGrace),
 		tracer: otel.Tracer("edge"), now: time.Now, limiter: cfg.Limiter, nonces: cfg.Nonces,
 		touched: touches{last: map[string]time.Time{}}}
@@ -254,6 +259,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	s.closingOnce.Do(func() { close(s.closing) })
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := hs.Shutdown(sctx)

@@ -68,6 +68,8 @@ type reply struct {
 	data   any
 	msg    string
 	bare   bool // data is the whole answer, without the envelope (for a client that reads another shape)
+	// streamed: the handler wrote the whole answer itself (a stream).
+	streamed bool
 }
 
 func ok(data any, msg string) reply { return reply{status: http.StatusOK, data: data, msg: msg} }
@@ -133,7 +135,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route str
 			w.Header().Set("Retry-After", "1")
 		}
 	}
-	if err == nil && rep.bare {
+	if err == nil && rep.streamed {
+		// written already
+	} else if err == nil && rep.bare {
 		w.Header()["Content-Type"] = hvJSON
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(rep.data)
@@ -441,5 +445,6 @@ func (s *Server) routes() {
 	s.deadLetterRoutes()
 	s.reportRoutes()
 	s.eventsRoute()
+	s.tailRoutes()
 	s.segmentRoutes()
 }

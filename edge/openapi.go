@@ -160,7 +160,13 @@ var docs = map[string]doc{
 	"GET /api/v1/reports/sub-systems/{id}":     {"Sub-system report: total, by type, unique users and a zero-filled series (default hourly, UTC)", "report", nil, 200, report.SubSystemReport{}},
 	"GET /api/v1/reports/partners/{id}":        {"Partner report: total, by type, top event types and sub-systems, unique users and a zero-filled series (default daily, UTC)", "report", nil, 200, report.PartnerReport{}},
 	"GET /api/v1/reports/partners/{id}/events": {"A page of the partner's raw events, newest first (by timestamp, then id); follow nextCursor for the next", "report", nil, 200, report.EventsPage{}},
+	"GET /api/v1/reports/partners/{id}/tail":   {"Live tail: the partner's events as workers store them, as server-sent events (\"stored\": one event's id, sub-system, type, time and user ids; \"omitted\": how many were not sent, past 50 a second; \"closing\": this edge stops, reconnect). At most 64 streams an edge", "report", nil, 200, ""},
+	"GET /api/v1/session":                      {"Who a credential is: the admin (role admin) or a partner's report key (role reports, with its partner)", "report", nil, 200, Session{}},
 }
+
+// streamDocs are the routes whose success answer is a stream of
+// server-sent events; their errors keep the envelope.
+var streamDocs = map[string]bool{"GET /api/v1/reports/partners/{id}/tail": true}
 
 // bareDocs are the routes whose success answer is data itself, not the
 // envelope: a third party's client reads them. Their errors keep the envelope.
@@ -178,6 +184,7 @@ var queryDocs = map[string][]qp{
 	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil}, {"pageSize", "integer", "1-200; default 20", nil}, {"includeDeleted", "boolean", "list deleted partners too", nil}},
 	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil}},
 	"GET /api/v1/partners/{id}/dead-letters": {{"after", "integer", "list dead letters after this sequence", nil}, {"limit", "integer", "1-200", nil}},
+	"GET /api/v1/reports/partners/{id}/tail": {qSubSystemID},
 }
 
 var paramRE = regexp.MustCompile(`:([A-Za-z]+)`)
@@ -433,9 +440,12 @@ func (s *Server) openAPI() map[string]any {
 		if bareDocs[r] {
 			okSchema = schemaOf(reflect.TypeOf(d.data), 0)
 		}
+		okContent := map[string]any{"application/json": map[string]any{"schema": okSchema}}
+		if streamDocs[r] {
+			okContent = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string"}}}
+		}
 		responses := map[string]any{
-			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders,
-				"content": map[string]any{"application/json": map[string]any{"schema": okSchema}}},
+			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders, "content": okContent},
 		}
 		for status, codes := range statuses {
 			responses[itoa(status)] = map[string]any{"description": http.StatusText(status) + ": see error.code",

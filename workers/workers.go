@@ -280,6 +280,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 					ack(it.m, w.log)
 				}
 			}
+			w.tell(events, conflict, res.Expired)
 			pending = pending[1:]
 			backoff.reset()
 		case errors.Is(err, storage.ErrRefused):
@@ -304,6 +305,48 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg, ackWait time.
 			}
 			w.log.Error().Err(err).Int("events", len(part)).Msg("batch write failed; retrying")
 			sleep(wctx, backoff.next())
+		}
+	}
+}
+
+// tell publishes what a part stored to the live tail, per partner: at
+// most event.TailMax events each, the rest counted. Core NATS, fire and
+// forget: with no edge listening, the server drops it at once.
+func (w *Worker) tell(events []event.Event, conflict map[int]bool, expired []int) {
+	nc := w.js.Conn()
+	if nc == nil {
+		return
+	}
+	skip := make(map[int]bool, len(expired))
+	for _, i := range expired {
+		skip[i] = true
+	}
+	now := time.Now().UTC()
+	batches := map[string]*event.TailBatch{}
+	for i := range events {
+		if conflict[i] || skip[i] {
+			continue
+		}
+		e := &events[i]
+		b := batches[e.PartnerID]
+		if b == nil {
+			b = &event.TailBatch{StoredAt: now}
+			batches[e.PartnerID] = b
+		}
+		if len(b.Events) == event.TailMax {
+			b.Omitted++
+			continue
+		}
+		b.Events = append(b.Events, event.TailEvent{ID: e.ID, SubSystemID: e.SubSystemID, EventType: e.EventType,
+			Timestamp: e.Timestamp, UserID: e.UserID, AnonymousID: e.AnonymousID})
+	}
+	for partner, b := range batches {
+		data, err := json.Marshal(b)
+		if err == nil {
+			err = nc.Publish(subject.Tail(partner), data)
+		}
+		if err != nil {
+			w.log.Debug().Err(err).Msg("live tail not told") // only the tail misses it
 		}
 	}
 }

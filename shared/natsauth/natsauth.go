@@ -62,14 +62,14 @@ var rolePerms = map[string]perms{
 			jsAPI("INFO", "STREAM.INFO.*",
 				"CONSUMER.CREATE."+rc+".>", "CONSUMER.DELETE."+rc+".>", "CONSUMER.INFO."+rc+".>", "CONSUMER.MSG.NEXT."+rc+".>")),
 		pubDeny: []string{subject.RegistryChanges},
-		sub:     []string{inbox("edge")},
+		sub:     []string{inbox("edge"), subject.TailAll}, // the live tail
 	},
 	// Workers consume events, purge the stored ones, dead-letter the
 	// unstorable and ask the registry whether a partner's sub-system exists.
 	// They also serve the dead-letter service, whose replay publishes
 	// events again.
 	"workers": {
-		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
+		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.TailAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
 				"STREAM.PURGE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
 		sub:     []string{inbox("workers"), dlqapi.Prefix + ".>", "$SRV.>"},

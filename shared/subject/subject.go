@@ -53,6 +53,16 @@ func DeadLetter(partnerID, subSystemID string) string {
 	return DeadLetterPrefix + partnerID + "." + subSystemID
 }
 
+// TailPrefix is where workers tell what they just stored, per partner
+// (core NATS, no stream): the edges' live tail listens there.
+const (
+	TailPrefix = "trk.tail."
+	TailAll    = "trk.tail.>"
+)
+
+// Tail is the subject of one partner's just-stored events.
+func Tail(partnerID string) string { return TailPrefix + partnerID }
+
 // Registry is the subject of a registry endpoint.
 func Registry(op string) string { return RegistryPrefix + "." + op }
 

@@ -1,0 +1,195 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// The live tail: events as workers store them, streamed to a browser as
+// server-sent events. Bounded three ways: streams per edge, events a second
+// per stream (the rest are counted, not sent), and messages waiting per
+// stream (a slow reader loses the oldest, counted too).
+const (
+	tailMaxStreams = 64
+	tailRate       = 50 // events a second per stream
+	tailBurst      = 100
+	tailQueue      = 64 // worker messages waiting per stream
+	tailKeepalive  = 15 * time.Second
+	tailWriteLimit = 10 * time.Second // a reader that takes no bytes for this long is dropped
+)
+
+var (
+	mTailStreams = promauto.NewGauge(prometheus.GaugeOpts{Name: "trk_edge_tail_streams",
+		Help: "Live tail streams open on this edge."})
+	mTailOmitted = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_edge_tail_omitted_events_total",
+		Help: "Stored events the live tail did not send, past its rate or its queue (counted to the reader)."})
+)
+
+// tailStreams counts the open streams of an edge.
+type tailStreams struct{ n atomic.Int32 }
+
+func (t *tailStreams) acquire() bool {
+	if t.n.Add(1) > tailMaxStreams {
+		t.n.Add(-1)
+		return false
+	}
+	mTailStreams.Inc()
+	return true
+}
+
+func (t *tailStreams) release() { t.n.Add(-1); mTailStreams.Dec() }
+
+func (s *Server) tailRoutes() {
+	s.handle(http.MethodGet, "/api/v1/reports/partners/:id/tail", s.tail)
+	s.handle(http.MethodGet, "/api/v1/session", s.session)
+}
+
+// Session is who a credential is: the admin, or a partner's report key.
+type Session struct {
+	Role      string  `json:"role"` // admin or reports
+	PartnerID *string `json:"partnerId"` // a report key's partner; null for the admin
+}
+
+// session tells the console who signed in: an admin token, or a report
+// key (confined to its partner's reports).
+func (s *Server) session(_ http.ResponseWriter, r *http.Request, _ httprouter.Params, rs *reqState) (reply, error) {
+	confined, _, err := s.reportCredential(r.Context(), r)
+	if err != nil {
+		return reply{}, err
+	}
+	if confined == "" {
+		return ok(Session{Role: "admin"}, ""), nil
+	}
+	rs.partnerID = confined
+	return ok(Session{Role: "reports", PartnerID: &confined}, ""), nil
+}
+
+// tail streams a partner's events as they are stored, as server-sent
+// events: "stored" (one event), "omitted" (how many were not sent) and
+// keepalive comments. Authorised like the partner's reports.
+func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
+	confined, _, err := s.reportCredential(r.Context(), r)
+	if err != nil {
+		return reply{}, err
+	}
+	partner := p.ByName("id")
+	if !tenant.ValidID(partner) || (confined != "" && confined != partner) {
+		return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(partner))
+	}
+	rs.partnerID = partner
+	qv := r.URL.Query()
+	for k := range qv {
+		if k != "subSystemId" {
+			return reply{}, badParam(k, "is not a parameter of the live tail (subSystemId is)")
+		}
+	}
+	sub := qv.Get("subSystemId")
+	if sub != "" && !tenant.ValidID(sub) {
+		return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
+	}
+	if !s.tails.acquire() {
+		return reply{}, apierr.New(apierr.Overloaded, "this edge serves as many live tails as it may (%d); retry later", tailMaxStreams)
+	}
+	defer s.tails.release()
+
+	queue := make(chan *nats.Msg, tailQueue)
+	var dropped atomic.Int64
+	nsub, err := s.nc.Subscribe(subject.Tail(partner), func(m *nats.Msg) {
+		select {
+		case queue <- m:
+		default:
+			var b event.TailBatch
+			if json.Unmarshal(m.Data, &b) == nil {
+				dropped.Add(int64(len(b.Events) + b.Omitted))
+			}
+		}
+	})
+	if err != nil {
+		return reply{}, apierr.New(apierr.Unavailable, "the live tail cannot listen to the bus: %v", err)
+	}
+	defer nsub.Unsubscribe()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h["Cache-Control"] = hvNoStore
+	h.Set("X-Accel-Buffering", "no") // a proxy must not hold the stream back
+	w.WriteHeader(http.StatusOK)
+	send := func(chunk string) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(tailWriteLimit))
+		if _, err := fmt.Fprint(w, chunk); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send(": live tail of stored events\n\n") {
+		return reply{status: http.StatusOK, streamed: true}, nil
+	}
+
+	tokens, last := float64(tailBurst), time.Now()
+	var omitted int64
+	keepalive := time.NewTicker(tailKeepalive)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return reply{status: http.StatusOK, streamed: true}, nil
+		case <-s.closing:
+			send("event: closing\ndata: {}\n\n") // the edge stops: reconnect to another
+			return reply{status: http.StatusOK, streamed: true}, nil
+		case <-keepalive.C:
+			if !send(": keepalive\n\n") {
+				return reply{status: http.StatusOK, streamed: true}, nil
+			}
+		case m := <-queue:
+			var b event.TailBatch
+			if json.Unmarshal(m.Data, &b) != nil {
+				continue
+			}
+			now := time.Now()
+			tokens = min(float64(tailBurst), tokens+now.Sub(last).Seconds()*tailRate)
+			last = now
+			omitted += int64(b.Omitted) + dropped.Swap(0)
+			var out []byte
+			for _, e := range b.Events {
+				if sub != "" && e.SubSystemID != sub {
+					continue
+				}
+				if tokens < 1 {
+					omitted++
+					continue
+				}
+				tokens--
+				data, _ := json.Marshal(tailed{TailEvent: e, StoredAt: b.StoredAt})
+				out = fmt.Appendf(out, "event: stored\ndata: %s\n\n", data)
+			}
+			if omitted > 0 { // with a sub-system filter, an upper bound: it counts the partner's other events too
+				mTailOmitted.Add(float64(omitted))
+				out = fmt.Appendf(out, "event: omitted\ndata: {\"omitted\":%d}\n\n", omitted)
+				omitted = 0
+			}
+			if len(out) > 0 && !send(string(out)) {
+				return reply{status: http.StatusOK, streamed: true}, nil
+			}
+		}
+	}
+}
+
+// tailed is one "stored" event of the stream.
+type tailed struct {
+	event.TailEvent
+	StoredAt time.Time `json:"storedAt"`
+}
