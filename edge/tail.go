@@ -59,7 +59,7 @@ func (s *Server) tailRoutes() {
 
 // Session is who a credential is: the admin, or a partner's report key.
 type Session struct {
-	Role      string  `json:"role"` // admin or reports
+	Role      string  `json:"role"`      // admin or reports
 	PartnerID *string `json:"partnerId"` // a report key's partner; null for the admin
 }
 
