@@ -426,6 +426,7 @@ func (s *Server) routes() {
 	rt.Handler(http.MethodGet, "/metrics", promhttp.Handler())
 	rt.GET("/openapi/v1.json", s.serveOpenAPI)
 	s.referenceRoutes(rt)
+	s.consoleRoutes(rt)
 	s.handle(http.MethodGet, "/api/v1/health", s.health)
 	s.handle(http.MethodGet, "/api/v1/health/ready", s.ready)
 	s.handle(http.MethodGet, "/api/v1/health/dependencies", s.dependencies)

@@ -335,11 +335,12 @@ func (a *App) Banner(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 Volcanion Tracking is running.
+  Console      http://%s/console/   (sign in with the admin token)
   HTTP API     http://%s/api/v1   (health: /api/v1/health, metrics: /metrics)
   NATS         %s
   Data         %s
   Admin token  %s
-`, a.Addr(), bus, a.DataDir, token)
+`, a.Addr(), a.Addr(), bus, a.DataDir, token)
 	if a.TokenWasCreated {
 		fmt.Fprintf(w, "\nFirst start: the admin token was generated. It is shown this once (it stays in %s):\n  %s\n", a.TokenFile, a.AdminToken)
 	}
