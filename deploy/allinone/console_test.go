@@ -3,12 +3,17 @@ package allinone_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/volcanion/tracking/shared/dlqapi"
+	"github.com/volcanion/tracking/shared/subject"
 )
 
 // TestConsole drives the admin console in Debian's chromium
@@ -24,8 +29,24 @@ func TestConsole(t *testing.T) {
 		t.Skip("SKIPPED LOUDLY: chromium is not installed (deploy/with-deps.sh installs it for make test), so the console was not tested")
 	}
 	dir := nodeModules(t, "console")
-	s := startWith(t, t.TempDir(), func(*config) {})
+	s := startWith(t, t.TempDir(), func(c *config) { c.NATS.Host, c.NATS.Port = "127.0.0.1", -1 })
 	root := strings.TrimSuffix(s.base, "/api/v1")
+
+	// Two dead letters for the console to replay and discard: a direct
+	// publisher's events without a timestamp can never be stored.
+	dlqPartner, dlqSubs, _ := s.tenant("dlq-console", "web")
+	js, _ := streamOf(t, s)
+	for i := range 2 {
+		bad := fmt.Sprintf(`{"id":"dead-%d","partnerId":%q,"subSystemId":%q,"eventType":"t"}`, i, dlqPartner, dlqSubs["web"])
+		if _, err := js.Publish(t.Context(), subject.Events(dlqPartner, dlqSubs["web"]), []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, "two dead letters", 15*time.Second, func() bool {
+		var page dlqapi.Page
+		s.must(200, "GET", "/partners/"+dlqPartner+"/dead-letters", "admin", nil, &page)
+		return len(page.Items) == 2
+	})
 
 	// The page and its assets carry the policy: no inline script, nothing
 	// from another host.
@@ -43,7 +64,7 @@ func TestConsole(t *testing.T) {
 	shots, _ := filepath.Abs("../../data/test-artifacts/console")
 	cmd := exec.Command("node", "console.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ROOT="+root, "ADMIN="+s.admin, "CHROMIUM="+chromium, "SHOTS="+shots)
+	cmd.Env = append(os.Environ(), "ROOT="+root, "ADMIN="+s.admin, "CHROMIUM="+chromium, "SHOTS="+shots, "DLQ_PARTNER="+dlqPartner)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -70,6 +70,17 @@ func TestProductionTopology(t *testing.T) {
 	s.sh("up")
 	token, _ := os.ReadFile(s.dir + "/admin-token")
 	edges := []string{"http://127.0.0.1:8381/api/v1", "http://127.0.0.1:8382/api/v1"}
+	// Every edge serves the console from its own binary.
+	for _, e := range edges {
+		hr, err := http.Get(strings.TrimSuffix(e, "/api/v1") + "/console/console.js")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Body.Close()
+		if hr.StatusCode != 200 || !strings.Contains(hr.Header.Get("Content-Security-Policy"), "script-src 'self'") {
+			t.Fatalf("%s: the console answers %d", e, hr.StatusCode)
+		}
+	}
 
 	call := func(method, url, auth string, body any, out any) int {
 		data, _ := json.Marshal(body)

@@ -6,7 +6,7 @@ import puppeteer from 'puppeteer-core'
 import { readFileSync, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
-const { ROOT, ADMIN, CHROMIUM, SHOTS } = process.env
+const { ROOT, ADMIN, CHROMIUM, SHOTS, DLQ_PARTNER } = process.env
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
 mkdirSync(SHOTS, { recursive: true })
 const run = Date.now().toString(36)
@@ -188,9 +188,26 @@ try {
   })
   await until('no active key left', async () => (await page.$$('tr[data-key="console key"][data-status=Active]')).length === 0)
 
-  // Dead letters (none: every event was stored).
+  // Dead letters (none: every event was stored) ...
   await go('#/partners/' + partnerID + '/dead-letters', 'section[aria-label="Dead letters"]')
+  if (!/No dead letters/.test(await text('section[aria-label="Dead letters"]'))) fail('dead letters of a partner with none: ' + await text('section[aria-label="Dead letters"]'))
+  // ... and a partner with two: one replayed (it fails again and comes
+  // back under a new sequence), one discarded through the dialog.
+  await go('#/partners/' + DLQ_PARTNER + '/dead-letters', 'tr[data-seq]')
+  const seqs = await page.$$eval('tr[data-seq]', (rs) => rs.map((r) => r.dataset.seq))
+  if (seqs.length !== 2) fail('dead letters shown: ' + seqs)
   await audit('dead-letters')
+  await page.click('tr[data-seq="' + seqs[0] + '"] button.quiet')
+  await until('the replayed letter back under a new sequence', async () => {
+    const items = (await api('GET', '/partners/' + DLQ_PARTNER + '/dead-letters')).data.items.map((l) => String(l.seq))
+    return items.length === 2 && !items.includes(seqs[0])
+  })
+  await go('#/partners/' + DLQ_PARTNER + '/dead-letters', 'tr[data-seq="' + seqs[1] + '"]')
+  await page.click('tr[data-seq="' + seqs[1] + '"] button.danger')
+  await page.waitForSelector('dialog#confirm[open]')
+  await page.click('#confirm-ok')
+  await until('the discarded letter gone', async () => !(await api('GET', '/partners/' + DLQ_PARTNER + '/dead-letters')).data.items.some((l) => String(l.seq) === seqs[1]))
+  await until('the page to drop it', async () => !(await page.$('tr[data-seq="' + seqs[1] + '"]')))
 
   // Partners: search by code, and delete one through the dialog.
   const gone = (await api('POST', '/partners', { code: 'gone-' + run, name: 'Gone' })).data
