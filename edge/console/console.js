@@ -233,7 +233,12 @@ async function route () {
     fail(e)
   }
 }
-window.addEventListener('hashchange', route)
+// After a navigation, focus moves to the new content, as a page load would
+// put a screen reader there.
+window.addEventListener('hashchange', async () => {
+  await route()
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true })
+})
 
 // ---- partners -------------------------------------------------------------
 

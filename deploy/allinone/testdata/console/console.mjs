@@ -99,6 +99,15 @@ try {
   if (await page.evaluate(() => location.href.includes(sessionStorage.getItem('vt.credential')))) fail('the credential is in the URL')
   if (!(await page.evaluate(() => sessionStorage.getItem('vt.credential')))) fail('the credential is not in sessionStorage')
 
+  // The keyboard: on a fresh load (still signed in), the first Tab stop
+  // skips to the content.
+  await page.reload({ waitUntil: 'load' })
+  await page.waitForFunction(() => document.querySelector('h1') && document.querySelector('h1').textContent === 'Partners', { timeout: 15000 })
+  await page.keyboard.press('Tab')
+  if ((await page.evaluate(() => document.activeElement.className)) !== 'skip') fail('the first Tab stop is not the skip link')
+  await page.keyboard.press('Enter')
+  await until('focus on the content', async () => page.evaluate(() => document.activeElement.id === 'main'))
+
   // A partner: a bad code shows the field's error next to it, a good one is created.
   expected++
   await fill('form[aria-labelledby=new-partner]', { code: 'bad code!', name: 'Bad' })
@@ -213,9 +222,16 @@ try {
   // Partners: search by code, and delete one through the dialog.
   const gone = (await api('POST', '/partners', { code: 'gone-' + run, name: 'Gone' })).data
   await go('#/partners?code=' + encodeURIComponent('gone-' + run), 'tr[data-partner="gone-' + run + '"]')
+  // Escape cancels the dialog (nothing deleted); the keyboard confirms it.
   await page.click('tr[data-partner="gone-' + run + '"] button.danger')
   await page.waitForSelector('dialog#confirm[open]')
-  await page.click('#confirm-ok')
+  await page.keyboard.press('Escape')
+  await until('the dialog closed', async () => !(await page.$('dialog#confirm[open]')))
+  if ((await api('GET', '/partners/' + gone.id)).data.status !== 'Active') fail('cancelling the dialog deleted the partner')
+  await page.click('tr[data-partner="gone-' + run + '"] button.danger')
+  await page.waitForSelector('dialog#confirm[open]')
+  await page.focus('#confirm-ok')
+  await page.keyboard.press('Enter')
   await until('the partner deleted', async () => (await api('GET', '/partners/' + gone.id)).data?.status === 'Deleted' || (await api('GET', '/partners/' + gone.id)).status === 404)
   await go('#/partners', 'tr[data-partner="' + code + '"]')
   await audit('partners')
