@@ -75,12 +75,12 @@ func (c *Component) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.srv.Store(srv)
 	fctx, stopFollow := context.WithCancel(context.WithoutCancel(ctx))
 	c.stopFollow = stopFollow
 	if err := srv.Start(fctx); err != nil {
 		return err
 	}
-	c.srv.Store(srv)
 	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return fmt.Errorf("-%shttp-listen %s: %w", cfg.flagPrefix, cfg.Listen, err)
 	}
@@ -108,6 +108,9 @@ func (c *Component) Stop(ctx context.Context) error {
 	}
 	if c.stopFollow != nil {
 		c.stopFollow()
+	}
+	if s := c.srv.Load(); s != nil && c.served == nil && s.stopPub != nil {
+		s.stopPub() // Serve never ran to stop the publisher (a failed start)
 	}
 	return err
 }

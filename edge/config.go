@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
 	api "github.com/volcanion/tracking/shared/registryapi"
 )
@@ -55,6 +56,19 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("http-listen", "%v", err)
+	}
+	// Tokens given here are checked here, naming this component's flags;
+	// that some token exists is the process's to check (the all-in-one
+	// brings its own).
+	for _, t := range c.AdminTokens {
+		if len(t) < admintoken.MinLen {
+			return bad("admin-tokens", "admin tokens must be at least %d characters", admintoken.MinLen)
+		}
+	}
+	if c.AdminTokensFile != "" {
+		if _, err := admintoken.ReadFile(c.AdminTokensFile); err != nil {
+			return bad("admin-tokens-file", "%v", err)
+		}
 	}
 	switch {
 	case c.RateLimitEdges < 1:

@@ -399,6 +399,9 @@ func (s *Server) routes() {
 	rt.RedirectTrailingSlash = false
 	rt.RedirectFixedPath = false
 	rt.HandleMethodNotAllowed = true
+	// OPTIONS is answered only where a browser needs a preflight (documented);
+	// elsewhere it is a 405 like any method a route does not take.
+	rt.HandleOPTIONS = false
 	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.serve(w, r, r.Method, "unmatched", func(*http.Request, *reqState) (reply, error) {
 			return reply{}, apierr.New(apierr.RouteNotFound, "no route %s %s", r.Method, r.URL.Path)

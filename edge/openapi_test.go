@@ -105,3 +105,21 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatal("key creation does not document the key and signing secret it returns")
 	}
 }
+
+// OPTIONS outside the documented preflights is a 405 with the envelope,
+// as the document says, not the router's silent 200.
+func TestOptionsOnlyWherePreflightsAre(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AdminTokens = []string{"0123456789abcdef"}
+	s, err := New(cfg, nil, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/api/v1/partners": 405, "/openapi/v1.json": 405, "/api/v1/tracking": 204, "/v1/t": 204} {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest("OPTIONS", path, nil))
+		if w.Code != want || (want == 405 && !strings.Contains(w.Body.String(), `"method_not_allowed"`)) {
+			t.Errorf("OPTIONS %s: %d %s, want %d", path, w.Code, w.Body.String(), want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package workers
 import (
 	"errors"
 	"flag"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -41,6 +42,10 @@ func (b *Binary) RegisterFlags(fs *flag.FlagSet) {
 func (b *Binary) Validate() error {
 	return errors.Join(b.NATS.Validate(), b.Store.Validate(), b.Workers.Validate(), b.Admin.Validate(), svc.CheckRedisURL(b.RedisURL))
 }
+
+// MinShutdown is the least -shutdown-timeout that lets a stopping loop
+// finish its batch (-shutdown-grace) and the rest stop.
+func (b *Binary) MinShutdown() time.Duration { return b.Workers.ShutdownGrace + 10*time.Second }
 
 func (b *Binary) Components(log zerolog.Logger) []component.Component {
 	var (

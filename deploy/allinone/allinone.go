@@ -242,7 +242,12 @@ func New(cfg Config, log zerolog.Logger) *App {
 				}
 				return err
 			},
-			StopFn: func(context.Context) error { return a.store.Close() },
+			StopFn: func(context.Context) error {
+				if a.store == nil {
+					return nil
+				}
+				return a.store.Close()
+			},
 		},
 		// The all-in-one is its own operator: it runs the provisioning
 		// step, as the admin role, on a connection closed once it is done.

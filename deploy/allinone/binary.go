@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
 )
@@ -44,12 +46,13 @@ func (b *Binary) RegisterFlags(fs *flag.FlagSet) {
 	c.Registry.RegisterFlags("registry-", fs)
 	c.Reporter.RegisterFlags("reporter-", fs)
 	c.Bus.RegisterFlags("", fs)
-	// Short names, the same settings.
-	fs.StringVar(&c.Edge.Listen, "http-listen", c.Edge.Listen, "the same as -edge-http-listen: address of the HTTP API")
-	fs.IntVar(&c.Worker.Loops, "workers", c.Worker.Loops, "the same as -workers-loops: event-persisting worker loops")
-	fs.BoolVar(&c.NATS.NoSync, "no-fsync", c.NATS.NoSync, "the same as -nats-no-fsync: answer 202 before the event is synced to disk (faster, but a power loss can lose up to 2 minutes of accepted events)")
-	fs.Int64Var(&c.Edge.MaxInflightBodyBytes, "max-inflight-body-bytes", c.Edge.MaxInflightBodyBytes, "the same as -edge-max-inflight-body-bytes")
-	fs.DurationVar(&c.Reporter.CacheTTL, "report-cache-ttl", c.Reporter.CacheTTL, "the same as -reporter-report-cache-ttl")
+	// Short names of the same settings (config.Alias: one setting, so the
+	// environment cannot override a name given on the command line).
+	config.Alias(fs, "http-listen", "edge-http-listen")
+	config.Alias(fs, "workers", "workers-loops")
+	config.Alias(fs, "no-fsync", "nats-no-fsync")
+	config.Alias(fs, "max-inflight-body-bytes", "edge-max-inflight-body-bytes")
+	config.Alias(fs, "report-cache-ttl", "reporter-report-cache-ttl")
 }
 
 // Validate checks every setting, naming a bad one.
@@ -62,9 +65,16 @@ func (b *Binary) Validate() error {
 	if b.MemoryLimitMiB < 0 || (b.MemoryLimitMiB > 0 && b.MemoryLimitMiB < 64) {
 		errs = append(errs, config.Errorf("memory-limit-mib", "must be 0 (none) or at least 64"))
 	}
+	if c.AdminToken != "" && len(c.AdminToken) < admintoken.MinLen {
+		errs = append(errs, config.Errorf("admin-token", "must be at least %d characters", admintoken.MinLen))
+	}
 	return errors.Join(append(errs, c.NATS.Validate(), c.Edge.Validate(), c.Worker.Validate(), c.Registry.Validate(),
 		c.Reporter.Validate(), c.Bus.Validate())...)
 }
+
+// MinShutdown is the least -shutdown-timeout that lets a stopping worker
+// finish its batch (-workers-shutdown-grace) and the rest stop.
+func (b *Binary) MinShutdown() time.Duration { return b.Config.Worker.ShutdownGrace + 10*time.Second }
 
 // Components are the memory limit, every part of the system (New), and
 // the banner, printed once all are up.

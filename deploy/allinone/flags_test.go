@@ -11,6 +11,7 @@ import (
 	"github.com/volcanion/tracking/edge"
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/reporter"
+	settings "github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsembed"
 	"github.com/volcanion/tracking/shared/provision"
 	"github.com/volcanion/tracking/workers"
@@ -73,5 +74,40 @@ func TestMainsAreTheRunner(t *testing.T) {
 		if !strings.Contains(src, "func main() { svc.Main(") || strings.Count(src, "\n") > 20 {
 			t.Errorf("%s/main.go is not one call of svc.Main:\n%s", p, src)
 		}
+	}
+}
+
+// The all-in-one's short names are its long ones: the environment of one
+// does not override the other given on the command line; bad admin
+// credentials are refused before anything is written, naming the flag given.
+func TestAllinoneSettings(t *testing.T) {
+	parse := func(args ...string) (*allinone.Binary, error) {
+		b := allinone.NewBinary()
+		fs := flag.NewFlagSet("volcanion", flag.ContinueOnError)
+		b.RegisterFlags(fs)
+		if err := settings.Parse(fs, args); err != nil {
+			return b, err
+		}
+		return b, b.Validate()
+	}
+	t.Setenv("VT_EDGE_HTTP_LISTEN", "127.0.0.1:1")
+	t.Setenv("VT_WORKERS_LOOPS", "7")
+	b, err := parse("-http-listen", "127.0.0.1:2", "-workers", "3")
+	if err != nil || b.Config.Edge.Listen != "127.0.0.1:2" || b.Config.Worker.Loops != 3 {
+		t.Fatalf("%v: listen %s, loops %d; want the command line's", err, b.Config.Edge.Listen, b.Config.Worker.Loops)
+	}
+	dir := t.TempDir()
+	for args, flagName := range map[string]string{
+		"-admin-token abc":                         "-admin-token ",
+		"-edge-admin-tokens short":                 "-edge-admin-tokens ",
+		"-edge-admin-tokens-file " + dir + "/none": "-edge-admin-tokens-file ",
+	} {
+		_, err := parse(append([]string{"-data-dir", dir + "/data"}, strings.Fields(args)...)...)
+		if err == nil || !strings.Contains(err.Error(), flagName) {
+			t.Errorf("%s: %v, want an error naming %s", args, err, flagName)
+		}
+	}
+	if _, err := os.Stat(dir + "/data"); err == nil {
+		t.Error("a refused setting left a data directory behind")
 	}
 }

@@ -186,6 +186,11 @@ func Component(cfg *Config, log zerolog.Logger, out **Set) component.Component {
 			go (*out).Watch(wctx, log)
 			return nil
 		},
-		StopFn: func(context.Context) error { stop(); return nil },
+		StopFn: func(context.Context) error {
+			if stop != nil {
+				stop()
+			}
+			return nil
+		},
 	}
 }

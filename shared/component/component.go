@@ -51,9 +51,10 @@ func NewGroup(log zerolog.Logger, comps ...Component) *Group {
 	return &Group{log: log, comps: comps}
 }
 
-// Start starts every component in order. If one fails, those already
-// started are stopped (within stopTimeout) and the error, with any stop
-// errors, is returned naming the component.
+// Start starts every component in order. If one fails, it is stopped too
+// (whatever it had started half-way), then those already started, within
+// stopTimeout, and the error, with any stop errors, is returned naming the
+// component. A Stop must therefore be safe after a failed Start.
 func (g *Group) Start(ctx context.Context, stopTimeout time.Duration) error {
 	for _, c := range g.comps[g.started:] {
 		begin := time.Now()
@@ -61,6 +62,9 @@ func (g *Group) Start(ctx context.Context, stopTimeout time.Duration) error {
 			err = fmt.Errorf("%s: start: %w", c.Name(), err)
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 			defer cancel()
+			if serr := c.Stop(sctx); serr != nil {
+				err = errors.Join(err, fmt.Errorf("%s: stop after a failed start: %w", c.Name(), serr))
+			}
 			return errors.Join(err, g.Stop(sctx))
 		}
 		g.started++
@@ -76,13 +80,24 @@ func (g *Group) Stop(ctx context.Context) error {
 	var errs []error
 	for ; g.started > 0; g.started-- {
 		c := g.comps[g.started-1]
-		if err := c.Stop(ctx); err != nil {
+		// Each part gets at least minStop, even when one before it used up
+		// the deadline: closing connections and files takes no longer.
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < minStop {
+			cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), minStop)
+		}
+		err := c.Stop(cctx)
+		cancel()
+		if err != nil {
 			g.log.Error().Err(err).Str("component", c.Name()).Msg("stop failed")
 			errs = append(errs, fmt.Errorf("%s: stop: %w", c.Name(), err))
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// minStop is the least time a component is given to stop.
+const minStop = time.Second
 
 // Run starts comps in order, waits until ctx ends, then stops them in
 // reverse order within stopTimeout. It returns every error of the start

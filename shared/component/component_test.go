@@ -44,7 +44,8 @@ func TestRunOrder(t *testing.T) {
 	}
 }
 
-// A failed start stops what was started, in reverse, and names the part.
+// A failed start is stopped itself (what it started half-way), then what
+// was started, in reverse; the error names the part.
 func TestRunStartFails(t *testing.T) {
 	var r recorder
 	err := component.Run(context.Background(), zerolog.Nop(), time.Second,
@@ -52,8 +53,27 @@ func TestRunStartFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "edge: start: port busy") {
 		t.Fatalf("error %v", err)
 	}
-	if got := strings.Join(r.log, ","); got != "start nats,start store,stop store,stop nats" {
+	if got := strings.Join(r.log, ","); got != "start nats,start store,stop edge,stop store,stop nats" {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// A part that used up the stop deadline does not leave the next ones no
+// time at all: each gets at least a second.
+func TestStopLeavesEachPartTime(t *testing.T) {
+	var left time.Duration
+	slow := &component.Func{N: "slow", StartFn: func(context.Context) error { return nil },
+		StopFn: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	next := &component.Func{N: "next", StartFn: func(context.Context) error { return nil },
+		StopFn: func(ctx context.Context) error { d, _ := ctx.Deadline(); left = time.Until(d); return ctx.Err() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := component.Run(ctx, zerolog.Nop(), 50*time.Millisecond, next, slow)
+	if err == nil || !strings.Contains(err.Error(), "slow: stop") || strings.Contains(err.Error(), "next: stop") {
+		t.Fatalf("error %v", err)
+	}
+	if left < 500*time.Millisecond {
+		t.Fatalf("the part after a slow one had %v to stop", left)
 	}
 }
 

@@ -104,6 +104,9 @@ func Start(cfg Config) (*server.Server, error) {
 		opts.DontListen = true
 	} else {
 		opts.Host, opts.Port = cfg.Host, cfg.Port
+		if cfg.Port == 0 {
+			opts.Port = server.RANDOM_PORT // as net.Listen reads port 0 (nats-server's 0 is 4222)
+		}
 		if cfg.Port > 0 {
 			// Fail at once on a busy port: the server would only time
 			// out, without saying why.
@@ -132,6 +135,9 @@ func Component(cfg Config, out **server.Server) component.Component {
 	return &component.Func{N: "nats",
 		StartFn: func(context.Context) (err error) { *out, err = Start(cfg); return err },
 		StopFn: func(ctx context.Context) error {
+			if *out == nil {
+				return nil
+			}
 			(*out).Shutdown()
 			done := make(chan struct{})
 			go func() { (*out).WaitForShutdown(); close(done) }()

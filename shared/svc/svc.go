@@ -125,57 +125,70 @@ type Job interface {
 // SIGINT or SIGTERM within -shutdown-timeout. Any start or stop error is
 // printed naming its component, and the process exits 1.
 func Main(name, metricsDefault string, b Binary) {
-	fail := func(err error) {
+	if err := run(name, metricsDefault, b); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
+}
+
+func run(name, metricsDefault string, b Binary) (err error) {
 	var c Common
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	c.RegisterFlags(fs, metricsDefault)
 	b.RegisterFlags(fs)
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fail(err)
+		return err
 	}
 	if err := errors.Join(c.Validate(), b.Validate()); err != nil {
-		fail(err)
+		return err
+	}
+	if m, ok := b.(interface{ MinShutdown() time.Duration }); ok && c.ShutdownTimeout < m.MinShutdown() {
+		return config.Errorf("shutdown-timeout", "must be at least %s here: a stopping worker may take its shutdown grace, then the rest stop", m.MinShutdown())
 	}
 	log, err := Logger(c.LogLevel, c.LogFormat)
 	if err != nil {
-		fail(err)
+		return err
 	}
 	shutdownTracing, err := obs.InitTracing(context.Background(), name)
 	if err != nil {
-		fail(err)
+		return err
 	}
-	defer shutdownTracing(context.Background())
-	log = log.With().Str("svc", name).Logger()
+	// The last spans are sent on every way out, within a bound of their own:
+	// a collector that does not answer must not hold the stop.
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, c.ShutdownTimeout))
+		defer cancel()
+		if terr := shutdownTracing(tctx); terr != nil {
+			terr = fmt.Errorf("sending the last traces: %w", terr)
+			log.Error().Err(terr).Msg("tracing")
+			err = errors.Join(err, terr)
+		}
+	}()
+	log = log.With().Str("process", name).Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if j, ok := b.(Job); ok {
-		ran, err := j.Job(ctx, log)
-		if err != nil {
-			fail(err)
-		}
-		if ran {
-			return
+		if ran, err := j.Job(ctx, log); ran || err != nil {
+			return err
 		}
 	}
 	if c.MetricsListen != "" {
 		stop, err := ServeDebug(c.MetricsListen)
 		if err != nil {
-			fail(err)
+			return err
 		}
 		defer stop()
 	}
 	log.Info().Msg("starting")
 	if err := component.Run(ctx, log, c.ShutdownTimeout, b.Components(log)...); err != nil {
 		log.Error().Err(err).Msg("stopped with an error")
-		fail(err)
+		return err
 	}
 	log.Info().Msg("stopped")
+	return nil
 }
 
 // Redis opens the shared cache for -redis-url; "" means none (nil). Redis

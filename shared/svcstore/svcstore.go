@@ -51,6 +51,9 @@ func (d *Deps) Close(ctx context.Context) error {
 	if err := natsx.Drain(ctx, d.NC); err != nil {
 		errs = append(errs, err)
 	}
+	if d.Store == nil {
+		return errors.Join(errs...)
+	}
 	if err := d.Store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store: %w", err))
 	}
