@@ -25,14 +25,16 @@ func (s *Server) consoleRoutes(rt *httprouter.Router) {
 		"/console/console.css": "console/console.css",
 		"/console/favicon.svg": "console/favicon.svg",
 	} {
-		rt.GET(path, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		serve := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 			h := w.Header()
 			h.Set("Content-Security-Policy", consoleCSP)
 			h.Set("Cache-Control", "no-cache")
 			h.Set("Referrer-Policy", "no-referrer")
 			h.Set("Cross-Origin-Opener-Policy", "same-origin")
 			http.ServeFileFS(w, r, console, file)
-		})
+		}
+		rt.GET(path, serve)
+		rt.HEAD(path, serve)
 	}
 	rt.GET("/console", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		http.Redirect(w, r, "/console/", http.StatusMovedPermanently)

@@ -160,7 +160,7 @@ var docs = map[string]doc{
 	"GET /api/v1/reports/sub-systems/{id}":     {"Sub-system report: total, by type, unique users and a zero-filled series (default hourly, UTC)", "report", nil, 200, report.SubSystemReport{}},
 	"GET /api/v1/reports/partners/{id}":        {"Partner report: total, by type, top event types and sub-systems, unique users and a zero-filled series (default daily, UTC)", "report", nil, 200, report.PartnerReport{}},
 	"GET /api/v1/reports/partners/{id}/events": {"A page of the partner's raw events, newest first (by timestamp, then id); follow nextCursor for the next", "report", nil, 200, report.EventsPage{}},
-	"GET /api/v1/reports/partners/{id}/tail":   {"Live tail: the partner's events as workers store them, as server-sent events (\"stored\": one event's id, sub-system, type, time and user ids; \"omitted\": how many were not sent, past 50 a second; \"closing\": this edge stops, reconnect). At most 64 streams an edge", "report", nil, 200, ""},
+	"GET /api/v1/reports/partners/{id}/tail":   {"Live tail: the partner's events as workers store them, as server-sent events (\"stored\": one event's id, sub-system, type, time and user ids; \"omitted\": how many were not sent, past 50 a second; \"closing\": this edge stops or the stream is an hour old, reconnect; \"refused\": the credential is no longer valid, with the error). At most 64 streams an edge, 8 of one partner, the admin's 16 apart", "report", nil, 200, ""},
 	"GET /api/v1/session":                      {"Who a credential is: the admin (role admin) or a partner's report key (role reports, with its partner)", "report", nil, 200, Session{}},
 }
 

@@ -23,10 +23,12 @@ func (s *Server) referenceRoutes(rt *httprouter.Router) {
 		"/openapi/reference.js":  "reference/reference.js",
 		"/openapi/reference.css": "reference/reference.css",
 	} {
-		rt.GET(path, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		serve := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 			w.Header().Set("Content-Security-Policy", referenceCSP)
 			w.Header().Set("Cache-Control", "no-cache")
 			http.ServeFileFS(w, r, reference, file)
-		})
+		}
+		rt.GET(path, serve)
+		rt.HEAD(path, serve)
 	}
 }

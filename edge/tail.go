@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,12 +25,17 @@ import (
 // per stream (the rest are counted, not sent), and messages waiting per
 // stream (a slow reader loses the oldest, counted too).
 const (
-	tailMaxStreams = 64
-	tailRate       = 50 // events a second per stream
-	tailBurst      = 100
-	tailQueue      = 64 // worker messages waiting per stream
-	tailKeepalive  = 15 * time.Second
-	tailWriteLimit = 10 * time.Second // a reader that takes no bytes for this long is dropped
+	tailMaxStreams  = 64 // streams of partner keys on one edge
+	tailMaxAdmin    = 16 // and of the admin, apart, so partners cannot take them all
+	tailPerPartner  = 8  // streams of one partner's keys on one edge
+	tailRate        = 50 // events a second per stream
+	tailBurst       = 100
+	tailQueue       = 16      // worker messages waiting per stream
+	tailQueueBytes  = 1 << 20 // and their bytes: a reader that does not read costs at most this
+	tailKeepalive   = 15 * time.Second
+	tailWriteLimit  = 10 * time.Second // a reader that takes no bytes for this long is dropped
+	tailRecheck     = 5 * time.Second  // the credential is checked again this often: a revoked key's stream ends
+	tailMaxLifetime = time.Hour        // then the client reconnects, and is checked from scratch
 )
 
 var (
@@ -38,19 +45,50 @@ var (
 		Help: "Stored events the live tail did not send, past its rate or its queue (counted to the reader)."})
 )
 
-// tailStreams counts the open streams of an edge.
-type tailStreams struct{ n atomic.Int32 }
-
-func (t *tailStreams) acquire() bool {
-	if t.n.Add(1) > tailMaxStreams {
-		t.n.Add(-1)
-		return false
-	}
-	mTailStreams.Inc()
-	return true
+// tailStreams counts the open streams of an edge: the admin's apart from
+// the partners', and each partner's.
+type tailStreams struct {
+	mu         sync.Mutex
+	admin, all int
+	partner    map[string]int
 }
 
-func (t *tailStreams) release() { t.n.Add(-1); mTailStreams.Dec() }
+func (t *tailStreams) acquire(admin bool, partner string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case admin && t.admin >= tailMaxAdmin:
+		return apierr.New(apierr.Overloaded, "this edge serves as many admin live tails as it may (%d); close one or retry later", tailMaxAdmin)
+	case admin:
+		t.admin++
+	case t.partner[partner] >= tailPerPartner:
+		return apierr.New(apierr.Overloaded, "this partner has as many live tails open on this edge as it may (%d); close one", tailPerPartner)
+	case t.all >= tailMaxStreams:
+		return apierr.New(apierr.Overloaded, "this edge serves as many live tails as it may (%d); retry later", tailMaxStreams)
+	default:
+		if t.partner == nil {
+			t.partner = map[string]int{}
+		}
+		t.all++
+		t.partner[partner]++
+	}
+	mTailStreams.Inc()
+	return nil
+}
+
+func (t *tailStreams) release(admin bool, partner string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if admin {
+		t.admin--
+	} else {
+		t.all--
+		if t.partner[partner]--; t.partner[partner] <= 0 {
+			delete(t.partner, partner)
+		}
+	}
+	mTailStreams.Dec()
+}
 
 func (s *Server) tailRoutes() {
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id/tail", s.tail)
@@ -100,21 +138,26 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	if sub != "" && !tenant.ValidID(sub) {
 		return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
 	}
-	if !s.tails.acquire() {
-		return reply{}, apierr.New(apierr.Overloaded, "this edge serves as many live tails as it may (%d); retry later", tailMaxStreams)
+	admin := confined == ""
+	if err := s.tails.acquire(admin, partner); err != nil {
+		return reply{}, err
 	}
-	defer s.tails.release()
+	defer s.tails.release(admin, partner)
 
 	queue := make(chan *nats.Msg, tailQueue)
-	var dropped atomic.Int64
+	var dropped, queued atomic.Int64
 	nsub, err := s.nc.Subscribe(subject.Tail(partner), func(m *nats.Msg) {
-		select {
-		case queue <- m:
-		default:
-			var b event.TailBatch
-			if json.Unmarshal(m.Data, &b) == nil {
-				dropped.Add(int64(len(b.Events) + b.Omitted))
+		if queued.Load()+int64(len(m.Data)) <= tailQueueBytes {
+			select {
+			case queue <- m:
+				queued.Add(int64(len(m.Data)))
+				return
+			default:
 			}
+		}
+		var b event.TailBatch
+		if json.Unmarshal(m.Data, &b) == nil {
+			dropped.Add(int64(len(b.Events) + b.Omitted))
 		}
 	})
 	if err != nil {
@@ -143,18 +186,39 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	var omitted int64
 	keepalive := time.NewTicker(tailKeepalive)
 	defer keepalive.Stop()
+	recheck := time.NewTicker(tailRecheck)
+	defer recheck.Stop()
+	lifetime := time.NewTimer(tailMaxLifetime)
+	defer lifetime.Stop()
+	done := reply{status: http.StatusOK, streamed: true}
 	for {
 		select {
 		case <-r.Context().Done():
-			return reply{status: http.StatusOK, streamed: true}, nil
+			return done, nil
 		case <-s.closing:
 			send("event: closing\ndata: {}\n\n") // the edge stops: reconnect to another
-			return reply{status: http.StatusOK, streamed: true}, nil
+			return done, nil
+		case <-lifetime.C:
+			send("event: closing\ndata: {}\n\n") // reconnect: the credential is checked from scratch
+			return done, nil
+		case <-recheck.C:
+			// A key revoked, a partner disabled or an admin token
+			// rotated out ends the stream, as it would a new request.
+			if c, err := s.stillAllowed(r.Context(), r); err != nil || (c != "" && c != partner) {
+				ae := apierr.From(err)
+				if err == nil {
+					ae = apierr.New(apierr.PartnerNotFound, "partner not found")
+				}
+				data, _ := json.Marshal(ae)
+				send("event: refused\ndata: " + string(data) + "\n\n")
+				return done, nil
+			}
 		case <-keepalive.C:
 			if !send(": keepalive\n\n") {
-				return reply{status: http.StatusOK, streamed: true}, nil
+				return done, nil
 			}
 		case m := <-queue:
+			queued.Add(-int64(len(m.Data)))
 			var b event.TailBatch
 			if json.Unmarshal(m.Data, &b) != nil {
 				continue
@@ -182,10 +246,27 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 				omitted = 0
 			}
 			if len(out) > 0 && !send(string(out)) {
-				return reply{status: http.StatusOK, streamed: true}, nil
+				return done, nil
 			}
 		}
 	}
+}
+
+// stillAllowed checks a stream's credential again, as reportCredential
+// does, but not its signature: a signed request's timestamp and nonce were
+// checked when the stream opened, and would not pass twice.
+func (s *Server) stillAllowed(ctx context.Context, r *http.Request) (string, error) {
+	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
+		pr, err := s.authenticate(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		if err := needScope(pr, tenant.ScopeReport); err != nil {
+			return "", err
+		}
+		return pr.partner.ID, nil
+	}
+	return "", s.requireAdmin(r)
 }
 
 // tailed is one "stored" event of the stream.

@@ -1,7 +1,9 @@
 package allinone_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,6 +115,7 @@ func TestProductionTopology(t *testing.T) {
 	call("POST", edges[0]+"/partners/"+p.ID+"/sub-systems", admin, map[string]string{"code": "web", "name": "Web"}, &sub)
 	call("POST", edges[0]+"/partners/"+p.ID+"/api-keys", admin, map[string]string{"name": "k"}, &key)
 	tracesAcrossProcesses(t, recv, edges, admin, key.APIKey, p.ID, sub.ID)
+	liveTailAcrossProcesses(t, call, edges, admin, key.APIKey, p.ID)
 
 	// Load: 4 clients, bulks of 20 events with client ids, alternating edges, for 10 s.
 	var mu sync.Mutex
@@ -413,4 +416,32 @@ func tracesAcrossProcesses(t *testing.T, recv *otlpReceiver, edges []string, adm
 	recv.waitPath(t, report, []string{"GET /api/v1/reports/sub-systems", "subsystem", "storage "}, []string{"edge", "reporter", "reporter"})
 	recv.waitPath(t, change, []string{"POST /api/v1/partners/:id/sub-systems", "subsystems.create", "storage CreateSubSystem"}, []string{"edge", "registry", "registry"})
 	t.Logf("traces across processes over OTLP/gRPC: ingest %s, report %s, admin change %s", ingest, report, change)
+}
+
+// liveTailAcrossProcesses: an event sent to one edge, stored by a workers
+// process, shows in the live tail of the other edge.
+func liveTailAcrossProcesses(t *testing.T, call func(method, url, auth string, body any, out any) int, edges []string, admin, key, partnerID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", edges[1]+"/reports/partners/"+partnerID+"/tail", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("tail on the second edge: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	// A sub-system of its own: the load below counts "web" exactly.
+	if st := call("POST", edges[0]+"/partners/"+partnerID+"/sub-systems", admin, map[string]string{"code": "tail", "name": "Tail"}, nil); st != 201 {
+		t.Fatalf("create the tail's sub-system: %d", st)
+	}
+	if st := call("POST", edges[0]+"/tracking", key, map[string]any{"id": "tailed-across", "subSystemCode": "tail", "eventType": "tail"}, nil); st != 202 {
+		t.Fatalf("send: %d", st)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), `"id":"tailed-across"`) {
+			return
+		}
+	}
+	t.Fatalf("the second edge's tail did not show the event stored from the first (%v)", sc.Err())
 }

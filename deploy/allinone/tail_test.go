@@ -162,28 +162,61 @@ func TestLiveTail(t *testing.T) {
 		t.Fatalf("1,500 events at once: %d shown, %d omitted; want the rate bound (50/s, burst 100) to hold", len(shown), omitted)
 	}
 
-	// Streams per edge are bounded: past 64, 503 overloaded.
+	// Streams are bounded per partner (8) and apart for the admin (16), so
+	// one partner cannot take them all: past its share, 503 overloaded,
+	// while the others still open theirs.
 	var stops []func()
-	for range 64 - 3 {
-		st, _, stop := s.openTail(path, "admin")
-		if st != 200 {
-			t.Fatalf("stream %d: %d", len(stops)+4, st)
+	open := func(auth string, want int) {
+		t.Helper()
+		st, _, stop := s.openTail(path, auth)
+		if st != want {
+			t.Fatalf("stream %d with %.8s…: %d, want %d", len(stops)+1, auth, st, want)
 		}
 		stops = append(stops, stop)
 	}
+	for range 8 - 1 { // the web filter's stream is one of the partner's 8
+		open(report, 200)
+	}
+	expectCode(t, s.do("GET", path, report, nil), 503, "overloaded")
+	for range 16 - 1 { // "all" is one of the admin's 16
+		open("admin", 200)
+	}
 	expectCode(t, s.do("GET", path, "admin", nil), 503, "overloaded")
+	if st, _, stop := s.openTail("/reports/partners/"+other+"/tail", otherReport); st != 200 {
+		t.Fatalf("another partner's stream while this one's share is taken: %d", st)
+	} else {
+		stop()
+	}
 	stops[0]()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, _, stop := s.openTail(path, "admin")
-		if st == 200 {
-			stop()
-			break
+	poll(t, "a closed stream given back", 10*time.Second, func() bool {
+		st, _, stop := s.openTail(path, report)
+		stop()
+		return st == 200
+	})
+	for _, stop := range stops {
+		stop()
+	}
+
+	// A revoked key's open stream ends, saying why.
+	doomed := s.key(p, map[string]any{"scopes": []string{"report"}})
+	poll(t, "the streams closed above given back", 10*time.Second, func() bool {
+		st, _, stop := s.openTail(path, doomed.APIKey)
+		stop()
+		return st == 200
+	})
+	_, watched, _ := s.openTail(path, doomed.APIKey)
+	s.must(200, "DELETE", "/partners/"+p+"/api-keys/"+doomed.ID, "admin", nil, nil)
+	ended := time.After(20 * time.Second)
+	for refused := false; !refused; {
+		select {
+		case ev, ok := <-watched:
+			if !ok {
+				t.Fatal("the revoked key's stream ended without saying why")
+			}
+			refused = ev.name == "refused" && strings.Contains(ev.data, "api_key_revoked")
+		case <-ended:
+			t.Fatal("a revoked key's stream is still open after 20 s")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("a closed stream was not given back")
-		}
-		time.Sleep(20 * time.Millisecond) // poll until the edge has seen the close
 	}
 
 	// The edge stops: the tail says so and ends; the stop does not wait on it.

@@ -12,6 +12,13 @@ const signoutButton = document.getElementById('signout')
 const toastBox = document.getElementById('toast')
 let session = null // {role, partnerId}
 let stopTail = null // ends the open live tail, if any
+let navSeq = 0 // each navigation's number: a page whose navigation was overtaken stops rendering
+
+// goTo navigates to hash, rendering it even when it is the current one.
+function goTo (hash) {
+  if (location.hash === hash) route()
+  else location.hash = hash
+}
 
 // h makes an element: h('a', {href: '#/'}, 'text', child…).
 function h (tag, attrs, ...children) {
@@ -178,8 +185,7 @@ function signInPage (note) {
     store.setItem('vt.credential', cred)
     session = env.data
     toast('Signed in as ' + (session.role === 'admin' ? 'admin' : 'a report key'))
-    location.hash = home()
-    route()
+    goTo(home())
   }))
   document.getElementById('credential').focus()
 }
@@ -209,10 +215,12 @@ function drawNav (current) {
 // ---- router ---------------------------------------------------------------
 
 async function route () {
+  const mine = ++navSeq
   if (stopTail) stopTail()
   if (!store.getItem('vt.credential')) return signInPage()
   if (!session) {
     try { session = (await api('GET', '/session')).data } catch (e) { return signInPage(e.message) }
+    if (mine !== navSeq) return
   }
   const [path, query] = (location.hash.slice(1) || home().slice(1)).split('?')
   const params = new URLSearchParams(query || '')
@@ -226,8 +234,8 @@ async function route () {
         return
       }
     }
-    if (parts[0] === 'partners' && parts.length === 1) return await partnersPage(params)
-    if (parts[0] === 'partners' && parts[1]) return await partnerPage(parts[1], parts[2] || 'overview', params)
+    if (parts[0] === 'partners' && parts.length === 1) return await partnersPage(params, mine)
+    if (parts[0] === 'partners' && parts[1]) return await partnerPage(parts[1], parts[2] || 'overview', params, mine)
     location.hash = home()
   } catch (e) {
     fail(e)
@@ -242,7 +250,7 @@ window.addEventListener('hashchange', async () => {
 
 // ---- partners -------------------------------------------------------------
 
-async function partnersPage (params) {
+async function partnersPage (params, mine) {
   const pageNo = Math.max(1, parseInt(params.get('page') || '1', 10) || 1)
   const code = params.get('code') || ''
   let list
@@ -256,6 +264,7 @@ async function partnersPage (params) {
   } else {
     list = (await api('GET', '/partners?pageSize=20&page=' + pageNo)).data
   }
+  if (mine !== navSeq) return
   const search = h('form', { class: 'grid', role: 'search', 'aria-label': 'Find a partner' },
     field('Find by code', { name: 'code', value: code, type: 'search' }),
     h('button', { type: 'submit', class: 'quiet' }, 'Find'),
@@ -313,8 +322,7 @@ async function deletePartner (p) {
   try {
     const res = await api('DELETE', '/partners/' + p.id)
     toast(res.message || 'Partner deleted')
-    location.hash = '#/partners'
-    route()
+    goTo('#/partners')
   } catch (e) { toast(e.message, 'error') }
 }
 
@@ -322,7 +330,7 @@ async function deletePartner (p) {
 
 const tabs = [['overview', 'Overview'], ['sub-systems', 'Sub-systems'], ['keys', 'API keys'], ['reports', 'Reports'], ['tail', 'Live tail'], ['dead-letters', 'Dead letters']]
 
-async function partnerPage (id, tab, params) {
+async function partnerPage (id, tab, params, mine) {
   const admin = session.role === 'admin'
   let partner = { id, code: '', name: 'Partner' }
   let subs = []
@@ -330,6 +338,7 @@ async function partnerPage (id, tab, params) {
     partner = (await api('GET', '/partners/' + id)).data
     subs = (await api('GET', '/partners/' + id + '/sub-systems')).data || []
   }
+  if (mine !== navSeq) return
   const shown = tabs.filter(([t]) => admin || t === 'reports' || t === 'tail')
   const tabNav = h('nav', { class: 'tabs', 'aria-label': 'Partner' },
     shown.map(([t, label]) => h('a', { href: '#/partners/' + id + '/' + t, 'aria-current': t === tab ? 'page' : null }, label)))
@@ -338,7 +347,7 @@ async function partnerPage (id, tab, params) {
   const body = h('section', { 'aria-label': (shown.find(([t]) => t === tab) || [0, ''])[1] })
   main.append(body)
   const views = { overview: overviewTab, 'sub-systems': subSystemsTab, keys: keysTab, reports: reportsTab, tail: tailTab, 'dead-letters': deadLettersTab }
-  await (views[tab] || overviewTab)(body, partner, subs, params)
+  await (views[tab] || overviewTab)(body, partner, subs, params, mine)
 }
 
 function overviewTab (body, p) {
@@ -476,20 +485,40 @@ async function keysTabAgain (body, p, subs, created) {
 
 // ---- reports --------------------------------------------------------------
 
-function localInput (d) {
-  const pad = (n) => String(n).padStart(2, '0')
-  return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + 'T' + pad(d.getHours()) + ':' + pad(d.getMinutes())
+// wall is the wall-clock time "YYYY-MM-DDTHH:MM" of instant t in zone tz.
+function wall (t, tz) {
+  const f = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+  const p = Object.fromEntries(f.formatToParts(t).map((x) => [x.type, x.value]))
+  return p.year + '-' + p.month + '-' + p.day + 'T' + p.hour + ':' + p.minute
+}
+function asUTC (v) {
+  const [d, hm] = v.split('T')
+  const [y, mo, da] = d.split('-').map(Number)
+  const [h, mi] = (hm || '00:00').split(':').map(Number)
+  return Date.UTC(y, mo - 1, da, h, mi)
+}
+// zoned is the instant whose wall-clock time in zone tz is v (a
+// datetime-local value): the range a person types is in the report's zone,
+// not the browser's.
+function zoned (v, tz) {
+  const want = asUTC(v)
+  let t = want
+  for (let i = 0; i < 3; i++) t = want - (asUTC(wall(new Date(t), tz)) - t)
+  return new Date(t)
 }
 
 async function reportsTab (body, p, subs, params) {
   const tz = params.get('tz') || Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'
   const now = new Date()
-  const from = params.get('from') || localInput(new Date(now.getTime() - 24 * 3600e3))
-  const to = params.get('to') || localInput(new Date(now.getTime() + 60e3))
+  let known = true
+  try { wall(now, tz) } catch (e) { known = false }
+  const zone = known ? tz : 'UTC'
+  const from = params.get('from') || wall(new Date(now.getTime() - 24 * 3600e3), zone)
+  const to = params.get('to') || wall(new Date(now.getTime() + 60e3), zone)
   const granularity = params.get('granularity') || 'hour'
   const form = h('form', { class: 'grid', 'aria-label': 'Report settings' },
-    field('From', { name: 'from', type: 'datetime-local', value: from, required: true }),
-    field('To', { name: 'to', type: 'datetime-local', value: to, required: true }),
+    field('From (in the time zone)', { name: 'from', type: 'datetime-local', value: from, required: true }),
+    field('To (in the time zone)', { name: 'to', type: 'datetime-local', value: to, required: true }),
     select('Granularity', 'granularity', [['minute', 'minute'], ['hour', 'hour'], ['day', 'day'], ['week', 'week'], ['month', 'month']], granularity),
     field('Time zone', { name: 'tz', value: tz, required: true }),
     field('Event type (optional)', { name: 'eventType', value: params.get('eventType') || '' }),
@@ -505,7 +534,11 @@ async function reportsTab (body, p, subs, params) {
     location.hash = '#/partners/' + p.id + '/reports?' + q
   })
   body.append(form)
-  const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString(), granularity, tz, top: params.get('top') || '10' })
+  if (!known) {
+    showError(form, new ApiError(400, { code: 'invalid_parameter', message: 'tz: ' + tz + ' is not a time zone this browser knows (an IANA name, e.g. Asia/Ho_Chi_Minh)', fields: [{ field: 'tz', message: 'not a known time zone' }] }))
+    return
+  }
+  const q = new URLSearchParams({ from: zoned(from, tz).toISOString(), to: zoned(to, tz).toISOString(), granularity, tz, top: params.get('top') || '10' })
   if (params.get('eventType')) q.set('eventType', params.get('eventType'))
   if (params.get('subSystemId')) q.set('subSystemId', params.get('subSystemId'))
   let rep
@@ -571,7 +604,7 @@ function chart (series, granularity, tz) {
 
 // ---- live tail ------------------------------------------------------------
 
-function tailTab (body, p, subs, params) {
+function tailTab (body, p, subs, params, mine) {
   const sub = params.get('subSystemId') || ''
   const status = h('p', { id: 'tail-status', role: 'status' }, 'Stopped.')
   const omitted = h('span', { id: 'tail-omitted' }, '0')
@@ -583,6 +616,7 @@ function tailTab (body, p, subs, params) {
   const form = h('form', { class: 'grid', 'aria-label': 'Live tail' }, filter, button)
   const subCode = (id) => { const ss = subs.find((x) => x.id === id); return ss ? ss.code : id }
   let running = false
+  let wait = 1000 // before reconnecting; doubles to 30 s while the edge keeps failing
   const start = () => {
     const ctl = new AbortController()
     running = true
@@ -591,7 +625,7 @@ function tailTab (body, p, subs, params) {
     stopTail = () => { ctl.abort(); running = false; stopTail = null; button.textContent = 'Start'; status.textContent = 'Stopped.' }
     const q = new FormData(form).get('subSystemId')
     follow('/reports/partners/' + p.id + '/tail' + (q ? '?subSystemId=' + encodeURIComponent(q) : ''), ctl.signal, {
-      open: () => { status.textContent = 'Watching: events appear here as they are stored.' },
+      open: () => { wait = 1000; status.textContent = 'Watching: events appear here as they are stored.' },
       stored: (e) => {
         rows.prepend(h('tr', { 'data-id': e.id },
           h('td', {}, new Date(e.storedAt).toLocaleTimeString()), h('td', {}, e.eventType), h('td', {}, subCode(e.subSystemId)),
@@ -599,9 +633,31 @@ function tailTab (body, p, subs, params) {
         while (rows.children.length > 200) rows.lastChild.remove()
       },
       omitted: (o) => { omitted.textContent = String(Number(omitted.textContent) + o.omitted) },
-      closing: () => { status.textContent = 'This edge is stopping; reconnecting…' },
-      error: (err) => { if (running) { status.textContent = 'Disconnected: ' + err.message + '. Retrying…' } }
-    }).then(() => { if (running) { setTimeout(() => { if (running) { stopTail && stopTail(); start() } }, 1000) } })
+      closing: () => { status.textContent = 'The edge closed the stream; reconnecting…' },
+      refused: (e) => {
+        // The credential is no longer valid: no retry.
+        if (stopTail) stopTail()
+        status.textContent = 'Stopped: ' + (e.message || 'this credential may no longer watch') + (e.code ? ' (' + e.code + ')' : '')
+        if (e.code && e.code.startsWith('api_key') && session.role !== 'admin') signOut('Your key can no longer read reports: ' + e.message)
+      },
+      error: (err) => {
+        if (!running) return
+        const transient = !(err instanceof ApiError) || err.status === 0 || err.status >= 500 || err.status === 429
+        if (!transient) {
+          // A wrong filter, a revoked key, a gone partner: retrying cannot help.
+          if (stopTail) stopTail()
+          status.textContent = 'Stopped: ' + err.message + (err.code ? ' (' + err.code + ')' : '')
+          toast(err.message, 'error')
+          return
+        }
+        status.textContent = 'Disconnected: ' + err.message + '. Retrying in ' + Math.round(wait / 1000) + ' s…'
+      }
+    }).then(() => {
+      if (!running) return
+      const again = wait
+      wait = Math.min(30000, wait * 2)
+      setTimeout(() => { if (running && stopTail) { stopTail(); start() } }, again)
+    })
   }
   form.addEventListener('submit', (e) => e.preventDefault())
   button.addEventListener('click', () => { if (running && stopTail) stopTail(); else start() })
@@ -610,7 +666,7 @@ function tailTab (body, p, subs, params) {
     h('div', { class: 'table-wrap', role: 'region', 'aria-label': 'Stored events', tabindex: '0' },
       h('table', {}, h('caption', {}, 'Latest stored events, newest first (at most 200)'),
         h('thead', {}, h('tr', {}, ['Stored', 'Type', 'Sub-system', 'User', 'Id'].map((t) => h('th', { scope: 'col' }, t)))), rows)))
-  if (params.get('start') !== 'no') start()
+  if (params.get('start') !== 'no' && mine === navSeq) start()
 }
 
 // follow reads a server-sent event stream with the credential in a header
