@@ -19,23 +19,12 @@ var console embed.FS
 const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func (s *Server) consoleRoutes(rt *httprouter.Router) {
-	for path, file := range map[string]string{
+	servePages(rt, console, consoleCSP, map[string]string{
 		"/console/":            "console/index.html",
 		"/console/console.js":  "console/console.js",
 		"/console/console.css": "console/console.css",
 		"/console/favicon.svg": "console/favicon.svg",
-	} {
-		serve := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-			h := w.Header()
-			h.Set("Content-Security-Policy", consoleCSP)
-			h.Set("Cache-Control", "no-cache")
-			h.Set("Referrer-Policy", "no-referrer")
-			h.Set("Cross-Origin-Opener-Policy", "same-origin")
-			http.ServeFileFS(w, r, console, file)
-		}
-		rt.GET(path, serve)
-		rt.HEAD(path, serve)
-	}
+	})
 	rt.GET("/console", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
 	})

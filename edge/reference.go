@@ -2,6 +2,7 @@ package edge
 
 import (
 	"embed"
+	"io/fs"
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
@@ -18,15 +19,25 @@ var reference embed.FS
 const referenceCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func (s *Server) referenceRoutes(rt *httprouter.Router) {
-	for path, file := range map[string]string{
+	servePages(rt, reference, referenceCSP, map[string]string{
 		"/openapi/":              "reference/index.html",
 		"/openapi/reference.js":  "reference/reference.js",
 		"/openapi/reference.css": "reference/reference.css",
-	} {
+	})
+}
+
+// servePages serves pages built into the binary (path → file of fsys), for
+// GET and HEAD, under csp; they name no one as referrer and share no
+// browsing context with other sites.
+func servePages(rt *httprouter.Router, fsys fs.FS, csp string, files map[string]string) {
+	for path, file := range files {
 		serve := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-			w.Header().Set("Content-Security-Policy", referenceCSP)
-			w.Header().Set("Cache-Control", "no-cache")
-			http.ServeFileFS(w, r, reference, file)
+			h := w.Header()
+			h.Set("Content-Security-Policy", csp)
+			h.Set("Cache-Control", "no-cache")
+			h.Set("Referrer-Policy", "no-referrer")
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
+			http.ServeFileFS(w, r, fsys, file)
 		}
 		rt.GET(path, serve)
 		rt.HEAD(path, serve)

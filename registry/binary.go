@@ -8,14 +8,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/config"
-	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/provision"
-	"github.com/volcanion/tracking/shared/rcache"
-	"github.com/volcanion/tracking/shared/storage/backend"
-	"github.com/volcanion/tracking/shared/svc"
 	"github.com/volcanion/tracking/shared/svcstore"
 )
 
@@ -23,28 +18,23 @@ import (
 // key cache, the admin tokens and the registry component. Its one-off
 // steps, -migrate and -provision, are the operator's.
 type Binary struct {
-	NATS      natsx.ClientConfig
-	Store     backend.Config
+	svcstore.Service
 	Registry  Config
 	Bus       provision.Config
-	Admin     admintoken.Config
-	RedisURL  string
 	Migrate   bool
 	Provision bool
 }
 
 // NewBinary is the registry binary with its defaults.
 func NewBinary() *Binary {
-	return &Binary{NATS: natsx.ClientConfig{Name: "registry"}, Registry: DefaultConfig(), Bus: provision.DefaultConfig()}
+	return &Binary{Service: svcstore.NewService("registry", "Redis URL of the shared key cache this service fills for edges (empty: none)"),
+		Registry: DefaultConfig(), Bus: provision.DefaultConfig()}
 }
 
 func (b *Binary) RegisterFlags(fs *flag.FlagSet) {
-	b.NATS.RegisterFlags(fs)
-	b.Store.RegisterFlags(fs)
+	b.Service.RegisterFlags(fs)
 	b.Registry.RegisterFlags("", fs)
 	b.Bus.RegisterFlags("", fs)
-	b.Admin.RegisterFlags(fs) // the registry checks the credential edges forward, itself
-	fs.StringVar(&b.RedisURL, "redis-url", "", "Redis URL of the shared key cache this service fills for edges (empty: none)")
 	fs.BoolVar(&b.Migrate, "migrate", false, "apply the storage schema (idempotent) and exit")
 	fs.BoolVar(&b.Provision, "provision", false, "create or update the streams and the workers' consumer from the -stream-* and -consumer-* settings (idempotent) and exit")
 }
@@ -58,7 +48,7 @@ func (b *Binary) Validate() error {
 	case b.Provision:
 		return errors.Join(b.NATS.Validate(), b.Bus.Validate())
 	}
-	return errors.Join(b.NATS.Validate(), b.Store.Validate(), b.Registry.Validate(), svc.CheckRedisURL(b.RedisURL), b.Admin.Validate())
+	return errors.Join(b.Service.Validate(), b.Registry.Validate())
 }
 
 // Job runs -migrate or -provision, if set.
@@ -91,17 +81,8 @@ func (b *Binary) provision(ctx context.Context, log zerolog.Logger) error {
 }
 
 func (b *Binary) Components(log zerolog.Logger) []component.Component {
-	var (
-		cache  *rcache.Cache
-		d      svcstore.Deps
-		tokens *admintoken.Set
-	)
-	return []component.Component{
-		svc.RedisComponent(b.RedisURL, log, &cache),
-		svcstore.Component(b.Store, b.NATS, &d),
-		admintoken.Component(&b.Admin, log, &tokens),
-		NewComponent(b.Registry, func() Deps {
-			return Deps{NC: d.NC, JS: d.JS, Store: d.Store, Admin: tokens, Cache: cache}
-		}, log),
-	}
+	var r svcstore.Running
+	return append(b.Service.Components(log, &r), NewComponent(b.Registry, func() Deps {
+		return Deps{NC: r.NC, JS: r.JS, Store: r.Store, Admin: r.Admin, Cache: r.Cache}
+	}, log))
 }

@@ -6,15 +6,20 @@ package svcstore
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/component"
 	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backend"
+	"github.com/volcanion/tracking/shared/svc"
 )
 
 // Deps are what a storage-backed service opens at start.
@@ -72,5 +77,52 @@ func Component(store backend.Config, natsCfg natsx.ClientConfig, d *Deps) compon
 			return nil
 		},
 		StopFn: d.Close,
+	}
+}
+
+// Service is what every storage-backed binary (registry, reporter,
+// workers) shares: its NATS client, its store, the admin tokens it checks
+// on what edges forward, and an optional Redis.
+type Service struct {
+	NATS     natsx.ClientConfig
+	Store    backend.Config
+	Admin    admintoken.Config
+	RedisURL string
+
+	redisUsage string
+}
+
+// NewService is a service named name; redisUsage says what its -redis-url is for.
+func NewService(name, redisUsage string) Service {
+	return Service{NATS: natsx.ClientConfig{Name: name}, redisUsage: redisUsage}
+}
+
+// RegisterFlags adds -nats-*, the store's, -admin-tokens(-file) and -redis-url.
+func (s *Service) RegisterFlags(fs *flag.FlagSet) {
+	s.NATS.RegisterFlags(fs)
+	s.Store.RegisterFlags(fs)
+	s.Admin.RegisterFlags(fs)
+	fs.StringVar(&s.RedisURL, "redis-url", "", s.redisUsage)
+}
+
+// Validate checks them all, naming the bad setting.
+func (s *Service) Validate() error {
+	return errors.Join(s.NATS.Validate(), s.Store.Validate(), s.Admin.Validate(), svc.CheckRedisURL(s.RedisURL))
+}
+
+// Running is what Components set at start, for the service's own component.
+type Running struct {
+	Deps
+	Admin *admintoken.Set
+	Cache *rcache.Cache // nil without -redis-url
+}
+
+// Components open Redis, the store and NATS, and the admin tokens into r,
+// in that order; the service's own component comes after them.
+func (s *Service) Components(log zerolog.Logger, r *Running) []component.Component {
+	return []component.Component{
+		svc.RedisComponent(s.RedisURL, log, &r.Cache),
+		Component(s.Store, s.NATS, &r.Deps),
+		admintoken.Component(&s.Admin, log, &r.Admin),
 	}
 }
