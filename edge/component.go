@@ -29,6 +29,7 @@ type Component struct {
 	stopHTTP   context.CancelFunc
 	stopFollow context.CancelFunc
 	served     chan error
+	stopCtx    chan context.Context // Stop's context: the bound of the HTTP shutdown
 }
 
 // NewComponent makes the edge component. *cfg is read at Start, so earlier
@@ -86,8 +87,12 @@ func (c *Component) Start(ctx context.Context) error {
 	}
 	c.log.Info().Str("addr", c.ln.Addr().String()).Msg("listening")
 	hctx, stopHTTP := context.WithCancel(context.Background())
-	c.stopHTTP, c.served = stopHTTP, make(chan error, 1)
-	go func() { c.served <- srv.Serve(hctx, c.ln) }()
+	c.stopHTTP, c.served, c.stopCtx = stopHTTP, make(chan error, 1), make(chan context.Context, 1)
+	go func() {
+		c.served <- srv.serveUntil(hctx, c.ln, func() (context.Context, context.CancelFunc) {
+			return context.WithCancel(<-c.stopCtx) // requests in flight have until the stop's deadline
+		})
+	}()
 	return nil
 }
 
@@ -96,6 +101,7 @@ func (c *Component) Start(ctx context.Context) error {
 func (c *Component) Stop(ctx context.Context) error {
 	var err error
 	if c.stopHTTP != nil {
+		c.stopCtx <- ctx
 		c.stopHTTP()
 		select {
 		case e := <-c.served:

@@ -241,9 +241,17 @@ func (s *Server) Start(ctx context.Context) error {
 // Reconnected must be called when the NATS connection is re-established.
 func (s *Server) Reconnected() { s.cache.Reconnected() }
 
-// Serve serves HTTP on ln until ctx ends, then stops accepting and waits for
-// requests in flight (and so their publishes) to finish.
+// Serve serves HTTP on ln until ctx ends, then stops accepting and waits,
+// up to 15 s, for requests in flight (and so their publishes) to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serveUntil(ctx, ln, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 15*time.Second)
+	})
+}
+
+// serveUntil is Serve with the bound of the shutdown given by shutdownCtx,
+// called once ctx ends (the component passes its stop's deadline).
+func (s *Server) serveUntil(ctx context.Context, ln net.Listener, shutdownCtx func() (context.Context, context.CancelFunc)) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -260,7 +268,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.closingOnce.Do(func() { close(s.closing) })
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	sctx, cancel := shutdownCtx()
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	if s.stopPub != nil {
@@ -272,8 +280,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// ServeHTTP routes a request. httprouter cannot hold a static segment beside
-// a parameter, so the two by-code routes are rewritten to internal paths first.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every answer, errors, 404s and /metrics included: no browser may
 	// sniff a JSON answer into something it would run.
