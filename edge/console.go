@@ -25,7 +25,9 @@ func (s *Server) consoleRoutes(rt *httprouter.Router) {
 		"/console/console.css": "console/console.css",
 		"/console/favicon.svg": "console/favicon.svg",
 	})
-	rt.GET("/console", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	redirect := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
-	})
+	}
+	rt.GET("/console", redirect)
+	rt.HEAD("/console", redirect)
 }

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -408,6 +410,17 @@ func (s *Server) routes() {
 		})
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(s.preflights, r.URL.Path) {
+			// The router lists OPTIONS wherever a route is; it is
+			// answered only on preflight routes.
+			var allow []string
+			for _, m := range strings.Split(w.Header().Get("Allow"), ", ") {
+				if m != http.MethodOptions {
+					allow = append(allow, m)
+				}
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+		}
 		s.serve(w, r, r.Method, "unmatched", func(*http.Request, *reqState) (reply, error) {
 			return reply{}, apierr.New(apierr.MethodNotAllowed, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))
 		})

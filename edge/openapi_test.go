@@ -121,5 +121,8 @@ func TestOptionsOnlyWherePreflightsAre(t *testing.T) {
 		if w.Code != want || (want == 405 && !strings.Contains(w.Body.String(), `"method_not_allowed"`)) {
 			t.Errorf("OPTIONS %s: %d %s, want %d", path, w.Code, w.Body.String(), want)
 		}
+		if want == 405 && (strings.Contains(w.Header().Get("Allow"), "OPTIONS") || w.Header().Get("Allow") == "") {
+			t.Errorf("OPTIONS %s: Allow %q lists what is refused", path, w.Header().Get("Allow"))
+		}
 	}
 }

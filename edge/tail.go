@@ -16,6 +16,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/signing"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -128,6 +129,13 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found: %s is not a partner id", quote(partner))
 	}
 	rs.partnerID = partner
+	admin := confined == ""
+	if admin {
+		// As the admin's report of an unknown partner answers 404, so does its tail.
+		if _, err := s.cache.Partner(r.Context(), partner); err != nil {
+			return reply{}, err
+		}
+	}
 	qv := r.URL.Query()
 	for k := range qv {
 		if k != "subSystemId" {
@@ -138,7 +146,6 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	if sub != "" && !tenant.ValidID(sub) {
 		return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
 	}
-	admin := confined == ""
 	if err := s.tails.acquire(admin, partner); err != nil {
 		return reply{}, err
 	}
@@ -204,7 +211,11 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		case <-recheck.C:
 			// A key revoked, a partner disabled or an admin token
 			// rotated out ends the stream, as it would a new request.
-			if c, err := s.stillAllowed(r.Context(), r); err != nil || (c != "" && c != partner) {
+			c, err := s.stillAllowed(r.Context(), r)
+			if err != nil && apierr.From(err).Code.Status() >= 500 {
+				continue // the registry is slow or away: no verdict; the stream goes on, checked again soon
+			}
+			if err != nil || (c != "" && c != partner) {
 				ae := apierr.From(err)
 				if err == nil {
 					ae = apierr.New(apierr.PartnerNotFound, "partner not found")
@@ -253,8 +264,9 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 }
 
 // stillAllowed checks a stream's credential again, as reportCredential
-// does, but not its signature: a signed request's timestamp and nonce were
-// checked when the stream opened, and would not pass twice.
+// does, but not the signature itself: a signed request's timestamp and
+// nonce were checked when the stream opened, and would not pass twice. A
+// key that has come to require signing ends an unsigned stream.
 func (s *Server) stillAllowed(ctx context.Context, r *http.Request) (string, error) {
 	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
 		pr, err := s.authenticate(ctx, r)
@@ -263,6 +275,9 @@ func (s *Server) stillAllowed(ctx context.Context, r *http.Request) (string, err
 		}
 		if err := needScope(pr, tenant.ScopeReport); err != nil {
 			return "", err
+		}
+		if requiresSignature(pr) && r.Header.Get(signing.HeaderSignature) == "" {
+			return "", apierr.New(apierr.SignatureRequired, "this key now requires signed requests: open the tail again, signed")
 		}
 		return pr.partner.ID, nil
 	}

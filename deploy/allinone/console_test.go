@@ -51,6 +51,9 @@ func TestConsole(t *testing.T) {
 	// The page and its assets carry the policy: no inline script, nothing
 	// from another host.
 	for _, path := range []string{"/console/", "/console/console.js", "/console/console.css"} {
+		if hr, err := http.Head(root + path); err != nil || hr.StatusCode != 200 {
+			t.Fatalf("HEAD %s: %v %v", path, err, hr)
+		}
 		hr, err := http.Get(root + path)
 		if err != nil {
 			t.Fatal(err)
@@ -59,6 +62,14 @@ func TestConsole(t *testing.T) {
 		if csp := hr.Header.Get("Content-Security-Policy"); hr.StatusCode != 200 || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
 			t.Fatalf("%s: %d, CSP %q", path, hr.StatusCode, csp)
 		}
+	}
+
+	// Its time-zone arithmetic, around DST changes.
+	consoleJS, _ := filepath.Abs("../../edge/console/console.js")
+	zc := exec.Command("node", "zoned.mjs")
+	zc.Dir, zc.Env = dir, append(os.Environ(), "CONSOLE_JS="+consoleJS)
+	if out, err := zc.CombinedOutput(); err != nil {
+		t.Fatalf("zoned.mjs: %v\n%s", err, out)
 	}
 
 	shots, _ := filepath.Abs("../../data/test-artifacts/console")

@@ -123,6 +123,7 @@ func TestLiveTail(t *testing.T) {
 	expectCode(t, s.do("GET", path, ingest, nil), 403, "scope_missing")
 	expectCode(t, s.do("GET", path+"?subSystemId=nope", "admin", nil), 400, "invalid_parameter")
 	expectCode(t, s.do("GET", path+"?since=1", "admin", nil), 400, "invalid_parameter")
+	expectCode(t, s.do("GET", "/reports/partners/01a218ee-be3e-75a3-9c9c-000000000000/tail", "admin", nil), 404, "partner_not_found")
 
 	_, all, _ := s.openTail(path, "admin")
 	_, web, _ := s.openTail(path+"?subSystemId="+subs["web"], report)
@@ -197,6 +198,17 @@ func TestLiveTail(t *testing.T) {
 		stop()
 	}
 
+	// A key that comes to require signing ends its unsigned stream.
+	signer := s.key(p, map[string]any{"scopes": []string{"report"}})
+	poll(t, "a stream slot", 10*time.Second, func() bool {
+		st, _, stop := s.openTail(path, signer.APIKey)
+		stop()
+		return st == 200
+	})
+	_, unsigned, _ := s.openTail(path, signer.APIKey)
+	s.must(200, "PUT", "/partners/"+p+"/api-keys/"+signer.ID, "admin", map[string]any{"requireSignature": true}, nil)
+	waitRefused(t, unsigned, "signature_required")
+
 	// A revoked key's open stream ends, saying why.
 	doomed := s.key(p, map[string]any{"scopes": []string{"report"}})
 	poll(t, "the streams closed above given back", 10*time.Second, func() bool {
@@ -206,18 +218,7 @@ func TestLiveTail(t *testing.T) {
 	})
 	_, watched, _ := s.openTail(path, doomed.APIKey)
 	s.must(200, "DELETE", "/partners/"+p+"/api-keys/"+doomed.ID, "admin", nil, nil)
-	ended := time.After(20 * time.Second)
-	for refused := false; !refused; {
-		select {
-		case ev, ok := <-watched:
-			if !ok {
-				t.Fatal("the revoked key's stream ended without saying why")
-			}
-			refused = ev.name == "refused" && strings.Contains(ev.data, "api_key_revoked")
-		case <-ended:
-			t.Fatal("a revoked key's stream is still open after 20 s")
-		}
-	}
+	waitRefused(t, watched, "api_key_revoked")
 
 	// The edge stops: the tail says so and ends; the stop does not wait on it.
 	start := time.Now()
@@ -229,5 +230,27 @@ func TestLiveTail(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("stopping with live tails open took %v", took)
+	}
+}
+
+// waitRefused reads a stream until it ends with a "refused" event of code.
+func waitRefused(t *testing.T, events <-chan sseEvent, code string) {
+	t.Helper()
+	ended := time.After(20 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the stream ended without saying %s", code)
+			}
+			if ev.name == "refused" {
+				if !strings.Contains(ev.data, code) {
+					t.Fatalf("refused with %s, want %s", ev.data, code)
+				}
+				return
+			}
+		case <-ended:
+			t.Fatalf("the stream is still open after 20 s, want it refused with %s", code)
+		}
 	}
 }

@@ -499,12 +499,16 @@ function asUTC (v) {
 }
 // zoned is the instant whose wall-clock time in zone tz is v (a
 // datetime-local value): the range a person types is in the report's zone,
-// not the browser's.
+// not the browser's. As JavaScript's Temporal does by default, a time that
+// occurs twice (clocks set back) is the earlier one, and a time that does
+// not occur (clocks set forward) is read with the offset before the change.
 function zoned (v, tz) {
   const want = asUTC(v)
-  let t = want
-  for (let i = 0; i < 3; i++) t = want - (asUTC(wall(new Date(t), tz)) - t)
-  return new Date(t)
+  const offsetAt = (t) => asUTC(wall(new Date(t), tz)) - Math.floor(t / 60000) * 60000
+  const before = offsetAt(want - 86400e3)
+  const after = offsetAt(want + 86400e3)
+  const fits = [want - before, want - after].filter((t) => wall(new Date(t), tz) === v)
+  return new Date(fits.length ? Math.min(...fits) : want - before)
 }
 
 async function reportsTab (body, p, subs, params) {
