@@ -39,7 +39,7 @@ func (c *Component) Name() string { return "reporter" }
 
 func (c *Component) Start(context.Context) (err error) {
 	d := c.deps()
-	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin)
+	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin).WithMaxConcurrent(c.cfg.MaxConcurrent)
 	if d.Cache != nil && c.cfg.CacheTTL > 0 {
 		s.WithCache(d.Cache, c.cfg.CacheTTL)
 	}

@@ -89,6 +89,11 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 	if err := checkRange(q.From, q.To, reportapi.MaxPartnerRangeDays*24*time.Hour); err != nil {
 		return nil, err
 	}
+	release, err := s.turn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	p, err := s.store.GetPartner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")

@@ -84,6 +84,10 @@ type Config struct {
 	// CacheTTL is how long an answer whose range reaches into the last hour
 	// is cached (0: no cache).
 	CacheTTL time.Duration
+	// MaxConcurrent bounds the reports computed at once (0: no bound).
+	// On a local store (the all-in-one's Pebble) a report is CPU work, and
+	// the cores are the right bound; on Cassandra a report mostly waits.
+	MaxConcurrent int
 
 	flagPrefix string
 }
@@ -99,6 +103,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	c.flagPrefix = prefix
 	fs.DurationVar(&c.CompleteSlack, prefix+"complete-slack", c.CompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
 	fs.DurationVar(&c.CacheTTL, prefix+"report-cache-ttl", c.CacheTTL, "how long an answer whose range reaches into the last hour is cached (older ranges: 10m; 0: no cache)")
+	fs.IntVar(&c.MaxConcurrent, prefix+"max-concurrent-reports", c.MaxConcurrent, "reports computed at once, the rest wait their turn within their deadline (0: no bound; on a local store, the number of cores keeps every answer fastest)")
 }
 
 // Validate checks the settings, naming the bad one.
@@ -108,6 +113,8 @@ func (c Config) Validate() error {
 		return config.Errorf(c.flagPrefix+"complete-slack", "must be 0 or more")
 	case c.CacheTTL < 0:
 		return config.Errorf(c.flagPrefix+"report-cache-ttl", "must be 0 (no cache) or more")
+	case c.MaxConcurrent < 0 || c.MaxConcurrent > 1024:
+		return config.Errorf(c.flagPrefix+"max-concurrent-reports", "must be 0 (no bound) to 1024")
 	}
 	return nil
 }

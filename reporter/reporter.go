@@ -46,6 +46,35 @@ type Service struct {
 	nc       *nats.Conn // asks the registry about forwarded keys
 	keys     keyCache
 	now      func() time.Time
+	// slots bounds the reports computed at once (nil: no bound). On a
+	// local store a report is CPU work: past the cores, more at once only
+	// share them, and every answer comes later.
+	slots chan struct{}
+}
+
+// WithMaxConcurrent lets at most n reports (or pages of events) be
+// computed at once; the rest wait their turn, within their deadline.
+// 0 or less: no bound.
+func (s *Service) WithMaxConcurrent(n int) *Service {
+	s.slots = nil
+	if n > 0 {
+		s.slots = make(chan struct{}, n)
+	}
+	return s
+}
+
+// turn waits for a slot; release gives it back.
+func (s *Service) turn(ctx context.Context) (release func(), err error) {
+	if s.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-ctx.Done():
+		mBusy.Inc()
+		return nil, apierr.New(apierr.Timeout, "the reporter is busy: no report could start before the deadline; retry shortly")
+	}
 }
 
 // Cache keeps report answers: Redis across processes (rcache.Cache), or
@@ -104,6 +133,11 @@ type cacheable[T any] interface {
 // cached answers from the cache, or computes and stores the answer. An
 // answer from the cache carries cachedAt; a fresh one does not.
 func cached[T any, PT cacheable[T]](ctx context.Context, s *Service, key string, to time.Time, compute func() (*T, error)) (*T, error) {
+	release, err := s.turn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if s.cache != nil {
 		var v T
 		if ok, err := s.cache.Get(ctx, key, &v); ok && err == nil {
@@ -123,6 +157,9 @@ func cached[T any, PT cacheable[T]](ctx context.Context, s *Service, key string,
 	}
 	return v, err
 }
+
+var mBusy = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_reporter_busy_total",
+	Help: "Reports refused because no slot (-max-concurrent-reports) freed up before their deadline."})
 
 var mCache = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_reporter_cache_lookups_total",
 	Help: "Report cache lookups by result (hit, miss)."}, []string{"result"})

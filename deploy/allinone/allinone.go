@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -75,6 +76,7 @@ type Config struct {
 func DefaultConfig() Config {
 	rep := reporter.DefaultConfig()
 	rep.CacheTTL = 2 * time.Second
+	rep.MaxConcurrent = runtime.GOMAXPROCS(0) // Pebble: a report is CPU work
 	return Config{DataDir: "./data", Reporter: rep, Edge: edge.DefaultConfig(), Worker: workers.DefaultConfig(),
 		Registry: registry.DefaultConfig(), Bus: provision.DefaultConfig()}
 }

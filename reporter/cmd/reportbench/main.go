@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -40,6 +41,7 @@ type options struct {
 	backend, dir, hosts, keyspace, redis, out string
 	events, days, subs, types, users          int
 	runs, clients, writers                    int
+	maxConcurrent                             int
 	loadFor                                   time.Duration
 	profile, only                             string
 }
@@ -72,6 +74,7 @@ func main() {
 	flag.IntVar(&o.users, "users", 20_000, "distinct users")
 	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
+	flag.IntVar(&o.maxConcurrent, "max-concurrent", -1, "reports computed at once (the reporter's -max-concurrent-reports; 0: no bound; default: as deployed, the cores on pebble (the all-in-one), no bound on cassandra)")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
 	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each query's uncached sequential runs")
@@ -339,7 +342,13 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		}},
 	}
 	log := zerolog.Nop()
-	uncached := reporter.New(store, log)
+	if o.maxConcurrent < 0 {
+		o.maxConcurrent = 0
+		if o.backend == "pebble" {
+			o.maxConcurrent = runtime.GOMAXPROCS(0)
+		}
+	}
+	uncached := reporter.New(store, log).WithMaxConcurrent(o.maxConcurrent)
 	var cache reporter.Cache = rcache.NewLocal(256 << 20)
 	cacheName := "in-process"
 	if o.redis != "" {
@@ -350,7 +359,7 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		defer c.Close()
 		cache, cacheName = c, "redis"
 	}
-	cached := reporter.New(store, log).WithCache(cache, time.Hour)
+	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithMaxConcurrent(o.maxConcurrent)
 	var results []result
 	var err error
 	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)

@@ -1,0 +1,51 @@
+package reporter
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// With every slot taken, a report waits its turn within its deadline, then
+// answers timeout (never a hang); a freed slot lets the next one through.
+func TestReportsWaitTheirTurn(t *testing.T) {
+	ctx := context.Background()
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s := New(store, zerolog.Nop()).WithMaxConcurrent(1)
+	held, err := s.turn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	var ae *apierr.Error
+	if _, err := s.PartnerReport(short, q); !errors.As(err, &ae) || ae.Code != apierr.Timeout {
+		t.Fatalf("a report with every slot taken: %v, want timeout", err)
+	}
+	if _, err := s.EventsPage(short, report.EventsQuery{PartnerID: p.ID}); !errors.As(err, &ae) || ae.Code != apierr.Timeout {
+		t.Fatalf("a page of events with every slot taken: %v, want timeout", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.PartnerReport(ctx, q); done <- err }()
+	held()
+	if err := <-done; err != nil {
+		t.Fatalf("after the slot was freed: %v", err)
+	}
+}
