@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -177,13 +178,12 @@ func (s *Server) reportRoutes() {
 		}
 		q := report.SubSystemQuery{SubSystemID: p.ByName("id"), PartnerID: confined, From: from, To: to, EventType: eventType,
 			Granularity: granularity, TZ: loc.String()}
-		var rep report.SubSystemReport
-		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.SubSystem), q, &rep); err != nil {
+		raw, head, err := s.callReport(cctx, w, reportapi.SubSystem, q)
+		if err != nil {
 			return reply{}, err
 		}
-		s.setAge(w, rep.CachedAt)
-		rs.partnerID = rep.PartnerID
-		return ok(rep, ""), nil
+		rs.partnerID = head.PartnerID
+		return ok(raw, ""), nil
 	})
 	s.handle(http.MethodGet, "/api/v1/reports/partners/:id", func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
 		cctx, err := s.partnerReportAccess(r, p, rs)
@@ -211,13 +211,35 @@ func (s *Server) reportRoutes() {
 			}
 			pq.Top = n
 		}
-		var rep report.PartnerReport
-		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Partner), pq, &rep); err != nil {
+		raw, _, err := s.callReport(cctx, w, reportapi.Partner, pq)
+		if err != nil {
 			return reply{}, err
 		}
-		s.setAge(w, rep.CachedAt)
-		return ok(rep, ""), nil
+		return ok(raw, ""), nil
 	})
+}
+
+// reportHead is what the edge reads of a report: the rest passes through
+// as the reporter encoded it (a large series is never decoded and encoded
+// again here).
+type reportHead struct {
+	PartnerID string     `json:"partnerId"`
+	CachedAt  *time.Time `json:"cachedAt"`
+}
+
+// callReport asks the reporter for a report and sets Age on an answer
+// from its cache.
+func (s *Server) callReport(ctx context.Context, w http.ResponseWriter, op string, q any) (json.RawMessage, reportHead, error) {
+	var raw json.RawMessage
+	var head reportHead
+	if err := natsx.Call(ctx, s.nc, subject.Report(op), q, &raw); err != nil {
+		return nil, head, err
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, head, apierr.New(apierr.Internal, "bad answer from the reporter: %v", err)
+	}
+	s.setAge(w, head.CachedAt)
+	return raw, head, nil
 }
 
 // setAge gives an answer served from the reporter's cache the HTTP Age

@@ -77,11 +77,12 @@ func (s *Service) turn(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// Cache keeps report answers: Redis across processes (rcache.Cache), or
-// in-process (rcache.Local) on the all-in-one.
+// Cache keeps report answers as the bytes sent: Redis across processes
+// (rcache.Cache), or in-process (rcache.Local) on the all-in-one. A hit is
+// sent as it is, never decoded and encoded again.
 type Cache interface {
-	Get(ctx context.Context, key string, v any) (bool, error)
-	Set(ctx context.Context, key string, v any, ttl time.Duration) error
+	GetBytes(ctx context.Context, key string) ([]byte, bool, error)
+	SetBytes(ctx context.Context, key string, b []byte, ttl time.Duration) error
 }
 
 var _ Cache = (*rcache.Cache)(nil)
@@ -124,38 +125,85 @@ func (s *Service) generation(ctx context.Context, id string) string {
 	return ":g" + strconv.FormatInt(n, 10)
 }
 
-// cacheable answers say when they were cached.
-type cacheable[T any] interface {
-	*T
-	Stamp(cachedAt *time.Time)
-}
-
-// cached answers from the cache, or computes and stores the answer. An
-// answer from the cache carries cachedAt; a fresh one does not.
-func cached[T any, PT cacheable[T]](ctx context.Context, s *Service, key string, to time.Time, compute func() (*T, error)) (*T, error) {
+// cached answers from the cache, or computes, encodes and stores the
+// answer: the bytes a caller is sent. An answer from the cache carries
+// cachedAt; a fresh one does not.
+// On a miss, prepare runs first (it may refuse the query at once), then
+// compute within a slot.
+func cached[T any](ctx context.Context, s *Service, key string, to time.Time, prepare func() error, compute func() (*T, error)) (json.RawMessage, error) {
+	// A hit takes no slot: slots bound computing, and a hit holding one
+	// while descheduled would stall the reports behind it.
+	if b, ok := s.cacheHit(ctx, key, true); ok {
+		return b, nil
+	}
+	if err := prepare(); err != nil {
+		return nil, err
+	}
 	release, err := s.turn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if s.cache != nil {
-		var v T
-		if ok, err := s.cache.Get(ctx, key, &v); ok && err == nil {
-			mCache.WithLabelValues("hit").Inc()
-			return &v, nil
-		} else if err != nil {
-			s.log.Debug().Err(err).Msg("report cache unavailable")
-		}
-		mCache.WithLabelValues("miss").Inc()
+	// Another request may have computed it while this one waited.
+	if b, ok := s.cacheHit(ctx, key, false); ok {
+		return b, nil
 	}
 	v, err := compute()
-	if err == nil && s.cache != nil {
-		now := s.now().UTC()
-		PT(v).Stamp(&now)
-		_ = s.cache.Set(ctx, key, v, s.ttl(to))
-		PT(v).Stamp(nil)
+	if err != nil {
+		return nil, err
 	}
-	return v, err
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("reporter: encode answer: %w", err)
+	}
+	if s.cache != nil {
+		_ = s.cache.SetBytes(ctx, key, withCachedAt(b, s.now()), s.ttl(to))
+	}
+	return b, nil
+}
+
+// cacheHit looks key up; count says whether a miss is counted (a lookup
+// repeated after waiting for a slot is not a second miss).
+func (s *Service) cacheHit(ctx context.Context, key string, count bool) (json.RawMessage, bool) {
+	if s.cache == nil {
+		return nil, false
+	}
+	b, ok, err := s.cache.GetBytes(ctx, key)
+	switch {
+	case ok && err == nil:
+		mCache.WithLabelValues("hit").Inc()
+		return b, true
+	case err != nil:
+		s.log.Debug().Err(err).Msg("report cache unavailable")
+	}
+	if count {
+		mCache.WithLabelValues("miss").Inc()
+	}
+	return nil, false
+}
+
+// withCachedAt is a fresh answer's bytes as the cache keeps them: with
+// report.Freshness.CachedAt, the answer's last field, set to t. The same
+// bytes as encoding the stamped answer (TestCachedAtSplice), without a
+// second encoding.
+func withCachedAt(b []byte, t time.Time) []byte {
+	out := make([]byte, 0, len(b)+48)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"cachedAt":"`...)
+	out = t.UTC().AppendFormat(out, time.RFC3339Nano)
+	return append(out, `"}`...)
+}
+
+// decoded is a report's answer decoded, for callers in the process.
+func decoded[T any](b json.RawMessage, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("reporter: decode answer: %w", err)
+	}
+	return v, nil
 }
 
 var mBusy = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_reporter_busy_total",
@@ -198,7 +246,7 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 			if confined != "" {
 				q.PartnerID = confined // a key reads its own partner's sub-systems, whatever the query says
 			}
-			return s.SubSystemReport(ctx, q)
+			return s.SubSystemReportJSON(ctx, q)
 		})),
 		add(reportapi.Partner, s.guarded(reportapi.Partner, func(ctx context.Context, confined string, data []byte) (any, error) {
 			var q report.PartnerQuery
@@ -209,7 +257,7 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 				// As for an unknown partner: a key learns nothing of others.
 				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
 			}
-			return s.PartnerReport(ctx, q)
+			return s.PartnerReportJSON(ctx, q)
 		})),
 		add(reportapi.Events, s.guarded(reportapi.Events, func(ctx context.Context, confined string, data []byte) (any, error) {
 			var q report.EventsQuery
@@ -293,14 +341,21 @@ func makePlan(from, to time.Time, granularity, tz string, def calendar.Granulari
 	if p.from.Before(instant.Min) || p.to.After(instant.Max) {
 		return p, apierr.New(apierr.InvalidParameter, "from and to, widened to whole %ss in %s, must be %s", p.g, p.loc, instant.Range)
 	}
+	return p, nil
+}
+
+// list fills p's buckets, refusing a range of too many. Only a report
+// computed needs them: one in the cache was listed when it was computed,
+// under the same key, so a hit skips the zone arithmetic of every bucket.
+func (p *plan) list() error {
 	b, err := calendar.Buckets(p.from, p.to, p.g, p.loc, report.MaxBuckets)
 	if errors.Is(err, calendar.ErrTooManyBuckets) {
-		return p, param("granularity", "%s makes more than %d points over this range; ask for a coarser granularity or a shorter range", p.g, report.MaxBuckets)
+		return param("granularity", "%s makes more than %d points over this range; ask for a coarser granularity or a shorter range", p.g, report.MaxBuckets)
 	} else if err != nil {
-		return p, apierr.New(apierr.InvalidParameter, "%v", err)
+		return apierr.New(apierr.InvalidParameter, "%v", err)
 	}
 	p.buckets = b
-	return p, nil
+	return nil
 }
 
 // series is a zero-filled series of p's buckets, each stamped with the
@@ -325,6 +380,11 @@ func (p plan) index(t time.Time) int {
 // the query's granularity (default hour) in its zone (default UTC). The
 // range is widened to whole buckets.
 func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) (*report.SubSystemReport, error) {
+	return decoded[report.SubSystemReport](s.SubSystemReportJSON(ctx, q))
+}
+
+// SubSystemReportJSON is SubSystemReport as the bytes a caller is sent.
+func (s *Service) SubSystemReportJSON(ctx context.Context, q report.SubSystemQuery) (json.RawMessage, error) {
 	if !tenant.ValidID(q.SubSystemID) {
 		return nil, apierr.New(apierr.InvalidParameter, "subSystemId must be a UUID")
 	}
@@ -342,7 +402,7 @@ func (s *Service) SubSystemReport(ctx context.Context, q report.SubSystemQuery) 
 		}
 	}
 	key := fmt.Sprintf("report:sub:%s:%d:%d:%s:%s:%q", q.SubSystemID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.EventType) + s.generation(ctx, q.SubSystemID)
-	return cached(ctx, s, key, pl.to, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
+	return cached(ctx, s, key, pl.to, pl.list, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
 }
 
 func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, pl plan) (*report.SubSystemReport, error) {
@@ -420,6 +480,11 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 // the query's granularity (default day) in its zone (default UTC), with its
 // top sub-systems. The range is widened to whole buckets.
 func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*report.PartnerReport, error) {
+	return decoded[report.PartnerReport](s.PartnerReportJSON(ctx, q))
+}
+
+// PartnerReportJSON is PartnerReport as the bytes a caller is sent.
+func (s *Service) PartnerReportJSON(ctx context.Context, q report.PartnerQuery) (json.RawMessage, error) {
 	if !tenant.ValidID(q.PartnerID) {
 		return nil, apierr.New(apierr.InvalidParameter, "partnerId must be a UUID")
 	}
@@ -438,7 +503,7 @@ func (s *Service) PartnerReport(ctx context.Context, q report.PartnerQuery) (*re
 	}
 	key := fmt.Sprintf("report:partner:%s:%d:%d:%s:%s:%s:%q:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.EventType, q.Top) +
 		s.generation(ctx, q.PartnerID)
-	return cached(ctx, s, key, pl.to, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
+	return cached(ctx, s, key, pl.to, pl.list, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 
 func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl plan) (*report.PartnerReport, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -47,5 +48,41 @@ func TestReportsWaitTheirTurn(t *testing.T) {
 	held()
 	if err := <-done; err != nil {
 		t.Fatalf("after the slot was freed: %v", err)
+	}
+}
+
+// A cached answer takes no slot: with every slot held, it still comes
+// back at once, while a report not in the cache waits.
+func TestCacheHitsTakeNoSlot(t *testing.T) {
+	ctx := context.Background()
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s := New(store, zerolog.Nop()).WithMaxConcurrent(1).WithCache(rcache.NewLocal(1<<20), time.Minute)
+	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}
+	if _, err := s.PartnerReport(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	held, err := s.turn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	rep, err := s.PartnerReport(short, q)
+	if err != nil || rep.CachedAt == nil {
+		t.Fatalf("a cached report with every slot taken: %+v, %v; want it from the cache", rep, err)
+	}
+	var ae *apierr.Error
+	q.Top = 3 // another key: not cached
+	if _, err := s.PartnerReport(short, q); !errors.As(err, &ae) || ae.Code != apierr.Timeout {
+		t.Fatalf("an uncached report with every slot taken: %v, want timeout", err)
 	}
 }

@@ -190,8 +190,9 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 					series, users, byType, bySub, total, allUsers := expect(match)
 					got := map[string]int64{}
 					for i, pt := range rep {
-						if _, off := pt.Timestamp.Zone(); pt.Timestamp.Location().String() != zone && off != 0 {
-							t.Fatalf("%s %s %s: point %d stamped in %s", what, zone, g, i, pt.Timestamp.Location())
+						// As sent: the zone's offset at that instant.
+						if _, off := pt.Timestamp.Zone(); off != func() int { _, o := pt.Timestamp.In(loc).Zone(); return o }() {
+							t.Fatalf("%s %s %s: point %d stamped with offset %ds, not %s's", what, zone, g, i, off, zone)
 						}
 						if i > 0 && !pt.Timestamp.After(rep[i-1].Timestamp) {
 							t.Fatalf("%s %s %s: points out of order at %d", what, zone, g, i)

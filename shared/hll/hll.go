@@ -173,15 +173,15 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 		return idx<<8 | uint32(r), ok
 	}
 	if s.dense != nil {
-		for i := range n {
-			if _, ok := entry(i); !ok {
+		d, prev := s.dense[:M], -1
+		for e := e[:3*n]; len(e) >= 3; e = e[3:] {
+			idx, r := int(e[0])<<8|int(e[1]), e[2]
+			if idx >= M || idx <= prev || r == 0 || r > q+1 {
 				return ErrCorrupt
 			}
-		}
-		for i := range n {
-			x, _ := entry(i)
-			if r := uint8(x); r > s.dense[x>>8] {
-				s.dense[x>>8] = r
+			prev = idx
+			if r > d[idx] {
+				d[idx] = r
 			}
 		}
 		return nil
@@ -243,22 +243,39 @@ func (s *Sketch) mergeSparse(list []uint32) {
 	}
 }
 
-// maxBytes sets dst[i] = max(dst[i], src[i]) eight registers at a time: a
-// register is below 128, so (a|0x80) - b never borrows across bytes, and
-// its top bit says a >= b.
-func maxBytes(dst, src []uint8) {
-	const hi = 0x8080808080808080
-	n := len(dst) &^ 7
-	for i := 0; i < n; i += 8 {
-		a := binary.LittleEndian.Uint64(dst[i:])
-		b := binary.LittleEndian.Uint64(src[i:])
-		ge := ((a | hi) - b) & hi // top bit of each byte: a >= b
-		mask := (ge >> 7) * 0xff  // 0xff where a >= b
-		binary.LittleEndian.PutUint64(dst[i:], a&mask|b&^mask)
+// maxBytes sets dst[i] = max(dst[i], src[i]) for registers of sketches
+// known valid.
+func maxBytes(dst, src []uint8) { maxValid(dst, src) }
+
+// maxValid is maxBytes and validRegisters(src) in one pass over src, as
+// a merge reads each stored register once: 32 registers a step, in four
+// independent words. A valid register is below 128, so (a|0x80) - b never
+// borrows across bytes, and its top bit says a >= b.
+func maxValid(dst, src []uint8) bool {
+	const hi, add = 0x8080808080808080, 0x4c4c4c4c4c4c4c4c
+	le := binary.LittleEndian
+	max8 := func(a, b uint64) uint64 {
+		mask := ((((a | hi) - b) & hi) >> 7) * 0xff // 0xff where a >= b
+		return a&mask | b&^mask
+	}
+	var bad uint64
+	n := min(len(dst), len(src)) &^ 31
+	for i := 0; i < n; i += 32 {
+		d, s := dst[i:i+32:i+32], src[i:i+32:i+32]
+		b0, b1, b2, b3 := le.Uint64(s[0:]), le.Uint64(s[8:]), le.Uint64(s[16:]), le.Uint64(s[24:])
+		bad |= b0 | (b0 + add) | b1 | (b1 + add) | b2 | (b2 + add) | b3 | (b3 + add)
+		le.PutUint64(d[0:], max8(le.Uint64(d[0:]), b0))
+		le.PutUint64(d[8:], max8(le.Uint64(d[8:]), b1))
+		le.PutUint64(d[16:], max8(le.Uint64(d[16:]), b2))
+		le.PutUint64(d[24:], max8(le.Uint64(d[24:]), b3))
 	}
 	for i := n; i < len(dst); i++ {
+		if src[i] > q+1 {
+			return false
+		}
 		dst[i] = max(dst[i], src[i])
 	}
+	return bad&hi == 0
 }
 
 // validRegisters reports whether every register is at most q+1 (51),
@@ -370,7 +387,9 @@ func (s *Sketch) UnmarshalBinary(b []byte) error {
 }
 
 // MergeBinary merges the sketch b encodes into s, without decoding it
-// into a sketch of its own first.
+// into a sketch of its own first. Bytes that encode no sketch give
+// ErrCorrupt and leave s part-merged: a caller drops it (every caller
+// fails its read or write on the error).
 func (s *Sketch) MergeBinary(b []byte) error {
 	if len(b) == 0 {
 		return nil
@@ -381,13 +400,12 @@ func (s *Sketch) MergeBinary(b []byte) error {
 		if len(regs) != M {
 			return ErrCorrupt
 		}
-		if !validRegisters(regs) {
-			return ErrCorrupt
-		}
 		if s.dense == nil {
 			s.toDense()
 		}
-		maxBytes(s.dense, regs)
+		if !maxValid(s.dense, regs) {
+			return ErrCorrupt
+		}
 	case tagSparse:
 		return s.mergeEncoded(b[1:])
 	default:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -238,6 +239,32 @@ func TestValidRegisters(t *testing.T) {
 			if got := validRegisters(regs); got != (v <= q+1) {
 				t.Fatalf("register %d at %d: valid %v", v, pos, got)
 			}
+		}
+	}
+}
+
+// maxValid is maxBytes, and validRegisters of its source.
+func TestMaxValid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		n := rng.IntN(100) + 1
+		a, b := make([]uint8, n), make([]uint8, n)
+		for i := range a {
+			a[i], b[i] = uint8(rng.IntN(q+2)), uint8(rng.IntN(q+2))
+		}
+		if rng.IntN(3) == 0 {
+			b[rng.IntN(n)] = uint8(q + 2 + rng.IntN(256-q-2))
+		}
+		valid := validRegisters(b)
+		want := slices.Clone(a)
+		if valid {
+			maxBytes(want, b)
+		}
+		if got := maxValid(a, b); got != valid {
+			t.Fatalf("maxValid of %v: %v, want %v", b, got, valid)
+		}
+		if valid && !bytes.Equal(a, want) {
+			t.Fatalf("maxValid: %v, want %v", a, want)
 		}
 	}
 }

@@ -41,7 +41,8 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	return propagator.Extract(ctx, HeaderCarrier(h))
 }
 
-// HandlerFunc serves one micro endpoint: data in, a JSON-able answer or an error out.
+// HandlerFunc serves one micro endpoint: data in, a JSON-able answer or an
+// error out. A json.RawMessage answer is sent as it is.
 type HandlerFunc func(ctx context.Context, data []byte) (any, error)
 
 // Handler adapts fn to micro: errors travel as the stable code in the
@@ -60,7 +61,9 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		resp, err := recovered(ctx, fn, req.Data())
 		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()
 		var body []byte
-		if err == nil {
+		if raw, isRaw := resp.(json.RawMessage); isRaw && err == nil {
+			body = raw // encoded already (a cached report: sent as stored)
+		} else if err == nil {
 			if body, err = json.Marshal(resp); err != nil {
 				err = fmt.Errorf("encode answer: %w", err)
 			}

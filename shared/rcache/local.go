@@ -10,7 +10,8 @@ import (
 
 // Local is an in-process cache with the Get/Set of Cache, for a process
 // without Redis (the all-in-one): values are kept as JSON, as Redis keeps
-// them, so a hit is a copy; the least recently used go first once the
+// them, so a Get is a copy (GetBytes shares the stored bytes, for a value
+// that is already the answer); the least recently used go first once the
 // entries exceed maxBytes.
 type Local struct {
 	mu       sync.Mutex
@@ -34,31 +35,44 @@ func NewLocal(maxBytes int) *Local {
 }
 
 // Get reads key into v; ok is false on a miss or an expired entry.
-func (l *Local) Get(_ context.Context, key string, v any) (ok bool, err error) {
+func (l *Local) Get(ctx context.Context, key string, v any) (ok bool, err error) {
+	b, ok, _ := l.GetBytes(ctx, key)
+	if !ok {
+		return false, nil
+	}
+	return true, json.Unmarshal(b, v)
+}
+
+// GetBytes reads the bytes stored at key, which the caller must not
+// change; ok is false on a miss or an expired entry.
+func (l *Local) GetBytes(_ context.Context, key string) (b []byte, ok bool, err error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	el := l.entries[key]
 	if el == nil {
-		l.mu.Unlock()
-		return false, nil
+		return nil, false, nil
 	}
 	e := el.Value.(*localEntry)
 	if !l.now().Before(e.expires) {
 		l.remove(el)
-		l.mu.Unlock()
-		return false, nil
+		return nil, false, nil
 	}
 	l.order.MoveToFront(el)
-	val := e.val
-	l.mu.Unlock()
-	return true, json.Unmarshal(val, v)
+	return e.val, true, nil
 }
 
 // Set stores v under key for ttl.
-func (l *Local) Set(_ context.Context, key string, v any, ttl time.Duration) error {
+func (l *Local) Set(ctx context.Context, key string, v any, ttl time.Duration) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return l.SetBytes(ctx, key, b, ttl)
+}
+
+// SetBytes stores b under key for ttl; the cache keeps b, which the
+// caller must not change afterwards.
+func (l *Local) SetBytes(_ context.Context, key string, b []byte, ttl time.Duration) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if el := l.entries[key]; el != nil {

@@ -105,28 +105,42 @@ func (c *Cache) Close() error {
 
 // Get decodes the value at key into v; ok is false on a miss.
 func (c *Cache) Get(ctx context.Context, key string, v any) (ok bool, err error) {
+	b, ok, err := c.GetBytes(ctx, key)
+	if !ok || err != nil {
+		return ok, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// GetBytes reads the value at key as stored (for a value kept as the
+// answer's own bytes); ok is false on a miss.
+func (c *Cache) GetBytes(ctx context.Context, key string) (b []byte, ok bool, err error) {
 	if c == nil {
-		return false, nil
+		return nil, false, nil
 	}
 	if c.down() {
-		return false, ErrDown
+		return nil, false, ErrDown
 	}
-	b, err := c.c.Get(ctx, c.prefix+key).Bytes()
+	b, err = c.c.Get(ctx, c.prefix+key).Bytes()
 	c.check(err)
 	switch {
 	case errors.Is(err, redis.Nil):
 		mOps.WithLabelValues("get", "miss").Inc()
-		return false, nil
+		return nil, false, nil
 	case err != nil:
 		mOps.WithLabelValues("get", "error").Inc()
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		mOps.WithLabelValues("get", "error").Inc()
-		return false, err
+		return nil, false, err
 	}
 	mOps.WithLabelValues("get", "hit").Inc()
-	return true, nil
+	return b, true, nil
+}
+
+// SetBytes stores b at key for ttl, as it is.
+func (c *Cache) SetBytes(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	return c.setBytes(ctx, key, b, ttl, false)
 }
 
 // Set stores v at key for ttl.
@@ -141,16 +155,21 @@ func (c *Cache) SetNX(ctx context.Context, key string, v any, ttl time.Duration)
 }
 
 func (c *Cache) set(ctx context.Context, key string, v any, ttl time.Duration, nx bool) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.setBytes(ctx, key, b, ttl, nx)
+}
+
+func (c *Cache) setBytes(ctx context.Context, key string, b []byte, ttl time.Duration, nx bool) error {
 	if c == nil {
 		return nil
 	}
 	if c.down() {
 		return ErrDown
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+	var err error
 	if nx {
 		err = c.c.SetNX(ctx, c.prefix+key, b, ttl).Err()
 	} else {

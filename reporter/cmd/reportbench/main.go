@@ -313,23 +313,23 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	sub := subID(3)
 	queries := []query{
 		{"partner 30 d by day", func(ctx context.Context, r *reporter.Service) error {
-			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day"})
+			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day"})
 			return err
 		}},
 		{"partner 30 d by day, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
-			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", TZ: "Asia/Kolkata"})
+			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", TZ: "Asia/Kolkata"})
 			return err
 		}},
 		{"sub-system 30 d by hour", func(ctx context.Context, r *reporter.Service) error {
-			_, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour"})
+			_, err := r.SubSystemReportJSON(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour"})
 			return err
 		}},
 		{"sub-system 30 d by hour, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
-			_, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour", TZ: "Asia/Kolkata"})
+			_, err := r.SubSystemReportJSON(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour", TZ: "Asia/Kolkata"})
 			return err
 		}},
 		{"partner 30 d by day, one event type", func(ctx context.Context, r *reporter.Service) error {
-			_, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", EventType: "type-07"})
+			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", EventType: "type-07"})
 			return err
 		}},
 		{"raw events, a page of 100", func(ctx context.Context, r *reporter.Service) error {
