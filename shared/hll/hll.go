@@ -161,17 +161,12 @@ func (s *Sketch) Merge(o *Sketch) {
 
 // mergeEncoded merges encoded sparse entries (index, 2 bytes, then value)
 // straight from their bytes, checking them on the way: in range, in index
-// order. On error s is unchanged.
+// order. On an error a sparse s is unchanged, a dense one part-merged.
 func (s *Sketch) mergeEncoded(e []byte) error {
 	if len(e)%3 != 0 {
 		return ErrCorrupt
 	}
 	n := len(e) / 3
-	entry := func(i int) (uint32, bool) {
-		idx, r := uint32(e[3*i])<<8|uint32(e[3*i+1]), e[3*i+2]
-		ok := idx < M && r != 0 && r <= q+1 && (i == 0 || idx > uint32(e[3*i-3])<<8|uint32(e[3*i-2]))
-		return idx<<8 | uint32(r), ok
-	}
 	if s.dense != nil {
 		d, prev := s.dense[:M], -1
 		for e := e[:3*n]; len(e) >= 3; e = e[3:] {
@@ -190,32 +185,27 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	if s.dense != nil {
 		return s.mergeEncoded(e)
 	}
-	out := make([]uint32, 0, len(s.sparse)+n)
-	push := func(x uint32) {
-		if k := len(out); k > 0 && out[k-1]>>8 == x>>8 {
-			if x&0xff > out[k-1]&0xff {
-				out[k-1] = x
-			}
-			return
+	// One pass over both sorted lists; s is unchanged on an error.
+	a, i, prev := s.sparse, 0, -1
+	out := make([]uint32, 0, len(a)+n)
+	for e := e[:3*n]; len(e) >= 3; e = e[3:] {
+		idx, r := int(e[0])<<8|int(e[1]), e[2]
+		if idx >= M || idx <= prev || r == 0 || r > q+1 {
+			return ErrCorrupt
+		}
+		prev = idx
+		x := uint32(idx)<<8 | uint32(r)
+		for i < len(a) && a[i]>>8 < uint32(idx) {
+			out = append(out, a[i])
+			i++
+		}
+		if i < len(a) && a[i]>>8 == uint32(idx) {
+			x = max(x, a[i]) // same index: the larger register
+			i++
 		}
 		out = append(out, x)
 	}
-	a, i := s.sparse, 0
-	for j := range n {
-		x, ok := entry(j)
-		if !ok {
-			return ErrCorrupt
-		}
-		for i < len(a) && a[i] < x {
-			push(a[i])
-			i++
-		}
-		push(x)
-	}
-	for ; i < len(a); i++ {
-		push(a[i])
-	}
-	s.sparse = out
+	s.sparse = append(out, a[i:]...)
 	if len(s.sparse) > maxSparse {
 		s.toDense()
 	}
