@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"sync"
@@ -157,25 +158,51 @@ func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserS
 }
 
 // uniqueUsers fills each point's uniqueUsers and returns the range's.
+// Dense slot sketches (busy hours) are merged into their point as they
+// come; sparse ones (quarters, quiet hours) are kept and counted at the
+// end through one hll.Union, which costs their entries however many a
+// point has (a Kolkata hour is four quarters).
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
-	sketches := make([]hll.Sketch, len(points))
+	dense := make([]hll.Sketch, len(points))
+	sparse := make([][][]byte, len(points))
 	err := s.readUsers(ctx, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
-		if i := p.index(start); i >= 0 {
-			return sketches[i].MergeBinary(b)
+		i := p.index(start)
+		if i < 0 || len(b) == 0 {
+			return nil
 		}
+		if hll.IsDense(b) {
+			return dense[i].MergeBinary(b)
+		}
+		sparse[i] = append(sparse[i], bytes.Clone(b)) // b is the store's until fn returns
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	all := &hll.Sketch{}
-	if len(sketches) > 8 {
+	if len(points) > 8 {
 		all = hll.Dense() // many merges: no allocation for each
 	}
-	for i := range sketches {
-		n := int64(sketches[i].Estimate())
+	var u hll.Union
+	for i := range points {
+		var n int64
+		if !dense[i].Empty() {
+			for _, b := range sparse[i] {
+				if err := dense[i].MergeBinary(b); err != nil {
+					return 0, err
+				}
+			}
+			n = int64(dense[i].Estimate())
+			all.Merge(&dense[i])
+		} else {
+			for _, b := range sparse[i] {
+				if err := u.MergeBinary(b); err != nil {
+					return 0, err
+				}
+			}
+			n = int64(u.Flush(all))
+		}
 		points[i].users = &n
-		all.Merge(&sketches[i])
 	}
 	return int64(all.Estimate()), nil
 }

@@ -212,6 +212,91 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	return nil
 }
 
+// IsDense reports whether b encodes a dense sketch (M registers).
+func IsDense(b []byte) bool { return len(b) > 0 && b[0] == tagDense }
+
+// Union estimates the union of encoded sketches without building it:
+// MergeBinary each, then Flush. The registers a sparse sketch sets are
+// noted in place, so a union of k sparse sketches costs their entries,
+// where merging them one by one into a sparse sketch walks the growing
+// list k times. Its estimate is the merged sketch's (TestUnion). The zero
+// value is empty; one Union serves any number of unions in turn.
+type Union struct {
+	regs    [M]uint8
+	touched []uint16 // registers set, while no dense sketch was merged
+	dense   bool     // a dense sketch was merged: every register may be set
+}
+
+// MergeBinary adds the sketch b encodes. Bytes that encode no sketch give
+// ErrCorrupt and leave u part-merged: Flush it before another union.
+func (u *Union) MergeBinary(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case tagDense:
+		if len(b)-1 != M || !maxValid(u.regs[:], b[1:]) {
+			return ErrCorrupt
+		}
+		u.dense = true
+	case tagSparse:
+		e := b[1:]
+		if len(e)%3 != 0 {
+			return ErrCorrupt
+		}
+		prev := -1
+		for ; len(e) >= 3; e = e[3:] {
+			idx, r := int(e[0])<<8|int(e[1]), e[2]
+			if idx >= M || idx <= prev || r == 0 || r > q+1 {
+				return ErrCorrupt
+			}
+			prev = idx
+			if old := u.regs[idx]; r > old {
+				if old == 0 && !u.dense {
+					u.touched = append(u.touched, uint16(idx))
+				}
+				u.regs[idx] = r
+			}
+		}
+	default:
+		return ErrCorrupt
+	}
+	return nil
+}
+
+// Flush returns the union's estimate, merges the union into into (when
+// not nil), and empties u.
+func (u *Union) Flush(into *Sketch) uint64 {
+	var c [q + 2]int
+	if u.dense {
+		for _, r := range u.regs {
+			c[r]++
+		}
+		if into != nil {
+			if into.dense == nil {
+				into.toDense()
+			}
+			maxBytes(into.dense, u.regs[:])
+		}
+		clear(u.regs[:])
+	} else {
+		c[0] = M - len(u.touched)
+		if into != nil && into.dense == nil && len(u.touched) > 0 {
+			into.toDense() // many unions merge into one: dense at once
+		}
+		for _, i := range u.touched {
+			r := u.regs[i]
+			c[r]++
+			if into != nil && r > into.dense[i] {
+				into.dense[i] = r
+			}
+			u.regs[i] = 0
+		}
+	}
+	u.touched, u.dense = u.touched[:0], false
+	return estimate(&c)
+}
+
 // Dense is an empty sketch that starts dense: the accumulator of many
 // merges, which then cost no allocation.
 func Dense() *Sketch { return &Sketch{dense: make([]uint8, M)} }
@@ -302,6 +387,11 @@ func (s *Sketch) Estimate() uint64 {
 			c[uint8(e)]++
 		}
 	}
+	return estimate(&c)
+}
+
+// estimate is Ertl's estimate from c[k], the registers holding k.
+func estimate(c *[q + 2]int) uint64 {
 	m := float64(M)
 	z := m * tau(1-float64(c[q+1])/m)
 	for k := q; k >= 1; k-- {

@@ -99,6 +99,37 @@ func TestMergeIdempotent(t *testing.T) {
 	}
 }
 
+// A Union's estimate and registers are those of the sketches merged, for
+// sparse and dense parts, and one Union serves many unions in turn.
+func TestUnion(t *testing.T) {
+	var u Union
+	for round, sizes := range [][]int{{0}, {1}, {170, 170, 170, 170}, {3000, 5, 900}, {20_000, 300}, {40, 20_000, 20_000}, {600}} {
+		var merged, into Sketch
+		users(&into, "into", 0, 10)
+		wantInto := into
+		wantInto.sparse = slices.Clone(into.sparse)
+		for i, n := range sizes {
+			var part Sketch
+			users(&part, fmt.Sprintf("r%d-%d-", round, i), 0, n)
+			users(&part, "shared", 0, n/3) // overlaps between the parts
+			merged.Merge(&part)
+			if err := u.MergeBinary(part.Append(nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantInto.Merge(&merged)
+		if got, want := u.Flush(&into), merged.Estimate(); got != want {
+			t.Errorf("round %d %v: union estimate %d, merged %d", round, sizes, got, want)
+		}
+		if regs(&into) != regs(&wantInto) {
+			t.Errorf("round %d %v: flushed into registers differ", round, sizes)
+		}
+	}
+	if err := u.MergeBinary([]byte{tagSparse, 0, 2, 1, 0, 1, 1}); err != ErrCorrupt {
+		t.Errorf("out of order entries: %v", err)
+	}
+}
+
 // regs is the sketch's registers, whatever its representation.
 func regs(s *Sketch) [M]uint8 {
 	var r [M]uint8
