@@ -1,8 +1,8 @@
 package reporter
 
 import (
-	"bytes"
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -164,7 +164,18 @@ func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserS
 // point has (a Kolkata hour is four quarters).
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	dense := make([]hll.Sketch, len(points))
-	sparse := make([][][]byte, len(points))
+	// The sparse ones, copied (b is the store's until fn returns) into one
+	// buffer reused across reports: a report reads thousands.
+	type part struct{ point, from, to int }
+	var parts []part
+	bp := sketchBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 32<<20 {
+			*bp = buf[:0]
+			sketchBufs.Put(bp)
+		}
+	}()
 	err := s.readUsers(ctx, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
 		i := p.index(start)
 		if i < 0 || len(b) == 0 {
@@ -173,11 +184,23 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 		if hll.IsDense(b) {
 			return dense[i].MergeBinary(b)
 		}
-		sparse[i] = append(sparse[i], bytes.Clone(b)) // b is the store's until fn returns
+		parts = append(parts, part{i, len(buf), len(buf) + len(b)})
+		buf = append(buf, b...)
 		return nil
 	})
 	if err != nil {
 		return 0, err
+	}
+	// Each point's parts together, in the order read.
+	slices.SortStableFunc(parts, func(a, b part) int { return a.point - b.point })
+	sparse := make([][]part, len(points))
+	for k := 0; k < len(parts); {
+		j := k
+		for j < len(parts) && parts[j].point == parts[k].point {
+			j++
+		}
+		sparse[parts[k].point] = parts[k:j]
+		k = j
 	}
 	all := &hll.Sketch{}
 	if len(points) > 8 {
@@ -187,16 +210,16 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	for i := range points {
 		var n int64
 		if !dense[i].Empty() {
-			for _, b := range sparse[i] {
-				if err := dense[i].MergeBinary(b); err != nil {
+			for _, pt := range sparse[i] {
+				if err := dense[i].MergeBinary(buf[pt.from:pt.to]); err != nil {
 					return 0, err
 				}
 			}
 			n = int64(dense[i].Estimate())
 			all.Merge(&dense[i])
 		} else {
-			for _, b := range sparse[i] {
-				if err := u.MergeBinary(b); err != nil {
+			for _, pt := range sparse[i] {
+				if err := u.MergeBinary(buf[pt.from:pt.to]); err != nil {
 					return 0, err
 				}
 			}
@@ -206,6 +229,8 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	}
 	return int64(all.Estimate()), nil
 }
+
+var sketchBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 type pointAcc struct {
 	count int64
