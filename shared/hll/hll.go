@@ -212,6 +212,35 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	return nil
 }
 
+// Check reports ErrCorrupt for bytes that encode no sketch, as
+// MergeBinary would, without merging them anywhere.
+func Check(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case tagDense:
+		if len(b)-1 != M || !validRegisters(b[1:]) {
+			return ErrCorrupt
+		}
+		return nil
+	case tagSparse:
+		e := b[1:]
+		if len(e)%3 != 0 {
+			return ErrCorrupt
+		}
+		for prev := -1; len(e) >= 3; e = e[3:] {
+			idx, r := int(e[0])<<8|int(e[1]), e[2]
+			if idx >= M || idx <= prev || r == 0 || r > q+1 {
+				return ErrCorrupt
+			}
+			prev = idx
+		}
+		return nil
+	}
+	return ErrCorrupt
+}
+
 // IsDense reports whether b encodes a dense sketch (M registers).
 func IsDense(b []byte) bool { return len(b) > 0 && b[0] == tagDense }
 

@@ -149,6 +149,9 @@ func TestEncoding(t *testing.T) {
 		users(&s, "e", 0, n)
 		b := s.Append(nil)
 		var back Sketch
+		if err := Check(b); err != nil {
+			t.Fatalf("n=%d: a sketch's encoding does not check: %v", n, err)
+		}
 		if err := back.UnmarshalBinary(b); err != nil {
 			t.Fatalf("n=%d: %v", n, err)
 		}
@@ -168,6 +171,9 @@ func TestEncoding(t *testing.T) {
 		var s Sketch
 		if err := s.UnmarshalBinary(bad); err == nil {
 			t.Errorf("% x decoded as a sketch", bad)
+		}
+		if Check(bad) == nil {
+			t.Errorf("% x checked as a sketch", bad)
 		}
 	}
 }
@@ -194,7 +200,11 @@ func FuzzMergeBinary(f *testing.F) {
 	f.Add([]byte{tagDense})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Sketch
-		if err := s.MergeBinary(b); err != nil {
+		err := s.MergeBinary(b)
+		if (Check(b) == nil) != (err == nil) {
+			t.Fatalf("Check and MergeBinary disagree on % x: %v", b, err)
+		}
+		if err != nil {
 			return
 		}
 		// Whatever decodes re-encodes to something that decodes to the same.

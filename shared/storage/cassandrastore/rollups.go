@@ -642,24 +642,25 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 	if err != nil {
 		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
+	// A slot no manifest adds to is passed on as its row holds it (a dense
+	// hour is 16 KiB: decoding and encoding it again cost more than its
+	// read); one a manifest adds to is merged with its row.
 	out := map[time.Time]*hll.Sketch{}
 	merge := func(t time.Time, b []byte) error {
 		s := out[t]
 		if s == nil {
 			s = &hll.Sketch{}
 			out[t] = s
+			if r := rows[t]; r != nil && len(r.sketch) > 0 {
+				if err := s.MergeBinary(r.sketch); err != nil {
+					return fmt.Errorf("cassandrastore: user sketch of %v: %w", t, err)
+				}
+			}
 		}
 		if err := s.MergeBinary(b); err != nil {
 			return fmt.Errorf("cassandrastore: user sketch of %v: %w", t, err)
 		}
 		return nil
-	}
-	for t, r := range rows {
-		if len(r.sketch) > 0 {
-			if err := merge(t, r.sketch); err != nil {
-				return err
-			}
-		}
 	}
 	for pi, partner := range partners {
 		ms, err := st.recentManifests(ctx, partner, floors[pi])
@@ -689,7 +690,15 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 			}
 		}
 	}
-	starts := make([]time.Time, 0, len(out))
+	starts := make([]time.Time, 0, len(rows)+len(out))
+	for t, r := range rows {
+		if out[t] == nil && len(r.sketch) > 0 {
+			if err := hll.Check(r.sketch); err != nil {
+				return fmt.Errorf("cassandrastore: user sketch of %v: %w", t, err)
+			}
+			starts = append(starts, t)
+		}
+	}
 	for t, s := range out {
 		if !s.Empty() {
 			starts = append(starts, t)
@@ -698,7 +707,14 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
 	var buf []byte
 	for _, t := range starts {
-		buf = out[t].Append(buf[:0])
+		s := out[t]
+		if s == nil {
+			if err := fn(t.UTC(), rows[t].sketch); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = s.Append(buf[:0])
 		if err := fn(t.UTC(), buf); err != nil {
 			return err
 		}
