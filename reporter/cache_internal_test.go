@@ -2,11 +2,16 @@ package reporter
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // TestCachedAtSplice: the cache's bytes are those of the stamped answer,
@@ -21,15 +26,63 @@ func TestCachedAtSplice(t *testing.T) {
 			TimeSeries: []report.Point{{Timestamp: done, Count: 3}}, Freshness: report.Freshness{DataCompleteUntil: &done}},
 		&report.PartnerReport{PartnerID: "p", EventsByType: map[string]int64{}},
 	} {
-		fresh, err := json.Marshal(v)
+		fresh, err := encodeAnswer(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		utc := at.UTC()
 		v.Stamp(&utc)
-		want, _ := json.Marshal(v)
+		want, _ := encodeAnswer(v)
+		var back map[string]any
+		if err := json.Unmarshal(want, &back); err != nil || back["cachedAt"] == nil {
+			t.Fatalf("stamped answer %s: %v", want, err)
+		}
 		if got := withCachedAt(fresh, at); !bytes.Equal(got, want) {
 			t.Errorf("spliced\n%s\nwant\n%s", got, want)
 		}
+	}
+}
+
+// poisoned answers garbage for every key until the key is set.
+type poisoned struct{ set map[string][]byte }
+
+func (p *poisoned) GetBytes(_ context.Context, key string) ([]byte, bool, error) {
+	if b, ok := p.set[key]; ok {
+		return b, true, nil
+	}
+	return []byte(`{"partnerId":"x",`), true, nil
+}
+
+func (p *poisoned) SetBytes(_ context.Context, key string, b []byte, _ time.Duration) error {
+	p.set[key] = b
+	return nil
+}
+
+// An entry that is not an answer is never sent: the report is computed
+// again and the entry overwritten.
+func TestDamagedCacheEntryIsAMiss(t *testing.T) {
+	ctx := context.Background()
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	cache := &poisoned{set: map[string][]byte{}}
+	s := New(store, zerolog.Nop()).WithCache(cache, time.Minute)
+	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}
+	b, err := s.PartnerReportJSON(ctx, q)
+	var rep report.PartnerReport
+	if err != nil || json.Unmarshal(b, &rep) != nil || rep.PartnerID != p.ID || rep.CachedAt != nil {
+		t.Fatalf("over a damaged entry: %s, %v; want the report computed", b, err)
+	}
+	if len(cache.set) != 1 {
+		t.Fatalf("the damaged entry was not overwritten: %d set", len(cache.set))
+	}
+	if b, err := s.PartnerReportJSON(ctx, q); err != nil || json.Unmarshal(b, &rep) != nil || rep.CachedAt == nil {
+		t.Fatalf("the next answer: %s, %v; want it from the cache", b, err)
 	}
 }

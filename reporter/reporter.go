@@ -4,6 +4,7 @@
 package reporter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,9 +153,9 @@ func cached[T any](ctx context.Context, s *Service, key string, to time.Time, pr
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(v)
+	b, err := encodeAnswer(v)
 	if err != nil {
-		return nil, fmt.Errorf("reporter: encode answer: %w", err)
+		return nil, err
 	}
 	if s.cache != nil {
 		_ = s.cache.SetBytes(ctx, key, withCachedAt(b, s.now()), s.ttl(to))
@@ -170,9 +171,13 @@ func (s *Service) cacheHit(ctx context.Context, key string, count bool) (json.Ra
 	}
 	b, ok, err := s.cache.GetBytes(ctx, key)
 	switch {
-	case ok && err == nil:
+	case ok && err == nil && len(b) > 0 && b[0] == '{' && json.Valid(b):
 		mCache.WithLabelValues("hit").Inc()
 		return b, true
+	case ok && err == nil:
+		// Not an answer (a foreign or damaged value): computed again, and
+		// the entry overwritten, rather than sent for the whole TTL.
+		s.log.Warn().Str("key", key).Int("bytes", len(b)).Msg("report cache entry is not an answer; computing it again")
 	case err != nil:
 		s.log.Debug().Err(err).Msg("report cache unavailable")
 	}
@@ -180,6 +185,17 @@ func (s *Service) cacheHit(ctx context.Context, key string, count bool) (json.Ra
 		mCache.WithLabelValues("miss").Inc()
 	}
 	return nil, false
+}
+
+// encodeAnswer is an answer's JSON as the edge writes JSON ("<" stays "<").
+func encodeAnswer(v any) ([]byte, error) {
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("reporter: encode answer: %w", err)
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
 
 // withCachedAt is a fresh answer's bytes as the cache keeps them: with

@@ -165,7 +165,11 @@ func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserS
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	dense := make([]hll.Sketch, len(points))
 	// The sparse ones, copied (b is the store's until fn returns) into one
-	// buffer reused across reports: a report reads thousands.
+	// buffer reused across reports: a report reads thousands. A point
+	// keeps at most maxKept bytes there, the size of a dense sketch; what
+	// comes past that is merged into its sketch at once, so a report holds
+	// at most about 32 KiB a point however many slots it reads.
+	kept := make([]int, len(points))
 	type part struct{ point, from, to int }
 	var parts []part
 	bp := sketchBufs.Get().(*[]byte)
@@ -181,9 +185,10 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 		if i < 0 || len(b) == 0 {
 			return nil
 		}
-		if hll.IsDense(b) {
+		if hll.IsDense(b) || kept[i]+len(b) > maxKept {
 			return dense[i].MergeBinary(b)
 		}
+		kept[i] += len(b)
 		parts = append(parts, part{i, len(buf), len(buf) + len(b)})
 		buf = append(buf, b...)
 		return nil
@@ -229,6 +234,10 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	}
 	return int64(all.Estimate()), nil
 }
+
+// maxKept is the sparse sketch bytes a point keeps for its union (the
+// size of a dense sketch); a var for the tests that make it small.
+var maxKept = hll.M
 
 var sketchBufs = sync.Pool{New: func() any { return new([]byte) }}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // TestReportsInZones is the exactness test: events at known instants
@@ -32,6 +33,10 @@ func TestReportsInZones(t *testing.T) {
 	for name, open := range backendtest.All(t, "reporter") {
 		t.Run(name, func(t *testing.T) { testReportsInZones(t, open(t)) })
 	}
+	// The same with a point keeping almost none of its sparse sketches for
+	// the union: the rest are merged as they come, and every figure holds.
+	defer reporter.SetMaxKept(4)()
+	t.Run("pebble, sketches merged as read", func(t *testing.T) { testReportsInZones(t, testenv.Pebble(t)) })
 }
 
 // lastTransition is the latest last-Sunday-of-month (Berlin's DST days)

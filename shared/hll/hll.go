@@ -161,7 +161,8 @@ func (s *Sketch) Merge(o *Sketch) {
 
 // mergeEncoded merges encoded sparse entries (index, 2 bytes, then value)
 // straight from their bytes, checking them on the way: in range, in index
-// order. On an error a sparse s is unchanged, a dense one part-merged.
+// order. On an error a sparse s is unchanged; a dense one may hold the
+// entries before the bad one.
 func (s *Sketch) mergeEncoded(e []byte) error {
 	if len(e)%3 != 0 {
 		return ErrCorrupt
@@ -257,16 +258,18 @@ type Union struct {
 }
 
 // MergeBinary adds the sketch b encodes. Bytes that encode no sketch give
-// ErrCorrupt and leave u part-merged: Flush it before another union.
+// ErrCorrupt; u may then hold some of their entries (each one checked
+// before it is taken, so u stays a valid union, of part of b).
 func (u *Union) MergeBinary(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
 	switch b[0] {
 	case tagDense:
-		if len(b)-1 != M || !maxValid(u.regs[:], b[1:]) {
+		if len(b)-1 != M || !validRegisters(b[1:]) {
 			return ErrCorrupt
 		}
+		maxBytes(u.regs[:], b[1:])
 		u.dense = true
 	case tagSparse:
 		e := b[1:]
@@ -347,59 +350,49 @@ func (s *Sketch) mergeSparse(list []uint32) {
 	}
 }
 
-// maxBytes sets dst[i] = max(dst[i], src[i]) for registers of sketches
-// known valid.
-func maxBytes(dst, src []uint8) { maxValid(dst, src) }
-
-// maxValid is maxBytes and validRegisters(src) in one pass over src, as
-// a merge reads each stored register once: 32 registers a step, in four
-// independent words. A valid register is below 128, so (a|0x80) - b never
-// borrows across bytes, and its top bit says a >= b.
-func maxValid(dst, src []uint8) bool {
-	const hi, add = 0x8080808080808080, 0x4c4c4c4c4c4c4c4c
+// maxBytes sets dst[i] = max(dst[i], src[i]) for valid registers (below
+// 128, so (a|0x80) - b never borrows across bytes, and its top bit says
+// a >= b): 32 registers a step, in four independent words.
+func maxBytes(dst, src []uint8) {
+	const hi = 0x8080808080808080
 	le := binary.LittleEndian
 	max8 := func(a, b uint64) uint64 {
 		mask := ((((a | hi) - b) & hi) >> 7) * 0xff // 0xff where a >= b
 		return a&mask | b&^mask
 	}
-	var bad uint64
 	n := min(len(dst), len(src)) &^ 31
 	for i := 0; i < n; i += 32 {
 		d, s := dst[i:i+32:i+32], src[i:i+32:i+32]
-		b0, b1, b2, b3 := le.Uint64(s[0:]), le.Uint64(s[8:]), le.Uint64(s[16:]), le.Uint64(s[24:])
-		bad |= b0 | (b0 + add) | b1 | (b1 + add) | b2 | (b2 + add) | b3 | (b3 + add)
-		le.PutUint64(d[0:], max8(le.Uint64(d[0:]), b0))
-		le.PutUint64(d[8:], max8(le.Uint64(d[8:]), b1))
-		le.PutUint64(d[16:], max8(le.Uint64(d[16:]), b2))
-		le.PutUint64(d[24:], max8(le.Uint64(d[24:]), b3))
+		le.PutUint64(d[0:], max8(le.Uint64(d[0:]), le.Uint64(s[0:])))
+		le.PutUint64(d[8:], max8(le.Uint64(d[8:]), le.Uint64(s[8:])))
+		le.PutUint64(d[16:], max8(le.Uint64(d[16:]), le.Uint64(s[16:])))
+		le.PutUint64(d[24:], max8(le.Uint64(d[24:]), le.Uint64(s[24:])))
 	}
 	for i := n; i < len(dst); i++ {
-		if src[i] > q+1 {
-			return false
-		}
 		dst[i] = max(dst[i], src[i])
 	}
-	return bad&hi == 0
 }
 
-// validRegisters reports whether every register is at most q+1 (51),
-// eight at a time: v + (128-52) reaches the top bit iff v >= 52, without a
-// carry across bytes for v < 128.
+// validRegisters reports whether every register is at most q+1 (51), 32
+// at a time: v + (128-52) reaches the top bit iff v >= 52, without a carry
+// across bytes for v < 128. A merge checks its source first, so a sketch
+// never takes an invalid register.
 func validRegisters(regs []uint8) bool {
 	const hi, add = 0x8080808080808080, 0x4c4c4c4c4c4c4c4c
-	n := len(regs) &^ 7
-	for i := 0; i < n; i += 8 {
-		w := binary.LittleEndian.Uint64(regs[i:])
-		if (w|(w+add))&hi != 0 {
-			return false
-		}
+	le := binary.LittleEndian
+	var bad uint64
+	n := len(regs) &^ 31
+	for i := 0; i < n; i += 32 {
+		r := regs[i : i+32 : i+32]
+		w0, w1, w2, w3 := le.Uint64(r[0:]), le.Uint64(r[8:]), le.Uint64(r[16:]), le.Uint64(r[24:])
+		bad |= w0 | (w0 + add) | w1 | (w1 + add) | w2 | (w2 + add) | w3 | (w3 + add)
 	}
 	for _, r := range regs[n:] {
 		if r > q+1 {
 			return false
 		}
 	}
-	return true
+	return bad&hi == 0
 }
 
 // Estimate is the number of distinct users added, estimated.
@@ -497,8 +490,10 @@ func (s *Sketch) UnmarshalBinary(b []byte) error {
 
 // MergeBinary merges the sketch b encodes into s, without decoding it
 // into a sketch of its own first. Bytes that encode no sketch give
-// ErrCorrupt and leave s part-merged: a caller drops it (every caller
-// fails its read or write on the error).
+// ErrCorrupt; a dense s may then hold some of their sparse entries (each
+// checked before it is taken: s stays a valid sketch, never holding an
+// invalid register), any other s is unchanged. Every caller fails its read
+// or write on the error.
 func (s *Sketch) MergeBinary(b []byte) error {
 	if len(b) == 0 {
 		return nil
@@ -506,15 +501,13 @@ func (s *Sketch) MergeBinary(b []byte) error {
 	switch b[0] {
 	case tagDense:
 		regs := b[1:]
-		if len(regs) != M {
+		if len(regs) != M || !validRegisters(regs) {
 			return ErrCorrupt
 		}
 		if s.dense == nil {
 			s.toDense()
 		}
-		if !maxValid(s.dense, regs) {
-			return ErrCorrupt
-		}
+		maxBytes(s.dense, regs)
 	case tagSparse:
 		return s.mergeEncoded(b[1:])
 	default:

@@ -284,29 +284,68 @@ func TestValidRegisters(t *testing.T) {
 	}
 }
 
-// maxValid is maxBytes, and validRegisters of its source.
-func TestMaxValid(t *testing.T) {
+// maxBytes is a byte-by-byte max for valid registers, and validRegisters
+// refuses any register over q+1, at every position and length (the word
+// loops take 32 at a time).
+func TestWordLoops(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for range 2000 {
+	for range 3000 {
 		n := rng.IntN(100) + 1
 		a, b := make([]uint8, n), make([]uint8, n)
 		for i := range a {
 			a[i], b[i] = uint8(rng.IntN(q+2)), uint8(rng.IntN(q+2))
 		}
-		if rng.IntN(3) == 0 {
-			b[rng.IntN(n)] = uint8(q + 2 + rng.IntN(256-q-2))
+		want := make([]uint8, n)
+		for i := range a {
+			want[i] = max(a[i], b[i])
 		}
-		valid := validRegisters(b)
-		want := slices.Clone(a)
-		if valid {
-			maxBytes(want, b)
+		if !validRegisters(b) {
+			t.Fatalf("valid registers %v refused", b)
 		}
-		if got := maxValid(a, b); got != valid {
-			t.Fatalf("maxValid of %v: %v, want %v", b, got, valid)
+		maxBytes(a, b)
+		if !bytes.Equal(a, want) {
+			t.Fatalf("maxBytes: %v, want %v", a, want)
 		}
-		if valid && !bytes.Equal(a, want) {
-			t.Fatalf("maxValid: %v, want %v", a, want)
+		b[rng.IntN(n)] = uint8(q + 2 + rng.IntN(256-q-2))
+		if validRegisters(b) {
+			t.Fatalf("invalid registers %v accepted", b)
 		}
+	}
+}
+
+// A refused merge never leaves an invalid register: the sketch or union
+// still estimates and encodes, and serves the next merge.
+func TestRefusedMergeLeavesValidState(t *testing.T) {
+	var good Sketch
+	users(&good, "g", 0, 30_000) // dense
+	bad := good.Append(nil)
+	bad[1+M/2] = q + 9
+	var s Sketch
+	users(&s, "s", 0, 20_000)
+	before := s.Append(nil)
+	if err := s.MergeBinary(bad); err != ErrCorrupt {
+		t.Fatalf("a dense sketch with register %d: %v", q+9, err)
+	}
+	if !bytes.Equal(s.Append(nil), before) || Check(s.Append(nil)) != nil {
+		t.Fatal("a refused dense merge changed the sketch")
+	}
+	var u Union
+	if err := u.MergeBinary(bad); err != ErrCorrupt {
+		t.Fatalf("union: %v", err)
+	}
+	if err := u.MergeBinary(good.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := u.Flush(nil), good.Estimate(); got != want {
+		t.Fatalf("union after a refused merge: %d, want %d", got, want)
+	}
+	var one Sketch
+	one.Add("only")
+	if err := u.MergeBinary(one.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Flush(nil); got != 1 {
+		t.Fatalf("the next union of one user: %d", got)
 	}
 }
 

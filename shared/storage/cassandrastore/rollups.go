@@ -692,7 +692,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 	}
 	starts := make([]time.Time, 0, len(rows)+len(out))
 	for t, r := range rows {
-		if out[t] == nil && len(r.sketch) > 0 {
+		if out[t] == nil && len(r.sketch) > 1 { // more than an empty sketch's tag
 			if err := hll.Check(r.sketch); err != nil {
 				return fmt.Errorf("cassandrastore: user sketch of %v: %w", t, err)
 			}
