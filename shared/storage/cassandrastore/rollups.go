@@ -405,6 +405,9 @@ const (
 	forFoldSerial
 )
 
+// usersPage is the sketch rows a page holds (up to 16 KiB each: 1 MiB).
+const usersPage = 64
+
 // readTotals reads the rows of a totals partition in [from, to) into out.
 func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
 	cols := "slot, n, through"
@@ -424,7 +427,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	// a manifest is kept 10 minutes after it was applied.
 	page := 5000
 	if p.kind == kindUsers {
-		page = 64
+		page = usersPage
 	}
 	q := st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
 		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(page)
@@ -605,20 +608,41 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool) (map[time.Time]*total, error) {
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
-	ps := periods(res, from, to)
-	fns := make([]func(context.Context) error, len(ps))
-	for i, p := range ps {
-		fns[i] = func(ctx context.Context) error {
-			local := map[time.Time]*total{}
-			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, withGroups, forReport, local); err != nil {
-				return err
+	var fns []func(context.Context) error
+	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
+		p := periodOf(res, t)
+		// Sketches are read a page at a time (readTotals); an hour
+		// partition holds a month, 16 KiB a row, so one read would walk
+		// a dozen pages in turn. They need no one read (see readTotals):
+		// a page's worth of slots each, read side by side.
+		lo, hi := from, nextPeriod(res, t)
+		if t.After(lo) {
+			lo = t
+		}
+		if to.Before(hi) {
+			hi = to
+		}
+		step := hi.Sub(lo)
+		if kind == kindUsers {
+			step = usersPage * res.Duration()
+		}
+		for c := lo; c.Before(hi); c = c.Add(step) {
+			cFrom, cTo := c, c.Add(step)
+			if hi.Before(cTo) {
+				cTo = hi
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for t, r := range local {
-				rows[t] = r // a slot lies in one partition
-			}
-			return nil
+			fns = append(fns, func(ctx context.Context) error {
+				local := map[time.Time]*total{}
+				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, withGroups, forReport, local); err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for t, r := range local {
+					rows[t] = r // a slot lies in one partition and one chunk
+				}
+				return nil
+			})
 		}
 	}
 	return rows, fanOut(ctx, 8, fns)
