@@ -58,6 +58,28 @@ func (p *poisoned) SetBytes(_ context.Context, key string, b []byte, _ time.Dura
 	return nil
 }
 
+// An entry opens only as it was sealed: a changed byte, a value without
+// the sum (an older version's, a foreign one) are not answers.
+func TestCacheEntrySeal(t *testing.T) {
+	answer := []byte(`{"partnerId":"p","totalEvents":3}`)
+	e := sealEntry(answer)
+	if got, ok := openEntry(e); !ok || !bytes.Equal(got, answer) {
+		t.Fatalf("sealed entry opens as %q, %v", got, ok)
+	}
+	for i := range e {
+		bad := bytes.Clone(e)
+		bad[i] ^= 0x20
+		if _, ok := openEntry(bad); ok {
+			t.Fatalf("byte %d changed: still opens", i)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, answer, e[:len(e)-1], sealEntry(nil), sealEntry([]byte("[1]"))} {
+		if _, ok := openEntry(bad); ok {
+			t.Errorf("%q opens", bad)
+		}
+	}
+}
+
 // An entry that is not an answer is never sent: the report is computed
 // again and the entry overwritten.
 func TestDamagedCacheEntryIsAMiss(t *testing.T) {

@@ -6,9 +6,11 @@ package reporter
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sort"
 	"strconv"
 	"sync"
@@ -158,7 +160,7 @@ func cached[T any](ctx context.Context, s *Service, key string, to time.Time, pr
 		return nil, err
 	}
 	if s.cache != nil {
-		_ = s.cache.SetBytes(ctx, key, withCachedAt(b, s.now()), s.ttl(to))
+		_ = s.cache.SetBytes(ctx, key, sealEntry(withCachedAt(b, s.now())), s.ttl(to))
 	}
 	return b, nil
 }
@@ -171,10 +173,11 @@ func (s *Service) cacheHit(ctx context.Context, key string, count bool) (json.Ra
 	}
 	b, ok, err := s.cache.GetBytes(ctx, key)
 	switch {
-	case ok && err == nil && len(b) > 0 && b[0] == '{' && json.Valid(b):
-		mCache.WithLabelValues("hit").Inc()
-		return b, true
 	case ok && err == nil:
+		if answer, sound := openEntry(b); sound {
+			mCache.WithLabelValues("hit").Inc()
+			return answer, true
+		}
 		// Not an answer (a foreign or damaged value): computed again, and
 		// the entry overwritten, rather than sent for the whole TTL.
 		s.log.Warn().Str("key", key).Int("bytes", len(b)).Msg("report cache entry is not an answer; computing it again")
@@ -185,6 +188,26 @@ func (s *Service) cacheHit(ctx context.Context, key string, count bool) (json.Ra
 		mCache.WithLabelValues("miss").Inc()
 	}
 	return nil, false
+}
+
+// A cache entry is the answer's CRC-32C, 4 bytes big-endian, then the
+// answer: a hit is sent as it is, so an entry damaged or not written by
+// this code (an older version's, a foreign value under the prefix) must be
+// told apart without decoding it. Checking the sum costs microseconds
+// where json.Valid of a 720-point answer costs 0.2 ms.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func sealEntry(answer []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(answer)), crc32.Checksum(answer, castagnoli)), answer...)
+}
+
+// openEntry is the answer an entry holds; sound is false when the entry
+// is not one sealEntry made.
+func openEntry(e []byte) (answer []byte, sound bool) {
+	if len(e) < 6 || binary.BigEndian.Uint32(e) != crc32.Checksum(e[4:], castagnoli) || e[4] != '{' {
+		return nil, false
+	}
+	return e[4:], true
 }
 
 // encodeAnswer is an answer's JSON as the edge writes JSON ("<" stays "<").
