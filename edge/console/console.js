@@ -241,6 +241,13 @@ async function route () {
     fail(e)
   }
 }
+// The skip link moves focus to the content without touching the hash: the
+// hash is the router's, and "#main" would send the user back home.
+document.querySelector('a.skip').addEventListener('click', (e) => {
+  e.preventDefault()
+  main.focus()
+})
+
 // After a navigation, focus moves to the new content, as a page load would
 // put a screen reader there.
 window.addEventListener('hashchange', async () => {

@@ -56,6 +56,8 @@ try {
   const fill = async (form, values) => {
     for (const [name, value] of Object.entries(values)) {
       const sel = form + ' [name="' + name + '"]'
+      // A page may draw its forms after its first API answer: wait for it.
+      await page.waitForSelector(sel, { timeout: 15000 })
       await page.$eval(sel, (el) => { el.value = '' })
       await page.type(sel, String(value))
     }
@@ -107,8 +109,13 @@ try {
   await page.waitForFunction(() => document.querySelector('h1') && document.querySelector('h1').textContent === 'Partners', { timeout: 15000 })
   await page.keyboard.press('Tab')
   if ((await page.evaluate(() => document.activeElement.className)) !== 'skip') fail('the first Tab stop is not the skip link')
+  const hashBefore = await page.evaluate(() => { document.querySelector('main h1').dataset.mark = 'before skip'; return location.hash })
   await page.keyboard.press('Enter')
   await until('focus on the content', async () => page.evaluate(() => document.activeElement.id === 'main'))
+  // ... and nothing else: the page is not routed again (the hash belongs to
+  // the router; a link to "#main" would change it and redraw the page).
+  const after = await page.evaluate(() => ({ hash: location.hash, mark: (document.querySelector('main h1') || {}).dataset?.mark }))
+  if (after.hash !== hashBefore || after.mark !== 'before skip') fail('the skip link navigated: hash ' + after.hash + ' (was ' + hashBefore + '), page redrawn: ' + (after.mark !== 'before skip'))
 
   // A partner: a bad code shows the field's error next to it, a good one is created.
   expected++
