@@ -10,8 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/report"
-	"github.com/volcanion/tracking/shared/storage/pebblestore"
-	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // TestCachedAtSplice: the cache's bytes are those of the stamped answer,
@@ -21,17 +19,20 @@ func TestCachedAtSplice(t *testing.T) {
 	at := time.Date(2026, 11, 26, 18, 30, 1, 123456789, time.FixedZone("x", 3600))
 	n := int64(3)
 	done := time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC)
-	for _, v := range []interface{ Stamp(*time.Time) }{
-		&report.SubSystemReport{SubSystemID: "s", TotalEvents: 3, EventsByType: map[string]int64{"a<b": 3}, UniqueUsers: &n,
-			TimeSeries: []report.Point{{Timestamp: done, Count: 3}}, Freshness: report.Freshness{DataCompleteUntil: &done}},
-		&report.PartnerReport{PartnerID: "p", EventsByType: map[string]int64{}},
-	} {
+	sub := &report.SubSystemReport{SubSystemID: "s", TotalEvents: 3, EventsByType: map[string]int64{"a<b": 3}, UniqueUsers: &n,
+		TimeSeries: []report.Point{{Timestamp: done, Count: 3}}, Freshness: report.Freshness{DataCompleteUntil: &done}}
+	partner := &report.PartnerReport{PartnerID: "p", EventsByType: map[string]int64{}}
+	for _, c := range []struct {
+		v any
+		f *report.Freshness
+	}{{sub, &sub.Freshness}, {partner, &partner.Freshness}} {
+		v := c.v
 		fresh, err := encodeAnswer(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		utc := at.UTC()
-		v.Stamp(&utc)
+		c.f.CachedAt = &utc
 		want, _ := encodeAnswer(v)
 		var back map[string]any
 		if err := json.Unmarshal(want, &back); err != nil || back["cachedAt"] == nil {
@@ -84,15 +85,7 @@ func TestCacheEntrySeal(t *testing.T) {
 // again and the entry overwritten.
 func TestDamagedCacheEntryIsAMiss(t *testing.T) {
 	ctx := context.Background()
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	store, p := storeWithPartner(t)
 	cache := &poisoned{set: map[string][]byte{}}
 	s := New(store, zerolog.Nop()).WithCache(cache, time.Minute)
 	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}

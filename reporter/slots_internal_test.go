@@ -19,15 +19,7 @@ import (
 // answers timeout (never a hang); a freed slot lets the next one through.
 func TestReportsWaitTheirTurn(t *testing.T) {
 	ctx := context.Background()
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	store, p := storeWithPartner(t)
 	s := New(store, zerolog.Nop()).WithMaxConcurrent(1)
 	held, err := s.turn(ctx)
 	if err != nil {
@@ -55,15 +47,7 @@ func TestReportsWaitTheirTurn(t *testing.T) {
 // back at once, while a report not in the cache waits.
 func TestCacheHitsTakeNoSlot(t *testing.T) {
 	ctx := context.Background()
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	store, p := storeWithPartner(t)
 	s := New(store, zerolog.Nop()).WithMaxConcurrent(1).WithCache(rcache.NewLocal(1<<20), time.Minute)
 	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}
 	if _, err := s.PartnerReport(ctx, q); err != nil {
@@ -85,4 +69,19 @@ func TestCacheHitsTakeNoSlot(t *testing.T) {
 	if _, err := s.PartnerReport(short, q); !errors.As(err, &ae) || ae.Code != apierr.Timeout {
 		t.Fatalf("an uncached report with every slot taken: %v, want timeout", err)
 	}
+}
+
+// storeWithPartner is a Pebble store holding one partner.
+func storeWithPartner(t *testing.T) (*pebblestore.Store, tenant.Partner) {
+	t.Helper()
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
+	if err := store.CreatePartner(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return store, p
 }

@@ -153,14 +153,6 @@ type Freshness struct {
 	CachedAt *time.Time `json:"cachedAt,omitempty"`
 }
 
-func (f *Freshness) stampCache(t *time.Time) { f.CachedAt = t }
-
-// Stamp sets CachedAt (the reporter's cache).
-func (r *SubSystemReport) Stamp(t *time.Time) { r.stampCache(t) }
-
-// Stamp sets CachedAt (the reporter's cache).
-func (r *PartnerReport) Stamp(t *time.Time) { r.stampCache(t) }
-
 // MaxBuckets bounds a report's series: a range too long for its
 // granularity is refused.
 const MaxBuckets = 1500
