@@ -159,6 +159,14 @@ func (s *Sketch) Merge(o *Sketch) {
 	s.mergeSparse(o.sparse)
 }
 
+// entry reads the sparse entry at the head of e (len(e) >= 3): ok when its
+// index is in range and above prev (entries are in index order, each once)
+// and its value a register's.
+func entry(e []byte, prev int) (idx int, r uint8, ok bool) {
+	idx, r = int(e[0])<<8|int(e[1]), e[2]
+	return idx, r, idx < M && idx > prev && r != 0 && r <= q+1
+}
+
 // mergeEncoded merges encoded sparse entries (index, 2 bytes, then value)
 // straight from their bytes, checking them on the way: in range, in index
 // order. On an error a sparse s is unchanged; a dense one may hold the
@@ -171,8 +179,8 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	if s.dense != nil {
 		d, prev := s.dense[:M], -1
 		for e := e[:3*n]; len(e) >= 3; e = e[3:] {
-			idx, r := int(e[0])<<8|int(e[1]), e[2]
-			if idx >= M || idx <= prev || r == 0 || r > q+1 {
+			idx, r, ok := entry(e, prev)
+			if !ok {
 				return ErrCorrupt
 			}
 			prev = idx
@@ -190,8 +198,8 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	a, i, prev := s.sparse, 0, -1
 	out := make([]uint32, 0, len(a)+n)
 	for e := e[:3*n]; len(e) >= 3; e = e[3:] {
-		idx, r := int(e[0])<<8|int(e[1]), e[2]
-		if idx >= M || idx <= prev || r == 0 || r > q+1 {
+		idx, r, ok := entry(e, prev)
+		if !ok {
 			return ErrCorrupt
 		}
 		prev = idx
@@ -231,8 +239,8 @@ func Check(b []byte) error {
 			return ErrCorrupt
 		}
 		for prev := -1; len(e) >= 3; e = e[3:] {
-			idx, r := int(e[0])<<8|int(e[1]), e[2]
-			if idx >= M || idx <= prev || r == 0 || r > q+1 {
+			idx, _, ok := entry(e, prev)
+			if !ok {
 				return ErrCorrupt
 			}
 			prev = idx
@@ -278,8 +286,8 @@ func (u *Union) MergeBinary(b []byte) error {
 		}
 		prev := -1
 		for ; len(e) >= 3; e = e[3:] {
-			idx, r := int(e[0])<<8|int(e[1]), e[2]
-			if idx >= M || idx <= prev || r == 0 || r > q+1 {
+			idx, r, ok := entry(e, prev)
+			if !ok {
 				return ErrCorrupt
 			}
 			prev = idx
