@@ -486,7 +486,11 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			})
 		},
 		func(ctx context.Context) error {
+			// The total comes from this read, with the counts by group: the
+			// two agree even while events are written (the series is a
+			// read of its own, and may hold a batch more or less).
 			return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
+				f.total += sl.Total
 				if group != "" {
 					f.byGroup[group] += sl.Total
 				}
@@ -510,7 +514,6 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	f.points = pl.series()
 	for i := range f.points {
 		f.points[i].Count, f.points[i].UniqueUsers = acc[i].count, acc[i].users
-		f.total += acc[i].count
 	}
 	return f, nil
 }
