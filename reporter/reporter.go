@@ -548,6 +548,34 @@ func (s *Service) PartnerReportJSON(ctx context.Context, q report.PartnerQuery) 
 	return cached(ctx, s, key, pl.to, pl.list, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 
+// nameSubSystems fills in the codes and names of a top list: the partner's
+// sub-systems in one read, and any other (a publisher on the bus may name
+// another partner's sub-system) one by one. Deleted sub-systems keep their
+// names here: their events still count.
+func (s *Service) nameSubSystems(ctx context.Context, partnerID string, top []report.SubSystemCount) error {
+	if len(top) == 0 {
+		return nil
+	}
+	subs, err := s.store.ListSubSystems(ctx, partnerID, true)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]tenant.SubSystem, len(subs))
+	for _, ss := range subs {
+		byID[ss.ID] = ss
+	}
+	for i := range top {
+		ss, ok := byID[top[i].SubSystemID]
+		if !ok {
+			if ss, err = s.store.GetSubSystem(ctx, top[i].SubSystemID); err != nil {
+				continue // unknown: the id alone
+			}
+		}
+		top[i].SubSystemCode, top[i].SubSystemName = ss.Code, ss.Name
+	}
+	return nil
+}
+
 func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl plan) (*report.PartnerReport, error) {
 	p, err := s.store.GetPartner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -652,11 +680,8 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	if len(top) > q.Top {
 		top = top[:q.Top]
 	}
-	for i := range top {
-		// Deleted sub-systems keep their names here: their events still count.
-		if ss, err := s.store.GetSubSystem(ctx, top[i].SubSystemID); err == nil {
-			top[i].SubSystemCode, top[i].SubSystemName = ss.Code, ss.Name
-		}
+	if err := s.nameSubSystems(ctx, p.ID, top); err != nil {
+		return nil, err
 	}
 	r.TopSubSystems = top
 	return r, nil

@@ -119,3 +119,56 @@ func TestReports(t *testing.T) {
 		t.Errorf("unknown partner: %v", err)
 	}
 }
+
+// A partner's top list names its sub-systems, deleted ones included (their
+// events still count), and a sub-system of another partner that a publisher
+// on the bus named.
+func TestTopSubSystemNames(t *testing.T) {
+	ctx := context.Background()
+	store := testenv.Pebble(t)
+	p := tenant.Partner{ID: tenant.NewID(), Code: "p", Name: "P", Status: tenant.Active}
+	q := tenant.Partner{ID: tenant.NewID(), Code: "q", Name: "Q", Status: tenant.Active}
+	for _, pp := range []tenant.Partner{p, q} {
+		if err := store.CreatePartner(ctx, pp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "live", Name: "Live", Status: tenant.Active}
+	gone := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "gone", Name: "Gone", Status: tenant.Active}
+	other := tenant.SubSystem{ID: tenant.NewID(), PartnerID: q.ID, Code: "other", Name: "Other", Status: tenant.Active}
+	unknown := tenant.NewID()
+	for _, ss := range []tenant.SubSystem{live, gone, other} {
+		if err := store.CreateSubSystem(ctx, ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evs []event.Event
+	for i, ss := range []string{live.ID, gone.ID, other.ID, unknown} {
+		for j := 0; j <= i; j++ {
+			evs = append(evs, event.Event{ID: fmt.Sprint(i, "-", j), PartnerID: p.ID, SubSystemID: ss, EventType: "view", Timestamp: t0.Add(time.Hour)})
+		}
+	}
+	if _, err := store.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := store.GetSubSystem(ctx, gone.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Status = tenant.Deleted
+	if err := store.UpdateSubSystem(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := reporter.New(store, zerolog.Nop()).PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: t0, To: t0.AddDate(0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range pr.TopSubSystems {
+		got[s.SubSystemID] = s.SubSystemCode + "/" + s.SubSystemName
+	}
+	want := map[string]string{live.ID: "live/Live", gone.ID: "gone/Gone", other.ID: "other/Other", unknown: "/"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("top sub-systems named %v, want %v", got, want)
+	}
+}

@@ -44,6 +44,8 @@ type options struct {
 	maxConcurrent                             int
 	loadFor                                   time.Duration
 	profile, only                             string
+	statements                                bool
+	observer                                  *statements
 }
 
 // progress is what a load has done, kept beside the data.
@@ -79,6 +81,7 @@ func main() {
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
 	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each query's uncached sequential runs")
 	flag.StringVar(&o.only, "only", "", "run only the queries whose name contains this")
+	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "reportbench:", err)
@@ -110,6 +113,10 @@ func run(o options) error {
 		}
 		cfg := cassandrastore.DefaultConfig()
 		cfg.Hosts, cfg.Keyspace = hosts, o.keyspace
+		if o.statements {
+			o.observer = &statements{}
+			cfg.Observer = o.observer
+		}
 		s, err := cassandrastore.Open(cfg)
 		if err != nil {
 			return err
@@ -385,9 +392,16 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 						return err
 					}
 				}
+				watch := o.observer != nil && c.name == "none" && clients == 1
+				if watch {
+					o.observer.start()
+				}
 				res, err := timeRuns(ctx, q, c.r, clients, o.runs)
 				if stop != nil {
 					stop()
+				}
+				if watch {
+					o.observer.stop(o.runs)
 				}
 				if err != nil {
 					return err
