@@ -3,7 +3,9 @@ package reporter
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"testing"
 	"time"
 
@@ -44,14 +46,18 @@ func TestCachedAtSplice(t *testing.T) {
 	}
 }
 
-// poisoned answers garbage for every key until the key is set.
-type poisoned struct{ set map[string][]byte }
+// poisoned answers garbage for every key until the key is set; gen is its
+// generation of every id.
+type poisoned struct {
+	set map[string][]byte
+	gen int64
+}
 
-func (p *poisoned) GetBytes(_ context.Context, key string) ([]byte, bool, error) {
+func (p *poisoned) GetGenerational(_ context.Context, _, key string) (int64, []byte, bool, error) {
 	if b, ok := p.set[key]; ok {
-		return b, true, nil
+		return p.gen, b, true, nil
 	}
-	return []byte(`{"partnerId":"x",`), true, nil
+	return p.gen, []byte(`{"partnerId":"x",`), true, nil
 }
 
 func (p *poisoned) SetBytes(_ context.Context, key string, b []byte, _ time.Duration) error {
@@ -63,19 +69,20 @@ func (p *poisoned) SetBytes(_ context.Context, key string, b []byte, _ time.Dura
 // the sum (an older version's, a foreign one) are not answers.
 func TestCacheEntrySeal(t *testing.T) {
 	answer := []byte(`{"partnerId":"p","totalEvents":3}`)
-	e := sealEntry(answer)
-	if got, ok := openEntry(e); !ok || !bytes.Equal(got, answer) {
-		t.Fatalf("sealed entry opens as %q, %v", got, ok)
+	e := sealEntry(-7, answer)
+	if gen, got, ok := openEntry(e); !ok || gen != -7 || !bytes.Equal(got, answer) {
+		t.Fatalf("sealed entry opens as %d %q, %v", gen, got, ok)
 	}
 	for i := range e {
 		bad := bytes.Clone(e)
 		bad[i] ^= 0x20
-		if _, ok := openEntry(bad); ok {
+		if _, _, ok := openEntry(bad); ok {
 			t.Fatalf("byte %d changed: still opens", i)
 		}
 	}
-	for _, bad := range [][]byte{nil, {}, answer, e[:len(e)-1], sealEntry(nil), sealEntry([]byte("[1]"))} {
-		if _, ok := openEntry(bad); ok {
+	old := append(binary.BigEndian.AppendUint32(nil, crc32.Checksum(answer, castagnoli)), answer...) // before generations
+	for _, bad := range [][]byte{nil, {}, answer, old, e[:len(e)-1], sealEntry(1, nil), sealEntry(1, []byte("[1]"))} {
+		if _, _, ok := openEntry(bad); ok {
 			t.Errorf("%q opens", bad)
 		}
 	}
@@ -99,5 +106,34 @@ func TestDamagedCacheEntryIsAMiss(t *testing.T) {
 	}
 	if b, err := s.PartnerReportJSON(ctx, q); err != nil || json.Unmarshal(b, &rep) != nil || rep.CachedAt == nil {
 		t.Fatalf("the next answer: %s, %v; want it from the cache", b, err)
+	}
+}
+
+// An entry computed at another generation is a miss: a late event bumped
+// it, so the answer is computed again and stored at the new generation.
+func TestStaleGenerationIsAMiss(t *testing.T) {
+	ctx := context.Background()
+	store, p := storeWithPartner(t)
+	cache := &poisoned{set: map[string][]byte{}}
+	s := New(store, zerolog.Nop()).WithCache(cache, time.Minute)
+	q := report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()}
+	answer := func() *report.PartnerReport {
+		t.Helper()
+		b, err := s.PartnerReportJSON(ctx, q)
+		var rep report.PartnerReport
+		if err != nil || json.Unmarshal(b, &rep) != nil {
+			t.Fatalf("answer %s: %v", b, err)
+		}
+		return &rep
+	}
+	if answer().CachedAt != nil || answer().CachedAt == nil {
+		t.Fatal("not cached at generation 0")
+	}
+	cache.gen = 1
+	if r := answer(); r.CachedAt != nil {
+		t.Fatal("an answer of generation 0 was sent at generation 1")
+	}
+	if r := answer(); r.CachedAt == nil {
+		t.Fatal("not cached again at generation 1")
 	}
 }

@@ -54,6 +54,23 @@ func TestRedisCache(t *testing.T) {
 	if err != nil || second.CachedAt == nil || second.TotalEvents != 1 || *second.UniqueUsers != 1 || len(second.TimeSeries) != len(first.TimeSeries) {
 		t.Fatalf("second: %+v %v", second, err)
 	}
+	// A late event, and the generation the workers bump for it: the next
+	// answer counts it, and is then cached at the new generation.
+	if _, err := store.WriteEvents(ctx, []event.Event{{ID: "e2", PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: at, UserID: "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := r.PartnerReport(ctx, q); err != nil || a.CachedAt == nil || a.TotalEvents != 1 {
+		t.Fatalf("before the bump, the cached answer: %+v %v", a, err)
+	}
+	if err := cache.Bump(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := r.PartnerReport(ctx, q); err != nil || a.CachedAt != nil || a.TotalEvents != 2 {
+		t.Fatalf("after the bump: %+v %v, want a fresh answer with the late event", a, err)
+	}
+	if a, err := r.PartnerReport(ctx, q); err != nil || a.CachedAt == nil || a.TotalEvents != 2 {
+		t.Fatalf("after the bump, again: %+v %v, want it cached", a, err)
+	}
 	q.TZ = "Asia/Tokyo"
 	if third, err := r.PartnerReport(ctx, q); err != nil || third.CachedAt != nil {
 		t.Fatalf("another zone: %+v %v", third, err)

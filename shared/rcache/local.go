@@ -113,6 +113,14 @@ func (l *Local) Bump(_ context.Context, ids ...string) error {
 	return nil
 }
 
+// GetGenerational reads the bytes at key and the generation of id (see
+// Cache.GetGenerational).
+func (l *Local) GetGenerational(ctx context.Context, id, key string) (gen int64, b []byte, ok bool, err error) {
+	gen, _ = l.Generation(ctx, id)
+	b, ok, err = l.GetBytes(ctx, key)
+	return gen, b, ok, err
+}
+
 // Generation reads the generation of id.
 func (l *Local) Generation(_ context.Context, id string) (int64, error) {
 	l.mu.Lock()

@@ -44,7 +44,7 @@ type options struct {
 	maxConcurrent                             int
 	loadFor                                   time.Duration
 	profile, only                             string
-	statements                                bool
+	statements, cachedOnly                    bool
 	observer                                  *statements
 }
 
@@ -81,6 +81,7 @@ func main() {
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
 	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each query's uncached sequential runs")
 	flag.StringVar(&o.only, "only", "", "run only the queries whose name contains this")
+	flag.BoolVar(&o.cachedOnly, "cached-only", false, "measure the cached runs only")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -381,6 +382,9 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		}{{"none", uncached}, {cacheName, cached}} {
 			if q.name[:3] == "raw" && c.name != "none" {
 				continue // pages are not cached
+			}
+			if o.cachedOnly && c.name == "none" {
+				continue
 			}
 			if err := q.call(ctx, c.r); err != nil { // fills the cache of the cached runs
 				return fmt.Errorf("%s: %w", q.name, err)
