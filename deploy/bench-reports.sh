@@ -30,4 +30,8 @@ if ! port_open 6379; then
   started_redis=1
   for _ in $(seq 1 50); do port_open 6379 && break; sleep 0.1; done
 fi
-go run ./reporter/cmd/reportbench -backend cassandra -redis-url redis://127.0.0.1:6379/0 "$@"
+# The JVM's CPU per report is printed beside the reporter's, when its pid is known.
+cpu_of=()
+[ -f data/bench/cassandra/cassandra.pid ] && kill -0 "$(cat data/bench/cassandra/cassandra.pid)" 2>/dev/null &&
+  cpu_of=(-cpu-of "$(cat data/bench/cassandra/cassandra.pid)")
+go run ./reporter/cmd/reportbench -backend cassandra -redis-url redis://127.0.0.1:6379/0 "${cpu_of[@]}" "$@"

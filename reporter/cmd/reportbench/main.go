@@ -45,6 +45,7 @@ type options struct {
 	loadFor                                   time.Duration
 	profile, only                             string
 	statements, cachedOnly                    bool
+	cpuOf                                     int
 	observer                                  *statements
 }
 
@@ -81,6 +82,7 @@ func main() {
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
 	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of each query's uncached sequential runs")
 	flag.StringVar(&o.only, "only", "", "run only the queries whose name contains this")
+	flag.IntVar(&o.cpuOf, "cpu-of", 0, "pid of another process whose CPU per report is printed too (the Cassandra JVM: its pid file is in its data directory)")
 	flag.BoolVar(&o.cachedOnly, "cached-only", false, "measure the cached runs only")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.Parse()
@@ -314,6 +316,11 @@ type result struct {
 	P50ms      float64 `json:"p50Ms"`
 	P99ms      float64 `json:"p99Ms"`
 	Throughput float64 `json:"perSecond"`
+	// CPU per report of the benchmark's process (the reporter) and of the
+	// -cpu-of process (the Cassandra JVM), in ms: with every client busy,
+	// a report waits about clients × their sum / cores.
+	CPUms      float64 `json:"cpuMs"`
+	OtherCPUms float64 `json:"otherCpuMs,omitempty"`
 }
 
 func measure(ctx context.Context, o options, store storage.Store, p progress) error {
@@ -371,7 +378,11 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	var results []result
 	var err error
 	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)
-	fmt.Printf("%-40s %-11s %7s %8s %8s %8s\n", "query", "cache", "clients", "p50 ms", "p99 ms", "per s")
+	fmt.Printf("%-40s %-11s %7s %8s %8s %8s %8s", "query", "cache", "clients", "p50 ms", "p99 ms", "per s", "cpu ms")
+	if o.cpuOf != 0 {
+		fmt.Printf(" %8s", "other ms")
+	}
+	fmt.Println()
 	for _, q := range queries {
 		if o.only != "" && !strings.Contains(q.name, o.only) {
 			continue
@@ -400,7 +411,14 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 				if watch {
 					o.observer.start()
 				}
+				meter := &cpuMeter{pid: o.cpuOf}
+				if err := meter.start(); err != nil {
+					return err
+				}
 				res, err := timeRuns(ctx, q, c.r, clients, o.runs)
+				if err == nil {
+					res.CPUms, res.OtherCPUms, err = meter.per(res.Samples)
+				}
 				if stop != nil {
 					stop()
 				}
@@ -412,7 +430,11 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 				}
 				res.Cache = c.name
 				results = append(results, res)
-				fmt.Printf("%-40s %-11s %7d %8.2f %8.2f %8.0f\n", q.name, c.name, clients, res.P50ms, res.P99ms, res.Throughput)
+				fmt.Printf("%-40s %-11s %7d %8.2f %8.2f %8.0f %8.2f", q.name, c.name, clients, res.P50ms, res.P99ms, res.Throughput, res.CPUms)
+				if o.cpuOf != 0 {
+					fmt.Printf(" %8.2f", res.OtherCPUms)
+				}
+				fmt.Println()
 			}
 		}
 	}
