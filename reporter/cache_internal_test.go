@@ -5,13 +5,18 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"hash/crc32"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // TestCachedAtSplice: the cache's bytes are those of the stamped answer,
@@ -81,7 +86,12 @@ func TestCacheEntrySeal(t *testing.T) {
 		}
 	}
 	old := append(binary.BigEndian.AppendUint32(nil, crc32.Checksum(answer, castagnoli)), answer...) // before generations
-	for _, bad := range [][]byte{nil, {}, answer, old, e[:len(e)-1], sealEntry(1, nil), sealEntry(1, []byte("[1]"))} {
+	// An entry of the format before generations whose answer has a '{'
+	// where this format's starts: its sum holds over the same bytes, so
+	// only the version the sum is seeded with tells it apart.
+	nested := []byte(`{"x":[1,{"y":2}]}`)
+	oldNested := append(binary.BigEndian.AppendUint32(nil, crc32.Checksum(nested, castagnoli)), nested...)
+	for _, bad := range [][]byte{nil, {}, answer, old, oldNested, e[:len(e)-1], sealEntry(1, nil), sealEntry(1, []byte("[1]"))} {
 		if _, _, ok := openEntry(bad); ok {
 			t.Errorf("%q opens", bad)
 		}
@@ -135,5 +145,104 @@ func TestStaleGenerationIsAMiss(t *testing.T) {
 	}
 	if r := answer(); r.CachedAt == nil {
 		t.Fatal("not cached again at generation 1")
+	}
+}
+
+// failing is a cache whose reads fail (Redis down): reports are computed,
+// and nothing is stored, since the generation to seal it with is unknown.
+type failing struct{ sets int }
+
+func (f *failing) GetGenerational(context.Context, string, string) (int64, []byte, bool, error) {
+	return 0, nil, false, errors.New("redis: connection refused")
+}
+
+func (f *failing) SetBytes(context.Context, string, []byte, time.Duration) error {
+	f.sets++
+	return nil
+}
+
+func TestFailingCacheStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	store, p := storeWithPartner(t)
+	cache := &failing{}
+	s := New(store, zerolog.Nop()).WithCache(cache, time.Minute)
+	for range 2 {
+		b, err := s.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: p.ID, From: time.Now().Add(-time.Hour), To: time.Now()})
+		var rep report.PartnerReport
+		if err != nil || json.Unmarshal(b, &rep) != nil || rep.PartnerID != p.ID || rep.CachedAt != nil {
+			t.Fatalf("with the cache failing: %s, %v; want the report computed", b, err)
+		}
+	}
+	if cache.sets != 0 {
+		t.Fatalf("%d entries stored under a generation never read", cache.sets)
+	}
+}
+
+// bumpWhileComputing stores a late event and bumps the generation while a
+// report is being computed, after its counts were read (the top list's
+// names are read last).
+type bumpWhileComputing struct {
+	*pebblestore.Store
+	armed func()
+}
+
+func (b *bumpWhileComputing) ListSubSystems(ctx context.Context, partnerID string, includeDeleted bool) ([]tenant.SubSystem, error) {
+	if b.armed != nil {
+		b.armed()
+		b.armed = nil
+	}
+	return b.Store.ListSubSystems(ctx, partnerID, includeDeleted)
+}
+
+// A late event stored and bumped while an answer is computed without it:
+// that answer is cached at the generation read before computing, so the
+// next request misses it and counts the event. On the all-in-one's cache.
+func TestBumpWhileComputing(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	write := func(id string) {
+		t.Helper()
+		if _, err := pb.WriteEvents(ctx, []event.Event{{ID: id, PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("e1")
+	cache := rcache.NewLocal(1 << 20)
+	store := &bumpWhileComputing{Store: pb}
+	s := New(store, zerolog.Nop()).WithCache(cache, time.Minute)
+	q := report.PartnerQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour)}
+	answer := func() *report.PartnerReport {
+		t.Helper()
+		r, err := s.PartnerReport(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	store.armed = func() {
+		write("late")
+		if err := cache.Bump(ctx, p.ID, ss.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := answer(); r.TotalEvents != 1 || r.CachedAt != nil {
+		t.Fatalf("computed while the late event came: %d events, cachedAt %v", r.TotalEvents, r.CachedAt)
+	}
+	if r := answer(); r.TotalEvents != 2 || r.CachedAt != nil {
+		t.Fatalf("the next answer: %d events, cachedAt %v; want it computed again with the late event", r.TotalEvents, r.CachedAt)
+	}
+	if r := answer(); r.TotalEvents != 2 || r.CachedAt == nil {
+		t.Fatalf("then: %d events, cachedAt %v; want it cached", r.TotalEvents, r.CachedAt)
+	}
+	// And a bump with nothing computing: the cached answer is not sent.
+	write("later")
+	cache.Bump(ctx, p.ID)
+	if r := answer(); r.TotalEvents != 3 || r.CachedAt != nil {
+		t.Fatalf("after a bump: %d events, cachedAt %v", r.TotalEvents, r.CachedAt)
 	}
 }

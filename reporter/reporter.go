@@ -188,8 +188,8 @@ func (s *Service) cacheHit(ctx context.Context, genID, key string, count bool) (
 	return nil, gen, false
 }
 
-// A cache entry is a CRC-32C (4 bytes big-endian) of the rest, the
-// generation it was computed at (8 bytes big-endian), then the answer: a
+// A cache entry is a CRC-32C (4 bytes big-endian) of the rest, seeded
+// with the format's version (entrySum), the generation it was computed at (8 bytes big-endian), then the answer: a
 // hit is sent as it is, so an entry damaged or not written by this code
 // (an older version's, a foreign value under the prefix) must be told
 // apart without decoding it. Checking the sum costs microseconds where
@@ -198,18 +198,26 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 const entryHead = 4 + 8
 
+// entrySum is the sum of an entry's rest, seeded with the format's
+// version: an entry of another format fails it, whatever its bytes.
+func entrySum(rest []byte) uint32 {
+	return crc32.Update(crc32.Checksum([]byte{entryVersion}, castagnoli), castagnoli, rest)
+}
+
+const entryVersion = 2
+
 func sealEntry(gen int64, answer []byte) []byte {
 	e := make([]byte, entryHead, entryHead+len(answer))
 	binary.BigEndian.PutUint64(e[4:], uint64(gen))
 	e = append(e, answer...)
-	binary.BigEndian.PutUint32(e, crc32.Checksum(e[4:], castagnoli))
+	binary.BigEndian.PutUint32(e, entrySum(e[4:]))
 	return e
 }
 
 // openEntry is the generation and the answer an entry holds; sound is
 // false when the entry is not one sealEntry made.
 func openEntry(e []byte) (gen int64, answer []byte, sound bool) {
-	if len(e) < entryHead+2 || binary.BigEndian.Uint32(e) != crc32.Checksum(e[4:], castagnoli) || e[entryHead] != '{' {
+	if len(e) < entryHead+2 || binary.BigEndian.Uint32(e) != entrySum(e[4:]) || e[entryHead] != '{' {
 		return 0, nil, false
 	}
 	return int64(binary.BigEndian.Uint64(e[4:])), e[entryHead:], true
@@ -571,8 +579,10 @@ func (s *Service) nameSubSystems(ctx context.Context, partnerID string, top []re
 	for i := range top {
 		ss, ok := byID[top[i].SubSystemID]
 		if !ok {
-			if ss, err = s.store.GetSubSystem(ctx, top[i].SubSystemID); err != nil {
+			if ss, err = s.store.GetSubSystem(ctx, top[i].SubSystemID); errors.Is(err, storage.ErrNotFound) {
 				continue // unknown: the id alone
+			} else if err != nil {
+				return err // not an answer missing a name, cached for minutes
 			}
 		}
 		top[i].SubSystemCode, top[i].SubSystemName = ss.Code, ss.Name

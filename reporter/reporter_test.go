@@ -2,6 +2,7 @@ package reporter_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
 	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
 )
@@ -159,9 +161,16 @@ func TestTopSubSystemNames(t *testing.T) {
 	if err := store.UpdateSubSystem(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
-	pr, err := reporter.New(store, zerolog.Nop()).PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: t0, To: t0.AddDate(0, 0, 1)})
+	counted := &lookups{Store: store}
+	pq := report.PartnerQuery{PartnerID: p.ID, From: t0, To: t0.AddDate(0, 0, 1)}
+	pr, err := reporter.New(counted, zerolog.Nop()).PartnerReport(ctx, pq)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The partner's own, deleted one included, come from one read: only
+	// the other partner's and the unknown one are looked up by id.
+	if counted.n != 2 {
+		t.Errorf("%d sub-systems looked up one by one, want 2", counted.n)
 	}
 	got := map[string]string{}
 	for _, s := range pr.TopSubSystems {
@@ -171,4 +180,25 @@ func TestTopSubSystemNames(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("top sub-systems named %v, want %v", got, want)
 	}
+	// A lookup that fails (not "not found") fails the report, rather than
+	// an answer missing a name being cached for minutes.
+	counted.fail = errors.New("store unavailable")
+	if _, err := reporter.New(counted, zerolog.Nop()).PartnerReport(ctx, pq); !errors.Is(err, counted.fail) {
+		t.Fatalf("with the lookup failing: %v", err)
+	}
+}
+
+// lookups counts the sub-systems looked up by id, and fails them when told.
+type lookups struct {
+	*pebblestore.Store
+	n    int
+	fail error
+}
+
+func (l *lookups) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error) {
+	l.n++
+	if l.fail != nil {
+		return tenant.SubSystem{}, l.fail
+	}
+	return l.Store.GetSubSystem(ctx, id)
 }

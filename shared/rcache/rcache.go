@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -276,20 +278,28 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 func KeyOfAPIKey(id string) string  { return "vkey:" + id }
 func KeyOfPartner(id string) string { return "vpartner:" + id }
 
-// Generations: a counter per partner and per sub-system that workers bump
+// Generations: a value per partner and per sub-system that workers change
 // when they store events into the closed past (older than an hour), so a
-// report cached for a closed range is cached under the generation it was
+// report cached for a closed range is cached with the generation it was
 // computed at, and a late event makes the next request compute it anew.
+// Generations are only compared for equality. A bump sets a fresh random
+// value, never a count: a counter that lapsed and counted up again from 0
+// would come back to a value an answer still in the cache was sealed with,
+// and that answer would hide the late event.
 
-// KeyOfGeneration is the generation counter of a partner or sub-system id.
+// KeyOfGeneration is the generation of a partner or sub-system id.
 func KeyOfGeneration(id string) string { return "vgen:" + id }
 
-// GenerationTTL keeps a counter alive longer than any answer cached under
-// it (reporter.ClosedTTL): when it lapses and starts again at 0, the
-// answers of its old 0 have lapsed too.
+// GenerationTTL keeps a generation longer than any answer cached with it
+// (reporter.ClosedTTL): when it lapses and reads 0 again, the answers
+// sealed at the 0 it had before its first bump have lapsed too.
 const GenerationTTL = time.Hour
 
-// Bump increments the generations of ids.
+// newGeneration is a generation no earlier bump gave, but by a chance of
+// one in 2^63 per pair.
+func newGeneration() int64 { return 1 + rand.Int64N(math.MaxInt64-1) }
+
+// Bump gives ids new generations.
 func (c *Cache) Bump(ctx context.Context, ids ...string) error {
 	if c == nil || len(ids) == 0 {
 		return nil
@@ -299,8 +309,7 @@ func (c *Cache) Bump(ctx context.Context, ids ...string) error {
 	}
 	_, err := c.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
-			p.Incr(ctx, c.prefix+KeyOfGeneration(id))
-			p.Expire(ctx, c.prefix+KeyOfGeneration(id), GenerationTTL)
+			p.Set(ctx, c.prefix+KeyOfGeneration(id), newGeneration(), GenerationTTL)
 		}
 		return nil
 	})

@@ -81,14 +81,26 @@ func TestGetGenerational(t *testing.T) {
 	if gen, b, ok, err := c.GetGenerational(ctx, "id", "e"); gen != 0 || string(b) != "answer" || !ok || err != nil {
 		t.Fatalf("entry, no generation: %d %q %v %v", gen, b, ok, err)
 	}
-	c.Bump(ctx, "id")
-	c.Bump(ctx, "id", "other")
-	if gen, b, ok, err := c.GetGenerational(ctx, "id", "e"); gen != 2 || string(b) != "answer" || !ok || err != nil {
-		t.Fatalf("bumped twice: %d %q %v %v", gen, b, ok, err)
+	// Each bump gives a new generation, also after the last one lapsed: a
+	// count starting again at 0 would come back to one an answer was sealed at.
+	seen := map[int64]bool{0: true}
+	for _, lapse := range []bool{false, false, true, false, true} {
+		if lapse {
+			c.Delete(ctx, rcache.KeyOfGeneration("id"))
+		}
+		if err := c.Bump(ctx, "id", "other"); err != nil {
+			t.Fatal(err)
+		}
+		gen, b, ok, err := c.GetGenerational(ctx, "id", "e")
+		if seen[gen] || string(b) != "answer" || !ok || err != nil {
+			t.Fatalf("bumped (after a lapse: %v): %d %q %v %v; generations before: %v", lapse, gen, b, ok, err, seen)
+		}
+		seen[gen] = true
 	}
+	gen, _, _, _ := c.GetGenerational(ctx, "id", "e")
 	c.Delete(ctx, "e")
-	if gen, b, ok, err := c.GetGenerational(ctx, "id", "e"); gen != 2 || b != nil || ok || err != nil {
-		t.Fatalf("entry gone: %d %q %v %v", gen, b, ok, err)
+	if g, b, ok, err := c.GetGenerational(ctx, "id", "e"); g != gen || b != nil || ok || err != nil {
+		t.Fatalf("entry gone: %d (was %d) %q %v %v", g, gen, b, ok, err)
 	}
 	c.SetBytes(ctx, rcache.KeyOfGeneration("id"), []byte("not a number"), time.Minute)
 	if _, _, _, err := c.GetGenerational(ctx, "id", "e"); err == nil {
@@ -145,37 +157,45 @@ func TestFailingRedisIsSkipped(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	c, err := rcache.New("redis://"+addr, "t:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	ctx := context.Background()
 	var v struct{}
-	if _, err := c.Get(ctx, "k", &v); err == nil || errors.Is(err, rcache.ErrDown) {
-		t.Fatalf("first call to a dead Redis: %v, want its own error", err)
-	}
-	for _, call := range []func() error{
-		func() error { _, err := c.Get(ctx, "k", &v); return err },
-		func() error { _, _, err := c.GetVersioned(ctx, "k", &v); return err },
-		func() error { _, err := c.SetVersioned(ctx, "k", 1, v, time.Minute); return err },
-		func() error { return c.Set(ctx, "k", v, time.Minute) },
-		func() error { return c.Delete(ctx, "k") },
-		func() error { _, _, _, err := c.GetGenerational(ctx, "id", "k"); return err },
+	// Each read opens the break: Get (key lookups) and GetGenerational
+	// (the reporter's only read).
+	for name, first := range map[string]func(c *rcache.Cache) error{
+		"Get":             func(c *rcache.Cache) error { _, err := c.Get(ctx, "k", &v); return err },
+		"GetGenerational": func(c *rcache.Cache) error { _, _, _, err := c.GetGenerational(ctx, "id", "k"); return err },
 	} {
-		if err := call(); !errors.Is(err, rcache.ErrDown) {
-			t.Fatalf("within the break: %v, want ErrDown", err)
+		c, err := rcache.New("redis://"+addr, "t:")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := c.Get(ctx, "k", &v)
-		if err != nil && !errors.Is(err, rcache.ErrDown) {
-			break // asked Redis again
+		defer c.Close()
+		if err := first(c); err == nil || errors.Is(err, rcache.ErrDown) {
+			t.Fatalf("%s, the first call to a dead Redis: %v, want its own error", name, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("Redis was never tried again after the break")
+		for _, call := range []func() error{
+			func() error { _, err := c.Get(ctx, "k", &v); return err },
+			func() error { _, _, err := c.GetVersioned(ctx, "k", &v); return err },
+			func() error { _, err := c.SetVersioned(ctx, "k", 1, v, time.Minute); return err },
+			func() error { return c.Set(ctx, "k", v, time.Minute) },
+			func() error { return c.Delete(ctx, "k") },
+			func() error { _, _, _, err := c.GetGenerational(ctx, "id", "k"); return err },
+			func() error { return c.Bump(ctx, "id") },
+		} {
+			if err := call(); !errors.Is(err, rcache.ErrDown) {
+				t.Fatalf("after %s, within the break: %v, want ErrDown", name, err)
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := c.Get(ctx, "k", &v)
+			if err != nil && !errors.Is(err, rcache.ErrDown) {
+				break // asked Redis again
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("Redis was never tried again after the break")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

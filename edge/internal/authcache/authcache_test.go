@@ -112,11 +112,15 @@ func TestStaleBound(t *testing.T) {
 	ctx := context.Background()
 	testenv.Provision(t, js)
 	lookups, stopRegistry := stubRegistry(t, nc, activeKey)
+	followed := time.Now() // before the cache exists: its clock starts after
 	c := authcache.New(nc, time.Minute, zerolog.Nop()).WithStaleBound(300 * time.Millisecond)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := c.Follow(fctx, js); err != nil {
 		t.Fatal(err)
+	}
+	if c.Stale() {
+		t.Fatal("stale as soon as it follows")
 	}
 	heartbeat := func() {
 		data, _ := json.Marshal(api.Change{Kind: api.KindHeartbeat})
@@ -127,20 +131,29 @@ func TestStaleBound(t *testing.T) {
 	if lookups.Load() != 1 {
 		t.Fatalf("fresh cache: %d lookups", lookups.Load())
 	}
-	waitStale := func() {
+	// waitStale waits for the cache to stop trusting itself, the bound
+	// after its last word (which came after quiet): not before, and not
+	// much later.
+	const bound = 300 * time.Millisecond
+	waitStale := func(quiet time.Time) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !c.Stale(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("not stale long after the bound")
+		for !c.Stale() {
+			if time.Since(quiet) > bound+2*time.Second {
+				t.Fatalf("not stale %s after the last word, with a bound of %s", time.Since(quiet), bound)
 			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if since := time.Since(quiet); since < bound {
+			t.Fatalf("stale %s after the last word, before the bound of %s", since, bound)
 		}
 	}
-	waitStale() // silence past the bound
+	waitStale(followed) // silence past the bound
 	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	c.Key(ctx, "aaaaaaaaaaaaa", "secret")
 	if lookups.Load() != 3 {
 		t.Fatalf("stale cache was trusted: %d lookups", lookups.Load())
 	}
+	beat := time.Now()
 	heartbeat()
 	deadline := time.Now().Add(2 * time.Second)
 	for c.Stale() && time.Now().Before(deadline) {
@@ -157,7 +170,7 @@ func TestStaleBound(t *testing.T) {
 	}
 	// Stale and the registry gone: refuse rather than trust the cache.
 	stopRegistry()
-	waitStale()
+	waitStale(beat)
 	if _, err := c.Key(ctx, "aaaaaaaaaaaaa", "secret"); err == nil {
 		t.Fatal("a stale cache answered while the registry was unreachable")
 	}
