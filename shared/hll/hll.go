@@ -358,10 +358,36 @@ func (s *Sketch) mergeSparse(list []uint32) {
 	}
 }
 
-// maxBytes sets dst[i] = max(dst[i], src[i]) for valid registers (below
-// 128, so (a|0x80) - b never borrows across bytes, and its top bit says
-// a >= b): 32 registers a step, in four independent words.
+// maxBytes sets dst[i] = max(dst[i], src[i]) for valid registers, with
+// AVX2 where the CPU has it (maxSIMD, 128 registers a step), the rest in
+// words.
 func maxBytes(dst, src []uint8) {
+	n := 0
+	if useSIMD {
+		if n = min(len(dst), len(src)) &^ 127; n > 0 {
+			maxSIMD(&dst[0], &src[0], n)
+		}
+	}
+	maxBytesWords(dst[n:], src[n:])
+}
+
+// validRegisters reports whether every register is at most q+1 (51). A
+// merge checks its source first, so a sketch never takes an invalid
+// register.
+func validRegisters(regs []uint8) bool {
+	n := 0
+	if useSIMD {
+		if n = len(regs) &^ 127; n > 0 && maxRegSIMD(&regs[0], n) > q+1 {
+			return false
+		}
+	}
+	return validRegistersWords(regs[n:])
+}
+
+// maxBytesWords is maxBytes in words: for valid registers (below 128, so
+// (a|0x80) - b never borrows across bytes, and its top bit says a >= b),
+// 32 registers a step, in four independent words.
+func maxBytesWords(dst, src []uint8) {
 	const hi = 0x8080808080808080
 	le := binary.LittleEndian
 	max8 := func(a, b uint64) uint64 {
@@ -381,11 +407,10 @@ func maxBytes(dst, src []uint8) {
 	}
 }
 
-// validRegisters reports whether every register is at most q+1 (51), 32
-// at a time: v + (128-52) reaches the top bit iff v >= 52, without a carry
-// across bytes for v < 128. A merge checks its source first, so a sketch
-// never takes an invalid register.
-func validRegisters(regs []uint8) bool {
+// validRegistersWords is validRegisters in words, 32 at a time: v +
+// (128-52) reaches the top bit iff v >= 52, without a carry across bytes
+// for v < 128.
+func validRegistersWords(regs []uint8) bool {
 	const hi, add = 0x8080808080808080, 0x4c4c4c4c4c4c4c4c
 	le := binary.LittleEndian
 	var bad uint64

@@ -347,3 +347,43 @@ func BenchmarkMergeDense(b *testing.B) {
 		}
 	}
 }
+
+// The AVX2 merge and check agree with the word loops: every length around
+// the 128-register step, every invalid value at every position of a step.
+func TestSIMD(t *testing.T) {
+	if !useSIMD {
+		t.Skip("no AVX2 here: the word loops are all there is")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 127, 128, 129, 255, 256, 384, 1000, M, M + 5} {
+		for range 20 {
+			a, b := make([]uint8, n), make([]uint8, n)
+			for i := range a {
+				a[i], b[i] = uint8(rng.IntN(q+2)), uint8(rng.IntN(q+2))
+			}
+			want := bytes.Clone(a)
+			maxBytesWords(want, b)
+			maxBytes(a, b)
+			if !bytes.Equal(a, want) {
+				t.Fatalf("n %d: SIMD max differs from the words'", n)
+			}
+			if !validRegisters(b) {
+				t.Fatalf("n %d: valid registers refused", n)
+			}
+		}
+	}
+	regs := make([]uint8, 3*128+7)
+	for pos := range regs {
+		for _, v := range []int{q + 2, 100, 127, 128, 200, 255} {
+			clear(regs)
+			regs[pos] = uint8(v)
+			if validRegisters(regs) {
+				t.Fatalf("register %d at %d of %d accepted", v, pos, len(regs))
+			}
+			regs[pos] = q + 1
+			if !validRegisters(regs) {
+				t.Fatalf("register %d at %d refused", q+1, pos)
+			}
+		}
+	}
+}
