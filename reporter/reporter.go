@@ -360,6 +360,8 @@ type plan struct {
 	buckets []time.Time
 	from    time.Time // the first bucket's start
 	to      time.Time // the last bucket's end
+	// reads are what the report reads its figures from (see readView).
+	reads storage.Reads
 }
 
 func param(name, format string, args ...any) error {
@@ -468,12 +470,26 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
 	r.DataCompleteUntil = s.completeUntil(ctx)
+	var release func()
+	pl.reads, release = s.readView()
+	defer release()
 	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers)
 	if err != nil {
 		return nil, err
 	}
 	r.TotalEvents, r.EventsByType, r.UniqueUsers, r.TimeSeries = f.total, f.byGroup, f.users, f.points
 	return r, nil
+}
+
+// readView is what a report reads its figures from: one view of the store
+// where it has them (Pebble's snapshot), so the series, the totals and the
+// top lists of one answer count the same events while events are written;
+// else the store, read live.
+func (s *Service) readView() (storage.Reads, func()) {
+	if v, ok := s.store.(storage.ReadViewer); ok {
+		return v.ReadView()
+	}
+	return s.store, func() {}
 }
 
 // figures are what both reports compute from one rollup key.
@@ -492,7 +508,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	acc := make([]pointAcc, len(pl.buckets))
 	err := parallel(ctx, 3, []func(context.Context) error{
 		func(ctx context.Context) error {
-			return s.readCounts(ctx, pl.seriesTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Group: group}, func(sl storage.Slot) {
+			return s.readCounts(ctx, pl.reads, pl.seriesTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Group: group}, func(sl storage.Slot) {
 				if i := pl.index(sl.Start); i >= 0 {
 					acc[i].count += sl.Total
 				}
@@ -502,7 +518,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			// The total comes from this read, with the counts by group: the
 			// two agree even while events are written (the series is a
 			// read of its own, and may hold a batch more or less).
-			return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
+			return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
 				f.total += sl.Total
 				if group != "" {
 					f.byGroup[group] += sl.Total
@@ -601,6 +617,9 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		SubSystemID: q.SubSystemID, EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
 	r.DataCompleteUntil = s.completeUntil(ctx)
+	var release func()
+	pl.reads, release = s.readView()
+	defer release()
 	bySub := map[string]int64{}
 	var f figures
 	switch {
@@ -634,7 +653,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		fns := make([]func(context.Context) error, len(subs))
 		for i, ss := range subs {
 			fns[i] = func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
+				return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
 					mu.Lock()
 					bySub[ss.ID] += sl.Total
 					mu.Unlock()
@@ -652,7 +671,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 				return err
 			},
 			func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
+				return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
 					for g, n := range sl.Groups {
 						bySub[g] += n
 					}

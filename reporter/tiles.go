@@ -110,7 +110,7 @@ func (p plan) wholeTiling() *tiling {
 }
 
 // readCounts calls fn (serialised) with every slot of the tiling.
-func (s *Service) readCounts(ctx context.Context, tl *tiling, q storage.CountsQuery, fn func(storage.Slot)) error {
+func (s *Service) readCounts(ctx context.Context, rd storage.Reads, tl *tiling, q storage.CountsQuery, fn func(storage.Slot)) error {
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
@@ -118,7 +118,7 @@ func (s *Service) readCounts(ctx context.Context, tl *tiling, q storage.CountsQu
 			fns = append(fns, func(ctx context.Context) error {
 				q := q
 				q.Res, q.From, q.To = r, sp.from, sp.to
-				slots, err := s.store.Counts(ctx, q)
+				slots, err := rd.Counts(ctx, q)
 				if err != nil {
 					return err
 				}
@@ -137,13 +137,13 @@ func (s *Service) readCounts(ctx context.Context, tl *tiling, q storage.CountsQu
 }
 
 // readUsers calls fn (serialised) with the sketch of every slot of the tiling.
-func (s *Service) readUsers(ctx context.Context, tl *tiling, scope storage.UserScope, key string, fn func(start time.Time, sk []byte) error) error {
+func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, scope storage.UserScope, key string, fn func(start time.Time, sk []byte) error) error {
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
 		for _, sp := range tl.reads(i) {
 			fns = append(fns, func(ctx context.Context) error {
-				return s.store.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to}, func(start time.Time, sk []byte) error {
+				return rd.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to}, func(start time.Time, sk []byte) error {
 					if !tl.has(i, start) {
 						return nil
 					}
@@ -180,7 +180,7 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 			sketchBufs.Put(bp)
 		}
 	}()
-	err := s.readUsers(ctx, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
+	err := s.readUsers(ctx, p.reads, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
 		i := p.index(start)
 		if i < 0 || len(b) == 0 {
 			return nil

@@ -250,6 +250,19 @@ type Events interface {
 	ListEvents(ctx context.Context, q EventsQuery) ([]event.Event, error)
 }
 
+// Reads are the reads a report makes: counts and user sketches.
+type Reads interface {
+	Counts(ctx context.Context, q CountsQuery) ([]Slot, error)
+	Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error
+}
+
+// A ReadViewer gives a view in which every read sees the same writes, so
+// the figures of one report agree while events are written (Pebble: a
+// snapshot). release ends the view; a backend without one reads live.
+type ReadViewer interface {
+	ReadView() (view Reads, release func())
+}
+
 // UserSlots collects the user sketches of the non-empty slots of a key.
 func UserSlots(ctx context.Context, ev Events, q UsersQuery) ([]SlotUsers, error) {
 	out := []SlotUsers{}

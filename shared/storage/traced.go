@@ -131,16 +131,36 @@ func (t traced) GetEvent(ctx context.Context, partnerID, id string) (_ event.Eve
 	return t.s.GetEvent(ctx, partnerID, id)
 }
 
-func (t traced) Counts(ctx context.Context, q CountsQuery) (_ []Slot, err error) {
-	ctx, sp := span(ctx, "Counts")
-	defer func() { end(sp, err) }()
-	return t.s.Counts(ctx, q)
+func (t traced) Counts(ctx context.Context, q CountsQuery) ([]Slot, error) {
+	return tracedReads{t.s}.Counts(ctx, q)
 }
 
-func (t traced) Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) (err error) {
+func (t traced) Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error {
+	return tracedReads{t.s}.Users(ctx, q, fn)
+}
+
+// ReadView is the store's view, traced; the store itself, read live, when
+// it has none.
+func (t traced) ReadView() (Reads, func()) {
+	if v, ok := t.s.(ReadViewer); ok {
+		r, release := v.ReadView()
+		return tracedReads{r}, release
+	}
+	return t, func() {}
+}
+
+type tracedReads struct{ r Reads }
+
+func (t tracedReads) Counts(ctx context.Context, q CountsQuery) (_ []Slot, err error) {
+	ctx, sp := span(ctx, "Counts")
+	defer func() { end(sp, err) }()
+	return t.r.Counts(ctx, q)
+}
+
+func (t tracedReads) Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) (err error) {
 	ctx, sp := span(ctx, "Users")
 	defer func() { end(sp, err) }()
-	return t.s.Users(ctx, q, fn)
+	return t.r.Users(ctx, q, fn)
 }
 
 func (t traced) ListEvents(ctx context.Context, q EventsQuery) (_ []event.Event, err error) {

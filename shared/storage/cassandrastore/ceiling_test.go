@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,11 @@ func BenchmarkCeiling(b *testing.B) {
 	defer stores[0].Close()
 	defer stores[1].Close()
 
-	const perRound, batchSize, loops = 40_000, 2000, 2 // two consuming loops per process, as the workers binary runs
+	const perRound, loops = 40_000, 2 // two consuming loops per process, as the workers binary runs
+	batchSize := 2000                 // the workers' -batch-size
+	if v, err := strconv.Atoi(os.Getenv("VT_BENCH_BATCH")); err == nil && v > 0 {
+		batchSize = v
+	}
 	p := tenant.NewID()
 	subs := []string{tenant.NewID(), tenant.NewID(), tenant.NewID(), tenant.NewID()}
 	seq := 0
@@ -80,7 +85,7 @@ func BenchmarkCeiling(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for next.Add(batchSize) <= perRound {
+					for next.Add(int64(batchSize)) <= perRound {
 						mu.Lock()
 						batch := mkBatch()
 						mu.Unlock()

@@ -42,6 +42,8 @@ import (
 // Store is the Pebble backend.
 type Store struct {
 	db *pebble.DB
+	// r is what reads read: the database, or a snapshot of it in a ReadView.
+	r  pebble.Reader
 	mu sync.Mutex // serialises read-check-write sequences
 }
 
@@ -71,7 +73,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, r: db}
 	if err := s.rebuildRollups(); err != nil {
 		db.Close()
 		return nil, err
@@ -132,7 +134,7 @@ func prefixEnd(p []byte) []byte {
 }
 
 func (s *Store) get(k []byte) ([]byte, error) {
-	v, c, err := s.db.Get(k)
+	v, c, err := s.r.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, storage.ErrNotFound
 	}
@@ -161,7 +163,7 @@ func (s *Store) getJSON(k []byte, v any) error {
 
 // scan calls fn for each key/value with the prefix, in key order, until fn returns false.
 func (s *Store) scan(lower, upper []byte, fn func(k, v []byte) (bool, error)) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("pebblestore: iter: %w", err)
 	}
@@ -932,6 +934,15 @@ func (s *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Ti
 		return true, ctx.Err()
 	})
 }
+
+// ReadView reads counts and sketches from one snapshot: a report's figures
+// agree with each other while events are written.
+func (s *Store) ReadView() (storage.Reads, func()) {
+	snap := s.db.NewSnapshot()
+	return &Store{db: s.db, r: snap}, func() { snap.Close() }
+}
+
+var _ storage.ReadViewer = (*Store)(nil)
 
 func (s *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
 	return storage.ListEvents(ctx, s, q, s.minuteEvents)

@@ -83,3 +83,44 @@ func TestNewIDsAnsweredByFilters(t *testing.T) {
 		t.Fatalf("500 new ids checked against the stored ones: the filters spared %d block reads", hits)
 	}
 }
+
+// A read view sees the writes before it, none after, in counts and users
+// alike; the store itself reads live.
+func TestReadView(t *testing.T) {
+	ctx := context.Background()
+	s := open(t).(*pebblestore.Store)
+	at := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	write := func(id, user string) {
+		t.Helper()
+		if _, err := s.WriteEvents(ctx, []event.Event{{ID: id, PartnerID: "p", SubSystemID: "s", EventType: "view", UserID: user, Timestamp: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	figures := func(r storage.Reads) (n int64, sketch int) {
+		t.Helper()
+		slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: "s", Res: storage.Hour, From: at, To: at.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sl := range slots {
+			n += sl.Total
+		}
+		err = r.Users(ctx, storage.UsersQuery{Scope: storage.SubSystemUsers, Key: "s", Res: storage.Hour, From: at, To: at.Add(time.Hour)},
+			func(_ time.Time, b []byte) error { sketch = len(b); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, sketch
+	}
+	write("a", "u1")
+	view, release := s.ReadView()
+	defer release()
+	write("b", "u2")
+	n, before := figures(view)
+	if n != 1 {
+		t.Fatalf("the view counts %d events, want the 1 written before it", n)
+	}
+	if m, after := figures(s); m != 2 || after <= before {
+		t.Fatalf("the store read live: %d events, sketch %d bytes (the view's: %d)", m, after, before)
+	}
+}
