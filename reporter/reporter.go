@@ -189,11 +189,12 @@ func (s *Service) cacheHit(ctx context.Context, genID, key string, count bool) (
 }
 
 // A cache entry is a CRC-32C (4 bytes big-endian) of the rest, seeded
-// with the format's version (entrySum), the generation it was computed at (8 bytes big-endian), then the answer: a
-// hit is sent as it is, so an entry damaged or not written by this code
-// (an older version's, a foreign value under the prefix) must be told
-// apart without decoding it. Checking the sum costs microseconds where
-// json.Valid of a 720-point answer costs 0.2 ms.
+// with the format's version (entrySum); the generation the answer was
+// computed at (8 bytes big-endian); then the answer. A hit is sent as it
+// is, so an entry damaged or not written by this code (an older
+// version's, a foreign value under the prefix) must be told apart without
+// decoding it. Checking the sum costs microseconds where json.Valid of a
+// 720-point answer costs 0.2 ms.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 const entryHead = 4 + 8
@@ -516,8 +517,9 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 		},
 		func(ctx context.Context) error {
 			// The total comes from this read, with the counts by group: the
-			// two agree even while events are written (the series is a
-			// read of its own, and may hold a batch more or less).
+			// two agree even while events are written on a store without a
+			// read view (Cassandra), where the series, a read of its own,
+			// may hold a batch more or less.
 			return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
 				f.total += sl.Total
 				if group != "" {
