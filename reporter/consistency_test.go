@@ -51,7 +51,7 @@ func TestFiguresAgreeWhileWriting(t *testing.T) {
 			default:
 			}
 			e := event.Event{ID: fmt.Sprint("w-", b), PartnerID: p.ID, SubSystemID: ss.ID, EventType: fmt.Sprint("t", b%3),
-				UserID: "u", Timestamp: now.Add(-time.Duration(b%50) * time.Minute)}
+				UserID: fmt.Sprint("u", b), Timestamp: now.Add(-time.Duration(b%50) * time.Minute)}
 			if _, err := store.WriteEvents(ctx, []event.Event{e}); err != nil {
 				done <- err
 				return
@@ -88,6 +88,18 @@ func TestFiguresAgreeWhileWriting(t *testing.T) {
 		}
 		if sr.TotalEvents != sum(sr.EventsByType) || sr.TotalEvents != series(sr.TimeSeries) {
 			t.Fatalf("sub-system report after %d writes: totalEvents %d, eventsByType %v, series %d", written.Load(), sr.TotalEvents, sr.EventsByType, series(sr.TimeSeries))
+		}
+		// Every event has a user of its own, and a minute holds at most 8:
+		// a sketch that small counts exactly, so a point whose users
+		// outnumber its events read its sketches after its counts.
+		for _, pt := range sr.TimeSeries {
+			if pt.UniqueUsers == nil || *pt.UniqueUsers > pt.Count {
+				users := "no"
+				if pt.UniqueUsers != nil {
+					users = fmt.Sprint(*pt.UniqueUsers)
+				}
+				t.Fatalf("sub-system report after %d writes: %v has %d events and %s users", written.Load(), pt.Timestamp, pt.Count, users)
+			}
 		}
 		pr, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: from, To: to, Granularity: "hour"})
 		if err != nil {

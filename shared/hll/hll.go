@@ -402,7 +402,7 @@ func maxBytesWords(dst, src []uint8) {
 		le.PutUint64(d[16:], max8(le.Uint64(d[16:]), le.Uint64(s[16:])))
 		le.PutUint64(d[24:], max8(le.Uint64(d[24:]), le.Uint64(s[24:])))
 	}
-	for i := n; i < len(dst); i++ {
+	for i := n; i < min(len(dst), len(src)); i++ {
 		dst[i] = max(dst[i], src[i])
 	}
 }

@@ -348,8 +348,10 @@ func BenchmarkMergeDense(b *testing.B) {
 	}
 }
 
-// The AVX2 merge and check agree with the word loops: every length around
-// the 128-register step, every invalid value at every position of a step.
+// The AVX2 merge and check agree with the word loops at lengths around the
+// 128-register step; an invalid value (just over the limit, and with the
+// top bit set) is refused at every position of three steps and a tail, and
+// of one step and a tail.
 func TestSIMD(t *testing.T) {
 	if !useSIMD {
 		t.Skip("no AVX2 here: the word loops are all there is")
@@ -372,7 +374,24 @@ func TestSIMD(t *testing.T) {
 			}
 		}
 	}
-	regs := make([]uint8, 3*128+7)
+	for _, regs := range [][]uint8{make([]uint8, 3*128+7), make([]uint8, 128+31)} {
+		simdPositions(t, regs)
+	}
+	// Of different lengths, the shorter bounds the merge.
+	a, b := make([]uint8, 300), bytes.Repeat([]uint8{7}, 200)
+	maxBytes(a, b)
+	if !bytes.Equal(a[:200], b) || !bytes.Equal(a[200:], make([]uint8, 100)) {
+		t.Fatal("merge of a longer destination")
+	}
+	a, b = bytes.Repeat([]uint8{7}, 200), make([]uint8, 300)
+	maxBytes(a, b)
+	if !bytes.Equal(a, bytes.Repeat([]uint8{7}, 200)) {
+		t.Fatal("merge of a longer source")
+	}
+}
+
+func simdPositions(t *testing.T, regs []uint8) {
+	t.Helper()
 	for pos := range regs {
 		for _, v := range []int{q + 2, 100, 127, 128, 200, 255} {
 			clear(regs)

@@ -16,7 +16,7 @@ func TestWordLoopsWithoutSIMD(t *testing.T) {
 
 // The same merge on the word loops, for comparison.
 func BenchmarkMergeDenseWords(b *testing.B) {
+	defer func(was bool) { useSIMD = was }(useSIMD)
 	useSIMD = false
-	defer func() { useSIMD = true }()
 	BenchmarkMergeDense(b)
 }

@@ -939,7 +939,19 @@ func (s *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Ti
 // agree with each other while events are written.
 func (s *Store) ReadView() (storage.Reads, func()) {
 	snap := s.db.NewSnapshot()
-	return &Store{db: s.db, r: snap}, func() { snap.Close() }
+	return snapshotReads{&Store{db: s.db, r: snap}}, func() { snap.Close() }
+}
+
+// snapshotReads is a view's reads and nothing else: a write through it
+// would check against the snapshot, not the database.
+type snapshotReads struct{ s *Store }
+
+func (v snapshotReads) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
+	return v.s.Counts(ctx, q)
+}
+
+func (v snapshotReads) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
+	return v.s.Users(ctx, q, fn)
 }
 
 var _ storage.ReadViewer = (*Store)(nil)
