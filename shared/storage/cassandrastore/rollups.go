@@ -395,12 +395,14 @@ func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimB
 	return out, nil
 }
 
-// How readTotals reads: for a report, for a fold (with TTLs), or for a
-// fold at SERIAL.
+// How readTotals reads: for a report (without through: see Counts and
+// Users), for a report's slots that manifests add to (with through), for a
+// fold (with TTLs), or for a fold at SERIAL.
 type readMode int
 
 const (
 	forReport readMode = iota
+	forReportThrough
 	forFold
 	forFoldSerial
 )
@@ -410,22 +412,23 @@ const usersPage = 64
 
 // readTotals reads the rows of a totals partition in [from, to) into out.
 func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
-	// A report's sketch rows come without through: merging a manifest a
-	// row already holds changes nothing, so Users merges every manifest
-	// above the floor, and through (a claim partition of each of a
-	// sub-system's partners' 32: as many bytes as a sparse sketch) is not
-	// read for nothing.
-	sketchOnly := p.kind == kindUsers && mode == forReport
-	cols := "slot, n, through"
-	switch {
-	case sketchOnly:
+	// A report reads rows without through (a claim partition of each of a
+	// sub-system's partners' 32: as many bytes as a sparse sketch) unless
+	// it asks for them: merging a manifest a sketch already holds changes
+	// nothing (Users), and a count needs through only where a manifest
+	// above the floor adds to it (Counts).
+	through := mode != forReport
+	cols := "slot, n"
+	if p.kind == kindUsers {
 		cols = "slot, sketch"
-	case p.kind == kindUsers:
-		cols = "slot, sketch, through"
-	case withGroups:
+	}
+	if through {
+		cols += ", through"
+	}
+	if withGroups && p.kind == kindCounts {
 		cols += ", groups"
 	}
-	if mode != forReport {
+	if mode == forFold || mode == forFoldSerial {
 		cols += ", TTL(through)"
 	}
 	// Counts: a partition holds at most 1,440 slots, so one page, one
@@ -448,18 +451,18 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 		t := &total{}
 		var ttl *int
 		dest := []any{&slot}
-		switch {
-		case sketchOnly:
+		if p.kind == kindUsers {
 			dest = append(dest, &t.sketch)
-		case p.kind == kindUsers:
-			dest = append(dest, &t.sketch, &t.through)
-		default:
-			dest = append(dest, &t.n, &t.through)
-			if withGroups {
-				dest = append(dest, &t.groups)
-			}
+		} else {
+			dest = append(dest, &t.n)
 		}
-		if mode != forReport {
+		if through {
+			dest = append(dest, &t.through)
+		}
+		if withGroups && p.kind == kindCounts {
+			dest = append(dest, &t.groups)
+		}
+		if mode == forFold || mode == forFoldSerial {
 			dest = append(dest, &ttl)
 		}
 		if !iter.Scan(dest...) {
@@ -548,7 +551,33 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, withGroups)
+	// The manifests above the floors, before the rows: a row needs its
+	// through only where one of them adds to it (I5 holds in this order
+	// too: a manifest committed after this read and folded before the rows
+	// is counted by its row, and one not folded yet is as if it came after).
+	mss := make([][]manifest, len(partners))
+	exact := map[time.Time]bool{}
+	for pi, partner := range partners {
+		if mss[pi], err = st.recentManifests(ctx, partner, floors[pi]); err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+		}
+		for i := range mss[pi] {
+			for k := range mss[pi][i].cells {
+				c, ok, err := parseCell(k)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					expand(partner, c, func(a addr, _ string) {
+						if a.kind == kindCounts && a.a == int8(q.Rollup) && a.key == q.Key && a.res == q.Res {
+							exact[a.slot] = true
+						}
+					})
+				}
+			}
+		}
+	}
+	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, withGroups, exact)
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 	}
@@ -569,10 +598,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		}
 	}
 	for pi, partner := range partners {
-		ms, err := st.recentManifests(ctx, partner, floors[pi])
-		if err != nil {
-			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
-		}
+		ms := mss[pi]
 		for i := range ms {
 			m := &ms[i]
 			for k, n := range m.cells {
@@ -616,7 +642,10 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 }
 
 // rangeTotals reads the rows of [from, to) from each partition in parallel.
-func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool) (map[time.Time]*total, error) {
+//
+// The rows come without through, but for the slots in exact, which are read
+// again whole after the range: a row's count and through from one read.
+func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
@@ -656,6 +685,29 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			})
 		}
 	}
+	if err := fanOut(ctx, 8, fns); err != nil {
+		return nil, err
+	}
+	fns = fns[:0]
+	for t := range exact {
+		if t.Before(from) || !t.Before(to) {
+			continue
+		}
+		fns = append(fns, func(ctx context.Context) error {
+			local := map[time.Time]*total{}
+			if err := st.readTotals(ctx, part{kind, a, key, res, periodOf(res, t)}, t, t.Add(res.Duration()), withGroups, forReportThrough, local); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if r := local[t]; r != nil {
+				rows[t] = r
+			} else {
+				delete(rows, t) // rows are not deleted; but say only what this read saw
+			}
+			return nil
+		})
+	}
 	return rows, fanOut(ctx, 8, fns)
 }
 
@@ -673,7 +725,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, false)
+	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, false, nil)
 	if err != nil {
 		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
