@@ -35,10 +35,10 @@ func init() {
 //    (TestFoldStopsHalfWay, TestConcurrentFolds.)
 // I5 applied only follows the rows. A claim partition's applied moves to
 //    its sealed time only after every row the manifests up to it count in
-//    holds them. A reader reads a floor of applied, then the rows, then the
-//    manifests above the floor, and counts a manifest in a slot unless the
-//    row as read holds it: exact whatever a folder does in between.
-//    (TestReadDuringFold.)
+//    holds them. A reader reads a floor of applied, then the manifests
+//    above it and the rows (in either order), and counts a manifest in a
+//    slot unless the row as read holds it: exact whatever a folder does in
+//    between. (TestReadDuringFold, TestUsersFromAFloorBelowTheRows.)
 //
 // Applied manifests are deleted a while later (dropLag), one range
 // tombstone per claim partition and minute, below where any reader starts.

@@ -476,11 +476,11 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	return iter.Close()
 }
 
-// Reading a range is exact whatever a folder does meanwhile (I4, I5):
-// first the totals, then the manifests above a floor of applied read
-// earlier; a manifest counts in a slot unless the slot's row, as read,
-// covers it (through). A manifest at or below the floor is in every row
-// it counts in, and so in the rows as read.
+// Reading a range is exact whatever a folder does meanwhile (I4, I5): the
+// totals and the manifests above a floor of applied read before both; a
+// manifest counts in a slot unless the slot's row, as read, covers it
+// (through). A manifest at or below the floor is in every row it counts
+// in, and so in the rows as read.
 
 // recentTTL is how long a read of a partner's manifests serves the reads
 // after it: a report reads counts and users of many tiles, and a writer in
