@@ -410,6 +410,10 @@ const (
 // usersPage is the sketch rows a page holds (up to 16 KiB each: 1 MiB).
 const usersPage = 64
 
+// maxExact is the most slots a read of counts reads again one by one for
+// their through; past it, the whole range is read with through.
+var maxExact = 64
+
 // readTotals reads the rows of a totals partition in [from, to) into out.
 func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
 	// A report reads rows without through (a claim partition of each of a
@@ -554,7 +558,9 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	// The manifests above the floors, before the rows: a row needs its
 	// through only where one of them adds to it (I5 holds in this order
 	// too: a manifest committed after this read and folded before the rows
-	// is counted by its row, and one not folded yet is as if it came after).
+	// is counted by its row, and one not folded yet is as if it came after;
+	// for such a concurrent claim group that is per slot, so one read may
+	// count part of it, never an event twice or one stored before it).
 	mss := make([][]manifest, len(partners))
 	exact := map[time.Time]bool{}
 	for pi, partner := range partners {
@@ -646,6 +652,12 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 // The rows come without through, but for the slots in exact, which are read
 // again whole after the range: a row's count and through from one read.
 func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
+	mode := forReport
+	if len(exact) > maxExact {
+		// Folding lags (a lapsed lease): the range with through costs
+		// less than a read of each slot.
+		mode, exact = forReportThrough, nil
+	}
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
@@ -673,7 +685,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			}
 			fns = append(fns, func(ctx context.Context) error {
 				local := map[time.Time]*total{}
-				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, withGroups, forReport, local); err != nil {
+				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, withGroups, mode, local); err != nil {
 					return err
 				}
 				mu.Lock()

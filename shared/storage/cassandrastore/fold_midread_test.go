@@ -1,0 +1,106 @@
+package cassandrastore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// foldAt runs a fold once, right after the first query whose statement
+// holds every one of its words (the driver tells observers synchronously).
+type foldAt struct {
+	words []string
+	fold  func()
+	once  sync.Once
+	fired bool
+}
+
+func (f *foldAt) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	for _, w := range f.words {
+		if !strings.Contains(q.Statement, w) {
+			return
+		}
+	}
+	f.once.Do(func() { f.fired = true; f.fold() })
+}
+
+func (f *foldAt) ObserveBatch(context.Context, gocql.ObservedBatch) {}
+
+// A fold that lands inside a report's read of counts: after its read of the
+// manifests, or after its read of the rows (which come without through)
+// and before the slots a manifest adds to are read again whole. Every
+// minute's count stays exact.
+// With more such slots than maxExact, the range is read with through.
+func TestFoldInsideACountsRead(t *testing.T) {
+	for _, at := range []struct {
+		name     string
+		words    []string
+		maxExact int
+	}{
+		{"after the manifests", []string{"FROM claims", "id > ?"}, maxExact},
+		{"after the rows", []string{"SELECT slot, n FROM totals", "slot >= ?"}, maxExact},
+		{"after the rows read with through", []string{"SELECT slot, n, through FROM totals", "slot >= ?"}, 3},
+	} {
+		t.Run(at.name, func(t *testing.T) {
+			defer func(was int) { maxExact = was }(maxExact)
+			maxExact = at.maxExact
+			w := openStore(t)
+			w.folder.close()
+			ctx := context.Background()
+			p, sub := tenant.NewID(), tenant.NewID()
+			hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+			evs := make([]event.Event, 150)
+			want := map[time.Time]int64{}
+			for i := range evs {
+				evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+					Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
+				want[evs[i].Timestamp.Truncate(time.Minute)]++
+			}
+			if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.FoldPartner(ctx, p, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteEvents(ctx, evs[100:]); err != nil { // in manifests only, until the fold below
+				t.Fatal(err)
+			}
+			obs := &foldAt{words: at.words, fold: func() {
+				if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
+					t.Error(err)
+				}
+			}}
+			cfg := w.cfg
+			cfg.Observer = obs
+			r, err := Open(cfg) // another process's reader: its own session, floors and manifest reads
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.folder.close()
+			slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !obs.fired {
+				t.Fatalf("no fold ran %s: the reads' statements changed", at.name)
+			}
+			got := map[time.Time]int64{}
+			for _, sl := range slots {
+				got[sl.Start] = sl.Total
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("counts with a fold %s:\n%v\nwant\n%v", at.name, got, want)
+			}
+		})
+	}
+}
