@@ -116,14 +116,9 @@ func (l *Local) Bump(_ context.Context, ids ...string) error {
 // GetGenerational reads the bytes at key and the generation of id (see
 // Cache.GetGenerational).
 func (l *Local) GetGenerational(ctx context.Context, id, key string) (gen int64, b []byte, ok bool, err error) {
-	gen, _ = l.Generation(ctx, id)
+	l.mu.Lock()
+	gen = l.gens[id]
+	l.mu.Unlock()
 	b, ok, err = l.GetBytes(ctx, key)
 	return gen, b, ok, err
-}
-
-// Generation reads the generation of id.
-func (l *Local) Generation(_ context.Context, id string) (int64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.gens[id], nil
 }

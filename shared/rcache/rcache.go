@@ -351,18 +351,3 @@ func (c *Cache) GetGenerational(ctx context.Context, id, key string) (gen int64,
 	mOps.WithLabelValues("get", "hit").Inc()
 	return gen, b, true, nil
 }
-
-// Generation reads the generation of id (0 when never bumped).
-func (c *Cache) Generation(ctx context.Context, id string) (int64, error) {
-	if c == nil {
-		return 0, nil
-	}
-	if c.down() {
-		return 0, ErrDown
-	}
-	n, err := c.c.Get(ctx, c.prefix+KeyOfGeneration(id)).Int64()
-	if errors.Is(c.check(err), redis.Nil) {
-		return 0, nil
-	}
-	return n, err
-}
