@@ -1,5 +1,5 @@
 // Package hll counts distinct users in bounded memory: a HyperLogLog sketch
-// with 2^14 registers (16 KiB dense, far less while sparse) and Ertl's
+// with 2^14 registers (8 KiB encoded when dense, far less while sparse) and Ertl's
 // improved estimator (arXiv:1702.01284), which needs no bias tables and is
 // unbiased from one user to billions.
 //
@@ -30,7 +30,12 @@ const (
 	maxSparse = M / 4
 
 	tagSparse = 1
-	tagDense  = 2
+	tagDense  = 2 // one byte a register
+	tagNibble = 3 // two registers a byte, above a base (see appendNibbles)
+
+	// nibbleMaxBase is the largest base of a nibble encoding: base+15 is
+	// still a register's value.
+	nibbleMaxBase = q + 1 - 15
 )
 
 // StdError is the sketch's relative standard error.
@@ -246,12 +251,18 @@ func Check(b []byte) error {
 			prev = idx
 		}
 		return nil
+	case tagNibble:
+		if _, ok := checkNibbles(b); !ok {
+			return ErrCorrupt
+		}
+		return nil
 	}
 	return ErrCorrupt
 }
 
-// IsDense reports whether b encodes a dense sketch (M registers).
-func IsDense(b []byte) bool { return len(b) > 0 && b[0] == tagDense }
+// IsDense reports whether b encodes a dense sketch (all M registers, one
+// a byte or two a byte).
+func IsDense(b []byte) bool { return len(b) > 0 && (b[0] == tagDense || b[0] == tagNibble) }
 
 // Union estimates the union of encoded sketches without building it:
 // MergeBinary each, then Flush. The registers a sparse sketch sets are
@@ -278,6 +289,13 @@ func (u *Union) MergeBinary(b []byte) error {
 			return ErrCorrupt
 		}
 		maxBytes(u.regs[:], b[1:])
+		u.dense = true
+	case tagNibble:
+		n, ok := checkNibbles(b)
+		if !ok {
+			return ErrCorrupt
+		}
+		n.mergeInto(u.regs[:])
 		u.dense = true
 	case tagSparse:
 		e := b[1:]
@@ -388,12 +406,7 @@ func validRegisters(regs []uint8) bool {
 // (a|0x80) - b never borrows across bytes, and its top bit says a >= b),
 // 32 registers a step, in four independent words.
 func maxBytesWords(dst, src []uint8) {
-	const hi = 0x8080808080808080
 	le := binary.LittleEndian
-	max8 := func(a, b uint64) uint64 {
-		mask := ((((a | hi) - b) & hi) >> 7) * 0xff // 0xff where a >= b
-		return a&mask | b&^mask
-	}
 	n := min(len(dst), len(src)) &^ 31
 	for i := 0; i < n; i += 32 {
 		d, s := dst[i:i+32:i+32], src[i:i+32:i+32]
@@ -405,6 +418,20 @@ func maxBytesWords(dst, src []uint8) {
 	for i := n; i < min(len(dst), len(src)); i++ {
 		dst[i] = max(dst[i], src[i])
 	}
+}
+
+// max8 is the byte-wise max of two words of valid registers.
+func max8(a, b uint64) uint64 {
+	const hi = 0x8080808080808080
+	mask := ((((a | hi) - b) & hi) >> 7) * 0xff // 0xff where a >= b
+	return a&mask | b&^mask
+}
+
+// min8 is the byte-wise min of two words of valid registers.
+func min8(a, b uint64) uint64 {
+	const hi = 0x8080808080808080
+	mask := ((((a | hi) - b) & hi) >> 7) * 0xff // 0xff where a >= b
+	return b&mask | a&^mask
 }
 
 // validRegistersWords is validRegisters in words, 32 at a time: v +
@@ -488,27 +515,181 @@ func tau(x float64) float64 {
 	}
 }
 
-// MarshalBinary encodes the sketch: a tag byte, then either the sparse
-// entries (register index, 2 bytes big-endian, then its value), in index
-// order, or the M registers.
+// MarshalBinary encodes the sketch in the smallest of three forms, chosen
+// from its registers alone (so equal sketches encode to equal bytes): a tag
+// byte, then either
+//   - sparse: each non-zero register's index (2 bytes, big-endian) and
+//     value, in index order;
+//   - nibble: a base, then two registers a byte above it (appendNibbles);
+//   - dense: the M registers, a byte each.
+//
+// A sketch of thousands of users is dense: nibbles halve what storage keeps
+// and reads for it, which is most of what a report over many hours costs.
 func (s *Sketch) MarshalBinary() ([]byte, error) { return s.Append(nil), nil }
 
 // Append appends the encoding to b.
 func (s *Sketch) Append(b []byte) []byte {
-	if s.dense != nil {
-		b = append(b, tagDense)
-		return append(b, s.dense...)
+	if s.dense == nil {
+		s.compact()
 	}
-	s.compact()
-	if s.dense != nil {
-		return s.Append(b)
+	if s.dense == nil {
+		// Zero registers remain: base 0, and values over 15 are exceptions.
+		exc := 0
+		for _, e := range s.sparse {
+			if uint8(e) > 15 {
+				exc++
+			}
+		}
+		if 3*len(s.sparse) <= nibbleSize(exc)-1 {
+			b = append(b, tagSparse)
+			for _, e := range s.sparse {
+				b = binary.BigEndian.AppendUint16(b, uint16(e>>8))
+				b = append(b, uint8(e))
+			}
+			return b
+		}
+		regs := make([]uint8, M)
+		for _, e := range s.sparse {
+			regs[e>>8] = uint8(e)
+		}
+		return appendRegisters(b, regs)
 	}
-	b = append(b, tagSparse)
-	for _, e := range s.sparse {
-		b = binary.BigEndian.AppendUint16(b, uint16(e>>8))
-		b = append(b, uint8(e))
+	return appendRegisters(b, s.dense)
+}
+
+// nibbleSize is the length of a nibble encoding with exc exceptions.
+func nibbleSize(exc int) int { return 2 + M/2 + 2 + 3*exc }
+
+// appendRegisters encodes M registers in the smallest form. It counts them
+// in words, eight registers a step (a fold encodes every dense slot it
+// writes).
+func appendRegisters(b []byte, regs []uint8) []byte {
+	const ones, hi = 0x0101010101010101, 0x8080808080808080
+	le := binary.LittleEndian
+	regs = regs[:M:M]
+	nz, lo := 0, uint64(q+1)*ones
+	for i := 0; i < M; i += 8 {
+		w := le.Uint64(regs[i:])
+		nz += bits.OnesCount64(((w | hi) - ones) & hi) // registers of 1 or more
+		lo = min8(lo, w)
+	}
+	base := uint8(nibbleMaxBase)
+	for k := range 8 {
+		base = min(base, uint8(lo>>(8*k)))
+	}
+	exc, over := 0, uint64(base+16)*ones
+	for i := 0; i < M; i += 8 {
+		exc += bits.OnesCount64(((le.Uint64(regs[i:]) | hi) - over) & hi) // over base+15
+	}
+	sparse, nibble := 1+3*nz, nibbleSize(exc)
+	switch {
+	case sparse <= nibble && sparse <= 1+M:
+		b = append(b, tagSparse)
+		for i, r := range regs {
+			if r != 0 {
+				b = append(b, uint8(i>>8), uint8(i), r)
+			}
+		}
+		return b
+	case nibble <= 1+M:
+		return appendNibbles(b, regs, base, exc)
+	}
+	b = append(b, tagDense)
+	return append(b, regs...)
+}
+
+// appendNibbles encodes registers as a base, then M/2 bytes: byte i holds
+// register i-base in its low nibble and register i+M/2-base in its high
+// one (so a word of bytes unpacks into two words of registers), 15 standing
+// for 15 or more; then the registers above base+15 (exceptions): their
+// count (2 bytes) and each one's index (2 bytes) and value, in index order.
+// Every register is at least base.
+func appendNibbles(b []byte, regs []uint8, base uint8, exc int) []byte {
+	const h, ones, hi = M / 2, 0x0101010101010101, 0x8080808080808080
+	le := binary.LittleEndian
+	b = append(b, tagNibble, base)
+	b = slices.Grow(b, nibbleSize(exc)-2)
+	sub := uint64(base) * ones
+	// nib is each register less base, at most 15.
+	nib := func(w uint64) uint64 {
+		v := w - sub                                     // no borrow: every register is at least base
+		sat := ((((v | hi) - 16*ones) & hi) >> 7) * 0xff // 0xff where v >= 16
+		return v&^sat | 0x0f*ones&sat
+	}
+	n := len(b)
+	b = b[:n+h]
+	for i := 0; i < h; i += 8 {
+		le.PutUint64(b[n+i:], nib(le.Uint64(regs[i:]))|nib(le.Uint64(regs[h+i:]))<<4)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(exc))
+	over := uint64(base+16) * ones
+	for i := 0; exc > 0 && i < M; i += 8 {
+		if ((le.Uint64(regs[i:])|hi)-over)&hi == 0 {
+			continue // no register over base+15 in these eight
+		}
+		for j, r := range regs[i : i+8] {
+			if r-base > 15 {
+				b = append(b, uint8((i+j)>>8), uint8(i+j), r)
+			}
+		}
 	}
 	return b
+}
+
+// nibbles is a checked nibble encoding.
+type nibbles struct {
+	base   uint8
+	packed []byte // M/2
+	exc    []byte // 3 bytes each
+}
+
+// checkNibbles checks a nibble encoding (tag included): its length, its
+// base, and each exception in index order, in range, marked 15 in the
+// packed registers and above base+15.
+func checkNibbles(b []byte) (nibbles, bool) {
+	const h = M / 2
+	if len(b) < nibbleSize(0) || b[1] > nibbleMaxBase {
+		return nibbles{}, false
+	}
+	n := nibbles{base: b[1], packed: b[2 : 2+h]}
+	k := int(binary.BigEndian.Uint16(b[2+h:]))
+	if len(b) != nibbleSize(k) {
+		return nibbles{}, false
+	}
+	n.exc = b[nibbleSize(0):]
+	for e, prev := n.exc, -1; len(e) >= 3; e = e[3:] {
+		idx, r, ok := entry(e, prev)
+		if !ok || r <= n.base+15 || n.nibble(idx) != 15 {
+			return nibbles{}, false
+		}
+		prev = idx
+	}
+	return n, true
+}
+
+func (n nibbles) nibble(i int) uint8 {
+	if i < M/2 {
+		return n.packed[i] & 15
+	}
+	return n.packed[i-M/2] >> 4
+}
+
+// mergeInto sets dst[i] = max(dst[i], register i) for the M registers of
+// dst, eight packed bytes (sixteen registers) a step.
+func (n nibbles) mergeInto(dst []uint8) {
+	const h, lo4 = M / 2, 0x0f0f0f0f0f0f0f0f
+	le := binary.LittleEndian
+	add := uint64(n.base) * 0x0101010101010101
+	d0, d1, p := dst[:h:h], dst[h:M:M], n.packed[:h:h]
+	for i := 0; i < h; i += 8 {
+		w := le.Uint64(p[i:])
+		le.PutUint64(d0[i:], max8(le.Uint64(d0[i:]), w&lo4+add))
+		le.PutUint64(d1[i:], max8(le.Uint64(d1[i:]), w>>4&lo4+add))
+	}
+	for e := n.exc; len(e) >= 3; e = e[3:] {
+		idx := int(e[0])<<8 | int(e[1])
+		dst[idx] = max(dst[idx], e[2])
+	}
 }
 
 // ErrCorrupt: bytes that no sketch encodes to.
@@ -541,6 +722,15 @@ func (s *Sketch) MergeBinary(b []byte) error {
 			s.toDense()
 		}
 		maxBytes(s.dense, regs)
+	case tagNibble:
+		n, ok := checkNibbles(b)
+		if !ok {
+			return ErrCorrupt
+		}
+		if s.dense == nil {
+			s.toDense()
+		}
+		n.mergeInto(s.dense)
 	case tagSparse:
 		return s.mergeEncoded(b[1:])
 	default:

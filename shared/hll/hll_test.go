@@ -144,7 +144,7 @@ func regs(s *Sketch) [M]uint8 {
 }
 
 func TestEncoding(t *testing.T) {
-	for _, n := range []int{0, 1, 100, maxSparse, maxSparse * 3} {
+	for _, n := range []int{0, 1, 100, 2000, 3000, maxSparse, maxSparse * 3, 1_000_000} {
 		var s Sketch
 		users(&s, "e", 0, n)
 		b := s.Append(nil)
@@ -155,25 +155,165 @@ func TestEncoding(t *testing.T) {
 		if err := back.UnmarshalBinary(b); err != nil {
 			t.Fatalf("n=%d: %v", n, err)
 		}
-		if !bytes.Equal(back.Append(nil), b) || back.Estimate() != s.Estimate() {
+		if !bytes.Equal(back.Append(nil), b) || back.Estimate() != s.Estimate() || regs(&back) != regs(&s) {
 			t.Fatalf("n=%d: round trip changed the sketch", n)
 		}
-		s.compact()
-		if s.dense == nil && len(b) != 1+3*len(s.sparse) {
-			t.Fatalf("n=%d: sparse encoding of %d entries is %d bytes", n, len(s.sparse), len(b))
-		}
-		if len(b) > 1+M {
-			t.Fatalf("n=%d: encoding is %d bytes, more than dense", n, len(b))
+		r := regs(&s)
+		if want := smallest(r[:]); len(b) != want {
+			t.Fatalf("n=%d: encoding is %d bytes (tag %d), the smallest form is %d", n, len(b), b[0], want)
 		}
 	}
 	for _, bad := range [][]byte{{9}, {tagDense, 1, 2}, {tagSparse, 0}, {tagSparse, 0xff, 0xff, 1}, {tagSparse, 0, 1, 0}, {tagSparse, 0, 1, q + 2},
-		{tagSparse, 0, 2, 1, 0, 1, 1}, {tagSparse, 0, 1, 1, 0, 1, 2}} { // out of order, repeated
+		{tagSparse, 0, 2, 1, 0, 1, 1}, {tagSparse, 0, 1, 1, 0, 1, 2}, {tagNibble}, {tagNibble, 0, 0}} { // out of order, repeated
 		var s Sketch
 		if err := s.UnmarshalBinary(bad); err == nil {
 			t.Errorf("% x decoded as a sketch", bad)
 		}
 		if Check(bad) == nil {
 			t.Errorf("% x checked as a sketch", bad)
+		}
+	}
+}
+
+// smallest is the length of the smallest of the three forms of registers r,
+// counted independently of the encoder.
+func smallest(r []uint8) int {
+	nz, lo := 0, 255
+	for _, v := range r {
+		if v != 0 {
+			nz++
+		}
+		lo = min(lo, int(v))
+	}
+	base, exc := min(lo, q+1-15), 0
+	for _, v := range r {
+		if int(v) > base+15 {
+			exc++
+		}
+	}
+	return min(1+3*nz, 1+1+M/2+2+3*exc, 1+M)
+}
+
+// Registers of every shape, in each of the three forms: each decodes to
+// its registers (as a sketch and as a union) and re-encodes to itself.
+func TestNibbles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	shapes := map[string]func(i int) uint8{
+		"zeros and small":     func(i int) uint8 { return uint8(rng.IntN(8)) },
+		"a few over 15":       func(i int) uint8 { return uint8(rng.IntN(15) + 1 + 30*btoi(rng.IntN(500) == 0)) },
+		"all high (base > 0)": func(i int) uint8 { return uint8(20 + rng.IntN(14)) },
+		"base capped":         func(i int) uint8 { return uint8(q + 1 - rng.IntN(3)) },
+		"exactly base+15":     func(i int) uint8 { return uint8(3 + 15*(i%2)) },
+		"many exceptions":     func(i int) uint8 { return uint8(rng.IntN(q + 2)) },
+		"one register":        func(i int) uint8 { return uint8(btoi(i == M-1) * 40) },
+		"first and last half": func(i int) uint8 { return uint8(btoi(i == 0 || i == M/2-1 || i == M/2 || i == M-1) * (q + 1)) },
+		"every value, spread": func(i int) uint8 { return uint8(i % (q + 2)) },
+		"a sparse sketch's":   func(i int) uint8 { return uint8(btoi(i%7 == 0) * (1 + i%20)) },
+	}
+	forms := map[byte]bool{}
+	for name, f := range shapes {
+		r := make([]uint8, M)
+		for i := range r {
+			r[i] = f(i)
+		}
+		b := appendRegisters(nil, r)
+		forms[b[0]] = true
+		if len(b) != smallest(r) {
+			t.Errorf("%s: %d bytes, the smallest form is %d", name, len(b), smallest(r))
+		}
+		if err := Check(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var s Sketch
+		if err := s.MergeBinary(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := regs(&s); !bytes.Equal(got[:], r) {
+			t.Fatalf("%s (tag %d): registers differ after a round trip", name, b[0])
+		}
+		if !bytes.Equal(s.Append(nil), b) {
+			t.Fatalf("%s: re-encoding differs", name)
+		}
+		// Into a union holding registers already: the max of both.
+		var u Union
+		other := make([]uint8, M)
+		for i := range other {
+			other[i] = uint8(rng.IntN(q + 2))
+		}
+		if err := u.MergeBinary(append([]byte{tagDense}, other...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.MergeBinary(b); err != nil {
+			t.Fatal(err)
+		}
+		for i := range r {
+			if u.regs[i] != max(r[i], other[i]) {
+				t.Fatalf("%s: union register %d is %d, want max(%d, %d)", name, i, u.regs[i], r[i], other[i])
+			}
+		}
+		u.Flush(nil)
+	}
+	for _, tag := range []byte{tagSparse, tagNibble, tagDense} {
+		if !forms[tag] {
+			t.Errorf("no shape was encoded with tag %d", tag)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Every way a nibble encoding can be wrong is refused by Check, by a
+// sketch and by a union, and leaves a sketch unchanged.
+func TestBadNibbles(t *testing.T) {
+	r := make([]uint8, M)
+	for i := range r {
+		r[i] = uint8(2 + i%10)
+	}
+	r[5], r[M/2+9], r[M-1] = 40, 30, q+1
+	good := appendRegisters(nil, r)
+	if good[0] != tagNibble || good[1] != 2 {
+		t.Fatalf("test registers encode as tag %d base %d", good[0], good[1])
+	}
+	h := M / 2
+	exc := nibbleSize(0) // offset of the first exception
+	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	bad := map[string][]byte{
+		"base too high":           edit(func(b []byte) []byte { b[1] = nibbleMaxBase + 1; return b }),
+		"short":                   good[:len(good)-1],
+		"long":                    append(bytes.Clone(good), 0),
+		"count too high":          edit(func(b []byte) []byte { b[2+h+1]++; return b }),
+		"count too low":           edit(func(b []byte) []byte { b[2+h+1]--; return b }),
+		"exceptions out of order": edit(func(b []byte) []byte { copy(b[exc:], good[exc+3:exc+6]); copy(b[exc+3:], good[exc:exc+3]); return b }),
+		"exception not marked 15": edit(func(b []byte) []byte { b[2+5] &^= 1; return b }),
+		"exception at base+15":    edit(func(b []byte) []byte { b[exc+2] = 2 + 15; return b }),
+		"exception over q+1":      edit(func(b []byte) []byte { b[len(b)-1] = q + 2; return b }),
+		"exception index past M":  edit(func(b []byte) []byte { b[len(b)-3] = 0xff; return b }),
+		"no packed registers":     {tagNibble, 0, 0, 0},
+	}
+	for name, b := range bad {
+		if Check(b) == nil {
+			t.Errorf("%s: checked as a sketch", name)
+		}
+		var s Sketch
+		users(&s, "x", 0, 50)
+		before := s.Append(nil)
+		if err := s.MergeBinary(b); err != ErrCorrupt {
+			t.Errorf("%s: merged: %v", name, err)
+		}
+		if !bytes.Equal(s.Append(nil), before) {
+			t.Errorf("%s: a refused merge changed the sketch", name)
+		}
+		var u Union
+		if err := u.MergeBinary(b); err != ErrCorrupt {
+			t.Errorf("%s: union merged: %v", name, err)
+		}
+		if u.Flush(nil) != 0 {
+			t.Errorf("%s: a refused union merge took registers", name)
 		}
 	}
 }
@@ -198,6 +338,9 @@ func FuzzMergeBinary(f *testing.F) {
 	users(&s, "f", 0, 20)
 	f.Add(s.Append(nil))
 	f.Add([]byte{tagDense})
+	var big Sketch
+	users(&big, "f", 0, 10_000)
+	f.Add(big.Append(nil)) // nibbles
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Sketch
 		err := s.MergeBinary(b)
@@ -304,7 +447,7 @@ func TestWordLoops(t *testing.T) {
 func TestRefusedMergeLeavesValidState(t *testing.T) {
 	var good Sketch
 	users(&good, "g", 0, 30_000) // dense
-	bad := good.Append(nil)
+	bad := append([]byte{tagDense}, good.dense...)
 	bad[1+M/2] = q + 9
 	var s Sketch
 	users(&s, "s", 0, 20_000)
@@ -339,12 +482,39 @@ func BenchmarkMergeDense(b *testing.B) {
 	var x, y Sketch
 	users(&x, "a", 0, 50_000)
 	users(&y, "b", 0, 50_000)
-	enc := y.Append(nil)
+	enc := append([]byte{tagDense}, y.dense...) // the byte-a-register form
 	b.SetBytes(M)
 	for b.Loop() {
 		if err := x.MergeBinary(enc); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A dense sketch as stored: two registers a byte.
+func BenchmarkMergeNibbles(b *testing.B) {
+	var x, y Sketch
+	users(&x, "a", 0, 50_000)
+	users(&y, "b", 0, 10_000)
+	enc := y.Append(nil)
+	if enc[0] != tagNibble {
+		b.Fatalf("tag %d", enc[0])
+	}
+	b.SetBytes(M)
+	for b.Loop() {
+		if err := x.MergeBinary(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Encoding a dense sketch, as a fold does for every dense slot it writes.
+func BenchmarkAppendDense(b *testing.B) {
+	var x Sketch
+	users(&x, "a", 0, 10_000)
+	buf := x.Append(nil)
+	for b.Loop() {
+		buf = x.Append(buf[:0])
 	}
 }
 

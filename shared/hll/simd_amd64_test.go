@@ -9,7 +9,7 @@ func TestWordLoopsWithoutSIMD(t *testing.T) {
 		useSIMD = false
 		defer func() { useSIMD = true }()
 	}
-	for _, f := range []func(*testing.T){TestMaxBytes, TestValidRegisters, TestWordLoops, TestUnion, TestRefusedMergeLeavesValidState} {
+	for _, f := range []func(*testing.T){TestMaxBytes, TestValidRegisters, TestWordLoops, TestUnion, TestRefusedMergeLeavesValidState, TestNibbles, TestBadNibbles, TestEncoding} {
 		f(t)
 	}
 }

@@ -56,7 +56,12 @@ type progress struct {
 	Loaded                           int       // events written so far, in generation order
 	Done                             bool
 	LoadSeconds                      float64
+	// SketchForm 2: every sketch row is in this release's form (nibbles);
+	// a data set loaded before is re-encoded once (Cassandra).
+	SketchForm int
 }
+
+const sketchForm = 2
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 
@@ -213,6 +218,14 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	}
 	if p.Done {
 		fmt.Printf("reusing the %s data set: %d events from %s (loaded in %.0f s)\n", o.backend, p.Events, p.Start.Format(time.DateOnly), p.LoadSeconds)
+		if cass != nil && p.SketchForm < sketchForm {
+			if err := reencode(ctx, o, cass, p); err != nil {
+				return p, err
+			}
+			p.SketchForm = sketchForm
+			b, _ := json.MarshalIndent(p, "", "  ")
+			return p, os.WriteFile(progressFile(o), b, 0o644)
+		}
 		return p, nil
 	}
 	if err := createTenants(ctx, store, o); err != nil {
@@ -281,10 +294,44 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 			fmt.Fprintf(os.Stderr, "the counts were not all folded (they read slower): %v\n", err)
 		}
 	}
-	p.Done = true
+	if cass != nil && first > 0 { // resumed: rows from before may be in an older form
+		if err := reencode(ctx, o, cass, p); err != nil {
+			return p, err
+		}
+	}
+	p.Done, p.SketchForm = true, sketchForm
 	p.LoadSeconds = before + time.Since(began).Seconds()
 	fmt.Printf("loaded %d events in %.0f s\n", o.events, time.Since(began).Seconds())
 	return p, save()
+}
+
+// reencode rewrites the data set's sketches that an older release stored
+// a byte a register, so the reports read what this release stores.
+func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
+	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
+	began, n := time.Now(), 0
+	keys := []struct {
+		scope storage.UserScope
+		key   string
+	}{{storage.PartnerUsers, partnerID}}
+	for i := range o.subs {
+		keys = append(keys, struct {
+			scope storage.UserScope
+			key   string
+		}{storage.SubSystemUsers, subID(i)})
+	}
+	for _, k := range keys {
+		// Minutes hold a few hundred users at most: sparse in both releases.
+		for _, res := range []storage.Res{storage.QuarterHour, storage.Hour, storage.Day} {
+			m, err := cass.ReencodeUsers(ctx, k.scope, k.key, res, from, to)
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+	}
+	fmt.Printf("re-encoded %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
+	return nil
 }
 
 func createTenants(ctx context.Context, store storage.Store, o options) error {

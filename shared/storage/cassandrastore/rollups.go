@@ -664,7 +664,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
 		p := periodOf(res, t)
 		// Sketches are read a page at a time (readTotals); an hour
-		// partition holds a month, 16 KiB a row, so one read would walk
+		// partition holds a month, up to 8 KiB a row, so one read would walk
 		// a dozen pages in turn. They need no one read (see readTotals):
 		// a page's worth of slots each, read side by side.
 		lo, hi := from, nextPeriod(res, t)
@@ -742,7 +742,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
 	// A slot no manifest adds to is passed on as its row holds it (a dense
-	// hour is 16 KiB: decoding and encoding it again cost more than its
+	// hour is 8 KiB: decoding and encoding it again cost more than its
 	// read); one a manifest adds to is merged with its row.
 	out := map[time.Time]*hll.Sketch{}
 	merge := func(t time.Time, b []byte) error {

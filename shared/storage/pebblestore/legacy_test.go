@@ -142,3 +142,78 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A store whose sketches an older release wrote a byte a register is
+// re-encoded at Open, once: the same registers (the same users), in the
+// nibble form, half the bytes.
+func TestReencodeOldSketches(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	must(t, err)
+	ctx := context.Background()
+	h := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	p, sub := tenant.NewID(), tenant.NewID()
+	evs := make([]event.Event, 6000)
+	for i := range evs {
+		ts := h.Add(time.Duration(i) * 500 * time.Millisecond)
+		evs[i] = event.Event{ID: fmt.Sprint("e", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+			Timestamp: ts, ReceivedAt: ts, UserID: fmt.Sprint("user", i)}
+	}
+	_, err = s.WriteEvents(ctx, evs)
+	must(t, err)
+	k := slotKey(userPrefix(storage.PartnerUsers, p, storage.Hour), h)
+	nib, err := s.get(k)
+	must(t, err)
+	if !hll.IsDense(nib) || len(nib) > 9000 {
+		t.Fatalf("the hour of 6,000 users is stored in %d bytes (tag %d), not as nibbles", len(nib), nib[0])
+	}
+	var sk hll.Sketch
+	must(t, sk.MergeBinary(nib))
+	want := sk.Estimate()
+	old := append([]byte{2}, registers(t, &sk)...)
+	must(t, s.db.Set(k, old, pebble.Sync))
+	must(t, s.db.Delete([]byte(sketchesMeta), pebble.Sync))
+	must(t, s.Close())
+
+	s, err = Open(dir)
+	must(t, err)
+	defer s.Close()
+	got, err := s.get(k)
+	must(t, err)
+	if string(got) != string(nib) {
+		t.Fatalf("after Open the sketch is %d bytes (tag %d), want the %d-byte nibble form", len(got), got[0], len(nib))
+	}
+	us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Hour, From: h, To: h.Add(time.Hour)})
+	must(t, err)
+	if len(us) != 1 {
+		t.Fatalf("%d hour slots", len(us))
+	}
+	var back hll.Sketch
+	must(t, back.MergeBinary(us[0].Sketch))
+	if back.Estimate() != want || want < 5800 {
+		t.Fatalf("users %d after re-encoding, %d before (6,000 stored)", back.Estimate(), want)
+	}
+	if v, err := s.get([]byte(sketchesMeta)); err != nil || string(v) != sketchesForm {
+		t.Fatalf("no marker after the pass: %q %v", v, err)
+	}
+}
+
+// registers decodes a sketch's nibble form by hand, as a reader of the
+// format would.
+func registers(t *testing.T, sk *hll.Sketch) []byte {
+	t.Helper()
+	b := sk.Append(nil)
+	if b[0] != 3 {
+		t.Fatalf("tag %d", b[0])
+	}
+	const m = 1 << 14
+	regs := make([]byte, m)
+	base, packed := b[1], b[2:2+m/2]
+	for i, x := range packed {
+		regs[i], regs[m/2+i] = base+x&15, base+x>>4
+	}
+	for exc := b[2+m/2+2:]; len(exc) >= 3; exc = exc[3:] {
+		regs[int(exc[0])<<8|int(exc[1])] = exc[2]
+	}
+	return regs
+}

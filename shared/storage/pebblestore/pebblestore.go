@@ -78,6 +78,10 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.reencodeSketches(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -528,6 +532,7 @@ func sortKeys(ks []tenant.APIKey) {
 //	c/<rollup>/<key>/<res>/<slot>   counts: uvarint total, then per group (in order) uvarint length, group, uvarint count
 //	u/<scope>/<key>/<res>/<slot>    users: an encoded hll.Sketch
 //	meta/rollups                    "2" once every stored event is counted in this layout
+//	meta/sketches                   "2" once every sketch is in this release's form (nibbles)
 //
 // <slot> is the slot's UTC start as yyyymmddhhmm, so keys sort in time order.
 // Stores written before kept quarter-hour counts under qs/qp and hourly
@@ -538,6 +543,8 @@ const (
 	hourLayout    = "2006010215"
 	rollupsMeta   = "meta/rollups"
 	rollupsLayout = "2"
+	sketchesMeta  = "meta/sketches"
+	sketchesForm  = "2"
 )
 
 func countPrefix(r storage.Rollup, k string, res storage.Res) []byte {
@@ -776,6 +783,49 @@ func (s *Store) rebuildRollups() error {
 		}
 	}
 	if err := b.Set([]byte(rollupsMeta), []byte(rollupsLayout), nil); err != nil {
+		return err
+	}
+	return s.commit(b)
+}
+
+// reencodeSketches rewrites, once, the sketches an older release stored in
+// another form than this one writes (dense ones a byte a register, before
+// nibbles): half the bytes for a report to read. The registers stay the
+// same, so every figure does. An interrupted pass starts over.
+func (s *Store) reencodeSketches() error {
+	if v, err := s.get([]byte(sketchesMeta)); err == nil && string(v) == sketchesForm {
+		return nil
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	n := 0
+	err := s.scanPrefix([]byte("u/"), func(k, v []byte) (bool, error) {
+		var sk hll.Sketch
+		if err := sk.MergeBinary(v); err != nil {
+			return false, fmt.Errorf("pebblestore: user sketch %q: %w", k, err)
+		}
+		if nb := sk.Append(nil); !bytes.Equal(nb, v) {
+			if err := b.Set(k, nb, nil); err != nil {
+				return false, err
+			}
+			if n++; n%10_000 == 0 {
+				if err := s.commit(b); err != nil {
+					return false, err
+				}
+				b.Close()
+				b = s.db.NewBatch()
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("pebblestore: re-encode sketches: %w", err)
+	}
+	if err := b.Set([]byte(sketchesMeta), []byte(sketchesForm), nil); err != nil {
 		return err
 	}
 	return s.commit(b)

@@ -1,0 +1,72 @@
+package cassandrastore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// ReencodeUsers rewrites the sketches of a key's users at res in [from, to)
+// that an older release stored in another form than this one writes (dense
+// sketches a byte a register, before nibbles), and returns how many it
+// rewrote. The registers stay the same, so every figure does; a row a fold
+// changes meanwhile is left to that fold (the write is conditional on the
+// row's through, as a fold's is), and each row keeps its TTL.
+//
+// Folds re-encode the rows they write anyway; this is for closed slots no
+// fold will write again (the benchmark's data set, for one).
+func (st *Store) ReencodeUsers(ctx context.Context, scope storage.UserScope, key string, res storage.Res, from, to time.Time) (int, error) {
+	n := 0
+	for _, period := range periods(res, from, to) {
+		p := part{kindUsers, int8(scope), key, res, period}
+		iter := st.s.Query("SELECT slot, sketch, through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
+			p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(usersPage).Iter()
+		var slot time.Time
+		var sketch, through []byte
+		var ttl *int
+		for iter.Scan(&slot, &sketch, &through, &ttl) {
+			ok, err := st.reencodeRow(ctx, p, slot, sketch, through, ttl)
+			if err != nil {
+				iter.Close()
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return n, fmt.Errorf("cassandrastore: read sketches to re-encode: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// reencodeRow rewrites one row's sketch in this release's form, if it is in
+// another and the row's through is still as read.
+func (st *Store) reencodeRow(ctx context.Context, p part, slot time.Time, sketch, through []byte, ttl *int) (bool, error) {
+	if len(sketch) == 0 || through == nil {
+		return false, nil
+	}
+	var sk hll.Sketch
+	if err := sk.MergeBinary(sketch); err != nil {
+		return false, fmt.Errorf("cassandrastore: sketch of %v at %v: %w", p, slot, err)
+	}
+	b := sk.Append(nil)
+	if bytes.Equal(b, sketch) {
+		return false, nil
+	}
+	keep := 0 // no TTL: USING TTL 0 keeps none
+	if ttl != nil {
+		keep = *ttl
+	}
+	applied, err := st.s.Query("UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
+		keep, b, through, p.kind, p.a, p.key, int8(p.res), p.period, slot, through).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return false, fmt.Errorf("cassandrastore: re-encode the sketch of %v at %v: %w", p, slot, err)
+	}
+	return applied, nil
+}
