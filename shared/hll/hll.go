@@ -174,8 +174,8 @@ func entry(e []byte, prev int) (idx int, r uint8, ok bool) {
 
 // mergeEncoded merges encoded sparse entries (index, 2 bytes, then value)
 // straight from their bytes, checking them on the way: in range, in index
-// order. On an error a sparse s is unchanged; a dense one may hold the
-// entries before the bad one.
+// order. On an error a sketch that was sparse holds the same registers;
+// a dense one may hold the entries before the bad one.
 func (s *Sketch) mergeEncoded(e []byte) error {
 	if len(e)%3 != 0 {
 		return ErrCorrupt
@@ -197,6 +197,11 @@ func (s *Sketch) mergeEncoded(e []byte) error {
 	}
 	s.compact()
 	if s.dense != nil {
+		// Turned dense by its own additions: check first, so a refused
+		// merge still leaves its registers as they were.
+		if Check(append([]byte{tagSparse}, e...)) != nil {
+			return ErrCorrupt
+		}
 		return s.mergeEncoded(e)
 	}
 	// One pass over both sorted lists; s is unchanged on an error.

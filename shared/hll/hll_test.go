@@ -209,6 +209,10 @@ func TestNibbles(t *testing.T) {
 		"first and last half": func(i int) uint8 { return uint8(btoi(i == 0 || i == M/2-1 || i == M/2 || i == M-1) * (q + 1)) },
 		"every value, spread": func(i int) uint8 { return uint8(i % (q + 2)) },
 		"a sparse sketch's":   func(i int) uint8 { return uint8(btoi(i%7 == 0) * (1 + i%20)) },
+		// base+15 itself (no exception) beside exceptions, in every word.
+		"base+15 by exceptions": func(i int) uint8 { return [...]uint8{15, uint8(16 + i%20), 0, 3, 15, 1, 0, 2}[i%8] },
+		// Sparse would be larger than a byte a register: dense it is.
+		"sparse over dense": func(i int) uint8 { return uint8(40*btoi(i < 4000) + btoi(i >= 4000 && i < 6000)) },
 	}
 	forms := map[byte]bool{}
 	for name, f := range shapes {
@@ -260,6 +264,70 @@ func TestNibbles(t *testing.T) {
 	}
 }
 
+// A sparse sketch and a dense one with the same registers encode alike,
+// around the size where nibbles become the smaller form, with registers
+// at 15 and 16 (the edge of an exception).
+func TestCanonicalSparseAndDense(t *testing.T) {
+	for nz := 2700; nz <= 2900; nz++ {
+		enc := []byte{tagSparse}
+		r := make([]uint8, M)
+		for k := range nz {
+			i := k * (M / nz)
+			r[i] = uint8(1 + k%15) // up to 15: no exception
+			if k%50 == 0 {
+				r[i] = 16 // an exception
+			}
+			enc = append(enc, uint8(i>>8), uint8(i), r[i])
+		}
+		var sparse Sketch
+		if err := sparse.UnmarshalBinary(enc); err != nil {
+			t.Fatal(err)
+		}
+		dense := Dense()
+		if err := dense.MergeBinary(enc); err != nil {
+			t.Fatal(err)
+		}
+		a, b := sparse.Append(nil), dense.Append(nil)
+		if !bytes.Equal(a, b) || !bytes.Equal(a, appendRegisters(nil, r)) {
+			t.Fatalf("%d registers: sparse encodes as %d bytes (tag %d), dense as %d (tag %d)", nz, len(a), a[0], len(b), b[0])
+		}
+		if len(a) != smallest(r) {
+			t.Fatalf("%d registers: %d bytes, the smallest form is %d", nz, len(a), smallest(r))
+		}
+	}
+}
+
+// A sparse sketch that its own pending additions turn dense, refusing a
+// merge whose second entry is bad, holds the registers it held.
+func TestRefusedMergeIntoSketchTurningDense(t *testing.T) {
+	var s Sketch
+	for i := 0; ; i++ {
+		s.Add(fmt.Sprint("d", i))
+		if s.dense != nil {
+			t.Fatal("turned dense before the test could catch it")
+		}
+		if len(s.tmp) == 0 {
+			continue
+		}
+		probe := Sketch{sparse: slices.Clone(s.sparse), tmp: slices.Clone(s.tmp)}
+		if probe.compact(); probe.dense != nil {
+			break // the next compaction turns s dense
+		}
+	}
+	before := Sketch{sparse: slices.Clone(s.sparse), tmp: slices.Clone(s.tmp)}
+	idx := 0
+	for regs(&before)[idx] == q+1 {
+		idx++
+	}
+	bad := []byte{tagSparse, uint8(idx >> 8), uint8(idx), q + 1, 0, 0, 1} // then out of order
+	if err := s.MergeBinary(bad); err != ErrCorrupt {
+		t.Fatalf("merged: %v", err)
+	}
+	if regs(&s) != regs(&before) {
+		t.Fatal("a refused merge changed the registers")
+	}
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -294,6 +362,9 @@ func TestBadNibbles(t *testing.T) {
 		"exception over q+1":      edit(func(b []byte) []byte { b[len(b)-1] = q + 2; return b }),
 		"exception index past M":  edit(func(b []byte) []byte { b[len(b)-3] = 0xff; return b }),
 		"no packed registers":     {tagNibble, 0, 0, 0},
+		// Without exceptions, so only the base or the length can refuse.
+		"base too high, no exceptions": append(append([]byte{tagNibble, nibbleMaxBase + 1}, bytes.Repeat([]byte{0xff}, h)...), 0, 0),
+		"short, no exceptions":         append(append([]byte{tagNibble, 0}, bytes.Repeat([]byte{0x11}, h)...), 0),
 	}
 	for name, b := range bad {
 		if Check(b) == nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
 	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/storage"
 )
@@ -15,7 +17,9 @@ import (
 // sketches a byte a register, before nibbles), and returns how many it
 // rewrote. The registers stay the same, so every figure does; a row a fold
 // changes meanwhile is left to that fold (the write is conditional on the
-// row's through, as a fold's is), and each row keeps its TTL.
+// row's through, at the fold's serial consistency), each row keeps its TTL
+// (or none), and a row that holds no sketch is left as it is. Run it again
+// after an error: it is idempotent.
 //
 // Folds re-encode the rows they write anyway; this is for closed slots no
 // fold will write again (the benchmark's data set, for one).
@@ -52,8 +56,8 @@ func (st *Store) reencodeRow(ctx context.Context, p part, slot time.Time, sketch
 		return false, nil
 	}
 	var sk hll.Sketch
-	if err := sk.MergeBinary(sketch); err != nil {
-		return false, fmt.Errorf("cassandrastore: sketch of %v at %v: %w", p, slot, err)
+	if sk.MergeBinary(sketch) != nil {
+		return false, nil // not a sketch: left as it is, failing its reads as before
 	}
 	b := sk.Append(nil)
 	if bytes.Equal(b, sketch) {
@@ -64,7 +68,8 @@ func (st *Store) reencodeRow(ctx context.Context, p part, slot time.Time, sketch
 		keep = *ttl
 	}
 	applied, err := st.s.Query("UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
-		keep, b, through, p.kind, p.a, p.key, int8(p.res), p.period, slot, through).WithContext(ctx).MapScanCAS(map[string]any{})
+		keep, b, through, p.kind, p.a, p.key, int8(p.res), p.period, slot, through).WithContext(ctx).
+		SerialConsistency(gocql.Serial).MapScanCAS(map[string]any{}) // as a fold's: one Paxos round across data centres
 	if err != nil {
 		return false, fmt.Errorf("cassandrastore: re-encode the sketch of %v at %v: %w", p, slot, err)
 	}

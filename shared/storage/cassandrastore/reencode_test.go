@@ -99,6 +99,12 @@ func TestReencodeUsers(t *testing.T) {
 		}
 	}
 	setOld()
+	// A row that holds no sketch, next to it: left as it is.
+	next := at.Add(time.Hour)
+	if err := st.s.Query("UPDATE totals SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		[]byte{9, 9, 9}, stored.through, pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Exec(); err != nil {
+		t.Fatal(err)
+	}
 	users := func() uint64 {
 		t.Helper()
 		var all hll.Sketch
@@ -112,9 +118,42 @@ func TestReencodeUsers(t *testing.T) {
 	}
 	before := users()
 
-	n, err := st.ReencodeUsers(ctx, storage.PartnerUsers, p, storage.Hour, at.Add(-time.Hour), at.Add(2*time.Hour))
+	n, err := st.ReencodeUsers(ctx, storage.PartnerUsers, p, storage.Hour, at.Add(-time.Hour), at.Add(3*time.Hour))
 	if err != nil || n != 1 {
 		t.Fatalf("re-encoded %d rows (%v), want the one stored a byte a register", n, err)
+	}
+	var junk []byte
+	if err := st.s.Query("SELECT sketch FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Scan(&junk); err != nil || !bytes.Equal(junk, []byte{9, 9, 9}) {
+		t.Fatalf("the row holding no sketch is now % x (%v)", junk, err)
+	}
+	if err := st.s.Query("DELETE FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Exec(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A row without a TTL keeps none.
+	sp := part{kindUsers, int8(storage.SubSystemUsers), sub, storage.Hour, periodOf(storage.Hour, at)}
+	var subSketch, subThrough []byte
+	if err := st.s.Query("SELECT sketch, through FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		sp.kind, sp.a, sp.key, int8(sp.res), sp.period, at).Scan(&subSketch, &subThrough); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.s.Query("UPDATE totals USING TTL 0 SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		byteRegisters(t, subSketch), subThrough, sp.kind, sp.a, sp.key, int8(sp.res), sp.period, at).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.ReencodeUsers(ctx, storage.SubSystemUsers, sub, storage.Hour, at, at.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("re-encoded %d rows of the sub-system (%v)", n, err)
+	}
+	var subNow []byte
+	var subTTL *int
+	if err := st.s.Query("SELECT sketch, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		sp.kind, sp.a, sp.key, int8(sp.res), sp.period, at).Scan(&subNow, &subTTL); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(subNow, subSketch) || subTTL != nil {
+		t.Fatalf("a row without TTL: %d bytes, TTL %v after re-encoding", len(subNow), subTTL)
 	}
 	got := read()
 	if !bytes.Equal(got.sketch, stored.sketch) || !bytes.Equal(byteRegisters(t, got.sketch), old) {

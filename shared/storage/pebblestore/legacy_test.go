@@ -144,8 +144,10 @@ func must(t *testing.T, err error) {
 }
 
 // A store whose sketches an older release wrote a byte a register is
-// re-encoded at Open, once: the same registers (the same users), in the
-// nibble form, half the bytes.
+// re-encoded at Open, once: the same registers (the same users), each in
+// its form now (nibbles for the hour of 6,000 users), in several commits.
+// A pass interrupted after a commit leaves no marker and starts over; a
+// sketch that does not decode is left as it was.
 func TestReencodeOldSketches(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
@@ -161,41 +163,86 @@ func TestReencodeOldSketches(t *testing.T) {
 	}
 	_, err = s.WriteEvents(ctx, evs)
 	must(t, err)
-	k := slotKey(userPrefix(storage.PartnerUsers, p, storage.Hour), h)
-	nib, err := s.get(k)
+	hour := slotKey(userPrefix(storage.PartnerUsers, p, storage.Hour), h)
+	nib, err := s.get(hour)
 	must(t, err)
 	if !hll.IsDense(nib) || len(nib) > 9000 {
 		t.Fatalf("the hour of 6,000 users is stored in %d bytes (tag %d), not as nibbles", len(nib), nib[0])
 	}
-	var sk hll.Sketch
-	must(t, sk.MergeBinary(nib))
-	want := sk.Estimate()
-	old := append([]byte{2}, registers(t, &sk)...)
-	must(t, s.db.Set(k, old, pebble.Sync))
-	must(t, s.db.Delete([]byte(sketchesMeta), pebble.Sync))
+	// Every sketch back to a byte a register, as an older release wrote them.
+	now := map[string][]byte{}
+	must(t, s.scanPrefix([]byte("u/"), func(k, v []byte) (bool, error) {
+		now[string(k)] = append([]byte(nil), v...)
+		return true, nil
+	}))
+	if len(now) < 50 {
+		t.Fatalf("only %d sketches", len(now))
+	}
+	b := s.db.NewBatch()
+	for k, v := range now {
+		must(t, b.Set([]byte(k), byteForm(t, v), nil))
+	}
+	bad := slotKey(userPrefix(storage.PartnerUsers, p, storage.Day), h.Add(-48*time.Hour))
+	must(t, b.Set(bad, []byte{9, 9, 9}, nil)) // not a sketch
+	must(t, b.Delete([]byte(sketchesMeta), nil))
+	must(t, b.Commit(pebble.Sync))
 	must(t, s.Close())
 
+	reencodeBatch = 7
+	defer func() { reencodeBatch, reencodeHook = 10_000, nil }()
+	reencodeHook = func(n int) error {
+		if n >= 14 {
+			return fmt.Errorf("interrupted after %d", n)
+		}
+		return nil
+	}
+	if _, err := Open(dir); err == nil {
+		t.Fatal("Open went on past an interrupted pass")
+	}
+	reencodeHook = nil
 	s, err = Open(dir)
 	must(t, err)
 	defer s.Close()
-	got, err := s.get(k)
-	must(t, err)
-	if string(got) != string(nib) {
-		t.Fatalf("after Open the sketch is %d bytes (tag %d), want the %d-byte nibble form", len(got), got[0], len(nib))
+	for k, want := range now {
+		got, err := s.get([]byte(k))
+		must(t, err)
+		if string(got) != string(want) {
+			t.Fatalf("%q after Open: %d bytes (tag %d), want %d (tag %d)", k, len(got), got[0], len(want), want[0])
+		}
 	}
-	us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Hour, From: h, To: h.Add(time.Hour)})
-	must(t, err)
-	if len(us) != 1 {
-		t.Fatalf("%d hour slots", len(us))
-	}
-	var back hll.Sketch
-	must(t, back.MergeBinary(us[0].Sketch))
-	if back.Estimate() != want || want < 5800 {
-		t.Fatalf("users %d after re-encoding, %d before (6,000 stored)", back.Estimate(), want)
+	if v, _ := s.get(bad); string(v) != string([]byte{9, 9, 9}) {
+		t.Fatalf("a value that is no sketch became % x", v)
 	}
 	if v, err := s.get([]byte(sketchesMeta)); err != nil || string(v) != sketchesForm {
 		t.Fatalf("no marker after the pass: %q %v", v, err)
 	}
+	us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: storage.Hour, From: h, To: h.Add(time.Hour)})
+	must(t, err)
+	var back hll.Sketch
+	must(t, back.MergeBinary(us[0].Sketch))
+	if e := back.Estimate(); e < 5800 || e > 6200 {
+		t.Fatalf("users %d after re-encoding (6,000 stored)", e)
+	}
+}
+
+// byteForm is a sketch a byte a register (tag 2), from any form.
+func byteForm(t *testing.T, v []byte) []byte {
+	t.Helper()
+	const m = 1 << 14
+	regs := make([]byte, m)
+	switch v[0] {
+	case 1:
+		for e := v[1:]; len(e) >= 3; e = e[3:] {
+			regs[int(e[0])<<8|int(e[1])] = e[2]
+		}
+	case 3:
+		var sk hll.Sketch
+		must(t, sk.MergeBinary(v))
+		regs = registers(t, &sk)
+	default:
+		t.Fatalf("tag %d", v[0])
+	}
+	return append([]byte{2}, regs...)
 }
 
 // registers decodes a sketch's nibble form by hand, as a reader of the

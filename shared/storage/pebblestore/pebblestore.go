@@ -791,7 +791,9 @@ func (s *Store) rebuildRollups() error {
 // reencodeSketches rewrites, once, the sketches an older release stored in
 // another form than this one writes (dense ones a byte a register, before
 // nibbles): half the bytes for a report to read. The registers stay the
-// same, so every figure does. An interrupted pass starts over.
+// same, so every figure does. An interrupted pass starts over (the marker
+// is written last); a sketch that does not decode is left as it is, its
+// slot failing its reads as before.
 func (s *Store) reencodeSketches() error {
 	if v, err := s.get([]byte(sketchesMeta)); err == nil && string(v) == sketchesForm {
 		return nil
@@ -805,19 +807,24 @@ func (s *Store) reencodeSketches() error {
 	n := 0
 	err := s.scanPrefix([]byte("u/"), func(k, v []byte) (bool, error) {
 		var sk hll.Sketch
-		if err := sk.MergeBinary(v); err != nil {
-			return false, fmt.Errorf("pebblestore: user sketch %q: %w", k, err)
+		if sk.MergeBinary(v) != nil {
+			return true, nil
 		}
 		if nb := sk.Append(nil); !bytes.Equal(nb, v) {
 			if err := b.Set(k, nb, nil); err != nil {
 				return false, err
 			}
-			if n++; n%10_000 == 0 {
+			if n++; n%reencodeBatch == 0 {
 				if err := s.commit(b); err != nil {
 					return false, err
 				}
 				b.Close()
 				b = s.db.NewBatch()
+				if reencodeHook != nil {
+					if err := reencodeHook(n); err != nil {
+						return false, err
+					}
+				}
 			}
 		}
 		return true, nil
@@ -830,6 +837,13 @@ func (s *Store) reencodeSketches() error {
 	}
 	return s.commit(b)
 }
+
+// reencodeBatch is the sketches rewritten a commit; reencodeHook, when set,
+// runs after each commit (tests interrupt the pass there).
+var (
+	reencodeBatch = 10_000
+	reencodeHook  func(rewritten int) error
+)
 
 // idValue is the event_ids value: a version byte, the event's digest, and
 // the key of its events_by_partner row. Values written before digests were
