@@ -12,10 +12,10 @@ import (
 )
 
 // A report reads the coarsest stored slots that tile its buckets: whole
-// UTC days where a bucket covers them, then hours, quarter hours, minutes.
-// A day in Asia/Kolkata (18:30 to 18:30 UTC) is two quarters, 23 hours and
-// two quarters; a UTC day is one slot. Each slot read is counted in the
-// bucket holding its start.
+// UTC days where a bucket covers them, then six hours, hours, half hours,
+// quarter hours, minutes. A day in Asia/Kolkata (18:30 to 18:30 UTC) is a
+// half hour, five hours, three six-hour slots and a half hour; a UTC day is
+// one slot. Each slot read is counted in the bucket holding its start.
 
 // span is the slots of one resolution starting in [from, to).
 type span struct{ from, to time.Time }
@@ -24,7 +24,7 @@ type span struct{ from, to time.Time }
 type tiling [len(resolutions)][]span
 
 // resolutions, coarsest first.
-var resolutions = [...]storage.Res{storage.Day, storage.Hour, storage.QuarterHour, storage.Minute}
+var resolutions = [...]storage.Res{storage.Day, storage.SixHours, storage.Hour, storage.HalfHour, storage.QuarterHour, storage.Minute}
 
 func aligned(t time.Time, r storage.Res) bool { return r.Slot(t).Equal(t) }
 

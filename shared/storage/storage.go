@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -84,10 +85,12 @@ type Tenants interface {
 
 // Res is the resolution of stored counts and user sketches. Each event is
 // counted at every resolution, so a report reads the coarsest slots that
-// tile its buckets: days where a bucket covers whole UTC days, hours, then
-// quarter hours (every UTC offset in use is a multiple of 15 minutes:
-// Asia/Kolkata +05:30, Asia/Kathmandu +05:45), and minutes for minute
-// series.
+// tile its buckets: days where a bucket covers whole UTC days, then six
+// hours, hours, half hours, quarter hours (every UTC offset in use is a
+// multiple of 15 minutes: Asia/Kolkata +05:30, Asia/Kathmandu +05:45), and
+// minutes for minute series. A day in Asia/Kolkata (18:30 to 18:30 UTC) is
+// then ten slots (a half hour, five hours, three six-hour slots, a half
+// hour), where hours and quarters alone took 27; its hour, two half hours.
 type Res int8
 
 const (
@@ -95,10 +98,13 @@ const (
 	QuarterHour
 	Hour
 	Day
+	// Added later, so numbered after Day: the number is stored.
+	HalfHour
+	SixHours
 )
 
 // Resolutions are all of them, finest first.
-var Resolutions = []Res{Minute, QuarterHour, Hour, Day}
+var Resolutions = []Res{Minute, QuarterHour, HalfHour, Hour, SixHours, Day}
 
 // Duration is the length of a slot.
 func (r Res) Duration() time.Duration {
@@ -107,15 +113,45 @@ func (r Res) Duration() time.Duration {
 		return time.Minute
 	case QuarterHour:
 		return Quarter
+	case HalfHour:
+		return 30 * time.Minute
 	case Hour:
 		return time.Hour
+	case SixHours:
+		return 6 * time.Hour
 	default:
 		return 24 * time.Hour
 	}
 }
 
 func (r Res) String() string {
-	return [...]string{"minute", "quarter", "hour", "day"}[r]
+	switch r {
+	case Minute:
+		return "minute"
+	case QuarterHour:
+		return "quarter"
+	case HalfHour:
+		return "half-hour"
+	case Hour:
+		return "hour"
+	case SixHours:
+		return "six-hours"
+	case Day:
+		return "day"
+	}
+	return fmt.Sprintf("Res(%d)", int8(r))
+}
+
+// Tiles is the next finer resolution whose slots tile r's (none for
+// Minute): a store that keeps r only from some time on sums r's earlier
+// slots from these.
+func (r Res) Tiles() (Res, bool) {
+	for i, x := range Resolutions {
+		if x == r && i > 0 {
+			return Resolutions[i-1], true
+		}
+	}
+	return 0, false
 }
 
 // Slot is the UTC slot of res that holds t.

@@ -75,6 +75,9 @@ type Store struct {
 	recent               map[string]*recentRead // partner -> its last manifests read
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
+	// since: half-hour and six-hour rows hold every event of the slots from
+	// here on, earlier ones are summed (layout.go).
+	since time.Time
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -102,7 +105,14 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: connect %v: %w", cfg.Hosts, err)
 	}
-	st := &Store{s: s, cfg: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	since, err := readSince(ctx, s)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	st := &Store{s: s, cfg: cfg, since: since}
 	st.folder = newFolder(st)
 	return st, nil
 }

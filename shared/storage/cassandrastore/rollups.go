@@ -113,14 +113,15 @@ type part struct {
 
 func (a addr) part() part { return part{a.kind, a.a, a.key, a.res, a.period} }
 
-// periodOf is the partition period of a slot: a UTC day of minutes or
-// quarters (yyyymmdd), a month of hours (yyyymm), a year of days (yyyy).
+// periodOf is the partition period of a slot: a UTC day of minutes,
+// quarters or half hours (yyyymmdd), a month of hours or six hours
+// (yyyymm), a year of days (yyyy).
 func periodOf(res storage.Res, t time.Time) int {
 	y, m, d := t.UTC().Date()
 	switch res {
-	case storage.Minute, storage.QuarterHour:
+	case storage.Minute, storage.QuarterHour, storage.HalfHour:
 		return y*10000 + int(m)*100 + d
-	case storage.Hour:
+	case storage.Hour, storage.SixHours:
 		return y*100 + int(m)
 	}
 	return y
@@ -130,9 +131,9 @@ func periodOf(res storage.Res, t time.Time) int {
 func periodStart(res storage.Res, t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	switch res {
-	case storage.Minute, storage.QuarterHour:
+	case storage.Minute, storage.QuarterHour, storage.HalfHour:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case storage.Hour:
+	case storage.Hour, storage.SixHours:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -141,9 +142,9 @@ func periodStart(res storage.Res, t time.Time) time.Time {
 func nextPeriod(res storage.Res, t time.Time) time.Time {
 	t = periodStart(res, t)
 	switch res {
-	case storage.Minute, storage.QuarterHour:
+	case storage.Minute, storage.QuarterHour, storage.HalfHour:
 		return t.AddDate(0, 0, 1)
-	case storage.Hour:
+	case storage.Hour, storage.SixHours:
 		return t.AddDate(0, 1, 0)
 	}
 	return t.AddDate(1, 0, 0)
@@ -543,6 +544,9 @@ func (st *Store) forgetRecent(partner string) {
 
 // Counts sums each slot's total and the manifests its row does not cover.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
+	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
+		return st.derivedCounts(ctx, q, fine, cut)
+	}
 	from := q.Res.Slot(q.From)
 	withGroups := q.Groups || q.Group != ""
 	partners, err := st.partnersOf(ctx, kindCounts, int8(q.Rollup), q.Key)
@@ -726,6 +730,9 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 // Users merges each slot's sketch and the users of manifests its row does
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
+	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
+		return st.derivedUsers(ctx, q, fine, cut, fn)
+	}
 	from := q.Res.Slot(q.From)
 	partners, err := st.partnersOf(ctx, kindUsers, int8(q.Scope), q.Key)
 	if err != nil {

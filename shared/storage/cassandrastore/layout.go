@@ -1,0 +1,151 @@
+package cassandrastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// Half hours and six hours were added to the resolutions after keyspaces
+// held counts: the folds of the releases before wrote neither, so in a
+// keyspace upgraded across them their rows hold every event only in slots
+// from the upgrade on (layout row "resolutions-6", written once by
+// Migrate, which runs with the old workers stopped). A read of their slots
+// before that sums them from the resolution that tiles them (quarters,
+// hours): the same figures, more rows. A new keyspace keeps them from the
+// start.
+const (
+	layoutVersion   = 12
+	resolutionsName = "resolutions-6"
+	// sinceMargin: a fold before the upgrade counted no event more than this
+	// far in the future (the edge's default limit is 10 minutes).
+	sinceMargin = 24 * time.Hour
+)
+
+// markResolutions records since when the later resolutions are complete:
+// from the start in a keyspace that holds no counts yet, else from the six
+// hours after now plus sinceMargin. It never moves a recorded time.
+func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now time.Time) error {
+	since := time.Unix(0, 0).UTC()
+	var kind int8
+	err := s.Query(fmt.Sprintf("SELECT kind FROM %s.totals LIMIT 1", keyspace)).WithContext(ctx).Scan(&kind)
+	switch {
+	case err == nil:
+		since = now.UTC().Add(sinceMargin).Truncate(6 * time.Hour).Add(6 * time.Hour)
+	case !errors.Is(err, gocql.ErrNotFound):
+		return fmt.Errorf("cassandrastore: is the keyspace new: %w", err)
+	}
+	_, err = s.Query(fmt.Sprintf("INSERT INTO %s.layout (name, since) VALUES (?, ?) IF NOT EXISTS", keyspace), resolutionsName, since).
+		WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return fmt.Errorf("cassandrastore: record the resolutions' start: %w", err)
+	}
+	return nil
+}
+
+// readSince reads the time markResolutions recorded; without one (a
+// keyspace not migrated to this release), the later resolutions are
+// always summed.
+func readSince(ctx context.Context, s *gocql.Session) (time.Time, error) {
+	var since time.Time
+	err := s.Query("SELECT since FROM layout WHERE name = ?", resolutionsName).WithContext(ctx).Scan(&since)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cassandrastore: read the layout (run the migration of this release first): %w", err)
+	}
+	return since.UTC(), nil
+}
+
+// derived tells whether a read of res from from to to starts before res is
+// complete: then the slots before cut (since, or the end of the slot
+// holding to) are summed from fine.
+func (st *Store) derived(res storage.Res, from, to time.Time) (fine storage.Res, cut time.Time, ok bool) {
+	if res != storage.HalfHour && res != storage.SixHours || !res.Slot(from).Before(st.since) {
+		return 0, time.Time{}, false
+	}
+	fine, _ = res.Tiles()
+	cut = res.Slot(to)
+	if cut.Before(to) {
+		cut = cut.Add(res.Duration())
+	}
+	if st.since.Before(cut) {
+		cut = st.since
+	}
+	return fine, cut, true
+}
+
+// derivedCounts sums the slots of q.Res before cut from fine's.
+func (st *Store) derivedCounts(ctx context.Context, q storage.CountsQuery, fine storage.Res, cut time.Time) ([]storage.Slot, error) {
+	fq := q
+	fq.Res, fq.From, fq.To = fine, q.Res.Slot(q.From), cut
+	fs, err := st.Counts(ctx, fq)
+	if err != nil {
+		return nil, err
+	}
+	out := []storage.Slot{}
+	for _, s := range fs { // in time order
+		start := q.Res.Slot(s.Start)
+		if n := len(out); n == 0 || !out[n-1].Start.Equal(start) {
+			var groups map[string]int64
+			if s.Groups != nil {
+				groups = map[string]int64{}
+			}
+			out = append(out, storage.Slot{Start: start, Groups: groups})
+		}
+		last := &out[len(out)-1]
+		last.Total += s.Total
+		for g, n := range s.Groups {
+			last.Groups[g] += n
+		}
+	}
+	if cut.Before(q.To) {
+		rest := q
+		rest.From = cut
+		more, err := st.Counts(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+// derivedUsers merges the sketches of q.Res's slots before cut from fine's.
+func (st *Store) derivedUsers(ctx context.Context, q storage.UsersQuery, fine storage.Res, cut time.Time, fn func(time.Time, []byte) error) error {
+	fq := q
+	fq.Res, fq.From, fq.To = fine, q.Res.Slot(q.From), cut
+	var starts []time.Time
+	sketches := map[time.Time]*hll.Sketch{}
+	err := st.Users(ctx, fq, func(t time.Time, b []byte) error {
+		start := q.Res.Slot(t)
+		sk := sketches[start]
+		if sk == nil {
+			sk = &hll.Sketch{}
+			sketches[start] = sk
+			starts = append(starts, start)
+		}
+		return sk.MergeBinary(b)
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range starts { // in time order, as fine's came
+		if err := fn(t, sketches[t].Append(nil)); err != nil {
+			return err
+		}
+	}
+	if cut.Before(q.To) {
+		rest := q
+		rest.From = cut
+		return st.Users(ctx, rest, fn)
+	}
+	return nil
+}
