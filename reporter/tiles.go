@@ -159,9 +159,9 @@ func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, s
 
 // uniqueUsers fills each point's uniqueUsers and returns the range's.
 // Dense slot sketches (busy hours) are merged into their point as they
-// come; sparse ones (quarters, quiet hours) are kept and counted at the
+// come; sparse ones (half hours, quiet hours) are kept and counted at the
 // end through one hll.Union, which costs their entries however many a
-// point has (a Kolkata hour is four quarters).
+// point has (a Kathmandu hour is two quarters and a half hour).
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	dense := make([]hll.Sketch, len(points))
 	// The sparse ones, copied (b is the store's until fn returns) into one

@@ -33,6 +33,9 @@ func TestReportsInZones(t *testing.T) {
 	for name, open := range backendtest.All(t, "reporter") {
 		t.Run(name, func(t *testing.T) { testReportsInZones(t, open(t)) })
 	}
+	// A keyspace upgraded from a release without half hours and six hours:
+	// their slots summed from quarters and hours, every figure the same.
+	t.Run("cassandra, upgraded keyspace", func(t *testing.T) { testReportsInZones(t, backendtest.CassandraUpgraded(t, "reporter")) })
 	// The same with a point keeping almost none of its sparse sketches for
 	// the union: the rest are merged as they come, and every figure holds.
 	defer reporter.SetMaxKept(4)()

@@ -322,7 +322,7 @@ func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p prog
 	}
 	for _, k := range keys {
 		// Minutes hold a few hundred users at most: sparse in both releases.
-		for _, res := range []storage.Res{storage.QuarterHour, storage.Hour, storage.Day} {
+		for _, res := range storage.Resolutions[1:] {
 			m, err := cass.ReencodeUsers(ctx, k.scope, k.key, res, from, to)
 			if err != nil {
 				return err

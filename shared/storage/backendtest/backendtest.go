@@ -41,10 +41,19 @@ func All(t *testing.T, prefix string) map[string]func(t *testing.T) storage.Stor
 	return out
 }
 
+// CassandraUpgraded is Cassandra with a keyspace as an upgrade across the
+// half-hour and six-hour resolutions leaves it, for every slot of the
+// test: their slots are read summed from quarters and hours.
+func CassandraUpgraded(t *testing.T, prefix string) storage.Store {
+	return cassandra(t, prefix, true)
+}
+
 // Cassandra opens a fresh, migrated keyspace named after prefix on the
 // Cassandra `make test` started, dropped when the test ends; without one
 // (VT_CASSANDRA_HOSTS unset) the test is skipped.
-func Cassandra(t *testing.T, prefix string) storage.Store {
+func Cassandra(t *testing.T, prefix string) storage.Store { return cassandra(t, prefix, false) }
+
+func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
 	h := os.Getenv("VT_CASSANDRA_HOSTS")
 	if h == "" {
 		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and sets it")
@@ -55,6 +64,11 @@ func Cassandra(t *testing.T, prefix string) storage.Store {
 	defer cancel()
 	if err := cassandrastore.Migrate(ctx, hosts, ks, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
 		t.Fatal(err)
+	}
+	if upgraded {
+		if err := cassandrastore.SetResolutionsSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := cassandrastore.DefaultConfig()
 	cfg.Hosts, cfg.Keyspace = hosts, ks

@@ -53,6 +53,8 @@ func (c Config) Validate() error {
 		return errors.New("cassandrastore: at least one host is required")
 	case !keyspaceRE.MatchString(c.Keyspace):
 		return fmt.Errorf("cassandrastore: keyspace %q: use lower-case letters, digits and _", c.Keyspace)
+	case c.Timeout <= 0:
+		return errors.New("cassandrastore: the timeout must be positive")
 	case c.WriteConcurrency < 1:
 		return errors.New("cassandrastore: write concurrency must be at least 1")
 	case c.Retention < time.Hour:

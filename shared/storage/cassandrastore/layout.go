@@ -15,8 +15,8 @@ import (
 // Half hours and six hours were added to the resolutions after keyspaces
 // held counts: the folds of the releases before wrote neither, so in a
 // keyspace upgraded across them their rows hold every event only in slots
-// from the upgrade on (layout row "resolutions-6", written once by
-// Migrate, which runs with the old workers stopped). A read of their slots
+// after every slot those folds counted (layout row "resolutions-6",
+// written once by Migrate, which runs with the old workers stopped). A read of their slots
 // before that sums them from the resolution that tiles them (quarters,
 // hours): the same figures, more rows. A new keyspace keeps them from the
 // start.
@@ -30,7 +30,10 @@ const (
 
 // markResolutions records since when the later resolutions are complete:
 // from the start in a keyspace that holds no counts yet, else from the six
-// hours after now plus sinceMargin. It never moves a recorded time.
+// hours after now plus sinceMargin, or after the last day any count is
+// kept for if that is later (an event far in the future, which an internal
+// publisher may send, counted by an older release). It never moves a
+// recorded time.
 func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now time.Time) error {
 	since := time.Unix(0, 0).UTC()
 	var kind int8
@@ -38,6 +41,13 @@ func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now
 	switch {
 	case err == nil:
 		since = now.UTC().Add(sinceMargin).Truncate(6 * time.Hour).Add(6 * time.Hour)
+		last, err := lastCountedDay(ctx, s, keyspace)
+		if err != nil {
+			return err
+		}
+		if after := last.AddDate(0, 0, 1); after.After(since) {
+			since = after
+		}
 	case !errors.Is(err, gocql.ErrNotFound):
 		return fmt.Errorf("cassandrastore: is the keyspace new: %w", err)
 	}
@@ -47,6 +57,38 @@ func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now
 		return fmt.Errorf("cassandrastore: record the resolutions' start: %w", err)
 	}
 	return nil
+}
+
+// lastCountedDay is the last UTC day with a minute's counts or users, from
+// the partitions' keys alone (a scan of the keyspace's partitions, once).
+func lastCountedDay(ctx context.Context, s *gocql.Session, keyspace string) (time.Time, error) {
+	iter := s.Query(fmt.Sprintf("SELECT DISTINCT kind, a, key, res, period FROM %s.totals", keyspace)).WithContext(ctx).PageSize(5000).Iter()
+	var kind, a, res int8
+	var key string
+	var period, last int
+	for iter.Scan(&kind, &a, &key, &res, &period) {
+		if storage.Res(res) == storage.Minute {
+			last = max(last, period)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return time.Time{}, fmt.Errorf("cassandrastore: the last day counted: %w", err)
+	}
+	return time.Date(last/10000, time.Month(last/100%100), last%100, 0, 0, 0, 0, time.UTC), nil
+}
+
+// SetResolutionsSince records since when half hours and six hours are
+// complete in keyspace, as an upgrade from a release without them would:
+// for tests of a keyspace upgraded across them (Migrate records it itself).
+func SetResolutionsSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	cluster := gocql.NewCluster(hosts...)
+	cluster.Keyspace = keyspace
+	s, err := cluster.CreateSession()
+	if err != nil {
+		return fmt.Errorf("cassandrastore: connect %v: %w", hosts, err)
+	}
+	defer s.Close()
+	return s.Query("UPDATE layout SET since = ? WHERE name = ?", since, resolutionsName).WithContext(ctx).Exec()
 }
 
 // readSince reads the time markResolutions recorded; without one (a

@@ -40,33 +40,42 @@ func TestDerivedResolutions(t *testing.T) {
 		t.Fatal(err)
 	}
 	type figures struct {
-		counts []storage.Slot
-		users  map[time.Time]uint64
+		counts [3][]storage.Slot
+		users  [2]map[time.Time]uint64
 	}
 	read := func(res storage.Res, from, to time.Time) figures {
 		t.Helper()
 		var f figures
-		var err error
-		f.counts, err = st.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: res, From: from, To: to, Groups: true})
-		if err != nil {
-			t.Fatal(err)
+		for i, q := range []storage.CountsQuery{
+			{Rollup: storage.PartnerTypes, Key: p, Groups: true},
+			{Rollup: storage.PartnerTypes, Key: p},                      // totals only: no groups
+			{Rollup: storage.SubSystemTypes, Key: subs[0], Group: "t1"}, // one group
+		} {
+			q.Res, q.From, q.To = res, from, to
+			var err error
+			if f.counts[i], err = st.Counts(ctx, q); err != nil {
+				t.Fatal(err)
+			}
 		}
-		f.users = map[time.Time]uint64{}
-		var last time.Time
-		err = st.Users(ctx, storage.UsersQuery{Scope: storage.SubSystemUsers, Key: subs[1], Res: res, From: from, To: to}, func(at time.Time, b []byte) error {
-			if _, dup := f.users[at]; dup || at.Before(last) {
-				return fmt.Errorf("slot %v again or out of order", at)
+		for i, u := range []storage.UsersQuery{{Scope: storage.SubSystemUsers, Key: subs[1]}, {Scope: storage.PartnerUsers, Key: p}} {
+			u.Res, u.From, u.To = res, from, to
+			f.users[i] = map[time.Time]uint64{}
+			var last time.Time
+			err := st.Users(ctx, u, func(at time.Time, b []byte) error {
+				if _, dup := f.users[i][at]; dup || at.Before(last) {
+					return fmt.Errorf("slot %v again or out of order", at)
+				}
+				last = at
+				var sk hll.Sketch
+				if err := sk.MergeBinary(b); err != nil {
+					return err
+				}
+				f.users[i][at] = sk.Estimate()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			last = at
-			var sk hll.Sketch
-			if err := sk.MergeBinary(b); err != nil {
-				return err
-			}
-			f.users[at] = sk.Estimate()
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 		return f
 	}
@@ -74,15 +83,19 @@ func TestDerivedResolutions(t *testing.T) {
 		{start, start.Add(24 * time.Hour)},
 		{start.Add(40 * time.Minute), start.Add(7*time.Hour + 5*time.Minute)}, // ends inside a slot
 		{start.Add(6 * time.Hour), start.Add(12 * time.Hour)},
+		{start.Add(50 * time.Minute), start.Add(13*time.Hour + 10*time.Minute)}, // starts inside a half hour
+		{start.Add(70 * time.Minute), start.Add(5*time.Hour + 50*time.Minute)},  // and inside a six-hour slot
+		{start.Add(6*time.Hour + 20*time.Minute), start.Add(6*time.Hour + 21*time.Minute)},
+		{start.Add(-time.Hour), start.Add(6 * time.Hour)}, // ends at since
 	}
 	for _, res := range []storage.Res{storage.HalfHour, storage.SixHours} {
 		for _, r := range ranges {
 			st.since = time.Unix(0, 0)
 			want := read(res, r[0], r[1])
-			if len(want.counts) == 0 || len(want.users) == 0 {
+			if r[1].Sub(r[0]) > time.Hour && (len(want.counts[0]) == 0 || len(want.users[0]) == 0) {
 				t.Fatalf("%v [%v, %v): nothing stored", res, r[0], r[1])
 			}
-			for _, since := range []time.Time{start.Add(6 * time.Hour), start.Add(12 * time.Hour), start.Add(365 * 24 * time.Hour)} {
+			for _, since := range []time.Time{start, start.Add(6 * time.Hour), start.Add(12 * time.Hour), start.Add(365 * 24 * time.Hour)} {
 				st.since = since
 				if got := read(res, r[0], r[1]); !reflect.DeepEqual(got, want) {
 					t.Fatalf("%v [%v, %v) since %v:\n got %+v\nwant %+v", res, r[0], r[1], since, got, want)
@@ -93,7 +106,7 @@ func TestDerivedResolutions(t *testing.T) {
 	// And the sums are the quarters' and hours' own: every event counted.
 	st.since = time.Unix(0, 0)
 	var n int64
-	for _, s := range read(storage.SixHours, start, start.Add(24*time.Hour)).counts {
+	for _, s := range read(storage.SixHours, start, start.Add(24*time.Hour)).counts[0] {
 		n += s.Total
 	}
 	if n != int64(len(evs)) {
@@ -124,11 +137,11 @@ func TestMarkResolutions(t *testing.T) {
 	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 27, 13, 5, 0, 0, time.UTC)
+	now := time.Now().UTC()
 	if err := markResolutions(ctx, st.s, ks, now); err != nil {
 		t.Fatal(err)
 	}
-	want := time.Date(2026, 11, 28, 18, 0, 0, 0, time.UTC) // now + 24 h, up to six hours
+	want := now.Add(24 * time.Hour).Truncate(6 * time.Hour).Add(6 * time.Hour) // now + 24 h, up to six hours
 	if got, _ := readSince(ctx, st.s); !got.Equal(want) {
 		t.Fatalf("an upgraded keyspace: since %v, want %v", got, want)
 	}
@@ -138,4 +151,31 @@ func TestMarkResolutions(t *testing.T) {
 	if got, _ := readSince(ctx, st.s); !got.Equal(want) {
 		t.Fatalf("a second migration moved since to %v", got)
 	}
+	// An event counted far in the future (an internal publisher's clock):
+	// since is after its day.
+	if err := st.s.Query("DELETE FROM layout WHERE name = ?", resolutionsName).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	far := time.Now().UTC().AddDate(0, 2, 0)
+	if _, err := st.WriteEvents(ctx, []event.Event{{ID: "m2", PartnerID: p, SubSystemID: tenant.NewID(), EventType: "v", Timestamp: far}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := markResolutions(ctx, st.s, ks, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustSince(t, st), far.Truncate(24*time.Hour).AddDate(0, 0, 1); !got.Equal(want) {
+		t.Fatalf("since %v with an event counted at %v, want %v", got, far, want)
+	}
+}
+
+func mustSince(t *testing.T, st *Store) time.Time {
+	t.Helper()
+	got, err := readSince(context.Background(), st.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -264,3 +264,58 @@ func registers(t *testing.T, sk *hll.Sketch) []byte {
 	}
 	return regs
 }
+
+// A store of layout "2" (the release before half hours and six hours: none
+// of their keys) is recounted at Open: every resolution counts every event,
+// users included.
+func TestUpgradeFromLayout2(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	must(t, err)
+	ctx := context.Background()
+	h := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
+	p, sub := tenant.NewID(), tenant.NewID()
+	var evs []event.Event
+	for i := range 20 {
+		ts := h.Add(time.Duration(i) * 7 * time.Minute)
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p, SubSystemID: sub, EventType: "view", Timestamp: ts, ReceivedAt: ts, UserID: fmt.Sprint("u", i)})
+	}
+	_, err = s.WriteEvents(ctx, evs)
+	must(t, err)
+	b := s.db.NewBatch()
+	dropped := 0
+	for _, r := range []storage.Res{storage.HalfHour, storage.SixHours} {
+		for _, pre := range [][]byte{countPrefix(storage.PartnerTypes, p, r), userPrefix(storage.PartnerUsers, p, r)} {
+			must(t, s.scanPrefix(pre, func(k, _ []byte) (bool, error) {
+				dropped++
+				return true, b.Delete(append([]byte(nil), k...), nil)
+			}))
+		}
+	}
+	if dropped == 0 {
+		t.Fatal("no half-hour or six-hour keys to drop")
+	}
+	must(t, b.Set([]byte(rollupsMeta), []byte("2"), nil))
+	must(t, b.Commit(pebble.Sync))
+	must(t, s.Close())
+	s, err = Open(dir)
+	must(t, err)
+	defer s.Close()
+	for _, res := range storage.Resolutions {
+		sl, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: res, From: h.Add(-24 * time.Hour), To: h.Add(48 * time.Hour)})
+		must(t, err)
+		var n int64
+		for _, x := range sl {
+			n += x.Total
+		}
+		us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res, From: h.Add(-24 * time.Hour), To: h.Add(48 * time.Hour)})
+		must(t, err)
+		var sk hll.Sketch
+		for _, u := range us {
+			must(t, sk.MergeBinary(u.Sketch))
+		}
+		if n != 20 || sk.Estimate() != 20 {
+			t.Errorf("%v: %d of 20 events, %d of 20 users", res, n, sk.Estimate())
+		}
+	}
+}
