@@ -16,10 +16,10 @@ import (
 // held counts: the folds of the releases before wrote neither, so in a
 // keyspace upgraded across them their rows hold every event only in slots
 // after every slot those folds counted (layout row "resolutions-6",
-// written once by Migrate, which runs with the old workers stopped). A read of their slots
-// before that sums them from the resolution that tiles them (quarters,
-// hours): the same figures, more rows. A new keyspace keeps them from the
-// start.
+// written once by Migrate, which runs with the old workers stopped). A
+// read of their slots before that sums them from the resolution that tiles
+// them (quarters, hours): the same figures, more rows. A new keyspace
+// keeps them from the start.
 const (
 	layoutVersion   = 12
 	resolutionsName = "resolutions-6"
