@@ -11,7 +11,13 @@ import (
 )
 
 // BenchmarkWriteEvents writes batches of 500 new events, as a worker does.
-func BenchmarkWriteEvents(b *testing.B) {
+func BenchmarkWriteEvents(b *testing.B) { benchmarkWrite(b, 0) }
+
+// BenchmarkWriteEventsWithUsers is the same with a user on every event (of
+// 20,000), so every resolution's sketches are written too.
+func BenchmarkWriteEventsWithUsers(b *testing.B) { benchmarkWrite(b, 20_000) }
+
+func benchmarkWrite(b *testing.B, users int) {
 	s, err := pebblestore.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -24,6 +30,9 @@ func BenchmarkWriteEvents(b *testing.B) {
 		for j := range batch {
 			batch[j] = event.Event{ID: fmt.Sprint(i, "-", j), PartnerID: "p", SubSystemID: fmt.Sprint("s", j%4), EventType: fmt.Sprint("t", j%8),
 				Timestamp: ts, ReceivedAt: ts, Metadata: []byte(`{"path":"/pricing","ref":"news"}`), UserAgent: "Mozilla/5.0"}
+			if users > 0 {
+				batch[j].UserID = fmt.Sprint("u", (i*500+j)*7919%users)
+			}
 		}
 		if _, err := s.WriteEvents(context.Background(), batch); err != nil {
 			b.Fatal(err)
