@@ -71,15 +71,21 @@ func (tl *tiling) has(i int, t time.Time) bool {
 
 // reads are the range queries for resolution i: spans close together are
 // read as one (a few slots too many cost less than another round trip);
-// has drops what was not asked for.
-func (tl *tiling) reads(i int) []span {
+// has drops what was not asked for. Counts of hours and coarser (small
+// rows, a month or a year to a partition) join across gaps of up to a
+// day: the evening hours of 30 Kolkata days are one read of the month's
+// hours, not 30; sketches (up to 8 KiB a row), and finer counts (a day to
+// a partition, so a longer read saves no round trip), only across gaps no
+// longer than the spans.
+func (tl *tiling) reads(i int, small bool) []span {
 	var out []span
 	d := resolutions[i].Duration()
+	small = small && d >= time.Hour
 	for _, s := range tl[i] {
 		if n := len(out); n > 0 {
 			last := &out[n-1]
 			gap := s.from.Sub(last.to) / d
-			if gap <= 4 || gap <= (last.to.Sub(last.from)+s.to.Sub(s.from))/d {
+			if gap <= 4 || gap <= (last.to.Sub(last.from)+s.to.Sub(s.from))/d || small && gap*d <= 24*time.Hour {
 				last.to = s.to
 				continue
 			}
@@ -114,7 +120,7 @@ func (s *Service) readCounts(ctx context.Context, rd storage.Reads, tl *tiling, 
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
-		for _, sp := range tl.reads(i) {
+		for _, sp := range tl.reads(i, true) {
 			fns = append(fns, func(ctx context.Context) error {
 				q := q
 				q.Res, q.From, q.To = r, sp.from, sp.to
@@ -141,7 +147,7 @@ func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, s
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
-		for _, sp := range tl.reads(i) {
+		for _, sp := range tl.reads(i, false) {
 			fns = append(fns, func(ctx context.Context) error {
 				return rd.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to}, func(start time.Time, sk []byte) error {
 					if !tl.has(i, start) {

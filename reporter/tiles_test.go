@@ -89,3 +89,49 @@ func TestTilingCoversExactly(t *testing.T) {
 		}
 	}
 }
+
+// Counts of hours join across a day's gap (one read of the month's hours
+// for the evenings of 30 Kolkata days), sketches do not, nor do counts of
+// finer slots (a partition a day: no round trip saved); every slot the
+// tiling reads is inside a read.
+func TestReadsJoinSmallRows(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 10, 1, 0, 0, 0, 0, kolkata)
+	tl := &tiling{}
+	for d := range 30 {
+		tl.add(from.AddDate(0, 0, d), from.AddDate(0, 0, d+1))
+	}
+	idx := func(r storage.Res) int {
+		for i, x := range resolutions {
+			if x == r {
+				return i
+			}
+		}
+		t.Fatalf("no %v", r)
+		return -1
+	}
+	for _, c := range []struct {
+		res          storage.Res
+		small, large int // reads of counts, of sketches
+	}{{storage.Hour, 1, 30}, {storage.SixHours, 1, 1}, {storage.HalfHour, 31, 31}} {
+		i := idx(c.res)
+		small, large := tl.reads(i, true), tl.reads(i, false)
+		if len(small) != c.small || len(large) != c.large {
+			t.Errorf("%v: %d reads of counts, %d of sketches; want %d and %d", c.res, len(small), len(large), c.small, c.large)
+		}
+		for _, reads := range [][]span{small, large} {
+			for _, s := range tl[i] {
+				in := false
+				for _, r := range reads {
+					in = in || !s.from.Before(r.from) && !s.to.After(r.to)
+				}
+				if !in {
+					t.Fatalf("%v: span %v not read", c.res, s)
+				}
+			}
+		}
+	}
+}
