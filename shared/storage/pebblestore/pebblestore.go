@@ -618,6 +618,9 @@ func decodeSlot(v []byte, fn func(group []byte, n int64)) (int64, error) {
 	if k <= 0 {
 		return 0, fmt.Errorf("pebblestore: bad counts value")
 	}
+	if fn == nil {
+		return int64(total), nil // the total comes first: a series of totals reads no group
+	}
 	for v = v[k:]; len(v) > 0; {
 		l, k := binary.Uvarint(v)
 		if k <= 0 || uint64(len(v)-k) < l {
@@ -630,9 +633,7 @@ func decodeSlot(v []byte, fn func(group []byte, n int64)) (int64, error) {
 			return 0, fmt.Errorf("pebblestore: bad counts value")
 		}
 		v = v[k:]
-		if fn != nil {
-			fn(g, int64(n))
-		}
+		fn(g, int64(n))
 	}
 	return int64(total), nil
 }
@@ -729,13 +730,21 @@ func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
 	return nil
 }
 
+// marked reports whether the marker key holds want: a one-time pass at
+// Open is done.
+func (s *Store) marked(key, want string) (bool, error) {
+	v, err := s.get([]byte(key))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && string(v) == want, err
+}
+
 // rebuildRollups counts every stored event into the current layout, once:
 // a store written before it has counts in an older layout (or none at
 // all). It starts over if a rebuild was interrupted.
 func (s *Store) rebuildRollups() error {
-	if v, err := s.get([]byte(rollupsMeta)); err == nil && string(v) == rollupsLayout {
-		return nil
-	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if done, err := s.marked(rollupsMeta, rollupsLayout); done || err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -796,9 +805,7 @@ func (s *Store) rebuildRollups() error {
 // is written last); a sketch that does not decode is left as it is, its
 // slot failing its reads as before.
 func (s *Store) reencodeSketches() error {
-	if v, err := s.get([]byte(sketchesMeta)); err == nil && string(v) == sketchesForm {
-		return nil
-	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if done, err := s.marked(sketchesMeta, sketchesForm); done || err != nil {
 		return err
 	}
 	s.mu.Lock()

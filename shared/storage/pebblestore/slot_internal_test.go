@@ -26,3 +26,20 @@ func TestParseSlot(t *testing.T) {
 		}
 	}
 }
+
+// A counts value: its total alone without a function for the groups (a
+// series of totals), every group with one, and a damaged group refused
+// when the groups are read.
+func TestDecodeSlot(t *testing.T) {
+	v := encodeSlot(7, map[string]int64{"a": 3, "b": 4})
+	if n, err := decodeSlot(v, nil); err != nil || n != 7 {
+		t.Fatalf("total %d (%v)", n, err)
+	}
+	got := map[string]int64{}
+	if n, err := decodeSlot(v, func(g []byte, n int64) { got[string(g)] = n }); err != nil || n != 7 || got["a"] != 3 || got["b"] != 4 || len(got) != 2 {
+		t.Fatalf("total %d, groups %v (%v)", n, got, err)
+	}
+	if _, err := decodeSlot(append(v[:len(v):len(v)], 9), func([]byte, int64) {}); err == nil {
+		t.Fatal("a damaged group was read")
+	}
+}
