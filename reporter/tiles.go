@@ -69,30 +69,23 @@ func (tl *tiling) has(i int, t time.Time) bool {
 	return k < len(ss) && !t.Before(ss[k].from)
 }
 
-// reads are the range queries for resolution i: spans close together are
-// read as one (a few slots too many cost less than another round trip);
-// has drops what was not asked for. Counts of hours and coarser (small
-// rows, a month or a year to a partition) join across gaps of up to a
-// day: the evening hours of 30 Kolkata days are one read of the month's
-// hours, not 30; sketches (up to 8 KiB a row), and finer counts (a day to
-// a partition, so a longer read saves no round trip), only across gaps no
-// longer than the spans.
-func (tl *tiling) reads(i int, small bool) []span {
-	var out []span
-	d := resolutions[i].Duration()
-	small = small && d >= time.Hour
-	for _, s := range tl[i] {
-		if n := len(out); n > 0 {
-			last := &out[n-1]
-			gap := s.from.Sub(last.to) / d
-			if gap <= 4 || gap <= (last.to.Sub(last.from)+s.to.Sub(s.from))/d || small && gap*d <= 24*time.Hour {
-				last.to = s.to
-				continue
-			}
-		}
-		out = append(out, s)
+// read is the query of resolution i's spans: one for all of them (the
+// backend reads the slots they name, Cassandra several partitions' in
+// parallel, a month of a Kolkata report's half hours in a statement or
+// two); ok false when the tiling has none.
+func (tl *tiling) read(i int) (from, to time.Time, only storage.Spans, ok bool) {
+	ss := tl[i]
+	if len(ss) == 0 {
+		return from, to, nil, false
 	}
-	return out
+	from, to = ss[0].from, ss[len(ss)-1].to
+	if len(ss) > 1 {
+		only = make(storage.Spans, len(ss))
+		for k, s := range ss {
+			only[k] = storage.Span{From: s.from, To: s.to}
+		}
+	}
+	return from, to, only, true
 }
 
 // seriesTiling tiles each bucket of the plan.
@@ -120,24 +113,26 @@ func (s *Service) readCounts(ctx context.Context, rd storage.Reads, tl *tiling, 
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
-		for _, sp := range tl.reads(i, true) {
-			fns = append(fns, func(ctx context.Context) error {
-				q := q
-				q.Res, q.From, q.To = r, sp.from, sp.to
-				slots, err := rd.Counts(ctx, q)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, sl := range slots {
-					if tl.has(i, sl.Start) {
-						fn(sl)
-					}
-				}
-				return nil
-			})
+		from, to, only, ok := tl.read(i)
+		if !ok {
+			continue
 		}
+		fns = append(fns, func(ctx context.Context) error {
+			q := q
+			q.Res, q.From, q.To, q.Only = r, from, to, only
+			slots, err := rd.Counts(ctx, q)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, sl := range slots {
+				if tl.has(i, sl.Start) {
+					fn(sl)
+				}
+			}
+			return nil
+		})
 	}
 	return parallel(ctx, 8, fns)
 }
@@ -147,18 +142,20 @@ func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, s
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for i, r := range resolutions {
-		for _, sp := range tl.reads(i, false) {
-			fns = append(fns, func(ctx context.Context) error {
-				return rd.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: sp.from, To: sp.to}, func(start time.Time, sk []byte) error {
-					if !tl.has(i, start) {
-						return nil
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					return fn(start, sk)
-				})
-			})
+		from, to, only, ok := tl.read(i)
+		if !ok {
+			continue
 		}
+		fns = append(fns, func(ctx context.Context) error {
+			return rd.Users(ctx, storage.UsersQuery{Scope: scope, Key: key, Res: r, From: from, To: to, Only: only}, func(start time.Time, sk []byte) error {
+				if !tl.has(i, start) {
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				return fn(start, sk)
+			})
+		})
 	}
 	return parallel(ctx, 8, fns)
 }

@@ -90,11 +90,11 @@ func TestTilingCoversExactly(t *testing.T) {
 	}
 }
 
-// Counts of hours join across a day's gap (one read of the month's hours
-// for the evenings of 30 Kolkata days), sketches do not, nor do counts of
-// finer slots (a partition a day: no round trip saved); every slot the
-// tiling reads is inside a read.
-func TestReadsJoinSmallRows(t *testing.T) {
+// TestReadNamesEverySpan: a report reads each resolution once, naming the
+// tiling's spans (Only): 30 Kolkata days are one read of half hours, one
+// of hours, one of six hours (30 spans each), and the read asks for exactly the slots the
+// tiling reads.
+func TestReadNamesEverySpan(t *testing.T) {
 	kolkata, err := time.LoadLocation("Asia/Kolkata")
 	if err != nil {
 		t.Fatal(err)
@@ -104,34 +104,27 @@ func TestReadsJoinSmallRows(t *testing.T) {
 	for d := range 30 {
 		tl.add(from.AddDate(0, 0, d), from.AddDate(0, 0, d+1))
 	}
-	idx := func(r storage.Res) int {
-		for i, x := range resolutions {
-			if x == r {
-				return i
+	spans := map[storage.Res]int{storage.HalfHour: 31, storage.Hour: 30, storage.SixHours: 30}
+	for i, r := range resolutions {
+		lo, hi, only, ok := tl.read(i)
+		if ok != (spans[r] > 0) || spans[r] > 1 && len(only) != spans[r] || spans[r] == 1 && only != nil {
+			t.Fatalf("%v: read %v, %d spans named; want %d spans", r, ok, len(only), spans[r])
+		}
+		if !ok {
+			continue
+		}
+		n := 0
+		for s := lo; s.Before(hi); s = s.Add(r.Duration()) {
+			named := only == nil || only.Has(r, s)
+			if named != tl.has(i, s) {
+				t.Fatalf("%v: slot %v named %v, tiled %v", r, s, named, tl.has(i, s))
+			}
+			if named {
+				n++
 			}
 		}
-		t.Fatalf("no %v", r)
-		return -1
-	}
-	for _, c := range []struct {
-		res          storage.Res
-		small, large int // reads of counts, of sketches
-	}{{storage.Hour, 1, 30}, {storage.SixHours, 1, 1}, {storage.HalfHour, 31, 31}} {
-		i := idx(c.res)
-		small, large := tl.reads(i, true), tl.reads(i, false)
-		if len(small) != c.small || len(large) != c.large {
-			t.Errorf("%v: %d reads of counts, %d of sketches; want %d and %d", c.res, len(small), len(large), c.small, c.large)
-		}
-		for _, reads := range [][]span{small, large} {
-			for _, s := range tl[i] {
-				in := false
-				for _, r := range reads {
-					in = in || !s.from.Before(r.from) && !s.to.After(r.to)
-				}
-				if !in {
-					t.Fatalf("%v: span %v not read", c.res, s)
-				}
-			}
+		if want := map[storage.Res]int{storage.HalfHour: 60, storage.Hour: 150, storage.SixHours: 90}[r]; n != want {
+			t.Fatalf("%v: %d slots read, want %d", r, n, want)
 		}
 	}
 }

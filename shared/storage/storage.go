@@ -191,6 +191,8 @@ type CountsQuery struct {
 	Res    Res
 	// The slots starting in [From truncated to Res, To).
 	From, To time.Time
+	// Only, when set, narrows that to the slots starting in these spans.
+	Only Spans
 	// Groups asks for each slot's counts by group, not only its total.
 	Groups bool
 	// Group, when set, counts that group only: Total is its count.
@@ -241,6 +243,44 @@ type UsersQuery struct {
 	Key      string
 	Res      Res
 	From, To time.Time // slots starting in [From truncated to Res, To)
+	Only     Spans     // when set, only the slots starting in these spans
+}
+
+// A Span is the slots starting in [From truncated to the resolution, To).
+type Span struct{ From, To time.Time }
+
+// Spans are spans in time order, apart. A report in a zone offset by a
+// half hour reads two half hours of each day: as one read, a backend can
+// fetch them in a few round trips rather than one a day.
+type Spans []Span
+
+// Has tells whether slot t (of resolution res) starts in one of the spans.
+func (ss Spans) Has(res Res, t time.Time) bool {
+	k := sort.Search(len(ss), func(k int) bool { return ss[k].To.After(t) })
+	return k < len(ss) && !t.Before(res.Slot(ss[k].From))
+}
+
+// Within are the spans clipped to the slots starting in [from, to)
+// (ss nil: that range whole).
+func (ss Spans) Within(res Res, from, to time.Time) Spans {
+	from = res.Slot(from)
+	if ss == nil {
+		return Spans{{from, to}}
+	}
+	var out Spans
+	for _, s := range ss {
+		s.From = res.Slot(s.From)
+		if s.From.Before(from) {
+			s.From = from
+		}
+		if to.Before(s.To) {
+			s.To = to
+		}
+		if s.From.Before(s.To) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // SlotUsers is the users of one slot, as an encoded hll.Sketch.

@@ -481,7 +481,7 @@ func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]co
 	mode := forFold // a stale row only fails its condition, and is read again at SERIAL
 	for range casTries {
 		// Cassandra keeps milliseconds: the bound after the last slot is a millisecond on.
-		if err := st.readTotals(ctx, p, pending[0], pending[len(pending)-1].Add(time.Millisecond), true, mode, rows); err != nil {
+		if err := st.readTotals(ctx, p, pending[0], pending[len(pending)-1].Add(time.Millisecond), nil, true, mode, rows); err != nil {
 			return err
 		}
 		mode = forFoldSerial

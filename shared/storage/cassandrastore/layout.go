@@ -191,3 +191,31 @@ func (st *Store) derivedUsers(ctx context.Context, q storage.UsersQuery, fine st
 	}
 	return nil
 }
+
+// countsEach reads q's spans one by one: slots summed from finer ones (a
+// keyspace upgraded from before half hours) are read a span at a time.
+func (st *Store) countsEach(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
+	out := []storage.Slot{}
+	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
+		one := q
+		one.From, one.To, one.Only = sp.From, sp.To, nil
+		slots, err := st.Counts(ctx, one)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, slots...)
+	}
+	return out, nil
+}
+
+// usersEach is countsEach for sketches.
+func (st *Store) usersEach(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
+	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
+		one := q
+		one.From, one.To, one.Only = sp.From, sp.To, nil
+		if err := st.Users(ctx, one, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}

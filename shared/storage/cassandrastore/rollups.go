@@ -113,15 +113,18 @@ type part struct {
 
 func (a addr) part() part { return part{a.kind, a.a, a.key, a.res, a.period} }
 
-// periodOf is the partition period of a slot: a UTC day of minutes,
-// quarters or half hours (yyyymmdd), a month of hours or six hours
-// (yyyymm), a year of days (yyyy).
+// periodOf is the partition period of a slot: a UTC day of minutes or
+// quarters (yyyymmdd), a month of half hours, hours or six hours (yyyymm),
+// a year of days (yyyy). Half hours take a month (1,488 rows, as many as
+// a day of minutes): a report in a zone offset by a half hour reads two a
+// day, and a month of them in one partition is a few statements, not one
+// a day.
 func periodOf(res storage.Res, t time.Time) int {
 	y, m, d := t.UTC().Date()
 	switch res {
-	case storage.Minute, storage.QuarterHour, storage.HalfHour:
+	case storage.Minute, storage.QuarterHour:
 		return y*10000 + int(m)*100 + d
-	case storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.SixHours:
 		return y*100 + int(m)
 	}
 	return y
@@ -131,9 +134,9 @@ func periodOf(res storage.Res, t time.Time) int {
 func periodStart(res storage.Res, t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	switch res {
-	case storage.Minute, storage.QuarterHour, storage.HalfHour:
+	case storage.Minute, storage.QuarterHour:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.SixHours:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -142,9 +145,9 @@ func periodStart(res storage.Res, t time.Time) time.Time {
 func nextPeriod(res storage.Res, t time.Time) time.Time {
 	t = periodStart(res, t)
 	switch res {
-	case storage.Minute, storage.QuarterHour, storage.HalfHour:
+	case storage.Minute, storage.QuarterHour:
 		return t.AddDate(0, 0, 1)
-	case storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.SixHours:
 		return t.AddDate(0, 1, 0)
 	}
 	return t.AddDate(1, 0, 0)
@@ -415,8 +418,9 @@ const usersPage = 64
 // their through; past it, the whole range is read with through.
 var maxExact = 64
 
-// readTotals reads the rows of a totals partition in [from, to) into out.
-func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
+// readTotals reads the rows of a totals partition in [from, to), or those
+// of slots when given, into out.
+func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
 	// A report reads rows without through (a claim partition of each of a
 	// sub-system's partners' 32: as many bytes as a sparse sketch) unless
 	// it asks for them: merging a manifest a sketch already holds changes
@@ -436,7 +440,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	if mode == forFold || mode == forFoldSerial {
 		cols += ", TTL(through)"
 	}
-	// Counts: a partition holds at most 1,440 slots, so one page, one
+	// Counts: a partition holds at most 1,488 slots, so one page, one
 	// consistent read. Sketches (up to 16 KiB each) come in small pages, so
 	// a read never holds megabytes in a node's heap at once; they need no
 	// one read: merging a manifest a row already holds changes nothing, and
@@ -445,8 +449,15 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, wit
 	if p.kind == kindUsers {
 		page = usersPage
 	}
-	q := st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
-		p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(page)
+	var q *gocql.Query
+	if slots != nil {
+		q = st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot IN ?",
+			p.kind, p.a, p.key, int8(p.res), p.period, slots)
+	} else {
+		q = st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
+			p.kind, p.a, p.key, int8(p.res), p.period, from, to)
+	}
+	q = q.WithContext(ctx).PageSize(page)
 	if mode == forFoldSerial {
 		q = q.Consistency(gocql.Serial)
 	}
@@ -545,6 +556,9 @@ func (st *Store) forgetRecent(partner string) {
 // Counts sums each slot's total and the manifests its row does not cover.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
+		if q.Only != nil {
+			return st.countsEach(ctx, q)
+		}
 		return st.derivedCounts(ctx, q, fine, cut)
 	}
 	from := q.Res.Slot(q.From)
@@ -587,7 +601,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 			}
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, withGroups, exact)
+	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, q.Only, withGroups, exact)
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 	}
@@ -620,7 +634,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					continue
 				}
 				expand(partner, c, func(a addr, group string) {
-					if a.a != int8(q.Rollup) || a.key != q.Key || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) || rows[a.slot].covers(a.part(), m) {
+					if a.a != int8(q.Rollup) || a.key != q.Key || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) || q.Only != nil && !q.Only.Has(q.Res, a.slot) || rows[a.slot].covers(a.part(), m) {
 						return
 					}
 					s := slotOf(a.slot)
@@ -651,11 +665,24 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	return slots, nil
 }
 
-// rangeTotals reads the rows of [from, to) from each partition in parallel.
+// inList is the most slots a statement names (slot IN ...): a sketch read
+// of a page's worth; a counts read a day of half hours and more.
+func inList(kind int8) int {
+	if kind == kindUsers {
+		return usersPage
+	}
+	return 256
+}
+
+// rangeTotals reads the rows of [from, to), or of the slots only names in
+// it, from each partition in parallel. Where only leaves out most of a
+// partition's slots (the half hours at the ends of 30 Kolkata days), the
+// rest are named (slot IN): a few statements for the month, not one a
+// span; else the partition's range is read and filtered.
 //
 // The rows come without through, but for the slots in exact, which are read
 // again whole after the range: a row's count and through from one read.
-func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, withGroups bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
+func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
 	mode := forReport
 	if len(exact) > maxExact {
 		// Folding lags (a lapsed lease): the range with through costs
@@ -678,6 +705,37 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 		if to.Before(hi) {
 			hi = to
 		}
+		if only != nil {
+			var sel []time.Time
+			for _, sp := range only.Within(res, lo, hi) {
+				for s := sp.From; s.Before(sp.To); s = s.Add(res.Duration()) {
+					sel = append(sel, s)
+				}
+			}
+			if len(sel) == 0 {
+				continue
+			}
+			if len(sel)*2 < int(hi.Sub(lo)/res.Duration()) {
+				for len(sel) > 0 {
+					n := min(len(sel), inList(kind))
+					slots := sel[:n:n]
+					sel = sel[n:]
+					fns = append(fns, func(ctx context.Context) error {
+						local := map[time.Time]*total{}
+						if err := st.readTotals(ctx, part{kind, a, key, res, p}, time.Time{}, time.Time{}, slots, withGroups, mode, local); err != nil {
+							return err
+						}
+						mu.Lock()
+						defer mu.Unlock()
+						for t, r := range local {
+							rows[t] = r
+						}
+						return nil
+					})
+				}
+				continue
+			}
+		}
 		step := hi.Sub(lo)
 		if kind == kindUsers {
 			step = usersPage * res.Duration()
@@ -689,7 +747,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			}
 			fns = append(fns, func(ctx context.Context) error {
 				local := map[time.Time]*total{}
-				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, withGroups, mode, local); err != nil {
+				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, nil, withGroups, mode, local); err != nil {
 					return err
 				}
 				mu.Lock()
@@ -706,12 +764,12 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	}
 	fns = fns[:0]
 	for t := range exact {
-		if t.Before(from) || !t.Before(to) {
+		if t.Before(from) || !t.Before(to) || only != nil && !only.Has(res, t) {
 			continue
 		}
 		fns = append(fns, func(ctx context.Context) error {
 			local := map[time.Time]*total{}
-			if err := st.readTotals(ctx, part{kind, a, key, res, periodOf(res, t)}, t, t.Add(res.Duration()), withGroups, forReportThrough, local); err != nil {
+			if err := st.readTotals(ctx, part{kind, a, key, res, periodOf(res, t)}, t, t.Add(res.Duration()), nil, withGroups, forReportThrough, local); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -724,13 +782,26 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			return nil
 		})
 	}
-	return rows, fanOut(ctx, 8, fns)
+	if err := fanOut(ctx, 8, fns); err != nil {
+		return nil, err
+	}
+	if only != nil {
+		for t := range rows {
+			if !only.Has(res, t) {
+				delete(rows, t) // read with the range of its partition
+			}
+		}
+	}
+	return rows, nil
 }
 
 // Users merges each slot's sketch and the users of manifests its row does
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
+		if q.Only != nil {
+			return st.usersEach(ctx, q, fn)
+		}
 		return st.derivedUsers(ctx, q, fine, cut, fn)
 	}
 	from := q.Res.Slot(q.From)
@@ -744,7 +815,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, false, nil)
+	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, q.Only, false, nil)
 	if err != nil {
 		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
@@ -787,7 +858,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 				expandUsers(c, func(a addr) {
 					// Rows are read without through (readTotals): a
 					// manifest the row holds merges again, changing nothing.
-					if ferr != nil || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) {
+					if ferr != nil || a.res != q.Res || a.slot.Before(from) || !a.slot.Before(q.To) || q.Only != nil && !q.Only.Has(q.Res, a.slot) {
 						return
 					}
 					ferr = merge(a.slot, b)

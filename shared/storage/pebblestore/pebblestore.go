@@ -954,12 +954,22 @@ func (s *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Event
 func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	p := countPrefix(q.Rollup, q.Key, q.Res)
 	out := []storage.Slot{}
-	err := s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, ceilTo(q.To, time.Minute)), func(k, v []byte) (bool, error) {
+	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
+		if err := s.counts(ctx, q, p, sp, &out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// counts appends the slots of one span.
+func (s *Store) counts(ctx context.Context, q storage.CountsQuery, p []byte, sp storage.Span, out *[]storage.Slot) error {
+	return s.scan(slotKey(p, sp.From), slotKey(p, ceilTo(sp.To, time.Minute)), func(k, v []byte) (bool, error) {
 		start, err := parseSlot(k[len(p):])
 		if err != nil {
 			return false, fmt.Errorf("pebblestore: bad counts key %q: %w", k, err)
 		}
-		if !start.Before(q.To) {
+		if !start.Before(sp.To) {
 			return false, nil
 		}
 		sl := storage.Slot{Start: start}
@@ -983,28 +993,33 @@ func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Sl
 			sl.Total = total
 		}
 		if sl.Total > 0 {
-			out = append(out, sl)
+			*out = append(*out, sl)
 		}
 		return true, ctx.Err()
 	})
-	return out, err
 }
 
 func (s *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	p := userPrefix(q.Scope, q.Key, q.Res)
-	return s.scan(slotKey(p, q.Res.Slot(q.From)), slotKey(p, ceilTo(q.To, time.Minute)), func(k, v []byte) (bool, error) {
-		start, err := parseSlot(k[len(p):])
+	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
+		err := s.scan(slotKey(p, sp.From), slotKey(p, ceilTo(sp.To, time.Minute)), func(k, v []byte) (bool, error) {
+			start, err := parseSlot(k[len(p):])
+			if err != nil {
+				return false, fmt.Errorf("pebblestore: bad users key %q: %w", k, err)
+			}
+			if !start.Before(sp.To) {
+				return false, nil
+			}
+			if err := fn(start, v); err != nil {
+				return false, err
+			}
+			return true, ctx.Err()
+		})
 		if err != nil {
-			return false, fmt.Errorf("pebblestore: bad users key %q: %w", k, err)
+			return err
 		}
-		if !start.Before(q.To) {
-			return false, nil
-		}
-		if err := fn(start, v); err != nil {
-			return false, err
-		}
-		return true, ctx.Err()
-	})
+	}
+	return nil
 }
 
 // ReadView reads counts and sketches from one snapshot: a report's figures
