@@ -92,7 +92,7 @@ func TestTilingCoversExactly(t *testing.T) {
 
 // TestReadNamesEverySpan: a report reads each resolution once, naming the
 // tiling's spans (Only): 30 Kolkata days are one read of half hours, one
-// of hours, one of six hours (30 spans each), and the read asks for exactly the slots the
+// of hours, one of six hours (31, 30 and 30 spans), and the read asks for exactly the slots the
 // tiling reads.
 func TestReadNamesEverySpan(t *testing.T) {
 	kolkata, err := time.LoadLocation("Asia/Kolkata")

@@ -249,7 +249,7 @@ type UsersQuery struct {
 // A Span is the slots starting in [From truncated to the resolution, To).
 type Span struct{ From, To time.Time }
 
-// Spans are spans in time order, apart. A report in a zone offset by a
+// Spans are spans in time order, apart (Has searches them). A report in a zone offset by a
 // half hour reads two half hours of each day: as one read, a backend can
 // fetch them in a few round trips rather than one a day.
 type Spans []Span
@@ -261,7 +261,9 @@ func (ss Spans) Has(res Res, t time.Time) bool {
 }
 
 // Within are the spans clipped to the slots starting in [from, to)
-// (ss nil: that range whole).
+// (ss nil: that range whole), each starting on a slot and naming no slot
+// the one before it names (spans apart in time may share a slot: a
+// quarter's [10:00, 10:20) and [10:40, 11:00) at hours both name 10:00).
 func (ss Spans) Within(res Res, from, to time.Time) Spans {
 	from = res.Slot(from)
 	if ss == nil {
@@ -272,6 +274,11 @@ func (ss Spans) Within(res Res, from, to time.Time) Spans {
 		s.From = res.Slot(s.From)
 		if s.From.Before(from) {
 			s.From = from
+		}
+		if n := len(out); n > 0 {
+			if next := res.Slot(out[n-1].To.Add(res.Duration() - 1)); s.From.Before(next) {
+				s.From = next // the first slot starting at or after the last span's end
+			}
 		}
 		if to.Before(s.To) {
 			s.To = to

@@ -468,6 +468,26 @@ func (st *Store) seal(ctx context.Context, ck claimKey, t int64) (int64, error) 
 	return 0, fmt.Errorf("sealing %s/%d: contended", ck.partner, ck.bucket)
 }
 
+// readPending reads the rows of a fold's slots of one partition: by name
+// where they are few of the range they span (a late event's half hour and
+// the current one, a month apart, are two rows, not 1,400), else the range.
+// A read at SERIAL reads the range.
+func (st *Store) readPending(ctx context.Context, p part, pending []time.Time, mode readMode, rows map[time.Time]*total) error {
+	first, last := pending[0], pending[len(pending)-1]
+	if mode == forFold && len(pending)*2 < int(last.Sub(first)/p.res.Duration())+1 {
+		for len(pending) > 0 {
+			n := min(len(pending), inList(p.kind))
+			if err := st.readTotals(ctx, p, time.Time{}, time.Time{}, pending[:n:n], true, mode, rows); err != nil {
+				return err
+			}
+			pending = pending[n:]
+		}
+		return nil
+	}
+	// Cassandra keeps milliseconds: the bound after the last slot is a millisecond on.
+	return st.readTotals(ctx, p, first, last.Add(time.Millisecond), nil, true, mode, rows)
+}
+
 // applyPart adds contributions to the rows of one partition (I4): a
 // conditional batch per chunk of rows, each row under its own condition, so
 // a backlog costs a Paxos round per chunk, not per row.
@@ -480,8 +500,7 @@ func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]co
 	rows := map[time.Time]*total{}
 	mode := forFold // a stale row only fails its condition, and is read again at SERIAL
 	for range casTries {
-		// Cassandra keeps milliseconds: the bound after the last slot is a millisecond on.
-		if err := st.readTotals(ctx, p, pending[0], pending[len(pending)-1].Add(time.Millisecond), nil, true, mode, rows); err != nil {
+		if err := st.readPending(ctx, p, pending, mode, rows); err != nil {
 			return err
 		}
 		mode = forFoldSerial

@@ -20,9 +20,16 @@ import (
 // read of their slots before that sums them from the resolution that tiles
 // them (quarters, hours): the same figures, more rows. A new keyspace
 // keeps them from the start.
+//
+// Half hours moved from daily partitions to monthly ones one release
+// later: the rows of a keyspace migrated before that (layout row
+// "resolutions-6") sit in partitions that are no longer read, so version 13
+// marks since again under a new name, and every half hour before it is
+// summed from quarters (TestMonthlyHalfHours).
 const (
-	layoutVersion   = 12
-	resolutionsName = "resolutions-6"
+	layoutVersion           = 12
+	monthlyHalfHoursVersion = 13
+	resolutionsName         = "resolutions-6m"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -127,7 +134,7 @@ func (st *Store) derived(res storage.Res, from, to time.Time) (fine storage.Res,
 // derivedCounts sums the slots of q.Res before cut from fine's.
 func (st *Store) derivedCounts(ctx context.Context, q storage.CountsQuery, fine storage.Res, cut time.Time) ([]storage.Slot, error) {
 	fq := q
-	fq.Res, fq.From, fq.To = fine, q.Res.Slot(q.From), cut
+	fq.Res, fq.From, fq.To, fq.Only = fine, q.Res.Slot(q.From), cut, fineOnly(q.Res, q.Only, q.From, cut)
 	fs, err := st.Counts(ctx, fq)
 	if err != nil {
 		return nil, err
@@ -163,7 +170,7 @@ func (st *Store) derivedCounts(ctx context.Context, q storage.CountsQuery, fine 
 // derivedUsers merges the sketches of q.Res's slots before cut from fine's.
 func (st *Store) derivedUsers(ctx context.Context, q storage.UsersQuery, fine storage.Res, cut time.Time, fn func(time.Time, []byte) error) error {
 	fq := q
-	fq.Res, fq.From, fq.To = fine, q.Res.Slot(q.From), cut
+	fq.Res, fq.From, fq.To, fq.Only = fine, q.Res.Slot(q.From), cut, fineOnly(q.Res, q.Only, q.From, cut)
 	var starts []time.Time
 	sketches := map[time.Time]*hll.Sketch{}
 	err := st.Users(ctx, fq, func(t time.Time, b []byte) error {
@@ -192,30 +199,15 @@ func (st *Store) derivedUsers(ctx context.Context, q storage.UsersQuery, fine st
 	return nil
 }
 
-// countsEach reads q's spans one by one: slots summed from finer ones (a
-// keyspace upgraded from before half hours) are read a span at a time.
-func (st *Store) countsEach(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
-	out := []storage.Slot{}
-	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
-		one := q
-		one.From, one.To, one.Only = sp.From, sp.To, nil
-		slots, err := st.Counts(ctx, one)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, slots...)
+// fineOnly is only for a read of fine summed into res: each span widened
+// to whole slots of res (a six-hour slot named is its six hours).
+func fineOnly(res storage.Res, only storage.Spans, from, to time.Time) storage.Spans {
+	if only == nil {
+		return nil
 	}
-	return out, nil
-}
-
-// usersEach is countsEach for sketches.
-func (st *Store) usersEach(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
-	for _, sp := range q.Only.Within(q.Res, q.From, q.To) {
-		one := q
-		one.From, one.To, one.Only = sp.From, sp.To, nil
-		if err := st.Users(ctx, one, fn); err != nil {
-			return err
-		}
+	ws := only.Within(res, from, to)
+	for i := range ws {
+		ws[i].To = res.Slot(ws[i].To.Add(res.Duration() - 1))
 	}
-	return nil
+	return ws
 }

@@ -105,6 +105,15 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 			return err
 		}
 	}
+	if !applied[monthlyHalfHoursVersion] {
+		if err := markResolutions(ctx, s, keyspace, time.Now()); err != nil {
+			return err
+		}
+		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
+			monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", time.Now()).ExecContext(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -556,9 +556,6 @@ func (st *Store) forgetRecent(partner string) {
 // Counts sums each slot's total and the manifests its row does not cover.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
-		if q.Only != nil {
-			return st.countsEach(ctx, q)
-		}
 		return st.derivedCounts(ctx, q, fine, cut)
 	}
 	from := q.Res.Slot(q.From)
@@ -799,9 +796,6 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
-		if q.Only != nil {
-			return st.usersEach(ctx, q, fn)
-		}
 		return st.derivedUsers(ctx, q, fine, cut, fn)
 	}
 	from := q.Res.Slot(q.From)
