@@ -72,7 +72,7 @@ func testOnlySpans(t *testing.T, store storage.Store) {
 			// Spans in order, apart: a few slots each, gaps of random length.
 			var only storage.Spans
 			t0 := res.Slot(start.Add(time.Duration(rng.Int64N(int64(10 * 24 * time.Hour)))))
-			long := round%4 == 3    // most slots of each partition
+			long := round%4 == 3      // most slots of each partition
 			unaligned := round%4 == 2 // spans and bounds mid-slot: spans apart may share a slot
 			for t0.Before(end) && len(only) < 80 {
 				n, gap := 1+rng.IntN(3), 1+rng.IntN(60)
