@@ -689,6 +689,21 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
+	// read adds a read of partition p's rows in [from, to), or of slots.
+	read := func(p int, from, to time.Time, slots []time.Time) {
+		fns = append(fns, func(ctx context.Context) error {
+			local := map[time.Time]*total{}
+			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, slots, withGroups, mode, local); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for t, r := range local {
+				rows[t] = r // a slot lies in one partition and one read
+			}
+			return nil
+		})
+	}
 	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
 		p := periodOf(res, t)
 		// Sketches are read a page at a time (readTotals); an hour
@@ -715,20 +730,8 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			if len(sel)*2 < int(hi.Sub(lo)/res.Duration()) {
 				for len(sel) > 0 {
 					n := min(len(sel), inList(kind))
-					slots := sel[:n:n]
+					read(p, time.Time{}, time.Time{}, sel[:n:n])
 					sel = sel[n:]
-					fns = append(fns, func(ctx context.Context) error {
-						local := map[time.Time]*total{}
-						if err := st.readTotals(ctx, part{kind, a, key, res, p}, time.Time{}, time.Time{}, slots, withGroups, mode, local); err != nil {
-							return err
-						}
-						mu.Lock()
-						defer mu.Unlock()
-						for t, r := range local {
-							rows[t] = r
-						}
-						return nil
-					})
 				}
 				continue
 			}
@@ -742,18 +745,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			if hi.Before(cTo) {
 				cTo = hi
 			}
-			fns = append(fns, func(ctx context.Context) error {
-				local := map[time.Time]*total{}
-				if err := st.readTotals(ctx, part{kind, a, key, res, p}, cFrom, cTo, nil, withGroups, mode, local); err != nil {
-					return err
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for t, r := range local {
-					rows[t] = r // a slot lies in one partition and one chunk
-				}
-				return nil
-			})
+			read(p, cFrom, cTo, nil)
 		}
 	}
 	if err := fanOut(ctx, 8, fns); err != nil {
