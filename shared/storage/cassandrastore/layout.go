@@ -35,6 +35,13 @@ const (
 	sinceMargin = 24 * time.Hour
 )
 
+// markResolutionsAt is markResolutions as a step of Migrate.
+func markResolutionsAt(now time.Time) func(context.Context, *gocql.Session, string) error {
+	return func(ctx context.Context, s *gocql.Session, keyspace string) error {
+		return markResolutions(ctx, s, keyspace, now)
+	}
+}
+
 // markResolutions records since when the later resolutions are complete:
 // from the start in a keyspace that holds no counts yet, else from the six
 // hours after now plus sinceMargin, or after the last day any count is

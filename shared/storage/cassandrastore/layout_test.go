@@ -246,15 +246,7 @@ func TestMonthlyHalfHours(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer again.Close()
-		slots, err := again.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.HalfHour, From: at, To: at.Add(time.Minute)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, s := range slots {
-			n += s.Total
-		}
-		return n
+		return countsTotal(t, again, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.HalfHour, From: at, To: at.Add(time.Minute)})
 	}
 	// Read as if its half hours were complete, the moved one is lost.
 	if n := count(); n != 0 {

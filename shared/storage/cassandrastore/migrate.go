@@ -77,40 +77,26 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 			return err
 		}
 	}
-	// Migrations in Go, after the tables they need.
-	if !applied[copyCountsVersion] {
-		if err := copyCounts(ctx, s, keyspace); err != nil {
+	// Migrations in Go, after the tables they need, in order.
+	now := time.Now()
+	for _, step := range []struct {
+		version int
+		name    string
+		run     func(context.Context, *gocql.Session, string) error
+	}{
+		{copyCountsVersion, "copy counts into rollups (go)", copyCounts},
+		{copyTotalsVersion, "copy rollups into totals (go)", copyTotals},
+		{layoutVersion, "half hours and six hours from now on (go)", markResolutionsAt(now)},
+		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
+	} {
+		if applied[step.version] {
+			continue
+		}
+		if err := step.run(ctx, s, keyspace); err != nil {
 			return err
 		}
 		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
-			copyCountsVersion, "copy counts into rollups (go)", time.Now()).ExecContext(ctx); err != nil {
-			return err
-		}
-	}
-	if !applied[copyTotalsVersion] {
-		if err := copyTotals(ctx, s, keyspace); err != nil {
-			return err
-		}
-		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
-			copyTotalsVersion, "copy rollups into totals (go)", time.Now()).ExecContext(ctx); err != nil {
-			return err
-		}
-	}
-	if !applied[layoutVersion] {
-		if err := markResolutions(ctx, s, keyspace, time.Now()); err != nil {
-			return err
-		}
-		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
-			layoutVersion, "half hours and six hours from now on (go)", time.Now()).ExecContext(ctx); err != nil {
-			return err
-		}
-	}
-	if !applied[monthlyHalfHoursVersion] {
-		if err := markResolutions(ctx, s, keyspace, time.Now()); err != nil {
-			return err
-		}
-		if err := s.Query(fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", keyspace),
-			monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", time.Now()).ExecContext(ctx); err != nil {
+			step.version, step.name, time.Now()).ExecContext(ctx); err != nil {
 			return err
 		}
 	}

@@ -30,15 +30,7 @@ func TestCopyTotalsAgainAfterFold(t *testing.T) {
 	}
 	total := func() int64 {
 		t.Helper()
-		slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: m, To: m.Add(time.Minute)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, s := range slots {
-			n += s.Total
-		}
-		return n
+		return countsTotal(t, st, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: m, To: m.Add(time.Minute)})
 	}
 	if err := copyTotals(ctx, st.s, st.cfg.Keyspace); err != nil {
 		t.Fatal(err)

@@ -101,8 +101,13 @@ func TestFoldNeverReadsUnsealed(t *testing.T) {
 
 func partnerTotal(t *testing.T, st *Store, p string, ts time.Time) int64 {
 	t.Helper()
-	slots, err := st.Counts(context.Background(), storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute,
-		From: ts.Add(-time.Hour), To: ts.Add(time.Hour)})
+	return countsTotal(t, st, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: ts.Add(-time.Hour), To: ts.Add(time.Hour)})
+}
+
+// countsTotal is the sum of the totals of q's slots.
+func countsTotal(t *testing.T, st *Store, q storage.CountsQuery) int64 {
+	t.Helper()
+	slots, err := st.Counts(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
