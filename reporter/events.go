@@ -108,7 +108,7 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 			return nil, err
 		}
 	}
-	complete := s.completeUntil(ctx)
+	ctx, complete := s.completeUntil(ctx)
 	evs, err := s.store.ListEvents(ctx, storage.EventsQuery{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID,
 		EventType: q.EventType, Limit: q.Limit, After: after})
 	if err != nil {

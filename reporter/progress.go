@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/subject"
 )
 
@@ -33,6 +34,7 @@ type progress struct {
 	slack time.Duration
 	mu    sync.Mutex
 	at    time.Time // when last read
+	wall  time.Time // the same by the wall clock, taken once the stream answered
 	last  *time.Time
 }
 
@@ -46,17 +48,29 @@ func (s *Service) WithProgress(js jetstream.JetStream, slack time.Duration) *Ser
 
 // completeUntil is the instant before which every received event is
 // counted, or nil when the stream cannot be read. Read it before the
-// counts it qualifies.
-func (s *Service) completeUntil(ctx context.Context) *time.Time {
+// counts it qualifies, with the ctx it returns: that asks the store for
+// every write before the stream was read (storage.WithReadAfter), which a
+// read the store made a moment earlier, and the reading cached here, may
+// not hold.
+func (s *Service) completeUntil(ctx context.Context) (context.Context, *time.Time) {
+	t, at := s.progressReading(ctx)
+	if t == nil {
+		return ctx, nil
+	}
+	return storage.WithReadAfter(ctx, at), t
+}
+
+// progressReading is completeUntil's instant and when the stream was read.
+func (s *Service) progressReading(ctx context.Context) (*time.Time, time.Time) {
 	p := s.progress
 	if p == nil {
-		return nil
+		return nil, time.Time{}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := s.now()
 	if p.last != nil && now.Sub(p.at) < progressEvery {
-		return p.last
+		return p.last, p.wall
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -64,16 +78,17 @@ func (s *Service) completeUntil(ctx context.Context) *time.Time {
 	if err != nil {
 		s.log.Warn().Err(err).Msg("cannot read the event stream's progress; answers go without dataCompleteUntil")
 		p.last = nil
-		return nil
+		return nil, time.Time{}
 	}
+	wall := time.Now() // after the stream answered; the store's clock, not s.now (tests move that)
 	state := st.CachedInfo().State
 	t := now
 	if state.Msgs > 0 && state.FirstTime.Before(t) {
 		t = state.FirstTime
 	}
 	t = t.Add(-p.slack).UTC()
-	p.at, p.last = now, &t
-	return p.last
+	p.at, p.last, p.wall = now, &t, wall
+	return p.last, p.wall
 }
 
 // Config is the reporter's own settings.

@@ -470,7 +470,7 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
 		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
-	r.DataCompleteUntil = s.completeUntil(ctx)
+	ctx, r.DataCompleteUntil = s.completeUntil(ctx)
 	var release func()
 	pl.reads, release = s.readView()
 	defer release()
@@ -618,7 +618,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: pl.from.In(pl.loc), To: pl.to.In(pl.loc),
 		SubSystemID: q.SubSystemID, EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
-	r.DataCompleteUntil = s.completeUntil(ctx)
+	ctx, r.DataCompleteUntil = s.completeUntil(ctx)
 	var release func()
 	pl.reads, release = s.readView()
 	defer release()

@@ -113,7 +113,9 @@ start() {
     -Dio.netty.tryReflectionSetAccessible=true
   )
   log "starting Cassandra $version on 127.0.0.1:$port (data in $dir)"
-  nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Xss512k \
+  # CASSANDRA_JVM_OPTS: extra JVM flags (GC logging, another collector).
+  # shellcheck disable=SC2086
+  nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Xss512k ${CASSANDRA_JVM_OPTS:-} \
     "${jpms[@]}" -javaagent:"$jamm" \
     -Dcassandra.config="file://$dir/cassandra.yaml" \
     -Dcassandra.storagedir="$dir" -Dcassandra.logdir="$dir/logs" \

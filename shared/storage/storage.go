@@ -339,6 +339,24 @@ type Reads interface {
 	Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error
 }
 
+// WithReadAfter asks the reads made with ctx to see every write committed
+// before t: a backend that serves a read from one it made a moment before
+// (Cassandra keeps a partner's recent manifests for a second) uses only
+// those begun at or after t. A report that says its data is complete up to
+// an instant, from the bus's progress read at t, passes t: the figures then
+// hold everything stored before that reading.
+func WithReadAfter(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, readAfterKey{}, t)
+}
+
+// ReadAfter is the instant of WithReadAfter, or zero.
+func ReadAfter(ctx context.Context) time.Time {
+	t, _ := ctx.Value(readAfterKey{}).(time.Time)
+	return t
+}
+
+type readAfterKey struct{}
+
 // A ReadViewer gives a view in which every read sees the same writes, so
 // the figures of one report agree while events are written (Pebble: a
 // snapshot). release ends the view; a backend without one reads live.

@@ -73,6 +73,7 @@ type Store struct {
 	// subPartners caches sub-system -> partner, applied partner -> a floor
 	// of each claim partition's applied (*[ClaimBuckets]int64).
 	subPartners, applied sync.Map
+	partnersRead         sync.Map // sub-system -> *partnersRead
 	recentMu             sync.Mutex
 	recent               map[string]*recentRead // partner -> its last manifests read
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).

@@ -227,13 +227,32 @@ func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]st
 	if !(kind == kindCounts && storage.Rollup(a) == storage.SubSystemTypes || kind == kindUsers && storage.UserScope(a) == storage.SubSystemUsers) {
 		return []string{key}, nil
 	}
+	if v, ok := st.partnersRead.Load(key); ok {
+		r := v.(*partnersRead)
+		if time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx)) {
+			return r.partners, nil
+		}
+	}
+	at := time.Now()
 	iter := st.s.Query("SELECT partner_id FROM sub_system_partners WHERE sub_system_id = ?", key).WithContext(ctx).Iter()
 	var out []string
 	var p string
 	for iter.Scan(&p) {
 		out = append(out, p)
 	}
-	return out, iter.Close()
+	if err := iter.Close(); err != nil {
+		return nil, err
+	}
+	st.partnersRead.Store(key, &partnersRead{at: at, partners: out})
+	return out, nil
+}
+
+// partnersRead is a read of a sub-system's partners, which serves the reads
+// of the next recentTTL as a partner's manifests do (recentManifests): a
+// partner report reads each of its sub-systems' counts, and each needs them.
+type partnersRead struct {
+	at       time.Time
+	partners []string
 }
 
 // notePartners records the partner of every sub-system of events, once per
@@ -256,6 +275,7 @@ func (st *Store) notePartners(ctx context.Context, events []event.Event) error {
 				return err
 			}
 			st.subPartners.Store(k, true)
+			st.partnersRead.Delete(k[0]) // a read of this store sees its own writes
 			return nil
 		})
 	}
@@ -500,9 +520,10 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 
 // recentTTL is how long a read of a partner's manifests serves the reads
 // after it: a report reads counts and users of many tiles, and a writer in
-// another process is seen at most this late. Writes through this store
-// drop the partner's read.
-const recentTTL = time.Second
+// another process is seen at most this late, or not at all by a read that
+// asks for the writes before an instant after it (storage.WithReadAfter).
+// Writes through this store drop the partner's read.
+var recentTTL = time.Second // a var: a test makes it long
 
 type recentRead struct {
 	floor [ClaimBuckets]int64
@@ -518,7 +539,7 @@ type recentRead struct {
 func (st *Store) recentManifests(ctx context.Context, partner string, floor [ClaimBuckets]int64) ([]manifest, error) {
 	st.recentMu.Lock()
 	r := st.recent[partner]
-	usable := r != nil && time.Since(r.at) < recentTTL
+	usable := r != nil && time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx))
 	for b := range ClaimBuckets {
 		if usable && r.floor[b] > floor[b] {
 			usable = false
