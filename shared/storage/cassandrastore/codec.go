@@ -36,12 +36,20 @@ var errBadCounts = errors.New("cassandrastore: bad counts blob")
 
 // decodeCounts calls fn with each name and count of b.
 func decodeCounts(b []byte, fn func(k string, v int64)) error {
+	return decodeCountBytes(b, func(k []byte, v int64) { fn(string(k), v) })
+}
+
+// decodeCountBytes is decodeCounts with each name as bytes of b, so a
+// reader that wants one name, or adds into a map holding most of them
+// already, allocates nothing for it (a report reads thousands of rows of
+// 50 names).
+func decodeCountBytes(b []byte, fn func(k []byte, v int64)) error {
 	for len(b) > 0 {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
 			return errBadCounts
 		}
-		k := string(b[n : n+int(l)])
+		k := b[n : n+int(l) : n+int(l)]
 		b = b[n+int(l):]
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -51,6 +59,25 @@ func decodeCounts(b []byte, fn func(k string, v int64)) error {
 		fn(k, int64(v))
 	}
 	return nil
+}
+
+// addCounts adds the counts of b into m, or only the one of name when it
+// is set.
+func addCounts(m map[string]int64, b []byte, name string) error {
+	return decodeCountBytes(b, func(k []byte, v int64) {
+		switch {
+		case name != "":
+			if string(k) == name {
+				m[name] += v
+			}
+		default:
+			if old, ok := m[string(k)]; ok {
+				m[string(k)] = old + v
+			} else {
+				m[string(k)] = v
+			}
+		}
+	})
 }
 
 // countOf is one name's count in b (0 when absent), without decoding the rest

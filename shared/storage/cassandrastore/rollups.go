@@ -635,7 +635,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	for t, r := range rows {
 		s := slotOf(t)
 		s.Total += r.n
-		if err := decodeCounts(r.groups, func(g string, v int64) { s.Groups[g] += v }); err != nil {
+		if err := addCounts(s.Groups, r.groups, q.Group); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
 		}
 	}
