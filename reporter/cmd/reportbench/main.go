@@ -40,7 +40,7 @@ import (
 type options struct {
 	backend, dir, hosts, keyspace, redis, out string
 	events, days, subs, types, users          int
-	runs, clients, writers                    int
+	runs, clients, writers, warmup            int
 	maxConcurrent                             int
 	loadFor                                   time.Duration
 	profile, only                             string
@@ -82,6 +82,7 @@ func main() {
 	flag.IntVar(&o.users, "users", 20_000, "distinct users")
 	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
+	flag.IntVar(&o.warmup, "warmup", 10, "uncounted runs of each query before its uncached runs (a database's JIT and caches warm, as in a system that has been running)")
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", -1, "reports computed at once (the reporter's -max-concurrent-reports; 0: no bound; default: as deployed, the cores on pebble (the all-in-one), no bound on cassandra)")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
@@ -444,8 +445,14 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 			if o.cachedOnly && c.name == "none" {
 				continue
 			}
-			if err := q.call(ctx, c.r); err != nil { // fills the cache of the cached runs
-				return fmt.Errorf("%s: %w", q.name, err)
+			warm := 1 // fills the cache of the cached runs
+			if c.name == "none" {
+				warm = max(warm, o.warmup)
+			}
+			for range warm {
+				if err := q.call(ctx, c.r); err != nil {
+					return fmt.Errorf("%s: %w", q.name, err)
+				}
 			}
 			for _, clients := range []int{1, o.clients} {
 				var stop func()
