@@ -113,9 +113,14 @@ start() {
     -Dio.netty.tryReflectionSetAccessible=true
   )
   log "starting Cassandra $version on 127.0.0.1:$port (data in $dir)"
-  # CASSANDRA_JVM_OPTS: extra JVM flags (GC logging, another collector).
-  # shellcheck disable=SC2086
-  nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Xss512k ${CASSANDRA_JVM_OPTS:-} \
+  # CASSANDRA_JVM_OPTS: extra JVM flags, split on spaces and never globbed
+  # (-Xlog:gc*:file=...); one that picks a collector replaces G1.
+  local extra=() gc=-XX:+UseG1GC
+  read -r -a extra <<< "${CASSANDRA_JVM_OPTS:-}"
+  for o in "${extra[@]}"; do
+    case "$o" in -XX:+Use*GC) gc= ;; esac
+  done
+  nohup java -Xms"$heap" -Xmx"$heap" ${gc:+"$gc"} -Xss512k "${extra[@]}" \
     "${jpms[@]}" -javaagent:"$jamm" \
     -Dcassandra.config="file://$dir/cassandra.yaml" \
     -Dcassandra.storagedir="$dir" -Dcassandra.logdir="$dir/logs" \

@@ -74,10 +74,14 @@ type Store struct {
 	// of each claim partition's applied (*[ClaimBuckets]int64).
 	subPartners, applied sync.Map
 	partnersRead         sync.Map // sub-system -> *partnersRead
+	partnersWrote        sync.Map // sub-system -> when this store last noted a partner of it
 	recentMu             sync.Mutex
 	recent               map[string]*recentRead // partner -> its last manifests read
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
+	// partnersHook, when set, runs when a read of a sub-system's partners
+	// has its answer and before it is kept (tests hold it there).
+	partnersHook func(sub string)
 	// since: half-hour and six-hour rows hold every event of the slots from
 	// here on, earlier ones are summed (layout.go).
 	since time.Time

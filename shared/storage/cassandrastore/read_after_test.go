@@ -3,6 +3,7 @@ package cassandrastore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,14 @@ func TestReadAfterSeesOtherWriters(t *testing.T) {
 	if _, err := writer.WriteEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
+	// A page of raw events finds its minutes through the counts.
+	page := storage.EventsQuery{PartnerID: p, SubSystemID: sub, EventType: "view", From: at, To: at.Add(time.Hour), Limit: 100}
+	if got, err := reader.ListEvents(ctx, page); err != nil || len(got) != 0 {
+		t.Fatalf("a page from the reads before: %d events (%v); want none yet", len(got), err)
+	}
+	if got, err := reader.ListEvents(storage.WithReadAfter(ctx, time.Now()), page); err != nil || len(got) != 40 {
+		t.Fatalf("a page asked for the writes before now: %d events (%v), want 40", len(got), err)
+	}
 	if s, pn, u := read(storage.WithReadAfter(ctx, time.Now())); s != 40 || pn != 40 || u != 10 {
 		t.Fatalf("asked for the writes before now: %d events of the sub-system, %d of the partner, %d users; want 40, 40, 10", s, pn, u)
 	}
@@ -88,5 +97,70 @@ func TestReadAfterSeesOtherWriters(t *testing.T) {
 	}
 	if s, pn, _ := read(storage.WithReadAfter(ctx, time.Now())); s != 45 || pn != 45 {
 		t.Fatalf("asked for the writes before now again: %d, %d; want 45, 45", s, pn)
+	}
+}
+
+// A read of a sub-system's partners that began before a partner was noted
+// serves no later read, however late it finishes: not one of this store
+// (which sees its own writes), and not one asking for the writes before an
+// instant after the other store's write.
+func TestPartnersReadInFlight(t *testing.T) {
+	was := recentTTL
+	recentTTL = time.Hour
+	t.Cleanup(func() { recentTTL = was })
+	st := openStore(t)
+	st.folder.close()
+	other, err := Open(st.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.folder.close()
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	for _, c := range []struct {
+		name   string
+		writer *Store
+		ctx    func() context.Context // of the read after the write
+	}{
+		{"this store's own write", st, func() context.Context { return ctx }},
+		{"another store's write", other, func() context.Context { return storage.WithReadAfter(ctx, time.Now()) }},
+	} {
+		p, sub := tenant.NewID(), tenant.NewID()
+		q := storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Hour, From: at, To: at.Add(time.Hour)}
+		answered, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		st.partnersHook = func(s string) {
+			if s == sub {
+				once.Do(func() { close(answered); <-release })
+			}
+		}
+		done := make(chan error, 1)
+		go func() { _, err := st.Counts(ctx, q); done <- err }() // finds no partner, then holds
+		<-answered
+		evs := make([]event.Event, 10)
+		for i := range evs {
+			evs[i] = event.Event{ID: fmt.Sprint(c.name, i), PartnerID: p, SubSystemID: sub, EventType: "view", Timestamp: at.Add(time.Duration(i) * time.Minute)}
+		}
+		if _, err := c.writer.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		readCtx := c.ctx()
+		close(release) // the read from before the write is kept now
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		st.partnersHook = nil
+		slots, err := st.Counts(readCtx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, sl := range slots {
+			n += sl.Total
+		}
+		if n != 10 {
+			t.Fatalf("after %s: %d of 10 events counted", c.name, n)
+		}
 	}
 }

@@ -229,11 +229,15 @@ func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]st
 	}
 	if v, ok := st.partnersRead.Load(key); ok {
 		r := v.(*partnersRead)
-		if time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx)) {
+		usable := time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx))
+		if w, ok := st.partnersWrote.Load(key); ok && r.at.Before(w.(time.Time)) {
+			usable = false // begun before this store noted a partner: it may lack it
+		}
+		if usable {
 			return r.partners, nil
 		}
 	}
-	at := time.Now()
+	at := time.Now() // before the query: a read is as new as its start
 	iter := st.s.Query("SELECT partner_id FROM sub_system_partners WHERE sub_system_id = ?", key).WithContext(ctx).Iter()
 	var out []string
 	var p string
@@ -243,6 +247,9 @@ func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]st
 	if err := iter.Close(); err != nil {
 		return nil, err
 	}
+	if st.partnersHook != nil {
+		st.partnersHook(key)
+	}
 	st.partnersRead.Store(key, &partnersRead{at: at, partners: out})
 	return out, nil
 }
@@ -250,6 +257,9 @@ func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]st
 // partnersRead is a read of a sub-system's partners, which serves the reads
 // of the next recentTTL as a partner's manifests do (recentManifests): a
 // partner report reads each of its sub-systems' counts, and each needs them.
+// It serves no read asking for writes after it began (storage.ReadAfter),
+// nor any read once this store has noted a partner of the sub-system after
+// it began (partnersWrote), however late it finished.
 type partnersRead struct {
 	at       time.Time
 	partners []string
@@ -275,7 +285,7 @@ func (st *Store) notePartners(ctx context.Context, events []event.Event) error {
 				return err
 			}
 			st.subPartners.Store(k, true)
-			st.partnersRead.Delete(k[0]) // a read of this store sees its own writes
+			st.partnersWrote.Store(k[0], time.Now()) // a read of this store sees its own writes
 			return nil
 		})
 	}

@@ -1,4 +1,4 @@
-package reporter_test
+package reporter
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/volcanion/tracking/reporter"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage"
@@ -31,6 +30,14 @@ func (s *readAfterSeen) note(ctx context.Context) {
 	s.mu.Unlock()
 }
 
+func (s *readAfterSeen) take() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := s.seen
+	s.seen = nil
+	return seen
+}
+
 func (s *readAfterSeen) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
 	s.note(ctx)
 	return s.Store.Counts(ctx, q)
@@ -47,9 +54,11 @@ func (s *readAfterSeen) ListEvents(ctx context.Context, q storage.EventsQuery) (
 }
 
 // Every read behind an answer that says dataCompleteUntil asks the store
-// for the writes before the bus was read (a Cassandra reader's reads of a
-// moment ago would otherwise serve it, and miss an event stored between
-// them and the bus's reading, which dataCompleteUntil then covers).
+// for the writes before the bus was read, no earlier (a Cassandra reader's
+// reads of a moment ago would otherwise serve it, and miss an event stored
+// between them and the bus's reading, which dataCompleteUntil then
+// covers): in each kind of report and page, the bus's reading fresh or
+// kept.
 func TestReadsAskForTheWritesBeforeProgress(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.NATS(t)
@@ -64,55 +73,82 @@ func TestReadsAskForTheWritesBeforeProgress(t *testing.T) {
 	if err := st.CreateSubSystem(ctx, ss); err != nil {
 		t.Fatal(err)
 	}
-	r := reporter.New(st, zerolog.Nop()).WithProgress(js, time.Second)
-	from, to := time.Now().UTC().Add(-24*time.Hour).Truncate(time.Hour), time.Now().UTC().Truncate(time.Hour)
-	for name, call := range map[string]func() (*time.Time, error){
-		"sub-system": func() (*time.Time, error) {
+	r := New(st, zerolog.Nop()).WithProgress(js, time.Second)
+	frozen := time.Now()
+	r.now = func() time.Time { return frozen } // the bus's first reading serves every answer below
+	from, to := frozen.UTC().Add(-24*time.Hour).Truncate(time.Hour), frozen.UTC().Truncate(time.Hour)
+	answers := []struct {
+		name string
+		call func() (*time.Time, error)
+	}{
+		{"sub-system", func() (*time.Time, error) {
 			a, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: from, To: to})
 			if err != nil {
 				return nil, err
 			}
 			return a.DataCompleteUntil, nil
-		},
-		"partner": func() (*time.Time, error) {
+		}},
+		{"partner", func() (*time.Time, error) {
 			a, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: from, To: to})
 			if err != nil {
 				return nil, err
 			}
 			return a.DataCompleteUntil, nil
-		},
-		"events": func() (*time.Time, error) {
+		}},
+		{"partner, one sub-system", func() (*time.Time, error) {
+			a, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, SubSystemID: ss.ID, From: from, To: to})
+			if err != nil {
+				return nil, err
+			}
+			return a.DataCompleteUntil, nil
+		}},
+		{"partner, one event type", func() (*time.Time, error) {
+			a, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, EventType: "view", From: from, To: to})
+			if err != nil {
+				return nil, err
+			}
+			return a.DataCompleteUntil, nil
+		}},
+		{"events", func() (*time.Time, error) {
 			a, err := r.EventsPage(ctx, report.EventsQuery{PartnerID: p.ID, From: from, To: to, Limit: 10})
 			if err != nil {
 				return nil, err
 			}
 			return a.DataCompleteUntil, nil
-		},
-	} {
-		st.mu.Lock()
-		st.seen = nil
-		st.mu.Unlock()
+		}},
+		{"events of a type and sub-system", func() (*time.Time, error) {
+			a, err := r.EventsPage(ctx, report.EventsQuery{PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", From: from, To: to, Limit: 10})
+			if err != nil {
+				return nil, err
+			}
+			return a.DataCompleteUntil, nil
+		}},
+	}
+	var read time.Time // the instant of the bus's reading, once seen
+	for i, a := range answers {
 		before := time.Now()
-		complete, err := call()
+		complete, err := a.call()
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v", a.name, err)
 		}
 		after := time.Now()
 		if complete == nil {
-			t.Fatalf("%s: no dataCompleteUntil", name)
+			t.Fatalf("%s: no dataCompleteUntil", a.name)
 		}
-		st.mu.Lock()
-		seen := st.seen
-		st.mu.Unlock()
+		seen := st.take()
 		if len(seen) == 0 {
-			t.Fatalf("%s: no read", name)
+			t.Fatalf("%s: no read", a.name)
 		}
 		for _, at := range seen {
-			// The bus's reading serves a second (progressEvery): the reads ask
-			// for the writes before it, however old, never for none.
-			if at.IsZero() || at.After(after) || at.Before(before.Add(-2*time.Second)) {
-				t.Fatalf("%s: a read asked for the writes before %v (the answer came between %v and %v)", name, at, before, after)
+			switch {
+			case i == 0 && (at.Before(before) || at.After(after)):
+				// The first answer read the bus: its reads ask for the
+				// writes before that reading, taken during the call.
+				t.Fatalf("%s: a read asked for the writes before %v; the bus was read between %v and %v", a.name, at, before, after)
+			case i > 0 && !at.Equal(read):
+				t.Fatalf("%s: a read asked for the writes before %v; the bus reading it answers from was at %v", a.name, at, read)
 			}
+			read = at
 		}
 	}
 }
