@@ -109,9 +109,9 @@ func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, rea
 	if err != nil {
 		return err
 	}
-	for i := len(slots) - 1; i >= 0 && len(*out) < q.Limit; i-- {
-		s := slots[i].Start
-		if res != Minute {
+	if res != Minute {
+		for i := len(slots) - 1; i >= 0 && len(*out) < q.Limit; i-- {
+			s := slots[i].Start
 			lo, hi := s, s.Add(res.Duration())
 			if lo.Before(from) {
 				lo = from
@@ -122,26 +122,64 @@ func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, rea
 			if err := listWalk(ctx, ev, cq, q, read, finer[res], lo, hi, out); err != nil {
 				return err
 			}
-			continue
 		}
-		evs, err := read(ctx, q.PartnerID, s, bodyFilter(q))
-		if err != nil {
-			return err
+		return nil
+	}
+	// Minutes, newest first, read a few at once: as many as their counts say
+	// fill the page (a page of one type among 50 spans some 20 minutes, each
+	// a read of every bucket of the partner's minute).
+	for i := len(slots) - 1; i >= 0 && len(*out) < q.Limit; {
+		var batch []time.Time
+		for need := int64(q.Limit - len(*out)); i >= 0 && need > 0 && len(batch) < minutesAtOnce; i-- {
+			batch = append(batch, slots[i].Start)
+			need -= slots[i].Total
 		}
-		sort.Slice(evs, func(i, j int) bool { return comesAfter(&evs[j], EventPos{evs[i].Timestamp, evs[i].ID}) })
-		for k := range evs {
-			e := &evs[k]
-			switch {
-			case e.Timestamp.Before(q.From) || !e.Timestamp.Before(q.To),
-				q.SubSystemID != "" && e.SubSystemID != q.SubSystemID,
-				q.EventType != "" && e.EventType != q.EventType,
-				q.After != nil && !comesAfter(e, *q.After):
-				continue
+		got := readMinutes(ctx, read, q.PartnerID, batch, bodyFilter(q))
+		for k := range batch {
+			evs, err := got(k)
+			if err != nil {
+				return err
 			}
-			if len(*out) < q.Limit {
-				*out = append(*out, *e)
+			sort.Slice(evs, func(i, j int) bool { return comesAfter(&evs[j], EventPos{evs[i].Timestamp, evs[i].ID}) })
+			for k := range evs {
+				e := &evs[k]
+				switch {
+				case e.Timestamp.Before(q.From) || !e.Timestamp.Before(q.To),
+					q.SubSystemID != "" && e.SubSystemID != q.SubSystemID,
+					q.EventType != "" && e.EventType != q.EventType,
+					q.After != nil && !comesAfter(e, *q.After):
+					continue
+				}
+				if len(*out) < q.Limit {
+					*out = append(*out, *e)
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// minutesAtOnce bounds the minutes a listing reads at once.
+const minutesAtOnce = 4
+
+// readMinutes starts reading the minutes and returns their results by index
+// (each waits for its read).
+func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minutes []time.Time, maybe func([]byte) bool) func(int) ([]event.Event, error) {
+	type result struct {
+		evs  []event.Event
+		err  error
+		done chan struct{}
+	}
+	rs := make([]result, len(minutes))
+	for k, m := range minutes {
+		rs[k].done = make(chan struct{})
+		go func() {
+			defer close(rs[k].done)
+			rs[k].evs, rs[k].err = read(ctx, partnerID, m, maybe)
+		}()
+	}
+	return func(k int) ([]event.Event, error) {
+		<-rs[k].done
+		return rs[k].evs, rs[k].err
+	}
 }
