@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"reflect"
@@ -33,18 +34,19 @@ type doc struct {
 type qp struct {
 	name, typ, desc string
 	enum            []string
+	bounds          map[string]any // minimum, maximum, default
 }
 
 var (
-	qFrom        = qp{"from", "string", "start of the range: an RFC 3339 instant, or a date (midnight in tz); default: 30 days before to", nil}
-	qTo          = qp{"to", "string", "end of the range (exclusive): an RFC 3339 instant, or a date (the whole day, in tz); default: now", nil}
-	qStartDate   = qp{"startDate", "string", "the reference's name for from (a date)", nil}
-	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil}
-	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}}
-	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil}
-	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers is then absent", nil}
-	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil}
-	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil}
+	qFrom        = qp{"from", "string", "start of the range: an RFC 3339 instant, or a date (midnight in tz); default: 30 days before to; at most 3,660 days before to", nil, nil}
+	qTo          = qp{"to", "string", "end of the range (exclusive): an RFC 3339 instant, or a date (the whole day, in tz); default: now", nil, nil}
+	qStartDate   = qp{"startDate", "string", "the reference's name for from (a date)", nil, nil}
+	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
+	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}, nil}
+	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
+	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers is then absent", nil, nil}
+	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
+	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
 )
 
 // segmentDocMessage documents a Segment message (segmentMessage reads it).
@@ -177,13 +179,13 @@ var bareDocs = map[string]bool{"GET /v1/projects/{writeKey}/settings": true}
 var queryDocs = map[string][]qp{
 	"GET /api/v1/reports/sub-systems/{id}": {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qEventType},
 	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qSubSystemID, qEventType, qTop},
-	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil},
-		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil},
-		qSubSystemID, {"eventType", "string", "this event type only", nil}, {"limit", "integer", "page size, 1-1000; default 100", nil},
-		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil}},
-	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil}, {"pageSize", "integer", "1-200; default 20", nil}, {"includeDeleted", "boolean", "list deleted partners too", nil}},
-	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil}},
-	"GET /api/v1/partners/{id}/dead-letters": {{"after", "integer", "list dead letters after this sequence", nil}, {"limit", "integer", "1-200", nil}},
+	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil, nil},
+		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil, nil},
+		qSubSystemID, {"eventType", "string", "this event type only", nil, nil}, {"limit", "integer", "page size, 1-1000; default 100", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
+		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil, nil}},
+	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil, map[string]any{"minimum": 1, "default": 1}}, {"pageSize", "integer", "1-200; default 20", nil, map[string]any{"minimum": 1, "maximum": 200, "default": 20}}, {"includeDeleted", "boolean", "list deleted partners too", nil, nil}},
+	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil, nil}},
+	"GET /api/v1/partners/{id}/dead-letters": {{"after", "integer", "list dead letters after this sequence", nil, nil}, {"limit", "integer", "1-200", nil, map[string]any{"minimum": 1, "maximum": 200}}},
 	"GET /api/v1/reports/partners/{id}/tail": {qSubSystemID},
 }
 
@@ -214,6 +216,54 @@ var typeSchemas = map[reflect.Type]map[string]any{
 	reflect.TypeOf(time.Time{}):          {"type": "string", "format": "date-time"},
 	reflect.TypeOf(json.RawMessage{}):    {}, // any JSON value
 	reflect.TypeOf(apierr.Code("")):      {"type": "string", "enum": apierr.Codes()},
+}
+
+// Descriptions of the report answers' fields, by type and JSON name.
+var (
+	rangeDocs = map[string]string{
+		"from":         "start of the range, widened to a whole bucket in tz (with tz's offset)",
+		"to":           "end of the range (exclusive), widened to a whole bucket in tz",
+		"granularity":  "the buckets of timeSeries: minute, hour, day, week (from Monday) or month, on tz's calendar",
+		"tz":           "the IANA zone of the buckets",
+		"eventType":    "the event type counted, when the query named one",
+		"subSystemId":  "the sub-system counted, when the query named one",
+		"totalEvents":  "events in the range (each stored event once: a duplicate id counts once)",
+		"eventsByType": "events in the range by event type",
+		"uniqueUsers":  fmt.Sprintf("distinct users in the range (userId, else anonymousId), estimated by a HyperLogLog sketch: relative standard error %.2f%%, 99.7%% of estimates within %.1f%%; absent when the query names an event type", report.UniqueUsersError*100, 3*report.UniqueUsersError*100),
+		"timeSeries":   "every bucket of the range, oldest first, zero-filled",
+	}
+	fieldDocs = map[reflect.Type]map[string]string{
+		reflect.TypeOf(report.SubSystemReport{}): rangeDocs,
+		reflect.TypeOf(report.PartnerReport{}): merged(rangeDocs, map[string]string{
+			"topEventTypes": "event types by events in the range, most first (ties by name), at most top",
+			"topSubSystems": "sub-systems by events in the range, most first, at most top",
+		}),
+		reflect.TypeOf(report.Point{}): {
+			"timestamp":   "the bucket's start, with tz's offset at that instant",
+			"count":       "events in the bucket",
+			"uniqueUsers": "distinct users in the bucket, estimated as the range's; absent when the query names an event type",
+		},
+		reflect.TypeOf(report.Freshness{}): {
+			"dataCompleteUntil": "every event received before this instant is counted; later ones may still be on their way to storage (absent when the reporter cannot see the bus)",
+			"cachedAt":          "when an answer from the report cache was computed (the Age header says how long ago); absent on an answer computed for this request",
+		},
+		reflect.TypeOf(report.EventsPage{}): {
+			"from":              "start of the listed range",
+			"to":                "end of the listed range (exclusive)",
+			"limit":             "the page size asked for",
+			"subSystemId":       "the sub-system listed, when the query named one",
+			"eventType":         "the event type listed, when the query named one",
+			"events":            "newest first: by timestamp, then id",
+			"nextCursor":        "pass as cursor (with the same partner and filters) for the next page; absent on the last",
+			"dataCompleteUntil": "every event received before this instant is stored; later ones may not be listed yet",
+		},
+	}
+)
+
+func merged(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
 }
 
 // fieldEnums constrain fields by name, where the Go type is a plain string.
@@ -303,6 +353,9 @@ func schemaOf(t reflect.Type, depth int) map[string]any {
 			fs := schemaOf(f.Type, depth+1)
 			if e, ok := fieldEnums[name]; ok && fs["items"] != nil {
 				fs["items"] = map[string]any{"type": "string", "enum": e}
+			}
+			if d, ok := fieldDocs[t][name]; ok {
+				fs["description"] = d
 			}
 			props[name] = fs
 			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
@@ -473,6 +526,7 @@ func (s *Server) openAPI() map[string]any {
 			if q.enum != nil {
 				sc["enum"] = q.enum
 			}
+			maps.Copy(sc, q.bounds)
 			params = append(params, map[string]any{"name": q.name, "in": "query", "description": q.desc, "schema": sc})
 		}
 		if params != nil {

@@ -126,3 +126,54 @@ func TestOptionsOnlyWherePreflightsAre(t *testing.T) {
 		}
 	}
 }
+
+// Every field of a report or a page of events says what it means, and the
+// bounded parameters carry their bounds as schema keywords.
+func TestOpenAPIDescribesReports(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AdminTokens = []string{"0123456789abcdef"}
+	s, err := New(cfg, nil, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := s.openAPI()
+	paths := doc["paths"].(map[string]any)
+	var walk func(where string, sc map[string]any)
+	walk = func(where string, sc map[string]any) {
+		props, _ := sc["properties"].(map[string]any)
+		for name, p := range props {
+			ps := p.(map[string]any)
+			if _, ok := ps["description"]; !ok && name != "partnerId" && name != "partnerName" && !strings.HasPrefix(name, "subSystemC") &&
+				!strings.HasPrefix(name, "subSystemN") && name != "eventCount" && !(name == "subSystemId" && strings.Contains(where, "top")) &&
+				!(name == "eventType" && strings.Contains(where, "top")) {
+				t.Errorf("%s.%s has no description", where, name)
+			}
+			if items, ok := ps["items"].(map[string]any); ok && !strings.Contains(where, "events") {
+				walk(where+"."+name, items)
+			}
+			for _, alt := range []string{"anyOf"} {
+				if list, ok := ps[alt].([]any); ok {
+					for _, a := range list {
+						if m, ok := a.(map[string]any); ok {
+							walk(where+"."+name, m)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, path := range []string{"/api/v1/reports/sub-systems/{id}", "/api/v1/reports/partners/{id}", "/api/v1/reports/partners/{id}/events"} {
+		op := paths[path].(map[string]any)["get"].(map[string]any)
+		ok := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
+		walk(path, ok["properties"].(map[string]any)["data"].(map[string]any))
+		for _, p := range op["parameters"].([]any) {
+			pm := p.(map[string]any)
+			if pm["name"] == "top" || pm["name"] == "limit" {
+				sc := pm["schema"].(map[string]any)
+				if sc["minimum"] == nil || sc["maximum"] == nil || sc["default"] == nil {
+					t.Errorf("%s: %s has no minimum, maximum and default: %v", path, pm["name"], sc)
+				}
+			}
+		}
+	}
+}

@@ -61,6 +61,30 @@ var (
 	eventsParams          = []string{"from", "to", "subSystemId", "eventType", "limit", "cursor"}
 )
 
+// strictQuery parses a request's query like url.ParseQuery, but refuses
+// what that drops without a word (a pair with a bad %-escape, or with a
+// semicolon, which Go no longer takes for a separator), naming the
+// parameter: eventType=click% must not answer every type.
+func strictQuery(r *http.Request) (url.Values, error) {
+	for _, pair := range strings.Split(r.URL.RawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(pair, "=")
+		shown, err := url.QueryUnescape(name)
+		if err != nil {
+			return nil, badParam(name, "is not a well-formed parameter name (a bad %-escape)")
+		}
+		if strings.Contains(pair, ";") {
+			return nil, badParam(shown, "has a semicolon: separate parameters with & and escape a ; in a value as %3B")
+		}
+		if _, err := url.QueryUnescape(value); err != nil {
+			return nil, badParam(shown, "has a bad %-escape in its value: escape a % as %25")
+		}
+	}
+	return url.ParseQuery(r.URL.RawQuery)
+}
+
 // checkParams refuses a parameter the route does not know, one given
 // twice or empty, and two names of one bound: nothing is silently ignored.
 func checkParams(q url.Values, known []string) error {
@@ -168,11 +192,15 @@ func (s *Server) reportRoutes() {
 		if !tenant.ValidID(p.ByName("id")) {
 			return reply{}, apierr.New(apierr.SubSystemNotFound, "sub-system not found: %s is not a sub-system id", quote(p.ByName("id")))
 		}
-		from, to, granularity, loc, err := reportParams(r.URL.Query(), subSystemReportParams, s.now())
+		qv, err := strictQuery(r)
 		if err != nil {
 			return reply{}, err
 		}
-		eventType, err := reportEventType(r.URL.Query())
+		from, to, granularity, loc, err := reportParams(qv, subSystemReportParams, s.now())
+		if err != nil {
+			return reply{}, err
+		}
+		eventType, err := reportEventType(qv)
 		if err != nil {
 			return reply{}, err
 		}
@@ -190,7 +218,10 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		qv := r.URL.Query()
+		qv, err := strictQuery(r)
+		if err != nil {
+			return reply{}, err
+		}
 		from, to, granularity, loc, err := reportParams(qv, partnerReportParams, s.now())
 		if err != nil {
 			return reply{}, err
@@ -271,7 +302,10 @@ func (s *Server) eventsRoute() {
 		if err != nil {
 			return reply{}, err
 		}
-		qv := r.URL.Query()
+		qv, err := strictQuery(r)
+		if err != nil {
+			return reply{}, err
+		}
 		if err := checkParams(qv, eventsParams); err != nil {
 			return reply{}, err
 		}

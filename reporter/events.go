@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/volcanion/tracking/shared/instant"
 	"time"
 
 	"github.com/volcanion/tracking/shared/apierr"
@@ -85,8 +86,11 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 	}
 	if q.From.IsZero() {
 		q.From = q.To.AddDate(0, 0, -defaultEventDays)
+		if q.From.Before(instant.Min) && q.To.After(instant.Min) {
+			q.From = instant.Min // a default, clamped as the reports' is
+		}
 	}
-	if err := checkRange(q.From, q.To, reportapi.MaxPartnerRangeDays*24*time.Hour); err != nil {
+	if err := checkRange(q.From, q.To, reportapi.MaxRangeDays*24*time.Hour); err != nil {
 		return nil, err
 	}
 	release, err := s.turn(ctx)

@@ -343,12 +343,15 @@ func checkRange(from, to time.Time, max time.Duration) error {
 	// The edge bounds both; a query that reaches this service some other
 	// way must not compute a time that cannot be encoded in the answer (a
 	// range in year 9999 widened past it hung the answer until timeout).
-	case from.Before(instant.Min) || to.After(instant.Max):
-		return apierr.New(apierr.InvalidParameter, "from and to must be %s", instant.Range)
+	case from.Before(instant.Min):
+		return param("from", "must be %s", instant.Range)
+	case to.After(instant.Max):
+		return param("to", "must be %s", instant.Range)
 	case !from.Before(to):
-		return apierr.New(apierr.InvalidParameter, "from must be before to")
+		return param("from", "must be before to (%s, or now when to is not given)", to.UTC().Format(time.RFC3339))
 	case to.Sub(from) > max:
-		return apierr.New(apierr.RangeTooLarge, "the range is longer than %d days; ask for a shorter one", int(max.Hours()/24))
+		msg := fmt.Sprintf("starts more than %d days before to; ask for a shorter range", int(max.Hours()/24))
+		return &apierr.Error{Code: apierr.RangeTooLarge, Message: "from " + msg, Fields: []apierr.FieldError{{Field: "from", Message: msg}}}
 	}
 	return nil
 }
@@ -393,8 +396,11 @@ func makePlan(from, to time.Time, granularity, tz string, def calendar.Granulari
 	}
 	p.from = calendar.Floor(from, p.g, p.loc)
 	p.to = calendar.Next(calendar.Floor(to.Add(-time.Nanosecond), p.g, p.loc), p.g, p.loc)
-	if p.from.Before(instant.Min) || p.to.After(instant.Max) {
-		return p, apierr.New(apierr.InvalidParameter, "from and to, widened to whole %ss in %s, must be %s", p.g, p.loc, instant.Range)
+	if p.from.Before(instant.Min) {
+		return p, param("from", "widened to a whole %s in %s must be %s", p.g, p.loc, instant.Range)
+	}
+	if p.to.After(instant.Max) {
+		return p, param("to", "widened to a whole %s in %s must be %s", p.g, p.loc, instant.Range)
 	}
 	return p, nil
 }
@@ -408,6 +414,15 @@ func (p *plan) list() error {
 		return param("granularity", "%s makes more than %d points over this range; ask for a coarser granularity or a shorter range", p.g, report.MaxBuckets)
 	} else if err != nil {
 		return apierr.New(apierr.InvalidParameter, "%v", err)
+	}
+	// Counts are kept by the minute: a bucket must start on one. Every zone
+	// since 1972 is offset by whole minutes; before, some were not
+	// (Africa/Monrovia, -0:44:30), and their buckets would be miscounted.
+	for _, t := range append(b, p.to) {
+		if t.Unix()%60 != 0 {
+			return param("tz", "%s was offset from UTC by minutes and seconds at %s; buckets there cannot be counted exactly: ask in UTC or a later range",
+				p.loc, t.UTC().Format(time.RFC3339))
+		}
 	}
 	p.buckets = b
 	return nil
@@ -443,7 +458,7 @@ func (s *Service) SubSystemReportJSON(ctx context.Context, q report.SubSystemQue
 	if !tenant.ValidID(q.SubSystemID) {
 		return nil, apierr.New(apierr.InvalidParameter, "subSystemId must be a UUID")
 	}
-	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Hour, reportapi.MaxSubSystemRangeHours*time.Hour)
+	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Hour, reportapi.MaxRangeDays*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -570,7 +585,7 @@ func (s *Service) PartnerReportJSON(ctx context.Context, q report.PartnerQuery) 
 	if q.Top < 1 || q.Top > report.MaxTop {
 		return nil, param("top", "must be 1-%d", report.MaxTop)
 	}
-	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Day, reportapi.MaxPartnerRangeDays*24*time.Hour)
+	pl, err := makePlan(q.From, q.To, q.Granularity, q.TZ, calendar.Day, reportapi.MaxRangeDays*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

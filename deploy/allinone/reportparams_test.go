@@ -103,10 +103,31 @@ func TestReportParameters(t *testing.T) {
 		"/reports/partners/" + p + "?top=101":                                 "top",
 		"/reports/partners/" + p + "?subSystemId=nope":                        "subSystemId",
 		"/reports/partners/" + p + "?granularity=hour&from=2025-01-01":        "granularity",
+		// What Go's url.Query drops without a word: never a report without it.
+		"/reports/partners/" + p + "?eventType=click%":                          "eventType",
+		"/reports/sub-systems/" + subs["web"] + "?tz=Asia/Kolkata;":             "tz",
+		"/reports/partners/" + p + "?top=1;x=2":                                 "top",
+		"/reports/partners/" + p + "?top=%zz":                                   "top",
+		"/reports/partners/" + p + "/events?limit=2;":                           "limit",
+		"/reports/partners/" + p + "/events?subSystemId=" + subs["web"] + "%zz": "subSystemId",
+		"/reports/partners/" + p + "?%zz=1":                                     "%zz",
+		// Not IANA names, though the zone files hold them.
+		"/reports/sub-systems/" + subs["web"] + "?tz=right/Europe/Berlin": "tz",
+		"/reports/sub-systems/" + subs["web"] + "?tz=Europe/./Berlin":     "tz",
+		// A bound the answer names, given or not.
+		"/reports/partners/" + p + "?from=2026-03-02&to=2026-03-01":                    "from",
+		"/reports/partners/" + p + "?tz=Africa/Monrovia&from=1971-06-01&to=1971-06-02": "tz",
 	} {
 		r := s.do("GET", path, "admin", nil)
 		if r.Status != 400 || r.code() != "invalid_parameter" || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != field {
 			t.Errorf("%s: %d %s, want 400 naming %s", path, r.Status, r.Raw, field)
 		}
 	}
+	// Longer than any report takes: named too. A sub-system's months take
+	// as long a range as a partner's days (the points are bounded anyway).
+	r = s.do("GET", "/reports/partners/"+p+"?from=1990-01-01&to=2026-01-01", "admin", nil)
+	if r.Status != 400 || r.code() != "range_too_large" || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != "from" {
+		t.Errorf("36 years: %d %s, want 400 range_too_large naming from", r.Status, r.Raw)
+	}
+	s.must(200, "GET", "/reports/sub-systems/"+subs["web"]+"?from=2024-11-01&to=2026-11-01&granularity=month", "admin", nil, nil)
 }

@@ -9,8 +9,6 @@ const (
 	Health    = "health"
 )
 
-// Limits on a report's range, so a series stays a sensible size.
-const (
-	MaxSubSystemRangeHours = 24 * 366 // hourly series
-	MaxPartnerRangeDays    = 366 * 10 // daily series
-)
+// MaxRangeDays bounds the range of a report or a listing: ten years. A
+// series is bounded by its points (report.MaxBuckets) too.
+const MaxRangeDays = 366 * 10

@@ -127,7 +127,8 @@ func TestBucketLimit(t *testing.T) {
 }
 
 func TestParsing(t *testing.T) {
-	for _, bad := range []string{"", "Local", "/etc/localtime", "../../etc/passwd", "Mars/Olympus", "+05:30"} {
+	for _, bad := range []string{"", "Local", "/etc/localtime", "../../etc/passwd", "Mars/Olympus", "+05:30",
+		"right/Europe/Berlin", "Europe/./Berlin", "Europe//Berlin", "Europe/Berlin/"} {
 		if _, err := ParseZone(bad); err == nil {
 			t.Errorf("zone %q accepted", bad)
 		}
