@@ -24,10 +24,11 @@ type Deps struct {
 // Component answers report queries over NATS. The reporter binary and the
 // all-in-one both run it.
 type Component struct {
-	cfg  Config
-	deps func() Deps
-	log  zerolog.Logger
-	m    micro.Service
+	cfg    Config
+	deps   func() Deps
+	log    zerolog.Logger
+	m      micro.Service
+	cancel context.CancelFunc // stops following the registry
 }
 
 // NewComponent makes the reporter component; deps is called at Start.
@@ -42,12 +43,22 @@ func (c *Component) Start(context.Context) (err error) {
 	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin).WithMaxConcurrent(c.cfg.MaxConcurrent)
 	if d.Cache != nil && c.cfg.CacheTTL > 0 {
 		s.WithCache(d.Cache, c.cfg.CacheTTL)
+		if b, ok := d.Cache.(Bumper); ok && d.JS != nil {
+			var ctx context.Context
+			ctx, c.cancel = context.WithCancel(context.Background())
+			if err := followRegistry(ctx, d.JS, b, c.log); err != nil {
+				c.log.Warn().Err(err).Msg("cannot follow registry changes; cached reports may name renamed partners and sub-systems by their old names for up to 10 minutes")
+			}
+		}
 	}
 	c.m, err = s.Start(d.NC)
 	return err
 }
 
 func (c *Component) Stop(context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
 	if c.m == nil {
 		return nil
 	}

@@ -145,3 +145,46 @@ func TestReportCache(t *testing.T) {
 		return r.CachedAt == nil
 	})
 }
+
+// TestRenameRefreshesCachedReports: an answer of a closed range is cached
+// for 10 minutes, and it names the partner and its sub-systems. A rename
+// (the registry's change) makes the next answer name the new names.
+func TestRenameRefreshesCachedReports(t *testing.T) {
+	s := start(t, t.TempDir())
+	p, subs, key := s.tenant("rename", "web")
+	at := time.Now().UTC().Add(-48 * time.Hour)
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "timestamp", at.Format(time.RFC3339), "userId", "u1"), nil)
+	q := url.Values{"from": {at.Add(-24 * time.Hour).Format(time.DateOnly)}, "to": {at.Add(24 * time.Hour).Format(time.DateOnly)}}
+	type named struct {
+		SubSystemName string     `json:"subSystemName"`
+		PartnerName   string     `json:"partnerName"`
+		TotalEvents   int64      `json:"totalEvents"`
+		CachedAt      *time.Time `json:"cachedAt"`
+		TopSubSystems []struct {
+			SubSystemName string `json:"subSystemName"`
+		} `json:"topSubSystems"`
+	}
+	sub := func() named {
+		var r named
+		s.must(200, "GET", "/reports/sub-systems/"+subs["web"]+"?"+q.Encode(), "admin", nil, &r)
+		return r
+	}
+	partner := func() named {
+		var r named
+		s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, &r)
+		return r
+	}
+	poll(t, "the event counted and both answers cached", 30*time.Second, func() bool {
+		a, b := sub(), partner()
+		return a.TotalEvents == 1 && b.TotalEvents == 1 && a.CachedAt != nil && b.CachedAt != nil
+	})
+	if a, b := sub(), partner(); a.SubSystemName != "Sub web" || b.PartnerName != "Partner rename" || len(b.TopSubSystems) != 1 || b.TopSubSystems[0].SubSystemName != "Sub web" {
+		t.Fatalf("before the rename: %+v, %+v", a, b)
+	}
+	s.must(200, "PUT", "/partners/"+p+"/sub-systems/"+subs["web"], "admin", map[string]string{"name": "Website"}, nil)
+	s.must(200, "PUT", "/partners/"+p, "admin", map[string]string{"name": "Renamed partner"}, nil)
+	poll(t, "the cached answers name the new names", 10*time.Second, func() bool {
+		a, b := sub(), partner()
+		return a.SubSystemName == "Website" && b.PartnerName == "Renamed partner" && len(b.TopSubSystems) == 1 && b.TopSubSystems[0].SubSystemName == "Website"
+	})
+}

@@ -243,7 +243,18 @@ func TestNATSConfig(t *testing.T) {
 	// registry operation. (Workers may publish events: replaying a dead
 	// letter does.)
 	vv := &violations{}
-	repnc, _ := connectAs(t, urls, creds("reporter"), vv)
+	repnc, repjs := connectAs(t, urls, creds("reporter"), vv)
+	// It follows registry changes (renames bump its cache), and cannot
+	// write one.
+	follow, err := repjs.OrderedConsumer(ctx, subject.RegistryChangesStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err == nil {
+		_, err = follow.Fetch(1, jetstream.FetchMaxWait(time.Second)) // creates the consumer on the server
+	}
+	if err != nil {
+		t.Fatalf("the reporter cannot follow registry changes: %v", err)
+	}
+	repnc.Publish(subject.RegistryChanges, []byte("{}"))
+	vv.has(t, subject.RegistryChanges)
 	repnc.Publish(subject.Events(p.ID, "x"), []byte("{}"))
 	vv.has(t, subject.EventsPrefix+p.ID)
 	repnc.Publish(subject.Registry(api.KeysCreate), []byte("{}"))

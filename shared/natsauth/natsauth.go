@@ -85,8 +85,10 @@ var rolePerms = map[string]perms{
 	// forward with the registry's auth.key (which answers only a holder of
 	// the key's secret), and nothing else of the registry.
 	// It reads the EVENTS stream's state to say how complete its answers are.
+	// It follows registry changes (a rename) to recompute cached answers.
 	"reporter": {
-		pub:     concat([]string{subject.Registry("auth.key")}, jsAPI("INFO", "STREAM.INFO."+ev)),
+		pub: concat([]string{subject.Registry("auth.key")}, jsAPI("INFO", "STREAM.INFO."+ev,
+			"CONSUMER.CREATE."+rc+".>", "CONSUMER.DELETE."+rc+".>", "CONSUMER.INFO."+rc+".>", "CONSUMER.MSG.NEXT."+rc+".>")),
 		sub:     []string{subject.ReporterPrefix + ".>", "$SRV.>", inbox("reporter")},
 		respond: true,
 	},

@@ -1,0 +1,59 @@
+package reporter
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/subject"
+)
+
+// Bumper gives ids new report cache generations (rcache.Cache, rcache.Local):
+// an answer cached under an older one is computed again.
+type Bumper interface {
+	Bump(ctx context.Context, ids ...string) error
+}
+
+// followRegistry bumps the generation of every partner and sub-system the
+// registry changes until ctx ends: answers name them (partnerName,
+// subSystemName, topSubSystems), and an answer of a closed range is cached
+// for ClosedTTL. It returns once it follows, so no later change is missed.
+// Changes missed while the connection was down lag by at most ClosedTTL.
+func followRegistry(ctx context.Context, js jetstream.JetStream, b Bumper, log zerolog.Logger) error {
+	cons, err := js.OrderedConsumer(ctx, subject.RegistryChangesStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if ctx.Err() != nil {
+			return
+		}
+		var ch api.Change
+		if err := json.Unmarshal(m.Data(), &ch); err != nil {
+			log.Warn().Err(err).Msg("undecodable registry change; cached reports may name old names for up to 10 minutes")
+			return
+		}
+		if ch.Kind != api.KindPartner && ch.Kind != api.KindSubSystem {
+			return // keys and heartbeats name nothing an answer holds
+		}
+		var ids []string
+		for _, id := range []string{ch.PartnerID, ch.SubSystemID} {
+			if id != "" {
+				ids = append(ids, id)
+			}
+		}
+		if err := b.Bump(ctx, ids...); err != nil {
+			log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, cc.Stop)
+	return nil
+}
