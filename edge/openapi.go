@@ -183,7 +183,7 @@ var queryDocs = map[string][]qp{
 		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil, nil},
 		qSubSystemID, {"eventType", "string", "this event type only", nil, nil}, {"limit", "integer", "page size, 1-1000; default 100", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
 		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil, nil}},
-	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil, map[string]any{"minimum": 1, "default": 1}}, {"pageSize", "integer", "1-200; default 20", nil, map[string]any{"minimum": 1, "maximum": 200, "default": 20}}, {"includeDeleted", "boolean", "list deleted partners too", nil, nil}},
+	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil, map[string]any{"minimum": 1, "maximum": 1_000_000, "default": 1}}, {"pageSize", "integer", "1-200; default 50", nil, map[string]any{"minimum": 1, "maximum": 200, "default": 50}}, {"includeDeleted", "boolean", "list deleted partners too", nil, nil}},
 	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil, nil}},
 	"GET /api/v1/partners/{id}/dead-letters": {{"after", "integer", "list dead letters after this sequence", nil, nil}, {"limit", "integer", "1-200", nil, map[string]any{"minimum": 1, "maximum": 200}}},
 	"GET /api/v1/reports/partners/{id}/tail": {qSubSystemID},

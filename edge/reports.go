@@ -66,7 +66,11 @@ var (
 // semicolon, which Go no longer takes for a separator), naming the
 // parameter: eventType=click% must not answer every type.
 func strictQuery(r *http.Request) (url.Values, error) {
-	for _, pair := range strings.Split(r.URL.RawQuery, "&") {
+	pairs := strings.Split(r.URL.RawQuery, "&")
+	if len(pairs) > maxQueryPairs {
+		return nil, badParam("query", fmt.Sprintf("has %d parameters; a route takes at most %d", len(pairs), maxQueryPairs))
+	}
+	for _, pair := range pairs {
 		if pair == "" {
 			continue
 		}
@@ -75,6 +79,9 @@ func strictQuery(r *http.Request) (url.Values, error) {
 		if err != nil {
 			return nil, badParam(name, "is not a well-formed parameter name (a bad %-escape)")
 		}
+		if shown == "" {
+			return nil, badParam("query", "has a value without a parameter name ("+strconv.Quote(pair)+")")
+		}
 		if strings.Contains(pair, ";") {
 			return nil, badParam(shown, "has a semicolon: separate parameters with & and escape a ; in a value as %3B")
 		}
@@ -82,8 +89,16 @@ func strictQuery(r *http.Request) (url.Values, error) {
 			return nil, badParam(shown, "has a bad %-escape in its value: escape a % as %25")
 		}
 	}
-	return url.ParseQuery(r.URL.RawQuery)
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil { // every cause is refused above; say so if one is not
+		return nil, badParam("query", err.Error())
+	}
+	return q, nil
 }
+
+// maxQueryPairs bounds the pairs of a query string (empty ones included):
+// no route takes a tenth of it, and Go's parser refuses past 10,000.
+const maxQueryPairs = 100
 
 // checkParams refuses a parameter the route does not know, one given
 // twice or empty, and two names of one bound: nothing is silently ignored.
@@ -164,6 +179,8 @@ func reportRange(q url.Values, now time.Time, loc *time.Location) (from, to time
 	}
 	if fv != "" {
 		from, err = parseTime(fn, fv, false, loc)
+	} else if !from.Before(to) {
+		err = badParam(tn, "must be after "+instant.Min.Format(time.RFC3339)+", where every range starts")
 	}
 	return
 }

@@ -29,6 +29,7 @@ type Component struct {
 	log    zerolog.Logger
 	m      micro.Service
 	cancel context.CancelFunc // stops following the registry
+	done   chan struct{}      // closed when it has stopped
 }
 
 // NewComponent makes the reporter component; deps is called at Start.
@@ -46,9 +47,11 @@ func (c *Component) Start(context.Context) (err error) {
 		if b, ok := d.Cache.(Bumper); ok && d.JS != nil {
 			var ctx context.Context
 			ctx, c.cancel = context.WithCancel(context.Background())
-			if err := followRegistry(ctx, d.JS, b, c.log); err != nil {
-				c.log.Warn().Err(err).Msg("cannot follow registry changes; cached reports may name renamed partners and sub-systems by their old names for up to 10 minutes")
-			}
+			c.done = make(chan struct{})
+			go func() {
+				defer close(c.done)
+				keepFollowing(ctx, d.JS, b, c.log)
+			}()
 		}
 	}
 	c.m, err = s.Start(d.NC)
@@ -58,6 +61,7 @@ func (c *Component) Start(context.Context) (err error) {
 func (c *Component) Stop(context.Context) error {
 	if c.cancel != nil {
 		c.cancel()
+		<-c.done
 	}
 	if c.m == nil {
 		return nil

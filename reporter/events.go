@@ -85,8 +85,11 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 		q.To = s.now().UTC()
 	}
 	if q.From.IsZero() {
+		if !q.To.After(instant.Min) {
+			return nil, param("to", "must be after %s, where every range starts", instant.Min.Format(time.RFC3339))
+		}
 		q.From = q.To.AddDate(0, 0, -defaultEventDays)
-		if q.From.Before(instant.Min) && q.To.After(instant.Min) {
+		if q.From.Before(instant.Min) {
 			q.From = instant.Min // a default, clamped as the reports' is
 		}
 	}

@@ -3,6 +3,7 @@ package reporter
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -17,6 +18,33 @@ type Bumper interface {
 	Bump(ctx context.Context, ids ...string) error
 }
 
+// followRetry is how long the reporter waits to try following the registry
+// again (the stream not provisioned yet, NATS away); a var for tests.
+var followRetry = 5 * time.Second
+
+// keepFollowing follows the registry's changes (followRegistry) until ctx
+// ends, trying again until it can.
+func keepFollowing(ctx context.Context, js jetstream.JetStream, b Bumper, log zerolog.Logger) {
+	t := time.NewTicker(followRetry)
+	defer t.Stop()
+	for warned := false; ; {
+		err := followRegistry(ctx, js, b, log)
+		if err == nil {
+			<-ctx.Done()
+			return
+		}
+		if !warned {
+			log.Warn().Err(err).Msg("cannot follow registry changes yet; until then cached reports may name renamed partners and sub-systems by their old names for up to 10 minutes")
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // followRegistry bumps the generation of every partner and sub-system the
 // registry changes until ctx ends: answers name them (partnerName,
 // subSystemName, topSubSystems), and an answer of a closed range is cached
@@ -29,6 +57,9 @@ func followRegistry(ctx context.Context, js jetstream.JetStream, b Bumper, log z
 	if err != nil {
 		return err
 	}
+	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn().Err(err).Msg("following registry changes")
+	})
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if ctx.Err() != nil {
 			return
@@ -50,7 +81,7 @@ func followRegistry(ctx context.Context, js jetstream.JetStream, b Bumper, log z
 		if err := b.Bump(ctx, ids...); err != nil {
 			log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")
 		}
-	})
+	}, onErr)
 	if err != nil {
 		return err
 	}

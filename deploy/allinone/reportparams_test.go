@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,6 +122,20 @@ func TestReportParameters(t *testing.T) {
 		r := s.do("GET", path, "admin", nil)
 		if r.Status != 400 || r.code() != "invalid_parameter" || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != field {
 			t.Errorf("%s: %d %s, want 400 naming %s", path, r.Status, r.Raw, field)
+		}
+	}
+	// A query of many pairs, or a value without a name: 400, not a 500 or a
+	// default report.
+	for path, field := range map[string]string{
+		"/reports/partners/" + p + "?" + strings.Repeat("&", 10000) + "top=1": "query",
+		"/reports/partners/" + p + "?=x":                                      "query",
+		// to at the earliest instant, from not given: to is what to change.
+		"/reports/partners/" + p + "/events?to=1970-01-01T00:00:00Z": "to",
+		"/reports/partners/" + p + "?to=1970-01-01T00:00:00Z":        "to",
+	} {
+		r := s.do("GET", path, "admin", nil)
+		if r.Status != 400 || r.code() != "invalid_parameter" || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != field {
+			t.Errorf("%.80s: %d %s, want 400 naming %s", path, r.Status, r.Raw, field)
 		}
 	}
 	// Longer than any report takes: named too. A sub-system's months take

@@ -45,11 +45,13 @@ func ParseGranularity(s string) (Granularity, error) {
 // offsets and the machine's local zone are refused: a report's buckets
 // must mean the same wherever it is computed.
 func ParseZone(name string) (*time.Location, error) {
-	// right/… are the zone files with leap seconds, whose clocks run 27 s
-	// off civil time; a name that is not its own clean path (Europe/./Berlin)
-	// would be echoed back as the zone's name.
-	if name == "" || name == "Local" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") ||
-		strings.HasPrefix(name, "right/") || path.Clean(name) != name {
+	// Files of the zone directory that are not zones: right/… (with leap
+	// seconds, 27 s off civil time), posix/… (copies, cached and echoed
+	// under a second name), localtime (the host's own zone: two reporters
+	// could disagree) and posixrules. A name that is not its own clean path
+	// (Europe/./Berlin) would be echoed back as the zone's name.
+	if name == "" || name == "Local" || name == "localtime" || name == "posixrules" || strings.HasPrefix(name, "/") ||
+		strings.Contains(name, "..") || strings.HasPrefix(name, "right/") || strings.HasPrefix(name, "posix/") || path.Clean(name) != name {
 		return nil, errors.New("must be an IANA time zone name, e.g. Europe/Berlin or UTC")
 	}
 	loc, err := time.LoadLocation(name)

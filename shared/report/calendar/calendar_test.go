@@ -128,7 +128,7 @@ func TestBucketLimit(t *testing.T) {
 
 func TestParsing(t *testing.T) {
 	for _, bad := range []string{"", "Local", "/etc/localtime", "../../etc/passwd", "Mars/Olympus", "+05:30",
-		"right/Europe/Berlin", "Europe/./Berlin", "Europe//Berlin", "Europe/Berlin/"} {
+		"right/Europe/Berlin", "Europe/./Berlin", "Europe//Berlin", "Europe/Berlin/", "localtime", "posixrules", "posix/Europe/Berlin"} {
 		if _, err := ParseZone(bad); err == nil {
 			t.Errorf("zone %q accepted", bad)
 		}
