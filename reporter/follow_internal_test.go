@@ -8,8 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/rcache"
+	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
