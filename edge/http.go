@@ -102,7 +102,12 @@ func (s *Server) handle(method, route string, h handler) {
 	s.router.Handle(method, route, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		// The handler gets the request serve made, whose context holds the
 		// request's span: what it calls over NATS joins the same trace.
-		s.serve(w, r, method, route, func(r *http.Request, rs *reqState) (reply, error) { return h(w, r, p, rs) })
+		s.serve(w, r, method, route, func(r *http.Request, rs *reqState) (reply, error) {
+			if err := checkQuery(r.URL.RawQuery); err != nil {
+				return reply{}, err
+			}
+			return h(w, r, p, rs)
+		})
 	})
 }
 

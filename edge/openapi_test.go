@@ -13,12 +13,7 @@ import (
 
 // Every route is documented, and every documented route exists.
 func TestOpenAPI(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.AdminTokens = []string{"0123456789abcdef"}
-	s, err := New(cfg, nil, nil, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := docServer(t)
 	registered := map[string]bool{}
 	for _, r := range s.Routes() {
 		registered[r] = true
@@ -109,12 +104,7 @@ func TestOpenAPI(t *testing.T) {
 // OPTIONS outside the documented preflights is a 405 with the envelope,
 // as the document says, not the router's silent 200.
 func TestOptionsOnlyWherePreflightsAre(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.AdminTokens = []string{"0123456789abcdef"}
-	s, err := New(cfg, nil, nil, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := docServer(t)
 	for path, want := range map[string]int{"/api/v1/partners": 405, "/openapi/v1.json": 405, "/api/v1/tracking": 204, "/v1/t": 204} {
 		w := httptest.NewRecorder()
 		s.ServeHTTP(w, httptest.NewRequest("OPTIONS", path, nil))
@@ -130,12 +120,7 @@ func TestOptionsOnlyWherePreflightsAre(t *testing.T) {
 // Every field of a report or a page of events says what it means, and the
 // bounded parameters carry their bounds as schema keywords.
 func TestOpenAPIDescribesReports(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.AdminTokens = []string{"0123456789abcdef"}
-	s, err := New(cfg, nil, nil, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := docServer(t)
 	doc := s.openAPI()
 	paths := doc["paths"].(map[string]any)
 	var walk func(where string, sc map[string]any)
@@ -176,4 +161,16 @@ func TestOpenAPIDescribesReports(t *testing.T) {
 			}
 		}
 	}
+}
+
+// docServer is an edge with no bus, enough to list routes and serve the document.
+func docServer(t *testing.T) *Server {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.AdminTokens = []string{"0123456789abcdef"}
+	s, err := New(cfg, nil, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -136,10 +136,7 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 			return reply{}, err
 		}
 	}
-	qv, err := strictQuery(r)
-	if err != nil {
-		return reply{}, err
-	}
+	qv := r.URL.Query()
 	for k := range qv {
 		if k != "subSystemId" {
 			return reply{}, badParam(k, "is not a parameter of the live tail (subSystemId is)")

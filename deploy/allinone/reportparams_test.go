@@ -129,6 +129,9 @@ func TestReportParameters(t *testing.T) {
 	for path, field := range map[string]string{
 		"/reports/partners/" + p + "?" + strings.Repeat("&", 10000) + "top=1": "query",
 		"/reports/partners/" + p + "?=x":                                      "query",
+		// Every route's query is checked, not only the reports'.
+		"/partners/" + p + "/dead-letters?limit=2;": "limit",
+		"/partners?pageSize=%zz":                    "pageSize",
 		// to at the earliest instant, from not given: to is what to change.
 		"/reports/partners/" + p + "/events?to=1970-01-01T00:00:00Z": "to",
 		"/reports/partners/" + p + "?to=1970-01-01T00:00:00Z":        "to",
