@@ -160,12 +160,47 @@ func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, s
 	return parallel(ctx, 8, fns)
 }
 
+// slots is how many slots the tiling reads.
+func (tl *tiling) slots() int {
+	n := 0
+	for i, ss := range tl {
+		for _, s := range ss {
+			n += int(s.to.Sub(s.from) / resolutions[i].Duration())
+		}
+	}
+	return n
+}
+
+// oneSlotEach tells whether every bucket of the plan is one stored slot
+// (hours in UTC or Europe/Berlin, minutes, UTC days): then a point's users
+// are that slot's estimate, and the series needs no sketch.
+func (p plan) oneSlotEach(tl *tiling) bool {
+	res := -1
+	for i, ss := range tl {
+		if len(ss) == 0 {
+			continue
+		}
+		if res >= 0 {
+			return false
+		}
+		res = i
+	}
+	return res >= 0 && tl.slots() == len(p.buckets)
+}
+
 // uniqueUsers fills each point's uniqueUsers and returns the range's.
-// Dense slot sketches (busy hours) are merged into their point as they
+// Where each point is one stored slot and the range is tiled by far fewer
+// (720 hours, 30 days), the points are the slots' estimates and the range
+// is the union of its coarse slots: a store that keeps estimates then reads
+// 30 sketches, not 720. Else dense slot sketches (busy hours) are merged into their point as they
 // come; sparse ones (half hours, quiet hours) are kept and counted at the
 // end through one hll.Union, which costs their entries however many a
 // point has (a Kathmandu hour is two quarters and a half hour).
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+	series := p.seriesTiling()
+	if whole := p.wholeTiling(); p.oneSlotEach(series) && whole.slots()*4 <= len(points) {
+		return s.estimatedUsers(ctx, p, series, whole, points, scope, key)
+	}
 	dense := make([]hll.Sketch, len(points))
 	// The sparse ones, copied (b is the store's until fn returns) into one
 	// buffer reused across reports: a report reads thousands. A point
@@ -188,7 +223,7 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 			}
 		}
 	}()
-	err := s.readUsers(ctx, p.reads, p.seriesTiling(), scope, key, func(start time.Time, b []byte) error {
+	err := s.readUsers(ctx, p.reads, series, scope, key, func(start time.Time, b []byte) error {
 		i := p.index(start)
 		if i < 0 || len(b) == 0 {
 			return nil
@@ -239,6 +274,42 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 			n = int64(u.Flush(all))
 		}
 		points[i].users = &n
+	}
+	return int64(all.Estimate()), nil
+}
+
+// estimatedUsers is uniqueUsers from each point's one slot's estimate,
+// and the union of the whole range's tiling.
+func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *tiling, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+	for i := range points {
+		points[i].users = new(int64)
+	}
+	all := hll.Dense()
+	err := parallel(ctx, 2, []func(context.Context) error{
+		func(ctx context.Context) error {
+			for i, r := range resolutions {
+				from, to, only, ok := series.read(i)
+				if !ok {
+					continue
+				}
+				q := storage.UsersQuery{Scope: scope, Key: key, Res: r, From: from, To: to, Only: only}
+				return p.reads.UserEstimates(ctx, q, func(start time.Time, n uint64) error {
+					if k := p.index(start); k >= 0 && series.has(i, start) {
+						*points[k].users = int64(n)
+					}
+					return nil
+				})
+			}
+			return nil
+		},
+		func(ctx context.Context) error {
+			return s.readUsers(ctx, p.reads, whole, scope, key, func(_ time.Time, b []byte) error {
+				return all.MergeBinary(b) // readUsers serialises its calls
+			})
+		},
+	})
+	if err != nil {
+		return 0, err
 	}
 	return int64(all.Estimate()), nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
@@ -328,6 +329,12 @@ type Events interface {
 	// in time order; the sketch is only valid during the call. A sketch
 	// holds every user of the slot's stored events.
 	Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error
+	// UserEstimates calls fn with the estimated users of each non-empty
+	// slot of a key, in time order: the Estimate of the sketch Users would
+	// pass for it. A backend that keeps each slot's estimate beside its
+	// sketch reads no sketch for it (a series of 720 hours reads 720
+	// numbers, not 1.4 MB of sketches).
+	UserEstimates(ctx context.Context, q UsersQuery, fn func(start time.Time, users uint64) error) error
 	// ListEvents lists a partner's stored events, newest first (see
 	// EventsQuery), each once.
 	ListEvents(ctx context.Context, q EventsQuery) ([]event.Event, error)
@@ -337,6 +344,23 @@ type Events interface {
 type Reads interface {
 	Counts(ctx context.Context, q CountsQuery) ([]Slot, error)
 	Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error
+	UserEstimates(ctx context.Context, q UsersQuery, fn func(start time.Time, users uint64) error) error
+}
+
+// EstimateUsers is UserEstimates from the sketches Users passes: a
+// backend that keeps no estimates answers with it.
+func EstimateUsers(ctx context.Context, users func(context.Context, UsersQuery, func(time.Time, []byte) error) error, q UsersQuery, fn func(start time.Time, users uint64) error) error {
+	u := new(hll.Union) // counts a sparse sketch by its entries, a dense one by its registers
+	return users(ctx, q, func(t time.Time, b []byte) error {
+		if err := u.MergeBinary(b); err != nil {
+			u.Flush(nil)
+			return fmt.Errorf("user sketch of %v: %w", t, err)
+		}
+		if n := u.Flush(nil); n > 0 {
+			return fn(t, n)
+		}
+		return nil
+	})
 }
 
 // WithReadAfter asks the reads made with ctx to see every write committed

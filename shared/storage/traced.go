@@ -139,6 +139,10 @@ func (t traced) Users(ctx context.Context, q UsersQuery, fn func(start time.Time
 	return tracedReads{t.s}.Users(ctx, q, fn)
 }
 
+func (t traced) UserEstimates(ctx context.Context, q UsersQuery, fn func(start time.Time, users uint64) error) error {
+	return tracedReads{t.s}.UserEstimates(ctx, q, fn)
+}
+
 // ReadView is the store's view, traced; the store itself, read live, when
 // it has none.
 func (t traced) ReadView() (Reads, func()) {
@@ -161,6 +165,12 @@ func (t tracedReads) Users(ctx context.Context, q UsersQuery, fn func(start time
 	ctx, sp := span(ctx, "Users")
 	defer func() { end(sp, err) }()
 	return t.r.Users(ctx, q, fn)
+}
+
+func (t tracedReads) UserEstimates(ctx context.Context, q UsersQuery, fn func(start time.Time, users uint64) error) (err error) {
+	ctx, sp := span(ctx, "UserEstimates")
+	defer func() { end(sp, err) }()
+	return t.r.UserEstimates(ctx, q, fn)
 }
 
 func (t traced) ListEvents(ctx context.Context, q EventsQuery) (_ []event.Event, err error) {

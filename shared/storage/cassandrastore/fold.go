@@ -476,7 +476,7 @@ func (st *Store) readPending(ctx context.Context, p part, pending []time.Time, m
 	first, last := pending[0], pending[len(pending)-1]
 	if mode == forFold && len(pending)*2 < int(last.Sub(first)/p.res.Duration())+1 {
 		for len(pending) > 0 {
-			n := min(len(pending), inList(p.kind))
+			n := min(len(pending), inList(p.kind, mode))
 			if err := st.readTotals(ctx, p, time.Time{}, time.Time{}, pending[:n:n], true, mode, rows); err != nil {
 				return err
 			}
@@ -634,8 +634,10 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	u = rowUpdate{slot: slot, size: 100 + len(tb)}
 	if p.kind == kindUsers {
 		b := sk.Append(nil)
-		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
-		u.args = []any{ttl, b, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		// n, the sketch's estimate, in the same write: WRITETIME(n) =
+		// WRITETIME(sketch) vouches for it (UserEstimates).
+		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
+		u.args = []any{ttl, b, int64(sk.Estimate()), tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
 		u.size += len(b)
 	} else {
 		u.stmt = "UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"

@@ -177,7 +177,7 @@ func TestReencodeUsers(t *testing.T) {
 	setOld()
 	stale := read()
 	write(batch(5000, 1000))
-	if ok, err := st.reencodeRow(ctx, pt, at, stale.sketch, stale.through, stale.ttl); err != nil || ok {
+	if ok, err := st.reencodeRow(ctx, pt, at, stale.sketch, stale.through, stale.ttl, false); err != nil || ok {
 		t.Fatalf("a rewrite of a row a fold changed since: applied %v (%v)", ok, err)
 	}
 	if u := users(); u < before+950 {

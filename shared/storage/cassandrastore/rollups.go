@@ -200,6 +200,12 @@ type total struct {
 	sketch  []byte
 	through []byte // encodeCounts: claim partition -> manifest time
 	ttl     int
+	// A users row's n is the Estimate of its sketch, written with it by a
+	// fold (forEstimates reads it): est says it is, that is n and sketch
+	// were written at the same instant. A writer that knows nothing of n
+	// (a worker of an earlier version, mid-upgrade) leaves it older than
+	// the sketch, and the sketch is read instead.
+	est bool
 }
 
 // throughKey is a manifest's claim partition in a row's through: its bucket
@@ -439,6 +445,7 @@ const (
 	forReportThrough
 	forFold
 	forFoldSerial
+	forEstimates // users rows' n (the sketch's estimate), without the sketch
 )
 
 // usersPage is the sketch rows a page holds (up to 16 KiB each: 1 MiB).
@@ -458,8 +465,12 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	// above the floor adds to it (Counts).
 	through := mode != forReport
 	cols := "slot, n"
-	if p.kind == kindUsers {
+	if p.kind == kindUsers && mode != forEstimates {
 		cols = "slot, sketch"
+	}
+	if mode == forEstimates {
+		through = false
+		cols += ", WRITETIME(n), WRITETIME(sketch)"
 	}
 	if through {
 		cols += ", through"
@@ -476,7 +487,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	// one read: merging a manifest a row already holds changes nothing, and
 	// a manifest is kept 10 minutes after it was applied.
 	page := 5000
-	if p.kind == kindUsers {
+	if p.kind == kindUsers && mode != forEstimates {
 		page = usersPage
 	}
 	var q *gocql.Query
@@ -496,10 +507,14 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		var slot time.Time
 		t := &total{}
 		var ttl *int
+		var n, wn, ws *int64
 		dest := []any{&slot}
-		if p.kind == kindUsers {
+		switch {
+		case mode == forEstimates:
+			dest = append(dest, &n, &wn, &ws)
+		case p.kind == kindUsers:
 			dest = append(dest, &t.sketch)
-		} else {
+		default:
 			dest = append(dest, &t.n)
 		}
 		if through {
@@ -516,6 +531,14 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		}
 		if ttl != nil {
 			t.ttl = *ttl
+		}
+		if mode == forEstimates {
+			if ws == nil {
+				continue // no sketch: no users (Users passes no such slot)
+			}
+			if n != nil && wn != nil && *wn == *ws {
+				t.n, t.est = *n, true
+			}
 		}
 		out[slot.UTC()] = t
 	}
@@ -629,7 +652,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 			}
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, q.Only, withGroups, exact)
+	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, q.Only, withGroups, false, exact)
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 	}
@@ -695,8 +718,8 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 
 // inList is the most slots a statement names (slot IN ...): a sketch read
 // of a page's worth; a counts read a day of half hours and more.
-func inList(kind int8) int {
-	if kind == kindUsers {
+func inList(kind int8, mode readMode) int {
+	if kind == kindUsers && mode != forEstimates {
 		return usersPage
 	}
 	return 256
@@ -710,8 +733,11 @@ func inList(kind int8) int {
 //
 // The rows come without through, but for the slots in exact, which are read
 // again whole after the range: a row's count and through from one read.
-func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
+func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups, estimates bool, exact map[time.Time]bool) (map[time.Time]*total, error) {
 	mode := forReport
+	if estimates {
+		mode = forEstimates
+	}
 	if len(exact) > maxExact {
 		// Folding lags (a lapsed lease): the range with through costs
 		// less than a read of each slot.
@@ -760,7 +786,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			}
 			if len(sel)*2 < int(hi.Sub(lo)/res.Duration()) {
 				for len(sel) > 0 {
-					n := min(len(sel), inList(kind))
+					n := min(len(sel), inList(kind, mode))
 					read(p, time.Time{}, time.Time{}, sel[:n:n])
 					sel = sel[n:]
 				}
@@ -768,7 +794,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			}
 		}
 		step := hi.Sub(lo)
-		if kind == kindUsers {
+		if kind == kindUsers && mode != forEstimates {
 			step = usersPage * res.Duration()
 		}
 		for c := lo; c.Before(hi); c = c.Add(step) {
@@ -815,6 +841,104 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	return rows, nil
 }
 
+// usersFloors are the partners whose manifests may add to q's key, and the
+// floor of applied manifests of each, read before the rows (I5).
+func (st *Store) usersFloors(ctx context.Context, q storage.UsersQuery) ([]string, [][ClaimBuckets]int64, error) {
+	partners, err := st.partnersOf(ctx, kindUsers, int8(q.Scope), q.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cassandrastore: users: %w", err)
+	}
+	floors := make([][ClaimBuckets]int64, len(partners))
+	for i, p := range partners {
+		if floors[i], err = st.appliedFloor(ctx, p); err != nil {
+			return nil, nil, fmt.Errorf("cassandrastore: users: %w", err)
+		}
+	}
+	return partners, floors, nil
+}
+
+// UserEstimates reads each slot's estimate (n) instead of its sketch: a
+// row's n is its sketch's Estimate where WRITETIME says they were written
+// together. A slot a manifest above the floor adds to, or whose row's n is
+// not vouched for, is estimated from its sketch and manifests (Users); the
+// rest hold every manifest at or below the floor (I5), so their n is
+// exact. Reads summed from finer slots (derived) estimate the sums.
+func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn func(time.Time, uint64) error) error {
+	if _, _, ok := st.derived(q.Res, q.From, q.To); ok {
+		return storage.EstimateUsers(ctx, st.Users, q, fn)
+	}
+	from := q.Res.Slot(q.From)
+	partners, floors, err := st.usersFloors(ctx, q)
+	if err != nil {
+		return err
+	}
+	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, q.Only, false, true, nil)
+	if err != nil {
+		return fmt.Errorf("cassandrastore: users: %w", err)
+	}
+	redo := map[time.Time]bool{}
+	for t, r := range rows {
+		if !r.est {
+			redo[t] = true
+		}
+	}
+	for pi, partner := range partners {
+		ms, err := st.recentManifests(ctx, partner, floors[pi])
+		if err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
+		}
+		for i := range ms {
+			for k := range ms[i].users {
+				c, err := parseUcell(k)
+				if err != nil {
+					return err
+				}
+				if c.Scope != q.Scope || c.Key != q.Key {
+					continue
+				}
+				expandUsers(c, func(a addr) {
+					if a.res == q.Res && !a.slot.Before(from) && a.slot.Before(q.To) && (q.Only == nil || q.Only.Has(q.Res, a.slot)) {
+						redo[a.slot] = true
+					}
+				})
+			}
+		}
+	}
+	est := make(map[time.Time]uint64, len(rows)+len(redo))
+	for t, r := range rows {
+		if !redo[t] && r.n > 0 {
+			est[t] = uint64(r.n)
+		}
+	}
+	if len(redo) > 0 {
+		only := make(storage.Spans, 0, len(redo))
+		for t := range redo {
+			only = append(only, storage.Span{From: t, To: t.Add(q.Res.Duration())})
+		}
+		sort.Slice(only, func(i, j int) bool { return only[i].From.Before(only[j].From) })
+		sq := q
+		sq.From, sq.To, sq.Only = only[0].From, only[len(only)-1].To, only
+		err := storage.EstimateUsers(ctx, st.Users, sq, func(t time.Time, n uint64) error {
+			est[t] = n
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
+		}
+	}
+	starts := make([]time.Time, 0, len(est))
+	for t := range est {
+		starts = append(starts, t)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	for _, t := range starts {
+		if err := fn(t.UTC(), est[t]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Users merges each slot's sketch and the users of manifests its row does
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
@@ -822,17 +946,11 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 		return st.derivedUsers(ctx, q, fine, cut, fn)
 	}
 	from := q.Res.Slot(q.From)
-	partners, err := st.partnersOf(ctx, kindUsers, int8(q.Scope), q.Key)
+	partners, floors, err := st.usersFloors(ctx, q)
 	if err != nil {
-		return fmt.Errorf("cassandrastore: users: %w", err)
+		return err
 	}
-	floors := make([][ClaimBuckets]int64, len(partners))
-	for i, p := range partners {
-		if floors[i], err = st.appliedFloor(ctx, p); err != nil {
-			return fmt.Errorf("cassandrastore: users: %w", err)
-		}
-	}
-	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, q.Only, false, nil)
+	rows, err := st.rangeTotals(ctx, kindUsers, int8(q.Scope), q.Key, q.Res, from, q.To, q.Only, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("cassandrastore: users: %w", err)
 	}
