@@ -56,12 +56,13 @@ type progress struct {
 	Loaded                           int       // events written so far, in generation order
 	Done                             bool
 	LoadSeconds                      float64
-	// SketchForm 2: every sketch row is in this release's form (nibbles);
-	// a data set loaded before is re-encoded once (Cassandra).
+	// SketchForm 3: every sketch row is in this release's form (nibbles,
+	// with its estimate beside it); a data set loaded before is rewritten
+	// once (Cassandra).
 	SketchForm int
 }
 
-const sketchForm = 2
+const sketchForm = 3
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 
@@ -307,7 +308,8 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 }
 
 // reencode rewrites the data set's sketches that an older release stored
-// a byte a register, so the reports read what this release stores.
+// a byte a register or without their estimates, so the reports read what
+// this release stores.
 func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
 	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
 	began, n := time.Now(), 0
@@ -321,17 +323,40 @@ func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p prog
 			key   string
 		}{storage.SubSystemUsers, subID(i)})
 	}
-	for _, k := range keys {
-		// Minutes hold a few hundred users at most: sparse in both releases.
-		for _, res := range storage.Resolutions[1:] {
-			m, err := cass.ReencodeUsers(ctx, k.scope, k.key, res, from, to)
-			if err != nil {
-				return err
+	// A row at a time, a conditional write each: four keys at once.
+	var mu sync.Mutex
+	var first error
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				k := keys[i]
+				// Not minutes: no report of the benchmark reads them (a
+				// minute series without estimates reads the sketches).
+				for _, res := range storage.Resolutions[1:] {
+					m, err := cass.ReencodeUsers(ctx, k.scope, k.key, res, from, to)
+					mu.Lock()
+					n += m
+					if err != nil && first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
 			}
-			n += m
-		}
+		}()
 	}
-	fmt.Printf("re-encoded %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	fmt.Printf("rewrote %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
 	return nil
 }
 
