@@ -20,8 +20,9 @@ import (
 // Pebble's ReadView, so the reports read through it).
 type readAfterSeen struct {
 	storage.Store
-	mu   sync.Mutex
-	seen []time.Time
+	mu        sync.Mutex
+	seen      []time.Time
+	estimates int // reads of UserEstimates
 }
 
 func (s *readAfterSeen) note(ctx context.Context) {
@@ -46,6 +47,14 @@ func (s *readAfterSeen) Counts(ctx context.Context, q storage.CountsQuery) ([]st
 func (s *readAfterSeen) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
 	s.note(ctx)
 	return s.Store.Users(ctx, q, fn)
+}
+
+func (s *readAfterSeen) UserEstimates(ctx context.Context, q storage.UsersQuery, fn func(time.Time, uint64) error) error {
+	s.note(ctx)
+	s.mu.Lock()
+	s.estimates++
+	s.mu.Unlock()
+	return s.Store.UserEstimates(ctx, q, fn)
 }
 
 func (s *readAfterSeen) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
@@ -77,10 +86,23 @@ func TestReadsAskForTheWritesBeforeProgress(t *testing.T) {
 	frozen := time.Now()
 	r.now = func() time.Time { return frozen } // the bus's first reading serves every answer below
 	from, to := frozen.UTC().Add(-24*time.Hour).Truncate(time.Hour), frozen.UTC().Truncate(time.Hour)
+	// A UTC day by hour: each point one stored hour, the range one day, so
+	// its points' users are the hours' estimates (UserEstimates).
+	day := frozen.UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 	answers := []struct {
 		name string
 		call func() (*time.Time, error)
 	}{
+		{"sub-system, a UTC day by hour", func() (*time.Time, error) {
+			a, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: day, To: day.Add(24 * time.Hour)})
+			if err != nil {
+				return nil, err
+			}
+			if st.estimates == 0 {
+				t.Fatal("a UTC day by hour read no estimates")
+			}
+			return a.DataCompleteUntil, nil
+		}},
 		{"sub-system", func() (*time.Time, error) {
 			a, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: from, To: to})
 			if err != nil {

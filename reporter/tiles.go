@@ -279,7 +279,9 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 }
 
 // estimatedUsers is uniqueUsers from each point's one slot's estimate,
-// and the union of the whole range's tiling.
+// and the union of the whole range's tiling: two reads, so on a store
+// without a read view (Cassandra) a batch stored between them may be in
+// one and not the other, as the series and the total already may.
 func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *tiling, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	for i := range points {
 		points[i].users = new(int64)
