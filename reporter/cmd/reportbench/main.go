@@ -56,13 +56,13 @@ type progress struct {
 	Loaded                           int       // events written so far, in generation order
 	Done                             bool
 	LoadSeconds                      float64
-	// SketchForm 3: every sketch row is in this release's form (nibbles,
-	// with its estimate beside it); a data set loaded before is rewritten
-	// once (Cassandra).
+	// SketchForm 4: every sketch row is in this release's form (nibbles,
+	// with its estimate beside it, through marked); a data set loaded
+	// before is rewritten once (Cassandra).
 	SketchForm int
 }
 
-const sketchForm = 3
+const sketchForm = 4
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 

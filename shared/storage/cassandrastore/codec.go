@@ -1,6 +1,7 @@
 package cassandrastore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"slices"
@@ -34,6 +35,24 @@ func encodeCounts(m map[string]int64) []byte {
 
 var errBadCounts = errors.New("cassandrastore: bad counts blob")
 
+// usersMark starts the through of every users row this release writes,
+// which also writes the row's n, its sketch's estimate (UserEstimates reads
+// n alone: checking it against the sketch's write time costs as much as
+// reading the sketch). To a release before, the mark is a key 2^28 bytes
+// long, so its fold refuses the row (bad counts blob) instead of rewriting
+// the sketch and leaving n stale; reports never read a users row's
+// through. This release reads blobs with and without it.
+var usersMark = []byte{0xff, 0xff, 0xff, 0x7f}
+
+// encodeThrough is a row's through: its users rows' marked.
+func encodeThrough(kind int8, m map[string]int64) []byte {
+	b := encodeCounts(m)
+	if kind == kindUsers && b != nil {
+		b = append(append(make([]byte, 0, len(usersMark)+len(b)), usersMark...), b...)
+	}
+	return b
+}
+
 // decodeCounts calls fn with each name and count of b.
 func decodeCounts(b []byte, fn func(k string, v int64)) error {
 	return decodeCountBytes(b, func(k []byte, v int64) { fn(string(k), v) })
@@ -43,6 +62,7 @@ func decodeCounts(b []byte, fn func(k string, v int64)) error {
 // reader that wants one name allocates nothing for the others (a one-type
 // report reads hundreds of rows of 50 names).
 func decodeCountBytes(b []byte, fn func(k []byte, v int64)) error {
+	b = bytes.TrimPrefix(b, usersMark)
 	for len(b) > 0 {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {

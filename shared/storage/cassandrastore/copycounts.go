@@ -210,7 +210,7 @@ func mergeCopied(ctx context.Context, s *gocql.Session, keyspace string, p part,
 				return err
 			}
 			q = s.Query("UPDATE "+keyspace+".totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
-				ttl, merged.Append(nil), int64(merged.Estimate()), encodeCounts(tm), p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
+				ttl, merged.Append(nil), int64(merged.Estimate()), encodeThrough(p.kind, tm), p.kind, p.a, p.key, int8(p.res), p.period, slot, old)
 		} else {
 			gm, err := decodeMap(gb)
 			if err != nil {

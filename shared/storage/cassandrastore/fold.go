@@ -630,12 +630,12 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	if row.through != nil {
 		old = row.through
 	}
-	tb := encodeCounts(through)
+	tb := encodeThrough(p.kind, through)
 	u = rowUpdate{slot: slot, size: 100 + len(tb)}
 	if p.kind == kindUsers {
 		b := sk.Append(nil)
-		// n, the sketch's estimate, in the same write: WRITETIME(n) =
-		// WRITETIME(sketch) vouches for it (UserEstimates).
+		// n, the sketch's estimate, in the same write, through marked
+		// (usersMark: no release before can rewrite the row after it).
 		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
 		u.args = []any{ttl, b, int64(sk.Estimate()), tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
 		u.size += len(b)

@@ -28,14 +28,14 @@ func (st *Store) ReencodeUsers(ctx context.Context, scope storage.UserScope, key
 	n := 0
 	for _, period := range periods(res, from, to) {
 		p := part{kindUsers, int8(scope), key, res, period}
-		iter := st.s.Query("SELECT slot, sketch, n, WRITETIME(n), WRITETIME(sketch), through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
+		iter := st.s.Query("SELECT slot, sketch, n, through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
 			p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(usersPage).Iter()
 		var slot time.Time
 		var sketch, through []byte
 		var ttl *int
-		var est, wn, ws *int64
-		for iter.Scan(&slot, &sketch, &est, &wn, &ws, &through, &ttl) {
-			ok, err := st.reencodeRow(ctx, p, slot, sketch, through, ttl, est != nil && wn != nil && ws != nil && *wn == *ws)
+		var est *int64
+		for iter.Scan(&slot, &sketch, &est, &through, &ttl) {
+			ok, err := st.reencodeRow(ctx, p, slot, sketch, through, ttl, est != nil && bytes.HasPrefix(through, usersMark))
 			if err != nil {
 				iter.Close()
 				return n, err
@@ -53,8 +53,8 @@ func (st *Store) ReencodeUsers(ctx context.Context, scope storage.UserScope, key
 
 // reencodeRow rewrites one row's sketch in this release's form, with its
 // estimate, if it is in another or its estimate is not vouched for
-// (estimated: n written with the sketch), and the row's through is still
-// as read.
+// (estimated: n written with the sketch, through marked), and the row's
+// through is still as read.
 func (st *Store) reencodeRow(ctx context.Context, p part, slot time.Time, sketch, through []byte, ttl *int, estimated bool) (bool, error) {
 	if len(sketch) == 0 || through == nil {
 		return false, nil
@@ -72,10 +72,18 @@ func (st *Store) reencodeRow(ctx context.Context, p part, slot time.Time, sketch
 		keep = *ttl
 	}
 	applied, err := st.s.Query("UPDATE totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
-		keep, b, int64(sk.Estimate()), through, p.kind, p.a, p.key, int8(p.res), p.period, slot, through).WithContext(ctx).
+		keep, b, int64(sk.Estimate()), markedThrough(through), p.kind, p.a, p.key, int8(p.res), p.period, slot, through).WithContext(ctx).
 		SerialConsistency(gocql.Serial).MapScanCAS(map[string]any{}) // as a fold's: one Paxos round across data centres
 	if err != nil {
 		return false, fmt.Errorf("cassandrastore: re-encode the sketch of %v at %v: %w", p, slot, err)
 	}
 	return applied, nil
+}
+
+// markedThrough is a users row's through as this release writes it.
+func markedThrough(b []byte) []byte {
+	if bytes.HasPrefix(b, usersMark) {
+		return b
+	}
+	return append(append(make([]byte, 0, len(usersMark)+len(b)), usersMark...), b...)
 }

@@ -200,11 +200,10 @@ type total struct {
 	sketch  []byte
 	through []byte // encodeCounts: claim partition -> manifest time
 	ttl     int
-	// A users row's n is the Estimate of its sketch, written with it by a
-	// fold (forEstimates reads it): est says it is, that is n and sketch
-	// were written at the same instant. A writer that knows nothing of n
-	// (a worker of an earlier version, mid-upgrade) leaves it older than
-	// the sketch, and the sketch is read instead.
+	// A users row's n is the Estimate of its sketch, written with it by
+	// this release, whose mark on through keeps any release before from
+	// rewriting the sketch after (usersMark). est: the row has one (rows
+	// folded before this release have none, and are read as sketches).
 	est bool
 }
 
@@ -470,7 +469,6 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	}
 	if mode == forEstimates {
 		through = false
-		cols += ", WRITETIME(n), WRITETIME(sketch)"
 	}
 	if through {
 		cols += ", through"
@@ -507,11 +505,11 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		var slot time.Time
 		t := &total{}
 		var ttl *int
-		var n, wn, ws *int64
+		var n *int64
 		dest := []any{&slot}
 		switch {
 		case mode == forEstimates:
-			dest = append(dest, &n, &wn, &ws)
+			dest = append(dest, &n)
 		case p.kind == kindUsers:
 			dest = append(dest, &t.sketch)
 		default:
@@ -532,13 +530,8 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		if ttl != nil {
 			t.ttl = *ttl
 		}
-		if mode == forEstimates {
-			if ws == nil {
-				continue // no sketch: no users (Users passes no such slot)
-			}
-			if n != nil && wn != nil && *wn == *ws {
-				t.n, t.est = *n, true
-			}
+		if mode == forEstimates && n != nil {
+			t.n, t.est = *n, true
 		}
 		out[slot.UTC()] = t
 	}
@@ -858,9 +851,9 @@ func (st *Store) usersFloors(ctx context.Context, q storage.UsersQuery) ([]strin
 }
 
 // UserEstimates reads each slot's estimate (n) instead of its sketch: a
-// row's n is its sketch's Estimate where WRITETIME says they were written
-// together. A slot a manifest above the floor adds to, or whose row's n is
-// not vouched for, is estimated from its sketch and manifests (Users); the
+// row's n is its sketch's Estimate, written with it (usersMark). A slot a
+// manifest above the floor adds to, or whose row has no n (folded by a
+// release before), is estimated from its sketch and manifests (Users); the
 // rest hold every manifest at or below the floor (I5), so their n is
 // exact. Reads summed from finer slots (derived) estimate the sums.
 func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn func(time.Time, uint64) error) error {
