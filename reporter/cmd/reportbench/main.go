@@ -56,13 +56,14 @@ type progress struct {
 	Loaded                           int       // events written so far, in generation order
 	Done                             bool
 	LoadSeconds                      float64
-	// SketchForm 4: every sketch row is in this release's form (nibbles,
-	// with its estimate beside it, through marked); a data set loaded
-	// before is rewritten once (Cassandra).
+	// SketchForm 5: every sketch row is in this release's form (nibbles,
+	// with its estimate beside it, through marked) and every hour is in
+	// its day's pack; a data set loaded before is rewritten once
+	// (Cassandra).
 	SketchForm int
 }
 
-const sketchForm = 4
+const sketchForm = 5
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 
@@ -106,6 +107,7 @@ func run(o options) error {
 	}
 	var store storage.Store
 	var cass *cassandrastore.Store
+	var cassCfg cassandrastore.Config
 	switch o.backend {
 	case "pebble":
 		s, err := pebblestore.Open(filepath.Join(o.dir, "pebble"))
@@ -131,18 +133,27 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		store, cass = s, s
+		store, cass, cassCfg = s, s, cfg
 		if o.writers == 0 {
 			o.writers = 6
 		}
 	default:
 		return fmt.Errorf("-backend: %q is neither pebble nor cassandra", o.backend)
 	}
-	defer store.Close()
 	p, err := load(ctx, o, store, cass)
 	if err != nil {
+		store.Close()
 		return err
 	}
+	if cass != nil {
+		// Again: the layout (since when hours are packed) is read at Open,
+		// and load may have moved it.
+		store.Close()
+		if store, err = cassandrastore.Open(cassCfg); err != nil {
+			return err
+		}
+	}
+	defer store.Close()
 	return measure(ctx, o, store, p)
 }
 
@@ -357,6 +368,57 @@ func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p prog
 		return first
 	}
 	fmt.Printf("rewrote %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
+	return packHours(ctx, o, cass, from, to)
+}
+
+// packHours packs every hour of the data set, then records that packs
+// hold every hour.
+func packHours(ctx context.Context, o options, cass *cassandrastore.Store, from, to time.Time) error {
+	began, n := time.Now(), 0
+	type key struct {
+		users bool
+		a     int8
+		key   string
+	}
+	keys := []key{{false, int8(storage.PartnerSubSystems), partnerID}, {false, int8(storage.PartnerTypes), partnerID}, {true, int8(storage.PartnerUsers), partnerID}}
+	for i := range o.subs {
+		keys = append(keys, key{false, int8(storage.SubSystemTypes), subID(i)}, key{true, int8(storage.SubSystemUsers), subID(i)})
+	}
+	var mu sync.Mutex
+	var first error
+	work := make(chan key)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				pack := func() (int, error) { return cass.PackCountHours(ctx, storage.Rollup(k.a), k.key, from, to) }
+				if k.users {
+					pack = func() (int, error) { return cass.PackUserHours(ctx, storage.UserScope(k.a), k.key, from, to) }
+				}
+				m, err := pack()
+				mu.Lock()
+				n += m
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := cassandrastore.SetPacksSince(ctx, strings.Split(o.hosts, ","), o.keyspace, time.Unix(0, 0)); err != nil {
+		return err
+	}
+	fmt.Printf("packed %d hours in %.0f s\n", n, time.Since(began).Seconds())
 	return nil
 }
 

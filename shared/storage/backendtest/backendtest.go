@@ -69,6 +69,10 @@ func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
 		if err := cassandrastore.SetResolutionsSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
 			t.Fatal(err)
 		}
+		// Nor were its hours packed (cassandrastore/pack.go): read as rows.
+		if err := cassandrastore.SetPacksSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := cassandrastore.DefaultConfig()
 	cfg.Hosts, cfg.Keyspace = hosts, ks

@@ -14,11 +14,13 @@ import (
 )
 
 // TestUserEstimates: a slot's estimate (UserEstimates) is the Estimate of
-// the sketch Users gives for it, for every slot, resolution, scope and
-// span selection, while the sketches are only in manifests, once folded
-// (Cassandra then reads each row's estimate, not its sketch), and with new
-// events over folded rows (those slots estimated from sketch and manifests
-// again), on both backends and an upgraded keyspace (summed slots).
+// the sketch Users gives for it, and a slot's total (Counts) the events
+// stored in it, for every slot, resolution, scope and span selection,
+// while the counts are only in manifests, once folded (Cassandra then
+// reads each row's estimate, not its sketch, and a day's hours from their
+// pack), and with new events over folded rows (those slots read whole
+// again), on both backends and an upgraded keyspace (summed slots, hours
+// before their packs).
 func TestUserEstimates(t *testing.T) {
 	stores := backendtest.All(t, "estimates")
 	if _, ok := stores["cassandra"]; ok {
@@ -48,6 +50,7 @@ func testUserEstimates(t *testing.T, store storage.Store) {
 	end := start.AddDate(0, 0, 6)
 	rng := rand.New(rand.NewPCG(3, 5))
 	n := 0
+	var stored []event.Event
 	write := func(count, users int) {
 		t.Helper()
 		var evs []event.Event
@@ -62,6 +65,7 @@ func testUserEstimates(t *testing.T, store storage.Store) {
 			n++
 			evs = append(evs, e)
 		}
+		stored = append(stored, evs...)
 		for i := 0; i < len(evs); i += 500 {
 			if _, err := store.WriteEvents(ctx, evs[i:min(i+500, len(evs))]); err != nil {
 				t.Fatal(err)
@@ -108,6 +112,28 @@ func testUserEstimates(t *testing.T, store storage.Store) {
 					}
 					compared += len(want)
 				}
+			}
+			for _, rollup := range []storage.Rollup{storage.SubSystemTypes, storage.PartnerTypes} {
+				key := sub.ID
+				if rollup == storage.PartnerTypes {
+					key = p.ID
+				}
+				raw := map[time.Time]int64{}
+				for _, e := range stored {
+					raw[res.Slot(e.Timestamp)]++
+				}
+				slots, err := store.Counts(ctx, storage.CountsQuery{Rollup: rollup, Key: key, Res: res, From: start, To: end})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[time.Time]int64{}
+				for _, sl := range slots {
+					got[sl.Start] = sl.Total
+				}
+				if fmt.Sprint(got) != fmt.Sprint(raw) {
+					t.Fatalf("%s, %v, rollup %d: counts\n got %v\nwant %v", stage, res, rollup, got, raw)
+				}
+				compared += len(raw)
 			}
 		}
 		t.Logf("%s: %d slot estimates compared", stage, compared)

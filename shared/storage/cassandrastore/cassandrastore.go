@@ -85,6 +85,9 @@ type Store struct {
 	// since: half-hour and six-hour rows hold every event of the slots from
 	// here on, earlier ones are summed (layout.go).
 	since time.Time
+	// packsSince: the hours' packs hold every hour from here on; earlier
+	// hours are read as rows (pack.go).
+	packsSince time.Time
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -114,12 +117,17 @@ func Open(cfg Config) (*Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	since, err := readSince(ctx, s)
+	since, err := readSince(ctx, s, resolutionsName)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	st := &Store{s: s, cfg: cfg, since: since}
+	packsSince, err := readSince(ctx, s, packsName)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince}
 	st.folder = newFolder(st)
 	return st, nil
 }

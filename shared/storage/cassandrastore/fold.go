@@ -531,6 +531,9 @@ func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]co
 				b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
 				for _, u := range c {
 					b.Query(u.stmt, u.args...)
+					if u.packStmt != "" {
+						b.Query(u.packStmt, u.packArgs...) // with its row, or not at all
+					}
 				}
 				applied, iter, err := st.s.MapExecuteBatchCAS(b, map[string]any{})
 				if iter != nil {
@@ -576,6 +579,9 @@ type rowUpdate struct {
 	stmt string
 	args []any
 	size int
+	// The row's entry in its pack (pack.go), when its resolution is packed.
+	packStmt string
+	packArgs []any
 }
 
 // nextRow is a row's update: its values with the contributions it does not
@@ -636,14 +642,19 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		b := sk.Append(nil)
 		// n, the sketch's estimate, in the same write, through marked
 		// (usersMark: no release before can rewrite the row after it).
+		n = int64(sk.Estimate())
 		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
-		u.args = []any{ttl, b, int64(sk.Estimate()), tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		u.args = []any{ttl, b, n, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
 		u.size += len(b)
 	} else {
 		u.stmt = "UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
 		gb := encodeCounts(groups)
 		u.args = []any{ttl, n, gb, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
 		u.size += len(gb)
+	}
+	if packed(p.res) {
+		u.packStmt, u.packArgs = packUpdate(p, slot, n, ttl)
+		u.size += 100
 	}
 	return u, true, nil
 }

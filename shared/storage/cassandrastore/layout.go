@@ -30,6 +30,10 @@ const (
 	layoutVersion           = 12
 	monthlyHalfHoursVersion = 13
 	resolutionsName         = "resolutions-6m"
+	// Hours packed a day to a row (pack.go) came one release later: their
+	// packs hold every hour from since (layout row "packs-hour").
+	packsVersion = 15
+	packsName    = "packs-hour"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -37,8 +41,14 @@ const (
 
 // markResolutionsAt is markResolutions as a step of Migrate.
 func markResolutionsAt(now time.Time) func(context.Context, *gocql.Session, string) error {
+	return markLayoutAt(now, resolutionsName)
+}
+
+// markLayoutAt records since when the layout named is complete, as a step
+// of Migrate (markResolutions).
+func markLayoutAt(now time.Time, name string) func(context.Context, *gocql.Session, string) error {
 	return func(ctx context.Context, s *gocql.Session, keyspace string) error {
-		return markResolutions(ctx, s, keyspace, now)
+		return markLayout(ctx, s, keyspace, now, name)
 	}
 }
 
@@ -49,6 +59,11 @@ func markResolutionsAt(now time.Time) func(context.Context, *gocql.Session, stri
 // publisher may send, counted by an older release). It never moves a
 // recorded time.
 func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now time.Time) error {
+	return markLayout(ctx, s, keyspace, now, resolutionsName)
+}
+
+// markLayout is markResolutions for the layout named.
+func markLayout(ctx context.Context, s *gocql.Session, keyspace string, now time.Time, name string) error {
 	since := time.Unix(0, 0).UTC()
 	var kind int8
 	err := s.Query(fmt.Sprintf("SELECT kind FROM %s.totals LIMIT 1", keyspace)).WithContext(ctx).Scan(&kind)
@@ -65,7 +80,7 @@ func markResolutions(ctx context.Context, s *gocql.Session, keyspace string, now
 	case !errors.Is(err, gocql.ErrNotFound):
 		return fmt.Errorf("cassandrastore: is the keyspace new: %w", err)
 	}
-	_, err = s.Query(fmt.Sprintf("INSERT INTO %s.layout (name, since) VALUES (?, ?) IF NOT EXISTS", keyspace), resolutionsName, since).
+	_, err = s.Query(fmt.Sprintf("INSERT INTO %s.layout (name, since) VALUES (?, ?) IF NOT EXISTS", keyspace), name, since).
 		WithContext(ctx).MapScanCAS(map[string]any{})
 	if err != nil {
 		return fmt.Errorf("cassandrastore: record the resolutions' start: %w", err)
@@ -95,6 +110,17 @@ func lastCountedDay(ctx context.Context, s *gocql.Session, keyspace string) (tim
 // complete in keyspace, as an upgrade from a release without them would:
 // for tests of a keyspace upgraded across them (Migrate records it itself).
 func SetResolutionsSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	return setLayoutSince(ctx, hosts, keyspace, resolutionsName, since)
+}
+
+// SetPacksSince records since when the hours' packs are complete in
+// keyspace: for tests of a keyspace upgraded across them, and for a data
+// set whose packs were all written (PackCountHours, PackUserHours).
+func SetPacksSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	return setLayoutSince(ctx, hosts, keyspace, packsName, since)
+}
+
+func setLayoutSince(ctx context.Context, hosts []string, keyspace, name string, since time.Time) error {
 	cluster := gocql.NewCluster(hosts...)
 	cluster.Keyspace = keyspace
 	s, err := cluster.CreateSession()
@@ -102,15 +128,15 @@ func SetResolutionsSince(ctx context.Context, hosts []string, keyspace string, s
 		return fmt.Errorf("cassandrastore: connect %v: %w", hosts, err)
 	}
 	defer s.Close()
-	return s.Query("UPDATE layout SET since = ? WHERE name = ?", since, resolutionsName).WithContext(ctx).Exec()
+	return s.Query("UPDATE layout SET since = ? WHERE name = ?", since, name).WithContext(ctx).Exec()
 }
 
 // readSince reads the time markResolutions recorded; without one (a
 // keyspace not migrated to this release), the later resolutions are
 // always summed.
-func readSince(ctx context.Context, s *gocql.Session) (time.Time, error) {
+func readSince(ctx context.Context, s *gocql.Session, name string) (time.Time, error) {
 	var since time.Time
-	err := s.Query("SELECT since FROM layout WHERE name = ?", resolutionsName).WithContext(ctx).Scan(&since)
+	err := s.Query("SELECT since FROM layout WHERE name = ?", name).WithContext(ctx).Scan(&since)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), nil
 	}

@@ -123,7 +123,7 @@ func TestMarkResolutions(t *testing.T) {
 	if err := markResolutions(ctx, st.s, ks, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := readSince(ctx, st.s); !got.Equal(time.Unix(0, 0)) {
+	if got, _ := readSince(ctx, st.s, resolutionsName); !got.Equal(time.Unix(0, 0)) {
 		t.Fatalf("a new keyspace: since %v", got)
 	}
 	// A keyspace that held counts before the resolutions were added.
@@ -142,13 +142,13 @@ func TestMarkResolutions(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := now.Add(24 * time.Hour).Truncate(6 * time.Hour).Add(6 * time.Hour) // now + 24 h, up to six hours
-	if got, _ := readSince(ctx, st.s); !got.Equal(want) {
+	if got, _ := readSince(ctx, st.s, resolutionsName); !got.Equal(want) {
 		t.Fatalf("an upgraded keyspace: since %v, want %v", got, want)
 	}
 	if err := markResolutions(ctx, st.s, ks, now.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := readSince(ctx, st.s); !got.Equal(want) {
+	if got, _ := readSince(ctx, st.s, resolutionsName); !got.Equal(want) {
 		t.Fatalf("a second migration moved since to %v", got)
 	}
 	// An event counted far in the future (an internal publisher's clock):
@@ -173,7 +173,7 @@ func TestMarkResolutions(t *testing.T) {
 
 func mustSince(t *testing.T, st *Store) time.Time {
 	t.Helper()
-	got, err := readSince(context.Background(), st.s)
+	got, err := readSince(context.Background(), st.s, resolutionsName)
 	if err != nil {
 		t.Fatal(err)
 	}

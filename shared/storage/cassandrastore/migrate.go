@@ -88,6 +88,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		{copyTotalsVersion, "copy rollups into totals (go)", copyTotals},
 		{layoutVersion, "half hours and six hours from now on (go)", markResolutionsAt(now)},
 		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
+		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
 	} {
 		if applied[step.version] {
 			continue

@@ -736,6 +736,13 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 		// less than a read of each slot.
 		mode, exact = forReportThrough, nil
 	}
+	if (mode == forReport || mode == forEstimates) && (kind == kindCounts || mode == forEstimates) && st.usesPacks(res, from, withGroups) {
+		rows, err := st.packTotals(ctx, kind, a, key, res, from, to, only, mode == forEstimates)
+		if err != nil {
+			return nil, err
+		}
+		return st.exactRows(ctx, kind, a, key, res, from, to, only, withGroups, exact, rows)
+	}
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
@@ -801,7 +808,15 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	if err := fanOut(ctx, 8, fns); err != nil {
 		return nil, err
 	}
-	fns = fns[:0]
+	return st.exactRows(ctx, kind, a, key, res, from, to, only, withGroups, exact, rows)
+}
+
+// exactRows reads again whole, with through, the rows of the slots in
+// exact (within [from, to) and only) into rows, and drops those outside
+// only.
+func (st *Store) exactRows(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, exact map[time.Time]bool, rows map[time.Time]*total) (map[time.Time]*total, error) {
+	var mu sync.Mutex
+	var fns []func(context.Context) error
 	for t := range exact {
 		if t.Before(from) || !t.Before(to) || only != nil && !only.Has(res, t) {
 			continue
