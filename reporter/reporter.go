@@ -366,6 +366,8 @@ type plan struct {
 	to      time.Time // the last bucket's end
 	// reads are what the report reads its figures from (see readView).
 	reads storage.Reads
+	// The tilings of the buckets and of the range, made once (list).
+	seriesTl, wholeTl *tiling
 }
 
 func param(name, format string, args ...any) error {
@@ -425,6 +427,7 @@ func (p *plan) list() error {
 		}
 	}
 	p.buckets = b
+	p.seriesTl, p.wholeTl = p.tileSeries(), p.tileWhole()
 	return nil
 }
 

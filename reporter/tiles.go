@@ -88,8 +88,24 @@ func (tl *tiling) read(i int) (from, to time.Time, only storage.Spans, ok bool) 
 	return from, to, only, true
 }
 
-// seriesTiling tiles each bucket of the plan.
+// seriesTiling tiles each bucket of the plan (read only: shared by the
+// report's reads).
 func (p plan) seriesTiling() *tiling {
+	if p.seriesTl != nil {
+		return p.seriesTl
+	}
+	return p.tileSeries()
+}
+
+// wholeTiling tiles the whole range, for figures of the range only.
+func (p plan) wholeTiling() *tiling {
+	if p.wholeTl != nil {
+		return p.wholeTl
+	}
+	return p.tileWhole()
+}
+
+func (p plan) tileSeries() *tiling {
 	tl := &tiling{}
 	for i, b := range p.buckets {
 		end := p.to
@@ -101,8 +117,7 @@ func (p plan) seriesTiling() *tiling {
 	return tl
 }
 
-// wholeTiling tiles the whole range, for figures of the range only.
-func (p plan) wholeTiling() *tiling {
+func (p plan) tileWhole() *tiling {
 	tl := &tiling{}
 	tl.add(p.from, p.to)
 	return tl

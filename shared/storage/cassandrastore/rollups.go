@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -649,11 +650,14 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 	}
-	out := map[time.Time]*storage.Slot{}
+	out := make(map[time.Time]*storage.Slot, len(rows))
 	slotOf := func(t time.Time) *storage.Slot {
 		s := out[t]
 		if s == nil {
-			s = &storage.Slot{Start: t, Groups: map[string]int64{}}
+			s = &storage.Slot{Start: t}
+			if withGroups { // a series of totals allocates no map a slot
+				s.Groups = map[string]int64{}
+			}
 			out[t] = s
 		}
 		return s
@@ -683,7 +687,9 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					}
 					s := slotOf(a.slot)
 					s.Total += n
-					s.Groups[group] += n
+					if s.Groups != nil {
+						s.Groups[group] += n
+					}
 				})
 			}
 		}
@@ -705,7 +711,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 			slots = append(slots, *s)
 		}
 	}
-	sort.Slice(slots, func(i, j int) bool { return slots[i].Start.Before(slots[j].Start) })
+	slices.SortFunc(slots, func(a, b storage.Slot) int { return a.Start.Compare(b.Start) })
 	return slots, nil
 }
 
@@ -938,7 +944,7 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 	for t := range est {
 		starts = append(starts, t)
 	}
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	slices.SortFunc(starts, time.Time.Compare)
 	for _, t := range starts {
 		if err := fn(t.UTC(), est[t]); err != nil {
 			return err
@@ -1026,7 +1032,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 			starts = append(starts, t)
 		}
 	}
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	slices.SortFunc(starts, time.Time.Compare)
 	var buf []byte
 	for _, t := range starts {
 		s := out[t]
