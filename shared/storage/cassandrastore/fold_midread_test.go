@@ -40,15 +40,19 @@ func (f *foldAt) ObserveBatch(context.Context, gocql.ObservedBatch) {}
 // and before the slots a manifest adds to are read again whole. Every
 // minute's count stays exact.
 // With more such slots than maxExact, the range is read with through.
+// Hours are read from their day's pack (pack.go), then the same way.
 func TestFoldInsideACountsRead(t *testing.T) {
 	for _, at := range []struct {
 		name     string
 		words    []string
 		maxExact int
+		res      storage.Res
 	}{
-		{"after the manifests", []string{"FROM claims", "id > ?"}, maxExact},
-		{"after the rows", []string{"SELECT slot, n FROM totals", "slot >= ?"}, maxExact},
-		{"after the rows read with through", []string{"SELECT slot, n, through FROM totals", "slot >= ?"}, 3},
+		{"after the manifests", []string{"FROM claims", "id > ?"}, maxExact, storage.Minute},
+		{"after the rows", []string{"SELECT slot, n FROM totals", "slot >= ?"}, maxExact, storage.Minute},
+		{"after the rows read with through", []string{"SELECT slot, n, through FROM totals", "slot >= ?"}, 3, storage.Minute},
+		{"hours, after the manifests", []string{"FROM claims", "id > ?"}, maxExact, storage.Hour},
+		{"hours, after the packs", []string{"SELECT slot, pack FROM totals"}, maxExact, storage.Hour},
 	} {
 		t.Run(at.name, func(t *testing.T) {
 			defer func(was int) { maxExact = was }(maxExact)
@@ -63,7 +67,7 @@ func TestFoldInsideACountsRead(t *testing.T) {
 			for i := range evs {
 				evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
 					Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
-				want[evs[i].Timestamp.Truncate(time.Minute)]++
+				want[at.res.Slot(evs[i].Timestamp)]++
 			}
 			if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
 				t.Fatal(err)
@@ -87,7 +91,7 @@ func TestFoldInsideACountsRead(t *testing.T) {
 			}
 			defer r.Close()
 			r.folder.close()
-			slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)})
+			slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: at.res, From: hour, To: hour.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -72,7 +72,7 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 				p.kind, p.a, p.key, int8(p.res), p.period, first, last).WithContext(ctx).PageSize(64).Iter()
 			var day time.Time
 			var pack map[int]int64
-			y, m, _ := lo.Date()
+			y, m, _ := lo.UTC().Date()
 			for iter.Scan(&day, &pack) {
 				for h, n := range pack {
 					slot := time.Date(y, m, int(day.UnixMilli()), h, 0, 0, 0, time.UTC)
@@ -112,6 +112,7 @@ func (st *Store) packHours(ctx context.Context, kind, a int8, key string, from, 
 	n := 0
 	for _, period := range periods(storage.Hour, from, to) {
 		p := part{kind, a, key, storage.Hour, period}
+		began := time.Now()
 		iter := st.s.Query("SELECT slot, n, sketch, through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
 			p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(usersPage).Iter()
 		var slot time.Time
@@ -135,7 +136,13 @@ func (st *Store) packHours(ctx context.Context, kind, a int8, key string, from, 
 			}
 			keep := 0
 			if ttl != nil {
-				keep = *ttl
+				// The TTL left when read, less the time since the read
+				// began: the entry (and through, rewritten) expire no
+				// later than the row's n.
+				keep = *ttl - int(time.Since(began)/time.Second) - 1
+				if keep <= 0 {
+					continue // expiring: nothing to pack
+				}
 			}
 			b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
 			b.Query("UPDATE totals USING TTL ? SET through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
