@@ -525,15 +525,25 @@ type figures struct {
 func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope) (figures, error) {
 	f := figures{byGroup: map[string]int64{}}
 	acc := make([]pointAcc, len(pl.buckets))
+	// One type over buckets that are themselves the range's tiles (UTC
+	// days): the series read is the range's, and gives the total too.
+	once := group != "" && pl.seriesTiling().equal(pl.wholeTiling())
 	err := parallel(ctx, 3, []func(context.Context) error{
 		func(ctx context.Context) error {
 			return s.readCounts(ctx, pl.reads, pl.seriesTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Group: group}, func(sl storage.Slot) {
 				if i := pl.index(sl.Start); i >= 0 {
 					acc[i].count += sl.Total
 				}
+				if once {
+					f.total += sl.Total
+					f.byGroup[group] += sl.Total
+				}
 			})
 		},
 		func(ctx context.Context) error {
+			if once {
+				return nil
+			}
 			// The total comes from this read, with the counts by group: the
 			// two agree even while events are written on a store without a
 			// read view (Cassandra), where the series, a read of its own,

@@ -175,6 +175,16 @@ func (s *Service) readUsers(ctx context.Context, rd storage.Reads, tl *tiling, s
 	return parallel(ctx, 8, fns)
 }
 
+// equal tells whether two tilings read the same slots.
+func (tl *tiling) equal(o *tiling) bool {
+	for i := range tl {
+		if !slices.EqualFunc(tl[i], o[i], func(a, b span) bool { return a.from.Equal(b.from) && a.to.Equal(b.to) }) {
+			return false
+		}
+	}
+	return true
+}
+
 // slots is how many slots the tiling reads.
 func (tl *tiling) slots() int {
 	n := 0
