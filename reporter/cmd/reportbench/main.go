@@ -323,7 +323,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 // this release stores.
 func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
 	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
-	began, n := time.Now(), 0
+	began := time.Now()
 	keys := []struct {
 		scope storage.UserScope
 		key   string
@@ -334,9 +334,32 @@ func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p prog
 			key   string
 		}{storage.SubSystemUsers, subID(i)})
 	}
-	// A row at a time, a conditional write each: four keys at once.
+	n, err := fourAtOnce(len(keys), func(i int) (int, error) {
+		n := 0
+		// Not minutes: no report of the benchmark reads them (a minute
+		// series without estimates reads the sketches).
+		for _, res := range storage.Resolutions[1:] {
+			m, err := cass.ReencodeUsers(ctx, keys[i].scope, keys[i].key, res, from, to)
+			if n += m; err != nil {
+				return n, err
+			}
+		}
+		return n, nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rewrote %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
+	return packHours(ctx, o, cass, from, to)
+}
+
+// fourAtOnce calls fn for each of n keys, four at once (a row at a time,
+// a conditional write each), and returns the sum of what they did and
+// the first error.
+func fourAtOnce(n int, fn func(i int) (int, error)) (int, error) {
 	var mu sync.Mutex
 	var first error
+	sum := 0
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -344,37 +367,28 @@ func reencode(ctx context.Context, o options, cass *cassandrastore.Store, p prog
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				k := keys[i]
-				// Not minutes: no report of the benchmark reads them (a
-				// minute series without estimates reads the sketches).
-				for _, res := range storage.Resolutions[1:] {
-					m, err := cass.ReencodeUsers(ctx, k.scope, k.key, res, from, to)
-					mu.Lock()
-					n += m
-					if err != nil && first == nil {
-						first = err
-					}
-					mu.Unlock()
+				m, err := fn(i)
+				mu.Lock()
+				sum += m
+				if err != nil && first == nil {
+					first = err
 				}
+				mu.Unlock()
 			}
 		}()
 	}
-	for i := range keys {
+	for i := range n {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	if first != nil {
-		return first
-	}
-	fmt.Printf("rewrote %d sketches in this release's form in %.0f s\n", n, time.Since(began).Seconds())
-	return packHours(ctx, o, cass, from, to)
+	return sum, first
 }
 
 // packHours packs every hour of the data set, then records that packs
 // hold every hour.
 func packHours(ctx context.Context, o options, cass *cassandrastore.Store, from, to time.Time) error {
-	began, n := time.Now(), 0
+	began := time.Now()
 	type key struct {
 		users bool
 		a     int8
@@ -384,36 +398,14 @@ func packHours(ctx context.Context, o options, cass *cassandrastore.Store, from,
 	for i := range o.subs {
 		keys = append(keys, key{false, int8(storage.SubSystemTypes), subID(i)}, key{true, int8(storage.SubSystemUsers), subID(i)})
 	}
-	var mu sync.Mutex
-	var first error
-	work := make(chan key)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range work {
-				pack := func() (int, error) { return cass.PackCountHours(ctx, storage.Rollup(k.a), k.key, from, to) }
-				if k.users {
-					pack = func() (int, error) { return cass.PackUserHours(ctx, storage.UserScope(k.a), k.key, from, to) }
-				}
-				m, err := pack()
-				mu.Lock()
-				n += m
-				if err != nil && first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, k := range keys {
-		work <- k
-	}
-	close(work)
-	wg.Wait()
-	if first != nil {
-		return first
+	n, err := fourAtOnce(len(keys), func(i int) (int, error) {
+		if k := keys[i]; k.users {
+			return cass.PackUserHours(ctx, storage.UserScope(k.a), k.key, from, to)
+		}
+		return cass.PackCountHours(ctx, storage.Rollup(keys[i].a), keys[i].key, from, to)
+	})
+	if err != nil {
+		return err
 	}
 	if err := cassandrastore.SetPacksSince(ctx, strings.Split(o.hosts, ","), o.keyspace, time.Unix(0, 0)); err != nil {
 		return err

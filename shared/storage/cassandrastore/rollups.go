@@ -463,13 +463,10 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	// it asks for them: merging a manifest a sketch already holds changes
 	// nothing (Users), and a count needs through only where a manifest
 	// above the floor adds to it (Counts).
-	through := mode != forReport
+	through := mode != forReport && mode != forEstimates
 	cols := "slot, n"
 	if p.kind == kindUsers && mode != forEstimates {
 		cols = "slot, sketch"
-	}
-	if mode == forEstimates {
-		through = false
 	}
 	if through {
 		cols += ", through"
@@ -742,7 +739,8 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 		// less than a read of each slot.
 		mode, exact = forReportThrough, nil
 	}
-	if (mode == forReport || mode == forEstimates) && (kind == kindCounts || mode == forEstimates) && st.usesPacks(res, from, withGroups) {
+	// Packs hold n: a counts row's total, or a users row's estimate.
+	if (mode == forEstimates || mode == forReport && kind == kindCounts) && st.usesPacks(res, from, withGroups) {
 		rows, err := st.packTotals(ctx, kind, a, key, res, from, to, only, mode == forEstimates)
 		if err != nil {
 			return nil, err
