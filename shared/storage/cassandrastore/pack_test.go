@@ -3,6 +3,7 @@ package cassandrastore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,5 +84,132 @@ func TestPackHours(t *testing.T) {
 	}
 	if got := figures(); got != want {
 		t.Fatalf("after PackHours:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// packsMatchRows fails unless every hour row of a key in [from, to) has
+// its n in its day's pack, and every pack entry a row.
+func packsMatchRows(t *testing.T, st *Store, kind, a int8, key string, from, to time.Time) int {
+	t.Helper()
+	rows := 0
+	for _, period := range periods(storage.Hour, from, to) {
+		want := map[time.Time]int64{}
+		iter := st.s.Query("SELECT slot, n FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ?",
+			kind, a, key, int8(storage.Hour), period, time.Unix(86400, 0)).Iter()
+		var slot time.Time
+		var n int64
+		for iter.Scan(&slot, &n) {
+			want[slot.UTC()] = n
+		}
+		if err := iter.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got := map[time.Time]int64{}
+		iter = st.s.Query("SELECT slot, pack FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot < ?",
+			kind, a, key, int8(storage.Hour), period, time.Unix(86400, 0)).Iter()
+		var pack map[int]int64
+		y, m := period/100, time.Month(period%100)
+		for iter.Scan(&slot, &pack) {
+			for h, v := range pack {
+				got[time.Date(y, m, int(slot.UnixMilli()), h, 0, 0, 0, time.UTC)] = v
+			}
+			pack = nil
+		}
+		if err := iter.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("kind %d, %d: packs\n%v\nrows\n%v", kind, period, got, want)
+		}
+		rows += len(want)
+	}
+	return rows
+}
+
+// Two folders and PackCountHours/PackUserHours, all at once over the same
+// hours while events arrive: every hour row's n stays in its pack (each
+// write of a row and its entry is one conditional batch), and the figures
+// read from packs are those read from rows and counted from the events.
+func TestPacksUnderConcurrentWriters(t *testing.T) {
+	st := openStore(t)
+	st.folder.close()
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	at := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	from, to := at, at.AddDate(0, 0, 2)
+	stop := make(chan struct{})
+	var packers sync.WaitGroup
+	packs := 0
+	var mu sync.Mutex
+	for _, pack := range []func() (int, error){
+		func() (int, error) { return st.PackCountHours(ctx, storage.SubSystemTypes, sub, from, to) },
+		func() (int, error) { return st.PackUserHours(ctx, storage.PartnerUsers, p, from, to) },
+	} {
+		packers.Add(1)
+		go func() {
+			defer packers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n, err := pack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				packs += n
+				mu.Unlock()
+			}
+		}()
+	}
+	want := map[time.Time]int64{}
+	var folders sync.WaitGroup
+	for round := range 8 {
+		var evs []event.Event
+		for i := range 150 {
+			ts := at.Add(time.Duration((round*150+i)*37%(48*60)) * time.Minute)
+			evs = append(evs, event.Event{ID: fmt.Sprint("c", round, "-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+				UserID: fmt.Sprint("u", i%90), Timestamp: ts})
+			want[ts.Truncate(time.Hour)]++
+		}
+		if _, err := st.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			folders.Add(1)
+			go func() {
+				defer folders.Done()
+				if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	folders.Wait()
+	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	packers.Wait()
+	if packs == 0 {
+		t.Fatal("no pack written alongside the folds")
+	}
+	if n := packsMatchRows(t, st, kindCounts, int8(storage.SubSystemTypes), sub, from, to); n != 48 {
+		t.Fatalf("%d hour rows of counts, want 48", n)
+	}
+	packsMatchRows(t, st, kindUsers, int8(storage.PartnerUsers), p, from, to)
+	counts, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Hour, From: from, To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[time.Time]int64{}
+	for _, sl := range counts {
+		got[sl.Start] = sl.Total
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("hours from packs:\n%v\nwant\n%v", got, want)
 	}
 }
