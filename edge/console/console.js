@@ -194,7 +194,10 @@ function signOut (note) {
   if (stopTail) stopTail()
   store.removeItem('vt.credential')
   session = null
-  location.hash = '#/'
+  navSeq++ // a navigation in flight draws nothing now
+  // Not location.hash: its hashchange would route to the sign-in page once
+  // more, redrawing it without its note under whoever is already typing.
+  history.replaceState(null, '', '#/')
   signInPage(note)
 }
 signoutButton.addEventListener('click', () => signOut('Signed out.'))

@@ -261,10 +261,25 @@ try {
   await page.click('#signout')
   await page.waitForSelector('#credential')
   if (await page.evaluate(() => sessionStorage.getItem('vt.credential'))) fail('signing out left the credential')
+  // The sign-in page is drawn once: a second drawing (the router on the
+  // hash's change) replaced the form under the typing, and dropped the
+  // note (make test once failed on that: half a key typed, 401).
+  await page.$eval('#credential', (el) => { el.dataset.first = '1' })
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))))
+  if (!(await page.$eval('#credential', (el) => el.dataset.first === '1'))) fail('the sign-in page was drawn again after signing out')
+  if (!/Signed out/.test(await text('#main'))) fail('signing out does not say so: ' + (await text('#main')))
   const before = requests.length
   await page.type('#credential', reportKey)
   await page.click('form.signin button[type=submit]')
-  await page.waitForSelector('#report', { timeout: 15000 })
+  try {
+    await page.waitForSelector('#report', { timeout: 15000 })
+  } catch (e) {
+    // Once seen under make test's load (a 401): say what the page and the
+    // API said, so the next failure can be read.
+    const s = await api('GET', '/session', undefined, reportKey)
+    throw new Error('a report key could not sign in: the page says ' + JSON.stringify(await text('#main')) +
+      '; GET /session with it now answers ' + s.status + ' ' + JSON.stringify(s.error || s.data) + ' (' + e.message + ')')
+  }
   const navText = await text('#nav')
   if (/Partners/.test(navText) || !/Reports/.test(navText)) fail('a report key sees the nav: ' + navText)
   const rq = await page.$eval('#report', (el) => el.dataset.query)
