@@ -15,7 +15,9 @@ import (
 // UTC days where a bucket covers them, then six hours, hours, half hours,
 // quarter hours, minutes. A day in Asia/Kolkata (18:30 to 18:30 UTC) is a
 // half hour, five hours, three six-hour slots and a half hour; a UTC day is
-// one slot. Each slot read is counted in the bucket holding its start.
+// one slot; an hour in Asia/Kolkata is one hour from half past, the only
+// span that slot is read for (anywhere else half hours and hours tile as
+// few). Each slot read is counted in the bucket holding its start.
 
 // span is the slots of one resolution starting in [from, to).
 type span struct{ from, to time.Time }
@@ -24,9 +26,22 @@ type span struct{ from, to time.Time }
 type tiling [len(resolutions)][]span
 
 // resolutions, coarsest first.
-var resolutions = [...]storage.Res{storage.Day, storage.SixHours, storage.Hour, storage.HalfHour, storage.QuarterHour, storage.Minute}
+var resolutions = [...]storage.Res{storage.Day, storage.SixHours, storage.Hour, storage.HalfPastHour, storage.HalfHour, storage.QuarterHour, storage.Minute}
 
 func aligned(t time.Time, r storage.Res) bool { return r.Slot(t).Equal(t) }
+
+// fits tells whether a slot of resolution i starts at t and ends by end
+// (an hour from half past: ends at end).
+func fits(i int, t, end time.Time) bool {
+	r := resolutions[i]
+	if !aligned(t, r) {
+		return false
+	}
+	if r == storage.HalfPastHour {
+		return t.Add(r.Duration()).Equal(end)
+	}
+	return !t.Add(r.Duration()).After(end)
+}
 
 // add tiles [from, to) greedily: at each instant, the coarsest slot that
 // starts there and fits. Bounds are taken to the minute (every zone since
@@ -35,16 +50,18 @@ func (tl *tiling) add(from, to time.Time) {
 	t, end := storage.Minute.Slot(from), storage.Minute.Slot(to)
 	for t.Before(end) {
 		for i, r := range resolutions {
-			d := r.Duration()
-			if !aligned(t, r) || t.Add(d).After(end) {
+			if !fits(i, t, end) {
 				continue
 			}
 			start := t
-			for aligned(t, r) && !t.Add(d).After(end) {
-				t = t.Add(d)
+		run:
+			for fits(i, t, end) {
+				t = t.Add(r.Duration())
 				// Stop where a coarser slot would start and fit.
-				if i > 0 && aligned(t, resolutions[i-1]) && !t.Add(resolutions[i-1].Duration()).After(end) {
-					break
+				for j := range i {
+					if fits(j, t, end) {
+						break run
+					}
 				}
 			}
 			tl.merge(i, span{start, t})

@@ -9,13 +9,13 @@ import (
 )
 
 // slotsOf lists the slots a tiling reads, with their resolutions.
-func slotsOf(tl *tiling) (n map[storage.Res]int, starts map[time.Time]time.Duration) {
-	n, starts = map[storage.Res]int{}, map[time.Time]time.Duration{}
+func slotsOf(tl *tiling) (n map[storage.Res]int, starts map[time.Time]storage.Res) {
+	n, starts = map[storage.Res]int{}, map[time.Time]storage.Res{}
 	for i, r := range resolutions {
 		for _, s := range tl[i] {
 			for t := s.from; t.Before(s.to); t = t.Add(r.Duration()) {
 				n[r]++
-				starts[t] = r.Duration()
+				starts[t] = r
 			}
 		}
 	}
@@ -23,7 +23,7 @@ func slotsOf(tl *tiling) (n map[storage.Res]int, starts map[time.Time]time.Durat
 }
 
 // The slots of a zone's buckets: a day in Asia/Kolkata is ten slots, its
-// hour two half hours, an hour in Asia/Kathmandu a quarter, a half hour
+// hour one hour from half past, an hour in Asia/Kathmandu a quarter, a half hour
 // and a quarter, a UTC day one slot.
 func TestTilingOfZones(t *testing.T) {
 	day := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
@@ -35,7 +35,8 @@ func TestTilingOfZones(t *testing.T) {
 		{"UTC day", day, day.Add(24 * time.Hour), map[storage.Res]int{storage.Day: 1}},
 		{"Asia/Kolkata day", day.Add(-5*time.Hour - 30*time.Minute), day.Add(18*time.Hour + 30*time.Minute),
 			map[storage.Res]int{storage.HalfHour: 2, storage.Hour: 5, storage.SixHours: 3}},
-		{"Asia/Kolkata hour", day.Add(30 * time.Minute), day.Add(90 * time.Minute), map[storage.Res]int{storage.HalfHour: 2}},
+		{"Asia/Kolkata hour", day.Add(30 * time.Minute), day.Add(90 * time.Minute), map[storage.Res]int{storage.HalfPastHour: 1}},
+		{"Asia/Kolkata two hours", day.Add(30 * time.Minute), day.Add(150 * time.Minute), map[storage.Res]int{storage.HalfHour: 2, storage.Hour: 1}},
 		{"Asia/Kathmandu hour", day.Add(15 * time.Minute), day.Add(75 * time.Minute), map[storage.Res]int{storage.QuarterHour: 2, storage.HalfHour: 1}},
 		{"Asia/Kathmandu day", day.Add(-5*time.Hour - 45*time.Minute), day.Add(18*time.Hour + 15*time.Minute),
 			map[storage.Res]int{storage.QuarterHour: 2, storage.HalfHour: 1, storage.Hour: 5, storage.SixHours: 3}},
@@ -58,7 +59,8 @@ func TestTilingOfZones(t *testing.T) {
 
 // Any range of whole minutes is tiled exactly: every minute in one slot,
 // each slot aligned to its resolution, none past the range; and greedily:
-// no run of slots of one resolution could be one slot of a coarser.
+// no run of slots of one resolution could be one slot of a coarser (an
+// hour from half past only where it is the whole rest of the range).
 func TestTilingCoversExactly(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -69,15 +71,20 @@ func TestTilingCoversExactly(t *testing.T) {
 		tl.add(from, to)
 		_, starts := slotsOf(tl)
 		for t0 := from; t0.Before(to); {
-			d, ok := starts[t0]
+			res, ok := starts[t0]
 			if !ok {
 				t.Fatalf("[%v, %v): no slot starts at %v", from, to, t0)
 			}
-			if !t0.Truncate(d).Equal(t0) || t0.Add(d).After(to) {
+			d := res.Duration()
+			if !res.Slot(t0).Equal(t0) || t0.Add(d).After(to) {
 				t.Fatalf("[%v, %v): slot %v of %v unaligned or past the end", from, to, t0, d)
 			}
+			if res == storage.HalfPastHour && !t0.Add(d).Equal(to) {
+				t.Fatalf("[%v, %v): an hour from half past at %v is not the rest of the range", from, to, t0)
+			}
 			for _, r := range resolutions {
-				if r.Duration() > d && r.Slot(t0).Equal(t0) && !t0.Add(r.Duration()).After(to) {
+				whole := r != storage.HalfPastHour || t0.Add(r.Duration()).Equal(to)
+				if r.Duration() > d && whole && r.Slot(t0).Equal(t0) && !t0.Add(r.Duration()).After(to) {
 					t.Fatalf("[%v, %v): at %v a %v slot fits but a %v one is read", from, to, t0, r, d)
 				}
 			}

@@ -92,6 +92,13 @@ type Tenants interface {
 // minutes for minute series. A day in Asia/Kolkata (18:30 to 18:30 UTC) is
 // then ten slots (a half hour, five hours, three six-hour slots, a half
 // hour), where hours and quarters alone took 27; its hour, two half hours.
+//
+// Hours from half past (18:30 to 19:30 UTC) are kept too: they are the
+// hours of every zone offset by a half hour (India and Sri Lanka, Iran,
+// Afghanistan, Myanmar, Newfoundland, central Australia), so an hourly
+// series there reads one slot a point, whose users are its own sketch's,
+// not a union of two half hours'. They tile nothing coarser and serve only
+// buckets that are one of them (HalfPast).
 type Res int8
 
 const (
@@ -102,10 +109,12 @@ const (
 	// Added later, so numbered after Day: the number is stored.
 	HalfHour
 	SixHours
+	HalfPastHour
 )
 
-// Resolutions are all of them, finest first.
-var Resolutions = []Res{Minute, QuarterHour, HalfHour, Hour, SixHours, Day}
+// Resolutions are all of them, finest first (HalfPastHour, beside Hour,
+// after its tiles).
+var Resolutions = []Res{Minute, QuarterHour, HalfHour, Hour, HalfPastHour, SixHours, Day}
 
 // Duration is the length of a slot.
 func (r Res) Duration() time.Duration {
@@ -116,7 +125,7 @@ func (r Res) Duration() time.Duration {
 		return Quarter
 	case HalfHour:
 		return 30 * time.Minute
-	case Hour:
+	case Hour, HalfPastHour:
 		return time.Hour
 	case SixHours:
 		return 6 * time.Hour
@@ -135,6 +144,8 @@ func (r Res) String() string {
 		return "half-hour"
 	case Hour:
 		return "hour"
+	case HalfPastHour:
+		return "half-past-hour"
 	case SixHours:
 		return "six-hours"
 	case Day:
@@ -147,16 +158,40 @@ func (r Res) String() string {
 // Minute): a store that keeps r only from some time on sums r's earlier
 // slots from these.
 func (r Res) Tiles() (Res, bool) {
+	switch r {
+	case Minute:
+		return 0, false
+	case HalfPastHour, Hour:
+		return HalfHour, true
+	case SixHours:
+		return Hour, true
+	}
 	for i, x := range Resolutions {
-		if x == r && i > 0 {
+		if x == r {
 			return Resolutions[i-1], true
 		}
 	}
 	return 0, false
 }
 
+// halfPast is the phase of HalfPastHour's slots.
+const halfPast = 30 * time.Minute
+
+// Phase is how far past a multiple of its duration a slot of r starts.
+func (r Res) Phase() time.Duration {
+	if r == HalfPastHour {
+		return halfPast
+	}
+	return 0
+}
+
 // Slot is the UTC slot of res that holds t.
-func (r Res) Slot(t time.Time) time.Time { return t.UTC().Truncate(r.Duration()) }
+func (r Res) Slot(t time.Time) time.Time {
+	if r == HalfPastHour {
+		return t.UTC().Add(-halfPast).Truncate(time.Hour).Add(halfPast)
+	}
+	return t.UTC().Truncate(r.Duration())
+}
 
 // Rollup is a family of counts: a key's events counted per slot and group.
 type Rollup int8

@@ -88,6 +88,10 @@ type Store struct {
 	// packsSince: the hours' packs hold every hour from here on; earlier
 	// hours are read as rows (pack.go).
 	packsSince time.Time
+	// halfPastSince: hours from half past (and their packs) hold every
+	// event of the slots from here on, earlier ones are summed from half
+	// hours (layout.go).
+	halfPastSince time.Time
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -127,7 +131,12 @@ func Open(cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince}
+	halfPastSince, err := readSince(ctx, s, halfPastName)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince}
 	st.folder = newFolder(st)
 	return st, nil
 }

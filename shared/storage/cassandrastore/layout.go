@@ -34,6 +34,11 @@ const (
 	// packs hold every hour from since (layout row "packs-hour").
 	packsVersion = 15
 	packsName    = "packs-hour"
+	// Hours from half past came one release later still (layout row
+	// "half-past-hours"); before it they are summed from half hours. Their
+	// packs are written with them, so they need no since of their own.
+	halfPastVersion = 16
+	halfPastName    = "half-past-hours"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -120,6 +125,13 @@ func SetPacksSince(ctx context.Context, hosts []string, keyspace string, since t
 	return setLayoutSince(ctx, hosts, keyspace, packsName, since)
 }
 
+// SetHalfPastSince records since when hours from half past are complete
+// in keyspace: for tests of a keyspace upgraded across them, and for a data
+// set whose earlier ones were all written (DeriveHalfPastHours).
+func SetHalfPastSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	return setLayoutSince(ctx, hosts, keyspace, halfPastName, since)
+}
+
 func setLayoutSince(ctx context.Context, hosts []string, keyspace, name string, since time.Time) error {
 	cluster := gocql.NewCluster(hosts...)
 	cluster.Keyspace = keyspace
@@ -150,7 +162,8 @@ func readSince(ctx context.Context, s *gocql.Session, name string) (time.Time, e
 // complete: then the slots before cut (since, or the end of the slot
 // holding to) are summed from fine.
 func (st *Store) derived(res storage.Res, from, to time.Time) (fine storage.Res, cut time.Time, ok bool) {
-	if res != storage.HalfHour && res != storage.SixHours || !res.Slot(from).Before(st.since) {
+	since, later := st.sinceOf(res)
+	if !later || !res.Slot(from).Before(since) {
 		return 0, time.Time{}, false
 	}
 	fine, _ = res.Tiles()
@@ -158,10 +171,24 @@ func (st *Store) derived(res storage.Res, from, to time.Time) (fine storage.Res,
 	if cut.Before(to) {
 		cut = cut.Add(res.Duration())
 	}
-	if st.since.Before(cut) {
-		cut = st.since
+	if since.Before(cut) {
+		cut = since
 	}
 	return fine, cut, true
+}
+
+// sinceOf is since when res's rows are complete, for the resolutions
+// added after keyspaces held counts (later true).
+func (st *Store) sinceOf(res storage.Res) (since time.Time, later bool) {
+	switch res {
+	case storage.HalfHour, storage.SixHours:
+		return st.since, true
+	case storage.HalfPastHour:
+		// On a slot's start (since is on the hour): the slot holding
+		// since is summed, its rows not holding the events before since.
+		return storage.HalfPastHour.Slot(st.halfPastSince.Add(time.Hour - 1)), true
+	}
+	return time.Time{}, false
 }
 
 // derivedCounts sums the slots of q.Res before cut from fine's.

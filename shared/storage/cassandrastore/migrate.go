@@ -89,6 +89,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		{layoutVersion, "half hours and six hours from now on (go)", markResolutionsAt(now)},
 		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
 		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
+		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
 	} {
 		if applied[step.version] {
 			continue

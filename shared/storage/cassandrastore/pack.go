@@ -30,7 +30,7 @@ import (
 // reads the rows.
 
 // packed tells whether res's slots are packed.
-func packed(res storage.Res) bool { return res == storage.Hour }
+func packed(res storage.Res) bool { return res == storage.Hour || res == storage.HalfPastHour }
 
 // packSlot is the clustering key of the pack holding slot t.
 func packSlot(t time.Time) time.Time { return time.UnixMilli(int64(t.UTC().Day())).UTC() }
@@ -48,7 +48,11 @@ func packUpdate(p part, slot time.Time, n int64, ttl int) (string, []any) {
 // usesPacks tells whether a read of res's totals from from on (each slot's
 // n, no groups, no through) may read packs.
 func (st *Store) usesPacks(res storage.Res, from time.Time, withGroups bool) bool {
-	return packed(res) && !withGroups && !res.Slot(from).Before(st.packsSince)
+	since := st.packsSince
+	if res == storage.HalfPastHour {
+		since, _ = st.sinceOf(res) // packed from their start
+	}
+	return packed(res) && !withGroups && !res.Slot(from).Before(since)
 }
 
 // packTotals reads the packs of the slots starting in [from, to) (and in
@@ -75,7 +79,7 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 			y, m, _ := lo.UTC().Date()
 			for iter.Scan(&day, &pack) {
 				for h, n := range pack {
-					slot := time.Date(y, m, int(day.UnixMilli()), h, 0, 0, 0, time.UTC)
+					slot := time.Date(y, m, int(day.UnixMilli()), h, 0, 0, 0, time.UTC).Add(res.Phase())
 					if slot.Before(lo) || !slot.Before(hi) || only != nil && !only.Has(res, slot) {
 						continue
 					}

@@ -125,7 +125,7 @@ func periodOf(res storage.Res, t time.Time) int {
 	switch res {
 	case storage.Minute, storage.QuarterHour:
 		return y*10000 + int(m)*100 + d
-	case storage.HalfHour, storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
 		return y*100 + int(m)
 	}
 	return y
@@ -137,7 +137,7 @@ func periodStart(res storage.Res, t time.Time) time.Time {
 	switch res {
 	case storage.Minute, storage.QuarterHour:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case storage.HalfHour, storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -148,7 +148,7 @@ func nextPeriod(res storage.Res, t time.Time) time.Time {
 	switch res {
 	case storage.Minute, storage.QuarterHour:
 		return t.AddDate(0, 0, 1)
-	case storage.HalfHour, storage.Hour, storage.SixHours:
+	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
 		return t.AddDate(0, 1, 0)
 	}
 	return t.AddDate(1, 0, 0)

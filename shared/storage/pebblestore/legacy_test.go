@@ -284,7 +284,7 @@ func TestUpgradeFromLayout2(t *testing.T) {
 	must(t, err)
 	b := s.db.NewBatch()
 	dropped := 0
-	for _, r := range []storage.Res{storage.HalfHour, storage.SixHours} {
+	for _, r := range []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour} {
 		for _, pre := range [][]byte{countPrefix(storage.PartnerTypes, p, r), userPrefix(storage.PartnerUsers, p, r)} {
 			must(t, s.scanPrefix(pre, func(k, _ []byte) (bool, error) {
 				dropped++
