@@ -21,8 +21,8 @@ import (
 )
 
 // TestReportsInZones is the exactness test: events at known instants
-// around the day boundaries of zones offset by 30 and 45 minutes, around
-// Berlin's DST changes and a month's and a week's start, with users,
+// around the day boundaries of zones offset by 30 and 45 minutes (St
+// John's, at -03:30 and -02:30, with DST too), around Berlin's DST changes and a month's and a week's start, with users,
 // duplicates inside and across batches, retries with a new timestamp, a
 // reused id with other content, and late events written last; then every
 // figure of every granularity (minute to month), zone and filter of both
@@ -88,6 +88,7 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 	bases := []time.Time{
 		day(spring).AddDate(0, 0, -18).Add(18*time.Hour + 30*time.Minute), // midnight in Kolkata
 		day(spring).AddDate(0, 0, -18).Add(18*time.Hour + 15*time.Minute), // midnight in Kathmandu
+		day(spring).Add(2*time.Hour + 30*time.Minute),                     // midnight in St John's (-02:30 by then)
 		spring,                          // Berlin springs forward
 		day(spring).Add(22 * time.Hour), // midnight in Berlin after it
 		day(spring).AddDate(0, 0, 1),    // a Monday in UTC
@@ -175,7 +176,7 @@ func testReportsInZones(t *testing.T, store storage.Store) {
 		windows[g] = []window{all}
 	}
 	checked := 0
-	for _, zone := range []string{"UTC", "Asia/Kolkata", "Asia/Kathmandu", "Europe/Berlin"} {
+	for _, zone := range []string{"UTC", "Asia/Kolkata", "Asia/Kathmandu", "Europe/Berlin", "America/St_Johns"} {
 		loc, _ := time.LoadLocation(zone)
 		for g, ws := range windows {
 			key := bucketKeys[g]

@@ -58,12 +58,12 @@ type progress struct {
 	LoadSeconds                      float64
 	// SketchForm 5: every sketch row is in this release's form (nibbles,
 	// with its estimate beside it, through marked) and every hour is in
-	// its day's pack; a data set loaded before is rewritten once
-	// (Cassandra).
+	// its day's pack; 6: hours from half past are kept. A data set loaded
+	// before is rewritten once (Cassandra; Pebble recounts itself).
 	SketchForm int
 }
 
-const sketchForm = 5
+const sketchForm = 6
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 
@@ -232,7 +232,12 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 	if p.Done {
 		fmt.Printf("reusing the %s data set: %d events from %s (loaded in %.0f s)\n", o.backend, p.Events, p.Start.Format(time.DateOnly), p.LoadSeconds)
 		if cass != nil && p.SketchForm < sketchForm {
-			if err := reencode(ctx, o, cass, p); err != nil {
+			if p.SketchForm < 5 {
+				if err := reencode(ctx, o, cass, p); err != nil {
+					return p, err
+				}
+			}
+			if err := deriveHalfPast(ctx, o, cass, p); err != nil {
 				return p, err
 			}
 			p.SketchForm = sketchForm
@@ -383,6 +388,38 @@ func fourAtOnce(n int, fn func(i int) (int, error)) (int, error) {
 	close(work)
 	wg.Wait()
 	return sum, first
+}
+
+// deriveHalfPast writes the data set's hours from half past, which a
+// release before did not keep, from its half hours; then records that they
+// are kept from the start.
+func deriveHalfPast(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
+	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
+	began := time.Now()
+	type key struct {
+		users bool
+		a     int8
+		key   string
+	}
+	keys := []key{{false, int8(storage.PartnerSubSystems), partnerID}, {false, int8(storage.PartnerTypes), partnerID}, {true, int8(storage.PartnerUsers), partnerID}}
+	for i := range o.subs {
+		keys = append(keys, key{false, int8(storage.SubSystemTypes), subID(i)}, key{true, int8(storage.SubSystemUsers), subID(i)})
+	}
+	const keep = 400 * 24 * time.Hour // the data set's own rows outlive any run
+	n, err := fourAtOnce(len(keys), func(i int) (int, error) {
+		if k := keys[i]; k.users {
+			return cass.DeriveHalfPastUsers(ctx, storage.UserScope(k.a), k.key, from, to, keep)
+		}
+		return cass.DeriveHalfPastCounts(ctx, storage.Rollup(keys[i].a), keys[i].key, from, to, keep)
+	})
+	if err != nil {
+		return err
+	}
+	if err := cassandrastore.SetHalfPastSince(ctx, strings.Split(o.hosts, ","), o.keyspace, time.Unix(0, 0)); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %d hours from half past in %.0f s\n", n, time.Since(began).Seconds())
+	return nil
 }
 
 // packHours packs every hour of the data set, then records that packs
