@@ -396,22 +396,7 @@ func fourAtOnce(n int, fn func(i int) (int, error)) (int, error) {
 func deriveHalfPast(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
 	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
 	began := time.Now()
-	type key struct {
-		users bool
-		a     int8
-		key   string
-	}
-	keys := []key{{false, int8(storage.PartnerSubSystems), partnerID}, {false, int8(storage.PartnerTypes), partnerID}, {true, int8(storage.PartnerUsers), partnerID}}
-	for i := range o.subs {
-		keys = append(keys, key{false, int8(storage.SubSystemTypes), subID(i)}, key{true, int8(storage.SubSystemUsers), subID(i)})
-	}
-	const keep = 400 * 24 * time.Hour // the data set's own rows outlive any run
-	n, err := fourAtOnce(len(keys), func(i int) (int, error) {
-		if k := keys[i]; k.users {
-			return cass.DeriveHalfPastUsers(ctx, storage.UserScope(k.a), k.key, from, to, keep)
-		}
-		return cass.DeriveHalfPastCounts(ctx, storage.Rollup(keys[i].a), keys[i].key, from, to, keep)
-	})
+	n, err := cass.DeriveHalfPastHours(ctx, partnerID, from, to)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,10 @@ package cassandrastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -11,73 +14,187 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 )
 
-// DeriveHalfPastCounts writes a rollup key's hours from half past in
-// [from, to) before since, each the sum of its two half hours (as a read
-// of them sums them), with its pack entry, expiring keep after the slot
-// ends; and returns how many it wrote. It is for a keyspace upgraded
-// across them whose workers are stopped (a data set loaded before): a row
-// is written only where none is (IF through = null), so one a fold wrote
-// is left as it is, and running it again writes nothing. Then
-// SetHalfPastSince may move their start back.
-func (st *Store) DeriveHalfPastCounts(ctx context.Context, r storage.Rollup, key string, from, to time.Time, keep time.Duration) (int, error) {
+// ErrWritersRunning: a derivation found manifests it had not folded.
+var ErrWritersRunning = errors.New("cassandrastore: events arrived while deriving: stop the workers first")
+
+// DeriveHalfPastHours writes the hours from half past in [from, to) before
+// since of a partner and its sub-systems, which a keyspace upgraded across
+// them does not hold: for an upgrade with the workers stopped, then
+// SetHalfPastSince moves their start back. It folds the partner's
+// manifests first (and the other partners' of its sub-systems), then
+// writes each hour as its half hours sum it (counts and groups; the union
+// of their sketches, n its estimate), with its pack entry, through the
+// partners' applied marks (every manifest folded so far is in it, so no
+// read or fold adds one again) and the partner's retention; over a row a
+// fold wrote since the upgrade (a late event's, holding that event only),
+// under that row's condition. It returns how many rows it wrote, and
+// ErrWritersRunning if a manifest arrived meanwhile. Running it again
+// rewrites the same figures.
+func (st *Store) DeriveHalfPastHours(ctx context.Context, partner string, from, to time.Time) (int, error) {
 	to = st.beforeHalfPast(to)
 	if !from.Before(to) {
 		return 0, nil
 	}
-	slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: r, Key: key, Res: storage.HalfPastHour, From: from, To: to, Groups: true})
+	p, err := st.GetPartner(ctx, partner)
 	if err != nil {
 		return 0, err
 	}
+	keep := st.cfg.Retention
+	if p.RetentionDays > 0 {
+		keep = time.Duration(p.RetentionDays) * 24 * time.Hour
+	}
+	subs, err := st.ListSubSystems(ctx, partner, true)
+	if err != nil {
+		return 0, err
+	}
+	type key struct {
+		kind, a int8
+		key     string
+	}
+	keys := []key{{kindCounts, int8(storage.PartnerSubSystems), partner}, {kindCounts, int8(storage.PartnerTypes), partner}, {kindUsers, int8(storage.PartnerUsers), partner}}
+	partners := map[string]bool{partner: true}
+	for _, s := range subs {
+		keys = append(keys, key{kindCounts, int8(storage.SubSystemTypes), s.ID}, key{kindUsers, int8(storage.SubSystemUsers), s.ID})
+		ps, err := st.partnersOf(ctx, kindCounts, int8(storage.SubSystemTypes), s.ID)
+		if err != nil {
+			return 0, err
+		}
+		for _, q := range ps {
+			partners[q] = true
+		}
+	}
+	applied := map[string][ClaimBuckets]int64{}
+	for q := range partners {
+		if applied[q], err = st.foldAll(ctx, q); err != nil {
+			return 0, err
+		}
+	}
+	var mu sync.Mutex
 	n := 0
-	for _, s := range slots {
-		tb := encodeThrough(kindCounts, map[string]int64{copiedKey: 0})
-		ok, err := st.writeDerived(ctx, kindCounts, int8(r), key, s.Start, keep,
-			"n = ?, groups = ?, through = ?", []any{s.Total, encodeCounts(s.Groups), tb}, s.Total)
+	fns := make([]func(context.Context) error, len(keys))
+	for i, k := range keys {
+		fns[i] = func(ctx context.Context) error {
+			// Every manifest folded so far, in the key's through's terms.
+			marks := map[string]int64{copiedKey: 0} // never empty: a row without through is taken for none
+			for q, a := range applied {
+				for b, mt := range a {
+					if mt == 0 {
+						continue
+					}
+					if (k.a == int8(storage.SubSystemTypes) && k.kind == kindCounts) || (k.kind == kindUsers && storage.UserScope(k.a) == storage.SubSystemUsers) {
+						marks[q+"/"+strconv.Itoa(b)] = mt
+					} else if q == partner {
+						marks[strconv.Itoa(b)] = mt
+					}
+				}
+			}
+			w, err := st.deriveKey(ctx, k.kind, k.a, k.key, from, to, keep, encodeThrough(k.kind, marks))
+			mu.Lock()
+			n += w
+			mu.Unlock()
+			return err
+		}
+	}
+	if err := fanOut(ctx, 4, fns); err != nil {
+		return n, err
+	}
+	for q, was := range applied {
+		now, err := st.foldAll(ctx, q)
 		if err != nil {
 			return n, err
 		}
-		if ok {
-			n++
+		if now != was {
+			return n, fmt.Errorf("%w (partner %s)", ErrWritersRunning, q)
 		}
 	}
 	return n, nil
 }
 
-// DeriveHalfPastUsers is DeriveHalfPastCounts for a key's users: each
-// hour's sketch is the union of its half hours', n its estimate.
-func (st *Store) DeriveHalfPastUsers(ctx context.Context, u storage.UserScope, key string, from, to time.Time, keep time.Duration) (int, error) {
-	to = st.beforeHalfPast(to)
-	if !from.Before(to) {
-		return 0, nil
+// foldAll folds a partner's manifests and returns its applied marks,
+// refusing if any manifest is left above them.
+func (st *Store) foldAll(ctx context.Context, partner string) ([ClaimBuckets]int64, error) {
+	if err := st.FoldPartner(ctx, partner, time.Now()); err != nil {
+		return [ClaimBuckets]int64{}, err
 	}
+	applied, _, err := st.readApplied(ctx, partner, true)
+	if err != nil {
+		return applied, err
+	}
+	left, err := st.readManifests(ctx, partner, applied, nil, false, true)
+	if err != nil {
+		return applied, err
+	}
+	if len(left) > 0 {
+		return applied, fmt.Errorf("%w (partner %s: %d manifests)", ErrWritersRunning, partner, len(left))
+	}
+	return applied, nil
+}
+
+// deriveKey writes one key's hours from half past in [from, to).
+func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, from, to time.Time, keep time.Duration, through []byte) (int, error) {
+	res := storage.HalfPastHour
 	type row struct {
 		start time.Time
-		b     []byte
+		set   string
+		vals  []any
+		n     int64
 	}
 	var rows []row
-	err := st.Users(ctx, storage.UsersQuery{Scope: u, Key: key, Res: storage.HalfPastHour, From: from, To: to}, func(start time.Time, b []byte) error {
-		rows = append(rows, row{start, append([]byte(nil), b...)})
-		return nil
-	})
-	if err != nil {
-		return 0, err
+	if kind == kindCounts {
+		slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: storage.Rollup(a), Key: key, Res: res, From: from, To: to, Groups: true})
+		if err != nil {
+			return 0, err
+		}
+		for _, s := range slots {
+			rows = append(rows, row{s.Start, "n = ?, groups = ?, through = ?", []any{s.Total, encodeCounts(s.Groups), through}, s.Total})
+		}
+	} else {
+		err := st.Users(ctx, storage.UsersQuery{Scope: storage.UserScope(a), Key: key, Res: res, From: from, To: to}, func(start time.Time, b []byte) error {
+			var sk hll.Sketch
+			if err := sk.MergeBinary(b); err != nil {
+				return fmt.Errorf("cassandrastore: the users of %v: %w", start, err)
+			}
+			est := int64(sk.Estimate())
+			rows = append(rows, row{start, "sketch = ?, n = ?, through = ?", []any{sk.Append(nil), est, through}, est})
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for _, r := range rows {
-		var sk hll.Sketch
-		if err := sk.MergeBinary(r.b); err != nil {
-			return n, fmt.Errorf("cassandrastore: the users of %v: %w", r.start, err)
+		p := part{kind, a, key, res, periodOf(res, r.start)}
+		ttl := ttlUntil(r.start.Add(res.Duration()+keep), time.Now())
+		if ttl == 0 {
+			continue // expired already
 		}
-		est := int64(sk.Estimate())
-		tb := encodeThrough(kindUsers, map[string]int64{copiedKey: 0})
-		ok, err := st.writeDerived(ctx, kindUsers, int8(u), key, r.start, keep,
-			"sketch = ?, n = ?, through = ?", []any{sk.Append(nil), est, tb}, est)
-		if err != nil {
+		var old []byte
+		err := st.s.Query("SELECT through FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+			p.kind, p.a, p.key, int8(p.res), p.period, r.start).Consistency(gocql.Serial).WithContext(ctx).Scan(&old)
+		if err != nil && !errors.Is(err, gocql.ErrNotFound) {
 			return n, err
 		}
-		if ok {
-			n++
+		var cond any // no row: IF through = null
+		if old != nil {
+			cond = old
 		}
+		b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
+		args := append(append([]any{ttl}, r.vals...), p.kind, p.a, p.key, int8(p.res), p.period, r.start, cond)
+		b.Query("UPDATE totals USING TTL ? SET "+r.set+" WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?", args...)
+		stmt, pargs := packUpdate(p, r.start, r.n, ttl)
+		b.Query(stmt, pargs...)
+		applied, it, err := st.s.MapExecuteBatchCAS(b, map[string]any{})
+		if it != nil {
+			it.Close()
+		}
+		if err != nil {
+			return n, fmt.Errorf("cassandrastore: write the hour from half past %v of %v: %w", r.start, p, err)
+		}
+		if !applied {
+			return n, fmt.Errorf("%w (the hour %v of %v changed)", ErrWritersRunning, r.start, p)
+		}
+		n++
 	}
 	return n, nil
 }
@@ -88,28 +205,4 @@ func (st *Store) beforeHalfPast(to time.Time) time.Time {
 		return since
 	}
 	return to
-}
-
-// writeDerived writes a derived row where none is, with its pack entry
-// (n), in one conditional batch of its partition.
-func (st *Store) writeDerived(ctx context.Context, kind, a int8, key string, slot time.Time, keep time.Duration, set string, vals []any, n int64) (bool, error) {
-	res := storage.HalfPastHour
-	p := part{kind, a, key, res, periodOf(res, slot)}
-	ttl := ttlUntil(slot.Add(res.Duration()+keep), time.Now())
-	if ttl == 0 {
-		return false, nil // expired already
-	}
-	b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
-	args := append(append([]any{ttl}, vals...), p.kind, p.a, p.key, int8(p.res), p.period, slot)
-	b.Query("UPDATE totals USING TTL ? SET "+set+" WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = null", args...)
-	stmt, pargs := packUpdate(p, slot, n, ttl)
-	b.Query(stmt, pargs...)
-	applied, it, err := st.s.MapExecuteBatchCAS(b, map[string]any{})
-	if it != nil {
-		it.Close()
-	}
-	if err != nil {
-		return false, fmt.Errorf("cassandrastore: write the hour from half past %v of %v: %w", slot, p, err)
-	}
-	return applied, nil
 }

@@ -266,9 +266,21 @@ func registers(t *testing.T, sk *hll.Sketch) []byte {
 }
 
 // A store of layout "2" (the release before half hours and six hours: none
-// of their keys) is recounted at Open: every resolution counts every event,
-// users included.
+// of their keys) or "3" (before hours from half past) is recounted at
+// Open: every resolution counts every event, users included.
 func TestUpgradeFromLayout2(t *testing.T) {
+	for _, c := range []struct {
+		layout string
+		drop   []storage.Res
+	}{
+		{"2", []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour}},
+		{"3", []storage.Res{storage.HalfPastHour}},
+	} {
+		t.Run(c.layout, func(t *testing.T) { testUpgradeFromLayout(t, c.layout, c.drop) })
+	}
+}
+
+func testUpgradeFromLayout(t *testing.T, layout string, drop []storage.Res) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	must(t, err)
@@ -284,7 +296,7 @@ func TestUpgradeFromLayout2(t *testing.T) {
 	must(t, err)
 	b := s.db.NewBatch()
 	dropped := 0
-	for _, r := range []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour} {
+	for _, r := range drop {
 		for _, pre := range [][]byte{countPrefix(storage.PartnerTypes, p, r), userPrefix(storage.PartnerUsers, p, r)} {
 			must(t, s.scanPrefix(pre, func(k, _ []byte) (bool, error) {
 				dropped++
@@ -293,9 +305,9 @@ func TestUpgradeFromLayout2(t *testing.T) {
 		}
 	}
 	if dropped == 0 {
-		t.Fatal("no half-hour or six-hour keys to drop")
+		t.Fatalf("no %v keys to drop", drop)
 	}
-	must(t, b.Set([]byte(rollupsMeta), []byte("2"), nil))
+	must(t, b.Set([]byte(rollupsMeta), []byte(layout), nil))
 	must(t, b.Commit(pebble.Sync))
 	must(t, s.Close())
 	s, err = Open(dir)
