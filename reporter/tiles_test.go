@@ -66,34 +66,46 @@ func TestTilingCoversExactly(t *testing.T) {
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for range 2000 {
 		from := base.Add(time.Duration(rng.IntN(5*24*60)) * time.Minute)
-		to := from.Add(time.Duration(1+rng.IntN(3*24*60)) * time.Minute)
-		tl := &tiling{}
-		tl.add(from, to)
-		_, starts := slotsOf(tl)
-		for t0 := from; t0.Before(to); {
-			res, ok := starts[t0]
-			if !ok {
-				t.Fatalf("[%v, %v): no slot starts at %v", from, to, t0)
-			}
-			d := res.Duration()
-			if !res.Slot(t0).Equal(t0) || t0.Add(d).After(to) {
-				t.Fatalf("[%v, %v): slot %v of %v unaligned or past the end", from, to, t0, d)
-			}
-			if res == storage.HalfPastHour && !t0.Add(d).Equal(to) {
-				t.Fatalf("[%v, %v): an hour from half past at %v is not the rest of the range", from, to, t0)
-			}
-			for _, r := range resolutions {
-				whole := r != storage.HalfPastHour || t0.Add(r.Duration()).Equal(to)
-				if r.Duration() > d && whole && r.Slot(t0).Equal(t0) && !t0.Add(r.Duration()).After(to) {
-					t.Fatalf("[%v, %v): at %v a %v slot fits but a %v one is read", from, to, t0, r, d)
-				}
-			}
-			delete(starts, t0)
-			t0 = t0.Add(d)
+		checkTiling(t, from, from.Add(time.Duration(1+rng.IntN(3*24*60))*time.Minute))
+	}
+	// And every range on the quarter hours of 40 hours across a month's
+	// end, where hours from half past fit now and then.
+	base = time.Date(2026, 1, 30, 12, 0, 0, 0, time.UTC)
+	for a := 0; a < 40*60; a += 15 {
+		for b := a + 15; b <= 40*60; b += 15 {
+			checkTiling(t, base.Add(time.Duration(a)*time.Minute), base.Add(time.Duration(b)*time.Minute))
 		}
-		if len(starts) != 0 {
-			t.Fatalf("[%v, %v): slots outside the range: %v", from, to, starts)
+	}
+}
+
+func checkTiling(t *testing.T, from, to time.Time) {
+	t.Helper()
+	tl := &tiling{}
+	tl.add(from, to)
+	_, starts := slotsOf(tl)
+	for t0 := from; t0.Before(to); {
+		res, ok := starts[t0]
+		if !ok {
+			t.Fatalf("[%v, %v): no slot starts at %v", from, to, t0)
 		}
+		d := res.Duration()
+		if !res.Slot(t0).Equal(t0) || t0.Add(d).After(to) {
+			t.Fatalf("[%v, %v): slot %v of %v unaligned or past the end", from, to, t0, d)
+		}
+		if res == storage.HalfPastHour && !t0.Add(d).Equal(to) {
+			t.Fatalf("[%v, %v): an hour from half past at %v is not the rest of the range", from, to, t0)
+		}
+		for _, r := range resolutions {
+			whole := r != storage.HalfPastHour || t0.Add(r.Duration()).Equal(to)
+			if r.Duration() > d && whole && r.Slot(t0).Equal(t0) && !t0.Add(r.Duration()).After(to) {
+				t.Fatalf("[%v, %v): at %v a %v slot fits but a %v one is read", from, to, t0, r, d)
+			}
+		}
+		delete(starts, t0)
+		t0 = t0.Add(d)
+	}
+	if len(starts) != 0 {
+		t.Fatalf("[%v, %v): slots outside the range: %v", from, to, starts)
 	}
 }
 
