@@ -92,9 +92,6 @@ type Store struct {
 	// event of the slots from here on, earlier ones are summed from half
 	// hours (layout.go).
 	halfPastSince time.Time
-	// weekSince: weeks hold every event from here on, earlier ones are
-	// summed from days (layout.go).
-	weekSince time.Time
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -139,12 +136,7 @@ func Open(cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	weekSince, err := readSince(ctx, s, weeksName)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince, weekSince: weekSince}
+	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince}
 	st.folder = newFolder(st)
 	return st, nil
 }
