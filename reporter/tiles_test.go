@@ -68,6 +68,10 @@ func TestTilingCoversExactly(t *testing.T) {
 		from := base.Add(time.Duration(rng.IntN(5*24*60)) * time.Minute)
 		checkTiling(t, from, from.Add(time.Duration(1+rng.IntN(3*24*60))*time.Minute))
 	}
+	for range 300 { // and months
+		from := base.Add(time.Duration(rng.IntN(20*24*60)) * time.Minute)
+		checkTiling(t, from, from.Add(time.Duration(1+rng.IntN(40*24*60))*time.Minute))
+	}
 	// And every range on the quarter hours of 40 hours across a month's
 	// end, where hours from half past fit now and then.
 	base = time.Date(2026, 1, 30, 12, 0, 0, 0, time.UTC)
