@@ -52,6 +52,8 @@ type Service struct {
 	// local store a report is CPU work: past the cores, more at once only
 	// share them, and every answer comes later.
 	slots chan struct{}
+	// retentions: partner id -> retentionRead.
+	retentions sync.Map
 }
 
 // WithMaxConcurrent lets at most n reports (or pages of events) be
@@ -368,6 +370,24 @@ type plan struct {
 	reads storage.Reads
 	// The tilings of the buckets and of the range, made once (list).
 	seriesTl, wholeTl *tiling
+	// horizon is how far back the partner's events are kept (zero: all).
+	// A row lives until its slot's end plus the retention, so a slot
+	// across the horizon still counts events gone from finer rows: the
+	// range's figures read the bucket holding it as its series does
+	// (tileWhole), so the total is what the series shows.
+	horizon time.Time
+}
+
+// retain sets the horizon of retention ret (0: all kept) at now, and tiles
+// the range again if it falls inside.
+func (p *plan) retain(ret time.Duration, now time.Time) {
+	if ret <= 0 {
+		return
+	}
+	p.horizon = now.Add(-ret)
+	if p.buckets != nil && p.index(p.horizon) >= 0 {
+		p.wholeTl = p.tileWhole()
+	}
 }
 
 func param(name, format string, args ...any) error {
@@ -485,6 +505,11 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	} else if err != nil {
 		return nil, err
 	}
+	ret, err := s.retention(ctx, ss.PartnerID)
+	if err != nil {
+		return nil, err
+	}
+	pl.retain(ret, s.now())
 	r := &report.SubSystemReport{SubSystemID: ss.ID, SubSystemCode: ss.Code, SubSystemName: ss.Name, PartnerID: ss.PartnerID,
 		From: pl.from.In(pl.loc), To: pl.to.In(pl.loc), EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.
@@ -498,6 +523,30 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	}
 	r.TotalEvents, r.EventsByType, r.UniqueUsers, r.TimeSeries = f.total, f.byGroup, f.users, f.points
 	return r, nil
+}
+
+// retention is how long a partner's events are kept, its record read at
+// most once a minute (a sub-system report needs it only for the horizon).
+func (s *Service) retention(ctx context.Context, partnerID string) (time.Duration, error) {
+	if v, ok := s.retentions.Load(partnerID); ok {
+		if r := v.(retentionRead); s.now().Sub(r.at) < time.Minute {
+			return r.ret, nil
+		}
+	}
+	p, err := s.store.GetPartner(ctx, partnerID)
+	if errors.Is(err, storage.ErrNotFound) {
+		p = tenant.Partner{ID: partnerID} // the deployment's default
+	} else if err != nil {
+		return 0, err
+	}
+	ret := s.store.Retention(p)
+	s.retentions.Store(partnerID, retentionRead{ret, s.now()})
+	return ret, nil
+}
+
+type retentionRead struct {
+	ret time.Duration
+	at  time.Time
 }
 
 // readView is what a report reads its figures from: one view of the store
@@ -643,6 +692,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	} else if err != nil {
 		return nil, err
 	}
+	pl.retain(s.store.Retention(p), s.now())
 	r := &report.PartnerReport{PartnerID: p.ID, PartnerName: p.Name, From: pl.from.In(pl.loc), To: pl.to.In(pl.loc),
 		SubSystemID: q.SubSystemID, EventType: q.EventType, Granularity: string(pl.g), TZ: pl.loc.String()}
 	// Read before the counts: every event received before it is in them.

@@ -134,8 +134,20 @@ func (p plan) tileSeries() *tiling {
 	return tl
 }
 
+// tileWhole tiles the range, and the bucket holding the horizon apart, as
+// the series does (see plan.horizon).
 func (p plan) tileWhole() *tiling {
 	tl := &tiling{}
+	if k := p.index(p.horizon); k >= 0 {
+		start, end := p.buckets[k], p.to
+		if k+1 < len(p.buckets) {
+			end = p.buckets[k+1]
+		}
+		tl.add(p.from, start)
+		tl.add(start, end)
+		tl.add(end, p.to)
+		return tl
+	}
 	tl.add(p.from, p.to)
 	return tl
 }

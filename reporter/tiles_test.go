@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volcanion/tracking/shared/report/calendar"
 	"github.com/volcanion/tracking/shared/storage"
 )
 
@@ -148,6 +149,81 @@ func TestReadNamesEverySpan(t *testing.T) {
 		}
 		if want := map[storage.Res]int{storage.HalfHour: 60, storage.Hour: 150, storage.SixHours: 90}[r]; n != want {
 			t.Fatalf("%v: %d slots read, want %d", r, n, want)
+		}
+	}
+}
+
+// A range reaching back past the partner's retention: rows live until
+// their slot's end plus it, so the bucket holding the horizon is read for
+// the range as for its series (the same slots), and no slot of the range's
+// tiling crosses it; elsewhere the range keeps its coarse slots.
+func TestWholeTilingSplitsAtTheHorizon(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 20, 0, 0, time.UTC)
+	for _, c := range []struct {
+		g, tz string
+		ret   time.Duration
+	}{
+		{"hour", "UTC", 20*24*time.Hour + 5*time.Hour + 7*time.Minute},
+		{"day", "UTC", 20*24*time.Hour + 5*time.Hour},
+		{"day", "Asia/Kolkata", 12*24*time.Hour + 3*time.Hour},
+		{"hour", "Asia/Kolkata", 12*24*time.Hour + 3*time.Hour},
+		{"minute", "UTC", 23*time.Hour + 30*time.Minute},
+	} {
+		from := now.Add(-30 * 24 * time.Hour)
+		if c.g == "minute" {
+			from = now.Add(-24 * time.Hour)
+		}
+		pl, err := makePlan(from, now, c.g, c.tz, calendar.Day, 400*24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pl.list(); err != nil {
+			t.Fatal(err)
+		}
+		before := pl.wholeTiling()
+		pl.retain(c.ret, now)
+		h := now.Add(-c.ret)
+		k := pl.index(h)
+		start, end := pl.buckets[k], pl.to
+		if k+1 < len(pl.buckets) {
+			end = pl.buckets[k+1]
+		}
+		whole, series := pl.wholeTiling(), pl.seriesTiling()
+		_, starts := slotsOf(whole) // still every minute of the range, once
+		for x := pl.from.UTC(); x.Before(pl.to); {
+			r, ok := starts[x]
+			if !ok {
+				t.Fatalf("%s in %s: no slot of the range starts at %v", c.g, c.tz, x)
+			}
+			delete(starts, x)
+			x = x.Add(r.Duration())
+		}
+		if len(starts) > 0 {
+			t.Fatalf("%s in %s: slots outside the range: %v", c.g, c.tz, starts)
+		}
+		own := 0
+		for i, r := range resolutions {
+			for _, s := range whole[i] {
+				for x := s.from; x.Before(s.to); x = x.Add(r.Duration()) {
+					e := x.Add(r.Duration())
+					switch {
+					case !e.After(start) || !x.Before(end):
+					case !x.Before(start) && !e.After(end) && series.has(i, x):
+						own++
+					default:
+						t.Fatalf("%s in %s: the range reads the %v slot %v across the bucket [%v, %v) of the horizon", c.g, c.tz, r, x, start, end)
+					}
+				}
+			}
+		}
+		if own == 0 {
+			t.Fatalf("%s in %s: the bucket of the horizon is not read", c.g, c.tz)
+		}
+		if whole.slots() > series.slots() || c.g == "hour" && whole.slots()*4 > series.slots() {
+			t.Fatalf("%s in %s: the range reads %d slots, its series %d: the coarse slots are gone", c.g, c.tz, whole.slots(), series.slots())
+		}
+		if before.equal(whole) && c.g == "hour" {
+			t.Fatalf("%s in %s: the horizon changed nothing", c.g, c.tz)
 		}
 	}
 }

@@ -486,6 +486,11 @@ func sortedGroups(m map[string]int64) []string {
 type Store interface {
 	Tenants
 	Events
+	// Retention is how long a partner's events and the rows counting them
+	// are kept: a row until its slot's end plus this (0: for ever). A
+	// report reads no slot coarser than its buckets' across the horizon,
+	// where a row outlives the first events it counts.
+	Retention(p tenant.Partner) time.Duration
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -179,6 +179,8 @@ func (t traced) ListEvents(ctx context.Context, q EventsQuery) (_ []event.Event,
 	return t.s.ListEvents(ctx, q)
 }
 
+func (t traced) Retention(p tenant.Partner) time.Duration { return t.s.Retention(p) }
+
 func (t traced) Ping(ctx context.Context) (err error) {
 	ctx, sp := span(ctx, "Ping")
 	defer func() { end(sp, err) }()

@@ -18,6 +18,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // Config of the Cassandra backend.
@@ -150,6 +151,15 @@ func (st *Store) Close() error {
 }
 
 // Ping runs a trivial query.
+// Retention is the partner's own, else the store's (Config.Retention), as
+// its events are written with (workers set Event.Retention from it).
+func (st *Store) Retention(p tenant.Partner) time.Duration {
+	if p.RetentionDays > 0 {
+		return time.Duration(p.RetentionDays) * 24 * time.Hour
+	}
+	return st.cfg.Retention
+}
+
 func (st *Store) Ping(ctx context.Context) error {
 	var v string
 	if err := st.s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v); err != nil {

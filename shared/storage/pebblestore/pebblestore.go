@@ -102,6 +102,9 @@ func (s *Store) Flush() error {
 func (s *Store) Close() error { return s.db.Close() }
 
 // Ping checks the database answers reads.
+// Retention is 0: the embedded store keeps everything.
+func (s *Store) Retention(tenant.Partner) time.Duration { return 0 }
+
 func (s *Store) Ping(ctx context.Context) error {
 	_, err := s.get([]byte("ping"))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
