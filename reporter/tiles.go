@@ -12,7 +12,7 @@ import (
 )
 
 // A report reads the coarsest stored slots that tile its buckets: whole
-// UTC days where a bucket covers them, then six hours, hours, half hours,
+// UTC weeks (from Monday) and days where a bucket covers them, then six hours, hours, half hours,
 // quarter hours, minutes. A day in Asia/Kolkata (18:30 to 18:30 UTC) is a
 // half hour, five hours, three six-hour slots and a half hour; a UTC day is
 // one slot; an hour in Asia/Kolkata is one hour from half past, the only
@@ -26,7 +26,7 @@ type span struct{ from, to time.Time }
 type tiling [len(resolutions)][]span
 
 // resolutions, coarsest first.
-var resolutions = [...]storage.Res{storage.Day, storage.SixHours, storage.Hour, storage.HalfPastHour, storage.HalfHour, storage.QuarterHour, storage.Minute}
+var resolutions = [...]storage.Res{storage.Week, storage.Day, storage.SixHours, storage.Hour, storage.HalfPastHour, storage.HalfHour, storage.QuarterHour, storage.Minute}
 
 func aligned(t time.Time, r storage.Res) bool { return r.Slot(t).Equal(t) }
 

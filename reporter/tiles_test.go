@@ -42,6 +42,9 @@ func TestTilingOfZones(t *testing.T) {
 		{"Asia/Kathmandu day", day.Add(-5*time.Hour - 45*time.Minute), day.Add(18*time.Hour + 15*time.Minute),
 			map[storage.Res]int{storage.QuarterHour: 2, storage.HalfHour: 1, storage.Hour: 5, storage.SixHours: 3}},
 		{"UTC 6 hours", day.Add(6 * time.Hour), day.Add(12 * time.Hour), map[storage.Res]int{storage.SixHours: 1}},
+		{"30 UTC days from a Wednesday", time.Date(2026, 10, 28, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC),
+			map[storage.Res]int{storage.Day: 9, storage.Week: 3}},
+		{"a UTC week", time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 9, 0, 0, 0, 0, time.UTC), map[storage.Res]int{storage.Week: 1}},
 	} {
 		tl := &tiling{}
 		tl.add(c.from, c.to)
@@ -69,7 +72,7 @@ func TestTilingCoversExactly(t *testing.T) {
 		from := base.Add(time.Duration(rng.IntN(5*24*60)) * time.Minute)
 		checkTiling(t, from, from.Add(time.Duration(1+rng.IntN(3*24*60))*time.Minute))
 	}
-	for range 300 { // and months
+	for range 300 { // and months, across weeks
 		from := base.Add(time.Duration(rng.IntN(20*24*60)) * time.Minute)
 		checkTiling(t, from, from.Add(time.Duration(1+rng.IntN(40*24*60))*time.Minute))
 	}

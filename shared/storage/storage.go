@@ -98,7 +98,11 @@ type Tenants interface {
 // Afghanistan, Myanmar, Newfoundland, central Australia), so an hourly
 // series there reads one slot a point, whose users are its own sketch's,
 // not a union of two half hours'. They tile nothing coarser and serve only
-// buckets that are one of them (HalfPast).
+// buckets that are one of them.
+//
+// Weeks (UTC, from Monday) are the coarsest: a month's range is a dozen
+// slots, so its users are a dozen sketches and its counts by group a dozen
+// rows, and a weekly series in UTC is one slot a point.
 type Res int8
 
 const (
@@ -110,11 +114,14 @@ const (
 	HalfHour
 	SixHours
 	HalfPastHour
+	// Week is an ISO week in UTC (from Monday 00:00): the range of a month's
+	// report is a dozen slots, not 30 days.
+	Week
 )
 
 // Resolutions are all of them, finest first (HalfPastHour, beside Hour,
 // after its tiles).
-var Resolutions = []Res{Minute, QuarterHour, HalfHour, Hour, HalfPastHour, SixHours, Day}
+var Resolutions = []Res{Minute, QuarterHour, HalfHour, Hour, HalfPastHour, SixHours, Day, Week}
 
 // Duration is the length of a slot.
 func (r Res) Duration() time.Duration {
@@ -129,6 +136,8 @@ func (r Res) Duration() time.Duration {
 		return time.Hour
 	case SixHours:
 		return 6 * time.Hour
+	case Week:
+		return 7 * 24 * time.Hour
 	default:
 		return 24 * time.Hour
 	}
@@ -150,6 +159,8 @@ func (r Res) String() string {
 		return "six-hours"
 	case Day:
 		return "day"
+	case Week:
+		return "week"
 	}
 	return fmt.Sprintf("Res(%d)", int8(r))
 }
@@ -185,7 +196,8 @@ func (r Res) Phase() time.Duration {
 	return 0
 }
 
-// Slot is the UTC slot of res that holds t.
+// Slot is the UTC slot of res that holds t. (Truncation counts from
+// January 1 of year 1, a Monday: weeks start on Mondays.)
 func (r Res) Slot(t time.Time) time.Time {
 	if r == HalfPastHour {
 		return t.UTC().Add(-halfPast).Truncate(time.Hour).Add(halfPast)

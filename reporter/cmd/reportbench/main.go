@@ -58,12 +58,13 @@ type progress struct {
 	LoadSeconds                      float64
 	// SketchForm 5: every sketch row is in this release's form (nibbles,
 	// with its estimate beside it, through marked) and every hour is in
-	// its day's pack; 6: hours from half past are kept. A data set loaded
-	// before is rewritten once (Cassandra; Pebble recounts itself).
+	// its day's pack; 6: hours from half past are kept; 7: weeks too. A
+	// data set loaded before is rewritten once (Cassandra; Pebble
+	// recounts itself).
 	SketchForm int
 }
 
-const sketchForm = 6
+const sketchForm = 7
 
 const partnerID = "01900000-0000-7000-8000-0000000000b1"
 
@@ -237,7 +238,12 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 					return p, err
 				}
 			}
-			if err := deriveHalfPast(ctx, o, cass, p); err != nil {
+			if p.SketchForm < 6 {
+				if err := derive(ctx, o, cass, p, storage.HalfPastHour, cassandrastore.SetHalfPastSince); err != nil {
+					return p, err
+				}
+			}
+			if err := derive(ctx, o, cass, p, storage.Week, cassandrastore.SetWeeksSince); err != nil {
 				return p, err
 			}
 			p.SketchForm = sketchForm
@@ -390,20 +396,20 @@ func fourAtOnce(n int, fn func(i int) (int, error)) (int, error) {
 	return sum, first
 }
 
-// deriveHalfPast writes the data set's hours from half past, which a
-// release before did not keep, from its half hours; then records that they
-// are kept from the start.
-func deriveHalfPast(ctx context.Context, o options, cass *cassandrastore.Store, p progress) error {
+// derive writes the data set's slots of res (hours from half past,
+// weeks), which a release before did not keep, from their tiles; then
+// records that they are kept from the start.
+func derive(ctx context.Context, o options, cass *cassandrastore.Store, p progress, res storage.Res, setSince func(context.Context, []string, string, time.Time) error) error {
 	from, to := p.Start.AddDate(0, 0, -4), p.Start.AddDate(0, 0, p.Days+1) // late events reach 3 days back
 	began := time.Now()
-	n, err := cass.DeriveHalfPastHours(ctx, partnerID, from, to)
+	n, err := cass.DeriveSlots(ctx, partnerID, res, from, to)
 	if err != nil {
 		return err
 	}
-	if err := cassandrastore.SetHalfPastSince(ctx, strings.Split(o.hosts, ","), o.keyspace, time.Unix(0, 0)); err != nil {
+	if err := setSince(ctx, strings.Split(o.hosts, ","), o.keyspace, time.Unix(0, 0)); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %d hours from half past in %.0f s\n", n, time.Since(began).Seconds())
+	fmt.Printf("wrote %d slots of %v in %.0f s\n", n, res, time.Since(began).Seconds())
 	return nil
 }
 

@@ -42,7 +42,7 @@ func All(t *testing.T, prefix string) map[string]func(t *testing.T) storage.Stor
 }
 
 // CassandraUpgraded is Cassandra with a keyspace as an upgrade across the
-// half-hour, six-hour and half-past-hour resolutions leaves it, for every slot of the
+// half-hour, six-hour, half-past-hour and week resolutions leaves it, for every slot of the
 // test: their slots are read summed from quarters and hours.
 func CassandraUpgraded(t *testing.T, prefix string) storage.Store {
 	return cassandra(t, prefix, true)
@@ -73,8 +73,12 @@ func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
 		if err := cassandrastore.SetPacksSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
 			t.Fatal(err)
 		}
-		// Nor had it hours from half past: summed from half hours.
+		// Nor had it hours from half past or weeks: summed from half hours
+		// and days.
 		if err := cassandrastore.SetHalfPastSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cassandrastore.SetWeeksSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -93,6 +93,9 @@ type Store struct {
 	// event of the slots from here on, earlier ones are summed from half
 	// hours (layout.go).
 	halfPastSince time.Time
+	// weekSince: weeks hold every event from here on, earlier ones are
+	// summed from days (layout.go).
+	weekSince time.Time
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -137,7 +140,12 @@ func Open(cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince}
+	weekSince, err := readSince(ctx, s, weeksName)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince, weekSince: weekSince}
 	st.folder = newFolder(st)
 	return st, nil
 }

@@ -39,6 +39,10 @@ const (
 	// packs are written with them, so they need no since of their own.
 	halfPastVersion = 16
 	halfPastName    = "half-past-hours"
+	// Weeks came with them (layout row "weeks"); before it they are summed
+	// from days.
+	weeksVersion = 17
+	weeksName    = "weeks"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -132,6 +136,11 @@ func SetHalfPastSince(ctx context.Context, hosts []string, keyspace string, sinc
 	return setLayoutSince(ctx, hosts, keyspace, halfPastName, since)
 }
 
+// SetWeeksSince is SetHalfPastSince for weeks (DeriveSlots).
+func SetWeeksSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	return setLayoutSince(ctx, hosts, keyspace, weeksName, since)
+}
+
 func setLayoutSince(ctx context.Context, hosts []string, keyspace, name string, since time.Time) error {
 	cluster := gocql.NewCluster(hosts...)
 	cluster.Keyspace = keyspace
@@ -187,6 +196,8 @@ func (st *Store) sinceOf(res storage.Res) (since time.Time, later bool) {
 		// On a slot's start (since is on the hour): the slot holding
 		// since is summed, its rows not holding the events before since.
 		return storage.HalfPastHour.Slot(st.halfPastSince.Add(time.Hour - 1)), true
+	case storage.Week:
+		return storage.Week.Slot(st.weekSince.Add(storage.Week.Duration() - 1)), true
 	}
 	return time.Time{}, false
 }

@@ -13,13 +13,13 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// Half-hour, six-hour and half-past-hour slots read before the layout's
-// since are summed from quarters, hours and half hours: the same counts, groups and users as the rows a
+// Half-hour, six-hour, half-past-hour and week slots read before the
+// layout's since are summed from quarters, hours, half hours and days: the same counts, groups and users as the rows a
 // new keyspace keeps, whether since is before, inside or after the range.
 func TestDerivedResolutions(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
-	if !st.since.Equal(time.Unix(0, 0)) || !st.halfPastSince.Equal(time.Unix(0, 0)) {
+	if !st.since.Equal(time.Unix(0, 0)) || !st.halfPastSince.Equal(time.Unix(0, 0)) || !st.weekSince.Equal(time.Unix(0, 0)) {
 		t.Fatalf("a new keyspace keeps every resolution from %v, not from the start", st.since)
 	}
 	p := tenant.NewID()
@@ -89,16 +89,17 @@ func TestDerivedResolutions(t *testing.T) {
 		{start.Add(-time.Hour), start.Add(6 * time.Hour)}, // ends at since
 		{start.Add(30 * time.Minute), start.Add(90 * time.Minute)},
 		{start.Add(5*time.Hour + 30*time.Minute), start.Add(8*time.Hour + 30*time.Minute)}, // around since
+		{start.Add(-8 * 24 * time.Hour), start.Add(9 * 24 * time.Hour)},                    // weeks either side
 	}
-	for _, res := range []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour} {
+	for _, res := range []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour, storage.Week} {
 		for _, r := range ranges {
-			st.since, st.halfPastSince = time.Unix(0, 0), time.Unix(0, 0)
+			st.since, st.halfPastSince, st.weekSince = time.Unix(0, 0), time.Unix(0, 0), time.Unix(0, 0)
 			want := read(res, r[0], r[1])
 			if r[1].Sub(r[0]) > time.Hour && (len(want.counts[0]) == 0 || len(want.users[0]) == 0) {
 				t.Fatalf("%v [%v, %v): nothing stored", res, r[0], r[1])
 			}
 			for _, since := range []time.Time{start, start.Add(6 * time.Hour), start.Add(12 * time.Hour), start.Add(365 * 24 * time.Hour)} {
-				st.since, st.halfPastSince = since, since
+				st.since, st.halfPastSince, st.weekSince = since, since, since
 				if got := read(res, r[0], r[1]); !reflect.DeepEqual(got, want) {
 					t.Fatalf("%v [%v, %v) since %v:\n got %+v\nwant %+v", res, r[0], r[1], since, got, want)
 				}

@@ -90,6 +90,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
 		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
 		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
+		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
 	} {
 		if applied[step.version] {
 			continue

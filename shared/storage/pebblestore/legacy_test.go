@@ -266,15 +266,17 @@ func registers(t *testing.T, sk *hll.Sketch) []byte {
 }
 
 // A store of layout "2" (the release before half hours and six hours: none
-// of their keys) or "3" (before hours from half past) is recounted at
-// Open: every resolution counts every event, users included.
+// of their keys), "3" (before hours from half past) or "4" (before weeks)
+// is recounted at Open: every resolution counts every event, users
+// included.
 func TestUpgradeFromLayout2(t *testing.T) {
 	for _, c := range []struct {
 		layout string
 		drop   []storage.Res
 	}{
-		{"2", []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour}},
-		{"3", []storage.Res{storage.HalfPastHour}},
+		{"2", []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour, storage.Week}},
+		{"3", []storage.Res{storage.HalfPastHour, storage.Week}},
+		{"4", []storage.Res{storage.Week}},
 	} {
 		t.Run(c.layout, func(t *testing.T) { testUpgradeFromLayout(t, c.layout, c.drop) })
 	}

@@ -534,8 +534,9 @@ func sortKeys(ks []tenant.APIKey) {
 //
 //	c/<rollup>/<key>/<res>/<slot>   counts: uvarint total, then per group (in order) uvarint length, group, uvarint count
 //	u/<scope>/<key>/<res>/<slot>    users: an encoded hll.Sketch
-//	meta/rollups                    "4" once every stored event is counted in this layout
-//	                                (3: half hours and six hours added, 4: hours from half past;
+//	meta/rollups                    "5" once every stored event is counted in this layout
+//	                                (3: half hours and six hours added, 4: hours from half past,
+//	                                5: weeks;
 //	                                Open recounts a store of an earlier one)
 //	meta/sketches                   "2" once every sketch is in this release's form (nibbles)
 //
@@ -547,7 +548,7 @@ const (
 	quarterLayout = "200601021504"
 	hourLayout    = "2006010215"
 	rollupsMeta   = "meta/rollups"
-	rollupsLayout = "4"
+	rollupsLayout = "5"
 	sketchesMeta  = "meta/sketches"
 	sketchesForm  = "2"
 )

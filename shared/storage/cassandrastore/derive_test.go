@@ -13,14 +13,21 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// Hours from half past dropped (a keyspace upgraded across them) and
-// derived again from half hours read back as the fold wrote them: every
-// count, group, sketch, pack entry and estimate. Manifests not yet folded
-// are folded first, not counted twice; a row a fold wrote since the
-// upgrade (a late event's, holding that event only) is replaced by the
-// whole hour; a late event folded after counts once; deriving again
+// Hours from half past and weeks dropped (a keyspace upgraded across them)
+// and derived again from half hours and days read back as the fold wrote
+// them: every count, group, sketch, pack entry and estimate. Manifests not
+// yet folded are folded first, not counted twice; a row a fold wrote since
+// the upgrade (a late event's, holding that event only) is replaced by the
+// whole slot; a late event folded after counts once; deriving again
 // changes nothing.
-func TestDeriveHalfPastHours(t *testing.T) {
+func TestDeriveSlots(t *testing.T) {
+	t.Run("hours from half past", func(t *testing.T) {
+		testDeriveSlots(t, storage.HalfPastHour, 29*time.Second, 4*time.Hour+40*time.Minute)
+	})
+	t.Run("weeks", func(t *testing.T) { testDeriveSlots(t, storage.Week, 25*time.Minute, 100*time.Hour) })
+}
+
+func testDeriveSlots(t *testing.T, res storage.Res, step, lateAfter time.Duration) {
 	st := openStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -34,10 +41,11 @@ func TestDeriveHalfPastHours(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start := now.Truncate(time.Hour).Add(-30 * time.Hour)
+	span := 1200 * step // 9.7 hours, or 21 days
+	start := now.Truncate(time.Hour).Add(-span - 20*time.Hour)
 	var evs []event.Event
 	for i := range 1200 {
-		ts := start.Add(time.Duration(i) * 29 * time.Second) // 9.7 hours
+		ts := start.Add(time.Duration(i) * step)
 		evs = append(evs, event.Event{ID: fmt.Sprint("h-", i), PartnerID: p, SubSystemID: subs[i%2], EventType: fmt.Sprint("t", i%4),
 			UserID: fmt.Sprint("u", i%500), Timestamp: ts})
 	}
@@ -57,7 +65,7 @@ func TestDeriveHalfPastHours(t *testing.T) {
 	}
 	write(evs[:800])
 	fold()
-	from, to := start.Add(-time.Hour), start.Add(12*time.Hour)
+	from, to := start.Add(-time.Hour), start.Add(span+2*time.Hour)
 	counts := []storage.CountsQuery{
 		{Rollup: storage.SubSystemTypes, Key: subs[0]}, {Rollup: storage.SubSystemTypes, Key: subs[1]},
 		{Rollup: storage.PartnerSubSystems, Key: p}, {Rollup: storage.PartnerTypes, Key: p},
@@ -72,7 +80,7 @@ func TestDeriveHalfPastHours(t *testing.T) {
 		t.Helper()
 		var f figures
 		for _, q := range counts {
-			q.Res, q.From, q.To = storage.HalfPastHour, from, to
+			q.Res, q.From, q.To = res, from, to
 			q.Groups = true
 			g, err := st.Counts(ctx, q)
 			if err != nil {
@@ -86,7 +94,7 @@ func TestDeriveHalfPastHours(t *testing.T) {
 			f.groups, f.totals = append(f.groups, g), append(f.totals, n)
 		}
 		for _, q := range users {
-			q.Res, q.From, q.To = storage.HalfPastHour, from, to
+			q.Res, q.From, q.To = res, from, to
 			sk, est := map[time.Time]string{}, map[time.Time]uint64{}
 			if err := st.Users(ctx, q, func(at time.Time, b []byte) error {
 				var s hll.Sketch // as registers: a sketch may be encoded two ways
@@ -107,21 +115,28 @@ func TestDeriveHalfPastHours(t *testing.T) {
 		}
 		return f
 	}
-	// As an upgrade leaves them: none, summed from half hours.
+	setSince := func(t time.Time) {
+		if res == storage.Week {
+			st.weekSince = t
+		} else {
+			st.halfPastSince = t
+		}
+	}
+	// As an upgrade leaves them: none, summed from their tiles.
 	for _, k := range []struct {
 		kind, a int8
 		key     string
 	}{{kindCounts, 0, subs[0]}, {kindCounts, 0, subs[1]}, {kindCounts, 1, p}, {kindCounts, 2, p}, {kindUsers, 0, subs[0]}, {kindUsers, 0, subs[1]}, {kindUsers, 1, p}} {
-		for _, period := range periods(storage.HalfPastHour, storage.HalfPastHour.Slot(from), to) { // from's slot may start in the month before
+		for _, period := range periods(res, res.Slot(from), to) { // from's slot may start in the partition before
 			if err := st.s.Query("DELETE FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ?",
-				k.kind, k.a, k.key, int8(storage.HalfPastHour), period).Exec(); err != nil {
+				k.kind, k.a, k.key, int8(res), period).Exec(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	st.halfPastSince = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	setSince(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
 	// A late event folded since the upgrade: its hour's row holds it alone.
-	late := start.Add(4*time.Hour + 40*time.Minute)
+	late := start.Add(lateAfter)
 	lateEv := func(id string) event.Event {
 		return event.Event{ID: id, PartnerID: p, SubSystemID: subs[0], EventType: "t1", UserID: "late-" + id, Timestamp: late}
 	}
@@ -129,7 +144,7 @@ func TestDeriveHalfPastHours(t *testing.T) {
 	fold()
 	var partial int64
 	if err := st.s.Query("SELECT n FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		kindCounts, int8(storage.PartnerTypes), p, int8(storage.HalfPastHour), periodOf(storage.HalfPastHour, late), storage.HalfPastHour.Slot(late)).Scan(&partial); err != nil || partial != 1 {
+		kindCounts, int8(storage.PartnerTypes), p, int8(res), periodOf(res, late), res.Slot(late)).Scan(&partial); err != nil || partial != 1 {
 		t.Fatalf("the late event's row: n %d, %v", partial, err)
 	}
 	// And events not folded yet.
@@ -139,8 +154,8 @@ func TestDeriveHalfPastHours(t *testing.T) {
 	for _, s := range want.totals[3] {
 		n += s.Total
 	}
-	if n != int64(len(evs)+1) || len(want.totals[3]) < 10 || want.totals[3][0].Start.Minute() != 30 {
-		t.Fatalf("hours from half past count %d of %d events in %d slots: %v", n, len(evs)+1, len(want.totals[3]), want.totals[3])
+	if n != int64(len(evs)+1) || len(want.totals[3]) < 3 || !res.Slot(want.totals[3][0].Start.Add(time.Minute)).Equal(want.totals[3][0].Start) {
+		t.Fatalf("%v slots count %d of %d events in %d slots: %v", res, n, len(evs)+1, len(want.totals[3]), want.totals[3])
 	}
 	same := func(what string, got, want figures) {
 		t.Helper()
@@ -172,15 +187,15 @@ func TestDeriveHalfPastHours(t *testing.T) {
 	}
 	derive := func() {
 		t.Helper()
-		st.halfPastSince = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-		got, err := st.DeriveHalfPastHours(ctx, p, from, to)
+		setSince(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+		got, err := st.DeriveSlots(ctx, p, res, from, to)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got != rows {
 			t.Fatalf("derived %d rows, want %d", got, rows)
 		}
-		st.halfPastSince = time.Unix(0, 0)
+		setSince(time.Unix(0, 0))
 	}
 	derive()
 	same("derived", read(), want)
@@ -193,7 +208,7 @@ func TestDeriveHalfPastHours(t *testing.T) {
 	write([]event.Event{lateEv("late-2")})
 	fold()
 	got := read()
-	k := storage.HalfPastHour.Slot(late)
+	k := res.Slot(late)
 	for i, ss := range got.totals {
 		for j, s := range ss {
 			if s.Start.Equal(k) && (i == 0 || i == 2 || i == 3) {

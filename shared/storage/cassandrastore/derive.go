@@ -17,21 +17,28 @@ import (
 // ErrWritersRunning: a derivation found manifests it had not folded.
 var ErrWritersRunning = errors.New("cassandrastore: events arrived while deriving: stop the workers first")
 
-// DeriveHalfPastHours writes the hours from half past in [from, to) before
-// since of a partner and its sub-systems, which a keyspace upgraded across
-// them does not hold: for an upgrade with the workers stopped, then
-// SetHalfPastSince moves their start back. It folds the partner's
-// manifests first (and the other partners' of its sub-systems), then
-// writes each hour as its half hours sum it (counts and groups; the union
-// of their sketches, n its estimate), with its pack entry, through the
+// DeriveSlots writes the slots of res (hours from half past, weeks) in
+// [from, to) before its since of a partner and its sub-systems, which a
+// keyspace upgraded across them does not hold: for an upgrade with the
+// workers stopped, then SetHalfPastSince or SetWeeksSince moves their start
+// back. It folds the partner's manifests first (and the other partners' of
+// its sub-systems), then writes each slot as its tiles sum it (counts and
+// groups; the union of their sketches, n its estimate), with its pack
+// entry where res is packed, through the
 // partners' applied marks (every manifest folded so far is in it, so no
 // read or fold adds one again) and the partner's retention; over a row a
 // fold wrote since the upgrade (a late event's, holding that event only),
 // under that row's condition. It returns how many rows it wrote, and
 // ErrWritersRunning if a manifest arrived meanwhile. Running it again
 // rewrites the same figures.
-func (st *Store) DeriveHalfPastHours(ctx context.Context, partner string, from, to time.Time) (int, error) {
-	to = st.beforeHalfPast(to)
+func (st *Store) DeriveSlots(ctx context.Context, partner string, res storage.Res, from, to time.Time) (int, error) {
+	since, later := st.sinceOf(res)
+	if !later {
+		return 0, fmt.Errorf("cassandrastore: %v slots are never summed: nothing to derive", res)
+	}
+	if since.Before(to) {
+		to = since
+	}
 	if !from.Before(to) {
 		return 0, nil
 	}
@@ -88,7 +95,7 @@ func (st *Store) DeriveHalfPastHours(ctx context.Context, partner string, from, 
 					}
 				}
 			}
-			w, err := st.deriveKey(ctx, k.kind, k.a, k.key, from, to, keep, encodeThrough(k.kind, marks))
+			w, err := st.deriveKey(ctx, k.kind, k.a, k.key, res, from, to, keep, encodeThrough(k.kind, marks))
 			mu.Lock()
 			n += w
 			mu.Unlock()
@@ -130,9 +137,8 @@ func (st *Store) foldAll(ctx context.Context, partner string) ([ClaimBuckets]int
 	return applied, nil
 }
 
-// deriveKey writes one key's hours from half past in [from, to).
-func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, from, to time.Time, keep time.Duration, through []byte) (int, error) {
-	res := storage.HalfPastHour
+// deriveKey writes one key's slots of res in [from, to).
+func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, keep time.Duration, through []byte) (int, error) {
 	type row struct {
 		start time.Time
 		set   string
@@ -182,27 +188,21 @@ func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, from, 
 		b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial).WithContext(ctx)
 		args := append(append([]any{ttl}, r.vals...), p.kind, p.a, p.key, int8(p.res), p.period, r.start, cond)
 		b.Query("UPDATE totals USING TTL ? SET "+r.set+" WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?", args...)
-		stmt, pargs := packUpdate(p, r.start, r.n, ttl)
-		b.Query(stmt, pargs...)
+		if packed(res) {
+			stmt, pargs := packUpdate(p, r.start, r.n, ttl)
+			b.Query(stmt, pargs...)
+		}
 		applied, it, err := st.s.MapExecuteBatchCAS(b, map[string]any{})
 		if it != nil {
 			it.Close()
 		}
 		if err != nil {
-			return n, fmt.Errorf("cassandrastore: write the hour from half past %v of %v: %w", r.start, p, err)
+			return n, fmt.Errorf("cassandrastore: write the %v %v of %v: %w", res, r.start, p, err)
 		}
 		if !applied {
-			return n, fmt.Errorf("%w (the hour %v of %v changed)", ErrWritersRunning, r.start, p)
+			return n, fmt.Errorf("%w (the %v %v of %v changed)", ErrWritersRunning, res, r.start, p)
 		}
 		n++
 	}
 	return n, nil
-}
-
-// beforeHalfPast clips to to the hours from half past that are summed.
-func (st *Store) beforeHalfPast(to time.Time) time.Time {
-	if since, _ := st.sinceOf(storage.HalfPastHour); since.Before(to) {
-		return since
-	}
-	return to
 }
