@@ -53,7 +53,17 @@ func CassandraUpgraded(t *testing.T, prefix string) storage.Store {
 // (VT_CASSANDRA_HOSTS unset) the test is skipped.
 func Cassandra(t *testing.T, prefix string) storage.Store { return cassandra(t, prefix, false) }
 
+// CassandraWith is Cassandra with its configuration changed by set (a
+// short retention, say).
+func CassandraWith(t *testing.T, prefix string, set func(*cassandrastore.Config)) storage.Store {
+	return cassandraWith(t, prefix, false, set)
+}
+
 func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
+	return cassandraWith(t, prefix, upgraded, nil)
+}
+
+func cassandraWith(t *testing.T, prefix string, upgraded bool, set func(*cassandrastore.Config)) storage.Store {
 	h := os.Getenv("VT_CASSANDRA_HOSTS")
 	if h == "" {
 		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and sets it")
@@ -84,6 +94,9 @@ func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
 	}
 	cfg := cassandrastore.DefaultConfig()
 	cfg.Hosts, cfg.Keyspace = hosts, ks
+	if set != nil {
+		set(&cfg)
+	}
 	s, err := cassandrastore.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

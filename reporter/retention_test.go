@@ -1,0 +1,106 @@
+package reporter_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/storage/backendtest"
+	"github.com/volcanion/tracking/shared/storage/cassandrastore"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// At the retention edge, on Cassandra's own TTLs: events an hour old with
+// a retention of an hour are gone from their minute rows while the hour,
+// day and week rows that count them live on (a row lives until its slot's
+// end plus the retention). A minute series then shows none of them, and
+// its total, by type and users must show none either; an hourly one shows
+// them in their hour, and so must its total. (Reading the range's coarse
+// slots across the horizon, the total counted what the series did not.)
+func TestTotalsAgreeWithTheSeriesAtTheRetentionEdge(t *testing.T) {
+	t.Parallel()
+	store := backendtest.CassandraWith(t, "retention", func(c *cassandrastore.Config) { c.Retention = time.Hour })
+	ctx := context.Background()
+	now := time.Now().UTC()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "ret", Name: "Ret", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	early := now.Add(-time.Hour + 20*time.Second) // kept 20 s more; its minute row about a minute
+	var evs []event.Event
+	for i := range 6 {
+		at := early
+		if i >= 3 {
+			at = now.Add(-10 * time.Minute) // kept
+		}
+		evs = append(evs, event.Event{ID: fmt.Sprint("r", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", UserID: fmt.Sprint("u", i), Timestamp: at, ReceivedAt: now})
+	}
+	if _, err := store.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.(*cassandrastore.Store).FoldPartner(ctx, p.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Until the early minute's row has expired (a minute or so).
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		sl, err := store.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Res: storage.Minute, From: early, To: early.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sl) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the minute row of %v has not expired: %+v", early, sl)
+		}
+		time.Sleep(time.Second) // polling Cassandra's clock; nothing to wait on
+	}
+	hours, err := store.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Res: storage.Hour, From: early, To: early.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hours) == 0 || hours[0].Total < 3 {
+		t.Skipf("the early events' hour row expired too (%v): the edge moved past them", hours)
+	}
+	svc := reporter.New(store, zerolog.Nop())
+	from, to := now.Add(-2*time.Hour), now.Add(time.Minute)
+	for _, g := range []string{"minute", "hour"} {
+		sr, err := svc.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: from, To: to, Granularity: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := svc.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: from, To: to, Granularity: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []struct {
+			name   string
+			total  int64
+			byType map[string]int64
+			series []report.Point
+		}{{"sub-system", sr.TotalEvents, sr.EventsByType, sr.TimeSeries}, {"partner", pr.TotalEvents, pr.EventsByType, pr.TimeSeries}} {
+			var sum int64
+			for _, pt := range r.series {
+				sum += pt.Count
+			}
+			if r.total != sum || r.byType["view"] != sum {
+				t.Errorf("%s report by %s: total %d, by type %v, but its series sums to %d", r.name, g, r.total, r.byType, sum)
+			}
+			if g == "minute" && sum != 3 || g == "hour" && sum != 6 {
+				t.Errorf("%s report by %s: the series sums to %d", r.name, g, sum)
+			}
+		}
+	}
+}
