@@ -385,7 +385,7 @@ func (p *plan) retain(ret time.Duration, now time.Time) {
 		return
 	}
 	p.horizon = now.Add(-ret)
-	if p.buckets != nil && p.index(p.horizon) >= 0 {
+	if p.buckets != nil {
 		p.wholeTl = p.tileWhole()
 	}
 }

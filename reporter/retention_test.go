@@ -21,8 +21,8 @@ import (
 // a retention of an hour are gone from their minute rows while the hour,
 // day and week rows that count them live on (a row lives until its slot's
 // end plus the retention). A minute series then shows none of them, and
-// its total, by type and users must show none either; an hourly one shows
-// them in their hour, and so must its total. (Reading the range's coarse
+// its total, by type, users and top lists must show none either (also of
+// one type); an hourly one shows them in their hour, and so must the rest. (Reading the range's coarse
 // slots across the horizon, the total counted what the series did not.)
 func TestTotalsAgreeWithTheSeriesAtTheRetentionEdge(t *testing.T) {
 	t.Parallel()
@@ -101,6 +101,28 @@ func TestTotalsAgreeWithTheSeriesAtTheRetentionEdge(t *testing.T) {
 			if g == "minute" && sum != 3 || g == "hour" && sum != 6 {
 				t.Errorf("%s report by %s: the series sums to %d", r.name, g, sum)
 			}
+		}
+		// And the range's users and top lists: those of the same events.
+		want := int64(3)
+		if g == "hour" {
+			want = 6
+		}
+		for name, u := range map[string]*int64{"sub-system": sr.UniqueUsers, "partner": pr.UniqueUsers} {
+			if u == nil || *u != want {
+				t.Errorf("%s report by %s: %v unique users, want %d", name, g, u, want)
+			}
+		}
+		if len(pr.TopEventTypes) != 1 || pr.TopEventTypes[0].EventCount != want || len(pr.TopSubSystems) != 1 || pr.TopSubSystems[0].EventCount != want {
+			t.Errorf("partner report by %s: top types %+v, top sub-systems %+v, want %d each", g, pr.TopEventTypes, pr.TopSubSystems, want)
+		}
+		// One type across sub-systems: its top list reads each sub-system's
+		// counts over the range.
+		one, err := svc.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, From: from, To: to, Granularity: g, EventType: "view"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one.TotalEvents != want || len(one.TopSubSystems) != 1 || one.TopSubSystems[0].EventCount != want {
+			t.Errorf("partner report of one type by %s: total %d, top sub-systems %+v, want %d", g, one.TotalEvents, one.TopSubSystems, want)
 		}
 	}
 }

@@ -134,18 +134,34 @@ func (p plan) tileSeries() *tiling {
 	return tl
 }
 
-// tileWhole tiles the range, and the bucket holding the horizon apart, as
+// horizonSkew is how far apart the clocks of this reporter and of the
+// writers of a row's TTL (workers, Cassandra) may be: the buckets this
+// close to the horizon are read as the series reads them.
+const horizonSkew = 5 * time.Minute
+
+// tileWhole tiles the range, and the buckets near the horizon apart, as
 // the series does (see plan.horizon).
 func (p plan) tileWhole() *tiling {
 	tl := &tiling{}
-	if k := p.index(p.horizon); k >= 0 {
-		start, end := p.buckets[k], p.to
-		if k+1 < len(p.buckets) {
-			end = p.buckets[k+1]
+	first, last := p.index(p.horizon.Add(-horizonSkew)), p.index(p.horizon.Add(horizonSkew))
+	if !p.horizon.IsZero() && p.horizon.Add(horizonSkew).After(p.from) && p.horizon.Add(-horizonSkew).Before(p.to) {
+		if first < 0 {
+			first = 0
 		}
-		tl.add(p.from, start)
-		tl.add(start, end)
-		tl.add(end, p.to)
+		if last < 0 {
+			last = len(p.buckets) - 1
+		}
+		end := func(k int) time.Time {
+			if k+1 < len(p.buckets) {
+				return p.buckets[k+1]
+			}
+			return p.to
+		}
+		tl.add(p.from, p.buckets[first])
+		for k := first; k <= last; k++ {
+			tl.add(p.buckets[k], end(k))
+		}
+		tl.add(end(last), p.to)
 		return tl
 	}
 	tl.add(p.from, p.to)

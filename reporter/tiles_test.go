@@ -157,9 +157,10 @@ func TestReadNamesEverySpan(t *testing.T) {
 }
 
 // A range reaching back past the partner's retention: rows live until
-// their slot's end plus it, so the bucket holding the horizon is read for
-// the range as for its series (the same slots), and no slot of the range's
-// tiling crosses it; elsewhere the range keeps its coarse slots.
+// their slot's end plus it, so the buckets within the clocks' skew of the
+// horizon are read for the range as for its series (the same slots), and
+// no slot of the range's tiling crosses them; elsewhere the range keeps its
+// coarse slots.
 func TestWholeTilingSplitsAtTheHorizon(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 20, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -185,10 +186,10 @@ func TestWholeTilingSplitsAtTheHorizon(t *testing.T) {
 		}
 		before := pl.wholeTiling()
 		pl.retain(c.ret, now)
+		// The buckets within the clocks' skew of the horizon.
 		h := now.Add(-c.ret)
-		k := pl.index(h)
-		start, end := pl.buckets[k], pl.to
-		if k+1 < len(pl.buckets) {
+		start, end := pl.buckets[pl.index(h.Add(-horizonSkew))], pl.to
+		if k := pl.index(h.Add(horizonSkew)); k+1 < len(pl.buckets) {
 			end = pl.buckets[k+1]
 		}
 		whole, series := pl.wholeTiling(), pl.seriesTiling()

@@ -158,9 +158,9 @@ func (st *Store) Close() error {
 	return nil
 }
 
-// Ping runs a trivial query.
-// Retention is the partner's own, else the store's (Config.Retention), as
-// its events are written with (workers set Event.Retention from it).
+// Retention is the partner's own, else the store's (Config.Retention, the
+// -retention every process shares), as its events are written with
+// (workers set Event.Retention from it).
 func (st *Store) Retention(p tenant.Partner) time.Duration {
 	if p.RetentionDays > 0 {
 		return time.Duration(p.RetentionDays) * 24 * time.Hour
@@ -168,6 +168,7 @@ func (st *Store) Retention(p tenant.Partner) time.Duration {
 	return st.cfg.Retention
 }
 
+// Ping runs a trivial query.
 func (st *Store) Ping(ctx context.Context) error {
 	var v string
 	if err := st.s.Query("SELECT release_version FROM system.local").ScanContext(ctx, &v); err != nil {

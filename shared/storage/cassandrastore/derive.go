@@ -46,10 +46,7 @@ func (st *Store) DeriveSlots(ctx context.Context, partner string, res storage.Re
 	if err != nil {
 		return 0, err
 	}
-	keep := st.cfg.Retention
-	if p.RetentionDays > 0 {
-		keep = time.Duration(p.RetentionDays) * 24 * time.Hour
-	}
+	keep := st.Retention(p)
 	subs, err := st.ListSubSystems(ctx, partner, true)
 	if err != nil {
 		return 0, err

@@ -101,10 +101,10 @@ func (s *Store) Flush() error {
 // Close flushes and closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Ping checks the database answers reads.
 // Retention is 0: the embedded store keeps everything.
 func (s *Store) Retention(tenant.Partner) time.Duration { return 0 }
 
+// Ping checks the database answers reads.
 func (s *Store) Ping(ctx context.Context) error {
 	_, err := s.get([]byte("ping"))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
