@@ -373,13 +373,13 @@ type plan struct {
 	// horizon is how far back the partner's events are kept (zero: all).
 	// A row lives until its slot's end plus the retention, so a slot
 	// across the horizon still counts events gone from finer rows: the
-	// range's figures read the bucket holding it as its series does
-	// (tileWhole), so the total is what the series shows.
+	// range's figures read the buckets within horizonSkew of it as its
+	// series does (tileWhole), so the total is what the series shows.
 	horizon time.Time
 }
 
 // retain sets the horizon of retention ret (0: all kept) at now, and tiles
-// the range again if it falls inside.
+// the range again around it.
 func (p *plan) retain(ret time.Duration, now time.Time) {
 	if ret <= 0 {
 		return

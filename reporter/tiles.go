@@ -12,8 +12,8 @@ import (
 )
 
 // A report reads the coarsest stored slots that tile its buckets: whole
-// UTC weeks (from Monday) and days where a bucket covers them, then six hours, hours, half hours,
-// quarter hours, minutes. A day in Asia/Kolkata (18:30 to 18:30 UTC) is a
+// UTC weeks (from Monday) and days where a bucket covers them, then six
+// hours, hours, half hours, quarter hours, minutes. A day in Asia/Kolkata (18:30 to 18:30 UTC) is a
 // half hour, five hours, three six-hour slots and a half hour; a UTC day is
 // one slot; an hour in Asia/Kolkata is one hour from half past, the only
 // span that slot is read for (anywhere else half hours and hours tile as
