@@ -125,27 +125,15 @@ func Open(cfg Config) (*Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	since, err := readSince(ctx, s, resolutionsName)
-	if err != nil {
-		s.Close()
-		return nil, err
+	// Since when each layout added after keyspaces held counts is complete.
+	var marks [4]time.Time
+	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName} {
+		if marks[i], err = readSince(ctx, s, name); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
-	packsSince, err := readSince(ctx, s, packsName)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	halfPastSince, err := readSince(ctx, s, halfPastName)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	weekSince, err := readSince(ctx, s, weeksName)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	st := &Store{s: s, cfg: cfg, since: since, packsSince: packsSince, halfPastSince: halfPastSince, weekSince: weekSince}
+	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3]}
 	st.folder = newFolder(st)
 	return st, nil
 }
