@@ -67,8 +67,18 @@ func TestVerifyNamesMismatch(t *testing.T) {
 	}
 	old := provision.DefaultConfig().EventsStream()
 	old.MaxAge = 7 * 24 * time.Hour
-	if _, err := js.CreateStream(ctx, old); err != nil {
-		t.Fatal(err)
+	// The server may still be removing the deleted stream's store (under
+	// load, make test once got "error creating store for stream"): retry
+	// until a deadline.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err := js.CreateStream(ctx, old)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, subject.EventsStream, jetstream.ConsumerConfig{Durable: subject.WorkersConsumer,
 		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1, FilterSubject: subject.EventsAll}); err != nil {
