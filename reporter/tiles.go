@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"sync"
@@ -271,6 +272,12 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	if whole := p.wholeTiling(); p.oneSlotEach(series) && whole.slots()*4 <= len(points) {
 		return s.estimatedUsers(ctx, p, series, whole, points, scope, key)
 	}
+	if series.slots() >= unionSlots*len(points) {
+		n, err := s.unionUsers(ctx, p, points, scope, key)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return n, err
+		}
+	}
 	dense := make([]hll.Sketch, len(points))
 	// The sparse ones, copied (b is the store's until fn returns) into one
 	// buffer reused across reports: a report reads thousands. A point
@@ -376,6 +383,60 @@ func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *til
 		},
 		func(ctx context.Context) error {
 			return s.readUsers(ctx, p.reads, whole, scope, key, func(_ time.Time, b []byte) error {
+				return all.MergeBinary(b) // readUsers serialises its calls
+			})
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int64(all.Estimate()), nil
+}
+
+// unionSlots is how many slots a point must be on average for its users to
+// be asked of the store as a union (storage.UnionEstimator): a day in
+// Asia/Kolkata is ten, a month in UTC a dozen; an hour in Asia/Kathmandu
+// (three) is merged here.
+const unionSlots = 4
+
+// unionUsers is uniqueUsers from the store's estimates of each point's
+// union of slots, and the union of the whole range's tiling;
+// errors.ErrUnsupported when the store has no UnionEstimator.
+func (s *Service) unionUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+	u, ok := p.reads.(storage.UnionEstimator)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	if err := u.UnionEstimates(ctx, storage.UnionsQuery{}, nil); err != nil {
+		return 0, err // a wrapper of a store without them: ErrUnsupported at once
+	}
+	q := storage.UnionsQuery{Scope: scope, Key: key, Unions: make([][]storage.Tile, len(p.buckets))}
+	for i, b := range p.buckets {
+		end := p.to
+		if i+1 < len(p.buckets) {
+			end = p.buckets[i+1]
+		}
+		var tl tiling
+		tl.add(b, end)
+		for r, ss := range tl {
+			for _, sp := range ss {
+				q.Unions[i] = append(q.Unions[i], storage.Tile{Res: resolutions[r], From: sp.from, To: sp.to})
+			}
+		}
+	}
+	for i := range points {
+		points[i].users = new(int64)
+	}
+	all := hll.Dense()
+	err := parallel(ctx, 2, []func(context.Context) error{
+		func(ctx context.Context) error {
+			return u.UnionEstimates(ctx, q, func(i int, n uint64) error {
+				*points[i].users = int64(n)
+				return nil
+			})
+		},
+		func(ctx context.Context) error {
+			return s.readUsers(ctx, p.reads, p.wholeTiling(), scope, key, func(_ time.Time, b []byte) error {
 				return all.MergeBinary(b) // readUsers serialises its calls
 			})
 		},

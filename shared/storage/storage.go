@@ -428,6 +428,32 @@ func ReadAfter(ctx context.Context) time.Time {
 
 type readAfterKey struct{}
 
+// A Tile is the slots of one resolution starting in [From, To).
+type Tile struct {
+	Res      Res
+	From, To time.Time
+}
+
+// UnionsQuery asks for the users of each of several unions of slots of one
+// key: a report's buckets that are many slots each (a day in Asia/Kolkata
+// is ten).
+type UnionsQuery struct {
+	Scope  UserScope
+	Key    string
+	Unions [][]Tile // apart from each other, in time order
+}
+
+// A UnionEstimator estimates the users of unions of slots at once: the
+// Estimate of the merge of the sketches Users passes for each union's
+// slots. A backend that keeps the estimates of unions it computed (and
+// knows when their slots change) reads a number for each, not its slots'
+// sketches. A read wrapper whose backend has none answers
+// errors.ErrUnsupported; a query of no unions answers at once, so a
+// caller learns which it is before it reads anything.
+type UnionEstimator interface {
+	UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) error
+}
+
 // A ReadViewer gives a view in which every read sees the same writes, so
 // the figures of one report agree while events are written (Pebble: a
 // snapshot). release ends the view; a backend without one reads live.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -171,6 +172,20 @@ func (t tracedReads) UserEstimates(ctx context.Context, q UsersQuery, fn func(st
 	ctx, sp := span(ctx, "UserEstimates")
 	defer func() { end(sp, err) }()
 	return t.r.UserEstimates(ctx, q, fn)
+}
+
+func (t traced) UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) error {
+	return tracedReads{t.s}.UnionEstimates(ctx, q, fn)
+}
+
+func (t tracedReads) UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) (err error) {
+	u, ok := t.r.(UnionEstimator)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	ctx, sp := span(ctx, "UnionEstimates")
+	defer func() { end(sp, err) }()
+	return u.UnionEstimates(ctx, q, fn)
 }
 
 func (t traced) ListEvents(ctx context.Context, q EventsQuery) (_ []event.Event, err error) {

@@ -24,7 +24,10 @@ import (
 
 var ks atomic.Int32
 
-func openStore(t *testing.T) *Store {
+func openStore(t *testing.T) *Store { return openStoreWith(t, nil) }
+
+// openStoreWith opens a store on a new keyspace, its configuration changed by set.
+func openStoreWith(t *testing.T, set func(*Config)) *Store {
 	t.Helper()
 	h := os.Getenv("VT_CASSANDRA_HOSTS")
 	if h == "" {
@@ -39,6 +42,9 @@ func openStore(t *testing.T) *Store {
 	}
 	cfg := DefaultConfig()
 	cfg.Hosts, cfg.Keyspace = hs, name
+	if set != nil {
+		set(&cfg)
+	}
 	st, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -446,7 +446,13 @@ const (
 	forFold
 	forFoldSerial
 	forEstimates // users rows' n (the sketch's estimate), without the sketch
+	forThroughs  // users rows' through and TTL alone (unions.go)
 )
+
+// sketches tells whether a read of rows of kind reads their sketches.
+func sketches(kind int8, mode readMode) bool {
+	return kind == kindUsers && mode != forEstimates && mode != forThroughs
+}
 
 // usersPage is the sketch rows a page holds (up to 16 KiB each: 1 MiB).
 const usersPage = 64
@@ -465,7 +471,10 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	// above the floor adds to it (Counts).
 	through := mode != forReport && mode != forEstimates
 	cols := "slot, n"
-	if p.kind == kindUsers && mode != forEstimates {
+	switch {
+	case mode == forThroughs:
+		cols = "slot"
+	case sketches(p.kind, mode):
 		cols = "slot, sketch"
 	}
 	if through {
@@ -474,7 +483,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	if withGroups && p.kind == kindCounts {
 		cols += ", groups"
 	}
-	if mode == forFold || mode == forFoldSerial {
+	if mode == forFold || mode == forFoldSerial || mode == forThroughs {
 		cols += ", TTL(through)"
 	}
 	// Counts: a partition holds at most 1,488 slots, so one page, one
@@ -483,7 +492,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 	// one read: merging a manifest a row already holds changes nothing, and
 	// a manifest is kept 10 minutes after it was applied.
 	page := 5000
-	if p.kind == kindUsers && mode != forEstimates {
+	if sketches(p.kind, mode) {
 		page = usersPage
 	}
 	var q *gocql.Query
@@ -506,6 +515,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		var n *int64
 		dest := []any{&slot}
 		switch {
+		case mode == forThroughs:
 		case mode == forEstimates:
 			dest = append(dest, &n)
 		case p.kind == kindUsers:
@@ -519,7 +529,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		if withGroups && p.kind == kindCounts {
 			dest = append(dest, &t.groups)
 		}
-		if mode == forFold || mode == forFoldSerial {
+		if mode == forFold || mode == forFoldSerial || mode == forThroughs {
 			dest = append(dest, &ttl)
 		}
 		if !iter.Scan(dest...) {
@@ -715,7 +725,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 // inList is the most slots a statement names (slot IN ...): a sketch read
 // of a page's worth; a counts read a day of half hours and more.
 func inList(kind int8, mode readMode) int {
-	if kind == kindUsers && mode != forEstimates {
+	if sketches(kind, mode) {
 		return usersPage
 	}
 	return 256
@@ -734,6 +744,11 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 	if estimates {
 		mode = forEstimates
 	}
+	return st.rangeTotalsMode(ctx, kind, a, key, res, from, to, only, withGroups, mode, exact)
+}
+
+// rangeTotalsMode is rangeTotals, read in mode.
+func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, mode readMode, exact map[time.Time]bool) (map[time.Time]*total, error) {
 	if len(exact) > maxExact {
 		// Folding lags (a lapsed lease): the range with through costs
 		// less than a read of each slot.
@@ -798,7 +813,7 @@ func (st *Store) rangeTotals(ctx context.Context, kind, a int8, key string, res 
 			}
 		}
 		step := hi.Sub(lo)
-		if kind == kindUsers && mode != forEstimates {
+		if sketches(kind, mode) {
 			step = usersPage * res.Duration()
 		}
 		for c := lo; c.Before(hi); c = c.Add(step) {

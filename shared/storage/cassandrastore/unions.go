@@ -1,0 +1,368 @@
+package cassandrastore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
+)
+
+// Unions: a report's bucket that is many stored slots (a day in
+// Asia/Kolkata is ten: a half hour, five hours, three six-hour slots, a
+// half hour) needs only the estimate of their union, yet reading it means
+// reading every slot's sketch, 8 KiB when dense. The first read of a union
+// keeps its estimate in table unions, with a fingerprint of the rows it
+// was merged under: the UTC days holding its slots finer than a day, and
+// its own days and weeks. A row's through grows with every manifest folded
+// into it (I4), and every manifest folded into a slot of a day is folded
+// into the day too. A later read reads those few rows' through (a day's,
+// not ten slots' sketches) and the kept estimate, and uses it where the
+// fingerprint is the same and no manifest above the floor adds to the
+// union; else it merges the sketches as before and keeps the new estimate.
+//
+// Exact, as Users is. The estimate is kept of a merge made after the
+// fingerprint's rows were read, reading every write committed before
+// (storage.WithReadAfter): a manifest a fingerprint's day held then was in
+// the union's slots' rows by then, or above their floor and merged from
+// the manifests. Where the fingerprint is the same, the days hold what
+// they held then, so every manifest at or below today's floor is in the
+// estimate; the ones above it are checked for. An estimate is kept no
+// longer than its earliest slot lives (a row lives until its slot's end
+// and the retention: a day's TTL gives the retention), so it never counts
+// users whose rows have expired. (TestUnionsSeeLateEvents,
+// TestUnionKeptFromARaceWithAFold, TestUnionsAtTheRetentionHorizon.)
+
+// unionTTL: how long an estimate is kept unread. Computing one again costs
+// a report's old read, no more.
+const unionTTL = 8 * 24 * time.Hour
+
+// unionSkew: how far the clocks of this process and of the writers of a
+// row's TTL may be apart.
+const unionSkew = 5 * time.Minute
+
+var mUnions = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_union_estimates_total",
+	Help: "Unions of slots whose users a report asked for, by how they were answered (kept: the estimate kept, merged: from the slots' sketches)."}, []string{"result"})
+
+func init() {
+	for _, r := range []string{"kept", "merged"} {
+		mUnions.WithLabelValues(r)
+	}
+}
+
+type keptUnion struct {
+	n  int64
+	fp int64
+}
+
+// tileAt names a row: its resolution and slot.
+type tileAt struct {
+	res  storage.Res
+	slot time.Time
+}
+
+// marked is a fingerprint's row as read: its through, its TTL.
+type marked struct {
+	through []byte
+	ttl     int
+	there   bool
+}
+
+// UnionEstimates implements storage.UnionEstimator.
+func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn func(i int, users uint64) error) error {
+	if len(q.Unions) == 0 {
+		return nil
+	}
+	spans := make([]storage.Span, len(q.Unions))
+	marks := make([][]tileAt, len(q.Unions)) // each union's fingerprint's rows
+	for i, u := range q.Unions {
+		seen := map[tileAt]bool{}
+		for k, t := range u {
+			if _, _, ok := st.derived(t.Res, t.From, t.To); ok {
+				return st.mergeUnions(ctx, q, fn) // summed from finer rows: no through to go by
+			}
+			if k == 0 || t.From.Before(spans[i].From) {
+				spans[i].From = t.From
+			}
+			if t.To.After(spans[i].To) {
+				spans[i].To = t.To
+			}
+			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
+				m := tileAt{t.Res, s}
+				if t.Res.Duration() < storage.Day.Duration() {
+					m = tileAt{storage.Day, storage.Day.Slot(s)}
+				}
+				if !seen[m] {
+					seen[m] = true
+					marks[i] = append(marks[i], m)
+				}
+			}
+		}
+		slices.SortFunc(marks[i], func(a, b tileAt) int {
+			if c := a.slot.Compare(b.slot); c != 0 {
+				return c
+			}
+			return int(a.res) - int(b.res)
+		})
+	}
+	// The floors first (I5), then the manifests above them: a union one
+	// of them adds to is merged.
+	partners, floors, err := st.usersFloors(ctx, storage.UsersQuery{Scope: q.Scope, Key: q.Key})
+	if err != nil {
+		return err
+	}
+	dirty := make([]bool, len(q.Unions))
+	for pi, partner := range partners {
+		ms, err := st.recentManifests(ctx, partner, floors[pi])
+		if err != nil {
+			return fmt.Errorf("cassandrastore: unions: %w", err)
+		}
+		for i := range ms {
+			if ms[i].mt <= floors[pi][ms[i].bucket] {
+				continue // applied since (a read of the last second): in the rows
+			}
+			for k := range ms[i].users {
+				c, err := parseUcell(k)
+				if err != nil {
+					return err
+				}
+				if c.Scope != q.Scope || c.Key != q.Key {
+					continue
+				}
+				t := time.Unix(c.Minute, 0).UTC()
+				j := sort.Search(len(spans), func(j int) bool { return spans[j].To.After(t) })
+				if j < len(spans) && !t.Before(spans[j].From) {
+					dirty[j] = true
+				}
+			}
+		}
+	}
+	// The fingerprints' rows, then the kept estimates.
+	readAt := time.Now()
+	rows, err := st.markRows(ctx, q.Scope, q.Key, marks)
+	if err != nil {
+		return err
+	}
+	if err := st.hook("marks"); err != nil {
+		return err
+	}
+	kept, err := st.keptUnions(ctx, q.Scope, q.Key, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	fps := make([]int64, len(q.Unions))
+	est := make([]int64, len(q.Unions))
+	var stale []int
+	for i := range q.Unions {
+		fps[i] = fingerprint(q.Unions[i], marks[i], rows)
+		k, ok := kept[spans[i]]
+		if !dirty[i] && ok && k.fp == fps[i] {
+			est[i] = k.n
+			continue
+		}
+		stale = append(stale, i)
+	}
+	mUnions.WithLabelValues("kept").Add(float64(len(q.Unions) - len(stale)))
+	mUnions.WithLabelValues("merged").Add(float64(len(stale)))
+	if len(stale) > 0 {
+		// The sketches, read after the fingerprints' rows, seeing every
+		// write committed before them.
+		sub := storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: make([][]storage.Tile, len(stale))}
+		for k, i := range stale {
+			sub.Unions[k] = q.Unions[i]
+		}
+		err := st.mergeUnions(storage.WithReadAfter(ctx, readAt), sub, func(k int, n uint64) error {
+			est[stale[k]] = int64(n)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var fns []func(context.Context) error
+		for _, i := range stale {
+			ttl := keepFor(spans[i].From, marks[i], rows, readAt)
+			if dirty[i] || ttl <= 0 {
+				continue // a manifest adds to it (its rows change at the next fold), or its first slot is about to expire
+			}
+			s, n, fp := spans[i], est[i], fps[i]
+			fns = append(fns, func(ctx context.Context) error {
+				return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, n, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+					int8(q.Scope), q.Key, periodOf(storage.Day, s.From), s.From, s.To, n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
+			})
+		}
+		// A failed write costs the next read a merge, nothing else.
+		_ = fanOut(ctx, 8, fns)
+	}
+	for i, n := range est {
+		if err := fn(i, uint64(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keepFor is how long the estimate of a union from `from` may be kept: at
+// most unionTTL, and until the union's first slot expires, less the skew.
+// A row of [start, end) read with TTL ttl at `at` keeps the retention ret =
+// at+ttl-end, and each slot of the union in it until its end plus ret,
+// after max(start, from)+ret.
+func keepFor(from time.Time, marks []tileAt, rows map[tileAt]marked, at time.Time) time.Duration {
+	keep := unionTTL
+	for _, m := range marks {
+		r := rows[m]
+		if !r.there || r.ttl <= 0 {
+			continue
+		}
+		end := m.slot.Add(m.res.Duration())
+		ret := at.Add(time.Duration(r.ttl) * time.Second).Sub(end)
+		first := m.slot
+		if from.After(first) {
+			first = from
+		}
+		keep = min(keep, first.Add(ret).Sub(at)-unionSkew)
+	}
+	return keep.Truncate(time.Second)
+}
+
+// markRows reads the through and TTL of the fingerprints' rows.
+func (st *Store) markRows(ctx context.Context, scope storage.UserScope, key string, marks [][]tileAt) (map[tileAt]marked, error) {
+	byRes := map[storage.Res][]time.Time{}
+	seen := map[tileAt]bool{}
+	for _, ms := range marks {
+		for _, m := range ms {
+			if !seen[m] {
+				seen[m] = true
+				byRes[m.res] = append(byRes[m.res], m.slot)
+			}
+		}
+	}
+	var mu sync.Mutex
+	out := map[tileAt]marked{}
+	var fns []func(context.Context) error
+	for res, slots := range byRes {
+		slices.SortFunc(slots, time.Time.Compare)
+		var ss storage.Spans
+		for _, t := range slots {
+			if n := len(ss); n > 0 && ss[n-1].To.Equal(t) {
+				ss[n-1].To = t.Add(res.Duration())
+				continue
+			}
+			ss = append(ss, storage.Span{From: t, To: t.Add(res.Duration())})
+		}
+		fns = append(fns, func(ctx context.Context) error {
+			rows, err := st.rangeTotalsMode(ctx, kindUsers, int8(scope), key, res, ss[0].From, ss[len(ss)-1].To, ss, false, forThroughs, nil)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for t, r := range rows {
+				out[tileAt{res, t}] = marked{through: r.through, ttl: r.ttl, there: true}
+			}
+			return nil
+		})
+	}
+	if err := fanOut(ctx, 8, fns); err != nil {
+		return nil, fmt.Errorf("cassandrastore: unions: %w", err)
+	}
+	return out, nil
+}
+
+// fingerprint is a hash of a union's slots, and of its fingerprint's rows
+// as read: each one, whether it is there, and its through.
+func fingerprint(u []storage.Tile, marks []tileAt, rows map[tileAt]marked) int64 {
+	h := fnv.New64a()
+	var b [17]byte
+	for _, t := range u {
+		b[0] = byte(t.Res)
+		binary.BigEndian.PutUint64(b[1:9], uint64(t.From.UnixNano()))
+		binary.BigEndian.PutUint64(b[9:17], uint64(t.To.UnixNano()))
+		h.Write(b[:])
+	}
+	for _, m := range marks {
+		r := rows[m]
+		binary.BigEndian.PutUint64(b[:8], uint64(m.slot.UnixNano()))
+		b[8] = byte(m.res)
+		n := uint32(0xffffffff) // no row
+		if r.there {
+			n = uint32(len(r.through))
+		}
+		binary.BigEndian.PutUint32(b[9:13], n)
+		h.Write(b[:13])
+		h.Write(r.through)
+	}
+	return int64(h.Sum64())
+}
+
+// keptUnions reads the estimates kept of the unions starting in [from, to).
+func (st *Store) keptUnions(ctx context.Context, scope storage.UserScope, key string, from, to time.Time) (map[storage.Span]keptUnion, error) {
+	out := map[storage.Span]keptUnion{}
+	for t := periodStart(storage.Day, from); t.Before(to); t = nextPeriod(storage.Day, t) {
+		iter := st.s.Query("SELECT span_from, span_to, n, fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
+			int8(scope), key, periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(5000).Iter()
+		var s, e time.Time
+		var k keptUnion
+		for iter.Scan(&s, &e, &k.n, &k.fp) {
+			out[storage.Span{From: s.UTC(), To: e.UTC()}] = k
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("cassandrastore: unions: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// mergeUnions estimates each union from its slots' sketches (Users: the
+// rows and the manifests above the floor).
+func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func(i int, users uint64) error) error {
+	type where struct {
+		res  storage.Res
+		slot time.Time
+	}
+	owner := map[where]int{}
+	byRes := map[storage.Res]storage.Spans{}
+	for i, u := range q.Unions {
+		for _, t := range u {
+			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
+			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
+				owner[where{t.Res, s}] = i
+			}
+		}
+	}
+	sketches := make([]hll.Sketch, len(q.Unions))
+	var mu sync.Mutex
+	var fns []func(context.Context) error
+	for res, ss := range byRes {
+		slices.SortFunc(ss, func(a, b storage.Span) int { return a.From.Compare(b.From) })
+		fns = append(fns, func(ctx context.Context) error {
+			uq := storage.UsersQuery{Scope: q.Scope, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss}
+			return st.Users(ctx, uq, func(t time.Time, b []byte) error {
+				i, ok := owner[where{res, t}]
+				if !ok {
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				return sketches[i].MergeBinary(b)
+			})
+		})
+	}
+	if err := fanOut(ctx, 8, fns); err != nil {
+		return fmt.Errorf("cassandrastore: unions: %w", err)
+	}
+	for i := range sketches {
+		if err := fn(i, sketches[i].Estimate()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package cassandrastore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// unionFixture is a partner with one sub-system and what it has stored.
+type unionFixture struct {
+	st   *Store
+	p, s string
+	evs  []event.Event
+}
+
+func newUnionFixture(t *testing.T, st *Store) *unionFixture {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	f := &unionFixture{st: st, p: tenant.NewID(), s: tenant.NewID()}
+	if err := st.CreatePartner(ctx, tenant.Partner{ID: f.p, Code: "un" + f.p[len(f.p)-8:], Name: "U", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSubSystem(ctx, tenant.SubSystem{ID: f.s, PartnerID: f.p, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *unionFixture) write(t *testing.T, evs []event.Event) {
+	t.Helper()
+	for k := 0; k < len(evs); k += 400 {
+		if _, err := f.st.WriteEvents(context.Background(), evs[k:min(k+400, len(evs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.evs = append(f.evs, evs...)
+}
+
+func (f *unionFixture) fold(t *testing.T) {
+	t.Helper()
+	if err := f.st.FoldPartner(context.Background(), f.p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// want is the estimate of the users of the events stored in each span: the
+// sketch of a union is the merge of its slots' (hll), so equal exactly.
+func (f *unionFixture) want(spans []storage.Span) []uint64 {
+	out := make([]uint64, len(spans))
+	for i, s := range spans {
+		var sk hll.Sketch
+		for _, e := range f.evs {
+			if !e.Timestamp.Before(s.From) && e.Timestamp.Before(s.To) {
+				if u := storage.UserOf(&e); u != "" {
+					sk.Add(u)
+				}
+			}
+		}
+		out[i] = sk.Estimate()
+	}
+	return out
+}
+
+func (f *unionFixture) estimates(t *testing.T, scope storage.UserScope, unions [][]storage.Tile) []uint64 {
+	t.Helper()
+	key := f.p
+	if scope == storage.SubSystemUsers {
+		key = f.s
+	}
+	out := make([]uint64, len(unions))
+	err := f.st.UnionEstimates(context.Background(), storage.UnionsQuery{Scope: scope, Key: key, Unions: unions}, func(i int, n uint64) error {
+		out[i] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// kolkataDays are n days in Asia/Kolkata from the one starting at 18:30
+// UTC on day0, each tiled as a report tiles it: a half hour, five hours,
+// three six-hour slots, a half hour.
+func kolkataDays(day0 time.Time, n int) ([][]storage.Tile, []storage.Span) {
+	var unions [][]storage.Tile
+	var spans []storage.Span
+	for i := range n {
+		s := day0.Add(time.Duration(i)*24*time.Hour + 18*time.Hour + 30*time.Minute)
+		mid := s.Add(5*time.Hour + 30*time.Minute) // the next UTC midnight
+		unions = append(unions, []storage.Tile{
+			{Res: storage.HalfHour, From: s, To: s.Add(30 * time.Minute)},
+			{Res: storage.Hour, From: s.Add(30 * time.Minute), To: mid},
+			{Res: storage.SixHours, From: mid, To: mid.Add(18 * time.Hour)},
+			{Res: storage.HalfHour, From: mid.Add(18 * time.Hour), To: s.Add(24 * time.Hour)},
+		})
+		spans = append(spans, storage.Span{From: s, To: s.Add(24 * time.Hour)})
+	}
+	return unions, spans
+}
+
+func unionCounts() (kept, merged float64) {
+	return testutil.ToFloat64(mUnions.WithLabelValues("kept")), testutil.ToFloat64(mUnions.WithLabelValues("merged"))
+}
+
+// Days in Asia/Kolkata, asked as unions of their slots, of a partner and
+// of a sub-system: the first read merges the sketches and keeps each
+// estimate; the next reads the kept ones. A late event (a new user) in a
+// closed day counts at once, unfolded (its manifest), and after its fold
+// (its UTC day's through moved): the kept estimates of the days over that
+// UTC day are not used, and are replaced.
+func TestUnionsSeeLateEvents(t *testing.T) {
+	f := newUnionFixture(t, openStore(t))
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -6)
+	unions, spans := kolkataDays(day0, 4)
+	var evs []event.Event
+	for i := range 1500 {
+		ts := day0.Add(18*time.Hour + time.Duration(i)*4*time.Minute + 17*time.Second)
+		d := ts.Sub(spans[0].From) / (24 * time.Hour)
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t",
+			UserID: fmt.Sprint("u", i%200, "-", d%3), Timestamp: ts})
+	}
+	f.write(t, evs)
+	f.fold(t)
+	for _, scope := range storage.UserScopes {
+		t.Run(fmt.Sprint("scope ", scope), func(t *testing.T) {
+			check := func(what string, wantKept int) {
+				t.Helper()
+				k0, m0 := unionCounts()
+				got := f.estimates(t, scope, unions)
+				k1, m1 := unionCounts()
+				if want := f.want(spans); !slices.Equal(got, want) {
+					t.Fatalf("%s: estimates %v, want %v", what, got, want)
+				}
+				if int(k1-k0) != wantKept || int(m1-m0) != len(unions)-wantKept {
+					t.Fatalf("%s: %v kept and %v merged, want %d kept", what, k1-k0, m1-m0, wantKept)
+				}
+			}
+			check("first read", 0)
+			check("second read", len(unions))
+			late := event.Event{ID: fmt.Sprint("late-", scope), PartnerID: f.p, SubSystemID: f.s, EventType: "t",
+				UserID: fmt.Sprint("late-user-", scope), Timestamp: spans[1].From.Add(3 * time.Hour)}
+			f.write(t, []event.Event{late})
+			check("late event unfolded", len(unions)-1)
+			f.fold(t)
+			// Its UTC day moved: both days in Kolkata that overlap it are merged.
+			check("late event folded", len(unions)-2)
+			check("read again", len(unions))
+		})
+	}
+}
+
+// A fold that adds a late user to a day between the read of the
+// fingerprint's rows and the merge of the sketches: the estimate kept then
+// may hold the user or not, but the next read counts it.
+func TestUnionKeptFromARaceWithAFold(t *testing.T) {
+	st := openStore(t)
+	f := newUnionFixture(t, st)
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5)
+	unions, spans := kolkataDays(day0, 3)
+	var evs []event.Event
+	for i := range 600 {
+		ts := spans[0].From.Add(time.Duration(i)*7*time.Minute + 3*time.Second)
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t",
+			UserID: fmt.Sprint("u", i%150), Timestamp: ts})
+	}
+	f.write(t, evs)
+	f.fold(t)
+	late := event.Event{ID: "late", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "late-user", Timestamp: spans[1].From.Add(9 * time.Hour)}
+	fired := false
+	st.foldHook = func(stage string) error {
+		if stage != "marks" || fired {
+			return nil
+		}
+		fired = true
+		f.write(t, []event.Event{late})
+		if _, err := st.foldPartner(context.Background(), f.p, time.Now()); err != nil {
+			return err
+		}
+		return nil
+	}
+	_ = f.estimates(t, storage.PartnerUsers, unions) // the user counted or not: it came during the read
+	st.foldHook = nil
+	if !fired {
+		t.Fatal("the read never reached the fingerprint's rows")
+	}
+	if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want(spans); !slices.Equal(got, want) {
+		t.Fatalf("after the race: estimates %v, want %v (the late user's day: %d)", got, want, want[1])
+	}
+}
+
+// An estimate is kept no longer than the first slot of its union lives: a
+// store that retains events two hours keeps the union of two half hours
+// until the first ends plus two hours, not unionTTL.
+func TestUnionsAtTheRetentionHorizon(t *testing.T) {
+	st := openStoreWith(t, func(c *Config) { c.Retention = 2 * time.Hour })
+	f := newUnionFixture(t, st)
+	t0 := time.Now().UTC().Truncate(30 * time.Minute).Add(-90 * time.Minute)
+	unions := [][]storage.Tile{{{Res: storage.HalfHour, From: t0, To: t0.Add(time.Hour)}}}
+	var evs []event.Event
+	for i := range 60 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t",
+			UserID: fmt.Sprint("u", i), Timestamp: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	f.write(t, evs)
+	f.fold(t)
+	if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want([]storage.Span{{From: t0, To: t0.Add(time.Hour)}}); !slices.Equal(got, want) {
+		t.Fatalf("estimates %v, want %v", got, want)
+	}
+	var kept, first int
+	if err := st.s.Query("SELECT TTL(n) FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from = ? AND span_to = ?",
+		int8(storage.PartnerUsers), f.p, periodOf(storage.Day, t0), t0, t0.Add(time.Hour)).Scan(&kept); err != nil {
+		t.Fatalf("the estimate was not kept: %v", err)
+	}
+	if err := st.s.Query("SELECT TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
+		kindUsers, int8(storage.PartnerUsers), f.p, int8(storage.HalfHour), periodOf(storage.HalfHour, t0), t0).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if kept <= 0 || kept > first {
+		t.Fatalf("the estimate is kept %d s, its first slot lives %d s", kept, first)
+	}
+}
