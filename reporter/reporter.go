@@ -579,6 +579,20 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	once := group != "" && pl.seriesTiling().equal(pl.wholeTiling())
 	err := parallel(ctx, 3, []func(context.Context) error{
 		func(ctx context.Context) error {
+			if !once && pl.asUnions() {
+				// Each point's count as a union of its slots (a day in
+				// Asia/Kolkata is ten), where the store keeps them.
+				u, err := pl.unionReader(ctx)
+				if err == nil {
+					return u.UnionCounts(ctx, storage.UnionCountsQuery{Rollup: rollup, Key: key, Group: group, Unions: pl.unions()}, func(i int, n int64) error {
+						acc[i].count += n
+						return nil
+					})
+				}
+				if !errors.Is(err, errors.ErrUnsupported) {
+					return err
+				}
+			}
 			return s.readCounts(ctx, pl.reads, pl.seriesTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Group: group}, func(sl storage.Slot) {
 				if i := pl.index(sl.Start); i >= 0 {
 					acc[i].count += sl.Total

@@ -272,7 +272,7 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	if whole := p.wholeTiling(); p.oneSlotEach(series) && whole.slots()*4 <= len(points) {
 		return s.estimatedUsers(ctx, p, series, whole, points, scope, key)
 	}
-	if series.slots() >= unionSlots*len(points) {
+	if p.asUnions() {
 		n, err := s.unionUsers(ctx, p, points, scope, key)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return n, err
@@ -394,23 +394,27 @@ func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *til
 }
 
 // unionSlots is how many slots a point must be on average for its users to
-// be asked of the store as a union (storage.UnionEstimator): a day in
+// be asked of the store as a union (storage.UnionReader): a day in
 // Asia/Kolkata is ten, a month in UTC a dozen; an hour in Asia/Kathmandu
 // (three) is merged here.
 const unionSlots = 4
 
-// unionUsers is uniqueUsers from the store's estimates of each point's
-// union of slots, and the union of the whole range's tiling;
-// errors.ErrUnsupported when the store has no UnionEstimator.
-func (s *Service) unionUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
-	u, ok := p.reads.(storage.UnionEstimator)
+// unionReader is the plan's reads as a storage.UnionReader, when the
+// store behind has one (errors.ErrUnsupported when not).
+func (p plan) unionReader(ctx context.Context) (storage.UnionReader, error) {
+	u, ok := p.reads.(storage.UnionReader)
 	if !ok {
-		return 0, errors.ErrUnsupported
+		return nil, errors.ErrUnsupported
 	}
 	if err := u.UnionEstimates(ctx, storage.UnionsQuery{}, nil); err != nil {
-		return 0, err // a wrapper of a store without them: ErrUnsupported at once
+		return nil, err // a wrapper of a store without them: ErrUnsupported at once
 	}
-	q := storage.UnionsQuery{Scope: scope, Key: key, Unions: make([][]storage.Tile, len(p.buckets))}
+	return u, nil
+}
+
+// unions are the slots of each bucket, as the series tiles them.
+func (p plan) unions() [][]storage.Tile {
+	out := make([][]storage.Tile, len(p.buckets))
 	for i, b := range p.buckets {
 		end := p.to
 		if i+1 < len(p.buckets) {
@@ -420,15 +424,33 @@ func (s *Service) unionUsers(ctx context.Context, p plan, points []pointAcc, sco
 		tl.add(b, end)
 		for r, ss := range tl {
 			for _, sp := range ss {
-				q.Unions[i] = append(q.Unions[i], storage.Tile{Res: resolutions[r], From: sp.from, To: sp.to})
+				out[i] = append(out[i], storage.Tile{Res: resolutions[r], From: sp.from, To: sp.to})
 			}
 		}
 	}
+	return out
+}
+
+// asUnions tells whether the series is read as unions: a point is
+// unionSlots slots or more on average.
+func (p plan) asUnions() bool {
+	return p.seriesTiling().slots() >= unionSlots*len(p.buckets)
+}
+
+// unionUsers is uniqueUsers from the store's estimates of each point's
+// union of slots, and the union of the whole range's tiling;
+// errors.ErrUnsupported when the store has no UnionReader.
+func (s *Service) unionUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+	u, err := p.unionReader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	q := storage.UnionsQuery{Scope: scope, Key: key, Unions: p.unions()}
 	for i := range points {
 		points[i].users = new(int64)
 	}
 	all := hll.Dense()
-	err := parallel(ctx, 2, []func(context.Context) error{
+	err = parallel(ctx, 2, []func(context.Context) error{
 		func(ctx context.Context) error {
 			return u.UnionEstimates(ctx, q, func(i int, n uint64) error {
 				*points[i].users = int64(n)

@@ -443,15 +443,26 @@ type UnionsQuery struct {
 	Unions [][]Tile // apart from each other, in time order
 }
 
-// A UnionEstimator estimates the users of unions of slots at once: the
-// Estimate of the merge of the sketches Users passes for each union's
-// slots. A backend that keeps the estimates of unions it computed (and
-// knows when their slots change) reads a number for each, not its slots'
-// sketches. A read wrapper whose backend has none answers
-// errors.ErrUnsupported; a query of no unions answers at once, so a
-// caller learns which it is before it reads anything.
-type UnionEstimator interface {
+// UnionCountsQuery asks for the events of each of several unions of slots
+// of one rollup key (one group of it, when Group is set).
+type UnionCountsQuery struct {
+	Rollup Rollup
+	Key    string
+	Group  string
+	Unions [][]Tile // apart from each other, in time order
+}
+
+// A UnionReader reads figures of unions of slots at once: UnionEstimates
+// the Estimate of the merge of the sketches Users passes for each union's
+// slots, UnionCounts the sum of the Totals Counts passes for them. A
+// backend that keeps the figures of unions it computed (and knows when
+// their slots change) reads a number for each, not its slots. A read
+// wrapper whose backend has none answers errors.ErrUnsupported; a query of
+// no unions answers at once, so a caller learns which it is before it
+// reads anything.
+type UnionReader interface {
 	UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) error
+	UnionCounts(ctx context.Context, q UnionCountsQuery, fn func(i int, n int64) error) error
 }
 
 // A ReadViewer gives a view in which every read sees the same writes, so

@@ -178,14 +178,28 @@ func (t traced) UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int
 	return tracedReads{t.s}.UnionEstimates(ctx, q, fn)
 }
 
+func (t traced) UnionCounts(ctx context.Context, q UnionCountsQuery, fn func(i int, n int64) error) error {
+	return tracedReads{t.s}.UnionCounts(ctx, q, fn)
+}
+
 func (t tracedReads) UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) (err error) {
-	u, ok := t.r.(UnionEstimator)
+	u, ok := t.r.(UnionReader)
 	if !ok {
 		return errors.ErrUnsupported
 	}
 	ctx, sp := span(ctx, "UnionEstimates")
 	defer func() { end(sp, err) }()
 	return u.UnionEstimates(ctx, q, fn)
+}
+
+func (t tracedReads) UnionCounts(ctx context.Context, q UnionCountsQuery, fn func(i int, n int64) error) (err error) {
+	u, ok := t.r.(UnionReader)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	ctx, sp := span(ctx, "UnionCounts")
+	defer func() { end(sp, err) }()
+	return u.UnionCounts(ctx, q, fn)
 }
 
 func (t traced) ListEvents(ctx context.Context, q EventsQuery) (_ []event.Event, err error) {

@@ -50,12 +50,14 @@ const unionTTL = 8 * 24 * time.Hour
 // row's TTL may be apart.
 const unionSkew = 5 * time.Minute
 
-var mUnions = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_union_estimates_total",
-	Help: "Unions of slots whose users a report asked for, by how they were answered (kept: the estimate kept, merged: from the slots' sketches)."}, []string{"result"})
+var mUnions = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_unions_total",
+	Help: "Unions of slots whose users or counts a report asked for, by what (users, counts) and how they were answered (kept: the figure kept, merged: from the slots' rows)."}, []string{"of", "result"})
 
 func init() {
-	for _, r := range []string{"kept", "merged"} {
-		mUnions.WithLabelValues(r)
+	for _, of := range []string{"users", "counts"} {
+		for _, r := range []string{"kept", "merged"} {
+			mUnions.WithLabelValues(of, r)
+		}
 	}
 }
 
@@ -77,18 +79,124 @@ type marked struct {
 	there   bool
 }
 
-// UnionEstimates implements storage.UnionEstimator.
+// unionOf is what a union's rows are of: kind's rows of a and key, and
+// for counts one group ("": all). A kept union is under its own a and key
+// in table unions: the scope's, or 16 + the rollup's and the key and group.
+type unionOf struct {
+	kind, a int8
+	key     string
+	group   string
+}
+
+func (u unionOf) keptA() int8 {
+	if u.kind == kindCounts {
+		return 16 + u.a
+	}
+	return u.a
+}
+
+func (u unionOf) keptKey() string {
+	if u.kind == kindCounts {
+		return u.key + " " + u.group // ids hold no space
+	}
+	return u.key
+}
+
+// UnionEstimates implements storage.UnionReader.
 func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn func(i int, users uint64) error) error {
 	if len(q.Unions) == 0 {
 		return nil
 	}
-	spans := make([]storage.Span, len(q.Unions))
-	marks := make([][]tileAt, len(q.Unions)) // each union's fingerprint's rows
-	for i, u := range q.Unions {
+	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key}
+	touches := func(m *manifest, mark func(time.Time)) error {
+		for k := range m.users {
+			c, err := parseUcell(k)
+			if err != nil {
+				return err
+			}
+			if c.Scope == q.Scope && c.Key == q.Key {
+				mark(time.Unix(c.Minute, 0).UTC())
+			}
+		}
+		return nil
+	}
+	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error {
+		return st.mergeUnions(ctx, storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: unions}, func(i int, n uint64) error {
+			fn(i, int64(n))
+			return nil
+		})
+	}
+	ns, err := st.unions(ctx, u, q.Unions, touches, merge)
+	if err != nil {
+		return err
+	}
+	for i, n := range ns {
+		if err := fn(i, uint64(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnionCounts implements storage.UnionReader.
+func (st *Store) UnionCounts(ctx context.Context, q storage.UnionCountsQuery, fn func(i int, n int64) error) error {
+	if len(q.Unions) == 0 {
+		return nil
+	}
+	u := unionOf{kind: kindCounts, a: int8(q.Rollup), key: q.Key, group: q.Group}
+	touches := func(m *manifest, mark func(time.Time)) error {
+		for k := range m.cells {
+			c, ok, err := parseCell(k)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			key, group := c.Sub, c.Type
+			switch q.Rollup {
+			case storage.PartnerSubSystems:
+				key, group = m.partner, c.Sub
+			case storage.PartnerTypes:
+				key = m.partner
+			}
+			if key == q.Key && (q.Group == "" || group == q.Group) {
+				mark(time.Unix(c.Minute, 0).UTC())
+			}
+		}
+		return nil
+	}
+	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error {
+		return st.sumUnions(ctx, q, unions, fn)
+	}
+	ns, err := st.unions(ctx, u, q.Unions, touches, merge)
+	if err != nil {
+		return err
+	}
+	for i, n := range ns {
+		if err := fn(i, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unions is each union's figure: kept where its fingerprint is the same
+// and no manifest above the floor touches it, else from merge (called
+// after the fingerprint's rows are read, seeing every write committed
+// before), then kept.
+func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
+	touches func(m *manifest, mark func(time.Time)) error,
+	merge func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error) ([]int64, error) {
+	out := make([]int64, len(unions))
+	spans := make([]storage.Span, len(unions))
+	marks := make([][]tileAt, len(unions)) // each union's fingerprint's rows
+	for i, un := range unions {
 		seen := map[tileAt]bool{}
-		for k, t := range u {
+		for k, t := range un {
 			if _, _, ok := st.derived(t.Res, t.From, t.To); ok {
-				return st.mergeUnions(ctx, q, fn) // summed from finer rows: no through to go by
+				// Summed from finer rows: no through to go by.
+				return out, merge(ctx, unions, func(i int, n int64) { out[i] = n })
 			}
 			if k == 0 || t.From.Before(spans[i].From) {
 				spans[i].From = t.From
@@ -116,98 +224,92 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 	}
 	// The floors first (I5), then the manifests above them: a union one
 	// of them adds to is merged.
-	partners, floors, err := st.usersFloors(ctx, storage.UsersQuery{Scope: q.Scope, Key: q.Key})
+	partners, err := st.partnersOf(ctx, u.kind, u.a, u.key)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("cassandrastore: unions: %w", err)
 	}
-	dirty := make([]bool, len(q.Unions))
+	floors := make([][ClaimBuckets]int64, len(partners))
+	for i, p := range partners {
+		if floors[i], err = st.appliedFloor(ctx, p); err != nil {
+			return nil, fmt.Errorf("cassandrastore: unions: %w", err)
+		}
+	}
+	dirty := make([]bool, len(unions))
+	mark := func(t time.Time) {
+		j := sort.Search(len(spans), func(j int) bool { return spans[j].To.After(t) })
+		if j < len(spans) && !t.Before(spans[j].From) {
+			dirty[j] = true
+		}
+	}
 	for pi, partner := range partners {
 		ms, err := st.recentManifests(ctx, partner, floors[pi])
 		if err != nil {
-			return fmt.Errorf("cassandrastore: unions: %w", err)
+			return nil, fmt.Errorf("cassandrastore: unions: %w", err)
 		}
 		for i := range ms {
 			if ms[i].mt <= floors[pi][ms[i].bucket] {
 				continue // applied since (a read of the last second): in the rows
 			}
-			for k := range ms[i].users {
-				c, err := parseUcell(k)
-				if err != nil {
-					return err
-				}
-				if c.Scope != q.Scope || c.Key != q.Key {
-					continue
-				}
-				t := time.Unix(c.Minute, 0).UTC()
-				j := sort.Search(len(spans), func(j int) bool { return spans[j].To.After(t) })
-				if j < len(spans) && !t.Before(spans[j].From) {
-					dirty[j] = true
-				}
+			if err := touches(&ms[i], mark); err != nil {
+				return nil, err
 			}
 		}
 	}
-	// The fingerprints' rows, then the kept estimates.
+	// The fingerprints' rows, then the kept figures.
 	readAt := time.Now()
-	rows, err := st.markRows(ctx, q.Scope, q.Key, marks)
+	rows, err := st.markRows(ctx, u, marks)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := st.hook("marks"); err != nil {
-		return err
+		return nil, err
 	}
-	kept, err := st.keptUnions(ctx, q.Scope, q.Key, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond))
+	kept, err := st.keptUnions(ctx, u, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fps := make([]int64, len(q.Unions))
-	est := make([]int64, len(q.Unions))
+	fps := make([]int64, len(unions))
 	var stale []int
-	for i := range q.Unions {
-		fps[i] = fingerprint(q.Unions[i], marks[i], rows)
+	for i := range unions {
+		fps[i] = fingerprint(unions[i], marks[i], rows)
 		k, ok := kept[spans[i]]
 		if !dirty[i] && ok && k.fp == fps[i] {
-			est[i] = k.n
+			out[i] = k.n
 			continue
 		}
 		stale = append(stale, i)
 	}
-	mUnions.WithLabelValues("kept").Add(float64(len(q.Unions) - len(stale)))
-	mUnions.WithLabelValues("merged").Add(float64(len(stale)))
-	if len(stale) > 0 {
-		// The sketches, read after the fingerprints' rows, seeing every
-		// write committed before them.
-		sub := storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: make([][]storage.Tile, len(stale))}
-		for k, i := range stale {
-			sub.Unions[k] = q.Unions[i]
+	of := "users"
+	if u.kind == kindCounts {
+		of = "counts"
+	}
+	mUnions.WithLabelValues(of, "kept").Add(float64(len(unions) - len(stale)))
+	mUnions.WithLabelValues(of, "merged").Add(float64(len(stale)))
+	if len(stale) == 0 {
+		return out, nil
+	}
+	sub := make([][]storage.Tile, len(stale))
+	for k, i := range stale {
+		sub[k] = unions[i]
+	}
+	if err := merge(storage.WithReadAfter(ctx, readAt), sub, func(k int, n int64) { out[stale[k]] = n }); err != nil {
+		return nil, err
+	}
+	var fns []func(context.Context) error
+	for _, i := range stale {
+		ttl := keepFor(spans[i].From, marks[i], rows, readAt)
+		if dirty[i] || ttl <= 0 {
+			continue // a manifest adds to it (its rows change at the next fold), or its first slot is about to expire
 		}
-		err := st.mergeUnions(storage.WithReadAfter(ctx, readAt), sub, func(k int, n uint64) error {
-			est[stale[k]] = int64(n)
-			return nil
+		s, n, fp := spans[i], out[i], fps[i]
+		fns = append(fns, func(ctx context.Context) error {
+			return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, n, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+				u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
 		})
-		if err != nil {
-			return err
-		}
-		var fns []func(context.Context) error
-		for _, i := range stale {
-			ttl := keepFor(spans[i].From, marks[i], rows, readAt)
-			if dirty[i] || ttl <= 0 {
-				continue // a manifest adds to it (its rows change at the next fold), or its first slot is about to expire
-			}
-			s, n, fp := spans[i], est[i], fps[i]
-			fns = append(fns, func(ctx context.Context) error {
-				return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, n, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-					int8(q.Scope), q.Key, periodOf(storage.Day, s.From), s.From, s.To, n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
-			})
-		}
-		// A failed write costs the next read a merge, nothing else.
-		_ = fanOut(ctx, 8, fns)
 	}
-	for i, n := range est {
-		if err := fn(i, uint64(n)); err != nil {
-			return err
-		}
-	}
-	return nil
+	// A failed write costs the next read a merge, nothing else.
+	_ = fanOut(ctx, 8, fns)
+	return out, nil
 }
 
 // keepFor is how long the estimate of a union from `from` may be kept: at
@@ -234,7 +336,7 @@ func keepFor(from time.Time, marks []tileAt, rows map[tileAt]marked, at time.Tim
 }
 
 // markRows reads the through and TTL of the fingerprints' rows.
-func (st *Store) markRows(ctx context.Context, scope storage.UserScope, key string, marks [][]tileAt) (map[tileAt]marked, error) {
+func (st *Store) markRows(ctx context.Context, u unionOf, marks [][]tileAt) (map[tileAt]marked, error) {
 	byRes := map[storage.Res][]time.Time{}
 	seen := map[tileAt]bool{}
 	for _, ms := range marks {
@@ -259,7 +361,7 @@ func (st *Store) markRows(ctx context.Context, scope storage.UserScope, key stri
 			ss = append(ss, storage.Span{From: t, To: t.Add(res.Duration())})
 		}
 		fns = append(fns, func(ctx context.Context) error {
-			rows, err := st.rangeTotalsMode(ctx, kindUsers, int8(scope), key, res, ss[0].From, ss[len(ss)-1].To, ss, false, forThroughs, nil)
+			rows, err := st.rangeTotalsMode(ctx, u.kind, u.a, u.key, res, ss[0].From, ss[len(ss)-1].To, ss, false, forThroughs, nil)
 			if err != nil {
 				return err
 			}
@@ -304,11 +406,11 @@ func fingerprint(u []storage.Tile, marks []tileAt, rows map[tileAt]marked) int64
 }
 
 // keptUnions reads the estimates kept of the unions starting in [from, to).
-func (st *Store) keptUnions(ctx context.Context, scope storage.UserScope, key string, from, to time.Time) (map[storage.Span]keptUnion, error) {
+func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time) (map[storage.Span]keptUnion, error) {
 	out := map[storage.Span]keptUnion{}
 	for t := periodStart(storage.Day, from); t.Before(to); t = nextPeriod(storage.Day, t) {
 		iter := st.s.Query("SELECT span_from, span_to, n, fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
-			int8(scope), key, periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(5000).Iter()
+			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(5000).Iter()
 		var s, e time.Time
 		var k keptUnion
 		for iter.Scan(&s, &e, &k.n, &k.fp) {
@@ -363,6 +465,52 @@ func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func
 		if err := fn(i, sketches[i].Estimate()); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// sumUnions counts each union from its slots' rows (Counts: the rows and
+// the manifests above the floor).
+func (st *Store) sumUnions(ctx context.Context, q storage.UnionCountsQuery, unions [][]storage.Tile, fn func(i int, n int64)) error {
+	type where struct {
+		res  storage.Res
+		slot time.Time
+	}
+	owner := map[where]int{}
+	byRes := map[storage.Res]storage.Spans{}
+	for i, u := range unions {
+		for _, t := range u {
+			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
+			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
+				owner[where{t.Res, s}] = i
+			}
+		}
+	}
+	sums := make([]int64, len(unions))
+	var mu sync.Mutex
+	var fns []func(context.Context) error
+	for res, ss := range byRes {
+		slices.SortFunc(ss, func(a, b storage.Span) int { return a.From.Compare(b.From) })
+		fns = append(fns, func(ctx context.Context) error {
+			slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: q.Rollup, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss, Group: q.Group})
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, sl := range slots {
+				if i, ok := owner[where{res, sl.Start}]; ok {
+					sums[i] += sl.Total
+				}
+			}
+			return nil
+		})
+	}
+	if err := fanOut(ctx, 8, fns); err != nil {
+		return fmt.Errorf("cassandrastore: unions: %w", err)
+	}
+	for i, n := range sums {
+		fn(i, n)
 	}
 	return nil
 }

@@ -88,6 +88,45 @@ func (f *unionFixture) estimates(t *testing.T, scope storage.UserScope, unions [
 	return out
 }
 
+// countsQ is a union counts query of the fixture: rollup r, one group or all.
+type countsQ struct {
+	r     storage.Rollup
+	group string
+}
+
+func (f *unionFixture) counts(t *testing.T, c countsQ, unions [][]storage.Tile) []int64 {
+	t.Helper()
+	key := f.p
+	if c.r == storage.SubSystemTypes {
+		key = f.s
+	}
+	out := make([]int64, len(unions))
+	err := f.st.UnionCounts(context.Background(), storage.UnionCountsQuery{Rollup: c.r, Key: key, Group: c.group, Unions: unions}, func(i int, n int64) error {
+		out[i] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// wantCounts counts the events stored in each span, of one group or all.
+func (f *unionFixture) wantCounts(c countsQ, spans []storage.Span) []int64 {
+	out := make([]int64, len(spans))
+	for i, s := range spans {
+		for _, e := range f.evs {
+			_, g := c.r.Key(&e)
+			if !e.Timestamp.Before(s.From) && e.Timestamp.Before(s.To) && (c.group == "" || g == c.group) {
+				out[i]++
+			}
+		}
+	}
+	return out
+}
+
+var unionCountQueries = []countsQ{{storage.SubSystemTypes, ""}, {storage.PartnerTypes, ""}, {storage.PartnerTypes, "t1"}, {storage.PartnerSubSystems, ""}}
+
 // kolkataDays are n days in Asia/Kolkata from the one starting at 18:30
 // UTC on day0, each tiled as a report tiles it: a half hour, five hours,
 // three six-hour slots, a half hour.
@@ -108,8 +147,8 @@ func kolkataDays(day0 time.Time, n int) ([][]storage.Tile, []storage.Span) {
 	return unions, spans
 }
 
-func unionCounts() (kept, merged float64) {
-	return testutil.ToFloat64(mUnions.WithLabelValues("kept")), testutil.ToFloat64(mUnions.WithLabelValues("merged"))
+func unionCounts(of string) (kept, merged float64) {
+	return testutil.ToFloat64(mUnions.WithLabelValues(of, "kept")), testutil.ToFloat64(mUnions.WithLabelValues(of, "merged"))
 }
 
 // Days in Asia/Kolkata, asked as unions of their slots, of a partner and
@@ -126,7 +165,7 @@ func TestUnionsSeeLateEvents(t *testing.T) {
 	for i := range 1500 {
 		ts := day0.Add(18*time.Hour + time.Duration(i)*4*time.Minute + 17*time.Second)
 		d := ts.Sub(spans[0].From) / (24 * time.Hour)
-		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t",
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: fmt.Sprint("t", i%3),
 			UserID: fmt.Sprint("u", i%200, "-", d%3), Timestamp: ts})
 	}
 	f.write(t, evs)
@@ -135,9 +174,9 @@ func TestUnionsSeeLateEvents(t *testing.T) {
 		t.Run(fmt.Sprint("scope ", scope), func(t *testing.T) {
 			check := func(what string, wantKept int) {
 				t.Helper()
-				k0, m0 := unionCounts()
+				k0, m0 := unionCounts("users")
 				got := f.estimates(t, scope, unions)
-				k1, m1 := unionCounts()
+				k1, m1 := unionCounts("users")
 				if want := f.want(spans); !slices.Equal(got, want) {
 					t.Fatalf("%s: estimates %v, want %v", what, got, want)
 				}
@@ -157,11 +196,41 @@ func TestUnionsSeeLateEvents(t *testing.T) {
 			check("read again", len(unions))
 		})
 	}
+	for _, c := range unionCountQueries {
+		t.Run(fmt.Sprint("counts ", c.r, " ", c.group), func(t *testing.T) {
+			check := func(what string, wantKept int) {
+				t.Helper()
+				k0, m0 := unionCounts("counts")
+				got := f.counts(t, c, unions)
+				k1, m1 := unionCounts("counts")
+				if want := f.wantCounts(c, spans); !slices.Equal(got, want) {
+					t.Fatalf("%s: counts %v, want %v", what, got, want)
+				}
+				if int(k1-k0) != wantKept || int(m1-m0) != len(unions)-wantKept {
+					t.Fatalf("%s: %v kept and %v merged, want %d kept", what, k1-k0, m1-m0, wantKept)
+				}
+			}
+			check("first read", 0)
+			check("second read", len(unions))
+			late := event.Event{ID: fmt.Sprint("late-counts-", c.r, "-", c.group), PartnerID: f.p, SubSystemID: f.s, EventType: "t1",
+				UserID: "late-user", Timestamp: spans[2].From.Add(2 * time.Hour)}
+			f.write(t, []event.Event{late})
+			check("late event unfolded", len(unions)-1)
+			f.fold(t)
+			check("late event folded", len(unions)-2)
+			check("read again", len(unions))
+			// Redelivered: stored once, counted once, nothing kept changes.
+			f.evs = f.evs[:len(f.evs)-1]
+			f.write(t, []event.Event{late})
+			f.fold(t)
+			check("late event again", len(unions))
+		})
+	}
 }
 
-// A fold that adds a late user to a day between the read of the
-// fingerprint's rows and the merge of the sketches: the estimate kept then
-// may hold the user or not, but the next read counts it.
+// A fold that adds a late event (a new user) to a day between the read of
+// the fingerprint's rows and the merge of the slots: the figure kept then
+// may hold it or not, but the next read counts it. Users, then counts.
 func TestUnionKeptFromARaceWithAFold(t *testing.T) {
 	st := openStore(t)
 	f := newUnionFixture(t, st)
@@ -175,27 +244,38 @@ func TestUnionKeptFromARaceWithAFold(t *testing.T) {
 	}
 	f.write(t, evs)
 	f.fold(t)
-	late := event.Event{ID: "late", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "late-user", Timestamp: spans[1].From.Add(9 * time.Hour)}
-	fired := false
-	st.foldHook = func(stage string) error {
-		if stage != "marks" || fired {
-			return nil
-		}
-		fired = true
-		f.write(t, []event.Event{late})
-		if _, err := st.foldPartner(context.Background(), f.p, time.Now()); err != nil {
+	race := func(t *testing.T, id string, read func()) {
+		t.Helper()
+		late := event.Event{ID: id, PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: id + "-user", Timestamp: spans[1].From.Add(9 * time.Hour)}
+		fired := false
+		st.foldHook = func(stage string) error {
+			if stage != "marks" || fired {
+				return nil
+			}
+			fired = true
+			f.write(t, []event.Event{late})
+			_, err := st.foldPartner(context.Background(), f.p, time.Now())
 			return err
 		}
-		return nil
+		read() // the event counted or not: it came during the read
+		st.foldHook = nil
+		if !fired {
+			t.Fatal("the read never reached the fingerprint's rows")
+		}
 	}
-	_ = f.estimates(t, storage.PartnerUsers, unions) // the user counted or not: it came during the read
-	st.foldHook = nil
-	if !fired {
-		t.Fatal("the read never reached the fingerprint's rows")
-	}
-	if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want(spans); !slices.Equal(got, want) {
-		t.Fatalf("after the race: estimates %v, want %v (the late user's day: %d)", got, want, want[1])
-	}
+	t.Run("users", func(t *testing.T) {
+		race(t, "late-users", func() { f.estimates(t, storage.PartnerUsers, unions) })
+		if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want(spans); !slices.Equal(got, want) {
+			t.Fatalf("after the race: estimates %v, want %v (the late user's day: %d)", got, want, want[1])
+		}
+	})
+	t.Run("counts", func(t *testing.T) {
+		c := countsQ{storage.PartnerTypes, ""}
+		race(t, "late-counts", func() { f.counts(t, c, unions) })
+		if got, want := f.counts(t, c, unions), f.wantCounts(c, spans); !slices.Equal(got, want) {
+			t.Fatalf("after the race: counts %v, want %v", got, want)
+		}
+	})
 }
 
 // An estimate is kept no longer than the first slot of its union lives: a
