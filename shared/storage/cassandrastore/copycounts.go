@@ -191,6 +191,7 @@ func mergeCopied(ctx context.Context, s *gocql.Session, keyspace string, p part,
 			return nil
 		}
 		tm[copiedKey] = 0
+		delete(tm, retKey) // what is copied in has no retention known: nor has the row now
 		var old any
 		if through != nil {
 			old = through

@@ -607,6 +607,7 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		}
 	}
 	var ret time.Duration
+	minRet := time.Duration(-1)
 	fresh := false
 	for _, c := range cs {
 		if row.covers(p, c.m) {
@@ -614,6 +615,9 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		}
 		fresh = true
 		ret = max(ret, c.m.ret)
+		if minRet < 0 || c.m.ret < minRet {
+			minRet = c.m.ret
+		}
 		k := throughKey(p, c.m)
 		through[k] = max(through[k], c.m.mt)
 		if p.kind == kindUsers {
@@ -627,6 +631,13 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	}
 	if !fresh {
 		return u, false, nil
+	}
+	// The shortest retention of what the row holds (unions.go), from a
+	// row's first fold on; a row folded before this release has none.
+	if r, ok := through[retKey]; ok || row.through == nil {
+		if !ok || int64(minRet.Seconds()) < r {
+			through[retKey] = int64(minRet.Seconds())
+		}
 	}
 	ttl := max(row.ttl, ttlUntil(slot.Add(p.res.Duration()+ret), time.Now()))
 	if ttl == 0 {

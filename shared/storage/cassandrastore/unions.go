@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -19,28 +20,43 @@ import (
 
 // Unions: a report's bucket that is many stored slots (a day in
 // Asia/Kolkata is ten: a half hour, five hours, three six-hour slots, a
-// half hour) needs only the estimate of their union, yet reading it means
-// reading every slot's sketch, 8 KiB when dense. The first read of a union
-// keeps its estimate in table unions, with a fingerprint of the rows it
-// was merged under: the UTC days holding its slots finer than a day, and
-// its own days and weeks. A row's through grows with every manifest folded
-// into it (I4), and every manifest folded into a slot of a day is folded
-// into the day too. A later read reads those few rows' through (a day's,
-// not ten slots' sketches) and the kept estimate, and uses it where the
-// fingerprint is the same and no manifest above the floor adds to the
-// union; else it merges the sketches as before and keeps the new estimate.
+// half hour) needs only its users' estimate and its count, yet reading
+// them means reading every slot's sketch (8 KiB when dense) and total. The
+// first read of a union keeps the figure in table unions, with a
+// fingerprint of the rows it was read under: the UTC days holding its
+// slots finer than a day (an hour from half past at 23:30: two days), and
+// its own days and weeks, of the same kind (users or counts) and key. A
+// row's through grows with every manifest folded into it (I4), and every
+// manifest folded into a slot of a day is folded into the day too. A later
+// read reads those few rows' through (a day's, not ten slots') and the
+// kept figures, and uses one where the fingerprint is the same and no
+// manifest above the floor adds to the union; else it reads the slots as
+// before and keeps the new figure.
 //
-// Exact, as Users is. The estimate is kept of a merge made after the
-// fingerprint's rows were read, reading every write committed before
+// Exact, as Users and Counts are. The figure is kept of a read made after
+// the fingerprint's rows were read, seeing every write committed before
 // (storage.WithReadAfter): a manifest a fingerprint's day held then was in
-// the union's slots' rows by then, or above their floor and merged from
-// the manifests. Where the fingerprint is the same, the days hold what
-// they held then, so every manifest at or below today's floor is in the
-// estimate; the ones above it are checked for. An estimate is kept no
-// longer than its earliest slot lives (a row lives until its slot's end
-// and the retention: a day's TTL gives the retention), so it never counts
-// users whose rows have expired. (TestUnionsSeeLateEvents,
-// TestUnionKeptFromARaceWithAFold, TestUnionsAtTheRetentionHorizon.)
+// the union's slots' rows by then, or above their floor and read from the
+// manifests. Where the fingerprint is the same, the days hold what they
+// held then, so every manifest at or below today's floor is in the figure;
+// the ones above it are checked for (any in the union's span). A figure is
+// kept no longer than the union's first slot may live: a day's through
+// holds the shortest retention folded into it (retKey). Nothing is kept
+// where a read may miss a committed write (LOCAL_QUORUM with a local data
+// centre named, ONE), nor for unions of cut slots, out of order, or summed
+// from finer rows (a layout's start). (TestUnionsSeeLateEvents,
+// TestUnionKeptFromARaceWithAFold, TestUnionsAtTheRetentionHorizon,
+// TestUnionsOfMixedRetention, TestUnionsOverMidnight, TestUnionsNotKept.)
+
+// retKey is the entry of a row's through that holds the shortest
+// retention (in seconds) of the manifests folded into it: the finer rows
+// under a day live at least their slot's end plus that, whatever the
+// retention of each partner that wrote for the key, before or after a
+// change of it. A row folded first by a release before has none: its TTL
+// gives the retention then, right unless the key's retention changed
+// before the upgrade. (Not a claim partition: those are numbers, or a
+// partner's id, a slash and a number.)
+const retKey = "~ret"
 
 // unionTTL: how long an estimate is kept unread. Computing one again costs
 // a report's old read, no more.
@@ -72,10 +88,12 @@ type tileAt struct {
 	slot time.Time
 }
 
-// marked is a fingerprint's row as read: its through, its TTL.
+// marked is a fingerprint's row as read: its through, its TTL, the
+// shortest retention folded into it (retKey; -1: not known).
 type marked struct {
 	through []byte
 	ttl     int
+	minRet  time.Duration
 	there   bool
 }
 
@@ -191,12 +209,19 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	out := make([]int64, len(unions))
 	spans := make([]storage.Span, len(unions))
 	marks := make([][]tileAt, len(unions)) // each union's fingerprint's rows
+	// Kept only where every read sees every write committed before it
+	// (not LOCAL_QUORUM across data centres, not ONE), of unions whose
+	// slots are whole and in order; else merged as asked.
+	keep := st.linearizable()
 	for i, un := range unions {
 		seen := map[tileAt]bool{}
+		keep = keep && len(un) > 0
 		for k, t := range un {
 			if _, _, ok := st.derived(t.Res, t.From, t.To); ok {
-				// Summed from finer rows: no through to go by.
-				return out, merge(ctx, unions, func(i int, n int64) { out[i] = n })
+				keep = false // summed from finer rows: no through to go by
+			}
+			if !t.Res.Slot(t.From).Equal(t.From) || !t.Res.Slot(t.To).Equal(t.To) || !t.From.Before(t.To) {
+				keep = false
 			}
 			if k == 0 || t.From.Before(spans[i].From) {
 				spans[i].From = t.From
@@ -204,16 +229,26 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 			if t.To.After(spans[i].To) {
 				spans[i].To = t.To
 			}
-			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
-				m := tileAt{t.Res, s}
+			for s := t.Res.Slot(t.From); keep && s.Before(t.To); s = s.Add(t.Res.Duration()) {
+				// Finer than a day: the UTC days it lies in (an hour
+				// from half past at 23:30 is in two).
+				ms := []tileAt{{t.Res, s}}
 				if t.Res.Duration() < storage.Day.Duration() {
-					m = tileAt{storage.Day, storage.Day.Slot(s)}
+					ms = []tileAt{{storage.Day, storage.Day.Slot(s)}, {storage.Day, storage.Day.Slot(s.Add(t.Res.Duration() - 1))}}
 				}
-				if !seen[m] {
-					seen[m] = true
-					marks[i] = append(marks[i], m)
+				for _, m := range ms {
+					if !seen[m] {
+						seen[m] = true
+						marks[i] = append(marks[i], m)
+					}
 				}
 			}
+		}
+		if i > 0 && spans[i].From.Before(spans[i-1].To) {
+			keep = false
+		}
+		if !keep {
+			return out, merge(ctx, unions, func(i int, n int64) { out[i] = n })
 		}
 		slices.SortFunc(marks[i], func(a, b tileAt) int {
 			if c := a.slot.Compare(b.slot); c != 0 {
@@ -297,7 +332,7 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	}
 	var fns []func(context.Context) error
 	for _, i := range stale {
-		ttl := keepFor(spans[i].From, marks[i], rows, readAt)
+		ttl := keepFor(unions[i], rows, readAt)
 		if dirty[i] || ttl <= 0 {
 			continue // a manifest adds to it (its rows change at the next fold), or its first slot is about to expire
 		}
@@ -312,25 +347,37 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	return out, nil
 }
 
-// keepFor is how long the estimate of a union from `from` may be kept: at
-// most unionTTL, and until the union's first slot expires, less the skew.
-// A row of [start, end) read with TTL ttl at `at` keeps the retention ret =
-// at+ttl-end, and each slot of the union in it until its end plus ret,
-// after max(start, from)+ret.
-func keepFor(from time.Time, marks []tileAt, rows map[tileAt]marked, at time.Time) time.Duration {
+// keepFor is how long the figure of union u may be kept: at most
+// unionTTL, and until its first slot may expire, less the skew. A slot
+// lives at least until its end plus the shortest retention folded into
+// the rows of its fingerprint (its days, or itself): retKey, else, for a
+// row folded first by a release before, at+ttl-end of the row's TTL read
+// at `at`.
+func keepFor(u []storage.Tile, rows map[tileAt]marked, at time.Time) time.Duration {
 	keep := unionTTL
-	for _, m := range marks {
-		r := rows[m]
-		if !r.there || r.ttl <= 0 {
-			continue
+	for _, t := range u {
+		for s := t.From; s.Before(t.To); s = s.Add(t.Res.Duration()) {
+			end := s.Add(t.Res.Duration())
+			ms := []tileAt{{t.Res, s}}
+			if t.Res.Duration() < storage.Day.Duration() {
+				ms = []tileAt{{storage.Day, storage.Day.Slot(s)}, {storage.Day, storage.Day.Slot(end.Add(-1))}}
+			}
+			for _, m := range ms {
+				r := rows[m]
+				var ret time.Duration
+				switch {
+				case !r.there:
+					continue // nothing there to expire
+				case r.minRet >= 0:
+					ret = r.minRet
+				case r.ttl > 0:
+					ret = at.Add(time.Duration(r.ttl) * time.Second).Sub(m.slot.Add(m.res.Duration()))
+				default:
+					continue
+				}
+				keep = min(keep, end.Add(ret).Sub(at)-unionSkew)
+			}
 		}
-		end := m.slot.Add(m.res.Duration())
-		ret := at.Add(time.Duration(r.ttl) * time.Second).Sub(end)
-		first := m.slot
-		if from.After(first) {
-			first = from
-		}
-		keep = min(keep, first.Add(ret).Sub(at)-unionSkew)
 	}
 	return keep.Truncate(time.Second)
 }
@@ -368,7 +415,11 @@ func (st *Store) markRows(ctx context.Context, u unionOf, marks [][]tileAt) (map
 			mu.Lock()
 			defer mu.Unlock()
 			for t, r := range rows {
-				out[tileAt{res, t}] = marked{through: r.through, ttl: r.ttl, there: true}
+				m := marked{through: r.through, ttl: r.ttl, minRet: -1, there: true}
+				if v, ok := entryOf(r.through, retKey); ok && v >= 0 {
+					m.minRet = time.Duration(v) * time.Second
+				}
+				out[tileAt{res, t}] = m
 			}
 			return nil
 		})
@@ -513,4 +564,27 @@ func (st *Store) sumUnions(ctx context.Context, q storage.UnionCountsQuery, unio
 		fn(i, n)
 	}
 	return nil
+}
+
+// entryOf is the entry key of a through, if it has one.
+func entryOf(b []byte, key string) (v int64, ok bool) {
+	err := decodeCounts(b, func(k string, n int64) {
+		if k == key {
+			v, ok = n, true
+		}
+	})
+	return v, ok && err == nil
+}
+
+// linearizable tells whether every read sees every write committed before
+// it: the session's consistency is a quorum of every replica, or a local
+// one in a cluster of one data centre (no LocalDC named).
+func (st *Store) linearizable() bool {
+	switch st.cfg.Consistency {
+	case gocql.Quorum, gocql.All, gocql.EachQuorum:
+		return true
+	case gocql.LocalQuorum:
+		return st.cfg.LocalDC == ""
+	}
+	return false
 }

@@ -309,3 +309,113 @@ func TestUnionsAtTheRetentionHorizon(t *testing.T) {
 		t.Fatalf("the estimate is kept %d s, its first slot lives %d s", kept, first)
 	}
 }
+
+// usersOf is what Users says of a union: its slots' sketches merged.
+func usersOf(t *testing.T, st *Store, scope storage.UserScope, key string, u []storage.Tile) uint64 {
+	t.Helper()
+	var sk hll.Sketch
+	for _, tl := range u {
+		if err := st.Users(context.Background(), storage.UsersQuery{Scope: scope, Key: key, Res: tl.Res, From: tl.From, To: tl.To},
+			func(_ time.Time, b []byte) error { return sk.MergeBinary(b) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sk.Estimate()
+}
+
+// One UTC day holds events of a long and of a short retention (a
+// partner's retention changed, or partners of one sub-system differ): the
+// day's row lives as long as the longest, the short event's finer rows
+// expire first. A union over them is not kept past that: once those rows
+// are gone it answers what Users answers. (Found by an outside review: the
+// retention was taken from the day's TTL, the longest.)
+func TestUnionsOfMixedRetention(t *testing.T) {
+	st := openStore(t)
+	f := newUnionFixture(t, st)
+	now := time.Now().UTC()
+	a := now.Truncate(30 * time.Minute)
+	t0 := a.Add(-30 * time.Minute)
+	short := now.Add(8 * time.Second).Sub(a) // the short event's rows expire 8 s from now
+	f.write(t, []event.Event{
+		{ID: "long", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "u-long", Timestamp: t0.Add(time.Second)},
+		{ID: "short", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "u-short", Timestamp: a.Add(-5 * time.Second), Retention: short},
+	})
+	f.fold(t)
+	unions := [][]storage.Tile{{{Res: storage.Minute, From: t0, To: a}}}
+	if got, want := f.estimates(t, storage.PartnerUsers, unions), usersOf(t, st, storage.PartnerUsers, f.p, unions[0]); got[0] != want || want != 2 {
+		t.Fatalf("first read: %d, Users %d", got[0], want)
+	}
+	_ = f.estimates(t, storage.PartnerUsers, unions) // kept, if it were to be
+	deadline := time.Now().Add(time.Minute)
+	for usersOf(t, st, storage.PartnerUsers, f.p, unions[0]) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the short event's rows never expired")
+		}
+		time.Sleep(200 * time.Millisecond) // polling Cassandra's TTL
+	}
+	if got := f.estimates(t, storage.PartnerUsers, unions); got[0] != 1 {
+		t.Fatalf("after the short rows expired: union %d, Users 1", got[0])
+	}
+}
+
+// An hour from half past at 23:30 lies in two UTC days: a late event in
+// its second half (00:10) moves the next day's row, and the kept estimate
+// is not used. (Found by an outside review.)
+func TestUnionsOverMidnight(t *testing.T) {
+	st := openStore(t)
+	f := newUnionFixture(t, st)
+	h := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3).Add(23*time.Hour + 30*time.Minute)
+	unions := [][]storage.Tile{{{Res: storage.HalfPastHour, From: h, To: h.Add(time.Hour)}}}
+	f.write(t, []event.Event{{ID: "e0", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "u0", Timestamp: h.Add(5 * time.Minute)}})
+	f.fold(t)
+	_ = f.estimates(t, storage.PartnerUsers, unions) // merged, kept
+	k0, _ := unionCounts("users")
+	_ = f.estimates(t, storage.PartnerUsers, unions)
+	if k1, _ := unionCounts("users"); k1-k0 != 1 {
+		t.Fatalf("the second read kept %v, want 1", k1-k0)
+	}
+	f.write(t, []event.Event{{ID: "late", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "u-late", Timestamp: h.Add(40 * time.Minute)}})
+	f.fold(t)
+	if got, want := f.estimates(t, storage.PartnerUsers, unions), usersOf(t, st, storage.PartnerUsers, f.p, unions[0]); got[0] != want || want != 2 {
+		t.Fatalf("after a late event at 00:10 folded: union %d, Users %d", got[0], want)
+	}
+}
+
+// Unions the store cannot vouch for are merged as asked, never kept: a
+// slot cut (an hour from 10:30 reads the hour from 10:00, whose manifests
+// at 10:15 the union's span would not see), unions out of order, an empty
+// one.
+func TestUnionsNotKept(t *testing.T) {
+	st := openStore(t)
+	f := newUnionFixture(t, st)
+	h := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2).Add(10 * time.Hour)
+	var evs []event.Event
+	for i := range 120 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: fmt.Sprint("u", i), Timestamp: h.Add(time.Duration(i) * time.Minute)})
+	}
+	f.write(t, evs)
+	f.fold(t)
+	cut := []storage.Tile{{Res: storage.Hour, From: h.Add(30 * time.Minute), To: h.Add(time.Hour)}}
+	whole := []storage.Tile{{Res: storage.Hour, From: h, To: h.Add(time.Hour)}}
+	later := []storage.Tile{{Res: storage.Hour, From: h.Add(time.Hour), To: h.Add(2 * time.Hour)}}
+	for name, unions := range map[string][][]storage.Tile{
+		"a slot cut":   {cut},
+		"out of order": {later, whole},
+		"an empty one": {nil, whole},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for range 2 {
+				k0, _ := unionCounts("users")
+				got := f.estimates(t, storage.PartnerUsers, unions)
+				if k1, _ := unionCounts("users"); k1 != k0 {
+					t.Fatalf("%v kept", k1-k0)
+				}
+				for i, u := range unions {
+					if want := usersOf(t, st, storage.PartnerUsers, f.p, u); got[i] != want {
+						t.Fatalf("union %d: %d, Users %d", i, got[i], want)
+					}
+				}
+			}
+		})
+	}
+}
