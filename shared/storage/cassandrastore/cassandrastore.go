@@ -96,6 +96,9 @@ type Store struct {
 	// weekSince: weeks hold every event from here on, earlier ones are
 	// summed from days (layout.go).
 	weekSince time.Time
+	// oneDC: the cluster has one data centre (dcsKnown: read; unions.go).
+	dcsMu           sync.Mutex
+	dcsKnown, oneDC bool
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -212,7 +212,7 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	// Kept only where every read sees every write committed before it
 	// (not LOCAL_QUORUM across data centres, not ONE), of unions whose
 	// slots are whole and in order; else merged as asked.
-	keep := st.linearizable()
+	keep := st.linearizable(ctx)
 	for i, un := range unions {
 		seen := map[tileAt]bool{}
 		keep = keep && len(un) > 0
@@ -290,18 +290,21 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 			}
 		}
 	}
-	// The fingerprints' rows, then the kept figures.
-	readAt := time.Now()
+	// The fingerprints' rows, then the kept figures. ttlAt, before the
+	// rows: their TTLs count from no earlier. readAt, after them: the
+	// slots are read seeing every write committed before the rows were.
+	ttlAt := time.Now()
 	rows, err := st.markRows(ctx, u, marks)
 	if err != nil {
 		return nil, err
 	}
+	readAt := time.Now()
 	if err := st.hook("marks"); err != nil {
 		return nil, err
 	}
 	kept, err := st.keptUnions(ctx, u, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond))
 	if err != nil {
-		return nil, err
+		kept = nil // only a saving: read the slots
 	}
 	fps := make([]int64, len(unions))
 	var stale []int
@@ -332,9 +335,12 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	}
 	var fns []func(context.Context) error
 	for _, i := range stale {
-		ttl := keepFor(unions[i], rows, readAt)
-		if dirty[i] || ttl <= 0 {
-			continue // a manifest adds to it (its rows change at the next fold), or its first slot is about to expire
+		ttl := keepFor(unions[i], rows, ttlAt)
+		if dirty[i] || ttl <= 0 || out[i] == 0 {
+			// A manifest adds to it (its rows change at the next fold), its
+			// first slot is about to expire, or it is empty (an event type
+			// no one sends costs a read, not a row).
+			continue
 		}
 		s, n, fp := spans[i], out[i], fps[i]
 		fns = append(fns, func(ctx context.Context) error {
@@ -481,13 +487,13 @@ func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func
 		res  storage.Res
 		slot time.Time
 	}
-	owner := map[where]int{}
+	owner := map[where][]int{} // unions apart: one each; else each union its own
 	byRes := map[storage.Res]storage.Spans{}
 	for i, u := range q.Unions {
 		for _, t := range u {
 			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
 			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
-				owner[where{t.Res, s}] = i
+				owner[where{t.Res, s}] = append(owner[where{t.Res, s}], i)
 			}
 		}
 	}
@@ -499,13 +505,14 @@ func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func
 		fns = append(fns, func(ctx context.Context) error {
 			uq := storage.UsersQuery{Scope: q.Scope, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss}
 			return st.Users(ctx, uq, func(t time.Time, b []byte) error {
-				i, ok := owner[where{res, t}]
-				if !ok {
-					return nil
-				}
 				mu.Lock()
 				defer mu.Unlock()
-				return sketches[i].MergeBinary(b)
+				for _, i := range owner[where{res, t}] {
+					if err := sketches[i].MergeBinary(b); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		})
 	}
@@ -527,13 +534,13 @@ func (st *Store) sumUnions(ctx context.Context, q storage.UnionCountsQuery, unio
 		res  storage.Res
 		slot time.Time
 	}
-	owner := map[where]int{}
+	owner := map[where][]int{} // unions apart: one each; else each union its own
 	byRes := map[storage.Res]storage.Spans{}
 	for i, u := range unions {
 		for _, t := range u {
 			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
 			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
-				owner[where{t.Res, s}] = i
+				owner[where{t.Res, s}] = append(owner[where{t.Res, s}], i)
 			}
 		}
 	}
@@ -550,7 +557,7 @@ func (st *Store) sumUnions(ctx context.Context, q storage.UnionCountsQuery, unio
 			mu.Lock()
 			defer mu.Unlock()
 			for _, sl := range slots {
-				if i, ok := owner[where{res, sl.Start}]; ok {
+				for _, i := range owner[where{res, sl.Start}] {
 					sums[i] += sl.Total
 				}
 			}
@@ -578,13 +585,33 @@ func entryOf(b []byte, key string) (v int64, ok bool) {
 
 // linearizable tells whether every read sees every write committed before
 // it: the session's consistency is a quorum of every replica, or a local
-// one in a cluster of one data centre (no LocalDC named).
-func (st *Store) linearizable() bool {
+// one in a cluster of one data centre (read from system.local and
+// system.peers until they answer; till then taken for several).
+func (st *Store) linearizable(ctx context.Context) bool {
 	switch st.cfg.Consistency {
 	case gocql.Quorum, gocql.All, gocql.EachQuorum:
 		return true
 	case gocql.LocalQuorum:
-		return st.cfg.LocalDC == ""
+	default:
+		return false
 	}
-	return false
+	st.dcsMu.Lock()
+	defer st.dcsMu.Unlock()
+	if !st.dcsKnown {
+		dcs := map[string]bool{}
+		var dc string
+		if err := st.s.Query("SELECT data_center FROM system.local").WithContext(ctx).Scan(&dc); err != nil {
+			return false // asked again next time
+		}
+		dcs[dc] = true
+		iter := st.s.Query("SELECT data_center FROM system.peers").WithContext(ctx).Iter()
+		for iter.Scan(&dc) {
+			dcs[dc] = true
+		}
+		if iter.Close() != nil {
+			return false
+		}
+		st.dcsKnown, st.oneDC = true, len(dcs) == 1
+	}
+	return st.oneDC
 }

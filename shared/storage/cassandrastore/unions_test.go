@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/volcanion/tracking/shared/event"
@@ -398,10 +399,13 @@ func TestUnionsNotKept(t *testing.T) {
 	cut := []storage.Tile{{Res: storage.Hour, From: h.Add(30 * time.Minute), To: h.Add(time.Hour)}}
 	whole := []storage.Tile{{Res: storage.Hour, From: h, To: h.Add(time.Hour)}}
 	later := []storage.Tile{{Res: storage.Hour, From: h.Add(time.Hour), To: h.Add(2 * time.Hour)}}
+	twoHours := []storage.Tile{{Res: storage.Hour, From: h, To: h.Add(2 * time.Hour)}}
+	overlapping := []storage.Tile{{Res: storage.Hour, From: h.Add(time.Hour), To: h.Add(3 * time.Hour)}}
 	for name, unions := range map[string][][]storage.Tile{
 		"a slot cut":   {cut},
 		"out of order": {later, whole},
 		"an empty one": {nil, whole},
+		"overlapping":  {twoHours, overlapping},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for range 2 {
@@ -418,4 +422,56 @@ func TestUnionsNotKept(t *testing.T) {
 			}
 		})
 	}
+}
+
+// What nothing is kept of: a union with no events (an event type no one
+// sends costs a read, not a row), and any union of a store whose reads may
+// miss a committed write (consistency ONE).
+func TestUnionsKeepNothing(t *testing.T) {
+	check := func(t *testing.T, f *unionFixture, read func()) {
+		t.Helper()
+		for range 2 {
+			k0, _ := unionCounts("counts")
+			u0, _ := unionCounts("users")
+			read()
+			k1, _ := unionCounts("counts")
+			u1, _ := unionCounts("users")
+			if k1 != k0 || u1 != u0 {
+				t.Fatalf("%v counts and %v users kept", k1-k0, u1-u0)
+			}
+		}
+	}
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -4)
+	unions, spans := kolkataDays(day0, 2)
+	load := func(f *unionFixture) {
+		var evs []event.Event
+		for i := range 200 {
+			evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: fmt.Sprint("u", i), Timestamp: spans[0].From.Add(time.Duration(i) * 13 * time.Minute)})
+		}
+		f.write(t, evs)
+		f.fold(t)
+	}
+	t.Run("an event type no one sends", func(t *testing.T) {
+		f := newUnionFixture(t, openStore(t))
+		load(f)
+		c := countsQ{storage.PartnerTypes, "nobody"}
+		check(t, f, func() {
+			if got, want := f.counts(t, c, unions), f.wantCounts(c, spans); !slices.Equal(got, want) {
+				t.Fatalf("counts %v, want %v", got, want)
+			}
+		})
+	})
+	t.Run("consistency ONE", func(t *testing.T) {
+		f := newUnionFixture(t, openStoreWith(t, func(c *Config) { c.Consistency = gocql.One }))
+		load(f)
+		c := countsQ{storage.PartnerTypes, ""}
+		check(t, f, func() {
+			if got, want := f.counts(t, c, unions), f.wantCounts(c, spans); !slices.Equal(got, want) {
+				t.Fatalf("counts %v, want %v", got, want)
+			}
+			if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want(spans); !slices.Equal(got, want) {
+				t.Fatalf("estimates %v, want %v", got, want)
+			}
+		})
+	})
 }
