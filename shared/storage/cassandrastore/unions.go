@@ -294,6 +294,9 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	// rows: their TTLs count from no earlier. readAt, after them: the
 	// slots are read seeing every write committed before the rows were.
 	ttlAt := time.Now()
+	if err := st.hook("marking"); err != nil {
+		return nil, err
+	}
 	rows, err := st.markRows(ctx, u, marks)
 	if err != nil {
 		return nil, err

@@ -475,3 +475,94 @@ func TestUnionsKeepNothing(t *testing.T) {
 		})
 	})
 }
+
+// A manifest written by another process while the fingerprint's rows are
+// read, and folded into its UTC day (not yet into the union's slots: a
+// fold half-way) before that day's row is read. The slots must then be
+// read seeing it (a read of the manifests begun after the rows were read),
+// not from a read of the manifests begun before it was written: that
+// figure would be kept under a fingerprint that already counts it, and
+// served without it once the fold completes. (Found by an outside review:
+// the instant the slots' reads had to be newer than was taken before the
+// rows were read.)
+func TestUnionsReadAfterTheFingerprint(t *testing.T) {
+	st := openStore(t)
+	f := newUnionFixture(t, st)
+	other, err := Open(st.cfg) // another process
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -4)
+	unions, spans := kolkataDays(day0, 2)
+	var evs []event.Event
+	for i := range 300 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: fmt.Sprint("u", i%90), Timestamp: spans[0].From.Add(time.Duration(i) * 9 * time.Minute)})
+	}
+	f.write(t, evs)
+	f.fold(t)
+	late := event.Event{ID: "late", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "late-user", Timestamp: spans[0].From.Add(9 * time.Hour)} // 03:30 UTC: a six-hour slot of day 0
+	defer func(d time.Duration) { recentTTL = d }(recentTTL)
+	recentTTL = time.Minute // the read in the hook stays usable however long the hook takes
+	fired := false
+	st.foldHook = func(stage string) error {
+		if stage != "marking" || fired {
+			return nil
+		}
+		fired = true
+		floor, err := st.appliedFloor(ctx, f.p)
+		if err != nil {
+			return err
+		}
+		st.forgetRecent(f.p)
+		if _, err := st.recentManifests(ctx, f.p, floor); err != nil { // a read begun now, before the event: a report's other reads make one
+			return err
+		}
+		if _, err := other.WriteEvents(ctx, []event.Event{late}); err != nil {
+			return err
+		}
+		// The other process folds it into its UTC day's users, and stops.
+		ms, err := other.readManifests(ctx, f.p, floor, nil, true, false)
+		if err != nil {
+			return err
+		}
+		for i := range ms {
+			m := &ms[i]
+			for k, b := range m.users {
+				c, err := parseUcell(k)
+				if err != nil {
+					return err
+				}
+				if c.Scope != storage.PartnerUsers {
+					continue
+				}
+				var dayErr error
+				expandUsers(c, func(a addr) {
+					if a.res == storage.Day && dayErr == nil {
+						dayErr = other.applyPart(ctx, a.part(), map[time.Time][]contribution{a.slot: {{m: m, sketch: b}}})
+					}
+				})
+				if dayErr != nil {
+					return dayErr
+				}
+			}
+		}
+		return nil
+	}
+	_ = f.estimates(t, storage.PartnerUsers, unions) // the late user counted or not: it came during the read
+	st.foldHook = nil
+	if !fired {
+		t.Fatal("the read never reached the fingerprint's rows")
+	}
+	f.evs = append(f.evs, late)
+	if err := other.FoldPartner(ctx, f.p, time.Now()); err != nil { // the fold completes
+		t.Fatal(err)
+	}
+	// This process sees the floor the other moved, and no manifest above it.
+	st.forgetRecent(f.p)
+	st.applied.Delete(f.p)
+	if got, want := f.estimates(t, storage.PartnerUsers, unions), f.want(spans); !slices.Equal(got, want) {
+		t.Fatalf("after the fold completed: estimates %v, want %v", got, want)
+	}
+}
