@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -42,6 +43,7 @@ type options struct {
 	events, days, subs, types, users          int
 	runs, clients, writers, warmup            int
 	maxConcurrent                             int
+	gcPercent                                 int
 	loadFor                                   time.Duration
 	profile, only                             string
 	statements, cachedOnly                    bool
@@ -86,6 +88,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
 	flag.IntVar(&o.warmup, "warmup", 10, "uncounted runs of each query before its uncached runs (a database's JIT and caches warm, as in a system that has been running)")
+	flag.IntVar(&o.gcPercent, "gc-percent", -1, "the garbage collector's target, as GOGC (GOGC, when set, wins; default: as deployed, Go's 100 on pebble (the all-in-one), the reporter's -gc-percent on cassandra)")
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", -1, "reports computed at once (the reporter's -max-concurrent-reports; 0: no bound; default: as deployed, the cores on pebble (the all-in-one), no bound on cassandra)")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
 	flag.DurationVar(&o.loadFor, "load-for", 90*time.Minute, "longest a load runs; a later run resumes it")
@@ -512,6 +515,15 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		}},
 	}
 	log := zerolog.Nop()
+	if o.gcPercent < 0 {
+		o.gcPercent = 100
+		if o.backend == "cassandra" {
+			o.gcPercent = reporter.GCPercent
+		}
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(o.gcPercent)
+	}
 	if o.maxConcurrent < 0 {
 		o.maxConcurrent = 0
 		if o.backend == "pebble" {
