@@ -381,11 +381,7 @@ func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *til
 			}
 			return nil
 		},
-		func(ctx context.Context) error {
-			return s.readUsers(ctx, p.reads, whole, scope, key, func(_ time.Time, b []byte) error {
-				return all.MergeBinary(b) // readUsers serialises its calls
-			})
-		},
+		func(ctx context.Context) error { return s.rangeUsers(ctx, p, whole, scope, key, all) },
 	})
 	if err != nil {
 		return 0, err
@@ -457,16 +453,73 @@ func (s *Service) unionUsers(ctx context.Context, p plan, points []pointAcc, sco
 				return nil
 			})
 		},
-		func(ctx context.Context) error {
-			return s.readUsers(ctx, p.reads, p.wholeTiling(), scope, key, func(_ time.Time, b []byte) error {
-				return all.MergeBinary(b) // readUsers serialises its calls
-			})
-		},
+		func(ctx context.Context) error { return s.rangeUsers(ctx, p, p.wholeTiling(), scope, key, all) },
 	})
 	if err != nil {
 		return 0, err
 	}
 	return int64(all.Estimate()), nil
+}
+
+// rangeUsers merges into all the users of the range's tiling whole: the
+// slots that ended before today's UTC day (by this reporter's clock) as one
+// union, whose sketch a store may keep (storage.UnionReader), and the rest
+// as read. A store without unions reads them all.
+func (s *Service) rangeUsers(ctx context.Context, p plan, whole *tiling, scope storage.UserScope, key string, all *hll.Sketch) error {
+	var mu sync.Mutex
+	merge := func(_ time.Time, b []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return all.MergeBinary(b)
+	}
+	u, err := p.unionReader(ctx)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return s.readUsers(ctx, p.reads, whole, scope, key, merge)
+	} else if err != nil {
+		return err
+	}
+	cut := storage.Day.Slot(s.now())
+	var closed []storage.Tile
+	rest := &tiling{}
+	open := false
+	for i, ss := range whole {
+		r := resolutions[i]
+		end := r.Slot(cut) // the slots before it ended by the cut
+		for _, sp := range ss {
+			if sp.from.Before(end) {
+				closed = append(closed, storage.Tile{Res: r, From: sp.from, To: minTime(sp.to, end)})
+			}
+			if sp.to.After(end) {
+				rest[i] = append(rest[i], span{maxTime(sp.from, end), sp.to})
+				open = true
+			}
+		}
+	}
+	var fns []func(context.Context) error
+	if len(closed) > 0 {
+		fns = append(fns, func(ctx context.Context) error {
+			q := storage.UnionsQuery{Scope: scope, Key: key, Unions: [][]storage.Tile{closed}}
+			return u.UnionSketches(ctx, q, func(_ int, b []byte) error { return merge(time.Time{}, b) })
+		})
+	}
+	if open {
+		fns = append(fns, func(ctx context.Context) error { return s.readUsers(ctx, p.reads, rest, scope, key, merge) })
+	}
+	return parallel(ctx, 2, fns)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // maxKept is the sparse sketch bytes a point keeps for its union (the

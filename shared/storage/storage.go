@@ -454,7 +454,8 @@ type UnionCountsQuery struct {
 
 // A UnionReader reads figures of unions of slots at once: UnionEstimates
 // the Estimate of the merge of the sketches Users passes for each union's
-// slots, UnionCounts the sum of the Totals Counts passes for them. A
+// slots (UnionSketches the merge itself), UnionCounts the sum of the
+// Totals Counts passes for them. A
 // backend that keeps the figures of unions it computed (and knows when
 // their slots change) reads a number for each, not its slots. A read
 // wrapper whose backend has none answers errors.ErrUnsupported; a query of
@@ -463,6 +464,9 @@ type UnionCountsQuery struct {
 type UnionReader interface {
 	UnionEstimates(ctx context.Context, q UnionsQuery, fn func(i int, users uint64) error) error
 	UnionCounts(ctx context.Context, q UnionCountsQuery, fn func(i int, n int64) error) error
+	// UnionSketches passes each union's users as one encoded hll.Sketch
+	// (valid during the call): the merge of its slots' sketches.
+	UnionSketches(ctx context.Context, q UnionsQuery, fn func(i int, sketch []byte) error) error
 }
 
 // A ReadViewer gives a view in which every read sees the same writes, so

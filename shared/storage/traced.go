@@ -192,6 +192,20 @@ func (t tracedReads) UnionEstimates(ctx context.Context, q UnionsQuery, fn func(
 	return u.UnionEstimates(ctx, q, fn)
 }
 
+func (t traced) UnionSketches(ctx context.Context, q UnionsQuery, fn func(i int, sketch []byte) error) error {
+	return tracedReads{t.s}.UnionSketches(ctx, q, fn)
+}
+
+func (t tracedReads) UnionSketches(ctx context.Context, q UnionsQuery, fn func(i int, sketch []byte) error) (err error) {
+	u, ok := t.r.(UnionReader)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	ctx, sp := span(ctx, "UnionSketches")
+	defer func() { end(sp, err) }()
+	return u.UnionSketches(ctx, q, fn)
+}
+
 func (t tracedReads) UnionCounts(ctx context.Context, q UnionCountsQuery, fn func(i int, n int64) error) (err error) {
 	u, ok := t.r.(UnionReader)
 	if !ok {

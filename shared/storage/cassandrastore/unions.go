@@ -21,7 +21,9 @@ import (
 // Unions: a report's bucket that is many stored slots (a day in
 // Asia/Kolkata is ten: a half hour, five hours, three six-hour slots, a
 // half hour) needs only its users' estimate and its count, yet reading
-// them means reading every slot's sketch (8 KiB when dense) and total. The
+// them means reading every slot's sketch (8 KiB when dense) and total; a
+// report's range (30 days: 9 days and 3 weeks) needs its users' merged
+// sketch, yet reads a dozen. The
 // first read of a union keeps the figure in table unions, with a
 // fingerprint of the rows it was read under: the UTC days holding its
 // slots finer than a day (an hour from half past at 23:30: two days), and
@@ -67,10 +69,10 @@ const unionTTL = 8 * 24 * time.Hour
 const unionSkew = 5 * time.Minute
 
 var mUnions = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_unions_total",
-	Help: "Unions of slots whose users or counts a report asked for, by what (users, counts) and how they were answered (kept: the figure kept, merged: from the slots' rows)."}, []string{"of", "result"})
+	Help: "Unions of slots whose users, counts or users' sketch a report asked for, by what (users, counts, sketches) and how they were answered (kept: the figure kept, merged: from the slots' rows)."}, []string{"of", "result"})
 
 func init() {
-	for _, of := range []string{"users", "counts"} {
+	for _, of := range []string{"users", "counts", "sketches"} {
 		for _, r := range []string{"kept", "merged"} {
 			mUnions.WithLabelValues(of, r)
 		}
@@ -78,9 +80,18 @@ func init() {
 }
 
 type keptUnion struct {
-	n  int64
+	figure
 	fp int64
 }
+
+// A figure is what a union's read gives: a count or estimate, or the
+// merged sketch of its users.
+type figure struct {
+	n      int64
+	sketch []byte
+}
+
+func (f figure) empty() bool { return f.n == 0 && len(f.sketch) <= 1 } // an empty sketch is its tag
 
 // tileAt names a row: its resolution and slot.
 type tileAt struct {
@@ -98,17 +109,23 @@ type marked struct {
 }
 
 // unionOf is what a union's rows are of: kind's rows of a and key, and
-// for counts one group ("": all). A kept union is under its own a and key
-// in table unions: the scope's, or 16 + the rollup's and the key and group.
+// for counts one group ("": all); sketches: the union's users' sketch is
+// kept, not its estimate. A kept union is under its own a and key in table
+// unions: the scope's (32 + it for sketches), or 16 + the rollup's and the
+// key and group.
 type unionOf struct {
-	kind, a int8
-	key     string
-	group   string
+	kind, a  int8
+	key      string
+	group    string
+	sketches bool
 }
 
 func (u unionOf) keptA() int8 {
-	if u.kind == kindCounts {
+	switch {
+	case u.kind == kindCounts:
 		return 16 + u.a
+	case u.sketches:
+		return 32 + u.a
 	}
 	return u.a
 }
@@ -126,7 +143,50 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 		return nil
 	}
 	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key}
-	touches := func(m *manifest, mark func(time.Time)) error {
+	touches := usersTouch(q)
+	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error {
+		return st.mergeUnions(ctx, storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: unions}, func(i int, sk *hll.Sketch) {
+			fn(i, figure{n: int64(sk.Estimate())})
+		})
+	}
+	fs, err := st.unions(ctx, u, q.Unions, touches, merge)
+	if err != nil {
+		return err
+	}
+	for i, f := range fs {
+		if err := fn(i, uint64(f.n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnionSketches implements storage.UnionReader.
+func (st *Store) UnionSketches(ctx context.Context, q storage.UnionsQuery, fn func(i int, sketch []byte) error) error {
+	if len(q.Unions) == 0 {
+		return nil
+	}
+	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key, sketches: true}
+	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error {
+		return st.mergeUnions(ctx, storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: unions}, func(i int, sk *hll.Sketch) {
+			fn(i, figure{sketch: sk.Append(nil)})
+		})
+	}
+	fs, err := st.unions(ctx, u, q.Unions, usersTouch(q), merge)
+	if err != nil {
+		return err
+	}
+	for i, f := range fs {
+		if err := fn(i, f.sketch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// usersTouch marks the instants of q's key's users in a manifest.
+func usersTouch(q storage.UnionsQuery) func(m *manifest, mark func(time.Time)) error {
+	return func(m *manifest, mark func(time.Time)) error {
 		for k := range m.users {
 			c, err := parseUcell(k)
 			if err != nil {
@@ -138,22 +198,6 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 		}
 		return nil
 	}
-	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error {
-		return st.mergeUnions(ctx, storage.UnionsQuery{Scope: q.Scope, Key: q.Key, Unions: unions}, func(i int, n uint64) error {
-			fn(i, int64(n))
-			return nil
-		})
-	}
-	ns, err := st.unions(ctx, u, q.Unions, touches, merge)
-	if err != nil {
-		return err
-	}
-	for i, n := range ns {
-		if err := fn(i, uint64(n)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // UnionCounts implements storage.UnionReader.
@@ -184,15 +228,15 @@ func (st *Store) UnionCounts(ctx context.Context, q storage.UnionCountsQuery, fn
 		}
 		return nil
 	}
-	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error {
-		return st.sumUnions(ctx, q, unions, fn)
+	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error {
+		return st.sumUnions(ctx, q, unions, func(i int, n int64) { fn(i, figure{n: n}) })
 	}
-	ns, err := st.unions(ctx, u, q.Unions, touches, merge)
+	fs, err := st.unions(ctx, u, q.Unions, touches, merge)
 	if err != nil {
 		return err
 	}
-	for i, n := range ns {
-		if err := fn(i, n); err != nil {
+	for i, f := range fs {
+		if err := fn(i, f.n); err != nil {
 			return err
 		}
 	}
@@ -205,8 +249,8 @@ func (st *Store) UnionCounts(ctx context.Context, q storage.UnionCountsQuery, fn
 // before), then kept.
 func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	touches func(m *manifest, mark func(time.Time)) error,
-	merge func(ctx context.Context, unions [][]storage.Tile, fn func(i int, n int64)) error) ([]int64, error) {
-	out := make([]int64, len(unions))
+	merge func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error) ([]figure, error) {
+	out := make([]figure, len(unions))
 	spans := make([]storage.Span, len(unions))
 	marks := make([][]tileAt, len(unions)) // each union's fingerprint's rows
 	// Kept only where every read sees every write committed before it
@@ -248,7 +292,7 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 			keep = false
 		}
 		if !keep {
-			return out, merge(ctx, unions, func(i int, n int64) { out[i] = n })
+			return out, merge(ctx, unions, func(i int, f figure) { out[i] = f })
 		}
 		slices.SortFunc(marks[i], func(a, b tileAt) int {
 			if c := a.slot.Compare(b.slot); c != 0 {
@@ -315,14 +359,17 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 		fps[i] = fingerprint(unions[i], marks[i], rows)
 		k, ok := kept[spans[i]]
 		if !dirty[i] && ok && k.fp == fps[i] {
-			out[i] = k.n
+			out[i] = k.figure
 			continue
 		}
 		stale = append(stale, i)
 	}
 	of := "users"
-	if u.kind == kindCounts {
+	switch {
+	case u.kind == kindCounts:
 		of = "counts"
+	case u.sketches:
+		of = "sketches"
 	}
 	mUnions.WithLabelValues(of, "kept").Add(float64(len(unions) - len(stale)))
 	mUnions.WithLabelValues(of, "merged").Add(float64(len(stale)))
@@ -333,22 +380,26 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	for k, i := range stale {
 		sub[k] = unions[i]
 	}
-	if err := merge(storage.WithReadAfter(ctx, readAt), sub, func(k int, n int64) { out[stale[k]] = n }); err != nil {
+	if err := merge(storage.WithReadAfter(ctx, readAt), sub, func(k int, f figure) { out[stale[k]] = f }); err != nil {
 		return nil, err
 	}
 	var fns []func(context.Context) error
 	for _, i := range stale {
 		ttl := keepFor(unions[i], rows, ttlAt)
-		if dirty[i] || ttl <= 0 || out[i] == 0 {
+		if dirty[i] || ttl <= 0 || out[i].empty() {
 			// A manifest adds to it (its rows change at the next fold), its
 			// first slot is about to expire, or it is empty (an event type
 			// no one sends costs a read, not a row).
 			continue
 		}
-		s, n, fp := spans[i], out[i], fps[i]
+		s, f, fp := spans[i], out[i], fps[i]
 		fns = append(fns, func(ctx context.Context) error {
+			if u.sketches {
+				return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, sketch, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+					u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, f.sketch, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
+			}
 			return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, n, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-				u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
+				u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, f.n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
 		})
 	}
 	// A failed write costs the next read a merge, nothing else.
@@ -469,11 +520,25 @@ func fingerprint(u []storage.Tile, marks []tileAt, rows map[tileAt]marked) int64
 func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time) (map[storage.Span]keptUnion, error) {
 	out := map[storage.Span]keptUnion{}
 	for t := periodStart(storage.Day, from); t.Before(to); t = nextPeriod(storage.Day, t) {
-		iter := st.s.Query("SELECT span_from, span_to, n, fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
-			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(5000).Iter()
-		var s, e time.Time
-		var k keptUnion
-		for iter.Scan(&s, &e, &k.n, &k.fp) {
+		col := "n"
+		if u.sketches {
+			col = "sketch"
+		}
+		iter := st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
+			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(64).Iter()
+		for {
+			var s, e time.Time
+			var k keptUnion
+			dest := []any{&s, &e, &k.n, &k.fp}
+			if u.sketches {
+				dest[2] = &k.sketch
+			}
+			if !iter.Scan(dest...) {
+				break
+			}
+			if u.sketches && hll.Check(k.sketch) != nil {
+				continue // not a sketch: read the slots
+			}
 			out[storage.Span{From: s.UTC(), To: e.UTC()}] = k
 		}
 		if err := iter.Close(); err != nil {
@@ -483,9 +548,9 @@ func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time) 
 	return out, nil
 }
 
-// mergeUnions estimates each union from its slots' sketches (Users: the
-// rows and the manifests above the floor).
-func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func(i int, users uint64) error) error {
+// mergeUnions merges each union's slots' sketches (Users: the rows and the
+// manifests above the floor).
+func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func(i int, sk *hll.Sketch)) error {
 	type where struct {
 		res  storage.Res
 		slot time.Time
@@ -523,9 +588,7 @@ func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func
 		return fmt.Errorf("cassandrastore: unions: %w", err)
 	}
 	for i := range sketches {
-		if err := fn(i, sketches[i].Estimate()); err != nil {
-			return err
-		}
+		fn(i, &sketches[i])
 	}
 	return nil
 }

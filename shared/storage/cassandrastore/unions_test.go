@@ -197,6 +197,39 @@ func TestUnionsSeeLateEvents(t *testing.T) {
 			check("read again", len(unions))
 		})
 	}
+	t.Run("sketches", func(t *testing.T) {
+		check := func(what string, wantKept int) {
+			t.Helper()
+			k0, m0 := unionCounts("sketches")
+			got := make([]uint64, len(unions))
+			err := f.st.UnionSketches(context.Background(), storage.UnionsQuery{Scope: storage.PartnerUsers, Key: f.p, Unions: unions}, func(i int, b []byte) error {
+				var sk hll.Sketch
+				if err := sk.MergeBinary(b); err != nil {
+					return err
+				}
+				got[i] = sk.Estimate()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k1, m1 := unionCounts("sketches")
+			if want := f.want(spans); !slices.Equal(got, want) {
+				t.Fatalf("%s: sketches' estimates %v, want %v", what, got, want)
+			}
+			if int(k1-k0) != wantKept || int(m1-m0) != len(unions)-wantKept {
+				t.Fatalf("%s: %v kept and %v merged, want %d kept", what, k1-k0, m1-m0, wantKept)
+			}
+		}
+		check("first read", 0)
+		check("second read", len(unions))
+		late := event.Event{ID: "late-sketches", PartnerID: f.p, SubSystemID: f.s, EventType: "t", UserID: "late-sketch-user", Timestamp: spans[3].From.Add(7 * time.Hour)}
+		f.write(t, []event.Event{late})
+		check("late event unfolded", len(unions)-1)
+		f.fold(t)
+		check("late event folded", len(unions)-1) // of the Kolkata days asked, only the last lies over its UTC day
+		check("read again", len(unions))
+	})
 	for _, c := range unionCountQueries {
 		t.Run(fmt.Sprint("counts ", c.r, " ", c.group), func(t *testing.T) {
 			check := func(what string, wantKept int) {
