@@ -495,6 +495,10 @@ func (s *Service) rangeUsers(ctx context.Context, p plan, whole *tiling, scope s
 			}
 		}
 	}
+	if slotsIn(closed) < unionSlots {
+		// A few slots: read them with the rest, not as a union.
+		return s.readUsers(ctx, p.reads, whole, scope, key, merge)
+	}
 	var fns []func(context.Context) error
 	if len(closed) > 0 {
 		fns = append(fns, func(ctx context.Context) error {
@@ -506,6 +510,15 @@ func (s *Service) rangeUsers(ctx context.Context, p plan, whole *tiling, scope s
 		fns = append(fns, func(ctx context.Context) error { return s.readUsers(ctx, p.reads, rest, scope, key, merge) })
 	}
 	return parallel(ctx, 2, fns)
+}
+
+// slotsIn is how many slots tiles name.
+func slotsIn(tiles []storage.Tile) int {
+	n := 0
+	for _, t := range tiles {
+		n += int(t.To.Sub(t.From) / t.Res.Duration())
+	}
+	return n
 }
 
 func minTime(a, b time.Time) time.Time {

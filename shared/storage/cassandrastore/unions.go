@@ -64,6 +64,10 @@ const retKey = "~ret"
 // a report's old read, no more.
 const unionTTL = 8 * 24 * time.Hour
 
+// sketchTTL: how long a kept sketch (8 KiB when dense) is kept. A range's
+// closed part ends at today's midnight, so the next day asks another.
+const sketchTTL = 26 * time.Hour
+
 // unionSkew: how far the clocks of this process and of the writers of a
 // row's TTL may be apart.
 const unionSkew = 5 * time.Minute
@@ -349,7 +353,11 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	if err := st.hook("marks"); err != nil {
 		return nil, err
 	}
-	kept, err := st.keptUnions(ctx, u, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond))
+	var only *storage.Span // one union: its row alone, not every one kept from its start
+	if len(spans) == 1 {
+		only = &spans[0]
+	}
+	kept, err := st.keptUnions(ctx, u, spans[0].From, spans[len(spans)-1].From.Add(time.Millisecond), only)
 	if err != nil {
 		kept = nil // only a saving: read the slots
 	}
@@ -386,6 +394,9 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 	var fns []func(context.Context) error
 	for _, i := range stale {
 		ttl := keepFor(unions[i], rows, ttlAt)
+		if u.sketches {
+			ttl = min(ttl, sketchTTL)
+		}
 		if dirty[i] || ttl <= 0 || out[i].empty() {
 			// A manifest adds to it (its rows change at the next fold), its
 			// first slot is about to expire, or it is empty (an event type
@@ -517,15 +528,24 @@ func fingerprint(u []storage.Tile, marks []tileAt, rows map[tileAt]marked) int64
 }
 
 // keptUnions reads the estimates kept of the unions starting in [from, to).
-func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time) (map[storage.Span]keptUnion, error) {
+func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time, only *storage.Span) (map[storage.Span]keptUnion, error) {
 	out := map[storage.Span]keptUnion{}
 	for t := periodStart(storage.Day, from); t.Before(to); t = nextPeriod(storage.Day, t) {
 		col := "n"
 		if u.sketches {
 			col = "sketch"
 		}
-		iter := st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
-			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to).WithContext(ctx).PageSize(64).Iter()
+		page := 5000
+		if u.sketches {
+			page = 64 // up to 8 KiB each
+		}
+		q := st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
+			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to)
+		if only != nil {
+			q = st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from = ? AND span_to = ?",
+				u.keptA(), u.keptKey(), periodOf(storage.Day, t), only.From, only.To)
+		}
+		iter := q.WithContext(ctx).PageSize(page).Iter()
 		for {
 			var s, e time.Time
 			var k keptUnion
@@ -536,8 +556,8 @@ func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time) 
 			if !iter.Scan(dest...) {
 				break
 			}
-			if u.sketches && hll.Check(k.sketch) != nil {
-				continue // not a sketch: read the slots
+			if u.sketches && (len(k.sketch) <= 1 || hll.Check(k.sketch) != nil) {
+				continue // none kept (empty ones never are), or not a sketch: read the slots
 			}
 			out[storage.Span{From: s.UTC(), To: e.UTC()}] = k
 		}
