@@ -571,41 +571,12 @@ func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time, 
 // mergeUnions merges each union's slots' sketches (Users: the rows and the
 // manifests above the floor).
 func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func(i int, sk *hll.Sketch)) error {
-	type where struct {
-		res  storage.Res
-		slot time.Time
-	}
-	owner := map[where][]int{} // unions apart: one each; else each union its own
-	byRes := map[storage.Res]storage.Spans{}
-	for i, u := range q.Unions {
-		for _, t := range u {
-			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
-			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
-				owner[where{t.Res, s}] = append(owner[where{t.Res, s}], i)
-			}
-		}
-	}
 	sketches := make([]hll.Sketch, len(q.Unions))
-	var mu sync.Mutex
-	var fns []func(context.Context) error
-	for res, ss := range byRes {
-		slices.SortFunc(ss, func(a, b storage.Span) int { return a.From.Compare(b.From) })
-		fns = append(fns, func(ctx context.Context) error {
-			uq := storage.UsersQuery{Scope: q.Scope, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss}
-			return st.Users(ctx, uq, func(t time.Time, b []byte) error {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, i := range owner[where{res, t}] {
-					if err := sketches[i].MergeBinary(b); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		})
-	}
-	if err := fanOut(ctx, 8, fns); err != nil {
-		return fmt.Errorf("cassandrastore: unions: %w", err)
+	err := readUnions(ctx, q.Unions, func(ctx context.Context, res storage.Res, ss storage.Spans, got func(time.Time, []byte) error) error {
+		return st.Users(ctx, storage.UsersQuery{Scope: q.Scope, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss}, got)
+	}, func(i int, b []byte) error { return sketches[i].MergeBinary(b) })
+	if err != nil {
+		return err
 	}
 	for i := range sketches {
 		fn(i, &sketches[i])
@@ -616,45 +587,60 @@ func (st *Store) mergeUnions(ctx context.Context, q storage.UnionsQuery, fn func
 // sumUnions counts each union from its slots' rows (Counts: the rows and
 // the manifests above the floor).
 func (st *Store) sumUnions(ctx context.Context, q storage.UnionCountsQuery, unions [][]storage.Tile, fn func(i int, n int64)) error {
-	type where struct {
-		res  storage.Res
-		slot time.Time
+	sums := make([]int64, len(unions))
+	err := readUnions(ctx, unions, func(ctx context.Context, res storage.Res, ss storage.Spans, got func(time.Time, int64) error) error {
+		slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: q.Rollup, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss, Group: q.Group})
+		for _, sl := range slots {
+			if err == nil {
+				err = got(sl.Start, sl.Total)
+			}
+		}
+		return err
+	}, func(i int, n int64) error { sums[i] += n; return nil })
+	if err != nil {
+		return err
 	}
-	owner := map[where][]int{} // unions apart: one each; else each union its own
+	for i, n := range sums {
+		fn(i, n)
+	}
+	return nil
+}
+
+// readUnions reads the slots of unions, each resolution's in one read
+// naming its spans (side by side), and calls add (serialised) with what a
+// slot read gives for each union it is in (one, for unions apart).
+func readUnions[V any](ctx context.Context, unions [][]storage.Tile,
+	read func(ctx context.Context, res storage.Res, ss storage.Spans, got func(time.Time, V) error) error,
+	add func(i int, v V) error) error {
+	owner := map[tileAt][]int{}
 	byRes := map[storage.Res]storage.Spans{}
 	for i, u := range unions {
 		for _, t := range u {
 			byRes[t.Res] = append(byRes[t.Res], storage.Span{From: t.From, To: t.To})
 			for s := t.Res.Slot(t.From); s.Before(t.To); s = s.Add(t.Res.Duration()) {
-				owner[where{t.Res, s}] = append(owner[where{t.Res, s}], i)
+				owner[tileAt{t.Res, s}] = append(owner[tileAt{t.Res, s}], i)
 			}
 		}
 	}
-	sums := make([]int64, len(unions))
 	var mu sync.Mutex
 	var fns []func(context.Context) error
 	for res, ss := range byRes {
 		slices.SortFunc(ss, func(a, b storage.Span) int { return a.From.Compare(b.From) })
 		fns = append(fns, func(ctx context.Context) error {
-			slots, err := st.Counts(ctx, storage.CountsQuery{Rollup: q.Rollup, Key: q.Key, Res: res, From: ss[0].From, To: ss[len(ss)-1].To, Only: ss, Group: q.Group})
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, sl := range slots {
-				for _, i := range owner[where{res, sl.Start}] {
-					sums[i] += sl.Total
+			return read(ctx, res, ss, func(t time.Time, v V) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, i := range owner[tileAt{res, t}] {
+					if err := add(i, v); err != nil {
+						return err
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
 	}
 	if err := fanOut(ctx, 8, fns); err != nil {
 		return fmt.Errorf("cassandrastore: unions: %w", err)
-	}
-	for i, n := range sums {
-		fn(i, n)
 	}
 	return nil
 }
