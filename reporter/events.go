@@ -101,14 +101,14 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 		return nil, err
 	}
 	defer release()
-	p, err := s.store.GetPartner(ctx, q.PartnerID)
+	p, err := s.partner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
 	} else if err != nil {
 		return nil, err
 	}
 	if q.SubSystemID != "" {
-		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		ss, err := s.subSystem(ctx, q.SubSystemID)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != p.ID) {
 			return nil, param("subSystemId", "is not a sub-system of this partner")
 		} else if err != nil {

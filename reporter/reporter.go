@@ -52,8 +52,9 @@ type Service struct {
 	// local store a report is CPU work: past the cores, more at once only
 	// share them, and every answer comes later.
 	slots chan struct{}
-	// retentions: partner id -> retentionRead.
-	retentions sync.Map
+	// The records of partners and sub-systems read lately (records.go).
+	partners records[tenant.Partner]
+	subs     records[tenant.SubSystem]
 }
 
 // WithMaxConcurrent lets at most n reports (or pages of events) be
@@ -487,7 +488,7 @@ func (s *Service) SubSystemReportJSON(ctx context.Context, q report.SubSystemQue
 	}
 	if q.PartnerID != "" {
 		// Checked on every request, before the cache: a partner key sees its own sub-systems only.
-		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		ss, err := s.subSystem(ctx, q.SubSystemID)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != q.PartnerID) {
 			return nil, apierr.New(apierr.SubSystemNotFound, "sub-system not found")
 		} else if err != nil {
@@ -499,7 +500,7 @@ func (s *Service) SubSystemReportJSON(ctx context.Context, q report.SubSystemQue
 }
 
 func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, pl plan) (*report.SubSystemReport, error) {
-	ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+	ss, err := s.subSystem(ctx, q.SubSystemID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.SubSystemNotFound, "sub-system not found")
 	} else if err != nil {
@@ -525,28 +526,16 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	return r, nil
 }
 
-// retention is how long a partner's events are kept, its record read at
-// most once a minute (a sub-system report needs it only for the horizon).
+// retention is how long a partner's events are kept (a sub-system report
+// needs it only for the horizon).
 func (s *Service) retention(ctx context.Context, partnerID string) (time.Duration, error) {
-	if v, ok := s.retentions.Load(partnerID); ok {
-		if r := v.(retentionRead); s.now().Sub(r.at) < time.Minute {
-			return r.ret, nil
-		}
-	}
-	p, err := s.store.GetPartner(ctx, partnerID)
+	p, err := s.partner(ctx, partnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		p = tenant.Partner{ID: partnerID} // the deployment's default
 	} else if err != nil {
 		return 0, err
 	}
-	ret := s.store.Retention(p)
-	s.retentions.Store(partnerID, retentionRead{ret, s.now()})
-	return ret, nil
-}
-
-type retentionRead struct {
-	ret time.Duration
-	at  time.Time
+	return s.store.Retention(p), nil
 }
 
 // readView is what a report reads its figures from: one view of the store
@@ -700,7 +689,7 @@ func (s *Service) nameSubSystems(ctx context.Context, partnerID string, top []re
 }
 
 func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl plan) (*report.PartnerReport, error) {
-	p, err := s.store.GetPartner(ctx, q.PartnerID)
+	p, err := s.partner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
 	} else if err != nil {
@@ -719,7 +708,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	switch {
 	case q.SubSystemID != "":
 		// One sub-system: its own rollup, by type.
-		ss, err := s.store.GetSubSystem(ctx, q.SubSystemID)
+		ss, err := s.subSystem(ctx, q.SubSystemID)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && ss.PartnerID != p.ID) {
 			return nil, param("subSystemId", "is not a sub-system of this partner")
 		} else if err != nil {

@@ -35,13 +35,12 @@ func aligned(t time.Time, r storage.Res) bool { return r.Slot(t).Equal(t) }
 // (an hour from half past: ends at end).
 func fits(i int, t, end time.Time) bool {
 	r := resolutions[i]
-	if !aligned(t, r) {
+	// The length first: it is cheaper than the alignment (a week's or a
+	// day's slot of t), and rules out most coarse slots of a fine bucket.
+	if stop := t.Add(r.Duration()); r == storage.HalfPastHour && !stop.Equal(end) || stop.After(end) {
 		return false
 	}
-	if r == storage.HalfPastHour {
-		return t.Add(r.Duration()).Equal(end)
-	}
-	return !t.Add(r.Duration()).After(end)
+	return aligned(t, r)
 }
 
 // add tiles [from, to) greedily: at each instant, the coarsest slot that

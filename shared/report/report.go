@@ -2,6 +2,8 @@
 package report
 
 import (
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/volcanion/tracking/shared/event"
@@ -14,6 +16,39 @@ type Point struct {
 	// UniqueUsers is the bucket's distinct users (estimated, see
 	// UniqueUsersError); absent when the report counts one event type.
 	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
+}
+
+// Series is a report's time series. It encodes as []Point does, in one
+// pass: a 30-day hourly series is 720 points, and encoding each through
+// reflection and time.Time's MarshalJSON was a tenth of such a report's
+// CPU.
+type Series []Point
+
+// MarshalJSON encodes s as encoding/json encodes a []Point.
+func (s Series) MarshalJSON() ([]byte, error) {
+	if s == nil {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 2+len(s)*72)
+	b = append(b, '[')
+	for i, p := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"timestamp":"`...)
+		var err error
+		if b, err = p.Timestamp.AppendText(b); err != nil { // as MarshalJSON, unquoted
+			return nil, fmt.Errorf("report: a point's timestamp: %w", err)
+		}
+		b = append(b, `","count":`...)
+		b = strconv.AppendInt(b, p.Count, 10)
+		if p.UniqueUsers != nil {
+			b = append(b, `,"uniqueUsers":`...)
+			b = strconv.AppendInt(b, *p.UniqueUsers, 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
 }
 
 // UniqueUsersError is the relative standard error of every uniqueUsers
@@ -58,7 +93,7 @@ type SubSystemReport struct {
 	UniqueUsers *int64  `json:"uniqueUsers,omitempty"`
 	Granularity string  `json:"granularity"`
 	TZ          string  `json:"tz"`
-	TimeSeries  []Point `json:"timeSeries"`
+	TimeSeries  Series  `json:"timeSeries"`
 	Freshness
 }
 
@@ -104,7 +139,7 @@ type PartnerReport struct {
 	UniqueUsers *int64  `json:"uniqueUsers,omitempty"`
 	Granularity string  `json:"granularity"`
 	TZ          string  `json:"tz"`
-	TimeSeries  []Point `json:"timeSeries"`
+	TimeSeries  Series  `json:"timeSeries"`
 	Freshness
 }
 

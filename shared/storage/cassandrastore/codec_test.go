@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 )
 
 // Equal maps encode to equal bytes (IF through = ? compares them), and a
@@ -91,6 +93,62 @@ func TestAddCounts(t *testing.T) {
 	for _, bad := range [][]byte{{5, 'a'}, {1, 'a'}, {0x80}} {
 		if err := addCounts(map[string]int64{}, bad, ""); err == nil {
 			t.Fatalf("%v: no error", bad)
+		}
+	}
+}
+
+// A pack decodes as gocql decodes a map<int, bigint>, and a malformed one
+// is an error, never entries made up or dropped.
+func TestPackEntriesCodec(t *testing.T) {
+	info := gocql.NewNativeType(4, gocql.TypeCustom, "map<int, bigint>")
+	for _, m := range []map[int]int64{nil, {}, {0: 1}, {23: -5, 7: 1 << 50, 12: 0}, func() map[int]int64 {
+		all := map[int]int64{}
+		for h := range 24 {
+			all[h] = int64(h) * 1000003
+		}
+		return all
+	}()} {
+		b, err := gocql.Marshal(info, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p packEntries
+		p.has, p.n[3] = 1<<3, 9 // stale: a decode starts afresh
+		if err := p.UnmarshalCQL(info, b); err != nil {
+			t.Fatalf("%v: %v", m, err)
+		}
+		got := map[int]int64{}
+		for h := range p.n {
+			if p.has&(1<<h) != 0 {
+				got[h] = p.n[h]
+			} else if p.n[h] != 0 {
+				t.Fatalf("%v: hour %d absent but %d", m, h, p.n[h])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(m) {
+			t.Fatalf("decoded %v, want %v", got, m)
+		}
+	}
+	good, err := gocql.Marshal(info, map[int]int64{5: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour24, err := gocql.Marshal(info, map[int]int64{24: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string][]byte{
+		"truncated":    good[:len(good)-1],
+		"trailing":     append(append([]byte{}, good...), 0),
+		"no count":     {0, 0},
+		"hour 24":      hour24,
+		"negative":     {0xff, 0xff, 0xff, 0xff},
+		"a short key":  {0, 0, 0, 1, 0, 0, 0, 2, 0, 5, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 6},
+		"size too big": {0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 5},
+	} {
+		var p packEntries
+		if err := p.UnmarshalCQL(info, bad); err == nil {
+			t.Errorf("%s: decoded %+v", name, p)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package cassandrastore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -75,27 +76,102 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 			iter := st.s.Query("SELECT slot, pack FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot <= ?",
 				p.kind, p.a, p.key, int8(p.res), p.period, first, last).WithContext(ctx).PageSize(64).Iter()
 			var day time.Time
-			var pack map[int]int64
+			var pack packEntries
 			y, m, _ := lo.UTC().Date()
+			local := make([]total, 0, 24*(int(last.Sub(first)/time.Millisecond)+1))
+			at := make([]time.Time, 0, cap(local))
 			for iter.Scan(&day, &pack) {
-				for h, n := range pack {
-					slot := time.Date(y, m, int(day.UnixMilli()), h, 0, 0, 0, time.UTC).Add(res.Phase())
+				d := time.Date(y, m, int(day.UnixMilli()), 0, 0, 0, 0, time.UTC).Add(res.Phase())
+				for h := range pack.n {
+					if pack.has&(1<<h) == 0 {
+						continue
+					}
+					slot := d.Add(time.Duration(h) * time.Hour)
 					if slot.Before(lo) || !slot.Before(hi) || only != nil && !only.Has(res, slot) {
 						continue
 					}
-					mu.Lock()
-					rows[slot] = &total{n: n, est: est}
-					mu.Unlock()
+					local = append(local, total{n: pack.n[h], est: est})
+					at = append(at, slot)
 				}
-				pack = nil
 			}
-			return iter.Close()
+			if err := iter.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range local {
+				rows[at[i]] = &local[i]
+			}
+			return nil
 		})
 	}
 	if err := fanOut(ctx, 8, fns); err != nil {
 		return nil, err
 	}
 	return rows, nil
+}
+
+// packEntries is a pack as read, decoded without reflection or a map (a
+// 30-day hourly report reads 60 of them): n[h] is hour h's entry, present
+// where has has bit h.
+type packEntries struct {
+	n   [24]int64
+	has uint32
+}
+
+// UnmarshalCQL decodes a map<int, bigint> (protocol v3 and later: int32
+// sizes); an entry outside 0-23 is an error, not a silent drop.
+func (p *packEntries) UnmarshalCQL(_ gocql.TypeInfo, data []byte) error {
+	*p = packEntries{}
+	if data == nil {
+		return nil
+	}
+	// next is the next int32 and, when sized, the bytes it sizes.
+	next := func(sized bool) (int32, []byte, error) {
+		if len(data) < 4 {
+			return 0, nil, fmt.Errorf("cassandrastore: pack: truncated")
+		}
+		n := int32(binary.BigEndian.Uint32(data))
+		data = data[4:]
+		if !sized {
+			return n, nil, nil
+		}
+		if n < 0 || int(n) > len(data) {
+			return 0, nil, fmt.Errorf("cassandrastore: pack: bad size %d", n)
+		}
+		b := data[:n]
+		data = data[n:]
+		return n, b, nil
+	}
+	cnt, _, err := next(false)
+	if err != nil {
+		return err
+	}
+	if cnt < 0 || cnt > 24 {
+		return fmt.Errorf("cassandrastore: pack: %d entries", cnt)
+	}
+	for range cnt {
+		_, k, err := next(true)
+		if err != nil {
+			return err
+		}
+		_, v, err := next(true)
+		if err != nil {
+			return err
+		}
+		if len(k) != 4 || len(v) != 8 {
+			return fmt.Errorf("cassandrastore: pack: an entry of %d and %d bytes", len(k), len(v))
+		}
+		h := int32(binary.BigEndian.Uint32(k))
+		if h < 0 || h >= 24 {
+			return fmt.Errorf("cassandrastore: pack: hour %d", h)
+		}
+		p.n[h], p.has = int64(binary.BigEndian.Uint64(v)), p.has|1<<h
+	}
+	if len(data) != 0 {
+		return fmt.Errorf("cassandrastore: pack: %d bytes past its entries", len(data))
+	}
+	return nil
 }
 
 // PackCountHours writes the packs of a rollup key's hours in [from, to),

@@ -1,0 +1,136 @@
+package reporter
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+// The records a report reads are read once a minute: a renamed sub-system
+// and a renamed partner show after it, not before; one not found, or a
+// failed read, is asked again at once.
+func TestRecordsReadOnceAMinute(t *testing.T) {
+	ctx := context.Background()
+	inner := testenv.Pebble(t)
+	store := &countingStore{Store: inner}
+	now := time.Now().UTC()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "rec", Name: "Old partner", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "Old", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	clock := now
+	r := New(store, zerolog.Nop())
+	r.now = func() time.Time { return clock }
+	day := now.Truncate(24 * time.Hour)
+	k := 0
+	// ask computes a report of a range never asked before (no report is
+	// served from a cache here: New keeps none; the range varies anyway).
+	ask := func() (*report.SubSystemReport, *report.PartnerReport) {
+		k++
+		from := day.Add(-time.Duration(k) * time.Hour)
+		sr, err := r.SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: from, To: day})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := r.PartnerReport(ctx, report.PartnerQuery{PartnerID: p.ID, SubSystemID: ss.ID, From: from, To: day})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sr, pr
+	}
+	ask()
+	ss, err := store.GetSubSystem(ctx, ss.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Name = "New"
+	if err := store.UpdateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	p, err = store.GetPartner(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Name = "New partner"
+	if err := store.UpdatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	subs, partners := store.subs, store.partners
+	clock = clock.Add(recordFor - time.Second)
+	if sr, pr := ask(); sr.SubSystemName != "Old" || pr.PartnerName != "Old partner" {
+		t.Fatalf("within the minute: %q, %q", sr.SubSystemName, pr.PartnerName)
+	}
+	if store.subs != subs || store.partners != partners {
+		t.Fatalf("within the minute, read %d sub-systems and %d partners again", store.subs-subs, store.partners-partners)
+	}
+	clock = clock.Add(2 * time.Second)
+	if sr, pr := ask(); sr.SubSystemName != "New" || pr.PartnerName != "New partner" {
+		t.Fatalf("after the minute: %q, %q", sr.SubSystemName, pr.PartnerName)
+	}
+	// A clock that steps back does not make a record young again.
+	clock = clock.Add(-time.Hour)
+	subs = store.subs
+	ask()
+	if store.subs == subs {
+		t.Fatal("a record read in the future was used")
+	}
+
+	// Not found, then created: found at once.
+	late := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "late", Name: "Late", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	q := report.SubSystemQuery{SubSystemID: late.ID, From: day.Add(-time.Hour), To: day}
+	if _, err := r.SubSystemReport(ctx, q); err == nil {
+		t.Fatal("a report of a sub-system not yet created")
+	}
+	if err := store.CreateSubSystem(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SubSystemReport(ctx, q); err != nil {
+		t.Fatalf("created after a report found it missing: %v", err)
+	}
+	// A failed read is not kept either.
+	fresh := New(store, zerolog.Nop())
+	store.fail = errors.New("store unavailable")
+	if _, err := fresh.SubSystemReport(ctx, q); !errors.Is(err, store.fail) {
+		t.Fatalf("with reads failing: %v", err)
+	}
+	store.fail = nil
+	if _, err := fresh.SubSystemReport(ctx, q); err != nil {
+		t.Fatalf("after a failed read: %v", err)
+	}
+}
+
+// countingStore counts the partners and sub-systems read by id, and fails
+// those reads when told.
+type countingStore struct {
+	storage.Store
+	subs, partners int
+	fail           error
+}
+
+func (c *countingStore) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error) {
+	c.subs++
+	if c.fail != nil {
+		return tenant.SubSystem{}, c.fail
+	}
+	return c.Store.GetSubSystem(ctx, id)
+}
+
+func (c *countingStore) GetPartner(ctx context.Context, id string) (tenant.Partner, error) {
+	c.partners++
+	if c.fail != nil {
+		return tenant.Partner{}, c.fail
+	}
+	return c.Store.GetPartner(ctx, id)
+}
