@@ -90,10 +90,10 @@ type SubSystemReport struct {
 	EventsByType  map[string]int64 `json:"eventsByType"`
 	// UniqueUsers is the range's distinct users (userId, else
 	// anonymousId); absent with eventType.
-	UniqueUsers *int64  `json:"uniqueUsers,omitempty"`
-	Granularity string  `json:"granularity"`
-	TZ          string  `json:"tz"`
-	TimeSeries  Series  `json:"timeSeries"`
+	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
+	Granularity string `json:"granularity"`
+	TZ          string `json:"tz"`
+	TimeSeries  Series `json:"timeSeries"`
 	Freshness
 }
 
@@ -136,10 +136,10 @@ type PartnerReport struct {
 	TopEventTypes []TypeCount      `json:"topEventTypes"`
 	TopSubSystems []SubSystemCount `json:"topSubSystems"`
 	// UniqueUsers is the range's distinct users; absent with eventType.
-	UniqueUsers *int64  `json:"uniqueUsers,omitempty"`
-	Granularity string  `json:"granularity"`
-	TZ          string  `json:"tz"`
-	TimeSeries  Series  `json:"timeSeries"`
+	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
+	Granularity string `json:"granularity"`
+	TZ          string `json:"tz"`
+	TimeSeries  Series `json:"timeSeries"`
 	Freshness
 }
 
