@@ -574,6 +574,14 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 				}
 			}
 			for _, clients := range []int{1, o.clients} {
+				if clients > 1 {
+					// A round at this concurrency, uncounted: the cache's
+					// pool dials a connection for each client, once, as a
+					// reporter in service has long done.
+					if _, err := timeRuns(ctx, q, c.r, clients, 1); err != nil {
+						return fmt.Errorf("%s: %w", q.name, err)
+					}
+				}
 				var stop func()
 				if o.profile != "" && c.name == "none" && clients == 1 {
 					if stop, err = startProfile(o.profile, q.name); err != nil {
