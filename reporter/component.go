@@ -43,7 +43,7 @@ func (c *Component) Start(context.Context) (err error) {
 	d := c.deps()
 	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin).WithMaxConcurrent(c.cfg.MaxConcurrent)
 	if d.Cache != nil && c.cfg.CacheTTL > 0 {
-		s.WithCache(d.Cache, c.cfg.CacheTTL)
+		s.WithCache(d.Cache, c.cfg.CacheTTL).WithNearCache(c.cfg.NearCacheBytes)
 		if b, ok := d.Cache.(Bumper); ok && d.JS != nil {
 			var ctx context.Context
 			ctx, c.cancel = context.WithCancel(context.Background())

@@ -103,13 +103,16 @@ type Config struct {
 	// On a local store (the all-in-one's Pebble) a report is CPU work, and
 	// the cores are the right bound; on Cassandra a report mostly waits.
 	MaxConcurrent int
+	// NearCacheBytes bounds the copies of cached answers kept in process
+	// (near.go), where the cache is Redis (0: none).
+	NearCacheBytes int
 
 	flagPrefix string
 }
 
 // DefaultConfig is the reporter binary's default.
 func DefaultConfig() Config {
-	return Config{CompleteSlack: DefaultCompleteSlack, CacheTTL: 15 * time.Second}
+	return Config{CompleteSlack: DefaultCompleteSlack, CacheTTL: 15 * time.Second, NearCacheBytes: 64 << 20}
 }
 
 // RegisterFlags adds the reporter's settings to fs, each name after prefix
@@ -118,6 +121,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	c.flagPrefix = prefix
 	fs.DurationVar(&c.CompleteSlack, prefix+"complete-slack", c.CompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
 	fs.DurationVar(&c.CacheTTL, prefix+"report-cache-ttl", c.CacheTTL, "how long an answer whose range reaches into the last hour is cached (older ranges: 10m; 0: no cache)")
+	fs.IntVar(&c.NearCacheBytes, prefix+"near-cache-bytes", c.NearCacheBytes, "bytes of cached answers also kept in process where the cache is Redis, each checked against Redis's generation (a few bytes) before it is sent (0: none)")
 	fs.IntVar(&c.MaxConcurrent, prefix+"max-concurrent-reports", c.MaxConcurrent, "reports computed at once, the rest wait their turn within their deadline (0: no bound; on a local store, the number of cores keeps every answer fastest)")
 }
 
@@ -128,6 +132,8 @@ func (c Config) Validate() error {
 		return config.Errorf(c.flagPrefix+"complete-slack", "must be 0 or more")
 	case c.CacheTTL < 0:
 		return config.Errorf(c.flagPrefix+"report-cache-ttl", "must be 0 (no cache) or more")
+	case c.NearCacheBytes < 0:
+		return config.Errorf(c.flagPrefix+"near-cache-bytes", "must be 0 (none) or more")
 	case c.MaxConcurrent < 0 || c.MaxConcurrent > 1024:
 		return config.Errorf(c.flagPrefix+"max-concurrent-reports", "must be 0 (no bound) to 1024")
 	}

@@ -52,6 +52,10 @@ type Service struct {
 	// local store a report is CPU work: past the cores, more at once only
 	// share them, and every answer comes later.
 	slots chan struct{}
+	// near keeps copies of cached answers in process, checked against
+	// gens (near.go); nil: none.
+	near *rcache.Local
+	gens generations
 	// The records of partners and sub-systems read lately (records.go).
 	partners records[tenant.Partner]
 	subs     records[tenant.SubSystem]
@@ -107,8 +111,12 @@ func (s *Service) WithCache(c Cache, ttl time.Duration) *Service {
 	return s
 }
 
-func (s *Service) ttl(to time.Time) time.Duration {
-	if to.After(s.now().Add(-time.Hour)) {
+func (s *Service) ttl(to time.Time) time.Duration { return s.ttlAt(to, s.now()) }
+
+// ttlAt is how long an answer for a range ending at to, cached at at, is
+// kept.
+func (s *Service) ttlAt(to, at time.Time) time.Duration {
+	if to.After(at.Add(-time.Hour)) {
 		return s.cacheTTL
 	}
 	return ClosedTTL
@@ -125,7 +133,7 @@ func (s *Service) ttl(to time.Time) time.Duration {
 func cached[T any](ctx context.Context, s *Service, genID, key string, to time.Time, prepare func() error, compute func() (*T, error)) (json.RawMessage, error) {
 	// A hit takes no slot: slots bound computing, and a hit holding one
 	// while descheduled would stall the reports behind it.
-	b, _, ok := s.cacheHit(ctx, genID, key, true)
+	b, _, ok := s.cacheHit(ctx, genID, key, to, true)
 	if ok {
 		return b, nil
 	}
@@ -140,7 +148,7 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 	// Another request may have computed it while this one waited. The
 	// generation is read before computing: a bump while computing leaves
 	// the entry stale at once, never a late event uncounted.
-	b, gen, ok := s.cacheHit(ctx, genID, key, false)
+	b, gen, ok := s.cacheHit(ctx, genID, key, to, false)
 	if ok {
 		return b, nil
 	}
@@ -153,7 +161,11 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 		return nil, err
 	}
 	if gen != nil {
-		_ = s.cache.SetBytes(ctx, key, sealEntry(*gen, withCachedAt(b, s.now())), s.ttl(to))
+		e, ttl := sealEntry(*gen, withCachedAt(b, s.now())), s.ttl(to)
+		_ = s.cache.SetBytes(ctx, key, e, ttl)
+		if s.near != nil {
+			_ = s.near.SetBytes(ctx, key, e, ttl)
+		}
 	}
 	return b, nil
 }
@@ -162,9 +174,14 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 // repeated after waiting for a slot is not a second miss). On a miss, gen
 // is the generation to store an answer under; nil when it is unknown (no
 // cache, or the cache failing), and then nothing is stored.
-func (s *Service) cacheHit(ctx context.Context, genID, key string, count bool) (answer json.RawMessage, gen *int64, hit bool) {
+func (s *Service) cacheHit(ctx context.Context, genID, key string, to time.Time, count bool) (answer json.RawMessage, gen *int64, hit bool) {
 	if s.cache == nil {
 		return nil, nil, false
+	}
+	if answer, ok := s.nearHit(ctx, genID, key); ok {
+		mCache.WithLabelValues("hit").Inc()
+		mNear.Inc()
+		return answer, nil, true
 	}
 	g, b, ok, err := s.cache.GetGenerational(ctx, genID, key)
 	switch {
@@ -174,6 +191,7 @@ func (s *Service) cacheHit(ctx context.Context, genID, key string, count bool) (
 		at, answer, sound := openEntry(b)
 		if sound && at == g {
 			mCache.WithLabelValues("hit").Inc()
+			s.keepNear(ctx, key, b, answer, to)
 			return answer, nil, true
 		}
 		if !sound {
@@ -267,6 +285,9 @@ var mBusy = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_reporter_busy_
 
 var mCache = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_reporter_cache_lookups_total",
 	Help: "Report cache lookups by result (hit, miss)."}, []string{"result"})
+
+var mNear = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_reporter_near_cache_hits_total",
+	Help: "Report cache hits answered from the reporter's near cache (counted in trk_reporter_cache_lookups_total too)."})
 
 // New makes a reporter over a store.
 func New(store storage.Store, log zerolog.Logger) *Service {

@@ -316,6 +316,29 @@ func (c *Cache) Bump(ctx context.Context, ids ...string) error {
 	return c.check(err)
 }
 
+// Generation reads the generation of id (0 when never bumped): a copy of
+// an answer kept in process (the reporter's near cache) is checked against
+// it, with no transfer of the answer.
+func (c *Cache) Generation(ctx context.Context, id string) (int64, error) {
+	if c == nil {
+		return 0, errors.New("rcache: no cache")
+	}
+	if c.down() {
+		return 0, ErrDown
+	}
+	v, err := c.c.Get(ctx, c.prefix+KeyOfGeneration(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	} else if err != nil {
+		return 0, c.check(fmt.Errorf("rcache: generation of %s: %w", id, err))
+	}
+	gen, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("rcache: generation of %s: %w", id, err)
+	}
+	return gen, nil
+}
+
 // GetGenerational reads the bytes at key and the generation of id (0 when
 // never bumped) in one round trip: a cached report is checked against the
 // generation it was computed at with no second wait on Redis.

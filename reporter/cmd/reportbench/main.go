@@ -541,7 +541,8 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		defer c.Close()
 		cache, cacheName = c, "redis"
 	}
-	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithMaxConcurrent(o.maxConcurrent)
+	// As deployed: with Redis, the near cache of the reporter's default size.
+	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithMaxConcurrent(o.maxConcurrent)
 	var results []result
 	var err error
 	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)

@@ -1,0 +1,183 @@
+package reporter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/reporter"
+	"github.com/volcanion/tracking/shared/event"
+	"github.com/volcanion/tracking/shared/rcache"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/tenant"
+)
+
+// The near cache against real Redis: a copy is sent while its generation
+// holds, even when Redis has dropped the entry; a bump (a late event)
+// makes it stale on every reporter; a copy taken from another reporter's
+// entry is never sent past that entry's lapse; and when Redis cannot be
+// asked, no copy is sent.
+func TestNearCache(t *testing.T) {
+	url := os.Getenv("VT_REDIS_URL")
+	if url == "" {
+		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
+	}
+	ctx := context.Background()
+	prefix := fmt.Sprintf("test-near-%d-%d:", os.Getpid(), time.Now().UnixNano())
+	cache, err := rcache.Open(ctx, url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	// dropEntries deletes every cached answer in Redis, generations kept.
+	dropEntries := func() {
+		keys, err := cache.Client().Keys(ctx, prefix+"report:*").Result()
+		if err != nil || len(keys) == 0 {
+			t.Fatalf("no entries to drop (%v)", err)
+		}
+		if err := cache.Client().Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "n", Name: "N", Status: tenant.Active}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	store.CreatePartner(ctx, p)
+	store.CreateSubSystem(ctx, ss)
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	write := func(id string, ts time.Time) {
+		t.Helper()
+		if _, err := store.WriteEvents(ctx, []event.Event{{ID: id, PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: ts, UserID: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("e1", at)
+	ask := func(r *reporter.Service, q report.PartnerQuery) *report.PartnerReport {
+		t.Helper()
+		a, err := r.PartnerReport(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	closed := report.PartnerQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour)}
+
+	r1 := reporter.New(store, zerolog.Nop()).WithCache(cache, time.Minute).WithNearCache(1 << 20)
+	if a := ask(r1, closed); a.CachedAt != nil || a.TotalEvents != 1 {
+		t.Fatalf("first: %+v", a)
+	}
+	second := ask(r1, closed)
+	if second.CachedAt == nil {
+		t.Fatal("second: not cached")
+	}
+	dropEntries()
+	if a := ask(r1, closed); a.CachedAt == nil || !a.CachedAt.Equal(*second.CachedAt) {
+		t.Fatalf("with Redis's entry gone and the generation unchanged: %+v, want the copy (cached at %v)", a.CachedAt, second.CachedAt)
+	}
+	// A late event and its bump: no copy is sent.
+	write("e2", at)
+	if err := cache.Bump(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if a := ask(r1, closed); a.CachedAt != nil || a.TotalEvents != 2 {
+		t.Fatalf("after the bump: cached at %v, %d events; want a fresh answer with the late event", a.CachedAt, a.TotalEvents)
+	}
+
+	// Another reporter takes r1's entry from Redis and keeps a copy; a
+	// bump stales it there too.
+	r2 := reporter.New(store, zerolog.Nop()).WithCache(cache, time.Minute).WithNearCache(1 << 20)
+	if a := ask(r2, closed); a.CachedAt == nil || a.TotalEvents != 2 {
+		t.Fatalf("r2, from r1's entry: %+v", a)
+	}
+	dropEntries()
+	if a := ask(r2, closed); a.CachedAt == nil || a.TotalEvents != 2 {
+		t.Fatalf("r2, from its copy: %+v", a)
+	}
+	write("e3", at)
+	if err := cache.Bump(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if a := ask(r2, closed); a.CachedAt != nil || a.TotalEvents != 3 {
+		t.Fatalf("r2 after the bump: cached at %v, %d events", a.CachedAt, a.TotalEvents)
+	}
+
+	// A range reaching into the last hour is cached for the short TTL: a
+	// copy r2 takes from r1's entry is never sent past cachedAt + TTL, and
+	// r2 computes again once it has passed.
+	const ttl = 400 * time.Millisecond
+	r1 = reporter.New(store, zerolog.Nop()).WithCache(cache, ttl).WithNearCache(1 << 20)
+	r2 = reporter.New(store, zerolog.Nop()).WithCache(cache, ttl).WithNearCache(1 << 20)
+	now := time.Now().UTC()
+	open := report.PartnerQuery{PartnerID: p.ID, From: now.Add(-2 * time.Hour), To: now.Add(time.Hour)}
+	ask(r1, open)
+	if a := ask(r2, open); a.CachedAt == nil {
+		t.Fatal("r2 computed, not taking r1's entry")
+	}
+	dropEntries() // every cached answer below is r2's copy
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		asked := time.Now()
+		a := ask(r2, open)
+		if a.CachedAt == nil {
+			break
+		}
+		if !asked.Before(a.CachedAt.Add(ttl)) {
+			t.Fatalf("a copy cached at %v sent when asked at %v, past its TTL of %v", a.CachedAt, asked, ttl)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("r2 still sends a copy 10 s on")
+		}
+	}
+
+	// Redis down: no copy is sent, the answer is computed. (A sub-system's
+	// report: its generation was never bumped, so a failed read's 0 would
+	// match the copy's.)
+	down := &failing{Cache: cache}
+	r3 := reporter.New(store, zerolog.Nop()).WithCache(down, time.Minute).WithNearCache(1 << 20)
+	sq := report.SubSystemQuery{SubSystemID: ss.ID, From: closed.From, To: closed.To}
+	askSub := func() *report.SubSystemReport {
+		t.Helper()
+		a, err := r3.SubSystemReport(ctx, sq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	askSub()
+	if a := askSub(); a.CachedAt == nil {
+		t.Fatal("r3: no copy to test with")
+	}
+	down.fail = errors.New("redis is down")
+	if a := askSub(); a.CachedAt != nil {
+		t.Fatalf("with Redis down, a copy cached at %v was sent", a.CachedAt)
+	}
+}
+
+// failing is a Redis cache whose reads fail when told.
+type failing struct {
+	*rcache.Cache
+	fail error
+}
+
+func (f *failing) Generation(ctx context.Context, id string) (int64, error) {
+	if f.fail != nil {
+		return 0, f.fail
+	}
+	return f.Cache.Generation(ctx, id)
+}
+
+func (f *failing) GetGenerational(ctx context.Context, id, key string) (int64, []byte, bool, error) {
+	if f.fail != nil {
+		return 0, nil, false, f.fail
+	}
+	return f.Cache.GetGenerational(ctx, id, key)
+}
