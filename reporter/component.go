@@ -44,15 +44,16 @@ func (c *Component) Start(context.Context) (err error) {
 	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin).WithMaxConcurrent(c.cfg.MaxConcurrent)
 	if d.Cache != nil && c.cfg.CacheTTL > 0 {
 		s.WithCache(d.Cache, c.cfg.CacheTTL).WithNearCache(c.cfg.NearCacheBytes)
-		if b, ok := d.Cache.(Bumper); ok && d.JS != nil {
-			var ctx context.Context
-			ctx, c.cancel = context.WithCancel(context.Background())
-			c.done = make(chan struct{})
-			go func() {
-				defer close(c.done)
-				keepFollowing(ctx, d.JS, b, c.log)
-			}()
-		}
+	}
+	if d.JS != nil {
+		// Renames reach the records kept and the cached answers.
+		var ctx context.Context
+		ctx, c.cancel = context.WithCancel(context.Background())
+		c.done = make(chan struct{})
+		go func() {
+			defer close(c.done)
+			keepFollowing(ctx, d.JS, s.changed, c.log)
+		}()
 	}
 	c.m, err = s.Start(d.NC)
 	return err

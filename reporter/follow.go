@@ -24,17 +24,17 @@ var followRetry = 5 * time.Second
 
 // keepFollowing follows the registry's changes (followRegistry) until ctx
 // ends, trying again until it can.
-func keepFollowing(ctx context.Context, js jetstream.JetStream, b Bumper, log zerolog.Logger) {
+func keepFollowing(ctx context.Context, js jetstream.JetStream, changed func(ctx context.Context, ids []string), log zerolog.Logger) {
 	t := time.NewTicker(followRetry)
 	defer t.Stop()
 	for warned := false; ; {
-		err := followRegistry(ctx, js, b, log)
+		err := followRegistry(ctx, js, changed, log)
 		if err == nil {
 			<-ctx.Done()
 			return
 		}
 		if !warned {
-			log.Warn().Err(err).Msg("cannot follow registry changes yet; until then cached reports may name renamed partners and sub-systems by their old names for up to 10 minutes")
+			log.Warn().Err(err).Msg("cannot follow registry changes yet; until then reports may name renamed partners and sub-systems by their old names for a minute, cached ones for up to 10 minutes")
 			warned = true
 		}
 		select {
@@ -45,12 +45,13 @@ func keepFollowing(ctx context.Context, js jetstream.JetStream, b Bumper, log ze
 	}
 }
 
-// followRegistry bumps the generation of every partner and sub-system the
-// registry changes until ctx ends: answers name them (partnerName,
-// subSystemName, topSubSystems), and an answer of a closed range is cached
-// for ClosedTTL. It returns once it follows, so no later change is missed.
-// Changes missed while the connection was down lag by at most ClosedTTL.
-func followRegistry(ctx context.Context, js jetstream.JetStream, b Bumper, log zerolog.Logger) error {
+// followRegistry calls changed with the partner and sub-system of every
+// change the registry makes to one, until ctx ends: answers name them
+// (partnerName, subSystemName, topSubSystems) from records kept a minute,
+// and an answer of a closed range is cached for ClosedTTL (Service.changed).
+// It returns once it follows, so no later change is missed. Changes missed
+// while the connection was down lag by at most ClosedTTL.
+func followRegistry(ctx context.Context, js jetstream.JetStream, changed func(ctx context.Context, ids []string), log zerolog.Logger) error {
 	cons, err := js.OrderedConsumer(ctx, subject.RegistryChangesStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
@@ -78,13 +79,24 @@ func followRegistry(ctx context.Context, js jetstream.JetStream, b Bumper, log z
 				ids = append(ids, id)
 			}
 		}
-		if err := b.Bump(ctx, ids...); err != nil {
-			log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")
-		}
+		changed(ctx, ids)
 	}, onErr)
 	if err != nil {
 		return err
 	}
 	context.AfterFunc(ctx, cc.Stop)
 	return nil
+}
+
+// changed forgets the records of ids, then gives them new cache
+// generations: the next answer reads their records again and is computed
+// again.
+func (s *Service) changed(ctx context.Context, ids []string) {
+	s.partners.forget(ids...)
+	s.subs.forget(ids...)
+	if b, ok := s.cache.(Bumper); ok {
+		if err := b.Bump(ctx, ids...); err != nil {
+			s.log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")
+		}
+	}
 }

@@ -28,7 +28,8 @@ func TestFollowsOnceTheStreamExists(t *testing.T) {
 	cache := rcache.NewLocal(1 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); keepFollowing(ctx, js, cache, zerolog.Nop()) }()
+	s := New(nil, zerolog.Nop()).WithCache(cache, time.Minute)
+	go func() { defer close(done); keepFollowing(ctx, js, s.changed, zerolog.Nop()) }()
 
 	testenv.Provision(t, js) // the stream, after the reporter started
 	gen := func(id string) int64 {

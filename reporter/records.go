@@ -9,11 +9,12 @@ import (
 )
 
 // recordFor is how long a partner's or sub-system's record read for a
-// report is used again: a renamed sub-system or a changed retention shows
-// within it (a cached report may show an old name for longer). A
-// sub-system never changes partner, so the access checks it serves hold
-// whatever its age. On Cassandra a sub-system is two statements of a
-// hourly report's eleven.
+// report is used again. The reporter follows the registry's changes and
+// forgets a changed record at once (Service.changed); recordFor bounds how
+// long a change missed (the changes stream unreachable) shows an old name
+// or retention. A sub-system never changes partner, so the access checks
+// it serves hold whatever its age. On Cassandra a sub-system is two
+// statements of an hourly report's eleven.
 const recordFor = time.Minute
 
 // maxRecords bounds each cache: past it, it starts again empty.
@@ -24,6 +25,9 @@ const maxRecords = 1 << 14
 type records[T any] struct {
 	mu sync.Mutex
 	m  map[string]record[T]
+	// epoch counts forgets: a read begun before one is not kept (it may
+	// hold what the change replaced).
+	epoch uint64
 }
 
 type record[T any] struct {
@@ -34,6 +38,7 @@ type record[T any] struct {
 func (r *records[T]) get(ctx context.Context, id string, now time.Time, read func(context.Context, string) (T, error)) (T, error) {
 	r.mu.Lock()
 	e, ok := r.m[id]
+	epoch := r.epoch
 	r.mu.Unlock()
 	if ok && now.Sub(e.at) < recordFor && !now.Before(e.at) {
 		return e.v, nil
@@ -44,11 +49,24 @@ func (r *records[T]) get(ctx context.Context, id string, now time.Time, read fun
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.epoch != epoch {
+		return v, nil // a change came during the read: used, not kept
+	}
 	if r.m == nil || len(r.m) >= maxRecords {
 		r.m = map[string]record[T]{}
 	}
 	r.m[id] = record[T]{v, now}
 	return v, nil
+}
+
+// forget drops the records of ids, and keeps no read begun before.
+func (r *records[T]) forget(ids ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.epoch++
+	for _, id := range ids {
+		delete(r.m, id)
+	}
 }
 
 // subSystem is a sub-system's record, read at most once a recordFor.

@@ -79,6 +79,22 @@ func TestRecordsReadOnceAMinute(t *testing.T) {
 	if sr, pr := ask(); sr.SubSystemName != "New" || pr.PartnerName != "New partner" {
 		t.Fatalf("after the minute: %q, %q", sr.SubSystemName, pr.PartnerName)
 	}
+	// A change the registry announces (Service.changed, as followed) shows
+	// at once, within the minute.
+	if ss, err = store.GetSubSystem(ctx, ss.ID); err != nil {
+		t.Fatal(err)
+	}
+	ss.Name = "Newer"
+	if err := store.UpdateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	if sr, _ := ask(); sr.SubSystemName != "New" {
+		t.Fatalf("before the change is announced: %q", sr.SubSystemName)
+	}
+	r.changed(ctx, []string{p.ID, ss.ID})
+	if sr, _ := ask(); sr.SubSystemName != "Newer" {
+		t.Fatalf("after the change is announced: %q", sr.SubSystemName)
+	}
 	// A clock that steps back does not make a record young again.
 	clock = clock.Add(-time.Hour)
 	subs = store.subs
@@ -133,4 +149,29 @@ func (c *countingStore) GetPartner(ctx context.Context, id string) (tenant.Partn
 		return tenant.Partner{}, c.fail
 	}
 	return c.Store.GetPartner(ctx, id)
+}
+
+// A record read while a change is announced is used but not kept: it may
+// hold what the change replaced.
+func TestRecordReadAcrossAChangeIsNotKept(t *testing.T) {
+	var r records[string]
+	ctx, now := context.Background(), time.Now()
+	reads := 0
+	read := func(context.Context, string) (string, error) {
+		reads++
+		if reads == 1 {
+			r.forget("x") // the change arrives while the store answers
+			return "old", nil
+		}
+		return "new", nil
+	}
+	if v, _ := r.get(ctx, "x", now, read); v != "old" {
+		t.Fatalf("first read: %q", v)
+	}
+	if v, _ := r.get(ctx, "x", now, read); v != "new" || reads != 2 {
+		t.Fatalf("after a read across a change: %q after %d reads, want it read again", v, reads)
+	}
+	if v, _ := r.get(ctx, "x", now, read); v != "new" || reads != 2 {
+		t.Fatalf("then: %q after %d reads, want it kept", v, reads)
+	}
 }
