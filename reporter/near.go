@@ -11,17 +11,19 @@ import (
 
 // A near cache keeps, in the reporter's memory, copies of the answers it
 // took from Redis or put there. A lookup then asks Redis only for the
-// generation (a few bytes) and sends its copy when that is the generation
-// the copy was computed at: a 30-day hourly answer is 50 KB, and moving it
-// out of Redis for every hit was most of the cost of one (and, with 8
-// clients on two cores, of the tail). A copy lives no longer than its entry
-// in Redis: until its cachedAt plus the TTL the entry was stored with.
-// Redis stays the judge: a bump (a late event) makes every copy stale, and
-// when Redis cannot be asked no copy is sent.
+// generation and whether the entry is still there (a few bytes) and sends
+// its copy when that is the generation the copy was computed at and the
+// entry is there: a 30-day hourly answer is 50 KB, and moving it out of
+// Redis for every hit was most of the cost of one (and, with 8 clients on
+// two cores, of the tail). Redis stays the judge: a bump (a late event)
+// makes every copy stale; an entry gone (lapsed, evicted, or Redis
+// restarted, when generations read 0 again) takes its copies with it; and
+// when Redis cannot be asked no copy is sent. A copy also lapses on its
+// own at its cachedAt plus the TTL of its range.
 
-// generations reads a generation alone (rcache.Cache).
+// generations reads a generation and an entry's time left (rcache.Cache).
 type generations interface {
-	Generation(ctx context.Context, id string) (int64, error)
+	Held(ctx context.Context, id, key string) (gen int64, left time.Duration, err error)
 }
 
 var _ generations = (*rcache.Cache)(nil)
@@ -37,7 +39,7 @@ func (s *Service) WithNearCache(maxBytes int) *Service {
 }
 
 // nearHit is the answer of the near copy of key, when its generation is
-// genID's now.
+// genID's now and Redis still holds the entry.
 func (s *Service) nearHit(ctx context.Context, genID, key string) (json.RawMessage, bool) {
 	if s.near == nil {
 		return nil, false
@@ -50,8 +52,8 @@ func (s *Service) nearHit(ctx context.Context, genID, key string) (json.RawMessa
 	if !sound {
 		return nil, false
 	}
-	g, err := s.gens.Generation(ctx, genID)
-	if err != nil || g != at {
+	g, left, err := s.gens.Held(ctx, genID, key)
+	if err != nil || g != at || left <= 0 {
 		return nil, false
 	}
 	return answer, true

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
@@ -19,10 +20,12 @@ import (
 )
 
 // The near cache against real Redis: a copy is sent while its generation
-// holds, even when Redis has dropped the entry; a bump (a late event)
-// makes it stale on every reporter; a copy taken from another reporter's
-// entry is never sent past that entry's lapse; and when Redis cannot be
-// asked, no copy is sent.
+// holds and Redis holds its entry (not the entry's bytes: a spoilt entry
+// still gets the copy sent); a bump (a late event) makes it stale on every
+// reporter; a Redis restarted, whose generations read 0 again, takes the
+// copies with their entries; a copy taken from another reporter's entry is
+// never sent past that entry's lapse; and when Redis cannot be asked, no
+// copy is sent.
 func TestNearCache(t *testing.T) {
 	url := os.Getenv("VT_REDIS_URL")
 	if url == "" {
@@ -35,13 +38,29 @@ func TestNearCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	// dropEntries deletes every cached answer in Redis, generations kept.
-	dropEntries := func() {
-		keys, err := cache.Client().Keys(ctx, prefix+"report:*").Result()
-		if err != nil || len(keys) == 0 {
-			t.Fatalf("no entries to drop (%v)", err)
+	keys := func(pattern string) []string {
+		t.Helper()
+		ks, err := cache.Client().Keys(ctx, prefix+pattern).Result()
+		if err != nil || len(ks) == 0 {
+			t.Fatalf("no keys %s (%v)", pattern, err)
 		}
-		if err := cache.Client().Del(ctx, keys...).Err(); err != nil {
+		return ks
+	}
+	// spoilEntries overwrites every cached answer in Redis with bytes that
+	// are no answer, its TTL kept: a cached answer sent after it is a copy.
+	spoilEntries := func() {
+		t.Helper()
+		for _, k := range keys("report:*") {
+			if err := cache.Client().SetArgs(ctx, k, "spoilt", redis.SetArgs{KeepTTL: true}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// restart deletes every key, generations too, as a Redis restarted
+	// without persistence (docker-compose.yml) comes back.
+	restart := func() {
+		t.Helper()
+		if err := cache.Client().Del(ctx, keys("*")...).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,9 +99,9 @@ func TestNearCache(t *testing.T) {
 	if second.CachedAt == nil {
 		t.Fatal("second: not cached")
 	}
-	dropEntries()
+	spoilEntries()
 	if a := ask(r1, closed); a.CachedAt == nil || !a.CachedAt.Equal(*second.CachedAt) {
-		t.Fatalf("with Redis's entry gone and the generation unchanged: %+v, want the copy (cached at %v)", a.CachedAt, second.CachedAt)
+		t.Fatalf("with Redis's entry spoilt and the generation unchanged: cached at %v, want the copy (cached at %v)", a.CachedAt, second.CachedAt)
 	}
 	// A late event and its bump: no copy is sent.
 	write("e2", at)
@@ -99,7 +118,7 @@ func TestNearCache(t *testing.T) {
 	if a := ask(r2, closed); a.CachedAt == nil || a.TotalEvents != 2 {
 		t.Fatalf("r2, from r1's entry: %+v", a)
 	}
-	dropEntries()
+	spoilEntries()
 	if a := ask(r2, closed); a.CachedAt == nil || a.TotalEvents != 2 {
 		t.Fatalf("r2, from its copy: %+v", a)
 	}
@@ -109,6 +128,25 @@ func TestNearCache(t *testing.T) {
 	}
 	if a := ask(r2, closed); a.CachedAt != nil || a.TotalEvents != 3 {
 		t.Fatalf("r2 after the bump: cached at %v, %d events", a.CachedAt, a.TotalEvents)
+	}
+
+	// Redis restarted after a bump no request followed: the generation
+	// reads 0 again, as when the copies were computed, but their entries
+	// are gone, and so are they.
+	q0 := report.PartnerQuery{PartnerID: p.ID, From: closed.From, To: closed.To, TZ: "Asia/Tokyo"}
+	restart() // every generation 0
+	r4 := reporter.New(store, zerolog.Nop()).WithCache(cache, time.Minute).WithNearCache(1 << 20)
+	ask(r4, q0)
+	if a := ask(r4, q0); a.CachedAt == nil || a.TotalEvents != 3 {
+		t.Fatalf("r4: %+v", a)
+	}
+	write("e4", at)
+	if err := cache.Bump(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	if a := ask(r4, q0); a.CachedAt != nil || a.TotalEvents != 4 {
+		t.Fatalf("after Redis restarted: cached at %v, %d events; want a fresh answer with the late event", a.CachedAt, a.TotalEvents)
 	}
 
 	// A range reaching into the last hour is cached for the short TTL: a
@@ -123,7 +161,7 @@ func TestNearCache(t *testing.T) {
 	if a := ask(r2, open); a.CachedAt == nil {
 		t.Fatal("r2 computed, not taking r1's entry")
 	}
-	dropEntries() // every cached answer below is r2's copy
+	spoilEntries() // every cached answer below is r2's copy
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		asked := time.Now()
 		a := ask(r2, open)
@@ -168,11 +206,11 @@ type failing struct {
 	fail error
 }
 
-func (f *failing) Generation(ctx context.Context, id string) (int64, error) {
+func (f *failing) Held(ctx context.Context, id, key string) (int64, time.Duration, error) {
 	if f.fail != nil {
-		return 0, f.fail
+		return 0, 0, f.fail
 	}
-	return f.Cache.Generation(ctx, id)
+	return f.Cache.Held(ctx, id, key)
 }
 
 func (f *failing) GetGenerational(ctx context.Context, id, key string) (int64, []byte, bool, error) {

@@ -316,27 +316,44 @@ func (c *Cache) Bump(ctx context.Context, ids ...string) error {
 	return c.check(err)
 }
 
-// Generation reads the generation of id (0 when never bumped): a copy of
-// an answer kept in process (the reporter's near cache) is checked against
-// it, with no transfer of the answer.
-func (c *Cache) Generation(ctx context.Context, id string) (int64, error) {
+// Held reads, in one round trip, the generation of id (0 when never
+// bumped) and how long the entry at key has left (0 when it is gone; a key
+// kept for ever counts as an hour): a copy of an answer kept in process
+// (the reporter's near cache) is checked against both, with no transfer of
+// the answer. Redis stays the judge: a copy whose entry is gone (a
+// restart, an eviction) is not sent, though its generation may read 0
+// again.
+func (c *Cache) Held(ctx context.Context, id, key string) (gen int64, left time.Duration, err error) {
 	if c == nil {
-		return 0, errors.New("rcache: no cache")
+		return 0, 0, errors.New("rcache: no cache")
 	}
 	if c.down() {
-		return 0, ErrDown
+		return 0, 0, ErrDown
 	}
-	v, err := c.c.Get(ctx, c.prefix+KeyOfGeneration(id)).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
+	var g *redis.StringCmd
+	var ttl *redis.DurationCmd
+	_, err = c.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		g = p.Get(ctx, c.prefix+KeyOfGeneration(id))
+		ttl = p.PTTL(ctx, c.prefix+key)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, c.check(fmt.Errorf("rcache: generation of %s: %w", id, err))
+	}
+	if v, err := g.Result(); errors.Is(err, redis.Nil) {
+		gen = 0
 	} else if err != nil {
-		return 0, c.check(fmt.Errorf("rcache: generation of %s: %w", id, err))
+		return 0, 0, fmt.Errorf("rcache: generation of %s: %w", id, err)
+	} else if gen, err = strconv.ParseInt(v, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("rcache: generation of %s: %w", id, err)
 	}
-	gen, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("rcache: generation of %s: %w", id, err)
+	switch left = ttl.Val(); {
+	case left == -1:
+		left = time.Hour
+	case left < 0:
+		left = 0
 	}
-	return gen, nil
+	return gen, left, nil
 }
 
 // GetGenerational reads the bytes at key and the generation of id (0 when
