@@ -78,7 +78,7 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 			var day time.Time
 			var pack packEntries
 			y, m, _ := lo.UTC().Date()
-			local := make([]total, 0, 24*(int(last.Sub(first)/time.Millisecond)+1))
+			local := make([]total, 0, 24*max(0, int(last.Sub(first)/time.Millisecond)+1))
 			at := make([]time.Time, 0, cap(local))
 			for iter.Scan(&day, &pack) {
 				d := time.Date(y, m, int(day.UnixMilli()), 0, 0, 0, 0, time.UTC).Add(res.Phase())
