@@ -162,8 +162,9 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 	}
 	if gen != nil {
 		e, ttl := sealEntry(*gen, withCachedAt(b, s.now())), s.ttl(to)
-		_ = s.cache.SetBytes(ctx, key, e, ttl)
-		if s.near != nil {
+		// A copy only of an entry stored: one without (Redis failing) would
+		// never be sent (nearHit), only take memory until it lapsed.
+		if err := s.cache.SetBytes(ctx, key, e, ttl); err == nil && s.near != nil {
 			_ = s.near.SetBytes(ctx, key, e, ttl)
 		}
 	}
