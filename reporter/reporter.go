@@ -633,10 +633,21 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			})
 		},
 		func(ctx context.Context) error {
+			sc, k := scope, key
 			if group != "" {
+				// One type's users: their own sketches, where the store keeps them.
+				if sc, k = scope.Typed(), storage.TypedKey(key, group); !storage.KeepsUsers(s.store, sc) {
+					return nil
+				}
+			}
+			n, err := s.uniqueUsers(ctx, pl, acc, sc, k)
+			if group != "" && errors.Is(err, errors.ErrUnsupported) {
+				// A store behind a wrapper that does not say: none, as above.
+				for i := range acc {
+					acc[i].users = nil
+				}
 				return nil
 			}
-			n, err := s.uniqueUsers(ctx, pl, acc, scope, key)
 			f.users = &n
 			return err
 		},

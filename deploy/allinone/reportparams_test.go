@@ -82,8 +82,16 @@ func TestReportParameters(t *testing.T) {
 	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
 	if err := json.Unmarshal(r.Data, &byMinute); err != nil || len(byMinute.TimeSeries) != 10 || byMinute.TimeSeries[4].Count != 1 ||
 		byMinute.TimeSeries[6].Count != 1 || byMinute.TotalEvents != 2 || byMinute.EventsByType["view"] != 2 ||
-		len(byMinute.TopEventTypes) != 1 || byMinute.UniqueUsers != nil || byMinute.TimeSeries[4].UniqueUsers != nil {
+		len(byMinute.TopEventTypes) != 1 || byMinute.UniqueUsers == nil || *byMinute.UniqueUsers != 1 ||
+		byMinute.TimeSeries[4].UniqueUsers == nil || *byMinute.TimeSeries[4].UniqueUsers != 1 || *byMinute.TimeSeries[5].UniqueUsers != 0 {
 		t.Fatalf("partner by minute, views only: %s", r.Raw)
+	}
+	// A type no event has: no users, not the partner's.
+	q.Set("eventType", "click")
+	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
+	if err := json.Unmarshal(r.Data, &byMinute); err != nil || byMinute.TotalEvents != 0 || byMinute.UniqueUsers == nil || *byMinute.UniqueUsers != 0 ||
+		byMinute.TimeSeries[4].UniqueUsers == nil || *byMinute.TimeSeries[4].UniqueUsers != 0 {
+		t.Fatalf("partner by minute, clicks only: %s", r.Raw)
 	}
 	delete(q, "eventType")
 	r = s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)

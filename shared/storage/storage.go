@@ -260,17 +260,63 @@ type UserScope int8
 const (
 	SubSystemUsers UserScope = iota // key: a sub-system id
 	PartnerUsers                    // key: a partner id
+	// The users of one event type: a report with eventType counts them.
+	SubSystemTypeUsers // key: TypedKey(sub-system id, event type)
+	PartnerTypeUsers   // key: TypedKey(partner id, event type)
 )
 
-// UserScopes are all of them.
-var UserScopes = []UserScope{SubSystemUsers, PartnerUsers}
+// UserScopes are all of them. A store may keep only some (KeepsUsers).
+var UserScopes = []UserScope{SubSystemUsers, PartnerUsers, SubSystemTypeUsers, PartnerTypeUsers}
 
 // Key is the scope's key for an event.
 func (u UserScope) Key(e *event.Event) string {
-	if u == SubSystemUsers {
+	switch u {
+	case SubSystemUsers:
 		return e.SubSystemID
+	case SubSystemTypeUsers:
+		return TypedKey(e.SubSystemID, e.EventType)
+	case PartnerTypeUsers:
+		return TypedKey(e.PartnerID, e.EventType)
 	}
 	return e.PartnerID
+}
+
+// Typed is the scope of one event type's users within u's key.
+func (u UserScope) Typed() UserScope {
+	switch u {
+	case SubSystemUsers:
+		return SubSystemTypeUsers
+	case PartnerUsers:
+		return PartnerTypeUsers
+	}
+	return u
+}
+
+// IsTyped tells whether u counts the users of one event type.
+func (u UserScope) IsTyped() bool { return u == SubSystemTypeUsers || u == PartnerTypeUsers }
+
+// typedEscape keeps a typed key one path segment: an event type is any
+// printable text, "/" included, and a store may join keys with "/" (so
+// type "a/3" must not read as type "a" and something after it).
+var typedEscape = strings.NewReplacer("%", "%25", "/", "%2F")
+
+// TypedKey is the key of an event type's users within id (a sub-system or
+// partner id, which holds no "/").
+func TypedKey(id, eventType string) string { return id + "/" + typedEscape.Replace(eventType) }
+
+// A ScopeKeeper is a store that keeps user sketches for some scopes only;
+// it answers errors.ErrUnsupported when asked for the users of another.
+type ScopeKeeper interface {
+	KeepsUsers(UserScope) bool
+}
+
+// KeepsUsers tells whether s keeps the user sketches of scope sc: every
+// scope, unless s is a ScopeKeeper that says otherwise.
+func KeepsUsers(s any, sc UserScope) bool {
+	if k, ok := s.(ScopeKeeper); ok {
+		return k.KeepsUsers(sc)
+	}
+	return true
 }
 
 // UserOf is who an event counts as: its userId, else its anonymousId (in a

@@ -231,3 +231,5 @@ func (t traced) Ping(ctx context.Context) (err error) {
 }
 
 func (t traced) Close() error { return t.s.Close() }
+
+func (t traced) KeepsUsers(sc UserScope) bool { return KeepsUsers(t.s, sc) }

@@ -3,6 +3,7 @@ package cassandrastore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -884,6 +885,22 @@ func (st *Store) usersFloors(ctx context.Context, q storage.UsersQuery) ([]strin
 	return partners, floors, nil
 }
 
+// keptScopes are the user scopes this store keeps sketches for. Not yet
+// the users of each event type: their sketches would be rows of their own,
+// a conditional write for each (key, type, slot) a fold touches, where the
+// two kept scopes write one for each (key, slot).
+var keptScopes = []storage.UserScope{storage.SubSystemUsers, storage.PartnerUsers}
+
+// KeepsUsers implements storage.ScopeKeeper.
+func (st *Store) KeepsUsers(sc storage.UserScope) bool { return kept(sc) == nil }
+
+func kept(sc storage.UserScope) error {
+	if slices.Contains(keptScopes, sc) {
+		return nil
+	}
+	return fmt.Errorf("cassandrastore: the users of scope %d are not kept: %w", sc, errors.ErrUnsupported)
+}
+
 // UserEstimates reads each slot's estimate (n) instead of its sketch: a
 // row's n is its sketch's Estimate, written with it (usersMark). A slot a
 // manifest above the floor adds to, or whose row has no n (folded by a
@@ -891,6 +908,9 @@ func (st *Store) usersFloors(ctx context.Context, q storage.UsersQuery) ([]strin
 // rest hold every manifest at or below the floor (I5), so their n is
 // exact. Reads summed from finer slots (derived) estimate the sums.
 func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn func(time.Time, uint64) error) error {
+	if err := kept(q.Scope); err != nil {
+		return err
+	}
 	if _, _, ok := st.derived(q.Res, q.From, q.To); ok {
 		return storage.EstimateUsers(ctx, st.Users, q, fn)
 	}
@@ -969,6 +989,9 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 // Users merges each slot's sketch and the users of manifests its row does
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
+	if err := kept(q.Scope); err != nil {
+		return err
+	}
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
 		return st.derivedUsers(ctx, q, fine, cut, fn)
 	}

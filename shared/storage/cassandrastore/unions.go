@@ -146,6 +146,9 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 	if len(q.Unions) == 0 {
 		return nil
 	}
+	if err := kept(q.Scope); err != nil {
+		return err
+	}
 	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key}
 	touches := usersTouch(q)
 	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error {
@@ -169,6 +172,9 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 func (st *Store) UnionSketches(ctx context.Context, q storage.UnionsQuery, fn func(i int, sketch []byte) error) error {
 	if len(q.Unions) == 0 {
 		return nil
+	}
+	if err := kept(q.Scope); err != nil {
+		return err
 	}
 	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key, sketches: true}
 	merge := func(ctx context.Context, unions [][]storage.Tile, fn func(i int, f figure)) error {

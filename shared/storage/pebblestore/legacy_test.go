@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -266,9 +267,10 @@ func registers(t *testing.T, sk *hll.Sketch) []byte {
 }
 
 // A store of layout "2" (the release before half hours and six hours: none
-// of their keys), "3" (before hours from half past) or "4" (before weeks)
-// is recounted at Open: every resolution counts every event, users
-// included.
+// of their keys), "3" (before hours from half past), "4" (before weeks) or
+// "5" (before the users of each type) is recounted at Open: every
+// resolution counts every event, users included, and each once (a store
+// at "5" keeps its counts, and must not count them again).
 func TestUpgradeFromLayout2(t *testing.T) {
 	for _, c := range []struct {
 		layout string
@@ -277,6 +279,7 @@ func TestUpgradeFromLayout2(t *testing.T) {
 		{"2", []storage.Res{storage.HalfHour, storage.SixHours, storage.HalfPastHour, storage.Week}},
 		{"3", []storage.Res{storage.HalfPastHour, storage.Week}},
 		{"4", []storage.Res{storage.Week}},
+		{"5", nil},
 	} {
 		t.Run(c.layout, func(t *testing.T) { testUpgradeFromLayout(t, c.layout, c.drop) })
 	}
@@ -298,8 +301,20 @@ func testUpgradeFromLayout(t *testing.T, layout string, drop []storage.Res) {
 	must(t, err)
 	b := s.db.NewBatch()
 	dropped := 0
-	for _, r := range drop {
-		for _, pre := range [][]byte{countPrefix(storage.PartnerTypes, p, r), userPrefix(storage.PartnerUsers, p, r)} {
+	typed := []storage.UserScope{storage.PartnerTypeUsers, storage.SubSystemTypeUsers}
+	keyOf := map[storage.UserScope]string{storage.PartnerUsers: p,
+		storage.PartnerTypeUsers: storage.TypedKey(p, "view"), storage.SubSystemTypeUsers: storage.TypedKey(sub, "view")}
+	for _, r := range storage.Resolutions {
+		var pres [][]byte
+		if slices.Contains(drop, r) {
+			pres = append(pres, countPrefix(storage.PartnerTypes, p, r), userPrefix(storage.PartnerUsers, p, r))
+		}
+		if layout <= "5" { // before the users of each type: none of theirs
+			for _, sc := range typed {
+				pres = append(pres, userPrefix(sc, keyOf[sc], r))
+			}
+		}
+		for _, pre := range pres {
 			must(t, s.scanPrefix(pre, func(k, _ []byte) (bool, error) {
 				dropped++
 				return true, b.Delete(append([]byte(nil), k...), nil)
@@ -322,14 +337,19 @@ func testUpgradeFromLayout(t *testing.T, layout string, drop []storage.Res) {
 		for _, x := range sl {
 			n += x.Total
 		}
-		us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res, From: h.Add(-24 * time.Hour), To: h.Add(48 * time.Hour)})
-		must(t, err)
-		var sk hll.Sketch
-		for _, u := range us {
-			must(t, sk.MergeBinary(u.Sketch))
+		if n != 20 {
+			t.Errorf("%v: %d of 20 events", res, n)
 		}
-		if n != 20 || sk.Estimate() != 20 {
-			t.Errorf("%v: %d of 20 events, %d of 20 users", res, n, sk.Estimate())
+		for _, sc := range append([]storage.UserScope{storage.PartnerUsers}, typed...) {
+			us, err := storage.UserSlots(ctx, s, storage.UsersQuery{Scope: sc, Key: keyOf[sc], Res: res, From: h.Add(-24 * time.Hour), To: h.Add(48 * time.Hour)})
+			must(t, err)
+			var sk hll.Sketch
+			for _, u := range us {
+				must(t, sk.MergeBinary(u.Sketch))
+			}
+			if sk.Estimate() != 20 {
+				t.Errorf("%v scope %d: %d of 20 users", res, sc, sk.Estimate())
+			}
 		}
 	}
 }

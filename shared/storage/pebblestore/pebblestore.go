@@ -534,10 +534,11 @@ func sortKeys(ks []tenant.APIKey) {
 //
 //	c/<rollup>/<key>/<res>/<slot>   counts: uvarint total, then per group (in order) uvarint length, group, uvarint count
 //	u/<scope>/<key>/<res>/<slot>    users: an encoded hll.Sketch
-//	meta/rollups                    "5" once every stored event is counted in this layout
+//	meta/rollups                    "6" once every stored event is counted in this layout
 //	                                (3: half hours and six hours added, 4: hours from half past,
-//	                                5: weeks;
-//	                                Open recounts a store of an earlier one)
+//	                                5: weeks, 6: the users of each event type;
+//	                                Open recounts a store of an earlier one, a store at 5
+//	                                only into the users of each type)
 //	meta/sketches                   "2" once every sketch is in this release's form (nibbles)
 //
 // <slot> is the slot's UTC start as yyyymmddhhmm, so keys sort in time order.
@@ -548,9 +549,11 @@ const (
 	quarterLayout = "200601021504"
 	hourLayout    = "2006010215"
 	rollupsMeta   = "meta/rollups"
-	rollupsLayout = "5"
-	sketchesMeta  = "meta/sketches"
-	sketchesForm  = "2"
+	rollupsLayout = "6"
+	// typedLayout is the layout that lacks only the users of each type.
+	typedLayout  = "5"
+	sketchesMeta = "meta/sketches"
+	sketchesForm = "2"
 )
 
 func countPrefix(r storage.Rollup, k string, res storage.Res) []byte {
@@ -666,7 +669,10 @@ func newDeltas() *rollupDeltas {
 	return &rollupDeltas{counts: map[deltaKey]*slotDelta{}, users: map[deltaKey]*hll.Sketch{}}
 }
 
-func (d *rollupDeltas) add(e *event.Event) {
+func (d *rollupDeltas) add(e *event.Event) { d.addTo(e, true, storage.UserScopes) }
+
+// addTo adds e to the counts (when counts) and the sketches of scopes.
+func (d *rollupDeltas) addTo(e *event.Event, counts bool, scopes []storage.UserScope) {
 	user := storage.UserOf(e)
 	var h uint64
 	if user != "" {
@@ -675,6 +681,9 @@ func (d *rollupDeltas) add(e *event.Event) {
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(e.Timestamp).Unix()
 		for _, r := range storage.Rollups {
+			if !counts {
+				break
+			}
 			k, g := r.Key(e)
 			dk := deltaKey{int8(r), int8(res), k, slot}
 			c := d.counts[dk]
@@ -688,7 +697,7 @@ func (d *rollupDeltas) add(e *event.Event) {
 		if user == "" {
 			continue
 		}
-		for _, u := range storage.UserScopes {
+		for _, u := range scopes {
 			dk := deltaKey{int8(u), int8(res), u.Key(e), slot}
 			sk := d.users[dk]
 			if sk == nil {
@@ -752,10 +761,26 @@ func (s *Store) rebuildRollups() error {
 	if done, err := s.marked(rollupsMeta, rollupsLayout); done || err != nil {
 		return err
 	}
+	// A store at the layout before has every count and sketch but those of
+	// each type's users: it is recounted into those alone.
+	onlyTyped, err := s.marked(rollupsMeta, typedLayout)
+	if err != nil {
+		return err
+	}
+	counts, scopes, clear := true, storage.UserScopes, []string{"c/", "u/"}
+	if onlyTyped {
+		counts, scopes, clear = false, nil, nil
+		for _, u := range storage.UserScopes {
+			if u.IsTyped() {
+				scopes = append(scopes, u)
+				clear = append(clear, string(fmt.Appendf(nil, "u/%d/", u)))
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.db.NewBatch()
-	for _, p := range []string{"c/", "u/"} {
+	for _, p := range clear {
 		if err := b.DeleteRange([]byte(p), prefixEnd([]byte(p)), nil); err != nil {
 			return err
 		}
@@ -773,12 +798,12 @@ func (s *Store) rebuildRollups() error {
 		d, n = newDeltas(), 0
 		return s.commit(b)
 	}
-	err := s.scanPrefix([]byte("ep/"), func(k, v []byte) (bool, error) {
+	err = s.scanPrefix([]byte("ep/"), func(k, v []byte) (bool, error) {
 		var e event.Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return false, fmt.Errorf("pebblestore: stored event %q: %w", k, err)
 		}
-		d.add(&e)
+		d.addTo(&e, counts, scopes)
 		if n++; n == 20_000 {
 			return true, flush()
 		}
