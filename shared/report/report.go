@@ -14,7 +14,8 @@ type Point struct {
 	Timestamp time.Time `json:"timestamp"`
 	Count     int64     `json:"count"`
 	// UniqueUsers is the bucket's distinct users (estimated, see
-	// UniqueUsersError); absent when the report counts one event type.
+	// UniqueUsersError); with eventType, that type's; absent when the
+	// store keeps no users of each type (Cassandra, for now).
 	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
 }
 
@@ -89,7 +90,7 @@ type SubSystemReport struct {
 	TotalEvents   int64            `json:"totalEvents"`
 	EventsByType  map[string]int64 `json:"eventsByType"`
 	// UniqueUsers is the range's distinct users (userId, else
-	// anonymousId); absent with eventType.
+	// anonymousId); as Point's.
 	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
 	Granularity string `json:"granularity"`
 	TZ          string `json:"tz"`
@@ -135,7 +136,7 @@ type PartnerReport struct {
 	EventsByType  map[string]int64 `json:"eventsByType"`
 	TopEventTypes []TypeCount      `json:"topEventTypes"`
 	TopSubSystems []SubSystemCount `json:"topSubSystems"`
-	// UniqueUsers is the range's distinct users; absent with eventType.
+	// UniqueUsers is the range's distinct users; as Point's.
 	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
 	Granularity string `json:"granularity"`
 	TZ          string `json:"tz"`
