@@ -78,10 +78,11 @@ func testUserEstimates(t *testing.T, store storage.Store) {
 		for _, res := range storage.Resolutions {
 			d := res.Duration()
 			for _, scope := range storage.UserScopes {
-				key := sub.ID
-				if scope == storage.PartnerUsers {
-					key = p.ID
+				if !storage.KeepsUsers(store, scope) {
+					continue
 				}
+				key := map[storage.UserScope]string{storage.SubSystemUsers: sub.ID, storage.PartnerUsers: p.ID,
+					storage.SubSystemTypeUsers: storage.TypedKey(sub.ID, "view"), storage.PartnerTypeUsers: storage.TypedKey(p.ID, "view")}[scope]
 				// The whole range, then every third slot of it named.
 				var only storage.Spans
 				for s := res.Slot(start); s.Before(end) && len(only) < 200; s = s.Add(3 * d) {

@@ -737,7 +737,15 @@ func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
 		if err := sk.MergeBinary(v); err != nil {
 			return fmt.Errorf("pebblestore: user sketch %q: %w", k, err)
 		}
-		if err := b.Set(k, sk.Append(nil), nil); err != nil {
+		// Users seen before change no register: the sketch as stored is
+		// already the merge (an encoding is a function of the registers),
+		// and a dense one rewritten for nothing is 8 KiB more to log and
+		// compact.
+		enc := sk.Append(nil)
+		if bytes.Equal(enc, v) {
+			continue
+		}
+		if err := b.Set(k, enc, nil); err != nil {
 			return err
 		}
 	}
