@@ -44,7 +44,7 @@ var (
 	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
 	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}, nil}
 	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
-	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers are then that type's users, where the store keeps them (Pebble; on Cassandra uniqueUsers is then absent)", nil, nil}
+	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them)", nil, nil}
 	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
 	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
 )
@@ -229,7 +229,7 @@ var (
 		"subSystemId":  "the sub-system counted, when the query named one",
 		"totalEvents":  "events in the range (each stored event once: a duplicate id counts once)",
 		"eventsByType": "events in the range by event type",
-		"uniqueUsers":  fmt.Sprintf("distinct users in the range (userId, else anonymousId), estimated by a HyperLogLog sketch: relative standard error %.2f%%, 99.7%% of estimates within %.1f%%; with eventType, that type's users, absent where the store keeps no users of each type (Cassandra)", report.UniqueUsersError*100, 3*report.UniqueUsersError*100),
+		"uniqueUsers":  fmt.Sprintf("distinct users in the range (userId, else anonymousId), estimated by a HyperLogLog sketch: relative standard error %.2f%%, 99.7%% of estimates within %.1f%%; with eventType, that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them)", report.UniqueUsersError*100, 3*report.UniqueUsersError*100),
 		"timeSeries":   "every bucket of the range, oldest first, zero-filled",
 	}
 	fieldDocs = map[reflect.Type]map[string]string{
@@ -241,7 +241,7 @@ var (
 		reflect.TypeOf(report.Point{}): {
 			"timestamp":   "the bucket's start, with tz's offset at that instant",
 			"count":       "events in the bucket",
-			"uniqueUsers": "distinct users in the bucket, estimated as the range's; with eventType, that type's, absent where the store keeps no users of each type (Cassandra)",
+			"uniqueUsers": "distinct users in the bucket, estimated as the range's; with eventType, that type's (absent as the range's is)",
 		},
 		reflect.TypeOf(report.Freshness{}): {
 			"dataCompleteUntil": "every event received before this instant is counted; later ones may still be on their way to storage (absent when the reporter cannot see the bus)",

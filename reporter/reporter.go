@@ -636,7 +636,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			sc, k := scope, key
 			if group != "" {
 				// One type's users: their own sketches, where the store keeps them.
-				if sc, k = scope.Typed(), storage.TypedKey(key, group); !storage.KeepsUsers(s.store, sc) {
+				if sc, k = scope.Typed(), storage.TypedKey(key, group); !storage.KeepsUsers(s.store, sc, pl.from) {
 					return nil
 				}
 			}

@@ -15,7 +15,8 @@ type Point struct {
 	Count     int64     `json:"count"`
 	// UniqueUsers is the bucket's distinct users (estimated, see
 	// UniqueUsersError); with eventType, that type's; absent when the
-	// store keeps no users of each type (Cassandra, for now).
+	// store does not know them for the range (a Cassandra keyspace
+	// upgraded from a release before them, over a range from before).
 	UniqueUsers *int64 `json:"uniqueUsers,omitempty"`
 }
 

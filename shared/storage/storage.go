@@ -292,6 +292,17 @@ func (u UserScope) Typed() UserScope {
 	return u
 }
 
+// Untyped is the scope whose key's users u counts by type.
+func (u UserScope) Untyped() UserScope {
+	switch u {
+	case SubSystemTypeUsers:
+		return SubSystemUsers
+	case PartnerTypeUsers:
+		return PartnerUsers
+	}
+	return u
+}
+
 // IsTyped tells whether u counts the users of one event type.
 func (u UserScope) IsTyped() bool { return u == SubSystemTypeUsers || u == PartnerTypeUsers }
 
@@ -304,17 +315,33 @@ var typedEscape = strings.NewReplacer("%", "%25", "/", "%2F")
 // partner id, which holds no "/").
 func TypedKey(id, eventType string) string { return id + "/" + typedEscape.Replace(eventType) }
 
-// A ScopeKeeper is a store that keeps user sketches for some scopes only;
-// it answers errors.ErrUnsupported when asked for the users of another.
-type ScopeKeeper interface {
-	KeepsUsers(UserScope) bool
+var typedUnescape = strings.NewReplacer("%2F", "/", "%25", "%")
+
+// SplitTypedKey is TypedKey's id and event type; ok is false for a key
+// TypedKey did not make.
+func SplitTypedKey(k string) (id, eventType string, ok bool) {
+	id, esc, ok := strings.Cut(k, "/")
+	if !ok || strings.Contains(esc, "/") {
+		return "", "", false
+	}
+	eventType = typedUnescape.Replace(esc)
+	return id, eventType, TypedKey(id, eventType) == k
 }
 
-// KeepsUsers tells whether s keeps the user sketches of scope sc: every
-// scope, unless s is a ScopeKeeper that says otherwise.
-func KeepsUsers(s any, sc UserScope) bool {
+// A ScopeKeeper is a store that keeps the user sketches of some scopes
+// only, or only from some time on (a store upgraded to a release that
+// keeps a new scope has none of its sketches before); it answers
+// errors.ErrUnsupported when asked for users it does not keep.
+type ScopeKeeper interface {
+	KeepsUsers(sc UserScope, from time.Time) bool
+}
+
+// KeepsUsers tells whether s keeps the user sketches of scope sc for the
+// slots from from on: always, unless s is a ScopeKeeper that says
+// otherwise.
+func KeepsUsers(s any, sc UserScope, from time.Time) bool {
 	if k, ok := s.(ScopeKeeper); ok {
-		return k.KeepsUsers(sc)
+		return k.KeepsUsers(sc, from)
 	}
 	return true
 }

@@ -232,4 +232,4 @@ func (t traced) Ping(ctx context.Context) (err error) {
 
 func (t traced) Close() error { return t.s.Close() }
 
-func (t traced) KeepsUsers(sc UserScope) bool { return KeepsUsers(t.s, sc) }
+func (t traced) KeepsUsers(sc UserScope, from time.Time) bool { return KeepsUsers(t.s, sc, from) }

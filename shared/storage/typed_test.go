@@ -18,9 +18,21 @@ func TestTypedKeyKeepsTypesApart(t *testing.T) {
 		if !ok || strings.Contains(rest, "/") {
 			t.Fatalf("TypedKey(%q) = %q: not the id and one segment", typ, k)
 		}
+		if gotID, gotType, ok := storage.SplitTypedKey(k); !ok || gotID != id || gotType != typ {
+			t.Fatalf("SplitTypedKey(%q) = %q, %q, %v; want %q, %q", k, gotID, gotType, ok, id, typ)
+		}
 		if other, dup := seen[k]; dup {
 			t.Fatalf("types %q and %q share the key %q", other, typ, k)
 		}
 		seen[k] = typ
+	}
+}
+
+// A key TypedKey does not make does not split.
+func TestSplitTypedKeyRefusesOthers(t *testing.T) {
+	for _, k := range []string{"", "id", "id/a/b", "id/%2", "id/%zz", "id/%2f"} {
+		if id, typ, ok := storage.SplitTypedKey(k); ok {
+			t.Fatalf("SplitTypedKey(%q) = %q, %q, ok", k, id, typ)
+		}
 	}
 }

@@ -91,6 +91,10 @@ func cassandraWith(t *testing.T, prefix string, upgraded bool, set func(*cassand
 		if err := cassandrastore.SetWeeksSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
 			t.Fatal(err)
 		}
+		// Nor the users of each event type: not known before.
+		if err := cassandrastore.SetTypedUsersSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := cassandrastore.DefaultConfig()
 	cfg.Hosts, cfg.Keyspace = hosts, ks

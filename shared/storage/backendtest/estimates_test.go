@@ -78,7 +78,7 @@ func testUserEstimates(t *testing.T, store storage.Store) {
 		for _, res := range storage.Resolutions {
 			d := res.Duration()
 			for _, scope := range storage.UserScopes {
-				if !storage.KeepsUsers(store, scope) {
+				if !storage.KeepsUsers(store, scope, start) {
 					continue
 				}
 				key := map[storage.UserScope]string{storage.SubSystemUsers: sub.ID, storage.PartnerUsers: p.ID,

@@ -96,6 +96,9 @@ type Store struct {
 	// weekSince: weeks hold every event from here on, earlier ones are
 	// summed from days (layout.go).
 	weekSince time.Time
+	// typedSince: the users of each event type are kept from here on, and
+	// not known before (layout.go).
+	typedSince time.Time
 	// oneDC: the cluster has one data centre (dcsKnown: read; unions.go).
 	dcsMu           sync.Mutex
 	dcsKnown, oneDC bool
@@ -129,14 +132,14 @@ func Open(cfg Config) (*Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	// Since when each layout added after keyspaces held counts is complete.
-	var marks [4]time.Time
-	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName} {
+	var marks [5]time.Time
+	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName, typedName} {
 		if marks[i], err = readSince(ctx, s, name); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3]}
+	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3], typedSince: marks[4]}
 	st.folder = newFolder(st)
 	return st, nil
 }

@@ -63,17 +63,35 @@ func BenchmarkCeiling(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("VT_BENCH_BATCH")); err == nil && v > 0 {
 		batchSize = v
 	}
+	// VT_BENCH_USERS (default 0: no userId), VT_BENCH_SUBS (4) and
+	// VT_BENCH_TYPES (8) shape the events: users cost sketches in the
+	// manifests and the folds, per sub-system, partner and type.
+	env := func(name string, def int) int {
+		if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
+			return v
+		}
+		return def
+	}
+	users, nSubs, nTypes := env("VT_BENCH_USERS", 0), max(1, env("VT_BENCH_SUBS", 4)), max(1, env("VT_BENCH_TYPES", 8))
 	p := tenant.NewID()
-	subs := []string{tenant.NewID(), tenant.NewID(), tenant.NewID(), tenant.NewID()}
+	subs := make([]string, nSubs)
+	for i := range subs {
+		subs[i] = tenant.NewID()
+	}
 	seq := 0
 	mkBatch := func() []event.Event {
 		evs := make([]event.Event, batchSize)
 		ts := time.Now().UTC()
 		for j := range evs {
 			seq++
-			evs[j] = event.Event{ID: fmt.Sprint("b", seq), PartnerID: p, SubSystemID: subs[j%4], EventType: fmt.Sprint("t", j%8),
+			evs[j] = event.Event{ID: fmt.Sprint("b", seq), PartnerID: p, SubSystemID: subs[j%nSubs], EventType: fmt.Sprint("t", j%nTypes),
 				Timestamp: ts.Add(time.Duration(j) * time.Millisecond), ReceivedAt: ts, Metadata: []byte(`{"path":"/pricing","plan":"pro","value":42}`),
 				IP: "203.0.113.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", KeyID: "abcdefghijklm"}
+			if users > 0 {
+				// Every (sub-system, type) pair, and a user on each event.
+				evs[j].EventType = fmt.Sprint("t", (j/nSubs)%nTypes)
+				evs[j].UserID = fmt.Sprint("u", seq*7919%users)
+			}
 		}
 		return evs
 	}

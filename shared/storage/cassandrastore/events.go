@@ -240,7 +240,7 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			cells[c.String()]++
 			if u := storage.UserOf(e); u != "" {
 				h := hll.Hash(u)
-				for _, sc := range keptScopes {
+				for _, sc := range storage.UserScopes {
 					k := ucell{sc, sc.Key(e), c.Minute}.String()
 					if users[k] == nil {
 						users[k] = &hll.Sketch{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -400,10 +401,17 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 			expandUsers(c, func(a addr) { add(a, contribution{m: m, sketch: b}) })
 		}
 	}
+	// The parts of one Cassandra partition (a key's types) together, so
+	// their rows share conditional batches: a fold of 50 types is not 50
+	// times the rounds of Paxos.
+	byPartition := map[part][]part{}
+	for p := range parts {
+		byPartition[p.partition()] = append(byPartition[p.partition()], p)
+	}
 	fns = fns[:0]
-	for p, slots := range parts {
+	for _, ps := range byPartition {
 		fns = append(fns, func(ctx context.Context) error {
-			if err := st.applyPart(ctx, p, slots); err != nil {
+			if err := st.applyParts(ctx, ps, parts); err != nil {
 				return err
 			}
 			return st.hook("part")
@@ -488,43 +496,57 @@ func (st *Store) readPending(ctx context.Context, p part, pending []time.Time, m
 	return st.readTotals(ctx, p, first, last.Add(time.Millisecond), nil, true, mode, rows)
 }
 
-// applyPart adds contributions to the rows of one partition (I4): a
-// conditional batch per chunk of rows, each row under its own condition, so
-// a backlog costs a Paxos round per chunk, not per row.
-func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]contribution) error {
-	pending := make([]time.Time, 0, len(slots))
-	for t := range slots {
-		pending = append(pending, t)
+// applyParts adds contributions to the rows of parts of one partition
+// (I4): a conditional batch per chunk of rows, each row under its own
+// condition, so a backlog costs a Paxos round per chunk, not per row, and
+// a key's 50 types one round where their rows fit in one.
+func (st *Store) applyParts(ctx context.Context, ps []part, all map[part]map[time.Time][]contribution) error {
+	// Parts in a fixed order, and each part's slots in time order.
+	slices.SortFunc(ps, func(a, b part) int { return strings.Compare(a.key, b.key) })
+	pending := make(map[part][]time.Time, len(ps))
+	rows := make(map[part]map[time.Time]*total, len(ps))
+	for _, p := range ps {
+		for t := range all[p] {
+			pending[p] = append(pending[p], t)
+		}
+		slices.SortFunc(pending[p], func(a, b time.Time) int { return a.Compare(b) })
+		rows[p] = map[time.Time]*total{}
 	}
-	slices.SortFunc(pending, func(a, b time.Time) int { return a.Compare(b) })
-	rows := map[time.Time]*total{}
 	mode := forFold // a stale row only fails its condition, and is read again at SERIAL
 	for range casTries {
-		if err := st.readPending(ctx, p, pending, mode, rows); err != nil {
+		var reads []func(context.Context) error
+		for _, p := range ps {
+			if len(pending[p]) > 0 {
+				reads = append(reads, func(ctx context.Context) error { return st.readPending(ctx, p, pending[p], mode, rows[p]) })
+			}
+		}
+		if err := fanOut(ctx, 4, reads); err != nil {
 			return err
 		}
 		mode = forFoldSerial
 		var chunks [][]rowUpdate
 		var chunk []rowUpdate
 		size := 0
-		for _, t := range pending {
-			u, ok, err := st.nextRow(p, t, rows[t], slots[t])
-			if err != nil {
-				return err
+		for _, p := range ps {
+			for _, t := range pending[p] {
+				u, ok, err := st.nextRow(p, t, rows[p][t], all[p][t])
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if len(chunk) > 0 && (len(chunk) == casChunkRows || size+u.size > casChunkBytes) {
+					chunks, chunk, size = append(chunks, chunk), nil, 0
+				}
+				chunk, size = append(chunk, u), size+u.size
 			}
-			if !ok {
-				continue
-			}
-			if len(chunk) > 0 && (len(chunk) == casChunkRows || size+u.size > casChunkBytes) {
-				chunks, chunk, size = append(chunks, chunk), nil, 0
-			}
-			chunk, size = append(chunk, u), size+u.size
 		}
 		if len(chunk) > 0 {
 			chunks = append(chunks, chunk)
 		}
 		var mu sync.Mutex
-		var again []time.Time
+		again := map[part][]time.Time{}
 		fns := make([]func(context.Context) error, len(chunks))
 		for i, c := range chunks {
 			fns[i] = func(ctx context.Context) error {
@@ -547,7 +569,7 @@ func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]co
 					// unknown): read again, add what the rows lack.
 					mu.Lock()
 					for _, u := range c {
-						again = append(again, u.slot)
+						again[u.part] = append(again[u.part], u.slot)
 					}
 					mu.Unlock()
 				}
@@ -560,13 +582,20 @@ func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]co
 		if len(again) == 0 {
 			return nil
 		}
-		slices.SortFunc(again, func(a, b time.Time) int { return a.Compare(b) })
-		pending = again
-		for _, t := range pending {
-			delete(rows, t)
+		for _, p := range ps {
+			slices.SortFunc(again[p], func(a, b time.Time) int { return a.Compare(b) })
+			pending[p] = again[p]
+			for _, t := range again[p] {
+				delete(rows[p], t)
+			}
 		}
 	}
-	return fmt.Errorf("rows of %v: contended", p)
+	return fmt.Errorf("rows of %v: contended", ps[0].partition())
+}
+
+// applyPart is applyParts of one part.
+func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]contribution) error {
+	return st.applyParts(ctx, []part{p}, map[part]map[time.Time][]contribution{p: slots})
 }
 
 const (
@@ -575,6 +604,7 @@ const (
 )
 
 type rowUpdate struct {
+	part part
 	slot time.Time
 	stmt string
 	args []any
@@ -648,14 +678,15 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		old = row.through
 	}
 	tb := encodeThrough(p.kind, through)
-	u = rowUpdate{slot: slot, size: 100 + len(tb)}
+	u = rowUpdate{part: p, slot: slot, size: 100 + len(tb)}
 	if p.kind == kindUsers {
 		b := sk.Append(nil)
 		// n, the sketch's estimate, in the same write, through marked
 		// (usersMark: no release before can rewrite the row after it).
 		n = int64(sk.Estimate())
-		u.stmt = "UPDATE totals USING TTL ? SET sketch = ?, n = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"
-		u.args = []any{ttl, b, n, tb, p.kind, p.a, p.key, int8(p.res), p.period, slot, old}
+		table, where, args := p.rows()
+		u.stmt = "UPDATE " + table + " USING TTL ? SET sketch = ?, n = ?, through = ? WHERE " + where + " AND slot = ? IF through = ?"
+		u.args = append(append([]any{ttl, b, n, tb}, args...), slot, old)
 		u.size += len(b)
 	} else {
 		u.stmt = "UPDATE totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?"

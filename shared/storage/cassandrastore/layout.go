@@ -43,6 +43,11 @@ const (
 	// from days.
 	weeksVersion = 17
 	weeksName    = "weeks"
+	// The users of each event type (table typed_users, migration 20) came
+	// later still (layout row "typed-users"); before it they are not known,
+	// and a read of them answers errors.ErrUnsupported.
+	typedVersion = 21
+	typedName    = "typed-users"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -139,6 +144,13 @@ func SetHalfPastSince(ctx context.Context, hosts []string, keyspace string, sinc
 // SetWeeksSince is SetHalfPastSince for weeks (DeriveSlots).
 func SetWeeksSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
 	return setLayoutSince(ctx, hosts, keyspace, weeksName, since)
+}
+
+// SetTypedUsersSince records since when the users of each event type are
+// kept (typed_users); a read of them from before answers
+// errors.ErrUnsupported. Nothing derives them: they are not in the rows.
+func SetTypedUsersSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
+	return setLayoutSince(ctx, hosts, keyspace, typedName, since)
 }
 
 func setLayoutSince(ctx context.Context, hosts []string, keyspace, name string, since time.Time) error {

@@ -91,6 +91,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
 		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
 		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
+		{typedVersion, "the users of each event type from now on (go)", markLayoutAt(now, typedName)},
 	} {
 		if applied[step.version] {
 			continue

@@ -42,8 +42,9 @@ func packKey(t time.Time) int { return t.UTC().Hour() }
 // packUpdate is the statement writing slot's entry of its pack, for a
 // batch with the row's own conditional update.
 func packUpdate(p part, slot time.Time, n int64, ttl int) (string, []any) {
-	return "UPDATE totals USING TTL ? SET pack[?] = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		[]any{ttl, packKey(slot), n, p.kind, p.a, p.key, int8(p.res), p.period, packSlot(slot)}
+	table, where, args := p.rows()
+	return "UPDATE " + table + " USING TTL ? SET pack[?] = ? WHERE " + where + " AND slot = ?",
+		append(append([]any{ttl, packKey(slot), n}, args...), packSlot(slot))
 }
 
 // usesPacks tells whether a read of res's totals from from on (each slot's
@@ -73,8 +74,9 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 		}
 		first, last := packSlot(lo), packSlot(hi.Add(-time.Nanosecond))
 		fns = append(fns, func(ctx context.Context) error {
-			iter := st.s.Query("SELECT slot, pack FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot <= ?",
-				p.kind, p.a, p.key, int8(p.res), p.period, first, last).WithContext(ctx).PageSize(64).Iter()
+			table, where, args := p.rows()
+			iter := st.s.Query("SELECT slot, pack FROM "+table+" WHERE "+where+" AND slot >= ? AND slot <= ?",
+				append(args, first, last)...).WithContext(ctx).PageSize(64).Iter()
 			var day time.Time
 			var pack packEntries
 			y, m, _ := lo.UTC().Date()

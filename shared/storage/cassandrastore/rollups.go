@@ -115,6 +115,31 @@ type part struct {
 
 func (a addr) part() part { return part{a.kind, a.a, a.key, a.res, a.period} }
 
+// typed tells whether p is the users of one event type, whose rows are in
+// typed_users under their sub-system or partner and type, in one partition
+// with the key's other types (a fold writes them in the same batches).
+func (p part) typed() bool { return p.kind == kindUsers && storage.UserScope(p.a).IsTyped() }
+
+// rows are the table of p's rows and the condition naming them but for
+// their slot, with its values.
+func (p part) rows() (table, where string, args []any) {
+	if p.typed() {
+		id, typ, _ := storage.SplitTypedKey(p.key) // checked by kept
+		return "typed_users", "a = ? AND key = ? AND res = ? AND period = ? AND type = ?", []any{p.a, id, int8(p.res), p.period, typ}
+	}
+	return "totals", "kind = ? AND a = ? AND key = ? AND res = ? AND period = ?", []any{p.kind, p.a, p.key, int8(p.res), p.period}
+}
+
+// partition is p's Cassandra partition: the typed parts of a key,
+// resolution and period share one.
+func (p part) partition() part {
+	if p.typed() {
+		id, _, _ := storage.SplitTypedKey(p.key)
+		p.key = id
+	}
+	return p
+}
+
 // periodOf is the partition period of a slot: a UTC day of minutes or
 // quarters (yyyymmdd), a month of half hours, hours or six hours (yyyymm),
 // a year of days (yyyy). Half hours take a month (1,488 rows, as many as
@@ -214,7 +239,7 @@ type total struct {
 // may name more than one partner).
 func throughKey(p part, m *manifest) string {
 	b := strconv.Itoa(int(m.bucket))
-	if p.kind == kindCounts && storage.Rollup(p.a) == storage.SubSystemTypes || p.kind == kindUsers && storage.UserScope(p.a) == storage.SubSystemUsers {
+	if p.kind == kindCounts && storage.Rollup(p.a) == storage.SubSystemTypes || p.kind == kindUsers && storage.UserScope(p.a).Untyped() == storage.SubSystemUsers {
 		return m.partner + "/" + b
 	}
 	return b
@@ -231,6 +256,11 @@ func (t *total) covers(p part, m *manifest) bool {
 
 // partnersOf are the partners whose claim partitions hold a key's manifests.
 func (st *Store) partnersOf(ctx context.Context, kind, a int8, key string) ([]string, error) {
+	if kind == kindUsers && storage.UserScope(a).IsTyped() {
+		// The users of one type of a sub-system or partner: its manifests.
+		key, _, _ = storage.SplitTypedKey(key)
+		a = int8(storage.UserScope(a).Untyped())
+	}
 	if !(kind == kindCounts && storage.Rollup(a) == storage.SubSystemTypes || kind == kindUsers && storage.UserScope(a) == storage.SubSystemUsers) {
 		return []string{key}, nil
 	}
@@ -497,12 +527,11 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		page = usersPage
 	}
 	var q *gocql.Query
+	table, where, args := p.rows()
 	if slots != nil {
-		q = st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot IN ?",
-			p.kind, p.a, p.key, int8(p.res), p.period, slots)
+		q = st.s.Query("SELECT "+cols+" FROM "+table+" WHERE "+where+" AND slot IN ?", append(args, slots)...)
 	} else {
-		q = st.s.Query("SELECT "+cols+" FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
-			p.kind, p.a, p.key, int8(p.res), p.period, from, to)
+		q = st.s.Query("SELECT "+cols+" FROM "+table+" WHERE "+where+" AND slot >= ? AND slot < ?", append(args, from, to)...)
 	}
 	q = q.WithContext(ctx).PageSize(page)
 	if mode == forFoldSerial {
@@ -885,20 +914,28 @@ func (st *Store) usersFloors(ctx context.Context, q storage.UsersQuery) ([]strin
 	return partners, floors, nil
 }
 
-// keptScopes are the user scopes this store keeps sketches for. Not yet
-// the users of each event type: their sketches would be rows of their own,
-// a conditional write for each (key, type, slot) a fold touches, where the
-// two kept scopes write one for each (key, slot).
-var keptScopes = []storage.UserScope{storage.SubSystemUsers, storage.PartnerUsers}
+// KeepsUsers implements storage.ScopeKeeper: every scope, the users of
+// each event type from typedSince on.
+func (st *Store) KeepsUsers(sc storage.UserScope, from time.Time) bool {
+	return !sc.IsTyped() || !from.Before(st.typedSince)
+}
 
-// KeepsUsers implements storage.ScopeKeeper.
-func (st *Store) KeepsUsers(sc storage.UserScope) bool { return kept(sc) == nil }
-
-func kept(sc storage.UserScope) error {
-	if slices.Contains(keptScopes, sc) {
+// kept refuses a read of the users of each event type from before this
+// store kept them (errors.ErrUnsupported: a keyspace upgraded across
+// typedSince has no rows of theirs before it), and a typed key that
+// storage.TypedKey did not make.
+func (st *Store) kept(sc storage.UserScope, key string, from time.Time) error {
+	if !sc.IsTyped() {
 		return nil
 	}
-	return fmt.Errorf("cassandrastore: the users of scope %d are not kept: %w", sc, errors.ErrUnsupported)
+	if _, _, ok := storage.SplitTypedKey(key); !ok {
+		return fmt.Errorf("cassandrastore: %q is not a key of one event type's users (storage.TypedKey)", key)
+	}
+	if from.Before(st.typedSince) {
+		return fmt.Errorf("cassandrastore: the users of each event type are kept from %s on, not from %s: %w",
+			st.typedSince.Format(time.RFC3339), from.UTC().Format(time.RFC3339), errors.ErrUnsupported)
+	}
+	return nil
 }
 
 // UserEstimates reads each slot's estimate (n) instead of its sketch: a
@@ -908,7 +945,7 @@ func kept(sc storage.UserScope) error {
 // rest hold every manifest at or below the floor (I5), so their n is
 // exact. Reads summed from finer slots (derived) estimate the sums.
 func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn func(time.Time, uint64) error) error {
-	if err := kept(q.Scope); err != nil {
+	if err := st.kept(q.Scope, q.Key, q.Res.Slot(q.From)); err != nil {
 		return err
 	}
 	if _, _, ok := st.derived(q.Res, q.From, q.To); ok {
@@ -989,7 +1026,7 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 // Users merges each slot's sketch and the users of manifests its row does
 // not cover.
 func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.Time, []byte) error) error {
-	if err := kept(q.Scope); err != nil {
+	if err := st.kept(q.Scope, q.Key, q.Res.Slot(q.From)); err != nil {
 		return err
 	}
 	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {

@@ -146,7 +146,7 @@ func (st *Store) UnionEstimates(ctx context.Context, q storage.UnionsQuery, fn f
 	if len(q.Unions) == 0 {
 		return nil
 	}
-	if err := kept(q.Scope); err != nil {
+	if err := st.kept(q.Scope, q.Key, firstFrom(q.Unions)); err != nil {
 		return err
 	}
 	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key}
@@ -173,7 +173,7 @@ func (st *Store) UnionSketches(ctx context.Context, q storage.UnionsQuery, fn fu
 	if len(q.Unions) == 0 {
 		return nil
 	}
-	if err := kept(q.Scope); err != nil {
+	if err := st.kept(q.Scope, q.Key, firstFrom(q.Unions)); err != nil {
 		return err
 	}
 	u := unionOf{kind: kindUsers, a: int8(q.Scope), key: q.Key, sketches: true}
@@ -192,6 +192,20 @@ func (st *Store) UnionSketches(ctx context.Context, q storage.UnionsQuery, fn fu
 		}
 	}
 	return nil
+}
+
+// firstFrom is the earliest start of any tile of unions (the zero time's
+// latest when none has one).
+func firstFrom(unions [][]storage.Tile) time.Time {
+	first := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, u := range unions {
+		for _, t := range u {
+			if t.Res.Slot(t.From).Before(first) {
+				first = t.Res.Slot(t.From)
+			}
+		}
+	}
+	return first
 }
 
 // usersTouch marks the instants of q's key's users in a manifest.

@@ -151,7 +151,7 @@ func (x *expected) check(t *testing.T, s storage.Store, from, to time.Time) {
 		}
 	}
 	for _, sc := range storage.UserScopes {
-		if !storage.KeepsUsers(s, sc) {
+		if !storage.KeepsUsers(s, sc, from) {
 			// A store that does not keep them says so, never an answer of none.
 			for k := range x.ukeys[sc] {
 				q := storage.UsersQuery{Scope: sc, Key: k, Res: storage.Hour, From: from, To: to}
