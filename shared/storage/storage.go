@@ -303,6 +303,19 @@ func (u UserScope) Untyped() UserScope {
 	return u
 }
 
+// Keeps tells whether the scope counts e's user: a typed scope only
+// events whose ids TypedKey can hold (no "/": the registry's ids never
+// have one, an internal publisher's might).
+func (u UserScope) Keeps(e *event.Event) bool {
+	switch u {
+	case SubSystemTypeUsers:
+		return !strings.Contains(e.SubSystemID, "/")
+	case PartnerTypeUsers:
+		return !strings.Contains(e.PartnerID, "/")
+	}
+	return true
+}
+
 // IsTyped tells whether u counts the users of one event type.
 func (u UserScope) IsTyped() bool { return u == SubSystemTypeUsers || u == PartnerTypeUsers }
 

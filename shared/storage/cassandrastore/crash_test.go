@@ -121,24 +121,40 @@ func checkCounts(st *Store, p string, subs []string, ts time.Time, want int64) e
 	if a != want || b != want {
 		return fmt.Errorf("counted %d by sub-system, %d by partner; want %d", a, b, want)
 	}
-	for _, res := range storage.Resolutions {
-		us, err := storage.UserSlots(context.Background(), st, storage.UsersQuery{Scope: storage.PartnerUsers, Key: p, Res: res,
-			From: ts.Add(-24 * time.Hour), To: ts.Add(24 * time.Hour)})
-		if err != nil {
-			return err
-		}
-		var sk hll.Sketch
-		for _, u := range us {
-			if err := sk.MergeBinary(u.Sketch); err != nil {
-				return err
+	// The partner's users, and those of one type: the partner's, and the
+	// first sub-system's (the users of each type share their key's
+	// partition and conditional batches).
+	evs := batchOf(p, subs, int(want), ts)
+	for _, c := range []struct {
+		sc    storage.UserScope
+		key   string
+		match func(e *event.Event) bool
+	}{
+		{storage.PartnerUsers, p, func(*event.Event) bool { return true }},
+		{storage.PartnerTypeUsers, storage.TypedKey(p, "t0"), func(e *event.Event) bool { return e.EventType == "t0" }},
+		{storage.SubSystemTypeUsers, storage.TypedKey(subs[0], "t1"), func(e *event.Event) bool { return e.EventType == "t1" && e.SubSystemID == subs[0] }},
+	} {
+		var exact hll.Sketch // the sketch of exactly those users
+		for i := range evs {
+			if c.match(&evs[i]) {
+				exact.Add(storage.UserOf(&evs[i]))
 			}
 		}
-		var exact hll.Sketch // the sketch of exactly those users
-		for i := range min(want, 37) {
-			exact.Add(storage.UserOf(&event.Event{UserID: fmt.Sprint("u", i)}))
-		}
-		if sk.Estimate() != exact.Estimate() {
-			return fmt.Errorf("%s: %d users, want %d", res, sk.Estimate(), exact.Estimate())
+		for _, res := range storage.Resolutions {
+			us, err := storage.UserSlots(context.Background(), st, storage.UsersQuery{Scope: c.sc, Key: c.key, Res: res,
+				From: ts.Add(-24 * time.Hour), To: ts.Add(24 * time.Hour)})
+			if err != nil {
+				return err
+			}
+			var sk hll.Sketch
+			for _, u := range us {
+				if err := sk.MergeBinary(u.Sketch); err != nil {
+					return err
+				}
+			}
+			if string(sk.Append(nil)) != string(exact.Append(nil)) {
+				return fmt.Errorf("scope %d %s: %d users, want %d", c.sc, res, sk.Estimate(), exact.Estimate())
+			}
 		}
 	}
 	return nil

@@ -241,6 +241,9 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			if u := storage.UserOf(e); u != "" {
 				h := hll.Hash(u)
 				for _, sc := range storage.UserScopes {
+					if !sc.Keeps(e) {
+						continue
+					}
 					k := ucell{sc, sc.Key(e), c.Minute}.String()
 					if users[k] == nil {
 						users[k] = &hll.Sketch{}

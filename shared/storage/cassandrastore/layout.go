@@ -81,6 +81,13 @@ func markLayout(ctx context.Context, s *gocql.Session, keyspace string, now time
 	since := time.Unix(0, 0).UTC()
 	var kind int8
 	err := s.Query(fmt.Sprintf("SELECT kind FROM %s.totals LIMIT 1", keyspace)).WithContext(ctx).Scan(&kind)
+	if errors.Is(err, gocql.ErrNotFound) {
+		// No totals, but maybe claims and manifests an older release wrote
+		// and no fold has applied yet: the users of each type are not in
+		// them, so that keyspace is not new either.
+		var partner string
+		err = s.Query(fmt.Sprintf("SELECT partner_id FROM %s.claims LIMIT 1", keyspace)).WithContext(ctx).Scan(&partner)
+	}
 	switch {
 	case err == nil:
 		since = now.UTC().Add(sinceMargin).Truncate(6 * time.Hour).Add(6 * time.Hour)

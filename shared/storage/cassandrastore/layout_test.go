@@ -271,3 +271,32 @@ func TestMonthlyHalfHours(t *testing.T) {
 		t.Fatalf("after the migration the half hour holds %d events, want 1", n)
 	}
 }
+
+// A keyspace whose events no fold has applied yet (claims and manifests,
+// no totals) is not new either: the users of each type are kept from a day
+// and some after the upgrade, not from the start, since the manifests an
+// older release wrote hold none.
+func TestMarkLayoutSeesUnfoldedManifests(t *testing.T) {
+	st := openStore(t)
+	st.folder.close()
+	ctx := context.Background()
+	if err := st.s.Query("DELETE FROM layout WHERE name = ?", typedName).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	p := tenant.NewID()
+	if _, err := st.WriteEvents(ctx, []event.Event{{ID: "m1", PartnerID: p, SubSystemID: tenant.NewID(), EventType: "v", Timestamp: time.Now(), UserID: "u"}}); err != nil {
+		t.Fatal(err)
+	}
+	var kind int8
+	if err := st.s.Query("SELECT kind FROM totals LIMIT 1").Scan(&kind); err == nil {
+		t.Fatal("a row in totals before any fold")
+	}
+	now := time.Now().UTC()
+	if err := markLayout(ctx, st.s, st.cfg.Keyspace, now, typedName); err != nil {
+		t.Fatal(err)
+	}
+	want := now.Add(24 * time.Hour).Truncate(6 * time.Hour).Add(6 * time.Hour)
+	if got, _ := readSince(ctx, st.s, typedName); !got.Equal(want) {
+		t.Fatalf("a keyspace with manifests only: typed users since %v, want %v", got, want)
+	}
+}

@@ -187,6 +187,9 @@ func (st *Store) PackCountHours(ctx context.Context, r storage.Rollup, key strin
 
 // PackUserHours is PackCountHours for a key's users (their estimates).
 func (st *Store) PackUserHours(ctx context.Context, u storage.UserScope, key string, from, to time.Time) (int, error) {
+	if u.IsTyped() {
+		return 0, fmt.Errorf("cassandrastore: the users of each type are packed as they are folded: nothing to pack")
+	}
 	return st.packHours(ctx, kindUsers, int8(u), key, from, to)
 }
 

@@ -25,6 +25,9 @@ import (
 // Folds re-encode the rows they write anyway; this is for closed slots no
 // fold will write again (the benchmark's data set, for one).
 func (st *Store) ReencodeUsers(ctx context.Context, scope storage.UserScope, key string, res storage.Res, from, to time.Time) (int, error) {
+	if scope.IsTyped() {
+		return 0, fmt.Errorf("cassandrastore: the users of each type were never in an older form: nothing to re-encode")
+	}
 	n := 0
 	for _, period := range periods(res, from, to) {
 		p := part{kindUsers, int8(scope), key, res, period}

@@ -130,3 +130,73 @@ func TestTypedUsersKeptFromTheirStart(t *testing.T) {
 		t.Fatalf("a bad typed key: %v", err)
 	}
 }
+
+// A row of one type that changes between a fold's read and its
+// conditional batch fails the batch, and every row of it, of every type,
+// is read again and written: none is dropped with the batch.
+func TestTypedRowChangedBeforeItsWrite(t *testing.T) {
+	var st *Store
+	p, sub := tenant.NewID(), tenant.NewID()
+	minute := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	obs := &minuteRead{sub: sub, fold: func() {
+		// Another writer's row where the fold read none: its condition
+		// (through = null) fails.
+		period := periodOf(storage.Minute, minute)
+		err := st.s.Query("UPDATE typed_users SET through = ? WHERE a = ? AND key = ? AND res = ? AND period = ? AND type = ? AND slot = ?",
+			encodeThrough(kindUsers, map[string]int64{"elsewhere/0": 1}), int8(storage.SubSystemTypeUsers), sub, int8(storage.Minute), period, "t0", minute).Exec()
+		if err != nil {
+			t.Error(err)
+		}
+	}}
+	st = openStoreWith(t, func(c *Config) { c.Observer = obs })
+	st.folder.close()
+	ctx := context.Background()
+	var evs []event.Event
+	for i := range 30 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p, SubSystemID: sub, EventType: fmt.Sprint("t", i%3),
+			Timestamp: minute.Add(time.Duration(i) * time.Second), UserID: fmt.Sprint("u", i)})
+	}
+	if _, err := st.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !obs.fired {
+		t.Fatal("the fold read no typed rows")
+	}
+	// The rows as stored (not merged with manifests as a read would).
+	for typ := range 3 {
+		var exact hll.Sketch
+		for i := range evs {
+			if i%3 == typ {
+				exact.Add(storage.UserOf(&evs[i]))
+			}
+		}
+		var sk []byte
+		err := st.s.Query("SELECT sketch FROM typed_users WHERE a = ? AND key = ? AND res = ? AND period = ? AND type = ? AND slot = ?",
+			int8(storage.SubSystemTypeUsers), sub, int8(storage.Minute), periodOf(storage.Minute, minute), fmt.Sprint("t", typ), minute).Scan(&sk)
+		if err != nil || string(sk) != string(exact.Append(nil)) {
+			t.Fatalf("type t%d: the minute's row holds %d bytes (%v), want the sketch of its 10 users", typ, len(sk), err)
+		}
+	}
+}
+
+// minuteRead runs fold once, after the first fold's read of the minute row
+// of type t0 of sub (and before that partition's batch).
+type minuteRead struct {
+	sub   string
+	fold  func()
+	once  sync.Once
+	fired bool
+}
+
+func (o *minuteRead) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	if strings.Contains(q.Statement, "FROM typed_users") && strings.Contains(q.Statement, "TTL(through)") &&
+		len(q.Values) > 4 && q.Values[0] == int8(storage.SubSystemTypeUsers) && q.Values[1] == o.sub &&
+		q.Values[2] == int8(storage.Minute) && q.Values[4] == "t0" {
+		o.once.Do(func() { o.fired = true; o.fold() })
+	}
+}
+
+func (o *minuteRead) ObserveBatch(context.Context, gocql.ObservedBatch) {}

@@ -698,6 +698,9 @@ func (d *rollupDeltas) addTo(e *event.Event, counts bool, scopes []storage.UserS
 			continue
 		}
 		for _, u := range scopes {
+			if !u.Keeps(e) {
+				continue
+			}
 			dk := deltaKey{int8(u), int8(res), u.Key(e), slot}
 			sk := d.users[dk]
 			if sk == nil {

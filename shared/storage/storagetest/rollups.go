@@ -61,6 +61,9 @@ func (x *expected) add(e *event.Event) {
 		}
 		if u := storage.UserOf(e); u != "" {
 			for _, sc := range storage.UserScopes {
+				if !sc.Keeps(e) {
+					continue
+				}
 				us := userSlot{sc, sc.Key(e), res, slot}
 				x.ukeys[sc][us.key] = true
 				if x.users[us] == nil {
