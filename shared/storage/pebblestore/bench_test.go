@@ -36,7 +36,7 @@ func benchmarkWriteSpread(b *testing.B, subs, types int, over time.Duration) {
 		for j := range batch {
 			n := i*500 + j
 			at := ts.Add(time.Duration(n*7919%int(over/time.Second)) * time.Second)
-			batch[j] = event.Event{ID: fmt.Sprint(i, "-", j), PartnerID: "p", SubSystemID: fmt.Sprint("s", n*31%subs), EventType: fmt.Sprint("t", n*17%types),
+			batch[j] = event.Event{ID: fmt.Sprint(i, "-", j), PartnerID: "p", SubSystemID: fmt.Sprint("s", n%subs), EventType: fmt.Sprint("t", n/subs%types),
 				Timestamp: at, ReceivedAt: at, Metadata: []byte(`{"path":"/pricing","ref":"news"}`), UserAgent: "Mozilla/5.0",
 				UserID: fmt.Sprint("u", n*7919%20_000)}
 		}
