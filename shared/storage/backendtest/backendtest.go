@@ -56,14 +56,23 @@ func Cassandra(t *testing.T, prefix string) storage.Store { return cassandra(t, 
 // CassandraWith is Cassandra with its configuration changed by set (a
 // short retention, say).
 func CassandraWith(t *testing.T, prefix string, set func(*cassandrastore.Config)) storage.Store {
-	return cassandraWith(t, prefix, false, set)
+	return cassandraWith(t, prefix, false, set, nil)
+}
+
+// CassandraTypedSince is Cassandra with a keyspace that keeps the users of
+// each event type from since on, as an upgrade to the release that added
+// them leaves it: a read of them from before answers errors.ErrUnsupported.
+func CassandraTypedSince(t *testing.T, prefix string, since time.Time) storage.Store {
+	return cassandraWith(t, prefix, false, nil, func(ctx context.Context, hosts []string, ks string) error {
+		return cassandrastore.SetTypedUsersSince(ctx, hosts, ks, since)
+	})
 }
 
 func cassandra(t *testing.T, prefix string, upgraded bool) storage.Store {
-	return cassandraWith(t, prefix, upgraded, nil)
+	return cassandraWith(t, prefix, upgraded, nil, nil)
 }
 
-func cassandraWith(t *testing.T, prefix string, upgraded bool, set func(*cassandrastore.Config)) storage.Store {
+func cassandraWith(t *testing.T, prefix string, upgraded bool, set func(*cassandrastore.Config), prepare func(ctx context.Context, hosts []string, ks string) error) storage.Store {
 	h := os.Getenv("VT_CASSANDRA_HOSTS")
 	if h == "" {
 		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and sets it")
@@ -93,6 +102,11 @@ func cassandraWith(t *testing.T, prefix string, upgraded bool, set func(*cassand
 		}
 		// Nor the users of each event type: not known before.
 		if err := cassandrastore.SetTypedUsersSince(ctx, hosts, ks, time.Now().AddDate(1, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if prepare != nil {
+		if err := prepare(ctx, hosts, ks); err != nil {
 			t.Fatal(err)
 		}
 	}

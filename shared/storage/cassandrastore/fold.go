@@ -593,11 +593,6 @@ func (st *Store) applyParts(ctx context.Context, ps []part, all map[part]map[tim
 	return fmt.Errorf("rows of %v: contended", ps[0].partition())
 }
 
-// applyPart is applyParts of one part.
-func (st *Store) applyPart(ctx context.Context, p part, slots map[time.Time][]contribution) error {
-	return st.applyParts(ctx, []part{p}, map[part]map[time.Time][]contribution{p: slots})
-}
-
 const (
 	casChunkRows  = 100
 	casChunkBytes = 32 << 10 // under Cassandra's default batch_size_fail_threshold (50 KiB)

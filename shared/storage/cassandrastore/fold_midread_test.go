@@ -19,6 +19,7 @@ import (
 // holds every one of its words (the driver tells observers synchronously).
 type foldAt struct {
 	words []string
+	match func(gocql.ObservedQuery) bool // when set, the statement must pass it too
 	fold  func()
 	once  sync.Once
 	fired bool
@@ -29,6 +30,9 @@ func (f *foldAt) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 		if !strings.Contains(q.Statement, w) {
 			return
 		}
+	}
+	if f.match != nil && !f.match(q) {
+		return
 	}
 	f.once.Do(func() { f.fired = true; f.fold() })
 }

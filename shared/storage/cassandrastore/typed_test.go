@@ -138,7 +138,12 @@ func TestTypedRowChangedBeforeItsWrite(t *testing.T) {
 	var st *Store
 	p, sub := tenant.NewID(), tenant.NewID()
 	minute := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
-	obs := &minuteRead{sub: sub, fold: func() {
+	// After the fold's read of the minute row of type t0 of sub, before
+	// that partition's batch:
+	obs := &foldAt{words: []string{"FROM typed_users", "TTL(through)"}, match: func(q gocql.ObservedQuery) bool {
+		return len(q.Values) > 4 && q.Values[0] == int8(storage.SubSystemTypeUsers) && q.Values[1] == sub &&
+			q.Values[2] == int8(storage.Minute) && q.Values[4] == "t0"
+	}, fold: func() {
 		// Another writer's row where the fold read none: its condition
 		// (through = null) fails.
 		period := periodOf(storage.Minute, minute)
@@ -181,22 +186,3 @@ func TestTypedRowChangedBeforeItsWrite(t *testing.T) {
 		}
 	}
 }
-
-// minuteRead runs fold once, after the first fold's read of the minute row
-// of type t0 of sub (and before that partition's batch).
-type minuteRead struct {
-	sub   string
-	fold  func()
-	once  sync.Once
-	fired bool
-}
-
-func (o *minuteRead) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
-	if strings.Contains(q.Statement, "FROM typed_users") && strings.Contains(q.Statement, "TTL(through)") &&
-		len(q.Values) > 4 && q.Values[0] == int8(storage.SubSystemTypeUsers) && q.Values[1] == o.sub &&
-		q.Values[2] == int8(storage.Minute) && q.Values[4] == "t0" {
-		o.once.Do(func() { o.fired = true; o.fold() })
-	}
-}
-
-func (o *minuteRead) ObserveBatch(context.Context, gocql.ObservedBatch) {}

@@ -573,7 +573,7 @@ func TestUnionsReadAfterTheFingerprint(t *testing.T) {
 				var dayErr error
 				expandUsers(c, func(a addr) {
 					if a.res == storage.Day && dayErr == nil {
-						dayErr = other.applyPart(ctx, a.part(), map[time.Time][]contribution{a.slot: {{m: m, sketch: b}}})
+						dayErr = other.applyParts(ctx, []part{a.part()}, map[part]map[time.Time][]contribution{a.part(): {a.slot: {{m: m, sketch: b}}}})
 					}
 				})
 				if dayErr != nil {
