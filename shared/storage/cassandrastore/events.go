@@ -228,8 +228,10 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 	for len(pending) > 0 {
 		attempts++
 		b := st.s.Batch(gocql.LoggedBatch).SerialConsistency(gocql.Serial)
-		cells := map[string]int64{}
-		users := map[string]*hll.Sketch{}
+		// Keyed by value: each distinct cell is encoded once, not once an
+		// event (four user scopes an event since the users of each type).
+		counts := map[mcell]int64{}
+		users := map[ucell]*hll.Sketch{}
 		var retention time.Duration
 		for _, i := range pending {
 			e := &events[i]
@@ -237,14 +239,14 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, ts, sub_system_id, event_type, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
 				ck.partner, ck.bucket, e.ID, batch, grp, e.Timestamp.UTC(), e.SubSystemID, e.EventType, d[:], st.horizonSeconds())
 			c := cellOf(e)
-			cells[c.String()]++
+			counts[c]++
 			if u := storage.UserOf(e); u != "" {
 				h := hll.Hash(u)
 				for _, sc := range storage.UserScopes {
 					if !sc.Keeps(e) {
 						continue
 					}
-					k := ucell{sc, sc.Key(e), c.Minute}.String()
+					k := ucell{sc, sc.Key(e), c.Minute}
 					if users[k] == nil {
 						users[k] = &hll.Sketch{}
 					}
@@ -253,9 +255,13 @@ func (st *Store) claimEvents(ctx context.Context, batch gocql.UUID, grp int, ck 
 			}
 			retention = max(retention, st.retentionOf(e))
 		}
+		cells := make(map[string]int64, len(counts))
+		for c, n := range counts {
+			cells[c.String()] = n
+		}
 		sketches := make(map[string][]byte, len(users))
 		for k, s := range users {
-			sketches[k] = s.Append(nil)
+			sketches[k.String()] = s.Append(nil)
 		}
 		id := manifestID(mt, batch, grp)
 		b.Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, users, retention) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
