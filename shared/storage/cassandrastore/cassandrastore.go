@@ -133,7 +133,7 @@ func Open(cfg Config) (*Store, error) {
 	defer cancel()
 	// Since when each layout added after keyspaces held counts is complete.
 	var marks [5]time.Time
-	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName, typedName} {
+	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName, typedSpansName} {
 		if marks[i], err = readSince(ctx, s, name); err != nil {
 			s.Close()
 			return nil, err

@@ -130,7 +130,7 @@ func forRollup(r storage.Rollup, partner string, c mcell, fn func(a addr, group 
 	t := time.Unix(c.Minute, 0).UTC()
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(t)
-		fn(addr{kindCounts, int8(r), c.Sub, res, periodOf(res, slot), slot}, c.Type)
+		fn(addr{kindCounts, int8(r), c.Sub, res, periodOf(res, false, slot), slot}, c.Type)
 	}
 }
 

@@ -167,7 +167,7 @@ func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, res st
 	}
 	n := 0
 	for _, r := range rows {
-		p := part{kind, a, key, res, periodOf(res, r.start)}
+		p := part{kind, a, key, res, periodOf(res, false, r.start)}
 		ttl := ttlUntil(r.start.Add(res.Duration()+keep), time.Now())
 		if ttl == 0 {
 			continue // expired already

@@ -127,7 +127,7 @@ func testDeriveSlots(t *testing.T, res storage.Res, step, lateAfter time.Duratio
 		kind, a int8
 		key     string
 	}{{kindCounts, 0, subs[0]}, {kindCounts, 0, subs[1]}, {kindCounts, 1, p}, {kindCounts, 2, p}, {kindUsers, 0, subs[0]}, {kindUsers, 0, subs[1]}, {kindUsers, 1, p}} {
-		for _, period := range periods(res, res.Slot(from), to) { // from's slot may start in the partition before
+		for _, period := range periods(res, false, res.Slot(from), to) { // from's slot may start in the partition before
 			if err := st.s.Query("DELETE FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ?",
 				k.kind, k.a, k.key, int8(res), period).Exec(); err != nil {
 				t.Fatal(err)
@@ -144,7 +144,7 @@ func testDeriveSlots(t *testing.T, res storage.Res, step, lateAfter time.Duratio
 	fold()
 	var partial int64
 	if err := st.s.Query("SELECT n FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		kindCounts, int8(storage.PartnerTypes), p, int8(res), periodOf(res, late), res.Slot(late)).Scan(&partial); err != nil || partial != 1 {
+		kindCounts, int8(storage.PartnerTypes), p, int8(res), periodOf(res, false, late), res.Slot(late)).Scan(&partial); err != nil || partial != 1 {
 		t.Fatalf("the late event's row: n %d, %v", partial, err)
 	}
 	// And events not folded yet.

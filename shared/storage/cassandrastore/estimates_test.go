@@ -86,7 +86,7 @@ func TestEstimatesBesideSketches(t *testing.T) {
 	users, counts := 0, 0
 	for _, kind := range []int8{kindUsers, kindCounts} {
 		iter := st.s.Query("SELECT through FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ?",
-			kind, int8(0), sub, int8(storage.Hour), periodOf(storage.Hour, at)).Iter()
+			kind, int8(0), sub, int8(storage.Hour), periodOf(storage.Hour, false, at)).Iter()
 		var through []byte
 		for iter.Scan(&through) {
 			if through == nil {
@@ -113,7 +113,7 @@ func TestEstimatesBesideSketches(t *testing.T) {
 		t.Fatalf("%d users rows and %d counts rows read", users, counts)
 	}
 	var sketch, through []byte
-	pt := part{kindUsers, int8(q.Scope), sub, storage.Hour, periodOf(storage.Hour, at)}
+	pt := part{kindUsers, int8(q.Scope), sub, storage.Hour, periodOf(storage.Hour, false, at)}
 	if err := st.s.Query("SELECT sketch, through FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
 		pt.kind, pt.a, pt.key, int8(pt.res), pt.period, at).Scan(&sketch, &through); err != nil {
 		t.Fatal(err)

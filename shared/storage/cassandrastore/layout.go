@@ -48,6 +48,12 @@ const (
 	// and a read of them answers errors.ErrUnsupported.
 	typedVersion = 21
 	typedName    = "typed-users"
+	// One release later their partitions spanned less time (spanOf in
+	// rollups.go): the rows written before sit in partitions no longer
+	// read, so version 22 marks since again under a new name (layout row
+	// "typed-users-2"), and the users of each type are not known before it.
+	typedSpansVersion = 22
+	typedSpansName    = "typed-users-2"
 	// sinceMargin: a fold before the upgrade counted no event more than this
 	// far in the future (the edge's default limit is 10 minutes).
 	sinceMargin = 24 * time.Hour
@@ -157,7 +163,7 @@ func SetWeeksSince(ctx context.Context, hosts []string, keyspace string, since t
 // kept (typed_users); a read of them from before answers
 // errors.ErrUnsupported. Nothing derives them: they are not in the rows.
 func SetTypedUsersSince(ctx context.Context, hosts []string, keyspace string, since time.Time) error {
-	return setLayoutSince(ctx, hosts, keyspace, typedName, since)
+	return setLayoutSince(ctx, hosts, keyspace, typedSpansName, since)
 }
 
 func setLayoutSince(ctx context.Context, hosts []string, keyspace, name string, since time.Time) error {

@@ -280,7 +280,7 @@ func TestMarkLayoutSeesUnfoldedManifests(t *testing.T) {
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()
-	if err := st.s.Query("DELETE FROM layout WHERE name = ?", typedName).Exec(); err != nil {
+	if err := st.s.Query("DELETE FROM layout WHERE name = ?", typedSpansName).Exec(); err != nil {
 		t.Fatal(err)
 	}
 	p := tenant.NewID()
@@ -292,11 +292,11 @@ func TestMarkLayoutSeesUnfoldedManifests(t *testing.T) {
 		t.Fatal("a row in totals before any fold")
 	}
 	now := time.Now().UTC()
-	if err := markLayout(ctx, st.s, st.cfg.Keyspace, now, typedName); err != nil {
+	if err := markLayout(ctx, st.s, st.cfg.Keyspace, now, typedSpansName); err != nil {
 		t.Fatal(err)
 	}
 	want := now.Add(24 * time.Hour).Truncate(6 * time.Hour).Add(6 * time.Hour)
-	if got, _ := readSince(ctx, st.s, typedName); !got.Equal(want) {
+	if got, _ := readSince(ctx, st.s, typedSpansName); !got.Equal(want) {
 		t.Fatalf("a keyspace with manifests only: typed users since %v, want %v", got, want)
 	}
 }

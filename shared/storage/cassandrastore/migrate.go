@@ -92,6 +92,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
 		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
 		{typedVersion, "the users of each event type from now on (go)", markLayoutAt(now, typedName)},
+		{typedSpansVersion, "the users of each event type in shorter partitions from now on (go)", markLayoutAt(now, typedSpansName)},
 	} {
 		if applied[step.version] {
 			continue

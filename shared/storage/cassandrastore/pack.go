@@ -63,9 +63,10 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
-	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
-		p := part{kind, a, key, res, periodOf(res, t)}
-		lo, hi := from, nextPeriod(res, t)
+	typed := typedPart(kind, a)
+	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
+		p := part{kind, a, key, res, periodOf(res, typed, t)}
+		lo, hi := from, nextPeriod(res, typed, t)
 		if t.After(lo) {
 			lo = t
 		}
@@ -195,7 +196,7 @@ func (st *Store) PackUserHours(ctx context.Context, u storage.UserScope, key str
 
 func (st *Store) packHours(ctx context.Context, kind, a int8, key string, from, to time.Time) (int, error) {
 	n := 0
-	for _, period := range periods(storage.Hour, from, to) {
+	for _, period := range periods(storage.Hour, false, from, to) {
 		p := part{kind, a, key, storage.Hour, period}
 		began := time.Now()
 		iter := st.s.Query("SELECT slot, n, sketch, through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",

@@ -58,7 +58,7 @@ func TestPackHours(t *testing.T) {
 		kind, a int8
 		key     string
 	}{{kindCounts, int8(storage.SubSystemTypes), sub}, {kindUsers, int8(storage.PartnerUsers), p}} {
-		for _, period := range periods(storage.Hour, from, to) {
+		for _, period := range periods(storage.Hour, false, from, to) {
 			if err := st.s.Query("DELETE FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot <= ?",
 				k.kind, k.a, k.key, int8(storage.Hour), period, time.UnixMilli(1), time.UnixMilli(31)).Exec(); err != nil {
 				t.Fatal(err)
@@ -92,7 +92,7 @@ func TestPackHours(t *testing.T) {
 func packsMatchRows(t *testing.T, st *Store, kind, a int8, key string, from, to time.Time) int {
 	t.Helper()
 	rows := 0
-	for _, period := range periods(storage.Hour, from, to) {
+	for _, period := range periods(storage.Hour, false, from, to) {
 		want := map[time.Time]int64{}
 		iter := st.s.Query("SELECT slot, n FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ?",
 			kind, a, key, int8(storage.Hour), period, time.Unix(86400, 0)).Iter()

@@ -29,7 +29,7 @@ func (st *Store) ReencodeUsers(ctx context.Context, scope storage.UserScope, key
 		return 0, fmt.Errorf("cassandrastore: the users of each type were never in an older form: nothing to re-encode")
 	}
 	n := 0
-	for _, period := range periods(res, from, to) {
+	for _, period := range periods(res, false, from, to) {
 		p := part{kindUsers, int8(scope), key, res, period}
 		iter := st.s.Query("SELECT slot, sketch, n, through, TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot >= ? AND slot < ?",
 			p.kind, p.a, p.key, int8(p.res), p.period, from, to).WithContext(ctx).PageSize(usersPage).Iter()

@@ -69,7 +69,7 @@ func TestReencodeUsers(t *testing.T) {
 		}
 	}
 	write(batch(0, 5000))
-	pt := part{kindUsers, int8(storage.PartnerUsers), p, storage.Hour, periodOf(storage.Hour, at)}
+	pt := part{kindUsers, int8(storage.PartnerUsers), p, storage.Hour, periodOf(storage.Hour, false, at)}
 	type row struct {
 		sketch, through []byte
 		ttl             *int
@@ -102,7 +102,7 @@ func TestReencodeUsers(t *testing.T) {
 	// A row that holds no sketch, next to it: left as it is.
 	next := at.Add(time.Hour)
 	if err := st.s.Query("UPDATE totals SET sketch = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		[]byte{9, 9, 9}, stored.through, pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Exec(); err != nil {
+		[]byte{9, 9, 9}, stored.through, pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, false, next), next).Exec(); err != nil {
 		t.Fatal(err)
 	}
 	users := func() uint64 {
@@ -124,16 +124,16 @@ func TestReencodeUsers(t *testing.T) {
 	}
 	var junk []byte
 	if err := st.s.Query("SELECT sketch FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Scan(&junk); err != nil || !bytes.Equal(junk, []byte{9, 9, 9}) {
+		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, false, next), next).Scan(&junk); err != nil || !bytes.Equal(junk, []byte{9, 9, 9}) {
 		t.Fatalf("the row holding no sketch is now % x (%v)", junk, err)
 	}
 	if err := st.s.Query("DELETE FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, next), next).Exec(); err != nil {
+		pt.kind, pt.a, pt.key, int8(pt.res), periodOf(storage.Hour, false, next), next).Exec(); err != nil {
 		t.Fatal(err)
 	}
 
 	// A row without a TTL keeps none.
-	sp := part{kindUsers, int8(storage.SubSystemUsers), sub, storage.Hour, periodOf(storage.Hour, at)}
+	sp := part{kindUsers, int8(storage.SubSystemUsers), sub, storage.Hour, periodOf(storage.Hour, false, at)}
 	var subSketch, subThrough []byte
 	if err := st.s.Query("SELECT sketch, through FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
 		sp.kind, sp.a, sp.key, int8(sp.res), sp.period, at).Scan(&subSketch, &subThrough); err != nil {

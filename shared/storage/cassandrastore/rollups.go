@@ -118,7 +118,7 @@ func (a addr) part() part { return part{a.kind, a.a, a.key, a.res, a.period} }
 // typed tells whether p is the users of one event type, whose rows are in
 // typed_users under their sub-system or partner and type, in one partition
 // with the key's other types (a fold writes them in the same batches).
-func (p part) typed() bool { return p.kind == kindUsers && storage.UserScope(p.a).IsTyped() }
+func (p part) typed() bool { return typedPart(p.kind, p.a) }
 
 // rows are the table of p's rows and the condition naming them but for
 // their slot, with its values.
@@ -140,51 +140,118 @@ func (p part) partition() part {
 	return p
 }
 
-// periodOf is the partition period of a slot: a UTC day of minutes or
-// quarters (yyyymmdd), a month of half hours, hours or six hours (yyyymm),
-// a year of days (yyyy). Half hours take a month (1,488 rows, as many as
-// a day of minutes): a report in a zone offset by a half hour reads two a
-// day, and a month of them in one partition is a few statements, not one
-// a day.
-func periodOf(res storage.Res, t time.Time) int {
-	y, m, d := t.UTC().Date()
+// A partition holds the slots of one resolution within a span of time:
+// a UTC day of minutes or quarters, a month of half hours, hours or six
+// hours, a year of days or weeks. Half hours take a month (1,488 rows, as
+// many as a day of minutes): a report in a zone offset by a half hour reads
+// two a day, and a month of them in one partition is a few statements, not
+// one a day.
+//
+// The users of each event type (typed) share a partition with the key's
+// other types, so a fold writes them in one conditional batch; such a
+// partition holds T rows a slot for T types, so it spans less: six hours of
+// minutes, a day of quarters, half hours and hours, a week of six hours, a
+// month of days, a year of weeks, at most 360 slots (96 but for minutes,
+// whose rows are small). Spans of a day or less cost a report's read more
+// statements and a fold's late events more batches; they bound the rows.
+type span int8
+
+const (
+	spanSixHours span = iota
+	spanDay
+	spanWeek
+	spanMonth
+	spanYear
+)
+
+// spanOf is the span of a partition of res (typed: of the users of each
+// event type).
+func spanOf(res storage.Res, typed bool) span {
 	switch res {
-	case storage.Minute, storage.QuarterHour:
-		return y*10000 + int(m)*100 + d
-	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
+	case storage.Minute:
+		if typed {
+			return spanSixHours
+		}
+		return spanDay
+	case storage.QuarterHour:
+		return spanDay
+	case storage.HalfHour, storage.Hour, storage.HalfPastHour:
+		if typed {
+			return spanDay
+		}
+		return spanMonth
+	case storage.SixHours:
+		if typed {
+			return spanWeek
+		}
+		return spanMonth
+	case storage.Day:
+		if typed {
+			return spanMonth
+		}
+	}
+	return spanYear
+}
+
+// typedPart tells whether a row of kind and a is the users of one event
+// type (typed_users).
+func typedPart(kind, a int8) bool { return kind == kindUsers && storage.UserScope(a).IsTyped() }
+
+// periodOf is the partition period of a slot: its span's start as
+// yyyymmddhh (six hours), yyyymmdd (a day, a week from its Monday), yyyymm
+// or yyyy. A typed resolution whose span changed has a period of another
+// form than the one it had (typed-users-2 in layout.go).
+func periodOf(res storage.Res, typed bool, t time.Time) int {
+	start := periodStart(res, typed, t)
+	y, m, d := start.Date()
+	switch spanOf(res, typed) {
+	case spanSixHours:
+		return ((y*100+int(m))*100+d)*100 + start.Hour()
+	case spanDay, spanWeek:
+		return (y*100+int(m))*100 + d
+	case spanMonth:
 		return y*100 + int(m)
 	}
 	return y
 }
 
 // periodStart and nextPeriod walk partitions.
-func periodStart(res storage.Res, t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	switch res {
-	case storage.Minute, storage.QuarterHour:
+func periodStart(res storage.Res, typed bool, t time.Time) time.Time {
+	t = t.UTC()
+	y, m, d := t.Date()
+	switch spanOf(res, typed) {
+	case spanSixHours:
+		return time.Date(y, m, d, t.Hour()/6*6, 0, 0, 0, time.UTC)
+	case spanDay:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
+	case spanWeek: // from Monday (ISO 8601)
+		return time.Date(y, m, d-(int(t.Weekday())+6)%7, 0, 0, 0, 0, time.UTC)
+	case spanMonth:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-func nextPeriod(res storage.Res, t time.Time) time.Time {
-	t = periodStart(res, t)
-	switch res {
-	case storage.Minute, storage.QuarterHour:
+func nextPeriod(res storage.Res, typed bool, t time.Time) time.Time {
+	t = periodStart(res, typed, t)
+	switch spanOf(res, typed) {
+	case spanSixHours:
+		return t.Add(6 * time.Hour)
+	case spanDay:
 		return t.AddDate(0, 0, 1)
-	case storage.HalfHour, storage.Hour, storage.HalfPastHour, storage.SixHours:
+	case spanWeek:
+		return t.AddDate(0, 0, 7)
+	case spanMonth:
 		return t.AddDate(0, 1, 0)
 	}
 	return t.AddDate(1, 0, 0)
 }
 
 // periods are the partitions holding slots in [from, to).
-func periods(res storage.Res, from, to time.Time) []int {
+func periods(res storage.Res, typed bool, from, to time.Time) []int {
 	var out []int
-	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
-		out = append(out, periodOf(res, t))
+	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
+		out = append(out, periodOf(res, typed, t))
 	}
 	return out
 }
@@ -194,7 +261,7 @@ func expand(partner string, c mcell, fn func(a addr, group string)) {
 	t := time.Unix(c.Minute, 0).UTC()
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(t)
-		p := periodOf(res, slot)
+		p := periodOf(res, false, slot)
 		fn(addr{kindCounts, int8(storage.SubSystemTypes), c.Sub, res, p, slot}, c.Type)
 		fn(addr{kindCounts, int8(storage.PartnerSubSystems), partner, res, p, slot}, c.Sub)
 		fn(addr{kindCounts, int8(storage.PartnerTypes), partner, res, p, slot}, c.Type)
@@ -206,7 +273,7 @@ func expandUsers(c ucell, fn func(a addr)) {
 	t := time.Unix(c.Minute, 0).UTC()
 	for _, res := range storage.Resolutions {
 		slot := res.Slot(t)
-		fn(addr{kindUsers, int8(c.Scope), c.Key, res, periodOf(res, slot), slot})
+		fn(addr{kindUsers, int8(c.Scope), c.Key, res, periodOf(res, c.Scope.IsTyped(), slot), slot})
 	}
 }
 
@@ -810,13 +877,14 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 			return nil
 		})
 	}
-	for t := periodStart(res, from); t.Before(to); t = nextPeriod(res, t) {
-		p := periodOf(res, t)
+	typed := typedPart(kind, a)
+	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
+		p := periodOf(res, typed, t)
 		// Sketches are read a page at a time (readTotals); an hour
 		// partition holds a month, up to 8 KiB a row, so one read would walk
 		// a dozen pages in turn. They need no one read (see readTotals):
 		// a page's worth of slots each, read side by side.
-		lo, hi := from, nextPeriod(res, t)
+		lo, hi := from, nextPeriod(res, typed, t)
 		if t.After(lo) {
 			lo = t
 		}
@@ -872,7 +940,7 @@ func (st *Store) exactRows(ctx context.Context, kind, a int8, key string, res st
 		}
 		fns = append(fns, func(ctx context.Context) error {
 			local := map[time.Time]*total{}
-			if err := st.readTotals(ctx, part{kind, a, key, res, periodOf(res, t)}, t, t.Add(res.Duration()), nil, withGroups, forReportThrough, local); err != nil {
+			if err := st.readTotals(ctx, part{kind, a, key, res, periodOf(res, typedPart(kind, a), t)}, t, t.Add(res.Duration()), nil, withGroups, forReportThrough, local); err != nil {
 				return err
 			}
 			mu.Lock()

@@ -427,10 +427,10 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 		fns = append(fns, func(ctx context.Context) error {
 			if u.sketches {
 				return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, sketch, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-					u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, f.sketch, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
+					u.keptA(), u.keptKey(), periodOf(storage.Day, false, s.From), s.From, s.To, f.sketch, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
 			}
 			return st.s.Query("INSERT INTO unions (a, key, period, span_from, span_to, n, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-				u.keptA(), u.keptKey(), periodOf(storage.Day, s.From), s.From, s.To, f.n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
+				u.keptA(), u.keptKey(), periodOf(storage.Day, false, s.From), s.From, s.To, f.n, fp, int(ttl.Seconds())).WithContext(ctx).Exec()
 		})
 	}
 	// A failed write costs the next read a merge, nothing else.
@@ -550,7 +550,7 @@ func fingerprint(u []storage.Tile, marks []tileAt, rows map[tileAt]marked) int64
 // keptUnions reads the estimates kept of the unions starting in [from, to).
 func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time, only *storage.Span) (map[storage.Span]keptUnion, error) {
 	out := map[storage.Span]keptUnion{}
-	for t := periodStart(storage.Day, from); t.Before(to); t = nextPeriod(storage.Day, t) {
+	for t := periodStart(storage.Day, false, from); t.Before(to); t = nextPeriod(storage.Day, false, t) {
 		col := "n"
 		if u.sketches {
 			col = "sketch"
@@ -560,10 +560,10 @@ func (st *Store) keptUnions(ctx context.Context, u unionOf, from, to time.Time, 
 			page = 64 // up to 8 KiB each
 		}
 		q := st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from >= ? AND span_from < ?",
-			u.keptA(), u.keptKey(), periodOf(storage.Day, t), from, to)
+			u.keptA(), u.keptKey(), periodOf(storage.Day, false, t), from, to)
 		if only != nil {
 			q = st.s.Query("SELECT span_from, span_to, "+col+", fp FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from = ? AND span_to = ?",
-				u.keptA(), u.keptKey(), periodOf(storage.Day, t), only.From, only.To)
+				u.keptA(), u.keptKey(), periodOf(storage.Day, false, t), only.From, only.To)
 		}
 		iter := q.WithContext(ctx).PageSize(page).Iter()
 		for {

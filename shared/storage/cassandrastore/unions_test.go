@@ -332,11 +332,11 @@ func TestUnionsAtTheRetentionHorizon(t *testing.T) {
 	}
 	var kept, first int
 	if err := st.s.Query("SELECT TTL(n) FROM unions WHERE a = ? AND key = ? AND period = ? AND span_from = ? AND span_to = ?",
-		int8(storage.PartnerUsers), f.p, periodOf(storage.Day, t0), t0, t0.Add(time.Hour)).Scan(&kept); err != nil {
+		int8(storage.PartnerUsers), f.p, periodOf(storage.Day, false, t0), t0, t0.Add(time.Hour)).Scan(&kept); err != nil {
 		t.Fatalf("the estimate was not kept: %v", err)
 	}
 	if err := st.s.Query("SELECT TTL(through) FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ?",
-		kindUsers, int8(storage.PartnerUsers), f.p, int8(storage.HalfHour), periodOf(storage.HalfHour, t0), t0).Scan(&first); err != nil {
+		kindUsers, int8(storage.PartnerUsers), f.p, int8(storage.HalfHour), periodOf(storage.HalfHour, false, t0), t0).Scan(&first); err != nil {
 		t.Fatal(err)
 	}
 	if kept <= 0 || kept > first {
