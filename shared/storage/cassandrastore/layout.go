@@ -50,7 +50,8 @@ const (
 	typedName    = "typed-users"
 	// One release later their partitions spanned less time (spanOf in
 	// rollups.go): the rows written before sit in partitions no longer
-	// read, so version 22 marks since again under a new name (layout row
+	// read (but quarter hours' and weeks', whose spans did not change), so
+	// version 22 marks since again under a new name (layout row
 	// "typed-users-2"), and the users of each type are not known before it.
 	typedSpansVersion = 22
 	typedSpansName    = "typed-users-2"

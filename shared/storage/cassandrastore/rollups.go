@@ -198,15 +198,17 @@ func spanOf(res storage.Res, typed bool) span {
 func typedPart(kind, a int8) bool { return kind == kindUsers && storage.UserScope(a).IsTyped() }
 
 // periodOf is the partition period of a slot: its span's start as
-// yyyymmddhh (six hours), yyyymmdd (a day, a week from its Monday), yyyymm
-// or yyyy. A typed resolution whose span changed has a period of another
-// form than the one it had (typed-users-2 in layout.go).
+// yyyymmdd then the quarter of the day, 0 to 3 (six hours), yyyymmdd (a
+// day, a week from its Monday), yyyymm or yyyy: each fits Cassandra's int
+// for every instant an event may carry (to 2200). A typed resolution whose
+// span changed has a period of another form than the one it had
+// (typed-users-2 in layout.go).
 func periodOf(res storage.Res, typed bool, t time.Time) int {
 	start := periodStart(res, typed, t)
 	y, m, d := start.Date()
 	switch spanOf(res, typed) {
 	case spanSixHours:
-		return ((y*100+int(m))*100+d)*100 + start.Hour()
+		return ((y*100+int(m))*100+d)*10 + start.Hour()/6
 	case spanDay, spanWeek:
 		return (y*100+int(m))*100 + d
 	case spanMonth:

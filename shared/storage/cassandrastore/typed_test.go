@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/hll"
+	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -212,6 +214,17 @@ func TestPartitionSpans(t *testing.T) {
 		}
 		return y
 	}
+	// Every period fits the column (a Cassandra int), to the last instant a
+	// Go time holds (the bus may carry any).
+	for _, at := range []time.Time{instant.Min, instant.Max.Add(-time.Minute), time.Date(9999, 12, 31, 23, 59, 0, 0, time.UTC)} {
+		for _, res := range storage.Resolutions {
+			for _, typed := range []bool{false, true} {
+				if p := periodOf(res, typed, res.Slot(at)); p < 0 || p > math.MaxInt32 {
+					t.Fatalf("%v typed %v: the period of %v is %d, past a Cassandra int", res, typed, at, p)
+				}
+			}
+		}
+	}
 	// Two years from a Sunday before a leap day, past months' and years'
 	// ends and weeks that straddle them.
 	from := time.Date(2023, 12, 31, 0, 0, 0, 0, time.UTC)
@@ -361,8 +374,18 @@ func TestTypedSpansMarkedOnUpgrade(t *testing.T) {
 	}
 	defer up.Close()
 	up.folder.close()
-	if !up.typedSince.After(time.Now().Add(24 * time.Hour)) {
+	// Marked by the step (not the 9999 of a keyspace without the row): a
+	// day and some after the upgrade.
+	if !up.typedSince.After(time.Now().Add(24*time.Hour)) || up.typedSince.After(time.Now().Add(3*24*time.Hour)) {
 		t.Fatalf("after the upgrade the users of each type are kept from %v", up.typedSince)
+	}
+	if mark, err := readSince(ctx, up.s, typedSpansName); err != nil || !mark.Equal(up.typedSince) {
+		t.Fatalf("the layout row typed-users-2: %v %v, the store keeps them from %v", mark, err, up.typedSince)
+	}
+	// A read from now says it does not know them, not that there are none.
+	q := storage.UsersQuery{Scope: storage.PartnerTypeUsers, Key: storage.TypedKey(p, "v"), Res: storage.Hour, From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour)}
+	if _, err := storage.UserSlots(ctx, up, q); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("the users of a type from before the mark: %v, want errors.ErrUnsupported", err)
 	}
 	if up.KeepsUsers(storage.PartnerTypeUsers, time.Now()) || !up.KeepsUsers(storage.PartnerTypeUsers, up.typedSince) {
 		t.Fatal("the upgraded store keeps the users of each type from another time than its mark")
