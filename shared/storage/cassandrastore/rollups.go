@@ -226,8 +226,8 @@ func periodStart(res storage.Res, typed bool, t time.Time) time.Time {
 		return time.Date(y, m, d, t.Hour()/6*6, 0, 0, 0, time.UTC)
 	case spanDay:
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	case spanWeek: // from Monday (ISO 8601)
-		return time.Date(y, m, d-(int(t.Weekday())+6)%7, 0, 0, 0, 0, time.UTC)
+	case spanWeek: // a week slot's: from Monday (ISO 8601)
+		return storage.Week.Slot(t)
 	case spanMonth:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	}
