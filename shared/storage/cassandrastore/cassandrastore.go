@@ -80,6 +80,9 @@ type Store struct {
 	recent               map[string]*recentRead // partner -> its last manifests read
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
+	// foldRound: the most manifests of a claim partition one fold round
+	// takes (foldRound; tests set fewer).
+	foldRound int
 	// partnersHook, when set, runs when a read of a sub-system's partners
 	// has its answer and before it is kept (tests hold it there).
 	partnersHook func(sub string)

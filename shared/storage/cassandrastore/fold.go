@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -226,42 +227,58 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 	}
 	for i, p := range partners {
 		fns[i] = func(ctx context.Context) error {
-			fctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if leased {
-				mine, err := f.hold(fctx, p)
+			// A backlog is folded a bounded round at a time, one after
+			// another, each round with its own deadline.
+			for {
+				more, err := f.foldRound(ctx, p, cutoff, leased)
 				if err != nil {
 					fail(p, err)
 					return nil
 				}
-				if !mine {
-					f.touch(p) // the holder folds it; take over if it stops
+				if !more || ctx.Err() != nil {
 					return nil
 				}
 			}
-			worked, err := f.st.foldPartner(fctx, p, cutoff)
-			if err != nil {
-				fail(p, err)
-				return nil
-			}
-			mFolds.WithLabelValues("folded").Inc()
-			f.mu.Lock()
-			if l := f.leases[p]; l != nil {
-				if l.idle = l.idle + 1; worked {
-					l.idle = 0
-				}
-				if l.idle >= leaseIdle {
-					delete(f.leases, p) // let it lapse
-				}
-			}
-			f.mu.Unlock()
-			return nil
 		}
 	}
 	if err := fanOut(ctx, 4, fns); err != nil {
 		return err
 	}
 	return errors.Join(errs...)
+}
+
+// foldRound folds one round of partner's manifests, first taking or
+// renewing its lease when leased; more tells that manifests up to cutoff
+// are left for another round.
+func (f *folder) foldRound(ctx context.Context, p string, cutoff time.Time, leased bool) (more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if leased {
+		mine, err := f.hold(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		if !mine {
+			f.touch(p) // the holder folds it; take over if it stops
+			return false, nil
+		}
+	}
+	worked, more, err := f.st.foldPartner(ctx, p, cutoff)
+	if err != nil {
+		return false, err
+	}
+	mFolds.WithLabelValues("folded").Inc()
+	f.mu.Lock()
+	if l := f.leases[p]; l != nil {
+		if l.idle = l.idle + 1; worked {
+			l.idle = 0
+		}
+		if l.idle >= leaseIdle {
+			delete(f.leases, p) // let it lapse
+		}
+	}
+	f.mu.Unlock()
+	return more, nil
 }
 
 // close stops folding; first, when final, it folds what this process
@@ -305,8 +322,12 @@ func (st *Store) FoldPending(ctx context.Context, cutoff time.Time) error {
 // FoldPartner folds one partner's manifests up to cutoff now, wherever
 // they were written: for a loader that resumes, and for tests.
 func (st *Store) FoldPartner(ctx context.Context, partner string, cutoff time.Time) error {
-	_, err := st.foldPartner(ctx, partner, cutoff)
-	return err
+	for {
+		_, more, err := st.foldPartner(ctx, partner, cutoff)
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
 // A contribution is what one manifest adds to one row.
@@ -317,60 +338,91 @@ type contribution struct {
 	sketch []byte
 }
 
+// foldRound is the most manifests of a claim partition one fold round
+// takes. A round holds its manifests, and what each adds to each row at
+// each resolution, in memory (about 100 KiB a manifest of the workers'
+// batches: 2,000 events over 32 partitions, a user on each), and a node
+// builds each page of them whole: a worker that fell behind (a partner
+// writing faster than one folder folds, or folding stopped a while) folds
+// its backlog in rounds of about 1,000 manifests and 64,000 events, not in
+// one read that grows with the backlog until it fails its deadline every
+// time, or runs a node or the worker out of memory (the report benchmark's
+// loader grew to 18 GiB 100,000 manifests behind).
+const foldRound = 32
+
 // foldPartner seals the partner's claim partitions at cutoff, adds the
-// manifests up to there into the totals (I4), then moves applied (I5).
-func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) (worked bool, err error) {
+// manifests up to there into the totals (I4), then moves applied (I5): at
+// most a round of manifests of each partition (foldRound); more tells that
+// some up to cutoff are left.
+func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) (worked, more bool, err error) {
 	// Read at the operator's level: a stale applied only means more
 	// manifests read (rows skip what they hold), a stale sealed one more
 	// round in seal.
 	applied, sealed, err := st.readApplied(ctx, partner, false)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	T := cutoff.UnixNano()
-	// Seal the partitions holding manifests not yet applied, up to T.
-	waiting, err := st.readManifests(ctx, partner, applied, nil, false, false)
+	round := st.foldRound
+	if round <= 0 {
+		round = foldRound
+	}
+	// The first manifests above applied, a round's at most: which
+	// partitions to seal, and where in each this round stops (end).
+	waiting, err := st.readManifestTimes(ctx, partner, applied, round)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	var need [ClaimBuckets]bool
-	for _, m := range waiting {
-		if m.mt <= T {
-			need[m.bucket] = true
+	var end [ClaimBuckets]int64
+	for b, mts := range waiting {
+		end[b] = math.MaxInt64
+		if len(mts) > 0 {
+			worked = true
+			need[b] = mts[0] <= T
+		}
+		if len(mts) >= round {
+			end[b] = mts[len(mts)-1] // the rest, next round
 		}
 	}
 	var fns []func(context.Context) error
 	for b := range ClaimBuckets {
-		if !need[b] || sealed[b] >= T {
+		t := min(T, end[b])
+		if !need[b] || sealed[b] >= t {
 			continue
 		}
 		fns = append(fns, func(ctx context.Context) error {
-			s, err := st.seal(ctx, claimKey{partner, int16(b)}, T)
+			s, err := st.seal(ctx, claimKey{partner, int16(b)}, t)
 			sealed[b] = s
 			return err
 		})
 	}
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
-		return false, fmt.Errorf("seal: %w", err)
+		return false, false, fmt.Errorf("seal: %w", err)
 	}
 	if err := st.hook("sealed"); err != nil {
-		return false, err
+		return false, false, err
 	}
 	upTo := applied
 	for b := range ClaimBuckets {
 		if sealed[b] > applied[b] {
-			upTo[b] = sealed[b]
+			upTo[b] = min(sealed[b], end[b])
+		}
+		// Left for the next round: sealed manifests past this round's end,
+		// or ones up to cutoff not sealed yet.
+		if end[b] < math.MaxInt64 && end[b] < max(T, sealed[b]) {
+			more = true
 		}
 	}
 	if upTo == applied {
 		st.folder.drop(ctx, partner)
-		return len(waiting) > 0, nil
+		return worked, more, nil
 	}
 	// SERIAL: every round sealed is committed, and this read must see it,
 	// whatever level the operator set.
 	ms, err := st.readManifests(ctx, partner, applied, &upTo, true, true)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	// What each row gets, by partition.
 	parts := map[part]map[time.Time][]contribution{}
@@ -387,7 +439,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		for k, n := range m.cells {
 			c, ok, err := parseCell(k)
 			if err != nil {
-				return false, err
+				return false, false, err
 			}
 			if ok {
 				expand(partner, c, func(a addr, group string) { add(a, contribution{m: m, n: n, group: group}) })
@@ -396,7 +448,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		for k, b := range m.users {
 			c, err := parseUcell(k)
 			if err != nil {
-				return false, err
+				return false, false, err
 			}
 			expandUsers(c, func(a addr) { add(a, contribution{m: m, sketch: b}) })
 		}
@@ -422,7 +474,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		conc = 1 // one part at a time, so a test sees each step
 	}
 	if err := fanOut(ctx, conc, fns); err != nil {
-		return false, fmt.Errorf("apply: %w", err)
+		return false, false, fmt.Errorf("apply: %w", err)
 	}
 	// I5: every row holds the manifests up to upTo.
 	fns = fns[:0]
@@ -437,12 +489,12 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 		})
 	}
 	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
-		return false, fmt.Errorf("applied: %w", err)
+		return false, false, fmt.Errorf("applied: %w", err)
 	}
 	st.raiseApplied(partner, upTo, true)
 	st.folder.noteApplied(partner, applied, upTo)
 	st.folder.drop(ctx, partner)
-	return true, st.hook("applied")
+	return true, more, st.hook("applied")
 }
 
 func (st *Store) hook(stage string) error {
@@ -737,4 +789,26 @@ func (f *folder) drop(ctx context.Context, partner string) {
 		_ = f.st.s.Query("DELETE FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ?", partner, int16(b), "~~", manifestBound(to)).
 			WithContext(ctx).Exec()
 	}
+}
+
+// readManifestTimes reads the times of the first (at most limit) manifests
+// above from in each of a partner's claim partitions, in order: their ids
+// only, so a fold learns how far its round goes before it reads any.
+func (st *Store) readManifestTimes(ctx context.Context, partner string, from [ClaimBuckets]int64, limit int) ([ClaimBuckets][]int64, error) {
+	var out [ClaimBuckets][]int64
+	fns := make([]func(context.Context) error, ClaimBuckets)
+	for b := range ClaimBuckets {
+		fns[b] = func(ctx context.Context) error {
+			iter := st.s.Query("SELECT id FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ? LIMIT ?",
+				partner, int16(b), manifestBound(from[b]), manifestsEnd, limit).WithContext(ctx).Iter()
+			var id string
+			for iter.Scan(&id) {
+				if mt, ok := manifestTime(id); ok {
+					out[b] = append(out[b], mt)
+				}
+			}
+			return iter.Close()
+		}
+	}
+	return out, fanOut(ctx, ClaimBuckets, fns)
 }

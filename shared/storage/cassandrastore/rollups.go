@@ -473,6 +473,14 @@ func (st *Store) readApplied(ctx context.Context, partner string, serial bool) (
 	return applied, sealed, err
 }
 
+// manifestUsersPage is the manifests a page holds with their users. A
+// manifest's users are about 11 KiB at the workers' batches (a sketch for
+// each user scope, key and minute of its events); a node builds a page
+// whole in its heap, 32 partitions at once, and at SERIAL as one Paxos
+// read: pages of 1,000 took hundreds of MiB, and ran a 1 GiB node out of
+// heap.
+const manifestUsersPage = 32
+
 // readManifests reads the manifests of a partner's claim partitions above
 // from (per bucket) and, when to is given, at or below it (a bucket with
 // nothing between is not read), with their users if users.
@@ -493,8 +501,12 @@ func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimB
 			if users {
 				cols += ", users"
 			}
+			page := 1000
+			if users {
+				page = manifestUsersPage
+			}
 			q := st.s.Query("SELECT "+cols+" FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ?",
-				partner, int16(b), manifestBound(from[b]), hi).WithContext(ctx).PageSize(1000)
+				partner, int16(b), manifestBound(from[b]), hi).WithContext(ctx).PageSize(page)
 			if serial {
 				q = q.Consistency(gocql.Serial)
 			}

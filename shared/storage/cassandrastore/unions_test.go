@@ -288,7 +288,7 @@ func TestUnionKeptFromARaceWithAFold(t *testing.T) {
 			}
 			fired = true
 			f.write(t, []event.Event{late})
-			_, err := st.foldPartner(context.Background(), f.p, time.Now())
+			_, _, err := st.foldPartner(context.Background(), f.p, time.Now())
 			return err
 		}
 		read() // the event counted or not: it came during the read
