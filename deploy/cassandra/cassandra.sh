@@ -120,7 +120,9 @@ start() {
   for o in "${extra[@]}"; do
     case "$o" in -XX:+Use*GC) gc= ;; esac
   done
-  nohup java -Xms"$heap" -Xmx"$heap" ${gc:+"$gc"} -Xss512k "${extra[@]}" \
+  # Out of heap, the JVM exits (Cassandra warns it may corrupt data if it
+  # runs on), so what used it fails at once instead of timing out.
+  nohup java -Xms"$heap" -Xmx"$heap" ${gc:+"$gc"} -Xss512k -XX:+ExitOnOutOfMemoryError "${extra[@]}" \
     "${jpms[@]}" -javaagent:"$jamm" \
     -Dcassandra.config="file://$dir/cassandra.yaml" \
     -Dcassandra.storagedir="$dir" -Dcassandra.logdir="$dir/logs" \

@@ -110,6 +110,13 @@ func (s *Service) Validate() error {
 	return errors.Join(s.NATS.Validate(), s.Store.Validate(), s.Admin.Validate(), svc.CheckRedisURL(s.RedisURL))
 }
 
+// storeWith is the store's settings with its lines going to log.
+func (s *Service) storeWith(log zerolog.Logger) backend.Config {
+	c := s.Store
+	c.Log = log.With().Str("component", "store").Logger()
+	return c
+}
+
 // Running is what Components set at start, for the service's own component.
 type Running struct {
 	Deps
@@ -122,7 +129,7 @@ type Running struct {
 func (s *Service) Components(log zerolog.Logger, r *Running) []component.Component {
 	return []component.Component{
 		svc.RedisComponent(s.RedisURL, log, &r.Cache),
-		Component(s.Store, s.NATS, &r.Deps),
+		Component(s.storeWith(log), s.NATS, &r.Deps),
 		admintoken.Component(&s.Admin, log, &r.Admin),
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
@@ -26,6 +28,7 @@ type Config struct {
 	Retention   time.Duration
 	Horizon     time.Duration
 	WriteConc   int
+	Log         zerolog.Logger // the store's own lines (Cassandra: failed folds)
 }
 
 // RegisterFlags adds the storage flags.
@@ -52,6 +55,7 @@ func (c Config) cassandra() (cassandrastore.Config, error) {
 		}
 	}
 	cc.Keyspace, cc.LocalDC, cc.Retention, cc.WriteConcurrency, cc.DedupHorizon = c.Keyspace, c.LocalDC, c.Retention, c.WriteConc, c.Horizon
+	cc.Log = c.Log
 	if err := cc.Consistency.UnmarshalText([]byte(c.Consistency)); err != nil {
 		return cc, fmt.Errorf("invalid setting -cassandra-consistency (VT_CASSANDRA_CONSISTENCY): %w", err)
 	}

@@ -17,6 +17,8 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/rs/zerolog"
+
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -34,6 +36,8 @@ type Config struct {
 	// DedupHorizon is how long an event id stays claimed: the same id
 	// again within it is a duplicate (or a conflict), never a second event.
 	DedupHorizon time.Duration
+	// Log gets a line for each fold that fails (the zero Logger: none).
+	Log zerolog.Logger
 	// Observer, if set, sees every query and batch (metrics, benchmarks).
 	Observer interface {
 		gocql.QueryObserver

@@ -17,6 +17,9 @@ import (
 	"github.com/volcanion/tracking/shared/hll"
 )
 
+var mBehind = promauto.NewGauge(prometheus.GaugeOpts{Name: "trk_storage_fold_behind_seconds",
+	Help: "Age of the oldest manifest not folded yet, over the partners this process folds, as of their last fold round: about 10 s (the seal lag and a tick) when folding keeps up, growing when a partner writes faster than it is folded."})
+
 var mFolds = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_count_folds_total",
 	Help: "Folds of a partner's manifests into totals, by result (folded, error)."}, []string{"result"})
 
@@ -74,6 +77,7 @@ type folder struct {
 	leases  map[string]*lease
 	dropped map[claimKey]time.Time
 	applied map[claimKey][]appliedMark // when applied moved, for drop
+	behind  map[string]int64           // partner -> its oldest manifest not folded at its last round (mBehind)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -96,7 +100,7 @@ const (
 
 func newFolder(st *Store) *folder {
 	f := &folder{st: st, id: gocql.TimeUUID(), touched: map[string]time.Time{}, leases: map[string]*lease{},
-		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, done: make(chan struct{})}
+		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, behind: map[string]int64{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
@@ -220,6 +224,7 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 	var errs []error
 	fail := func(p string, err error) {
 		mFolds.WithLabelValues("error").Inc()
+		f.st.cfg.Log.Warn().Err(err).Str("partner", p).Msg("fold failed; the partner's counts are exact, read slower until a fold succeeds")
 		f.touch(p) // again next tick
 		mu.Lock()
 		errs = append(errs, fmt.Errorf("partner %s: %w", p, err))
@@ -260,6 +265,9 @@ func (f *folder) foldRound(ctx context.Context, p string, cutoff time.Time, leas
 		}
 		if !mine {
 			f.touch(p) // the holder folds it; take over if it stops
+			f.mu.Lock()
+			delete(f.behind, p) // the holder tells how far behind it is
+			f.mu.Unlock()
 			return false, nil
 		}
 	}
@@ -275,6 +283,7 @@ func (f *folder) foldRound(ctx context.Context, p string, cutoff time.Time, leas
 		}
 		if l.idle >= leaseIdle {
 			delete(f.leases, p) // let it lapse
+			delete(f.behind, p)
 		}
 	}
 	f.mu.Unlock()
@@ -414,6 +423,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 			more = true
 		}
 	}
+	st.folder.noteBehind(partner, waiting, upTo, end)
 	if upTo == applied {
 		st.folder.drop(ctx, partner)
 		return worked, more, nil
@@ -746,6 +756,39 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 		u.size += 100
 	}
 	return u, true, nil
+}
+
+// noteBehind keeps the oldest of a partner's manifests a round leaves
+// above upTo (none: it keeps up), and sets mBehind to the oldest of every
+// partner's. Past a round's end in a partition (end), the next manifest is
+// taken to be as old as the end.
+func (f *folder) noteBehind(partner string, waiting [ClaimBuckets][]int64, upTo, end [ClaimBuckets]int64) {
+	oldest := int64(math.MaxInt64)
+	for b, mts := range waiting {
+		i, _ := slices.BinarySearch(mts, upTo[b]+1)
+		switch {
+		case i < len(mts):
+			oldest = min(oldest, mts[i])
+		case end[b] < math.MaxInt64:
+			oldest = min(oldest, end[b])
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if oldest == math.MaxInt64 {
+		delete(f.behind, partner)
+	} else {
+		f.behind[partner] = oldest
+	}
+	oldest = math.MaxInt64
+	for _, mt := range f.behind {
+		oldest = min(oldest, mt)
+	}
+	var s float64
+	if oldest < math.MaxInt64 {
+		s = max(0, time.Since(time.Unix(0, oldest)).Seconds())
+	}
+	mBehind.Set(s)
 }
 
 func (f *folder) noteApplied(partner string, was, now [ClaimBuckets]int64) {

@@ -2,9 +2,13 @@ package cassandrastore
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -71,6 +75,12 @@ func TestFoldBacklogInRounds(t *testing.T) {
 			t.Fatalf("claim partition %d: %d manifests above applied after a round, want %d (%d before, rounds of %d)", b, after[b], want, before[b], round)
 		}
 	}
+	st.folder.mu.Lock()
+	oldest, behind := st.folder.behind[p]
+	st.folder.mu.Unlock()
+	if !behind || time.Since(time.Unix(0, oldest)) <= 0 {
+		t.Fatalf("a round that left manifests does not tell how far behind it is (%v, %d)", behind, oldest)
+	}
 	wantCounts(t, st, p, subs, ts, 400) // rows and the manifests left, each counted once
 
 	// The rest in rounds, while more is written.
@@ -97,4 +107,55 @@ func TestFoldBacklogInRounds(t *testing.T) {
 		t.Fatalf("%d manifests above applied after folding everything", n)
 	}
 	wantCounts(t, st, p, subs, ts, 800)
+	st.folder.mu.Lock()
+	_, behind = st.folder.behind[p]
+	st.folder.mu.Unlock()
+	if behind {
+		t.Fatal("folded to the end, and still behind")
+	}
+}
+
+// A fold that fails says so in the store's log, naming the partner and
+// the error, and counts stay exact.
+func TestFailedFoldIsLogged(t *testing.T) {
+	var buf syncBuffer
+	st := openStoreWith(t, func(c *Config) { c.Log = zerolog.New(&buf) })
+	st.folder.close() // the test's folds only
+	p, subs := tenant.NewID(), []string{tenant.NewID()}
+	ts := time.Now().UTC().Add(-20 * time.Minute)
+	if _, err := st.WriteEvents(context.Background(), batchOf(p, subs, 10, ts)); err != nil {
+		t.Fatal(err)
+	}
+	st.foldHook = func(stage string) error {
+		if stage == "sealed" {
+			return errors.New("the node went away")
+		}
+		return nil
+	}
+	if err := st.FoldPending(context.Background(), time.Now()); err == nil {
+		t.Fatal("a fold that failed returned no error")
+	}
+	out := buf.String()
+	if !strings.Contains(out, `"level":"warn"`) || !strings.Contains(out, p) || !strings.Contains(out, "the node went away") {
+		t.Fatalf("the failed fold's log line is %q: want a warning naming the partner and the error", out)
+	}
+	st.foldHook = nil
+	wantCounts(t, st, p, subs, ts, 10)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
