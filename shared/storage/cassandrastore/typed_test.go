@@ -19,13 +19,20 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// typedBatches counts the batches written to typed_users.
+// typedBatches counts the batches written to typed_users, and its reads.
 type typedBatches struct {
-	mu sync.Mutex
-	n  int
+	mu    sync.Mutex
+	n     int
+	reads int
 }
 
-func (o *typedBatches) ObserveQuery(context.Context, gocql.ObservedQuery) {}
+func (o *typedBatches) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	if strings.Contains(q.Statement, "FROM typed_users") {
+		o.mu.Lock()
+		o.reads++
+		o.mu.Unlock()
+	}
+}
 func (o *typedBatches) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
 	if len(b.Statements) > 0 && strings.Contains(b.Statements[0], "typed_users") {
 		o.mu.Lock()
@@ -34,10 +41,10 @@ func (o *typedBatches) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
 	}
 }
 
-// A fold writes a key's types in the same conditional batches: 50 types of
-// one sub-system in one minute are a batch (a round of Paxos) for each
-// resolution and scope, not one for each type; and each type's users read
-// back as its own.
+// A fold reads and writes a key's types together: 50 types of one
+// sub-system in one minute are a read and a conditional batch (a round of
+// Paxos) for each resolution and scope, not one for each type; and each
+// type's users read back as its own.
 func TestFoldBatchesTypesTogether(t *testing.T) {
 	obs := &typedBatches{}
 	st := openStoreWith(t, func(c *Config) { c.Observer = obs })
@@ -54,13 +61,17 @@ func TestFoldBatchesTypesTogether(t *testing.T) {
 	if _, err := st.WriteEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
+	obs.mu.Lock()
+	obs.reads = 0
+	obs.mu.Unlock()
 	if err := st.FoldPartner(ctx, p, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// One partition per scope and resolution (every slot here is in one
-	// period), 2 × 8 batches: 50 types' rows fit in one each.
-	if want := len(storage.Resolutions) * 2; obs.n != want {
-		t.Fatalf("%d batches to typed_users for %d types, want %d (one per partition)", obs.n, types, want)
+	// period), 2 × 8 batches: 50 types' rows fit in one each, and are read
+	// in one statement.
+	if want := len(storage.Resolutions) * 2; obs.n != want || obs.reads != want {
+		t.Fatalf("%d batches to typed_users and %d reads of it for %d types, want %d of each (one per partition)", obs.n, obs.reads, types, want)
 	}
 	for i := range types {
 		typ := fmt.Sprint("type ", i)
