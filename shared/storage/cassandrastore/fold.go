@@ -79,6 +79,7 @@ type folder struct {
 	dropped map[claimKey]time.Time
 	applied map[claimKey][]appliedMark // when applied moved, for drop
 	behind  map[string]int64           // partner -> its oldest manifest not folded at its last round (mBehind)
+	manual  map[string]int             // partners FoldPartner is folding
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -101,7 +102,7 @@ const (
 
 func newFolder(st *Store) *folder {
 	f := &folder{st: st, id: gocql.TimeUUID(), touched: map[string]time.Time{}, leases: map[string]*lease{},
-		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, behind: map[string]int64{}, done: make(chan struct{})}
+		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, behind: map[string]int64{}, manual: map[string]int{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
@@ -259,6 +260,13 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 func (f *folder) foldRound(ctx context.Context, p string, cutoff time.Time, leased bool) (more bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	f.mu.Lock()
+	manual := f.manual[p] > 0
+	f.mu.Unlock()
+	if leased && manual {
+		f.touch(p) // FoldPartner folds it now; again after
+		return false, nil
+	}
 	if leased {
 		mine, err := f.hold(ctx, p)
 		if err != nil {
@@ -332,6 +340,19 @@ func (st *Store) FoldPending(ctx context.Context, cutoff time.Time) error {
 // FoldPartner folds one partner's manifests up to cutoff now, wherever
 // they were written: for a loader that resumes, and for tests.
 func (st *Store) FoldPartner(ctx context.Context, partner string, cutoff time.Time) error {
+	// This process's folder leaves the partner alone meanwhile: two folders
+	// on the same rounds are exact, but each does the other's work again.
+	f := st.folder
+	f.mu.Lock()
+	f.manual[partner]++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.manual[partner]--; f.manual[partner] == 0 {
+			delete(f.manual, partner)
+		}
+		f.mu.Unlock()
+	}()
 	for {
 		_, more, err := st.foldPartner(ctx, partner, cutoff)
 		if err != nil || !more {
