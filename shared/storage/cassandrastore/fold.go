@@ -18,8 +18,30 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 )
 
-var mBehind = promauto.NewGauge(prometheus.GaugeOpts{Name: "trk_storage_fold_behind_seconds",
-	Help: "Age of the oldest manifest not folded yet, over the partners this process folds, as of their last fold round: about 10 s (the seal lag and a tick) when folding keeps up, growing when a partner writes faster than it is folded."})
+// folders are the open stores' folders, for trk_storage_fold_behind_seconds.
+var folders = struct {
+	sync.Mutex
+	all map[*folder]bool
+}{all: map[*folder]bool{}}
+
+var _ = promauto.NewGaugeFunc(prometheus.GaugeOpts{Name: "trk_storage_fold_behind_seconds",
+	Help: "Age of the oldest manifest not folded yet, over the partners this process folds: under 10 s (the seal lag and a tick) when folding keeps up; growing while a partner writes faster than it is folded, or its folds fail."},
+	func() float64 {
+		folders.Lock()
+		defer folders.Unlock()
+		oldest := int64(math.MaxInt64)
+		for f := range folders.all {
+			f.mu.Lock()
+			for _, mt := range f.behind {
+				oldest = min(oldest, mt)
+			}
+			f.mu.Unlock()
+		}
+		if oldest == math.MaxInt64 {
+			return 0
+		}
+		return max(0, time.Since(time.Unix(0, oldest)).Seconds())
+	})
 
 var mFolds = promauto.NewCounterVec(prometheus.CounterOpts{Name: "trk_storage_count_folds_total",
 	Help: "Folds of a partner's manifests into totals, by result (folded, error)."}, []string{"result"})
@@ -40,8 +62,8 @@ func init() {
 //    stopped half-way, or two folders at once, add nothing twice.
 //    (TestFoldStopsHalfWay, TestConcurrentFolds.)
 // I5 applied only follows the rows. A claim partition's applied moves to
-//    its sealed time only after every row the manifests up to it count in
-//    holds them. A reader reads a floor of applied, then the manifests
+//    its sealed time (or a round's end below it, foldRound) only after
+//    every row the manifests up to there count in holds them. A reader reads a floor of applied, then the manifests
 //    above it and the rows (in either order), and counts a manifest in a
 //    slot unless the row as read holds it: exact whatever a folder does in
 //    between. (TestReadDuringFold, TestUsersFromAFloorBelowTheRows.)
@@ -59,6 +81,9 @@ const (
 	dropLag   = 10 * time.Minute
 	dropEvery = time.Minute
 	casTries  = 20
+	// foldBudget: how long a folder keeps folding one partner's backlog,
+	// round after round, before it gives the others their turn.
+	foldBudget = 30 * time.Second
 	// sweepEvery: how often a process looks for manifests no one folds
 	// (a worker that stopped for good, a lapsed lease).
 	sweepEvery = 5 * time.Minute
@@ -78,7 +103,7 @@ type folder struct {
 	leases  map[string]*lease
 	dropped map[claimKey]time.Time
 	applied map[claimKey][]appliedMark // when applied moved, for drop
-	behind  map[string]int64           // partner -> its oldest manifest not folded at its last round (mBehind)
+	behind  map[string]int64           // partner -> its oldest manifest not applied, as last seen
 	manual  map[string]int             // partners FoldPartner is folding
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -104,6 +129,9 @@ func newFolder(st *Store) *folder {
 	f := &folder{st: st, id: gocql.TimeUUID(), touched: map[string]time.Time{}, leases: map[string]*lease{},
 		dropped: map[claimKey]time.Time{}, applied: map[claimKey][]appliedMark{}, behind: map[string]int64{}, manual: map[string]int{}, done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	folders.Lock()
+	folders.all[f] = true
+	folders.Unlock()
 	go f.run()
 	return f
 }
@@ -235,7 +263,10 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 	for i, p := range partners {
 		fns[i] = func(ctx context.Context) error {
 			// A backlog is folded a bounded round at a time, one after
-			// another, each round with its own deadline.
+			// another, each round with its own deadline; the folder's for
+			// at most foldBudget, then the next tick goes on, so other
+			// partners, leases and sweeps are not held up behind it.
+			start := time.Now()
 			for {
 				more, err := f.foldRound(ctx, p, cutoff, leased)
 				if err != nil {
@@ -243,6 +274,10 @@ func (f *folder) fold(ctx context.Context, partners []string, cutoff time.Time, 
 					return nil
 				}
 				if !more || ctx.Err() != nil {
+					return nil
+				}
+				if leased && time.Since(start) > foldBudget {
+					f.touch(p)
 					return nil
 				}
 			}
@@ -304,6 +339,9 @@ func (f *folder) foldRound(ctx context.Context, p string, cutoff time.Time, leas
 func (f *folder) close() {
 	f.cancel()
 	<-f.done
+	folders.Lock()
+	delete(folders.all, f)
+	folders.Unlock()
 }
 
 func (f *folder) finish(ctx context.Context) {
@@ -381,10 +419,10 @@ type contribution struct {
 // loader grew to 18 GiB 100,000 manifests behind).
 const foldRound = 32
 
-// foldPartner seals the partner's claim partitions at cutoff, adds the
-// manifests up to there into the totals (I4), then moves applied (I5): at
-// most a round of manifests of each partition (foldRound); more tells that
-// some up to cutoff are left.
+// foldPartner seals the partner's claim partitions at cutoff (or, where
+// more manifests wait than a round takes, at the round's end: foldRound),
+// adds the manifests up to there into the totals (I4), then moves applied
+// (I5); more tells that some up to cutoff are left.
 func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Time) (worked, more bool, err error) {
 	// Read at the operator's level: a stale applied only means more
 	// manifests read (rows skip what they hold), a stale sealed one more
@@ -416,6 +454,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 			end[b] = mts[len(mts)-1] // the rest, next round
 		}
 	}
+	st.folder.noteBehind(partner, waiting, applied, end) // until applied moves
 	var fns []func(context.Context) error
 	for b := range ClaimBuckets {
 		t := min(T, end[b])
@@ -445,7 +484,6 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 			more = true
 		}
 	}
-	st.folder.noteBehind(partner, waiting, upTo, end)
 	if upTo == applied {
 		st.folder.drop(ctx, partner)
 		return worked, more, nil
@@ -525,6 +563,7 @@ func (st *Store) foldPartner(ctx context.Context, partner string, cutoff time.Ti
 	}
 	st.raiseApplied(partner, upTo, true)
 	st.folder.noteApplied(partner, applied, upTo)
+	st.folder.noteBehind(partner, waiting, upTo, end)
 	st.folder.drop(ctx, partner)
 	return true, more, st.hook("applied")
 }
@@ -853,10 +892,10 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 	return u, true, nil
 }
 
-// noteBehind keeps the oldest of a partner's manifests a round leaves
-// above upTo (none: it keeps up), and sets mBehind to the oldest of every
-// partner's. Past a round's end in a partition (end), the next manifest is
-// taken to be as old as the end.
+// noteBehind keeps the oldest of a partner's manifests not applied: those
+// waiting as a round starts (kept if the round fails), then those it
+// leaves above upTo. Past a round's end in a partition, the next manifest
+// is taken to be as old as the end.
 func (f *folder) noteBehind(partner string, waiting [ClaimBuckets][]int64, upTo, end [ClaimBuckets]int64) {
 	oldest := int64(math.MaxInt64)
 	for b, mts := range waiting {
@@ -864,7 +903,7 @@ func (f *folder) noteBehind(partner string, waiting [ClaimBuckets][]int64, upTo,
 		switch {
 		case i < len(mts):
 			oldest = min(oldest, mts[i])
-		case end[b] < math.MaxInt64:
+		case end[b] < math.MaxInt64 && len(mts) > 0:
 			oldest = min(oldest, end[b])
 		}
 	}
@@ -875,15 +914,6 @@ func (f *folder) noteBehind(partner string, waiting [ClaimBuckets][]int64, upTo,
 	} else {
 		f.behind[partner] = oldest
 	}
-	oldest = math.MaxInt64
-	for _, mt := range f.behind {
-		oldest = min(oldest, mt)
-	}
-	var s float64
-	if oldest < math.MaxInt64 {
-		s = max(0, time.Since(time.Unix(0, oldest)).Seconds())
-	}
-	mBehind.Set(s)
 }
 
 func (f *folder) noteApplied(partner string, was, now [ClaimBuckets]int64) {

@@ -116,7 +116,7 @@ func TestFoldBacklogInRounds(t *testing.T) {
 }
 
 // A fold that fails says so in the store's log, naming the partner and
-// the error, and counts stay exact.
+// the error, and in how far behind the folder is; counts stay exact.
 func TestFailedFoldIsLogged(t *testing.T) {
 	var buf syncBuffer
 	st := openStoreWith(t, func(c *Config) { c.Log = zerolog.New(&buf) })
@@ -139,8 +139,21 @@ func TestFailedFoldIsLogged(t *testing.T) {
 	if !strings.Contains(out, `"level":"warn"`) || !strings.Contains(out, p) || !strings.Contains(out, "the node went away") {
 		t.Fatalf("the failed fold's log line is %q: want a warning naming the partner and the error", out)
 	}
+	st.folder.mu.Lock()
+	_, behind := st.folder.behind[p]
+	st.folder.mu.Unlock()
+	if !behind {
+		t.Fatal("a fold failed, and the folder does not tell it is behind")
+	}
 	st.foldHook = nil
 	wantCounts(t, st, p, subs, ts, 10)
+	foldNow(t, st)
+	st.folder.mu.Lock()
+	_, behind = st.folder.behind[p]
+	st.folder.mu.Unlock()
+	if behind {
+		t.Fatal("folded to the end, and still behind")
+	}
 }
 
 type syncBuffer struct {
