@@ -124,7 +124,9 @@ func TestSecBodyBudget(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		slow = append(slow, slowBulk(s.base, key, []byte(`[{"subSystemCode":"web",`)))
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	// Each wait its own deadline: under -race on two busy cores, one
+	// shared by all three ran out.
+	deadline := time.Now().Add(30 * time.Second)
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 40*4<<10 {
 		if time.Now().After(deadline) {
 			t.Fatal("the slow clients' bodies were never being read")
@@ -144,6 +146,7 @@ func TestSecBodyBudget(t *testing.T) {
 	// turned away until it ends.
 	giveUp := slowBulk(s.base, key, append([]byte(`[{"subSystemCode":"web","eventType":"`), bytes.Repeat([]byte("x"), 3<<20)...))
 	defer giveUp()
+	deadline = time.Now().Add(30 * time.Second)
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") < 4<<20 {
 		if time.Now().After(deadline) {
 			t.Fatal("the large bulk never reserved its bytes")
@@ -158,6 +161,7 @@ func TestSecBodyBudget(t *testing.T) {
 	expectCode(t, s.do("POST", "/tracking/bulk", key, []any{ev("web", "x")}), 503, "overloaded")
 
 	giveUp() // the slow client gives up
+	deadline = time.Now().Add(30 * time.Second)
 	for gauge(t, s.base, "trk_edge_body_bytes_inflight") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the budget was not given back")
