@@ -82,6 +82,7 @@ type Store struct {
 	partnersWrote        sync.Map // sub-system -> when this store last noted a partner of it
 	recentMu             sync.Mutex
 	recent               map[string]*recentRead // partner -> its last manifests read
+	recentBytes          int                    // see recentBytes
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
 	// foldRound: the most manifests of a claim partition one fold round
@@ -146,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3], typedSince: marks[4]}
+	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3], typedSince: marks[4], recentBytes: recentBytes}
 	st.folder = newFolder(st)
 	return st, nil
 }

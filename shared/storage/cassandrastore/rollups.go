@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/hll"
@@ -485,8 +487,26 @@ const manifestUsersPage = 32
 // from (per bucket) and, when to is given, at or below it (a bucket with
 // nothing between is not read), with their users if users.
 func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimBuckets]int64, to *[ClaimBuckets]int64, users, serial bool) ([]manifest, error) {
-	var mu sync.Mutex
 	var out []manifest
+	page := 1000
+	switch {
+	case users && serial:
+		page = manifestUsersPage // a fold's round: one page a partition
+	case users:
+		page = 4 * manifestUsersPage // a report behind a backlog: fewer round trips
+	}
+	err := st.eachManifest(ctx, partner, from, to, users, serial, page, ClaimBuckets, func(m *manifest) error {
+		out = append(out, *m)
+		return nil
+	})
+	return out, err
+}
+
+// eachManifest calls fn, one call at a time, with each manifest
+// readManifests would read, reading at most par claim partitions at once
+// in pages of page manifests. fn's error ends the read.
+func (st *Store) eachManifest(ctx context.Context, partner string, from [ClaimBuckets]int64, to *[ClaimBuckets]int64, users, serial bool, page, par int, fn func(*manifest) error) error {
+	var mu sync.Mutex
 	fns := make([]func(context.Context) error, 0, ClaimBuckets)
 	for b := range ClaimBuckets {
 		hi := manifestsEnd
@@ -501,20 +521,12 @@ func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimB
 			if users {
 				cols += ", users"
 			}
-			page := 1000
-			switch {
-			case users && serial:
-				page = manifestUsersPage // a fold's round: one page a partition
-			case users:
-				page = 4 * manifestUsersPage // a report behind a backlog: fewer round trips
-			}
 			q := st.s.Query("SELECT "+cols+" FROM claims WHERE partner_id = ? AND bucket = ? AND id > ? AND id <= ?",
 				partner, int16(b), manifestBound(from[b]), hi).WithContext(ctx).PageSize(page)
 			if serial {
 				q = q.Consistency(gocql.Serial)
 			}
 			iter := q.Iter()
-			var local []manifest
 			for {
 				var (
 					id  string
@@ -533,21 +545,18 @@ func (st *Store) readManifests(ctx context.Context, partner string, from [ClaimB
 					continue
 				}
 				m.mt, m.ret = mt, time.Duration(ret)*time.Second
-				local = append(local, m)
+				mu.Lock()
+				err := fn(&m)
+				mu.Unlock()
+				if err != nil {
+					_ = iter.Close()
+					return err
+				}
 			}
-			if err := iter.Close(); err != nil {
-				return err
-			}
-			mu.Lock()
-			out = append(out, local...)
-			mu.Unlock()
-			return nil
+			return iter.Close()
 		})
 	}
-	if err := fanOut(ctx, ClaimBuckets, fns); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return fanOut(ctx, par, fns)
 }
 
 // How readTotals reads: for a report (without through: see Counts and
@@ -673,18 +682,104 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 // Writes through this store drop the partner's read.
 var recentTTL = time.Second // a var: a test makes it long
 
+// recentBytes bounds a partner's manifests read once and shared
+// (recentManifests). Behind a fold backlog they can be gigabytes (100,000
+// manifests of 11 KiB); past this, each read streams them instead, a page
+// at a time: slower, as each pass reads them again, but bounded.
+// (Store.recentBytes: a test makes it small.)
+const recentBytes = 32 << 20
+
+// streamPage and streamPar bound a stream's manifests in memory: pages of
+// streamPage, streamPar claim partitions at once.
+const (
+	streamPage = manifestUsersPage
+	streamPar  = 4
+)
+
 type recentRead struct {
 	floor [ClaimBuckets]int64
 	at    time.Time
 	done  chan struct{}
 	ms    []manifest
+	big   bool // more than recentBytes: stream them
 	err   error
+}
+
+var errTooBig = errors.New("cassandrastore: manifests above recentBytes")
+
+var mStreamed = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_storage_manifest_streams_total",
+	Help: "Passes of a report's read over manifests not yet folded that streamed them, page by page, as they were too many to hold (a fold backlog)."})
+
+// size is about what m holds in memory.
+func (m *manifest) size() int {
+	n := 96
+	for k := range m.cells {
+		n += len(k) + 24
+	}
+	for k, v := range m.users {
+		n += len(k) + len(v) + 40
+	}
+	return n
+}
+
+// above is a partner's manifests above a floor as a report's read sees
+// them: read once and shared by the reads of the next recentTTL, or, past
+// recentBytes, streamed again by each pass (each).
+type above struct {
+	st      *Store
+	partner string
+	floor   [ClaimBuckets]int64
+	ms      []manifest
+	stream  bool
+	// A stream's first pass: the last manifest it read of each partition,
+	// and each one's time. A later pass counts those alone (Counts reads
+	// rows between two passes, and a manifest it did not see then may be
+	// in them).
+	to   *[ClaimBuckets]int64
+	seen [ClaimBuckets][]int64
+}
+
+// each calls fn with each manifest, with its users if users (a shared
+// read always has them).
+func (a *above) each(ctx context.Context, users bool, fn func(*manifest) error) error {
+	if !a.stream {
+		for i := range a.ms {
+			if err := fn(&a.ms[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	mStreamed.Inc()
+	if a.to != nil {
+		return a.st.eachManifest(ctx, a.partner, a.floor, a.to, users, false, streamPage, streamPar, func(m *manifest) error {
+			if _, ok := slices.BinarySearch(a.seen[m.bucket], m.mt); !ok {
+				return nil
+			}
+			return fn(m)
+		})
+	}
+	to := a.floor
+	var seen [ClaimBuckets][]int64
+	err := a.st.eachManifest(ctx, a.partner, a.floor, nil, users, false, streamPage, streamPar, func(m *manifest) error {
+		to[m.bucket] = max(to[m.bucket], m.mt)
+		seen[m.bucket] = append(seen[m.bucket], m.mt)
+		return fn(m)
+	})
+	if err != nil {
+		return err
+	}
+	for b := range seen {
+		slices.Sort(seen[b]) // in id order already, one partition's read
+	}
+	a.to, a.seen = &to, seen
+	return nil
 }
 
 // recentManifests is the partner's manifests above floor, from a read of
 // the last recentTTL whose floor is at most floor, or a new one. Any floor
 // read before the rows is exact (I5); a lower one only reads more.
-func (st *Store) recentManifests(ctx context.Context, partner string, floor [ClaimBuckets]int64) ([]manifest, error) {
+func (st *Store) recentManifests(ctx context.Context, partner string, floor [ClaimBuckets]int64) (*above, error) {
 	st.recentMu.Lock()
 	r := st.recent[partner]
 	usable := r != nil && time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx))
@@ -700,20 +795,41 @@ func (st *Store) recentManifests(ctx context.Context, partner string, floor [Cla
 		}
 		st.recent[partner] = r
 		st.recentMu.Unlock()
-		r.ms, r.err = st.readManifests(context.WithoutCancel(ctx), partner, floor, nil, true, false)
+		var ms []manifest
+		size := 0
+		err := st.eachManifest(context.WithoutCancel(ctx), partner, floor, nil, true, false, 4*manifestUsersPage, ClaimBuckets, func(m *manifest) error {
+			if size += m.size(); size > st.recentBytes {
+				return errTooBig
+			}
+			ms = append(ms, *m)
+			return nil
+		})
+		switch {
+		case errors.Is(err, errTooBig):
+			r.big = true
+		case err != nil:
+			r.err = err
+		default:
+			r.ms = ms
+		}
 		close(r.done)
 		if r.err != nil {
 			st.forgetRecent(partner)
 		}
-		return r.ms, r.err
+	} else {
+		st.recentMu.Unlock()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	st.recentMu.Unlock()
-	select {
-	case <-r.done:
-		return r.ms, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if r.err != nil {
+		return nil, r.err
 	}
+	// A stream reads from this read's floor: a shared big read's may be
+	// below this one's, and reads more, never less.
+	return &above{st: st, partner: partner, floor: r.floor, ms: r.ms, stream: r.big}, nil
 }
 
 func (st *Store) forgetRecent(partner string) {
@@ -745,17 +861,17 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	// is counted by its row, and one not folded yet is as if it came after;
 	// for such a concurrent claim group that is per slot, so one read may
 	// count part of it, never an event twice or one stored before it).
-	mss := make([][]manifest, len(partners))
+	mss := make([]*above, len(partners))
 	exact := map[time.Time]bool{}
 	for pi, partner := range partners {
 		if mss[pi], err = st.recentManifests(ctx, partner, floors[pi]); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
-		for i := range mss[pi] {
-			for k := range mss[pi][i].cells {
+		err := mss[pi].each(ctx, false, func(m *manifest) error {
+			for k := range m.cells {
 				c, ok, err := parseCell(k)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				if ok {
 					expand(partner, c, func(a addr, _ string) {
@@ -765,6 +881,10 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					})
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
 	}
 	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, q.Only, withGroups, false, exact)
@@ -791,13 +911,11 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		}
 	}
 	for pi, partner := range partners {
-		ms := mss[pi]
-		for i := range ms {
-			m := &ms[i]
+		err := mss[pi].each(ctx, false, func(m *manifest) error {
 			for k, n := range m.cells {
 				c, ok, err := parseCell(k)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				if !ok {
 					continue
@@ -813,6 +931,10 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					}
 				})
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
 	}
 	slots := make([]storage.Slot, 0, len(out))
@@ -1056,8 +1178,8 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 		if err != nil {
 			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
-		for i := range ms {
-			for k := range ms[i].users {
+		err = ms.each(ctx, true, func(m *manifest) error {
+			for k := range m.users {
 				c, err := parseUcell(k)
 				if err != nil {
 					return err
@@ -1071,6 +1193,10 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 					}
 				})
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
 	}
 	est := make(map[time.Time]uint64, len(rows)+len(redo))
@@ -1151,8 +1277,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 		if err != nil {
 			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
-		for i := range ms {
-			m := &ms[i]
+		err = ms.each(ctx, true, func(m *manifest) error {
 			for k, b := range m.users {
 				c, err := parseUcell(k)
 				if err != nil {
@@ -1174,6 +1299,10 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 					return ferr
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cassandrastore: users: %w", err)
 		}
 	}
 	starts := make([]time.Time, 0, len(rows)+len(out))

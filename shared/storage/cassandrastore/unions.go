@@ -349,13 +349,14 @@ func (st *Store) unions(ctx context.Context, u unionOf, unions [][]storage.Tile,
 		if err != nil {
 			return nil, fmt.Errorf("cassandrastore: unions: %w", err)
 		}
-		for i := range ms {
-			if ms[i].mt <= floors[pi][ms[i].bucket] {
-				continue // applied since (a read of the last second): in the rows
+		err = ms.each(ctx, u.kind == kindUsers, func(m *manifest) error {
+			if m.mt <= floors[pi][m.bucket] {
+				return nil // applied since (a read of the last second): in the rows
 			}
-			if err := touches(&ms[i], mark); err != nil {
-				return nil, err
-			}
+			return touches(m, mark)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cassandrastore: unions: %w", err)
 		}
 	}
 	// The fingerprints' rows, then the kept figures. ttlAt, before the
