@@ -18,6 +18,7 @@ import (
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
@@ -228,14 +229,14 @@ var (
 		"eventType":    "the event type counted, when the query named one",
 		"subSystemId":  "the sub-system counted, when the query named one",
 		"totalEvents":  "events in the range (each stored event once: a duplicate id counts once)",
-		"eventsByType": "events in the range by event type",
+		"eventsByType": fmt.Sprintf("events in the range by event type; a slot (a minute, an hour, a day...) names at most %d types, the first it counted, and counts the events of any other under %q, as does an answer past that many (the smallest go there)", storage.MaxGroups, storage.OtherGroup),
 		"uniqueUsers":  fmt.Sprintf("distinct users in the range (userId, else anonymousId), estimated by a HyperLogLog sketch: relative standard error %.2f%%, 99.7%% of estimates within %.1f%%; with eventType, that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them)", report.UniqueUsersError*100, 3*report.UniqueUsersError*100),
 		"timeSeries":   "every bucket of the range, oldest first, zero-filled",
 	}
 	fieldDocs = map[reflect.Type]map[string]string{
 		reflect.TypeOf(report.SubSystemReport{}): rangeDocs,
 		reflect.TypeOf(report.PartnerReport{}): merged(rangeDocs, map[string]string{
-			"topEventTypes": "event types by events in the range, most first (ties by name), at most top",
+			"topEventTypes": "event types by events in the range, most first (ties by name), at most top; never \"$other\"",
 			"topSubSystems": "sub-systems by events in the range, most first, at most top",
 		}),
 		reflect.TypeOf(report.Point{}): {

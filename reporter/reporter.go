@@ -655,6 +655,9 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	if err != nil {
 		return f, err
 	}
+	// Each slot names at most storage.MaxGroups types; a range of slots
+	// may name more, and an answer holds the largest.
+	storage.CapGroups(f.byGroup)
 	f.points = pl.series()
 	for i := range f.points {
 		f.points[i].Count, f.points[i].UniqueUsers = acc[i].count, acc[i].users
@@ -800,7 +803,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	}
 	r.TotalEvents, r.EventsByType, r.UniqueUsers, r.TimeSeries = f.total, f.byGroup, f.users, f.points
 	for t, n := range f.byGroup {
-		if n > 0 {
+		if n > 0 && t != storage.OtherGroup { // not a type: the rest of them
 			r.TopEventTypes = append(r.TopEventTypes, report.TypeCount{EventType: t, EventCount: n})
 		}
 	}

@@ -258,6 +258,10 @@ func jsonValue(v string) string {
 	return "that value"
 }
 
+// OtherType is reserved: reports count under it the event types past a
+// slot's limit (storage.MaxGroups).
+const OtherType = "$other"
+
 // Validate checks a decoded input against the limits and normalises it.
 func Validate(in *Input, lim Limits, now time.Time) error {
 	var fields []apierr.FieldError
@@ -273,6 +277,8 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 		bad("eventType", "is longer than %d characters", lim.MaxEventTypeLen)
 	case !printable(in.EventType):
 		bad("eventType", "must be printable text without control characters")
+	case in.EventType == OtherType:
+		bad("eventType", "%q is reserved: reports count the types past a slot's limit under it", OtherType)
 	}
 	in.SubSystemCode = strings.TrimSpace(in.SubSystemCode)
 	if in.SubSystemCode == "" && !lim.SubSystemCodeOptional {

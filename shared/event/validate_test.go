@@ -47,6 +47,7 @@ func TestDecode(t *testing.T) {
 		{name: "code object", body: `{"subSystemCode":{},"eventType":"e"}`, code: apierr.ValidationFailed, field: "subSystemCode"},
 		{name: "missing type", body: `{"subSystemCode":"w"}`, code: apierr.ValidationFailed, field: "eventType"},
 		{name: "blank type", body: `{"subSystemCode":"w","eventType":"   "}`, code: apierr.ValidationFailed, field: "eventType"},
+		{name: "reserved type", body: `{"subSystemCode":"w","eventType":" $other "}`, code: apierr.ValidationFailed, field: "eventType"},
 		{name: "missing code", body: `{"eventType":"e"}`, code: apierr.ValidationFailed, field: "subSystemCode"},
 		{name: "long type", body: `{"subSystemCode":"w","eventType":"` + strings.Repeat("x", 129) + `"}`, code: apierr.ValidationFailed, field: "eventType"},
 		{name: "newline in type", body: `{"subSystemCode":"w","eventType":"a\nb"}`, code: apierr.ValidationFailed, field: "eventType"},

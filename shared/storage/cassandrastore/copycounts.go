@@ -218,7 +218,7 @@ func mergeCopied(ctx context.Context, s *gocql.Session, keyspace string, p part,
 				return err
 			}
 			for g, v := range groups {
-				gm[g] += v
+				storage.AddGroup(gm, g, v)
 			}
 			q = s.Query("UPDATE "+keyspace+".totals USING TTL ? SET n = ?, groups = ?, through = ? WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot = ? IF through = ?",
 				ttl, cur+n, encodeCounts(gm), encodeCounts(tm), p.kind, p.a, p.key, int8(p.res), p.period, slot, old)

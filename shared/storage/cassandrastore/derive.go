@@ -149,6 +149,7 @@ func (st *Store) deriveKey(ctx context.Context, kind, a int8, key string, res st
 			return 0, err
 		}
 		for _, s := range slots {
+			storage.CapGroups(s.Groups) // summed from finer rows: may name more
 			rows = append(rows, row{s.Start, "n = ?, groups = ?, through = ?", []any{s.Total, encodeCounts(s.Groups), through}, s.Total})
 		}
 	} else {

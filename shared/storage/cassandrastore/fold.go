@@ -848,7 +848,7 @@ func (st *Store) nextRow(p part, slot time.Time, row *total, cs []contribution) 
 			continue
 		}
 		n += c.n
-		groups[c.group] += c.n
+		storage.AddGroup(groups, c.group, c.n) // bounded: a row is one value
 	}
 	if !fresh {
 		return u, false, nil

@@ -720,14 +720,23 @@ func (s *Store) applyDeltas(b *pebble.Batch, d *rollupDeltas) error {
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		if v != nil {
-			total, err := decodeSlot(v, func(g []byte, n int64) { c.groups[string(g)] += n })
-			if err != nil {
-				return fmt.Errorf("%w (%q)", err, k)
+		// The stored groups first: they keep their names, and new ones past
+		// storage.MaxGroups are counted as storage.OtherGroup.
+		groups := c.groups
+		if v != nil || len(groups) > storage.MaxGroups {
+			groups = map[string]int64{}
+			if v != nil {
+				total, err := decodeSlot(v, func(g []byte, n int64) { groups[string(g)] += n })
+				if err != nil {
+					return fmt.Errorf("%w (%q)", err, k)
+				}
+				c.total += total
 			}
-			c.total += total
+			for g, n := range c.groups {
+				storage.AddGroup(groups, g, n)
+			}
 		}
-		if err := b.Set(k, encodeSlot(c.total, c.groups), nil); err != nil {
+		if err := b.Set(k, encodeSlot(c.total, groups), nil); err != nil {
 			return err
 		}
 	}

@@ -293,3 +293,84 @@ func testRollupsConcurrentWriters(t *testing.T, s storage.Store) {
 	wg.Wait()
 	x.check(t, s, t0.Add(-time.Hour), t0.Add(3*time.Hour))
 }
+
+// A slot names at most storage.MaxGroups groups, the first it counted,
+// and counts the rest under storage.OtherGroup, its total exact: a client
+// that makes a new event type of each event cannot grow a slot's value
+// past what a write holds (and stop its fold, on Cassandra, for good).
+// Written in batches, the later ones adding to slots already stored.
+func testGroupsBounded(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := partner("many-types"), tenant.NewID()
+	hour := t0.Truncate(time.Hour)
+	n := storage.MaxGroups + 50
+	var evs []event.Event
+	for i := range n {
+		evs = append(evs, event.Event{ID: fmt.Sprint("g-", i), PartnerID: p.ID, SubSystemID: sub,
+			EventType: fmt.Sprintf("viewed_product_%06d", i), Timestamp: hour.Add(time.Duration(i%3600) * time.Second)})
+	}
+	for k := 0; k < n; k += 2500 {
+		must(t, nWrittenErr(s.WriteEvents(ctx, evs[k:min(k+2500, n)])))
+	}
+	fold := func() {
+		if f, ok := s.(interface {
+			FoldPending(ctx context.Context, cutoff time.Time) error
+		}); ok {
+			must(t, f.FoldPending(ctx, time.Now()))
+		}
+	}
+	fold()
+	check := func(total, other int64) string {
+		t.Helper()
+		var named string
+		for _, q := range []storage.CountsQuery{
+			{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Hour},
+			{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Hour},
+			{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Day},
+			{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Week},
+		} {
+			q.From, q.To, q.Groups = q.Res.Slot(hour), q.Res.Slot(hour).Add(q.Res.Duration()), true
+			slots, err := s.Counts(ctx, q)
+			must(t, err)
+			if len(slots) != 1 {
+				t.Fatalf("%v %v: %d slots", q.Rollup, q.Res, len(slots))
+			}
+			sl := slots[0]
+			var sum int64
+			for g, c := range sl.Groups {
+				sum += c
+				if g != storage.OtherGroup && named == "" {
+					named = g
+				}
+			}
+			if want := total; sl.Total != want || sum != sl.Total || len(sl.Groups) != storage.MaxGroups+1 || sl.Groups[storage.OtherGroup] != other {
+				t.Fatalf("%v %v: total %d (want %d), groups sum %d, %d groups (want %d), %q %d (want %d)",
+					q.Rollup, q.Res, sl.Total, want, sum, len(sl.Groups), storage.MaxGroups+1, storage.OtherGroup, sl.Groups[storage.OtherGroup], other)
+			}
+		}
+		// Minutes hold few types each: all named.
+		slots, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Minute, From: hour, To: hour.Add(time.Hour), Groups: true})
+		must(t, err)
+		for _, sl := range slots {
+			if _, ok := sl.Groups[storage.OtherGroup]; ok || int64(len(sl.Groups)) > sl.Total {
+				t.Fatalf("minute %v: %d groups of %d events", sl.Start, len(sl.Groups), sl.Total)
+			}
+		}
+		return named
+	}
+	named := check(int64(n), 50)
+	// One more of a named type stays named; one of a new type is other.
+	must(t, nWrittenErr(s.WriteEvents(ctx, []event.Event{
+		{ID: "g-named", PartnerID: p.ID, SubSystemID: sub, EventType: named, Timestamp: hour.Add(time.Minute)},
+		{ID: "g-new", PartnerID: p.ID, SubSystemID: sub, EventType: "viewed_product_new", Timestamp: hour.Add(time.Minute)},
+	})))
+	fold()
+	check(int64(n)+2, 51)
+	slots, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Hour, From: hour, To: hour.Add(time.Hour), Group: named})
+	must(t, err)
+	if len(slots) != 1 || slots[0].Total != 2 {
+		t.Fatalf("type %s: %+v, want 2", named, slots)
+	}
+}
+
+func nWrittenErr(_ storage.WriteResult, err error) error { return err }

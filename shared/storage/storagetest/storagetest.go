@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"OverlappingRedeliveries", testOverlappingRedeliveries},
 		{"LateEvents", testLateEvents},
 		{"PastRetention", testPastRetention},
+		{"GroupsBounded", testGroupsBounded},
 		{"Ping", func(t *testing.T, s storage.Store) {
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatal(err)
