@@ -435,6 +435,8 @@ func decode(m jetstream.Msg) (event.Event, string) {
 		return e, "missing partnerId or subSystemId"
 	case strings.TrimSpace(e.EventType) == "":
 		return e, "missing eventType"
+	case e.EventType == event.OtherType:
+		return e, fmt.Sprintf("eventType %q is reserved", event.OtherType)
 	case e.Timestamp.IsZero():
 		return e, "missing timestamp"
 	case m.Subject() != subject.Events(e.PartnerID, e.SubSystemID):

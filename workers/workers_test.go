@@ -136,6 +136,7 @@ func TestDeadLetters(t *testing.T) {
 	raw("trk.events.p1.s1", `not json`)
 	raw("trk.events.p1.s1", `{"id":"x","partnerId":"p1","subSystemId":"s1","eventType":"t"}`) // no timestamp
 	raw("trk.events.p1.s1", `{"id":"y","partnerId":"p2","subSystemId":"s1","eventType":"t","timestamp":"2026-01-01T00:00:00Z"}`)
+	raw("trk.events.p1.s1", `{"id":"z","partnerId":"p1","subSystemId":"s1","eventType":"$other","timestamp":"2026-01-01T00:00:00Z"}`)
 	publish(t, js, event.Event{ID: "good", PartnerID: "p1", SubSystemID: "s1", EventType: "t", Timestamp: ts})
 
 	waitFor(t, "the good event", func() bool { _, err := pebble.GetEvent(ctx, "p1", "good"); return err == nil })
@@ -143,16 +144,16 @@ func TestDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 dead letters", func() bool { info, _ := dlq.Info(ctx); return info != nil && info.State.Msgs == 3 })
+	waitFor(t, "4 dead letters", func() bool { info, _ := dlq.Info(ctx); return info != nil && info.State.Msgs == 4 })
 	reasons := map[string]bool{}
-	for seq := uint64(1); seq <= 3; seq++ {
+	for seq := uint64(1); seq <= 4; seq++ {
 		m, err := dlq.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
 		reasons[nats.Header(m.Header).Get(subject.HeaderReason)] = true
 	}
-	for _, want := range []string{"missing timestamp", "subject does not match partnerId and subSystemId"} {
+	for _, want := range []string{"missing timestamp", "subject does not match partnerId and subSystemId", `eventType "$other" is reserved`} {
 		if !reasons[want] {
 			t.Errorf("no dead letter with reason %q: %v", want, reasons)
 		}

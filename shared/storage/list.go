@@ -67,6 +67,9 @@ func ListEvents(ctx context.Context, ev Events, q EventsQuery, read MinuteReader
 	case q.EventType != "":
 		cq = CountsQuery{Rollup: PartnerTypes, Key: q.PartnerID, Group: q.EventType}
 	}
+	// A slot past MaxGroups counts a type or sub-system it does not name
+	// under OtherGroup: it may hold one too.
+	cq.AlsoOther = cq.Group != ""
 	out := make([]event.Event, 0, q.Limit)
 	err := listWalk(ctx, ev, cq, q, read, Day, q.From, to, &out)
 	return out, err

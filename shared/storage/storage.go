@@ -245,6 +245,9 @@ type CountsQuery struct {
 	Groups bool
 	// Group, when set, counts that group only: Total is its count.
 	Group string
+	// AlsoOther, with Group, adds OtherGroup's count, where a slot past
+	// MaxGroups may hold Group's events (a listing's "may hold one").
+	AlsoOther bool
 }
 
 // Slot is the counts of one slot.

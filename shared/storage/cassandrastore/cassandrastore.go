@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -83,6 +84,8 @@ type Store struct {
 	recentMu             sync.Mutex
 	recent               map[string]*recentRead // partner -> its last manifests read
 	recentBytes          int                    // see recentBytes
+	recentHeld           atomic.Int64           // bytes of the reads in recent, and of those under way
+	streamUntil          map[string]time.Time   // partner -> its reads stream until then
 	// foldHook, when set, runs at each stage of a fold (tests stop or read there).
 	foldHook func(stage string) error
 	// foldRound: the most manifests of a claim partition one fold round

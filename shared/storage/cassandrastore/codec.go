@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+
+	"github.com/volcanion/tracking/shared/storage"
 )
 
 // Counts by name (a row's groups, its through) are stored as blobs: key
@@ -94,6 +96,22 @@ func addCounts(m map[string]int64, b []byte, name string) error {
 			m[string(k)] += v
 		}
 	})
+}
+
+// namedGroups is how many names other than storage.OtherGroup b holds;
+// 0 for a blob too short to hold storage.MaxGroups (an entry is 3 bytes at
+// least), which is not scanned.
+func namedGroups(b []byte) int {
+	if len(b) < 3*storage.MaxGroups {
+		return 0
+	}
+	n := 0
+	_ = decodeCountBytes(b, func(k []byte, _ int64) {
+		if string(k) != storage.OtherGroup {
+			n++
+		}
+	})
+	return n
 }
 
 // countOf is one name's count in b (0 when absent), without decoding the rest

@@ -286,6 +286,7 @@ type manifest struct {
 	partner string
 	bucket  int16
 	mt      int64
+	idh     uint64 // a hash of its id: manifests may share a time (mt)
 	cells   map[string]int64
 	users   map[string][]byte
 	ret     time.Duration
@@ -544,7 +545,7 @@ func (st *Store) eachManifest(ctx context.Context, partner string, from [ClaimBu
 				if !ok {
 					continue
 				}
-				m.mt, m.ret = mt, time.Duration(ret)*time.Second
+				m.mt, m.ret, m.idh = mt, time.Duration(ret)*time.Second, idHash(id)
 				mu.Lock()
 				err := fn(&m)
 				mu.Unlock()
@@ -703,6 +704,10 @@ type recentRead struct {
 	ms    []manifest
 	big   bool // more than recentBytes: stream them
 	err   error
+	// Under recentMu: the read has ended, and the bytes of ms it counts
+	// in Store.recentHeld (0 once given back).
+	finished bool
+	size     int64
 }
 
 var errTooBig = errors.New("cassandrastore: manifests above recentBytes")
@@ -731,12 +736,23 @@ type above struct {
 	floor   [ClaimBuckets]int64
 	ms      []manifest
 	stream  bool
-	// A stream's first pass: the last manifest it read of each partition,
-	// and each one's time. A later pass counts those alone (Counts reads
-	// rows between two passes, and a manifest it did not see then may be
-	// in them).
+	// A stream's first pass: the last manifest time it read of each
+	// partition, and each manifest's id hash (8 bytes a manifest). A later
+	// pass counts those alone: Counts reads rows between two passes, and
+	// a manifest it did not see then may be in them, even one with the
+	// time of one it saw (a claim refused and retried takes sealed+1).
 	to   *[ClaimBuckets]int64
-	seen [ClaimBuckets][]int64
+	seen [ClaimBuckets][]uint64
+}
+
+// idHash is FNV-1a of a manifest's id.
+func idHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // each calls fn with each manifest, with its users if users (a shared
@@ -753,24 +769,24 @@ func (a *above) each(ctx context.Context, users bool, fn func(*manifest) error) 
 	mStreamed.Inc()
 	if a.to != nil {
 		return a.st.eachManifest(ctx, a.partner, a.floor, a.to, users, false, streamPage, streamPar, func(m *manifest) error {
-			if _, ok := slices.BinarySearch(a.seen[m.bucket], m.mt); !ok {
+			if _, ok := slices.BinarySearch(a.seen[m.bucket], m.idh); !ok {
 				return nil
 			}
 			return fn(m)
 		})
 	}
 	to := a.floor
-	var seen [ClaimBuckets][]int64
+	var seen [ClaimBuckets][]uint64
 	err := a.st.eachManifest(ctx, a.partner, a.floor, nil, users, false, streamPage, streamPar, func(m *manifest) error {
 		to[m.bucket] = max(to[m.bucket], m.mt)
-		seen[m.bucket] = append(seen[m.bucket], m.mt)
+		seen[m.bucket] = append(seen[m.bucket], m.idh)
 		return fn(m)
 	})
 	if err != nil {
 		return err
 	}
 	for b := range seen {
-		slices.Sort(seen[b]) // in id order already, one partition's read
+		slices.Sort(seen[b])
 	}
 	a.to, a.seen = &to, seen
 	return nil
@@ -778,9 +794,15 @@ func (a *above) each(ctx context.Context, users bool, fn func(*manifest) error) 
 
 // recentManifests is the partner's manifests above floor, from a read of
 // the last recentTTL whose floor is at most floor, or a new one. Any floor
-// read before the rows is exact (I5); a lower one only reads more.
+// read before the rows is exact (I5); a lower one only reads more. Past
+// recentBytes (or the store's 4 × recentBytes over all partners) the read
+// gives up, and the partner's reads stream for streamFor.
 func (st *Store) recentManifests(ctx context.Context, partner string, floor [ClaimBuckets]int64) (*above, error) {
 	st.recentMu.Lock()
+	if time.Now().Before(st.streamUntil[partner]) {
+		st.recentMu.Unlock()
+		return &above{st: st, partner: partner, floor: floor, stream: true}, nil
+	}
 	r := st.recent[partner]
 	usable := r != nil && time.Since(r.at) < recentTTL && !r.at.Before(storage.ReadAfter(ctx))
 	for b := range ClaimBuckets {
@@ -791,31 +813,43 @@ func (st *Store) recentManifests(ctx context.Context, partner string, floor [Cla
 	if !usable {
 		r = &recentRead{floor: floor, at: time.Now(), done: make(chan struct{})}
 		if st.recent == nil {
-			st.recent = map[string]*recentRead{}
+			st.recent, st.streamUntil = map[string]*recentRead{}, map[string]time.Time{}
 		}
+		st.sweepRecentLocked()
+		st.dropRecentLocked(partner)
 		st.recent[partner] = r
 		st.recentMu.Unlock()
 		var ms []manifest
-		size := 0
+		size := int64(0)
 		err := st.eachManifest(context.WithoutCancel(ctx), partner, floor, nil, true, false, 4*manifestUsersPage, ClaimBuckets, func(m *manifest) error {
-			if size += m.size(); size > st.recentBytes {
+			sz := int64(m.size())
+			size += sz
+			if held := st.recentHeld.Add(sz); size > int64(st.recentBytes) || held > 4*int64(st.recentBytes) {
 				return errTooBig
 			}
 			ms = append(ms, *m)
 			return nil
 		})
+		st.recentMu.Lock()
 		switch {
 		case errors.Is(err, errTooBig):
 			r.big = true
+			st.streamUntil[partner] = time.Now().Add(streamFor)
 		case err != nil:
 			r.err = err
 		default:
-			r.ms = ms
+			r.ms, r.size = ms, size
 		}
+		if r.size == 0 || st.recent[partner] != r { // held by no one
+			st.recentHeld.Add(-size)
+			r.size = 0
+		}
+		r.finished = true
+		if r.err != nil && st.recent[partner] == r {
+			delete(st.recent, partner)
+		}
+		st.recentMu.Unlock()
 		close(r.done)
-		if r.err != nil {
-			st.forgetRecent(partner)
-		}
 	} else {
 		st.recentMu.Unlock()
 		select {
@@ -827,14 +861,44 @@ func (st *Store) recentManifests(ctx context.Context, partner string, floor [Cla
 	if r.err != nil {
 		return nil, r.err
 	}
-	// A stream reads from this read's floor: a shared big read's may be
-	// below this one's, and reads more, never less.
-	return &above{st: st, partner: partner, floor: r.floor, ms: r.ms, stream: r.big}, nil
+	return &above{st: st, partner: partner, floor: floor, ms: r.ms, stream: r.big}, nil
+}
+
+// streamFor is how long a partner's reads stream after a read of its
+// manifests ran past recentBytes, rather than try again each recentTTL.
+const streamFor = 30 * time.Second
+
+// dropRecentLocked forgets the partner's read (recentMu held); a read still
+// under way gives its bytes back itself when it ends.
+func (st *Store) dropRecentLocked(partner string) {
+	if r := st.recent[partner]; r != nil {
+		if r.finished {
+			st.recentHeld.Add(-r.size)
+			r.size = 0
+		}
+		delete(st.recent, partner)
+	}
+}
+
+// sweepRecentLocked forgets the reads no read may use any more, and lapsed
+// streamUntil marks (recentMu held): a reporter writes nothing, so nothing
+// else drops them.
+func (st *Store) sweepRecentLocked() {
+	for p, r := range st.recent {
+		if r.finished && time.Since(r.at) >= recentTTL {
+			st.dropRecentLocked(p)
+		}
+	}
+	for p, t := range st.streamUntil {
+		if time.Now().After(t) {
+			delete(st.streamUntil, p)
+		}
+	}
 }
 
 func (st *Store) forgetRecent(partner string) {
 	st.recentMu.Lock()
-	delete(st.recent, partner)
+	st.dropRecentLocked(partner)
 	st.recentMu.Unlock()
 }
 
@@ -909,6 +973,22 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		if err := addCounts(s.Groups, r.groups, q.Group); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
 		}
+		if q.Group != "" && q.AlsoOther {
+			if err := addCounts(s.Groups, r.groups, storage.OtherGroup); err != nil {
+				return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
+			}
+		}
+	}
+	// A manifest's group counts as its fold will count it: under
+	// storage.OtherGroup where the row names no more (storage.AddGroup).
+	full := map[time.Time]bool{}
+	rowFull := func(t time.Time) bool {
+		f, ok := full[t]
+		if !ok {
+			f = rows[t] != nil && namedGroups(rows[t].groups) >= storage.MaxGroups
+			full[t] = f
+		}
+		return f
 	}
 	for pi, partner := range partners {
 		err := mss[pi].each(ctx, false, func(m *manifest) error {
@@ -926,7 +1006,14 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					}
 					s := slotOf(a.slot)
 					s.Total += n
-					if s.Groups != nil {
+					switch {
+					case s.Groups == nil:
+					case q.Group == "":
+						storage.AddGroup(s.Groups, group, n) // the row's groups, then the manifests'
+					case group == q.Group:
+						if _, named := s.Groups[group]; !named && rowFull(a.slot) {
+							group = storage.OtherGroup
+						}
 						s.Groups[group] += n
 					}
 				})
@@ -941,6 +1028,9 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	for _, s := range out {
 		if q.Group != "" {
 			s.Total = s.Groups[q.Group]
+			if q.AlsoOther && q.Group != storage.OtherGroup {
+				s.Total += s.Groups[storage.OtherGroup]
+			}
 			s.Groups = nil
 		} else if !q.Groups {
 			s.Groups = nil

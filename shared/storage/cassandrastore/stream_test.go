@@ -248,3 +248,153 @@ func TestStreamedCountsWithFoldMidRead(t *testing.T) {
 		})
 	}
 }
+
+// Manifests of a claim partition may share a time (a claim round refused
+// and retried takes sealed+1; a timed-out one keeps its time). One
+// committed after a stream's first pass read its partition, with the time
+// of one that pass saw, and folded before the rows are read, is in the
+// rows alone: the second pass, which knows the first's manifests by id,
+// not by time, does not count it again.
+func TestStreamedCountsManifestsOfOneTime(t *testing.T) {
+	w := openStore(t)
+	w.folder.close()
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	e0 := event.Event{ID: "m-0", PartnerID: p, SubSystemID: sub, EventType: "view", Timestamp: hour}
+	if _, err := w.WriteEvents(ctx, []event.Event{e0}); err != nil {
+		t.Fatal(err)
+	}
+	b := claimBucket(e0.ID)
+	later := hour.Add(30 * time.Minute) // no manifest the first pass reads touches it
+	obs := &foldAt{words: []string{"SELECT id, cells, retention FROM claims", "id > ?"}, match: func(q gocql.ObservedQuery) bool {
+		v, ok := q.Values[1].(int16)
+		return ok && v == b && q.Rows > 0
+	}}
+	obs.fold = func() {
+		var id string
+		if err := w.Session().Query("SELECT id FROM claims WHERE partner_id = ? AND bucket = ? AND id > '~~' AND id < '~~~' LIMIT 1", p, b).Scan(&id); err != nil {
+			t.Error(err)
+			return
+		}
+		mt, _ := manifestTime(id)
+		cells := map[string]int64{mcell{sub, "view", later.Unix()}.String(): 3}
+		if err := w.Session().Query("INSERT INTO claims (partner_id, bucket, id, batch_id, grp, cells, users, retention) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			p, b, manifestID(mt, gocql.TimeUUID(), int(b)*1024), gocql.TimeUUID(), int(b)*1024, cells, map[string][]byte{}, int((90 * 24 * time.Hour).Seconds())).Exec(); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
+			t.Error(err)
+		}
+	}
+	cfg := w.cfg
+	cfg.Observer = obs
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.folder.close()
+	r.recentBytes = 0 // stream
+	slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !obs.fired {
+		t.Fatal("the hook did not fire: the stream's statements changed")
+	}
+	got := map[time.Time]int64{}
+	for _, s := range slots {
+		got[s.Start] = s.Total
+	}
+	if want := map[time.Time]int64{hour: 1, later: 3}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("streamed counts %v, want %v", got, want)
+	}
+}
+
+// The manifests a store holds for reports are bounded over all partners
+// (4 × recentBytes), not per partner: past it a read streams, and reads
+// older than recentTTL are given back (a reporter writes nothing, so no
+// write drops them). The bytes counted always equal those held.
+func TestRecentReadsBoundedPerStore(t *testing.T) {
+	w := openStore(t)
+	w.folder.close()
+	ctx := context.Background()
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	var parts, subs []string
+	for k := range 6 {
+		p, sub := tenant.NewID(), tenant.NewID()
+		parts, subs = append(parts, p), append(subs, sub)
+		var evs []event.Event
+		for i := range 40 {
+			evs = append(evs, event.Event{ID: fmt.Sprint("e-", k, "-", i), PartnerID: p, SubSystemID: sub, EventType: fmt.Sprint("t", i),
+				UserID: fmt.Sprint("u", i), Timestamp: hour.Add(time.Duration(i) * time.Second)})
+		}
+		if _, err := w.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one := 0 // the most one partner's manifests take
+	for _, p := range parts {
+		ms, err := w.readManifests(ctx, p, [ClaimBuckets]int64{}, nil, true, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for i := range ms {
+			size += ms[i].size()
+		}
+		one = max(one, size)
+	}
+	r, err := Open(w.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.folder.close()
+	r.recentBytes = one + 1
+	defer func(d time.Duration) { recentTTL = d }(recentTTL)
+	recentTTL = time.Hour
+	held := func() (counted, sum int64, n int) {
+		r.recentMu.Lock()
+		defer r.recentMu.Unlock()
+		for _, rr := range r.recent {
+			for i := range rr.ms {
+				sum += int64(rr.ms[i].size())
+			}
+			if len(rr.ms) > 0 {
+				n++
+			}
+		}
+		return r.recentHeld.Load(), sum, n
+	}
+	read := func(sub string) {
+		t.Helper()
+		if _, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		counted, sum, _ := held()
+		if counted != sum || counted > 4*int64(r.recentBytes) {
+			t.Fatalf("%d bytes counted, %d held, bound %d", counted, sum, 4*r.recentBytes)
+		}
+	}
+	for _, sub := range subs {
+		read(sub)
+	}
+	if _, _, n := held(); n != 4 {
+		t.Fatalf("%d partners' reads held of 6, want 4 (the rest streamed)", n)
+	}
+	r.recentMu.Lock()
+	streaming := len(r.streamUntil)
+	r.recentMu.Unlock()
+	if streaming != 2 {
+		t.Fatalf("%d partners streaming, want 2", streaming)
+	}
+	// Reads past recentTTL are given back at the next read.
+	recentTTL = 0
+	read(subs[0])
+	if counted, _, n := held(); n != 1 || counted > int64(r.recentBytes) {
+		t.Fatalf("after recentTTL: %d partners' reads held, %d bytes", n, counted)
+	}
+}

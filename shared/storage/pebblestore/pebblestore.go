@@ -1010,8 +1010,8 @@ func (s *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Sl
 		switch {
 		case q.Group != "":
 			fn = func(g []byte, n int64) {
-				if string(g) == q.Group {
-					sl.Total = n
+				if string(g) == q.Group || q.AlsoOther && string(g) == storage.OtherGroup {
+					sl.Total += n
 				}
 			}
 		case q.Groups:
