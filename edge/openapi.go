@@ -237,7 +237,7 @@ var (
 		reflect.TypeOf(report.SubSystemReport{}): rangeDocs,
 		reflect.TypeOf(report.PartnerReport{}): merged(rangeDocs, map[string]string{
 			"topEventTypes": "event types by events in the range, most first (ties by name), at most top; never \"$other\"",
-			"topSubSystems": "sub-systems by events in the range, most first, at most top",
+			"topSubSystems": "sub-systems by events in the range, most first, at most top; never \"$other\"",
 		}),
 		reflect.TypeOf(report.Point{}): {
 			"timestamp":   "the bucket's start, with tz's offset at that instant",

@@ -819,7 +819,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	}
 	top := make([]report.SubSystemCount, 0, len(bySub))
 	for id, n := range bySub {
-		if n > 0 {
+		if n > 0 && id != storage.OtherGroup { // past storage.MaxGroups sub-systems in a slot
 			top = append(top, report.SubSystemCount{SubSystemID: id, EventCount: n})
 		}
 	}
