@@ -45,7 +45,7 @@ var (
 	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
 	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}, nil}
 	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
-	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them)", nil, nil}
+	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them); \"$other\" counts the types past a slot's limit, whose users are not kept by type", nil, nil}
 	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
 	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
 )
