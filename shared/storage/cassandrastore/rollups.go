@@ -973,7 +973,7 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 		if err := addCounts(s.Groups, r.groups, q.Group); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
 		}
-		if q.Group != "" && q.AlsoOther {
+		if q.Group != "" && q.AlsoOther && q.Group != storage.OtherGroup {
 			if err := addCounts(s.Groups, r.groups, storage.OtherGroup); err != nil {
 				return nil, fmt.Errorf("cassandrastore: counts of %v: %w", t, err)
 			}
@@ -981,14 +981,22 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	}
 	// A manifest's group counts as its fold will count it: under
 	// storage.OtherGroup where the row names no more (storage.AddGroup).
-	full := map[time.Time]bool{}
-	rowFull := func(t time.Time) bool {
-		f, ok := full[t]
+	// A row is full when it names storage.MaxGroups; then its names are
+	// read once, for the slots manifests add to.
+	names := map[time.Time]map[string]bool{}
+	asFolded := func(t time.Time, group string) string {
+		ns, ok := names[t]
 		if !ok {
-			f = rows[t] != nil && namedGroups(rows[t].groups) >= storage.MaxGroups
-			full[t] = f
+			if rows[t] != nil && namedGroups(rows[t].groups) >= storage.MaxGroups {
+				ns = map[string]bool{}
+				_ = decodeCountBytes(rows[t].groups, func(k []byte, _ int64) { ns[string(k)] = true })
+			}
+			names[t] = ns
 		}
-		return f
+		if ns != nil && !ns[group] {
+			return storage.OtherGroup
+		}
+		return group
 	}
 	for pi, partner := range partners {
 		err := mss[pi].each(ctx, false, func(m *manifest) error {
@@ -1010,11 +1018,10 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 					case s.Groups == nil:
 					case q.Group == "":
 						storage.AddGroup(s.Groups, group, n) // the row's groups, then the manifests'
-					case group == q.Group:
-						if _, named := s.Groups[group]; !named && rowFull(a.slot) {
-							group = storage.OtherGroup
+					default: // one group (and maybe OtherGroup): each as its fold will count it
+						if g := asFolded(a.slot, group); g == q.Group || q.AlsoOther && g == storage.OtherGroup {
+							s.Groups[g] += n
 						}
-						s.Groups[group] += n
 					}
 				})
 			}

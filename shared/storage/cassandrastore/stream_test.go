@@ -3,6 +3,7 @@ package cassandrastore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,6 +181,9 @@ func TestStreamedCountsWithFoldMidRead(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The partition a read of the first pass has read (the stream
+			// reads several at once: the first to answer with rows).
+			var mu sync.Mutex
 			var bucket int16 = -1
 			obs := &foldAt{words: at.words, match: func(q gocql.ObservedQuery) bool {
 				if !at.write {
@@ -187,13 +191,20 @@ func TestStreamedCountsWithFoldMidRead(t *testing.T) {
 				}
 				b, ok := q.Values[1].(int16)
 				if ok && q.Rows > 0 {
-					bucket = b
+					mu.Lock()
+					if bucket < 0 {
+						bucket = b
+					}
+					mu.Unlock()
 				}
 				return ok && q.Rows > 0
 			}}
 			obs.fold = func() {
 				// Inside the first pass: events in a minute no manifest
-				// read touches, in the partition just read, folded at once.
+				// read touches, in a partition it has read, folded at once.
+				mu.Lock()
+				bucket := bucket
+				mu.Unlock()
 				if bucket >= 0 {
 					var late []event.Event
 					for i := 0; len(late) < 5; i++ {

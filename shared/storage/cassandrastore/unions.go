@@ -246,7 +246,8 @@ func (st *Store) UnionCounts(ctx context.Context, q storage.UnionCountsQuery, fn
 			case storage.PartnerTypes:
 				key = m.partner
 			}
-			if key == q.Key && (q.Group == "" || group == q.Group) {
+			// A type the row does not name may count as storage.OtherGroup.
+			if key == q.Key && (q.Group == "" || group == q.Group || q.Group == storage.OtherGroup) {
 				mark(time.Unix(c.Minute, 0).UTC())
 			}
 		}

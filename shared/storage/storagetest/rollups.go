@@ -371,15 +371,19 @@ func testGroupsBounded(t *testing.T, s storage.Store) {
 			fold()
 		}
 		check(int64(n)+2, 51)
-		for typ, want := range map[string]int64{named: 2, "viewed_product_new": 0} {
-			slots, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Hour, From: hour, To: hour.Add(time.Hour), Group: typ})
+		for _, c := range []struct {
+			typ  string
+			also bool
+			want int64
+		}{{named, false, 2}, {"viewed_product_new", false, 0}, {"viewed_product_new", true, 51}, {storage.OtherGroup, false, 51}, {storage.OtherGroup, true, 51}} {
+			slots, err := s.Counts(ctx, storage.CountsQuery{Rollup: storage.PartnerTypes, Key: p.ID, Res: storage.Hour, From: hour, To: hour.Add(time.Hour), Group: c.typ, AlsoOther: c.also})
 			must(t, err)
 			var got int64
 			for _, sl := range slots {
 				got += sl.Total
 			}
-			if got != want {
-				t.Fatalf("folded %v: type %s counts %d, want %d", folded, typ, got, want)
+			if got != c.want {
+				t.Fatalf("folded %v: type %s (and %s: %v) counts %d, want %d", folded, c.typ, storage.OtherGroup, c.also, got, c.want)
 			}
 		}
 		for _, q := range []storage.EventsQuery{{PartnerID: p.ID, EventType: "viewed_product_new"}, {PartnerID: p.ID, SubSystemID: sub, EventType: "viewed_product_new"}} {
