@@ -15,6 +15,25 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
+// reader opens another process's reader of w's keyspace (its own session,
+// floors and manifest reads; no folder), its statements seen by obs when
+// set, its shared reads bounded to bytes.
+func reader(t testing.TB, w *Store, obs *foldAt, bytes int) *Store {
+	t.Helper()
+	cfg := w.cfg
+	if obs != nil {
+		cfg.Observer = obs
+	}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	r.folder.close()
+	r.recentBytes = bytes
+	return r
+}
+
 // Every read a report makes answers the same from manifests streamed as
 // from the shared read, over a backlog of a third of the events, another
 // third folded and the last third written meanwhile in manifests the
@@ -42,17 +61,7 @@ func TestStreamedReadsMatchShared(t *testing.T) {
 			}
 		}
 	}
-	open := func(bytes int) *Store {
-		r, err := Open(w.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		r.folder.close()
-		r.recentBytes = bytes
-		return r
-	}
-	shared, streamed := open(recentBytes), open(0)
+	shared, streamed := reader(t, w, nil, recentBytes), reader(t, w, nil, 0)
 
 	to := start.Add(4 * time.Hour)
 	type read struct {
@@ -223,15 +232,7 @@ func TestStreamedCountsWithFoldMidRead(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			cfg := w.cfg
-			cfg.Observer = obs
-			r, err := Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			r.folder.close()
-			r.recentBytes = 2 * 1024 // a manifest or two: the shared read gives up
+			r := reader(t, w, obs, 2*1024) // a manifest or two: the shared read gives up
 			before := testutil.ToFloat64(mStreamed)
 			slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)})
 			if err != nil {
@@ -299,15 +300,7 @@ func TestStreamedCountsManifestsOfOneTime(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	cfg := w.cfg
-	cfg.Observer = obs
-	r, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.folder.close()
-	r.recentBytes = 0 // stream
+	r := reader(t, w, obs, 0) // stream
 	slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: storage.Minute, From: hour, To: hour.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -358,13 +351,7 @@ func TestRecentReadsBoundedPerStore(t *testing.T) {
 		}
 		one = max(one, size)
 	}
-	r, err := Open(w.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.folder.close()
-	r.recentBytes = one + 1
+	r := reader(t, w, nil, one+1)
 	defer func(d time.Duration) { recentTTL = d }(recentTTL)
 	recentTTL = time.Hour
 	held := func() (counted, sum int64, n int) {
