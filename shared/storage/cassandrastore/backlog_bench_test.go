@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,25 +21,9 @@ import (
 // (default 100,000) in batches of 2,000 as the workers write them, 20
 // sub-systems, 50 types, 20,000 users.
 //
-//	VT_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench CountsBehindBacklog -benchtime 5x ./shared/storage/cassandrastore/
+//	VT_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench CountsBehindBacklog -benchtime 3x ./shared/storage/cassandrastore/
 func BenchmarkCountsBehindBacklog(b *testing.B) {
-	h := os.Getenv("VT_CASSANDRA_HOSTS")
-	if h == "" {
-		b.Skip("VT_CASSANDRA_HOSTS is not set")
-	}
-	hs := strings.Split(h, ",")
-	name := fmt.Sprintf("vt_backlog_%d", os.Getpid())
-	if err := Migrate(context.Background(), hs, name, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
-		b.Fatal(err)
-	}
-	defer DropKeyspace(context.Background(), hs, name)
-	cfg := DefaultConfig()
-	cfg.Hosts, cfg.Keyspace = hs, name
-	w, err := Open(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
+	w := openStore(b) // skips without VT_CASSANDRA_HOSTS
 	w.folder.close()
 	n := 100_000
 	if v, err := fmt.Sscan(os.Getenv("VT_BENCH_BACKLOG"), &n); v != 1 || err != nil {
@@ -66,13 +49,7 @@ func BenchmarkCountsBehindBacklog(b *testing.B) {
 		bytes int
 	}{{"shared", 1 << 40}, {"streamed", 0}} {
 		b.Run(mode.name, func(b *testing.B) {
-			r, err := Open(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
-			r.folder.close()
-			r.recentBytes = mode.bytes
+			r := reader(b, w, nil, mode.bytes)
 			var peak, held uint64
 			heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 			for b.Loop() {

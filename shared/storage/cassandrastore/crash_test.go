@@ -24,10 +24,10 @@ import (
 
 var ks atomic.Int32
 
-func openStore(t *testing.T) *Store { return openStoreWith(t, nil) }
+func openStore(t testing.TB) *Store { return openStoreWith(t, nil) }
 
 // openStoreWith opens a store on a new keyspace, its configuration changed by set.
-func openStoreWith(t *testing.T, set func(*Config)) *Store {
+func openStoreWith(t testing.TB, set func(*Config)) *Store {
 	t.Helper()
 	h := os.Getenv("VT_CASSANDRA_HOSTS")
 	if h == "" {
