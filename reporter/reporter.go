@@ -392,7 +392,7 @@ type plan struct {
 	// reads are what the report reads its figures from (see readView).
 	reads storage.Reads
 	// The tilings of the buckets and of the range, made once (list).
-	seriesTl, wholeTl *tiling
+	seriesTl, wholeTl, countsTl *tiling
 	// horizon is how far back the partner's events are kept (zero: all).
 	// A row lives until its slot's end plus the retention, so a slot
 	// across the horizon still counts events gone from finer rows: the
@@ -410,6 +410,7 @@ func (p *plan) retain(ret time.Duration, now time.Time) {
 	p.horizon = now.Add(-ret)
 	if p.buckets != nil {
 		p.wholeTl = p.tileWhole()
+		p.countsTl = p.tileCounts(p.wholeTl)
 	}
 }
 
@@ -471,6 +472,7 @@ func (p *plan) list() error {
 	}
 	p.buckets = b
 	p.seriesTl, p.wholeTl = p.tileSeries(), p.tileWhole()
+	p.countsTl = p.tileCounts(p.wholeTl)
 	return nil
 }
 
@@ -587,7 +589,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	acc := make([]pointAcc, len(pl.buckets))
 	// One type over buckets that are themselves the range's tiles (UTC
 	// days): the series read is the range's, and gives the total too.
-	once := group != "" && pl.seriesTiling().equal(pl.wholeTiling())
+	once := group != "" && pl.seriesTiling().equal(pl.countsTiling())
 	err := parallel(ctx, 3, []func(context.Context) error{
 		func(ctx context.Context) error {
 			if !once && pl.asUnions() {
@@ -622,7 +624,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			// two agree even while events are written on a store without a
 			// read view (Cassandra), where the series, a read of its own,
 			// may hold a batch more or less.
-			return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
+			return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
 				f.total += sl.Total
 				if group != "" {
 					f.byGroup[group] += sl.Total
@@ -772,7 +774,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		fns := make([]func(context.Context) error, len(subs))
 		for i, ss := range subs {
 			fns[i] = func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
+				return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
 					mu.Lock()
 					bySub[ss.ID] += sl.Total
 					mu.Unlock()
@@ -790,7 +792,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 				return err
 			},
 			func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
+				return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
 					for g, n := range sl.Groups {
 						bySub[g] += n
 					}

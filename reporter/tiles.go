@@ -79,6 +79,58 @@ func (tl *tiling) merge(i int, s span) {
 	tl[i] = append(tl[i], s)
 }
 
+// coalesceRows is the most rows a sub-day resolution's slots may become
+// when read as a finer resolution's (coalesced).
+const coalesceRows = 64
+
+// coalesced is the tiling as a count reads it: each resolution finer than
+// a day whose slots a finer resolution read anyway holds in at most
+// coalesceRows rows is read as that one's. A row of counts costs a store
+// little next to a statement (Cassandra reads one partition of one
+// resolution a statement): the ends of a month in Asia/Kolkata are 48 half
+// hours in one statement, not half hours, hours and six hours in three.
+// Sketches are not read so: each finer one costs its bytes.
+func (tl *tiling) coalesced() *tiling {
+	out := *tl
+	for i, r := range resolutions {
+		if len(out[i]) == 0 || r.Duration() >= storage.Day.Duration() {
+			continue
+		}
+		for j := i + 1; j < len(resolutions); j++ {
+			f := resolutions[j]
+			if len(out[j]) == 0 || f == storage.HalfPastHour || r.Duration()%f.Duration() != 0 {
+				continue // not a grid that holds r's slots
+			}
+			rows := 0
+			for _, s := range out[i] {
+				rows += int(s.to.Sub(s.from) / f.Duration())
+			}
+			if rows <= coalesceRows {
+				out[j] = joined(out[j], out[i])
+				out[i] = nil
+			}
+			break // the coarsest finer one read: the fewest rows
+		}
+	}
+	return &out
+}
+
+// joined is the spans of a and b, which do not overlap, in order, those
+// that touch made one.
+func joined(a, b []span) []span {
+	all := slices.Concat(a, b)
+	slices.SortFunc(all, func(x, y span) int { return x.from.Compare(y.from) })
+	out := all[:0]
+	for _, s := range all {
+		if n := len(out); n > 0 && out[n-1].to.Equal(s.from) {
+			out[n-1].to = s.to
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // has reports whether the tiling reads the slot of resolution i at t.
 func (tl *tiling) has(i int, t time.Time) bool {
 	ss := tl[i]
@@ -139,12 +191,35 @@ func (p plan) tileSeries() *tiling {
 // close to the horizon are read as the series reads them.
 const horizonSkew = 5 * time.Minute
 
+// countsTiling is the whole tiling as counts read it.
+func (p plan) countsTiling() *tiling {
+	if p.countsTl != nil {
+		return p.countsTl
+	}
+	return p.tileCounts(p.wholeTiling())
+}
+
+// tileCounts is whole coalesced, unless the retention horizon crosses the
+// range: then a slot counts what its series reads (tileWhole), and a finer
+// row near the horizon may have lost events its coarser one still counts.
+func (p plan) tileCounts(whole *tiling) *tiling {
+	if p.horizonIn() {
+		return whole
+	}
+	return whole.coalesced()
+}
+
+// horizonIn tells whether the horizon is within horizonSkew of the range.
+func (p plan) horizonIn() bool {
+	return !p.horizon.IsZero() && p.horizon.Add(horizonSkew).After(p.from) && p.horizon.Add(-horizonSkew).Before(p.to)
+}
+
 // tileWhole tiles the range, and the buckets near the horizon apart, as
 // the series does (see plan.horizon).
 func (p plan) tileWhole() *tiling {
 	tl := &tiling{}
 	first, last := p.index(p.horizon.Add(-horizonSkew)), p.index(p.horizon.Add(horizonSkew))
-	if !p.horizon.IsZero() && p.horizon.Add(horizonSkew).After(p.from) && p.horizon.Add(-horizonSkew).Before(p.to) {
+	if p.horizonIn() {
 		if first < 0 {
 			first = 0
 		}

@@ -115,6 +115,87 @@ func checkTiling(t *testing.T, from, to time.Time) {
 	if len(starts) != 0 {
 		t.Fatalf("[%v, %v): slots outside the range: %v", from, to, starts)
 	}
+	checkCoalesced(t, tl, from, to)
+}
+
+// checkCoalesced: the coalesced tiling of tl reads every minute of [from,
+// to) once, each slot aligned, its spans in order and apart; no more
+// resolutions than tl, nor more rows of one than coalesceRows added.
+func checkCoalesced(t *testing.T, tl *tiling, from, to time.Time) {
+	t.Helper()
+	co := tl.coalesced()
+	_, starts := slotsOf(co)
+	for t0 := from; t0.Before(to); {
+		res, ok := starts[t0]
+		if !ok {
+			t.Fatalf("coalesced [%v, %v): no slot starts at %v", from, to, t0)
+		}
+		if !res.Slot(t0).Equal(t0) || t0.Add(res.Duration()).After(to) {
+			t.Fatalf("coalesced [%v, %v): slot %v of %v unaligned or past the end", from, to, t0, res)
+		}
+		delete(starts, t0)
+		t0 = t0.Add(res.Duration())
+	}
+	if len(starts) != 0 {
+		t.Fatalf("coalesced [%v, %v): slots outside the range: %v", from, to, starts)
+	}
+	was, now := 0, 0
+	for i := range resolutions {
+		for k, s := range co[i] {
+			if k > 0 && !co[i][k-1].to.Before(s.from) {
+				t.Fatalf("coalesced [%v, %v): %v spans %v and %v touch or are out of order", from, to, resolutions[i], co[i][k-1], s)
+			}
+		}
+		if len(tl[i]) > 0 {
+			was++
+		}
+		if len(co[i]) > 0 {
+			now++
+		}
+		if len(tl[i]) > 0 && len(co[i]) == 0 && resolutions[i].Duration() >= storage.Day.Duration() {
+			t.Fatalf("coalesced [%v, %v): %v slots read as finer ones", from, to, resolutions[i])
+		}
+	}
+	if now > was {
+		t.Fatalf("coalesced [%v, %v): %d resolutions read, %d before", from, to, now, was)
+	}
+}
+
+// A month in Asia/Kolkata is read for its counts as its half hours (both
+// ends: 48), days and weeks, in three resolutions, not five; one in UTC as
+// before; two hours in Kolkata as four half hours.
+func TestCoalescedTiling(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		from, to time.Time
+		want     map[storage.Res]int
+	}{
+		{"30 Kolkata days", time.Date(2026, 10, 30, 0, 0, 0, 0, kolkata), time.Date(2026, 11, 29, 0, 0, 0, 0, kolkata),
+			map[storage.Res]int{storage.HalfHour: 48, storage.Day: 8, storage.Week: 3}},
+		{"30 UTC days", time.Date(2026, 10, 28, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC),
+			map[storage.Res]int{storage.Day: 9, storage.Week: 3}},
+		{"2 Kolkata hours", time.Date(2026, 11, 3, 6, 0, 0, 0, kolkata), time.Date(2026, 11, 3, 8, 0, 0, 0, kolkata),
+			map[storage.Res]int{storage.HalfHour: 4}},
+		{"a Kolkata hour", time.Date(2026, 11, 3, 6, 0, 0, 0, kolkata), time.Date(2026, 11, 3, 7, 0, 0, 0, kolkata),
+			map[storage.Res]int{storage.HalfPastHour: 1}},
+	} {
+		tl := &tiling{}
+		tl.add(c.from, c.to)
+		n, _ := slotsOf(tl.coalesced())
+		if len(n) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, n, c.want)
+			continue
+		}
+		for r, k := range c.want {
+			if n[r] != k {
+				t.Errorf("%s: %v, want %v", c.name, n, c.want)
+			}
+		}
+	}
 }
 
 // TestReadNamesEverySpan: a report reads each resolution once, naming the
@@ -228,6 +309,9 @@ func TestWholeTilingSplitsAtTheHorizon(t *testing.T) {
 		}
 		if before.equal(whole) && c.g == "hour" {
 			t.Fatalf("%s in %s: the horizon changed nothing", c.g, c.tz)
+		}
+		if !pl.countsTiling().equal(whole) {
+			t.Fatalf("%s in %s: counts read the range coalesced across the horizon", c.g, c.tz)
 		}
 	}
 }

@@ -124,12 +124,20 @@ func (p part) typed() bool { return typedPart(p.kind, p.a) }
 
 // rows are the table of p's rows and the condition naming them but for
 // their slot, with its values.
-func (p part) rows() (table, where string, args []any) {
+func (p part) rows() (table, where string, args []any) { return p.rowsIn(nil) }
+
+// rowsIn is rows, of the partitions of periods when given (a statement
+// of the slots of several: period IN).
+func (p part) rowsIn(periods []int) (table, where string, args []any) {
+	cond, per := "period = ?", any(p.period)
+	if periods != nil {
+		cond, per = "period IN ?", periods
+	}
 	if p.typed() {
 		id, typ, _ := storage.SplitTypedKey(p.key) // checked by kept
-		return "typed_users", "a = ? AND key = ? AND res = ? AND period = ? AND type = ?", []any{p.a, id, int8(p.res), p.period, typ}
+		return "typed_users", "a = ? AND key = ? AND res = ? AND " + cond + " AND type = ?", []any{p.a, id, int8(p.res), per, typ}
 	}
-	return "totals", "kind = ? AND a = ? AND key = ? AND res = ? AND period = ?", []any{p.kind, p.a, p.key, int8(p.res), p.period}
+	return "totals", "kind = ? AND a = ? AND key = ? AND res = ? AND " + cond, []any{p.kind, p.a, p.key, int8(p.res), per}
 }
 
 // partition is p's Cassandra partition: the typed parts of a key,
@@ -589,6 +597,12 @@ var maxExact = 64
 // readTotals reads the rows of a totals partition in [from, to), or those
 // of slots when given, into out.
 func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
+	return st.readRows(ctx, p, nil, from, to, slots, withGroups, mode, out)
+}
+
+// readRows is readTotals, of slots in the partitions of periods when
+// given: a slot is in one partition, so period IN names each row once.
+func (st *Store) readRows(ctx context.Context, p part, periods []int, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
 	// A report reads rows without through (a claim partition of each of a
 	// sub-system's partners' 32: as many bytes as a sparse sketch) unless
 	// it asks for them: merging a manifest a sketch already holds changes
@@ -621,7 +635,7 @@ func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slo
 		page = usersPage
 	}
 	var q *gocql.Query
-	table, where, args := p.rows()
+	table, where, args := p.rowsIn(periods)
 	if slots != nil {
 		q = st.s.Query("SELECT "+cols+" FROM "+table+" WHERE "+where+" AND slot IN ?", append(args, slots)...)
 	} else {
@@ -1098,11 +1112,12 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 	var mu sync.Mutex
 	rows := map[time.Time]*total{}
 	var fns []func(context.Context) error
-	// read adds a read of partition p's rows in [from, to), or of slots.
-	read := func(p int, from, to time.Time, slots []time.Time) {
+	// read adds a read of partition p's rows in [from, to), or of slots
+	// (of the partitions of periods, when given).
+	read := func(p int, periods []int, from, to time.Time, slots []time.Time) {
 		fns = append(fns, func(ctx context.Context) error {
 			local := map[time.Time]*total{}
-			if err := st.readTotals(ctx, part{kind, a, key, res, p}, from, to, slots, withGroups, mode, local); err != nil {
+			if err := st.readRows(ctx, part{kind, a, key, res, p}, periods, from, to, slots, withGroups, mode, local); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -1114,6 +1129,7 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 		})
 	}
 	typed := typedPart(kind, a)
+	var named []time.Time // slots read by name (slot IN), in order
 	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
 		p := periodOf(res, typed, t)
 		// Sketches are read a page at a time (readTotals); an hour
@@ -1138,11 +1154,7 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 				continue
 			}
 			if len(sel)*2 < int(hi.Sub(lo)/res.Duration()) {
-				for len(sel) > 0 {
-					n := min(len(sel), inList(kind, mode))
-					read(p, time.Time{}, time.Time{}, sel[:n:n])
-					sel = sel[n:]
-				}
+				named = append(named, sel...)
 				continue
 			}
 		}
@@ -1155,7 +1167,25 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 			if hi.Before(cTo) {
 				cTo = hi
 			}
-			read(p, cFrom, cTo, nil)
+			read(p, nil, cFrom, cTo, nil)
+		}
+	}
+	// The slots named, in statements of inList: those of a Kolkata month's
+	// ends, in two monthly partitions of half hours, one statement.
+	for len(named) > 0 {
+		n := min(len(named), inList(kind, mode))
+		chunk := named[:n:n]
+		named = named[n:]
+		var periods []int
+		for _, t := range chunk {
+			if p := periodOf(res, typed, t); !slices.Contains(periods, p) {
+				periods = append(periods, p)
+			}
+		}
+		if len(periods) == 1 {
+			read(periods[0], nil, time.Time{}, time.Time{}, chunk)
+		} else {
+			read(periods[0], periods, time.Time{}, time.Time{}, chunk)
 		}
 	}
 	if err := fanOut(ctx, 8, fns); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -117,6 +118,28 @@ func (x *expected) check(t *testing.T, s storage.Store, from, to time.Time) {
 					}
 					if sl.Total != total || len(sl.Groups) != len(want[sl.Start]) {
 						t.Fatalf("rollup %d key %s %s slot %v: total %d groups %v, want %d %v", r, k, res, sl.Start, sl.Total, sl.Groups, total, want[sl.Start])
+					}
+				}
+				// Every third slot by name (Only): a read of slots of several
+				// partitions (minutes of a day each) reads each once.
+				var only storage.Spans
+				var named []storage.Slot
+				for i := 0; i < len(slots); i += 3 {
+					only = append(only, storage.Span{From: slots[i].Start, To: slots[i].Start.Add(res.Duration())})
+					named = append(named, slots[i])
+				}
+				if len(only) > 0 {
+					qo := q
+					qo.Only = only
+					got, err := s.Counts(ctx, qo)
+					must(t, err)
+					if len(got) != len(named) {
+						t.Fatalf("rollup %d key %s %s, %d slots named: %d read", r, k, res, len(named), len(got))
+					}
+					for i := range got {
+						if !got[i].Start.Equal(named[i].Start) || got[i].Total != named[i].Total || !maps.Equal(got[i].Groups, named[i].Groups) {
+							t.Fatalf("rollup %d key %s %s, named: %+v, want %+v", r, k, res, got[i], named[i])
+						}
 					}
 				}
 				// Totals only, and one group at a time.
