@@ -542,7 +542,7 @@ func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, 
 	var release func()
 	pl.reads, release = s.readView()
 	defer release()
-	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers)
+	f, err := s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -581,10 +581,18 @@ type figures struct {
 	points  []report.Point
 }
 
+// also is a count over the whole range of another rollup of a report's
+// key, read with its figures' (a partner's by sub-system, beside its by
+// type: one statement for both where the store reads them so).
+type also struct {
+	q  storage.CountsQuery
+	fn func(storage.Slot)
+}
+
 // figures reads a rollup key's series (one group of it if group is set)
 // and its counts by group over the range; with no group, the users of
-// scope too.
-func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope) (figures, error) {
+// scope too; and the range's slots of with, if given, to its fn.
+func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, key, group string, scope storage.UserScope, with *also) (figures, error) {
 	f := figures{byGroup: map[string]int64{}}
 	acc := make([]pointAcc, len(pl.buckets))
 	// One type over buckets that are themselves the range's tiles (UTC
@@ -617,22 +625,31 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			})
 		},
 		func(ctx context.Context) error {
-			if once {
+			var qs []storage.CountsQuery
+			var fns []func(storage.Slot)
+			if !once {
+				// The total comes from this read, with the counts by group: the
+				// two agree even while events are written on a store without a
+				// read view (Cassandra), where the series, a read of its own,
+				// may hold a batch more or less.
+				qs = append(qs, storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group})
+				fns = append(fns, func(sl storage.Slot) {
+					f.total += sl.Total
+					if group != "" {
+						f.byGroup[group] += sl.Total
+					}
+					for g, n := range sl.Groups {
+						f.byGroup[g] += n
+					}
+				})
+			}
+			if with != nil {
+				qs, fns = append(qs, with.q), append(fns, with.fn)
+			}
+			if len(qs) == 0 {
 				return nil
 			}
-			// The total comes from this read, with the counts by group: the
-			// two agree even while events are written on a store without a
-			// read view (Cassandra), where the series, a read of its own,
-			// may hold a batch more or less.
-			return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: rollup, Key: key, Groups: group == "", Group: group}, func(sl storage.Slot) {
-				f.total += sl.Total
-				if group != "" {
-					f.byGroup[group] += sl.Total
-				}
-				for g, n := range sl.Groups {
-					f.byGroup[g] += n
-				}
-			})
+			return s.readCountsEach(ctx, pl.reads, pl.countsTiling(), qs, fns)
 		},
 		func(ctx context.Context) error {
 			sc, k := scope, key
@@ -752,7 +769,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		} else if err != nil {
 			return nil, err
 		}
-		f, err = s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers)
+		f, err = s.figures(ctx, pl, storage.SubSystemTypes, ss.ID, q.EventType, storage.SubSystemUsers, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -762,7 +779,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 	case q.EventType != "":
 		// One type across sub-systems: the partner's by-type rollup for
 		// the series, each sub-system's for the top list.
-		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, q.EventType, storage.PartnerUsers)
+		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, q.EventType, storage.PartnerUsers, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -785,18 +802,15 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 			return nil, err
 		}
 	default:
-		// Everything: by type from one rollup, by sub-system from the other.
-		err := parallel(ctx, 2, []func(context.Context) error{
-			func(ctx context.Context) (err error) {
-				f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, "", storage.PartnerUsers)
-				return err
-			},
-			func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true}, func(sl storage.Slot) {
-					for g, n := range sl.Groups {
-						bySub[g] += n
-					}
-				})
+		// Everything: by type from one rollup, by sub-system from the
+		// other, read with it.
+		var err error
+		f, err = s.figures(ctx, pl, storage.PartnerTypes, p.ID, "", storage.PartnerUsers, &also{
+			q: storage.CountsQuery{Rollup: storage.PartnerSubSystems, Key: p.ID, Groups: true},
+			fn: func(sl storage.Slot) {
+				for g, n := range sl.Groups {
+					bySub[g] += n
+				}
 			},
 		})
 		if err != nil {

@@ -245,31 +245,41 @@ func (p plan) tileWhole() *tiling {
 
 // readCounts calls fn (serialised) with every slot of the tiling.
 func (s *Service) readCounts(ctx context.Context, rd storage.Reads, tl *tiling, q storage.CountsQuery, fn func(storage.Slot)) error {
+	return s.readCountsEach(ctx, rd, tl, []storage.CountsQuery{q}, []func(storage.Slot){fn})
+}
+
+// readCountsEach is readCounts of each of qs (rollups of one key) with
+// fns[i], read together (storage.CountsEach).
+func (s *Service) readCountsEach(ctx context.Context, rd storage.Reads, tl *tiling, qs []storage.CountsQuery, fns []func(storage.Slot)) error {
 	var mu sync.Mutex
-	var fns []func(context.Context) error
+	var reads []func(context.Context) error
 	for i, r := range resolutions {
 		from, to, only, ok := tl.read(i)
 		if !ok {
 			continue
 		}
-		fns = append(fns, func(ctx context.Context) error {
-			q := q
-			q.Res, q.From, q.To, q.Only = r, from, to, only
-			slots, err := rd.Counts(ctx, q)
+		reads = append(reads, func(ctx context.Context) error {
+			qs := slices.Clone(qs)
+			for k := range qs {
+				qs[k].Res, qs[k].From, qs[k].To, qs[k].Only = r, from, to, only
+			}
+			each, err := storage.CountsEach(ctx, rd, qs)
 			if err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for _, sl := range slots {
-				if tl.has(i, sl.Start) {
-					fn(sl)
+			for k, slots := range each {
+				for _, sl := range slots {
+					if tl.has(i, sl.Start) {
+						fns[k](sl)
+					}
 				}
 			}
 			return nil
 		})
 	}
-	return parallel(ctx, 8, fns)
+	return parallel(ctx, 8, reads)
 }
 
 // readUsers calls fn (serialised) with the sketch of every slot of the tiling.

@@ -558,6 +558,29 @@ type UnionReader interface {
 	UnionSketches(ctx context.Context, q UnionsQuery, fn func(i int, sketch []byte) error) error
 }
 
+// A CountsEacher answers several counts queries in one go: queries of one
+// key's slots that differ in their rollup alone (a partner's by type and
+// by sub-system) cost a statement, not one each (Cassandra).
+type CountsEacher interface {
+	CountsEach(ctx context.Context, qs []CountsQuery) ([][]Slot, error)
+}
+
+// CountsEach is each of qs as r.Counts answers it: at once where r is a
+// CountsEacher, else one by one.
+func CountsEach(ctx context.Context, r Reads, qs []CountsQuery) ([][]Slot, error) {
+	if e, ok := r.(CountsEacher); ok {
+		return e.CountsEach(ctx, qs)
+	}
+	out := make([][]Slot, len(qs))
+	for i, q := range qs {
+		var err error
+		if out[i], err = r.Counts(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // A ReadViewer gives a view in which every read sees the same writes, so
 // the figures of one report agree while events are written (Pebble: a
 // snapshot). release ends the view; a backend without one reads live.

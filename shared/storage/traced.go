@@ -136,6 +136,10 @@ func (t traced) Counts(ctx context.Context, q CountsQuery) ([]Slot, error) {
 	return tracedReads{t.s}.Counts(ctx, q)
 }
 
+func (t traced) CountsEach(ctx context.Context, qs []CountsQuery) ([][]Slot, error) {
+	return tracedReads{t.s}.CountsEach(ctx, qs)
+}
+
 func (t traced) Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) error {
 	return tracedReads{t.s}.Users(ctx, q, fn)
 }
@@ -160,6 +164,21 @@ func (t tracedReads) Counts(ctx context.Context, q CountsQuery) (_ []Slot, err e
 	ctx, sp := span(ctx, "Counts")
 	defer func() { end(sp, err) }()
 	return t.r.Counts(ctx, q)
+}
+
+func (t tracedReads) CountsEach(ctx context.Context, qs []CountsQuery) (_ [][]Slot, err error) {
+	if _, ok := t.r.(CountsEacher); !ok {
+		out := make([][]Slot, len(qs))
+		for i, q := range qs { // each traced
+			if out[i], err = t.Counts(ctx, q); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	ctx, sp := span(ctx, "CountsEach")
+	defer func() { end(sp, err) }()
+	return CountsEach(ctx, t.r, qs)
 }
 
 func (t tracedReads) Users(ctx context.Context, q UsersQuery, fn func(start time.Time, sketch []byte) error) (err error) {

@@ -124,20 +124,25 @@ func (p part) typed() bool { return typedPart(p.kind, p.a) }
 
 // rows are the table of p's rows and the condition naming them but for
 // their slot, with its values.
-func (p part) rows() (table, where string, args []any) { return p.rowsIn(nil) }
+func (p part) rows() (table, where string, args []any) { return p.rowsIn(nil, nil) }
 
-// rowsIn is rows, of the partitions of periods when given (a statement
-// of the slots of several: period IN).
-func (p part) rowsIn(periods []int) (table, where string, args []any) {
-	cond, per := "period = ?", any(p.period)
+// rowsIn is rows, of the partitions of periods and of as (rollups of
+// counts: totals only) when given: a statement of the slots of several
+// (period IN, a IN).
+func (p part) rowsIn(periods []int, as []int8) (table, where string, args []any) {
+	per, pa := "period = ?", "a = ?"
+	var perV, aV any = p.period, p.a
 	if periods != nil {
-		cond, per = "period IN ?", periods
+		per, perV = "period IN ?", periods
+	}
+	if as != nil {
+		pa, aV = "a IN ?", as
 	}
 	if p.typed() {
 		id, typ, _ := storage.SplitTypedKey(p.key) // checked by kept
-		return "typed_users", "a = ? AND key = ? AND res = ? AND " + cond + " AND type = ?", []any{p.a, id, int8(p.res), per, typ}
+		return "typed_users", pa + " AND key = ? AND res = ? AND " + per + " AND type = ?", []any{aV, id, int8(p.res), perV, typ}
 	}
-	return "totals", "kind = ? AND a = ? AND key = ? AND res = ? AND " + cond, []any{p.kind, p.a, p.key, int8(p.res), per}
+	return "totals", "kind = ? AND " + pa + " AND key = ? AND res = ? AND " + per, []any{p.kind, aV, p.key, int8(p.res), perV}
 }
 
 // partition is p's Cassandra partition: the typed parts of a key,
@@ -597,24 +602,25 @@ var maxExact = 64
 // readTotals reads the rows of a totals partition in [from, to), or those
 // of slots when given, into out.
 func (st *Store) readTotals(ctx context.Context, p part, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
-	return st.readRows(ctx, p, nil, from, to, slots, withGroups, mode, out)
+	return st.readRows(ctx, p, nil, nil, from, to, slots, withGroups, mode, func(_ int8, slot time.Time, t *total) { out[slot] = t })
 }
 
-// readRows is readTotals, of slots in the partitions of periods when
-// given: a slot is in one partition, so period IN names each row once.
-func (st *Store) readRows(ctx context.Context, p part, periods []int, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out map[time.Time]*total) error {
+// readRows is readTotals, passing each row to out with its rollup: of
+// slots in the partitions of periods when given (a slot is in one, so
+// period IN names each row once), of the rollups as when given.
+func (st *Store) readRows(ctx context.Context, p part, periods []int, as []int8, from, to time.Time, slots []time.Time, withGroups bool, mode readMode, out func(a int8, slot time.Time, t *total)) error {
 	// A report reads rows without through (a claim partition of each of a
 	// sub-system's partners' 32: as many bytes as a sparse sketch) unless
 	// it asks for them: merging a manifest a sketch already holds changes
 	// nothing (Users), and a count needs through only where a manifest
 	// above the floor adds to it (Counts).
 	through := mode != forReport && mode != forEstimates
-	cols := "slot, n"
+	cols := "a, slot, n"
 	switch {
 	case mode == forThroughs:
-		cols = "slot"
+		cols = "a, slot"
 	case sketches(p.kind, mode):
-		cols = "slot, sketch"
+		cols = "a, slot, sketch"
 	}
 	if through {
 		cols += ", through"
@@ -635,7 +641,7 @@ func (st *Store) readRows(ctx context.Context, p part, periods []int, from, to t
 		page = usersPage
 	}
 	var q *gocql.Query
-	table, where, args := p.rowsIn(periods)
+	table, where, args := p.rowsIn(periods, as)
 	if slots != nil {
 		q = st.s.Query("SELECT "+cols+" FROM "+table+" WHERE "+where+" AND slot IN ?", append(args, slots)...)
 	} else {
@@ -647,11 +653,12 @@ func (st *Store) readRows(ctx context.Context, p part, periods []int, from, to t
 	}
 	iter := q.Iter()
 	for {
+		var a int8
 		var slot time.Time
 		t := &total{}
 		var ttl *int
 		var n *int64
-		dest := []any{&slot}
+		dest := []any{&a, &slot}
 		switch {
 		case mode == forThroughs:
 		case mode == forEstimates:
@@ -679,7 +686,7 @@ func (st *Store) readRows(ctx context.Context, p part, periods []int, from, to t
 		if mode == forEstimates && n != nil {
 			t.n, t.est = *n, true
 		}
-		out[slot.UTC()] = t
+		out(a, slot.UTC(), t)
 	}
 	return iter.Close()
 }
@@ -918,14 +925,77 @@ func (st *Store) forgetRecent(partner string) {
 
 // Counts sums each slot's total and the manifests its row does not cover.
 func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.Slot, error) {
-	if fine, cut, ok := st.derived(q.Res, q.From, q.To); ok {
-		return st.derivedCounts(ctx, q, fine, cut)
+	out, err := st.countsOf(ctx, []storage.CountsQuery{q})
+	if err != nil {
+		return nil, err
 	}
-	from := q.Res.Slot(q.From)
-	withGroups := q.Groups || q.Group != ""
-	partners, err := st.partnersOf(ctx, kindCounts, int8(q.Rollup), q.Key)
+	return out[0], nil
+}
+
+// CountsEach implements storage.CountsEacher: queries of one key's slots
+// that differ in their rollup alone (a partner's by type and by
+// sub-system) read their rows in one statement a resolution and partition.
+func (st *Store) CountsEach(ctx context.Context, qs []storage.CountsQuery) ([][]storage.Slot, error) {
+	if len(qs) > 0 && together(qs) {
+		return st.countsOf(ctx, qs)
+	}
+	out := make([][]storage.Slot, len(qs))
+	for i, q := range qs {
+		var err error
+		if out[i], err = st.Counts(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// together tells whether qs differ in their rollup alone, each its own,
+// and read groups alike (which columns, and packs or rows).
+func together(qs []storage.CountsQuery) bool {
+	for i, q := range qs {
+		for _, o := range qs[:i] {
+			if q.Rollup == o.Rollup || q.Key != o.Key || q.Res != o.Res || !q.From.Equal(o.From) || !q.To.Equal(o.To) ||
+				!slices.Equal(q.Only, o.Only) || (q.Groups || q.Group != "") != (o.Groups || o.Group != "") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// countsOf answers qs, together (see together): the manifests once, the
+// rows of all in one read.
+func (st *Store) countsOf(ctx context.Context, qs []storage.CountsQuery) ([][]storage.Slot, error) {
+	q0 := qs[0]
+	out := make([][]storage.Slot, len(qs))
+	if fine, cut, ok := st.derived(q0.Res, q0.From, q0.To); ok {
+		for i, q := range qs {
+			var err error
+			if out[i], err = st.derivedCounts(ctx, q, fine, cut); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	from := q0.Res.Slot(q0.From)
+	withGroups := q0.Groups || q0.Group != ""
+	partners, err := st.partnersOf(ctx, kindCounts, int8(q0.Rollup), q0.Key)
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+	}
+	for _, q := range qs[1:] {
+		ps, err := st.partnersOf(ctx, kindCounts, int8(q.Rollup), q.Key)
+		if err != nil {
+			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
+		}
+		if !slices.Equal(ps, partners) { // rollups of sub-systems and partners: apart
+			for i, q := range qs {
+				if out[i], err = st.Counts(ctx, q); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		}
 	}
 	floors := make([][ClaimBuckets]int64, len(partners))
 	for i, p := range partners {
@@ -940,7 +1010,11 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 	// for such a concurrent claim group that is per slot, so one read may
 	// count part of it, never an event twice or one stored before it).
 	mss := make([]*above, len(partners))
-	exact := map[time.Time]bool{}
+	as := make([]int8, len(qs))
+	exact := make([]map[time.Time]bool, len(qs))
+	for i, q := range qs {
+		as[i], exact[i] = int8(q.Rollup), map[time.Time]bool{}
+	}
 	for pi, partner := range partners {
 		if mss[pi], err = st.recentManifests(ctx, partner, floors[pi]); err != nil {
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
@@ -953,8 +1027,10 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 				}
 				if ok {
 					expand(partner, c, func(a addr, _ string) {
-						if a.kind == kindCounts && a.a == int8(q.Rollup) && a.key == q.Key && a.res == q.Res {
-							exact[a.slot] = true
+						if a.kind == kindCounts && a.key == q0.Key && a.res == q0.Res {
+							if i := slices.Index(as, a.a); i >= 0 {
+								exact[i][a.slot] = true
+							}
 						}
 					})
 				}
@@ -965,10 +1041,21 @@ func (st *Store) Counts(ctx context.Context, q storage.CountsQuery) ([]storage.S
 			return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 		}
 	}
-	rows, err := st.rangeTotals(ctx, kindCounts, int8(q.Rollup), q.Key, q.Res, from, q.To, q.Only, withGroups, false, exact)
+	rows, err := st.rangeTotalsEach(ctx, as, q0.Key, q0.Res, from, q0.To, q0.Only, withGroups, exact)
 	if err != nil {
 		return nil, fmt.Errorf("cassandrastore: counts: %w", err)
 	}
+	for i, q := range qs {
+		if out[i], err = st.sumCounts(ctx, q, from, withGroups, partners, mss, rows[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// sumCounts is q's slots: its rows as read, and the manifests of mss
+// (above the floors of partners) they do not cover.
+func (st *Store) sumCounts(ctx context.Context, q storage.CountsQuery, from time.Time, withGroups bool, partners []string, mss []*above, rows map[time.Time]*total) ([]storage.Slot, error) {
 	out := make(map[time.Time]*storage.Slot, len(rows))
 	slotOf := func(t time.Time) *storage.Slot {
 		s := out[t]
@@ -1109,26 +1196,87 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 		}
 		return st.exactRows(ctx, kind, a, key, res, from, to, only, withGroups, exact, rows)
 	}
+	rows, err := st.readRange(ctx, kind, []int8{a}, key, res, from, to, only, withGroups, mode)
+	if err != nil {
+		return nil, err
+	}
+	return st.exactRows(ctx, kind, a, key, res, from, to, only, withGroups, exact, rows[a])
+}
+
+// rangeTotalsEach is rangeTotals of rollups as of kind counts, for a
+// report, each with its exact: the rows of all in one statement where
+// rangeTotals reads one (a IN), a partner's by type and by sub-system.
+func (st *Store) rangeTotalsEach(ctx context.Context, as []int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, exact []map[time.Time]bool) ([]map[time.Time]*total, error) {
+	out := make([]map[time.Time]*total, len(as))
+	apart := len(as) == 1 || st.usesPacks(res, from, withGroups)
+	for _, e := range exact {
+		apart = apart || len(e) > maxExact
+	}
+	if apart {
+		fns := make([]func(context.Context) error, len(as))
+		for i, a := range as {
+			fns[i] = func(ctx context.Context) (err error) {
+				out[i], err = st.rangeTotals(ctx, kindCounts, a, key, res, from, to, only, withGroups, false, exact[i])
+				return err
+			}
+		}
+		return out, fanOut(ctx, len(fns), fns)
+	}
+	rows, err := st.readRange(ctx, kindCounts, as, key, res, from, to, only, withGroups, forReport)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range as {
+		if rows[a] == nil {
+			rows[a] = map[time.Time]*total{}
+		}
+		if out[i], err = st.exactRows(ctx, kindCounts, a, key, res, from, to, only, withGroups, exact[i], rows[a]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readRange reads the rows of [from, to) of each rollup of as, or of the
+// slots only names in it, from each partition in parallel (rangeTotals).
+func (st *Store) readRange(ctx context.Context, kind int8, as []int8, key string, res storage.Res, from, to time.Time, only storage.Spans, withGroups bool, mode readMode) (map[int8]map[time.Time]*total, error) {
 	var mu sync.Mutex
-	rows := map[time.Time]*total{}
+	rows := make(map[int8]map[time.Time]*total, len(as))
+	for _, a := range as {
+		rows[a] = map[time.Time]*total{}
+	}
+	var in []int8 // a IN: more than one
+	if len(as) > 1 {
+		in = as
+	}
 	var fns []func(context.Context) error
 	// read adds a read of partition p's rows in [from, to), or of slots
 	// (of the partitions of periods, when given).
 	read := func(p int, periods []int, from, to time.Time, slots []time.Time) {
 		fns = append(fns, func(ctx context.Context) error {
-			local := map[time.Time]*total{}
-			if err := st.readRows(ctx, part{kind, a, key, res, p}, periods, from, to, slots, withGroups, mode, local); err != nil {
+			type row struct {
+				a    int8
+				slot time.Time
+				t    *total
+			}
+			var local []row
+			err := st.readRows(ctx, part{kind, as[0], key, res, p}, periods, in, from, to, slots, withGroups, mode, func(a int8, slot time.Time, t *total) {
+				local = append(local, row{a, slot, t})
+			})
+			if err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for t, r := range local {
-				rows[t] = r // a slot lies in one partition and one read
+			for _, r := range local {
+				if m := rows[r.a]; m != nil {
+					m[r.slot] = r.t // a slot lies in one partition and one read
+				}
 			}
 			return nil
 		})
 	}
-	typed := typedPart(kind, a)
+	typed := typedPart(kind, as[0])
 	var named []time.Time // slots read by name (slot IN), in order
 	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
 		p := periodOf(res, typed, t)
@@ -1191,7 +1339,7 @@ func (st *Store) rangeTotalsMode(ctx context.Context, kind, a int8, key string, 
 	if err := fanOut(ctx, 8, fns); err != nil {
 		return nil, err
 	}
-	return st.exactRows(ctx, kind, a, key, res, from, to, only, withGroups, exact, rows)
+	return rows, nil
 }
 
 // exactRows reads again whole, with through, the rows of the slots in

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -171,6 +172,40 @@ func (x *expected) check(t *testing.T, s storage.Store, from, to time.Time) {
 						if sl.Total != want[sl.Start][g] {
 							t.Fatalf("rollup %d %s group %q slot %v: %d, want %d", r, res, g, sl.Start, sl.Total, want[sl.Start][g])
 						}
+					}
+				}
+			}
+		}
+	}
+	// A partner's by type and by sub-system read together (CountsEach)
+	// answer as each alone; over the whole range and over every third
+	// slot by name.
+	for k := range x.keys[storage.PartnerTypes] {
+		for _, res := range storage.Resolutions {
+			qs := []storage.CountsQuery{
+				{Rollup: storage.PartnerTypes, Key: k, Res: res, From: from, To: to, Groups: true},
+				{Rollup: storage.PartnerSubSystems, Key: k, Res: res, From: from, To: to, Groups: true},
+			}
+			one, err := s.Counts(ctx, qs[0])
+			must(t, err)
+			var only storage.Spans
+			for i := 0; i < len(one); i += 3 {
+				only = append(only, storage.Span{From: one[i].Start, To: one[i].Start.Add(res.Duration())})
+			}
+			for _, o := range []storage.Spans{nil, only} {
+				if o != nil && len(o) == 0 {
+					continue
+				}
+				qs[0].Only, qs[1].Only = o, o
+				each, err := storage.CountsEach(ctx, s, qs)
+				must(t, err)
+				for i, q := range qs {
+					alone, err := s.Counts(ctx, q)
+					must(t, err)
+					if !slices.EqualFunc(each[i], alone, func(a, b storage.Slot) bool {
+						return a.Start.Equal(b.Start) && a.Total == b.Total && maps.Equal(a.Groups, b.Groups)
+					}) || len(alone) == 0 {
+						t.Fatalf("rollup %d key %s %s (%d named): together %v, alone %v", q.Rollup, k, res, len(o), each[i], alone)
 					}
 				}
 			}
