@@ -53,8 +53,8 @@ func TestFoldInsideACountsRead(t *testing.T) {
 		res      storage.Res
 	}{
 		{"after the manifests", []string{"FROM claims", "id > ?"}, maxExact, storage.Minute},
-		{"after the rows", []string{"SELECT slot, n FROM totals", "slot >= ?"}, maxExact, storage.Minute},
-		{"after the rows read with through", []string{"SELECT slot, n, through FROM totals", "slot >= ?"}, 3, storage.Minute},
+		{"after the rows", []string{"SELECT a, slot, n FROM totals", "slot >= ?"}, maxExact, storage.Minute},
+		{"after the rows read with through", []string{"SELECT a, slot, n, through FROM totals", "slot >= ?"}, 3, storage.Minute},
 		{"hours, after the manifests", []string{"FROM claims", "id > ?"}, maxExact, storage.Hour},
 		{"hours, after the packs", []string{"SELECT slot, pack FROM totals"}, maxExact, storage.Hour},
 	} {
