@@ -69,3 +69,59 @@ func TestEventsByTypeBounded(t *testing.T) {
 		t.Fatalf("top: %+v", pr.TopEventTypes[0])
 	}
 }
+
+// A type's total over the range is what its series shows, also where a
+// slot counts more than storage.MaxGroups types: a Kolkata day's total
+// reads the slots its point reads, not the range's ends read finer
+// (whose half hours named the many types first and count the type's later
+// events under storage.OtherGroup).
+func TestOneTypeTotalIsItsSeriesPastTheCap(t *testing.T) {
+	ctx := context.Background()
+	store := testenv.Pebble(t)
+	p := tenant.Partner{ID: tenant.NewID(), Code: "p", Name: "P", Status: tenant.Active}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)
+	ev := func(id, typ string, at time.Time) event.Event {
+		return event.Event{ID: id, PartnerID: p.ID, SubSystemID: ss.ID, EventType: typ, Timestamp: at}
+	}
+	// Three writes, in this order: a view names it in the six hours from
+	// midnight; then 10,000 types fill the half hour and hour at 01:00;
+	// then 5 views there count as themselves in the six hours, as
+	// storage.OtherGroup in those.
+	var many []event.Event
+	for i := range storage.MaxGroups {
+		many = append(many, ev(fmt.Sprint("a", i), fmt.Sprintf("a%05d", i), day.Add(time.Hour+time.Duration(i)*100*time.Millisecond)))
+	}
+	var late []event.Event
+	for i := range 5 {
+		late = append(late, ev(fmt.Sprint("v", i+1), "view", day.Add(time.Hour+20*time.Minute)))
+	}
+	for _, b := range [][]event.Event{{ev("v0", "view", day.Add(10 * time.Minute))}, many, late} {
+		if _, err := store.WriteEvents(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 2, 27, 0, 0, 0, 0, kolkata)
+	r, err := reporter.New(store, zerolog.Nop()).SubSystemReport(ctx, report.SubSystemQuery{SubSystemID: ss.ID, From: from, To: from.AddDate(0, 0, 1),
+		Granularity: "day", TZ: "Asia/Kolkata", EventType: "view"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, pt := range r.TimeSeries {
+		sum += pt.Count
+	}
+	if r.TotalEvents != sum || r.TotalEvents != 6 || r.EventsByType["view"] != 6 {
+		t.Fatalf("total %d, by type %v, series %d; 6 views", r.TotalEvents, r.EventsByType, sum)
+	}
+}

@@ -597,7 +597,15 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 	acc := make([]pointAcc, len(pl.buckets))
 	// One type over buckets that are themselves the range's tiles (UTC
 	// days): the series read is the range's, and gives the total too.
-	once := group != "" && pl.seriesTiling().equal(pl.countsTiling())
+	// A type's figures read the range as tiled (not coalesced): past
+	// storage.MaxGroups types a slot counts the rest as storage.OtherGroup,
+	// so which rows a type is read from decides its count there, and its
+	// total must be what its series shows.
+	whole := pl.countsTiling()
+	if group != "" {
+		whole = pl.wholeTiling()
+	}
+	once := group != "" && pl.seriesTiling().equal(whole)
 	err := parallel(ctx, 3, []func(context.Context) error{
 		func(ctx context.Context) error {
 			if !once && pl.asUnions() {
@@ -649,7 +657,7 @@ func (s *Service) figures(ctx context.Context, pl plan, rollup storage.Rollup, k
 			if len(qs) == 0 {
 				return nil
 			}
-			return s.readCountsEach(ctx, pl.reads, pl.countsTiling(), qs, fns)
+			return s.readCountsEach(ctx, pl.reads, whole, qs, fns)
 		},
 		func(ctx context.Context) error {
 			sc, k := scope, key
@@ -791,7 +799,7 @@ func (s *Service) partnerReport(ctx context.Context, q report.PartnerQuery, pl p
 		fns := make([]func(context.Context) error, len(subs))
 		for i, ss := range subs {
 			fns[i] = func(ctx context.Context) error {
-				return s.readCounts(ctx, pl.reads, pl.countsTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
+				return s.readCounts(ctx, pl.reads, pl.wholeTiling(), storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: ss.ID, Group: q.EventType}, func(sl storage.Slot) {
 					mu.Lock()
 					bySub[ss.ID] += sl.Total
 					mu.Unlock()

@@ -120,7 +120,8 @@ func checkTiling(t *testing.T, from, to time.Time) {
 
 // checkCoalesced: the coalesced tiling of tl reads every minute of [from,
 // to) once, each slot aligned, its spans in order and apart; no more
-// resolutions than tl, nor more rows of one than coalesceRows added.
+// resolutions than tl, nor more than coalesceRows slots added for each
+// it no longer reads.
 func checkCoalesced(t *testing.T, tl *tiling, from, to time.Time) {
 	t.Helper()
 	co := tl.coalesced()
@@ -158,6 +159,9 @@ func checkCoalesced(t *testing.T, tl *tiling, from, to time.Time) {
 	}
 	if now > was {
 		t.Fatalf("coalesced [%v, %v): %d resolutions read, %d before", from, to, now, was)
+	}
+	if moved := was - now; co.slots() > tl.slots()+moved*coalesceRows {
+		t.Fatalf("coalesced [%v, %v): %d slots, %d before, %d resolutions moved", from, to, co.slots(), tl.slots(), moved)
 	}
 }
 

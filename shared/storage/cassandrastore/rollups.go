@@ -950,12 +950,13 @@ func (st *Store) CountsEach(ctx context.Context, qs []storage.CountsQuery) ([][]
 }
 
 // together tells whether qs differ in their rollup alone, each its own,
-// and read groups alike (which columns, and packs or rows).
+// and read groups alike (which columns, and packs or rows). Only nil is
+// the whole range; empty, no slot.
 func together(qs []storage.CountsQuery) bool {
 	for i, q := range qs {
 		for _, o := range qs[:i] {
 			if q.Rollup == o.Rollup || q.Key != o.Key || q.Res != o.Res || !q.From.Equal(o.From) || !q.To.Equal(o.To) ||
-				!slices.Equal(q.Only, o.Only) || (q.Groups || q.Group != "") != (o.Groups || o.Group != "") {
+				(q.Only == nil) != (o.Only == nil) || !slices.Equal(q.Only, o.Only) || (q.Groups || q.Group != "") != (o.Groups || o.Group != "") {
 				return false
 			}
 		}
@@ -1156,6 +1157,11 @@ func (st *Store) sumCounts(ctx context.Context, q storage.CountsQuery, from time
 	return slots, nil
 }
 
+// inPartitions is the most partitions a statement of named slots reads
+// (period IN, a IN): a coordinator reads them one after another, where
+// statements of their own run side by side.
+const inPartitions = 4
+
 // inList is the most slots a statement names (slot IN ...): a sketch read
 // of a page's worth; a counts read a day of half hours and more.
 func inList(kind int8, mode readMode) int {
@@ -1318,18 +1324,23 @@ func (st *Store) readRange(ctx context.Context, kind int8, as []int8, key string
 			read(p, nil, cFrom, cTo, nil)
 		}
 	}
-	// The slots named, in statements of inList: those of a Kolkata month's
-	// ends, in two monthly partitions of half hours, one statement.
+	// The slots named, in statements of inList, of at most inPartitions
+	// partitions (Cassandra reads those of one statement in turn): a
+	// Kolkata month's ends, in two monthly partitions of half hours, one.
 	for len(named) > 0 {
-		n := min(len(named), inList(kind, mode))
-		chunk := named[:n:n]
-		named = named[n:]
 		var periods []int
-		for _, t := range chunk {
-			if p := periodOf(res, typed, t); !slices.Contains(periods, p) {
+		n := 0
+		for ; n < len(named) && n < inList(kind, mode); n++ {
+			p := periodOf(res, typed, named[n])
+			if !slices.Contains(periods, p) {
+				if len(periods) == max(1, inPartitions/len(as)) {
+					break
+				}
 				periods = append(periods, p)
 			}
 		}
+		chunk := named[:n:n]
+		named = named[n:]
 		if len(periods) == 1 {
 			read(periods[0], nil, time.Time{}, time.Time{}, chunk)
 		} else {
