@@ -102,7 +102,7 @@ func TestOneTypeTotalIsItsSeriesPastTheCap(t *testing.T) {
 	for i := range 5 {
 		late = append(late, ev(fmt.Sprint("v", i+1), "view", day.Add(time.Hour+20*time.Minute)))
 	}
-	for _, b := range [][]event.Event{{ev("v0", "view", day.Add(10 * time.Minute))}, many, late} {
+	for _, b := range [][]event.Event{{ev("v0", "view", day.Add(10*time.Minute))}, many, late} {
 		if _, err := store.WriteEvents(ctx, b); err != nil {
 			t.Fatal(err)
 		}
