@@ -112,3 +112,77 @@ func TestFoldInsideACountsRead(t *testing.T) {
 		})
 	}
 }
+
+// The same for a partner's counts by type and by sub-system read together
+// (CountsEach: one statement for both rollups' rows), and apart (more
+// slots to read again than maxExact): each minute's figures exact in both.
+func TestFoldInsideCountsEach(t *testing.T) {
+	for _, at := range []struct {
+		name     string
+		words    []string
+		maxExact int
+	}{
+		{"after the manifests", []string{"FROM claims", "id > ?"}, maxExact},
+		{"after the rows of both", []string{"a IN ?", "slot >= ?"}, maxExact},
+		{"apart, after the rows read with through", []string{"SELECT a, slot, n, through", "slot >= ?"}, 3},
+	} {
+		t.Run(at.name, func(t *testing.T) {
+			defer func(was int) { maxExact = was }(maxExact)
+			maxExact = at.maxExact
+			w := openStore(t)
+			w.folder.close()
+			ctx := context.Background()
+			p, sub := tenant.NewID(), tenant.NewID()
+			hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+			evs := make([]event.Event, 150)
+			want := map[time.Time]int64{}
+			for i := range evs {
+				evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+					Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
+				want[storage.Minute.Slot(evs[i].Timestamp)]++
+			}
+			if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.FoldPartner(ctx, p, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteEvents(ctx, evs[100:]); err != nil { // in manifests only, until the fold below
+				t.Fatal(err)
+			}
+			obs := &foldAt{words: at.words, fold: func() {
+				if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
+					t.Error(err)
+				}
+			}}
+			cfg := w.cfg
+			cfg.Observer = obs
+			r, err := Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.folder.close()
+			qs := []storage.CountsQuery{
+				{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: hour, To: hour.Add(time.Hour), Groups: true},
+				{Rollup: storage.PartnerSubSystems, Key: p, Res: storage.Minute, From: hour, To: hour.Add(time.Hour), Groups: true},
+			}
+			each, err := r.CountsEach(ctx, qs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !obs.fired {
+				t.Fatalf("no fold ran %s: the reads' statements changed", at.name)
+			}
+			for i, group := range []string{"view", sub} {
+				got, gotGroup := map[time.Time]int64{}, map[time.Time]int64{}
+				for _, sl := range each[i] {
+					got[sl.Start], gotGroup[sl.Start] = sl.Total, sl.Groups[group]
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(gotGroup) != fmt.Sprint(want) {
+					t.Fatalf("rollup %d with a fold %s:\n%v\n%v\nwant\n%v", qs[i].Rollup, at.name, got, gotGroup, want)
+				}
+			}
+		})
+	}
+}
