@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -48,16 +49,16 @@ func TestTilingOfZones(t *testing.T) {
 	} {
 		tl := &tiling{}
 		tl.add(c.from, c.to)
-		n, _ := slotsOf(tl)
-		if len(n) != len(c.want) {
-			t.Errorf("%s: %v, want %v", c.name, n, c.want)
-			continue
-		}
-		for r, k := range c.want {
-			if n[r] != k {
-				t.Errorf("%s: %v, want %v", c.name, n, c.want)
-			}
-		}
+		checkSlots(t, c.name, tl, c.want)
+	}
+}
+
+// checkSlots: tl reads the slots of want, by resolution.
+func checkSlots(t *testing.T, name string, tl *tiling, want map[storage.Res]int) {
+	t.Helper()
+	n, _ := slotsOf(tl)
+	if !maps.Equal(n, want) {
+		t.Errorf("%s: %v, want %v", name, n, want)
 	}
 }
 
@@ -189,16 +190,7 @@ func TestCoalescedTiling(t *testing.T) {
 	} {
 		tl := &tiling{}
 		tl.add(c.from, c.to)
-		n, _ := slotsOf(tl.coalesced())
-		if len(n) != len(c.want) {
-			t.Errorf("%s: %v, want %v", c.name, n, c.want)
-			continue
-		}
-		for r, k := range c.want {
-			if n[r] != k {
-				t.Errorf("%s: %v, want %v", c.name, n, c.want)
-			}
-		}
+		checkSlots(t, c.name, tl.coalesced(), c.want)
 	}
 }
 

@@ -39,6 +39,50 @@ func (f *foldAt) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 
 func (f *foldAt) ObserveBatch(context.Context, gocql.ObservedBatch) {}
 
+// midRead writes 150 events of a new partner's sub-system over an hour
+// two hours ago, folds the first 100 and leaves the rest in manifests. It
+// returns another process's reader (its own session, floors and manifest
+// reads) whose first statement holding every one of words folds them, and
+// each slot's count at res.
+func midRead(t *testing.T, words []string, res storage.Res) (r *Store, obs *foldAt, p, sub string, hour time.Time, want map[time.Time]int64) {
+	t.Helper()
+	w := openStore(t)
+	w.folder.close()
+	ctx := context.Background()
+	p, sub = tenant.NewID(), tenant.NewID()
+	hour = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	evs := make([]event.Event, 150)
+	want = map[time.Time]int64{}
+	for i := range evs {
+		evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
+			Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
+		want[res.Slot(evs[i].Timestamp)]++
+	}
+	if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.FoldPartner(ctx, p, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteEvents(ctx, evs[100:]); err != nil { // in manifests only, until the fold
+		t.Fatal(err)
+	}
+	obs = &foldAt{words: words, fold: func() {
+		if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
+			t.Error(err)
+		}
+	}}
+	cfg := w.cfg
+	cfg.Observer = obs
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	r.folder.close()
+	return r, obs, p, sub, hour, want
+}
+
 // A fold that lands inside a report's read of counts: after its read of the
 // manifests, or after its read of the rows (which come without through)
 // and before the slots a manifest adds to are read again whole. Every
@@ -61,40 +105,8 @@ func TestFoldInsideACountsRead(t *testing.T) {
 		t.Run(at.name, func(t *testing.T) {
 			defer func(was int) { maxExact = was }(maxExact)
 			maxExact = at.maxExact
-			w := openStore(t)
-			w.folder.close()
 			ctx := context.Background()
-			p, sub := tenant.NewID(), tenant.NewID()
-			hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
-			evs := make([]event.Event, 150)
-			want := map[time.Time]int64{}
-			for i := range evs {
-				evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
-					Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
-				want[at.res.Slot(evs[i].Timestamp)]++
-			}
-			if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.FoldPartner(ctx, p, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.WriteEvents(ctx, evs[100:]); err != nil { // in manifests only, until the fold below
-				t.Fatal(err)
-			}
-			obs := &foldAt{words: at.words, fold: func() {
-				if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
-					t.Error(err)
-				}
-			}}
-			cfg := w.cfg
-			cfg.Observer = obs
-			r, err := Open(cfg) // another process's reader: its own session, floors and manifest reads
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			r.folder.close()
+			r, obs, _, sub, hour, want := midRead(t, at.words, at.res)
 			slots, err := r.Counts(ctx, storage.CountsQuery{Rollup: storage.SubSystemTypes, Key: sub, Res: at.res, From: hour, To: hour.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
@@ -129,40 +141,8 @@ func TestFoldInsideCountsEach(t *testing.T) {
 		t.Run(at.name, func(t *testing.T) {
 			defer func(was int) { maxExact = was }(maxExact)
 			maxExact = at.maxExact
-			w := openStore(t)
-			w.folder.close()
 			ctx := context.Background()
-			p, sub := tenant.NewID(), tenant.NewID()
-			hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
-			evs := make([]event.Event, 150)
-			want := map[time.Time]int64{}
-			for i := range evs {
-				evs[i] = event.Event{ID: fmt.Sprint("m-", i), PartnerID: p, SubSystemID: sub, EventType: "view",
-					Timestamp: hour.Add(time.Duration(i) * 20 * time.Second)}
-				want[storage.Minute.Slot(evs[i].Timestamp)]++
-			}
-			if _, err := w.WriteEvents(ctx, evs[:100]); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.FoldPartner(ctx, p, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.WriteEvents(ctx, evs[100:]); err != nil { // in manifests only, until the fold below
-				t.Fatal(err)
-			}
-			obs := &foldAt{words: at.words, fold: func() {
-				if err := w.FoldPartner(context.Background(), p, time.Now()); err != nil {
-					t.Error(err)
-				}
-			}}
-			cfg := w.cfg
-			cfg.Observer = obs
-			r, err := Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			r.folder.close()
+			r, obs, p, sub, hour, want := midRead(t, at.words, storage.Minute)
 			qs := []storage.CountsQuery{
 				{Rollup: storage.PartnerTypes, Key: p, Res: storage.Minute, From: hour, To: hour.Add(time.Hour), Groups: true},
 				{Rollup: storage.PartnerSubSystems, Key: p, Res: storage.Minute, From: hour, To: hour.Add(time.Hour), Groups: true},
