@@ -308,12 +308,13 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 		return nil, fmt.Errorf("reporter: add service: %w", err)
 	}
 	g := svc.AddGroup(subject.ReporterPrefix)
+	pool := natsx.NewPool(inFlight)
 	add := func(op string, fn natsx.HandlerFunc) error {
 		h := natsx.Handler(s.log, "reporter", op, 30*time.Second, fn)
 		if op != reportapi.Health {
 			h = natsx.SealReplies(natsx.CallerReplyKey, h) // tenant data
 		}
-		return g.AddEndpoint(op, h, micro.WithEndpointSubject(op))
+		return g.AddEndpoint(op, pool.Wrap(h), micro.WithEndpointSubject(op))
 	}
 	err = errors.Join(
 		add(reportapi.SubSystem, s.guarded(reportapi.SubSystem, func(ctx context.Context, confined string, data []byte) (any, error) {
@@ -356,9 +357,27 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 	)
 	if err != nil {
 		svc.Stop()
+		pool.Close()
 		return nil, fmt.Errorf("reporter: add endpoint: %w", err)
 	}
-	return svc, nil
+	return pooled{svc, pool}, nil
+}
+
+// inFlight bounds the requests a reporter holds at once (each waits for a
+// turn to compute, slots, or answers from the cache at once); past it
+// the rest queue in the NATS client, within their callers' deadlines.
+const inFlight = 256
+
+// pooled is the service whose Stop also waits for the requests in flight.
+type pooled struct {
+	micro.Service
+	pool *natsx.Pool
+}
+
+func (p pooled) Stop() error {
+	err := p.Service.Stop()
+	p.pool.Close()
+	return err
 }
 
 func checkRange(from, to time.Time, max time.Duration) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,6 +42,25 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	return propagator.Extract(ctx, HeaderCarrier(h))
 }
 
+// HeaderTimeout carries how long the caller waits for the answer, in
+// milliseconds: a handler stops working on a request when its caller stops
+// waiting, and drops one that queued past it (Pool). A time left, not an
+// instant, as gRPC's timeout: hosts' clocks need not agree.
+const HeaderTimeout = "Trk-Timeout-Ms"
+
+// budget is the caller's time left, as the request's header says.
+func budget(h micro.Headers) (int64, bool) {
+	ms, err := strconv.ParseInt(h.Get(HeaderTimeout), 10, 64)
+	return ms, err == nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // HandlerFunc serves one micro endpoint: data in, a JSON-able answer or an
 // error out. A json.RawMessage answer is sent as it is.
 type HandlerFunc func(ctx context.Context, data []byte) (any, error)
@@ -54,11 +74,22 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		ctx := Extract(context.Background(), nats.Header(req.Headers()))
 		ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		start := time.Now()
+		dl := start.Add(timeout)
+		if ms, ok := budget(req.Headers()); ok {
+			dl = minTime(dl, start.Add(time.Duration(ms)*time.Millisecond)) // no work past the time the caller stops waiting
+		}
+		ctx, cancel := context.WithDeadline(ctx, dl)
 		defer cancel()
 		ctx = context.WithValue(ctx, requestHeadersKey{}, nats.Header(req.Headers()))
-		start := time.Now()
-		resp, err := recovered(ctx, fn, req.Data())
+		var resp any
+		var err error
+		if !dl.After(start) {
+			// Its caller gave up while it queued (Pool): nobody reads the answer.
+			err = apierr.New(apierr.Timeout, "the request's deadline passed before it was served")
+		} else {
+			resp, err = recovered(ctx, fn, req.Data())
+		}
 		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()
 		var body []byte
 		if raw, isRaw := resp.(json.RawMessage); isRaw && err == nil {
@@ -125,6 +156,8 @@ func Call(ctx context.Context, nc *nats.Conn, subj string, req, resp any) error 
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
+	dl, _ := ctx.Deadline()
+	msg.Header.Set(HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
 	reply, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -1,0 +1,90 @@
+package reporter
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/natsx"
+	"github.com/volcanion/tracking/shared/rcache"
+	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/reportapi"
+	"github.com/volcanion/tracking/shared/storage/pebblestore"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+// stuckRetention holds the partner reports of one partner inside their
+// computation until released.
+type stuckRetention struct {
+	*pebblestore.Store
+	stuck   string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s stuckRetention) Retention(p tenant.Partner) time.Duration {
+	if p.ID == s.stuck {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.Store.Retention(p)
+}
+
+// Over NATS, a cached report answers while another report of the same
+// endpoint is still computing on the same reporter: micro serves an
+// endpoint on one goroutine, and without the reporter's pool the cached
+// answer waited behind the computation (here: until released, after it).
+func TestCachedAnswerDoesNotWaitBehindAComputation(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	other := tenant.Partner{ID: tenant.NewID(), Code: "o", Name: "O", Status: tenant.Active}
+	if err := pb.CreatePartner(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	store := stuckRetention{Store: pb, stuck: other.ID, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	const tok = "pool-test-admin-token-0123456789abcdef0123"
+	s := New(store, zerolog.Nop()).WithAdminTokens(admintoken.Static(tok)).WithMaxConcurrent(4).
+		WithCache(rcache.NewLocal(1<<20), time.Minute)
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	svc, err := s.Start(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cnc, _ := testenv.Conn(t, ns)
+	call := func(timeout time.Duration, q report.PartnerQuery) (report.PartnerReport, error) {
+		c, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, tok), timeout)
+		defer cancel()
+		var rep report.PartnerReport
+		err := natsx.Call(c, cnc, subject.Report(reportapi.Partner), q, &rep)
+		return rep, err
+	}
+	now := time.Now().UTC()
+	q := report.PartnerQuery{PartnerID: p.ID, From: now.AddDate(0, 0, -7), To: now}
+	if _, err := call(10*time.Second, q); err != nil { // computed, and cached
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := call(20*time.Second, report.PartnerQuery{PartnerID: other.ID, From: q.From, To: q.To})
+		slow <- err
+	}()
+	<-store.entered // the other partner's report is computing
+	rep, err := call(5*time.Second, q)
+	if err != nil || rep.CachedAt == nil {
+		t.Fatalf("a cached report while another computes: cachedAt %v, %v; want it from the cache at once", rep.CachedAt, err)
+	}
+	close(store.release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
