@@ -45,7 +45,7 @@ var (
 	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
 	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}, nil}
 	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
-	qEventType   = qp{"eventType", "string", "count (or list) this event type only; uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them); \"$other\" counts the types past a slot's limit, whose users are not kept by type", nil, nil}
+	qEventType   = qp{"eventType", "string", "count (or list) this event type only (at most 128 characters, no control characters, as an ingested type; else 400); uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them); \"$other\" counts the types past a slot's limit, whose users are not kept by type", nil, map[string]any{"maxLength": 128}}
 	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
 	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
 )
@@ -182,7 +182,7 @@ var queryDocs = map[string][]qp{
 	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qSubSystemID, qEventType, qTop},
 	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil, nil},
 		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil, nil},
-		qSubSystemID, {"eventType", "string", "this event type only", nil, nil}, {"limit", "integer", "page size, 1-1000; default 100", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
+		qSubSystemID, {"eventType", "string", "this event type only (at most 128 characters, no control characters; else 400)", nil, map[string]any{"maxLength": 128}}, {"limit", "integer", "page size, 1-1000; default 100", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
 		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil, nil}},
 	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil, map[string]any{"minimum": 1, "maximum": 1_000_000, "default": 1}}, {"pageSize", "integer", "1-200; default 50", nil, map[string]any{"minimum": 1, "maximum": 200, "default": 50}}, {"includeDeleted", "boolean", "list deleted partners too", nil, nil}},
 	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil, nil}},

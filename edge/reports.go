@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/volcanion/tracking/shared/apierr"
+	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/instant"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/report"
@@ -135,11 +135,12 @@ func reportZone(q url.Values) (*time.Location, error) {
 	return loc, nil
 }
 
-// reportEventType reads eventType ("" for all types).
-func reportEventType(q url.Values) (string, error) {
+// reportEventType reads eventType ("" for all types): a type no event can
+// have is refused, not answered with zeros.
+func (s *Server) reportEventType(q url.Values) (string, error) {
 	t := strings.TrimSpace(q.Get("eventType"))
-	if !utf8.ValidString(t) {
-		return "", badParam("eventType", "must be valid UTF-8")
+	if msg := event.TypeNameProblem(t, s.cfg.Limits.MaxEventTypeLen); msg != "" {
+		return "", badParam("eventType", msg)
 	}
 	return t, nil
 }
@@ -214,7 +215,7 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		eventType, err := reportEventType(qv)
+		eventType, err := s.reportEventType(qv)
 		if err != nil {
 			return reply{}, err
 		}
@@ -237,7 +238,7 @@ func (s *Server) reportRoutes() {
 		if err != nil {
 			return reply{}, err
 		}
-		eventType, err := reportEventType(qv)
+		eventType, err := s.reportEventType(qv)
 		if err != nil {
 			return reply{}, err
 		}
@@ -330,7 +331,7 @@ func (s *Server) eventsRoute() {
 				return reply{}, err
 			}
 		}
-		eventType, err := reportEventType(qv)
+		eventType, err := s.reportEventType(qv)
 		if err != nil {
 			return reply{}, err
 		}

@@ -102,12 +102,27 @@ func TestSecRequestIDAndHeaders(t *testing.T) {
 	check("GET", root+"/unknown-root", "", "")    // 404 outside the API
 }
 
-// TestSecQueryAndScheme: a report's eventType that is not UTF-8 is refused
-// naming it; the Bearer scheme is matched without regard to case.
+// TestSecQueryAndScheme: a report's eventType no event can have (not
+// UTF-8, control characters, longer than an ingested type may be) is
+// refused naming it, on the reports and the events page; the Bearer scheme
+// is matched without regard to case.
 func TestSecQueryAndScheme(t *testing.T) {
 	s := start(t, t.TempDir())
-	_, subs, _ := s.tenant("query", "web")
-	expectCode(t, s.do("GET", "/reports/sub-systems/"+subs["web"]+"?eventType=%ff%fe", "admin", nil), 400, "invalid_parameter")
+	p, subs, _ := s.tenant("query", "web")
+	for _, bad := range []string{"%ff%fe", "a%01b", strings.Repeat("a", 129)} {
+		for _, route := range []string{"/reports/sub-systems/" + subs["web"], "/reports/partners/" + p, "/reports/partners/" + p + "/events"} {
+			r := s.do("GET", route+"?eventType="+bad, "admin", nil)
+			expectCode(t, r, 400, "invalid_parameter")
+			if !strings.Contains(string(r.Raw), "eventType") {
+				t.Fatalf("%s?eventType=%s: %s, want the parameter named", route, bad, r.Raw)
+			}
+		}
+	}
+	for _, good := range []string{strings.Repeat("a", 128), "%24other"} { // the longest a type may be; the types past a slot's limit
+		if r := s.do("GET", "/reports/partners/"+p+"?eventType="+good, "admin", nil); r.Status != 200 {
+			t.Fatalf("eventType=%s: %d %s", good, r.Status, r.Raw)
+		}
+	}
 	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
 		req, _ := http.NewRequest("GET", s.base+"/partners", nil)
 		req.Header.Set("Authorization", scheme+" "+s.admin)

@@ -273,10 +273,8 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 	switch {
 	case in.EventType == "":
 		bad("eventType", "is required")
-	case utf8.RuneCountInString(in.EventType) > lim.MaxEventTypeLen:
-		bad("eventType", "is longer than %d characters", lim.MaxEventTypeLen)
-	case !printable(in.EventType):
-		bad("eventType", "must be printable text without control characters")
+	case TypeNameProblem(in.EventType, lim.MaxEventTypeLen) != "":
+		bad("eventType", "%s", TypeNameProblem(in.EventType, lim.MaxEventTypeLen))
 	case in.EventType == OtherType:
 		bad("eventType", "%q is reserved: reports count the types past a slot's limit under it", OtherType)
 	}
@@ -323,6 +321,19 @@ func Validate(in *Input, lim Limits, now time.Time) error {
 		return apierr.Invalid(fields...)
 	}
 	return nil
+}
+
+// TypeNameProblem says what keeps t from being an event type no longer
+// than maxLen characters ("" when nothing does): the same rule for what
+// is ingested and what reports are asked about.
+func TypeNameProblem(t string, maxLen int) string {
+	switch {
+	case utf8.RuneCountInString(t) > maxLen:
+		return fmt.Sprintf("is longer than %d characters", maxLen)
+	case !printable(t):
+		return "must be printable text without control characters"
+	}
+	return ""
 }
 
 func printable(s string) bool {
