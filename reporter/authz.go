@@ -28,7 +28,8 @@ import (
 //   - or a partner's API key (natsx.HeaderAPIKey), checked with the
 //     registry's auth.key (answered only to a holder of the key's secret):
 //     the key must be usable, carry the report scope, and its partner be
-//     active; the query is then confined to that partner.
+//     active; the query is then confined to that partner, and a key bound
+//     to one sub-system to that sub-system's figures and events.
 //
 // Answers are sealed under the forwarded credential (natsx.CallerReplyKey):
 // they travel to an _INBOX every connection of the edge role may read.
@@ -92,30 +93,45 @@ func (c *keyCache) put(id string, e keyEntry) {
 	c.entries[id] = e
 }
 
-// authorize checks the credential a query forwards. It returns the partner
-// the caller is confined to, "" for the admin.
-func (s *Service) authorize(ctx context.Context, h nats.Header) (string, error) {
+// confinement is what a caller may read: a partner ("" for the admin:
+// any), and within it one sub-system when its key is bound to one.
+type confinement struct {
+	partner, sub string
+}
+
+// subSystem checks a query of sub-system id ("": the partner's whole) against
+// a key bound to one sub-system.
+func (c confinement) subSystem(id string) error {
+	if c.sub != "" && id != c.sub {
+		return apierr.New(apierr.KeySubSystem, "this key reads sub-system %s only: ask with subSystemId=%s", c.sub, c.sub)
+	}
+	return nil
+}
+
+// authorize checks the credential a query forwards. It returns what the
+// caller is confined to, nothing for the admin.
+func (s *Service) authorize(ctx context.Context, h nats.Header) (confinement, error) {
 	if tok := h.Get(natsx.HeaderAdminToken); tok != "" {
-		return "", s.admin.Check(tok)
+		return confinement{}, s.admin.Check(tok)
 	}
 	if raw := h.Get(natsx.HeaderAPIKey); raw != "" {
 		return s.partnerOfKey(ctx, raw)
 	}
-	return "", apierr.New(apierr.AdminRequired, "a report needs the admin credential or a partner API key with the report scope")
+	return confinement{}, apierr.New(apierr.AdminRequired, "a report needs the admin credential or a partner API key with the report scope")
 }
 
-// partnerOfKey verifies a partner's API key and returns its partner.
-func (s *Service) partnerOfKey(ctx context.Context, raw string) (string, error) {
+// partnerOfKey verifies a partner's API key and returns what it may read.
+func (s *Service) partnerOfKey(ctx context.Context, raw string) (confinement, error) {
 	id, secret, ok := tenant.ParseKey(strings.TrimSpace(raw))
 	if !ok {
-		return "", apierr.New(apierr.APIKeyInvalid, "invalid API key")
+		return confinement{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
 	}
 	now := s.now()
 	e, ok := s.keys.get(id, now)
 	if !ok {
 		var err error
 		if e, err = s.verifyKey(ctx, id, secret); err != nil {
-			return "", err
+			return confinement{}, err
 		}
 		e.at = now
 		s.keys.put(id, e)
@@ -123,17 +139,17 @@ func (s *Service) partnerOfKey(ctx context.Context, raw string) (string, error) 
 	k := e.key
 	switch {
 	case !tenant.SecretMatches(secret, k.Hash):
-		return "", apierr.New(apierr.APIKeyInvalid, "invalid API key")
+		return confinement{}, apierr.New(apierr.APIKeyInvalid, "invalid API key")
 	case k.Status != tenant.KeyActive:
-		return "", apierr.New(apierr.APIKeyRevoked, "this API key was revoked")
+		return confinement{}, apierr.New(apierr.APIKeyRevoked, "this API key was revoked")
 	case !k.Usable(now):
-		return "", apierr.New(apierr.APIKeyExpired, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
+		return confinement{}, apierr.New(apierr.APIKeyExpired, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
 	case e.partnerOK != nil:
-		return "", e.partnerOK
+		return confinement{}, e.partnerOK
 	case !k.HasScope(tenant.ScopeReport):
-		return "", apierr.New(apierr.ScopeMissing, "this key lacks the %s scope", tenant.ScopeReport)
+		return confinement{}, apierr.New(apierr.ScopeMissing, "this key lacks the %s scope", tenant.ScopeReport)
 	}
-	return k.PartnerID, nil
+	return confinement{partner: k.PartnerID, sub: k.SubSystemID}, nil
 }
 
 // verifyKey asks the registry for the key's record, proving it holds the
@@ -165,8 +181,8 @@ func (s *Service) verifyKey(ctx context.Context, id, secret string) (keyEntry, e
 }
 
 // guarded is a report endpoint: fn runs only for an authorised caller,
-// with the partner it is confined to ("" for the admin).
-func (s *Service) guarded(op string, fn func(ctx context.Context, confined string, data []byte) (any, error)) natsx.HandlerFunc {
+// with what it is confined to (nothing for the admin).
+func (s *Service) guarded(op string, fn func(ctx context.Context, confined confinement, data []byte) (any, error)) natsx.HandlerFunc {
 	return func(ctx context.Context, data []byte) (any, error) {
 		confined, err := s.authorize(ctx, natsx.RequestHeaders(ctx))
 		if err != nil {

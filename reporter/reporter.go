@@ -317,34 +317,43 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 		return g.AddEndpoint(op, pool.Wrap(h), micro.WithEndpointSubject(op))
 	}
 	err = errors.Join(
-		add(reportapi.SubSystem, s.guarded(reportapi.SubSystem, func(ctx context.Context, confined string, data []byte) (any, error) {
+		add(reportapi.SubSystem, s.guarded(reportapi.SubSystem, func(ctx context.Context, confined confinement, data []byte) (any, error) {
 			var q report.SubSystemQuery
 			if err := json.Unmarshal(data, &q); err != nil {
 				return nil, apierr.New(apierr.InvalidJSON, "bad report query: %v", err)
 			}
-			if confined != "" {
-				q.PartnerID = confined // a key reads its own partner's sub-systems, whatever the query says
+			if err := confined.subSystem(q.SubSystemID); err != nil {
+				return nil, err
+			}
+			if confined.partner != "" {
+				q.PartnerID = confined.partner // a key reads its own partner's sub-systems, whatever the query says
 			}
 			return s.SubSystemReportJSON(ctx, q)
 		})),
-		add(reportapi.Partner, s.guarded(reportapi.Partner, func(ctx context.Context, confined string, data []byte) (any, error) {
+		add(reportapi.Partner, s.guarded(reportapi.Partner, func(ctx context.Context, confined confinement, data []byte) (any, error) {
 			var q report.PartnerQuery
 			if err := json.Unmarshal(data, &q); err != nil {
 				return nil, apierr.New(apierr.InvalidJSON, "bad report query: %v", err)
 			}
-			if confined != "" && q.PartnerID != confined {
+			if confined.partner != "" && q.PartnerID != confined.partner {
 				// As for an unknown partner: a key learns nothing of others.
 				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
 			}
+			if err := confined.subSystem(q.SubSystemID); err != nil {
+				return nil, err
+			}
 			return s.PartnerReportJSON(ctx, q)
 		})),
-		add(reportapi.Events, s.guarded(reportapi.Events, func(ctx context.Context, confined string, data []byte) (any, error) {
+		add(reportapi.Events, s.guarded(reportapi.Events, func(ctx context.Context, confined confinement, data []byte) (any, error) {
 			var q report.EventsQuery
 			if err := json.Unmarshal(data, &q); err != nil {
 				return nil, apierr.New(apierr.InvalidJSON, "bad events query: %v", err)
 			}
-			if confined != "" && q.PartnerID != confined {
+			if confined.partner != "" && q.PartnerID != confined.partner {
 				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+			}
+			if err := confined.subSystem(q.SubSystemID); err != nil {
+				return nil, err
 			}
 			return s.EventsPage(ctx, q)
 		})),

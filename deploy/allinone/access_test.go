@@ -147,3 +147,34 @@ func TestAccessMatrix(t *testing.T) {
 		t.Fatal("no request log lines were captured: the secrets check proves nothing")
 	}
 }
+
+// A report key bound to one sub-system reads that sub-system only: its
+// report, the partner's report and events narrowed to it (subSystemId),
+// and is refused the rest naming what to ask (403). (Found by review: it
+// read the whole partner.)
+func TestBoundReportKey(t *testing.T) {
+	s := start(t, t.TempDir())
+	a, subs, _ := s.tenant("bound", "web", "ios")
+	web, ios := subs["web"], subs["ios"]
+	k := s.key(a, map[string]any{"scopes": []string{"report"}, "subSystemId": web})
+	for path, want := range map[string]int{
+		"/reports/sub-systems/" + web:                           200,
+		"/reports/sub-systems/" + ios:                           403,
+		"/reports/partners/" + a:                                403,
+		"/reports/partners/" + a + "?subSystemId=" + web:        200,
+		"/reports/partners/" + a + "?subSystemId=" + ios:        403,
+		"/reports/partners/" + a + "/events":                    403,
+		"/reports/partners/" + a + "/events?subSystemId=" + web: 200,
+		"/reports/partners/" + a + "/events?subSystemId=" + ios: 403,
+	} {
+		r := s.do("GET", path, k.APIKey, nil)
+		if r.Status != want {
+			t.Errorf("%s with a key bound to web: %d %s, want %d", path, r.Status, r.Raw, want)
+		}
+		if want == 403 && (r.code() != "key_sub_system_mismatch" || !strings.Contains(string(r.Raw), web)) {
+			t.Errorf("%s: %s, want key_sub_system_mismatch naming the key's sub-system", path, r.Raw)
+		}
+	}
+	// The admin still reads all of it.
+	s.must(200, "GET", "/reports/partners/"+a, "admin", nil, nil)
+}
