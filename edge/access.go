@@ -44,25 +44,43 @@ func (s *Server) reportAccess(ctx context.Context, r *http.Request) (string, con
 
 // reportCredential checks a report request's credential.
 func (s *Server) reportCredential(ctx context.Context, r *http.Request) (string, context.Context, error) {
+	partner, _, cctx, err := s.reportKey(ctx, r)
+	return partner, cctx, err
+}
+
+// reportKey checks a report request's credential, and returns the
+// sub-system a key is bound to ("" for none, and for the admin) besides.
+// The reporter confines its answers itself; the edge's own streams (the
+// live tail) use it.
+func (s *Server) reportKey(ctx context.Context, r *http.Request) (partner, sub string, _ context.Context, _ error) {
 	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
 		pr, err := s.authenticate(ctx, r)
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		if err := needScope(pr, tenant.ScopeReport); err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		// Signing rules hold on every route a key can call. A report
 		// request has no body: it is signed over an empty one.
 		if err := s.verifySignature(ctx, r, pr, nil); err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
-		return pr.partner.ID, natsx.WithAPIKey(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key"))), nil
+		return pr.partner.ID, pr.key.SubSystemID, natsx.WithAPIKey(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key"))), nil
 	}
 	if err := s.requireAdmin(r); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	return "", natsx.WithAdminToken(ctx, adminToken(r)), nil
+	return "", "", natsx.WithAdminToken(ctx, adminToken(r)), nil
+}
+
+// boundTo refuses a query of sub-system sub ("": the partner's whole) by a
+// key bound to another, as the reporter does.
+func boundTo(bound, sub string) error {
+	if bound != "" && sub != bound {
+		return apierr.New(apierr.KeySubSystem, "this key reads sub-system %s only: ask with subSystemId=%s", bound, bound)
+	}
+	return nil
 }
 
 // touchEvery is how often a key's last use is sent to the registry, at most.

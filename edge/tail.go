@@ -120,7 +120,7 @@ func (s *Server) session(_ http.ResponseWriter, r *http.Request, _ httprouter.Pa
 // events: "stored" (one event), "omitted" (how many were not sent) and
 // keepalive comments. Authorised like the partner's reports.
 func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-	confined, _, err := s.reportCredential(r.Context(), r)
+	confined, bound, _, err := s.reportKey(r.Context(), r)
 	if err != nil {
 		return reply{}, err
 	}
@@ -145,6 +145,9 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 	sub := qv.Get("subSystemId")
 	if sub != "" && !tenant.ValidID(sub) {
 		return reply{}, badParam("subSystemId", "must be a sub-system id (a UUID)")
+	}
+	if err := boundTo(bound, sub); err != nil {
+		return reply{}, err
 	}
 	if err := s.tails.acquire(admin, partner); err != nil {
 		return reply{}, err
@@ -211,9 +214,12 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 		case <-recheck.C:
 			// A key revoked, a partner disabled or an admin token
 			// rotated out ends the stream, as it would a new request.
-			c, err := s.stillAllowed(r.Context(), r)
+			c, b, err := s.stillAllowed(r.Context(), r)
 			if err != nil && apierr.From(err).Code.Status() >= 500 {
 				continue // the registry is slow or away: no verdict; the stream goes on, checked again soon
+			}
+			if err == nil {
+				err = boundTo(b, sub) // a key bound since, or to another sub-system
 			}
 			if err != nil || (c != "" && c != partner) {
 				ae := apierr.From(err)
@@ -267,21 +273,21 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request, p httprouter.Param
 // does, but not the signature itself: a signed request's timestamp and
 // nonce were checked when the stream opened, and would not pass twice. A
 // key that has come to require signing ends an unsigned stream.
-func (s *Server) stillAllowed(ctx context.Context, r *http.Request) (string, error) {
+func (s *Server) stillAllowed(ctx context.Context, r *http.Request) (partner, sub string, _ error) {
 	if r.Header.Get("X-Api-Key") != "" && r.Header.Get("Authorization") == "" && r.Header.Get("X-Admin-Token") == "" {
 		pr, err := s.authenticate(ctx, r)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if err := needScope(pr, tenant.ScopeReport); err != nil {
-			return "", err
+			return "", "", err
 		}
 		if requiresSignature(pr) && r.Header.Get(signing.HeaderSignature) == "" {
-			return "", apierr.New(apierr.SignatureRequired, "this key now requires signed requests: open the tail again, signed")
+			return "", "", apierr.New(apierr.SignatureRequired, "this key now requires signed requests: open the tail again, signed")
 		}
-		return pr.partner.ID, nil
+		return pr.partner.ID, pr.key.SubSystemID, nil
 	}
-	return "", s.requireAdmin(r)
+	return "", "", s.requireAdmin(r)
 }
 
 // tailed is one "stored" event of the stream.

@@ -166,6 +166,8 @@ func TestBoundReportKey(t *testing.T) {
 		"/reports/partners/" + a + "/events":                    403,
 		"/reports/partners/" + a + "/events?subSystemId=" + web: 200,
 		"/reports/partners/" + a + "/events?subSystemId=" + ios: 403,
+		"/reports/partners/" + a + "/tail":                      403,
+		"/reports/partners/" + a + "/tail?subSystemId=" + ios:   403,
 	} {
 		r := s.do("GET", path, k.APIKey, nil)
 		if r.Status != want {
@@ -174,6 +176,11 @@ func TestBoundReportKey(t *testing.T) {
 		if want == 403 && (r.code() != "key_sub_system_mismatch" || !strings.Contains(string(r.Raw), web)) {
 			t.Errorf("%s: %s, want key_sub_system_mismatch naming the key's sub-system", path, r.Raw)
 		}
+	}
+	if st, _, stop := s.openTail("/reports/partners/"+a+"/tail?subSystemId="+web, k.APIKey); st != 200 {
+		t.Errorf("the live tail of the key's own sub-system: %d, want 200", st)
+	} else {
+		stop()
 	}
 	// The admin still reads all of it.
 	s.must(200, "GET", "/reports/partners/"+a, "admin", nil, nil)

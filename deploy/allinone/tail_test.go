@@ -220,6 +220,18 @@ func TestLiveTail(t *testing.T) {
 	s.must(200, "DELETE", "/partners/"+p+"/api-keys/"+doomed.ID, "admin", nil, nil)
 	waitRefused(t, watched, "api_key_revoked")
 
+	// A key bound to one sub-system since ends its stream of the whole
+	// partner, as a bound key cannot open one (TestBoundReportKey).
+	rebound := s.key(p, map[string]any{"scopes": []string{"report"}})
+	poll(t, "the streams closed above given back", 10*time.Second, func() bool {
+		st, _, stop := s.openTail(path, rebound.APIKey)
+		stop()
+		return st == 200
+	})
+	_, whole, _ := s.openTail(path, rebound.APIKey)
+	s.must(200, "PUT", "/partners/"+p+"/api-keys/"+rebound.ID, "admin", map[string]any{"subSystemId": subs["web"]}, nil)
+	waitRefused(t, whole, "key_sub_system_mismatch")
+
 	// The edge stops: the tail says so and ends; the stop does not wait on it.
 	start := time.Now()
 	s.stop()
