@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,7 @@ type Component struct {
 	deps   func() Deps
 	log    zerolog.Logger
 	m      micro.Service
+	s      *Service
 	cancel context.CancelFunc // stops following the registry
 	done   chan struct{}      // closed when it has stopped
 }
@@ -55,11 +57,12 @@ func (c *Component) Start(context.Context) (err error) {
 			keepFollowing(ctx, d.JS, s.changed, c.log)
 		}()
 	}
+	c.s = s
 	c.m, err = s.Start(d.NC)
 	return err
 }
 
-func (c *Component) Stop(context.Context) error {
+func (c *Component) Stop(ctx context.Context) error {
 	if c.cancel != nil {
 		c.cancel()
 		<-c.done
@@ -67,5 +70,7 @@ func (c *Component) Stop(context.Context) error {
 	if c.m == nil {
 		return nil
 	}
-	return c.m.Stop()
+	// Refuse new requests first, so Stop's own wait finds none: the
+	// component's budget (ctx) bounds the wait for those in flight.
+	return errors.Join(c.s.Drain(ctx), c.m.Stop())
 }

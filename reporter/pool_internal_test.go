@@ -2,12 +2,16 @@ package reporter
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
@@ -30,7 +34,10 @@ type stuckRetention struct {
 func (s stuckRetention) Retention(p tenant.Partner) time.Duration {
 	if p.ID == s.stuck {
 		s.entered <- struct{}{}
-		<-s.release
+		select {
+		case <-s.release:
+		case <-time.After(20 * time.Second): // a failed test's bound, not a wait
+		}
 	}
 	return s.Store.Retention(p)
 }
@@ -78,13 +85,77 @@ func TestCachedAnswerDoesNotWaitBehindAComputation(t *testing.T) {
 		_, err := call(20*time.Second, report.PartnerQuery{PartnerID: other.ID, From: q.From, To: q.To})
 		slow <- err
 	}()
-	<-store.entered // the other partner's report is computing
+	select { // the other partner's report is computing
+	case <-store.entered:
+	case err := <-slow:
+		t.Fatalf("the other partner's report ended before it computed: %v", err)
+	}
 	rep, err := call(5*time.Second, q)
 	if err != nil || rep.CachedAt == nil {
+		close(store.release)
 		t.Fatalf("a cached report while another computes: cachedAt %v, %v; want it from the cache at once", rep.CachedAt, err)
 	}
 	close(store.release)
 	if err := <-slow; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countedRetention counts the partner reports computed (each reads the
+// partner's retention once).
+type countedRetention struct {
+	*pebblestore.Store
+	n atomic.Int32
+}
+
+func (s *countedRetention) Retention(p tenant.Partner) time.Duration {
+	s.n.Add(1)
+	return s.Store.Retention(p)
+}
+
+// A report that cannot get a turn before its caller stops waiting (the
+// caller's time left travels with the request) gives up then, and is never
+// computed: no turn goes to an answer nobody reads.
+func TestNoTurnPastTheCallersDeadline(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	store := &countedRetention{Store: pb}
+	const tok = "pool-test-admin-token-0123456789abcdef0123"
+	s := New(store, zerolog.Nop()).WithAdminTokens(admintoken.Static(tok)).WithMaxConcurrent(1)
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	svc, err := s.Start(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cnc, _ := testenv.Conn(t, ns)
+	held, err := s.turn(ctx) // the one turn
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := testutil.ToFloat64(mBusy)
+	c, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, tok), 300*time.Millisecond)
+	defer cancel()
+	now := time.Now().UTC()
+	var rep report.PartnerReport
+	err = natsx.Call(c, cnc, subject.Report(reportapi.Partner), report.PartnerQuery{PartnerID: p.ID, From: now.AddDate(0, 0, -1), To: now}, &rep)
+	if ae := apierr.From(err); ae.Code != apierr.Timeout {
+		t.Fatalf("a report with the one turn held: %v, want timeout", err)
+	}
+	// The reporter gives up at the caller's deadline, not its own 30 s.
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(mBusy) == busy {
+		if time.Now().After(deadline) {
+			t.Fatal("the reporter still waits for a turn for a caller that gave up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	held()
+	if n := store.n.Load(); n != 0 {
+		t.Fatalf("%d reports computed for a caller that gave up", n)
 	}
 }

@@ -52,6 +52,8 @@ type Service struct {
 	// local store a report is CPU work: past the cores, more at once only
 	// share them, and every answer comes later.
 	slots chan struct{}
+	// pool serves the requests once started (natsx.Pool).
+	pool *natsx.Pool
 	// near keeps copies of cached answers in process, checked against
 	// gens (near.go); nil: none.
 	near *rcache.Local
@@ -77,10 +79,19 @@ func (s *Service) turn(ctx context.Context) (release func(), err error) {
 	if s.slots == nil {
 		return func() {}, nil
 	}
+	// No turn past the caller's deadline: an answer nobody reads. A
+	// report started runs to the reporter's own (it is cached for the
+	// caller's retry).
+	wait := ctx
+	if dl, ok := natsx.CallerDeadline(ctx); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
 	select {
 	case s.slots <- struct{}{}:
 		return func() { <-s.slots }, nil
-	case <-ctx.Done():
+	case <-wait.Done():
 		mBusy.Inc()
 		return nil, apierr.New(apierr.Timeout, "the reporter is busy: no report could start before the deadline; retry shortly")
 	}
@@ -308,7 +319,7 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 		return nil, fmt.Errorf("reporter: add service: %w", err)
 	}
 	g := svc.AddGroup(subject.ReporterPrefix)
-	pool := natsx.NewPool(inFlight)
+	pool := natsx.NewPool(nc, inFlight)
 	add := func(op string, fn natsx.HandlerFunc) error {
 		h := natsx.Handler(s.log, "reporter", op, 30*time.Second, fn)
 		if op != reportapi.Health {
@@ -366,27 +377,43 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 	)
 	if err != nil {
 		svc.Stop()
-		pool.Close()
+		pool.Close(context.Background()) // nothing was served
 		return nil, fmt.Errorf("reporter: add endpoint: %w", err)
 	}
+	s.pool = pool
 	return pooled{svc, pool}, nil
 }
 
 // inFlight bounds the requests a reporter holds at once (each waits for a
-// turn to compute, slots, or answers from the cache at once); past it
-// the rest queue in the NATS client, within their callers' deadlines.
+// turn to compute, slots, within its caller's deadline, or answers from
+// the cache at once); past it a request is refused (overloaded: 503 with
+// Retry-After at the edge), and another reporter of the group may take
+// the retry.
 const inFlight = 256
 
-// pooled is the service whose Stop also waits for the requests in flight.
+// pooled is the service whose Stop also waits for the requests in flight,
+// at most stopWait (each ends within its handler's 30 s).
 type pooled struct {
 	micro.Service
 	pool *natsx.Pool
 }
 
+const stopWait = 35 * time.Second
+
 func (p pooled) Stop() error {
 	err := p.Service.Stop()
-	p.pool.Close()
-	return err
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	return errors.Join(err, p.pool.Close(ctx))
+}
+
+// Drain refuses new requests and waits for those in flight within ctx (a
+// component's stop budget).
+func (s *Service) Drain(ctx context.Context) error {
+	if s.pool == nil {
+		return nil
+	}
+	return s.pool.Close(ctx)
 }
 
 func checkRange(from, to time.Time, max time.Duration) error {

@@ -43,22 +43,32 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 }
 
 // HeaderTimeout carries how long the caller waits for the answer, in
-// milliseconds: a handler stops working on a request when its caller stops
-// waiting, and drops one that queued past it (Pool). A time left, not an
-// instant, as gRPC's timeout: hosts' clocks need not agree.
+// milliseconds (a time left, not an instant, as gRPC's timeout: hosts'
+// clocks need not agree). A handler sees it as CallerDeadline: work that
+// waits for a turn gives up when the caller stops waiting, and work
+// started runs to the handler's own timeout (a report finished late is
+// still cached for the caller's retry).
 const HeaderTimeout = "Trk-Timeout-Ms"
 
-// budget is the caller's time left, as the request's header says.
-func budget(h micro.Headers) (int64, bool) {
+// maxBudget bounds a header's time left: past it (or garbage), none.
+const maxBudget = 24 * time.Hour
+
+// callerDeadline reads the caller's time left from h, from start.
+func callerDeadline(h micro.Headers, start time.Time) (time.Time, bool) {
 	ms, err := strconv.ParseInt(h.Get(HeaderTimeout), 10, 64)
-	return ms, err == nil
+	if err != nil || ms < 0 || ms > maxBudget.Milliseconds() {
+		return time.Time{}, false
+	}
+	return start.Add(time.Duration(ms) * time.Millisecond), true
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+type callerDeadlineKey struct{}
+
+// CallerDeadline is when the caller of the request ctx serves stops
+// waiting for its answer, when it said.
+func CallerDeadline(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(callerDeadlineKey{}).(time.Time)
+	return t, ok
 }
 
 // HandlerFunc serves one micro endpoint: data in, a JSON-able answer or an
@@ -75,19 +85,18 @@ func Handler(log zerolog.Logger, tracerName, op string, timeout time.Duration, f
 		ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		start := time.Now()
-		dl := start.Add(timeout)
-		if ms, ok := budget(req.Headers()); ok {
-			dl = minTime(dl, start.Add(time.Duration(ms)*time.Millisecond)) // no work past the time the caller stops waiting
-		}
-		ctx, cancel := context.WithDeadline(ctx, dl)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		ctx = context.WithValue(ctx, requestHeadersKey{}, nats.Header(req.Headers()))
 		var resp any
 		var err error
-		if !dl.After(start) {
-			// Its caller gave up while it queued (Pool): nobody reads the answer.
-			err = apierr.New(apierr.Timeout, "the request's deadline passed before it was served")
+		if dl, ok := callerDeadline(req.Headers(), start); ok && !dl.After(start) {
+			// Its caller gave up before it arrived: nobody reads the answer.
+			err = apierr.New(apierr.Timeout, "the caller's deadline passed before the request was served")
 		} else {
+			if ok {
+				ctx = context.WithValue(ctx, callerDeadlineKey{}, dl)
+			}
 			resp, err = recovered(ctx, fn, req.Data())
 		}
 		l := log.With().Str("op", op).Str("trace_id", span.SpanContext().TraceID().String()).Float64("latency_ms", float64(time.Since(start).Microseconds())/1000).Logger()

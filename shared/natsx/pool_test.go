@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
@@ -25,7 +26,7 @@ func pooledService(t *testing.T, n int, fn natsx.HandlerFunc) (call func(ctx con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Stop() })
-	pool = natsx.NewPool(n)
+	pool = natsx.NewPool(nc, n)
 	h := natsx.Handler(zerolog.Nop(), "t", "op", 30*time.Second, fn)
 	if err := svc.AddGroup("trk.pool").AddEndpoint("op", pool.Wrap(h), micro.WithEndpointSubject("op")); err != nil {
 		t.Fatal(err)
@@ -72,9 +73,9 @@ func TestPoolServesConcurrently(t *testing.T) {
 	}
 }
 
-// A request whose caller gave up while it waited for a turn is not run:
-// the caller's time left travels with it (Trk-Timeout-Ms).
-func TestPoolDropsWhatItsCallerGaveUpOn(t *testing.T) {
+// Past its limit a pool refuses at once (overloaded), never queueing a
+// request where no clock runs; a turn given back serves the next.
+func TestPoolRefusesPastItsLimit(t *testing.T) {
 	var runs atomic.Int32
 	hold := make(chan struct{})
 	call, _ := pooledService(t, 1, func(ctx context.Context, data []byte) (any, error) {
@@ -96,26 +97,69 @@ func TestPoolDropsWhatItsCallerGaveUpOn(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	err := call(ctx) // queued behind the first, past its caller's time
-	cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var ae *apierr.Error
-	if !errors.As(err, &ae) || ae.Code != apierr.Timeout {
-		t.Fatalf("a request queued past its deadline: %v, want a timeout", err)
+	if err := call(ctx); !errors.As(err, &ae) || ae.Code != apierr.Overloaded {
+		t.Fatalf("a request past the pool's limit: %v, want overloaded at once", err)
 	}
 	close(hold)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	// Served in order on one turn: once the third is answered, the
-	// second was taken, and refused without running.
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := call(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("with the turn given back: %v", err)
 	}
 	if got := runs.Load(); got != 2 {
-		t.Fatalf("handler ran %d times, want 2 (the expired request must not run)", got)
+		t.Fatalf("handler ran %d times, want 2 (the refused request must not run)", got)
+	}
+}
+
+// The caller's time left travels with a request (Trk-Timeout-Ms): the
+// handler sees it as CallerDeadline, and a request that arrives with none
+// left is refused without running.
+func TestCallerDeadline(t *testing.T) {
+	var runs atomic.Int32
+	seen := make(chan time.Time, 1)
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	svc, err := micro.AddService(nc, micro.Config{Name: "dl", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	h := natsx.Handler(zerolog.Nop(), "t", "op", 30*time.Second, func(ctx context.Context, _ []byte) (any, error) {
+		runs.Add(1)
+		dl, _ := natsx.CallerDeadline(ctx)
+		seen <- dl
+		return "ok", nil
+	})
+	if err := svc.AddGroup("trk.dl").AddEndpoint("op", h, micro.WithEndpointSubject("op")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cnc, _ := testenv.Conn(t, ns)
+	before := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var out string
+	if err := natsx.Call(ctx, cnc, "trk.dl.op", "x", &out); err != nil {
+		t.Fatal(err)
+	}
+	if dl := <-seen; dl.Before(before.Add(2*time.Second)) || dl.After(time.Now().Add(3*time.Second)) {
+		t.Fatalf("CallerDeadline %v, want about 3 s after %v", dl, before)
+	}
+	m := nats.NewMsg("trk.dl.op")
+	m.Data = []byte(`"x"`)
+	m.Header.Set(natsx.HeaderTimeout, "0")
+	reply, err := cnc.RequestMsg(m, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != string(apierr.Timeout) || runs.Load() != 1 {
+		t.Fatalf("a request with no time left: code %q, runs %d; want timeout, not run", code, runs.Load())
 	}
 }
 
@@ -150,7 +194,7 @@ func TestPoolCloseWaitsThenRefuses(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	go func() { pool.Close(); close(closed) }()
+	go func() { pool.Close(context.Background()); close(closed) }()
 	// Refused once Close has begun, while the first still runs.
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
