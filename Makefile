@@ -33,7 +33,7 @@ modules:
 	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./...) || exit 1; done
 
 unit:
-	$(GO) test -race -count=1 -timeout 20m work
+	$(GO) test -race -count=1 -timeout 30m work
 
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rs/zerolog"
@@ -21,6 +22,24 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 	"github.com/volcanion/tracking/shared/testenv"
 )
+
+// serveOverNATS starts s on an embedded NATS server, stopped with the
+// test, and returns a client's connection to it.
+func serveOverNATS(t *testing.T, s *Service) *nats.Conn {
+	t.Helper()
+	ns := testenv.NATS(t)
+	nc, _ := testenv.Conn(t, ns)
+	svc, err := s.Start(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	if err := nc.Flush(); err != nil { // the server has the subscriptions before any call
+		t.Fatal(err)
+	}
+	cnc, _ := testenv.Conn(t, ns)
+	return cnc
+}
 
 // stuckRetention holds the partner reports of one partner inside their
 // computation until released.
@@ -57,17 +76,7 @@ func TestCachedAnswerDoesNotWaitBehindAComputation(t *testing.T) {
 	const tok = "pool-test-admin-token-0123456789abcdef0123"
 	s := New(store, zerolog.Nop()).WithAdminTokens(admintoken.Static(tok)).WithMaxConcurrent(4).
 		WithCache(rcache.NewLocal(1<<20), time.Minute)
-	ns := testenv.NATS(t)
-	nc, _ := testenv.Conn(t, ns)
-	svc, err := s.Start(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	cnc, _ := testenv.Conn(t, ns)
+	cnc := serveOverNATS(t, s)
 	call := func(timeout time.Duration, q report.PartnerQuery) (report.PartnerReport, error) {
 		c, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, tok), timeout)
 		defer cancel()
@@ -122,17 +131,7 @@ func TestNoTurnPastTheCallersDeadline(t *testing.T) {
 	store := &countedRetention{Store: pb}
 	const tok = "pool-test-admin-token-0123456789abcdef0123"
 	s := New(store, zerolog.Nop()).WithAdminTokens(admintoken.Static(tok)).WithMaxConcurrent(1)
-	ns := testenv.NATS(t)
-	nc, _ := testenv.Conn(t, ns)
-	svc, err := s.Start(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	cnc, _ := testenv.Conn(t, ns)
+	cnc := serveOverNATS(t, s)
 	held, err := s.turn(ctx) // the one turn
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,26 @@ func pooledService(t *testing.T, n int, fn natsx.HandlerFunc) (call func(ctx con
 	}, pool
 }
 
+// startHeld sends a request its handler holds, and returns once it runs
+// (runs counts the handler's calls); its answer comes on the channel.
+func startHeld(t *testing.T, call func(context.Context) error, runs *atomic.Int32) <-chan error {
+	t.Helper()
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		first <- call(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return first
+}
+
 // Requests of one endpoint run at once: each waits until all four are
 // inside, which never happens when micro serves them one after another.
 func TestPoolServesConcurrently(t *testing.T) {
@@ -84,19 +104,7 @@ func TestPoolRefusesPastItsLimit(t *testing.T) {
 		}
 		return "ok", nil
 	})
-	first := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		first <- call(ctx)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for runs.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never ran")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	first := startHeld(t, call, &runs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var ae *apierr.Error
@@ -181,21 +189,10 @@ func TestPoolCloseWaitsThenRefuses(t *testing.T) {
 		}
 		return "ok", nil
 	})
-	first := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		first <- call(ctx)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for runs.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never ran")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	first := startHeld(t, call, &runs)
 	go func() { pool.Close(context.Background()); close(closed) }()
 	// Refused once Close has begun, while the first still runs.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := call(ctx)
