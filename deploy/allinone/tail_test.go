@@ -200,35 +200,20 @@ func TestLiveTail(t *testing.T) {
 
 	// A key that comes to require signing ends its unsigned stream.
 	signer := s.key(p, map[string]any{"scopes": []string{"report"}})
-	poll(t, "a stream slot", 10*time.Second, func() bool {
-		st, _, stop := s.openTail(path, signer.APIKey)
-		stop()
-		return st == 200
-	})
-	_, unsigned, _ := s.openTail(path, signer.APIKey)
+	unsigned := openTailWhenFree(t, s, path, signer.APIKey)
 	s.must(200, "PUT", "/partners/"+p+"/api-keys/"+signer.ID, "admin", map[string]any{"requireSignature": true}, nil)
 	waitRefused(t, unsigned, "signature_required")
 
 	// A revoked key's open stream ends, saying why.
 	doomed := s.key(p, map[string]any{"scopes": []string{"report"}})
-	poll(t, "the streams closed above given back", 10*time.Second, func() bool {
-		st, _, stop := s.openTail(path, doomed.APIKey)
-		stop()
-		return st == 200
-	})
-	_, watched, _ := s.openTail(path, doomed.APIKey)
+	watched := openTailWhenFree(t, s, path, doomed.APIKey)
 	s.must(200, "DELETE", "/partners/"+p+"/api-keys/"+doomed.ID, "admin", nil, nil)
 	waitRefused(t, watched, "api_key_revoked")
 
 	// A key bound to one sub-system since ends its stream of the whole
 	// partner, as a bound key cannot open one (TestBoundReportKey).
 	rebound := s.key(p, map[string]any{"scopes": []string{"report"}})
-	poll(t, "the streams closed above given back", 10*time.Second, func() bool {
-		st, _, stop := s.openTail(path, rebound.APIKey)
-		stop()
-		return st == 200
-	})
-	_, whole, _ := s.openTail(path, rebound.APIKey)
+	whole := openTailWhenFree(t, s, path, rebound.APIKey)
 	s.must(200, "PUT", "/partners/"+p+"/api-keys/"+rebound.ID, "admin", map[string]any{"subSystemId": subs["web"]}, nil)
 	waitRefused(t, whole, "key_sub_system_mismatch")
 
@@ -246,6 +231,19 @@ func TestLiveTail(t *testing.T) {
 }
 
 // waitRefused reads a stream until it ends with a "refused" event of code.
+// openTailWhenFree opens a tail once a stream slot is free (streams just
+// closed give theirs back shortly).
+func openTailWhenFree(t *testing.T, s *sys, path, auth string) <-chan sseEvent {
+	t.Helper()
+	var events <-chan sseEvent
+	poll(t, "a stream slot", 10*time.Second, func() bool {
+		st, ev, _ := s.openTail(path, auth)
+		events = ev
+		return st == 200
+	})
+	return events
+}
+
 func waitRefused(t *testing.T, events <-chan sseEvent, code string) {
 	t.Helper()
 	ended := time.After(20 * time.Second)

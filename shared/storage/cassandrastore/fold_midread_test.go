@@ -72,15 +72,7 @@ func midRead(t *testing.T, words []string, res storage.Res) (r *Store, obs *fold
 			t.Error(err)
 		}
 	}}
-	cfg := w.cfg
-	cfg.Observer = obs
-	r, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	r.folder.close()
-	return r, obs, p, sub, hour, want
+	return reader(t, w, obs, recentBytes), obs, p, sub, hour, want
 }
 
 // A fold that lands inside a report's read of counts: after its read of the
