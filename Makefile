@@ -32,8 +32,11 @@ lint:
 modules:
 	@for m in $(MODULES); do echo "GOWORK=off build $$m"; (cd $$m && GOWORK=off $(GO) build ./...) || exit 1; done
 
+# The longest packages first, so none starts last and runs on alone.
+LONGEST   := ./shared/storage/cassandrastore ./reporter ./deploy/allinone ./shared/storage/backendtest ./registry
+
 unit:
-	$(GO) test -race -count=1 -timeout 30m work
+	$(GO) test -race -count=1 -timeout 30m $(LONGEST) work
 
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \

@@ -10,7 +10,6 @@ import (
 
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/storage"
-	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/storage/storagetest"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -25,8 +24,8 @@ func hosts(t *testing.T) []string {
 	return strings.Split(h, ",")
 }
 
-// open makes a fresh keyspace, migrated, for one test.
-func open(t *testing.T) storage.Store { return backendtest.Cassandra(t, "test") }
+// open opens a store on a migrated keyspace of its own, empty.
+func open(t *testing.T) storage.Store { return cassandrastore.OpenTestStore(t) }
 
 func TestConformance(t *testing.T) { storagetest.Run(t, open) }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,34 +21,58 @@ import (
 // the worker would, and redeliver it: the invariants of events.go hold at
 // every crash point, and folding never counts twice.
 
-var ks atomic.Int32
+// pool lends every test of the package its keyspace, emptied between
+// tests; TestMain drops them when all have run.
+var pool *KeyspacePool
+
+func TestMain(m *testing.M) {
+	if h := os.Getenv("VT_CASSANDRA_HOSTS"); h != "" {
+		pool = NewKeyspacePool(strings.Split(h, ","), "vt_crash")
+	}
+	code := m.Run()
+	if pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if err := pool.Close(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "dropping the tests' keyspaces:", err)
+		}
+		cancel()
+	}
+	os.Exit(code)
+}
 
 func openStore(t testing.TB) *Store { return openStoreWith(t, nil) }
 
-// openStoreWith opens a store on a new keyspace, its configuration changed by set.
+// openStoreWith opens a store on a keyspace of its own, migrated and
+// empty, its configuration changed by set.
 func openStoreWith(t testing.TB, set func(*Config)) *Store {
 	t.Helper()
-	h := os.Getenv("VT_CASSANDRA_HOSTS")
-	if h == "" {
+	if pool == nil {
 		t.Skip("VT_CASSANDRA_HOSTS is not set; `make test` starts Cassandra and sets it")
 	}
-	hs := strings.Split(h, ",")
-	name := fmt.Sprintf("vt_crash_%d_%d", os.Getpid(), ks.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := Migrate(ctx, hs, name, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+	name, err := pool.Get(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Hosts, cfg.Keyspace = hs, name
+	cfg.Hosts, cfg.Keyspace = pool.hosts, name
 	if set != nil {
 		set(&cfg)
 	}
 	st, err := Open(cfg)
 	if err != nil {
+		pool.Put(ctx, name)
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close(); DropKeyspace(context.Background(), hs, name) })
+	t.Cleanup(func() {
+		st.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := pool.Put(ctx, name); err != nil {
+			t.Logf("keyspace %s: %v", name, err)
+		}
+	})
 	return st
 }
 

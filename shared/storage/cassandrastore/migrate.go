@@ -78,22 +78,7 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		}
 	}
 	// Migrations in Go, after the tables they need, in order.
-	now := time.Now()
-	for _, step := range []struct {
-		version int
-		name    string
-		run     func(context.Context, *gocql.Session, string) error
-	}{
-		{copyCountsVersion, "copy counts into rollups (go)", copyCounts},
-		{copyTotalsVersion, "copy rollups into totals (go)", copyTotals},
-		{layoutVersion, "half hours and six hours from now on (go)", markResolutionsAt(now)},
-		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
-		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
-		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
-		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
-		{typedVersion, "the users of each event type from now on (go)", markLayoutAt(now, typedName)},
-		{typedSpansVersion, "the users of each event type in shorter partitions from now on (go)", markLayoutAt(now, typedSpansName)},
-	} {
+	for _, step := range goSteps(time.Now()) {
 		if applied[step.version] {
 			continue
 		}
@@ -106,6 +91,28 @@ func Migrate(ctx context.Context, hosts []string, keyspace, replication string) 
 		}
 	}
 	return nil
+}
+
+type goStep struct {
+	version int
+	name    string
+	run     func(context.Context, *gocql.Session, string) error
+}
+
+// goSteps are the migrations in Go, in order; now is when the layout
+// changes they mark take effect.
+func goSteps(now time.Time) []goStep {
+	return []goStep{
+		{copyCountsVersion, "copy counts into rollups (go)", copyCounts},
+		{copyTotalsVersion, "copy rollups into totals (go)", copyTotals},
+		{layoutVersion, "half hours and six hours from now on (go)", markResolutionsAt(now)},
+		{monthlyHalfHoursVersion, "half hours in monthly partitions from now on (go)", markResolutionsAt(now)},
+		{packsVersion, "hours packed a day to a row from now on (go)", markLayoutAt(now, packsName)},
+		{halfPastVersion, "hours from half past from now on (go)", markLayoutAt(now, halfPastName)},
+		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
+		{typedVersion, "the users of each event type from now on (go)", markLayoutAt(now, typedName)},
+		{typedSpansVersion, "the users of each event type in shorter partitions from now on (go)", markLayoutAt(now, typedSpansName)},
+	}
 }
 
 // splitStatements splits a file on ';', dropping comment lines.
