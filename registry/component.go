@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"time"
 
@@ -58,6 +59,7 @@ type Component struct {
 	cfg  Config
 	deps func() Deps
 	log  zerolog.Logger
+	s    *Service
 	m    micro.Service
 	stop context.CancelFunc
 }
@@ -76,16 +78,19 @@ func (c *Component) Start(ctx context.Context) (err error) {
 	// The heartbeat outlives the start's context: Stop ends it.
 	hctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
+	c.s = s
 	c.m, err = s.Start(hctx, d.NC)
 	return err
 }
 
-func (c *Component) Stop(context.Context) error {
+func (c *Component) Stop(ctx context.Context) error {
 	if c.stop != nil {
 		c.stop()
 	}
 	if c.m == nil {
 		return nil
 	}
-	return c.m.Stop()
+	// Refuse new requests first, so Stop's own wait finds none: the
+	// component's budget (ctx) bounds the wait for those in flight.
+	return errors.Join(c.s.Drain(ctx), c.m.Stop())
 }

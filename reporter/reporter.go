@@ -381,7 +381,7 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 		return nil, fmt.Errorf("reporter: add endpoint: %w", err)
 	}
 	s.pool = pool
-	return pooled{svc, pool}, nil
+	return natsx.Serving(svc, pool, stopWait), nil
 }
 
 // inFlight bounds the requests a reporter holds at once (each waits for a
@@ -391,21 +391,9 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 // the retry.
 const inFlight = 256
 
-// pooled is the service whose Stop also waits for the requests in flight,
-// at most stopWait (each ends within its handler's 30 s).
-type pooled struct {
-	micro.Service
-	pool *natsx.Pool
-}
-
+// stopWait bounds a stopping service's wait for the requests in flight
+// (each ends within its handler's 30 s).
 const stopWait = 35 * time.Second
-
-func (p pooled) Stop() error {
-	err := p.Service.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
-	defer cancel()
-	return errors.Join(err, p.pool.Close(ctx))
-}
 
 // Drain refuses new requests and waits for those in flight within ctx (a
 // component's stop budget).

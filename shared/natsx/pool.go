@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -127,3 +128,22 @@ func (d *detached) Data() []byte           { return d.data }
 func (d *detached) Headers() micro.Headers { return d.headers }
 func (d *detached) Subject() string        { return d.subject }
 func (d *detached) Reply() string          { return d.reply }
+
+// Serving is svc whose Stop also waits, at most wait, for the requests in
+// flight on p (each ends within its handler's timeout).
+func Serving(svc micro.Service, p *Pool, wait time.Duration) micro.Service {
+	return served{svc, p, wait}
+}
+
+type served struct {
+	micro.Service
+	pool *Pool
+	wait time.Duration
+}
+
+func (s served) Stop() error {
+	err := s.Service.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), s.wait)
+	defer cancel()
+	return errors.Join(err, s.pool.Close(ctx))
+}

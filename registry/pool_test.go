@@ -1,0 +1,121 @@
+package registry_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/volcanion/tracking/registry"
+	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/natsx"
+	api "github.com/volcanion/tracking/shared/registryapi"
+	"github.com/volcanion/tracking/shared/storage"
+	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
+)
+
+// heldStore holds every read of one partner until released.
+type heldStore struct {
+	storage.Store
+	held    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *heldStore) GetPartner(ctx context.Context, id string) (tenant.Partner, error) {
+	if id == s.held {
+		s.entered <- struct{}{}
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+		}
+	}
+	return s.Store.GetPartner(ctx, id)
+}
+
+// A request the store is slow to answer holds no other, of the same
+// operation or another; stopping answers the one in flight before it
+// returns, and refuses what comes after.
+func TestSlowRequestHoldsNoOther(t *testing.T) {
+	ctx := context.Background()
+	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	slow, quick := tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active},
+		tenant.Partner{ID: tenant.NewID(), Code: "quick", Name: "Quick", Status: tenant.Active}
+	for _, p := range []tenant.Partner{slow, quick} {
+		if err := store.CreatePartner(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, js := testenv.Conn(t, testenv.NATS(t))
+	testenv.Provision(t, js)
+	c := registry.NewComponent(registry.DefaultConfig(), func() registry.Deps {
+		return registry.Deps{NC: nc, JS: js, Store: store, Admin: admintoken.Static(testAdmin)}
+	}, zerolog.Nop())
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			close(store.release)
+			c.Stop(ctx)
+		}
+	})
+	call := func(op, partner string) (tenant.Partner, error) {
+		ctx, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, testAdmin), 5*time.Second)
+		defer cancel()
+		var p tenant.Partner
+		err := natsx.Call(ctx, nc, subject.Registry(op), api.Request{PartnerID: partner}, &p)
+		return p, err
+	}
+	held := make(chan error, 1)
+	go func() {
+		p, err := call(api.PartnersGet, slow.ID)
+		if err == nil && p.Code != slow.Code {
+			t.Errorf("the held read answered %+v", p)
+		}
+		held <- err
+	}()
+	<-store.entered // the slow read is in the store
+
+	for _, op := range []string{api.PartnersGet, api.PartnersList} {
+		if _, err := call(op, quick.ID); err != nil {
+			t.Fatalf("%s behind a held read: %v", op, err)
+		}
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the held read answered before it was released: %v", err)
+	default:
+	}
+
+	// Stopping waits for the held read, which then answers.
+	stopDone := make(chan error, 1)
+	go func() { stopDone <- c.Stop(ctx) }()
+	stopped = true
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := call(api.PartnersGet, quick.ID)
+		if err != nil {
+			break // refused or unanswered: the registry is stopping
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a stopping registry still serves new requests")
+		}
+	}
+	select {
+	case err := <-stopDone:
+		t.Fatalf("stopped (%v) with a request in flight", err)
+	default:
+	}
+	close(store.release)
+	if err := <-held; err != nil {
+		t.Fatalf("the read in flight when the registry stopped: %v", err)
+	}
+	if err := <-stopDone; err != nil {
+		t.Fatal(err)
+	}
+}
