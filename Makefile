@@ -35,8 +35,14 @@ modules:
 # The longest packages first, so none starts last and runs on alone.
 LONGEST   := ./shared/storage/cassandrastore ./reporter ./deploy/allinone ./shared/storage/backendtest ./registry
 
+# Tests of scale or of every combination (testenv.Heavy): skipped under the
+# race detector, which slows them tenfold on Pebble, and run here without it.
+HEAVY      := TestUniqueUsersAtScale|TestReportsInZones|TestOnlySpans|TestUserEstimates
+HEAVY_PKGS := ./reporter ./shared/storage/backendtest
+
 unit:
 	$(GO) test -race -count=1 -timeout 30m $(LONGEST) work
+	$(GO) test -count=1 -timeout 20m -run '^($(HEAVY))$$' $(HEAVY_PKGS)
 
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \

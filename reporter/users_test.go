@@ -14,6 +14,7 @@ import (
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // TestUniqueUsersAtScale: 100,000 known users (one event each, over two
@@ -22,6 +23,7 @@ import (
 // documented error (three standard errors), on both backends, and each
 // day's figure too.
 func TestUniqueUsersAtScale(t *testing.T) {
+	testenv.Heavy(t)
 	for name, open := range backendtest.All(t, "users") {
 		t.Run(name, func(t *testing.T) {
 			store := open(t)

@@ -30,6 +30,7 @@ import (
 // users) equals one computed from the raw events with the zone's own
 // calendar, on both backends.
 func TestReportsInZones(t *testing.T) {
+	testenv.Heavy(t)
 	for name, open := range backendtest.All(t, "reporter") {
 		t.Run(name, func(t *testing.T) { testReportsInZones(t, open(t), true) })
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // TestUserEstimates: a slot's estimate (UserEstimates) is the Estimate of
@@ -22,6 +23,7 @@ import (
 // again), on both backends and an upgraded keyspace (summed slots, hours
 // before their packs).
 func TestUserEstimates(t *testing.T) {
+	testenv.Heavy(t)
 	stores := backendtest.All(t, "estimates")
 	if _, ok := stores["cassandra"]; ok {
 		stores["cassandra, upgraded keyspace"] = func(t *testing.T) storage.Store { return backendtest.CassandraUpgraded(t, "estimates") }

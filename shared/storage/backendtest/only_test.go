@@ -13,6 +13,7 @@ import (
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // TestOnlySpans: a read naming spans (Only) gives exactly the slots of
@@ -25,6 +26,7 @@ import (
 // as a range and filtered); some start and end mid-slot, so spans apart
 // share a slot (given once), and the range clips the first and last.
 func TestOnlySpans(t *testing.T) {
+	testenv.Heavy(t)
 	stores := backendtest.All(t, "only")
 	if _, ok := stores["cassandra"]; ok {
 		stores["cassandra, upgraded keyspace"] = func(t *testing.T) storage.Store { return backendtest.CassandraUpgraded(t, "only") }

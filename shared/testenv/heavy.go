@@ -1,0 +1,16 @@
+package testenv
+
+import "testing"
+
+// Heavy marks a test that checks scale or every combination of a space
+// rather than concurrency. Under the race detector, which slows such a
+// test tenfold on Pebble (its invariant checks, on in race builds, take a
+// stack trace at every table open), it is skipped; `make unit` runs it
+// again without the detector (HEAVY in the Makefile, which
+// TestHeavyTestsRun keeps complete).
+func Heavy(t testing.TB) {
+	t.Helper()
+	if raceDetector {
+		t.Skip("a heavy test: `make unit` runs it without the race detector")
+	}
+}
