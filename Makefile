@@ -42,7 +42,7 @@ HEAVY_PKGS := ./reporter ./shared/storage/backendtest
 
 unit:
 	$(GO) test -race -count=1 -timeout 30m $(LONGEST) work
-	$(GO) test -count=1 -timeout 20m -run '^($(HEAVY))$$' $(HEAVY_PKGS)
+	VT_HEAVY_PASS=1 $(GO) test -count=1 -timeout 20m -run '^($(HEAVY))$$' $(HEAVY_PKGS)
 
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \

@@ -58,7 +58,7 @@ func (p *KeyspacePool) Get(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	shape, err := schemaShape(ctx, s, ks)
+	shape, _, err := schemaShape(ctx, s, ks)
 	if err != nil {
 		return "", err
 	}
@@ -71,16 +71,18 @@ func (p *KeyspacePool) Get(ctx context.Context) (string, error) {
 }
 
 // Put empties a lent keyspace and keeps it for the next Get; one whose
-// tables a test changed, or that cannot be emptied, is dropped instead.
+// schema a test changed (a column, a table's options, a view, index or
+// type added), or that cannot be emptied, is dropped instead.
 // Its store must be closed first.
 func (p *KeyspacePool) Put(ctx context.Context, ks string) error {
 	if err := p.reset(ctx, ks); err != nil {
-		p.mu.Lock()
-		delete(p.made, ks)
-		p.mu.Unlock()
+		// Not lent again; Close drops it if this drop fails.
 		if derr := DropKeyspace(ctx, p.hosts, ks); derr != nil {
 			return errors.Join(err, derr)
 		}
+		p.mu.Lock()
+		delete(p.made, ks)
+		p.mu.Unlock()
 		return nil
 	}
 	p.mu.Lock()
@@ -97,7 +99,7 @@ func (p *KeyspacePool) reset(ctx context.Context, ks string) error {
 	if err != nil {
 		return err
 	}
-	shape, err := schemaShape(ctx, s, ks)
+	shape, all, err := schemaShape(ctx, s, ks)
 	if err != nil {
 		return err
 	}
@@ -105,18 +107,18 @@ func (p *KeyspacePool) reset(ctx context.Context, ks string) error {
 	want := p.shape
 	p.mu.Unlock()
 	if shape != want {
-		return fmt.Errorf("cassandrastore: keyspace %s: its tables were changed", ks)
+		return fmt.Errorf("cassandrastore: keyspace %s: its schema was changed", ks)
 	}
-	tables := map[string]bool{}
-	for _, line := range strings.Split(shape, "\n") {
-		if t, _, ok := strings.Cut(line, " "); ok && t != "schema_migrations" {
-			tables[t] = true
+	var tables []string
+	for _, t := range all {
+		if t != "schema_migrations" {
+			tables = append(tables, t)
 		}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(tables))
 	sem := make(chan struct{}, 4)
-	for t := range tables {
+	for _, t := range tables {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -179,21 +181,41 @@ func (p *KeyspacePool) session() (*gocql.Session, error) {
 	return s, nil
 }
 
-// schemaShape lists a keyspace's columns and their types, one "table
-// column type" a line, sorted.
-func schemaShape(ctx context.Context, s *gocql.Session, ks string) (string, error) {
-	iter := s.Query("SELECT table_name, column_name, type FROM system_schema.columns WHERE keyspace_name = ?", ks).IterContext(ctx)
+// schemaShape describes a keyspace's tables (their columns: kind, position,
+// order, type; their options) and counts its views, indexes and types, a
+// line each, sorted; tables are the table names.
+func schemaShape(ctx context.Context, s *gocql.Session, ks string) (shape string, tables []string, err error) {
 	var lines []string
-	var t, c, typ string
-	for iter.Scan(&t, &c, &typ) {
-		lines = append(lines, t+" "+c+" "+typ)
+	iter := s.Query("SELECT table_name, column_name, kind, position, clustering_order, type FROM system_schema.columns WHERE keyspace_name = ?", ks).IterContext(ctx)
+	var t, c, kind, order, typ string
+	var pos int
+	for iter.Scan(&t, &c, &kind, &pos, &order, &typ) {
+		lines = append(lines, fmt.Sprint("column ", t, " ", c, " ", kind, " ", pos, " ", order, " ", typ))
 	}
 	if err := iter.Close(); err != nil {
-		return "", fmt.Errorf("cassandrastore: read the columns of %s: %w", ks, err)
+		return "", nil, fmt.Errorf("cassandrastore: read the columns of %s: %w", ks, err)
 	}
-	if len(lines) == 0 {
-		return "", fmt.Errorf("cassandrastore: keyspace %s has no tables", ks)
+	iter = s.Query("SELECT table_name, default_time_to_live, gc_grace_seconds, compaction, compression, caching FROM system_schema.tables WHERE keyspace_name = ?", ks).IterContext(ctx)
+	var ttl, grace int
+	var compaction, compression, caching map[string]string
+	for iter.Scan(&t, &ttl, &grace, &compaction, &compression, &caching) {
+		tables = append(tables, t)
+		lines = append(lines, fmt.Sprint("table ", t, " ", ttl, " ", grace, " ", compaction, " ", compression, " ", caching))
+	}
+	if err := iter.Close(); err != nil {
+		return "", nil, fmt.Errorf("cassandrastore: read the tables of %s: %w", ks, err)
+	}
+	for _, other := range []string{"views", "indexes", "types", "functions", "aggregates"} {
+		var n int
+		if err := s.Query("SELECT count(*) FROM system_schema."+other+" WHERE keyspace_name = ?", ks).WithContext(ctx).Scan(&n); err != nil {
+			return "", nil, fmt.Errorf("cassandrastore: read the %s of %s: %w", other, ks, err)
+		}
+		lines = append(lines, fmt.Sprint(other, " ", n))
+	}
+	if len(tables) == 0 {
+		return "", nil, fmt.Errorf("cassandrastore: keyspace %s has no tables", ks)
 	}
 	sort.Strings(lines)
-	return strings.Join(lines, "\n"), nil
+	sort.Strings(tables)
+	return strings.Join(lines, "\n"), tables, nil
 }
