@@ -2,17 +2,16 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/config"
+	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/storage"
 )
@@ -59,8 +58,7 @@ type Component struct {
 	cfg  Config
 	deps func() Deps
 	log  zerolog.Logger
-	s    *Service
-	m    micro.Service
+	m    *natsx.Served
 	stop context.CancelFunc
 }
 
@@ -78,7 +76,6 @@ func (c *Component) Start(ctx context.Context) (err error) {
 	// The heartbeat outlives the start's context: Stop ends it.
 	hctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
-	c.s = s
 	c.m, err = s.Start(hctx, d.NC)
 	return err
 }
@@ -90,7 +87,6 @@ func (c *Component) Stop(ctx context.Context) error {
 	if c.m == nil {
 		return nil
 	}
-	// Refuse new requests first, so Stop's own wait finds none: the
-	// component's budget (ctx) bounds the wait for those in flight.
-	return errors.Join(c.s.Drain(ctx), c.m.Stop())
+	// The component's budget (ctx) bounds the wait for those in flight.
+	return c.m.StopWithin(ctx)
 }

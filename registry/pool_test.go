@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/volcanion/tracking/registry"
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/storage"
@@ -37,11 +39,13 @@ func (s *heldStore) GetPartner(ctx context.Context, id string) (tenant.Partner, 
 }
 
 // A request the store is slow to answer holds no other, of the same
-// operation or another; stopping answers the one in flight before it
+// operation or another. With as many held as the registry takes at once,
+// the next is refused at once (overloaded), and key lookups, on a pool of
+// their own, still answer. Stopping answers those in flight before it
 // returns, and refuses what comes after.
 func TestSlowRequestHoldsNoOther(t *testing.T) {
 	ctx := context.Background()
-	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, registry.InFlight), release: make(chan struct{})}
 	slow, quick := tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active},
 		tenant.Partner{ID: tenant.NewID(), Code: "quick", Name: "Quick", Status: tenant.Active}
 	for _, p := range []tenant.Partner{slow, quick} {
@@ -71,15 +75,18 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 		err := natsx.Call(ctx, nc, subject.Registry(op), api.Request{PartnerID: partner}, &p)
 		return p, err
 	}
-	held := make(chan error, 1)
-	go func() {
-		p, err := call(api.PartnersGet, slow.ID)
-		if err == nil && p.Code != slow.Code {
-			t.Errorf("the held read answered %+v", p)
-		}
-		held <- err
-	}()
-	<-store.entered // the slow read is in the store
+	held := make(chan error, registry.InFlight)
+	hold := func() {
+		go func() {
+			p, err := call(api.PartnersGet, slow.ID)
+			if err == nil && p.Code != slow.Code {
+				t.Errorf("the held read answered %+v", p)
+			}
+			held <- err
+		}()
+		<-store.entered // the slow read is in the store
+	}
+	hold()
 
 	for _, op := range []string{api.PartnersGet, api.PartnersList} {
 		if _, err := call(op, quick.ID); err != nil {
@@ -92,14 +99,29 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 	default:
 	}
 
-	// Stopping waits for the held read, which then answers.
+	// As many held as it takes: the next is refused, lookups answer.
+	for range registry.InFlight - 1 {
+		hold()
+	}
+	var ae *apierr.Error
+	if _, err := call(api.PartnersGet, quick.ID); !errors.As(err, &ae) || ae.Code != apierr.Overloaded {
+		t.Fatalf("a read past %d held: %v, want overloaded", registry.InFlight, err)
+	}
+	var snap struct {
+		Version int64 `json:"version"`
+	}
+	if err := natsx.Call(natsx.WithAdminToken(ctx, testAdmin), nc, subject.Registry(api.AuthPartner), api.Request{PartnerID: quick.ID}, &snap); err != nil {
+		t.Fatalf("a partner lookup with every other turn taken: %v", err)
+	}
+
+	// Stopping waits for the held reads, which then answer.
 	stopDone := make(chan error, 1)
 	go func() { stopDone <- c.Stop(ctx) }()
 	stopped = true
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := call(api.PartnersGet, quick.ID)
-		if err != nil {
+		if err != nil && (!errors.As(err, &ae) || ae.Code != apierr.Overloaded) {
 			break // refused or unanswered: the registry is stopping
 		}
 		if time.Now().After(deadline) {
@@ -112,10 +134,50 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 	default:
 	}
 	close(store.release)
-	if err := <-held; err != nil {
-		t.Fatalf("the read in flight when the registry stopped: %v", err)
+	for range registry.InFlight {
+		if err := <-held; err != nil {
+			t.Fatalf("a read in flight when the registry stopped: %v", err)
+		}
 	}
 	if err := <-stopDone; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A stop whose budget ends while a request is held returns then, with an
+// error, instead of waiting out the request as well.
+func TestStopKeepsToItsBudget(t *testing.T) {
+	ctx := context.Background()
+	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(store.release)
+	if err := store.CreatePartner(ctx, tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active}); err != nil {
+		t.Fatal(err)
+	}
+	nc, js := testenv.Conn(t, testenv.NATS(t))
+	testenv.Provision(t, js)
+	c := registry.NewComponent(registry.DefaultConfig(), func() registry.Deps {
+		return registry.Deps{NC: nc, JS: js, Store: store, Admin: admintoken.Static(testAdmin)}
+	}, zerolog.Nop())
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, testAdmin), 30*time.Second)
+		defer cancel()
+		var p tenant.Partner
+		natsx.Call(ctx, nc, subject.Registry(api.PartnersGet), api.Request{PartnerID: store.held}, &p)
+	}()
+	<-store.entered
+	budget, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(budget) }()
+	select {
+	case err := <-stopped:
+		if err == nil {
+			t.Fatal("stopped without an error while a request was held")
+		}
+	case <-time.After(5 * time.Second): // the held request ends at its handler's 10 s
+		t.Fatal("a stop with a 100 ms budget still waits for the held request")
 	}
 }

@@ -57,7 +57,6 @@ type Service struct {
 	admin  *admintoken.Set
 	// sharedTTL bounds a shared cache entry; changes refresh entries before it.
 	sharedTTL time.Duration
-	pool      *natsx.Pool // the requests in flight; nil before Start
 }
 
 // WithCache makes the registry the writer of the shared (Redis) auth cache
@@ -74,7 +73,7 @@ func New(store storage.Store, js jetstream.JetStream, log zerolog.Logger) *Servi
 
 // Start checks the change stream was provisioned and registers the micro
 // service on nc.
-func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, error) {
+func (s *Service) Start(ctx context.Context, nc *nats.Conn) (*natsx.Served, error) {
 	if s.admin == nil {
 		return nil, errors.New("registry: no admin tokens: admin operations would be open to any NATS client")
 	}
@@ -90,7 +89,9 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		return nil, fmt.Errorf("registry: add service: %w", err)
 	}
 	g := svc.AddGroup(subject.RegistryPrefix)
-	pool := natsx.NewPool(nc, inFlight)
+	// Key lookups, which ingest waits for, have a pool of their own: no
+	// burst of admin requests or slow store writes takes their turns.
+	pool, lookups := natsx.NewPool(nc, inFlight), natsx.NewPool(nc, inFlight)
 	ops := map[string]func(context.Context, api.Request) (any, error){
 		api.PartnersList: s.listPartners, api.PartnersGet: s.getPartner, api.PartnersByCode: s.partnerByCode,
 		api.PartnersCreate: s.createPartner, api.PartnersUpdate: s.updatePartner, api.PartnersDelete: s.deletePartner,
@@ -119,33 +120,27 @@ func (s *Service) Start(ctx context.Context, nc *nats.Conn) (micro.Service, erro
 		if NeedsAdmin(op) {
 			h = natsx.Guard(s.log, op, s.checkAdmin, h)
 		}
-		if err := g.AddEndpoint(strings.ReplaceAll(op, ".", "_"), pool.Wrap(h), micro.WithEndpointSubject(op)); err != nil {
-			svc.Stop()
-			pool.Close(ctx) // nothing was served
+		on := pool
+		if op == api.AuthKey || op == api.AuthPartner {
+			on = lookups
+		}
+		if err := g.AddEndpoint(strings.ReplaceAll(op, ".", "_"), on.Wrap(h), micro.WithEndpointSubject(op)); err != nil {
+			natsx.Serving(svc, 0, pool, lookups).Stop() // nothing was served
 			return nil, fmt.Errorf("registry: add endpoint %s: %w", op, err)
 		}
 	}
-	s.pool = pool
-	return natsx.Serving(svc, pool, stopWait), nil
+	return natsx.Serving(svc, stopWait, pool, lookups), nil
 }
 
-// inFlight bounds the requests a registry holds at once, each on its own
-// goroutine: a slow write does not hold the key lookups behind it. Past it
-// a request is refused (overloaded: 503 with Retry-After at the edge).
+// inFlight bounds the requests a registry holds at once on each of its two
+// pools (key lookups; the rest), each on its own goroutine: a slow write
+// does not hold the lookups behind it. Past it a request is refused
+// (overloaded: 503 with Retry-After at the edge).
 const inFlight = 128
 
 // stopWait bounds a stopping registry's wait for the requests in flight
 // (each ends within its handler's 10 s).
 const stopWait = 15 * time.Second
-
-// Drain refuses new requests and waits for those in flight within ctx (a
-// component's stop budget).
-func (s *Service) Drain(ctx context.Context) error {
-	if s.pool == nil {
-		return nil
-	}
-	return s.pool.Close(ctx)
-}
 
 // heartbeat tells edges the registry is there, until ctx ends or nc closes.
 func (s *Service) heartbeat(ctx context.Context, nc *nats.Conn) {

@@ -2,14 +2,13 @@ package reporter
 
 import (
 	"context"
-	"errors"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/admintoken"
+	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/storage"
 )
 
@@ -28,7 +27,7 @@ type Component struct {
 	cfg    Config
 	deps   func() Deps
 	log    zerolog.Logger
-	m      micro.Service
+	m      *natsx.Served
 	s      *Service
 	cancel context.CancelFunc // stops following the registry
 	done   chan struct{}      // closed when it has stopped
@@ -70,7 +69,6 @@ func (c *Component) Stop(ctx context.Context) error {
 	if c.m == nil {
 		return nil
 	}
-	// Refuse new requests first, so Stop's own wait finds none: the
-	// component's budget (ctx) bounds the wait for those in flight.
-	return errors.Join(c.s.Drain(ctx), c.m.Stop())
+	// The component's budget (ctx) bounds the wait for those in flight.
+	return c.m.StopWithin(ctx)
 }

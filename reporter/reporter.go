@@ -52,8 +52,6 @@ type Service struct {
 	// local store a report is CPU work: past the cores, more at once only
 	// share them, and every answer comes later.
 	slots chan struct{}
-	// pool serves the requests once started (natsx.Pool).
-	pool *natsx.Pool
 	// near keeps copies of cached answers in process, checked against
 	// gens (near.go); nil: none.
 	near *rcache.Local
@@ -308,7 +306,7 @@ func New(store storage.Store, log zerolog.Logger) *Service {
 
 // Start registers the micro service on nc, which also asks the registry
 // about the partner keys edges forward.
-func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
+func (s *Service) Start(nc *nats.Conn) (*natsx.Served, error) {
 	if s.admin == nil {
 		return nil, errors.New("reporter: no admin tokens: every partner's reports would be open to any NATS client")
 	}
@@ -380,8 +378,7 @@ func (s *Service) Start(nc *nats.Conn) (micro.Service, error) {
 		pool.Close(context.Background()) // nothing was served
 		return nil, fmt.Errorf("reporter: add endpoint: %w", err)
 	}
-	s.pool = pool
-	return natsx.Serving(svc, pool, stopWait), nil
+	return natsx.Serving(svc, stopWait, pool), nil
 }
 
 // inFlight bounds the requests a reporter holds at once (each waits for a
@@ -394,15 +391,6 @@ const inFlight = 256
 // stopWait bounds a stopping service's wait for the requests in flight
 // (each ends within its handler's 30 s).
 const stopWait = 35 * time.Second
-
-// Drain refuses new requests and waits for those in flight within ctx (a
-// component's stop budget).
-func (s *Service) Drain(ctx context.Context) error {
-	if s.pool == nil {
-		return nil
-	}
-	return s.pool.Close(ctx)
-}
 
 func checkRange(from, to time.Time, max time.Duration) error {
 	switch {

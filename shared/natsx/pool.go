@@ -129,21 +129,33 @@ func (d *detached) Headers() micro.Headers { return d.headers }
 func (d *detached) Subject() string        { return d.subject }
 func (d *detached) Reply() string          { return d.reply }
 
-// Serving is svc whose Stop also waits, at most wait, for the requests in
-// flight on p (each ends within its handler's timeout).
-func Serving(svc micro.Service, p *Pool, wait time.Duration) micro.Service {
-	return served{svc, p, wait}
-}
-
-type served struct {
+// Served is a micro service whose requests run on pools.
+type Served struct {
 	micro.Service
-	pool *Pool
-	wait time.Duration
+	pools []*Pool
+	wait  time.Duration
 }
 
-func (s served) Stop() error {
-	err := s.Service.Stop()
+// Serving is svc, its requests run on pools; its Stop waits at most wait
+// for those in flight (each ends within its handler's timeout).
+func Serving(svc micro.Service, wait time.Duration, pools ...*Pool) *Served {
+	return &Served{Service: svc, pools: pools, wait: wait}
+}
+
+// Stop is StopWithin wait.
+func (s *Served) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.wait)
 	defer cancel()
-	return errors.Join(err, s.pool.Close(ctx))
+	return s.StopWithin(ctx)
+}
+
+// StopWithin stops taking requests (the queue group's other members get
+// them), then waits for those in flight until ctx ends (a component's stop
+// budget); what the subscriptions still hand over meanwhile is refused.
+func (s *Served) StopWithin(ctx context.Context) error {
+	errs := []error{s.Service.Stop()}
+	for _, p := range s.pools {
+		errs = append(errs, p.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
