@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/registry"
@@ -38,17 +39,13 @@ func (s *heldStore) GetPartner(ctx context.Context, id string) (tenant.Partner, 
 	return s.Store.GetPartner(ctx, id)
 }
 
-// A request the store is slow to answer holds no other, of the same
-// operation or another. With as many held as the registry takes at once,
-// the next is refused at once (overloaded), and key lookups, on a pool of
-// their own, still answer. Stopping answers those in flight before it
-// returns, and refuses what comes after.
-func TestSlowRequestHoldsNoOther(t *testing.T) {
+// startHeld starts a registry component over a store holding the reads of
+// one partner (created here), with room for n held at once.
+func startHeld(t *testing.T, n int, others ...tenant.Partner) (*heldStore, *registry.Component, *nats.Conn) {
+	t.Helper()
 	ctx := context.Background()
-	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, registry.InFlight), release: make(chan struct{})}
-	slow, quick := tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active},
-		tenant.Partner{ID: tenant.NewID(), Code: "quick", Name: "Quick", Status: tenant.Active}
-	for _, p := range []tenant.Partner{slow, quick} {
+	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, n), release: make(chan struct{})}
+	for _, p := range append(others, tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active}) {
 		if err := store.CreatePartner(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +58,18 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return store, c, nc
+}
+
+// A request the store is slow to answer holds no other, of the same
+// operation or another. With as many held as the registry takes at once,
+// the next is refused at once (overloaded), and key lookups, on a pool of
+// their own, still answer. Stopping answers those in flight before it
+// returns, and refuses what comes after.
+func TestSlowRequestHoldsNoOther(t *testing.T) {
+	ctx := context.Background()
+	quick := tenant.Partner{ID: tenant.NewID(), Code: "quick", Name: "Quick", Status: tenant.Active}
+	store, c, nc := startHeld(t, registry.InFlight, quick)
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped {
@@ -78,8 +87,8 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 	held := make(chan error, registry.InFlight)
 	hold := func() {
 		go func() {
-			p, err := call(api.PartnersGet, slow.ID)
-			if err == nil && p.Code != slow.Code {
+			p, err := call(api.PartnersGet, store.held)
+			if err == nil && p.Code != "slow" {
 				t.Errorf("the held read answered %+v", p)
 			}
 			held <- err
@@ -148,19 +157,8 @@ func TestSlowRequestHoldsNoOther(t *testing.T) {
 // error, instead of waiting out the request as well.
 func TestStopKeepsToItsBudget(t *testing.T) {
 	ctx := context.Background()
-	store := &heldStore{Store: testenv.Pebble(t), held: tenant.NewID(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	store, c, nc := startHeld(t, 1)
 	defer close(store.release)
-	if err := store.CreatePartner(ctx, tenant.Partner{ID: store.held, Code: "slow", Name: "Slow", Status: tenant.Active}); err != nil {
-		t.Fatal(err)
-	}
-	nc, js := testenv.Conn(t, testenv.NATS(t))
-	testenv.Provision(t, js)
-	c := registry.NewComponent(registry.DefaultConfig(), func() registry.Deps {
-		return registry.Deps{NC: nc, JS: js, Store: store, Admin: admintoken.Static(testAdmin)}
-	}, zerolog.Nop())
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		ctx, cancel := context.WithTimeout(natsx.WithAdminToken(ctx, testAdmin), 30*time.Second)
 		defer cancel()
