@@ -128,18 +128,17 @@ var pool *cassandrastore.KeyspacePool
 // emptied between tests rather than made and dropped for each (a tenth of
 // the node's work), all dropped when the tests end. Call it from TestMain.
 func Main(m *testing.M) {
-	if h := os.Getenv("VT_CASSANDRA_HOSTS"); h != "" {
-		pool = cassandrastore.NewKeyspacePool(strings.Split(h, ","), "vt_pool")
+	os.Exit(cassandrastore.WithPool(hostsOf(os.Getenv("VT_CASSANDRA_HOSTS")), "vt_pool", func(p *cassandrastore.KeyspacePool) int {
+		pool = p
+		return m.Run()
+	}))
+}
+
+func hostsOf(env string) []string {
+	if env == "" {
+		return nil
 	}
-	code := m.Run()
-	if pool != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		if err := pool.Close(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "dropping the tests' keyspaces:", err)
-		}
-		cancel()
-	}
-	os.Exit(code)
+	return strings.Split(env, ",")
 }
 
 // keyspace is a migrated, empty keyspace for one test: lent by the pool

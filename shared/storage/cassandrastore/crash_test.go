@@ -26,18 +26,14 @@ import (
 var pool *KeyspacePool
 
 func TestMain(m *testing.M) {
+	var hosts []string
 	if h := os.Getenv("VT_CASSANDRA_HOSTS"); h != "" {
-		pool = NewKeyspacePool(strings.Split(h, ","), "vt_crash")
+		hosts = strings.Split(h, ",")
 	}
-	code := m.Run()
-	if pool != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		if err := pool.Close(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "dropping the tests' keyspaces:", err)
-		}
-		cancel()
-	}
-	os.Exit(code)
+	os.Exit(WithPool(hosts, "vt_crash", func(p *KeyspacePool) int {
+		pool = p
+		return m.Run()
+	}))
 }
 
 func openStore(t testing.TB) *Store { return openStoreWith(t, nil) }

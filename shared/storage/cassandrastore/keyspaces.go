@@ -37,6 +37,23 @@ func NewKeyspacePool(hosts []string, prefix string) *KeyspacePool {
 		replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}"}
 }
 
+// WithPool runs run (a TestMain's m.Run) with a pool of keyspaces on hosts
+// (nil when hosts is empty), drops every keyspace it made once run
+// returns, and returns run's exit code.
+func WithPool(hosts []string, prefix string, run func(*KeyspacePool) int) int {
+	if len(hosts) == 0 {
+		return run(nil)
+	}
+	p := NewKeyspacePool(hosts, prefix)
+	code := run(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "dropping the tests' keyspaces:", err)
+	}
+	return code
+}
+
 // Get lends a migrated keyspace that holds nothing: one given back, else a
 // new one.
 func (p *KeyspacePool) Get(ctx context.Context) (string, error) {
