@@ -94,7 +94,7 @@ type Service struct {
 
 // NewService is a service named name; redisUsage says what its -redis-url is for.
 func NewService(name, redisUsage string) Service {
-	return Service{NATS: natsx.ClientConfig{Name: name}, redisUsage: redisUsage}
+	return Service{NATS: natsx.ClientConfig{Name: name}, Store: backend.Config{}.WithDefaults(), redisUsage: redisUsage}
 }
 
 // RegisterFlags adds -nats-*, the store's, -admin-tokens(-file) and -redis-url.

@@ -151,8 +151,10 @@ func run(o options) error {
 	}
 	if cass != nil {
 		// Again: the layout (since when hours are packed) is read at Open,
-		// and load may have moved it.
+		// and load may have moved it. The load wrote as workers do; the
+		// reports read as the reporter binary does.
 		store.Close()
+		cassCfg.WriteCoalesce = reporter.NewBinary().Store.Coalesce
 		if store, err = cassandrastore.Open(cassCfg); err != nil {
 			return err
 		}

@@ -28,10 +28,20 @@ type Config struct {
 	Retention   time.Duration
 	Horizon     time.Duration
 	WriteConc   int
+	Coalesce    time.Duration
 	Log         zerolog.Logger // the store's own lines (Cassandra: failed folds)
 }
 
-// RegisterFlags adds the storage flags.
+// WithDefaults is c with the defaults of the settings whose default is
+// its component's (RegisterFlags offers c's own): the driver's write
+// coalescing of a writer.
+func (c Config) WithDefaults() Config {
+	c.Coalesce = cassandrastore.DefaultConfig().WriteCoalesce
+	return c
+}
+
+// RegisterFlags adds the storage flags. -cassandra-write-coalesce
+// defaults to c's own (see WithDefaults).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	d := cassandrastore.DefaultConfig()
 	fs.StringVar(&c.Backend, "storage", "cassandra", "storage backend: cassandra, or pebble (one process only)")
@@ -43,6 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Replication, "cassandra-replication", "{'class': 'SimpleStrategy', 'replication_factor': 1}", "keyspace replication, used by -migrate")
 	fs.DurationVar(&c.Retention, "retention", d.Retention, "how long events and rollups are kept (Cassandra TTL)")
 	fs.IntVar(&c.WriteConc, "cassandra-write-concurrency", d.WriteConcurrency, "concurrent writes per batch")
+	fs.DurationVar(&c.Coalesce, "cassandra-write-coalesce", c.Coalesce, "how long the Cassandra driver holds a request to send it with others in one write: more throughput for many writes at once, more latency for statements that wait on one another (0: at once)")
 	fs.DurationVar(&c.Horizon, "cassandra-dedup-horizon", d.DedupHorizon, "how long an event id stays claimed on Cassandra: the same id again within it is stored and counted once")
 }
 
@@ -55,9 +66,12 @@ func (c Config) cassandra() (cassandrastore.Config, error) {
 		}
 	}
 	cc.Keyspace, cc.LocalDC, cc.Retention, cc.WriteConcurrency, cc.DedupHorizon = c.Keyspace, c.LocalDC, c.Retention, c.WriteConc, c.Horizon
-	cc.Log = c.Log
+	cc.Log, cc.WriteCoalesce = c.Log, c.Coalesce
 	if err := cc.Consistency.UnmarshalText([]byte(c.Consistency)); err != nil {
 		return cc, fmt.Errorf("invalid setting -cassandra-consistency (VT_CASSANDRA_CONSISTENCY): %w", err)
+	}
+	if cc.WriteCoalesce < 0 || cc.WriteCoalesce > 10*time.Millisecond {
+		return cc, fmt.Errorf("invalid setting -cassandra-write-coalesce (VT_CASSANDRA_WRITE_COALESCE): %v; use 0 (send at once) up to 10ms", cc.WriteCoalesce)
 	}
 	if err := cc.Validate(); err != nil {
 		return cc, fmt.Errorf("invalid storage setting: %w", err)
