@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -42,10 +43,21 @@ func comesAfter(e *event.Event, p EventPos) bool {
 	return e.ID > p.ID
 }
 
+// StoredEvent is an event as a MinuteReader found it, not yet decoded.
+type StoredEvent struct {
+	// At is the event's timestamp as the backend orders it: the timestamp,
+	// or the timestamp truncated (Cassandra keeps milliseconds). Truncation
+	// keeps the order: an event whose At is before another's has a
+	// timestamp before the other's.
+	At   time.Time
+	ID   string
+	Body []byte // the event as json.Marshal wrote it
+}
+
 // MinuteReader reads the stored events of a partner whose timestamps fall
-// in one UTC minute, in any order. It may skip, without decoding it, an
-// event whose stored JSON body maybe reports false for: it cannot match.
-type MinuteReader func(ctx context.Context, partnerID string, minute time.Time, maybe func(body []byte) bool) ([]event.Event, error)
+// in one UTC minute, in any order. It may leave out an event whose stored
+// JSON body maybe reports false for: it cannot match.
+type MinuteReader func(ctx context.Context, partnerID string, minute time.Time, maybe func(body []byte) bool) ([]StoredEvent, error)
 
 // ListEvents lists events with a backend's MinuteReader, reading only the
 // minutes the rollups say hold a matching event: the non-empty days of the
@@ -139,25 +151,59 @@ func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, rea
 		}
 		got := readMinutes(ctx, read, q.PartnerID, batch, bodyFilter(q))
 		for k := range batch {
-			evs, err := got(k)
+			stored, err := got(k)
 			if err != nil {
 				return err
 			}
-			sort.Slice(evs, func(i, j int) bool { return comesAfter(&evs[j], EventPos{evs[i].Timestamp, evs[i].ID}) })
-			for k := range evs {
-				e := &evs[k]
-				switch {
-				case e.Timestamp.Before(q.From) || !e.Timestamp.Before(q.To),
-					q.SubSystemID != "" && e.SubSystemID != q.SubSystemID,
-					q.EventType != "" && e.EventType != q.EventType,
-					q.After != nil && !comesAfter(e, *q.After):
-					continue
-				}
-				if len(*out) < q.Limit {
-					*out = append(*out, *e)
-				}
+			if err := pageOf(stored, q, out); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// pageOf appends to out, up to q.Limit, the events of one minute that match
+// q, newest first. It decodes only the events that may be on the page: a
+// minute of a busy partner holds hundreds, a page takes what it lacks.
+// They are taken newest first by At, a run of equal At at a time, and the
+// run's decoded events sorted by their own timestamps: every event of a
+// later run is older than every event of an earlier one.
+func pageOf(stored []StoredEvent, q EventsQuery, out *[]event.Event) error {
+	sort.Slice(stored, func(i, j int) bool {
+		if a, b := stored[i].At, stored[j].At; !a.Equal(b) {
+			return a.After(b)
+		}
+		return stored[i].ID < stored[j].ID
+	})
+	var run []event.Event
+	for i := 0; i < len(stored) && len(*out) < q.Limit; {
+		run = run[:0]
+		j := i
+		for ; j < len(stored) && stored[j].At.Equal(stored[i].At); j++ {
+			// At is at most the timestamp: at or past To, or past the
+			// cursor's, so is the timestamp.
+			if at := stored[j].At; !at.Before(q.To) || q.After != nil && at.After(q.After.Timestamp) {
+				continue
+			}
+			var e event.Event
+			if err := json.Unmarshal(stored[j].Body, &e); err != nil {
+				return fmt.Errorf("storage: list events: stored event %q: %w", stored[j].ID, err)
+			}
+			switch {
+			case e.Timestamp.Before(q.From) || !e.Timestamp.Before(q.To),
+				q.SubSystemID != "" && e.SubSystemID != q.SubSystemID,
+				q.EventType != "" && e.EventType != q.EventType,
+				q.After != nil && !comesAfter(&e, *q.After):
+				continue
+			}
+			run = append(run, e)
+		}
+		sort.Slice(run, func(a, b int) bool { return comesAfter(&run[b], EventPos{run[a].Timestamp, run[a].ID}) })
+		for k := 0; k < len(run) && len(*out) < q.Limit; k++ {
+			*out = append(*out, run[k])
+		}
+		i = j
 	}
 	return nil
 }
@@ -167,9 +213,9 @@ const minutesAtOnce = 4
 
 // readMinutes starts reading the minutes and returns their results by index
 // (each waits for its read).
-func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minutes []time.Time, maybe func([]byte) bool) func(int) ([]event.Event, error) {
+func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minutes []time.Time, maybe func([]byte) bool) func(int) ([]StoredEvent, error) {
 	type result struct {
-		evs  []event.Event
+		evs  []StoredEvent
 		err  error
 		done chan struct{}
 	}
@@ -181,7 +227,7 @@ func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minut
 			rs[k].evs, rs[k].err = read(ctx, partnerID, m, maybe)
 		}()
 	}
-	return func(k int) ([]event.Event, error) {
+	return func(k int) ([]StoredEvent, error) {
 		<-rs[k].done
 		return rs[k].evs, rs[k].err
 	}

@@ -476,21 +476,20 @@ func (st *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event
 // neighbours in time only by chance, but a statement each cost the
 // coordinator 16 requests' overhead for about 14 rows each (a page of 100
 // of a busy partner reads one minute).
-func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]event.Event, error) {
-	iter := st.s.Query("SELECT body FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket IN ?",
+func (st *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]storage.StoredEvent, error) {
+	iter := st.s.Query("SELECT ts, id, body FROM events_by_partner_minute WHERE partner_id = ? AND minute = ? AND bucket IN ?",
 		partnerID, minute.UTC(), allBuckets).WithContext(ctx).PageSize(1000).Iter()
-	var out []event.Event
-	var body []byte
-	for iter.Scan(&body) {
-		if !maybe(body) {
-			continue
+	var out []storage.StoredEvent
+	// Scanned into buffers the driver reuses: a listing of one type reads
+	// many minutes and keeps few of their events.
+	var (
+		at       time.Time
+		id, body []byte
+	)
+	for iter.Scan(&at, &id, &body) {
+		if maybe(body) {
+			out = append(out, storage.StoredEvent{At: at, ID: string(id), Body: bytes.Clone(body)})
 		}
-		var e event.Event
-		if err := json.Unmarshal(body, &e); err != nil {
-			iter.Close()
-			return nil, fmt.Errorf("cassandrastore: list events: stored event: %w", err)
-		}
-		out = append(out, e)
 	}
 	if err := iter.Close(); err != nil {
 		return nil, fmt.Errorf("cassandrastore: list events: %w", err)

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -1115,9 +1116,9 @@ func (s *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.
 }
 
 // minuteEvents reads a partner's events of one minute from its 16 buckets.
-func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]event.Event, error) {
+func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]storage.StoredEvent, error) {
 	day := minute.UTC().Format("20060102")
-	var out []event.Event
+	var out []storage.StoredEvent
 	for b := range storage.Buckets {
 		p := key("ep", partnerID, day, fmt.Sprintf("%02d", b), "")
 		lower := append(bytes.Clone(p), tsKey(minute)...)
@@ -1126,11 +1127,13 @@ func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.
 			if !maybe(v) {
 				return true, nil
 			}
-			var e event.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return false, fmt.Errorf("pebblestore: stored event %q: %w", k, err)
+			// The key ends with the timestamp (16 hex digits), '/' and the id.
+			rest := k[len(p):]
+			ns, err := strconv.ParseUint(string(rest[:min(16, len(rest))]), 16, 64)
+			if err != nil || len(rest) < 18 || rest[16] != '/' {
+				return false, fmt.Errorf("pebblestore: stored event key %q: not a timestamp and id", k)
 			}
-			out = append(out, e)
+			out = append(out, storage.StoredEvent{At: time.Unix(0, int64(ns)).UTC(), ID: string(rest[17:]), Body: bytes.Clone(v)})
 			return true, ctx.Err()
 		})
 		if err != nil {

@@ -136,6 +136,46 @@ func testListEvents(t *testing.T, s storage.Store) {
 	}
 }
 
+// Events apart by less than a millisecond (Cassandra orders its rows by
+// milliseconds) are listed in the order of their own timestamps, then ids,
+// with every page size and cursor: a page decodes only the events it may
+// take, and must not take the wrong ones of a millisecond.
+func testListEventsSubMillisecond(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	p, sub := tenant.NewID(), tenant.NewID()
+	ms := t0.Add(20*time.Minute + 30*time.Second)
+	var evs []event.Event
+	for i, off := range []time.Duration{
+		900 * time.Microsecond, 100 * time.Microsecond, 500 * time.Microsecond, 100 * time.Microsecond, // one millisecond; ids against the order
+		time.Millisecond, time.Millisecond + time.Nanosecond, 999 * time.Microsecond, // its next and its last
+		-time.Nanosecond, 0, 59*time.Second + 999*time.Millisecond, // the one before; the minute's last
+	} {
+		e := ev(p, sub, fmt.Sprintf("s%02d", 20-i), []string{"view", "click"}[i%2], ms.Add(off))
+		evs = append(evs, e)
+	}
+	_, err := s.WriteEvents(ctx, evs)
+	must(t, err)
+	for _, c := range []struct {
+		typ      string
+		from, to time.Time
+	}{
+		{"", ms.Add(-time.Minute), ms.Add(time.Minute)},
+		{"click", ms.Add(-time.Minute), ms.Add(time.Minute)},
+		{"", ms.Add(100 * time.Microsecond), ms.Add(time.Millisecond)}, // bounds inside the millisecond
+		{"", ms.Add(500 * time.Microsecond), ms.Add(time.Millisecond + time.Nanosecond)},
+	} {
+		want := listing(evs, func(e *event.Event) bool {
+			return (c.typ == "" || e.EventType == c.typ) && !e.Timestamp.Before(c.from) && e.Timestamp.Before(c.to)
+		})
+		for limit := 1; limit <= len(evs); limit++ {
+			got := pages(t, s, storage.EventsQuery{PartnerID: p, From: c.from, To: c.to, EventType: c.typ, Limit: limit}, nil)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%+v limit %d:\n got %v\nwant %v", c, limit, got, want)
+			}
+		}
+	}
+}
+
 // Paging stays exact while events arrive: new events newer than the first
 // page, late ones among the pages still to come and ones in the very
 // minute of the cursor. Every event stored before the listing began is

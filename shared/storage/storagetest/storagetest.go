@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RollupsConcurrentWriters", testRollupsConcurrentWriters},
 		{"ListEvents", testListEvents},
 		{"ListEventsWhileWriting", testListEventsWhileWriting},
+		{"ListEventsSubMillisecond", testListEventsSubMillisecond},
 		{"RangeEndsMidMinute", testRangeEndsMidMinute},
 		{"SameIDOtherTimestamp", testSameIDOtherTimestamp},
 		{"SameIDOtherContent", testSameIDOtherContent},
