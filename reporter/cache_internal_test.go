@@ -51,6 +51,46 @@ func TestCachedAtSplice(t *testing.T) {
 	}
 }
 
+// TestEncodeAnswerAsEncodingJSON: an answer whose series is spliced in is
+// byte for byte what encoding/json writes, with hostile names and types
+// (the series' field name inside strings, as a type, with quotes and
+// backslashes), an empty series and none.
+func TestEncodeAnswerAsEncodingJSON(t *testing.T) {
+	n := int64(7)
+	at := time.Date(2026, 3, 29, 1, 30, 0, 0, time.FixedZone("+0530", 19800))
+	series := report.Series{{Timestamp: at, Count: 3, UniqueUsers: &n}, {Timestamp: at.Add(time.Hour), Count: 0}}
+	hostile := []string{`,"timeSeries":null`, `"timeSeries":null`, `\",\"timeSeries\":null`, "timeSeries", `a\`, `<&>`, "\u2028"}
+	var cases []any
+	for _, ts := range []report.Series{series, {}, nil} {
+		for _, h := range hostile {
+			types := map[string]int64{h: 1, "timeSeries": 2, `"` + h: 3}
+			cases = append(cases,
+				&report.SubSystemReport{SubSystemID: h, SubSystemName: h, SubSystemCode: h, EventType: h, EventsByType: types, TZ: h, TimeSeries: ts,
+					Freshness: report.Freshness{DataCompleteUntil: &at}},
+				&report.PartnerReport{PartnerID: h, PartnerName: h, EventType: h, EventsByType: types, TimeSeries: ts,
+					TopEventTypes: []report.TypeCount{{EventType: h, EventCount: 1}}, TopSubSystems: []report.SubSystemCount{{SubSystemName: h}}})
+		}
+	}
+	for _, v := range cases {
+		got, err := encodeAnswer(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := encodeJSON(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("spliced\n%s\nencoding/json\n%s", got, want)
+		}
+	}
+	// The report itself is left as it was.
+	r := cases[0].(*report.SubSystemReport)
+	if len(r.TimeSeries) != 2 {
+		t.Fatalf("the report's series after encoding: %v", r.TimeSeries)
+	}
+}
+
 // poisoned answers garbage for every key until the key is set; gen is its
 // generation of every id.
 type poisoned struct {

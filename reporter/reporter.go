@@ -256,7 +256,43 @@ func openEntry(e []byte) (gen int64, answer []byte, sound bool) {
 }
 
 // encodeAnswer is an answer's JSON as the edge writes JSON ("<" stays "<").
+// A report's series is encoded apart and put in place of its null:
+// encoding/json checks and compacts a Marshaler's output byte by byte,
+// which cost four times the series' own encoding (a tenth of an hourly
+// report's CPU). The bytes are those encoding/json writes
+// (TestEncodeAnswerAsEncodingJSON).
 func encodeAnswer(v any) ([]byte, error) {
+	var series report.Series
+	switch r := v.(type) {
+	case *report.SubSystemReport:
+		c := *r
+		series, c.TimeSeries, v = r.TimeSeries, nil, &c
+	case *report.PartnerReport:
+		c := *r
+		series, c.TimeSeries, v = r.TimeSeries, nil, &c
+	}
+	b, err := encodeJSON(v)
+	if err != nil || series == nil {
+		return b, err
+	}
+	// Strings are written with every '"' escaped, and a map's values here
+	// are numbers: this null is the field's, the one place it can be.
+	hole := []byte(`,"timeSeries":null`)
+	i := bytes.Index(b, hole)
+	if i < 0 || bytes.Count(b, hole) != 1 {
+		return nil, fmt.Errorf("reporter: encode answer: no single place for the series")
+	}
+	sb, err := series.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("reporter: encode answer: %w", err)
+	}
+	out := make([]byte, 0, len(b)+len(sb))
+	out = append(out, b[:i+len(hole)-len("null")]...)
+	out = append(out, sb...)
+	return append(out, b[i+len(hole):]...), nil
+}
+
+func encodeJSON(v any) ([]byte, error) {
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	enc.SetEscapeHTML(false)
