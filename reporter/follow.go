@@ -94,6 +94,7 @@ func followRegistry(ctx context.Context, js jetstream.JetStream, changed func(ct
 func (s *Service) changed(ctx context.Context, ids []string) {
 	s.partners.forget(ids...)
 	s.subs.forget(ids...)
+	s.partnerSubs.forget(ids...) // a sub-system's change names its partner
 	if b, ok := s.cache.(Bumper); ok {
 		if err := b.Bump(ctx, ids...); err != nil {
 			s.log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")

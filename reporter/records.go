@@ -14,7 +14,8 @@ import (
 // long a change missed (the changes stream unreachable) shows an old name
 // or retention. A sub-system never changes partner, so the access checks
 // it serves hold whatever its age. On Cassandra a sub-system is two
-// statements of an hourly report's eleven.
+// statements of an hourly report's eleven, and a partner's sub-systems (the
+// names of its top list) one of a daily partner report's five.
 const recordFor = time.Minute
 
 // maxRecords bounds each cache: past it, it starts again empty.

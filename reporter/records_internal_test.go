@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/report"
 	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -28,6 +29,11 @@ func TestRecordsReadOnceAMinute(t *testing.T) {
 	}
 	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "Old", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
 	if err := store.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	// An event, so the partner report's top list names the sub-system.
+	if _, err := store.WriteEvents(ctx, []event.Event{{ID: "rec-1", PartnerID: p.ID, SubSystemID: ss.ID, EventType: "t",
+		Timestamp: now.Truncate(24 * time.Hour).Add(-30 * time.Minute), ReceivedAt: now}}); err != nil {
 		t.Fatal(err)
 	}
 	clock := now
@@ -67,17 +73,23 @@ func TestRecordsReadOnceAMinute(t *testing.T) {
 	if err := store.UpdatePartner(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	subs, partners := store.subs, store.partners
-	clock = clock.Add(recordFor - time.Second)
-	if sr, pr := ask(); sr.SubSystemName != "Old" || pr.PartnerName != "Old partner" {
-		t.Fatalf("within the minute: %q, %q", sr.SubSystemName, pr.PartnerName)
+	subs, partners, lists := store.subs, store.partners, store.lists
+	topName := func(pr *report.PartnerReport) string {
+		if len(pr.TopSubSystems) != 1 {
+			t.Fatalf("top list %+v, want the one sub-system", pr.TopSubSystems)
+		}
+		return pr.TopSubSystems[0].SubSystemName
 	}
-	if store.subs != subs || store.partners != partners {
-		t.Fatalf("within the minute, read %d sub-systems and %d partners again", store.subs-subs, store.partners-partners)
+	clock = clock.Add(recordFor - time.Second)
+	if sr, pr := ask(); sr.SubSystemName != "Old" || pr.PartnerName != "Old partner" || topName(pr) != "Old" {
+		t.Fatalf("within the minute: %q, %q, %q", sr.SubSystemName, pr.PartnerName, topName(pr))
+	}
+	if store.subs != subs || store.partners != partners || store.lists != lists {
+		t.Fatalf("within the minute, read %d sub-systems, %d partners and %d lists again", store.subs-subs, store.partners-partners, store.lists-lists)
 	}
 	clock = clock.Add(2 * time.Second)
-	if sr, pr := ask(); sr.SubSystemName != "New" || pr.PartnerName != "New partner" {
-		t.Fatalf("after the minute: %q, %q", sr.SubSystemName, pr.PartnerName)
+	if sr, pr := ask(); sr.SubSystemName != "New" || pr.PartnerName != "New partner" || topName(pr) != "New" {
+		t.Fatalf("after the minute: %q, %q, %q", sr.SubSystemName, pr.PartnerName, topName(pr))
 	}
 	// A change the registry announces (Service.changed, as followed) shows
 	// at once, within the minute.
@@ -88,12 +100,12 @@ func TestRecordsReadOnceAMinute(t *testing.T) {
 	if err := store.UpdateSubSystem(ctx, ss); err != nil {
 		t.Fatal(err)
 	}
-	if sr, _ := ask(); sr.SubSystemName != "New" {
-		t.Fatalf("before the change is announced: %q", sr.SubSystemName)
+	if sr, pr := ask(); sr.SubSystemName != "New" || topName(pr) != "New" {
+		t.Fatalf("before the change is announced: %q, %q", sr.SubSystemName, topName(pr))
 	}
 	r.changed(ctx, []string{p.ID, ss.ID})
-	if sr, _ := ask(); sr.SubSystemName != "Newer" {
-		t.Fatalf("after the change is announced: %q", sr.SubSystemName)
+	if sr, pr := ask(); sr.SubSystemName != "Newer" || topName(pr) != "Newer" {
+		t.Fatalf("after the change is announced: %q, %q", sr.SubSystemName, topName(pr))
 	}
 	// A clock that steps back does not make a record young again.
 	clock = clock.Add(-time.Hour)
@@ -131,8 +143,16 @@ func TestRecordsReadOnceAMinute(t *testing.T) {
 // those reads when told.
 type countingStore struct {
 	storage.Store
-	subs, partners int
-	fail           error
+	subs, partners, lists int
+	fail                  error
+}
+
+func (c *countingStore) ListSubSystems(ctx context.Context, partnerID string, withDeleted bool) ([]tenant.SubSystem, error) {
+	c.lists++
+	if c.fail != nil {
+		return nil, c.fail
+	}
+	return c.Store.ListSubSystems(ctx, partnerID, withDeleted)
 }
 
 func (c *countingStore) GetSubSystem(ctx context.Context, id string) (tenant.SubSystem, error) {

@@ -59,6 +59,9 @@ type Service struct {
 	// The records of partners and sub-systems read lately (records.go).
 	partners records[tenant.Partner]
 	subs     records[tenant.SubSystem]
+	// partnerSubs: a partner's sub-systems, by partner id, for naming a
+	// top list (nameSubSystems) and nothing else.
+	partnerSubs records[[]tenant.SubSystem]
 }
 
 // WithMaxConcurrent lets at most n reports (or pages of events) be
@@ -796,7 +799,9 @@ func (s *Service) nameSubSystems(ctx context.Context, partnerID string, top []re
 	if len(top) == 0 {
 		return nil
 	}
-	subs, err := s.store.ListSubSystems(ctx, partnerID, true)
+	subs, err := s.partnerSubs.get(ctx, partnerID, s.now(), func(ctx context.Context, id string) ([]tenant.SubSystem, error) {
+		return s.store.ListSubSystems(ctx, id, true)
+	})
 	if err != nil {
 		return err
 	}
