@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
@@ -21,10 +22,16 @@ const recordFor = time.Minute
 // maxRecords bounds each cache: past it, it starts again empty.
 const maxRecords = 1 << 14
 
+// maxLists bounds the partners whose sub-systems are kept (a list may name
+// thousands, deleted ones too).
+const maxLists = 1 << 10
+
 // records keeps records read lately, by id. Errors (not found included)
 // are not kept.
 type records[T any] struct {
-	mu sync.Mutex
+	// max bounds the records kept (0: maxRecords).
+	max int
+	mu  sync.Mutex
 	m  map[string]record[T]
 	// epoch counts forgets: a read begun before one is not kept (it may
 	// hold what the change replaced).
@@ -53,7 +60,7 @@ func (r *records[T]) get(ctx context.Context, id string, now time.Time, read fun
 	if r.epoch != epoch {
 		return v, nil // a change came during the read: used, not kept
 	}
-	if r.m == nil || len(r.m) >= maxRecords {
+	if limit := cmp.Or(r.max, maxRecords); r.m == nil || len(r.m) >= limit {
 		r.m = map[string]record[T]{}
 	}
 	r.m[id] = record[T]{v, now}

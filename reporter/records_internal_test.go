@@ -3,6 +3,7 @@ package reporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -193,5 +194,19 @@ func TestRecordReadAcrossAChangeIsNotKept(t *testing.T) {
 	}
 	if v, _ := r.get(ctx, "x", now, read); v != "new" || reads != 2 {
 		t.Fatalf("then: %q after %d reads, want it kept", v, reads)
+	}
+}
+
+// A cache with a bound keeps at most that many records.
+func TestRecordsBounded(t *testing.T) {
+	r := records[int]{max: 2}
+	ctx, now := context.Background(), time.Now()
+	for i := range 5 {
+		if _, err := r.get(ctx, fmt.Sprint(i), now, func(context.Context, string) (int, error) { return i, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.m) > 2 {
+			t.Fatalf("after %d reads, %d records kept, want at most 2", i+1, len(r.m))
+		}
 	}
 }

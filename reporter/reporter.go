@@ -60,8 +60,9 @@ type Service struct {
 	partners records[tenant.Partner]
 	subs     records[tenant.SubSystem]
 	// partnerSubs: a partner's sub-systems, by partner id, for naming a
-	// top list (nameSubSystems) and nothing else.
-	partnerSubs records[[]tenant.SubSystem]
+	// top list (nameSubSystems) and nothing else. Fewer than the others: a
+	// list may name thousands.
+	partnerSubs records[[]tenant.SubSystem] // of at most maxLists partners
 }
 
 // WithMaxConcurrent lets at most n reports (or pages of events) be
@@ -340,7 +341,8 @@ var mNear = promauto.NewCounter(prometheus.CounterOpts{Name: "trk_reporter_near_
 
 // New makes a reporter over a store.
 func New(store storage.Store, log zerolog.Logger) *Service {
-	return &Service{store: store, log: log.With().Str("svc", "reporter").Logger(), now: time.Now}
+	return &Service{store: store, log: log.With().Str("svc", "reporter").Logger(), now: time.Now,
+		partnerSubs: records[[]tenant.SubSystem]{max: maxLists}}
 }
 
 // Start registers the micro service on nc, which also asks the registry

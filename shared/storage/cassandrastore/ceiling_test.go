@@ -28,8 +28,10 @@ import (
 //
 //	VT_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench Ceiling -benchtime 1x ./shared/storage/cassandrastore/
 //
-// VT_BENCH_COALESCE sets the driver's write coalescing (default 0, as
-// deployed; "200us" is gocql's own default). VT_BENCH_BATCH sets the batch size (default 2,000, the workers'). Batches
+// VT_BENCH_COALESCE sets the driver's write coalescing (default the store's,
+// 200µs, as workers are deployed; "0" sends each statement at once, as the
+// reporter does: 5,979 against 7,812 events/s with one process on
+// 2026-11-28). VT_BENCH_BATCH sets the batch size (default 2,000, the workers'). Batches
 // of 6,000 (three times the events per Paxos round) gave the same ratio
 // within this VM's spread: 0.50–0.63 against 0.47–0.50 (2026-11-26).
 func BenchmarkCeiling(b *testing.B) {
