@@ -32,7 +32,7 @@ type records[T any] struct {
 	// max bounds the records kept (0: maxRecords).
 	max int
 	mu  sync.Mutex
-	m  map[string]record[T]
+	m   map[string]record[T]
 	// epoch counts forgets: a read begun before one is not kept (it may
 	// hold what the change replaced).
 	epoch uint64
