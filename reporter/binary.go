@@ -31,11 +31,7 @@ type Binary struct {
 
 // NewBinary is the reporter binary with its defaults.
 func NewBinary() *Binary {
-	b := &Binary{Service: svcstore.NewService("reporter", "Redis URL of the report cache (empty: none)"), Reporter: DefaultConfig(), GCPercent: GCPercent}
-	// A report's statements wait on one another: each sent at once
-	// (cassandrastore.Config.WriteCoalesce).
-	b.Store.Coalesce = 0
-	return b
+	return &Binary{Service: svcstore.NewService("reporter", "Redis URL of the report cache (empty: none)"), Reporter: DefaultConfig(), GCPercent: GCPercent}
 }
 
 func (b *Binary) RegisterFlags(fs *flag.FlagSet) {

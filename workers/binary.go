@@ -21,8 +21,12 @@ type Binary struct {
 
 // NewBinary is the workers binary with its defaults.
 func NewBinary() *Binary {
-	return &Binary{Service: svcstore.NewService("workers", "Redis of the reporters' cache: late events bump the generation of their partner's cached reports (empty: none; reports of a closed range then lag late events by up to 10 minutes)"),
+	b := &Binary{Service: svcstore.NewService("workers", "Redis of the reporters' cache: late events bump the generation of their partner's cached reports (empty: none; reports of a closed range then lag late events by up to 10 minutes)"),
 		Workers: DefaultConfig()}
+	// Many statements at once: held up to 200µs to go together
+	// (BenchmarkCeiling: 7,812 events/s against 5,979 sent at once).
+	b.Store = b.Store.ForWriters()
+	return b
 }
 
 func (b *Binary) RegisterFlags(fs *flag.FlagSet) {

@@ -94,7 +94,10 @@ type Service struct {
 
 // NewService is a service named name; redisUsage says what its -redis-url is for.
 func NewService(name, redisUsage string) Service {
-	return Service{NATS: natsx.ClientConfig{Name: name}, Store: backend.Config{}.WithDefaults(), redisUsage: redisUsage}
+	// Cassandra statements go at once (-cassandra-write-coalesce 0): a
+	// request's statements wait on one another. Workers, which write many
+	// at once, hold them (backend.Config.ForWriters).
+	return Service{NATS: natsx.ClientConfig{Name: name}, redisUsage: redisUsage}
 }
 
 // RegisterFlags adds -nats-*, the store's, -admin-tokens(-file) and -redis-url.

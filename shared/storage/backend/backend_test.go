@@ -20,11 +20,11 @@ func TestWriteCoalesceSetting(t *testing.T) {
 		}
 		return c
 	}
-	// A writer's default is the store's; a component may offer its own.
+	// A writer's default is the store's; any other sends at once.
 	for _, tc := range []struct {
 		c    Config
 		want time.Duration
-	}{{Config{}.WithDefaults(), cassandrastore.DefaultConfig().WriteCoalesce}, {Config{Coalesce: 0}, 0}} {
+	}{{Config{}.ForWriters(), cassandrastore.DefaultConfig().WriteCoalesce}, {Config{}, 0}} {
 		cc, err := parse(t, tc.c).cassandra()
 		if err != nil || cc.WriteCoalesce != tc.want {
 			t.Fatalf("default: %v, %v; want %v", cc.WriteCoalesce, err, tc.want)

@@ -43,9 +43,9 @@ type Config struct {
 	// others in one write (gocql's WriteCoalesceWaitTime); 0 sends each at
 	// once. Workers write many statements at once and gain from it
 	// (BenchmarkCeiling: 5,979 events/s at 0, 7,812 at 200µs); a report's
-	// statements wait on one another, so each hold adds to its latency
-	// (sequential reports 10-40% faster at 0): the reporter sends at once
-	// (docs/PERFORMANCE.md).
+	// or a key lookup's statements wait on one another, so each hold adds
+	// to its latency (sequential reports 10-40% faster at 0): every service
+	// but the workers sends at once (docs/PERFORMANCE.md).
 	WriteCoalesce time.Duration
 	// Observer, if set, sees every query and batch (metrics, benchmarks).
 	Observer interface {
