@@ -55,9 +55,16 @@ type StoredEvent struct {
 }
 
 // MinuteReader reads the stored events of a partner whose timestamps fall
-// in one UTC minute, in any order. It may leave out an event whose stored
-// JSON body maybe reports false for: it cannot match.
-type MinuteReader func(ctx context.Context, partnerID string, minute time.Time, maybe func(body []byte) bool) ([]StoredEvent, error)
+// in one UTC minute, in any order. It may leave out an event f rules out.
+type MinuteReader func(ctx context.Context, partnerID string, minute time.Time, f MinuteFilter) ([]StoredEvent, error)
+
+// MinuteFilter is what a listing lists: a MinuteReader may leave out an
+// event of another sub-system or type (when set), or whose stored JSON
+// body Maybe reports false for. What it returns is checked again.
+type MinuteFilter struct {
+	SubSystemID, EventType string
+	Maybe                  func(body []byte) bool
+}
 
 // ListEvents lists events with a backend's MinuteReader, reading only the
 // minutes the rollups say hold a matching event: the non-empty days of the
@@ -149,7 +156,7 @@ func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, rea
 			batch = append(batch, slots[i].Start)
 			need -= slots[i].Total
 		}
-		got := readMinutes(ctx, read, q.PartnerID, batch, bodyFilter(q))
+		got := readMinutes(ctx, read, q.PartnerID, batch, MinuteFilter{SubSystemID: q.SubSystemID, EventType: q.EventType, Maybe: bodyFilter(q)})
 		for k := range batch {
 			stored, err := got(k)
 			if err != nil {
@@ -213,7 +220,7 @@ const minutesAtOnce = 4
 
 // readMinutes starts reading the minutes and returns their results by index
 // (each waits for its read).
-func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minutes []time.Time, maybe func([]byte) bool) func(int) ([]StoredEvent, error) {
+func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minutes []time.Time, f MinuteFilter) func(int) ([]StoredEvent, error) {
 	type result struct {
 		evs  []StoredEvent
 		err  error
@@ -224,7 +231,7 @@ func readMinutes(ctx context.Context, read MinuteReader, partnerID string, minut
 		rs[k].done = make(chan struct{})
 		go func() {
 			defer close(rs[k].done)
-			rs[k].evs, rs[k].err = read(ctx, partnerID, m, maybe)
+			rs[k].evs, rs[k].err = read(ctx, partnerID, m, f)
 		}()
 	}
 	return func(k int) ([]StoredEvent, error) {

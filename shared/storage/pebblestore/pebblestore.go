@@ -1116,7 +1116,7 @@ func (s *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.
 }
 
 // minuteEvents reads a partner's events of one minute from its 16 buckets.
-func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, maybe func([]byte) bool) ([]storage.StoredEvent, error) {
+func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.Time, f storage.MinuteFilter) ([]storage.StoredEvent, error) {
 	day := minute.UTC().Format("20060102")
 	var out []storage.StoredEvent
 	for b := range storage.Buckets {
@@ -1124,7 +1124,7 @@ func (s *Store) minuteEvents(ctx context.Context, partnerID string, minute time.
 		lower := append(bytes.Clone(p), tsKey(minute)...)
 		upper := append(bytes.Clone(p), tsKey(minute.Add(time.Minute))...)
 		err := s.scan(lower, upper, func(k, v []byte) (bool, error) {
-			if !maybe(v) {
+			if !f.Maybe(v) {
 				return true, nil
 			}
 			// The key ends with the timestamp (16 hex digits), '/' and the id.
