@@ -40,21 +40,3 @@ func TestBinaryGCPercent(t *testing.T) {
 		t.Fatalf("GOGC after start %d, want %d", was, reporter.GCPercent)
 	}
 }
-
-// The reporter sends each Cassandra statement at once (a report's
-// statements wait on one another), unless told otherwise; other services
-// keep the store's coalescing.
-func TestBinaryWriteCoalesce(t *testing.T) {
-	b := reporter.NewBinary()
-	fs := flag.NewFlagSet("reporter", flag.ContinueOnError)
-	b.RegisterFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if b.Store.Coalesce != 0 {
-		t.Fatalf("reporter's -cassandra-write-coalesce %v, want 0", b.Store.Coalesce)
-	}
-	if err := fs.Parse([]string{"-cassandra-write-coalesce", "100us"}); err != nil || b.Store.Coalesce.Microseconds() != 100 {
-		t.Fatalf("set: %v, %v", b.Store.Coalesce, err)
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/volcanion/tracking/deploy/allinone"
 	"github.com/volcanion/tracking/edge"
@@ -14,8 +15,49 @@ import (
 	settings "github.com/volcanion/tracking/shared/config"
 	"github.com/volcanion/tracking/shared/natsembed"
 	"github.com/volcanion/tracking/shared/provision"
+	"github.com/volcanion/tracking/shared/storage/backend"
+	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/workers"
 )
+
+// Services whose Cassandra statements wait on one another send each at
+// once; workers, which write many at once, hold them to go together
+// (-cassandra-write-coalesce, cassandrastore.Config.WriteCoalesce). Each
+// binary takes the flag, or the variable, over its default.
+func TestWriteCoalescePerService(t *testing.T) {
+	held := cassandrastore.DefaultConfig().WriteCoalesce
+	if held == 0 {
+		t.Fatal("the store's default holds nothing: the workers' would send at once")
+	}
+	for _, c := range []struct {
+		name string
+		new  func() (interface{ RegisterFlags(*flag.FlagSet) }, *backend.Config)
+		want time.Duration
+	}{
+		{"workers", func() (interface{ RegisterFlags(*flag.FlagSet) }, *backend.Config) {
+			b := workers.NewBinary()
+			return b, &b.Store
+		}, held},
+		{"registry", func() (interface{ RegisterFlags(*flag.FlagSet) }, *backend.Config) {
+			b := registry.NewBinary()
+			return b, &b.Store
+		}, 0},
+		{"reporter", func() (interface{ RegisterFlags(*flag.FlagSet) }, *backend.Config) {
+			b := reporter.NewBinary()
+			return b, &b.Store
+		}, 0},
+	} {
+		b, store := c.new()
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		b.RegisterFlags(fs)
+		if err := settings.Parse(fs, nil); err != nil || store.Coalesce != c.want {
+			t.Errorf("%s: -cassandra-write-coalesce %v (%v), want %v", c.name, store.Coalesce, err, c.want)
+		}
+		if err := settings.Parse(fs, []string{"-cassandra-write-coalesce", "100us"}); err != nil || store.Coalesce != 100*time.Microsecond {
+			t.Errorf("%s: set to 100us: %v, %v", c.name, store.Coalesce, err)
+		}
+	}
+}
 
 // Every setting of every component is a flag of the all-in-one too,
 // under the component's prefix, and of the component's own binary
