@@ -71,7 +71,7 @@ func (c Config) cassandra() (cassandrastore.Config, error) {
 	if err := cc.Consistency.UnmarshalText([]byte(c.Consistency)); err != nil {
 		return cc, fmt.Errorf("invalid setting -cassandra-consistency (VT_CASSANDRA_CONSISTENCY): %w", err)
 	}
-	if cc.WriteCoalesce < 0 || cc.WriteCoalesce > 10*time.Millisecond {
+	if !cassandrastore.ValidWriteCoalesce(cc.WriteCoalesce) {
 		return cc, fmt.Errorf("invalid setting -cassandra-write-coalesce (VT_CASSANDRA_WRITE_COALESCE): %v; use 0 (send at once) up to 10ms", cc.WriteCoalesce)
 	}
 	if err := cc.Validate(); err != nil {

@@ -73,13 +73,19 @@ func (c Config) Validate() error {
 		return errors.New("cassandrastore: write concurrency must be at least 1")
 	case c.Retention < time.Hour:
 		return errors.New("cassandrastore: retention must be at least an hour")
-	case c.WriteCoalesce < 0 || c.WriteCoalesce > 10*time.Millisecond:
-		return fmt.Errorf("cassandrastore: write coalescing %v: use 0 (send at once) up to 10ms", c.WriteCoalesce)
+	case !ValidWriteCoalesce(c.WriteCoalesce):
+		return fmt.Errorf("cassandrastore: write coalescing %v: use 0 (send at once) up to %v", c.WriteCoalesce, maxWriteCoalesce)
 	case c.DedupHorizon < 10*time.Minute:
 		return errors.New("cassandrastore: the de-duplication horizon must be at least 10 minutes (it must outlast any redelivery)")
 	}
 	return nil
 }
+
+// maxWriteCoalesce bounds Config.WriteCoalesce: longer holds every request.
+const maxWriteCoalesce = 10 * time.Millisecond
+
+// ValidWriteCoalesce tells whether d may be Config.WriteCoalesce.
+func ValidWriteCoalesce(d time.Duration) bool { return d >= 0 && d <= maxWriteCoalesce }
 
 // Store is the Cassandra backend.
 type Store struct {
