@@ -48,6 +48,23 @@ func fits(i int, t, end time.Time) bool {
 // 1972 is offset by whole minutes).
 func (tl *tiling) add(from, to time.Time) {
 	t, end := storage.Minute.Slot(from), storage.Minute.Slot(to)
+	// One slot (an hour or a UTC day of a series): what the loop below
+	// would find, without trying each coarser resolution at each step. A
+	// 720-hour series was a tenth of its report's CPU here.
+	if d := end.Sub(t); d > 0 {
+		for i, r := range resolutions {
+			if r.Duration() == d && aligned(t, r) {
+				tl.merge(i, span{t, end})
+				return
+			}
+		}
+	}
+	tl.greedy(t, end)
+}
+
+// greedy tiles [t, end) (whole minutes), at each instant the coarsest slot
+// that starts there and fits.
+func (tl *tiling) greedy(t, end time.Time) {
 	for t.Before(end) {
 		for i, r := range resolutions {
 			if !fits(i, t, end) {

@@ -311,3 +311,21 @@ func TestWholeTilingSplitsAtTheHorizon(t *testing.T) {
 		}
 	}
 }
+
+// A range of one slot's length is tiled as the greedy walk tiles it, at
+// every offset: add's shortcut for it takes no other slot.
+func TestTilingOneSlotAsGreedy(t *testing.T) {
+	base := time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC) // a Sunday
+	for _, r := range resolutions {
+		for off := time.Duration(0); off < 8*24*time.Hour; off += 15 * time.Minute {
+			from := base.Add(off)
+			to := from.Add(r.Duration())
+			got, want := &tiling{}, &tiling{}
+			got.add(from, to)
+			want.greedy(from, to)
+			if !got.equal(want) {
+				t.Fatalf("%v from %v: %v, the greedy walk %v", r, from, *got, *want)
+			}
+		}
+	}
+}
