@@ -61,7 +61,9 @@ func (st *Store) usesPacks(res storage.Res, from time.Time, withGroups bool) boo
 // only, when set), each as a row holding n (est: a users row's estimate).
 func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res storage.Res, from, to time.Time, only storage.Spans, est bool) (map[time.Time]*total, error) {
 	var mu sync.Mutex
-	rows := map[time.Time]*total{}
+	// Sized for every slot of the range: grown a row at a time, it was
+	// rehashed several times a report.
+	rows := make(map[time.Time]*total, min(max(0, int(to.Sub(from)/res.Duration())), 1<<12))
 	var fns []func(context.Context) error
 	typed := typedPart(kind, a)
 	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
