@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -38,5 +39,37 @@ func TestBinaryGCPercent(t *testing.T) {
 	}
 	if was := debug.SetGCPercent(100); was != reporter.GCPercent {
 		t.Fatalf("GOGC after start %d, want %d", was, reporter.GCPercent)
+	}
+}
+
+// -near-check-every: the deployed default, a value read, and values out of
+// range refused by name.
+func TestBinaryNearCheckEvery(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+		bad  bool
+	}{
+		{nil, reporter.DefaultNearCheckEvery, false},
+		{[]string{"-near-check-every", "0"}, 0, false},
+		{[]string{"-near-check-every", "2s"}, 2 * time.Second, false},
+		{[]string{"-near-check-every", "-1ms"}, 0, true},
+		{[]string{"-near-check-every", "11s"}, 0, true},
+	} {
+		b := reporter.NewBinary()
+		fs := flag.NewFlagSet("reporter", flag.ContinueOnError)
+		b.RegisterFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Reporter.Validate()
+		switch {
+		case c.bad && (err == nil || !strings.Contains(err.Error(), "near-check-every")):
+			t.Errorf("%v: Validate() = %v, want an error naming near-check-every", c.args, err)
+		case !c.bad && err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case !c.bad && b.Reporter.NearCheckEvery != c.want:
+			t.Errorf("%v: %v, want %v", c.args, b.Reporter.NearCheckEvery, c.want)
+		}
 	}
 }

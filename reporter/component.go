@@ -44,7 +44,7 @@ func (c *Component) Start(context.Context) (err error) {
 	d := c.deps()
 	s := New(d.Store, c.log).WithProgress(d.JS, c.cfg.CompleteSlack).WithAdminTokens(d.Admin).WithMaxConcurrent(c.cfg.MaxConcurrent)
 	if d.Cache != nil && c.cfg.CacheTTL > 0 {
-		s.WithCache(d.Cache, c.cfg.CacheTTL).WithNearCache(c.cfg.NearCacheBytes)
+		s.WithCache(d.Cache, c.cfg.CacheTTL).WithNearCache(c.cfg.NearCacheBytes).WithNearCheckEvery(c.cfg.NearCheckEvery)
 	}
 	if d.JS != nil {
 		// Renames reach the records kept and the cached answers.

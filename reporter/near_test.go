@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,4 +219,86 @@ func (f *failing) GetGenerational(ctx context.Context, id, key string) (int64, [
 		return 0, nil, false, f.fail
 	}
 	return f.Cache.GetGenerational(ctx, id, key)
+}
+
+// With a check window (WithNearCheckEvery), a copy found current in Redis
+// is sent without asking again until the window ends, and only then: a
+// bump, or Redis down, reaches it when the window ends, never later; a
+// copy never found current (taken from a stale entry, or stored anew) is
+// asked about first.
+func TestNearCacheCheckWindow(t *testing.T) {
+	url := os.Getenv("VT_REDIS_URL")
+	if url == "" {
+		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
+	}
+	ctx := context.Background()
+	prefix := fmt.Sprintf("test-window-%d-%d:", os.Getpid(), time.Now().UnixNano())
+	cache, err := rcache.Open(ctx, url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	store, err := pebblestore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := tenant.Partner{ID: tenant.NewID(), Code: "w", Name: "W", Status: tenant.Active}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	store.CreatePartner(ctx, p)
+	store.CreateSubSystem(ctx, ss)
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	events := 0
+	lateEvent := func() {
+		t.Helper()
+		events++
+		id := fmt.Sprintf("e%d", events)
+		if _, err := store.WriteEvents(ctx, []event.Event{{ID: id, PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: at, UserID: id}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.Bump(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lateEvent()
+
+	const window = time.Minute
+	down := &failing{Cache: cache}
+	r := reporter.New(store, zerolog.Nop()).WithCache(down, time.Minute).WithNearCache(1 << 20).WithNearCheckEvery(window)
+	var mu sync.Mutex
+	now := time.Now()
+	defer reporter.SetClock(r, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })()
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	q := report.PartnerQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour)}
+	ask := func(what string, wantCopy bool, wantEvents int64) {
+		t.Helper()
+		a, err := r.PartnerReport(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (a.CachedAt != nil) != wantCopy || a.TotalEvents != wantEvents {
+			t.Fatalf("%s: cached at %v, %d events; want cached %v, %d events", what, a.CachedAt, a.TotalEvents, wantCopy, wantEvents)
+		}
+	}
+	ask("first", false, 1)
+	ask("second (the copy, found current)", true, 1)
+
+	lateEvent()
+	advance(window - time.Second)
+	ask("a bump within the window", true, 1)
+	advance(time.Second)
+	ask("a bump, the window ended", false, 2)
+
+	// The copy stored with that answer was never found current: the first
+	// hit asks, the next is sent on that check.
+	lateEvent()
+	ask("a bump before the new copy's first check", false, 3)
+	ask("the new copy, checked", true, 3)
+	down.fail = errors.New("redis is down")
+	advance(window / 2)
+	ask("Redis down within the window", true, 3)
+	advance(window / 2)
+	ask("Redis down, the window ended", false, 3)
+	down.fail = nil
+	ask("Redis back: the copy, checked again", true, 3)
 }

@@ -106,13 +106,25 @@ type Config struct {
 	// NearCacheBytes bounds the copies of cached answers kept in process
 	// (near.go), where the cache is Redis (0: none).
 	NearCacheBytes int
+	// NearCheckEvery is how long a copy found current in Redis is sent
+	// without asking again (0: ask on every hit).
+	NearCheckEvery time.Duration
 
 	flagPrefix string
 }
 
+// DefaultNearCheckEvery is the default Config.NearCheckEvery: far below
+// what a person refreshing a report notices, and a hot report's copy asks
+// Redis four times a second.
+const DefaultNearCheckEvery = 250 * time.Millisecond
+
+// maxNearCheckEvery bounds Config.NearCheckEvery: past it a late event
+// would wait long on a busy report.
+const maxNearCheckEvery = 10 * time.Second
+
 // DefaultConfig is the reporter binary's default.
 func DefaultConfig() Config {
-	return Config{CompleteSlack: DefaultCompleteSlack, CacheTTL: 15 * time.Second, NearCacheBytes: 64 << 20}
+	return Config{CompleteSlack: DefaultCompleteSlack, CacheTTL: 15 * time.Second, NearCacheBytes: 64 << 20, NearCheckEvery: DefaultNearCheckEvery}
 }
 
 // RegisterFlags adds the reporter's settings to fs, each name after prefix
@@ -122,6 +134,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.CompleteSlack, prefix+"complete-slack", c.CompleteSlack, "how far dataCompleteUntil stays behind the oldest unstored event: at least the edges' -publish-timeout plus the clock skew between machines")
 	fs.DurationVar(&c.CacheTTL, prefix+"report-cache-ttl", c.CacheTTL, "how long an answer whose range reaches into the last hour is cached (older ranges: 10m; 0: no cache)")
 	fs.IntVar(&c.NearCacheBytes, prefix+"near-cache-bytes", c.NearCacheBytes, "bytes of cached answers also kept in process where the cache is Redis, each checked against Redis's generation (a few bytes) before it is sent (0: none)")
+	fs.DurationVar(&c.NearCheckEvery, prefix+"near-check-every", c.NearCheckEvery, "how long a copy in process found current in Redis is sent without asking Redis again: a late event's bump reaches it at most this late (0: ask on every hit; at most "+maxNearCheckEvery.String()+")")
 	fs.IntVar(&c.MaxConcurrent, prefix+"max-concurrent-reports", c.MaxConcurrent, "reports computed at once, the rest wait their turn within their deadline (0: no bound; on a local store, the number of cores keeps every answer fastest)")
 }
 
@@ -134,6 +147,8 @@ func (c Config) Validate() error {
 		return config.Errorf(c.flagPrefix+"report-cache-ttl", "must be 0 (no cache) or more")
 	case c.NearCacheBytes < 0:
 		return config.Errorf(c.flagPrefix+"near-cache-bytes", "must be 0 (none) or more")
+	case c.NearCheckEvery < 0 || c.NearCheckEvery > maxNearCheckEvery:
+		return config.Errorf(c.flagPrefix+"near-check-every", "must be 0 (ask Redis on every hit) to %v", maxNearCheckEvery)
 	case c.MaxConcurrent < 0 || c.MaxConcurrent > 1024:
 		return config.Errorf(c.flagPrefix+"max-concurrent-reports", "must be 0 (no bound) to 1024")
 	}

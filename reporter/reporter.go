@@ -56,6 +56,10 @@ type Service struct {
 	// gens (near.go); nil: none.
 	near *rcache.Local
 	gens generations
+	// checkEvery: a copy found current is sent without asking again for
+	// this long (0: ask on every hit); checks holds when each was.
+	checkEvery time.Duration
+	checks     nearChecks
 	// The records of partners and sub-systems read lately (records.go).
 	partners records[tenant.Partner]
 	subs     records[tenant.SubSystem]
