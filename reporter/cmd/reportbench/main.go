@@ -48,6 +48,7 @@ type options struct {
 	profile, only                             string
 	statements, cachedOnly                    bool
 	cpuOf                                     int
+	coalesce, nearEvery                       time.Duration
 	observer                                  *statements
 }
 
@@ -96,6 +97,8 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the queries whose name contains this")
 	flag.IntVar(&o.cpuOf, "cpu-of", 0, "pid of another process whose CPU per report is printed too (the Cassandra JVM: its pid file is in its data directory)")
 	flag.BoolVar(&o.cachedOnly, "cached-only", false, "measure the cached runs only")
+	flag.DurationVar(&o.coalesce, "cassandra-write-coalesce", -1, "on cassandra, how long the reports' driver holds a request to send it with others (default: the reporter binary's)")
+	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -155,6 +158,9 @@ func run(o options) error {
 		// reports read as the reporter binary does.
 		store.Close()
 		cassCfg.WriteCoalesce = reporter.NewBinary().Store.Coalesce
+		if o.coalesce >= 0 {
+			cassCfg.WriteCoalesce = o.coalesce
+		}
 		if store, err = cassandrastore.Open(cassCfg); err != nil {
 			return err
 		}
@@ -544,7 +550,7 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		cache, cacheName = c, "redis"
 	}
 	// As deployed: with Redis, the near cache of the reporter's default size.
-	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithMaxConcurrent(o.maxConcurrent)
+	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithNearCheckEvery(o.nearEvery).WithMaxConcurrent(o.maxConcurrent)
 	var results []result
 	var err error
 	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)
