@@ -469,6 +469,9 @@ type plan struct {
 	reads storage.Reads
 	// The tilings of the buckets and of the range, made once (list).
 	seriesTl, wholeTl, countsTl *tiling
+	// step is every bucket's length when they are all one length (hours,
+	// UTC days; zero when not): index is then a division.
+	step time.Duration
 	// horizon is how far back the partner's events are kept (zero: all).
 	// A row lives until its slot's end plus the retention, so a slot
 	// across the horizon still counts events gone from finer rows: the
@@ -547,6 +550,7 @@ func (p *plan) list() error {
 		}
 	}
 	p.buckets = b
+	p.step = evenStep(b, p.to)
 	p.seriesTl, p.wholeTl = p.tileSeries(), p.tileWhole()
 	p.countsTl = p.tileCounts(p.wholeTl)
 	return nil
@@ -567,7 +571,25 @@ func (p plan) index(t time.Time) int {
 	if t.Before(p.from) || !t.Before(p.to) {
 		return -1
 	}
+	if p.step > 0 {
+		return int(t.Sub(p.from) / p.step)
+	}
 	return sort.Search(len(p.buckets), func(i int) bool { return p.buckets[i].After(t) }) - 1
+}
+
+// evenStep is the length of every bucket of starts (the last ending at
+// end) when they are all one length, else zero.
+func evenStep(starts []time.Time, end time.Time) time.Duration {
+	if len(starts) == 0 {
+		return 0
+	}
+	step := end.Sub(starts[len(starts)-1])
+	for i := 1; i < len(starts); i++ {
+		if starts[i].Sub(starts[i-1]) != step {
+			return 0
+		}
+	}
+	return step
 }
 
 // SubSystemReport counts one sub-system's events by type, in buckets of
