@@ -224,8 +224,9 @@ func (f *failing) GetGenerational(ctx context.Context, id, key string) (int64, [
 // With a check window (WithNearCheckEvery), a copy found current in Redis
 // is sent without asking again until the window ends, and only then: a
 // bump, or Redis down, reaches it when the window ends, never later; a
-// copy never found current (taken from a stale entry, or stored anew) is
-// asked about first.
+// copy never found current (stored anew) is asked about first; one hit in
+// the window's last quarter asks ahead, renewing the window or finding the
+// bump.
 func TestNearCacheCheckWindow(t *testing.T) {
 	url := os.Getenv("VT_REDIS_URL")
 	if url == "" {
@@ -284,21 +285,27 @@ func TestNearCacheCheckWindow(t *testing.T) {
 	ask("second (the copy, found current)", true, 1)
 
 	lateEvent()
-	advance(window - time.Second)
+	advance(window / 2)
 	ask("a bump within the window", true, 1)
-	advance(time.Second)
+	advance(window / 2)
 	ask("a bump, the window ended", false, 2)
 
-	// The copy stored with that answer was never found current: the first
-	// hit asks, the next is sent on that check.
-	lateEvent()
-	ask("a bump before the new copy's first check", false, 3)
-	ask("the new copy, checked", true, 3)
+	// The copy stored with that answer was never found current: its first
+	// hit asks. In its window's last quarter one hit asks ahead and renews
+	// it: past the first window's end, the copy is sent with Redis down.
+	ask("the new copy, checked", true, 2)
+	advance(window * 3 / 4)
+	ask("the copy, asked ahead", true, 2)
+	advance(window / 2)
 	down.fail = errors.New("redis is down")
+	ask("the copy in its renewed window, Redis down", true, 2)
 	advance(window / 2)
-	ask("Redis down within the window", true, 3)
-	advance(window / 2)
-	ask("Redis down, the window ended", false, 3)
+	ask("Redis down, the renewed window ended", false, 2)
 	down.fail = nil
-	ask("Redis back: the copy, checked again", true, 3)
+	ask("Redis back: the copy, checked again", true, 2)
+
+	// A bump seen ahead of the window's end.
+	lateEvent()
+	advance(window * 3 / 4)
+	ask("a bump, seen by the hit asking ahead", false, 3)
 }
