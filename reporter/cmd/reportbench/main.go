@@ -101,6 +101,10 @@ func main() {
 	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.Parse()
+	if c := (reporter.Config{NearCheckEvery: o.nearEvery}); c.Validate() != nil {
+		fmt.Fprintln(os.Stderr, "reportbench:", c.Validate())
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "reportbench:", err)
 		os.Exit(1)
@@ -553,7 +557,12 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithNearCheckEvery(o.nearEvery).WithMaxConcurrent(o.maxConcurrent)
 	var results []result
 	var err error
-	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client\n", o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs)
+	cachedHow := cacheName
+	if o.redis != "" {
+		cachedHow += fmt.Sprintf(" with near copies, each sent for %v once found current", o.nearEvery)
+	}
+	fmt.Printf("\n%s, %d events over %d days from %s; %d runs per client; cached: %s\n",
+		o.backend, p.Events, p.Days, p.Start.Format(time.DateOnly), o.runs, cachedHow)
 	fmt.Printf("%-40s %-11s %7s %8s %8s %8s %8s", "query", "cache", "clients", "p50 ms", "p99 ms", "per s", "cpu ms")
 	if o.cpuOf != 0 {
 		fmt.Printf(" %8s", "other ms")

@@ -63,7 +63,14 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 	var mu sync.Mutex
 	// Sized for every slot of the range: grown a row at a time, it was
 	// rehashed several times a report.
-	rows := make(map[time.Time]*total, min(max(0, int(to.Sub(from)/res.Duration())), 1<<12))
+	slots := to.Sub(from)
+	if only != nil {
+		slots = 0
+		for _, sp := range only {
+			slots += sp.To.Sub(sp.From)
+		}
+	}
+	rows := make(map[time.Time]*total, min(max(0, int(slots/res.Duration())), 1<<12))
 	var fns []func(context.Context) error
 	typed := typedPart(kind, a)
 	for t := periodStart(res, typed, from); t.Before(to); t = nextPeriod(res, typed, t) {
