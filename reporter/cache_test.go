@@ -17,30 +17,56 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// TestRedisCache: answers cached in Redis (as in production) come back
-// with cachedAt and the same figures; a fresh answer has none; another
-// parameter is another entry.
-func TestRedisCache(t *testing.T) {
+// redisFixture is what the tests of the Redis cache share: a cache under
+// a prefix of its own, a Pebble store holding a partner and its
+// sub-system, and an instant three hours back (the closed past).
+type redisFixture struct {
+	cache  *rcache.Cache
+	prefix string
+	store  *pebblestore.Store
+	p      tenant.Partner
+	ss     tenant.SubSystem
+	at     time.Time
+}
+
+// newRedisFixture skips the test when no Redis is set (`make test` sets
+// one); name keeps its keys apart from other tests'.
+func newRedisFixture(t *testing.T, name string) *redisFixture {
+	t.Helper()
 	url := os.Getenv("VT_REDIS_URL")
 	if url == "" {
 		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
 	}
 	ctx := context.Background()
-	cache, err := rcache.Open(ctx, url, fmt.Sprintf("test-%d-%d:", os.Getpid(), time.Now().UnixNano()))
-	if err != nil {
+	f := &redisFixture{prefix: fmt.Sprintf("test-%s-%d-%d:", name, os.Getpid(), time.Now().UnixNano())}
+	var err error
+	if f.cache, err = rcache.Open(ctx, url, f.prefix); err != nil {
 		t.Fatal(err)
 	}
-	defer cache.Close()
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
+	t.Cleanup(func() { f.cache.Close() })
+	if f.store, err = pebblestore.Open(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "c", Name: "C", Status: tenant.Active}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	store.CreatePartner(ctx, p)
-	store.CreateSubSystem(ctx, ss)
-	at := time.Now().UTC().Add(-3 * time.Hour)
+	t.Cleanup(func() { f.store.Close() })
+	f.p = tenant.Partner{ID: tenant.NewID(), Code: name, Name: name, Status: tenant.Active}
+	f.ss = tenant.SubSystem{ID: tenant.NewID(), PartnerID: f.p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := f.store.CreatePartner(ctx, f.p); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.CreateSubSystem(ctx, f.ss); err != nil {
+		t.Fatal(err)
+	}
+	f.at = time.Now().UTC().Add(-3 * time.Hour)
+	return f
+}
+
+// TestRedisCache: answers cached in Redis (as in production) come back
+// with cachedAt and the same figures; a fresh answer has none; another
+// parameter is another entry.
+func TestRedisCache(t *testing.T) {
+	f := newRedisFixture(t, "c")
+	ctx := context.Background()
+	cache, store, p, ss, at := f.cache, f.store, f.p, f.ss, f.at
 	if _, err := store.WriteEvents(ctx, []event.Event{{ID: "e1", PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: at, UserID: "u"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
-	"github.com/volcanion/tracking/shared/storage/pebblestore"
-	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // The near cache against real Redis: a copy is sent while its generation
@@ -28,17 +25,9 @@ import (
 // never sent past that entry's lapse; and when Redis cannot be asked, no
 // copy is sent.
 func TestNearCache(t *testing.T) {
-	url := os.Getenv("VT_REDIS_URL")
-	if url == "" {
-		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
-	}
+	f := newRedisFixture(t, "near")
 	ctx := context.Background()
-	prefix := fmt.Sprintf("test-near-%d-%d:", os.Getpid(), time.Now().UnixNano())
-	cache, err := rcache.Open(ctx, url, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	cache, prefix, store, p, ss, at := f.cache, f.prefix, f.store, f.p, f.ss, f.at
 	keys := func(pattern string) []string {
 		t.Helper()
 		ks, err := cache.Client().Keys(ctx, prefix+pattern).Result()
@@ -65,16 +54,6 @@ func TestNearCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "n", Name: "N", Status: tenant.Active}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	store.CreatePartner(ctx, p)
-	store.CreateSubSystem(ctx, ss)
-	at := time.Now().UTC().Add(-3 * time.Hour)
 	write := func(id string, ts time.Time) {
 		t.Helper()
 		if _, err := store.WriteEvents(ctx, []event.Event{{ID: id, PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: ts, UserID: id}}); err != nil {
@@ -228,27 +207,9 @@ func (f *failing) GetGenerational(ctx context.Context, id, key string) (int64, [
 // the window's last quarter asks ahead, renewing the window or finding the
 // bump.
 func TestNearCacheCheckWindow(t *testing.T) {
-	url := os.Getenv("VT_REDIS_URL")
-	if url == "" {
-		t.Skip("VT_REDIS_URL is not set; `make test` starts Redis and sets it")
-	}
+	f := newRedisFixture(t, "window")
 	ctx := context.Background()
-	prefix := fmt.Sprintf("test-window-%d-%d:", os.Getpid(), time.Now().UnixNano())
-	cache, err := rcache.Open(ctx, url, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "w", Name: "W", Status: tenant.Active}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	store.CreatePartner(ctx, p)
-	store.CreateSubSystem(ctx, ss)
-	at := time.Now().UTC().Add(-3 * time.Hour)
+	cache, store, p, ss, at := f.cache, f.store, f.p, f.ss, f.at
 	events := 0
 	lateEvent := func() {
 		t.Helper()
