@@ -95,10 +95,12 @@ func (s *Service) changed(ctx context.Context, ids []string) {
 	s.partners.forget(ids...)
 	s.subs.forget(ids...)
 	s.partnerSubs.forget(ids...) // a sub-system's change names its partner
-	s.checks.reset()             // every copy is asked about again: a rename shows at once here
 	if b, ok := s.cache.(Bumper); ok {
 		if err := b.Bump(ctx, ids...); err != nil {
 			s.log.Warn().Err(err).Msg("cannot tell the report cache about a registry change; cached reports may name old names for up to 10 minutes")
 		}
 	}
+	// After the bump: every near copy is asked about again, and a check
+	// that asked before the bump is not recorded. A rename shows at once.
+	s.checks.reset()
 }

@@ -62,6 +62,8 @@ func (s *Service) WithNearCheckEvery(d time.Duration) *Service {
 type nearChecks struct {
 	mu sync.Mutex
 	m  map[string]nearCheck
+	// epoch counts resets: a check that began before one is not recorded.
+	epoch uint64
 }
 
 type nearCheck struct {
@@ -78,9 +80,11 @@ type nearCheck struct {
 // ended are dropped, and if that is not enough, all.
 const maxNearChecks = 1 << 14
 
+// reset forgets every check, and every check under way.
 func (c *nearChecks) reset() {
 	c.mu.Lock()
 	c.m = nil
+	c.epoch++
 	c.mu.Unlock()
 }
 
@@ -91,38 +95,41 @@ const (
 	checkAhead        // send it, after asking Redis for the next window
 )
 
-// claim tells what a hit on key's copy of generation gen does at now. In
-// the window's last quarter one request (and only one) asks ahead, so a
-// hot copy's window is renewed before it ends and the requests around it
-// never wait on Redis together.
-func (c *nearChecks) claim(key string, gen int64, now time.Time, every time.Duration) int {
+// claim tells what a hit on key's copy of generation gen does, reading
+// the clock under the lock (a time read before it could precede a check
+// recorded meanwhile); asked and epoch are for settle. In the window's
+// last quarter one request (and only one) asks ahead, so a hot copy's
+// window is renewed before it ends and the requests around it never wait
+// on Redis together (while Redis answers within a quarter of the window).
+func (c *nearChecks) claim(key string, gen int64, clock func() time.Time, every time.Duration) (verdict int, asked time.Time, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := clock()
 	k, ok := c.m[key]
 	age := now.Sub(k.at)
 	switch {
 	case !ok || k.stale || k.gen != gen || now.Before(k.at) || age >= every:
-		return checkNow
+		return checkNow, now, c.epoch
 	case age >= every-every/4 && !k.checking:
 		k.checking = true
 		c.m[key] = k
-		return checkAhead
+		return checkAhead, now, c.epoch
 	}
-	return sendCopy
+	return sendCopy, now, c.epoch
 }
 
 // settle records a check of key's copy of generation gen that asked at
-// asked: current or not. A check never overwrites one that asked later,
-// so a slow check cannot renew a copy a later one found stale.
-func (c *nearChecks) settle(key string, gen int64, asked time.Time, current bool, every time.Duration) {
+// asked, in epoch: current or not. A check never overwrites one that
+// asked later, so a slow check cannot renew a copy a later one found
+// stale, nor one that began before a reset.
+func (c *nearChecks) settle(key string, gen int64, asked time.Time, epoch uint64, current bool, every time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
 	k, ok := c.m[key]
 	if ok && k.at.After(asked) {
-		if k.gen == gen && k.checking {
-			k.checking = false
-			c.m[key] = k
-		}
 		return
 	}
 	if !ok && len(c.m) >= maxNearChecks {
@@ -155,18 +162,22 @@ func (s *Service) nearHit(ctx context.Context, genID, key string) (json.RawMessa
 	if !sound {
 		return nil, false
 	}
-	verdict := checkNow
-	if s.checkEvery > 0 {
-		verdict = s.checks.claim(key, at, s.now(), s.checkEvery)
+	if s.checkEvery <= 0 {
+		g, left, err := s.gens.Held(ctx, genID, key)
+		if err != nil || g != at || left <= 0 {
+			return nil, false
+		}
+		return answer, true
 	}
+	// The window runs from the ask (claim's clock): it never outlasts a bump.
+	verdict, asked, epoch := s.checks.claim(key, at, s.now, s.checkEvery)
 	if verdict == sendCopy {
 		return answer, true
 	}
-	asked := s.now() // the window runs from the ask: it never outlasts a bump
 	g, left, err := s.gens.Held(ctx, genID, key)
 	current := err == nil && g == at && left > 0
-	if s.checkEvery > 0 {
-		s.checks.settle(key, at, asked, current, s.checkEvery)
+	if ctx.Err() == nil { // a request given up says nothing of the copy
+		s.checks.settle(key, at, asked, epoch, current, s.checkEvery)
 	}
 	if !current {
 		return nil, false
