@@ -162,21 +162,19 @@ func (s *Service) nearHit(ctx context.Context, genID, key string) (json.RawMessa
 	if !sound {
 		return nil, false
 	}
-	if s.checkEvery <= 0 {
-		g, left, err := s.gens.Held(ctx, genID, key)
-		if err != nil || g != at || left <= 0 {
-			return nil, false
+	window := s.checkEvery > 0
+	var asked time.Time
+	var epoch uint64
+	if window {
+		// The window runs from the ask (claim's clock): it never outlasts a bump.
+		var verdict int
+		if verdict, asked, epoch = s.checks.claim(key, at, s.now, s.checkEvery); verdict == sendCopy {
+			return answer, true
 		}
-		return answer, true
-	}
-	// The window runs from the ask (claim's clock): it never outlasts a bump.
-	verdict, asked, epoch := s.checks.claim(key, at, s.now, s.checkEvery)
-	if verdict == sendCopy {
-		return answer, true
 	}
 	g, left, err := s.gens.Held(ctx, genID, key)
 	current := err == nil && g == at && left > 0
-	if ctx.Err() == nil { // a request given up says nothing of the copy
+	if window && ctx.Err() == nil { // a request given up says nothing of the copy
 		s.checks.settle(key, at, asked, epoch, current, s.checkEvery)
 	}
 	if !current {

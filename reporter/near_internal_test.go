@@ -203,3 +203,37 @@ func TestNearWindowFromTheAsk(t *testing.T) {
 		t.Fatalf("%d hits over %v asked Redis %d times", hits.Load(), 4000*every/400, asks)
 	}
 }
+
+// cancelGens cancels the request asking it, then fails as a cancelled
+// round trip does.
+type cancelGens struct{ cancel context.CancelFunc }
+
+func (g cancelGens) Held(ctx context.Context, _, _ string) (int64, time.Duration, error) {
+	g.cancel()
+	return 0, 0, ctx.Err()
+}
+
+// A request given up while it asks ahead records nothing: the copy stays
+// current for the others until its window ends, not sent to Redis by
+// every request after it.
+func TestNearCancelledAskRecordsNothing(t *testing.T) {
+	const every = time.Second
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	s := New(nil, zerolog.Nop()).WithNearCheckEvery(every)
+	s.near = rcache.NewLocal(1 << 20)
+	s.now = func() time.Time { return now }
+	bg := context.Background()
+	_ = s.near.SetBytes(bg, "k", sealEntry(0, []byte(`{"totalEvents":1}`)), time.Hour)
+	_, asked, epoch := s.checks.claim("k", 0, s.now, every)
+	s.checks.settle("k", 0, asked, epoch, true, every)
+
+	now = now.Add(every * 3 / 4) // the last quarter: this hit asks ahead
+	ctx, cancel := context.WithCancel(bg)
+	s.gens = cancelGens{cancel}
+	if _, ok := s.nearHit(ctx, "g", "k"); ok {
+		t.Fatal("a copy sent on a failed ask")
+	}
+	if v, _, _ := s.checks.claim("k", 0, s.now, every); v != sendCopy {
+		t.Fatalf("after a request given up: %d, want the copy sent within its window", v)
+	}
+}
