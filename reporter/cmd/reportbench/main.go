@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
@@ -478,6 +479,39 @@ type query struct {
 	call func(ctx context.Context, r *reporter.Service) error
 }
 
+// floors are, for each k, a "report" of k point reads at once of one small
+// row (the keyspace's layout row for packed hours, kept in every keyspace
+// Migrate made): what Cassandra and the driver cost a report reading k
+// partitions before a byte of them is decoded. With 8 clients on a small
+// machine it is most of a report's p99; the reports' rows are read
+// against it.
+func floors(s *gocql.Session, ks ...int) []query {
+	var out []query
+	for _, k := range ks {
+		name := fmt.Sprintf("floor: %d point reads at once", k)
+		if k == 1 {
+			name = "floor: 1 point read"
+		}
+		out = append(out, query{name: name, call: func(ctx context.Context, _ *reporter.Service) error {
+			errs := make(chan error, k)
+			for range k {
+				go func() {
+					var since time.Time
+					errs <- s.Query("SELECT since FROM layout WHERE name = ?", "packs-hour").WithContext(ctx).Scan(&since)
+				}()
+			}
+			var first error
+			for range k {
+				if err := <-errs; err != nil && first == nil {
+					first = fmt.Errorf("floor: %w", err)
+				}
+			}
+			return first
+		}})
+	}
+	return out
+}
+
 type result struct {
 	Query      string  `json:"query"`
 	Cache      string  `json:"cache"`
@@ -525,6 +559,13 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 			_, err := r.EventsPage(ctx, report.EventsQuery{PartnerID: partnerID, From: from, To: to, Limit: 100, EventType: "type-30"})
 			return err
 		}},
+	}
+	if cs, ok := store.(*cassandrastore.Store); ok {
+		// The floor: what reading k partitions at once costs with nothing
+		// in them to decode, measured beside the reports in the same run.
+		// A report reads as many as it makes statements (an IN of n
+		// partitions costs about as much as n statements).
+		queries = append(floors(cs.Session(), 1, 6, 9, 12), queries...)
 	}
 	log := zerolog.Nop()
 	if o.gcPercent < 0 {
@@ -576,8 +617,8 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 			name string
 			r    *reporter.Service
 		}{{"none", uncached}, {cacheName, cached}} {
-			if q.name[:3] == "raw" && c.name != "none" {
-				continue // pages are not cached
+			if (q.name[:3] == "raw" || strings.HasPrefix(q.name, "floor")) && c.name != "none" {
+				continue // pages are not cached, nor floors
 			}
 			if o.cachedOnly && c.name == "none" {
 				continue
