@@ -370,8 +370,10 @@ func (p plan) oneSlotEach(tl *tiling) bool {
 // point has (a Kathmandu hour is two quarters and a half hour).
 func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	series := p.seriesTiling()
-	if whole := p.wholeTiling(); p.oneSlotEach(series) && p.estimatesPay(ctx, whole, len(points)) {
-		return s.estimatedUsers(ctx, p, series, whole, points, scope, key)
+	if p.oneSlotEach(series) {
+		if rng, ok := p.estimatesFrom(ctx, series, p.wholeTiling(), len(points)); ok {
+			return s.estimatedUsers(ctx, p, series, rng, points, scope, key)
+		}
 	}
 	if p.asUnions() {
 		n, err := s.unionUsers(ctx, p, points, scope, key)
@@ -456,22 +458,28 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 	return int64(all.Estimate()), nil
 }
 
-// estimatesPay tells whether a series of one stored slot a point reads
-// its points' users as the slots' estimates and the range's as the union
-// of its whole tiling: when that tiling is far fewer slots than the points
-// (its sketches are read), or, on a store that keeps unions, fewer at all
-// (the slots that have ended are one kept sketch). 30 UTC days are 12
-// tiles: their 30 sketches, up to 8 KiB each, were read and merged for a
-// figure one kept sketch gives, at twice the reporter's CPU.
-func (p plan) estimatesPay(ctx context.Context, whole *tiling, points int) bool {
+// estimatesFrom tells whether a series of one stored slot a point reads
+// its points' users as the slots' estimates, and the tiling whose union
+// is then the range's users: the whole range's where it is far fewer
+// slots than the points (its sketches are read); else, on a store that
+// keeps unions, the series' own slots, whose part that has ended is one
+// kept sketch. 30 UTC days were 30 sketches of up to 8 KiB read and
+// merged, at twice the reporter's CPU, for a figure one kept sketch gives.
+// The points' own slots, not the whole tiling's weeks: a day whose rows
+// expired before its week's (a retention shortened, or a sub-system's
+// partners kept for different times) then counts in neither the point nor
+// the range, as on the merged path (TestS27MixedRetentionDays).
+func (p plan) estimatesFrom(ctx context.Context, series, whole *tiling, points int) (*tiling, bool) {
 	switch n := whole.slots(); {
 	case n*4 <= points:
-		return true
+		return whole, true
 	case n >= points:
-		return false
+		return nil, false
 	}
-	_, err := p.unionReader(ctx)
-	return err == nil
+	if _, err := p.unionReader(ctx); err != nil {
+		return nil, false
+	}
+	return series, true
 }
 
 // estimatedUsers is uniqueUsers from each point's one slot's estimate,
