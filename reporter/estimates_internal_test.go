@@ -18,6 +18,7 @@ import (
 	"github.com/volcanion/tracking/shared/storage/backendtest"
 	"github.com/volcanion/tracking/shared/storage/cassandrastore"
 	"github.com/volcanion/tracking/shared/tenant"
+	"github.com/volcanion/tracking/shared/testenv"
 )
 
 // estCase is one report asked.
@@ -139,6 +140,7 @@ func estCheck(t *testing.T, what string, evs []event.Event, keep func(*event.Eve
 // late events not folded, a duplicate batch; the reporter's clock at now, a
 // day ahead, three days back and this week's Monday; each read twice.
 func TestEstimatesEveryFigure(t *testing.T) {
+	testenv.Heavy(t)
 	for name, open := range backendtest.All(t, "estimates") {
 		t.Run(name, func(t *testing.T) { testEstimates(t, open(t), 0, true) })
 	}
@@ -334,6 +336,7 @@ func testEstimatesFold(t *testing.T, store, folder storage.Store, ret time.Durat
 // on a Cassandra keeping events 5 days and 7 hours: the horizon falls
 // inside several of the ranges.
 func TestEstimatesAtTheRetentionHorizon(t *testing.T) {
+	testenv.Heavy(t)
 	for _, ret := range []time.Duration{5*24*time.Hour + 7*time.Hour, 2*24*time.Hour + 40*time.Minute} {
 		t.Run(ret.String(), func(t *testing.T) {
 			store := backendtest.CassandraWith(t, "estret", func(c *cassandrastore.Config) { c.Retention = ret })
@@ -345,6 +348,7 @@ func TestEstimatesAtTheRetentionHorizon(t *testing.T) {
 // TestEstimatesWithoutKeptUnions: consistency ONE (no union kept: the
 // closed part merged as asked).
 func TestEstimatesWithoutKeptUnions(t *testing.T) {
+	testenv.Heavy(t)
 	store := backendtest.CassandraWith(t, "estone", func(c *cassandrastore.Config) { c.Consistency = gocql.One })
 	testEstimates(t, store, 0, true)
 }
@@ -353,6 +357,7 @@ func TestEstimatesWithoutKeptUnions(t *testing.T) {
 // run it), folded, and never folded (every event in manifests above the
 // floor).
 func TestEstimatesTraced(t *testing.T) {
+	testenv.Heavy(t)
 	for name, open := range backendtest.All(t, "esttraced") {
 		if name == "pebble" { // Cassandra folded behind it: as TestEstimatesEveryFigure reads
 			t.Run(name+"/folded", func(t *testing.T) {
@@ -381,6 +386,7 @@ func TestEstimatesTraced(t *testing.T) {
 // by day), the range's users and total still come from the coarser row: a
 // retention change is not handled there (issue 10's note).
 func TestEstimatesMixedRetention(t *testing.T) {
+	testenv.Heavy(t)
 	now := time.Now().UTC()
 	y := storage.Day.Slot(now).AddDate(0, 0, -1)
 	testEstimatesMixed(t, y.Add(16*time.Hour), y.Add(24*time.Hour), 10*time.Minute, storage.Hour, y.Add(19*time.Hour), []estCase{
