@@ -37,7 +37,7 @@ LONGEST   := ./shared/storage/cassandrastore ./reporter ./deploy/allinone ./shar
 
 # Tests of scale or of every combination (testenv.Heavy): skipped under the
 # race detector, which slows them tenfold on Pebble, and run here without it.
-HEAVY      := TestUniqueUsersAtScale|TestReportsInZones|TestOnlySpans|TestUserEstimates|TestEstimates.*
+HEAVY      := TestUniqueUsersAtScale|TestReportsInZones|TestOnlySpans|TestUserEstimates|TestEstimatesEveryFigure|TestEstimatesAtTheRetentionHorizon|TestEstimatesWithoutKeptUnions|TestEstimatesTraced|TestEstimatesMixedRetention
 HEAVY_PKGS := ./reporter ./shared/storage/backendtest
 
 unit:
