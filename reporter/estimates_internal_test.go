@@ -401,15 +401,7 @@ func TestEstimatesMixedRetention(t *testing.T) {
 func testEstimatesMixed(t *testing.T, lo, hi time.Time, step time.Duration, res storage.Res, shortAt time.Time, cases []estCase) {
 	store := backendtest.Cassandra(t, "estmixed")
 	ctx := context.Background()
-	now := time.Now().UTC()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "mixed", Name: "Mixed", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	p, ss := partnerWithSub(t, store, "mixed")
 	end := shortAt.Add(res.Duration())
 	var long []event.Event
 	i := 0

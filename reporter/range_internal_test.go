@@ -34,14 +34,7 @@ func TestRangeUsersWhereverTheClockCuts(t *testing.T) {
 func testRangeUsersCuts(t *testing.T, store storage.Store) {
 	ctx := context.Background()
 	now := time.Now().UTC()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "cut", Name: "Cut", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	p, ss := partnerWithSub(t, store, "cut")
 	start := now.Add(-19 * 24 * time.Hour)
 	var evs []event.Event
 	for i := 0; ; i++ {
@@ -115,14 +108,7 @@ func TestUTCDaysAsEstimatesAndAUnion(t *testing.T) {
 func testUTCDays(t *testing.T, store storage.Store, keepsUnions bool) {
 	ctx := context.Background()
 	now := time.Now().UTC()
-	p := tenant.Partner{ID: tenant.NewID(), Code: "days", Name: "Days", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreatePartner(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
-	if err := store.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	p, ss := partnerWithSub(t, store, "days")
 	from := storage.Day.Slot(now).AddDate(0, 0, -31)
 	to := from.AddDate(0, 0, 30)
 	var evs, late []event.Event
@@ -221,4 +207,20 @@ func testUTCDays(t *testing.T, store storage.Store, keepsUnions bool) {
 		}
 	}
 	check("late, folded", all)
+}
+
+// partnerWithSub stores an active partner of code and one sub-system of it.
+func partnerWithSub(t *testing.T, store storage.Store, code string) (tenant.Partner, tenant.SubSystem) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	p := tenant.Partner{ID: tenant.NewID(), Code: code, Name: code, Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreatePartner(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "s", Name: "S", Status: tenant.Active, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if err := store.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	return p, ss
 }

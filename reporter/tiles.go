@@ -468,7 +468,7 @@ func (s *Service) uniqueUsers(ctx context.Context, p plan, points []pointAcc, sc
 // The points' own slots, not the whole tiling's weeks: a day whose rows
 // expired before its week's (a retention shortened, or a sub-system's
 // partners kept for different times) then counts in neither the point nor
-// the range, as on the merged path (TestS27MixedRetentionDays).
+// the range, as on the merged path (TestEstimatesMixedRetention).
 func (p plan) estimatesFrom(ctx context.Context, series, whole *tiling, points int) (*tiling, bool) {
 	switch n := whole.slots(); {
 	case n*4 <= points:
@@ -483,10 +483,10 @@ func (p plan) estimatesFrom(ctx context.Context, series, whole *tiling, points i
 }
 
 // estimatedUsers is uniqueUsers from each point's one slot's estimate,
-// and the union of the whole range's tiling: two reads, so on a store
+// and the union of rng (estimatesFrom): two reads, so on a store
 // without a read view (Cassandra) a batch stored between them may be in
 // one and not the other, as the series and the total already may.
-func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *tiling, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
+func (s *Service) estimatedUsers(ctx context.Context, p plan, series, rng *tiling, points []pointAcc, scope storage.UserScope, key string) (int64, error) {
 	for i := range points {
 		points[i].users = new(int64)
 	}
@@ -508,7 +508,7 @@ func (s *Service) estimatedUsers(ctx context.Context, p plan, series, whole *til
 			}
 			return nil
 		},
-		func(ctx context.Context) error { return s.rangeUsers(ctx, p, whole, scope, key, all) },
+		func(ctx context.Context) error { return s.rangeUsers(ctx, p, rng, scope, key, all) },
 	})
 	if err != nil {
 		return 0, err
