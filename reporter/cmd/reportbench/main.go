@@ -563,8 +563,9 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	if cs, ok := store.(*cassandrastore.Store); ok {
 		// The floor: what reading k partitions at once costs with nothing
 		// in them to decode, measured beside the reports in the same run.
-		// A report reads as many as it makes statements (an IN of n
-		// partitions costs about as much as n statements).
+		// Compare a report with the floor of as many partitions as its
+		// statements name (-statements; an IN names each of its
+		// partitions, and costs about as much as that many statements).
 		queries = append(floors(cs.Session(), 1, 6, 9, 12), queries...)
 	}
 	log := zerolog.Nop()
