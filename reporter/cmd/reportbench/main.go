@@ -48,6 +48,7 @@ type options struct {
 	loadFor                                   time.Duration
 	profile, only                             string
 	statements, cachedOnly                    bool
+	seal                                      bool
 	cpuOf                                     int
 	coalesce, nearEvery                       time.Duration
 	observer                                  *statements
@@ -101,6 +102,7 @@ func main() {
 	flag.DurationVar(&o.coalesce, "cassandra-write-coalesce", -1, "on cassandra, how long the reports' driver holds a request to send it with others (default: the reporter binary's)")
 	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
+	flag.BoolVar(&o.seal, "seal", true, "on cassandra, let reads seal ended days' packs from now on (the layout mark Migrate sets a day ahead in a keyspace holding data; false: never, for a comparison)")
 	flag.Parse()
 	if c := (reporter.Config{NearCheckEvery: o.nearEvery}); c.Validate() != nil {
 		fmt.Fprintln(os.Stderr, "reportbench:", c.Validate())
@@ -133,6 +135,15 @@ func run(o options) error {
 	case "cassandra":
 		hosts := strings.Split(o.hosts, ",")
 		if err := cassandrastore.Migrate(ctx, hosts, o.keyspace, "{'class': 'SimpleStrategy', 'replication_factor': 1}"); err != nil {
+			return err
+		}
+		// Every reporter of this keyspace is this one: no earlier release
+		// would read a sealed day as empty.
+		sealSince := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		if o.seal {
+			sealSince = time.Unix(0, 0)
+		}
+		if err := cassandrastore.SetSealSince(ctx, hosts, o.keyspace, sealSince); err != nil {
 			return err
 		}
 		cfg := cassandrastore.DefaultConfig()

@@ -126,6 +126,16 @@ type Store struct {
 	// typedSince: the users of each event type are kept from here on, and
 	// not known before (layout.go).
 	typedSince time.Time
+	// sealSince: readers seal ended days' packs from here on (seal.go);
+	// sealing, sealSlots and seals are the seals under way.
+	sealSince time.Time
+	sealing   sync.Map // sealKey -> true
+	sealSlots chan struct{}
+	seals     sync.WaitGroup
+	closed    atomic.Bool
+	// sealHook, when set, runs in a seal between its read and its write
+	// (tests write there).
+	sealHook func()
 	// oneDC: the cluster has one data centre (dcsKnown: read; unions.go).
 	dcsMu           sync.Mutex
 	dcsKnown, oneDC bool
@@ -160,22 +170,25 @@ func Open(cfg Config) (*Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	// Since when each layout added after keyspaces held counts is complete.
-	var marks [5]time.Time
-	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName, typedSpansName} {
+	var marks [6]time.Time
+	for i, name := range []string{resolutionsName, packsName, halfPastName, weeksName, typedSpansName, sealName} {
 		if marks[i], err = readSince(ctx, s, name); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3], typedSince: marks[4], recentBytes: recentBytes}
+	st := &Store{s: s, cfg: cfg, since: marks[0], packsSince: marks[1], halfPastSince: marks[2], weekSince: marks[3], typedSince: marks[4], sealSince: marks[5], recentBytes: recentBytes,
+		sealSlots: make(chan struct{}, sealsAtOnce)}
 	st.folder = newFolder(st)
 	return st, nil
 }
 
 // Close stops folding and closes the session.
 func (st *Store) Close() error {
+	st.closed.Store(true)
 	st.folder.close()
 	st.folder.finish(context.Background())
+	st.seals.Wait()
 	st.s.Close()
 	return nil
 }

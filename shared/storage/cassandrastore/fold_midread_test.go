@@ -92,7 +92,7 @@ func TestFoldInsideACountsRead(t *testing.T) {
 		{"after the rows", []string{"SELECT a, slot, n FROM totals", "slot >= ?"}, maxExact, storage.Minute},
 		{"after the rows read with through", []string{"SELECT a, slot, n, through FROM totals", "slot >= ?"}, 3, storage.Minute},
 		{"hours, after the manifests", []string{"FROM claims", "id > ?"}, maxExact, storage.Hour},
-		{"hours, after the packs", []string{"SELECT slot, pack FROM totals"}, maxExact, storage.Hour},
+		{"hours, after the packs", []string{"SELECT slot, pack, sealed FROM totals"}, maxExact, storage.Hour},
 	} {
 		t.Run(at.name, func(t *testing.T) {
 			defer func(was int) { maxExact = was }(maxExact)

@@ -112,6 +112,7 @@ func goSteps(now time.Time) []goStep {
 		{weeksVersion, "weeks from now on (go)", markLayoutAt(now, weeksName)},
 		{typedVersion, "the users of each event type from now on (go)", markLayoutAt(now, typedName)},
 		{typedSpansVersion, "the users of each event type in shorter partitions from now on (go)", markLayoutAt(now, typedSpansName)},
+		{sealVersion, "day packs sealed by readers from now on (go)", markLayoutAt(now, sealName)},
 	}
 }
 

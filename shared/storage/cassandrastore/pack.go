@@ -85,15 +85,29 @@ func (st *Store) packTotals(ctx context.Context, kind, a int8, key string, res s
 		first, last := packSlot(lo), packSlot(hi.Add(-time.Nanosecond))
 		fns = append(fns, func(ctx context.Context) error {
 			table, where, args := p.rows()
-			iter := st.s.Query("SELECT slot, pack FROM "+table+" WHERE "+where+" AND slot >= ? AND slot <= ?",
+			iter := st.s.Query("SELECT slot, pack, sealed FROM "+table+" WHERE "+where+" AND slot >= ? AND slot <= ?",
 				append(args, first, last)...).WithContext(ctx).PageSize(64).Iter()
 			var day time.Time
 			var pack packEntries
+			var sealed []byte
 			y, m, _ := lo.UTC().Date()
 			local := make([]total, 0, 24*max(0, int(last.Sub(first)/time.Millisecond)+1))
 			at := make([]time.Time, 0, cap(local))
-			for iter.Scan(&day, &pack) {
+			now := time.Now()
+			for iter.Scan(&day, &pack, &sealed) {
 				d := time.Date(y, m, int(day.UnixMilli()), 0, 0, 0, 0, time.UTC).Add(res.Phase())
+				if pack.has != 0 && st.sealable(d, now) {
+					st.sealLater(p, day)
+				}
+				if sealed != nil {
+					// The seal's entries, the map's over them (seal.go).
+					e, _, err := decodeSealed(sealed, now.Unix())
+					if err != nil {
+						iter.Close()
+						return err
+					}
+					pack = e.over(pack)
+				}
 				for h := range pack.n {
 					if pack.has&(1<<h) == 0 {
 						continue

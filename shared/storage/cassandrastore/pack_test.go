@@ -105,15 +105,27 @@ func packsMatchRows(t *testing.T, st *Store, kind, a int8, key string, from, to 
 			t.Fatal(err)
 		}
 		got := map[time.Time]int64{}
-		iter = st.s.Query("SELECT slot, pack FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot < ?",
+		iter = st.s.Query("SELECT slot, pack, sealed FROM totals WHERE kind = ? AND a = ? AND key = ? AND res = ? AND period = ? AND slot < ?",
 			kind, a, key, int8(storage.Hour), period, time.Unix(86400, 0)).Iter()
 		var pack map[int]int64
+		var sealed []byte
 		y, m := period/100, time.Month(period%100)
-		for iter.Scan(&slot, &pack) {
+		for iter.Scan(&slot, &pack, &sealed) {
+			// A read may have sealed the day (seal.go): its entries, the
+			// map's over them.
+			e, _, err := decodeSealed(sealed, time.Now().Unix())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for h := range 24 {
+				if e.has&(1<<h) != 0 {
+					got[time.Date(y, m, int(slot.UnixMilli()), h, 0, 0, 0, time.UTC)] = e.n[h]
+				}
+			}
 			for h, v := range pack {
 				got[time.Date(y, m, int(slot.UnixMilli()), h, 0, 0, 0, time.UTC)] = v
 			}
-			pack = nil
+			pack, sealed = nil, nil
 		}
 		if err := iter.Close(); err != nil {
 			t.Fatal(err)
@@ -126,10 +138,12 @@ func packsMatchRows(t *testing.T, st *Store, kind, a int8, key string, from, to 
 	return rows
 }
 
-// Two folders and PackCountHours/PackUserHours, all at once over the same
-// hours while events arrive: every hour row's n stays in its pack (each
-// write of a row and its entry is one conditional batch), and the figures
-// read from packs are those read from rows and counted from the events.
+// Two folders, PackCountHours/PackUserHours and seals of the ended days'
+// packs (seal.go), all at once over the same hours while events arrive:
+// every hour row's n stays in its pack, sealed or not (each write of a row
+// and its entry is one conditional batch, and a seal is conditional on the
+// pack it read), and the figures read from packs are those read from rows
+// and counted from the events.
 func TestPacksUnderConcurrentWriters(t *testing.T) {
 	st := openStore(t)
 	st.folder.close()
@@ -165,6 +179,38 @@ func TestPacksUnderConcurrentWriters(t *testing.T) {
 			}
 		}()
 	}
+	seals := 0
+	packers.Add(1)
+	go func() {
+		defer packers.Done()
+		for {
+			for _, pt := range []part{
+				{kindCounts, int8(storage.SubSystemTypes), sub, storage.Hour, periodOf(storage.Hour, false, from)},
+				{kindUsers, int8(storage.PartnerUsers), p, storage.Hour, periodOf(storage.Hour, false, from)},
+			} {
+				for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if pt.period != periodOf(storage.Hour, false, d) {
+						continue // the next month's: another partition
+					}
+					ok, err := st.sealPack(ctx, pt, packSlot(d))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if ok {
+						mu.Lock()
+						seals++
+						mu.Unlock()
+					}
+				}
+			}
+		}
+	}()
 	want := map[time.Time]int64{}
 	var folders sync.WaitGroup
 	for round := range 8 {
@@ -194,8 +240,8 @@ func TestPacksUnderConcurrentWriters(t *testing.T) {
 	}
 	close(stop)
 	packers.Wait()
-	if packs == 0 {
-		t.Fatal("no pack written alongside the folds")
+	if packs == 0 || seals == 0 {
+		t.Fatalf("%d packs written and %d sealed alongside the folds, want some of each", packs, seals)
 	}
 	if n := packsMatchRows(t, st, kindCounts, int8(storage.SubSystemTypes), sub, from, to); n != 48 {
 		t.Fatalf("%d hour rows of counts, want 48", n)
