@@ -132,7 +132,8 @@ type Store struct {
 	sealing   sync.Map // sealKey -> true
 	sealSlots chan struct{}
 	seals     sync.WaitGroup
-	closed    atomic.Bool
+	sealMu    sync.Mutex
+	closed    bool // under sealMu
 	// sealHook, when set, runs in a seal between its read and its write
 	// (tests write there).
 	sealHook func()
@@ -185,7 +186,9 @@ func Open(cfg Config) (*Store, error) {
 
 // Close stops folding and closes the session.
 func (st *Store) Close() error {
-	st.closed.Store(true)
+	st.sealMu.Lock()
+	st.closed = true
+	st.sealMu.Unlock()
 	st.folder.close()
 	st.folder.finish(context.Background())
 	st.seals.Wait()

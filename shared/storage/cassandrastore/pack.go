@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -40,11 +41,14 @@ func packSlot(t time.Time) time.Time { return time.UnixMilli(int64(t.UTC().Day()
 func packKey(t time.Time) int { return t.UTC().Hour() }
 
 // packUpdate is the statement writing slot's entry of its pack, for a
-// batch with the row's own conditional update.
+// batch with the row's own conditional update. It also sets pack_write to
+// a fresh random number: a seal conditional on the one it read fails
+// after any write of an entry, even of the same n with another TTL
+// (seal.go).
 func packUpdate(p part, slot time.Time, n int64, ttl int) (string, []any) {
 	table, where, args := p.rows()
-	return "UPDATE " + table + " USING TTL ? SET pack[?] = ? WHERE " + where + " AND slot = ?",
-		append(append([]any{ttl, packKey(slot), n}, args...), packSlot(slot))
+	return "UPDATE " + table + " USING TTL ? SET pack[?] = ?, pack_write = ? WHERE " + where + " AND slot = ?",
+		append(append([]any{ttl, packKey(slot), n, int64(rand.Uint64())}, args...), packSlot(slot))
 }
 
 // usesPacks tells whether a read of res's totals from from on (each slot's

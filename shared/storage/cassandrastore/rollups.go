@@ -1058,10 +1058,18 @@ func (st *Store) countsOf(ctx context.Context, qs []storage.CountsQuery) ([][]st
 // (above the floors of partners) they do not cover.
 func (st *Store) sumCounts(ctx context.Context, q storage.CountsQuery, from time.Time, withGroups bool, partners []string, mss []*above, rows map[time.Time]*total) ([]storage.Slot, error) {
 	out := make(map[time.Time]*storage.Slot, len(rows))
+	// The rows' slots in one allocation (720 of an hourly series); a
+	// manifest's slot past them gets its own.
+	backing := make([]storage.Slot, 0, len(rows))
 	slotOf := func(t time.Time) *storage.Slot {
 		s := out[t]
 		if s == nil {
-			s = &storage.Slot{Start: t}
+			if len(backing) < cap(backing) {
+				backing = append(backing, storage.Slot{Start: t})
+				s = &backing[len(backing)-1]
+			} else {
+				s = &storage.Slot{Start: t}
+			}
 			if withGroups { // a series of totals allocates no map a slot
 				s.Groups = map[string]int64{}
 			}

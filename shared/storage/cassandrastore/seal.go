@@ -21,8 +21,12 @@ import (
 // ended at least sealAfter ago seals it, in the background: it reads the
 // map with each entry's TTL, writes the entries with their expiries into
 // the blob `sealed` (with those already sealed that have not expired) and
-// deletes the map, under the condition that neither changed since its
-// read. A read then takes the seal's entries that have not expired, and
+// deletes the map, under the condition that none of them changed since
+// its read: the map, the seal, and pack_write, which every write of an
+// entry sets to a fresh random number (a fold may rewrite an entry's n
+// unchanged with a longer TTL, or PackCountHours with a shorter one; the
+// map alone would not show it, and the seal would keep an expiry that is
+// no longer the cell's). A read then takes the seal's entries that have not expired, and
 // the map's over them: a late event's fold, after the seal, writes its
 // entry in the map, which holds the row's n as of that fold.
 //
@@ -143,9 +147,6 @@ func (st *Store) sealable(dayStart, now time.Time) bool {
 // background, unless it is being sealed or sealsAtOnce seals are under way.
 func (st *Store) sealLater(p part, day time.Time) {
 	k := sealKey{p, day}
-	if st.closed.Load() {
-		return
-	}
 	if _, busy := st.sealing.LoadOrStore(k, true); busy {
 		return
 	}
@@ -155,7 +156,16 @@ func (st *Store) sealLater(p part, day time.Time) {
 		st.sealing.Delete(k)
 		return
 	}
+	// Under sealMu with Close's: no seal begins once Close waits for them.
+	st.sealMu.Lock()
+	if st.closed {
+		st.sealMu.Unlock()
+		<-st.sealSlots
+		st.sealing.Delete(k)
+		return
+	}
 	st.seals.Add(1)
+	st.sealMu.Unlock()
 	go func() {
 		defer st.seals.Done()
 		defer func() { <-st.sealSlots; st.sealing.Delete(k) }()
@@ -170,7 +180,7 @@ func (st *Store) sealLater(p part, day time.Time) {
 // sealSelect reads a pack's map, its seal and each entry's TTL.
 var sealSelect = func() string {
 	var b strings.Builder
-	b.WriteString("pack, sealed")
+	b.WriteString("pack, sealed, pack_write")
 	for h := range 24 {
 		b.WriteString(", TTL(pack[" + strconv.Itoa(h) + "])")
 	}
@@ -187,8 +197,9 @@ func (st *Store) sealPack(ctx context.Context, p part, day time.Time) (bool, err
 	now := began.Unix() // the TTLs read count from a time at or after it
 	var m map[int]int64
 	var old []byte
+	var write *int64
 	var ttls [24]*int
-	dest := []any{&m, &old}
+	dest := []any{&m, &old, &write}
 	for h := range ttls {
 		dest = append(dest, &ttls[h])
 	}
@@ -235,12 +246,15 @@ func (st *Store) sealPack(ctx context.Context, p part, day time.Time) (bool, err
 	if st.sealHook != nil {
 		st.sealHook()
 	}
-	var oldArg any
+	var oldArg, writeArg any
 	if old != nil {
 		oldArg = old
 	}
-	applied, err := st.s.Query("UPDATE "+table+" USING TTL ? SET sealed = ?, pack = null WHERE "+where+" AND slot = ? IF pack = ? AND sealed = ?",
-		append(append([]any{ttl, encodeSealed(e, &exp)}, args...), day, m, oldArg)...).
+	if write != nil {
+		writeArg = *write
+	}
+	applied, err := st.s.Query("UPDATE "+table+" USING TTL ? SET sealed = ?, pack = null, pack_write = null WHERE "+where+" AND slot = ? IF pack = ? AND sealed = ? AND pack_write = ?",
+		append(append([]any{ttl, encodeSealed(e, &exp)}, args...), day, m, oldArg, writeArg)...).
 		SerialConsistency(gocql.Serial).WithContext(ctx).MapScanCAS(map[string]any{})
 	if err != nil {
 		return false, fmt.Errorf("cassandrastore: seal a pack: %w", err)
