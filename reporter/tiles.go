@@ -193,6 +193,18 @@ func (p plan) wholeTiling() *tiling {
 
 func (p plan) tileSeries() *tiling {
 	tl := &tiling{}
+	// Buckets of one length that are each one slot of a resolution (hours
+	// anywhere, UTC days) are one span of it: what adding each bucket
+	// gives, without 720 adds (plan.list was a tenth of an hourly report's
+	// CPU).
+	if p.step > 0 {
+		for i, r := range resolutions {
+			if r.Duration() == p.step && aligned(p.from, r) {
+				tl.merge(i, span{p.from, p.to})
+				return tl
+			}
+		}
+	}
 	for i, b := range p.buckets {
 		end := p.to
 		if i+1 < len(p.buckets) {

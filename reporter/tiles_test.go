@@ -329,3 +329,60 @@ func TestTilingOneSlotAsGreedy(t *testing.T) {
 		}
 	}
 }
+
+// A series of buckets of one length, each one slot, is tiled as one span:
+// the same tiling as adding each bucket, for every granularity in zones of
+// every kind, over ranges across DST changes and not.
+func TestSeriesTiledAsEachBucket(t *testing.T) {
+	zones := []string{"UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "America/Santiago", "Pacific/Chatham"}
+	r := rand.New(rand.NewPCG(5, 6))
+	lo := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	spanned := 0
+	for _, tz := range zones {
+		for range 200 {
+			from := time.Unix(lo+r.Int64N(3*365*86400), 0)
+			for _, g := range []string{"minute", "hour", "day", "week", "month"} {
+				days := map[string]int{"minute": 1, "hour": 40, "day": 90, "week": 400, "month": 1000}[g]
+				to := from.Add(time.Duration(1+r.Int64N(int64(days)*24*60)) * time.Minute)
+				pl, err := makePlan(from, to, g, tz, calendar.Day, 2000*24*time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pl.list(); err != nil {
+					continue // too many buckets, or a zone's offset in seconds
+				}
+				each := &tiling{}
+				for i, b := range pl.buckets {
+					end := pl.to
+					if i+1 < len(pl.buckets) {
+						end = pl.buckets[i+1]
+					}
+					each.add(b, end)
+				}
+				if got := pl.tileSeries(); !sameTiling(got, each) {
+					t.Fatalf("%s %s [%s, %s): tiled\n%v\nbucket by bucket\n%v", tz, g, from, to, got, each)
+				}
+				if pl.step > 0 {
+					spanned++
+				}
+			}
+		}
+	}
+	if spanned < 500 {
+		t.Fatalf("only %d series of one step", spanned)
+	}
+}
+
+func sameTiling(a, b *tiling) bool {
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+		for k := range a[i] {
+			if !a[i][k].from.Equal(b[i][k].from) || !a[i][k].to.Equal(b[i][k].to) {
+				return false
+			}
+		}
+	}
+	return true
+}

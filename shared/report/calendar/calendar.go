@@ -96,6 +96,18 @@ func Floor(t time.Time, g Granularity, loc *time.Location) time.Time {
 	panic("calendar: unknown granularity " + string(g))
 }
 
+// fixedStep is the length of g's buckets where the zone's offset does not
+// change (0: days and longer, which Buckets steps by the calendar).
+func fixedStep(g Granularity) time.Duration {
+	switch g {
+	case Minute:
+		return time.Minute
+	case Hour:
+		return time.Hour
+	}
+	return 0
+}
+
 // Next is the start of the bucket after the one starting at start.
 func Next(start time.Time, g Granularity, loc *time.Location) time.Time {
 	t := start.In(loc)
@@ -218,7 +230,27 @@ func Buckets(from, to time.Time, g Granularity, loc *time.Location, max int) ([]
 		return nil, errors.New("calendar: the range is empty")
 	}
 	var out []time.Time
-	for b := Floor(from, g, loc); b.Before(to); b = Next(b, g, loc) {
+	b := Floor(from, g, loc)
+	if step := fixedStep(g); step > 0 {
+		// Where the zone's offset holds over the whole range (UTC,
+		// Asia/Kolkata, a month of Berlin's summer), each bucket is the one
+		// before plus the step: what Next gives, without a zone lookup a
+		// bucket (a tenth of an hourly report's CPU went here).
+		// b must be on the wall clock's step too: a bucket cut at an
+		// offset change (Australia/Lord_Howe's half hour) is not.
+		if _, end := b.ZoneBounds(); (end.IsZero() || !end.Before(to)) && floorWall(b, step).Equal(b) {
+			n := int((to.Sub(b) + step - 1) / step)
+			if n > max {
+				return nil, fmt.Errorf("%w: more than %d %ss", ErrTooManyBuckets, max, g)
+			}
+			out = make([]time.Time, n)
+			for i := range out {
+				out[i] = b.Add(time.Duration(i) * step)
+			}
+			return out, nil
+		}
+	}
+	for ; b.Before(to); b = Next(b, g, loc) {
 		if len(out) == max {
 			return nil, fmt.Errorf("%w: more than %d %ss", ErrTooManyBuckets, max, g)
 		}

@@ -271,3 +271,89 @@ func TestParseBoundMidnights(t *testing.T) {
 		t.Fatalf("2025-09-07 in Santiago: %s, want 01:00-03:00", got.In(santiago).Format(time.RFC3339))
 	}
 }
+
+// Buckets steps minutes and hours by their length where the zone's offset
+// holds over the range: the same buckets as stepping with Next, in every
+// kind of zone (DST, half-hour offsets, half-hour DST, offsets dropped or
+// changed for good), over ranges across a change and not, from any
+// instant. Also what ErrTooManyBuckets says, either way.
+func TestBucketsSteppedAsNext(t *testing.T) {
+	zones := []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
+		"America/Santiago", "America/Havana", "Pacific/Chatham", "Asia/Tehran", "Africa/Casablanca", "Pacific/Apia", "Africa/Monrovia"}
+	byNext := func(from, to time.Time, g Granularity, loc *time.Location, max int) ([]time.Time, error) {
+		var out []time.Time
+		for b := Floor(from, g, loc); b.Before(to); b = Next(b, g, loc) {
+			if len(out) == max {
+				return nil, ErrTooManyBuckets
+			}
+			out = append(out, b)
+		}
+		return out, nil
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	lo, hi := utc("1968-01-01T00:00:00Z").Unix(), utc("2040-01-01T00:00:00Z").Unix()
+	stepped := 0
+	for _, name := range zones {
+		loc := zone(t, name)
+		for range 400 {
+			from := time.Unix(lo+r.Int64N(hi-lo), r.Int64N(1e9)*r.Int64N(2))
+			for _, g := range []Granularity{Minute, Hour} {
+				span := time.Duration(r.Int64N(int64(1500 * time.Hour)))
+				if g == Minute {
+					span /= 60
+				}
+				to := from.Add(span + time.Second)
+				got, gerr := Buckets(from, to, g, loc, 1500)
+				want, werr := byNext(from, to, g, loc, 1500)
+				if (gerr != nil) != (werr != nil) || gerr != nil && !errors.Is(gerr, ErrTooManyBuckets) {
+					t.Fatalf("%s %s [%s, %s): error %v, stepping with Next %v", name, g, from, to, gerr, werr)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%s %s [%s, %s): %d buckets, stepping with Next %d", name, g, from, to, len(got), len(want))
+				}
+				for i := range got {
+					if !got[i].Equal(want[i]) || got[i].Location() != want[i].Location() {
+						t.Fatalf("%s %s [%s, %s): bucket %d is %s, stepping with Next %s", name, g, from, to, i, got[i], want[i])
+					}
+				}
+				if _, end := Floor(from, g, loc).ZoneBounds(); end.IsZero() || !end.Before(to) {
+					stepped++
+				}
+			}
+		}
+	}
+	// And from around each offset change: a bucket cut at one (Lord
+	// Howe's half hour, Monrovia's 44 min 30 s) is not on the wall clock's
+	// step.
+	for _, name := range zones {
+		loc := zone(t, name)
+		at := time.Date(1968, 1, 1, 0, 0, 0, 0, loc)
+		for n := 0; n < 60; n++ {
+			_, c := at.ZoneBounds()
+			if c.IsZero() || c.Year() > 2040 {
+				break
+			}
+			at = c
+			for _, d := range []time.Duration{-time.Hour, -time.Nanosecond, 0, time.Nanosecond, 17 * time.Minute, 45 * time.Minute} {
+				for _, g := range []Granularity{Minute, Hour} {
+					for _, span := range []time.Duration{2 * time.Hour, 20 * time.Hour} {
+						from, to := c.Add(d), c.Add(d+span)
+						got, gerr := Buckets(from, to, g, loc, 1500)
+						want, werr := byNext(from, to, g, loc, 1500)
+						if (gerr != nil) != (werr != nil) || len(got) != len(want) {
+							t.Fatalf("%s %s [%s, %s): %d buckets (%v), stepping with Next %d (%v)", name, g, from, to, len(got), gerr, len(want), werr)
+						}
+						for i := range got {
+							if !got[i].Equal(want[i]) {
+								t.Fatalf("%s %s [%s, %s): bucket %d is %s, stepping with Next %s", name, g, from, to, i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if stepped < 1000 {
+		t.Fatalf("only %d ranges in one offset: the stepped path is barely tested", stepped)
+	}
+}
