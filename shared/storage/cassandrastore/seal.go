@@ -26,9 +26,10 @@ import (
 // entry sets to a fresh random number (a fold may rewrite an entry's n
 // unchanged with a longer TTL, or PackCountHours with a shorter one; the
 // map alone would not show it, and the seal would keep an expiry that is
-// no longer the cell's). A read then takes the seal's entries that have not expired, and
-// the map's over them: a late event's fold, after the seal, writes its
-// entry in the map, which holds the row's n as of that fold.
+// no longer the cell's). A read then takes the seal's entries that have
+// not expired, and the map's over them: a late event's fold, after the
+// seal, writes its entry in the map, which holds the row's n as of that
+// fold.
 //
 // Every write of a pack entry is a conditional batch (fold, derive,
 // PackCountHours) in the seal's partition, so Paxos orders each against
