@@ -16,6 +16,7 @@ import (
 // users and the users of a type: sealed, the figures read back are those
 // of the hour rows and of the events, before and after the seal.
 func TestReviewSealHalfPastOverAMonthEnd(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()

@@ -16,6 +16,7 @@ import (
 // queued), Close waits for those under way (they apply), and no seal
 // starts after Close.
 func TestReviewSealLifecycle(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()
@@ -110,6 +111,7 @@ func TestReviewSealLifecycle(t *testing.T) {
 // then; the pool's reset brings the keyspace back to a new one's mark, with
 // its schema (the column sealed) as a new keyspace's.
 func TestReviewSealMarkOnUpgrade(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	if pool == nil {
 		t.Skip("VT_CASSANDRA_HOSTS is not set")
 	}

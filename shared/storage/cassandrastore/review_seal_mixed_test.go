@@ -16,6 +16,7 @@ import (
 // one day must not carry over to the next), over a range starting and
 // ending mid-day: every hour is the hour row's n and the events' count.
 func TestReviewSealMixedDaysInOneRead(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	st.sealSince = time.Now().Add(time.Hour) // reads do not seal: this test does

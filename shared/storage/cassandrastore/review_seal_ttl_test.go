@@ -17,6 +17,7 @@ import (
 // expiry it read, and the entry was dropped from the report while its hour
 // row (and the later event) was still there; pack_write makes it lose.
 func TestReviewSealKeepsTheTTLItRead(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()
@@ -93,6 +94,7 @@ func TestReviewSealKeepsTheTTLItRead(t *testing.T) {
 // (values only) still holds, and the seal keeps the longer expiry it read:
 // the sealed entry outlives the map cell it replaced.
 func TestReviewSealOutlivesAShortenedCell(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()

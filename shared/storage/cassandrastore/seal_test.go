@@ -14,6 +14,7 @@ import (
 // A seal decodes to its entries that have not expired; anything else is
 // an error naming what is wrong, never entries made up.
 func TestSealedEncoding(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	var e packEntries
 	var exp [24]int64
 	for _, h := range []int{0, 5, 23} {
@@ -85,6 +86,7 @@ func packRow(t *testing.T, st *Store, p part, day time.Time) (m map[int]int64, s
 // before the seal, after it, with a late event's entry in the map beside
 // it, and sealed again, are those counted from the events.
 func TestSealDay(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()
@@ -231,6 +233,7 @@ func TestSealDay(t *testing.T) {
 // A fold between a seal's read and its write: the seal's condition fails
 // and nothing is lost; the next seal takes the fold's entry.
 func TestSealLosesToAFold(t *testing.T) {
+	t.Parallel() // its own keyspace and store; the package otherwise runs in turn
 	st := openStore(t)
 	st.folder.close()
 	ctx := context.Background()
