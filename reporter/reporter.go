@@ -478,6 +478,12 @@ type plan struct {
 	// range's figures read the buckets within horizonSkew of it as its
 	// series does (tileWhole), so the total is what the series shows.
 	horizon time.Time
+	// unionsOf is unions, made once (list sets it; copies of the plan
+	// share it).
+	unionsOf *struct {
+		once sync.Once
+		v    [][]storage.Tile
+	}
 }
 
 // retain sets the horizon of retention ret (0: all kept) at now, and tiles
@@ -553,6 +559,10 @@ func (p *plan) list() error {
 	p.step = evenStep(b, p.to)
 	p.seriesTl, p.wholeTl = p.tileSeries(), p.tileWhole()
 	p.countsTl = p.tileCounts(p.wholeTl)
+	p.unionsOf = &struct {
+		once sync.Once
+		v    [][]storage.Tile
+	}{}
 	return nil
 }
 

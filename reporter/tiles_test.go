@@ -386,3 +386,47 @@ func sameTiling(a, b *tiling) bool {
 	}
 	return true
 }
+
+// A tiling from the memo is the greedy one, whatever the tilings made from
+// it before did to their own spans, and the memo stays bounded.
+func TestTilingsMemo(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, kolkata)
+	fresh := func(from, to time.Time) *tiling {
+		tl := &tiling{}
+		tl.greedy(storage.Minute.Slot(from), storage.Minute.Slot(to))
+		return tl
+	}
+	for range 3 {
+		for d := range 40 {
+			from, to := day.AddDate(0, 0, d), day.AddDate(0, 0, d+1)
+			got := &tiling{}
+			got.add(from, to)
+			if want := fresh(from, to); !sameTiling(got, want) {
+				t.Fatalf("day %d: memo gave\n%v\ngreedy\n%v", d, got, want)
+			}
+			// The caller's tiling is its own: spans changed in place and
+			// appended to do not reach the memo.
+			for i := range got {
+				for k := range got[i] {
+					got[i][k].to = got[i][k].to.Add(time.Hour)
+				}
+				got[i] = append(got[i], span{day, day})
+			}
+		}
+	}
+	// Bounded: past maxTilings the memo starts again.
+	for k := range maxTilings + 10 {
+		from := day.Add(time.Duration(k) * time.Minute)
+		(&tiling{}).add(from, from.Add(7*time.Minute))
+	}
+	tilings.mu.Lock()
+	n := len(tilings.m)
+	tilings.mu.Unlock()
+	if n > maxTilings {
+		t.Fatalf("%d tilings memoised, more than %d", n, maxTilings)
+	}
+}
