@@ -5,6 +5,8 @@
 #   cassandra.sh start [DIR]      start on 127.0.0.1:9042 with data under DIR; wait for CQL
 #   cassandra.sh stop  [DIR]      stop the node started with DIR, by its PID
 #   cassandra.sh status [DIR]
+#   cassandra.sh nodetool ARGS... nodetool against the node on this machine
+#                                 (JMX on 127.0.0.1:7199), e.g. compact KEYSPACE
 #
 # Settings: CASSANDRA_VERSION (5.0.6), VT_CACHE_DIR (~/.cache/volcanion),
 # CASSANDRA_PORT (9042), CASSANDRA_HEAP (1G), CASSANDRA_WAIT (240 seconds).
@@ -31,6 +33,35 @@ fetch() {
     dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime
   touch "$lib/.complete"
 }
+
+# The flags Cassandra itself uses on JDK 17 (conf/jvm17-server.options).
+jpms=(
+  -Djdk.attach.allowAttachSelf=true
+  --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+  --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+  --add-exports java.sql/java.sql=ALL-UNNAMED
+  --add-exports java.base/java.lang.ref=ALL-UNNAMED
+  --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+  --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+  --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+  --add-opens java.base/java.lang.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+  --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+  --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+  --add-opens java.base/java.io=ALL-UNNAMED
+  --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+  --add-opens java.base/java.lang=ALL-UNNAMED
+  --add-opens java.base/java.util=ALL-UNNAMED
+  -Dio.netty.tryReflectionSetAccessible=true
+)
 
 write_config() {
   mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
@@ -84,34 +115,6 @@ start() {
   write_config
   jamm=$(ls "$lib"/jamm-*.jar | head -1)
   local heap=${CASSANDRA_HEAP:-1G}
-  # The flags Cassandra itself uses on JDK 17 (conf/jvm17-server.options).
-  local jpms=(
-    -Djdk.attach.allowAttachSelf=true
-    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
-    --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
-    --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
-    --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
-    --add-exports java.sql/java.sql=ALL-UNNAMED
-    --add-exports java.base/java.lang.ref=ALL-UNNAMED
-    --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
-    --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
-    --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
-    --add-opens java.base/java.lang.module=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.math=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.module=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
-    --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
-    --add-opens java.base/sun.nio.ch=ALL-UNNAMED
-    --add-opens java.base/java.io=ALL-UNNAMED
-    --add-opens java.base/java.lang.reflect=ALL-UNNAMED
-    --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
-    --add-opens java.base/java.lang=ALL-UNNAMED
-    --add-opens java.base/java.util=ALL-UNNAMED
-    -Dio.netty.tryReflectionSetAccessible=true
-  )
   log "starting Cassandra $version on 127.0.0.1:$port (data in $dir)"
   # CASSANDRA_JVM_OPTS: extra JVM flags, split on spaces and never globbed
   # (-Xlog:gc*:file=...); one that picks a collector replaces G1.
@@ -144,6 +147,12 @@ start() {
   log "CQL answers on 127.0.0.1:$port after ${i}s (pid $(cat "$pidfile"))"
 }
 
+# NodeTool is in cassandra-all: the node's own tool, over JMX.
+nodetool() {
+  fetch
+  java "${jpms[@]}" -Dlogback.configurationFile="$here/logback-tools.xml" -cp "$lib/*" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p 7199 "$@"
+}
+
 stop() {
   [ -f "$pidfile" ] || { log "no pid file in $dir"; return 0; }
   local pid; pid=$(cat "$pidfile")
@@ -160,6 +169,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  nodetool) shift; nodetool "$@" ;;
   status) if port_open; then echo "up on 127.0.0.1:$port"; else echo "down"; exit 1; fi ;;
-  *) echo "usage: $0 fetch|start|stop|status [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status [DIR] | nodetool ARGS..." >&2; exit 2 ;;
 esac

@@ -17,6 +17,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -49,6 +50,7 @@ type options struct {
 	profile, only                             string
 	statements, cachedOnly                    bool
 	seal                                      bool
+	settleWith                                string
 	cpuOf                                     int
 	coalesce, nearEvery                       time.Duration
 	observer                                  *statements
@@ -67,6 +69,9 @@ type progress struct {
 	// data set loaded before is rewritten once (Cassandra; Pebble
 	// recounts itself).
 	SketchForm int
+	// Settled: the data set was read once by every report (which seals its
+	// ended days' packs) and then -settle-with ran (a major compaction).
+	Settled bool
 }
 
 const sketchForm = 7
@@ -102,6 +107,7 @@ func main() {
 	flag.DurationVar(&o.coalesce, "cassandra-write-coalesce", -1, "on cassandra, how long the reports' driver holds a request to send it with others (default: the reporter binary's)")
 	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
+	flag.StringVar(&o.settleWith, "settle-with", "", "on cassandra, a shell command run once after the load and a first read of every report (which seals ended days' packs), before any measurement: the data set as a node holds it after time (make bench-reports: nodetool flush and compact; the progress file records it)")
 	flag.BoolVar(&o.seal, "seal", true, "on cassandra, let reads seal ended days' packs from now on (the layout mark Migrate sets a day ahead in a keyspace holding data; false: never, for a comparison)")
 	flag.Parse()
 	if c := (reporter.Config{NearCheckEvery: o.nearEvery}); c.Validate() != nil {
@@ -180,9 +186,44 @@ func run(o options) error {
 		if store, err = cassandrastore.Open(cassCfg); err != nil {
 			return err
 		}
+		if o.settleWith != "" && !p.Settled {
+			if store, err = settle(ctx, o, store, cassCfg, &p); err != nil {
+				return err
+			}
+		}
 	}
 	defer store.Close()
 	return measure(ctx, o, store, p)
+}
+
+// settle brings a loaded data set to the state a node holds it in after
+// time, once: each report reads it (sealing the packs of ended days, as a
+// reporter's reads do), the store closes (waiting for the seals), then
+// o.settleWith runs (a major compaction: the load left many sstables, and a
+// partition read checks each). It returns the store opened again.
+func settle(ctx context.Context, o options, store storage.Store, cfg cassandrastore.Config, p *progress) (storage.Store, error) {
+	fmt.Println("settling the data set: a read of each report, then", o.settleWith)
+	r := reporter.New(store, zerolog.Nop())
+	for _, q := range reportQueries(o, *p) {
+		if err := q.call(ctx, r); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("settle: %s: %w", q.name, err)
+		}
+	}
+	store.Close()
+	cmd := exec.CommandContext(ctx, "sh", "-c", o.settleWith)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	began := time.Now()
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("-settle-with: %w", err)
+	}
+	fmt.Printf("settled in %.0f s\n", time.Since(began).Seconds())
+	p.Settled = true
+	b, _ := json.MarshalIndent(p, "", "  ")
+	if err := os.WriteFile(progressFile(o), b, 0o644); err != nil {
+		return nil, err
+	}
+	return cassandrastore.Open(cfg)
 }
 
 // generator makes the data set, the same every time.
@@ -538,10 +579,11 @@ type result struct {
 	OtherCPUms float64 `json:"otherCpuMs,omitempty"`
 }
 
-func measure(ctx context.Context, o options, store storage.Store, p progress) error {
+// reportQueries are the reports measured, over the data set p.
+func reportQueries(o options, p progress) []query {
 	from, to := p.Start, p.Start.AddDate(0, 0, o.days)
 	sub := subID(3)
-	queries := []query{
+	return []query{
 		{"partner 30 d by day", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day"})
 			return err
@@ -571,6 +613,10 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 			return err
 		}},
 	}
+}
+
+func measure(ctx context.Context, o options, store storage.Store, p progress) error {
+	queries := reportQueries(o, p)
 	if cs, ok := store.(*cassandrastore.Store); ok {
 		// The floor: what reading k partitions at once costs with nothing
 		// in them to decode, measured beside the reports in the same run.
