@@ -194,7 +194,7 @@ func pageOf(stored []StoredEvent, q EventsQuery, out *[]event.Event) error {
 				continue
 			}
 			var e event.Event
-			if err := json.Unmarshal(stored[j].Body, &e); err != nil {
+			if err := event.DecodeStored(stored[j].Body, &e); err != nil {
 				return fmt.Errorf("storage: list events: stored event %q: %w", stored[j].ID, err)
 			}
 			switch {

@@ -464,7 +464,7 @@ func (st *Store) GetEvent(ctx context.Context, partnerID, id string) (event.Even
 		partnerID, ts.UTC().Truncate(time.Minute), int8(storage.Bucket(id)), ts, id).ScanContext(ctx, &body); err != nil {
 		return e, notFound(err)
 	}
-	return e, json.Unmarshal([]byte(body), &e)
+	return e, event.DecodeStored([]byte(body), &e)
 }
 
 func (st *Store) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
