@@ -1161,7 +1161,7 @@ func (st *Store) sumCounts(ctx context.Context, q storage.CountsQuery, from time
 			slots = append(slots, *s)
 		}
 	}
-	slices.SortFunc(slots, func(a, b storage.Slot) int { return a.Start.Compare(b.Start) })
+	inOrder(slots, func(s *storage.Slot) time.Time { return s.Start }, q.Res.Duration())
 	return slots, nil
 }
 
@@ -1519,7 +1519,7 @@ func (st *Store) UserEstimates(ctx context.Context, q storage.UsersQuery, fn fun
 	for t := range est {
 		starts = append(starts, t)
 	}
-	slices.SortFunc(starts, time.Time.Compare)
+	inOrder(starts, func(t *time.Time) time.Time { return *t }, q.Res.Duration())
 	for _, t := range starts {
 		if err := fn(t.UTC(), est[t]); err != nil {
 			return err
@@ -1613,7 +1613,7 @@ func (st *Store) Users(ctx context.Context, q storage.UsersQuery, fn func(time.T
 			starts = append(starts, t)
 		}
 	}
-	slices.SortFunc(starts, time.Time.Compare)
+	inOrder(starts, func(t *time.Time) time.Time { return *t }, q.Res.Duration())
 	var buf []byte
 	for _, t := range starts {
 		s := out[t]
