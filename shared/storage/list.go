@@ -90,7 +90,7 @@ func ListEvents(ctx context.Context, ev Events, q EventsQuery, read MinuteReader
 	// under OtherGroup: it may hold one too.
 	cq.AlsoOther = cq.Group != ""
 	out := make([]event.Event, 0, q.Limit)
-	err := listWalk(ctx, ev, cq, q, read, Day, q.From, to, &out)
+	err := listWalk(ctx, ev, cq, q, read, Day, q.From, to, true, &out)
 	return out, err
 }
 
@@ -120,20 +120,23 @@ func bodyFilter(q EventsQuery) func([]byte) bool {
 var finer = map[Res]Res{Day: Hour, Hour: Minute}
 
 // listWalk visits the non-empty slots of res in [from, end), newest first,
-// descending to finer slots, until out is full.
-func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, read MinuteReader, res Res, from, end time.Time, out *[]event.Event) error {
+// descending to finer slots, until out is full. newest: [from, end) ends
+// where the listing starts.
+func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, read MinuteReader, res Res, from, end time.Time, newest bool, out *[]event.Event) error {
 	if !from.Before(end) {
 		return nil
 	}
-	if res != Minute {
-		// The newest slot first, without asking which slots hold events:
-		// a busy partner's page lies in its last hour, and finding it by
-		// counts of days, then hours, then minutes cost three reads where
-		// one of minutes does. Only a page it leaves short asks which of
-		// the slots before hold any.
+	if newest && res != Minute {
+		// Where the listing starts, the newest slot first, without asking
+		// which slots hold events: a busy partner's page lies in its last
+		// hour, and finding it by counts of days, then hours, then minutes
+		// cost three reads where one of minutes does. Only a page it
+		// leaves short asks which of the slots before hold any (and the
+		// slots found so are walked by their counts: a sparse listing
+		// reads no slot it knows to be empty).
 		last := res.Slot(end.Add(-time.Nanosecond))
 		if last.After(from) {
-			if err := listWalk(ctx, ev, cq, q, read, finer[res], last, end, out); err != nil || len(*out) >= q.Limit {
+			if err := listWalk(ctx, ev, cq, q, read, finer[res], last, end, true, out); err != nil || len(*out) >= q.Limit {
 				return err
 			}
 			end = last
@@ -155,7 +158,7 @@ func listWalk(ctx context.Context, ev Events, cq CountsQuery, q EventsQuery, rea
 			if hi.After(end) {
 				hi = end
 			}
-			if err := listWalk(ctx, ev, cq, q, read, finer[res], lo, hi, out); err != nil {
+			if err := listWalk(ctx, ev, cq, q, read, finer[res], lo, hi, false, out); err != nil {
 				return err
 			}
 		}

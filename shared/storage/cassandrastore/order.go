@@ -34,7 +34,8 @@ func inOrder[T any](xs []T, at func(*T) time.Time, d time.Duration) {
 		}
 		lo, hi = min(lo, t.Unix()), max(hi, t.Unix())
 	}
-	if (hi-lo)/step > int64(4*len(xs)+64) {
+	// hi-lo wraps below zero past int64 (time.Time holds seconds ±2^63).
+	if span := hi - lo; span < 0 || span/step > int64(4*len(xs)+64) {
 		byCompare()
 		return
 	}
