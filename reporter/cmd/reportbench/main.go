@@ -28,6 +28,7 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/reporter"
@@ -186,7 +187,9 @@ func run(o options) error {
 		if store, err = cassandrastore.Open(cassCfg); err != nil {
 			return err
 		}
-		if o.settleWith != "" && !p.Settled {
+		// Not without sealing: -seal=false measures the packs as maps, and a
+		// data set settled so would be measured unsealed later too.
+		if o.settleWith != "" && o.seal && !p.Settled {
 			if store, err = settle(ctx, o, store, cassCfg, &p); err != nil {
 				return err
 			}
@@ -197,17 +200,40 @@ func run(o options) error {
 }
 
 // settle brings a loaded data set to the state a node holds it in after
-// time, once: each report reads it (sealing the packs of ended days, as a
-// reporter's reads do), the store closes (waiting for the seals), then
-// o.settleWith runs (a major compaction: the load left many sstables, and a
-// partition read checks each). It returns the store opened again.
+// time, once: the reports read it until their reads seal no more packs of
+// ended days (a process seals at most two at once and skips the others,
+// so one read is not enough), then o.settleWith runs (a major compaction:
+// the load left many sstables, and a partition read checks each). It
+// returns the store opened again.
 func settle(ctx context.Context, o options, store storage.Store, cfg cassandrastore.Config, p *progress) (storage.Store, error) {
-	fmt.Println("settling the data set: a read of each report, then", o.settleWith)
-	r := reporter.New(store, zerolog.Nop())
-	for _, q := range reportQueries(o, *p) {
-		if err := q.call(ctx, r); err != nil {
+	fmt.Println("settling the data set: the reports read until no pack is left to seal, then", o.settleWith)
+	for round := 1; ; round++ {
+		before, err := sealsSoFar()
+		if err != nil {
 			store.Close()
-			return nil, fmt.Errorf("settle: %s: %w", q.name, err)
+			return nil, err
+		}
+		r := reporter.New(store, zerolog.Nop())
+		for _, q := range reportQueries(o, *p) {
+			if err := q.call(ctx, r); err != nil {
+				store.Close()
+				return nil, fmt.Errorf("settle: %s: %w", q.name, err)
+			}
+		}
+		store.Close() // waits for the seals under way
+		after, err := sealsSoFar()
+		if err != nil {
+			return nil, err
+		}
+		if after == before {
+			fmt.Printf("  %d rounds of reads, %.0f packs sealed\n", round, after)
+			break
+		}
+		if round == maxSettleRounds {
+			return nil, fmt.Errorf("settle: packs still sealed after %d rounds of reads", round)
+		}
+		if store, err = cassandrastore.Open(cfg); err != nil {
+			return nil, err
 		}
 	}
 	store.Close()
@@ -224,6 +250,25 @@ func settle(ctx context.Context, o options, store storage.Store, cfg cassandrast
 		return nil, err
 	}
 	return cassandrastore.Open(cfg)
+}
+
+// maxSettleRounds bounds settle's rounds of reads (a round seals a few
+// packs; the reports read some 60 hour packs of each kind).
+const maxSettleRounds = 500
+
+// sealsSoFar is this process's count of packs sealed
+// (trk_storage_pack_seals_total).
+func sealsSoFar() (float64, error) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "trk_storage_pack_seals_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue(), nil
+		}
+	}
+	return 0, errors.New("settle: no metric trk_storage_pack_seals_total")
 }
 
 // generator makes the data set, the same every time.
@@ -314,7 +359,7 @@ func load(ctx context.Context, o options, store storage.Store, cass *cassandrast
 			if err := derive(ctx, o, cass, p, storage.Week, cassandrastore.SetWeeksSince); err != nil {
 				return p, err
 			}
-			p.SketchForm = sketchForm
+			p.SketchForm, p.Settled = sketchForm, false // rewritten: settle again
 			b, _ := json.MarshalIndent(p, "", "  ")
 			return p, os.WriteFile(progressFile(o), b, 0o644)
 		}
