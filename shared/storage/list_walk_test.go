@@ -145,7 +145,7 @@ func TestListWalkSameAsBefore(t *testing.T) {
 	day0 := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	p, subs, types := "p", []string{"s1", "s2"}, []string{"view", "click", "buy"}
 	var totalNew, totalOld, queries int
-	for round := range 100 {
+	for round := range 40 {
 		m := &memEvents{}
 		// Clusters: a few days, a few hours in each, a few minutes in each.
 		n := 0
