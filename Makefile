@@ -67,7 +67,8 @@ bench-fast: build
 	$(GO) run ./deploy/allinone/cmd/fastbench -bin $(BIN)/volcanion -out data/bench/fastbench.json $(FAST_ARGS)
 
 # Reports at scale: 10 M events over 30 days in Pebble and in Cassandra
-# (loaded once, then reused), p50/p99 of the reports uncached and cached, 1
+# (loaded once, settled once on Cassandra, then reused), p50/p99 of the
+# reports uncached and cached, 1
 # and 8 clients (deploy/bench-reports.sh; results in data/bench/reports.json;
 # REPORT_ARGS, e.g. -events 1000000, for a smaller set).
 bench-reports:

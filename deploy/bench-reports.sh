@@ -4,6 +4,8 @@
 # or resumes a load that ran out of time), then the reports over it,
 # uncached and cached, with 1 and 8 clients. Results: data/bench/reports.json.
 #
+# On Cassandra a data set just loaded is settled once first (read until no
+# pack is left to seal, then nodetool flush and compact; see below).
 # Cassandra keeps the data set in data/bench/cassandra: it is started here
 # when nothing answers on 127.0.0.1:9042, and stopped after. Cached runs on
 # Cassandra use Redis (started here if none answers on 6379), as production
