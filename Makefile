@@ -68,9 +68,9 @@ bench-fast: build
 
 # Reports at scale: 10 M events over 30 days in Pebble and in Cassandra
 # (loaded once, settled once on Cassandra, then reused), p50/p99 of the
-# reports uncached and cached, 1
-# and 8 clients (deploy/bench-reports.sh; results in data/bench/reports.json;
-# REPORT_ARGS, e.g. -events 1000000, for a smaller set).
+# reports uncached and cached, 1 and 8 clients (deploy/bench-reports.sh;
+# results in data/bench/reports.json; REPORT_ARGS, e.g. -events 1000000,
+# for a smaller set).
 bench-reports:
 	deploy/bench-reports.sh $(REPORT_ARGS)
 
