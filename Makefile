@@ -9,7 +9,7 @@ FUZZTIME  ?= 100000x
 # package:FuzzTarget pairs run briefly by `make test`: a count of inputs, not
 # a duration (a time budget sometimes ends a clean run with "context
 # deadline exceeded" from the fuzzing engine itself)
-FUZZ      := ./shared/hll:FuzzMergeBinary ./shared/storage/cassandrastore:FuzzCountsCodec ./shared/storage/cassandrastore:FuzzReviewDecodeSealed ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/event:FuzzAppendJSON ./shared/event:FuzzDigestStable ./shared/event:FuzzDecodeFast ./shared/event:FuzzSplitBatchFast ./shared/event:FuzzParityDecodeVsOld ./shared/event:FuzzParityDecodeBatchVsOld ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid ./edge:FuzzAnswerEncoding ./edge:FuzzAdminBody ./edge:FuzzReportRange
+FUZZ      := ./shared/hll:FuzzMergeBinary ./shared/storage/cassandrastore:FuzzCountsCodec ./shared/storage/cassandrastore:FuzzReviewDecodeSealed ./shared/event:FuzzDecode ./shared/event:FuzzDecodeBatch ./shared/event:FuzzAppendJSON ./shared/event:FuzzDigestStable ./shared/event:FuzzDecodeFast ./shared/event:FuzzSplitBatchFast ./shared/event:FuzzParityDecodeVsOld ./shared/event:FuzzParityDecodeBatchVsOld ./shared/event:FuzzDecodeStored ./shared/tenant:FuzzParseKey ./shared/signing:FuzzValid ./edge:FuzzAnswerEncoding ./edge:FuzzAdminBody ./edge:FuzzReportRange
 
 .PHONY: run build test unit fuzz lint modules bench bench-fast bench-reports clean stack stack-down
 
