@@ -70,8 +70,9 @@ type progress struct {
 	// data set loaded before is rewritten once (Cassandra; Pebble
 	// recounts itself).
 	SketchForm int
-	// Settled: the data set was read once by every report (which seals its
-	// ended days' packs) and then -settle-with ran (a major compaction).
+	// Settled: the reports read the data set until their reads sealed no
+	// more packs of ended days, and then -settle-with ran (a major
+	// compaction).
 	Settled bool
 }
 
@@ -108,7 +109,7 @@ func main() {
 	flag.DurationVar(&o.coalesce, "cassandra-write-coalesce", -1, "on cassandra, how long the reports' driver holds a request to send it with others (default: the reporter binary's)")
 	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
-	flag.StringVar(&o.settleWith, "settle-with", "", "on cassandra, a shell command run once after the load and a first read of every report (which seals ended days' packs), before any measurement: the data set as a node holds it after time (make bench-reports: nodetool flush and compact; the progress file records it)")
+	flag.StringVar(&o.settleWith, "settle-with", "", "on cassandra, a shell command run once after the load, when the reports' reads have sealed every pack of an ended day they read, before any measurement: the data set as a node holds it after time (make bench-reports: nodetool flush and compact; the progress file records it)")
 	flag.BoolVar(&o.seal, "seal", true, "on cassandra, let reads seal ended days' packs from now on (the layout mark Migrate sets a day ahead in a keyspace holding data; false: never, for a comparison)")
 	flag.Parse()
 	if c := (reporter.Config{NearCheckEvery: o.nearEvery}); c.Validate() != nil {
@@ -227,16 +228,15 @@ func settle(ctx context.Context, o options, store storage.Store, cfg cassandrast
 		}
 		if after == before {
 			fmt.Printf("  %d rounds of reads, %.0f packs sealed\n", round, after)
-			break
+			break // the store is closed
 		}
 		if round == maxSettleRounds {
-			return nil, fmt.Errorf("settle: packs still sealed after %d rounds of reads", round)
+			return nil, fmt.Errorf("settle: the reads still sealed packs after %d rounds", round)
 		}
 		if store, err = cassandrastore.Open(cfg); err != nil {
 			return nil, err
 		}
 	}
-	store.Close()
 	cmd := exec.CommandContext(ctx, "sh", "-c", o.settleWith)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	began := time.Now()
