@@ -480,10 +480,12 @@ type plan struct {
 	horizon time.Time
 	// unionsOf is unions, made once (list sets it; copies of the plan
 	// share it).
-	unionsOf *struct {
-		once sync.Once
-		v    [][]storage.Tile
-	}
+	unionsOf *onceUnions
+}
+
+type onceUnions struct {
+	once sync.Once
+	v    [][]storage.Tile
 }
 
 // retain sets the horizon of retention ret (0: all kept) at now, and tiles
@@ -559,10 +561,7 @@ func (p *plan) list() error {
 	p.step = evenStep(b, p.to)
 	p.seriesTl, p.wholeTl = p.tileSeries(), p.tileWhole()
 	p.countsTl = p.tileCounts(p.wholeTl)
-	p.unionsOf = &struct {
-		once sync.Once
-		v    [][]storage.Tile
-	}{}
+	p.unionsOf = &onceUnions{}
 	return nil
 }
 
