@@ -257,6 +257,7 @@ var (
 			"events":            "newest first: by timestamp, then id",
 			"nextCursor":        "pass as cursor (with the same partner and filters) for the next page; absent on the last",
 			"dataCompleteUntil": "every event received before this instant is stored; later ones may not be listed yet",
+			"cachedAt":          "when a page from the report cache was listed (the Age header says how long ago); absent on a page listed for this request, and a first page without to is never cached",
 		},
 	}
 )
@@ -486,7 +487,7 @@ func (s *Server) openAPI() map[string]any {
 		}
 		method, path, _ := strings.Cut(r, " ")
 		okHeaders := answerHeaders(false)
-		if strings.HasPrefix(path, "/api/v1/reports/") && !strings.HasSuffix(path, "/events") {
+		if strings.HasPrefix(path, "/api/v1/reports/") {
 			okHeaders["Age"] = map[string]any{"description": "on an answer from the report cache: seconds since it was computed (cachedAt)",
 				"schema": map[string]any{"type": "integer"}}
 		}

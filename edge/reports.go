@@ -350,10 +350,12 @@ func (s *Server) eventsRoute() {
 		if len(q.Cursor) > 512 {
 			return reply{}, badParam("cursor", "is not a nextCursor of this listing; start again without it")
 		}
-		var page report.EventsPage
-		if err := natsx.Call(cctx, s.nc, subject.Report(reportapi.Events), q, &page); err != nil {
+		// Passed through as the reporter encoded it, with Age when it came
+		// from the reporter's cache, as a report is.
+		raw, _, err := s.callReport(cctx, w, reportapi.Events, q)
+		if err != nil {
 			return reply{}, err
 		}
-		return ok(page, ""), nil
+		return ok(raw, ""), nil
 	})
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // TestCachedAtSplice: the cache's bytes are those of the stamped answer,
-// for both reports, so a hit decodes to the answer with cachedAt set and
+// for both reports and a page of events, so a hit decodes to the answer with cachedAt set and
 // nothing else changed.
 func TestCachedAtSplice(t *testing.T) {
 	at := time.Date(2026, 11, 26, 18, 30, 1, 123456789, time.FixedZone("x", 3600))
@@ -29,17 +29,19 @@ func TestCachedAtSplice(t *testing.T) {
 	sub := &report.SubSystemReport{SubSystemID: "s", TotalEvents: 3, EventsByType: map[string]int64{"a<b": 3}, UniqueUsers: &n,
 		TimeSeries: []report.Point{{Timestamp: done, Count: 3}}, Freshness: report.Freshness{DataCompleteUntil: &done}}
 	partner := &report.PartnerReport{PartnerID: "p", EventsByType: map[string]int64{}}
+	page := &report.EventsPage{PartnerID: "p", Limit: 2, NextCursor: "c<", DataCompleteUntil: &done,
+		Events: []event.Event{{ID: "e", EventType: "a<b", Timestamp: done, Metadata: json.RawMessage(`{"}":"{<"}`)}}}
 	for _, c := range []struct {
 		v any
-		f *report.Freshness
-	}{{sub, &sub.Freshness}, {partner, &partner.Freshness}} {
+		f **time.Time
+	}{{sub, &sub.Freshness.CachedAt}, {partner, &partner.Freshness.CachedAt}, {page, &page.CachedAt}} {
 		v := c.v
 		fresh, err := encodeAnswer(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		utc := at.UTC()
-		c.f.CachedAt = &utc
+		*c.f = &utc
 		want, _ := encodeAnswer(v)
 		var back map[string]any
 		if err := json.Unmarshal(want, &back); err != nil || back["cachedAt"] == nil {

@@ -62,6 +62,16 @@ const defaultEventDays = 30
 
 // EventsPage lists a partner's raw events, newest first, a page at a time.
 func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report.EventsPage, error) {
+	return decoded[report.EventsPage](s.EventsPageJSON(ctx, q))
+}
+
+// EventsPageJSON is EventsPage as the bytes sent. A page of a range that
+// was given (or a cursor's) is cached as reports are, under every
+// parameter and the cursor's position, with the partner's generation: a
+// late event stored into the closed past makes the next request list it.
+// A first page without to lists up to now, a range never asked again: it
+// is computed, never kept.
+func (s *Service) EventsPageJSON(ctx context.Context, q report.EventsQuery) (json.RawMessage, error) {
 	if !tenant.ValidID(q.PartnerID) {
 		return nil, apierr.New(apierr.InvalidParameter, "partnerId must be a UUID")
 	}
@@ -81,6 +91,7 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 			return nil, err
 		}
 	}
+	keep := !q.To.IsZero()
 	if q.To.IsZero() {
 		q.To = s.now().UTC()
 	}
@@ -96,11 +107,34 @@ func (s *Service) EventsPage(ctx context.Context, q report.EventsQuery) (*report
 	if err := checkRange(q.From, q.To, reportapi.MaxRangeDays*24*time.Hour); err != nil {
 		return nil, err
 	}
-	release, err := s.turn(ctx)
-	if err != nil {
-		return nil, err
+	compute := func() (*report.EventsPage, error) { return s.eventsPage(ctx, q, after) }
+	if !keep {
+		release, err := s.turn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		page, err := compute()
+		if err != nil {
+			return nil, err
+		}
+		return encodeAnswer(page)
 	}
-	defer release()
+	return cached(ctx, s, q.PartnerID, pageKey(q, after), q.To, func() error { return nil }, compute)
+}
+
+// pageKey is a page's cache key: every parameter, and the position a
+// cursor continues from (its range is q's by then).
+func pageKey(q report.EventsQuery, after *storage.EventPos) string {
+	pos := "first"
+	if after != nil {
+		pos = fmt.Sprintf("%d:%q", after.Timestamp.UnixNano(), after.ID)
+	}
+	return fmt.Sprintf("events:v1:%s:%d:%d:%s:%q:%d:%s", q.PartnerID, q.From.UnixNano(), q.To.UnixNano(), q.SubSystemID, q.EventType, q.Limit, pos)
+}
+
+// eventsPage lists the page of q after after.
+func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *storage.EventPos) (*report.EventsPage, error) {
 	p, err := s.partner(ctx, q.PartnerID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, apierr.New(apierr.PartnerNotFound, "partner not found")

@@ -409,7 +409,7 @@ func (s *Service) Start(nc *nats.Conn) (*natsx.Served, error) {
 			if err := confined.subSystem(q.SubSystemID); err != nil {
 				return nil, err
 			}
-			return s.EventsPage(ctx, q)
+			return s.EventsPageJSON(ctx, q)
 		})),
 		add(reportapi.Health, func(ctx context.Context, _ []byte) (any, error) {
 			if err := s.store.Ping(ctx); err != nil {

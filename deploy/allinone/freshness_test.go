@@ -146,6 +146,59 @@ func TestReportCache(t *testing.T) {
 	})
 }
 
+// TestEventsPageCache: a page of raw events over a given range comes from
+// the cache the second time, with cachedAt and Age as a report does; a
+// late event into it is listed by the next request (the workers' bump);
+// a first page without to (up to now) is listed afresh each time.
+func TestEventsPageCache(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, _, key := s.tenant("pagecache", "web")
+	old := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "old", "timestamp", old.Format(time.RFC3339)), nil)
+	var stored freshReport
+	poll(t, "the event stored", 20*time.Second, func() bool {
+		s.must(200, "GET", "/reports/partners/"+p+"?from="+old.Format(time.RFC3339)+"&tz=Europe/Paris", "admin", nil, &stored)
+		return stored.TotalEvents == 1
+	})
+	type page struct {
+		Events   []listedEvent `json:"events"`
+		CachedAt *time.Time    `json:"cachedAt"`
+	}
+	get := func(q url.Values) (page, resp) {
+		t.Helper()
+		var pg page
+		raw := s.must(200, "GET", "/reports/partners/"+p+"/events?"+q.Encode(), "admin", nil, nil)
+		if err := json.Unmarshal(raw.Data, &pg); err != nil {
+			t.Fatal(err)
+		}
+		return pg, raw
+	}
+	closed := url.Values{"from": {old.Add(-time.Hour).Format(time.RFC3339)}, "to": {old.Add(2 * time.Hour).Format(time.RFC3339)}}
+	first, raw := get(closed)
+	if first.CachedAt != nil || raw.Header.Get("Age") != "" || len(first.Events) != 1 {
+		t.Fatalf("first page: %s, Age %q", raw.Raw, raw.Header.Get("Age"))
+	}
+	second, raw := get(closed)
+	age, err := strconv.Atoi(raw.Header.Get("Age"))
+	if second.CachedAt == nil || err != nil || age < 0 || age > 60 || len(second.Events) != 1 {
+		t.Fatalf("second page: %s, Age %q", raw.Raw, raw.Header.Get("Age"))
+	}
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "late", "timestamp", old.Add(30*time.Minute).Format(time.RFC3339)), nil)
+	poll(t, "the late event in the cached page", 20*time.Second, func() bool {
+		pg, _ := get(closed)
+		return len(pg.Events) == 2 && pg.Events[0].ID == "late"
+	})
+	if pg, _ := get(closed); pg.CachedAt == nil || len(pg.Events) != 2 {
+		t.Fatalf("after the late event, the page is not cached again: %+v", pg)
+	}
+	open := url.Values{"from": {old.Format(time.RFC3339)}}
+	for range 2 {
+		if pg, raw := get(open); pg.CachedAt != nil || raw.Header.Get("Age") != "" {
+			t.Fatalf("a page up to now came from the cache: %s", raw.Raw)
+		}
+	}
+}
+
 // TestRenameRefreshesCachedReports: an answer of a closed range is cached
 // for 10 minutes, and it names the partner and its sub-systems. A rename
 // (the registry's change) makes the next answer name the new names.

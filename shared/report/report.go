@@ -171,8 +171,10 @@ type EventsPage struct {
 	Limit       int           `json:"limit"`
 	Events      []event.Event `json:"events"`
 	NextCursor  string        `json:"nextCursor,omitempty"`
-	// DataCompleteUntil: see Freshness.
+	// DataCompleteUntil and CachedAt: see Freshness. CachedAt stays the
+	// last field: the cache stamps it on the bytes it keeps.
 	DataCompleteUntil *time.Time `json:"dataCompleteUntil,omitempty"`
+	CachedAt          *time.Time `json:"cachedAt,omitempty"`
 }
 
 // DefaultEventsLimit is a page's size when none is asked for.
