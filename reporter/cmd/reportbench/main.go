@@ -686,7 +686,12 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 			o.maxConcurrent = runtime.GOMAXPROCS(0)
 		}
 	}
-	uncached := reporter.New(store, log).WithMaxConcurrent(o.maxConcurrent)
+	js, stopBus, err := bus(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopBus()
+	uncached := reporter.New(store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithMaxConcurrent(o.maxConcurrent)
 	if err := checkDataSet(ctx, uncached, p); err != nil {
 		return err
 	}
@@ -700,10 +705,10 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 		defer c.Close()
 		cache, cacheName = c, "redis"
 	}
-	// As deployed: with Redis, the near cache of the reporter's default size.
-	cached := reporter.New(store, log).WithCache(cache, time.Hour).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithNearCheckEvery(o.nearEvery).WithMaxConcurrent(o.maxConcurrent)
+	// As deployed: the cache's TTL, and with Redis the near cache, of the
+	// reporter's defaults (the data set's range is closed: 10 minutes).
+	cached := reporter.New(store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithCache(cache, reporter.DefaultConfig().CacheTTL).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithNearCheckEvery(o.nearEvery).WithMaxConcurrent(o.maxConcurrent)
 	var results []result
-	var err error
 	cachedHow := cacheName
 	if o.redis != "" {
 		cachedHow += fmt.Sprintf(" with near copies, each sent for %v once found current", o.nearEvery)
