@@ -112,7 +112,8 @@ func TestReportCache(t *testing.T) {
 		t.Fatalf("second answer: %s, Age %q", raw.Raw, raw.Header.Get("Age"))
 	}
 	// Every parameter is in the key.
-	for name, v := range map[string]string{"tz": "Asia/Kolkata", "granularity": "day", "eventType": "view"} {
+	for name, v := range map[string]string{"tz": "Asia/Kolkata", "granularity": "day", "eventType": "view",
+		"from": old.Add(-2 * time.Hour).Format(time.RFC3339), "to": old.Add(3 * time.Hour).Format(time.RFC3339)} {
 		q := url.Values{}
 		for k, vs := range closed {
 			q[k] = vs
@@ -120,6 +121,30 @@ func TestReportCache(t *testing.T) {
 		q.Set(name, v)
 		if r, raw := get(q); r.CachedAt != nil {
 			t.Fatalf("with %s=%s: an answer cached for other parameters: %s", name, v, raw.Raw)
+		}
+	}
+	// And on a partner's report, its own: subSystemId and top.
+	getPartner := func(q url.Values) (freshReport, resp) {
+		t.Helper()
+		var r freshReport
+		raw := s.must(200, "GET", "/reports/partners/"+p+"?"+q.Encode(), "admin", nil, nil)
+		if err := json.Unmarshal(raw.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r, raw
+	}
+	getPartner(closed)
+	if r, raw := getPartner(closed); r.CachedAt == nil {
+		t.Fatalf("a partner's report asked twice was not cached: %s", raw.Raw)
+	}
+	for name, v := range map[string]string{"subSystemId": subs["web"], "top": "3"} {
+		q := url.Values{}
+		for k, vs := range closed {
+			q[k] = vs
+		}
+		q.Set(name, v)
+		if r, raw := getPartner(q); r.CachedAt != nil {
+			t.Fatalf("partner report with %s=%s: an answer cached for other parameters: %s", name, v, raw.Raw)
 		}
 	}
 	// A late event into the cached closed range: the workers bump the
