@@ -206,6 +206,7 @@ func TestProductionTopology(t *testing.T) {
 	if rep.TotalEvents != len(accepted) {
 		t.Fatalf("report counts %d events, %d were accepted", rep.TotalEvents, len(accepted))
 	}
+	cachedAcrossProcesses(t, edges, admin, p.ID, sub.ID, len(accepted))
 	// ...and stored exactly once, counted by id.
 	cl := gocql.NewCluster(strings.Split(os.Getenv("VT_CASSANDRA_HOSTS"), ",")...)
 	cl.Keyspace = keyspace
@@ -470,4 +471,51 @@ func liveTailAcrossProcesses(t *testing.T, call func(method, url, auth string, b
 		}
 	}
 	t.Fatalf("the second edge's tail did not show the event stored from the first (%v)", sc.Err())
+}
+
+// cachedAcrossProcesses: in production (two reporters, Redis), a report
+// and a page of raw events over a given range, asked twice through
+// different edges: the second comes from the cache, with cachedAt and
+// Age, the same figures, and each says up to when its data is complete.
+func cachedAcrossProcesses(t *testing.T, edges []string, admin, partnerID, subID string, total int) {
+	t.Helper()
+	from := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Minute).Format(time.RFC3339)
+	to := time.Now().UTC().Add(2 * time.Minute).Truncate(time.Minute).Format(time.RFC3339)
+	get := func(edge, path string) (map[string]any, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", edge+path, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var env struct{ Data map[string]any }
+		if resp.StatusCode != 200 || json.Unmarshal(raw, &env) != nil {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+		return env.Data, resp.Header.Get("Age")
+	}
+	for _, path := range []string{
+		"/reports/sub-systems/" + subID + "?from=" + from + "&to=" + to,
+		"/reports/partners/" + partnerID + "/events?limit=1000&from=" + from + "&to=" + to,
+	} {
+		first, age := get(edges[0], path)
+		if first["cachedAt"] != nil || age != "" || first["dataCompleteUntil"] == nil {
+			t.Fatalf("%s, first: cachedAt %v, Age %q, dataCompleteUntil %v", path, first["cachedAt"], age, first["dataCompleteUntil"])
+		}
+		second, age := get(edges[1], path)
+		if second["cachedAt"] == nil || age == "" || second["dataCompleteUntil"] != first["dataCompleteUntil"] {
+			t.Fatalf("%s, again through another edge: cachedAt %v, Age %q, dataCompleteUntil %v (first %v)", path, second["cachedAt"], age,
+				second["dataCompleteUntil"], first["dataCompleteUntil"])
+		}
+		n := second["totalEvents"]
+		if evs, ok := second["events"].([]any); ok {
+			n = float64(len(evs))
+		}
+		if n != float64(total) && !(strings.Contains(path, "/events") && n == float64(1000) && total > 1000) {
+			t.Fatalf("%s: %v events from the cache, %d accepted", path, n, total)
+		}
+	}
 }
