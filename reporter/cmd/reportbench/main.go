@@ -70,9 +70,9 @@ type progress struct {
 	// data set loaded before is rewritten once (Cassandra; Pebble
 	// recounts itself).
 	SketchForm int
-	// Settled: the reports read the data set until their reads sealed no
-	// more packs of ended days, and then -settle-with ran (a major
-	// compaction).
+	// Settled: on Cassandra, the reports read the data set until their
+	// reads sealed no more packs of ended days, and then -settle-with ran
+	// (a major compaction); on Pebble, one full compaction.
 	Settled bool
 }
 
@@ -196,8 +196,30 @@ func run(o options) error {
 			}
 		}
 	}
+	if ps, ok := store.(*pebblestore.Store); ok && !p.Settled {
+		if err := settlePebble(o, ps, &p); err != nil {
+			store.Close()
+			return err
+		}
+	}
 	defer store.Close()
 	return measure(ctx, o, store, p)
+}
+
+// settlePebble brings a loaded Pebble data set to the state a store holds
+// it in after time, once: compacted down to its bottom level (a load
+// leaves its last hours' tables in the upper levels, and their background
+// compaction would share the cores with the measured reports).
+func settlePebble(o options, ps *pebblestore.Store, p *progress) error {
+	fmt.Println("settling the data set: one full compaction")
+	began := time.Now()
+	if err := ps.Flush(); err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	fmt.Printf("settled in %.0f s\n", time.Since(began).Seconds())
+	p.Settled = true
+	b, _ := json.MarshalIndent(p, "", "  ")
+	return os.WriteFile(progressFile(o), b, 0o644)
 }
 
 // settle brings a loaded data set to the state a node holds it in after
