@@ -49,7 +49,7 @@ type options struct {
 	gcPercent                                 int
 	loadFor                                   time.Duration
 	profile, only                             string
-	statements, cachedOnly                    bool
+	statements, cachedOnly, firstCalls        bool
 	seal                                      bool
 	settleWith                                string
 	cpuOf                                     int
@@ -108,6 +108,7 @@ func main() {
 	flag.BoolVar(&o.cachedOnly, "cached-only", false, "measure the cached runs only")
 	flag.DurationVar(&o.coalesce, "cassandra-write-coalesce", -1, "on cassandra, how long the reports' driver holds a request to send it with others (default: the reporter binary's)")
 	flag.DurationVar(&o.nearEvery, "near-check-every", reporter.DefaultNearCheckEvery, "the cached runs' reporter -near-check-every: how long a copy found current in Redis is sent without asking again (0: ask on every hit)")
+	flag.BoolVar(&o.firstCalls, "first-calls", true, "on cassandra, also time each report's first call of its range (what the store keeps of a range once read forgotten before each, untimed)")
 	flag.BoolVar(&o.statements, "statements", false, "on cassandra, print the statements of each query's uncached sequential runs")
 	flag.StringVar(&o.settleWith, "settle-with", "", "on cassandra, a shell command run once after the load, when the reports' reads have sealed every pack of an ended day they read, before any measurement: the data set as a node holds it after time (make bench-reports: nodetool flush and compact; the progress file records it)")
 	flag.BoolVar(&o.seal, "seal", true, "on cassandra, let reads seal ended days' packs from now on (the layout mark Migrate sets a day ahead in a keyspace holding data; false: never, for a comparison)")
@@ -596,6 +597,9 @@ func createTenants(ctx context.Context, store storage.Store, o options) error {
 type query struct {
 	name string
 	call func(ctx context.Context, r *reporter.Service) error
+	// firstCalls: the query reads what a store keeps of a range once read
+	// (a report; not a floor, nor a page of raw events).
+	firstCalls bool
 }
 
 // floors are, for each k, a "report" of k point reads at once of one small
@@ -654,31 +658,31 @@ func reportQueries(o options, p progress) []query {
 		{"partner 30 d by day", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day"})
 			return err
-		}},
+		}, true},
 		{"partner 30 d by day, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", TZ: "Asia/Kolkata"})
 			return err
-		}},
+		}, true},
 		{"sub-system 30 d by hour", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.SubSystemReportJSON(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour"})
 			return err
-		}},
+		}, true},
 		{"sub-system 30 d by hour, Asia/Kolkata", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.SubSystemReportJSON(ctx, report.SubSystemQuery{SubSystemID: sub, From: from, To: to, Granularity: "hour", TZ: "Asia/Kolkata"})
 			return err
-		}},
+		}, true},
 		{"partner 30 d by day, one event type", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.PartnerReportJSON(ctx, report.PartnerQuery{PartnerID: partnerID, From: from, To: to, Granularity: "day", EventType: "type-07"})
 			return err
-		}},
+		}, true},
 		{"raw events, a page of 100", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.EventsPageJSON(ctx, report.EventsQuery{PartnerID: partnerID, From: from, To: to, Limit: 100})
 			return err
-		}},
+		}, false},
 		{"raw events, 100 of one type", func(ctx context.Context, r *reporter.Service) error {
 			_, err := r.EventsPageJSON(ctx, report.EventsQuery{PartnerID: partnerID, From: from, To: to, Limit: 100, EventType: "type-30"})
 			return err
-		}},
+		}, false},
 	}
 }
 
@@ -804,7 +808,7 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 				res.Cache = c.name
 				results = append(results, res)
 				printResult(o, res)
-				if first := firstCalls(store); first != nil && c.name == "none" && clients == 1 && !strings.HasPrefix(q.name, "raw") {
+				if first := firstCalls(store); first != nil && o.firstCalls && c.name == "none" && clients == 1 && q.firstCalls {
 					// No CPU figures: the JVM's would hold the forgetting's.
 					res, err := timeFirstCalls(ctx, q, c.r, o.runs, first)
 					if err != nil {
