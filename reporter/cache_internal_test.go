@@ -3,18 +3,23 @@ package reporter
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/event"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
+	"github.com/volcanion/tracking/shared/storage"
 	"github.com/volcanion/tracking/shared/storage/pebblestore"
 	"github.com/volcanion/tracking/shared/tenant"
 )
@@ -286,5 +291,182 @@ func TestBumpWhileComputing(t *testing.T) {
 	cache.Bump(ctx, p.ID)
 	if r := answer(); r.TotalEvents != 3 || r.CachedAt != nil {
 		t.Fatalf("after a bump: %d events, cachedAt %v", r.TotalEvents, r.CachedAt)
+	}
+}
+
+// ttlCache records the TTL each entry is stored with.
+type ttlCache struct {
+	*rcache.Local
+	ttls map[string]time.Duration
+}
+
+func (c *ttlCache) SetBytes(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	c.ttls[key] = ttl
+	return c.Local.SetBytes(ctx, key, b, ttl)
+}
+
+// clockDuringList moves the reporter's clock while a page is listed.
+type clockDuringList struct {
+	*pebblestore.Store
+	during func()
+}
+
+func (c *clockDuringList) ListEvents(ctx context.Context, q storage.EventsQuery) ([]event.Event, error) {
+	if c.during != nil {
+		c.during()
+	}
+	return c.Store.ListEvents(ctx, q)
+}
+
+// TestKeptAsOfTheReading: how long an answer is kept is judged when its
+// generation is read, before it is computed. A range still open then (it
+// ends within the last hour) is kept briefly even if it has closed by the
+// time the answer is stored: an event stored meanwhile was not late to the
+// workers, so nothing was bumped for it.
+func TestKeptAsOfTheReading(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	to := now.Add(-time.Hour + time.Minute) // open for one more minute
+	if _, err := pb.WriteEvents(ctx, []event.Event{{ID: "e", PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: to.Add(-time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	cache := &ttlCache{Local: rcache.NewLocal(1 << 20), ttls: map[string]time.Duration{}}
+	store := &clockDuringList{Store: pb}
+	s := New(store, zerolog.Nop()).WithCache(cache, 15*time.Second)
+	clock := now
+	s.now = func() time.Time { return clock }
+	store.during = func() { clock = clock.Add(2 * time.Minute) } // closed by the time it is stored
+	if _, err := s.EventsPage(ctx, report.EventsQuery{PartnerID: p.ID, From: to.Add(-time.Hour), To: to}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cache.ttls) != 1 {
+		t.Fatalf("entries stored: %v", cache.ttls)
+	}
+	for key, ttl := range cache.ttls {
+		if ttl != 15*time.Second {
+			t.Fatalf("%s kept for %v, want the open range's 15s", key, ttl)
+		}
+	}
+}
+
+// TestForgedCursors: a cursor is the client's to rewrite. One whose
+// position is outside its own range (no page of the listing ends there) is
+// refused, so it can take no other page's cache entry (a time 2^64 ns
+// away once did); one that names its range in another zone is answered
+// as the range in UTC, the bytes a computed page has.
+func TestForgedCursors(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
+	var evs []event.Event
+	for i := range 5 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: at.Add(time.Duration(i) * time.Minute)})
+	}
+	if _, err := pb.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pb, zerolog.Nop()).WithCache(rcache.NewLocal(1<<20), time.Minute)
+	q := report.EventsQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour), Limit: 2}
+	first, err := s.EventsPage(ctx, q)
+	if err != nil || first.NextCursor == "" {
+		t.Fatalf("%+v %v", first, err)
+	}
+	var c cursor
+	raw, _ := base64.RawURLEncoding.DecodeString(first.NextCursor)
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	forge := func(f func(*cursor)) string {
+		d := c
+		f(&d)
+		b, _ := json.Marshal(d)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	quarter := time.Duration(1 << 62) // four of them: 2^64 ns, where UnixNano wraps
+	for name, cur := range map[string]string{
+		"2^64 ns later":      forge(func(d *cursor) { d.T = d.T.Add(quarter).Add(quarter).Add(quarter).Add(quarter) }),
+		"2^64 ns earlier":    forge(func(d *cursor) { d.T = d.T.Add(-quarter).Add(-quarter).Add(-quarter).Add(-quarter) }),
+		"before its range":   forge(func(d *cursor) { d.T = d.From.Add(-time.Nanosecond) }),
+		"at its range's end": forge(func(d *cursor) { d.T = d.To }),
+	} {
+		next := q
+		next.Cursor = cur
+		var ae *apierr.Error
+		if _, err := s.EventsPage(ctx, next); !errors.As(err, &ae) || ae.Code != apierr.InvalidParameter || len(ae.Fields) != 1 || ae.Fields[0].Field != "cursor" {
+			t.Errorf("%s: %v, want the cursor refused", name, err)
+		}
+	}
+	// The same instants in +07:00: the page names its range in UTC, and
+	// is the same page however the cursor wrote it, computed or cached.
+	zone := time.FixedZone("+07", 7*3600)
+	in07 := q
+	in07.Cursor = forge(func(d *cursor) { d.From, d.To, d.T = d.From.In(zone), d.To.In(zone), d.T.In(zone) })
+	real := q
+	real.Cursor = first.NextCursor
+	a, err := s.EventsPageJSON(ctx, in07)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.EventsPageJSON(ctx, real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := New(pb, zerolog.Nop()).EventsPageJSON(ctx, real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(a, []byte("+07:00")) || !bytes.HasPrefix(b, a[:len(a)-1]) || !bytes.Equal(a, fresh) {
+		t.Fatalf("in +07:00:\n%s\nthe cursor as sent, from the cache:\n%s\ncomputed:\n%s", a, b, fresh)
+	}
+}
+
+// TestLargePagesNotKept: a page over maxKeptPage bytes is sent, not kept;
+// a smaller one of the same listing is kept.
+func TestLargePagesNotKept(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	meta := json.RawMessage(`{"blob":"` + strings.Repeat("x", 1000) + `"}`)
+	var evs []event.Event
+	for i := range 200 {
+		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
+			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: meta})
+	}
+	if _, err := pb.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pb, zerolog.Nop()).WithCache(rcache.NewLocal(4<<20), time.Minute)
+	for _, c := range []struct {
+		limit int
+		kept  bool
+	}{{200, false}, {20, true}} {
+		q := report.EventsQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour), Limit: c.limit}
+		b, err := s.EventsPageJSON(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (len(b) > maxKeptPage) == c.kept {
+			t.Fatalf("limit %d: %d bytes; the test needs one page over %d and one under", c.limit, len(b), maxKeptPage)
+		}
+		again, err := s.EventsPage(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (again.CachedAt != nil) != c.kept {
+			t.Fatalf("limit %d (%d bytes): cachedAt %v, want kept %v", c.limit, len(b), again.CachedAt, c.kept)
+		}
 	}
 }

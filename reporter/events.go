@@ -49,12 +49,18 @@ func decodeCursor(q *report.EventsQuery) (*storage.EventPos, error) {
 		return nil, bad
 	}
 	var c cursor
+	// A cursor is the client's to rewrite: its position must be where a
+	// page of its listing can end, inside its range (a page's cache key
+	// holds the position, and one outside is no page's).
 	if err := json.Unmarshal(b, &c); err != nil || c.Q != listingID(*q) || c.I == "" ||
-		(!q.From.IsZero() && !q.From.Equal(c.From)) || (!q.To.IsZero() && !q.To.Equal(c.To)) {
+		(!q.From.IsZero() && !q.From.Equal(c.From)) || (!q.To.IsZero() && !q.To.Equal(c.To)) ||
+		c.T.Before(c.From) || !c.T.Before(c.To) {
 		return nil, bad
 	}
-	q.From, q.To = c.From, c.To
-	return &storage.EventPos{Timestamp: c.T, ID: c.I}, nil
+	// In UTC, as the edge gives a range: the page names its range as a
+	// computed one does, whatever zone the cursor was written in.
+	q.From, q.To = c.From.UTC(), c.To.UTC()
+	return &storage.EventPos{Timestamp: c.T.UTC(), ID: c.I}, nil
 }
 
 // defaultEventDays is how far back a listing without from reaches.
@@ -120,17 +126,25 @@ func (s *Service) EventsPageJSON(ctx context.Context, q report.EventsQuery) (jso
 		}
 		return encodeAnswer(page)
 	}
-	return cached(ctx, s, q.PartnerID, pageKey(q, after), q.To, func() error { return nil }, compute)
+	return cached(ctx, s, q.PartnerID, pageKey(q, after), q.To, maxKeptPage, func() error { return nil }, compute)
 }
 
+// maxKeptPage bounds the pages kept in the cache: a default page of
+// ordinary events (100 of about 400 bytes) is kept; a page of 1,000, or of
+// large metadata, is mostly read once, and would take the room of many
+// reports.
+const maxKeptPage = 128 << 10
+
 // pageKey is a page's cache key: every parameter, and the position a
-// cursor continues from (its range is q's by then).
+// cursor continues from (its range is q's by then). Instants are written
+// exactly, never as a number that wraps.
 func pageKey(q report.EventsQuery, after *storage.EventPos) string {
+	exact := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	pos := "first"
 	if after != nil {
-		pos = fmt.Sprintf("%d:%q", after.Timestamp.UnixNano(), after.ID)
+		pos = fmt.Sprintf("%s:%q", exact(after.Timestamp), after.ID)
 	}
-	return fmt.Sprintf("events:v1:%s:%d:%d:%s:%q:%d:%s", q.PartnerID, q.From.UnixNano(), q.To.UnixNano(), q.SubSystemID, q.EventType, q.Limit, pos)
+	return fmt.Sprintf("events:v1:%s:%s:%s:%s:%q:%d:%s", q.PartnerID, exact(q.From), exact(q.To), q.SubSystemID, q.EventType, q.Limit, pos)
 }
 
 // eventsPage lists the page of q after after.

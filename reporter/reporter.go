@@ -146,8 +146,9 @@ func (s *Service) ttlAt(to, at time.Time) time.Duration {
 // store into the closed past (rcache.KeyOfGeneration), so an answer for a
 // closed range is cached long yet never outlives a late event.
 // On a miss, prepare runs first (it may refuse the query at once), then
-// compute within a slot.
-func cached[T any](ctx context.Context, s *Service, genID, key string, to time.Time, prepare func() error, compute func() (*T, error)) (json.RawMessage, error) {
+// compute within a slot. An answer over maxKeep bytes (0: no bound) is
+// sent, not kept.
+func cached[T any](ctx context.Context, s *Service, genID, key string, to time.Time, maxKeep int, prepare func() error, compute func() (*T, error)) (json.RawMessage, error) {
 	// A hit takes no slot: slots bound computing, and a hit holding one
 	// while descheduled would stall the reports behind it.
 	b, _, ok := s.cacheHit(ctx, genID, key, to, true)
@@ -164,7 +165,11 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 	defer release()
 	// Another request may have computed it while this one waited. The
 	// generation is read before computing: a bump while computing leaves
-	// the entry stale at once, never a late event uncounted.
+	// the entry stale at once, never a late event uncounted. How long the
+	// answer is kept is judged as of then too: an event stored while it is
+	// computed, into a range that was open at the reading, is not late to
+	// the workers, and bumps nothing.
+	read := s.now()
 	b, gen, ok := s.cacheHit(ctx, genID, key, to, false)
 	if ok {
 		return b, nil
@@ -177,8 +182,8 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 	if err != nil {
 		return nil, err
 	}
-	if gen != nil {
-		e, ttl := sealEntry(*gen, withCachedAt(b, s.now())), s.ttl(to)
+	if gen != nil && (maxKeep == 0 || len(b) <= maxKeep) {
+		e, ttl := sealEntry(*gen, withCachedAt(b, s.now())), s.ttlAt(to, read)
 		// A copy only of an entry stored: one without (Redis failing) would
 		// never be sent (nearHit), only take memory until it lapsed.
 		if err := s.cache.SetBytes(ctx, key, e, ttl); err == nil && s.near != nil {
@@ -627,7 +632,7 @@ func (s *Service) SubSystemReportJSON(ctx context.Context, q report.SubSystemQue
 		}
 	}
 	key := fmt.Sprintf("report:v2:sub:%s:%d:%d:%s:%s:%q", q.SubSystemID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.EventType)
-	return cached(ctx, s, q.SubSystemID, key, pl.to, pl.list, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
+	return cached(ctx, s, q.SubSystemID, key, pl.to, 0, pl.list, func() (*report.SubSystemReport, error) { return s.subSystemReport(ctx, q, pl) })
 }
 
 func (s *Service) subSystemReport(ctx context.Context, q report.SubSystemQuery, pl plan) (*report.SubSystemReport, error) {
@@ -825,7 +830,7 @@ func (s *Service) PartnerReportJSON(ctx context.Context, q report.PartnerQuery) 
 		return nil, err
 	}
 	key := fmt.Sprintf("report:v2:partner:%s:%d:%d:%s:%s:%s:%q:%d", q.PartnerID, pl.from.Unix(), pl.to.Unix(), pl.g, pl.loc, q.SubSystemID, q.EventType, q.Top)
-	return cached(ctx, s, q.PartnerID, key, pl.to, pl.list, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
+	return cached(ctx, s, q.PartnerID, key, pl.to, 0, pl.list, func() (*report.PartnerReport, error) { return s.partnerReport(ctx, q, pl) })
 }
 
 // nameSubSystems fills in the codes and names of a top list: the partner's
