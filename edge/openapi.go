@@ -182,7 +182,7 @@ var queryDocs = map[string][]qp{
 	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qSubSystemID, qEventType, qTop},
 	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil, nil},
 		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil, nil},
-		qSubSystemID, {"eventType", "string", "this event type only (at most 128 characters, no control characters; else 400)", nil, map[string]any{"maxLength": 128}}, {"limit", "integer", "page size, 1-1000; default 100", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
+		qSubSystemID, {"eventType", "string", "this event type only (at most 128 characters, no control characters; else 400)", nil, map[string]any{"maxLength": 128}}, {"limit", "integer", "page size, 1-1000; default 100 (a page also stops at 768 KiB of events, with a nextCursor to the rest)", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
 		{"cursor", "string", "the previous page's nextCursor (same range and filters)", nil, nil}},
 	"GET /api/v1/partners":                   {{"page", "integer", "page number, from 1", nil, map[string]any{"minimum": 1, "maximum": 1_000_000, "default": 1}}, {"pageSize", "integer", "1-200; default 50", nil, map[string]any{"minimum": 1, "maximum": 200, "default": 50}}, {"includeDeleted", "boolean", "list deleted partners too", nil, nil}},
 	"GET /api/v1/partners/{id}/sub-systems":  {{"includeDeleted", "boolean", "list deleted sub-systems too", nil, nil}},

@@ -470,3 +470,62 @@ func TestLargePagesNotKept(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesFitOneReply: a page is one reply on the bus, so it holds the
+// events that fit maxPageBytes, at least one, and nextCursor continues
+// after them: every event of the listing once, in order, page by page.
+func TestPagesFitOneReply(t *testing.T) {
+	ctx := context.Background()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	big := json.RawMessage(`{"html":"` + strings.Repeat("<b>", 10<<10) + `"}`) // 30 KiB, escaped twice over by encoding/json
+	var want []string
+	var evs []event.Event
+	for i := range 60 {
+		evs = append(evs, event.Event{ID: fmt.Sprintf("e%02d", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
+			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: big})
+		want = append([]string{fmt.Sprintf("e%02d", i)}, want...)
+	}
+	if _, err := pb.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pb, zerolog.Nop())
+	q := report.EventsQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour), Limit: 1000}
+	var got []string
+	pages := 0
+	for {
+		b, err := s.EventsPageJSON(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pg report.EventsPage
+		if err := json.Unmarshal(b, &pg); err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > maxPageBytes+4<<10 || len(pg.Events) == 0 {
+			t.Fatalf("page %d: %d bytes, %d events", pages, len(b), len(pg.Events))
+		}
+		for _, e := range pg.Events {
+			got = append(got, e.ID)
+		}
+		pages++
+		if pg.NextCursor == "" {
+			break
+		}
+		if pages > 60 {
+			t.Fatal("no end")
+		}
+		q.Cursor = pg.NextCursor
+	}
+	if pages < 2 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%d pages listed %v\nwant %v", pages, got, want)
+	}
+	// One event larger than the bound on its own is still a page.
+	if n := fitting([]event.Event{{ID: "x", Metadata: json.RawMessage(`"` + strings.Repeat("y", maxPageBytes) + `"`)}}, maxPageBytes); n != 1 {
+		t.Fatalf("a lone large event: %d", n)
+	}
+}

@@ -169,13 +169,50 @@ func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *s
 	if err != nil {
 		return nil, err
 	}
+	full := len(evs) == q.Limit
+	if n := fitting(evs, maxPageBytes); n < len(evs) {
+		evs, full = evs[:n], true
+	}
 	page := &report.EventsPage{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID, EventType: q.EventType,
 		Limit: q.Limit, Events: evs, DataCompleteUntil: complete}
 	if page.Events == nil {
 		page.Events = []event.Event{}
 	}
-	if len(evs) == q.Limit {
+	if full {
 		page.NextCursor = encodeCursor(q, evs[len(evs)-1])
 	}
 	return page, nil
+}
+
+// maxPageBytes bounds a page's events as encoded. A page is one NATS reply,
+// and the bus refuses one past its max_payload (1 MiB by default, 4 MiB in
+// nats.conf): 1,000 events of 32 KiB of metadata each could never be sent,
+// and the caller would wait for its timeout. A page holds the events that
+// fit, at least one, and nextCursor continues after them.
+const maxPageBytes = 768 << 10
+
+// fitting is how many of evs, from the first, come to at most max bytes
+// encoded (at least one). Most pages are far under it: a bound of each
+// event's encoding (every byte of its strings escaped to six) settles them
+// without encoding; the rest are encoded one by one (AppendJSON: the bytes
+// encoding/json writes, HTML escaped, so never fewer than the answer's).
+func fitting(evs []event.Event, max int) int {
+	bound := 0
+	for i := range evs {
+		e := &evs[i]
+		bound += 512 + 6*(len(e.ID)+len(e.PartnerID)+len(e.SubSystemID)+len(e.SubSystemCode)+len(e.EventType)+
+			len(e.UserID)+len(e.AnonymousID)+len(e.Metadata)+len(e.IP)+len(e.UserAgent)+len(e.KeyID))
+	}
+	if bound <= max {
+		return len(evs)
+	}
+	var buf []byte
+	size := 0
+	for i := range evs {
+		buf = evs[i].AppendJSON(buf[:0])
+		if size += len(buf) + 1; size > max && i > 0 {
+			return i
+		}
+	}
+	return len(evs)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,4 +122,41 @@ func TestRawEvents(t *testing.T) {
 	}
 	var ok struct{ Events []json.RawMessage }
 	s.must(200, "GET", "/reports/partners/"+p+"/events?limit=1000", "admin", nil, &ok)
+}
+
+// TestLargePagesSplit: events of large metadata whose page would pass the
+// bus's largest message (1 MiB on the all-in-one) come in pages that fit,
+// each with a nextCursor to the rest, not as a request that waits for its
+// timeout.
+func TestLargePagesSplit(t *testing.T) {
+	s := startWith(t, t.TempDir(), func(*config) {})
+	p, subs, key := s.tenant("bigpages", "web")
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Minute)
+	blob := strings.Repeat("x", 30<<10)
+	for i := range 40 {
+		s.must(202, "POST", "/tracking", key, ev("web", "view", "id", fmt.Sprintf("big-%02d", i),
+			"timestamp", base.Add(time.Duration(i)*time.Second).Format(time.RFC3339), "metadata", map[string]any{"blob": blob}), nil)
+	}
+	s.waitTotal(subs["web"], 40)
+	q := url.Values{"from": {base.Add(-time.Minute).Format(time.RFC3339)}, "to": {base.Add(time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}
+	seen := map[string]bool{}
+	pages := 0
+	for {
+		var pg eventsPage
+		s.must(200, "GET", "/reports/partners/"+p+"/events?"+q.Encode(), "admin", nil, &pg)
+		for _, e := range pg.Events {
+			if seen[e.ID] {
+				t.Fatalf("%s listed twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		pages++
+		if pg.NextCursor == "" || pages > 40 {
+			break
+		}
+		q.Set("cursor", pg.NextCursor)
+	}
+	if len(seen) != 40 || pages < 2 {
+		t.Fatalf("%d events in %d pages, want 40 in at least 2", len(seen), pages)
+	}
 }
