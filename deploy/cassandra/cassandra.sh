@@ -9,7 +9,8 @@
 #                                 (JMX on 127.0.0.1:7199), e.g. compact KEYSPACE
 #
 # Settings: CASSANDRA_VERSION (5.0.6), VT_CACHE_DIR (~/.cache/volcanion),
-# CASSANDRA_PORT (9042), CASSANDRA_HEAP (1G), CASSANDRA_WAIT (240 seconds).
+# CASSANDRA_PORT (9042), CASSANDRA_HEAP (1G), CASSANDRA_WAIT (240 seconds),
+# CASSANDRA_NTR_THREADS (native_transport_max_threads, 128: Cassandra's).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -94,6 +95,10 @@ disk_failure_policy: stop
 commit_failure_policy: stop
 concurrent_reads: 8
 concurrent_writes: 16
+# Threads running client requests. Cassandra's 128 suit a node of many
+# cores; on two shared with the reporter, 8 cost the JVM a fifth less CPU
+# a report (docs/PERFORMANCE.md, session 30): make bench-reports sets 8.
+native_transport_max_threads: ${CASSANDRA_NTR_THREADS:-128}
 # Paxos v2: lightweight transactions (event id claims) in fewer round trips.
 paxos_variant: v2
 YAML
