@@ -246,11 +246,7 @@ func (b *bumpWhileComputing) ListSubSystems(ctx context.Context, partnerID strin
 // next request misses it and counts the event. On the all-in-one's cache.
 func TestBumpWhileComputing(t *testing.T) {
 	ctx := context.Background()
-	pb, p := storeWithPartner(t)
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	if err := pb.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	pb, p, ss := storeWithSubSystem(t)
 	at := time.Now().UTC().Add(-3 * time.Hour)
 	write := func(id string) {
 		t.Helper()
@@ -325,11 +321,7 @@ func (c *clockDuringList) ListEvents(ctx context.Context, q storage.EventsQuery)
 // workers, so nothing was bumped for it.
 func TestKeptAsOfTheReading(t *testing.T) {
 	ctx := context.Background()
-	pb, p := storeWithPartner(t)
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	if err := pb.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	pb, p, ss := storeWithSubSystem(t)
 	now := time.Now().UTC()
 	to := now.Add(-time.Hour + time.Minute) // open for one more minute
 	if _, err := pb.WriteEvents(ctx, []event.Event{{ID: "e", PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view", Timestamp: to.Add(-time.Minute)}}); err != nil {
@@ -361,11 +353,7 @@ func TestKeptAsOfTheReading(t *testing.T) {
 // as the range in UTC, the bytes a computed page has.
 func TestForgedCursors(t *testing.T) {
 	ctx := context.Background()
-	pb, p := storeWithPartner(t)
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	if err := pb.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	pb, p, ss := storeWithSubSystem(t)
 	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
 	var evs []event.Event
 	for i := range 5 {
@@ -433,11 +421,7 @@ func TestForgedCursors(t *testing.T) {
 // a smaller one of the same listing is kept.
 func TestLargePagesNotKept(t *testing.T) {
 	ctx := context.Background()
-	pb, p := storeWithPartner(t)
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	if err := pb.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	pb, p, ss := storeWithSubSystem(t)
 	at := time.Now().UTC().Add(-3 * time.Hour)
 	meta := json.RawMessage(`{"blob":"` + strings.Repeat("x", 1000) + `"}`)
 	var evs []event.Event
@@ -476,11 +460,7 @@ func TestLargePagesNotKept(t *testing.T) {
 // after them: every event of the listing once, in order, page by page.
 func TestPagesFitOneReply(t *testing.T) {
 	ctx := context.Background()
-	pb, p := storeWithPartner(t)
-	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
-	if err := pb.CreateSubSystem(ctx, ss); err != nil {
-		t.Fatal(err)
-	}
+	pb, p, ss := storeWithSubSystem(t)
 	at := time.Now().UTC().Add(-3 * time.Hour)
 	big := json.RawMessage(`{"html":"` + strings.Repeat("<b>", 10<<10) + `"}`) // 30 KiB, escaped twice over by encoding/json
 	var want []string
@@ -528,4 +508,15 @@ func TestPagesFitOneReply(t *testing.T) {
 	if n := fitting([]event.Event{{ID: "x", Metadata: json.RawMessage(`"` + strings.Repeat("y", maxPageBytes) + `"`)}}, maxPageBytes); n != 1 {
 		t.Fatalf("a lone large event: %d", n)
 	}
+}
+
+// storeWithSubSystem is storeWithPartner with a sub-system of the partner.
+func storeWithSubSystem(t *testing.T) (*pebblestore.Store, tenant.Partner, tenant.SubSystem) {
+	t.Helper()
+	pb, p := storeWithPartner(t)
+	ss := tenant.SubSystem{ID: tenant.NewID(), PartnerID: p.ID, Code: "web", Name: "Web", Status: tenant.Active}
+	if err := pb.CreateSubSystem(context.Background(), ss); err != nil {
+		t.Fatal(err)
+	}
+	return pb, p, ss
 }
