@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/volcanion/tracking/shared/apierr"
@@ -519,4 +521,58 @@ func storeWithSubSystem(t *testing.T) (*pebblestore.Store, tenant.Partner, tenan
 		t.Fatal(err)
 	}
 	return pb, p, ss
+}
+
+// TestPagesFitASmallerBus: on a bus whose largest message is below 1 MiB
+// (max_payload set to 256 KiB), pages are cut to fit it, and a page sent
+// over it arrives.
+func TestPagesFitASmallerBus(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, MaxPayload: 256 << 10, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	pb, p, ss := storeWithSubSystem(t)
+	s := New(pb, zerolog.Nop())
+	if got := s.pageBytes(); got != maxPageBytes {
+		t.Fatalf("without a bus: %d, want %d", got, maxPageBytes)
+	}
+	s.nc = nc
+	if got, want := s.pageBytes(), 256<<10-pageMargin; got != want {
+		t.Fatalf("on a bus of 256 KiB messages: %d, want %d", got, want)
+	}
+	at := time.Now().UTC().Add(-3 * time.Hour)
+	meta := json.RawMessage(`{"blob":"` + strings.Repeat("x", 20<<10) + `"}`)
+	var evs []event.Event
+	for i := range 40 {
+		evs = append(evs, event.Event{ID: fmt.Sprintf("e%02d", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
+			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: meta})
+	}
+	if _, err := pb.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.EventsPageJSON(ctx, report.EventsQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour), Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync("page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("page", b); err != nil {
+		t.Fatalf("a page of %d bytes on a bus of %d: %v", len(b), nc.MaxPayload(), err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

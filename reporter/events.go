@@ -170,7 +170,7 @@ func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *s
 		return nil, err
 	}
 	full := len(evs) == q.Limit
-	if n := fitting(evs, maxPageBytes); n < len(evs) {
+	if n := fitting(evs, s.pageBytes()); n < len(evs) {
 		evs, full = evs[:n], true
 	}
 	page := &report.EventsPage{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID, EventType: q.EventType,
@@ -190,6 +190,23 @@ func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *s
 // and the caller would wait for its timeout. A page holds the events that
 // fit, at least one, and nextCursor continues after them.
 const maxPageBytes = 768 << 10
+
+// pageBytes is maxPageBytes, or less on a bus whose largest message is
+// smaller (a server's max_payload set below 1 MiB): the page, its own
+// fields and the reply's sealing fit in what is left of it.
+func (s *Service) pageBytes() int {
+	limit := maxPageBytes
+	if s.nc != nil {
+		if mp := int(s.nc.MaxPayload()) - pageMargin; mp < limit {
+			limit = max(mp, pageMargin)
+		}
+	}
+	return limit
+}
+
+// pageMargin is left of the bus's largest message for the page's own
+// fields, the last event's cursor and the reply's sealing.
+const pageMargin = 64 << 10
 
 // fitting is how many of evs, from the first, come to at most max bytes
 // encoded (at least one). Most pages are far under it: a bound of each

@@ -183,7 +183,9 @@ func cached[T any](ctx context.Context, s *Service, genID, key string, to time.T
 		return nil, err
 	}
 	if gen != nil && (maxKeep == 0 || len(b) <= maxKeep) {
-		e, ttl := sealEntry(*gen, withCachedAt(b, s.now())), s.ttlAt(to, read)
+		// Stamped as of the reading too: a near copy elsewhere judges its
+		// TTL from cachedAt (keepNear), and must judge it as this one did.
+		e, ttl := sealEntry(*gen, withCachedAt(b, read)), s.ttlAt(to, read)
 		// A copy only of an entry stored: one without (Redis failing) would
 		// never be sent (nearHit), only take memory until it lapsed.
 		if err := s.cache.SetBytes(ctx, key, e, ttl); err == nil && s.near != nil {
