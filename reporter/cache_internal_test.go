@@ -425,15 +425,7 @@ func TestLargePagesNotKept(t *testing.T) {
 	ctx := context.Background()
 	pb, p, ss := storeWithSubSystem(t)
 	at := time.Now().UTC().Add(-3 * time.Hour)
-	meta := json.RawMessage(`{"blob":"` + strings.Repeat("x", 1000) + `"}`)
-	var evs []event.Event
-	for i := range 200 {
-		evs = append(evs, event.Event{ID: fmt.Sprint("e", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
-			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: meta})
-	}
-	if _, err := pb.WriteEvents(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
+	writeSpaced(t, pb, p, ss, 200, at, json.RawMessage(`{"blob":"`+strings.Repeat("x", 1000)+`"}`))
 	s := New(pb, zerolog.Nop()).WithCache(rcache.NewLocal(4<<20), time.Minute)
 	for _, c := range []struct {
 		limit int
@@ -552,15 +544,7 @@ func TestPagesFitASmallerBus(t *testing.T) {
 		t.Fatalf("on a bus of 256 KiB messages: %d, want %d", got, want)
 	}
 	at := time.Now().UTC().Add(-3 * time.Hour)
-	meta := json.RawMessage(`{"blob":"` + strings.Repeat("x", 20<<10) + `"}`)
-	var evs []event.Event
-	for i := range 40 {
-		evs = append(evs, event.Event{ID: fmt.Sprintf("e%02d", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
-			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: meta})
-	}
-	if _, err := pb.WriteEvents(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
+	writeSpaced(t, pb, p, ss, 40, at, json.RawMessage(`{"blob":"`+strings.Repeat("x", 20<<10)+`"}`))
 	b, err := s.EventsPageJSON(ctx, report.EventsQuery{PartnerID: p.ID, From: at.Add(-time.Hour), To: at.Add(time.Hour), Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -573,6 +557,20 @@ func TestPagesFitASmallerBus(t *testing.T) {
 		t.Fatalf("a page of %d bytes on a bus of %d: %v", len(b), nc.MaxPayload(), err)
 	}
 	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeSpaced stores n events of ss, "e000" on, a second apart from at,
+// each with meta.
+func writeSpaced(t *testing.T, pb *pebblestore.Store, p tenant.Partner, ss tenant.SubSystem, n int, at time.Time, meta json.RawMessage) {
+	t.Helper()
+	evs := make([]event.Event, 0, n)
+	for i := range n {
+		evs = append(evs, event.Event{ID: fmt.Sprintf("e%03d", i), PartnerID: p.ID, SubSystemID: ss.ID, EventType: "view",
+			Timestamp: at.Add(time.Duration(i) * time.Second), Metadata: meta})
+	}
+	if _, err := pb.WriteEvents(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -208,26 +208,26 @@ func (s *Service) pageBytes() int {
 // fields, the last event's cursor and the reply's sealing.
 const pageMargin = 64 << 10
 
-// fitting is how many of evs, from the first, come to at most max bytes
+// fitting is how many of evs, from the first, come to at most budget bytes
 // encoded (at least one). Most pages are far under it: a bound of each
 // event's encoding (every byte of its strings escaped to six) settles them
 // without encoding; the rest are encoded one by one (AppendJSON: the bytes
 // encoding/json writes, HTML escaped, so never fewer than the answer's).
-func fitting(evs []event.Event, max int) int {
+func fitting(evs []event.Event, budget int) int {
 	bound := 0
 	for i := range evs {
 		e := &evs[i]
 		bound += 512 + 6*(len(e.ID)+len(e.PartnerID)+len(e.SubSystemID)+len(e.SubSystemCode)+len(e.EventType)+
 			len(e.UserID)+len(e.AnonymousID)+len(e.Metadata)+len(e.IP)+len(e.UserAgent)+len(e.KeyID))
 	}
-	if bound <= max {
+	if bound <= budget {
 		return len(evs)
 	}
 	var buf []byte
 	size := 0
 	for i := range evs {
 		buf = evs[i].AppendJSON(buf[:0])
-		if size += len(buf) + 1; size > max && i > 0 {
+		if size += len(buf) + 1; size > budget && i > 0 {
 			return i
 		}
 	}

@@ -82,15 +82,7 @@ func TestDataCompleteUntil(t *testing.T) {
 // fresh one does not; every parameter is part of the key; a range that
 // reaches into the open hour is cached only briefly.
 func TestReportCache(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(*config) {})
-	p, subs, key := s.tenant("cache", "web")
-	old := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
-	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "old", "timestamp", old.Format(time.RFC3339)), nil)
-	var stored freshReport
-	poll(t, "the event stored", 20*time.Second, func() bool {
-		s.must(200, "GET", "/reports/partners/"+p+"?from="+old.Format(time.RFC3339)+"&tz=Europe/Paris", "admin", nil, &stored)
-		return stored.TotalEvents == 1
-	})
+	s, p, subs, key, old := withOldEvent(t, "cache")
 
 	get := func(q url.Values) (freshReport, resp) {
 		t.Helper()
@@ -176,15 +168,7 @@ func TestReportCache(t *testing.T) {
 // late event into it is listed by the next request (the workers' bump);
 // a first page without to (up to now) is listed afresh each time.
 func TestEventsPageCache(t *testing.T) {
-	s := startWith(t, t.TempDir(), func(*config) {})
-	p, _, key := s.tenant("pagecache", "web")
-	old := time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
-	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "old", "timestamp", old.Format(time.RFC3339)), nil)
-	var stored freshReport
-	poll(t, "the event stored", 20*time.Second, func() bool {
-		s.must(200, "GET", "/reports/partners/"+p+"?from="+old.Format(time.RFC3339)+"&tz=Europe/Paris", "admin", nil, &stored)
-		return stored.TotalEvents == 1
-	})
+	s, p, _, key, old := withOldEvent(t, "pagecache")
 	type page struct {
 		Events   []listedEvent `json:"events"`
 		CachedAt *time.Time    `json:"cachedAt"`
@@ -265,4 +249,22 @@ func TestRenameRefreshesCachedReports(t *testing.T) {
 		a, b := sub(), partner()
 		return a.SubSystemName == "Website" && b.PartnerName == "Renamed partner" && len(b.TopSubSystems) == 1 && b.TopSubSystems[0].SubSystemName == "Website"
 	})
+}
+
+// withOldEvent starts an all-in-one with a partner (code) and its "web"
+// sub-system, and stores one event "old" 30 hours back (the closed past),
+// polled for under a key of its own so that no answer the test asks for
+// is cached yet.
+func withOldEvent(t *testing.T, code string) (s *sys, partner string, subs map[string]string, key string, old time.Time) {
+	t.Helper()
+	s = startWith(t, t.TempDir(), func(*config) {})
+	partner, subs, key = s.tenant(code, "web")
+	old = time.Now().UTC().Add(-30 * time.Hour).Truncate(time.Hour)
+	s.must(202, "POST", "/tracking", key, ev("web", "view", "id", "old", "timestamp", old.Format(time.RFC3339)), nil)
+	var stored freshReport
+	poll(t, "the event stored", 20*time.Second, func() bool {
+		s.must(200, "GET", "/reports/partners/"+partner+"?from="+old.Format(time.RFC3339)+"&tz=Europe/Paris", "admin", nil, &stored)
+		return stored.TotalEvents == 1
+	})
+	return s, partner, subs, key, old
 }
