@@ -31,6 +31,24 @@ wait_port() {
   log "$2 did not open port $1; see $dir/logs/$2.log"; tail -5 "$dir/logs/$2.log" >&2 || true; return 1
 }
 
+# wait_serving PORT NAME: the edge on PORT reports ingest, admin and reports
+# ready (GET /api/v1/health/dependencies), within two minutes.
+wait_serving() {
+  local body=""
+  for _ in $(seq 1 240); do
+    body=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /api/v1/health/dependencies HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null || true)
+    ready=0
+    for part in ingest admin reports; do
+      echo "$body" | grep -Eq "\"$part\": ?\"ready\"" && ready=$((ready + 1))
+    done
+    [ "$ready" = 3 ] && return 0
+    sleep 0.5
+  done
+  log "$2 does not find every dependency ready after 2 minutes: ${body##*$'\r\n\r\n'}"
+  for n in registry reporter1 reporter2; do tail -3 "$dir/logs/$n.log" >&2 || true; done
+  return 1
+}
+
 nats_client() { echo $((4222 + base + $1 - 1)); }
 nats_route() { echo $((6222 + base + $1 - 1)); }
 nats_urls() { echo "nats://127.0.0.1:$(nats_client 1),nats://127.0.0.1:$(nats_client 2),nats://127.0.0.1:$(nats_client 3)"; }
@@ -113,6 +131,10 @@ up() {
   "$bin/registry" -provision -nats-url "$(nats_urls)" -nats-creds "$dir/nats/admin.creds" -stream-replicas 3 ${STACK_PROVISION_FLAGS:-} >> "$dir/logs/provision.log" 2>&1
   start registry; start reporter1; start reporter2; start workers1; start workers2
   start edge1; start edge2
+  # Serving once every edge finds the registry and a reporter answering: on
+  # a cold node the registry's start outlasts the edges', and a call before
+  # it answers 503.
+  for i in 1 2; do wait_serving "$(edge_port "$i")" "edge$i"; done
   cat <<MSG
 
 The production topology is running (logs in $dir/logs):
