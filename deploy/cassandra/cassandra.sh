@@ -101,6 +101,11 @@ concurrent_writes: 16
 native_transport_max_threads: ${CASSANDRA_NTR_THREADS:-128}
 # Paxos v2: lightweight transactions (event id claims) in fewer round trips.
 paxos_variant: v2
+# Cassandra 5's own formats (its default keeps 4.x's, for clusters upgraded
+# node by node; this node has no older peer). A data directory written so
+# is not readable in the 4.x mode: the bench's keyspace of 10 M events was
+# (docs/PERFORMANCE.md, session 31).
+storage_compatibility_mode: NONE
 YAML
   cat > "$dir/logback.xml" <<XML
 <configuration>
