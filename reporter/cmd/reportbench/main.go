@@ -42,19 +42,19 @@ import (
 )
 
 type options struct {
-	backend, dir, hosts, keyspace, redis, out string
-	events, days, subs, types, users          int
-	runs, clients, writers, warmup            int
-	maxConcurrent                             int
-	gcPercent                                 int
-	loadFor                                   time.Duration
-	profile, only                             string
-	statements, cachedOnly, firstCalls        bool
-	seal                                      bool
-	settleWith                                string
-	cpuOf                                     int
-	coalesce, nearEvery                       time.Duration
-	observer                                  *statements
+	backend, dir, hosts, keyspace, redis, out  string
+	events, days, subs, types, users           int
+	runs, clients, writers, warmup, warmRounds int
+	maxConcurrent                              int
+	gcPercent                                  int
+	loadFor                                    time.Duration
+	profile, only                              string
+	statements, cachedOnly, firstCalls         bool
+	seal                                       bool
+	settleWith                                 string
+	cpuOf                                      int
+	coalesce, nearEvery                        time.Duration
+	observer                                   *statements
 }
 
 // progress is what a load has done, kept beside the data.
@@ -98,6 +98,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
 	flag.IntVar(&o.warmup, "warmup", 10, "uncounted runs of each query before its uncached runs (a database's JIT and caches warm, as in a system that has been running)")
+	flag.IntVar(&o.warmRounds, "warm-rounds", -1, "uncounted rounds of every query, each its runs with the concurrent clients, before any is measured (default: 4 on cassandra, whose JIT cut its CPU a report by half over the first rounds after a start; 0 on pebble)")
 	flag.IntVar(&o.gcPercent, "gc-percent", -1, "the garbage collector's target, as GOGC (GOGC, when set, wins; default: as deployed, Go's 100 on pebble (the all-in-one), the reporter's -gc-percent on cassandra)")
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", -1, "reports computed at once (the reporter's -max-concurrent-reports; 0: no bound; default: as deployed, the cores on pebble (the all-in-one), no bound on cassandra)")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
@@ -734,6 +735,15 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	// As deployed: the cache's TTL, and with Redis the near cache, of the
 	// reporter's defaults (the data set's range is closed: 10 minutes).
 	cached := reporter.New(store, log).WithProgress(js, reporter.DefaultCompleteSlack).WithCache(cache, reporter.DefaultConfig().CacheTTL).WithNearCache(reporter.DefaultConfig().NearCacheBytes).WithNearCheckEvery(o.nearEvery).WithMaxConcurrent(o.maxConcurrent)
+	if o.warmRounds < 0 {
+		o.warmRounds = 0
+		if o.backend == "cassandra" {
+			o.warmRounds = 4
+		}
+	}
+	if err := warmRounds(ctx, o, queries, uncached); err != nil {
+		return err
+	}
 	var results []result
 	cachedHow := cacheName
 	if o.redis != "" {
@@ -915,6 +925,27 @@ func startProfile(dir, name string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// warmRounds runs every query o.warmRounds times over, uncounted, as a node
+// that has long been serving them: on a just-started Cassandra the JVM's
+// CPU a report fell by about half over the first four such rounds
+// (docs/PERFORMANCE.md, session 31), more than a query's own warm-up
+// (-warmup) gives it.
+func warmRounds(ctx context.Context, o options, queries []query, r *reporter.Service) error {
+	for round := range o.warmRounds {
+		began := time.Now()
+		for _, q := range queries {
+			if o.only != "" && !strings.Contains(q.name, o.only) {
+				continue
+			}
+			if _, err := timeRuns(ctx, q, r, o.clients, o.runs); err != nil {
+				return fmt.Errorf("warming %s: %w", q.name, err)
+			}
+		}
+		fmt.Printf("warm-up round %d of %d: %.0f s\n", round+1, o.warmRounds, time.Since(began).Seconds())
+	}
+	return nil
 }
 
 func timeRuns(ctx context.Context, q query, r *reporter.Service, clients, runs int) (result, error) {
