@@ -34,7 +34,7 @@ wait_port() {
 # wait_serving PORT NAME: the edge on PORT reports ingest, admin and reports
 # ready (GET /api/v1/health/dependencies), within two minutes.
 wait_serving() {
-  local body=""
+  local body="" ready part
   for _ in $(seq 1 240); do
     body=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /api/v1/health/dependencies HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3) 2>/dev/null || true)
     ready=0

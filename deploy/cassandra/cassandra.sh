@@ -102,8 +102,8 @@ native_transport_max_threads: ${CASSANDRA_NTR_THREADS:-128}
 # Paxos v2: lightweight transactions (event id claims) in fewer round trips.
 paxos_variant: v2
 # Cassandra 5's own formats (its default keeps 4.x's, for clusters upgraded
-# node by node; this node has no older peer). A data directory written so
-# is not readable in the 4.x mode: the bench's keyspace of 10 M events was
+# node by node; this node has no older peer). A data directory written in
+# them cannot be read in the 4.x mode, and the bench's (data/bench) is
 # (docs/PERFORMANCE.md, session 31).
 storage_compatibility_mode: NONE
 YAML
