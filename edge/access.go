@@ -68,6 +68,10 @@ func (s *Server) reportKey(ctx context.Context, r *http.Request) (partner, sub s
 		}
 		return pr.partner.ID, pr.key.SubSystemID, natsx.WithAPIKey(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key"))), nil
 	}
+	if adminToken(r) == "" && r.Header.Get("X-Api-Key") == "" {
+		return "", "", nil, apierr.New(apierr.AdminRequired,
+			"this route needs the admin credential (Authorization: Bearer <token>) or a partner API key with the %s scope (X-Api-Key)", tenant.ScopeReport)
+	}
 	if err := s.requireAdmin(r); err != nil {
 		return "", "", nil, err
 	}

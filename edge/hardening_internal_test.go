@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -282,4 +283,57 @@ func FuzzAdminBody(f *testing.F) {
 			t.Fatalf("%q: the registry request does not serialise: %v", data, err)
 		}
 	})
+}
+
+// TestHeadAnswersAsGet: every GET route but the live tail answers HEAD with
+// GET's status and headers and no body, over a real connection (where
+// net/http drops a HEAD's body); the tail answers 405.
+func TestHeadAnswersAsGet(t *testing.T) {
+	s := offline(t, nil)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	do := func(method, path string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var b strings.Builder
+		if _, err := io.Copy(&b, res.Body); err != nil {
+			t.Fatal(err)
+		}
+		return res, []byte(b.String())
+	}
+	for _, path := range []string{"/api/v1/health", "/openapi/v1.json", "/metrics",
+		"/api/v1/reports/partners/0190b6a2-7c1e-7000-8000-000000000001", // no credential: 401 both ways
+		"/api/v1/reports/sub-systems/0190b6a2-7c1e-7000-8000-000000000001?granularity=year"} {
+		get, body := do(http.MethodGet, path)
+		head, hbody := do(http.MethodHead, path)
+		if head.StatusCode != get.StatusCode || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") || len(hbody) != 0 || len(body) == 0 {
+			t.Fatalf("%s: GET %d %q (%d bytes), HEAD %d %q (%d bytes)", path, get.StatusCode, get.Header.Get("Content-Type"), len(body),
+				head.StatusCode, head.Header.Get("Content-Type"), len(hbody))
+		}
+	}
+	if res, _ := do(http.MethodHead, "/api/v1/reports/partners/0190b6a2-7c1e-7000-8000-000000000001/tail"); res.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("HEAD on the tail: %d", res.StatusCode)
+	}
+}
+
+// TestReportRoutesNameBothCredentials: a report asked with no credential is
+// told both it accepts, the admin's and a partner key with the report scope.
+func TestReportRoutesNameBothCredentials(t *testing.T) {
+	s := offline(t, nil)
+	for _, path := range []string{"/api/v1/reports/partners/0190b6a2-7c1e-7000-8000-000000000001",
+		"/api/v1/reports/sub-systems/0190b6a2-7c1e-7000-8000-000000000001",
+		"/api/v1/reports/partners/0190b6a2-7c1e-7000-8000-000000000001/events"} {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		var env envelope
+		if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || w.Code != 401 || env.Error == nil ||
+			env.Error.Code != apierr.AdminRequired || !strings.Contains(env.Error.Message, "X-Api-Key") || !strings.Contains(env.Error.Message, "Bearer") {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+	}
 }

@@ -97,9 +97,19 @@ type reqState struct {
 var propagator = propagation.TraceContext{}
 
 // handle registers h with the logging, metrics and tracing every route gets.
+// A GET route answers HEAD too (RFC 9110 §9.3.2): the same handler, whose
+// body net/http discards for a HEAD request. Not a stream's (the live
+// tail): headers there promise nothing a HEAD could check.
 func (s *Server) handle(method, route string, h handler) {
 	s.routeList = append(s.routeList, method+" "+publicPath(route))
-	s.router.Handle(method, route, func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
+	s.router.Handle(method, route, s.route(method, route, h))
+	if method == http.MethodGet && !strings.HasSuffix(route, "/tail") {
+		s.router.Handle(http.MethodHead, route, s.route(http.MethodHead, route, h))
+	}
+}
+
+func (s *Server) route(method, route string, h handler) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, p httprouter.Params) {
 		// The handler gets the request serve made, whose context holds the
 		// request's span: what it calls over NATS joins the same trace.
 		s.serve(w, r, method, route, func(r *http.Request, rs *reqState) (reply, error) {
@@ -108,7 +118,7 @@ func (s *Server) handle(method, route string, h handler) {
 			}
 			return h(w, r, p, rs)
 		})
-	})
+	}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, method, route string, h func(*http.Request, *reqState) (reply, error)) {
@@ -445,7 +455,9 @@ func (s *Server) routes() {
 	s.router = rt
 
 	rt.Handler(http.MethodGet, "/metrics", promhttp.Handler())
+	rt.Handler(http.MethodHead, "/metrics", promhttp.Handler())
 	rt.GET("/openapi/v1.json", s.serveOpenAPI)
+	rt.HEAD("/openapi/v1.json", s.serveOpenAPI)
 	s.referenceRoutes(rt)
 	s.consoleRoutes(rt)
 	s.handle(http.MethodGet, "/api/v1/health", s.health)

@@ -164,21 +164,26 @@ func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *s
 		}
 	}
 	ctx, complete := s.completeUntil(ctx)
+	// One more than the page: a page is followed by a nextCursor only when
+	// another event follows it, so the last page is never an empty one.
 	evs, err := s.store.ListEvents(ctx, storage.EventsQuery{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID,
-		EventType: q.EventType, Limit: q.Limit, After: after})
+		EventType: q.EventType, Limit: q.Limit + 1, After: after})
 	if err != nil {
 		return nil, err
 	}
-	full := len(evs) == q.Limit
+	more := len(evs) > q.Limit
+	if more {
+		evs = evs[:q.Limit]
+	}
 	if n := fitting(evs, s.pageBytes()); n < len(evs) {
-		evs, full = evs[:n], true
+		evs, more = evs[:n], true
 	}
 	page := &report.EventsPage{PartnerID: p.ID, From: q.From, To: q.To, SubSystemID: q.SubSystemID, EventType: q.EventType,
 		Limit: q.Limit, Events: evs, DataCompleteUntil: complete}
 	if page.Events == nil {
 		page.Events = []event.Event{}
 	}
-	if full {
+	if more {
 		page.NextCursor = encodeCursor(q, evs[len(evs)-1])
 	}
 	return page, nil

@@ -53,6 +53,9 @@ func TestRawEvents(t *testing.T) {
 			for _, e := range pg.Events {
 				ids = append(ids, e.ID)
 			}
+			if page > 0 && len(pg.Events) == 0 {
+				t.Fatalf("page %d is empty: a nextCursor led to no event (%v)", page, q)
+			}
 			if pg.NextCursor == "" {
 				return ids
 			}
@@ -74,6 +77,10 @@ func TestRawEvents(t *testing.T) {
 	})
 	if !slices.Equal(got, want) {
 		t.Fatalf("listed\n%v\nwant\n%v", got, want)
+	}
+	// 25 events in pages of 5: the fifth is the last, with no nextCursor.
+	if got := list(url.Values{"from": {from}, "to": {base.Add(time.Hour).Format(time.RFC3339)}, "limit": {"5"}}, nil); !slices.Equal(got, want) {
+		t.Fatalf("pages of 5: %v", got)
 	}
 	// Filters.
 	var views, app []string

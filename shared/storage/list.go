@@ -19,7 +19,7 @@ type EventsQuery struct {
 	From, To    time.Time // timestamps in [From, To)
 	SubSystemID string    // only this sub-system's, when set
 	EventType   string    // only this type, when set
-	Limit       int       // 1..MaxEventsPage
+	Limit       int       // 1..MaxEventsLimit
 	// After continues a listing after the event at this position, so a
 	// listing neither repeats nor skips a stored event while new ones
 	// arrive (those newer than the first page's first are not listed).
@@ -34,6 +34,10 @@ type EventPos struct {
 
 // MaxEventsPage bounds a page of events.
 const MaxEventsPage = 1000
+
+// MaxEventsLimit bounds a listing's Limit: a page and one more, which tells
+// a lister whether another page follows.
+const MaxEventsLimit = MaxEventsPage + 1
 
 // comesAfter reports whether e comes after p in a listing.
 func comesAfter(e *event.Event, p EventPos) bool {
@@ -71,7 +75,7 @@ type MinuteFilter struct {
 // range, newest first, then their non-empty hours, then minutes. A page
 // costs the minutes it spans, whatever the range.
 func ListEvents(ctx context.Context, ev Events, q EventsQuery, read MinuteReader) ([]event.Event, error) {
-	if q.Limit < 1 || q.Limit > MaxEventsPage {
+	if q.Limit < 1 || q.Limit > MaxEventsLimit {
 		return nil, errors.New("storage: limit out of range")
 	}
 	to := q.To

@@ -41,10 +41,18 @@ func ParseGranularity(s string) (Granularity, error) {
 	return "", fmt.Errorf("must be one of %s", strings.Join(names, ", "))
 }
 
+// maxZoneName bounds a zone name a report accepts.
+const maxZoneName = 64
+
 // ParseZone reads an IANA zone name ("UTC", "Asia/Ho_Chi_Minh"). Fixed
 // offsets and the machine's local zone are refused: a report's buckets
 // must mean the same wherever it is computed.
 func ParseZone(name string) (*time.Location, error) {
+	// Not echoed: the longest IANA name has 32 characters, and an error
+	// must not carry back whatever a client sent.
+	if len(name) > maxZoneName {
+		return nil, fmt.Errorf("is longer than %d characters: no IANA time zone name is (e.g. Asia/Ho_Chi_Minh)", maxZoneName)
+	}
 	// Files of the zone directory that are not zones: right/… (with leap
 	// seconds, 27 s off civil time), posix/… (copies, cached and echoed
 	// under a second name), localtime (the host's own zone: two reporters
@@ -65,11 +73,18 @@ func ParseZone(name string) (*time.Location, error) {
 // (YYYY-MM-DD), which is midnight in loc (or the first instant of that day
 // where midnight does not exist).
 func ParseBound(s string, loc *time.Location) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	// RFC 3339 (§5.6) allows a lower-case t and z; Go's layout does not.
+	if t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s)); err == nil {
 		return t, nil
 	}
 	d, err := time.Parse(time.DateOnly, s)
 	if err != nil {
+		// An offset's + sent unescaped reads as a space.
+		if i := strings.LastIndexByte(s, ' '); i > 0 {
+			if _, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s[:i]+"+"+s[i+1:])); err == nil {
+				return time.Time{}, errors.New("has a space where its offset's + should be (a + in a query string means a space): send + as %2B, e.g. 2026-05-01T00:00:00%2B07:00")
+			}
+		}
 		return time.Time{}, errors.New("must be an RFC 3339 instant (2026-05-01T00:00:00Z) or a date (2026-05-01)")
 	}
 	// The day's first instant in loc, which is not always 00:00 (a DST

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,6 +134,14 @@ func TestParsing(t *testing.T) {
 			t.Errorf("zone %q accepted", bad)
 		}
 	}
+	// A long name is refused without being echoed; the longest real one passes.
+	long := strings.Repeat("Europe/", 500)
+	if _, err := ParseZone(long); err == nil || len(err.Error()) > 200 || strings.Contains(err.Error(), "Europe") {
+		t.Errorf("a %d-character zone: %v", len(long), err)
+	}
+	if _, err := ParseZone("America/Argentina/ComodRivadavia"); err != nil {
+		t.Errorf("the longest IANA name: %v", err)
+	}
 	if _, err := ParseGranularity("fortnight"); err == nil {
 		t.Error("granularity fortnight accepted")
 	}
@@ -147,6 +156,16 @@ func TestParsing(t *testing.T) {
 	}
 	if _, err := ParseBound("yesterday", kolkata); err == nil {
 		t.Fatal("yesterday accepted")
+	}
+	if l, err := ParseBound("2026-05-01t10:00:00.5z", kolkata); err != nil || !l.Equal(utc("2026-05-01T10:00:00.5Z")) {
+		t.Fatalf("lower-case t and z: %s %v", l.UTC(), err)
+	}
+	// An unescaped + arrives as a space: told how to send it, not accepted.
+	if _, err := ParseBound("2026-05-01T10:00:00 07:00", kolkata); err == nil || !strings.Contains(err.Error(), "%2B") {
+		t.Fatalf("an offset's + sent as a space: %v", err)
+	}
+	if _, err := ParseBound("2026-05-01 10:00", kolkata); err == nil || strings.Contains(err.Error(), "%2B") {
+		t.Fatalf("a space that is no offset's +: %v", err)
 	}
 }
 

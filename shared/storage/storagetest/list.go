@@ -109,7 +109,7 @@ func testListEvents(t *testing.T, s storage.Store) {
 		want := listing(evs, func(e *event.Event) bool {
 			return (c.sub == "" || e.SubSystemID == c.sub) && (c.typ == "" || e.EventType == c.typ) && !e.Timestamp.Before(c.from) && e.Timestamp.Before(c.to)
 		})
-		for _, limit := range []int{1, 7, storage.MaxEventsPage} {
+		for _, limit := range []int{1, 7, storage.MaxEventsLimit} {
 			got := pages(t, s, storage.EventsQuery{PartnerID: p, From: c.from, To: c.to, SubSystemID: c.sub, EventType: c.typ, Limit: limit}, nil)
 			if !slices.Equal(got, want) {
 				t.Fatalf("%+v limit %d:\n got %v\nwant %v", c, limit, got, want)
@@ -129,7 +129,7 @@ func testListEvents(t *testing.T, s storage.Store) {
 			t.Fatalf("listed %+v, stored %+v", e, w)
 		}
 	}
-	for _, bad := range []int{0, -1, storage.MaxEventsPage + 1} {
+	for _, bad := range []int{0, -1, storage.MaxEventsLimit + 1} {
 		if _, err := s.ListEvents(ctx, storage.EventsQuery{PartnerID: p, From: from, To: to, Limit: bad}); err == nil {
 			t.Fatalf("limit %d accepted", bad)
 		}
