@@ -39,15 +39,18 @@ type qp struct {
 }
 
 var (
-	qFrom        = qp{"from", "string", "start of the range: an RFC 3339 instant, or a date (midnight in tz); default: 30 days before to; at most 3,660 days before to", nil, nil}
-	qTo          = qp{"to", "string", "end of the range (exclusive): an RFC 3339 instant, or a date (the whole day, in tz); default: now", nil, nil}
-	qStartDate   = qp{"startDate", "string", "the reference's name for from (a date)", nil, nil}
-	qEndDate     = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
-	qGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points", []string{"minute", "hour", "day", "week", "month"}, nil}
-	qTZ          = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
-	qEventType   = qp{"eventType", "string", "count (or list) this event type only (at most 128 characters, no control characters, as an ingested type; else 400); uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them); \"$other\" counts the types past a slot's limit, whose users are not kept by type", nil, map[string]any{"maxLength": 128}}
-	qSubSystemID = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
-	qTop         = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
+	qFrom      = qp{"from", "string", "start of the range: an RFC 3339 instant, or a date (midnight in tz); default: 30 days before to; at most 3,660 days before to", nil, nil}
+	qTo        = qp{"to", "string", "end of the range (exclusive): an RFC 3339 instant, or a date (the whole day, in tz); default: now", nil, nil}
+	qStartDate = qp{"startDate", "string", "the reference's name for from (a date)", nil, nil}
+	qEndDate   = qp{"endDate", "string", "the reference's name for to (a date, included)", nil, nil}
+	// Its default differs by report: one each.
+	qSubGranularity     = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points; default hour", granularities, map[string]any{"default": "hour"}}
+	qPartnerGranularity = qp{"granularity", "string", "bucket size of timeSeries, on tz's calendar (weeks start on Monday); at most 1,500 points; default day", granularities, map[string]any{"default": "day"}}
+	granularities       = []string{"minute", "hour", "day", "week", "month"}
+	qTZ                 = qp{"tz", "string", "IANA time zone of the buckets and dates, e.g. Asia/Ho_Chi_Minh; default UTC", nil, map[string]any{"default": "UTC"}}
+	qEventType          = qp{"eventType", "string", "count (or list) this event type only (at most 128 characters, no control characters, as an ingested type; else 400); uniqueUsers are then that type's users (absent over a range from before a Cassandra keyspace was upgraded to keep them); \"$other\" counts the types past a slot's limit, whose users are not kept by type", nil, map[string]any{"maxLength": 128}}
+	qSubSystemID        = qp{"subSystemId", "string", "this sub-system of the partner only", nil, nil}
+	qTop                = qp{"top", "integer", "entries in topSubSystems and topEventTypes, 1-100; default 10", nil, map[string]any{"minimum": 1, "maximum": 100, "default": 10}}
 )
 
 // segmentDocMessage documents a Segment message (segmentMessage reads it).
@@ -178,8 +181,8 @@ var bareDocs = map[string]bool{"GET /v1/projects/{writeKey}/settings": true}
 // queryDocs documents the query parameters of the routes that take some;
 // TestOpenAPI holds them to what the handlers accept.
 var queryDocs = map[string][]qp{
-	"GET /api/v1/reports/sub-systems/{id}": {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qEventType},
-	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qGranularity, qTZ, qSubSystemID, qEventType, qTop},
+	"GET /api/v1/reports/sub-systems/{id}": {qFrom, qTo, qStartDate, qEndDate, qSubGranularity, qTZ, qEventType},
+	"GET /api/v1/reports/partners/{id}":    {qFrom, qTo, qStartDate, qEndDate, qPartnerGranularity, qTZ, qSubSystemID, qEventType, qTop},
 	"GET /api/v1/reports/partners/{id}/events": {{"from", "string", "RFC 3339 instant or date (UTC); default 30 days before to", nil, nil},
 		{"to", "string", "RFC 3339 instant or date (UTC, the whole day), exclusive; default now", nil, nil},
 		qSubSystemID, {"eventType", "string", "this event type only (at most 128 characters, no control characters; else 400)", nil, map[string]any{"maxLength": 128}}, {"limit", "integer", "page size, 1-1000; default 100 (a page also stops at 768 KiB of events, with a nextCursor to the rest)", nil, map[string]any{"minimum": 1, "maximum": 1000, "default": 100}},
@@ -503,6 +506,9 @@ func (s *Server) openAPI() map[string]any {
 			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders, "content": okContent},
 		}
 		for status, codes := range statuses {
+			if method == http.MethodGet && (status == http.StatusRequestEntityTooLarge || status == http.StatusUnsupportedMediaType) {
+				continue // a GET has no body to refuse
+			}
 			responses[itoa(status)] = map[string]any{"description": http.StatusText(status) + ": see error.code",
 				"headers": answerHeaders(true), "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil, codes)}}}
 		}

@@ -149,10 +149,21 @@ func TestOpenAPIDescribesReports(t *testing.T) {
 	}
 	for _, path := range []string{"/api/v1/reports/sub-systems/{id}", "/api/v1/reports/partners/{id}", "/api/v1/reports/partners/{id}/events"} {
 		op := paths[path].(map[string]any)["get"].(map[string]any)
+		for _, status := range []string{"413", "415"} { // a GET has no body to refuse
+			if _, ok := op["responses"].(map[string]any)[status]; ok {
+				t.Errorf("%s lists %s", path, status)
+			}
+		}
 		ok := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
 		walk(path, ok["properties"].(map[string]any)["data"].(map[string]any))
 		for _, p := range op["parameters"].([]any) {
 			pm := p.(map[string]any)
+			if pm["name"] == "granularity" && path != "/api/v1/reports/partners/{id}/events" {
+				want := map[bool]string{true: "day", false: "hour"}[strings.Contains(path, "partners")]
+				if d := pm["schema"].(map[string]any)["default"]; d != want {
+					t.Errorf("%s: granularity's default %v, want %s", path, d, want)
+				}
+			}
 			if pm["name"] == "top" || pm["name"] == "limit" {
 				sc := pm["schema"].(map[string]any)
 				if sc["minimum"] == nil || sc["maximum"] == nil || sc["default"] == nil {

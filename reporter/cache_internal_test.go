@@ -395,6 +395,13 @@ func TestForgedCursors(t *testing.T) {
 			t.Errorf("%s: %v, want the cursor refused", name, err)
 		}
 	}
+	// A cursor alone (the range is its own) whose range was rewritten past
+	// the longest: the cursor is blamed, not a from the request never sent.
+	alone := report.EventsQuery{PartnerID: p.ID, Limit: 2, Cursor: forge(func(d *cursor) { d.From = time.Unix(0, 0).UTC() })}
+	var ae *apierr.Error
+	if _, err := s.EventsPage(ctx, alone); !errors.As(err, &ae) || len(ae.Fields) != 1 || ae.Fields[0].Field != "cursor" {
+		t.Errorf("a cursor's range rewritten to start in 1970: %v, want the cursor refused", err)
+	}
 	// The same instants in +07:00: the page names its range in UTC, and
 	// is the same page however the cursor wrote it, computed or cached.
 	zone := time.FixedZone("+07", 7*3600)

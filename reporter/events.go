@@ -57,6 +57,11 @@ func decodeCursor(q *report.EventsQuery) (*storage.EventPos, error) {
 		c.T.Before(c.From) || !c.T.Before(c.To) {
 		return nil, bad
 	}
+	// A rewritten range is the cursor's fault, not a from or to the
+	// request did not send.
+	if checkRange(c.From, c.To, reportapi.MaxRangeDays*24*time.Hour) != nil {
+		return nil, bad
+	}
 	// In UTC, as the edge gives a range: the page names its range as a
 	// computed one does, whatever zone the cursor was written in.
 	q.From, q.To = c.From.UTC(), c.To.UTC()
