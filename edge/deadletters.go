@@ -15,13 +15,25 @@ import (
 	"github.com/volcanion/tracking/shared/tenant"
 )
 
-// deadLetterRoutes serve a partner's dead letters (admin only) through the
-// workers' dead-letter service.
+// deadLetterRoutes serve a partner's dead letters through the workers'
+// dead-letter service. Replay and discard are the admin's; the list is
+// also the partner's own, with a key of the report scope (the workers check
+// the forwarded key again), so a client sees what was not stored and why.
 func (s *Server) deadLetterRoutes() {
 	const base = "/api/v1/partners/:id/dead-letters"
 	call := func(op string, build func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (dlqapi.Request, error), msg string) handler {
 		return func(w http.ResponseWriter, r *http.Request, p httprouter.Params, rs *reqState) (reply, error) {
-			if err := s.requireAdmin(r); err != nil {
+			ctx := asAdmin(r)
+			if op == dlqapi.List {
+				confined, cctx, err := s.reportCredential(r.Context(), r)
+				if err != nil {
+					return reply{}, err
+				}
+				if confined != "" && confined != p.ByName("id") {
+					return reply{}, apierr.New(apierr.PartnerNotFound, "partner not found")
+				}
+				ctx = cctx
+			} else if err := s.requireAdmin(r); err != nil {
 				return reply{}, err
 			}
 			id := p.ByName("id")
@@ -35,7 +47,7 @@ func (s *Server) deadLetterRoutes() {
 			}
 			req.PartnerID = id
 			var data json.RawMessage
-			if err := natsx.Call(asAdmin(r), s.nc, dlqapi.Subject(op), req, &data); err != nil {
+			if err := natsx.Call(ctx, s.nc, dlqapi.Subject(op), req, &data); err != nil {
 				return reply{}, err
 			}
 			return ok(data, msg), nil

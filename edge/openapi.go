@@ -150,7 +150,7 @@ var docs = map[string]doc{
 	"DELETE /api/v1/partners/{id}/sub-systems/{subId}": {"Soft-delete a sub-system", "admin", nil, 200, tenant.SubSystem{}},
 	"PATCH /api/v1/partners/{id}/sub-systems/{subId}/toggle-status": {"Active ↔ Inactive", "admin", nil, 200, tenant.SubSystem{}},
 	"GET /api/v1/partners/{id}/sub-systems/by-code/{code}":          {"Get a live sub-system by code", "admin", nil, 200, tenant.SubSystem{}},
-	"GET /api/v1/partners/{id}/dead-letters":                        {"List the partner's dead letters: events that could not be stored, with the reason (after, limit ≤ 200)", "admin", nil, 200, dlqapi.Page{}},
+	"GET /api/v1/partners/{id}/dead-letters":                        {"List the partner's dead letters: events that could not be stored, with the reason (after, limit ≤ 200); the admin's, or the partner's own with a key of the report scope (a key bound to a sub-system lists that sub-system's)", "report", nil, 200, dlqapi.Page{}},
 	"POST /api/v1/partners/{id}/dead-letters/replay": {"Replay dead letters into the event stream ({seqs:[…]}, or none for all, up to 1,000)", "admin",
 		struct {
 			Seqs []uint64 `json:"seqs,omitempty"`

@@ -24,6 +24,7 @@ import (
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/instant"
+	"github.com/volcanion/tracking/shared/keyauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/rcache"
 	"github.com/volcanion/tracking/shared/report"
@@ -45,8 +46,8 @@ type Service struct {
 	cacheTTL time.Duration
 	progress *progress
 	admin    *admintoken.Set
-	nc       *nats.Conn // asks the registry about forwarded keys
-	keys     keyCache
+	nc       *nats.Conn        // asks the registry about forwarded keys
+	keys     *keyauth.Verifier // set at Start
 	now      func() time.Time
 	// slots bounds the reports computed at once (nil: no bound). On a
 	// local store a report is CPU work: past the cores, more at once only
@@ -363,6 +364,7 @@ func (s *Service) Start(nc *nats.Conn) (*natsx.Served, error) {
 		return nil, errors.New("reporter: no admin tokens: every partner's reports would be open to any NATS client")
 	}
 	s.nc = nc
+	s.keys = keyauth.New(nc, s.store.GetPartner).WithClock(func() time.Time { return s.now() })
 	svc, err := micro.AddService(nc, micro.Config{Name: subject.ReporterService, Version: Version,
 		Description: "sub-system and partner reports"})
 	if err != nil {

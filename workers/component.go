@@ -14,6 +14,7 @@ import (
 
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/component"
+	"github.com/volcanion/tracking/shared/keyauth"
 	"github.com/volcanion/tracking/shared/storage"
 )
 
@@ -58,7 +59,8 @@ func (c *Component) Start(ctx context.Context) (err error) {
 	if _, err := w.Consumer(ctx); err != nil {
 		return err
 	}
-	if c.dlq, err = ServeDeadLetters(d.NC, d.JS, d.Admin, c.log); err != nil {
+	keys := keyauth.New(d.NC, RegistryPartner(d.NC))
+	if c.dlq, err = ServeDeadLetters(d.NC, d.JS, d.Admin, keys, c.log); err != nil {
 		return err
 	}
 	// The loops outlive the start's context: Stop ends them.

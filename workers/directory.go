@@ -11,6 +11,7 @@ import (
 	"github.com/volcanion/tracking/shared/natsx"
 	api "github.com/volcanion/tracking/shared/registryapi"
 	"github.com/volcanion/tracking/shared/subject"
+	"github.com/volcanion/tracking/shared/tenant"
 )
 
 // Directory tells whether a partner and its sub-system exist. Internal
@@ -79,4 +80,14 @@ func (d *RegistryDirectory) Check(ctx context.Context, partnerID, subSystemID st
 		return "unknown sub-system of the partner", 0, nil
 	}
 	return "", e.retention, nil
+}
+
+// RegistryPartner reads a partner's record from the registry (its status,
+// for the keys the dead-letter service checks).
+func RegistryPartner(nc *nats.Conn) func(ctx context.Context, id string) (tenant.Partner, error) {
+	return func(ctx context.Context, id string) (tenant.Partner, error) {
+		var p tenant.Partner
+		err := natsx.Call(ctx, nc, subject.Registry(api.PartnersGet), api.Request{PartnerID: id}, &p)
+		return p, err
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/volcanion/tracking/shared/admintoken"
 	"github.com/volcanion/tracking/shared/apierr"
 	"github.com/volcanion/tracking/shared/dlqapi"
+	"github.com/volcanion/tracking/shared/keyauth"
 	"github.com/volcanion/tracking/shared/natsx"
 	"github.com/volcanion/tracking/shared/subject"
 	"github.com/volcanion/tracking/shared/tenant"
@@ -25,15 +26,27 @@ import (
 
 // ServeDeadLetters registers the dead-letter service on nc: list, replay and
 // discard a partner's dead letters. Every worker process serves it in one
-// queue group. Each operation is an admin's (the events are a partner's data;
-// replay and discard change the stream), so each needs the admin credential
-// the edge forwards, checked here against admin: the edge's NATS role alone
-// may not read, replay or discard dead letters.
-func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.Set, log zerolog.Logger) (micro.Service, error) {
+// queue group. The events are a partner's data, so each operation checks
+// the credential the edge forwards itself: the edge's NATS role alone may
+// not read, replay or discard dead letters. Replay and discard change the
+// stream: the admin's only. List is the admin's, or the partner's own with
+// a key of the report scope (checked by keys with the registry; nil: the
+// admin's only), so a client can see what was not stored and why (an id
+// taken by another body, above all); a key bound to one sub-system lists
+// that sub-system's.
+func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.Set, keys *keyauth.Verifier, log zerolog.Logger) (micro.Service, error) {
 	if admin == nil {
 		return nil, errors.New("workers: no admin tokens: the dead-letter service would be open to any NATS client")
 	}
 	checkAdmin := func(h nats.Header) error { return admin.Check(h.Get(natsx.HeaderAdminToken)) }
+	// A key is checked in the handler (it asks the registry, under the
+	// request's deadline); without one, as the admin's.
+	checkList := func(h nats.Header) error {
+		if h.Get(natsx.HeaderAdminToken) == "" && h.Get(natsx.HeaderAPIKey) != "" && keys != nil {
+			return nil
+		}
+		return checkAdmin(h)
+	}
 	svc, err := micro.AddService(nc, micro.Config{Name: dlqapi.Service, Version: "1.0.0",
 		Description: "dead letters: events that could not be stored, with their reason"})
 	if err != nil {
@@ -41,8 +54,24 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 	}
 	d := &deadLetters{js: js}
 	g := svc.AddGroup(dlqapi.Prefix)
+	list := func(ctx context.Context, req dlqapi.Request) (any, error) {
+		filter := partnerFilter(req.PartnerID)
+		if h := natsx.RequestHeaders(ctx); h.Get(natsx.HeaderAdminToken) == "" {
+			c, err := keys.Check(ctx, h.Get(natsx.HeaderAPIKey), tenant.ScopeReport)
+			if err != nil {
+				return nil, err
+			}
+			if c.Partner != req.PartnerID {
+				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+			}
+			if c.SubSystem != "" {
+				filter = subject.DeadLetter(req.PartnerID, c.SubSystem)
+			}
+		}
+		return d.list(ctx, req, filter)
+	}
 	for op, fn := range map[string]func(context.Context, dlqapi.Request) (any, error){
-		dlqapi.List: d.list, dlqapi.Replay: d.replay, dlqapi.Discard: d.discard,
+		dlqapi.List: list, dlqapi.Replay: d.replay, dlqapi.Discard: d.discard,
 	} {
 		h := natsx.Handler(log, "workers", "deadletters."+op, 30*time.Second, func(ctx context.Context, data []byte) (any, error) {
 			var req dlqapi.Request
@@ -55,8 +84,13 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 			return fn(ctx, req)
 		})
 		// Dead letters are a partner's events: answers are sealed under the
-		// forwarded token, as the registry's admin answers are.
-		h = natsx.Guard(log, "deadletters."+op, checkAdmin, natsx.SealReplies(natsx.AdminReplyKey, h))
+		// forwarded credential, as the registry's admin answers and the
+		// reports are.
+		if op == dlqapi.List {
+			h = natsx.Guard(log, "deadletters."+op, checkList, natsx.SealReplies(natsx.CallerReplyKey, h))
+		} else {
+			h = natsx.Guard(log, "deadletters."+op, checkAdmin, natsx.SealReplies(natsx.AdminReplyKey, h))
+		}
 		if err := g.AddEndpoint(op, h); err != nil {
 			return nil, fmt.Errorf("workers: add endpoint %s: %w", op, err)
 		}
@@ -81,7 +115,9 @@ func belongs(subj, partnerID string) bool {
 	return strings.HasPrefix(subj, subject.DeadLetterPrefix+partnerID+".")
 }
 
-func (d *deadLetters) list(ctx context.Context, req dlqapi.Request) (any, error) {
+// list lists the dead letters under filter (a partner's, or one of its
+// sub-systems').
+func (d *deadLetters) list(ctx context.Context, req dlqapi.Request, filter string) (any, error) {
 	s, err := d.stream(ctx)
 	if err != nil {
 		return nil, err
@@ -93,7 +129,7 @@ func (d *deadLetters) list(ctx context.Context, req dlqapi.Request) (any, error)
 	page := dlqapi.Page{Items: []dlqapi.Letter{}}
 	seq := req.After + 1
 	for len(page.Items) < limit {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partnerFilter(req.PartnerID)))
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return page, nil
 		} else if err != nil {
@@ -103,7 +139,7 @@ func (d *deadLetters) list(ctx context.Context, req dlqapi.Request) (any, error)
 		seq = m.Sequence + 1
 	}
 	// One more look tells whether there is a next page.
-	if _, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partnerFilter(req.PartnerID))); err == nil {
+	if _, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter)); err == nil {
 		page.Next = seq - 1
 	}
 	return page, nil

@@ -408,7 +408,7 @@ func TestDeadLetterService(t *testing.T) {
 	}
 	defer svcNC.Close()
 	const admin = "workers-test-admin-token"
-	svc, err := workers.ServeDeadLetters(svcNC, js, admintoken.Static(admin), zerolog.Nop())
+	svc, err := workers.ServeDeadLetters(svcNC, js, admintoken.Static(admin), nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

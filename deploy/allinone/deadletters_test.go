@@ -3,6 +3,7 @@ package allinone_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,53 @@ func TestDeadLetterRoutes(t *testing.T) {
 	}
 	if got := list(p); len(got.Items) != 0 {
 		t.Fatalf("after discard: %+v", got)
+	}
+}
+
+// TestPartnerListsItsOwnDeadLetters: a client that reused an id with other
+// content is told by the list of its own dead letters, which its key of the
+// report scope reads (as the workers check the forwarded key again); a key
+// bound to a sub-system reads that sub-system's; nobody else's key reads
+// them, and replay and discard stay the admin's.
+func TestPartnerListsItsOwnDeadLetters(t *testing.T) {
+	s := start(t, t.TempDir())
+	p, subs, ingest := s.tenant("own", "web", "ios")
+	other, _, _ := s.tenant("theirs", "web")
+	reader := s.key(p, map[string]any{"scopes": []string{"report"}}).APIKey
+	boundIOS := s.key(p, map[string]any{"scopes": []string{"ingest", "report"}, "subSystemId": subs["ios"]}).APIKey
+	otherReader := s.key(other, map[string]any{"scopes": []string{"report"}}).APIKey
+	for _, sub := range []string{"web", "ios"} {
+		id := "dup-" + sub
+		s.must(202, "POST", "/tracking", ingest, ev(sub, "signup", "id", id), nil)
+		s.waitTotal(subs[sub], 1)
+		s.must(202, "POST", "/tracking", ingest, ev(sub, "purchase", "id", id), nil) // the same id, other content
+	}
+	base := "/partners/" + p + "/dead-letters"
+	var page dlqapi.Page
+	poll(t, "both conflicts dead-lettered", 15*time.Second, func() bool {
+		page = dlqapi.Page{}
+		s.must(200, "GET", base, reader, nil, &page)
+		return len(page.Items) == 2
+	})
+	for _, l := range page.Items {
+		var e struct{ ID, EventType string }
+		if err := json.Unmarshal(l.Event, &e); err != nil || !strings.HasPrefix(l.Reason, "id already taken") || e.EventType != "purchase" {
+			t.Fatalf("dead letter %+v (%s)", l, l.Event)
+		}
+	}
+	var ios dlqapi.Page
+	s.must(200, "GET", base, boundIOS, nil, &ios)
+	if len(ios.Items) != 1 || ios.Items[0].SubSystemID != subs["ios"] {
+		t.Fatalf("the ios-bound key lists %+v", ios)
+	}
+	expectCode(t, s.do("GET", base, ingest, nil), 403, "scope_missing")
+	expectCode(t, s.do("GET", base, otherReader, nil), 404, "partner_not_found")
+	expectCode(t, s.do("GET", "/partners/"+other+"/dead-letters", reader, nil), 404, "partner_not_found")
+	expectCode(t, s.do("POST", base+"/replay", reader, nil), 401, "admin_credential_required")
+	expectCode(t, s.do("DELETE", base+"/"+fmt.Sprint(page.Items[0].Seq), reader, nil), 401, "admin_credential_required")
+	var after dlqapi.Page
+	s.must(200, "GET", base, "admin", nil, &after)
+	if len(after.Items) != 2 {
+		t.Fatalf("after refused calls: %+v", after)
 	}
 }

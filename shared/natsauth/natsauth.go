@@ -67,9 +67,10 @@ var rolePerms = map[string]perms{
 	// Workers consume events, purge the stored ones, dead-letter the
 	// unstorable and ask the registry whether a partner's sub-system exists.
 	// They also serve the dead-letter service, whose replay publishes
-	// events again.
+	// events again, and whose list checks a partner's forwarded key with the
+	// registry's auth.key.
 	"workers": {
-		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.TailAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), "$JS.ACK." + ev + ".>"},
+		pub: concat([]string{subject.DeadLetterAll, subject.EventsAll, subject.TailAll, subject.Registry("subsystems.list"), subject.Registry("partners.get"), subject.Registry("auth.key"), "$JS.ACK." + ev + ".>"},
 			jsAPI("INFO", "STREAM.INFO.*", "CONSUMER.INFO."+ev+".>", "CONSUMER.MSG.NEXT."+ev+".>",
 				"STREAM.PURGE."+ev, "STREAM.MSG.GET."+dlq, "STREAM.MSG.DELETE."+dlq)),
 		sub:     []string{inbox("workers"), dlqapi.Prefix + ".>", "$SRV.>"},
