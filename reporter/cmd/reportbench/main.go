@@ -98,7 +98,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 30, "runs of each query, per client")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the concurrent runs")
 	flag.IntVar(&o.warmup, "warmup", 10, "uncounted runs of each query before its uncached runs (a database's JIT and caches warm, as in a system that has been running)")
-	flag.IntVar(&o.warmRounds, "warm-rounds", -1, "uncounted rounds of every query, each its runs with the concurrent clients, before any is measured (default: 4 on cassandra, whose JIT cut its CPU a report by half over the first rounds after a start; 0 on pebble and with -cached-only)")
+	flag.IntVar(&o.warmRounds, "warm-rounds", -1, "uncounted rounds of every query, each its runs with the concurrent clients, before any is measured (default: 8 on cassandra, whose JIT cut its CPU a report by half over the first rounds after a start, and whose first run after four still missed twice of twice (docs/PERFORMANCE.md, session 32); 0 on pebble and with -cached-only)")
 	flag.IntVar(&o.gcPercent, "gc-percent", -1, "the garbage collector's target, as GOGC (GOGC, when set, wins; default: as deployed, Go's 100 on pebble (the all-in-one), the reporter's -gc-percent on cassandra)")
 	flag.IntVar(&o.maxConcurrent, "max-concurrent", -1, "reports computed at once (the reporter's -max-concurrent-reports; 0: no bound; default: as deployed, the cores on pebble (the all-in-one), no bound on cassandra)")
 	flag.IntVar(&o.writers, "writers", 0, "concurrent writers of the load (0: 1 on Pebble, 6 on Cassandra)")
@@ -738,7 +738,7 @@ func measure(ctx context.Context, o options, store storage.Store, p progress) er
 	if o.warmRounds < 0 {
 		o.warmRounds = 0
 		if o.backend == "cassandra" && !o.cachedOnly {
-			o.warmRounds = 4
+			o.warmRounds = 8
 		}
 	}
 	if err := warmRounds(ctx, o, queries, uncached); err != nil {
