@@ -429,6 +429,14 @@ func envelopeOf(data any, codes []apierr.Code) map[string]any {
 	return map[string]any{"type": "object", "properties": props, "required": required}
 }
 
+// writeOnly are the codes only a request with a body, or one that writes,
+// can be answered: a GET's operation does not list them.
+var writeOnly = map[apierr.Code]bool{
+	apierr.InvalidJSON: true, apierr.BodyTooLarge: true, apierr.BatchTooLarge: true, apierr.MetadataTooLarge: true,
+	apierr.UnsupportedMedia: true, apierr.DuplicateEvent: true, apierr.MessageTooLarge: true, apierr.CodeTaken: true,
+	apierr.KeyRotated: true, apierr.PropagationPending: true,
+}
+
 // errorStatuses groups the error codes by their HTTP status.
 func errorStatuses() map[int][]apierr.Code {
 	out := map[int][]apierr.Code{}
@@ -506,8 +514,11 @@ func (s *Server) openAPI() map[string]any {
 			itoa(d.status): map[string]any{"description": "success", "headers": okHeaders, "content": okContent},
 		}
 		for status, codes := range statuses {
-			if method == http.MethodGet && (status == http.StatusRequestEntityTooLarge || status == http.StatusUnsupportedMediaType) {
-				continue // a GET has no body to refuse
+			if method == http.MethodGet {
+				codes = slices.DeleteFunc(slices.Clone(codes), func(c apierr.Code) bool { return writeOnly[c] })
+				if len(codes) == 0 {
+					continue
+				}
 			}
 			responses[itoa(status)] = map[string]any{"description": http.StatusText(status) + ": see error.code",
 				"headers": answerHeaders(true), "content": map[string]any{"application/json": map[string]any{"schema": envelopeOf(nil, codes)}}}

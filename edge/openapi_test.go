@@ -154,6 +154,10 @@ func TestOpenAPIDescribesReports(t *testing.T) {
 				t.Errorf("%s lists %s", path, status)
 			}
 		}
+		if b, _ := json.Marshal(op["responses"]); strings.Contains(string(b), `"invalid_json"`) || strings.Contains(string(b), `"duplicate_event"`) ||
+			!strings.Contains(string(b), `"invalid_parameter"`) {
+			t.Errorf("%s: its errors list codes of bodies and writes, or not its own", path)
+		}
 		ok := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
 		walk(path, ok["properties"].(map[string]any)["data"].(map[string]any))
 		for _, p := range op["parameters"].([]any) {

@@ -36,7 +36,7 @@ const defaultReportDays = 30
 func parseTime(name, v string, end bool, loc *time.Location) (time.Time, error) {
 	t, err := calendar.ParseBound(v, loc)
 	if err != nil {
-		return time.Time{}, badParam(name, "must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)")
+		return time.Time{}, badParam(name, err.Error()) // calendar's, which says how to mend it
 	}
 	if err := instant.Check(t); err != nil {
 		return time.Time{}, badParam(name, err.Error())

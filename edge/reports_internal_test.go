@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +55,15 @@ func TestDateBoundsSkippedMidnight(t *testing.T) {
 	}
 	if want := time.Date(2025, 9, 8, 3, 0, 0, 0, time.UTC); !to.Equal(want) {
 		t.Errorf("to=2025-09-07: %s, want the end of that day", to.In(loc).Format(time.RFC3339))
+	}
+}
+
+// A bound whose offset's + came as a space is refused with how to send it,
+// naming its parameter. (Found by review: the edge had replaced the hint.)
+func TestBoundTellsHowToSendPlus(t *testing.T) {
+	_, err := parseTime("from", "2026-11-01T00:00:00 07:00", false, time.UTC)
+	var ae *apierr.Error
+	if !errors.As(err, &ae) || len(ae.Fields) != 1 || ae.Fields[0].Field != "from" || !strings.Contains(ae.Message, "%2B") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -142,14 +142,16 @@ const maxKeptPage = 128 << 10
 
 // pageKey is a page's cache key: every parameter, and the position a
 // cursor continues from (its range is q's by then). Instants are written
-// exactly, never as a number that wraps.
+// exactly, never as a number that wraps. v2: a full last page has no
+// nextCursor (a v1 page's, kept by an older reporter, may lead to an
+// empty one).
 func pageKey(q report.EventsQuery, after *storage.EventPos) string {
 	exact := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	pos := "first"
 	if after != nil {
 		pos = fmt.Sprintf("%s:%q", exact(after.Timestamp), after.ID)
 	}
-	return fmt.Sprintf("events:v1:%s:%s:%s:%s:%q:%d:%s", q.PartnerID, exact(q.From), exact(q.To), q.SubSystemID, q.EventType, q.Limit, pos)
+	return fmt.Sprintf("events:v2:%s:%s:%s:%s:%q:%d:%s", q.PartnerID, exact(q.From), exact(q.To), q.SubSystemID, q.EventType, q.Limit, pos)
 }
 
 // eventsPage lists the page of q after after.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,23 +54,33 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 	if err != nil {
 		return nil, fmt.Errorf("workers: add dead-letter service: %w", err)
 	}
-	d := &deadLetters{js: js}
+	d := &deadLetters{js: js, budget: listBudget(nc)}
+	pool := natsx.NewPool(nc, dlqInFlight)
 	g := svc.AddGroup(dlqapi.Prefix)
 	list := func(ctx context.Context, req dlqapi.Request) (any, error) {
-		filter := partnerFilter(req.PartnerID)
-		if h := natsx.RequestHeaders(ctx); h.Get(natsx.HeaderAdminToken) == "" {
-			c, err := keys.Check(ctx, h.Get(natsx.HeaderAPIKey), tenant.ScopeReport)
-			if err != nil {
-				return nil, err
-			}
-			if c.Partner != req.PartnerID {
-				return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
-			}
-			if c.SubSystem != "" {
-				filter = subject.DeadLetter(req.PartnerID, c.SubSystem)
-			}
+		// Nothing past the caller's wait: not the key's check (a registry
+		// that does not answer), nor the reads.
+		if dl, ok := natsx.CallerDeadline(ctx); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl)
+			defer cancel()
 		}
-		return d.list(ctx, req, filter)
+		h := natsx.RequestHeaders(ctx)
+		if h.Get(natsx.HeaderAdminToken) != "" {
+			return d.list(ctx, req, partnerFilter(req.PartnerID))
+		}
+		c, err := keys.Check(ctx, h.Get(natsx.HeaderAPIKey), tenant.ScopeReport)
+		if err != nil {
+			return nil, err
+		}
+		if c.Partner != req.PartnerID {
+			return nil, apierr.New(apierr.PartnerNotFound, "partner not found")
+		}
+		filter := partnerFilter(req.PartnerID)
+		if c.SubSystem != "" {
+			filter = subject.DeadLetter(req.PartnerID, c.SubSystem)
+		}
+		return d.listForPartner(ctx, req, filter)
 	}
 	for op, fn := range map[string]func(context.Context, dlqapi.Request) (any, error){
 		dlqapi.List: list, dlqapi.Replay: d.replay, dlqapi.Discard: d.discard,
@@ -91,14 +103,48 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 		} else {
 			h = natsx.Guard(log, "deadletters."+op, checkAdmin, natsx.SealReplies(natsx.AdminReplyKey, h))
 		}
-		if err := g.AddEndpoint(op, h); err != nil {
+		if err := g.AddEndpoint(op, pool.Wrap(h)); err != nil {
 			return nil, fmt.Errorf("workers: add endpoint %s: %w", op, err)
 		}
 	}
-	return svc, nil
+	return natsx.Serving(svc, 10*time.Second, pool), nil
 }
 
-type deadLetters struct{ js jetstream.JetStream }
+// dlqInFlight bounds the dead-letter requests a worker process serves at
+// once, each on its own goroutine (natsx.Pool): micro serves an endpoint
+// one request at a time, so one partner listing in a loop would make every
+// other caller wait. Past it a request is refused (overloaded, 503).
+const dlqInFlight = 32
+
+type deadLetters struct {
+	js     jetstream.JetStream
+	budget int // bytes of events a page holds at most (listBudget)
+
+	mu     sync.Mutex
+	seqKey []byte // the permutation of sequences shown to partners (seqs.go)
+}
+
+// maxListBytes bounds a page's events as encoded: a page is one NATS reply,
+// and the bus refuses one past its max_payload (1 MiB by default): 50
+// letters of 30 KiB could never be sent, and the caller would wait for its
+// timeout.
+const maxListBytes = 768 << 10
+
+// listMargin is left of the bus's largest message for a page's own fields
+// and the reply's sealing.
+const listMargin = 64 << 10
+
+// listBudget is maxListBytes, or less on a bus whose largest message is
+// smaller.
+func listBudget(nc *nats.Conn) int {
+	limit := maxListBytes
+	if nc != nil {
+		if mp := int(nc.MaxPayload()) - listMargin; mp < limit {
+			limit = max(mp, listMargin)
+		}
+	}
+	return limit
+}
 
 func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
 	s, err := d.js.Stream(ctx, subject.DeadLetterStream)
@@ -127,7 +173,10 @@ func (d *deadLetters) list(ctx context.Context, req dlqapi.Request, filter strin
 		limit = 50
 	}
 	page := dlqapi.Page{Items: []dlqapi.Letter{}}
-	seq := req.After + 1
+	if req.After == math.MaxUint64 {
+		return page, nil // nothing follows the last sequence (After+1 would wrap to the first)
+	}
+	seq, size := req.After+1, 0
 	for len(page.Items) < limit {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -135,7 +184,20 @@ func (d *deadLetters) list(ctx context.Context, req dlqapi.Request, filter strin
 		} else if err != nil {
 			return nil, err
 		}
-		page.Items = append(page.Items, letter(m))
+		l := letter(m)
+		n := encodedSize(l) // as the answer encodes it (escaped for HTML: up to 6 bytes a byte)
+		if size+n > d.budget {
+			if len(page.Items) > 0 {
+				page.Next = page.Items[len(page.Items)-1].Seq // the rest on the next page
+				return page, nil
+			}
+			// One letter larger than a page: listed without its body,
+			// which replay still publishes whole.
+			l.Event, _ = json.Marshal(fmt.Sprintf("(an event of %d bytes, too large to list: replay or discard it by seq)", len(l.Event)))
+			n = encodedSize(l)
+		}
+		size += n
+		page.Items = append(page.Items, l)
 		seq = m.Sequence + 1
 	}
 	// One more look tells whether there is a next page.
@@ -143,6 +205,12 @@ func (d *deadLetters) list(ctx context.Context, req dlqapi.Request, filter strin
 		page.Next = seq - 1
 	}
 	return page, nil
+}
+
+// encodedSize is l's size in a page as sent.
+func encodedSize(l dlqapi.Letter) int {
+	b, _ := json.Marshal(l)
+	return len(b) + 1
 }
 
 func letter(m *jetstream.RawStreamMsg) dlqapi.Letter {

@@ -119,4 +119,75 @@ func TestPartnerListsItsOwnDeadLetters(t *testing.T) {
 	if len(after.Items) != 2 {
 		t.Fatalf("after refused calls: %+v", after)
 	}
+	// The streams' sequences are every partner's: a key sees neither the
+	// events stream's (originalSeq) nor the dead-letter stream's, but a
+	// permutation of them it pages on with.
+	for i, l := range page.Items {
+		if l.OriginalSeq != 0 || l.Seq == after.Items[i].Seq || after.Items[i].OriginalSeq == 0 {
+			t.Fatalf("a key's letter %d: seq %d, originalSeq %d; the admin's: %d, %d", i, l.Seq, l.OriginalSeq, after.Items[i].Seq, after.Items[i].OriginalSeq)
+		}
+	}
+	var first, second dlqapi.Page
+	s.must(200, "GET", base+"?limit=1", reader, nil, &first)
+	if len(first.Items) != 1 || first.Next == 0 {
+		t.Fatalf("a page of one: %+v", first)
+	}
+	s.must(200, "GET", base+fmt.Sprintf("?limit=1&after=%d", first.Next), reader, nil, &second)
+	if len(second.Items) != 1 || second.Items[0].Seq != page.Items[1].Seq || second.Next != 0 {
+		t.Fatalf("the page after %d: %+v, want the second letter %d and no more", first.Next, second, page.Items[1].Seq)
+	}
+	s.must(200, "GET", base+"?after=18446744073709551615", "admin", nil, &second)
+	if len(second.Items) != 0 {
+		t.Fatalf("after the last sequence: %+v", second)
+	}
+}
+
+// TestLargeDeadLettersSplit: letters whose page would pass the bus's
+// largest message (1 MiB on the all-in-one) come in pages that fit, not as
+// a request that times out.
+func TestLargeDeadLettersSplit(t *testing.T) {
+	s := start(t, t.TempDir())
+	p, subs, ingest := s.tenant("big", "web")
+	big := strings.Repeat("x", 30000)
+	const n = 40
+	for _, typ := range []string{"first", "second"} {
+		for from := 0; from < n; from += 10 { // bulks of 10: under 4 MiB as sent
+			var evs []map[string]any
+			for i := from; i < from+10; i++ {
+				evs = append(evs, ev("web", typ, "id", fmt.Sprint("big-", i), "metadata", map[string]any{"blob": big}))
+			}
+			s.must(202, "POST", "/tracking/bulk", ingest, map[string]any{"events": evs}, nil)
+		}
+		if typ == "first" {
+			s.waitTotal(subs["web"], n)
+		}
+	}
+	base := "/partners/" + p + "/dead-letters?limit=200"
+	var all []dlqapi.Letter
+	pages := 0
+	poll(t, "every conflict dead-lettered", 20*time.Second, func() bool {
+		all, pages = nil, 0
+		q := base
+		for ; pages < 50; pages++ {
+			var page dlqapi.Page
+			s.must(200, "GET", q, "admin", nil, &page)
+			all = append(all, page.Items...)
+			if page.Next == 0 {
+				break
+			}
+			q = base + fmt.Sprintf("&after=%d", page.Next)
+		}
+		return len(all) == n
+	})
+	if pages < 1 { // 40 letters of 30 KB: at least two pages of at most 768 KiB
+		t.Fatalf("%d letters of 30 KB in one page", n)
+	}
+	seen := map[string]bool{}
+	for _, l := range all {
+		var e struct{ ID, EventType string }
+		if err := json.Unmarshal(l.Event, &e); err != nil || e.EventType != "second" || seen[e.ID] {
+			t.Fatalf("letter %d: %v %+v", l.Seq, err, e)
+		}
+		seen[e.ID] = true
+	}
 }

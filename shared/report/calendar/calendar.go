@@ -48,10 +48,10 @@ const maxZoneName = 64
 // offsets and the machine's local zone are refused: a report's buckets
 // must mean the same wherever it is computed.
 func ParseZone(name string) (*time.Location, error) {
-	// Not echoed: the longest IANA name has 32 characters, and an error
+	// Not echoed: the longest IANA name has 32 bytes, and an error
 	// must not carry back whatever a client sent.
 	if len(name) > maxZoneName {
-		return nil, fmt.Errorf("is longer than %d characters: no IANA time zone name is (e.g. Asia/Ho_Chi_Minh)", maxZoneName)
+		return nil, fmt.Errorf("is longer than %d bytes: no IANA time zone name is (e.g. Asia/Ho_Chi_Minh)", maxZoneName)
 	}
 	// Files of the zone directory that are not zones: right/… (with leap
 	// seconds, 27 s off civil time), posix/… (copies, cached and echoed
