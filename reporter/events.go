@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/volcanion/tracking/shared/instant"
+	"github.com/volcanion/tracking/shared/natsx"
 	"time"
 
 	"github.com/volcanion/tracking/shared/apierr"
@@ -196,29 +197,15 @@ func (s *Service) eventsPage(ctx context.Context, q report.EventsQuery, after *s
 	return page, nil
 }
 
-// maxPageBytes bounds a page's events as encoded. A page is one NATS reply,
-// and the bus refuses one past its max_payload (1 MiB by default, 4 MiB in
-// nats.conf): 1,000 events of 32 KiB of metadata each could never be sent,
-// and the caller would wait for its timeout. A page holds the events that
-// fit, at least one, and nextCursor continues after them.
-const maxPageBytes = 768 << 10
+// maxPageBytes bounds a page's events as encoded (natsx.ReplyBudget): 1,000
+// events of 32 KiB of metadata each could never be sent as one reply. A
+// page holds the events that fit, at least one, and nextCursor continues
+// after them.
+const maxPageBytes, pageMargin = natsx.MaxReplyBytes, natsx.ReplyMargin
 
 // pageBytes is maxPageBytes, or less on a bus whose largest message is
-// smaller (a server's max_payload set below 1 MiB): the page, its own
-// fields and the reply's sealing fit in what is left of it.
-func (s *Service) pageBytes() int {
-	limit := maxPageBytes
-	if s.nc != nil {
-		if mp := int(s.nc.MaxPayload()) - pageMargin; mp < limit {
-			limit = max(mp, pageMargin)
-		}
-	}
-	return limit
-}
-
-// pageMargin is left of the bus's largest message for the page's own
-// fields, the last event's cursor and the reply's sealing.
-const pageMargin = 64 << 10
+// smaller.
+func (s *Service) pageBytes() int { return natsx.ReplyBudget(s.nc) }
 
 // fitting is how many of evs, from the first, come to at most budget bytes
 // encoded (at least one). Most pages are far under it: a bound of each

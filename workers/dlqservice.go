@@ -54,7 +54,7 @@ func ServeDeadLetters(nc *nats.Conn, js jetstream.JetStream, admin *admintoken.S
 	if err != nil {
 		return nil, fmt.Errorf("workers: add dead-letter service: %w", err)
 	}
-	d := &deadLetters{js: js, budget: listBudget(nc)}
+	d := &deadLetters{js: js, budget: natsx.ReplyBudget(nc)}
 	pool := natsx.NewPool(nc, dlqInFlight)
 	g := svc.AddGroup(dlqapi.Prefix)
 	list := func(ctx context.Context, req dlqapi.Request) (any, error) {
@@ -118,32 +118,10 @@ const dlqInFlight = 32
 
 type deadLetters struct {
 	js     jetstream.JetStream
-	budget int // bytes of events a page holds at most (listBudget)
+	budget int // bytes of letters a page holds at most, as encoded (natsx.ReplyBudget)
 
 	mu     sync.Mutex
 	seqKey []byte // the permutation of sequences shown to partners (seqs.go)
-}
-
-// maxListBytes bounds a page's events as encoded: a page is one NATS reply,
-// and the bus refuses one past its max_payload (1 MiB by default): 50
-// letters of 30 KiB could never be sent, and the caller would wait for its
-// timeout.
-const maxListBytes = 768 << 10
-
-// listMargin is left of the bus's largest message for a page's own fields
-// and the reply's sealing.
-const listMargin = 64 << 10
-
-// listBudget is maxListBytes, or less on a bus whose largest message is
-// smaller.
-func listBudget(nc *nats.Conn) int {
-	limit := maxListBytes
-	if nc != nil {
-		if mp := int(nc.MaxPayload()) - listMargin; mp < limit {
-			limit = max(mp, listMargin)
-		}
-	}
-	return limit
 }
 
 func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
